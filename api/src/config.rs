@@ -1,0 +1,173 @@
+//! Settings: flags over environment variables over an optional TOML file over defaults that
+//! work on a laptop. `iocloud serve --help` lists every one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use iocloud_db::DatabaseUrl;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/iocloud.db";
+
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "IOCLOUD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `postgres://…` or `sqlite://FILE`; the SQLite file and its folder are created.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, value_parser = parse_url)]
+    pub database_url: DatabaseUrl,
+
+    /// `redis://…`; unset, rate limits and pub/sub stay in this process.
+    #[arg(long, env = "REDIS_URL", value_parser = parse_url)]
+    pub redis_url: Option<DatabaseUrl>,
+
+    /// A file holding the JWT signing secret (32 bytes or more). Unset, a key is generated on
+    /// first start and kept in the database, so every replica shares it.
+    #[arg(long, env = "IOCLOUD_JWT_KEY_FILE")]
+    pub jwt_key_file: Option<PathBuf>,
+
+    /// OTLP/gRPC endpoint for traces and metrics (e.g. http://127.0.0.1:4317); unset, none are exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_endpoint: Option<String>,
+
+    /// Origins allowed by CORS, comma-separated (`*` for any); empty, no CORS headers are sent.
+    #[arg(
+        long,
+        env = "IOCLOUD_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Requests per minute allowed from one client address.
+    #[arg(long, env = "IOCLOUD_RATE_LIMIT_PER_IP", default_value_t = 1200)]
+    pub rate_limit_per_ip: u32,
+
+    /// Requests per minute allowed with one API key.
+    #[arg(long, env = "IOCLOUD_RATE_LIMIT_PER_KEY", default_value_t = 6000)]
+    pub rate_limit_per_key: u32,
+
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy you run).
+    #[arg(long, env = "IOCLOUD_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Seconds a request may take before it is answered 408.
+    #[arg(long, env = "IOCLOUD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Log format: `text` or `json`. Levels come from `RUST_LOG` (default `info`).
+    #[arg(long, env = "IOCLOUD_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// Deepest GraphQL query accepted.
+    #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_DEPTH", default_value_t = 10)]
+    pub graphql_max_depth: usize,
+
+    /// Most complex GraphQL query accepted (one point a field, lists count their page size).
+    #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_COMPLEXITY", default_value_t = 500)]
+    pub graphql_max_complexity: usize,
+}
+
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl Config {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// Settings for tests and benchmarks: loopback, the given database, generous limits.
+    pub fn for_tests(database_url: &str) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("static address"),
+            database_url: DatabaseUrl::new(database_url),
+            redis_url: None,
+            jwt_key_file: None,
+            otel_endpoint: None,
+            cors_origins: Vec::new(),
+            rate_limit_per_ip: 100_000,
+            rate_limit_per_key: 100_000,
+            trust_forwarded_for: false,
+            request_timeout_secs: 30,
+            log_format: "text".into(),
+            graphql_max_depth: 10,
+            graphql_max_complexity: 500,
+        }
+    }
+}
+
+fn parse_url(s: &str) -> Result<DatabaseUrl, String> {
+    if s.contains("://") || s.starts_with("sqlite:") {
+        Ok(DatabaseUrl::new(s))
+    } else {
+        Err("expected a URL such as postgres://user@host/db, sqlite://data/iocloud.db or redis://127.0.0.1/".into())
+    }
+}
+
+/// Reads a TOML file of settings into the environment before the flags are parsed, so the file
+/// sits below environment variables and flags. Keys are the settings' names: `listen`,
+/// `database_url`, `redis_url`, `rate_limit_per_ip`, …; a variable already set wins.
+pub fn load_file_into_env(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    for (key, value) in table {
+        let var = env_name(&key);
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        if std::env::var_os(&var).is_none() {
+            // SAFETY-free: called on the main thread before any other thread starts.
+            set_env(&var, &value);
+        }
+    }
+    Ok(())
+}
+
+fn env_name(key: &str) -> String {
+    match key {
+        "database_url" | "redis_url" => key.to_uppercase(),
+        "otel_endpoint" => "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        other => format!("IOCLOUD_{}", other.to_uppercase()),
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_env(var: &str, value: &str) {
+    // Edition 2024 marks set_var unsafe because other threads may read the environment; this
+    // runs before the runtime and its threads exist.
+    unsafe { std::env::set_var(var, value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_name("listen"), "IOCLOUD_LISTEN");
+        assert_eq!(env_name("database_url"), "DATABASE_URL");
+        assert_eq!(env_name("otel_endpoint"), "OTEL_EXPORTER_OTLP_ENDPOINT");
+    }
+
+    #[test]
+    fn config_debug_masks_passwords() {
+        let mut c = Config::for_tests("postgres://u:hunter2@h/db");
+        c.redis_url = Some(DatabaseUrl::new("redis://:topsecret@h/"));
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("topsecret"), "{s}");
+    }
+}

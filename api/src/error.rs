@@ -1,0 +1,201 @@
+//! The API's one error type. Everything a client reads is an RFC 9457 problem document with a
+//! stable `code`; the internal cause of a 5xx goes to the log only.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use iocloud_control::Error as DomainError;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
+    RateLimited { retry_after: Duration },
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInFlight,
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("the request took too long")]
+    Timeout,
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The RFC 9457 body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`urn:iocloud:problem:<code>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable; the same in GraphQL's `extensions.code`.
+    pub code: String,
+    /// For validation errors, the field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Domain(e) => domain_status(e),
+            ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidBody(_) | ApiError::IdempotencyKeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
+            ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Domain(e) => e.code(),
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
+            ApiError::RouteNotFound(_) => "not_found",
+            ApiError::Timeout => "timeout",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        match self {
+            ApiError::Domain(e) => e.is_internal(),
+            ApiError::Internal(_) => true,
+            _ => false,
+        }
+    }
+
+    /// What the client may read.
+    pub fn detail(&self) -> String {
+        if self.is_internal() {
+            "something went wrong on our side; the request id in x-request-id helps support find it"
+                .into()
+        } else {
+            self.to_string()
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let field = match self {
+            ApiError::Domain(DomainError::Validation { field, .. }) => Some(field.to_string()),
+            _ => None,
+        };
+        Problem {
+            kind: format!("urn:iocloud:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: self.code().to_string(),
+            field,
+        }
+    }
+}
+
+pub fn domain_status(e: &DomainError) -> StatusCode {
+    match e {
+        DomainError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        DomainError::Unauthenticated
+        | DomainError::InvalidCredentials
+        | DomainError::InvalidToken
+        | DomainError::TokenExpired
+        | DomainError::RefreshTokenReused => StatusCode::UNAUTHORIZED,
+        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+        DomainError::Conflict { .. } | DomainError::LastOwner => StatusCode::CONFLICT,
+        DomainError::Db(iocloud_db::DbError::NotFound) => StatusCode::NOT_FOUND,
+        DomainError::Db(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.is_internal() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let status = self.status();
+        let mut res = (status, Json(self.problem())).into_response();
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::RateLimited { retry_after } = &self {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        res
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::MalformedJson(format!("the body is not valid JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => ApiError::InvalidBody(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::UnsupportedMediaType("send the body as application/json".into())
+            }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
+                limit: crate::config::MAX_BODY_BYTES,
+            },
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::InvalidBody(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<iocloud_db::DbError> for ApiError {
+    fn from(e: iocloud_db::DbError) -> Self {
+        ApiError::Domain(DomainError::Db(e))
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,157 @@
+//! GraphQL at `/graphql` (GraphiQL on GET) and subscriptions over WebSocket at `/graphql/ws`.
+
+mod schema;
+mod types;
+
+use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
+use async_graphql::{Data, Schema};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::Extension;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::{Html, IntoResponse, Response};
+use iocloud_control::{Actor, Control};
+
+pub use schema::{MutationRoot, QueryRoot, SubscriptionRoot, gql_error};
+
+use crate::config::Config;
+use crate::middleware::audit::AuditSlot;
+use crate::state::AppState;
+
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(control)
+        .limit_depth(config.graphql_max_depth)
+        .limit_complexity(config.graphql_max_complexity)
+        .finish()
+}
+
+pub async fn graphiql() -> Html<&'static str> {
+    Html(iocloud_web::GRAPHIQL_HTML)
+}
+
+pub async fn execute(
+    State(state): State<AppState>,
+    actor: Option<Extension<Actor>>,
+    slot: Option<Extension<AuditSlot>>,
+    req: GraphQLRequest,
+) -> GraphQLResponse {
+    let mut req = req.into_inner();
+    if let Some(Extension(slot)) = slot {
+        if let Some(action) = mutation_action(&req.query, req.operation_name.as_deref()) {
+            slot.set_action(action);
+        }
+        req = req.data(slot);
+    }
+    if let Some(Extension(actor)) = actor {
+        req = req.data(actor);
+    }
+    let mut res = state.schema.execute(req).await;
+    for err in &mut res.errors {
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", classify(&err.message));
+        }
+    }
+    res.into()
+}
+
+/// Errors raised by async-graphql itself (parse, validation, limits) get codes too.
+fn classify(message: &str) -> &'static str {
+    if message.contains("nested too deep") {
+        "query_too_deep"
+    } else if message.contains("too complex") {
+        "query_too_complex"
+    } else {
+        "invalid_query"
+    }
+}
+
+/// `graphql mutation a,b` when the operation to run is a mutation, for the audit log.
+fn mutation_action(query: &str, operation: Option<&str>) -> Option<String> {
+    let doc = async_graphql::parser::parse_query(query).ok()?;
+    let op = match (&doc.operations, operation) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => {
+            ops.iter().find(|(n, _)| n.as_str() == name)?.1
+        }
+        (DocumentOperations::Multiple(_), None) => return None,
+    };
+    if op.node.ty != OperationType::Mutation {
+        return None;
+    }
+    let fields: Vec<String> = op
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .filter_map(|s| match &s.node {
+            Selection::Field(f) => Some(f.node.name.node.to_string()),
+            _ => None,
+        })
+        .collect();
+    Some(format!("graphql mutation {}", fields.join(",")))
+}
+
+/// Subscriptions (graphql-transport-ws or graphql-ws). The connection's first message carries
+/// `{"Authorization": "Bearer …"}`, checked like an HTTP request's header.
+pub async fn websocket(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let schema = state.schema.clone();
+    let control = state.control.clone();
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let mut data = Data::default();
+                    let header = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    if let Some(h) = header {
+                        let token = h
+                            .strip_prefix("Bearer ")
+                            .or_else(|| h.strip_prefix("bearer "))
+                            .unwrap_or(&h);
+                        let actor = control
+                            .authenticate(token.trim())
+                            .await
+                            .map_err(gql_error)?;
+                        data.insert(actor);
+                    }
+                    Ok(data)
+                })
+                .serve()
+        })
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutations_are_named_for_the_audit_log() {
+        assert_eq!(
+            mutation_action(
+                "mutation { createApiKey(name:\"a\", scopes:[]) { secret } }",
+                None
+            )
+            .as_deref(),
+            Some("graphql mutation createApiKey")
+        );
+        assert_eq!(mutation_action("{ me { kind } }", None), None);
+        assert_eq!(
+            mutation_action("query A { me { kind } } mutation B { logOut }", Some("B")).as_deref(),
+            Some("graphql mutation logOut")
+        );
+        assert_eq!(mutation_action("not graphql", None), None);
+    }
+}

@@ -1,0 +1,324 @@
+//! Query, mutation and subscription roots: each resolver a few lines over the same domain
+//! service the REST handler calls.
+
+use async_graphql::{Context, ErrorExtensions, Object, Subscription};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use iocloud_control::accounts::SignUp;
+use iocloud_control::api_keys::NewApiKey;
+use iocloud_control::{Actor, Control, Error as DomainError, PageRequest};
+
+use super::types::*;
+use crate::error::ApiError;
+
+type GqlResult<T> = async_graphql::Result<T>;
+
+/// A domain or API error as a GraphQL error carrying the same `code` as REST.
+pub fn gql_error(e: impl Into<ApiError>) -> async_graphql::Error {
+    let e: ApiError = e.into();
+    if matches!(e.code(), "internal") {
+        tracing::error!(error = ?e, "graphql resolver failed");
+    }
+    let (code, status, field) = {
+        let p = e.problem();
+        (p.code, p.status, p.field)
+    };
+    async_graphql::Error::new(e.detail()).extend_with(|_, ext| {
+        ext.set("code", code.clone());
+        ext.set("status", status);
+        if let Some(f) = &field {
+            ext.set("field", f.clone());
+        }
+    })
+}
+
+fn control<'a>(ctx: &Context<'a>) -> &'a Control {
+    ctx.data_unchecked::<Control>()
+}
+
+fn actor<'a>(ctx: &Context<'a>) -> GqlResult<&'a Actor> {
+    ctx.data_opt::<Actor>()
+        .ok_or_else(|| gql_error(DomainError::Unauthenticated))
+}
+
+fn page(cursor: Option<String>, limit: Option<u32>) -> GqlResult<PageRequest> {
+    PageRequest::parse(cursor.as_deref(), limit).map_err(gql_error)
+}
+
+/// List fields cost their page size times their children, so a deep list of lists is refused.
+fn list_cost(limit: &Option<u32>, child: usize) -> usize {
+    limit.unwrap_or(iocloud_control::page::DEFAULT_LIMIT) as usize * child
+}
+
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The caller.
+    async fn me(&self, ctx: &Context<'_>) -> GqlResult<GqlMe> {
+        Ok(control(ctx)
+            .me(actor(ctx)?)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    /// The organisation this request acts in.
+    async fn organization(&self, ctx: &Context<'_>) -> GqlResult<GqlOrganization> {
+        Ok(control(ctx)
+            .organization(actor(ctx)?)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<GqlPage<GqlMember>> {
+        let p = control(ctx)
+            .members(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)?;
+        Ok(GqlPage::from_page(p))
+    }
+
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn invitations(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<GqlPage<GqlInvitation>> {
+        let p = control(ctx)
+            .invitations(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)?;
+        Ok(GqlPage::from_page(p))
+    }
+
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn api_keys(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<GqlPage<GqlApiKey>> {
+        let p = control(ctx)
+            .api_keys(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)?;
+        Ok(GqlPage::from_page(p))
+    }
+
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<GqlPage<GqlAuditEvent>> {
+        let p = control(ctx)
+            .audit_events(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)?;
+        Ok(GqlPage::from_page(p))
+    }
+}
+
+pub struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    async fn sign_up(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+        name: String,
+        org_name: String,
+    ) -> GqlResult<GqlAuthSession> {
+        let s = control(ctx)
+            .sign_up(SignUp {
+                email: &email,
+                password: &password,
+                name: &name,
+                org_name: &org_name,
+            })
+            .await
+            .map_err(gql_error)?;
+        note_user(ctx, &s);
+        Ok(s.into())
+    }
+
+    async fn log_in(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        password: String,
+        org_id: Option<String>,
+    ) -> GqlResult<GqlAuthSession> {
+        let s = control(ctx)
+            .log_in(&email, &password, org_id.as_deref())
+            .await
+            .map_err(gql_error)?;
+        note_user(ctx, &s);
+        Ok(s.into())
+    }
+
+    async fn refresh(
+        &self,
+        ctx: &Context<'_>,
+        refresh_token: String,
+        org_id: Option<String>,
+    ) -> GqlResult<GqlAuthSession> {
+        let s = control(ctx)
+            .refresh(&refresh_token, org_id.as_deref())
+            .await
+            .map_err(gql_error)?;
+        note_user(ctx, &s);
+        Ok(s.into())
+    }
+
+    async fn log_out(&self, ctx: &Context<'_>) -> GqlResult<bool> {
+        control(ctx).log_out(actor(ctx)?).await.map_err(gql_error)?;
+        Ok(true)
+    }
+
+    async fn update_organization(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> GqlResult<GqlOrganization> {
+        Ok(control(ctx)
+            .rename_organization(actor(ctx)?, &name)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    async fn create_organization(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> GqlResult<GqlOrganization> {
+        Ok(control(ctx)
+            .create_organization(actor(ctx)?, &name)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    async fn change_member_role(
+        &self,
+        ctx: &Context<'_>,
+        user_id: String,
+        role: GqlRole,
+    ) -> GqlResult<GqlMember> {
+        Ok(control(ctx)
+            .change_role(actor(ctx)?, &user_id, role.into())
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    async fn remove_member(&self, ctx: &Context<'_>, user_id: String) -> GqlResult<bool> {
+        control(ctx)
+            .remove_member(actor(ctx)?, &user_id)
+            .await
+            .map_err(gql_error)?;
+        Ok(true)
+    }
+
+    async fn create_invitation(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        role: GqlRole,
+    ) -> GqlResult<GqlInvitation> {
+        Ok(control(ctx)
+            .invite(actor(ctx)?, &email, role.into())
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    async fn revoke_invitation(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlInvitation> {
+        Ok(control(ctx)
+            .revoke_invitation(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    async fn accept_invitation(
+        &self,
+        ctx: &Context<'_>,
+        token: String,
+    ) -> GqlResult<GqlMembership> {
+        Ok(control(ctx)
+            .accept_invitation(actor(ctx)?, &token)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        scopes: Vec<String>,
+        expires_in_days: Option<u32>,
+    ) -> GqlResult<GqlCreatedApiKey> {
+        let created = control(ctx)
+            .create_api_key(
+                actor(ctx)?,
+                NewApiKey {
+                    name: &name,
+                    scopes: &scopes,
+                    expires_in_days,
+                },
+            )
+            .await
+            .map_err(gql_error)?;
+        Ok(created.into())
+    }
+
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlApiKey> {
+        Ok(control(ctx)
+            .revoke_api_key(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+}
+
+/// Sign-up and login learn who acted only when they succeed; tell the audit log.
+fn note_user(ctx: &Context<'_>, s: &iocloud_control::accounts::AuthSession) {
+    if let Some(slot) = ctx.data_opt::<crate::middleware::audit::AuditSlot>() {
+        slot.set_user(&s.organization.id, &s.user.id);
+    }
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Audit events of the caller's organisation as they are recorded (owners and admins).
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+    ) -> BoxStream<'static, GqlResult<GqlAuditEvent>> {
+        let stream = match actor(ctx) {
+            Ok(actor) => control(ctx).audit_stream(actor).await.map_err(gql_error),
+            Err(e) => Err(e),
+        };
+        match stream {
+            Ok(s) => s.map(|e| Ok(GqlAuditEvent::from(e))).boxed(),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! GraphQL shapes of the domain's values: the same fields as REST, camelCased.
+
+use async_graphql::{Enum, SimpleObject};
+use iocloud_control::{Role, accounts, api_keys, audit, invitations, orgs};
+use iocloud_db::time::to_rfc3339;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(name = "Role")]
+pub enum GqlRole {
+    Owner,
+    Admin,
+    Member,
+    Billing,
+    Viewer,
+}
+
+impl From<Role> for GqlRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Owner => GqlRole::Owner,
+            Role::Admin => GqlRole::Admin,
+            Role::Member => GqlRole::Member,
+            Role::Billing => GqlRole::Billing,
+            Role::Viewer => GqlRole::Viewer,
+        }
+    }
+}
+
+impl From<GqlRole> for Role {
+    fn from(r: GqlRole) -> Self {
+        match r {
+            GqlRole::Owner => Role::Owner,
+            GqlRole::Admin => Role::Admin,
+            GqlRole::Member => Role::Member,
+            GqlRole::Billing => Role::Billing,
+            GqlRole::Viewer => Role::Viewer,
+        }
+    }
+}
+
+fn opt_time(t: Option<i64>) -> Option<String> {
+    t.map(to_rfc3339)
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "User")]
+pub struct GqlUser {
+    id: String,
+    email: String,
+    name: String,
+    is_operator: bool,
+    created_at: String,
+}
+
+impl From<accounts::User> for GqlUser {
+    fn from(u: accounts::User) -> Self {
+        GqlUser {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            is_operator: u.is_operator,
+            created_at: to_rfc3339(u.created_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Organization")]
+pub struct GqlOrganization {
+    id: String,
+    name: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<orgs::Organization> for GqlOrganization {
+    fn from(o: orgs::Organization) -> Self {
+        GqlOrganization {
+            id: o.id,
+            name: o.name,
+            created_at: to_rfc3339(o.created_at),
+            updated_at: to_rfc3339(o.updated_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Membership")]
+pub struct GqlMembership {
+    organization: GqlOrganization,
+    role: GqlRole,
+}
+
+impl From<orgs::Membership> for GqlMembership {
+    fn from(m: orgs::Membership) -> Self {
+        GqlMembership {
+            organization: m.organization.into(),
+            role: m.role.into(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Member")]
+pub struct GqlMember {
+    user_id: String,
+    email: String,
+    name: String,
+    role: GqlRole,
+    joined_at: String,
+}
+
+impl From<orgs::Member> for GqlMember {
+    fn from(m: orgs::Member) -> Self {
+        GqlMember {
+            user_id: m.user_id,
+            email: m.email,
+            name: m.name,
+            role: m.role.into(),
+            joined_at: to_rfc3339(m.joined_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Invitation")]
+pub struct GqlInvitation {
+    id: String,
+    email: String,
+    role: GqlRole,
+    invited_by: String,
+    status: String,
+    created_at: String,
+    expires_at: String,
+    accepted_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+impl From<invitations::Invitation> for GqlInvitation {
+    fn from(i: invitations::Invitation) -> Self {
+        GqlInvitation {
+            id: i.id,
+            email: i.email,
+            role: i.role.into(),
+            invited_by: i.invited_by,
+            status: i.status.to_string(),
+            created_at: to_rfc3339(i.created_at),
+            expires_at: to_rfc3339(i.expires_at),
+            accepted_at: opt_time(i.accepted_at),
+            revoked_at: opt_time(i.revoked_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "ApiKey")]
+pub struct GqlApiKey {
+    id: String,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    created_by: String,
+    status: String,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    last_used_at: Option<String>,
+}
+
+impl From<api_keys::ApiKey> for GqlApiKey {
+    fn from(k: api_keys::ApiKey) -> Self {
+        GqlApiKey {
+            id: k.id,
+            name: k.name,
+            prefix: k.prefix,
+            scopes: k.scopes.iter().map(|s| s.as_str().to_string()).collect(),
+            created_by: k.created_by,
+            status: k.status.to_string(),
+            created_at: to_rfc3339(k.created_at),
+            expires_at: opt_time(k.expires_at),
+            revoked_at: opt_time(k.revoked_at),
+            last_used_at: opt_time(k.last_used_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "CreatedApiKey")]
+pub struct GqlCreatedApiKey {
+    api_key: GqlApiKey,
+    /// Shown once.
+    secret: String,
+}
+
+impl From<api_keys::CreatedApiKey> for GqlCreatedApiKey {
+    fn from(c: api_keys::CreatedApiKey) -> Self {
+        GqlCreatedApiKey {
+            api_key: c.api_key.into(),
+            secret: c.secret,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "AuditEvent")]
+pub struct GqlAuditEvent {
+    id: String,
+    actor_type: String,
+    actor_id: Option<String>,
+    action: String,
+    target: Option<String>,
+    status: i64,
+    outcome: String,
+    request_id: String,
+    ip: Option<String>,
+    created_at: String,
+}
+
+impl From<audit::AuditEvent> for GqlAuditEvent {
+    fn from(e: audit::AuditEvent) -> Self {
+        GqlAuditEvent {
+            id: e.id,
+            actor_type: e.actor_type,
+            actor_id: e.actor_id,
+            action: e.action,
+            target: e.target,
+            status: e.status,
+            outcome: e.outcome,
+            request_id: e.request_id,
+            ip: e.ip,
+            created_at: to_rfc3339(e.created_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "AuthSession")]
+pub struct GqlAuthSession {
+    user: GqlUser,
+    organization: GqlOrganization,
+    role: GqlRole,
+    access_token: String,
+    token_type: String,
+    expires_in: i64,
+    refresh_token: String,
+}
+
+impl From<accounts::AuthSession> for GqlAuthSession {
+    fn from(s: accounts::AuthSession) -> Self {
+        GqlAuthSession {
+            user: s.user.into(),
+            organization: s.organization.into(),
+            role: s.role.into(),
+            access_token: s.access_token,
+            token_type: s.token_type.to_string(),
+            expires_in: s.expires_in,
+            refresh_token: s.refresh_token,
+        }
+    }
+}
+
+/// The caller: a user (with `user` and `memberships`) or an API key (with `apiKey`).
+#[derive(SimpleObject)]
+#[graphql(name = "Me")]
+pub struct GqlMe {
+    kind: String,
+    organization: GqlOrganization,
+    user: Option<GqlUser>,
+    role: Option<GqlRole>,
+    memberships: Vec<GqlMembership>,
+    api_key: Option<GqlApiKey>,
+}
+
+impl From<orgs::Me> for GqlMe {
+    fn from(m: orgs::Me) -> Self {
+        match m {
+            orgs::Me::User {
+                user,
+                organization,
+                role,
+                memberships,
+            } => GqlMe {
+                kind: "user".into(),
+                organization: organization.into(),
+                user: Some(user.into()),
+                role: Some(role.into()),
+                memberships: memberships.into_iter().map(Into::into).collect(),
+                api_key: None,
+            },
+            orgs::Me::ApiKey {
+                api_key,
+                organization,
+            } => GqlMe {
+                kind: "api_key".into(),
+                organization: organization.into(),
+                user: None,
+                role: None,
+                memberships: Vec::new(),
+                api_key: Some(api_key.into()),
+            },
+        }
+    }
+}
+
+/// One page of a list; pass `nextCursor` as `cursor` for the next.
+#[derive(SimpleObject)]
+#[graphql(concrete(name = "MemberPage", params(GqlMember)))]
+#[graphql(concrete(name = "InvitationPage", params(GqlInvitation)))]
+#[graphql(concrete(name = "ApiKeyPage", params(GqlApiKey)))]
+#[graphql(concrete(name = "AuditEventPage", params(GqlAuditEvent)))]
+pub struct GqlPage<T: async_graphql::OutputType> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T: async_graphql::OutputType> GqlPage<T> {
+    pub fn from_page<D>(page: iocloud_control::Page<D>) -> Self
+    where
+        T: From<D>,
+    {
+        GqlPage {
+            items: page.items.into_iter().map(T::from).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The `iocloud` server: the axum application (REST under `/v1`, GraphQL at `/graphql`), its
+//! middleware and telemetry, and the command line.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod graphql;
+pub mod metrics;
+pub mod middleware;
+mod rest;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::{Server, build_state, router};

@@ -1,0 +1,5 @@
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = iocloud_api::cli::parse();
+    iocloud_api::cli::run(cli).await
+}

@@ -1,0 +1,44 @@
+//! Request metrics, and the early refusal of bodies over the size limit.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::config::MAX_BODY_BYTES;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    state
+        .metrics
+        .record(&method, &route, res.status().as_u16(), start.elapsed());
+    res
+}
+
+/// A declared length over the limit is refused before a byte is read; extractors enforce the
+/// same limit on bodies without a declared length.
+pub async fn body_limit(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return ApiError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+        .into_response();
+    }
+    next.run(req).await
+}

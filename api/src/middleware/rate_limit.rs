@@ -1,0 +1,79 @@
+//! Rate limits per client address and per API key (GCRA), shared by every replica through
+//! Redis when it is configured. Answers 429 with `Retry-After`; every answer carries the
+//! `RateLimit` and `RateLimit-Policy` headers of the tightest bucket.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use iocloud_db::RateDecision;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::middleware::client::{bearer, client_ip};
+use crate::state::AppState;
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
+    let mut checks = Vec::with_capacity(2);
+    if let Some(ip) = client_ip(&req, state.config.trust_forwarded_for) {
+        checks.push((format!("rl:ip:{ip}"), state.config.rate_limit_per_ip));
+    }
+    if let Some(Ok(token)) = bearer(req.headers())
+        && token.starts_with(iocloud_control::api_keys::KEY_PREFIX)
+    {
+        // The bucket is named by a hash, so the key itself never reaches Redis.
+        let digest = hex::encode(&Sha256::digest(token.as_bytes())[..12]);
+        checks.push((format!("rl:key:{digest}"), state.config.rate_limit_per_key));
+    }
+    let mut tightest: Option<RateDecision> = None;
+    for (bucket, per_minute) in checks {
+        match state
+            .control
+            .kv
+            .rate_limit(&bucket, per_minute, WINDOW)
+            .await
+        {
+            Ok(d) if !d.allowed => {
+                let mut res = ApiError::RateLimited {
+                    retry_after: d.retry_after.unwrap_or(Duration::from_secs(1)),
+                }
+                .into_response();
+                set_headers(res.headers_mut(), &d);
+                return res;
+            }
+            Ok(d) => {
+                if tightest.is_none_or(|t| d.remaining < t.remaining) {
+                    tightest = Some(d);
+                }
+            }
+            // A rate limiter that cannot be reached must not take the API down with it.
+            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; request let through"),
+        }
+    }
+    let mut res = next.run(req).await;
+    if let Some(d) = tightest {
+        set_headers(res.headers_mut(), &d);
+    }
+    res
+}
+
+fn set_headers(headers: &mut HeaderMap, d: &RateDecision) {
+    let reset = d.reset_after.as_secs() + u64::from(d.reset_after.subsec_nanos() > 0);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "limit={}, remaining={}, reset={reset}",
+        d.limit, d.remaining
+    )) {
+        headers.insert("ratelimit", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{};w={}", d.limit, WINDOW.as_secs())) {
+        headers.insert("ratelimit-policy", v);
+    }
+}

@@ -1,0 +1,55 @@
+//! REST under `/v1`: thin handlers over the domain services, described by the OpenAPI document.
+
+mod api_keys;
+mod audit;
+mod auth;
+mod members;
+mod org;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "IO Cloud API", description = "The control plane of a decentralized GPU cloud. Authenticate with `Authorization: Bearer <access token or API key>`. Errors are RFC 9457 problem documents with a stable `code`."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    components(schemas(crate::error::Problem)),
+    tags(
+        (name = "auth", description = "Sign-up, login and sessions"),
+        (name = "org", description = "The organisation, its members and invitations"),
+        (name = "api-keys", description = "API keys"),
+        (name = "audit", description = "The audit log"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or ioc_ API key")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The `/v1` routes and their OpenAPI document.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(auth::router())
+        .merge(org::router())
+        .merge(members::router())
+        .merge(api_keys::router())
+        .merge(audit::router())
+}

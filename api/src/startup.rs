@@ -1,0 +1,256 @@
+//! Building the application (used by `iocloud serve`, the tests and the benchmarks alike) and
+//! serving it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use iocloud_control::Control;
+use iocloud_control::jwt::JwtKeys;
+use iocloud_db::{Db, Kv};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, MAX_BODY_BYTES};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::middleware::{audit, auth, idempotency, observe, rate_limit};
+use crate::state::AppState;
+use crate::{graphql, rest};
+
+/// Connects the database (migrating it) and Redis or its stand-in, and loads the signing keys.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    let kv = match &config.redis_url {
+        Some(url) => Kv::connect(url).await?,
+        None => Kv::memory(),
+    };
+    let configured_key = match &config.jwt_key_file {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let jwt = JwtKeys::load(&db, configured_key.as_deref()).await?;
+    let control = Control::new(db, kv, jwt);
+    let schema = graphql::build_schema(control.clone(), &config);
+    Ok(AppState {
+        control,
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::default()),
+        schema,
+    })
+}
+
+/// The whole HTTP surface with its middleware.
+pub fn router(state: AppState) -> Router {
+    let (v1, openapi) = rest::router().split_for_parts();
+    let openapi = Arc::new(openapi);
+
+    // Routes that act for a caller: audited, authenticated, idempotent. Layers listed last run first.
+    let api = v1
+        .route("/graphql", get(graphql::graphiql).post(graphql::execute))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
+
+    let public = Router::new()
+        .route("/", get(|| async { Redirect::temporary("/console/") }))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
+        .route("/console/", get(console))
+        .route("/console/{*rest}", get(console))
+        .route("/assets/{*path}", get(asset))
+        .route("/graphql/ws", get(graphql::websocket))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/docs", get(|| async { Html(iocloud_web::REFERENCE_HTML) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { Json(openapi.as_ref().clone()) }),
+        );
+
+    let cors = cors(&state.config.cors_origins);
+    let timeout = state.config.request_timeout();
+    api.merge(public)
+        .fallback(not_found)
+        .layer(middleware::from_fn(observe::body_limit))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe::metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(cors)
+                .layer(CompressionLayer::new())
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+                .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit)),
+        )
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<&String> = origins.iter().filter(|o| !o.is_empty()).collect();
+    let base = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            "idempotency-key".parse().expect("static header"),
+        ])
+        .expose_headers([
+            "x-request-id".parse().expect("static header"),
+            header::RETRY_AFTER,
+        ]);
+    if origins.iter().any(|o| o.as_str() == "*") {
+        base.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        base.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+async fn console() -> Html<&'static str> {
+    Html(iocloud_web::CONSOLE_HTML)
+}
+
+async fn asset(Path(path): Path<String>) -> Response {
+    iocloud_web::asset(&path)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().chars().take(200).collect())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the database and (if configured) Redis answer.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = state.control.db.ping().await;
+    let kv = state.control.kv.ping().await;
+    let body = serde_json::json!({
+        "database": if db.is_ok() { "ok" } else { "unavailable" },
+        "redis": match (&kv, state.control.kv.is_shared()) { (Ok(_), true) => "ok", (Ok(_), false) => "in-process", (Err(_), _) => "unavailable" },
+    });
+    let status = if db.is_ok() && kv.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// A running server: where it listens, and a handle to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `config.listen` (port 0 for any free port) and serves in the background.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let listen = config.listen;
+        let state = build_state(config).await?;
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.state.control.db.close().await;
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await??;
+        self.state.control.db.close().await;
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,66 @@
+use crate::permissions::{Action, Role, Scope, role_allows, scopes_allow};
+use crate::{Error, Result};
+
+/// Who is calling, and in which organisation. Every tenant-scoped service method takes one.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub principal: Principal,
+    /// The one organisation this request acts in.
+    pub org_id: String,
+    pub is_operator: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// A signed-in user, through an access token of session `session_id`.
+    User {
+        user_id: String,
+        session_id: String,
+        role: Role,
+    },
+    /// An API key bound to the actor's organisation.
+    ApiKey { key_id: String, scopes: Vec<Scope> },
+}
+
+impl Actor {
+    /// Refuses with 403 `forbidden` unless the permission table allows `action`.
+    pub fn authorize(&self, action: Action) -> Result<()> {
+        let allowed = match &self.principal {
+            Principal::User { role, .. } => role_allows(*role, action),
+            Principal::ApiKey { scopes, .. } => scopes_allow(scopes, action),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(action.describe()))
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::User { user_id, .. } => Some(user_id),
+            Principal::ApiKey { .. } => None,
+        }
+    }
+
+    /// The user's role, or `None` for an API key.
+    pub fn role(&self) -> Option<Role> {
+        match &self.principal {
+            Principal::User { role, .. } => Some(*role),
+            Principal::ApiKey { .. } => None,
+        }
+    }
+
+    /// `("user", id)` or `("api_key", id)`, for the audit log.
+    pub fn audit_identity(&self) -> (&'static str, &str) {
+        match &self.principal {
+            Principal::User { user_id, .. } => ("user", user_id),
+            Principal::ApiKey { key_id, .. } => ("api_key", key_id),
+        }
+    }
+
+    /// The id recorded as creator of what this actor makes.
+    pub fn id(&self) -> &str {
+        self.audit_identity().1
+    }
+}

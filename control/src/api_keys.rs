@@ -1,0 +1,256 @@
+//! API keys: bound to one organisation, with scopes and an optional expiry. The secret is shown
+//! once at creation; the database keeps its SHA-256.
+
+use iocloud_db::time::{MICROS_PER_SEC, now_micros, serde_rfc3339};
+use iocloud_db::{DbError, db_run, ids::new_id};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::permissions::Scope;
+use crate::types::parse_name;
+use crate::{Action, Actor, Control, Error, Page, PageRequest, Result, secrets};
+
+pub const KEY_PREFIX: &str = "ioc_";
+/// `last_used_at` is written at most this often per key, so an authenticated request does not
+/// cost a write.
+const LAST_USED_RESOLUTION_MICROS: i64 = 60 * MICROS_PER_SEC;
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    /// The first characters of the secret, to tell keys apart.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    /// The user who created it.
+    pub created_by: String,
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<i64>,
+    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<i64>,
+    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<i64>,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+}
+
+/// A key just created: the only time its secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    pub api_key: ApiKey,
+    /// Shown once. Send it as `Authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+pub struct NewApiKey<'a> {
+    pub name: &'a str,
+    pub scopes: &'a [String],
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    pub(crate) id: String,
+    pub(crate) org_id: String,
+    name: String,
+    prefix: String,
+    key_hash: String,
+    pub(crate) scopes: String,
+    created_by: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at, revoked_at, last_used_at";
+
+impl KeyRow {
+    fn into_key(self, now: i64) -> ApiKey {
+        let status = if self.revoked_at.is_some() {
+            "revoked"
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        ApiKey {
+            id: self.id,
+            name: self.name,
+            prefix: self.prefix,
+            scopes: self.scopes.split(',').filter_map(Scope::parse).collect(),
+            created_by: self.created_by,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_used_at: self.last_used_at,
+            status,
+        }
+    }
+}
+
+pub(crate) struct AuthenticatedKey {
+    pub(crate) id: String,
+    pub(crate) org_id: String,
+    pub(crate) scopes: Vec<String>,
+}
+
+impl Control {
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        input: NewApiKey<'_>,
+    ) -> Result<CreatedApiKey> {
+        actor.authorize(Action::ApiKeysManage)?;
+        let name = parse_name("name", input.name)?;
+        if input.scopes.is_empty() {
+            return Err(Error::validation(
+                "scopes",
+                "name at least one of read, write, admin",
+            ));
+        }
+        let mut scopes = Vec::new();
+        for s in input.scopes {
+            let scope = Scope::parse(s).ok_or_else(|| {
+                Error::validation(
+                    "scopes",
+                    format!("unknown scope {s:?}; use read, write or admin"),
+                )
+            })?;
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        scopes.sort();
+        let now = now_micros();
+        let expires_at = match input.expires_in_days {
+            Some(0) | Some(3651..) => {
+                return Err(Error::validation(
+                    "expires_in_days",
+                    "must be between 1 and 3650",
+                ));
+            }
+            Some(d) => Some(now + i64::from(d) * 86_400 * MICROS_PER_SEC),
+            None => None,
+        };
+        let secret = secrets::generate(KEY_PREFIX);
+        let id = new_id("key");
+        let prefix: String = secret.chars().take(12).collect();
+        let scope_text = scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        db_run!(&self.db, |p| {
+            sqlx::query(
+                "INSERT INTO api_keys (id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&id).bind(&actor.org_id).bind(&name).bind(&prefix).bind(secrets::hash(&secret))
+            .bind(&scope_text).bind(actor.id()).bind(now).bind(expires_at)
+            .execute(p).await.map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        let api_key = self.api_key(actor, &id).await?;
+        Ok(CreatedApiKey { api_key, secret })
+    }
+
+    pub async fn api_keys(&self, actor: &Actor, page: &PageRequest) -> Result<Page<ApiKey>> {
+        actor.authorize(Action::ApiKeysRead)?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
+        let rows: Vec<KeyRow> = db_run!(&self.db, |p| {
+            sqlx::query_as(&sql)
+                .bind(&actor.org_id)
+                .bind(page.after_id())
+                .bind(page.fetch_limit())
+                .fetch_all(p)
+                .await
+        })
+        .map_err(DbError::from)?;
+        let now = now_micros();
+        Ok(Page::from_rows(rows, page, |r| &r.id).map(|r| r.into_key(now)))
+    }
+
+    /// One key of the actor's organisation. A key's own holder may always read it.
+    pub async fn api_key(&self, actor: &Actor, key_id: &str) -> Result<ApiKey> {
+        let own =
+            matches!(&actor.principal, crate::Principal::ApiKey { key_id: k, .. } if k == key_id);
+        if !own {
+            actor.authorize(Action::ApiKeysRead)?;
+        }
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND id = $2");
+        let row: Option<KeyRow> = db_run!(&self.db, |p| {
+            sqlx::query_as(&sql)
+                .bind(&actor.org_id)
+                .bind(key_id)
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(DbError::from)?;
+        Ok(row
+            .ok_or(Error::NotFound("api key"))?
+            .into_key(now_micros()))
+    }
+
+    /// Revokes a key; revoking a revoked key changes nothing.
+    pub async fn revoke_api_key(&self, actor: &Actor, key_id: &str) -> Result<ApiKey> {
+        actor.authorize(Action::ApiKeysManage)?;
+        let key = self.api_key(actor, key_id).await?;
+        if key.revoked_at.is_none() {
+            db_run!(&self.db, |p| {
+                sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL")
+                    .bind(now_micros()).bind(&actor.org_id).bind(key_id).execute(p).await.map(|r| r.rows_affected())
+            })
+            .map_err(DbError::from)?;
+        }
+        self.api_key(actor, key_id).await
+    }
+
+    /// Finds a live key by its secret, noting when it was last used.
+    pub(crate) async fn api_key_by_secret(&self, secret: &str) -> Result<AuthenticatedKey> {
+        let hash = secrets::hash(secret);
+        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
+        let row: Option<KeyRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(&hash)
+            .fetch_optional(p)
+            .await)
+        .map_err(DbError::from)?;
+        let row = row
+            .filter(|r| secrets::hashes_equal(&r.key_hash, &hash))
+            .ok_or(Error::InvalidToken)?;
+        let now = now_micros();
+        if row.revoked_at.is_some() {
+            return Err(Error::InvalidToken);
+        }
+        if row.expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::TokenExpired);
+        }
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t > LAST_USED_RESOLUTION_MICROS)
+        {
+            let stale = now - LAST_USED_RESOLUTION_MICROS;
+            let result = db_run!(&self.db, |p| {
+                sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
+                    .bind(now).bind(&row.id).bind(stale).execute(p).await.map(|r| r.rows_affected())
+            });
+            // Losing this write costs only precision in `last_used_at`; the request goes on.
+            if let Err(e) = result {
+                tracing::warn!(error = %e, key_id = row.id, "could not record api key use");
+            }
+        }
+        Ok(AuthenticatedKey {
+            id: row.id,
+            org_id: row.org_id,
+            scopes: row.scopes.split(',').map(String::from).collect(),
+        })
+    }
+}

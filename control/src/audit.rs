@@ -1,0 +1,120 @@
+//! The audit log: every state-changing request, who made it, in which organisation, and how it
+//! ended. It records route templates and ids, never bodies, so it never holds a secret.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use iocloud_db::time::{now_micros, serde_rfc3339};
+use iocloud_db::{DbError, db_run, ids::new_id};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{Action, Actor, Control, Page, PageRequest, Result};
+
+#[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct AuditEvent {
+    pub id: String,
+    /// `user`, `api_key` or `anonymous`.
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    /// What was asked, e.g. `POST /v1/api-keys`.
+    pub action: String,
+    /// The id the request addressed, when there was one.
+    pub target: Option<String>,
+    /// The HTTP status answered.
+    pub status: i64,
+    /// `success`, `denied` or `failure`.
+    pub outcome: String,
+    pub request_id: String,
+    pub ip: Option<String>,
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+}
+
+/// One event to record; the adapters fill it from the request and its answer.
+#[derive(Debug, Default)]
+pub struct NewAuditEvent {
+    pub org_id: Option<String>,
+    pub actor_type: &'static str,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub status: u16,
+    pub request_id: String,
+    pub ip: Option<String>,
+}
+
+impl Control {
+    pub async fn record_audit(&self, e: NewAuditEvent) -> Result<()> {
+        let outcome = match e.status {
+            200..=399 => "success",
+            401 | 403 => "denied",
+            _ => "failure",
+        };
+        let id = new_id("aud");
+        db_run!(&self.db, |p| {
+            sqlx::query(
+                "INSERT INTO audit_events (id, org_id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&id).bind(&e.org_id).bind(e.actor_type).bind(&e.actor_id).bind(&e.action).bind(&e.target)
+            .bind(i64::from(e.status)).bind(outcome).bind(&e.request_id).bind(&e.ip).bind(now_micros())
+            .execute(p).await.map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        if let Some(org) = &e.org_id
+            && let Err(err) = self.kv.publish(&channel(org), &id).await
+        {
+            tracing::warn!(error = %err, "could not publish audit event");
+        }
+        Ok(())
+    }
+
+    /// Audit events of the actor's organisation from now on, as other replicas record them too.
+    pub async fn audit_stream(&self, actor: &Actor) -> Result<BoxStream<'static, AuditEvent>> {
+        actor.authorize(Action::AuditRead)?;
+        let ids = self.kv.subscribe(&channel(&actor.org_id)).await?;
+        let this = self.clone();
+        let org = actor.org_id.clone();
+        Ok(ids
+            .filter_map(move |id| {
+                let this = this.clone();
+                let org = org.clone();
+                async move { this.audit_event(&org, &id).await.ok() }
+            })
+            .boxed())
+    }
+
+    async fn audit_event(&self, org_id: &str, id: &str) -> Result<AuditEvent> {
+        let row: Option<AuditEvent> = db_run!(&self.db, |p| {
+            sqlx::query_as(
+                "SELECT id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at \
+                 FROM audit_events WHERE org_id = $1 AND id = $2",
+            )
+            .bind(org_id).bind(id).fetch_optional(p).await
+        })
+        .map_err(DbError::from)?;
+        row.ok_or(crate::Error::NotFound("audit event"))
+    }
+
+    pub async fn audit_events(
+        &self,
+        actor: &Actor,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEvent>> {
+        actor.authorize(Action::AuditRead)?;
+        let rows: Vec<AuditEvent> = db_run!(&self.db, |p| {
+            sqlx::query_as(
+                "SELECT id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at \
+                 FROM audit_events WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            )
+            .bind(&actor.org_id).bind(page.after_id()).bind(page.fetch_limit()).fetch_all(p).await
+        })
+        .map_err(DbError::from)?;
+        Ok(Page::from_rows(rows, page, |r| &r.id))
+    }
+}
+
+fn channel(org_id: &str) -> String {
+    format!("audit:{org_id}")
+}

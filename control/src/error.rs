@@ -1,0 +1,73 @@
+use iocloud_db::DbError;
+
+/// The domain's error. Each variant has a stable `code` that REST (problem+json) and GraphQL
+/// (`extensions.code`) both carry; the message is written for the client. Internal causes
+/// (`Db`, `Internal`) are logged by the adapter, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    #[error("no credentials were given")]
+    Unauthenticated,
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("the token is invalid")]
+    InvalidToken,
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("this refresh token was already used; the session has been revoked")]
+    RefreshTokenReused,
+    #[error("your role does not allow {0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("an organisation must keep at least one owner")]
+    LastOwner,
+    #[error("internal error")]
+    Db(#[from] DbError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Validation { .. } => "validation_failed",
+            Error::Unauthenticated => "unauthenticated",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::InvalidToken => "invalid_token",
+            Error::TokenExpired => "token_expired",
+            Error::RefreshTokenReused => "refresh_token_reused",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict { code, .. } => code,
+            Error::LastOwner => "last_owner",
+            Error::Db(DbError::NotFound) => "not_found",
+            Error::Db(_) | Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// True for errors whose detail must not reach the client.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Db(e) if !matches!(e, DbError::NotFound))
+            || matches!(self, Error::Internal(_))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Db(DbError::from(e))
+    }
+}

@@ -1,0 +1,47 @@
+/// The storage layer's error. `NotFound` and `Conflict` are split out so the layers above can
+/// answer 404 / 409 without matching on driver messages.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("row not found")]
+    NotFound,
+    /// A unique or check constraint refused the write.
+    #[error("conflicting row: {0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Sql(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("key-value store error: {0}")]
+    Kv(#[from] redis::RedisError),
+    #[error("invalid database url: {0}")]
+    BadUrl(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => DbError::NotFound,
+            sqlx::Error::Database(ref d) if d.is_unique_violation() => {
+                DbError::Conflict(d.message().to_string())
+            }
+            other => DbError::Sql(other),
+        }
+    }
+}
+
+impl DbError {
+    /// SQLite reports a busy database, Postgres a serialization failure or deadlock: the
+    /// transaction did nothing and may simply be retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DbError::Sql(sqlx::Error::Database(d)) => {
+                matches!(
+                    d.code().as_deref(),
+                    Some("5" | "6" | "517" | "40001" | "40P01")
+                )
+            }
+            DbError::Sql(sqlx::Error::PoolTimedOut) => true,
+            _ => false,
+        }
+    }
+}

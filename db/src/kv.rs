@@ -1,0 +1,289 @@
+//! What replicas share: rate-limit buckets, short-lived values and pub/sub.
+//!
+//! With `REDIS_URL` set this is Redis, so every replica sees the same buckets and messages;
+//! without it an in-process stand-in gives the same behaviour to a single replica.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use parking_lot::Mutex;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::broadcast;
+
+use crate::{DatabaseUrl, Result, time::now_micros};
+
+/// The outcome of one rate-limit check (GCRA: a token bucket without a refill timer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    /// Requests allowed per period (and the burst size).
+    pub limit: u32,
+    /// Requests that could still be made right now.
+    pub remaining: u32,
+    /// Time until the bucket is full again.
+    pub reset_after: Duration,
+    /// For a refused request, how long until one would be allowed.
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub enum Kv {
+    Redis {
+        conn: ConnectionManager,
+        client: redis::Client,
+    },
+    Memory(Arc<Memory>),
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kv::Redis { .. } => "Kv::Redis",
+            Kv::Memory(_) => "Kv::Memory",
+        })
+    }
+}
+
+/// The in-process stand-in for Redis.
+#[derive(Default)]
+pub struct Memory {
+    buckets: Mutex<HashMap<String, i64>>,
+    values: Mutex<HashMap<String, (String, i64)>>,
+    channels: Mutex<HashMap<String, broadcast::Sender<String>>>,
+}
+
+// GCRA in one round trip. KEYS[1] = bucket; ARGV = emission interval (µs), burst.
+// Redis's own clock is used so replicas with skewed clocks agree.
+const GCRA_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local over = new_tat - now - burst * interval
+if over > 0 then
+  return {0, over, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, new_tat - now, 0}
+"#;
+
+impl Kv {
+    pub fn memory() -> Kv {
+        Kv::Memory(Arc::new(Memory::default()))
+    }
+
+    pub async fn connect(url: &DatabaseUrl) -> Result<Kv> {
+        let client = redis::Client::open(url.expose())?;
+        let conn = ConnectionManager::new(client.clone()).await?;
+        Ok(Kv::Redis { conn, client })
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Kv::Redis { .. })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        if let Kv::Redis { conn, .. } = self {
+            let mut c = conn.clone();
+            let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes one request from the bucket `key`, which allows `limit` requests per `period` with
+    /// bursts of up to `limit`.
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        period: Duration,
+    ) -> Result<RateDecision> {
+        let limit = limit.max(1);
+        let interval = (period.as_micros() as i64 / i64::from(limit)).max(1);
+        let (allowed, span, wait) = match self {
+            Kv::Memory(m) => m.gcra(key, interval, limit, now_micros()),
+            Kv::Redis { conn, .. } => {
+                let mut c = conn.clone();
+                let (ok, a, b): (i64, i64, i64) = redis::Script::new(GCRA_LUA)
+                    .key(key)
+                    .arg(interval)
+                    .arg(limit)
+                    .invoke_async(&mut c)
+                    .await?;
+                if ok == 1 { (true, a, 0) } else { (false, b, a) }
+            }
+        };
+        Ok(decision(allowed, span, wait, interval, limit))
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>> {
+        match self {
+            Kv::Memory(m) => {
+                let values = m.values.lock();
+                Ok(values
+                    .get(key)
+                    .filter(|(_, exp)| *exp > now_micros())
+                    .map(|(v, _)| v.clone()))
+            }
+            Kv::Redis { conn, .. } => Ok(conn.clone().get(key).await?),
+        }
+    }
+
+    pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
+        match self {
+            Kv::Memory(m) => {
+                let mut values = m.values.lock();
+                let now = now_micros();
+                if values.len() > 10_000 {
+                    values.retain(|_, (_, exp)| *exp > now);
+                }
+                values.insert(
+                    key.to_string(),
+                    (value.to_string(), now + ttl.as_micros() as i64),
+                );
+                Ok(())
+            }
+            Kv::Redis { conn, .. } => {
+                let ms = ttl.as_millis().max(1) as u64;
+                let _: () = conn.clone().pset_ex(key, value, ms).await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn del(&self, key: &str) -> Result<()> {
+        match self {
+            Kv::Memory(m) => {
+                m.values.lock().remove(key);
+                Ok(())
+            }
+            Kv::Redis { conn, .. } => {
+                let _: () = conn.clone().del(key).await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<()> {
+        match self {
+            Kv::Memory(m) => {
+                if let Some(tx) = m.channels.lock().get(channel) {
+                    let _ = tx.send(message.to_string());
+                }
+                Ok(())
+            }
+            Kv::Redis { conn, .. } => {
+                let _: () = conn.clone().publish(channel, message).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Messages published on `channel` from now on (by any replica, with Redis).
+    pub async fn subscribe(&self, channel: &str) -> Result<BoxStream<'static, String>> {
+        match self {
+            Kv::Memory(m) => {
+                let rx = m
+                    .channels
+                    .lock()
+                    .entry(channel.to_string())
+                    .or_insert_with(|| broadcast::channel(256).0)
+                    .subscribe();
+                let stream = futures::stream::unfold(rx, |mut rx| async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(msg) => return Some((msg, rx)),
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(broadcast::error::RecvError::Closed) => return None,
+                        }
+                    }
+                });
+                Ok(stream.boxed())
+            }
+            Kv::Redis { client, .. } => {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe(channel).await?;
+                Ok(pubsub
+                    .into_on_message()
+                    .filter_map(|m| async move { m.get_payload::<String>().ok() })
+                    .boxed())
+            }
+        }
+    }
+}
+
+impl Memory {
+    /// Same algorithm as `GCRA_LUA`; returns (allowed, span, wait) in microseconds.
+    fn gcra(&self, key: &str, interval: i64, burst: u32, now: i64) -> (bool, i64, i64) {
+        let mut buckets = self.buckets.lock();
+        if buckets.len() > 50_000 {
+            buckets.retain(|_, tat| *tat > now);
+        }
+        let tat = buckets.get(key).copied().unwrap_or(now).max(now);
+        let new_tat = tat + interval;
+        let over = new_tat - now - i64::from(burst) * interval;
+        if over > 0 {
+            return (false, tat - now, over);
+        }
+        buckets.insert(key.to_string(), new_tat);
+        (true, new_tat - now, 0)
+    }
+}
+
+fn decision(allowed: bool, span: i64, wait: i64, interval: i64, limit: u32) -> RateDecision {
+    let capacity = i64::from(limit) * interval;
+    let remaining = ((capacity - span) / interval).clamp(0, i64::from(limit)) as u32;
+    RateDecision {
+        allowed,
+        limit,
+        remaining: if allowed { remaining } else { 0 },
+        reset_after: Duration::from_micros(span.max(0) as u64),
+        retry_after: (!allowed).then(|| Duration::from_micros(wait.max(1) as u64)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_allows_a_burst_then_refuses_until_refilled() {
+        let m = Memory::default();
+        let interval = 100_000; // 10 per second
+        let now = 1_000_000_000;
+        for i in 0..10 {
+            let (ok, span, _) = m.gcra("k", interval, 10, now);
+            assert!(ok, "request {i} of the burst");
+            let d = decision(ok, span, 0, interval, 10);
+            assert_eq!(d.remaining, 9 - i);
+        }
+        let (ok, _, wait) = m.gcra("k", interval, 10, now);
+        assert!(!ok);
+        assert_eq!(wait, interval);
+        // One interval later one request fits again, and only one.
+        assert!(m.gcra("k", interval, 10, now + interval).0);
+        assert!(!m.gcra("k", interval, 10, now + interval).0);
+        // Other keys are independent.
+        assert!(m.gcra("other", interval, 10, now).0);
+    }
+
+    #[tokio::test]
+    async fn memory_values_expire_and_pubsub_delivers() {
+        let kv = Kv::memory();
+        kv.set_ex("a", "1", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(kv.get("a").await.unwrap().as_deref(), Some("1"));
+        kv.set_ex("b", "2", Duration::from_micros(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(kv.get("b").await.unwrap(), None);
+        let mut sub = kv.subscribe("ch").await.unwrap();
+        kv.publish("ch", "hello").await.unwrap();
+        assert_eq!(sub.next().await.as_deref(), Some("hello"));
+    }
+}

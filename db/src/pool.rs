@@ -1,0 +1,175 @@
+//! One pool type over the two engines, and the macros that run one query text on either.
+//!
+//! We write portable SQL (`$1` placeholders, `ON CONFLICT`, `RETURNING`) and bind with runtime
+//! `sqlx::query_as`. [`db_run!`] expands its body once per engine, so the same code is type-checked
+//! against both drivers; where the engines truly differ, match on [`Db`] directly.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+use crate::{DatabaseUrl, DbError, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// The SQL pool: SQLite (the embedded default) or Postgres (production).
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open write transaction on either engine. Dropping it without `commit` rolls back.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$conn` bound to the pool of whichever engine `$db` is.
+#[macro_export]
+macro_rules! db_run {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($conn) => $body,
+            $crate::Db::Postgres($conn) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the connection of an open [`Tx`].
+#[macro_export]
+macro_rules! tx_run {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Opens the pool named by `url`: `postgres://…` or `sqlite:…`. A SQLite file and its folder
+    /// are created when missing.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Db> {
+        let raw = url.expose();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            let opts =
+                PgConnectOptions::from_str(raw).map_err(|e| DbError::BadUrl(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else if raw.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(raw)
+                .map_err(|e| DbError::BadUrl(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(15));
+            if let Some(parent) = opts.get_filename().parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    DbError::BadUrl(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(15))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            Err(DbError::BadUrl(format!(
+                "{url}: expected postgres://… or sqlite:…"
+            )))
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Applies every pending migration. One set of migrations serves both engines.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = sqlx::migrate!("./migrations");
+        db_run!(self, |p| migrator.run(p).await)?;
+        Ok(())
+    }
+
+    /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up
+    /// front, so a read-then-write transaction cannot fail half-way on a lock upgrade.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A trivial round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        db_run!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        db_run!(self, |p| p.close().await)
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_file_is_created_and_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::new(format!("sqlite://{}/sub/x.db", dir.path().display()));
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        db.migrate().await.unwrap();
+        db.ping().await.unwrap();
+        assert_eq!(db.engine(), Engine::Sqlite);
+        assert!(dir.path().join("sub/x.db").exists());
+    }
+
+    #[tokio::test]
+    async fn rejects_unknown_schemes() {
+        let err = Db::connect(&DatabaseUrl::new("mysql://x"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, DbError::BadUrl(_)));
+    }
+}
