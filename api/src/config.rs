@@ -24,6 +24,10 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL", value_parser = parse_url)]
     pub redis_url: Option<DatabaseUrl>,
 
+    /// Prefix of every Redis key and channel this deployment uses.
+    #[arg(long, env = "IOCLOUD_REDIS_PREFIX", default_value = "iocloud:")]
+    pub redis_prefix: String,
+
     /// A file holding the JWT signing secret (32 bytes or more). Unset, a key is generated on
     /// first start and kept in the database, so every replica shares it.
     #[arg(long, env = "IOCLOUD_JWT_KEY_FILE")]
@@ -84,6 +88,7 @@ impl Config {
             listen: "127.0.0.1:0".parse().expect("static address"),
             database_url: DatabaseUrl::new(database_url),
             redis_url: None,
+            redis_prefix: "iocloud:".into(),
             jwt_key_file: None,
             otel_endpoint: None,
             cors_origins: Vec::new(),

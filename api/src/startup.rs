@@ -32,7 +32,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
     let kv = match &config.redis_url {
-        Some(url) => Kv::connect(url).await?,
+        Some(url) => Kv::connect(url, &config.redis_prefix).await?,
         None => Kv::memory(),
     };
     let configured_key = match &config.jwt_key_file {

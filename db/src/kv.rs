@@ -35,6 +35,8 @@ pub enum Kv {
     Redis {
         conn: ConnectionManager,
         client: redis::Client,
+        /// Put before every key and channel, so deployments (and test runs) can share a server.
+        prefix: Arc<str>,
     },
     Memory(Arc<Memory>),
 }
@@ -79,10 +81,22 @@ impl Kv {
         Kv::Memory(Arc::new(Memory::default()))
     }
 
-    pub async fn connect(url: &DatabaseUrl) -> Result<Kv> {
+    pub async fn connect(url: &DatabaseUrl, prefix: &str) -> Result<Kv> {
         let client = redis::Client::open(url.expose())?;
         let conn = ConnectionManager::new(client.clone()).await?;
-        Ok(Kv::Redis { conn, client })
+        Ok(Kv::Redis {
+            conn,
+            client,
+            prefix: prefix.into(),
+        })
+    }
+
+    /// The name a key has in the store.
+    fn name(&self, key: &str) -> String {
+        match self {
+            Kv::Redis { prefix, .. } => format!("{prefix}{key}"),
+            Kv::Memory(_) => key.to_string(),
+        }
     }
 
     pub fn is_shared(&self) -> bool {
@@ -105,6 +119,7 @@ impl Kv {
         limit: u32,
         period: Duration,
     ) -> Result<RateDecision> {
+        let key = &self.name(key);
         let limit = limit.max(1);
         let interval = (period.as_micros() as i64 / i64::from(limit)).max(1);
         let (allowed, span, wait) = match self {
@@ -124,6 +139,7 @@ impl Kv {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
+        let key = &self.name(key);
         match self {
             Kv::Memory(m) => {
                 let values = m.values.lock();
@@ -137,6 +153,7 @@ impl Kv {
     }
 
     pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
+        let key = &self.name(key);
         match self {
             Kv::Memory(m) => {
                 let mut values = m.values.lock();
@@ -159,6 +176,7 @@ impl Kv {
     }
 
     pub async fn del(&self, key: &str) -> Result<()> {
+        let key = &self.name(key);
         match self {
             Kv::Memory(m) => {
                 m.values.lock().remove(key);
@@ -172,6 +190,7 @@ impl Kv {
     }
 
     pub async fn publish(&self, channel: &str, message: &str) -> Result<()> {
+        let channel = &self.name(channel);
         match self {
             Kv::Memory(m) => {
                 if let Some(tx) = m.channels.lock().get(channel) {
@@ -188,6 +207,7 @@ impl Kv {
 
     /// Messages published on `channel` from now on (by any replica, with Redis).
     pub async fn subscribe(&self, channel: &str) -> Result<BoxStream<'static, String>> {
+        let channel = &self.name(channel);
         match self {
             Kv::Memory(m) => {
                 let rx = m
@@ -285,5 +305,40 @@ mod tests {
         let mut sub = kv.subscribe("ch").await.unwrap();
         kv.publish("ch", "hello").await.unwrap();
         assert_eq!(sub.next().await.as_deref(), Some("hello"));
+    }
+}
+
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+
+    /// The Lua script and the in-process bucket agree, on a real Redis when one is configured.
+    #[tokio::test]
+    async fn redis_gcra_counts_one_per_request() {
+        let Ok(url) = std::env::var("IOCLOUD_TEST_REDIS_URL") else {
+            return;
+        };
+        let prefix = format!("test:{}:", rand::random::<u64>());
+        let kv = Kv::connect(&DatabaseUrl::new(url), &prefix).await.unwrap();
+        let mut remaining = Vec::new();
+        for _ in 0..7 {
+            let d = kv
+                .rate_limit("k", 6, Duration::from_secs(60))
+                .await
+                .unwrap();
+            remaining.push((d.allowed, d.remaining));
+        }
+        assert_eq!(
+            remaining,
+            vec![
+                (true, 5),
+                (true, 4),
+                (true, 3),
+                (true, 2),
+                (true, 1),
+                (true, 0),
+                (false, 0)
+            ]
+        );
     }
 }

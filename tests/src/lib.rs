@@ -1,1 +1,463 @@
+//! Test harness: start the real server on a random port against a database of its own (a temp
+//! SQLite file, or a fresh Postgres database when `IOCLOUD_TEST_POSTGRES_URL` is set) and talk
+//! to it over HTTP and GraphQL like any client.
 
+use std::time::Duration;
+
+use iocloud_api::{Config, Server};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Which database a test runs on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    /// The admin URL of a Postgres server; each test creates and drops its own database.
+    Postgres(String),
+}
+
+impl Backend {
+    /// Postgres when `IOCLOUD_TEST_POSTGRES_URL` is set; otherwise the test is skipped.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("IOCLOUD_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                eprintln!("IOCLOUD_TEST_POSTGRES_URL is not set: skipping the Postgres run");
+                None
+            }
+        }
+    }
+}
+
+/// `IOCLOUD_TEST_REDIS_URL`, when set.
+pub fn redis_url() -> Option<String> {
+    std::env::var("IOCLOUD_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Runs each named `async fn(Backend)` as two tests: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(b) = $crate::Backend::postgres() {
+                        super::$name(b).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A database that exists for one test and is removed after it.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    drop_pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn create(backend: &Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}/iocloud.db", dir.path().display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                    drop_pg: None,
+                }
+            }
+            Backend::Postgres(admin) => {
+                let name = format!("iocloud_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+                    .await
+                    .expect("connect to Postgres");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                TestDb {
+                    url: with_database(admin, &name),
+                    _dir: None,
+                    drop_pg: Some((admin.clone(), name)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.drop_pg.take() {
+            // Drop runs outside async: use a small runtime of our own on another thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(mut c) =
+                        <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
+                    {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// `postgres://u@h:5432/admin?x` → `postgres://u@h:5432/NAME?x`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A running app and a client for it.
+pub struct TestApp {
+    pub server: Server,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+}
+
+/// An answer: status, headers and the JSON body (or `Value::Null`).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "status of {}", self.text);
+        assert_eq!(self.code(), code, "code of {}", self.text);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["status"].as_u64(), Some(u64::from(status)));
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+}
+
+/// A signed-up user acting in their own organisation.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: String,
+    pub org_id: String,
+    pub email: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::create(&backend).await;
+        Self::spawn_on(db, tweak).await
+    }
+
+    /// Starts an app on an existing test database (a second replica, say).
+    pub async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = Config::for_tests(&db.url);
+        tweak(&mut config);
+        let server = Server::start(config).await.expect("server starts");
+        let base = server.url();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        TestApp {
+            server,
+            base,
+            client,
+            db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        Self::answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn answer(res: reqwest::Response) -> Answer {
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Sends raw bytes with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Self::answer(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn signup(&self, email: &str, org: &str) -> Session {
+        let a = self
+            .post(
+                "/v1/auth/signup",
+                None,
+                json!({"email": email, "password": PASSWORD, "name": "Test User", "org_name": org}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "signup: {}", a.text);
+        session(&a.body)
+    }
+
+    pub async fn login(&self, email: &str, org_id: Option<&str>) -> Session {
+        let a = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": email, "password": PASSWORD, "org_id": org_id}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "login: {}", a.text);
+        session(&a.body)
+    }
+
+    /// Creates an API key with these scopes and returns (id, secret).
+    pub async fn api_key(&self, token: &str, scopes: &[&str]) -> (String, String) {
+        let a = self
+            .post(
+                "/v1/api-keys",
+                Some(token),
+                json!({"name": "test key", "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "create key: {}", a.text);
+        (
+            a.body["api_key"]["id"].as_str().unwrap().to_string(),
+            a.body["secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// The invitation token from the (logged, not sent) email to `email`.
+    pub async fn invitation_token(&self, email: &str) -> String {
+        let body: String = self
+            .scalar(
+                "SELECT body FROM email_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
+                email,
+            )
+            .await;
+        let start = body.find("ioinv_").expect("token in the email");
+        body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    }
+
+    /// Brings `email` into the session's organisation with `role`, returning their session there.
+    pub async fn add_member(&self, owner: &Session, email: &str, role: &str) -> Session {
+        let a = self
+            .post(
+                "/v1/invitations",
+                Some(&owner.access),
+                json!({"email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "invite: {}", a.text);
+        let token = self.invitation_token(email).await;
+        let newcomer = self.signup(email, "Own org").await;
+        let a = self
+            .post(
+                "/v1/invitations/accept",
+                Some(&newcomer.access),
+                json!({"token": token}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "accept: {}", a.text);
+        self.login(email, Some(&owner.org_id)).await
+    }
+
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Answer {
+        self.post(
+            "/graphql",
+            token,
+            json!({"query": query, "variables": variables}),
+        )
+        .await
+    }
+
+    /// One text value from the test database.
+    pub async fn scalar(&self, sql: &str, arg: &str) -> String {
+        match &self.server.state.control.db {
+            iocloud_db::Db::Sqlite(p) => sqlx::query_scalar(sql)
+                .bind(arg)
+                .fetch_one(p)
+                .await
+                .expect("query"),
+            iocloud_db::Db::Postgres(p) => sqlx::query_scalar(sql)
+                .bind(arg)
+                .fetch_one(p)
+                .await
+                .expect("query"),
+        }
+    }
+
+    /// A count from the test database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match &self.server.state.control.db {
+            iocloud_db::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("query"),
+            iocloud_db::Db::Postgres(p) => {
+                sqlx::query_scalar(sql).fetch_one(p).await.expect("query")
+            }
+        }
+    }
+
+    /// Runs a statement with one text argument on the test database.
+    pub async fn exec(&self, sql: &str, arg: &str) {
+        match &self.server.state.control.db {
+            iocloud_db::Db::Sqlite(p) => {
+                sqlx::query(sql).bind(arg).execute(p).await.expect("exec");
+            }
+            iocloud_db::Db::Postgres(p) => {
+                sqlx::query(sql).bind(arg).execute(p).await.expect("exec");
+            }
+        }
+    }
+
+    pub async fn stop(self) {
+        let TestApp { server, db, .. } = self;
+        server.stop().await;
+        drop(db);
+    }
+}
+
+pub fn session(body: &Value) -> Session {
+    Session {
+        user_id: body["user"]["id"].as_str().expect("user id").to_string(),
+        org_id: body["organization"]["id"]
+            .as_str()
+            .expect("org id")
+            .to_string(),
+        email: body["user"]["email"].as_str().expect("email").to_string(),
+        access: body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_string(),
+        refresh: body["refresh_token"]
+            .as_str()
+            .expect("refresh token")
+            .to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_names_are_swapped() {
+        assert_eq!(
+            super::with_database("postgres://root@127.0.0.1:5432/test", "x"),
+            "postgres://root@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://root@h/test?sslmode=disable", "x"),
+            "postgres://root@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://root@h", "x"),
+            "postgres://root@h/x"
+        );
+    }
+}

@@ -173,10 +173,7 @@ fn replay(rec: Record) -> Response {
 /// Keeps the answer for replays, or releases the key when the answer should not be kept.
 async fn finish(db: &Db, scope: &str, key: &str, res: Response) -> Response {
     let (parts, body) = res.into_parts();
-    let bytes = match to_bytes(body, MAX_STORED_BODY).await {
-        Ok(b) => Some(b),
-        Err(_) => None,
-    };
+    let bytes = to_bytes(body, MAX_STORED_BODY).await.ok();
     let text = bytes
         .as_ref()
         .and_then(|b| std::str::from_utf8(b).ok())

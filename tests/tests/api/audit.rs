@@ -1,0 +1,93 @@
+//! The audit log: who did what, where and how it ended; owners and admins read it; no secrets.
+
+use iocloud_tests::{PASSWORD, TestApp, on_both_engines};
+use serde_json::json;
+
+on_both_engines!(state_changes_are_audited_without_secrets);
+
+async fn state_changes_are_audited_without_secrets(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let created = app
+        .post(
+            "/v1/api-keys",
+            Some(&s.access),
+            json!({"name": "ci", "scopes": ["read"]}),
+        )
+        .await;
+    let request_id = created.header("x-request-id").unwrap().to_string();
+    let key_id = created.body["api_key"]["id"].as_str().unwrap().to_string();
+    let secret = created.body["secret"].as_str().unwrap().to_string();
+    app.delete(&format!("/v1/api-keys/{key_id}"), &s.access)
+        .await;
+    let viewer = app.add_member(&s, "viewer@example.com", "viewer").await;
+    app.patch("/v1/org", &viewer.access, json!({"name": "Hijacked"}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.graphql(
+        Some(&s.access),
+        "mutation { updateOrganization(name: \"Acme Corp\") { id } }",
+        json!({}),
+    )
+    .await;
+    app.graphql(Some(&s.access), "{ me { kind } }", json!({}))
+        .await; // a read: not audited
+
+    let events = app.get("/v1/audit-events?limit=200", &s.access).await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    let items = events.body["items"].as_array().unwrap();
+    let find = |action: &str| {
+        items
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("{action} in {}", events.text))
+    };
+
+    let signup = find("POST /v1/auth/signup");
+    assert_eq!(signup["actor_type"], "user");
+    assert_eq!(signup["actor_id"], s.user_id.as_str());
+    let create = find("POST /v1/api-keys");
+    assert_eq!(create["request_id"], request_id.as_str());
+    assert_eq!(create["status"], 201);
+    assert_eq!(create["outcome"], "success");
+    let revoke = find("DELETE /v1/api-keys/{id}");
+    assert_eq!(revoke["target"], key_id.as_str());
+    let denied = find("PATCH /v1/org");
+    assert_eq!(denied["outcome"], "denied");
+    assert_eq!(denied["actor_id"], viewer.user_id.as_str());
+    find("graphql mutation updateOrganization");
+    assert!(
+        !items
+            .iter()
+            .any(|e| e["action"].as_str().unwrap().contains("graphql")
+                && e["action"].as_str().unwrap().contains("me"))
+    );
+
+    // No secret is ever written there.
+    for needle in [
+        secret.as_str(),
+        PASSWORD,
+        s.refresh.as_str(),
+        s.access.as_str(),
+    ] {
+        assert!(!events.text.contains(needle));
+    }
+    let everything = app.count("SELECT COUNT(*) FROM audit_events").await;
+    assert!(everything >= 6);
+
+    // Viewers may not read it; pages walk it.
+    app.get("/v1/audit-events", &viewer.access)
+        .await
+        .assert_problem(403, "forbidden");
+    let first = app.get("/v1/audit-events?limit=2", &s.access).await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(
+            &format!("/v1/audit-events?limit=2&cursor={cursor}"),
+            &s.access,
+        )
+        .await;
+    assert_ne!(second.body["items"][0]["id"], first.body["items"][0]["id"]);
+    app.stop().await;
+}

@@ -1,0 +1,181 @@
+//! GraphQL: the same operations as REST, the same error codes, depth and complexity limits,
+//! and subscriptions over WebSocket.
+
+use futures::{SinkExt, StreamExt};
+use iocloud_tests::{PASSWORD, TestApp, on_both_engines};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+on_both_engines!(
+    graphql_operations_and_errors,
+    graphql_subscription_streams_audit_events
+);
+
+async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let signup = app
+        .graphql(
+            None,
+            "mutation($e: String!, $p: String!) { signUp(email: $e, password: $p, name: \"Ada\", orgName: \"Acme\") { accessToken refreshToken role user { email } organization { id name } } }",
+            json!({"e": "ada@example.com", "p": PASSWORD}),
+        )
+        .await;
+    assert_eq!(signup.status, 200, "{}", signup.text);
+    let data = &signup.body["data"]["signUp"];
+    assert_eq!(data["role"], "OWNER");
+    let token = data["accessToken"].as_str().unwrap().to_string();
+
+    let me = app.graphql(Some(&token), "{ me { kind user { email } organization { name } memberships { role organization { id } } } }", json!({})).await;
+    assert_eq!(
+        me.body["data"]["me"]["user"]["email"], "ada@example.com",
+        "{}",
+        me.text
+    );
+    assert_eq!(me.body["data"]["me"]["memberships"][0]["role"], "OWNER");
+
+    let key = app.graphql(Some(&token), "mutation { createApiKey(name: \"ci\", scopes: [\"read\"]) { secret apiKey { id scopes status } } }", json!({})).await;
+    let secret = key.body["data"]["createApiKey"]["secret"]
+        .as_str()
+        .expect(&key.text)
+        .to_string();
+    let via_key = app
+        .graphql(
+            Some(&secret),
+            "{ me { kind apiKey { id } } apiKeys { items { id } nextCursor } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        via_key.body["data"]["me"]["kind"], "api_key",
+        "{}",
+        via_key.text
+    );
+    assert_eq!(
+        via_key.body["data"]["apiKeys"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The same stable codes as REST, in extensions.
+    let code = |a: &iocloud_tests::Answer| {
+        a.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let anon = app.graphql(None, "{ me { kind } }", json!({})).await;
+    assert_eq!(code(&anon), "unauthenticated", "{}", anon.text);
+    let invalid = app
+        .graphql(
+            Some(&token),
+            "mutation { createApiKey(name: \"x\", scopes: []) { secret } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&invalid), "validation_failed", "{}", invalid.text);
+    assert_eq!(invalid.body["errors"][0]["extensions"]["field"], "scopes");
+    let forbidden = app
+        .graphql(
+            Some(&secret),
+            "mutation { updateOrganization(name: \"x\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&forbidden), "forbidden", "{}", forbidden.text);
+    let wrong = app.graphql(None, "mutation { logIn(email: \"ada@example.com\", password: \"wrong password\") { accessToken } }", json!({})).await;
+    assert_eq!(code(&wrong), "invalid_credentials", "{}", wrong.text);
+    let garbage = app
+        .graphql(Some(&token), "{ me { nope } }", json!({}))
+        .await;
+    assert_eq!(code(&garbage), "invalid_query", "{}", garbage.text);
+
+    // Depth and complexity limits.
+    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } }";
+    let too_deep = app.graphql(Some(&token), deep, json!({})).await;
+    assert_eq!(code(&too_deep), "query_too_deep", "{}", too_deep.text);
+    let heavy = "{ a: auditEvents(limit: 200) { items { id actorType actorId action target status outcome requestId ip createdAt } } }";
+    let too_complex = app.graphql(Some(&token), heavy, json!({})).await;
+    assert_eq!(
+        code(&too_complex),
+        "query_too_complex",
+        "{}",
+        too_complex.text
+    );
+    assert!(too_complex.body["data"].is_null());
+
+    // GraphiQL for browsers, served from our own assets.
+    let page = app
+        .client
+        .get(app.url("/graphql"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("/assets/vendor/graphiql.min.js"));
+    app.stop().await;
+}
+
+async fn graphql_subscription_streams_audit_events(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let mut req = format!("ws://{}/graphql/ws", app.server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket connects");
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", s.access)}}))).await.unwrap();
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws.send(send(json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { auditEvents { action actorId outcome } }"}}))).await.unwrap();
+    // Give the subscription a moment to be registered before the event happens.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let created = app
+        .post(
+            "/v1/api-keys",
+            Some(&s.access),
+            json!({"name": "watched", "scopes": ["read"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let event = next_json(&mut ws).await;
+    assert_eq!(event["type"], "next", "{event}");
+    assert_eq!(
+        event["payload"]["data"]["auditEvents"]["action"],
+        "POST /v1/api-keys"
+    );
+    assert_eq!(
+        event["payload"]["data"]["auditEvents"]["actorId"],
+        s.user_id.as_str()
+    );
+    app.stop().await;
+}
+
+async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let deadline = std::time::Duration::from_secs(10);
+    loop {
+        let msg = tokio::time::timeout(deadline, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "ping" && v["type"] != "pong" {
+                return v;
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The foundation's integration suite: each test starts the real server and talks HTTP and
+//! GraphQL to it, on SQLite and (when `IOCLOUD_TEST_POSTGRES_URL` is set) on Postgres.
+
+mod api_keys;
+mod audit;
+mod auth;
+mod bad_input;
+mod graphql;
+mod idempotency;
+mod permissions;
+mod rate_limit;
+mod surface;
+mod tenancy;

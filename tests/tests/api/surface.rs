@@ -1,0 +1,168 @@
+//! What every deployment serves: OpenAPI, the reference page, GraphiQL, the console, metrics,
+//! health, request ids, CORS and compression.
+
+use iocloud_tests::{Backend, TestApp, on_both_engines};
+
+on_both_engines!(documents_pages_and_probes);
+
+async fn documents_pages_and_probes(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    app.get("/v1/me", &s.access).await;
+
+    let doc: serde_json::Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/v1/auth/signup",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/me",
+        "/v1/org",
+        "/v1/members",
+        "/v1/invitations",
+        "/v1/invitations/accept",
+        "/v1/api-keys",
+        "/v1/api-keys/{id}",
+        "/v1/audit-events",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    for (path, needle) in [
+        ("/docs", "/assets/vendor/redoc.standalone.js"),
+        ("/console/", "/assets/console/console.js"),
+        ("/graphql", "graphiql"),
+    ] {
+        let page = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+        let text = page.text().await.unwrap();
+        assert!(text.contains(needle), "{path} has {needle}");
+        assert!(
+            !text.contains("src=\"https://") && !text.contains("href=\"https://"),
+            "{path} loads nothing remote"
+        );
+    }
+    for asset in [
+        "/assets/vendor/redoc.standalone.js",
+        "/assets/vendor/graphiql.min.js",
+        "/assets/console/console.js",
+        "/assets/console/console.css",
+    ] {
+        assert_eq!(
+            app.client
+                .get(app.url(asset))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{asset}"
+        );
+    }
+
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready: serde_json::Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["database"], "ok");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "iocloud_http_requests_total{route=\"/v1/me\",method=\"GET\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("iocloud_http_request_duration_seconds_bucket{route=\"/v1/auth/signup\"")
+    );
+
+    // Request ids: made up when absent, echoed when given.
+    let made = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(made.headers()["x-request-id"].len(), 36);
+    let given = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "req-abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "req-abc");
+
+    let gz = app
+        .client
+        .get(app.url("/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        gz.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_follows_configuration() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.cors_origins = vec!["https://console.example".into()]
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/v1/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let allowed = preflight("https://console.example").await.unwrap();
+    assert_eq!(
+        allowed
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "https://console.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    app.stop().await;
+}
