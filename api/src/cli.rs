@@ -25,6 +25,11 @@ pub enum Command {
     Serve(Config),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
+    /// Benchmarks, each beside a baseline measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
     /// Operator tasks, run on the server's own machine (never over the API).
     Admin {
         #[command(subcommand)]
@@ -74,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command, db } => admin(command, db).await,
+        Command::Bench { command } => crate::bench::run(command).await,
     }
 }
 

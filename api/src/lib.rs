@@ -1,6 +1,7 @@
 //! The `iocloud` server: the axum application (REST under `/v1`, GraphQL at `/graphql`), its
 //! middleware and telemetry, and the command line.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -9,6 +9,7 @@ mod error;
 pub mod ids;
 pub mod kv;
 mod pool;
+pub mod scratch;
 pub mod time;
 mod url;
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use iocloud_api::{Config, Server};
+use iocloud_db::scratch::ScratchDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -59,85 +60,21 @@ macro_rules! on_both_engines {
 }
 
 /// A database that exists for one test and is removed after it.
-pub struct TestDb {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-    drop_pg: Option<(String, String)>,
-}
+pub struct TestDb(ScratchDb);
 
 impl TestDb {
     pub async fn create(backend: &Backend) -> TestDb {
-        match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}/iocloud.db", dir.path().display());
-                TestDb {
-                    url,
-                    _dir: Some(dir),
-                    drop_pg: None,
-                }
-            }
-            Backend::Postgres(admin) => {
-                let name = format!("iocloud_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
-                    .await
-                    .expect("connect to Postgres");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create test database");
-                TestDb {
-                    url: with_database(admin, &name),
-                    _dir: None,
-                    drop_pg: Some((admin.clone(), name)),
-                }
-            }
-        }
+        TestDb(match backend {
+            Backend::Sqlite => ScratchDb::sqlite().expect("temp dir"),
+            Backend::Postgres(admin) => ScratchDb::postgres(admin)
+                .await
+                .expect("create a Postgres test database"),
+        })
     }
-}
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin, name)) = self.drop_pg.take() {
-            // Drop runs outside async: use a small runtime of our own on another thread.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    if let Ok(mut c) =
-                        <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await
-                    {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut c)
-                                .await;
-                    }
-                });
-            })
-            .join();
-        }
+    pub fn url(&self) -> &str {
+        &self.0.url
     }
-}
-
-/// `postgres://u@h:5432/admin?x` → `postgres://u@h:5432/NAME?x`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{name}", &base[..authority_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 /// A running app and a client for it.
@@ -206,7 +143,7 @@ impl TestApp {
 
     /// Starts an app on an existing test database (a second replica, say).
     pub async fn spawn_on(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        let mut config = Config::for_tests(&db.url);
+        let mut config = Config::for_tests(db.url());
         tweak(&mut config);
         let server = Server::start(config).await.expect("server starts");
         let base = server.url();
@@ -440,24 +377,5 @@ pub fn session(body: &Value) -> Session {
             .as_str()
             .expect("refresh token")
             .to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_names_are_swapped() {
-        assert_eq!(
-            super::with_database("postgres://root@127.0.0.1:5432/test", "x"),
-            "postgres://root@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            super::with_database("postgres://root@h/test?sslmode=disable", "x"),
-            "postgres://root@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            super::with_database("postgres://root@h", "x"),
-            "postgres://root@h/x"
-        );
     }
 }

@@ -1,0 +1,355 @@
+//! `iocloud bench …`: measurements that always run beside a baseline in the same process, so a
+//! noisy machine shows up in both and the ratio stays meaningful.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+use clap::{Args, Subcommand};
+use iocloud_db::scratch::ScratchDb;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::startup::Server;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// `GET /v1/me` with an API key against a bare axum handler returning the same JSON.
+    Me(MeArgs),
+    /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
+    IdleMemory(MemoryArgs),
+    /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
+    #[command(hide = true)]
+    BareServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct MeArgs {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds each measured round lasts.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Rounds per server, alternating bare and authenticated.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
+    #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MemoryArgs {
+    /// Seconds to let each process settle before reading its memory.
+    #[arg(long, default_value_t = 5)]
+    pub settle: u64,
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Me(args) => bench_me(args).await,
+        BenchCommand::IdleMemory(args) => idle_memory(args).await,
+        BenchCommand::BareServer { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            axum::serve(
+                listener,
+                bare_router(Arc::from(&b"{\"kind\":\"api_key\"}"[..])),
+            )
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+fn bare_router(body: Arc<[u8]>) -> Router {
+    Router::new().route(
+        "/v1/me",
+        get(move || {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body.to_vec()) }
+        }),
+    )
+}
+
+/// One round's figures.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+async fn bench_me(args: MeArgs) -> anyhow::Result<()> {
+    let (engine, scratch) = match &args.postgres {
+        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
+        None => ("sqlite", ScratchDb::sqlite()?),
+    };
+    let mut config = Config::for_tests(&scratch.url);
+    // The limiter still runs on every request (it is part of the cost); it just never refuses.
+    config.rate_limit_per_ip = u32::MAX;
+    config.rate_limit_per_key = u32::MAX;
+    let server = Server::start(config).await?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let base = server.url();
+    let signup: serde_json::Value = client
+        .post(format!("{base}/v1/auth/signup"))
+        .json(&json!({"email": "bench@example.com", "password": "benchmark password", "name": "Bench", "org_name": "Bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let access = signup["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("sign-up failed: {signup}"))?;
+    let key: serde_json::Value = client
+        .post(format!("{base}/v1/api-keys"))
+        .bearer_auth(access)
+        .json(&json!({"name": "bench", "scopes": ["read"]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let secret = key["secret"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("key creation failed: {key}"))?
+        .to_string();
+    let me = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&secret)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        me.status().is_success(),
+        "GET /v1/me answered {}",
+        me.status()
+    );
+    let body: Arc<[u8]> = Arc::from(me.bytes().await?.as_ref());
+
+    let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_addr = bare_listener.local_addr()?;
+    let bare = tokio::spawn(async move { axum::serve(bare_listener, bare_router(body)).await });
+
+    let auth_url = format!("{base}/v1/me");
+    let bare_url = format!("http://{bare_addr}/v1/me");
+    let duration = Duration::from_secs(args.seconds.max(1));
+    // Warm both (connections, caches) before measuring.
+    load(
+        &client,
+        &bare_url,
+        &secret,
+        args.concurrency,
+        Duration::from_secs(1),
+    )
+    .await;
+    load(
+        &client,
+        &auth_url,
+        &secret,
+        args.concurrency,
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut bare_rounds = Vec::new();
+    let mut auth_rounds = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        bare_rounds.push(load(&client, &bare_url, &secret, args.concurrency, duration).await);
+        auth_rounds.push(load(&client, &auth_url, &secret, args.concurrency, duration).await);
+    }
+    let b = median(&bare_rounds);
+    let a = median(&auth_rounds);
+    println!(
+        "GET /v1/me with an API key vs a bare axum handler, {engine}, concurrency {}, {} rounds of {} s (medians)",
+        args.concurrency, args.rounds, args.seconds
+    );
+    println!("| server | requests/s | p50 ms | p99 ms | errors |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| bare axum | {:.0} | {:.2} | {:.2} | {} |",
+        b.rps, b.p50_ms, b.p99_ms, b.errors
+    );
+    println!(
+        "| iocloud, authenticated | {:.0} | {:.2} | {:.2} | {} |",
+        a.rps, a.p50_ms, a.p99_ms, a.errors
+    );
+    println!(
+        "ratio (authenticated / bare requests per second): {:.2}",
+        a.rps / b.rps
+    );
+    bare.abort();
+    server.stop().await;
+    drop(scratch);
+    Ok(())
+}
+
+fn median(rounds: &[Round]) -> Round {
+    let pick = |f: fn(&Round) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    Round {
+        rps: pick(|r| r.rps),
+        p50_ms: pick(|r| r.p50_ms),
+        p99_ms: pick(|r| r.p99_ms),
+        errors: rounds.iter().map(|r| r.errors).sum(),
+    }
+}
+
+/// `concurrency` clients sending GETs back to back for `duration`.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Round {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.to_string();
+            let auth = format!("Bearer {token}");
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(4096);
+                let mut errors = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let ok = match client
+                        .get(&url)
+                        .header(header::AUTHORIZATION, &auth)
+                        .send()
+                        .await
+                    {
+                        Ok(res) => res.status().is_success() && res.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if ok {
+                        latencies.push(t.elapsed().as_micros() as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    Round {
+        rps: all.len() as f64 / secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
+
+async fn idle_memory(args: MemoryArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let dir = tempfile_dir()?;
+    let port = free_port()?;
+    let bare_port = free_port()?;
+    let mut serve = tokio::process::Command::new(&exe)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/iocloud.db", dir.display()),
+        )
+        .env_remove("REDIS_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut bare = tokio::process::Command::new(&exe)
+        .args([
+            "bench",
+            "bare-server",
+            "--listen",
+            &format!("127.0.0.1:{bare_port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let client = reqwest::Client::new();
+    for (name, url) in [
+        ("iocloud", format!("http://127.0.0.1:{port}/readyz")),
+        ("bare", format!("http://127.0.0.1:{bare_port}/v1/me")),
+    ] {
+        let mut up = false;
+        for _ in 0..100 {
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::ensure!(up, "{name} did not start");
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let serve_kb = rss_kib(serve.id().unwrap_or(0))?;
+    let bare_kb = rss_kib(bare.id().unwrap_or(0))?;
+    println!("idle resident memory after {} s", args.settle);
+    println!("| process | RSS MiB |");
+    println!("| --- | ---: |");
+    println!("| bare axum | {:.1} |", bare_kb as f64 / 1024.0);
+    println!(
+        "| iocloud serve (SQLite, in-process Redis stand-in) | {:.1} |",
+        serve_kb as f64 / 1024.0
+    );
+    println!("ratio: {:.2}", serve_kb as f64 / bare_kb as f64);
+    serve.kill().await.ok();
+    bare.kill().await.ok();
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("iocloud-bench-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
