@@ -66,8 +66,13 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
 
-    /// Deepest GraphQL query accepted.
-    #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_DEPTH", default_value_t = 10)]
+    /// Seconds an API key and its organisation stay cached in a replica (0: no cache). Revoking
+    /// a key drops it everywhere at once; this bounds staleness if a message is lost.
+    #[arg(long, env = "IOCLOUD_AUTH_CACHE_SECS", default_value_t = 30)]
+    pub auth_cache_secs: u64,
+
+    /// Deepest GraphQL query accepted. GraphiQL's introspection query is 13 deep.
+    #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_DEPTH", default_value_t = 16)]
     pub graphql_max_depth: usize,
 
     /// Most complex GraphQL query accepted (one point a field, lists count their page size).
@@ -78,6 +83,10 @@ pub struct Config {
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 impl Config {
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.auth_cache_secs)
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
     }
@@ -97,7 +106,8 @@ impl Config {
             trust_forwarded_for: false,
             request_timeout_secs: 30,
             log_format: "text".into(),
-            graphql_max_depth: 10,
+            auth_cache_secs: 30,
+            graphql_max_depth: 16,
             graphql_max_complexity: 500,
         }
     }

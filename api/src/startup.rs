@@ -22,8 +22,6 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, MAX_BODY_BYTES};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::middleware::{audit, auth, idempotency, observe, rate_limit};
 use crate::state::AppState;
 use crate::{graphql, rest};
 
@@ -42,14 +40,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         None => None,
     };
     let jwt = JwtKeys::load(&db, configured_key.as_deref()).await?;
-    let control = Control::new(db, kv, jwt);
+    let control = Control::with_cache_ttl(db, kv, jwt, config.auth_cache_ttl());
+    control.spawn_invalidation_listener();
     let schema = graphql::build_schema(control.clone(), &config);
-    Ok(AppState {
-        control,
-        config: Arc::new(config),
-        metrics: Arc::new(Metrics::default()),
-        schema,
-    })
+    Ok(AppState::new(control, config, schema))
 }
 
 /// The whole HTTP surface with its middleware.
@@ -57,18 +51,13 @@ pub fn router(state: AppState) -> Router {
     let (v1, openapi) = rest::router().split_for_parts();
     let openapi = Arc::new(openapi);
 
-    // Routes that act for a caller: audited, authenticated, idempotent. Layers listed last run first.
+    // Routes that act for a caller: audited, authenticated, idempotent.
     let api = v1
         .route("/graphql", get(graphql::graphiql).post(graphql::execute))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            idempotency::idempotent,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), audit::record));
+            crate::middleware::api,
+        ));
 
     let public = Router::new()
         .route("/", get(|| async { Redirect::temporary("/console/") }))
@@ -93,9 +82,8 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.request_timeout();
     api.merge(public)
         .fallback(not_found)
-        .layer(middleware::from_fn(observe::body_limit))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), observe::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::middleware::front))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -106,8 +94,7 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(cors)
                 .layer(CompressionLayer::new())
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
-                .layer(middleware::from_fn_with_state(state.clone(), rate_limit::limit)),
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)),
         )
         .with_state(state)
 }

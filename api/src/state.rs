@@ -1,3 +1,4 @@
+use std::ops::Deref;
 use std::sync::Arc;
 
 use iocloud_control::Control;
@@ -6,11 +7,33 @@ use crate::config::Config;
 use crate::graphql::ApiSchema;
 use crate::metrics::Metrics;
 
-/// What every handler can reach: handles, not logic.
+/// What every handler can reach: handles, not logic. One `Arc`, because axum clones the state
+/// for every layer of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub control: Control,
-    pub config: Arc<Config>,
-    pub metrics: Arc<Metrics>,
+    pub config: Config,
+    pub metrics: Metrics,
     pub schema: ApiSchema,
+}
+
+impl AppState {
+    pub fn new(control: Control, config: Config, schema: ApiSchema) -> AppState {
+        AppState(Arc::new(Shared {
+            control,
+            config,
+            metrics: Metrics::default(),
+            schema,
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }

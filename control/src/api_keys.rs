@@ -54,7 +54,7 @@ pub struct NewApiKey<'a> {
     pub expires_in_days: Option<u32>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub(crate) struct KeyRow {
     pub(crate) id: String,
     pub(crate) org_id: String,
@@ -185,6 +185,9 @@ impl Control {
             matches!(&actor.principal, crate::Principal::ApiKey { key_id: k, .. } if k == key_id);
         if !own {
             actor.authorize(Action::ApiKeysRead)?;
+        } else if let Some(row) = self.cache.key_by_id(key_id) {
+            // The key is reading itself: what authenticated this request is current enough.
+            return Ok(row.as_ref().clone().into_key(now_micros()));
         }
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND id = $2");
         let row: Option<KeyRow> = db_run!(&self.db, |p| {
@@ -210,22 +213,30 @@ impl Control {
                     .bind(now_micros()).bind(&actor.org_id).bind(key_id).execute(p).await.map(|r| r.rows_affected())
             })
             .map_err(DbError::from)?;
+            self.invalidate(crate::cache::Forget::Key(key_id)).await;
         }
         self.api_key(actor, key_id).await
     }
 
-    /// Finds a live key by its secret, noting when it was last used.
+    /// Finds a live key by its secret (from the cache when it is there), noting when it was
+    /// last used.
     pub(crate) async fn api_key_by_secret(&self, secret: &str) -> Result<AuthenticatedKey> {
         let hash = secrets::hash(secret);
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
-        let row: Option<KeyRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
-            .bind(&hash)
-            .fetch_optional(p)
-            .await)
-        .map_err(DbError::from)?;
-        let row = row
-            .filter(|r| secrets::hashes_equal(&r.key_hash, &hash))
-            .ok_or(Error::InvalidToken)?;
+        let row = match self.cache.key_by_hash(&hash) {
+            Some(row) => row,
+            None => {
+                let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
+                let row: Option<KeyRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+                    .bind(&hash)
+                    .fetch_optional(p)
+                    .await)
+                .map_err(DbError::from)?;
+                let row = row
+                    .filter(|r| secrets::hashes_equal(&r.key_hash, &hash))
+                    .ok_or(Error::InvalidToken)?;
+                self.cache.put_key(&hash, row)
+            }
+        };
         let now = now_micros();
         if row.revoked_at.is_some() {
             return Err(Error::InvalidToken);
@@ -237,20 +248,29 @@ impl Control {
             .last_used_at
             .is_none_or(|t| now - t > LAST_USED_RESOLUTION_MICROS)
         {
-            let stale = now - LAST_USED_RESOLUTION_MICROS;
-            let result = db_run!(&self.db, |p| {
-                sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
-                    .bind(now).bind(&row.id).bind(stale).execute(p).await.map(|r| r.rows_affected())
-            });
-            // Losing this write costs only precision in `last_used_at`; the request goes on.
-            if let Err(e) = result {
-                tracing::warn!(error = %e, key_id = row.id, "could not record api key use");
-            }
+            self.note_key_use(&hash, &row, now).await;
         }
         Ok(AuthenticatedKey {
-            id: row.id,
-            org_id: row.org_id,
+            id: row.id.clone(),
+            org_id: row.org_id.clone(),
             scopes: row.scopes.split(',').map(String::from).collect(),
         })
+    }
+
+    async fn note_key_use(&self, hash: &str, row: &KeyRow, now: i64) {
+        let stale = now - LAST_USED_RESOLUTION_MICROS;
+        let result = db_run!(&self.db, |p| {
+            sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)")
+                .bind(now).bind(&row.id).bind(stale).execute(p).await.map(|r| r.rows_affected())
+        });
+        match result {
+            Ok(_) => {
+                let mut updated = row.clone();
+                updated.last_used_at = Some(now);
+                self.cache.put_key(hash, updated);
+            }
+            // Losing this write costs only precision in `last_used_at`; the request goes on.
+            Err(e) => tracing::warn!(error = %e, key_id = row.id, "could not record api key use"),
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod actor;
 pub mod api_keys;
 pub mod audit;
+pub mod cache;
 mod error;
 pub mod invitations;
 pub mod jwt;
@@ -32,10 +33,49 @@ pub struct Control {
     pub db: Db,
     pub kv: Kv,
     pub jwt: jwt::JwtKeys,
+    pub cache: std::sync::Arc<cache::Cache>,
 }
 
 impl Control {
     pub fn new(db: Db, kv: Kv, jwt: jwt::JwtKeys) -> Self {
-        Self { db, kv, jwt }
+        Self::with_cache_ttl(db, kv, jwt, cache::DEFAULT_TTL)
+    }
+
+    pub fn with_cache_ttl(db: Db, kv: Kv, jwt: jwt::JwtKeys, ttl: std::time::Duration) -> Self {
+        let cache = std::sync::Arc::new(cache::Cache::new(ttl));
+        Self { db, kv, jwt, cache }
+    }
+
+    /// Drops a cached entry here and tells the other replicas to drop theirs.
+    pub async fn invalidate(&self, what: cache::Forget<'_>) {
+        self.cache.forget(&what);
+        if let Err(e) = self
+            .kv
+            .publish(cache::INVALIDATE_CHANNEL, &what.message())
+            .await
+        {
+            tracing::warn!(error = %e, "could not tell other replicas to drop a cached entry; it expires on its own");
+        }
+    }
+
+    /// Applies other replicas' invalidations until the process ends. When the subscription
+    /// breaks (Redis restarting), everything cached is dropped, since messages may have been missed.
+    pub fn spawn_invalidation_listener(&self) -> tokio::task::JoinHandle<()> {
+        use futures::StreamExt;
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match this.kv.subscribe(cache::INVALIDATE_CHANNEL).await {
+                    Ok(mut messages) => {
+                        while let Some(m) = messages.next().await {
+                            this.cache.forget(&cache::Forget::parse(&m));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cache invalidation subscription failed"),
+                }
+                this.cache.forget(&cache::Forget::All);
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        })
     }
 }

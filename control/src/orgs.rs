@@ -90,7 +90,10 @@ struct MembershipRow {
 
 impl Control {
     pub async fn organization_by_id(&self, org_id: &str) -> Result<Organization> {
-        db_run!(&self.db, |p| {
+        if let Some(org) = self.cache.org(org_id) {
+            return Ok(org);
+        }
+        let org: Organization = db_run!(&self.db, |p| {
             sqlx::query_as(
                 "SELECT id, name, created_at, updated_at FROM organizations WHERE id = $1",
             )
@@ -99,7 +102,9 @@ impl Control {
             .await
         })
         .map_err(DbError::from)?
-        .ok_or(Error::NotFound("organization"))
+        .ok_or(Error::NotFound("organization"))?;
+        self.cache.put_org(&org);
+        Ok(org)
     }
 
     pub async fn role_of(&self, org_id: &str, user_id: &str) -> Result<Option<Role>> {
@@ -176,6 +181,8 @@ impl Control {
                 .map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
+        self.invalidate(crate::cache::Forget::Org(&actor.org_id))
+            .await;
         self.organization_by_id(&actor.org_id).await
     }
 

@@ -193,6 +193,11 @@ impl TestApp {
         }
     }
 
+    /// A GET without credentials (pages, probes, documents).
+    pub async fn get_public(&self, path: &str) -> Answer {
+        self.request(Method::GET, path, None, None).await
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.request(Method::GET, path, Some(token), None).await
     }

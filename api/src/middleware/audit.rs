@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use iocloud_control::Actor;
 use iocloud_control::audit::NewAuditEvent;
@@ -51,7 +50,15 @@ impl AuditSlot {
     }
 }
 
-pub async fn record(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn record<F, Fut>(state: &AppState, mut req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    // Reads change nothing (GraphQL mutations arrive by POST).
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return inner(req).await;
+    }
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
     let method = req.method().clone();
@@ -62,7 +69,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         .map(|m| m.as_str().to_string());
     let request_id = request_id(&req);
     let ip = client_ip(&req, state.config.trust_forwarded_for).map(|ip| ip.to_string());
-    let response = next.run(req).await;
+    let response = inner(req).await;
 
     let who = std::mem::take(&mut *slot.0.lock());
     let mutating = matches!(

@@ -2,8 +2,7 @@
 //! request and leaves it in the request's extensions for the `Auth` extractor. A credential that
 //! is present but bad is refused here; a missing one is left for handlers that need it.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use iocloud_control::Error as DomainError;
 
@@ -11,7 +10,11 @@ use crate::error::ApiError;
 use crate::middleware::{audit::AuditSlot, client::bearer};
 use crate::state::AppState;
 
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate<F, Fut>(state: &AppState, mut req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let actor = match bearer(req.headers()) {
         None => None,
         Some(Err(())) => return ApiError::Domain(DomainError::InvalidToken).into_response(),
@@ -26,5 +29,5 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
         req.extensions_mut().insert(actor);
     }
-    next.run(req).await
+    inner(req).await
 }

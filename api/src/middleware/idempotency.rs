@@ -5,9 +5,8 @@
 //! a crashed replica is taken over after `LEASE`.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use iocloud_control::Actor;
 use iocloud_db::time::{MICROS_PER_SEC, now_micros};
@@ -42,12 +41,16 @@ enum Claim {
     Replay(Response),
 }
 
-pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn idempotent<F, Fut>(state: &AppState, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if req.method() != Method::POST {
-        return next.run(req).await;
+        return inner(req).await;
     }
     let Some(raw_key) = req.headers().get(HEADER) else {
-        return next.run(req).await;
+        return inner(req).await;
     };
     let key = match raw_key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
@@ -93,9 +96,7 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         Ok(Claim::Run) => {}
         Err(e) => return e.into_response(),
     }
-    let res = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    let res = inner(Request::from_parts(parts, Body::from(bytes))).await;
     finish(db, &scope, &key, res).await
 }
 

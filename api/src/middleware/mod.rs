@@ -7,3 +7,32 @@ pub mod client;
 pub mod idempotency;
 pub mod observe;
 pub mod rate_limit;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::state::AppState;
+
+// Each `from_fn` layer clones the whole stack below it on every request, so the steps run
+// inside two layers rather than one layer each.
+
+/// Every route: metrics, then rate limits, then the body-size check.
+pub async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    observe::metrics(&state, req, |req| {
+        rate_limit::limit(&state, req, |req| {
+            observe::body_limit(req, |req| next.run(req))
+        })
+    })
+    .await
+}
+
+/// Routes that act for a caller: audit, then authentication, then idempotency.
+pub async fn api(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    audit::record(&state, req, |req| {
+        auth::authenticate(&state, req, |req| {
+            idempotency::idempotent(&state, req, |req| next.run(req))
+        })
+    })
+    .await
+}

@@ -2,16 +2,19 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_LENGTH;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub async fn metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn metrics<F, Fut>(state: &AppState, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let start = Instant::now();
     let method = req.method().to_string();
     let route = req
@@ -19,7 +22,7 @@ pub async fn metrics(State(state): State<AppState>, req: Request, next: Next) ->
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let res = next.run(req).await;
+    let res = inner(req).await;
     state
         .metrics
         .record(&method, &route, res.status().as_u16(), start.elapsed());
@@ -28,7 +31,11 @@ pub async fn metrics(State(state): State<AppState>, req: Request, next: Next) ->
 
 /// A declared length over the limit is refused before a byte is read; extractors enforce the
 /// same limit on bodies without a declared length.
-pub async fn body_limit(req: Request, next: Next) -> Response {
+pub async fn body_limit<F, Fut>(req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -40,5 +47,5 @@ pub async fn body_limit(req: Request, next: Next) -> Response {
         }
         .into_response();
     }
-    next.run(req).await
+    inner(req).await
 }

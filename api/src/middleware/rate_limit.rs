@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use iocloud_db::RateDecision;
 use sha2::{Digest, Sha256};
@@ -17,10 +16,14 @@ use crate::state::AppState;
 
 const WINDOW: Duration = Duration::from_secs(60);
 
-pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn limit<F, Fut>(state: &AppState, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let path = req.uri().path();
     if matches!(path, "/healthz" | "/readyz" | "/metrics") {
-        return next.run(req).await;
+        return inner(req).await;
     }
     let mut checks = Vec::with_capacity(2);
     if let Some(ip) = client_ip(&req, state.config.trust_forwarded_for) {
@@ -58,7 +61,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
             Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; request let through"),
         }
     }
-    let mut res = next.run(req).await;
+    let mut res = inner(req).await;
     if let Some(d) = tightest {
         set_headers(res.headers_mut(), &d);
     }

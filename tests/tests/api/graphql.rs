@@ -92,8 +92,12 @@ async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
     assert_eq!(code(&garbage), "invalid_query", "{}", garbage.text);
 
     // Depth and complexity limits.
-    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } }";
-    let too_deep = app.graphql(Some(&token), deep, json!({})).await;
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+        "ofType { ".repeat(14),
+        "} ".repeat(14)
+    );
+    let too_deep = app.graphql(Some(&token), &deep, json!({})).await;
     assert_eq!(code(&too_deep), "query_too_deep", "{}", too_deep.text);
     let heavy = "{ a: auditEvents(limit: 200) { items { id actorType actorId action target status outcome requestId ip createdAt } } }";
     let too_complex = app.graphql(Some(&token), heavy, json!({})).await;
@@ -105,16 +109,23 @@ async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
     );
     assert!(too_complex.body["data"].is_null());
 
+    // The introspection query GraphiQL sends fits within both limits.
+    let introspection = app.graphql(Some(&token), INTROSPECTION, json!({})).await;
+    assert!(
+        introspection.body["errors"].is_null(),
+        "{}",
+        &introspection.text[..introspection.text.len().min(500)]
+    );
+    assert!(
+        introspection.body["data"]["__schema"]["types"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 10
+    );
+
     // GraphiQL for browsers, served from our own assets.
-    let page = app
-        .client
-        .get(app.url("/graphql"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_public("/graphql").await.text;
     assert!(page.contains("/assets/vendor/graphiql.min.js"));
     app.stop().await;
 }
@@ -179,3 +190,27 @@ where
         }
     }
 }
+
+/// graphql-js's `getIntrospectionQuery()`, which GraphiQL sends on load.
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}
+"#;

@@ -78,15 +78,7 @@ async fn replicas_share_limits_through_redis() {
     };
     let one = TestApp::spawn_with(Backend::Sqlite, tweak).await;
     let two = TestApp::spawn_with(Backend::Sqlite, tweak).await;
-    let ready = one
-        .client
-        .get(one.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let ready = one.get_public("/readyz").await.text;
     assert!(ready.contains("\"redis\":\"ok\""), "{ready}");
     for (i, app) in [&one, &two, &one, &two, &one, &two].into_iter().enumerate() {
         let a = TestApp::answer(app.client.get(app.url("/v1/org")).send().await.unwrap()).await;

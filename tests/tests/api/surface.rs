@@ -10,15 +10,7 @@ async fn documents_pages_and_probes(b: Backend) {
     let s = app.signup("ada@example.com", "Acme").await;
     app.get("/v1/me", &s.access).await;
 
-    let doc: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = app.get_public("/openapi.json").await.body;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",
@@ -83,25 +75,9 @@ async fn documents_pages_and_probes(b: Backend) {
             .status(),
         200
     );
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = app.get_public("/readyz").await.body;
     assert_eq!(ready["database"], "ok");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_public("/metrics").await.text;
     assert!(
         metrics.contains(
             "iocloud_http_requests_total{route=\"/v1/me\",method=\"GET\",status=\"200\"} 1"

@@ -1,0 +1,191 @@
+//! Short-lived, in-process copies of what every API-key request reads (the key and its
+//! organisation), so an authenticated request costs no database round trip.
+//!
+//! An entry lives `ttl` at most. A change (a key revoked, an organisation renamed) drops the
+//! entry at once on the replica that made it and, through the shared key-value store's
+//! `INVALIDATE_CHANNEL`, on every other replica; the TTL bounds staleness if a message is lost.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::api_keys::KeyRow;
+use crate::orgs::Organization;
+
+pub const INVALIDATE_CHANNEL: &str = "cache:invalidate";
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+struct Entry<T> {
+    value: Arc<T>,
+    loaded: Instant,
+}
+
+#[derive(Default)]
+struct Keys {
+    by_hash: HashMap<String, Entry<KeyRow>>,
+    /// key id → hash, to drop a key by id and to read it back for `me`.
+    hash_of: HashMap<String, String>,
+}
+
+pub struct Cache {
+    ttl: Duration,
+    keys: Mutex<Keys>,
+    orgs: Mutex<HashMap<String, Entry<Organization>>>,
+}
+
+/// What to forget: one key, one organisation, or everything.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forget<'a> {
+    Key(&'a str),
+    Org(&'a str),
+    All,
+}
+
+impl Forget<'_> {
+    pub fn message(&self) -> String {
+        match self {
+            Forget::Key(id) => format!("key:{id}"),
+            Forget::Org(id) => format!("org:{id}"),
+            Forget::All => "*".into(),
+        }
+    }
+
+    pub fn parse(message: &str) -> Forget<'_> {
+        match message.split_once(':') {
+            Some(("key", id)) => Forget::Key(id),
+            Some(("org", id)) => Forget::Org(id),
+            _ => Forget::All,
+        }
+    }
+}
+
+impl Cache {
+    pub fn new(ttl: Duration) -> Cache {
+        Cache {
+            ttl,
+            keys: Mutex::default(),
+            orgs: Mutex::default(),
+        }
+    }
+
+    fn fresh<T>(&self, e: &Entry<T>) -> bool {
+        e.loaded.elapsed() < self.ttl
+    }
+
+    pub(crate) fn key_by_hash(&self, hash: &str) -> Option<Arc<KeyRow>> {
+        let keys = self.keys.lock();
+        keys.by_hash
+            .get(hash)
+            .filter(|e| self.fresh(e))
+            .map(|e| e.value.clone())
+    }
+
+    pub(crate) fn key_by_id(&self, id: &str) -> Option<Arc<KeyRow>> {
+        let keys = self.keys.lock();
+        let hash = keys.hash_of.get(id)?;
+        keys.by_hash
+            .get(hash)
+            .filter(|e| self.fresh(e))
+            .map(|e| e.value.clone())
+    }
+
+    pub(crate) fn put_key(&self, hash: &str, row: KeyRow) -> Arc<KeyRow> {
+        if self.ttl.is_zero() {
+            return Arc::new(row);
+        }
+        let value = Arc::new(row);
+        let mut keys = self.keys.lock();
+        if keys.by_hash.len() > 100_000 {
+            // A flood of distinct keys: start over rather than grow without bound.
+            *keys = Keys::default();
+        }
+        keys.hash_of.insert(value.id.clone(), hash.to_string());
+        keys.by_hash.insert(
+            hash.to_string(),
+            Entry {
+                value: value.clone(),
+                loaded: Instant::now(),
+            },
+        );
+        value
+    }
+
+    pub(crate) fn org(&self, id: &str) -> Option<Organization> {
+        let orgs = self.orgs.lock();
+        orgs.get(id)
+            .filter(|e| self.fresh(e))
+            .map(|e| e.value.as_ref().clone())
+    }
+
+    pub(crate) fn put_org(&self, org: &Organization) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut orgs = self.orgs.lock();
+        if orgs.len() > 100_000 {
+            orgs.clear();
+        }
+        orgs.insert(
+            org.id.clone(),
+            Entry {
+                value: Arc::new(org.clone()),
+                loaded: Instant::now(),
+            },
+        );
+    }
+
+    pub fn forget(&self, what: &Forget<'_>) {
+        match what {
+            Forget::Key(id) => {
+                let mut keys = self.keys.lock();
+                if let Some(hash) = keys.hash_of.remove(*id) {
+                    keys.by_hash.remove(&hash);
+                }
+            }
+            Forget::Org(id) => {
+                self.orgs.lock().remove(*id);
+            }
+            Forget::All => {
+                *self.keys.lock() = Keys::default();
+                self.orgs.lock().clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        for f in [Forget::Key("key_1"), Forget::Org("org_1"), Forget::All] {
+            assert_eq!(Forget::parse(&f.message()), f);
+        }
+        assert_eq!(
+            Forget::parse("garbage"),
+            Forget::All,
+            "an unknown message forgets everything, to be safe"
+        );
+    }
+
+    #[test]
+    fn entries_expire_and_are_forgotten() {
+        let c = Cache::new(Duration::from_secs(60));
+        let org = Organization {
+            id: "org_1".into(),
+            name: "A".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        c.put_org(&org);
+        assert_eq!(c.org("org_1").map(|o| o.name), Some("A".into()));
+        c.forget(&Forget::Org("org_1"));
+        assert!(c.org("org_1").is_none());
+        let expired = Cache::new(Duration::ZERO);
+        expired.put_org(&org);
+        assert!(expired.org("org_1").is_none());
+    }
+}

@@ -1,0 +1,64 @@
+//! The console in headless Chromium, driven by playwright-core (`tests/e2e/`). Needs Node.js,
+//! Debian's `chromium` and `npm ci` in `tests/e2e`; without them the test says so and passes,
+//! unless `IOCLOUD_E2E_REQUIRED=1` (CI sets it), where a missing piece fails it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use iocloud_tests::{Backend, TestApp};
+
+fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e")
+}
+
+fn missing_prerequisite() -> Option<String> {
+    let chromium = std::env::var("IOCLOUD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        return Some(format!("no Chromium at {chromium}"));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("no node on PATH".into());
+    }
+    if !e2e_dir().join("node_modules/playwright-core").exists() {
+        return Some("playwright-core not installed (run `npm ci` in tests/e2e)".into());
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_a_real_browser() {
+    if let Some(why) = missing_prerequisite() {
+        assert!(
+            std::env::var("IOCLOUD_E2E_REQUIRED").is_err(),
+            "browser test required but {why}"
+        );
+        eprintln!("skipping the browser test: {why}");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-screenshots");
+    let base = app.base.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("--test")
+            .arg("console.test.mjs")
+            .current_dir(e2e_dir())
+            .env("IOCLOUD_E2E_URL", base)
+            .env("IOCLOUD_E2E_SCREENSHOTS", shots)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "browser tests failed:\n{text}");
+    assert!(
+        text.contains("# pass 3"),
+        "three browser tests passed:\n{text}"
+    );
+    app.stop().await;
+}
