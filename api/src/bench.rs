@@ -40,6 +40,9 @@ pub struct MeArgs {
     /// Rounds per server, alternating bare and authenticated.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Seconds the server caches an API key (0 measures the uncached path).
+    #[arg(long, default_value_t = 30)]
+    pub auth_cache_secs: u64,
     /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
     #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
@@ -96,6 +99,7 @@ async fn bench_me(args: MeArgs) -> anyhow::Result<()> {
     // The limiter still runs on every request (it is part of the cost); it just never refuses.
     config.rate_limit_per_ip = u32::MAX;
     config.rate_limit_per_key = u32::MAX;
+    config.auth_cache_secs = args.auth_cache_secs;
     let server = Server::start(config).await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
@@ -168,8 +172,8 @@ async fn bench_me(args: MeArgs) -> anyhow::Result<()> {
     let b = median(&bare_rounds);
     let a = median(&auth_rounds);
     println!(
-        "GET /v1/me with an API key vs a bare axum handler, {engine}, concurrency {}, {} rounds of {} s (medians)",
-        args.concurrency, args.rounds, args.seconds
+        "GET /v1/me with an API key vs a bare axum handler, {engine}, auth cache {} s, concurrency {}, {} rounds of {} s (medians)",
+        args.auth_cache_secs, args.concurrency, args.rounds, args.seconds
     );
     println!("| server | requests/s | p50 ms | p99 ms | errors |");
     println!("| --- | ---: | ---: | ---: | ---: |");
