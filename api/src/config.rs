@@ -125,31 +125,39 @@ fn parse_url(s: &str) -> Result<DatabaseUrl, String> {
 /// sits below environment variables and flags. Keys are the settings' names: `listen`,
 /// `database_url`, `redis_url`, `rate_limit_per_ip`, …; a variable already set wins.
 pub fn load_file_into_env(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    for (key, value) in table {
-        let var = env_name(&key);
-        let value = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Array(items) => items
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            other => other.to_string(),
-        };
+    for (var, value) in read_settings_file(path)? {
         if std::env::var_os(&var).is_none() {
-            // SAFETY-free: called on the main thread before any other thread starts.
             set_env(&var, &value);
         }
     }
     Ok(())
+}
+
+/// The file's settings as (environment variable, value) pairs.
+pub fn read_settings_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            (env_name(&key), value)
+        })
+        .collect())
 }
 
 fn env_name(key: &str) -> String {
@@ -176,6 +184,29 @@ mod tests {
         assert_eq!(env_name("listen"), "IOCLOUD_LISTEN");
         assert_eq!(env_name("database_url"), "DATABASE_URL");
         assert_eq!(env_name("otel_endpoint"), "OTEL_EXPORTER_OTLP_ENDPOINT");
+    }
+
+    #[test]
+    fn settings_files_map_to_variables() {
+        let dir = std::env::temp_dir().join(format!("iocloud-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("iocloud.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nrate_limit_per_ip = 30\ncors_origins = [\"https://a\", \"https://b\"]\ndatabase_url = \"sqlite://x.db\"\n").unwrap();
+        let mut got = read_settings_file(&file).unwrap();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("DATABASE_URL".to_string(), "sqlite://x.db".to_string()),
+                ("IOCLOUD_CORS_ORIGINS".into(), "https://a,https://b".into()),
+                ("IOCLOUD_LISTEN".into(), "0.0.0.0:9000".into()),
+                ("IOCLOUD_RATE_LIMIT_PER_IP".into(), "30".into()),
+            ]
+        );
+        std::fs::write(&file, "listen = ").unwrap();
+        assert!(read_settings_file(&file).is_err());
+        assert!(read_settings_file(&dir.join("missing.toml")).is_err());
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

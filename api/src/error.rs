@@ -192,6 +192,27 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+impl From<async_graphql::ParseRequestError> for ApiError {
+    fn from(e: async_graphql::ParseRequestError) -> Self {
+        use async_graphql::ParseRequestError as P;
+        match e {
+            P::PayloadTooLarge => ApiError::BodyTooLarge {
+                limit: crate::config::MAX_BODY_BYTES,
+            },
+            P::Io(io) if io.to_string().contains("length limit exceeded") => {
+                ApiError::BodyTooLarge {
+                    limit: crate::config::MAX_BODY_BYTES,
+                }
+            }
+            P::InvalidRequest(json) => {
+                ApiError::MalformedJson(format!("the body is not a GraphQL request: {json}"))
+            }
+            P::UnsupportedBatch => ApiError::BadRequest("send one operation per request".into()),
+            other => ApiError::BadRequest(format!("the body is not a GraphQL request: {other}")),
+        }
+    }
+}
+
 impl From<iocloud_db::DbError> for ApiError {
     fn from(e: iocloud_db::DbError) -> Self {
         ApiError::Domain(DomainError::Db(e))

@@ -71,3 +71,15 @@ pub fn init(json: bool, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry
         .try_init()?;
     Ok(telemetry)
 }
+
+#[cfg(test)]
+mod tests {
+    /// With an OTLP endpoint configured, the exporters and the subscriber are built (the gRPC
+    /// channel connects lazily, so nothing needs to listen). One test: the subscriber is global.
+    #[tokio::test]
+    async fn otlp_exporters_are_built_when_configured() {
+        let telemetry = super::init(true, Some("http://127.0.0.1:4317")).expect("telemetry starts");
+        assert!(telemetry.tracer.is_some() && telemetry.meter.is_some());
+        tracing::info!("a span and an event reach the OTLP layer");
+    }
+}

@@ -14,6 +14,7 @@ use iocloud_control::{Actor, Control};
 pub use schema::{MutationRoot, QueryRoot, SubscriptionRoot, gql_error};
 
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::middleware::audit::AuditSlot;
 use crate::state::AppState;
 
@@ -35,7 +36,7 @@ pub async fn execute(
     State(state): State<AppState>,
     actor: Option<Extension<Actor>>,
     slot: Option<Extension<AuditSlot>>,
-    req: GraphQLRequest,
+    req: GraphQLRequest<ApiError>,
 ) -> GraphQLResponse {
     let mut req = req.into_inner();
     if let Some(Extension(slot)) = slot {

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_LENGTH;
 use axum::response::{IntoResponse, Response};
@@ -47,5 +48,8 @@ where
         }
         .into_response();
     }
+    // Bodies of unknown length are cut off at the limit too, for readers (GraphQL's) that do
+    // not honour axum's `DefaultBodyLimit`.
+    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES)));
     inner(req).await
 }

@@ -124,6 +124,20 @@ async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
             > 10
     );
 
+    // A body that is not a GraphQL request is a problem document, like REST's.
+    app.post_raw("/graphql", None, "application/json", "{\"query\": ")
+        .await
+        .assert_problem(400, "malformed_json");
+    let big = format!(
+        "{{\"query\": \"{{ me {{ kind }} }}\", \"pad\": \"{}\"}}",
+        "x".repeat(1024 * 1024)
+    );
+    let chunks: Vec<Result<String, std::io::Error>> = vec![Ok(big)];
+    let streamed = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    app.post_raw("/graphql", None, "application/json", streamed)
+        .await
+        .assert_problem(413, "body_too_large");
+
     // GraphiQL for browsers, served from our own assets.
     let page = app.get_public("/graphql").await.text;
     assert!(page.contains("/assets/vendor/graphiql.min.js"));

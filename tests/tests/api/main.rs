@@ -8,6 +8,8 @@ mod bad_input;
 mod browser;
 mod graphql;
 mod idempotency;
+mod invitations;
+mod operators;
 mod permissions;
 mod rate_limit;
 mod surface;
