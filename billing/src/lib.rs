@@ -1,1 +1,12 @@
+//! Every cent that moves through the platform: money in integer micro-units, a double-entry
+//! ledger whose postings always sum to zero, and holds that reserve a cluster's cost.
 
+mod error;
+pub mod ledger;
+pub mod money;
+
+pub use error::BillingError;
+pub use ledger::{AccountKind, AccountRef, Ledger, Posting, TransactionKind};
+pub use money::{Currency, Money, Rounding};
+
+pub type Result<T, E = BillingError> = std::result::Result<T, E>;

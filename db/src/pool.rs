@@ -118,11 +118,24 @@ impl Db {
 
     /// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up
     /// front, so a read-then-write transaction cannot fail half-way on a lock upgrade.
+    ///
+    /// The `BEGIN` runs in a task of its own. If the caller is dropped while it is in flight (a
+    /// client hung up, a timeout fired), the task still finishes and drops the transaction it
+    /// opened, which rolls it back. Awaited in place, a cancelled `BEGIN` can leave its
+    /// connection inside a transaction that nobody owns, back in the pool.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
+        let db = self.clone();
+        let opened = tokio::spawn(async move {
+            Ok::<_, sqlx::Error>(match db {
+                Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+                Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            })
+        });
+        match opened.await {
+            Ok(tx) => Ok(tx?),
+            Err(e) => Err(DbError::Sql(sqlx::Error::WorkerCrashed))
+                .inspect_err(|_| tracing::error!(error = %e, "begin task failed")),
+        }
     }
 
     /// A trivial round trip, for `/readyz`.

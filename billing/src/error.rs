@@ -1,0 +1,58 @@
+use iocloud_db::DbError;
+
+use crate::money::Currency;
+
+/// The billing domain's error. Each variant maps to a stable `code` for clients.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("{0}")]
+    InvalidAmount(String),
+    #[error("cannot combine {0} with {1}")]
+    CurrencyMismatch(Currency, Currency),
+    #[error("the amount is too large")]
+    Overflow,
+    #[error("insufficient funds: {needed} more {currency} needed in {account}")]
+    InsufficientFunds {
+        account: String,
+        currency: Currency,
+        needed: String,
+    },
+    #[error("the postings of a transaction must sum to zero in each currency")]
+    Unbalanced,
+    #[error("external reference {0} was already used for a different transaction")]
+    ExternalRefReused(String),
+    #[error("hold {0} not found")]
+    HoldNotFound(String),
+    #[error("hold {hold} has only {remaining} left")]
+    HoldExceeded { hold: String, remaining: String },
+    #[error("storage: {0}")]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for BillingError {
+    fn from(e: sqlx::Error) -> Self {
+        BillingError::Db(DbError::from(e))
+    }
+}
+
+impl BillingError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            BillingError::InvalidAmount(_) => "invalid_amount",
+            BillingError::CurrencyMismatch(..) => "currency_mismatch",
+            BillingError::Overflow => "amount_overflow",
+            BillingError::InsufficientFunds { .. } => "insufficient_funds",
+            BillingError::Unbalanced => "unbalanced_transaction",
+            BillingError::ExternalRefReused(_) => "external_ref_reused",
+            BillingError::HoldNotFound(_) => "not_found",
+            BillingError::HoldExceeded { .. } => "hold_exceeded",
+            BillingError::Db(DbError::NotFound) => "not_found",
+            BillingError::Db(_) => "internal",
+        }
+    }
+
+    /// A conflict with a concurrent transaction that did nothing and may be retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BillingError::Db(e) if e.is_retryable())
+    }
+}

@@ -1,0 +1,140 @@
+//! Ledger accounts: who owns them, what they hold, and which may go below zero.
+
+use serde::Serialize;
+
+use crate::money::Currency;
+
+/// The owner of the platform's own accounts and of the external (rail) accounts.
+pub const PLATFORM: &str = "platform";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    /// An organisation's spendable balance.
+    Available,
+    /// An organisation's funds reserved by holds.
+    Held,
+    /// What a provider organisation has earned and not yet been paid out.
+    ProviderEarnings,
+    /// $IO a provider has staked.
+    Stake,
+    /// The platform's fees.
+    PlatformRevenue,
+    /// The source of credits the platform grants (promotions, SLA credits, sign-up credit).
+    Promotions,
+    /// Money that arrived by card (Stripe); goes negative as it is credited to organisations.
+    ExternalStripe,
+    /// $IOSD and $IO deposited on Solana.
+    ExternalSolana,
+    /// Money paid out to providers.
+    ExternalPayouts,
+    /// $IO set aside for hourly block rewards.
+    RewardsPool,
+    /// $IO burnt (slashing).
+    Burn,
+}
+
+impl AccountKind {
+    pub const ALL: [AccountKind; 11] = [
+        AccountKind::Available,
+        AccountKind::Held,
+        AccountKind::ProviderEarnings,
+        AccountKind::Stake,
+        AccountKind::PlatformRevenue,
+        AccountKind::Promotions,
+        AccountKind::ExternalStripe,
+        AccountKind::ExternalSolana,
+        AccountKind::ExternalPayouts,
+        AccountKind::RewardsPool,
+        AccountKind::Burn,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Available => "available",
+            AccountKind::Held => "held",
+            AccountKind::ProviderEarnings => "provider_earnings",
+            AccountKind::Stake => "stake",
+            AccountKind::PlatformRevenue => "platform_revenue",
+            AccountKind::Promotions => "promotions",
+            AccountKind::ExternalStripe => "external_stripe",
+            AccountKind::ExternalSolana => "external_solana",
+            AccountKind::ExternalPayouts => "external_payouts",
+            AccountKind::RewardsPool => "rewards_pool",
+            AccountKind::Burn => "burn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AccountKind> {
+        AccountKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// External accounts mirror money outside the ledger and the promotions account issues
+    /// credit, so they run negative; every other account refuses to be overdrawn.
+    pub fn allows_negative(self) -> bool {
+        matches!(
+            self,
+            AccountKind::Promotions
+                | AccountKind::ExternalStripe
+                | AccountKind::ExternalSolana
+                | AccountKind::ExternalPayouts
+        )
+    }
+}
+
+/// Names one account: its owner, kind and currency. Its id is derived from them, so accounts
+/// are created on first use without a lookup.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountRef {
+    pub owner: String,
+    pub kind: AccountKind,
+    pub currency: Currency,
+}
+
+impl AccountRef {
+    pub fn org(org_id: &str, kind: AccountKind, currency: Currency) -> AccountRef {
+        AccountRef {
+            owner: org_id.to_string(),
+            kind,
+            currency,
+        }
+    }
+
+    pub fn platform(kind: AccountKind, currency: Currency) -> AccountRef {
+        AccountRef {
+            owner: PLATFORM.to_string(),
+            kind,
+            currency,
+        }
+    }
+
+    /// `acc_<owner>_<kind>_<currency>`, readable in logs and support tickets.
+    pub fn id(&self) -> String {
+        format!(
+            "acc_{}_{}_{}",
+            self.owner,
+            self.kind.as_str(),
+            self.currency.code().to_lowercase()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_kinds() {
+        let a = AccountRef::org("org_1", AccountKind::Available, Currency::Usd);
+        assert_eq!(a.id(), "acc_org_1_available_usd");
+        assert_eq!(
+            AccountRef::platform(AccountKind::Promotions, Currency::Io).id(),
+            "acc_platform_promotions_io"
+        );
+        for k in AccountKind::ALL {
+            assert_eq!(AccountKind::parse(k.as_str()), Some(k));
+        }
+        assert!(!AccountKind::Available.allows_negative());
+        assert!(AccountKind::ExternalStripe.allows_negative());
+    }
+}

@@ -1,0 +1,346 @@
+//! Holds: an organisation's funds reserved for a cluster's expected cost, captured in parts as
+//! the cluster runs, extended, and released when it ends. A hold never takes a balance below
+//! zero (the move from `available` to `held` is a conditional ledger posting), and its captures
+//! and releases never exceed it (a conditional update of the hold, checked again by the table).
+
+use iocloud_db::ids::new_id;
+use iocloud_db::time::now_micros;
+use iocloud_db::{Tx, db_run, tx_run};
+use serde::Serialize;
+
+use super::post::{NewTransaction, Posting, post_in};
+use super::{AccountKind, AccountRef, FeeBps, Ledger, TransactionKind, split_fee};
+use crate::money::{Currency, Money};
+use crate::{BillingError, Result};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Hold {
+    pub id: String,
+    pub org_id: String,
+    pub currency: String,
+    pub amount: i64,
+    pub captured: i64,
+    pub released: i64,
+    /// `open`, or `settled` once everything was captured or released.
+    pub status: String,
+    /// What the hold is for (a cluster id).
+    pub reference: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Hold {
+    pub fn currency(&self) -> Currency {
+        Currency::parse(&self.currency).unwrap_or(Currency::Usd)
+    }
+
+    /// What can still be captured or released.
+    pub fn remaining(&self) -> Money {
+        Money::from_micros(self.amount - self.captured - self.released, self.currency())
+    }
+}
+
+const COLUMNS: &str =
+    "id, org_id, currency, amount, captured, released, status, reference, created_at, updated_at";
+
+async fn hold_in(tx: &mut Tx, id: &str) -> Result<Hold> {
+    let sql = format!("SELECT {COLUMNS} FROM holds WHERE id = $1");
+    let row: Option<Hold> = tx_run!(tx, |c| sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(c)
+        .await)?;
+    row.ok_or_else(|| BillingError::HoldNotFound(id.to_string()))
+}
+
+fn positive(amount: Money) -> Result<()> {
+    if amount.is_positive() {
+        Ok(())
+    } else {
+        Err(BillingError::InvalidAmount(
+            "the amount must be positive".into(),
+        ))
+    }
+}
+
+impl Ledger {
+    pub async fn hold(&self, org_id: &str, id: &str) -> Result<Hold> {
+        let sql = format!("SELECT {COLUMNS} FROM holds WHERE id = $1 AND org_id = $2");
+        let row: Option<Hold> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .bind(org_id)
+            .fetch_optional(p)
+            .await)?;
+        row.ok_or_else(|| BillingError::HoldNotFound(id.to_string()))
+    }
+
+    /// The hold placed with this reference, if any (callers retrying a placement use it).
+    pub async fn hold_by_external_ref(&self, external_ref: &str) -> Result<Option<Hold>> {
+        let sql = format!("SELECT {COLUMNS} FROM holds WHERE external_ref = $1");
+        Ok(db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(external_ref)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    /// An organisation's holds, newest last, after the id `after` (for cursor pagination).
+    pub async fn holds(&self, org_id: &str, after: &str, limit: i64) -> Result<Vec<Hold>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM holds WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
+        Ok(db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(org_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(p)
+            .await)?)
+    }
+
+    /// Reserves `amount` of the organisation's available balance. Refused (and nothing written)
+    /// when the balance does not cover it. The same `external_ref` twice is one hold.
+    pub async fn place_hold(
+        &self,
+        org_id: &str,
+        amount: Money,
+        reference: &str,
+        external_ref: &str,
+    ) -> Result<Hold> {
+        positive(amount)?;
+        let mut tx = self.db.begin().await?;
+        let c = amount.currency();
+        let posted = post_in(
+            &mut tx,
+            &NewTransaction {
+                external_ref: external_ref.to_string(),
+                kind: TransactionKind::Hold,
+                org_id: Some(org_id.to_string()),
+                memo: format!("hold for {reference}"),
+                postings: Posting::transfer(
+                    AccountRef::org(org_id, AccountKind::Available, c),
+                    AccountRef::org(org_id, AccountKind::Held, c),
+                    amount,
+                )?
+                .to_vec(),
+            },
+        )
+        .await?;
+        let id = if posted.replayed {
+            let existing: String = tx_run!(&mut tx, |c| {
+                sqlx::query_scalar("SELECT id FROM holds WHERE external_ref = $1")
+                    .bind(external_ref)
+                    .fetch_one(c)
+                    .await
+            })?;
+            existing
+        } else {
+            let id = new_id("hld");
+            let now = now_micros();
+            tx_run!(&mut tx, |conn| {
+                sqlx::query(
+                    "INSERT INTO holds (id, org_id, currency, amount, captured, released, status, reference, external_ref, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 0, 0, 'open', $5, $6, $7, $7)",
+                )
+                .bind(&id)
+                .bind(org_id)
+                .bind(c.code())
+                .bind(amount.micros())
+                .bind(reference)
+                .bind(external_ref)
+                .bind(now)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            id
+        };
+        let hold = hold_in(&mut tx, &id).await?;
+        tx.commit().await?;
+        Ok(hold)
+    }
+
+    /// Reserves `extra` more for an open hold (a cluster extended).
+    pub async fn extend_hold(
+        &self,
+        hold_id: &str,
+        extra: Money,
+        external_ref: &str,
+    ) -> Result<Hold> {
+        positive(extra)?;
+        let mut tx = self.db.begin().await?;
+        let hold = hold_in(&mut tx, hold_id).await?;
+        let c = hold.currency();
+        let posted = post_in(
+            &mut tx,
+            &NewTransaction {
+                external_ref: external_ref.to_string(),
+                kind: TransactionKind::HoldExtend,
+                org_id: Some(hold.org_id.clone()),
+                memo: format!("extend hold {hold_id}"),
+                postings: Posting::transfer(
+                    AccountRef::org(&hold.org_id, AccountKind::Available, c),
+                    AccountRef::org(&hold.org_id, AccountKind::Held, c),
+                    extra,
+                )?
+                .to_vec(),
+            },
+        )
+        .await?;
+        if !posted.replayed {
+            let updated = tx_run!(&mut tx, |conn| {
+                sqlx::query("UPDATE holds SET amount = amount + $1, updated_at = $2 WHERE id = $3 AND status = 'open'")
+                    .bind(extra.micros())
+                    .bind(now_micros())
+                    .bind(hold_id)
+                    .execute(conn)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
+            if updated == 0 {
+                return Err(BillingError::HoldExceeded {
+                    hold: hold_id.to_string(),
+                    remaining: "0 (settled)".into(),
+                });
+            }
+        }
+        let hold = hold_in(&mut tx, hold_id).await?;
+        tx.commit().await?;
+        Ok(hold)
+    }
+
+    /// Takes `amount` of the hold as payment: the provider's share to its earnings, the fee to
+    /// the platform's revenue. Refused when the hold has less than `amount` left.
+    pub async fn capture(
+        &self,
+        hold_id: &str,
+        amount: Money,
+        provider_org: &str,
+        fee_bps: FeeBps,
+        external_ref: &str,
+    ) -> Result<Hold> {
+        positive(amount)?;
+        let mut tx = self.db.begin().await?;
+        let hold = hold_in(&mut tx, hold_id).await?;
+        let c = hold.currency();
+        if amount.currency() != c {
+            return Err(BillingError::CurrencyMismatch(amount.currency(), c));
+        }
+        if amount.micros() > hold.remaining().micros() || hold.status != "open" {
+            // A retry of a capture that already went through is answered by `post_in` below.
+            let already: Option<String> = tx_run!(&mut tx, |conn| {
+                sqlx::query_scalar("SELECT id FROM ledger_transactions WHERE external_ref = $1")
+                    .bind(external_ref)
+                    .fetch_optional(conn)
+                    .await
+            })?;
+            if already.is_none() {
+                return Err(BillingError::HoldExceeded {
+                    hold: hold_id.to_string(),
+                    remaining: hold.remaining().to_decimal(),
+                });
+            }
+        }
+        let (provider_share, fee) = split_fee(amount, fee_bps)?;
+        let mut postings = vec![Posting {
+            account: AccountRef::org(&hold.org_id, AccountKind::Held, c),
+            amount: amount.checked_neg()?,
+        }];
+        if provider_share.is_positive() {
+            postings.push(Posting {
+                account: AccountRef::org(provider_org, AccountKind::ProviderEarnings, c),
+                amount: provider_share,
+            });
+        }
+        if fee.is_positive() {
+            postings.push(Posting {
+                account: AccountRef::platform(AccountKind::PlatformRevenue, c),
+                amount: fee,
+            });
+        }
+        let posted = post_in(
+            &mut tx,
+            &NewTransaction {
+                external_ref: external_ref.to_string(),
+                kind: TransactionKind::Capture,
+                org_id: Some(hold.org_id.clone()),
+                memo: format!("capture from hold {hold_id} for {}", hold.reference),
+                postings,
+            },
+        )
+        .await?;
+        if !posted.replayed {
+            let updated = tx_run!(&mut tx, |conn| {
+                sqlx::query(
+                    "UPDATE holds SET captured = captured + $1, updated_at = $2, \
+                     status = CASE WHEN captured + released + $1 = amount THEN 'settled' ELSE status END \
+                     WHERE id = $3 AND status = 'open' AND captured + released + $1 <= amount",
+                )
+                .bind(amount.micros())
+                .bind(now_micros())
+                .bind(hold_id)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            if updated == 0 {
+                return Err(BillingError::HoldExceeded {
+                    hold: hold_id.to_string(),
+                    remaining: hold.remaining().to_decimal(),
+                });
+            }
+        }
+        let hold = hold_in(&mut tx, hold_id).await?;
+        tx.commit().await?;
+        Ok(hold)
+    }
+
+    /// Returns what is left of the hold to the organisation's available balance and settles it.
+    /// Releasing a settled hold changes nothing.
+    pub async fn release(&self, hold_id: &str, external_ref: &str) -> Result<Hold> {
+        let mut tx = self.db.begin().await?;
+        let hold = hold_in(&mut tx, hold_id).await?;
+        let remaining = hold.remaining();
+        if hold.status == "settled" || !remaining.is_positive() {
+            tx.commit().await?;
+            return Ok(hold);
+        }
+        let c = hold.currency();
+        let posted = post_in(
+            &mut tx,
+            &NewTransaction {
+                external_ref: external_ref.to_string(),
+                kind: TransactionKind::Release,
+                org_id: Some(hold.org_id.clone()),
+                memo: format!("release hold {hold_id}"),
+                postings: Posting::transfer(
+                    AccountRef::org(&hold.org_id, AccountKind::Held, c),
+                    AccountRef::org(&hold.org_id, AccountKind::Available, c),
+                    remaining,
+                )?
+                .to_vec(),
+            },
+        )
+        .await?;
+        if !posted.replayed {
+            let updated = tx_run!(&mut tx, |conn| {
+                sqlx::query(
+                    "UPDATE holds SET released = released + $1, status = 'settled', updated_at = $2 \
+                     WHERE id = $3 AND status = 'open' AND captured + released + $1 = amount",
+                )
+                .bind(remaining.micros())
+                .bind(now_micros())
+                .bind(hold_id)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            if updated == 0 {
+                return Err(BillingError::HoldExceeded {
+                    hold: hold_id.to_string(),
+                    remaining: remaining.to_decimal(),
+                });
+            }
+        }
+        let hold = hold_in(&mut tx, hold_id).await?;
+        tx.commit().await?;
+        Ok(hold)
+    }
+}

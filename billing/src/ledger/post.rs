@@ -1,0 +1,286 @@
+//! Posting a transaction: validate, claim the external reference, move the balances with
+//! conditional updates, record the postings, all in one database transaction.
+
+use std::collections::BTreeMap;
+
+use iocloud_db::ids::new_id;
+use iocloud_db::time::now_micros;
+use iocloud_db::{Tx, tx_run};
+use sha2::{Digest, Sha256};
+
+use super::{AccountRef, Ledger, TransactionKind};
+use crate::money::{Currency, Money};
+use crate::{BillingError, Result};
+
+/// One leg of a transaction: `amount` is added to the account's balance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Posting {
+    pub account: AccountRef,
+    pub amount: Money,
+}
+
+impl Posting {
+    /// Moves `amount` from one account to another: two postings.
+    pub fn transfer(from: AccountRef, to: AccountRef, amount: Money) -> Result<[Posting; 2]> {
+        Ok([
+            Posting {
+                account: from,
+                amount: amount.checked_neg()?,
+            },
+            Posting {
+                account: to,
+                amount,
+            },
+        ])
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewTransaction {
+    /// Idempotency: the same reference twice is one transaction.
+    pub external_ref: String,
+    pub kind: TransactionKind,
+    /// The organisation the transaction concerns, for its statements.
+    pub org_id: Option<String>,
+    pub memo: String,
+    pub postings: Vec<Posting>,
+}
+
+/// A posted transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Posted {
+    pub transaction_id: String,
+    /// True when the reference had been posted before and nothing changed now.
+    pub replayed: bool,
+}
+
+const ATTEMPTS: usize = 8;
+
+impl Ledger {
+    /// Posts a balanced transaction, retrying when a concurrent transaction made the database
+    /// refuse ours (a deadlock or a busy SQLite); such a refusal left nothing behind.
+    pub async fn post(&self, t: &NewTransaction) -> Result<Posted> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result: Result<Posted> = async {
+                let mut tx = self.db.begin().await?;
+                let posted = post_in(&mut tx, t).await?;
+                tx.commit().await?;
+                Ok(posted)
+            }
+            .await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Checks that postings name non-zero amounts in their account's currency and sum to zero in
+/// each currency; returns the net amount per account, in account-id order (the order rows are
+/// locked in, so two transactions never wait on each other in a cycle).
+fn net_by_account(postings: &[Posting]) -> Result<BTreeMap<String, (AccountRef, i64)>> {
+    if postings.is_empty() {
+        return Err(BillingError::Unbalanced);
+    }
+    let mut per_currency: BTreeMap<Currency, i128> = BTreeMap::new();
+    let mut per_account: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
+    for p in postings {
+        if p.amount.micros() == 0 {
+            return Err(BillingError::InvalidAmount(
+                "a posting cannot be zero".into(),
+            ));
+        }
+        if p.amount.currency() != p.account.currency {
+            return Err(BillingError::CurrencyMismatch(
+                p.amount.currency(),
+                p.account.currency,
+            ));
+        }
+        *per_currency.entry(p.amount.currency()).or_default() += i128::from(p.amount.micros());
+        let entry = per_account
+            .entry(p.account.id())
+            .or_insert_with(|| (p.account.clone(), 0));
+        entry.1 = entry
+            .1
+            .checked_add(p.amount.micros())
+            .ok_or(BillingError::Overflow)?;
+    }
+    if per_currency.values().any(|sum| *sum != 0) {
+        return Err(BillingError::Unbalanced);
+    }
+    Ok(per_account)
+}
+
+fn digest(t: &NewTransaction) -> String {
+    let mut legs: Vec<(String, i64)> = t
+        .postings
+        .iter()
+        .map(|p| (p.account.id(), p.amount.micros()))
+        .collect();
+    legs.sort();
+    let mut h = Sha256::new();
+    h.update(t.kind.as_str());
+    h.update(t.org_id.as_deref().unwrap_or(""));
+    for (id, amount) in legs {
+        h.update(format!("|{id}:{amount}"));
+    }
+    hex::encode(h.finalize())
+}
+
+/// Posts inside an open database transaction, so callers (holds) can change their own rows
+/// atomically with the money.
+pub(crate) async fn post_in(tx: &mut Tx, t: &NewTransaction) -> Result<Posted> {
+    let net = net_by_account(&t.postings)?;
+    let digest = digest(t);
+    let now = now_micros();
+    let id = new_id("ltx");
+    let claimed = tx_run!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO ledger_transactions (id, external_ref, kind, org_id, memo, digest, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (external_ref) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&t.external_ref)
+        .bind(t.kind.as_str())
+        .bind(&t.org_id)
+        .bind(&t.memo)
+        .bind(&digest)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    if claimed == 0 {
+        let (existing_id, existing_digest): (String, String) = tx_run!(tx, |c| {
+            sqlx::query_as("SELECT id, digest FROM ledger_transactions WHERE external_ref = $1")
+                .bind(&t.external_ref)
+                .fetch_one(c)
+                .await
+        })?;
+        if existing_digest != digest {
+            return Err(BillingError::ExternalRefReused(t.external_ref.clone()));
+        }
+        return Ok(Posted {
+            transaction_id: existing_id,
+            replayed: true,
+        });
+    }
+
+    for (account_id, (account, amount)) in &net {
+        tx_run!(tx, |c| {
+            sqlx::query(
+                "INSERT INTO ledger_accounts (id, owner, kind, currency, balance, allow_negative, created_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(account_id)
+            .bind(&account.owner)
+            .bind(account.kind.as_str())
+            .bind(account.currency.code())
+            .bind(account.kind.allows_negative())
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        // The balance moves only if it stays at or above zero (or the account may go negative):
+        // a concurrent debit cannot slip between a read and a write.
+        let moved = tx_run!(tx, |c| {
+            sqlx::query(
+                "UPDATE ledger_accounts SET balance = balance + $1 WHERE id = $2 AND (allow_negative OR balance + $1 >= 0)",
+            )
+            .bind(*amount)
+            .bind(account_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        if moved == 0 {
+            let balance: i64 = tx_run!(tx, |c| {
+                sqlx::query_scalar("SELECT balance FROM ledger_accounts WHERE id = $1")
+                    .bind(account_id)
+                    .fetch_one(c)
+                    .await
+            })?;
+            let needed = Money::from_micros(-(balance + amount), account.currency);
+            return Err(BillingError::InsufficientFunds {
+                account: account_id.clone(),
+                currency: account.currency,
+                needed: needed.to_decimal(),
+            });
+        }
+    }
+    for p in &t.postings {
+        tx_run!(tx, |c| {
+            sqlx::query(
+                "INSERT INTO ledger_postings (id, transaction_id, account_id, owner, currency, amount, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(new_id("pst"))
+            .bind(&id)
+            .bind(p.account.id())
+            .bind(&p.account.owner)
+            .bind(p.account.currency.code())
+            .bind(p.amount.micros())
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(Posted {
+        transaction_id: id,
+        replayed: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::AccountKind;
+
+    fn usd(m: i64) -> Money {
+        Money::from_micros(m, Currency::Usd)
+    }
+
+    #[test]
+    fn unbalanced_or_odd_postings_are_refused() {
+        let a = AccountRef::org("o", AccountKind::Available, Currency::Usd);
+        let b = AccountRef::platform(AccountKind::Promotions, Currency::Usd);
+        assert!(net_by_account(&[]).is_err());
+        assert!(matches!(
+            net_by_account(&[
+                Posting {
+                    account: a.clone(),
+                    amount: usd(5)
+                },
+                Posting {
+                    account: b.clone(),
+                    amount: usd(-4)
+                }
+            ]),
+            Err(BillingError::Unbalanced)
+        ));
+        assert!(
+            net_by_account(&[Posting {
+                account: a.clone(),
+                amount: usd(0)
+            }])
+            .is_err()
+        );
+        let io = Money::from_micros(5, Currency::Io);
+        assert!(matches!(
+            net_by_account(&[Posting {
+                account: a.clone(),
+                amount: io
+            }]),
+            Err(BillingError::CurrencyMismatch(..))
+        ));
+        let ok = net_by_account(&Posting::transfer(b, a.clone(), usd(7)).unwrap()).unwrap();
+        assert_eq!(ok[&a.id()].1, 7);
+    }
+}
