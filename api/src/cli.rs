@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the control plane.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Apply database migrations and exit.
     Migrate(DbArgs),
     /// Benchmarks, each beside a baseline measured in the same run.
@@ -71,7 +71,7 @@ pub fn parse() -> Cli {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Migrate(args) => {
             let db = Db::connect(&DatabaseUrl::new(args.database_url)).await?;
             db.migrate().await?;
@@ -100,7 +100,8 @@ async fn admin(command: AdminCommand, args: DbArgs) -> anyhow::Result<()> {
     let db = Db::connect(&DatabaseUrl::new(args.database_url)).await?;
     db.migrate().await?;
     let jwt = iocloud_control::jwt::JwtKeys::load(&db, None).await?;
-    let control = iocloud_control::Control::new(db, iocloud_db::Kv::memory(), jwt);
+    let control =
+        iocloud_control::Control::new(db, iocloud_db::Kv::memory(), jwt, Default::default());
     let (email, grant) = match &command {
         AdminCommand::GrantOperator { email } => (email, true),
         AdminCommand::RevokeOperator { email } => (email, false),

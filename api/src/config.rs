@@ -71,6 +71,19 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_AUTH_CACHE_SECS", default_value_t = 30)]
     pub auth_cache_secs: u64,
 
+    /// The platform's share of every charge, in basis points (500 = 5%).
+    #[arg(long, env = "IOCLOUD_PLATFORM_FEE_BPS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub platform_fee_bps: u32,
+
+    /// Credit every new organisation receives, in USD (e.g. "25.00"); unset, none.
+    #[arg(long, env = "IOCLOUD_SIGNUP_CREDIT_USD")]
+    pub signup_credit_usd: Option<String>,
+
+    /// A demo deployment: new organisations get 500 USD of credit (unless
+    /// IOCLOUD_SIGNUP_CREDIT_USD says otherwise), so a newcomer can rent at once.
+    #[arg(long, env = "IOCLOUD_DEMO", default_value_t = false)]
+    pub demo: bool,
+
     /// Deepest GraphQL query accepted. GraphiQL's introspection query is 13 deep.
     #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_DEPTH", default_value_t = 16)]
     pub graphql_max_depth: usize,
@@ -85,6 +98,26 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 impl Config {
     pub fn auth_cache_ttl(&self) -> Duration {
         Duration::from_secs(self.auth_cache_secs)
+    }
+
+    /// What the domain needs from these settings; refuses a malformed sign-up credit.
+    pub fn domain_settings(&self) -> Result<iocloud_control::Settings, String> {
+        let signup_credit = match (&self.signup_credit_usd, self.demo) {
+            (Some(text), _) => Some(
+                iocloud_billing::Money::parse(text, iocloud_billing::Currency::Usd)
+                    .map_err(|e| format!("IOCLOUD_SIGNUP_CREDIT_USD: {e}"))?,
+            ),
+            (None, true) => Some(iocloud_billing::Money::from_micros(
+                500_000_000,
+                iocloud_billing::Currency::Usd,
+            )),
+            (None, false) => None,
+        };
+        Ok(iocloud_control::Settings {
+            cache_ttl: self.auth_cache_ttl(),
+            platform_fee_bps: self.platform_fee_bps,
+            signup_credit,
+        })
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -107,6 +140,9 @@ impl Config {
             request_timeout_secs: 30,
             log_format: "text".into(),
             auth_cache_secs: 30,
+            platform_fee_bps: 500,
+            signup_credit_usd: None,
+            demo: false,
             graphql_max_depth: 16,
             graphql_max_complexity: 500,
         }
@@ -178,6 +214,24 @@ fn set_env(var: &str, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_grants_500_usd_unless_told_otherwise() {
+        let mut c = Config::for_tests("sqlite::memory:");
+        assert_eq!(c.domain_settings().unwrap().signup_credit, None);
+        c.demo = true;
+        assert_eq!(
+            c.domain_settings().unwrap().signup_credit.unwrap().micros(),
+            500_000_000
+        );
+        c.signup_credit_usd = Some("25".into());
+        assert_eq!(
+            c.domain_settings().unwrap().signup_credit.unwrap().micros(),
+            25_000_000
+        );
+        c.signup_credit_usd = Some("lots".into());
+        assert!(c.domain_settings().is_err());
+    }
 
     #[test]
     fn env_names() {

@@ -134,6 +134,15 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
         DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
         DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         DomainError::Conflict { .. } | DomainError::LastOwner => StatusCode::CONFLICT,
+        DomainError::Billing(b) => match b.code() {
+            "insufficient_funds" => StatusCode::PAYMENT_REQUIRED,
+            "invalid_amount" | "currency_mismatch" | "amount_overflow" => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            "external_ref_reused" | "hold_exceeded" => StatusCode::CONFLICT,
+            "not_found" => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        },
         DomainError::Db(iocloud_db::DbError::NotFound) => StatusCode::NOT_FOUND,
         DomainError::Db(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

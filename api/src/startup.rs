@@ -40,7 +40,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         None => None,
     };
     let jwt = JwtKeys::load(&db, configured_key.as_deref()).await?;
-    let control = Control::with_cache_ttl(db, kv, jwt, config.auth_cache_ttl());
+    let settings = config.domain_settings().map_err(|e| anyhow::anyhow!(e))?;
+    let control = Control::new(db, kv, jwt, settings);
     control.spawn_invalidation_listener();
     let schema = graphql::build_schema(control.clone(), &config);
     Ok(AppState::new(control, config, schema))

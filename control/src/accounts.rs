@@ -144,6 +144,7 @@ impl Control {
         let refresh = new_session(&mut tx, &user_id, &org_id).await?;
         tx.commit().await?;
         tracing::info!(user_id, org_id, "user signed up");
+        self.grant_signup_credit(&org_id).await;
         self.session_answer(&user_id, &org_id, refresh).await
     }
 

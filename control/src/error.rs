@@ -28,6 +28,8 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("an organisation must keep at least one owner")]
     LastOwner,
+    #[error("{0}")]
+    Billing(#[from] iocloud_billing::BillingError),
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]
@@ -47,6 +49,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } => code,
             Error::LastOwner => "last_owner",
+            Error::Billing(e) => e.code(),
             Error::Db(DbError::NotFound) => "not_found",
             Error::Db(_) | Error::Internal(_) => "internal",
         }
@@ -63,6 +66,7 @@ impl Error {
     pub fn is_internal(&self) -> bool {
         matches!(self, Error::Db(e) if !matches!(e, DbError::NotFound))
             || matches!(self, Error::Internal(_))
+            || matches!(self, Error::Billing(e) if matches!(e.code(), "internal" | "unbalanced_transaction"))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod actor;
 pub mod api_keys;
 pub mod audit;
+pub mod billing;
 pub mod cache;
 mod error;
 pub mod invitations;
@@ -16,6 +17,7 @@ pub mod orgs;
 pub mod page;
 pub mod permissions;
 pub mod secrets;
+mod settings;
 pub mod types;
 
 use iocloud_db::{Db, Kv};
@@ -24,6 +26,7 @@ pub use actor::{Actor, Principal};
 pub use error::Error;
 pub use page::{Page, PageRequest};
 pub use permissions::{Action, Role, Scope};
+pub use settings::Settings;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -34,16 +37,22 @@ pub struct Control {
     pub kv: Kv,
     pub jwt: jwt::JwtKeys,
     pub cache: std::sync::Arc<cache::Cache>,
+    pub ledger: iocloud_billing::Ledger,
+    pub settings: std::sync::Arc<Settings>,
 }
 
 impl Control {
-    pub fn new(db: Db, kv: Kv, jwt: jwt::JwtKeys) -> Self {
-        Self::with_cache_ttl(db, kv, jwt, cache::DEFAULT_TTL)
-    }
-
-    pub fn with_cache_ttl(db: Db, kv: Kv, jwt: jwt::JwtKeys, ttl: std::time::Duration) -> Self {
-        let cache = std::sync::Arc::new(cache::Cache::new(ttl));
-        Self { db, kv, jwt, cache }
+    pub fn new(db: Db, kv: Kv, jwt: jwt::JwtKeys, settings: Settings) -> Self {
+        let cache = std::sync::Arc::new(cache::Cache::new(settings.cache_ttl));
+        let ledger = iocloud_billing::Ledger::new(db.clone());
+        Self {
+            db,
+            kv,
+            jwt,
+            cache,
+            ledger,
+            settings: std::sync::Arc::new(settings),
+        }
     }
 
     /// Drops a cached entry here and tells the other replicas to drop theirs.

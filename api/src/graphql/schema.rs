@@ -127,6 +127,55 @@ impl QueryRoot {
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
     }
+
+    /// Available and held balances in every currency.
+    async fn balances(&self, ctx: &Context<'_>) -> GqlResult<Vec<GqlBalance>> {
+        let b = control(ctx)
+            .balances(actor(ctx)?)
+            .await
+            .map_err(gql_error)?;
+        Ok(b.into_iter().map(Into::into).collect())
+    }
+
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn postings(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+        currency: Option<String>,
+    ) -> GqlResult<GqlPage<GqlPosting>> {
+        let p = control(ctx)
+            .postings(actor(ctx)?, &page(cursor, limit)?, currency.as_deref())
+            .await
+            .map_err(gql_error)?;
+        Ok(GqlPage::from_page(p))
+    }
+
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn holds(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<GqlPage<GqlHold>> {
+        let p = control(ctx)
+            .holds(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)?;
+        Ok(GqlPage::from_page(p))
+    }
+
+    /// The currency clusters are paid in.
+    async fn billing_preference(&self, ctx: &Context<'_>) -> GqlResult<String> {
+        Ok(control(ctx)
+            .billing_preference(actor(ctx)?)
+            .await
+            .map_err(gql_error)?
+            .currency
+            .code()
+            .into())
+    }
 }
 
 pub struct MutationRoot;
@@ -293,6 +342,42 @@ impl MutationRoot {
             .await
             .map_err(gql_error)?
             .into())
+    }
+
+    async fn set_billing_preference(
+        &self,
+        ctx: &Context<'_>,
+        currency: String,
+    ) -> GqlResult<String> {
+        let p = control(ctx)
+            .set_billing_preference(actor(ctx)?, &currency)
+            .await
+            .map_err(gql_error)?;
+        Ok(p.currency.code().into())
+    }
+
+    /// Platform operators only. The same `reference` twice is one grant.
+    async fn grant_credit(
+        &self,
+        ctx: &Context<'_>,
+        org_id: String,
+        amount: String,
+        currency: String,
+        reason: String,
+        reference: Option<String>,
+    ) -> GqlResult<GqlCreditGrant> {
+        let g = control(ctx)
+            .grant_credit(
+                actor(ctx)?,
+                &org_id,
+                &amount,
+                &currency,
+                &reason,
+                reference.as_deref(),
+            )
+            .await
+            .map_err(gql_error)?;
+        Ok(g.into())
     }
 }
 

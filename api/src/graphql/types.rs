@@ -308,6 +308,8 @@ impl From<orgs::Me> for GqlMe {
 #[graphql(concrete(name = "InvitationPage", params(GqlInvitation)))]
 #[graphql(concrete(name = "ApiKeyPage", params(GqlApiKey)))]
 #[graphql(concrete(name = "AuditEventPage", params(GqlAuditEvent)))]
+#[graphql(concrete(name = "PostingPage", params(GqlPosting)))]
+#[graphql(concrete(name = "HoldPage", params(GqlHold)))]
 pub struct GqlPage<T: async_graphql::OutputType> {
     items: Vec<T>,
     next_cursor: Option<String>,
@@ -321,6 +323,108 @@ impl<T: async_graphql::OutputType> GqlPage<T> {
         GqlPage {
             items: page.items.into_iter().map(T::from).collect(),
             next_cursor: page.next_cursor,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Balance")]
+pub struct GqlBalance {
+    currency: String,
+    available: String,
+    held: String,
+}
+
+impl From<iocloud_control::billing::Balance> for GqlBalance {
+    fn from(b: iocloud_control::billing::Balance) -> Self {
+        GqlBalance {
+            currency: b.currency.code().into(),
+            available: b.available,
+            held: b.held,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Posting")]
+pub struct GqlPosting {
+    id: String,
+    transaction_id: String,
+    account: String,
+    currency: String,
+    amount: String,
+    kind: String,
+    memo: String,
+    created_at: String,
+}
+
+impl From<iocloud_control::billing::PostingView> for GqlPosting {
+    fn from(p: iocloud_control::billing::PostingView) -> Self {
+        GqlPosting {
+            id: p.id,
+            transaction_id: p.transaction_id,
+            account: p.account,
+            currency: p.currency,
+            amount: p.amount,
+            kind: p.kind,
+            memo: p.memo,
+            created_at: to_rfc3339(p.created_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Hold")]
+pub struct GqlHold {
+    id: String,
+    currency: String,
+    amount: String,
+    captured: String,
+    released: String,
+    remaining: String,
+    status: String,
+    reference: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<iocloud_control::billing::HoldView> for GqlHold {
+    fn from(h: iocloud_control::billing::HoldView) -> Self {
+        GqlHold {
+            id: h.id,
+            currency: h.currency.code().into(),
+            amount: h.amount,
+            captured: h.captured,
+            released: h.released,
+            remaining: h.remaining,
+            status: h.status,
+            reference: h.reference,
+            created_at: to_rfc3339(h.created_at),
+            updated_at: to_rfc3339(h.updated_at),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "CreditGrant")]
+pub struct GqlCreditGrant {
+    transaction_id: String,
+    org_id: String,
+    amount: String,
+    currency: String,
+    reason: String,
+    replayed: bool,
+}
+
+impl From<iocloud_control::billing::CreditGrant> for GqlCreditGrant {
+    fn from(g: iocloud_control::billing::CreditGrant) -> Self {
+        GqlCreditGrant {
+            transaction_id: g.transaction_id,
+            org_id: g.org_id,
+            amount: g.amount,
+            currency: g.currency.code().into(),
+            reason: g.reason,
+            replayed: g.replayed,
         }
     }
 }

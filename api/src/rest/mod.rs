@@ -3,6 +3,7 @@
 mod api_keys;
 mod audit;
 mod auth;
+mod billing;
 mod members;
 mod org;
 
@@ -23,6 +24,7 @@ use crate::state::AppState;
         (name = "org", description = "The organisation, its members and invitations"),
         (name = "api-keys", description = "API keys"),
         (name = "audit", description = "The audit log"),
+        (name = "billing", description = "Balances, the ledger, holds and credits"),
     )
 )]
 struct ApiDoc;
@@ -52,4 +54,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(members::router())
         .merge(api_keys::router())
         .merge(audit::router())
+        .merge(billing::router())
 }

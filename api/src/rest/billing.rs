@@ -1,0 +1,137 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use iocloud_control::Page;
+use iocloud_control::billing::{Balance, BillingPreference, CreditGrant, HoldView, PostingView};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiResult, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ListParams};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balances))
+        .routes(routes!(postings))
+        .routes(routes!(list_holds))
+        .routes(routes!(get_hold))
+        .routes(routes!(get_preference, set_preference))
+        .routes(routes!(grant_credit))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PostingParams {
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+    /// Only postings in this currency: USD, IOSD or IO.
+    pub currency: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceBody {
+    /// USD, IOSD or IO.
+    currency: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditBody {
+    org_id: String,
+    /// A decimal string of the currency unit, e.g. "50.00".
+    amount: String,
+    currency: String,
+    reason: String,
+}
+
+/// Available and held balances in every currency.
+#[utoipa::path(get, path = "/v1/balances", tag = "billing", responses((status = 200, body = Vec<Balance>), (status = 403, body = Problem)))]
+async fn balances(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Vec<Balance>>> {
+    Ok(Json(s.control.balances(&actor).await?))
+}
+
+/// Ledger postings of the organisation's accounts, oldest first.
+#[utoipa::path(get, path = "/v1/ledger/postings", tag = "billing", params(PostingParams), responses((status = 200, body = Page<PostingView>)))]
+async fn postings(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<PostingParams>,
+) -> ApiResult<Json<Page<PostingView>>> {
+    let page = iocloud_control::PageRequest::parse(q.cursor.as_deref(), q.limit)?;
+    Ok(Json(
+        s.control
+            .postings(&actor, &page, q.currency.as_deref())
+            .await?,
+    ))
+}
+
+/// Holds on the organisation's balance (one per cluster).
+#[utoipa::path(get, path = "/v1/holds", tag = "billing", params(ListParams), responses((status = 200, body = Page<HoldView>)))]
+async fn list_holds(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<HoldView>>> {
+    Ok(Json(s.control.holds(&actor, &q.page()?).await?))
+}
+
+#[utoipa::path(get, path = "/v1/holds/{id}", tag = "billing", responses((status = 200, body = HoldView), (status = 404, body = Problem)))]
+async fn get_hold(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<HoldView>> {
+    Ok(Json(s.control.hold(&actor, &id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/billing/preference", tag = "billing", responses((status = 200, body = BillingPreference)))]
+async fn get_preference(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<Json<BillingPreference>> {
+    Ok(Json(s.control.billing_preference(&actor).await?))
+}
+
+/// Choose how clusters are paid: USD credit, IOSD or IO (owners and billing members).
+#[utoipa::path(put, path = "/v1/billing/preference", tag = "billing", request_body = PreferenceBody,
+    responses((status = 200, body = BillingPreference), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn set_preference(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(b): ApiJson<PreferenceBody>,
+) -> ApiResult<Json<BillingPreference>> {
+    Ok(Json(
+        s.control
+            .set_billing_preference(&actor, &b.currency)
+            .await?,
+    ))
+}
+
+/// Grant credit to an organisation (platform operators only). With an `Idempotency-Key`, the
+/// same key is one grant.
+#[utoipa::path(post, path = "/v1/admin/credits", tag = "billing", request_body = CreditBody,
+    responses((status = 200, body = CreditGrant), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn grant_credit(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<CreditBody>,
+) -> ApiResult<Json<CreditGrant>> {
+    let reference = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    Ok(Json(
+        s.control
+            .grant_credit(
+                &actor,
+                &b.org_id,
+                &b.amount,
+                &b.currency,
+                &b.reason,
+                reference,
+            )
+            .await?,
+    ))
+}

@@ -1,0 +1,294 @@
+//! The organisation's side of billing: balances, ledger postings, holds, how it pays, and
+//! credits granted by platform operators. The money itself moves in `iocloud_billing`.
+
+use iocloud_billing::ledger::{NewTransaction, Posting};
+use iocloud_billing::{AccountKind, AccountRef, Currency, Money, TransactionKind};
+use iocloud_db::ids::new_id;
+use iocloud_db::time::serde_rfc3339;
+use iocloud_db::{DbError, db_run};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{Action, Actor, Control, Error, Page, PageRequest, Result};
+
+/// An organisation's money in one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Balance {
+    pub currency: Currency,
+    /// Spendable now, as a decimal string of the currency unit.
+    pub available: String,
+    /// Reserved by holds for running clusters.
+    pub held: String,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct PostingView {
+    pub id: String,
+    pub transaction_id: String,
+    /// The account the posting moved: `available`, `held`, `provider_earnings`, …
+    pub account: String,
+    pub currency: String,
+    /// Signed decimal: positive adds to the account.
+    #[sqlx(skip)]
+    pub amount: String,
+    #[serde(skip)]
+    pub amount_micros: i64,
+    /// What the transaction was: `credit_grant`, `hold`, `capture`, `release`, …
+    pub kind: String,
+    pub memo: String,
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldView {
+    pub id: String,
+    pub currency: Currency,
+    pub amount: String,
+    pub captured: String,
+    pub released: String,
+    pub remaining: String,
+    /// `open` or `settled`.
+    pub status: String,
+    /// What the hold is for (a cluster id).
+    pub reference: String,
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+}
+
+impl From<iocloud_billing::ledger::Hold> for HoldView {
+    fn from(h: iocloud_billing::ledger::Hold) -> Self {
+        let c = h.currency();
+        let m = |micros| Money::from_micros(micros, c).to_decimal();
+        HoldView {
+            remaining: h.remaining().to_decimal(),
+            amount: m(h.amount),
+            captured: m(h.captured),
+            released: m(h.released),
+            id: h.id,
+            currency: c,
+            status: h.status,
+            reference: h.reference,
+            created_at: h.created_at,
+            updated_at: h.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillingPreference {
+    /// The currency clusters are paid in; the prepaid balance in it is drawn first.
+    pub currency: Currency,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreditGrant {
+    pub transaction_id: String,
+    pub org_id: String,
+    pub amount: String,
+    pub currency: Currency,
+    pub reason: String,
+    /// True when this reference had been granted before and nothing changed now.
+    pub replayed: bool,
+}
+
+fn parse_currency(field: &'static str, text: &str) -> Result<Currency> {
+    Currency::parse(text).ok_or_else(|| Error::validation(field, "use USD, IOSD or IO"))
+}
+
+impl Control {
+    /// Available and held balances in every currency.
+    pub async fn balances(&self, actor: &Actor) -> Result<Vec<Balance>> {
+        actor.authorize(Action::BillingRead)?;
+        let accounts = self.ledger.accounts_of(&actor.org_id).await?;
+        let amount = |kind, c| {
+            accounts
+                .iter()
+                .find(|(k, m)| *k == kind && m.currency() == c)
+                .map(|(_, m)| *m)
+                .unwrap_or(Money::zero(c))
+                .to_decimal()
+        };
+        Ok(Currency::ALL
+            .into_iter()
+            .map(|c| Balance {
+                currency: c,
+                available: amount(AccountKind::Available, c),
+                held: amount(AccountKind::Held, c),
+            })
+            .collect())
+    }
+
+    /// The organisation's postings, oldest first, optionally of one currency.
+    pub async fn postings(
+        &self,
+        actor: &Actor,
+        page: &PageRequest,
+        currency: Option<&str>,
+    ) -> Result<Page<PostingView>> {
+        actor.authorize(Action::BillingRead)?;
+        let currency = currency
+            .map(|c| parse_currency("currency", c))
+            .transpose()?;
+        let filter = currency.map(|c| c.code()).unwrap_or("");
+        let mut rows: Vec<PostingView> = db_run!(&self.db, |p| {
+            sqlx::query_as(
+                "SELECT p.id, p.transaction_id, a.kind AS account, p.currency, p.amount AS amount_micros, t.kind, t.memo, p.created_at \
+                 FROM ledger_postings p JOIN ledger_accounts a ON a.id = p.account_id JOIN ledger_transactions t ON t.id = p.transaction_id \
+                 WHERE p.owner = $1 AND p.id > $2 AND ($3 = '' OR p.currency = $3) ORDER BY p.id LIMIT $4",
+            )
+            .bind(&actor.org_id)
+            .bind(page.after_id())
+            .bind(filter)
+            .bind(page.fetch_limit())
+            .fetch_all(p)
+            .await
+        })
+        .map_err(DbError::from)?;
+        for r in &mut rows {
+            let c = Currency::parse(&r.currency).unwrap_or(Currency::Usd);
+            r.amount = Money::from_micros(r.amount_micros, c).to_decimal();
+        }
+        Ok(Page::from_rows(rows, page, |r| &r.id))
+    }
+
+    pub async fn holds(&self, actor: &Actor, page: &PageRequest) -> Result<Page<HoldView>> {
+        actor.authorize(Action::BillingRead)?;
+        let rows = self
+            .ledger
+            .holds(&actor.org_id, page.after_id(), page.fetch_limit())
+            .await?;
+        Ok(Page::from_rows(rows, page, |h| &h.id).map(HoldView::from))
+    }
+
+    pub async fn hold(&self, actor: &Actor, id: &str) -> Result<HoldView> {
+        actor.authorize(Action::BillingRead)?;
+        match self.ledger.hold(&actor.org_id, id).await {
+            Ok(h) => Ok(h.into()),
+            Err(iocloud_billing::BillingError::HoldNotFound(_)) => Err(Error::NotFound("hold")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn billing_preference(&self, actor: &Actor) -> Result<BillingPreference> {
+        actor.authorize(Action::BillingRead)?;
+        let code: Option<String> = db_run!(&self.db, |p| {
+            sqlx::query_scalar("SELECT billing_currency FROM organizations WHERE id = $1")
+                .bind(&actor.org_id)
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(DbError::from)?;
+        let code = code.ok_or(Error::NotFound("organization"))?;
+        Ok(BillingPreference {
+            currency: Currency::parse(&code).unwrap_or(Currency::Usd),
+        })
+    }
+
+    pub async fn set_billing_preference(
+        &self,
+        actor: &Actor,
+        currency: &str,
+    ) -> Result<BillingPreference> {
+        actor.authorize(Action::BillingManage)?;
+        let currency = parse_currency("currency", currency)?;
+        db_run!(&self.db, |p| {
+            sqlx::query("UPDATE organizations SET billing_currency = $1 WHERE id = $2")
+                .bind(currency.code())
+                .bind(&actor.org_id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        Ok(BillingPreference { currency })
+    }
+
+    /// A platform operator credits an organisation (a promotion, an SLA credit). `reference`
+    /// makes it idempotent: the same reference twice is one grant.
+    pub async fn grant_credit(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        amount: &str,
+        currency: &str,
+        reason: &str,
+        reference: Option<&str>,
+    ) -> Result<CreditGrant> {
+        if !actor.is_operator {
+            return Err(Error::Forbidden(
+                "granting credit (platform operators only)",
+            ));
+        }
+        let currency = parse_currency("currency", currency)?;
+        let amount = Money::parse(amount, currency)
+            .map_err(|e| Error::validation("amount", e.to_string()))?;
+        if !amount.is_positive() {
+            return Err(Error::validation("amount", "must be more than zero"));
+        }
+        let reason = crate::types::parse_name("reason", reason)?;
+        self.organization_by_id(org_id).await?;
+        let external_ref = match reference {
+            Some(r) => format!("credit:{org_id}:{r}"),
+            None => format!("credit:{org_id}:{}", new_id("grt")),
+        };
+        self.post_credit(org_id, amount, &reason, &external_ref)
+            .await
+    }
+
+    /// The sign-up credit (if configured), once per organisation.
+    pub(crate) async fn grant_signup_credit(&self, org_id: &str) {
+        let Some(amount) = self.settings.signup_credit.filter(|m| m.is_positive()) else {
+            return;
+        };
+        if let Err(e) = self
+            .post_credit(
+                org_id,
+                amount,
+                "sign-up credit",
+                &format!("signup-credit:{org_id}"),
+            )
+            .await
+        {
+            tracing::error!(error = %e, org_id, "could not grant the sign-up credit");
+        }
+    }
+
+    async fn post_credit(
+        &self,
+        org_id: &str,
+        amount: Money,
+        reason: &str,
+        external_ref: &str,
+    ) -> Result<CreditGrant> {
+        let c = amount.currency();
+        let posted = self
+            .ledger
+            .post(&NewTransaction {
+                external_ref: external_ref.to_string(),
+                kind: TransactionKind::CreditGrant,
+                org_id: Some(org_id.to_string()),
+                memo: reason.to_string(),
+                postings: Posting::transfer(
+                    AccountRef::platform(AccountKind::Promotions, c),
+                    AccountRef::org(org_id, AccountKind::Available, c),
+                    amount,
+                )?
+                .to_vec(),
+            })
+            .await?;
+        Ok(CreditGrant {
+            transaction_id: posted.transaction_id,
+            org_id: org_id.to_string(),
+            amount: amount.to_decimal(),
+            currency: c,
+            reason: reason.to_string(),
+            replayed: posted.replayed,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! Balances, postings, holds, the billing preference and operator credits, over REST and GraphQL.
+
+use iocloud_billing::{Currency, Money};
+use iocloud_tests::{TestApp, on_both_engines};
+use serde_json::json;
+
+on_both_engines!(
+    signup_credit_and_operator_grants,
+    holds_postings_and_preference
+);
+
+fn usd(units: i64) -> Money {
+    Money::from_micros(units * 1_000_000, Currency::Usd)
+}
+
+async fn signup_credit_and_operator_grants(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn_with(b, |c| c.signup_credit_usd = Some("25".into())).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let balances = app.get("/v1/balances", &s.access).await;
+    assert_eq!(balances.status, 200, "{}", balances.text);
+    let by = |c: &str| {
+        balances
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["currency"] == c)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("USD")["available"], "25.00");
+    assert_eq!(by("USD")["held"], "0.00");
+    assert_eq!(by("IO")["available"], "0.00");
+    let postings = app.get("/v1/ledger/postings", &s.access).await;
+    assert_eq!(
+        postings.body["items"][0]["kind"], "credit_grant",
+        "{}",
+        postings.text
+    );
+    assert_eq!(postings.body["items"][0]["amount"], "25.00");
+    assert_eq!(postings.body["items"][0]["memo"], "sign-up credit");
+
+    // Only platform operators grant credit.
+    let grant = json!({"org_id": s.org_id, "amount": "10.50", "currency": "USD", "reason": "SLA credit for an outage"});
+    app.post("/v1/admin/credits", Some(&s.access), grant.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    let ops = app.signup("ops@example.com", "Platform").await;
+    app.exec(
+        "UPDATE users SET is_operator = TRUE WHERE email = $1",
+        "ops@example.com",
+    )
+    .await;
+    let post_grant = |key: &'static str, body: serde_json::Value| {
+        let req = app
+            .client
+            .post(app.url("/v1/admin/credits"))
+            .bearer_auth(&ops.access)
+            .header("idempotency-key", key)
+            .json(&body);
+        async move { TestApp::answer(req.send().await.unwrap()).await }
+    };
+    let granted = post_grant("sla-1", grant.clone()).await;
+    assert_eq!(granted.status, 200, "{}", granted.text);
+    assert_eq!(granted.body["amount"], "10.50");
+    let again = post_grant("sla-1", grant.clone()).await;
+    assert_eq!(again.body["transaction_id"], granted.body["transaction_id"]);
+    let after = app.get("/v1/balances", &s.access).await;
+    assert!(
+        after.text.contains("\"available\":\"35.50\""),
+        "granted once: {}",
+        after.text
+    );
+    // Bad grants are refused and move nothing.
+    post_grant(
+        "x1",
+        json!({"org_id": s.org_id, "amount": "-5", "currency": "USD", "reason": "r"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    post_grant(
+        "x2",
+        json!({"org_id": s.org_id, "amount": "5", "currency": "EUR", "reason": "r"}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    post_grant(
+        "x3",
+        json!({"org_id": "org_nope", "amount": "5", "currency": "USD", "reason": "r"}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    assert!(
+        app.get("/v1/balances", &s.access)
+            .await
+            .text
+            .contains("\"available\":\"35.50\"")
+    );
+    let ledger = &app.server.state.control.ledger;
+    assert!(ledger.verify().await.unwrap().is_balanced());
+
+    // GraphQL reads the same books.
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "{ balances { currency available held } }",
+            json!({}),
+        )
+        .await;
+    assert!(g.text.contains("\"available\":\"35.50\""), "{}", g.text);
+    let refused = app.graphql(Some(&s.access), "mutation { grantCredit(orgId: \"x\", amount: \"1\", currency: \"USD\", reason: \"r\") { amount } }", json!({})).await;
+    assert_eq!(refused.body["errors"][0]["extensions"]["code"], "forbidden");
+    app.stop().await;
+}
+
+async fn holds_postings_and_preference(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn_with(b, |c| c.demo = true).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let other = app.signup("bob@example.com", "Bobco").await;
+    let ledger = &app.server.state.control.ledger;
+    assert_eq!(
+        ledger
+            .balance(&iocloud_billing::AccountRef::org(
+                &s.org_id,
+                iocloud_billing::AccountKind::Available,
+                Currency::Usd
+            ))
+            .await
+            .unwrap(),
+        usd(500),
+        "--demo grants 500 USD"
+    );
+
+    // A cluster's hold, as the clusters issue will place it.
+    let hold = ledger
+        .place_hold(&s.org_id, usd(120), "clu_demo", "hold-clu_demo")
+        .await
+        .unwrap();
+    ledger
+        .capture(&hold.id, usd(20), &other.org_id, 500, "cap-1")
+        .await
+        .unwrap();
+    let listed = app.get("/v1/holds", &s.access).await;
+    assert_eq!(
+        listed.body["items"][0]["id"],
+        hold.id.as_str(),
+        "{}",
+        listed.text
+    );
+    assert_eq!(listed.body["items"][0]["remaining"], "100.00");
+    let one = app.get(&format!("/v1/holds/{}", hold.id), &s.access).await;
+    assert_eq!(one.body["captured"], "20.00");
+    app.get(&format!("/v1/holds/{}", hold.id), &other.access)
+        .await
+        .assert_problem(404, "not_found");
+    let balances = app.get("/v1/balances", &s.access).await;
+    assert!(
+        balances
+            .text
+            .contains("{\"currency\":\"USD\",\"available\":\"380.00\",\"held\":\"100.00\"}"),
+        "{}",
+        balances.text
+    );
+    // Another tenant's postings are not ours: bob sees only his credit and his earnings.
+    let theirs = app
+        .get("/v1/ledger/postings?limit=200", &other.access)
+        .await;
+    assert!(
+        theirs.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["kind"] != "hold"),
+        "{}",
+        theirs.text
+    );
+    assert!(theirs.text.contains("\"account\":\"provider_earnings\""));
+
+    // Postings page, filter, refuse a bad currency.
+    let first = app.get("/v1/ledger/postings?limit=2", &s.access).await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
+    assert!(first.body["next_cursor"].is_string());
+    let usd_only = app.get("/v1/ledger/postings?currency=usd", &s.access).await;
+    assert!(
+        usd_only.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["currency"] == "USD")
+    );
+    app.get("/v1/ledger/postings?currency=EUR", &s.access)
+        .await
+        .assert_problem(422, "validation_failed");
+
+    // How the organisation pays.
+    let preference = app.get("/v1/billing/preference", &s.access).await;
+    assert_eq!(
+        preference.body["currency"], "USD",
+        "{}: {}",
+        preference.status, preference.text
+    );
+    let set = app
+        .request(
+            reqwest::Method::PUT,
+            "/v1/billing/preference",
+            Some(&s.access),
+            Some(json!({"currency": "iosd"})),
+        )
+        .await;
+    assert_eq!(set.body["currency"], "IOSD", "{}", set.text);
+    let viewer = app.add_member(&s, "viewer@example.com", "viewer").await;
+    app.request(
+        reqwest::Method::PUT,
+        "/v1/billing/preference",
+        Some(&viewer.access),
+        Some(json!({"currency": "IO"})),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.get("/v1/balances", &viewer.access)
+        .await
+        .assert_problem(403, "forbidden");
+    app.request(
+        reqwest::Method::PUT,
+        "/v1/billing/preference",
+        Some(&s.access),
+        Some(json!({"currency": "EUR"})),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    assert_eq!(
+        app.get("/v1/billing/preference", &s.access).await.body["currency"],
+        "IOSD"
+    );
+    assert!(ledger.verify().await.unwrap().is_balanced());
+    app.stop().await;
+}
