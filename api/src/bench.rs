@@ -19,6 +19,8 @@ use crate::startup::Server;
 pub enum BenchCommand {
     /// `GET /v1/me` with an API key against a bare axum handler returning the same JSON.
     Me(MeArgs),
+    /// Balanced transfers through the ledger beside plain single-row inserts of the same width.
+    Ledger(LedgerArgs),
     /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
     IdleMemory(MemoryArgs),
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
@@ -49,6 +51,22 @@ pub struct MeArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LedgerArgs {
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds each measurement lasts.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Transfers per database transaction in the batched measurement.
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+    /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
+    #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct MemoryArgs {
     /// Seconds to let each process settle before reading its memory.
     #[arg(long, default_value_t = 5)]
@@ -59,6 +77,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Me(args) => bench_me(args).await,
         BenchCommand::IdleMemory(args) => idle_memory(args).await,
+        BenchCommand::Ledger(args) => crate::bench_ledger::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(

@@ -31,6 +31,8 @@ pub enum ApiError {
     IdempotencyInFlight,
     #[error("no route for {0}")]
     RouteNotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("the request took too long")]
     Timeout,
     #[error("internal error")]
@@ -66,6 +68,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
             ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
             ApiError::RouteNotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal",
         }

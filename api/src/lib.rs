@@ -2,6 +2,7 @@
 //! middleware and telemetry, and the command line.
 
 pub mod bench;
+mod bench_ledger;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -17,7 +17,6 @@ use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, MAX_BODY_BYTES};
@@ -80,9 +79,9 @@ pub fn router(state: AppState) -> Router {
         );
 
     let cors = cors(&state.config.cors_origins);
-    let timeout = state.config.request_timeout();
     api.merge(public)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), crate::middleware::front))
         .layer(
@@ -94,8 +93,7 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 }))
                 .layer(cors)
-                .layer(CompressionLayer::new())
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)),
+                .layer(CompressionLayer::new()),
         )
         .with_state(state)
 }
@@ -137,6 +135,13 @@ async fn asset(Path(path): Path<String>) -> Response {
 
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::RouteNotFound(uri.path().chars().take(200).collect())
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}",
+        uri.path().chars().take(200).collect::<String>()
+    ))
 }
 
 async fn healthz() -> &'static str {

@@ -32,8 +32,8 @@ pub struct User {
     pub created_at: i64,
 }
 
-/// What sign-up, login and refresh answer.
-#[derive(Debug, Serialize, ToSchema)]
+/// What sign-up, login and refresh answer. Its `Debug` hides the tokens.
+#[derive(Serialize, ToSchema)]
 pub struct AuthSession {
     pub user: User,
     pub organization: Organization,
@@ -45,6 +45,18 @@ pub struct AuthSession {
     pub expires_in: i64,
     /// Single use: trade it at `/v1/auth/refresh` for a new pair.
     pub refresh_token: String,
+}
+
+impl std::fmt::Debug for AuthSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSession")
+            .field("user", &self.user.id)
+            .field("organization", &self.organization.id)
+            .field("role", &self.role)
+            .field("access_token", &"***")
+            .field("refresh_token", &"***")
+            .finish()
+    }
 }
 
 pub struct SignUp<'a> {

@@ -40,12 +40,21 @@ pub struct ApiKey {
     pub status: &'static str,
 }
 
-/// A key just created: the only time its secret is shown.
-#[derive(Debug, Serialize, ToSchema)]
+/// A key just created: the only time its secret is shown. Its `Debug` hides the secret.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedApiKey {
     pub api_key: ApiKey,
     /// Shown once. Send it as `Authorization: Bearer <secret>`.
     pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("api_key", &self.api_key)
+            .field("secret", &"***")
+            .finish()
+    }
 }
 
 pub struct NewApiKey<'a> {
@@ -66,7 +75,7 @@ pub(crate) struct KeyRow {
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
-    last_used_at: Option<i64>,
+    pub(crate) last_used_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at, revoked_at, last_used_at";
@@ -128,6 +137,22 @@ impl Control {
             }
         }
         scopes.sort();
+        // A key may not do more than the person who makes it.
+        if let Some(role) = actor.role()
+            && let Some(action) = Action::ALL.into_iter().find(|a| {
+                crate::permissions::scopes_allow(&scopes, *a)
+                    && !crate::permissions::role_allows(role, *a)
+            })
+        {
+            return Err(Error::Forbidden(action.describe()));
+        }
+        if let crate::Principal::ApiKey { scopes: own, .. } = &actor.principal
+            && scopes.iter().any(|s| !own.iter().any(|o| o >= s))
+        {
+            return Err(Error::Forbidden(
+                "creating a key with more scopes than this key",
+            ));
+        }
         let now = now_micros();
         let expires_at = match input.expires_in_days {
             Some(0) | Some(3651..) => {
@@ -225,6 +250,7 @@ impl Control {
         let row = match self.cache.key_by_hash(&hash) {
             Some(row) => row,
             None => {
+                let generation = self.cache.generation();
                 let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
                 let row: Option<KeyRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
                     .bind(&hash)
@@ -234,7 +260,7 @@ impl Control {
                 let row = row
                     .filter(|r| secrets::hashes_equal(&r.key_hash, &hash))
                     .ok_or(Error::InvalidToken)?;
-                self.cache.put_key(&hash, row)
+                self.cache.put_key(&hash, row, generation)
             }
         };
         let now = now_micros();
@@ -264,11 +290,7 @@ impl Control {
                 .bind(now).bind(&row.id).bind(stale).execute(p).await.map(|r| r.rows_affected())
         });
         match result {
-            Ok(_) => {
-                let mut updated = row.clone();
-                updated.last_used_at = Some(now);
-                self.cache.put_key(hash, updated);
-            }
+            Ok(_) => self.cache.touch_key(hash, now),
             // Losing this write costs only precision in `last_used_at`; the request goes on.
             Err(e) => tracing::warn!(error = %e, key_id = row.id, "could not record api key use"),
         }

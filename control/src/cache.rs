@@ -31,6 +31,9 @@ struct Keys {
 
 pub struct Cache {
     ttl: Duration,
+    /// Bumped by every `forget`. A value read from the database before a `forget` must not be
+    /// cached after it: it may be the very row that was just revoked.
+    generation: std::sync::atomic::AtomicU64,
     keys: Mutex<Keys>,
     orgs: Mutex<HashMap<String, Entry<Organization>>>,
 }
@@ -65,6 +68,7 @@ impl Cache {
     pub fn new(ttl: Duration) -> Cache {
         Cache {
             ttl,
+            generation: Default::default(),
             keys: Mutex::default(),
             orgs: Mutex::default(),
         }
@@ -91,12 +95,21 @@ impl Cache {
             .map(|e| e.value.clone())
     }
 
-    pub(crate) fn put_key(&self, hash: &str, row: KeyRow) -> Arc<KeyRow> {
-        if self.ttl.is_zero() {
-            return Arc::new(row);
-        }
+    /// Read before loading from the database; hand it to `put_key`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Caches a row loaded while `generation` was current; a `forget` since then wins.
+    pub(crate) fn put_key(&self, hash: &str, row: KeyRow, generation: u64) -> Arc<KeyRow> {
         let value = Arc::new(row);
+        if self.ttl.is_zero() {
+            return value;
+        }
         let mut keys = self.keys.lock();
+        if self.generation() != generation {
+            return value;
+        }
         if keys.by_hash.len() > 100_000 {
             // A flood of distinct keys: start over rather than grow without bound.
             *keys = Keys::default();
@@ -110,6 +123,17 @@ impl Cache {
             },
         );
         value
+    }
+
+    /// Notes a key's use in its cached row, keeping the row's age: a busy key is still
+    /// re-read from the database once its TTL runs out.
+    pub(crate) fn touch_key(&self, hash: &str, last_used_at: i64) {
+        let mut keys = self.keys.lock();
+        if let Some(entry) = keys.by_hash.get_mut(hash) {
+            let mut row = entry.value.as_ref().clone();
+            row.last_used_at = Some(last_used_at);
+            entry.value = Arc::new(row);
+        }
     }
 
     pub(crate) fn org(&self, id: &str) -> Option<Organization> {
@@ -137,6 +161,8 @@ impl Cache {
     }
 
     pub fn forget(&self, what: &Forget<'_>) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match what {
             Forget::Key(id) => {
                 let mut keys = self.keys.lock();

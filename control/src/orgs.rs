@@ -245,15 +245,18 @@ impl Control {
     }
 
     /// Changes a member's role. Only owners grant or take away `owner`; the last owner stays.
+    /// The target's role is read again under the organisation's lock, so two concurrent
+    /// changes cannot both pass the checks on a role that no longer holds.
     pub async fn change_role(&self, actor: &Actor, user_id: &str, role: Role) -> Result<Member> {
         actor.authorize(Action::MembersManage)?;
-        let current = self.member(actor, user_id).await?.role;
+        self.member(actor, user_id).await?;
+        let mut tx = self.db.begin().await?;
+        lock_org(&mut tx, &actor.org_id).await?;
+        let current = locked_role(&mut tx, &actor.org_id, user_id).await?;
         let touches_owner = role == Role::Owner || current == Role::Owner;
         if touches_owner && actor.role() != Some(Role::Owner) {
             return Err(Error::Forbidden("granting or removing the owner role"));
         }
-        let mut tx = self.db.begin().await?;
-        lock_org(&mut tx, &actor.org_id).await?;
         if current == Role::Owner
             && role != Role::Owner
             && owners(&mut tx, &actor.org_id).await? <= 1
@@ -275,35 +278,64 @@ impl Control {
     }
 
     /// Removes a member; any member may remove themselves (leave). The last owner cannot go.
+    /// Their sessions in this organisation end and the API keys they made are revoked.
     pub async fn remove_member(&self, actor: &Actor, user_id: &str) -> Result<()> {
         let leaving = actor.user_id() == Some(user_id);
         if !leaving {
             actor.authorize(Action::MembersManage)?;
-        }
-        let current = if leaving {
-            actor.role().ok_or(Error::NotFound("member"))?
-        } else {
-            self.member(actor, user_id).await?.role
-        };
-        if current == Role::Owner && !leaving && actor.role() != Some(Role::Owner) {
-            return Err(Error::Forbidden("removing an owner"));
+            self.member(actor, user_id).await?;
         }
         let mut tx = self.db.begin().await?;
         lock_org(&mut tx, &actor.org_id).await?;
+        let current = locked_role(&mut tx, &actor.org_id, user_id).await?;
+        if current == Role::Owner && !leaving && actor.role() != Some(Role::Owner) {
+            return Err(Error::Forbidden("removing an owner"));
+        }
         if current == Role::Owner && owners(&mut tx, &actor.org_id).await? <= 1 {
             return Err(Error::LastOwner);
         }
         let now = now_micros();
         tx_run!(&mut tx, |c| {
             sqlx::query("DELETE FROM memberships WHERE org_id = $1 AND user_id = $2")
-                .bind(&actor.org_id).bind(user_id).execute(&mut *c).await?;
+                .bind(&actor.org_id)
+                .bind(user_id)
+                .execute(&mut *c)
+                .await?;
             sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE org_id = $2 AND user_id = $3 AND revoked_at IS NULL")
-                .bind(now).bind(&actor.org_id).bind(user_id).execute(&mut *c).await.map(|r| r.rows_affected())
+                .bind(now)
+                .bind(&actor.org_id)
+                .bind(user_id)
+                .execute(&mut *c)
+                .await?;
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND created_by = $3 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(&actor.org_id)
+                .bind(user_id)
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
         tx.commit().await?;
+        // Their keys may be cached on any replica.
+        self.invalidate(crate::cache::Forget::All).await;
         Ok(())
     }
+}
+
+/// The member's role, read inside the transaction that holds the organisation's lock.
+async fn locked_role(tx: &mut iocloud_db::Tx, org_id: &str, user_id: &str) -> Result<Role> {
+    let role: Option<String> = tx_run!(tx, |c| {
+        sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
+            .bind(org_id)
+            .bind(user_id)
+            .fetch_optional(c)
+            .await
+    })
+    .map_err(DbError::from)?;
+    role.as_deref()
+        .and_then(Role::parse)
+        .ok_or(Error::NotFound("member"))
 }
 
 /// Serialises membership changes of one organisation: a row lock on Postgres; SQLite's

@@ -21,6 +21,12 @@ impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => DbError::NotFound,
+            // Postgres refuses text holding a NUL byte (SQLite just finds no match). Such text
+            // only reaches SQL as a lookup key (names and emails are checked before they are
+            // stored), so on both engines it finds nothing.
+            sqlx::Error::Database(ref d) if d.code().as_deref() == Some("22021") => {
+                DbError::NotFound
+            }
             sqlx::Error::Database(ref d) if d.is_unique_violation() => {
                 DbError::Conflict(d.message().to_string())
             }

@@ -39,9 +39,27 @@ pub async fn execute(
     req: GraphQLRequest<ApiError>,
 ) -> GraphQLResponse {
     let mut req = req.into_inner();
+    let fields = mutation_fields(&req.query, req.operation_name.as_deref());
+    if let Some(fields) = &fields
+        && fields.len() > 1
+        && fields.iter().any(|f| AUTH_MUTATIONS.contains(&f.as_str()))
+    {
+        // Aliases would otherwise turn one request (one rate-limit token) into hundreds of
+        // password guesses or sign-ups.
+        let err = async_graphql::ServerError::new(
+            "signUp, logIn and refresh must be the only field of their request",
+            None,
+        );
+        let mut res = async_graphql::Response::from_errors(vec![err]);
+        res.errors[0]
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", "one_auth_mutation_per_request");
+        return res.into();
+    }
     if let Some(Extension(slot)) = slot {
-        if let Some(action) = mutation_action(&req.query, req.operation_name.as_deref()) {
-            slot.set_action(action);
+        if let Some(fields) = fields {
+            slot.set_action(format!("graphql mutation {}", fields.join(",")));
         }
         req = req.data(slot);
     }
@@ -69,8 +87,11 @@ fn classify(message: &str) -> &'static str {
     }
 }
 
-/// `graphql mutation a,b` when the operation to run is a mutation, for the audit log.
-fn mutation_action(query: &str, operation: Option<&str>) -> Option<String> {
+const AUTH_MUTATIONS: [&str; 3] = ["signUp", "logIn", "refresh"];
+
+/// The top-level fields when the operation to run is a mutation (for the audit log and the
+/// one-auth-mutation rule).
+fn mutation_fields(query: &str, operation: Option<&str>) -> Option<Vec<String>> {
     let doc = async_graphql::parser::parse_query(query).ok()?;
     let op = match (&doc.operations, operation) {
         (DocumentOperations::Single(op), _) => op,
@@ -93,7 +114,7 @@ fn mutation_action(query: &str, operation: Option<&str>) -> Option<String> {
             _ => None,
         })
         .collect();
-    Some(format!("graphql mutation {}", fields.join(",")))
+    Some(fields)
 }
 
 /// Subscriptions (graphql-transport-ws or graphql-ws). The connection's first message carries
@@ -140,19 +161,22 @@ mod tests {
 
     #[test]
     fn mutations_are_named_for_the_audit_log() {
+        let fields = |q, op| mutation_fields(q, op).map(|f| f.join(","));
         assert_eq!(
-            mutation_action(
+            fields(
                 "mutation { createApiKey(name:\"a\", scopes:[]) { secret } }",
                 None
             )
             .as_deref(),
-            Some("graphql mutation createApiKey")
+            Some("createApiKey")
         );
-        assert_eq!(mutation_action("{ me { kind } }", None), None);
+        assert_eq!(fields("{ me { kind } }", None), None);
         assert_eq!(
-            mutation_action("query A { me { kind } } mutation B { logOut }", Some("B")).as_deref(),
-            Some("graphql mutation logOut")
+            fields("query A { me { kind } } mutation B { logOut }", Some("B")).as_deref(),
+            Some("logOut")
         );
-        assert_eq!(mutation_action("not graphql", None), None);
+        let aliased = "mutation { a: logIn(email:\"x\", password:\"y\") { accessToken } b: logIn(email:\"x\", password:\"z\") { accessToken } }";
+        assert_eq!(fields(aliased, None).as_deref(), Some("logIn,logIn"));
+        assert_eq!(fields("not graphql", None), None);
     }
 }

@@ -63,8 +63,17 @@ where
             .into_response();
         }
     };
+    // Sign-in routes answer with fresh tokens, which must not be kept anywhere: no replay there.
+    if req.uri().path().starts_with("/v1/auth/") {
+        return inner(req).await;
+    }
+    // A replay goes only to the caller who made the request: another member of the
+    // organisation reusing the key gets an answer of their own, never this one.
     let scope = match req.extensions().get::<Actor>() {
-        Some(actor) => format!("org:{}", actor.org_id),
+        Some(actor) => {
+            let (kind, id) = actor.audit_identity();
+            format!("org:{}:{kind}:{id}", actor.org_id)
+        }
         None => format!(
             "ip:{}",
             client_ip(&req, state.config.trust_forwarded_for)
@@ -180,6 +189,7 @@ async fn finish(db: &Db, scope: &str, key: &str, res: Response) -> Response {
         .and_then(|b| std::str::from_utf8(b).ok())
         .map(str::to_string);
     let keep = !parts.status.is_server_error() && text.is_some();
+    let stored = text.as_deref().map(redact_secrets);
     let result = if keep {
         let content_type = parts
             .headers
@@ -188,7 +198,7 @@ async fn finish(db: &Db, scope: &str, key: &str, res: Response) -> Response {
             .map(str::to_string);
         db_run!(db, |p| {
             sqlx::query("UPDATE idempotency_keys SET state = 'done', status = $1, content_type = $2, body = $3 WHERE scope = $4 AND key = $5")
-                .bind(i64::from(parts.status.as_u16())).bind(&content_type).bind(&text).bind(scope).bind(key)
+                .bind(i64::from(parts.status.as_u16())).bind(&content_type).bind(&stored).bind(scope).bind(key)
                 .execute(p).await.map(|r| r.rows_affected())
         })
     } else {
@@ -205,5 +215,42 @@ async fn finish(db: &Db, scope: &str, key: &str, res: Response) -> Response {
         // Too large to keep: the body was consumed, so say so rather than send half of it.
         None => ApiError::Internal("answer too large to keep for Idempotency-Key".into())
             .into_response(),
+    }
+}
+
+/// Secrets are shown once and stored only as hashes, so a kept answer has them blanked: a
+/// replay of "create an API key" says the key exists but cannot show its secret again.
+const SECRET_FIELDS: [&str; 3] = ["secret", "access_token", "refresh_token"];
+
+fn redact_secrets(body: &str) -> String {
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.to_string();
+    };
+    let mut changed = false;
+    if let Some(obj) = value.as_object_mut() {
+        for field in SECRET_FIELDS {
+            if let Some(v) = obj.get_mut(field)
+                && !v.is_null()
+            {
+                *v = serde_json::Value::Null;
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        value.to_string()
+    } else {
+        body.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kept_answers_hold_no_secrets() {
+        let kept = super::redact_secrets(r#"{"api_key":{"id":"key_1"},"secret":"ioc_abc"}"#);
+        assert!(!kept.contains("ioc_abc"));
+        assert!(kept.contains("key_1"));
+        assert_eq!(super::redact_secrets("not json"), "not json");
     }
 }

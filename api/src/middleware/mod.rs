@@ -10,18 +10,23 @@ pub mod rate_limit;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
 // Each `from_fn` layer clones the whole stack below it on every request, so the steps run
 // inside two layers rather than one layer each.
 
-/// Every route: metrics, then rate limits, then the body-size check.
+/// Every route: metrics, then rate limits, then the time limit, then the body-size check.
 pub async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout();
     observe::metrics(&state, req, |req| {
-        rate_limit::limit(&state, req, |req| {
-            observe::body_limit(req, |req| next.run(req))
+        rate_limit::limit(&state, req, |req| async move {
+            let work = observe::body_limit(req, |req| next.run(req));
+            match tokio::time::timeout(limit, work).await {
+                Ok(res) => res,
+                Err(_) => crate::error::ApiError::Timeout.into_response(),
+            }
         })
     })
     .await

@@ -80,6 +80,79 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Posts many transactions in one database transaction (one commit, so one disk flush),
+    /// each inside a savepoint: one that is refused (insufficient funds, a reused reference)
+    /// is undone alone and reported in its slot; the others stand. A conflict with another
+    /// writer (a deadlock, a busy database) retries the whole batch.
+    pub async fn post_batch(&self, batch: &[NewTransaction]) -> Result<Vec<Result<Posted>>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_batch(batch).await {
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_batch(&self, batch: &[NewTransaction]) -> Result<Vec<Result<Posted>>> {
+        let mut tx = self.db.begin().await?;
+        lock_accounts(&mut tx, batch).await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for t in batch {
+            tx_run!(&mut tx, |c| sqlx::query("SAVEPOINT batch_item")
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))?;
+            match post_in(&mut tx, t).await {
+                Ok(posted) => {
+                    tx_run!(&mut tx, |c| sqlx::query("RELEASE SAVEPOINT batch_item")
+                        .execute(c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
+                    results.push(Ok(posted));
+                }
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => {
+                    tx_run!(&mut tx, |c| sqlx::query("ROLLBACK TO SAVEPOINT batch_item")
+                        .execute(c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
+                    tx_run!(&mut tx, |c| sqlx::query("RELEASE SAVEPOINT batch_item")
+                        .execute(c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
+                    results.push(Err(e));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+}
+
+/// Postgres: locks every existing account a batch touches, in id order, before it moves any.
+/// Batches that share accounts then queue instead of deadlocking on each other's row locks.
+/// (SQLite's `BEGIN IMMEDIATE` already serialises writers.)
+async fn lock_accounts(tx: &mut Tx, batch: &[NewTransaction]) -> Result<()> {
+    if let Tx::Postgres(t) = tx {
+        let mut ids: Vec<String> = batch
+            .iter()
+            .flat_map(|t| t.postings.iter().map(|p| p.account.id()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        sqlx::query("SELECT id FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .fetch_all(&mut **t)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Checks that postings name non-zero amounts in their account's currency and sum to zero in
 /// each currency; returns the net amount per account, in account-id order (the order rows are
 /// locked in, so two transactions never wait on each other in a cycle).
@@ -172,70 +245,121 @@ pub(crate) async fn post_in(tx: &mut Tx, t: &NewTransaction) -> Result<Posted> {
     }
 
     for (account_id, (account, amount)) in &net {
-        tx_run!(tx, |c| {
-            sqlx::query(
-                "INSERT INTO ledger_accounts (id, owner, kind, currency, balance, allow_negative, created_at) \
-                 VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(account_id)
-            .bind(&account.owner)
-            .bind(account.kind.as_str())
-            .bind(account.currency.code())
-            .bind(account.kind.allows_negative())
-            .bind(now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        // The balance moves only if it stays at or above zero (or the account may go negative):
-        // a concurrent debit cannot slip between a read and a write.
-        let moved = tx_run!(tx, |c| {
-            sqlx::query(
-                "UPDATE ledger_accounts SET balance = balance + $1 WHERE id = $2 AND (allow_negative OR balance + $1 >= 0)",
-            )
-            .bind(*amount)
-            .bind(account_id)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        if moved == 0 {
-            let balance: i64 = tx_run!(tx, |c| {
-                sqlx::query_scalar("SELECT balance FROM ledger_accounts WHERE id = $1")
-                    .bind(account_id)
-                    .fetch_one(c)
-                    .await
-            })?;
-            let needed = Money::from_micros(-(balance + amount), account.currency);
-            return Err(BillingError::InsufficientFunds {
-                account: account_id.clone(),
-                currency: account.currency,
-                needed: needed.to_decimal(),
-            });
-        }
+        move_balance(tx, account_id, account, *amount, now).await?;
     }
-    for p in &t.postings {
-        tx_run!(tx, |c| {
-            sqlx::query(
-                "INSERT INTO ledger_postings (id, transaction_id, account_id, owner, currency, amount, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(new_id("pst"))
-            .bind(&id)
-            .bind(p.account.id())
-            .bind(&p.account.owner)
-            .bind(p.account.currency.code())
-            .bind(p.amount.micros())
-            .bind(now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-    }
+    insert_postings(tx, &id, &t.postings, now).await?;
     Ok(Posted {
         transaction_id: id,
         replayed: false,
     })
+}
+
+/// Adds `amount` to an account's balance, creating the account on first use. The balance moves
+/// only if it stays at or above zero (or the account may go negative): a concurrent debit
+/// cannot slip between a read and a write.
+async fn move_balance(
+    tx: &mut Tx,
+    account_id: &str,
+    account: &AccountRef,
+    amount: i64,
+    now: i64,
+) -> Result<()> {
+    if add_to_balance(tx, account_id, amount).await? {
+        return Ok(());
+    }
+    let balance: Option<i64> = tx_run!(tx, |c| {
+        sqlx::query_scalar("SELECT balance FROM ledger_accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(c)
+            .await
+    })?;
+    let balance = match balance {
+        Some(b) => b,
+        None => {
+            // First use: create it (another writer may have just done so) and try again.
+            tx_run!(tx, |c| {
+                sqlx::query(
+                    "INSERT INTO ledger_accounts (id, owner, kind, currency, balance, allow_negative, created_at) \
+                     VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(account_id)
+                .bind(&account.owner)
+                .bind(account.kind.as_str())
+                .bind(account.currency.code())
+                .bind(account.kind.allows_negative())
+                .bind(now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            if add_to_balance(tx, account_id, amount).await? {
+                return Ok(());
+            }
+            0
+        }
+    };
+    Err(BillingError::InsufficientFunds {
+        account: account_id.to_string(),
+        currency: account.currency,
+        needed: Money::from_micros(-(balance + amount), account.currency).to_decimal(),
+    })
+}
+
+/// The conditional update; false when the account is missing or would be overdrawn.
+async fn add_to_balance(tx: &mut Tx, account_id: &str, amount: i64) -> Result<bool> {
+    let moved = tx_run!(tx, |c| {
+        sqlx::query("UPDATE ledger_accounts SET balance = balance + $1 WHERE id = $2 AND (allow_negative OR balance + $1 >= 0)")
+            .bind(amount)
+            .bind(account_id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+    })?;
+    Ok(moved == 1)
+}
+
+/// All of a transaction's postings in one statement.
+async fn insert_postings(
+    tx: &mut Tx,
+    transaction_id: &str,
+    postings: &[Posting],
+    now: i64,
+) -> Result<()> {
+    const COLUMNS: usize = 7;
+    let values: Vec<String> = (0..postings.len())
+        .map(|i| {
+            let n = i * COLUMNS;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO ledger_postings (id, transaction_id, account_id, owner, currency, amount, created_at) VALUES {}",
+        values.join(", ")
+    );
+    tx_run!(tx, |c| {
+        let mut q = sqlx::query(&sql);
+        for p in postings {
+            q = q
+                .bind(new_id("pst"))
+                .bind(transaction_id)
+                .bind(p.account.id())
+                .bind(&p.account.owner)
+                .bind(p.account.currency.code())
+                .bind(p.amount.micros())
+                .bind(now);
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -120,6 +120,24 @@ async fn bad_bodies_are_refused_and_change_nothing(b: iocloud_tests::Backend) {
 async fn unknown_routes_and_bad_cursors(b: iocloud_tests::Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.signup("ada@example.com", "Acme").await;
+    // Ids that are not ids (a NUL byte Postgres would refuse) are simply not found.
+    app.get("/v1/members/usr%00x", &s.access)
+        .await
+        .assert_problem(404, "not_found");
+    app.get("/v1/api-keys/key%00x", &s.access)
+        .await
+        .assert_problem(404, "not_found");
+    app.post(
+        "/v1/auth/refresh",
+        None,
+        serde_json::json!({"refresh_token": s.refresh, "org_id": "org\u{0}x"}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    // A known route with the wrong method is a problem document too.
+    app.request(reqwest::Method::PUT, "/v1/org", Some(&s.access), None)
+        .await
+        .assert_problem(405, "method_not_allowed");
     app.get("/v1/nothing-here", &s.access)
         .await
         .assert_problem(404, "not_found");

@@ -86,6 +86,15 @@ async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
     assert_eq!(code(&forbidden), "forbidden", "{}", forbidden.text);
     let wrong = app.graphql(None, "mutation { logIn(email: \"ada@example.com\", password: \"wrong password\") { accessToken } }", json!({})).await;
     assert_eq!(code(&wrong), "invalid_credentials", "{}", wrong.text);
+    let aliased = app
+        .graphql(None, "mutation { a: logIn(email: \"ada@example.com\", password: \"guess one\") { accessToken } b: logIn(email: \"ada@example.com\", password: \"guess two\") { accessToken } }", json!({}))
+        .await;
+    assert_eq!(
+        code(&aliased),
+        "one_auth_mutation_per_request",
+        "{}",
+        aliased.text
+    );
     let garbage = app
         .graphql(Some(&token), "{ me { nope } }", json!({}))
         .await;

@@ -28,7 +28,16 @@ async fn idempotent_replay_and_conflicts(b: iocloud_tests::Backend) {
     assert_eq!(first.status, 201, "{}", first.text);
     let replay = post_with_key(&app, &s.access, "k-1", body).await;
     assert_eq!(replay.status, 201);
-    assert_eq!(replay.body, first.body, "the first answer, byte for byte");
+    assert_eq!(
+        replay.body["api_key"], first.body["api_key"],
+        "the first answer"
+    );
+    assert!(first.body["secret"].is_string());
+    assert!(
+        replay.body["secret"].is_null(),
+        "a secret is shown once, never replayed: {}",
+        replay.text
+    );
     assert_eq!(replay.header("idempotent-replayed"), Some("true"));
     assert_eq!(
         app.count("SELECT COUNT(*) FROM api_keys").await,
@@ -61,7 +70,8 @@ async fn idempotent_replay_and_conflicts(b: iocloud_tests::Backend) {
         "INSERT INTO idempotency_keys (scope, key, request_hash, state, created_at, locked_at) VALUES ($1, 'k-3', '{hash}', 'in_flight', {now}, {now})",
         now = iocloud_db::time::now_micros()
     );
-    app.exec(&sql, &format!("org:{}", s.org_id)).await;
+    app.exec(&sql, &format!("org:{}:user:{}", s.org_id, s.user_id))
+        .await;
     post_with_key(&app, &s.access, "k-3", body)
         .await
         .assert_problem(409, "idempotency_key_in_flight");
@@ -78,6 +88,12 @@ async fn idempotent_replay_and_conflicts(b: iocloud_tests::Backend) {
         201
     );
 
+    // Another member of the organisation reusing the key is not answered with ours.
+    let viewer = app.add_member(&s, "viewer@example.com", "viewer").await;
+    let theirs = post_with_key(&app, &viewer.access, "k-1", body).await;
+    theirs.assert_problem(403, "forbidden");
+    assert!(theirs.header("idempotent-replayed").is_none());
+
     // Keys are per organisation: another tenant's "k-1" is a new request.
     let bee = app.signup("bee@example.com", "Bee").await;
     let theirs = post_with_key(&app, &bee.access, "k-1", body).await;
@@ -88,7 +104,7 @@ async fn idempotent_replay_and_conflicts(b: iocloud_tests::Backend) {
     // Kept for 24 hours, then the key is free again.
     app.exec(
         "UPDATE idempotency_keys SET created_at = 1 WHERE scope = $1",
-        &format!("org:{}", s.org_id),
+        &format!("org:{}:user:{}", s.org_id, s.user_id),
     )
     .await;
     let later = post_with_key(

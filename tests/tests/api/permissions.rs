@@ -188,12 +188,38 @@ async fn owner_rules(b: iocloud_tests::Backend) {
         "one owner left in Acme, plus the newcomers owning their own organisations"
     );
 
-    // Anyone may leave; a removed member's tokens stop working in this organisation.
+    // A key can do no more than its maker: admins (as the first owner now is) may not mint
+    // `admin` keys, since that scope can manage billing, which an admin cannot.
+    app.post(
+        "/v1/api-keys",
+        Some(&owner.access),
+        json!({"name": "too much", "scopes": ["admin"]}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let (_, member_key) = {
+        let promoted = app
+            .patch(
+                &format!("/v1/members/{}", member.user_id),
+                &owner.access,
+                json!({"role": "admin"}),
+            )
+            .await;
+        assert_eq!(promoted.status, 200);
+        let again = app.login("member@example.com", Some(&owner.org_id)).await;
+        app.api_key(&again.access, &["read"]).await
+    };
+    assert_eq!(app.get("/v1/org", &member_key).await.status, 200);
+
+    // Anyone may leave; a removed member's tokens and keys stop working in this organisation.
     let left = app
         .delete(&format!("/v1/members/{}", member.user_id), &member.access)
         .await;
     assert_eq!(left.status, 204, "{}", left.text);
     app.get("/v1/org", &member.access)
+        .await
+        .assert_problem(401, "invalid_token");
+    app.get("/v1/org", &member_key)
         .await
         .assert_problem(401, "invalid_token");
     app.stop().await;

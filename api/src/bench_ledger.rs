@@ -1,0 +1,197 @@
+//! `iocloud bench ledger`: balanced transfers per second through the ledger, one per database
+//! transaction and batched, beside plain single-row inserts into a table as wide as
+//! `ledger_postings`, all in the same run on the same database.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use iocloud_billing::ledger::{NewTransaction, Posting};
+use iocloud_billing::{AccountKind, AccountRef, Currency, Ledger, Money, TransactionKind};
+use iocloud_db::scratch::ScratchDb;
+use iocloud_db::{DatabaseUrl, Db, db_run};
+use rand::Rng;
+
+use crate::bench::LedgerArgs;
+
+const ACCOUNTS: usize = 1000;
+
+pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
+    let (engine, scratch) = match &args.postgres {
+        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
+        None => ("sqlite", ScratchDb::sqlite()?),
+    };
+    let db = Db::connect(&DatabaseUrl::new(scratch.url.clone())).await?;
+    db.migrate().await?;
+    db_run!(&db, |p| {
+        sqlx::query(
+            "CREATE TABLE bench_plain (id TEXT PRIMARY KEY, transaction_id TEXT NOT NULL, account_id TEXT NOT NULL, \
+             owner TEXT NOT NULL, currency TEXT NOT NULL, amount BIGINT NOT NULL, created_at BIGINT NOT NULL)",
+        )
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    let ledger = Ledger::new(db.clone());
+    let orgs: Arc<Vec<String>> =
+        Arc::new((0..ACCOUNTS).map(|i| format!("org_bench{i:04}")).collect());
+    let funding: Vec<NewTransaction> = orgs
+        .iter()
+        .map(|org| {
+            transfer(
+                format!("fund-{org}"),
+                AccountRef::platform(AccountKind::Promotions, Currency::Usd),
+                AccountRef::org(org, AccountKind::Available, Currency::Usd),
+                1_000_000_000_000,
+            )
+        })
+        .collect();
+    for chunk in funding.chunks(200) {
+        ledger.post_batch(chunk).await?;
+    }
+    let duration = Duration::from_secs(args.seconds.max(1));
+    let seq = Arc::new(AtomicU64::new(0));
+
+    let plain = measure(args.concurrency, duration, {
+        let db = db.clone();
+        let seq = seq.clone();
+        move || {
+            let db = db.clone();
+            let n = seq.fetch_add(1, Ordering::Relaxed);
+            async move {
+                db_run!(&db, |p| {
+                    sqlx::query("INSERT INTO bench_plain (id, transaction_id, account_id, owner, currency, amount, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                        .bind(format!("pst_plain{n:020}"))
+                        .bind("ltx_plain")
+                        .bind("acc_org_bench0000_available_usd")
+                        .bind("org_bench0000")
+                        .bind("USD")
+                        .bind(n as i64)
+                        .bind(n as i64)
+                        .execute(p)
+                        .await
+                        .map(|r| r.rows_affected())
+                })
+                .map(|_| 1)
+                .map_err(anyhow::Error::from)
+            }
+        }
+    })
+    .await;
+
+    let single = measure(args.concurrency, duration, {
+        let ledger = ledger.clone();
+        let orgs = orgs.clone();
+        let seq = seq.clone();
+        move || {
+            let ledger = ledger.clone();
+            let t = random_transfer(&orgs, seq.fetch_add(1, Ordering::Relaxed));
+            async move {
+                ledger
+                    .post(&t)
+                    .await
+                    .map(|_| 1)
+                    .map_err(anyhow::Error::from)
+            }
+        }
+    })
+    .await;
+
+    let batched = measure(args.concurrency, duration, {
+        let ledger = ledger.clone();
+        let orgs = orgs.clone();
+        let seq = seq.clone();
+        let size = args.batch.max(1);
+        move || {
+            let ledger = ledger.clone();
+            let batch: Vec<NewTransaction> = (0..size)
+                .map(|_| random_transfer(&orgs, seq.fetch_add(1, Ordering::Relaxed)))
+                .collect();
+            async move {
+                let results = ledger.post_batch(&batch).await?;
+                Ok(results.iter().filter(|r| r.is_ok()).count() as u64)
+            }
+        }
+    })
+    .await;
+
+    let verified = ledger.verify().await?;
+    anyhow::ensure!(
+        verified.is_balanced(),
+        "the books do not balance after the benchmark: {verified:?}"
+    );
+    println!(
+        "ledger throughput, {engine}, {} writers, {} s each",
+        args.concurrency, args.seconds
+    );
+    println!("| operation | per second | vs plain inserts |");
+    println!("| --- | ---: | ---: |");
+    println!("| plain single-row insert (baseline) | {plain:.0} | 1.00 |");
+    println!(
+        "| balanced transfer, one per transaction | {single:.0} | {:.2} |",
+        single / plain
+    );
+    println!(
+        "| balanced transfer, {} per transaction | {batched:.0} | {:.2} |",
+        args.batch,
+        batched / plain
+    );
+    println!("books balanced afterwards: yes");
+    db.close().await;
+    drop(scratch);
+    Ok(())
+}
+
+fn transfer(external_ref: String, from: AccountRef, to: AccountRef, micros: i64) -> NewTransaction {
+    NewTransaction {
+        external_ref,
+        kind: TransactionKind::Transfer,
+        org_id: None,
+        memo: "bench".into(),
+        postings: Posting::transfer(from, to, Money::from_micros(micros, Currency::Usd))
+            .expect("valid amount")
+            .to_vec(),
+    }
+}
+
+fn random_transfer(orgs: &[String], n: u64) -> NewTransaction {
+    let mut rng = rand::rng();
+    let a = rng.random_range(0..orgs.len());
+    let b = (a + rng.random_range(1..orgs.len())) % orgs.len();
+    transfer(
+        format!("bench-{n}"),
+        AccountRef::org(&orgs[a], AccountKind::Available, Currency::Usd),
+        AccountRef::org(&orgs[b], AccountKind::Available, Currency::Usd),
+        rng.random_range(1..1_000_000),
+    )
+}
+
+/// Runs `op` from `workers` tasks for `duration`; returns units completed per second.
+async fn measure<F, Fut>(workers: usize, duration: Duration, op: F) -> f64
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    match op().await {
+                        Ok(n) => done += n,
+                        Err(e) => tracing::warn!(error = %e, "benchmark operation failed"),
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap_or(0);
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
