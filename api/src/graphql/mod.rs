@@ -66,7 +66,24 @@ pub async fn execute(
     if let Some(Extension(actor)) = actor {
         req = req.data(actor);
     }
+    let audit_slot = req
+        .data
+        .get(&std::any::TypeId::of::<AuditSlot>())
+        .and_then(|d| d.downcast_ref::<AuditSlot>())
+        .cloned();
     let mut res = state.schema.execute(req).await;
+    if let (Some(slot), Some(err)) = (audit_slot, res.errors.first()) {
+        // GraphQL answers 200 with errors inside; the audit log records the error's status.
+        let status = err
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("status"))
+            .and_then(|v| match v {
+                async_graphql::Value::Number(n) => n.as_u64(),
+                _ => None,
+            });
+        slot.set_status(status.unwrap_or(400) as u16);
+    }
     for err in &mut res.errors {
         let ext = err.extensions.get_or_insert_with(Default::default);
         if ext.get("code").is_none() {

@@ -21,6 +21,9 @@ struct Who {
     actor_id: Option<String>,
     /// Set by handlers whose action is not the route (GraphQL mutations).
     action: Option<String>,
+    /// Set by handlers whose HTTP status does not tell the outcome (GraphQL answers 200 with
+    /// errors inside).
+    status: Option<u16>,
 }
 
 /// A place in the request's extensions where layers and handlers note who acted.
@@ -42,6 +45,11 @@ impl AuditSlot {
         who.org_id = Some(org_id.to_string());
         who.actor_type = Some("user");
         who.actor_id = Some(user_id.to_string());
+    }
+
+    /// The outcome to record instead of the HTTP status.
+    pub fn set_status(&self, status: u16) {
+        self.0.lock().status = Some(status);
     }
 
     /// Marks a request whose method alone does not say it changed state (a GraphQL mutation).
@@ -87,7 +95,7 @@ where
         actor_id: who.actor_id,
         action,
         target: template.as_deref().and_then(|t| path_target(t, &path)),
-        status: response.status().as_u16(),
+        status: who.status.unwrap_or(response.status().as_u16()),
         request_id,
         ip,
     };

@@ -199,6 +199,9 @@ fn digest(t: &NewTransaction) -> String {
     let mut h = Sha256::new();
     h.update(t.kind.as_str());
     h.update(t.org_id.as_deref().unwrap_or(""));
+    // The memo names the hold a capture or release is for: the same reference on another
+    // hold is a different transaction, not a retry.
+    h.update(&t.memo);
     for (id, amount) in legs {
         h.update(format!("|{id}:{amount}"));
     }

@@ -30,6 +30,12 @@ async fn state_changes_are_audited_without_secrets(b: iocloud_tests::Backend) {
         json!({}),
     )
     .await;
+    app.graphql(
+        Some(&viewer.access),
+        "mutation { updateOrganization(name: \"Nope\") { id } }",
+        json!({}),
+    )
+    .await;
     app.graphql(Some(&s.access), "{ me { kind } }", json!({}))
         .await; // a read: not audited
 
@@ -55,7 +61,24 @@ async fn state_changes_are_audited_without_secrets(b: iocloud_tests::Backend) {
     let denied = find("PATCH /v1/org");
     assert_eq!(denied["outcome"], "denied");
     assert_eq!(denied["actor_id"], viewer.user_id.as_str());
-    find("graphql mutation updateOrganization");
+    let gql = items
+        .iter()
+        .filter(|e| e["action"] == "graphql mutation updateOrganization")
+        .collect::<Vec<_>>();
+    assert!(
+        gql.iter()
+            .any(|e| e["outcome"] == "success" && e["actor_id"] == s.user_id.as_str()),
+        "{}",
+        events.text
+    );
+    assert!(
+        gql.iter().any(|e| e["outcome"] == "denied"
+            && e["status"] == 403
+            && e["actor_id"] == viewer.user_id.as_str()),
+        "{}",
+        events.text
+    );
+
     assert!(
         !items
             .iter()
