@@ -326,3 +326,90 @@ async fn a_reference_cannot_be_reused_for_something_else() {
     );
     assert!(ledger.verify().await.unwrap().is_balanced());
 }
+
+/// Batches take the set-based path when they can, fall back to one savepoint per transaction
+/// when one of them is refused or replayed, and answer each transaction in its slot.
+#[tokio::test]
+async fn batches_post_what_they_can() {
+    for scratch in scratch_databases().await {
+        let ledger = ledger_on(&scratch).await;
+        let usd = |m| Money::from_micros(m, Currency::Usd);
+        let grant = |r: &str, org: &str, m| NewTransaction {
+            external_ref: r.into(),
+            kind: TransactionKind::CreditGrant,
+            org_id: Some(org.into()),
+            memo: "grant".into(),
+            postings: Posting::transfer(
+                AccountRef::platform(AccountKind::Promotions, Currency::Usd),
+                AccountRef::org(org, AccountKind::Available, Currency::Usd),
+                usd(m),
+            )
+            .unwrap()
+            .to_vec(),
+        };
+        let pay = |r: &str, from: &str, to: &str, m| NewTransaction {
+            external_ref: r.into(),
+            kind: TransactionKind::Transfer,
+            org_id: Some(from.into()),
+            memo: "pay".into(),
+            postings: Posting::transfer(
+                AccountRef::org(from, AccountKind::Available, Currency::Usd),
+                AccountRef::org(to, AccountKind::Available, Currency::Usd),
+                usd(m),
+            )
+            .unwrap()
+            .to_vec(),
+        };
+        // All new and covered (b pays before it is funded, but the batch nets out): fast path.
+        let first = ledger
+            .post_batch(&[
+                grant("g1", "org_a", 100),
+                pay("p1", "org_b", "org_c", 30),
+                pay("p2", "org_a", "org_b", 40),
+            ])
+            .await
+            .unwrap();
+        assert!(
+            first.iter().all(|r| r.as_ref().is_ok_and(|p| !p.replayed)),
+            "{first:?}"
+        );
+        // A replay and an overdraft in one batch: each answered in its slot, the rest posted.
+        let second = ledger
+            .post_batch(&[
+                grant("g1", "org_a", 100),
+                pay("p3", "org_c", "org_a", 1_000),
+                pay("p4", "org_c", "org_a", 5),
+            ])
+            .await
+            .unwrap();
+        assert!(second[0].as_ref().unwrap().replayed);
+        assert!(matches!(
+            second[1],
+            Err(BillingError::InsufficientFunds { .. })
+        ));
+        assert!(second[2].as_ref().is_ok_and(|p| !p.replayed));
+        let bal = |org: &'static str| {
+            let ledger = ledger.clone();
+            async move {
+                ledger
+                    .balance(&AccountRef::org(org, AccountKind::Available, Currency::Usd))
+                    .await
+                    .unwrap()
+                    .micros()
+            }
+        };
+        assert_eq!(
+            (bal("org_a").await, bal("org_b").await, bal("org_c").await),
+            (65, 10, 25)
+        );
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
+
+async fn scratch_databases() -> Vec<ScratchDb> {
+    let mut dbs = vec![ScratchDb::sqlite().unwrap()];
+    if let Ok(url) = std::env::var("IOCLOUD_TEST_POSTGRES_URL") {
+        dbs.push(ScratchDb::postgres(&url).await.unwrap());
+    }
+    dbs
+}

@@ -89,13 +89,155 @@ impl Ledger {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_batch(batch).await {
+            let outcome = match self.try_batch_fast(batch).await {
+                Ok(Some(results)) => Ok(results),
+                Ok(None) => self.try_batch(batch).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                     tokio::time::sleep(std::time::Duration::from_millis(2 << attempt)).await;
                 }
                 other => return other,
             }
         }
+    }
+
+    /// The whole batch in a handful of set-based statements: every reference new and no account
+    /// overdrawn by the batch's net movement (only the committed state is ever visible, so the
+    /// order inside the batch does not matter). Anything else returns `None` and nothing is
+    /// written; the caller falls back to one savepoint per transaction.
+    async fn try_batch_fast(
+        &self,
+        batch: &[NewTransaction],
+    ) -> Result<Option<Vec<Result<Posted>>>> {
+        if batch.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut nets = Vec::with_capacity(batch.len());
+        for t in batch {
+            match net_by_account(&t.postings) {
+                Ok(net) => nets.push(net),
+                Err(_) => return Ok(None),
+            }
+        }
+        let mut totals: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
+        for net in &nets {
+            for (id, (account, amount)) in net {
+                let entry = totals
+                    .entry(id.clone())
+                    .or_insert_with(|| (account.clone(), 0));
+                entry.1 = entry.1.checked_add(*amount).ok_or(BillingError::Overflow)?;
+            }
+        }
+        let now = now_micros();
+        let ids: Vec<String> = batch.iter().map(|_| new_id("ltx")).collect();
+        let mut tx = self.db.begin().await?;
+        lock_accounts(&mut tx, batch).await?;
+
+        // 1. Claim every reference at once; a reference already used sends us to the slow path.
+        let values = placeholders(batch.len(), 7);
+        let sql = format!(
+            "INSERT INTO ledger_transactions (id, external_ref, kind, org_id, memo, digest, created_at) VALUES {values} \
+             ON CONFLICT (external_ref) DO NOTHING"
+        );
+        let claimed = tx_run!(&mut tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for (t, id) in batch.iter().zip(&ids) {
+                q = q
+                    .bind(id)
+                    .bind(&t.external_ref)
+                    .bind(t.kind.as_str())
+                    .bind(&t.org_id)
+                    .bind(&t.memo)
+                    .bind(digest(t))
+                    .bind(now);
+            }
+            q.execute(c).await.map(|r| r.rows_affected())
+        })?;
+        if claimed != batch.len() as u64 {
+            return Ok(None);
+        }
+
+        // 2. Make sure every account exists.
+        let values = placeholders(totals.len(), 6);
+        let sql = format!(
+            "INSERT INTO ledger_accounts (id, owner, kind, currency, allow_negative, created_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
+        );
+        tx_run!(&mut tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for (id, (a, _)) in &totals {
+                q = q
+                    .bind(id)
+                    .bind(&a.owner)
+                    .bind(a.kind.as_str())
+                    .bind(a.currency.code())
+                    .bind(a.kind.allows_negative())
+                    .bind(now);
+            }
+            q.execute(c).await.map(|r| r.rows_affected())
+        })?;
+
+        // 3. Move every balance by its net amount, refusing any overdraft.
+        let moving: Vec<(&String, i64)> = totals
+            .iter()
+            .filter(|(_, (_, d))| *d != 0)
+            .map(|(id, (_, d))| (id, *d))
+            .collect();
+        if !moving.is_empty() {
+            let values = placeholders(moving.len(), 2);
+            let sql = format!(
+                "UPDATE ledger_accounts SET balance = balance + d.delta \
+                 FROM (SELECT column1 AS id, column2 AS delta FROM (VALUES {values}) AS v) AS d \
+                 WHERE ledger_accounts.id = d.id AND (ledger_accounts.allow_negative OR ledger_accounts.balance + d.delta >= 0)"
+            );
+            let moved = tx_run!(&mut tx, |c| {
+                let mut q = sqlx::query(&sql);
+                for (id, delta) in &moving {
+                    q = q.bind(*id).bind(*delta);
+                }
+                q.execute(c).await.map(|r| r.rows_affected())
+            })?;
+            if moved != moving.len() as u64 {
+                return Ok(None);
+            }
+        }
+
+        // 4. Every posting in one statement.
+        let postings: Vec<(&String, &Posting)> = batch
+            .iter()
+            .zip(&ids)
+            .flat_map(|(t, id)| t.postings.iter().map(move |p| (id, p)))
+            .collect();
+        let values = placeholders(postings.len(), 7);
+        let sql = format!(
+            "INSERT INTO ledger_postings (id, transaction_id, account_id, owner, currency, amount, created_at) VALUES {values}"
+        );
+        tx_run!(&mut tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for (tid, p) in &postings {
+                q = q
+                    .bind(new_id("pst"))
+                    .bind(*tid)
+                    .bind(p.account.id())
+                    .bind(&p.account.owner)
+                    .bind(p.account.currency.code())
+                    .bind(p.amount.micros())
+                    .bind(now);
+            }
+            q.execute(c).await.map(|r| r.rows_affected())
+        })?;
+        tx.commit().await?;
+        Ok(Some(
+            ids.into_iter()
+                .map(|transaction_id| {
+                    Ok(Posted {
+                        transaction_id,
+                        replayed: false,
+                    })
+                })
+                .collect(),
+        ))
     }
 
     async fn try_batch(&self, batch: &[NewTransaction]) -> Result<Vec<Result<Posted>>> {
@@ -321,6 +463,19 @@ async fn add_to_balance(tx: &mut Tx, account_id: &str, amount: i64) -> Result<bo
     Ok(moved == 1)
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// All of a transaction's postings in one statement.
 async fn insert_postings(
     tx: &mut Tx,
@@ -328,25 +483,9 @@ async fn insert_postings(
     postings: &[Posting],
     now: i64,
 ) -> Result<()> {
-    const COLUMNS: usize = 7;
-    let values: Vec<String> = (0..postings.len())
-        .map(|i| {
-            let n = i * COLUMNS;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7
-            )
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO ledger_postings (id, transaction_id, account_id, owner, currency, amount, created_at) VALUES {}",
-        values.join(", ")
+        placeholders(postings.len(), 7)
     );
     tx_run!(tx, |c| {
         let mut q = sqlx::query(&sql);
