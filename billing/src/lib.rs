@@ -3,6 +3,7 @@
 
 mod error;
 pub mod ledger;
+pub mod metering;
 pub mod money;
 
 pub use error::BillingError;

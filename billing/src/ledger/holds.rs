@@ -218,75 +218,15 @@ impl Ledger {
     ) -> Result<Hold> {
         positive(amount)?;
         let mut tx = self.db.begin().await?;
-        let hold = hold_in(&mut tx, hold_id).await?;
-        let c = hold.currency();
-        if amount.currency() != c {
-            return Err(BillingError::CurrencyMismatch(amount.currency(), c));
-        }
-        if amount.micros() > hold.remaining().micros() || hold.status != "open" {
-            // A retry of a capture that already went through is answered by `post_in` below.
-            let already: Option<String> = tx_run!(&mut tx, |conn| {
-                sqlx::query_scalar("SELECT id FROM ledger_transactions WHERE external_ref = $1")
-                    .bind(external_ref)
-                    .fetch_optional(conn)
-                    .await
-            })?;
-            if already.is_none() {
-                return Err(BillingError::HoldExceeded {
-                    hold: hold_id.to_string(),
-                    remaining: hold.remaining().to_decimal(),
-                });
-            }
-        }
-        let (provider_share, fee) = split_fee(amount, fee_bps)?;
-        let mut postings = vec![Posting {
-            account: AccountRef::org(&hold.org_id, AccountKind::Held, c),
-            amount: amount.checked_neg()?,
-        }];
-        if provider_share.is_positive() {
-            postings.push(Posting {
-                account: AccountRef::org(provider_org, AccountKind::ProviderEarnings, c),
-                amount: provider_share,
-            });
-        }
-        if fee.is_positive() {
-            postings.push(Posting {
-                account: AccountRef::platform(AccountKind::PlatformRevenue, c),
-                amount: fee,
-            });
-        }
-        let posted = post_in(
+        capture_in(
             &mut tx,
-            &NewTransaction {
-                external_ref: external_ref.to_string(),
-                kind: TransactionKind::Capture,
-                org_id: Some(hold.org_id.clone()),
-                memo: format!("capture from hold {hold_id} for {}", hold.reference),
-                postings,
-            },
+            hold_id,
+            amount,
+            provider_org,
+            fee_bps,
+            external_ref,
         )
         .await?;
-        if !posted.replayed {
-            let updated = tx_run!(&mut tx, |conn| {
-                sqlx::query(
-                    "UPDATE holds SET captured = captured + $1, updated_at = $2, \
-                     status = CASE WHEN captured + released + $1 = amount THEN 'settled' ELSE status END \
-                     WHERE id = $3 AND status = 'open' AND captured + released + $1 <= amount",
-                )
-                .bind(amount.micros())
-                .bind(now_micros())
-                .bind(hold_id)
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
-            if updated == 0 {
-                return Err(BillingError::HoldExceeded {
-                    hold: hold_id.to_string(),
-                    remaining: hold.remaining().to_decimal(),
-                });
-            }
-        }
         let hold = hold_in(&mut tx, hold_id).await?;
         tx.commit().await?;
         Ok(hold)
@@ -343,4 +283,87 @@ impl Ledger {
         tx.commit().await?;
         Ok(hold)
     }
+}
+
+/// A capture inside an open database transaction (metering charges and moves its own rows in
+/// the same one). Returns whether the reference was a replay.
+pub(crate) async fn capture_in(
+    tx: &mut Tx,
+    hold_id: &str,
+    amount: Money,
+    provider_org: &str,
+    fee_bps: FeeBps,
+    external_ref: &str,
+) -> Result<bool> {
+    positive(amount)?;
+    let hold = hold_in(tx, hold_id).await?;
+    let c = hold.currency();
+    if amount.currency() != c {
+        return Err(BillingError::CurrencyMismatch(amount.currency(), c));
+    }
+    if amount.micros() > hold.remaining().micros() || hold.status != "open" {
+        // A retry of a capture that already went through is answered by `post_in` below.
+        let already: Option<String> = tx_run!(tx, |conn| {
+            sqlx::query_scalar("SELECT id FROM ledger_transactions WHERE external_ref = $1")
+                .bind(external_ref)
+                .fetch_optional(conn)
+                .await
+        })?;
+        if already.is_none() {
+            return Err(BillingError::HoldExceeded {
+                hold: hold_id.to_string(),
+                remaining: hold.remaining().to_decimal(),
+            });
+        }
+    }
+    let (provider_share, fee) = split_fee(amount, fee_bps)?;
+    let mut postings = vec![Posting {
+        account: AccountRef::org(&hold.org_id, AccountKind::Held, c),
+        amount: amount.checked_neg()?,
+    }];
+    if provider_share.is_positive() {
+        postings.push(Posting {
+            account: AccountRef::org(provider_org, AccountKind::ProviderEarnings, c),
+            amount: provider_share,
+        });
+    }
+    if fee.is_positive() {
+        postings.push(Posting {
+            account: AccountRef::platform(AccountKind::PlatformRevenue, c),
+            amount: fee,
+        });
+    }
+    let posted = post_in(
+        tx,
+        &NewTransaction {
+            external_ref: external_ref.to_string(),
+            kind: TransactionKind::Capture,
+            org_id: Some(hold.org_id.clone()),
+            memo: format!("capture from hold {hold_id} for {}", hold.reference),
+            postings,
+        },
+    )
+    .await?;
+    if !posted.replayed {
+        let updated = tx_run!(tx, |conn| {
+            sqlx::query(
+                    "UPDATE holds SET captured = captured + $1, updated_at = $2, \
+                     status = CASE WHEN captured + released + $1 = amount THEN 'settled' ELSE status END \
+                     WHERE id = $3 AND status = 'open' AND captured + released + $1 <= amount",
+                )
+                .bind(amount.micros())
+                .bind(now_micros())
+                .bind(hold_id)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if updated == 0 {
+            return Err(BillingError::HoldExceeded {
+                hold: hold_id.to_string(),
+                remaining: hold.remaining().to_decimal(),
+            });
+        }
+    }
+    Ok(posted.replayed)
 }

@@ -8,7 +8,7 @@
 //! and can be rebuilt from them ([`Ledger::verify`], [`Ledger::rebuild_balances`]).
 
 mod accounts;
-mod holds;
+pub(crate) mod holds;
 mod post;
 mod verify;
 

@@ -1,0 +1,191 @@
+//! Metering: per-second charges from the hold, exactly once per period across replicas and
+//! crashes, no charge while a node is down, nothing after it stops, on SQLite and Postgres.
+
+use std::time::Duration;
+
+use iocloud_billing::ledger::{NewTransaction, Posting};
+use iocloud_billing::metering::NewUsage;
+use iocloud_billing::{AccountKind, AccountRef, Currency, Ledger, Money, TransactionKind};
+use iocloud_db::scratch::ScratchDb;
+use iocloud_db::{DatabaseUrl, Db, db_run};
+
+const T0: i64 = 1_800_000_000_000_000; // a whole minute, in µs
+const MINUTE: i64 = 60_000_000;
+const SECOND: i64 = 1_000_000;
+
+async fn scratch_databases() -> Vec<ScratchDb> {
+    let mut dbs = vec![ScratchDb::sqlite().unwrap()];
+    if let Ok(url) = std::env::var("IOCLOUD_TEST_POSTGRES_URL") {
+        dbs.push(ScratchDb::postgres(&url).await.unwrap());
+    }
+    dbs
+}
+
+fn usd(m: i64) -> Money {
+    Money::from_micros(m, Currency::Usd)
+}
+
+/// A funded organisation with a hold of `hold` µUSD and a node at $2.10/h on it.
+async fn setup(scratch: &ScratchDb, hold: i64) -> (Ledger, String) {
+    let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let ledger = Ledger::new(db);
+    ledger
+        .post(&NewTransaction {
+            external_ref: "fund".into(),
+            kind: TransactionKind::CreditGrant,
+            org_id: Some("org_c".into()),
+            memo: "fund".into(),
+            postings: Posting::transfer(
+                AccountRef::platform(AccountKind::Promotions, Currency::Usd),
+                AccountRef::org("org_c", AccountKind::Available, Currency::Usd),
+                usd(100_000_000),
+            )
+            .unwrap()
+            .to_vec(),
+        })
+        .await
+        .unwrap();
+    let h = ledger
+        .place_hold("org_c", usd(hold), "clu_1", "hold-clu_1")
+        .await
+        .unwrap();
+    let record = ledger
+        .start_usage(NewUsage {
+            org_id: "org_c",
+            cluster_id: "clu_1",
+            node_id: "nod_1",
+            device_id: "dev_1",
+            provider_org_id: "org_p",
+            hold_id: &h.id,
+            rate_per_hour: usd(2_100_000),
+            started_at: T0,
+        })
+        .await
+        .unwrap();
+    (ledger, record.id)
+}
+
+async fn earned(ledger: &Ledger) -> i64 {
+    ledger
+        .balance(&AccountRef::org(
+            "org_p",
+            AccountKind::ProviderEarnings,
+            Currency::Usd,
+        ))
+        .await
+        .unwrap()
+        .micros()
+}
+
+async fn charged(ledger: &Ledger) -> i64 {
+    db_run!(ledger.db(), |p| sqlx::query_scalar::<_, i64>(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM usage_lines"
+    )
+    .fetch_one(p)
+    .await)
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn charges_per_second_once_per_period() {
+    for scratch in scratch_databases().await {
+        let (ledger, id) = setup(&scratch, 10_000_000).await;
+        // 90 s in: the first whole minute is charged; $2.10/h × 60 s = $0.035.
+        let r = ledger.accrue(T0 + 90 * SECOND, MINUTE, 500).await.unwrap();
+        assert_eq!(r.charged_records, 1);
+        assert_eq!(charged(&ledger).await, 35_000);
+        assert_eq!(
+            earned(&ledger).await,
+            35_000 - 1_750,
+            "5% fee, rounded down"
+        );
+        // The same period again, and two replicas at once: nothing more.
+        let (a, b) = tokio::join!(
+            ledger.accrue(T0 + 100 * SECOND, MINUTE, 500),
+            ledger.accrue(T0 + 110 * SECOND, MINUTE, 500)
+        );
+        assert_eq!(a.unwrap().charged_records + b.unwrap().charged_records, 0);
+        assert_eq!(charged(&ledger).await, 35_000);
+
+        // Down for 20 s in the second minute: 40 s charged.
+        ledger
+            .record_downtime(&id, T0 + 70 * SECOND, T0 + 90 * SECOND)
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            ledger.accrue(T0 + 125 * SECOND, MINUTE, 500),
+            ledger.accrue(T0 + 126 * SECOND, MINUTE, 500)
+        );
+        assert_eq!(
+            a.unwrap().charged_records + b.unwrap().charged_records,
+            1,
+            "two replicas, one charge"
+        );
+        assert_eq!(
+            charged(&ledger).await,
+            35_000 + 23_333,
+            "floor(2.10 × 100 s / 3600) = 0.058333"
+        );
+
+        // Stopped at 150 s: charged to there, never after.
+        ledger.stop_usage(&id, T0 + 150 * SECOND).await.unwrap();
+        ledger.accrue(T0 + 600 * SECOND, MINUTE, 500).await.unwrap();
+        ledger.accrue(T0 + 900 * SECOND, MINUTE, 500).await.unwrap();
+        assert_eq!(
+            charged(&ledger).await,
+            75_833,
+            "floor(2.10 × 130 s / 3600), no drift"
+        );
+        let record = ledger.usage_record(&id).await.unwrap();
+        assert_eq!(record.accrued_until, T0 + 150 * SECOND);
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_mid_pass_never_double_charge() {
+    for scratch in scratch_databases().await {
+        let (ledger, _) = setup(&scratch, 10_000_000).await;
+        // Passes cut off at random points, minute after minute, then one that finishes.
+        for minute in 1..=30i64 {
+            let cut = Duration::from_micros((minute as u64 * 997) % 3000 + 50);
+            let _ =
+                tokio::time::timeout(cut, ledger.accrue(T0 + minute * MINUTE, MINUTE, 500)).await;
+        }
+        ledger.accrue(T0 + 30 * MINUTE, MINUTE, 500).await.unwrap();
+        assert_eq!(
+            charged(&ledger).await,
+            1_050_000,
+            "$2.10/h for 30 minutes, exactly"
+        );
+        let captured: i64 = db_run!(ledger.db(), |p| sqlx::query_scalar::<_, i64>(
+            "SELECT captured FROM holds"
+        )
+        .fetch_one(p)
+        .await)
+        .unwrap();
+        assert_eq!(captured, 1_050_000, "the hold agrees with the usage lines");
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_hold_records_what_went_unpaid() {
+    for scratch in scratch_databases().await {
+        let (ledger, id) = setup(&scratch, 50_000).await;
+        let r = ledger.accrue(T0 + 2 * MINUTE, MINUTE, 500).await.unwrap();
+        assert_eq!(r.short, vec![id.clone()]);
+        assert_eq!(charged(&ledger).await, 50_000, "what the hold had");
+        let unpaid: i64 = db_run!(ledger.db(), |p| sqlx::query_scalar::<_, i64>(
+            "SELECT unpaid FROM usage_lines"
+        )
+        .fetch_one(p)
+        .await)
+        .unwrap();
+        assert_eq!(unpaid, 70_000 - 50_000);
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
