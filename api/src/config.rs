@@ -75,6 +75,10 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_PLATFORM_FEE_BPS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub platform_fee_bps: u32,
 
+    /// Seconds between metering passes that charge running nodes (0: no passes here).
+    #[arg(long, env = "IOCLOUD_ACCRUAL_INTERVAL_SECS", default_value_t = 60)]
+    pub accrual_interval_secs: u64,
+
     /// Credit every new organisation receives, in USD (e.g. "25.00"); unset, none.
     #[arg(long, env = "IOCLOUD_SIGNUP_CREDIT_USD")]
     pub signup_credit_usd: Option<String>,
@@ -141,6 +145,7 @@ impl Config {
             log_format: "text".into(),
             auth_cache_secs: 30,
             platform_fee_bps: 500,
+            accrual_interval_secs: 0,
             signup_credit_usd: None,
             demo: false,
             graphql_max_depth: 16,

@@ -42,6 +42,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let settings = config.domain_settings().map_err(|e| anyhow::anyhow!(e))?;
     let control = Control::new(db, kv, jwt, settings);
     control.spawn_invalidation_listener();
+    if config.accrual_interval_secs > 0 {
+        control.spawn_accrual_worker(std::time::Duration::from_secs(config.accrual_interval_secs));
+    }
     let schema = graphql::build_schema(control.clone(), &config);
     Ok(AppState::new(control, config, schema))
 }

@@ -36,13 +36,14 @@ pub struct UsageRecord {
     pub provider_org_id: String,
     pub hold_id: String,
     pub currency: String,
+    pub gpus: i64,
     pub rate_per_hour: i64,
     pub started_at: i64,
     pub ended_at: Option<i64>,
     pub accrued_until: i64,
 }
 
-const COLUMNS: &str = "id, org_id, cluster_id, node_id, device_id, provider_org_id, hold_id, currency, rate_per_hour, started_at, ended_at, accrued_until";
+const COLUMNS: &str = "id, org_id, cluster_id, node_id, device_id, provider_org_id, hold_id, currency, gpus, rate_per_hour, started_at, ended_at, accrued_until";
 
 /// A node starting to run, for a cluster whose hold pays for it.
 pub struct NewUsage<'a> {
@@ -52,6 +53,8 @@ pub struct NewUsage<'a> {
     pub device_id: &'a str,
     pub provider_org_id: &'a str,
     pub hold_id: &'a str,
+    /// GPUs on the node (0 for a CPU-only node).
+    pub gpus: i64,
     /// For the whole node: price per GPU-hour × GPUs.
     pub rate_per_hour: Money,
     pub started_at: i64,
@@ -88,8 +91,8 @@ impl Ledger {
         let id = new_id("use");
         db_run!(self.db(), |p| {
             sqlx::query(
-                "INSERT INTO usage_records (id, org_id, cluster_id, node_id, device_id, provider_org_id, hold_id, currency, rate_per_hour, started_at, accrued_until, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+                "INSERT INTO usage_records (id, org_id, cluster_id, node_id, device_id, provider_org_id, hold_id, currency, gpus, rate_per_hour, started_at, accrued_until, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $9, $10, $10, $11)",
             )
             .bind(&id)
             .bind(u.org_id)
@@ -102,6 +105,7 @@ impl Ledger {
             .bind(u.rate_per_hour.micros())
             .bind(u.started_at)
             .bind(now_micros())
+            .bind(u.gpus.max(0))
             .execute(p)
             .await
             .map(|r| r.rows_affected())
@@ -275,8 +279,8 @@ impl Ledger {
         tx_run!(&mut tx, |c| {
             sqlx::query(
                 "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
-                 period_start, period_end, billable_micros, amount, unpaid, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 period_start, period_end, billable_micros, amount, unpaid, created_at, gpus) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .bind(new_id("uln"))
             .bind(&r.id)
@@ -293,6 +297,7 @@ impl Ledger {
             .bind(paid)
             .bind(owed.micros() - paid)
             .bind(now_micros())
+            .bind(r.gpus)
             .execute(c)
             .await
             .map(|x| x.rows_affected())
@@ -321,6 +326,7 @@ mod tests {
             provider_org_id: "p".into(),
             hold_id: "h".into(),
             currency: "USD".into(),
+            gpus: 1,
             rate_per_hour: 2_100_000,
             started_at: started,
             ended_at: None,

@@ -60,6 +60,7 @@ async fn setup(scratch: &ScratchDb, hold: i64) -> (Ledger, String) {
             device_id: "dev_1",
             provider_org_id: "org_p",
             hold_id: &h.id,
+            gpus: 1,
             rate_per_hour: usd(2_100_000),
             started_at: T0,
         })

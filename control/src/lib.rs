@@ -19,6 +19,7 @@ pub mod permissions;
 pub mod secrets;
 mod settings;
 pub mod types;
+pub mod usage;
 
 use iocloud_db::{Db, Kv};
 

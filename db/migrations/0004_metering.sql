@@ -10,6 +10,7 @@ CREATE TABLE usage_records (
     provider_org_id TEXT NOT NULL,
     hold_id         TEXT NOT NULL,
     currency        TEXT NOT NULL,
+    gpus            BIGINT NOT NULL,
     -- micro-units per hour for the whole node (price per GPU-hour × GPUs)
     rate_per_hour   BIGINT NOT NULL,
     started_at      BIGINT NOT NULL,
@@ -39,6 +40,7 @@ CREATE TABLE usage_lines (
     device_id       TEXT NOT NULL,
     provider_org_id TEXT NOT NULL,
     currency        TEXT NOT NULL,
+    gpus            BIGINT NOT NULL,
     rate_per_hour   BIGINT NOT NULL,
     period_start    BIGINT NOT NULL,
     period_end      BIGINT NOT NULL,
@@ -52,3 +54,4 @@ CREATE TABLE usage_lines (
     UNIQUE (record_id, period_end)
 );
 CREATE INDEX usage_lines_org ON usage_lines(org_id, period_end);
+CREATE INDEX usage_lines_provider ON usage_lines(provider_org_id, period_end);

@@ -26,6 +26,48 @@ pub fn to_rfc3339(micros: i64) -> String {
     )
 }
 
+pub const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SEC;
+
+/// A (year, month, day) date to days since 1970-01-01; the inverse of `civil_from_days`.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `"2026-11"` → the month's first instant and the next month's first instant (µs, UTC).
+pub fn month_bounds(month: &str) -> Option<(i64, i64)> {
+    let (y, m) = month.split_once('-')?;
+    if y.len() != 4 || m.len() != 2 {
+        return None;
+    }
+    let (y, m): (i64, u32) = (y.parse().ok()?, m.parse().ok()?);
+    if !(1..=12).contains(&m) || !(1970..=9999).contains(&y) {
+        return None;
+    }
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    Some((
+        days_from_civil(y, m, 1) * MICROS_PER_DAY,
+        days_from_civil(ny, nm, 1) * MICROS_PER_DAY,
+    ))
+}
+
+/// `"2026-11"` for an instant.
+pub fn month_of(micros: i64) -> String {
+    let (y, m, _) = civil_from_days(micros.div_euclid(MICROS_PER_DAY));
+    format!("{y:04}-{m:02}")
+}
+
+/// `"2026-11-25"` for a day number (days since 1970-01-01).
+pub fn day_string(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Days since 1970-01-01 to a (year, month, day) date; Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -43,6 +85,28 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_and_days() {
+        let (a, b) = month_bounds("2026-11").unwrap();
+        assert_eq!(to_rfc3339(a), "2026-11-01T00:00:00.000000Z");
+        assert_eq!(to_rfc3339(b), "2026-12-01T00:00:00.000000Z");
+        let (_, b) = month_bounds("2026-12").unwrap();
+        assert_eq!(to_rfc3339(b), "2027-01-01T00:00:00.000000Z");
+        assert_eq!(
+            month_bounds("2024-02").map(|(a, b)| (b - a) / MICROS_PER_DAY),
+            Some(29)
+        );
+        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "x", "2026-00"] {
+            assert!(month_bounds(bad).is_none(), "{bad}");
+        }
+        assert_eq!(day_string(days_from_civil(2026, 11, 25)), "2026-11-25");
+        assert_eq!(month_of(a), "2026-11");
+        for day in [-1000, 0, 19_000, 20_417, 100_000] {
+            let (y, m, d) = civil_from_days(day);
+            assert_eq!(days_from_civil(y, m, d), day);
+        }
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
+pub mod invoice;
+
 #[derive(RustEmbed)]
 #[folder = "assets/"]
 struct Assets;

@@ -6,6 +6,7 @@ mod auth;
 mod billing;
 mod members;
 mod org;
+mod usage;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -55,4 +56,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(audit::router())
         .merge(billing::router())
+        .merge(usage::router())
 }

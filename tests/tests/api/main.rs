@@ -15,3 +15,4 @@ mod permissions;
 mod rate_limit;
 mod surface;
 mod tenancy;
+mod usage;
