@@ -6,6 +6,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use iocloud_control::accounts::SignUp;
 use iocloud_control::api_keys::NewApiKey;
+use iocloud_control::usage::Grouping;
 use iocloud_control::{Actor, Control, Error as DomainError, PageRequest};
 
 use super::types::*;
@@ -175,6 +176,53 @@ impl QueryRoot {
             .currency
             .code()
             .into())
+    }
+
+    /// Usage of a month (`YYYY-MM`, default this one) grouped by `cluster` or `day`.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        group_by: Option<String>,
+        month: Option<String>,
+    ) -> GqlResult<Vec<GqlUsageRow>> {
+        let group = Grouping::parse(
+            group_by.as_deref().unwrap_or("cluster"),
+            &[Grouping::Cluster, Grouping::Day],
+        )
+        .map_err(gql_error)?;
+        let rows = control(ctx)
+            .usage(actor(ctx)?, group, month.as_deref())
+            .await
+            .map_err(gql_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// The monthly invoice.
+    async fn invoice(&self, ctx: &Context<'_>, month: String) -> GqlResult<GqlInvoice> {
+        Ok(control(ctx)
+            .invoice(actor(ctx)?, &month)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    /// Provider earnings of a month grouped by `device` or `day`, after the platform fee.
+    async fn earnings(
+        &self,
+        ctx: &Context<'_>,
+        group_by: Option<String>,
+        month: Option<String>,
+    ) -> GqlResult<Vec<GqlUsageRow>> {
+        let group = Grouping::parse(
+            group_by.as_deref().unwrap_or("device"),
+            &[Grouping::Device, Grouping::Day],
+        )
+        .map_err(gql_error)?;
+        let rows = control(ctx)
+            .earnings(actor(ctx)?, group, month.as_deref())
+            .await
+            .map_err(gql_error)?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 }
 

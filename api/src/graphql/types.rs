@@ -428,3 +428,83 @@ impl From<iocloud_control::billing::CreditGrant> for GqlCreditGrant {
         }
     }
 }
+
+#[derive(SimpleObject)]
+#[graphql(name = "UsageRow")]
+pub struct GqlUsageRow {
+    key: String,
+    currency: String,
+    gpu_hours: String,
+    amount: String,
+}
+
+impl From<iocloud_control::usage::UsageRow> for GqlUsageRow {
+    fn from(r: iocloud_control::usage::UsageRow) -> Self {
+        GqlUsageRow {
+            key: r.key,
+            currency: r.currency.code().into(),
+            gpu_hours: r.gpu_hours,
+            amount: r.amount,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "InvoiceLine")]
+pub struct GqlInvoiceLine {
+    cluster_id: String,
+    currency: String,
+    gpu_hours: String,
+    rate: String,
+    amount: String,
+    unpaid: String,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "InvoiceTotal")]
+pub struct GqlInvoiceTotal {
+    currency: String,
+    amount: String,
+    unpaid: String,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Invoice")]
+pub struct GqlInvoice {
+    org_id: String,
+    organization: String,
+    month: String,
+    lines: Vec<GqlInvoiceLine>,
+    totals: Vec<GqlInvoiceTotal>,
+}
+
+impl From<iocloud_control::usage::Invoice> for GqlInvoice {
+    fn from(i: iocloud_control::usage::Invoice) -> Self {
+        GqlInvoice {
+            org_id: i.org_id,
+            organization: i.organization,
+            month: i.month,
+            lines: i
+                .lines
+                .into_iter()
+                .map(|l| GqlInvoiceLine {
+                    cluster_id: l.cluster_id,
+                    currency: l.currency.code().into(),
+                    gpu_hours: l.gpu_hours,
+                    rate: l.rate,
+                    amount: l.amount,
+                    unpaid: l.unpaid,
+                })
+                .collect(),
+            totals: i
+                .totals
+                .into_iter()
+                .map(|t| GqlInvoiceTotal {
+                    currency: t.currency.code().into(),
+                    amount: t.amount,
+                    unpaid: t.unpaid,
+                })
+                .collect(),
+        }
+    }
+}

@@ -114,6 +114,17 @@ async fn usage_invoices_and_earnings(b: iocloud_tests::Backend) {
         serde_json::json!([])
     );
 
+    // GraphQL reads the same figures.
+    let g = app
+        .graphql(Some(&s.access), "{ invoice(month: \"2026-10\") { totals { currency amount } } usage(groupBy: \"day\", month: \"2026-10\") { key amount } }", serde_json::json!({}))
+        .await;
+    assert_eq!(
+        g.body["data"]["invoice"]["totals"][0]["amount"], "33.60",
+        "{}",
+        g.text
+    );
+    assert_eq!(g.body["data"]["usage"][0]["key"], "2026-10-01");
+
     // Bad input.
     app.get("/v1/usage?month=2026-13", &s.access)
         .await
