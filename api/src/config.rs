@@ -75,6 +75,14 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_PLATFORM_FEE_BPS", default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub platform_fee_bps: u32,
 
+    /// USD for one IO when no price feed is configured (a placeholder: set the real rate).
+    #[arg(long, env = "IOCLOUD_IO_USD_RATE", default_value = "0.50")]
+    pub io_usd_rate: String,
+
+    /// A URL answering `{"usd_per_io": "0.42"}`; when set, IO is priced from it.
+    #[arg(long, env = "IOCLOUD_PRICE_FEED_URL")]
+    pub price_feed_url: Option<String>,
+
     /// Seconds between metering passes that charge running nodes (0: no passes here).
     #[arg(long, env = "IOCLOUD_ACCRUAL_INTERVAL_SECS", default_value_t = 60)]
     pub accrual_interval_secs: u64,
@@ -117,10 +125,25 @@ impl Config {
             )),
             (None, false) => None,
         };
+        let io_price = match &self.price_feed_url {
+            Some(url) => iocloud_billing::prices::FeedSource::Http(url.clone()),
+            None => iocloud_billing::prices::FeedSource::Static(
+                iocloud_billing::Money::parse(&self.io_usd_rate, iocloud_billing::Currency::Usd)
+                    .ok()
+                    .filter(|m| m.is_positive())
+                    .ok_or_else(|| {
+                        format!(
+                            "IOCLOUD_IO_USD_RATE: {:?} is not a positive amount",
+                            self.io_usd_rate
+                        )
+                    })?,
+            ),
+        };
         Ok(iocloud_control::Settings {
             cache_ttl: self.auth_cache_ttl(),
             platform_fee_bps: self.platform_fee_bps,
             signup_credit,
+            io_price,
         })
     }
 
@@ -146,6 +169,8 @@ impl Config {
             auth_cache_secs: 30,
             platform_fee_bps: 500,
             accrual_interval_secs: 0,
+            io_usd_rate: "0.50".into(),
+            price_feed_url: None,
             signup_credit_usd: None,
             demo: false,
             graphql_max_depth: 16,

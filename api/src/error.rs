@@ -144,6 +144,8 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             "external_ref_reused" | "hold_exceeded" => StatusCode::CONFLICT,
+            "quote_expired" => StatusCode::GONE,
+            "price_feed_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "not_found" => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },

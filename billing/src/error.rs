@@ -25,6 +25,10 @@ pub enum BillingError {
     HoldNotFound(String),
     #[error("hold {hold} has only {remaining} left")]
     HoldExceeded { hold: String, remaining: String },
+    #[error("the price feed is unavailable: {0}")]
+    PriceFeed(String),
+    #[error("quote {0} has expired; ask for a new one")]
+    QuoteExpired(String),
     #[error("storage: {0}")]
     Db(#[from] DbError),
 }
@@ -46,6 +50,8 @@ impl BillingError {
             BillingError::ExternalRefReused(_) => "external_ref_reused",
             BillingError::HoldNotFound(_) => "not_found",
             BillingError::HoldExceeded { .. } => "hold_exceeded",
+            BillingError::PriceFeed(_) => "price_feed_unavailable",
+            BillingError::QuoteExpired(_) => "quote_expired",
             BillingError::Db(DbError::NotFound) => "not_found",
             BillingError::Db(_) => "internal",
         }

@@ -5,6 +5,7 @@ mod error;
 pub mod ledger;
 pub mod metering;
 pub mod money;
+pub mod prices;
 
 pub use error::BillingError;
 pub use ledger::{AccountKind, AccountRef, Ledger, Posting, TransactionKind};

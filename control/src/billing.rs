@@ -292,3 +292,89 @@ impl Control {
         })
     }
 }
+
+/// The IO/USD rate in use.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IoRate {
+    pub id: String,
+    /// USD for one IO.
+    pub usd_per_io: String,
+    /// `static`, or the URL of the feed.
+    pub source: String,
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub observed_at: i64,
+}
+
+/// A USD price in the currency you pay with, locked for five minutes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PriceQuoteView {
+    pub id: String,
+    pub usd_amount: String,
+    pub currency: Currency,
+    pub amount: String,
+    /// The IO/USD rate the quote locked (for IO).
+    pub rate_id: Option<String>,
+    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: i64,
+}
+
+impl From<iocloud_billing::prices::PriceQuote> for PriceQuoteView {
+    fn from(q: iocloud_billing::prices::PriceQuote) -> Self {
+        let c = Currency::parse(&q.currency).unwrap_or(Currency::Usd);
+        PriceQuoteView {
+            id: q.id,
+            usd_amount: Money::from_micros(q.usd_amount, Currency::Usd).to_decimal(),
+            currency: c,
+            amount: Money::from_micros(q.amount, c).to_decimal(),
+            rate_id: q.rate_id,
+            expires_at: q.expires_at,
+        }
+    }
+}
+
+impl Control {
+    pub async fn io_rate(&self, actor: &Actor) -> Result<IoRate> {
+        actor.authorize(Action::OrgRead)?;
+        let r = self.prices.current().await?;
+        Ok(IoRate {
+            usd_per_io: r.usd_per_io().to_decimal(),
+            id: r.id,
+            source: r.source,
+            observed_at: r.observed_at,
+        })
+    }
+
+    /// Prices `amount_usd` in `currency` and locks it for five minutes.
+    pub async fn price_quote(
+        &self,
+        actor: &Actor,
+        amount_usd: &str,
+        currency: &str,
+    ) -> Result<PriceQuoteView> {
+        actor.authorize(Action::BillingRead)?;
+        let currency = parse_currency("currency", currency)?;
+        let usd = Money::parse(amount_usd, Currency::Usd)
+            .map_err(|e| Error::validation("amount_usd", e.to_string()))?;
+        if !usd.is_positive() {
+            return Err(Error::validation("amount_usd", "must be more than zero"));
+        }
+        Ok(self
+            .prices
+            .quote(&actor.org_id, usd, currency)
+            .await?
+            .into())
+    }
+
+    pub async fn price_quote_by_id(&self, actor: &Actor, id: &str) -> Result<PriceQuoteView> {
+        actor.authorize(Action::BillingRead)?;
+        match self.prices.quote_for(&actor.org_id, id).await {
+            Ok(q) => Ok(q.into()),
+            Err(iocloud_billing::BillingError::Db(DbError::NotFound)) => {
+                Err(Error::NotFound("quote"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

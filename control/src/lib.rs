@@ -39,6 +39,7 @@ pub struct Control {
     pub jwt: jwt::JwtKeys,
     pub cache: std::sync::Arc<cache::Cache>,
     pub ledger: iocloud_billing::Ledger,
+    pub prices: std::sync::Arc<iocloud_billing::prices::PriceFeed>,
     pub settings: std::sync::Arc<Settings>,
 }
 
@@ -46,12 +47,19 @@ impl Control {
     pub fn new(db: Db, kv: Kv, jwt: jwt::JwtKeys, settings: Settings) -> Self {
         let cache = std::sync::Arc::new(cache::Cache::new(settings.cache_ttl));
         let ledger = iocloud_billing::Ledger::new(db.clone());
+        // A rate is observed (and stored) at most once a minute.
+        let prices = iocloud_billing::prices::PriceFeed::new(
+            db.clone(),
+            settings.io_price.clone(),
+            std::time::Duration::from_secs(60),
+        );
         Self {
             db,
             kv,
             jwt,
             cache,
             ledger,
+            prices: std::sync::Arc::new(prices),
             settings: std::sync::Arc::new(settings),
         }
     }

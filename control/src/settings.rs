@@ -11,6 +11,8 @@ pub struct Settings {
     pub platform_fee_bps: u32,
     /// Credit granted to every new organisation (none by default; `--demo` grants 500 USD).
     pub signup_credit: Option<Money>,
+    /// Where the IO/USD rate comes from.
+    pub io_price: iocloud_billing::prices::FeedSource,
 }
 
 impl Default for Settings {
@@ -19,6 +21,10 @@ impl Default for Settings {
             cache_ttl: crate::cache::DEFAULT_TTL,
             platform_fee_bps: 500,
             signup_credit: None,
+            io_price: iocloud_billing::prices::FeedSource::Static(Money::from_micros(
+                500_000,
+                iocloud_billing::Currency::Usd,
+            )),
         }
     }
 }

@@ -2,7 +2,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use iocloud_control::Page;
-use iocloud_control::billing::{Balance, BillingPreference, CreditGrant, HoldView, PostingView};
+use iocloud_control::billing::{
+    Balance, BillingPreference, CreditGrant, HoldView, IoRate, PostingView, PriceQuoteView,
+};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -19,6 +21,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_hold))
         .routes(routes!(get_preference, set_preference))
         .routes(routes!(grant_credit))
+        .routes(routes!(io_rate))
+        .routes(routes!(create_price_quote))
+        .routes(routes!(get_price_quote))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -134,4 +139,47 @@ async fn grant_credit(
             )
             .await?,
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceQuoteBody {
+    /// A price in USD, e.g. "100.00".
+    amount_usd: String,
+    /// USD, IOSD or IO.
+    currency: String,
+}
+
+/// The IO/USD rate in use, with where and when it was observed.
+#[utoipa::path(get, path = "/v1/fx/io-usd", tag = "billing", responses((status = 200, body = IoRate), (status = 503, body = Problem)))]
+async fn io_rate(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<IoRate>> {
+    Ok(Json(s.control.io_rate(&actor).await?))
+}
+
+/// Price a USD amount in the currency you pay with; the price holds for five minutes.
+#[utoipa::path(post, path = "/v1/price-quotes", tag = "billing", request_body = PriceQuoteBody,
+    responses((status = 201, body = PriceQuoteView), (status = 422, body = Problem), (status = 503, body = Problem)))]
+async fn create_price_quote(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(b): ApiJson<PriceQuoteBody>,
+) -> ApiResult<(axum::http::StatusCode, Json<PriceQuoteView>)> {
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(
+            s.control
+                .price_quote(&actor, &b.amount_usd, &b.currency)
+                .await?,
+        ),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/price-quotes/{id}", tag = "billing",
+    responses((status = 200, body = PriceQuoteView), (status = 404, body = Problem), (status = 410, body = Problem, description = "quote_expired")))]
+async fn get_price_quote(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<PriceQuoteView>> {
+    Ok(Json(s.control.price_quote_by_id(&actor, &id).await?))
 }

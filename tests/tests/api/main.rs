@@ -12,6 +12,7 @@ mod idempotency;
 mod invitations;
 mod operators;
 mod permissions;
+mod prices;
 mod rate_limit;
 mod surface;
 mod tenancy;
