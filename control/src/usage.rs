@@ -132,14 +132,18 @@ struct LineRow {
 }
 
 impl Control {
-    /// What the organisation used in a month, by cluster or by day.
+    /// What the organisation used in a month, by `cluster` (the default) or by `day`.
     pub async fn usage(
         &self,
         actor: &Actor,
-        group: Grouping,
+        group_by: Option<&str>,
         month_text: Option<&str>,
     ) -> Result<Vec<UsageRow>> {
         actor.authorize(Action::BillingRead)?;
+        let group = Grouping::parse(
+            group_by.unwrap_or("cluster"),
+            &[Grouping::Cluster, Grouping::Day],
+        )?;
         let (_, from, to) = month(month_text)?;
         let rows = self.sums("org_id", group, &actor.org_id, from, to).await?;
         Ok(rows
@@ -153,15 +157,19 @@ impl Control {
             .collect())
     }
 
-    /// What the organisation earned as a provider in a month, by device or by day, after the
+    /// What the organisation earned as a provider in a month, by `device` (the default) or by `day`, after the
     /// platform fee (the same split the captures made).
     pub async fn earnings(
         &self,
         actor: &Actor,
-        group: Grouping,
+        group_by: Option<&str>,
         month_text: Option<&str>,
     ) -> Result<Vec<UsageRow>> {
         actor.authorize(Action::BillingRead)?;
+        let group = Grouping::parse(
+            group_by.unwrap_or("device"),
+            &[Grouping::Device, Grouping::Day],
+        )?;
         let (_, from, to) = month(month_text)?;
         let lines: Vec<(String, String, i64, i64)> = db_run!(&self.db, |p| {
             sqlx::query_as(&format!(

@@ -6,7 +6,6 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use iocloud_control::accounts::SignUp;
 use iocloud_control::api_keys::NewApiKey;
-use iocloud_control::usage::Grouping;
 use iocloud_control::{Actor, Control, Error as DomainError, PageRequest};
 
 use super::types::*;
@@ -185,13 +184,8 @@ impl QueryRoot {
         group_by: Option<String>,
         month: Option<String>,
     ) -> GqlResult<Vec<GqlUsageRow>> {
-        let group = Grouping::parse(
-            group_by.as_deref().unwrap_or("cluster"),
-            &[Grouping::Cluster, Grouping::Day],
-        )
-        .map_err(gql_error)?;
         let rows = control(ctx)
-            .usage(actor(ctx)?, group, month.as_deref())
+            .usage(actor(ctx)?, group_by.as_deref(), month.as_deref())
             .await
             .map_err(gql_error)?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -213,13 +207,8 @@ impl QueryRoot {
         group_by: Option<String>,
         month: Option<String>,
     ) -> GqlResult<Vec<GqlUsageRow>> {
-        let group = Grouping::parse(
-            group_by.as_deref().unwrap_or("device"),
-            &[Grouping::Device, Grouping::Day],
-        )
-        .map_err(gql_error)?;
         let rows = control(ctx)
-            .earnings(actor(ctx)?, group, month.as_deref())
+            .earnings(actor(ctx)?, group_by.as_deref(), month.as_deref())
             .await
             .map_err(gql_error)?;
         Ok(rows.into_iter().map(Into::into).collect())

@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use iocloud_control::usage::{Grouping, Invoice, UsageRow};
+use iocloud_control::usage::{Invoice, UsageRow};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -51,12 +51,10 @@ async fn usage(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<SummaryParams>,
 ) -> ApiResult<Json<Vec<UsageRow>>> {
-    let group = Grouping::parse(
-        q.group_by.as_deref().unwrap_or("cluster"),
-        &[Grouping::Cluster, Grouping::Day],
-    )?;
     Ok(Json(
-        s.control.usage(&actor, group, q.month.as_deref()).await?,
+        s.control
+            .usage(&actor, q.group_by.as_deref(), q.month.as_deref())
+            .await?,
     ))
 }
 
@@ -106,13 +104,9 @@ async fn earnings(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<SummaryParams>,
 ) -> ApiResult<Json<Vec<UsageRow>>> {
-    let group = Grouping::parse(
-        q.group_by.as_deref().unwrap_or("device"),
-        &[Grouping::Device, Grouping::Day],
-    )?;
     Ok(Json(
         s.control
-            .earnings(&actor, group, q.month.as_deref())
+            .earnings(&actor, q.group_by.as_deref(), q.month.as_deref())
             .await?,
     ))
 }
