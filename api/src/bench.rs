@@ -21,6 +21,8 @@ pub enum BenchCommand {
     Me(MeArgs),
     /// Balanced transfers through the ledger beside plain single-row inserts of the same width.
     Ledger(LedgerArgs),
+    /// One metering pass over N running nodes beside N plain inserts of the same width.
+    Accrual(AccrualArgs),
     /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
     IdleMemory(MemoryArgs),
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
@@ -67,6 +69,16 @@ pub struct LedgerArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AccrualArgs {
+    /// Running nodes to charge.
+    #[arg(long, default_value_t = 5000)]
+    pub records: usize,
+    /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
+    #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct MemoryArgs {
     /// Seconds to let each process settle before reading its memory.
     #[arg(long, default_value_t = 5)]
@@ -78,6 +90,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Me(args) => bench_me(args).await,
         BenchCommand::IdleMemory(args) => idle_memory(args).await,
         BenchCommand::Ledger(args) => crate::bench_ledger::run(args).await,
+        BenchCommand::Accrual(args) => crate::bench_ledger::accrual(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(
