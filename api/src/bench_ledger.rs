@@ -200,6 +200,10 @@ where
 /// rows of the same width as a usage line in the same run.
 pub async fn accrual(args: crate::bench::AccrualArgs) -> anyhow::Result<()> {
     use iocloud_billing::metering::NewUsage;
+    // `RUST_LOG=iocloud_billing=debug` shows when a chunk takes the per-record path.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let (engine, scratch) = match &args.postgres {
         Some(url) => ("postgres", ScratchDb::postgres(url).await?),
         None => ("sqlite", ScratchDb::sqlite()?),

@@ -19,7 +19,9 @@ use iocloud_db::{db_run, tx_run};
 use serde::Serialize;
 
 use crate::ledger::holds::capture_in;
-use crate::ledger::{FeeBps, Ledger};
+use crate::ledger::{
+    AccountKind, AccountRef, FeeBps, Ledger, NewTransaction, Posting, TransactionKind,
+};
 use crate::money::{Currency, Money, Rounding};
 use crate::{BillingError, Result};
 
@@ -183,6 +185,15 @@ impl Ledger {
             let Some(last) = due.last() else { break };
             after = last.id.clone();
             let downtime = self.downtime_of(&due).await?;
+            if self
+                .accrue_chunk(&due, &downtime, period_end, fee_bps, &mut report)
+                .await?
+            {
+                if (due.len() as i64) < CHUNK {
+                    break;
+                }
+                continue;
+            }
             for record in &due {
                 let empty = Vec::new();
                 let down = downtime.get(&record.id).unwrap_or(&empty);
@@ -217,6 +228,228 @@ impl Ledger {
             map.entry(id).or_default().push((from, to));
         }
         Ok(map)
+    }
+
+    /// Charges a whole chunk in one database transaction with set-based statements. Returns
+    /// false, having written nothing, when the chunk raced another replica or something needs
+    /// the per-record path (a reference already used, a hold that changed under us).
+    async fn accrue_chunk(
+        &self,
+        chunk: &[UsageRecord],
+        downtime: &HashMap<String, Vec<(i64, i64)>>,
+        period_end: i64,
+        fee_bps: FeeBps,
+        report: &mut AccrualReport,
+    ) -> Result<bool> {
+        struct Charge<'a> {
+            r: &'a UsageRecord,
+            until: i64,
+            billable: i64,
+            owed: i64,
+            paid: i64,
+        }
+        let empty = Vec::new();
+        let mut charges = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            let until = r.ended_at.map_or(period_end, |e| e.min(period_end));
+            if until <= r.accrued_until {
+                continue;
+            }
+            let down = downtime.get(&r.id).unwrap_or(&empty);
+            let rate = Money::from_micros(
+                r.rate_per_hour,
+                Currency::parse(&r.currency).unwrap_or(Currency::Usd),
+            );
+            let (b_from, b_to) = (billable(r, down, r.accrued_until), billable(r, down, until));
+            let owed = rate
+                .mul_div(b_to, MICROS_PER_HOUR, Rounding::Down)?
+                .checked_sub(rate.mul_div(b_from, MICROS_PER_HOUR, Rounding::Down)?)?
+                .micros();
+            charges.push(Charge {
+                r,
+                until,
+                billable: b_to - b_from,
+                owed,
+                paid: 0,
+            });
+        }
+        if charges.is_empty() {
+            return Ok(true);
+        }
+        // What each hold can still pay, and the cluster it names (for the capture's memo).
+        let hold_ids: Vec<&str> = {
+            let mut v: Vec<&str> = charges.iter().map(|c| c.r.hold_id.as_str()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let sql = format!(
+            "SELECT id, amount - captured - released, reference FROM holds WHERE status = 'open' AND id IN ({})",
+            (1..=hold_ids.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows: Vec<(String, i64, String)> = db_run!(self.db(), |p| {
+            let mut q = sqlx::query_as(&sql);
+            for h in &hold_ids {
+                q = q.bind(*h);
+            }
+            q.fetch_all(p).await
+        })?;
+        let mut holds: HashMap<String, (i64, String, i64)> = rows
+            .into_iter()
+            .map(|(id, left, reference)| (id, (left, reference, 0)))
+            .collect();
+        for c in &mut charges {
+            let left = holds.get_mut(&c.r.hold_id).map(|(left, _, taken)| {
+                let pay = c.owed.min(*left - *taken).max(0);
+                *taken += pay;
+                pay
+            });
+            c.paid = left.unwrap_or(0);
+        }
+        let now = now_micros();
+        let mut captures = Vec::new();
+        for c in charges.iter().filter(|c| c.paid > 0) {
+            let currency = Currency::parse(&c.r.currency).unwrap_or(Currency::Usd);
+            let amount = Money::from_micros(c.paid, currency);
+            let (share, fee) = crate::ledger::split_fee(amount, fee_bps)?;
+            let mut postings = vec![Posting {
+                account: AccountRef::org(&c.r.org_id, AccountKind::Held, currency),
+                amount: amount.checked_neg()?,
+            }];
+            if share.is_positive() {
+                postings.push(Posting {
+                    account: AccountRef::org(
+                        &c.r.provider_org_id,
+                        AccountKind::ProviderEarnings,
+                        currency,
+                    ),
+                    amount: share,
+                });
+            }
+            if fee.is_positive() {
+                postings.push(Posting {
+                    account: AccountRef::platform(AccountKind::PlatformRevenue, currency),
+                    amount: fee,
+                });
+            }
+            let reference = holds
+                .get(&c.r.hold_id)
+                .map(|(_, r, _)| r.as_str())
+                .unwrap_or("");
+            captures.push(NewTransaction {
+                external_ref: format!("accrual:{}:{}", c.r.id, c.until),
+                kind: TransactionKind::Capture,
+                org_id: Some(c.r.org_id.clone()),
+                // The same memo `capture_in` writes, so either path recognises the other's work.
+                memo: format!("capture from hold {} for {reference}", c.r.hold_id),
+                postings,
+            });
+        }
+
+        let mut tx = self.db().begin().await?;
+        // 1. Move every record's `accrued_until`, only where nobody else has.
+        let sql = format!(
+            "UPDATE usage_records SET accrued_until = d.until \
+             FROM (SELECT column1 AS id, column2 AS old, column3 AS until FROM (VALUES {}) AS v) AS d \
+             WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
+            crate::ledger::placeholders(charges.len(), 3)
+        );
+        let moved = tx_run!(&mut tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for ch in &charges {
+                q = q.bind(&ch.r.id).bind(ch.r.accrued_until).bind(ch.until);
+            }
+            q.execute(c).await.map(|x| x.rows_affected())
+        })?;
+        if moved != charges.len() as u64 {
+            tracing::debug!(
+                moved,
+                expected = charges.len(),
+                "accrual chunk raced another pass; per-record path"
+            );
+            return Ok(false);
+        }
+        // 2. Each hold takes its captures, all or nothing.
+        let taking: Vec<(&String, i64)> = holds
+            .iter()
+            .filter(|(_, (_, _, t))| *t > 0)
+            .map(|(id, (_, _, t))| (id, *t))
+            .collect();
+        if !taking.is_empty() {
+            let sql = format!(
+                "UPDATE holds SET captured = captured + d.amt, updated_at = $1, \
+                 status = CASE WHEN captured + released + d.amt = amount THEN 'settled' ELSE status END \
+                 FROM (SELECT column1 AS id, column2 AS amt FROM (VALUES {}) AS v) AS d \
+                 WHERE holds.id = d.id AND holds.status = 'open' AND holds.captured + holds.released + d.amt <= holds.amount",
+                crate::ledger::placeholders_from(taking.len(), 2, 2)
+            );
+            let updated = tx_run!(&mut tx, |c| {
+                let mut q = sqlx::query(&sql).bind(now);
+                for (id, amt) in &taking {
+                    q = q.bind(*id).bind(*amt);
+                }
+                q.execute(c).await.map(|x| x.rows_affected())
+            })?;
+            if updated != taking.len() as u64 {
+                tracing::debug!(
+                    updated,
+                    expected = taking.len(),
+                    "a hold changed under the accrual chunk; per-record path"
+                );
+                return Ok(false);
+            }
+        }
+        // 3. The captures, set-based.
+        if crate::ledger::post::batch_fast_in(&mut tx, &captures)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        // 4. The usage lines.
+        let sql = format!(
+            "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
+             period_start, period_end, billable_micros, amount, unpaid, created_at, gpus) VALUES {}",
+            crate::ledger::placeholders(charges.len(), 16)
+        );
+        tx_run!(&mut tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for ch in &charges {
+                q = q
+                    .bind(new_id("uln"))
+                    .bind(&ch.r.id)
+                    .bind(&ch.r.org_id)
+                    .bind(&ch.r.cluster_id)
+                    .bind(&ch.r.node_id)
+                    .bind(&ch.r.device_id)
+                    .bind(&ch.r.provider_org_id)
+                    .bind(&ch.r.currency)
+                    .bind(ch.r.rate_per_hour)
+                    .bind(ch.r.accrued_until)
+                    .bind(ch.until)
+                    .bind(ch.billable)
+                    .bind(ch.paid)
+                    .bind(ch.owed - ch.paid)
+                    .bind(now)
+                    .bind(ch.r.gpus);
+            }
+            q.execute(c).await.map(|x| x.rows_affected())
+        })?;
+        tx.commit().await?;
+        for ch in &charges {
+            report.charged_records += 1;
+            *report
+                .captured
+                .entry(Currency::parse(&ch.r.currency).unwrap_or(Currency::Usd))
+                .or_default() += ch.paid;
+            if ch.paid < ch.owed {
+                report.short.push(ch.r.id.clone());
+            }
+        }
+        Ok(true)
     }
 
     async fn accrue_record(

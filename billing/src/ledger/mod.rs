@@ -9,12 +9,13 @@
 
 mod accounts;
 pub(crate) mod holds;
-mod post;
+pub(crate) mod post;
 mod verify;
 
 pub use accounts::{AccountKind, AccountRef, PLATFORM};
 pub use holds::Hold;
 pub use post::{NewTransaction, Posted, Posting};
+pub(crate) use post::{placeholders, placeholders_from};
 pub use verify::Verification;
 
 use iocloud_db::{Db, db_run};

@@ -111,122 +111,10 @@ impl Ledger {
         &self,
         batch: &[NewTransaction],
     ) -> Result<Option<Vec<Result<Posted>>>> {
-        if batch.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let mut nets = Vec::with_capacity(batch.len());
-        for t in batch {
-            match net_by_account(&t.postings) {
-                Ok(net) => nets.push(net),
-                Err(_) => return Ok(None),
-            }
-        }
-        let mut totals: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
-        for net in &nets {
-            for (id, (account, amount)) in net {
-                let entry = totals
-                    .entry(id.clone())
-                    .or_insert_with(|| (account.clone(), 0));
-                entry.1 = entry.1.checked_add(*amount).ok_or(BillingError::Overflow)?;
-            }
-        }
-        let now = now_micros();
-        let ids: Vec<String> = batch.iter().map(|_| new_id("ltx")).collect();
         let mut tx = self.db.begin().await?;
-        lock_accounts(&mut tx, batch).await?;
-
-        // 1. Claim every reference at once; a reference already used sends us to the slow path.
-        let values = placeholders(batch.len(), 7);
-        let sql = format!(
-            "INSERT INTO ledger_transactions (id, external_ref, kind, org_id, memo, digest, created_at) VALUES {values} \
-             ON CONFLICT (external_ref) DO NOTHING"
-        );
-        let claimed = tx_run!(&mut tx, |c| {
-            let mut q = sqlx::query(&sql);
-            for (t, id) in batch.iter().zip(&ids) {
-                q = q
-                    .bind(id)
-                    .bind(&t.external_ref)
-                    .bind(t.kind.as_str())
-                    .bind(&t.org_id)
-                    .bind(&t.memo)
-                    .bind(digest(t))
-                    .bind(now);
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })?;
-        if claimed != batch.len() as u64 {
+        let Some(ids) = batch_fast_in(&mut tx, batch).await? else {
             return Ok(None);
-        }
-
-        // 2. Make sure every account exists.
-        let values = placeholders(totals.len(), 6);
-        let sql = format!(
-            "INSERT INTO ledger_accounts (id, owner, kind, currency, allow_negative, created_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
-        );
-        tx_run!(&mut tx, |c| {
-            let mut q = sqlx::query(&sql);
-            for (id, (a, _)) in &totals {
-                q = q
-                    .bind(id)
-                    .bind(&a.owner)
-                    .bind(a.kind.as_str())
-                    .bind(a.currency.code())
-                    .bind(a.kind.allows_negative())
-                    .bind(now);
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })?;
-
-        // 3. Move every balance by its net amount, refusing any overdraft.
-        let moving: Vec<(&String, i64)> = totals
-            .iter()
-            .filter(|(_, (_, d))| *d != 0)
-            .map(|(id, (_, d))| (id, *d))
-            .collect();
-        if !moving.is_empty() {
-            let values = placeholders(moving.len(), 2);
-            let sql = format!(
-                "UPDATE ledger_accounts SET balance = balance + d.delta \
-                 FROM (SELECT column1 AS id, column2 AS delta FROM (VALUES {values}) AS v) AS d \
-                 WHERE ledger_accounts.id = d.id AND (ledger_accounts.allow_negative OR ledger_accounts.balance + d.delta >= 0)"
-            );
-            let moved = tx_run!(&mut tx, |c| {
-                let mut q = sqlx::query(&sql);
-                for (id, delta) in &moving {
-                    q = q.bind(*id).bind(*delta);
-                }
-                q.execute(c).await.map(|r| r.rows_affected())
-            })?;
-            if moved != moving.len() as u64 {
-                return Ok(None);
-            }
-        }
-
-        // 4. Every posting in one statement.
-        let postings: Vec<(&String, &Posting)> = batch
-            .iter()
-            .zip(&ids)
-            .flat_map(|(t, id)| t.postings.iter().map(move |p| (id, p)))
-            .collect();
-        let values = placeholders(postings.len(), 7);
-        let sql = format!(
-            "INSERT INTO ledger_postings (id, transaction_id, account_id, owner, currency, amount, created_at) VALUES {values}"
-        );
-        tx_run!(&mut tx, |c| {
-            let mut q = sqlx::query(&sql);
-            for (tid, p) in &postings {
-                q = q
-                    .bind(new_id("pst"))
-                    .bind(*tid)
-                    .bind(p.account.id())
-                    .bind(&p.account.owner)
-                    .bind(p.account.currency.code())
-                    .bind(p.amount.micros())
-                    .bind(now);
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })?;
+        };
         tx.commit().await?;
         Ok(Some(
             ids.into_iter()
@@ -463,12 +351,142 @@ async fn add_to_balance(tx: &mut Tx, account_id: &str, amount: i64) -> Result<bo
     Ok(moved == 1)
 }
 
+/// The set-based batch inside an open database transaction: `Some(transaction ids)` when every
+/// reference was new and no account ends overdrawn; `None` when the caller must roll back and
+/// take the slow path (the transaction may hold partial work then).
+pub(crate) async fn batch_fast_in(
+    tx: &mut Tx,
+    batch: &[NewTransaction],
+) -> Result<Option<Vec<String>>> {
+    if batch.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let mut nets = Vec::with_capacity(batch.len());
+    for t in batch {
+        match net_by_account(&t.postings) {
+            Ok(net) => nets.push(net),
+            Err(_) => return Ok(None),
+        }
+    }
+    let mut totals: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
+    for net in &nets {
+        for (id, (account, amount)) in net {
+            let entry = totals
+                .entry(id.clone())
+                .or_insert_with(|| (account.clone(), 0));
+            entry.1 = entry.1.checked_add(*amount).ok_or(BillingError::Overflow)?;
+        }
+    }
+    let now = now_micros();
+    let ids: Vec<String> = batch.iter().map(|_| new_id("ltx")).collect();
+    lock_accounts(tx, batch).await?;
+
+    // 1. Claim every reference at once; a reference already used sends us to the slow path.
+    let values = placeholders(batch.len(), 7);
+    let sql = format!(
+        "INSERT INTO ledger_transactions (id, external_ref, kind, org_id, memo, digest, created_at) VALUES {values} \
+             ON CONFLICT (external_ref) DO NOTHING"
+    );
+    let claimed = tx_run!(tx, |c| {
+        let mut q = sqlx::query(&sql);
+        for (t, id) in batch.iter().zip(&ids) {
+            q = q
+                .bind(id)
+                .bind(&t.external_ref)
+                .bind(t.kind.as_str())
+                .bind(&t.org_id)
+                .bind(&t.memo)
+                .bind(digest(t))
+                .bind(now);
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })?;
+    if claimed != batch.len() as u64 {
+        return Ok(None);
+    }
+
+    // 2. Make sure every account exists.
+    let values = placeholders(totals.len(), 6);
+    let sql = format!(
+        "INSERT INTO ledger_accounts (id, owner, kind, currency, allow_negative, created_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
+    );
+    tx_run!(tx, |c| {
+        let mut q = sqlx::query(&sql);
+        for (id, (a, _)) in &totals {
+            q = q
+                .bind(id)
+                .bind(&a.owner)
+                .bind(a.kind.as_str())
+                .bind(a.currency.code())
+                .bind(a.kind.allows_negative())
+                .bind(now);
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })?;
+
+    // 3. Move every balance by its net amount, refusing any overdraft.
+    let moving: Vec<(&String, i64)> = totals
+        .iter()
+        .filter(|(_, (_, d))| *d != 0)
+        .map(|(id, (_, d))| (id, *d))
+        .collect();
+    if !moving.is_empty() {
+        let values = placeholders(moving.len(), 2);
+        let sql = format!(
+            "UPDATE ledger_accounts SET balance = balance + d.delta \
+                 FROM (SELECT column1 AS id, column2 AS delta FROM (VALUES {values}) AS v) AS d \
+                 WHERE ledger_accounts.id = d.id AND (ledger_accounts.allow_negative OR ledger_accounts.balance + d.delta >= 0)"
+        );
+        let moved = tx_run!(tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for (id, delta) in &moving {
+                q = q.bind(*id).bind(*delta);
+            }
+            q.execute(c).await.map(|r| r.rows_affected())
+        })?;
+        if moved != moving.len() as u64 {
+            return Ok(None);
+        }
+    }
+
+    // 4. Every posting in one statement.
+    let postings: Vec<(&String, &Posting)> = batch
+        .iter()
+        .zip(&ids)
+        .flat_map(|(t, id)| t.postings.iter().map(move |p| (id, p)))
+        .collect();
+    let values = placeholders(postings.len(), 7);
+    let sql = format!(
+        "INSERT INTO ledger_postings (id, transaction_id, account_id, owner, currency, amount, created_at) VALUES {values}"
+    );
+    tx_run!(tx, |c| {
+        let mut q = sqlx::query(&sql);
+        for (tid, p) in &postings {
+            q = q
+                .bind(new_id("pst"))
+                .bind(*tid)
+                .bind(p.account.id())
+                .bind(&p.account.owner)
+                .bind(p.account.currency.code())
+                .bind(p.amount.micros())
+                .bind(now);
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
+    })?;
+    Ok(Some(ids))
+}
+
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    placeholders_from(rows, columns, 1)
+}
+
+/// The same, numbering from `$first`.
+pub(crate) fn placeholders_from(rows: usize, columns: usize, first: usize) -> String {
     (0..rows)
         .map(|r| {
-            let cells: Vec<String> = (1..=columns)
-                .map(|c| format!("${}", r * columns + c))
+            let cells: Vec<String> = (0..columns)
+                .map(|c| format!("${}", first + r * columns + c))
                 .collect();
             format!("({})", cells.join(", "))
         })
