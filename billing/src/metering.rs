@@ -137,6 +137,38 @@ impl Ledger {
         Ok(())
     }
 
+    /// Ends a node: charges it to the second it stopped and, when no other node still runs on
+    /// its hold, releases what is left of the hold (the final settlement of a cluster). Safe to
+    /// call again: nothing is charged or released twice.
+    pub async fn settle_usage(
+        &self,
+        id: &str,
+        at: i64,
+        fee_bps: FeeBps,
+    ) -> Result<Option<crate::ledger::Hold>> {
+        self.stop_usage(id, at).await?;
+        let record = self.usage_record(id).await?;
+        let end = record.ended_at.unwrap_or(at);
+        let downtime = self.downtime_of(std::slice::from_ref(&record)).await?;
+        let down = downtime.get(id).map(Vec::as_slice).unwrap_or(&[]);
+        let mut report = AccrualReport::default();
+        self.accrue_record(&record, down, end, fee_bps, &mut report)
+            .await?;
+        let running: i64 = db_run!(self.db(), |p| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_records WHERE hold_id = $1 AND (ended_at IS NULL OR accrued_until < ended_at)")
+                .bind(&record.hold_id)
+                .fetch_one(p)
+                .await
+        })?;
+        if running > 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.release(&record.hold_id, &format!("settle:{}", record.hold_id))
+                .await?,
+        ))
+    }
+
     /// The node was down from `from` to `to`: that time is not charged.
     pub async fn record_downtime(&self, id: &str, from: i64, to: i64) -> Result<()> {
         if to <= from {

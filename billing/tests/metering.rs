@@ -190,3 +190,37 @@ async fn an_exhausted_hold_records_what_went_unpaid() {
         assert!(ledger.verify().await.unwrap().is_balanced());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_settlement_charges_to_the_second_and_releases_the_rest() {
+    for scratch in scratch_databases().await {
+        let (ledger, id) = setup(&scratch, 10_000_000).await;
+        ledger.accrue(T0 + MINUTE, MINUTE, 500).await.unwrap();
+        let hold = ledger
+            .settle_usage(&id, T0 + 90 * SECOND, 500)
+            .await
+            .unwrap()
+            .expect("the last node on the hold");
+        assert_eq!(hold.status, "settled");
+        assert_eq!(charged(&ledger).await, 52_500, "$2.10/h for exactly 90 s");
+        assert_eq!(hold.captured, 52_500);
+        assert_eq!(hold.released, 10_000_000 - 52_500);
+        let available = ledger
+            .balance(&AccountRef::org(
+                "org_c",
+                AccountKind::Available,
+                Currency::Usd,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(available.micros(), 100_000_000 - 52_500);
+        // Again, and a later pass: nothing moves.
+        ledger
+            .settle_usage(&id, T0 + 600 * SECOND, 500)
+            .await
+            .unwrap();
+        ledger.accrue(T0 + 30 * MINUTE, MINUTE, 500).await.unwrap();
+        assert_eq!(charged(&ledger).await, 52_500);
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
