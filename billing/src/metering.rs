@@ -19,6 +19,7 @@ use iocloud_db::{db_run, tx_run};
 use serde::Serialize;
 
 use crate::ledger::holds::capture_in;
+use crate::ledger::post::ROWS_PER_STATEMENT;
 use crate::ledger::{
     AccountKind, AccountRef, FeeBps, Ledger, NewTransaction, Posting, TransactionKind,
 };
@@ -383,19 +384,22 @@ impl Ledger {
 
         let mut tx = self.db().begin().await?;
         // 1. Move every record's `accrued_until`, only where nobody else has.
-        let sql = format!(
-            "UPDATE usage_records SET accrued_until = d.until \
-             FROM (SELECT column1 AS id, column2 AS old, column3 AS until FROM (VALUES {}) AS v) AS d \
-             WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
-            crate::ledger::placeholders(charges.len(), 3)
-        );
-        let moved = tx_run!(&mut tx, |c| {
-            let mut q = sqlx::query(&sql);
-            for ch in &charges {
-                q = q.bind(&ch.r.id).bind(ch.r.accrued_until).bind(ch.until);
-            }
-            q.execute(c).await.map(|x| x.rows_affected())
-        })?;
+        let mut moved = 0;
+        for part in charges.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE usage_records SET accrued_until = d.until \
+                 FROM (SELECT column1 AS id, column2 AS old, column3 AS until FROM (VALUES {}) AS v) AS d \
+                 WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
+                crate::ledger::placeholders(part.len(), 3)
+            );
+            moved += tx_run!(&mut tx, |c| {
+                let mut q = sqlx::query(&sql);
+                for ch in part {
+                    q = q.bind(&ch.r.id).bind(ch.r.accrued_until).bind(ch.until);
+                }
+                q.execute(c).await.map(|x| x.rows_affected())
+            })?;
+        }
         if moved != charges.len() as u64 {
             tracing::debug!(
                 moved,
@@ -410,29 +414,30 @@ impl Ledger {
             .filter(|(_, (_, _, t))| *t > 0)
             .map(|(id, (_, _, t))| (id, *t))
             .collect();
-        if !taking.is_empty() {
+        let mut updated = 0;
+        for part in taking.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE holds SET captured = captured + d.amt, updated_at = $1, \
                  status = CASE WHEN captured + released + d.amt = amount THEN 'settled' ELSE status END \
                  FROM (SELECT column1 AS id, column2 AS amt FROM (VALUES {}) AS v) AS d \
                  WHERE holds.id = d.id AND holds.status = 'open' AND holds.captured + holds.released + d.amt <= holds.amount",
-                crate::ledger::placeholders_from(taking.len(), 2, 2)
+                crate::ledger::placeholders_from(part.len(), 2, 2)
             );
-            let updated = tx_run!(&mut tx, |c| {
+            updated += tx_run!(&mut tx, |c| {
                 let mut q = sqlx::query(&sql).bind(now);
-                for (id, amt) in &taking {
+                for (id, amt) in part {
                     q = q.bind(*id).bind(*amt);
                 }
                 q.execute(c).await.map(|x| x.rows_affected())
             })?;
-            if updated != taking.len() as u64 {
-                tracing::debug!(
-                    updated,
-                    expected = taking.len(),
-                    "a hold changed under the accrual chunk; per-record path"
-                );
-                return Ok(false);
-            }
+        }
+        if updated != taking.len() as u64 {
+            tracing::debug!(
+                updated,
+                expected = taking.len(),
+                "a hold changed under the accrual chunk; per-record path"
+            );
+            return Ok(false);
         }
         // 3. The captures, set-based.
         if crate::ledger::post::batch_fast_in(&mut tx, &captures)
@@ -442,34 +447,36 @@ impl Ledger {
             return Ok(false);
         }
         // 4. The usage lines.
-        let sql = format!(
-            "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
+        for part in charges.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
              period_start, period_end, billable_micros, amount, unpaid, created_at, gpus) VALUES {}",
-            crate::ledger::placeholders(charges.len(), 16)
-        );
-        tx_run!(&mut tx, |c| {
-            let mut q = sqlx::query(&sql);
-            for ch in &charges {
-                q = q
-                    .bind(new_id("uln"))
-                    .bind(&ch.r.id)
-                    .bind(&ch.r.org_id)
-                    .bind(&ch.r.cluster_id)
-                    .bind(&ch.r.node_id)
-                    .bind(&ch.r.device_id)
-                    .bind(&ch.r.provider_org_id)
-                    .bind(&ch.r.currency)
-                    .bind(ch.r.rate_per_hour)
-                    .bind(ch.r.accrued_until)
-                    .bind(ch.until)
-                    .bind(ch.billable)
-                    .bind(ch.paid)
-                    .bind(ch.owed - ch.paid)
-                    .bind(now)
-                    .bind(ch.r.gpus);
-            }
-            q.execute(c).await.map(|x| x.rows_affected())
-        })?;
+                crate::ledger::placeholders(part.len(), 16)
+            );
+            tx_run!(&mut tx, |c| {
+                let mut q = sqlx::query(&sql);
+                for ch in part {
+                    q = q
+                        .bind(new_id("uln"))
+                        .bind(&ch.r.id)
+                        .bind(&ch.r.org_id)
+                        .bind(&ch.r.cluster_id)
+                        .bind(&ch.r.node_id)
+                        .bind(&ch.r.device_id)
+                        .bind(&ch.r.provider_org_id)
+                        .bind(&ch.r.currency)
+                        .bind(ch.r.rate_per_hour)
+                        .bind(ch.r.accrued_until)
+                        .bind(ch.until)
+                        .bind(ch.billable)
+                        .bind(ch.paid)
+                        .bind(ch.owed - ch.paid)
+                        .bind(now)
+                        .bind(ch.r.gpus);
+                }
+                q.execute(c).await.map(|x| x.rows_affected())
+            })?;
+        }
         tx.commit().await?;
         for ch in &charges {
             report.charged_records += 1;
