@@ -52,6 +52,33 @@ async fn hold_in(tx: &mut Tx, id: &str) -> Result<Hold> {
     row.ok_or_else(|| BillingError::HoldNotFound(id.to_string()))
 }
 
+/// Moves `amount` between two of an organisation's own accounts (`[from, to]`) as one ledger
+/// transaction inside `tx`: what placing, extending and releasing a hold each do.
+async fn move_within_org(
+    tx: &mut Tx,
+    kind: TransactionKind,
+    org_id: &str,
+    [from, to]: [AccountKind; 2],
+    amount: Money,
+    memo: String,
+    external_ref: &str,
+) -> Result<super::Posted> {
+    let c = amount.currency();
+    let postings = Posting::transfer(
+        AccountRef::org(org_id, from, c),
+        AccountRef::org(org_id, to, c),
+        amount,
+    )?;
+    let t = NewTransaction {
+        external_ref: external_ref.to_string(),
+        kind,
+        org_id: Some(org_id.to_string()),
+        memo,
+        postings: postings.to_vec(),
+    };
+    post_in(tx, &t).await
+}
+
 fn positive(amount: Money) -> Result<()> {
     if amount.is_positive() {
         Ok(())
@@ -107,20 +134,14 @@ impl Ledger {
         positive(amount)?;
         let mut tx = self.db.begin().await?;
         let c = amount.currency();
-        let posted = post_in(
+        let posted = move_within_org(
             &mut tx,
-            &NewTransaction {
-                external_ref: external_ref.to_string(),
-                kind: TransactionKind::Hold,
-                org_id: Some(org_id.to_string()),
-                memo: format!("hold for {reference}"),
-                postings: Posting::transfer(
-                    AccountRef::org(org_id, AccountKind::Available, c),
-                    AccountRef::org(org_id, AccountKind::Held, c),
-                    amount,
-                )?
-                .to_vec(),
-            },
+            TransactionKind::Hold,
+            org_id,
+            [AccountKind::Available, AccountKind::Held],
+            amount,
+            format!("hold for {reference}"),
+            external_ref,
         )
         .await?;
         let id = if posted.replayed {
@@ -167,21 +188,20 @@ impl Ledger {
         positive(extra)?;
         let mut tx = self.db.begin().await?;
         let hold = hold_in(&mut tx, hold_id).await?;
-        let c = hold.currency();
-        let posted = post_in(
+        if extra.currency() != hold.currency() {
+            return Err(BillingError::CurrencyMismatch(
+                extra.currency(),
+                hold.currency(),
+            ));
+        }
+        let posted = move_within_org(
             &mut tx,
-            &NewTransaction {
-                external_ref: external_ref.to_string(),
-                kind: TransactionKind::HoldExtend,
-                org_id: Some(hold.org_id.clone()),
-                memo: format!("extend hold {hold_id}"),
-                postings: Posting::transfer(
-                    AccountRef::org(&hold.org_id, AccountKind::Available, c),
-                    AccountRef::org(&hold.org_id, AccountKind::Held, c),
-                    extra,
-                )?
-                .to_vec(),
-            },
+            TransactionKind::HoldExtend,
+            &hold.org_id,
+            [AccountKind::Available, AccountKind::Held],
+            extra,
+            format!("extend hold {hold_id}"),
+            external_ref,
         )
         .await?;
         if !posted.replayed {
@@ -242,21 +262,14 @@ impl Ledger {
             tx.commit().await?;
             return Ok(hold);
         }
-        let c = hold.currency();
-        let posted = post_in(
+        let posted = move_within_org(
             &mut tx,
-            &NewTransaction {
-                external_ref: external_ref.to_string(),
-                kind: TransactionKind::Release,
-                org_id: Some(hold.org_id.clone()),
-                memo: format!("release hold {hold_id}"),
-                postings: Posting::transfer(
-                    AccountRef::org(&hold.org_id, AccountKind::Held, c),
-                    AccountRef::org(&hold.org_id, AccountKind::Available, c),
-                    remaining,
-                )?
-                .to_vec(),
-            },
+            TransactionKind::Release,
+            &hold.org_id,
+            [AccountKind::Held, AccountKind::Available],
+            remaining,
+            format!("release hold {hold_id}"),
+            external_ref,
         )
         .await?;
         if !posted.replayed {
