@@ -4,7 +4,6 @@
 
 use std::fmt::Write;
 
-use iocloud_billing::ledger::split_fee;
 use iocloud_billing::{Currency, Money};
 use iocloud_db::time::{day_string, month_bounds, month_of, now_micros};
 use iocloud_db::{DbError, db_run};
@@ -144,21 +143,12 @@ impl Control {
             group_by.unwrap_or("cluster"),
             &[Grouping::Cluster, Grouping::Day],
         )?;
-        let (_, from, to) = month(month_text)?;
-        let rows = self.sums("org_id", group, &actor.org_id, from, to).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| UsageRow {
-                key: label(group, r.key),
-                currency: currency(&r.currency),
-                gpu_hours: gpu_hours(r.gpu_micros),
-                amount: Money::from_micros(r.amount, currency(&r.currency)).to_decimal(),
-            })
-            .collect())
+        self.sums("org_id", "amount", group, &actor.org_id, month_text)
+            .await
     }
 
-    /// What the organisation earned as a provider in a month, by `device` (the default) or by `day`, after the
-    /// platform fee (the same split the captures made).
+    /// What the organisation earned as a provider in a month, by `device` (the default) or by
+    /// `day`, after the platform fee: per line, the fee rounded down, as the captures split it.
     pub async fn earnings(
         &self,
         actor: &Actor,
@@ -170,65 +160,44 @@ impl Control {
             group_by.unwrap_or("device"),
             &[Grouping::Device, Grouping::Day],
         )?;
-        let (_, from, to) = month(month_text)?;
-        let lines: Vec<(String, String, i64, i64)> = db_run!(&self.db, |p| {
-            sqlx::query_as(&format!(
-                "SELECT {} AS key, currency, billable_micros * gpus, amount FROM usage_lines \
-                 WHERE provider_org_id = $1 AND period_end > $2 AND period_end <= $3 ORDER BY key",
-                group.key_sql()
-            ))
-            .bind(&actor.org_id)
-            .bind(from)
-            .bind(to)
-            .fetch_all(p)
+        let bps = self.settings.platform_fee_bps.min(10_000);
+        let share = format!("amount - (amount * {bps}) / 10000");
+        self.sums("provider_org_id", &share, group, &actor.org_id, month_text)
             .await
-        })
-        .map_err(DbError::from)?;
-        let mut out: Vec<(String, String, i64, i64)> = Vec::new();
-        for (key, cur, gpu_micros, amount) in lines {
-            let (share, _) = split_fee(
-                Money::from_micros(amount, currency(&cur)),
-                self.settings.platform_fee_bps,
-            )?;
-            match out.last_mut() {
-                Some(last) if last.0 == key && last.1 == cur => {
-                    last.2 += gpu_micros;
-                    last.3 += share.micros();
-                }
-                _ => out.push((key, cur, gpu_micros, share.micros())),
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|(key, cur, gpu_micros, amount)| UsageRow {
-                key: label(group, key),
-                currency: currency(&cur),
-                gpu_hours: gpu_hours(gpu_micros),
-                amount: Money::from_micros(amount, currency(&cur)).to_decimal(),
-            })
-            .collect())
     }
 
+    /// Usage lines of a month summed per group and currency. `owner_column` and `amount` are
+    /// fixed SQL from the callers above, never client text.
     async fn sums(
         &self,
         owner_column: &str,
+        amount: &str,
         group: Grouping,
         owner: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<SumRow>> {
+        month_text: Option<&str>,
+    ) -> Result<Vec<UsageRow>> {
+        let (_, from, to) = month(month_text)?;
         let sql = format!(
-            "SELECT {key} AS key, currency, CAST(SUM(billable_micros * gpus) AS BIGINT) AS gpu_micros, CAST(SUM(amount) AS BIGINT) AS amount \
+            "SELECT {key} AS key, currency, CAST(SUM(billable_micros * gpus) AS BIGINT) AS gpu_micros, CAST(SUM({amount}) AS BIGINT) AS amount \
              FROM usage_lines WHERE {owner_column} = $1 AND period_end > $2 AND period_end <= $3 GROUP BY {key}, currency ORDER BY key, currency",
             key = group.key_sql()
         );
-        Ok(db_run!(&self.db, |p| sqlx::query_as(&sql)
+        let rows: Vec<SumRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
             .bind(owner)
             .bind(from)
             .bind(to)
             .fetch_all(p)
             .await)
-        .map_err(DbError::from)?)
+        .map_err(DbError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                key: label(group, r.key),
+                currency: currency(&r.currency),
+                gpu_hours: gpu_hours(r.gpu_micros),
+                amount: Money::from_micros(r.amount, currency(&r.currency)).to_decimal(),
+            })
+            .collect())
     }
 
     /// The monthly statement: a line per cluster and price, totals per currency.
