@@ -21,10 +21,11 @@ pub struct Shared {
 
 impl AppState {
     pub fn new(control: Control, config: Config, schema: ApiSchema) -> AppState {
+        let metrics = Metrics::new(config.otel_endpoint.is_some());
         AppState(Arc::new(Shared {
             control,
             config,
-            metrics: Metrics::default(),
+            metrics,
             schema,
         }))
     }

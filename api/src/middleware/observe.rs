@@ -17,16 +17,17 @@ where
     Fut: Future<Output = Response>,
 {
     let start = Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    // Both are cheap clones (a standard method, an `Arc<str>`), not new strings.
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let res = inner(req).await;
-    state
-        .metrics
-        .record(&method, &route, res.status().as_u16(), start.elapsed());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics.record(
+        method.as_str(),
+        route,
+        res.status().as_u16(),
+        start.elapsed(),
+    );
     res
 }
 
