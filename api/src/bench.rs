@@ -23,6 +23,8 @@ pub enum BenchCommand {
     Ledger(LedgerArgs),
     /// One metering pass over N running nodes beside N plain inserts of the same width.
     Accrual(AccrualArgs),
+    /// Heartbeat ingestion over HTTP at rising rates, beside a bare axum handler.
+    Heartbeats(crate::bench_heartbeats::HeartbeatArgs),
     /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
     IdleMemory(MemoryArgs),
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
@@ -91,6 +93,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::IdleMemory(args) => idle_memory(args).await,
         BenchCommand::Ledger(args) => crate::bench_ledger::run(args).await,
         BenchCommand::Accrual(args) => crate::bench_ledger::accrual(args).await,
+        BenchCommand::Heartbeats(args) => crate::bench_heartbeats::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(

@@ -30,6 +30,11 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
     },
+    /// Node agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// Operator tasks, run on the server's own machine (never over the API).
     Admin {
         #[command(subcommand)]
@@ -43,6 +48,31 @@ pub enum Command {
 pub struct DbArgs {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Run N simulated agents over HTTP against a server: they register as devices of the
+    /// API key's organisation, answer their challenges, heartbeat and run nodes.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// The control plane's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// An API key (`ioc_…`, write scope) of the provider organisation.
+    #[arg(long, env = "IOCLOUD_API_KEY")]
+    pub api_key: String,
+    /// How many devices to register and run.
+    #[arg(long, default_value_t = 10)]
+    pub devices: usize,
+    /// Stop after this many seconds (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pub duration_secs: u64,
+    #[command(flatten)]
+    pub options: crate::simulator::SimOptions,
 }
 
 #[derive(Subcommand, Debug)]
@@ -79,6 +109,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command, db } => admin(command, db).await,
+        Command::Agent {
+            command: AgentCommand::Simulate(args),
+        } => simulate(args).await,
         Command::Bench { command } => crate::bench::run(command).await,
     }
 }
@@ -87,8 +120,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _telemetry =
         crate::telemetry::init(config.log_format == "json", config.otel_endpoint.as_deref())?;
     tracing::info!(database = %config.database_url, redis = ?config.redis_url.as_ref().map(|u| u.redacted()), "starting");
+    let demo = config.demo;
     let server = Server::start(config).await?;
     let base = server.url();
+    if demo {
+        crate::demo::start(&server.state.control, &base).await?;
+        println!(
+            "demo: a provider network of simulated machines is running; its provider signs in as {} / {:?}",
+            crate::demo::PROVIDER_EMAIL,
+            crate::demo::PROVIDER_PASSWORD
+        );
+    }
     println!(
         "IO Cloud control plane listening on {base}\n  console      {base}/console/\n  REST API     {base}/v1\n  API reference {base}/docs\n  OpenAPI      {base}/openapi.json\n  GraphQL      {base}/graphql (GraphiQL in a browser; subscriptions at ws://{}/graphql/ws)\n  metrics      {base}/metrics, health {base}/healthz, readiness {base}/readyz",
         server.addr
@@ -96,12 +138,47 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server.run_until_signal().await
 }
 
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    let devices =
+        crate::simulator::register(&args.server, &args.api_key, args.devices, args.options.seed)
+            .await?;
+    println!(
+        "registered {} simulated devices; running their agents against {}",
+        devices.len(),
+        args.server
+    );
+    let stats = crate::simulator::spawn(&args.server, devices, args.options.clone());
+    let started = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        println!("{stats:?}");
+        if args.duration_secs > 0 && started.elapsed().as_secs() >= args.duration_secs {
+            break;
+        }
+    }
+    Ok(())
+}
+
 async fn admin(command: AdminCommand, args: DbArgs) -> anyhow::Result<()> {
     let db = Db::connect(&DatabaseUrl::new(args.database_url)).await?;
     db.migrate().await?;
     let jwt = iocloud_control::jwt::JwtKeys::load(&db, None).await?;
-    let control =
-        iocloud_control::Control::new(db, iocloud_db::Kv::memory(), jwt, Default::default());
+    let catalog = iocloud_control::providers::Catalog::load(&db).await?;
+    let control = iocloud_control::Control::new(
+        db,
+        iocloud_db::Kv::memory(),
+        jwt,
+        Default::default(),
+        catalog,
+    );
     let (email, grant) = match &command {
         AdminCommand::GrantOperator { email } => (email, true),
         AdminCommand::RevokeOperator { email } => (email, false),

@@ -54,6 +54,11 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_RATE_LIMIT_PER_KEY", default_value_t = 6000)]
     pub rate_limit_per_key: u32,
 
+    /// Requests per minute one device's agent may make (heartbeats every 20 s, long polls,
+    /// node reports), in bursts of as many.
+    #[arg(long, env = "IOCLOUD_RATE_LIMIT_PER_DEVICE", default_value_t = 60)]
+    pub rate_limit_per_device: u32,
+
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you run).
     #[arg(long, env = "IOCLOUD_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
@@ -86,6 +91,18 @@ pub struct Config {
     /// Seconds between metering passes that charge running nodes (0: no passes here).
     #[arg(long, env = "IOCLOUD_ACCRUAL_INTERVAL_SECS", default_value_t = 60)]
     pub accrual_interval_secs: u64,
+
+    /// Seconds between heartbeats that agents are asked for.
+    #[arg(long, env = "IOCLOUD_HEARTBEAT_INTERVAL_SECS", default_value_t = 20)]
+    pub heartbeat_interval_secs: u64,
+
+    /// Seconds without a heartbeat after which a listed device is marked offline.
+    #[arg(long, env = "IOCLOUD_HEARTBEAT_TIMEOUT_SECS", default_value_t = 90)]
+    pub heartbeat_timeout_secs: u64,
+
+    /// Seconds an agent has to answer its verification challenge.
+    #[arg(long, env = "IOCLOUD_CHALLENGE_DEADLINE_SECS", default_value_t = 30)]
+    pub challenge_deadline_secs: u64,
 
     /// Credit every new organisation receives, in USD (e.g. "25.00"); unset, none.
     #[arg(long, env = "IOCLOUD_SIGNUP_CREDIT_USD")]
@@ -144,6 +161,10 @@ impl Config {
             platform_fee_bps: self.platform_fee_bps,
             signup_credit,
             io_price,
+            heartbeat_interval: Duration::from_secs(self.heartbeat_interval_secs.max(1)),
+            heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout_secs.max(1)),
+            heartbeat_flush: Duration::from_millis(250),
+            challenge_deadline: Duration::from_secs(self.challenge_deadline_secs.max(1)),
         })
     }
 
@@ -162,6 +183,7 @@ impl Config {
             otel_endpoint: None,
             cors_origins: Vec::new(),
             rate_limit_per_ip: 100_000,
+            rate_limit_per_device: 100_000,
             rate_limit_per_key: 100_000,
             trust_forwarded_for: false,
             request_timeout_secs: 30,
@@ -169,6 +191,9 @@ impl Config {
             auth_cache_secs: 30,
             platform_fee_bps: 500,
             accrual_interval_secs: 0,
+            heartbeat_interval_secs: 20,
+            heartbeat_timeout_secs: 90,
+            challenge_deadline_secs: 30,
             io_usd_rate: "0.50".into(),
             price_feed_url: None,
             signup_credit_usd: None,

@@ -135,7 +135,7 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
         | DomainError::InvalidToken
         | DomainError::TokenExpired
         | DomainError::RefreshTokenReused => StatusCode::UNAUTHORIZED,
-        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DomainError::Forbidden(_) | DomainError::DeviceRetired => StatusCode::FORBIDDEN,
         DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         DomainError::Conflict { .. } | DomainError::LastOwner => StatusCode::CONFLICT,
         DomainError::Billing(b) => match b.code() {
@@ -143,7 +143,7 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
             "invalid_amount" | "currency_mismatch" | "amount_overflow" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            "external_ref_reused" | "hold_exceeded" => StatusCode::CONFLICT,
+            "external_ref_reused" | "hold_exceeded" | "stake_locked" => StatusCode::CONFLICT,
             "quote_expired" => StatusCode::GONE,
             "price_feed_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "not_found" => StatusCode::NOT_FOUND,

@@ -1,16 +1,20 @@
 //! The `iocloud` server: the axum application (REST under `/v1`, GraphQL at `/graphql`), its
 //! middleware and telemetry, and the command line.
 
+pub mod agent;
 pub mod bench;
+mod bench_heartbeats;
 mod bench_ledger;
 pub mod cli;
 pub mod config;
+mod demo;
 pub mod error;
 pub mod extract;
 pub mod graphql;
 pub mod metrics;
 pub mod middleware;
 mod rest;
+pub mod simulator;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -40,8 +40,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     };
     let jwt = JwtKeys::load(&db, configured_key.as_deref()).await?;
     let settings = config.domain_settings().map_err(|e| anyhow::anyhow!(e))?;
-    let control = Control::new(db, kv, jwt, settings);
+    let catalog = iocloud_control::providers::Catalog::load(&db).await?;
+    let control = Control::new(db, kv, jwt, settings, catalog);
     control.spawn_invalidation_listener();
+    control.spawn_device_workers();
     if config.accrual_interval_secs > 0 {
         control.spawn_accrual_worker(std::time::Duration::from_secs(config.accrual_interval_secs));
     }
@@ -51,7 +53,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
 
 /// The whole HTTP surface with its middleware.
 pub fn router(state: AppState) -> Router {
-    let (v1, openapi) = rest::router().split_for_parts();
+    let (v1, mut openapi) = rest::router().split_for_parts();
+    let (agent, agent_doc) = crate::agent::router().split_for_parts();
+    openapi.merge(agent_doc);
     let openapi = Arc::new(openapi);
 
     // Routes that act for a caller: audited, authenticated, idempotent.
@@ -83,6 +87,7 @@ pub fn router(state: AppState) -> Router {
 
     let cors = cors(&state.config.cors_origins);
     api.merge(public)
+        .merge(agent)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

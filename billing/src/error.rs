@@ -29,8 +29,13 @@ pub enum BillingError {
     PriceFeed(String),
     #[error("quote {0} has expired; ask for a new one")]
     QuoteExpired(String),
+    #[error("{0}")]
+    StakeLocked(String),
     #[error("storage: {0}")]
     Db(#[from] DbError),
+    /// A broken invariant of our own (never the caller's input).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<sqlx::Error> for BillingError {
@@ -40,6 +45,10 @@ impl From<sqlx::Error> for BillingError {
 }
 
 impl BillingError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        BillingError::Internal(e.to_string())
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             BillingError::InvalidAmount(_) => "invalid_amount",
@@ -52,8 +61,9 @@ impl BillingError {
             BillingError::HoldExceeded { .. } => "hold_exceeded",
             BillingError::PriceFeed(_) => "price_feed_unavailable",
             BillingError::QuoteExpired(_) => "quote_expired",
+            BillingError::StakeLocked(_) => "stake_locked",
             BillingError::Db(DbError::NotFound) => "not_found",
-            BillingError::Db(_) => "internal",
+            BillingError::Db(_) | BillingError::Internal(_) => "internal",
         }
     }
 

@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod metering;
 pub mod money;
 pub mod prices;
+pub mod staking;
 
 pub use error::BillingError;
 pub use ledger::{AccountKind, AccountRef, Ledger, Posting, TransactionKind};

@@ -11,7 +11,7 @@
 //! never drifts: `floor(rate × billable(until) / 1 h) − floor(rate × billable(from) / 1 h)`.
 //! Time a node was down is not billable.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
@@ -19,7 +19,6 @@ use iocloud_db::{db_run, tx_run};
 use serde::Serialize;
 
 use crate::ledger::holds::capture_in;
-use crate::ledger::post::ROWS_PER_STATEMENT;
 use crate::ledger::{
     AccountKind, AccountRef, FeeBps, Ledger, NewTransaction, Posting, TransactionKind,
 };
@@ -27,9 +26,10 @@ use crate::money::{Currency, Money, Rounding};
 use crate::{BillingError, Result};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
-const CHUNK: i64 = 500;
+/// Records charged per database transaction.
+const CHUNK: i64 = 5_000;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct UsageRecord {
     pub id: String,
     pub org_id: String,
@@ -63,6 +63,9 @@ pub struct NewUsage<'a> {
     pub started_at: i64,
 }
 
+/// Chunks charged at once by one pass.
+const PARALLEL_CHUNKS: usize = 2;
+
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct AccrualReport {
     pub period_end: i64,
@@ -74,6 +77,16 @@ pub struct AccrualReport {
     pub short: Vec<String>,
 }
 
+impl AccrualReport {
+    fn merge(&mut self, other: AccrualReport) {
+        self.charged_records += other.charged_records;
+        for (currency, micros) in other.captured {
+            *self.captured.entry(currency).or_default() += micros;
+        }
+        self.short.extend(other.short);
+    }
+}
+
 /// Billable microseconds of a record between its start and `t`: elapsed time less downtime.
 fn billable(record: &UsageRecord, downtime: &[(i64, i64)], t: i64) -> i64 {
     let end = t.max(record.started_at);
@@ -82,6 +95,26 @@ fn billable(record: &UsageRecord, downtime: &[(i64, i64)], t: i64) -> i64 {
         .map(|(from, to)| ((*to).min(end) - (*from).max(record.started_at)).max(0))
         .sum();
     (end - record.started_at - down).max(0)
+}
+
+/// What a record owes for the billable stretch `(b_from, b_to]`, from cumulative totals so that
+/// per-period rounding never drifts.
+fn owed(r: &UsageRecord, b_from: i64, b_to: i64) -> Result<Money> {
+    let rate = Money::from_micros(r.rate_per_hour, currency_of(r));
+    rate.mul_div(b_to, MICROS_PER_HOUR, Rounding::Down)?
+        .checked_sub(rate.mul_div(b_from, MICROS_PER_HOUR, Rounding::Down)?)
+}
+
+fn currency_of(r: &UsageRecord) -> Currency {
+    Currency::parse(&r.currency).unwrap_or(Currency::Usd)
+}
+
+fn group_downtime(rows: Vec<(String, i64, i64)>) -> HashMap<String, Vec<(i64, i64)>> {
+    let mut map: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+    for (id, from, to) in rows {
+        map.entry(id).or_default().push((from, to));
+    }
+    map
 }
 
 impl Ledger {
@@ -192,49 +225,85 @@ impl Ledger {
 
     /// Charges every due record up to the end of the period containing `now`
     /// (`now` rounded down to a multiple of `interval_micros`).
+    ///
+    /// Chunks are read one after another and charged up to [`PARALLEL_CHUNKS`] at a time, each
+    /// in its own transaction on its own connection (Postgres uses a core per connection).
     pub async fn accrue(
         &self,
         now: i64,
         interval_micros: i64,
         fee_bps: FeeBps,
     ) -> Result<AccrualReport> {
+        use futures::StreamExt;
+        use futures::stream::FuturesUnordered;
+
         let period_end = now - now.rem_euclid(interval_micros.max(1));
         let mut report = AccrualReport {
             period_end,
             ..Default::default()
         };
+        // The chunk comes back as one JSON text: thousands of rows decoded by serde rather
+        // than row by row through the driver.
         let sql = format!(
-            "SELECT {COLUMNS} FROM usage_records WHERE accrued_until < $1 AND (ended_at IS NULL OR accrued_until < ended_at) \
-             AND id > $2 ORDER BY id LIMIT $3"
+            "SELECT {} FROM (SELECT {COLUMNS} FROM usage_records WHERE NOT settled AND accrued_until < $1 \
+             AND id > $2 ORDER BY id LIMIT $3) AS due",
+            self.db().engine().json_agg(COLUMNS)
         );
+        let mut in_flight = FuturesUnordered::new();
         let mut after = String::new();
         loop {
-            let due: Vec<UsageRecord> = db_run!(self.db(), |p| sqlx::query_as(&sql)
+            let json: String = db_run!(self.db(), |p| sqlx::query_scalar(&sql)
                 .bind(period_end)
                 .bind(&after)
                 .bind(CHUNK)
-                .fetch_all(p)
+                .fetch_one(p)
                 .await)?;
+            let mut due: Vec<UsageRecord> =
+                serde_json::from_str(&json).map_err(BillingError::internal)?;
+            due.sort_unstable_by(|a, b| a.id.cmp(&b.id));
             let Some(last) = due.last() else { break };
-            after = last.id.clone();
-            let downtime = self.downtime_of(&due).await?;
-            if self
-                .accrue_chunk(&due, &downtime, period_end, fee_bps, &mut report)
-                .await?
+            let (first, last) = (after.clone(), last.id.clone());
+            let full = due.len() as i64 == CHUNK;
+            in_flight.push(self.accrue_due(due, first, last.clone(), period_end, fee_bps));
+            if in_flight.len() >= PARALLEL_CHUNKS
+                && let Some(done) = in_flight.next().await
             {
-                if (due.len() as i64) < CHUNK {
-                    break;
-                }
-                continue;
+                report.merge(done?);
             }
+            if !full {
+                break;
+            }
+            after = last;
+        }
+        while let Some(done) = in_flight.next().await {
+            report.merge(done?);
+        }
+        Ok(report)
+    }
+
+    /// Charges one chunk of due records (ids in `(after, last]`): set-based when it can,
+    /// record by record when the chunk raced another pass.
+    async fn accrue_due(
+        &self,
+        due: Vec<UsageRecord>,
+        after: String,
+        last: String,
+        period_end: i64,
+        fee_bps: FeeBps,
+    ) -> Result<AccrualReport> {
+        let mut report = AccrualReport {
+            period_end,
+            ..Default::default()
+        };
+        let downtime = self.downtime_between(&after, &last).await?;
+        if !self
+            .accrue_chunk(&due, &downtime, period_end, fee_bps, &mut report)
+            .await?
+        {
             for record in &due {
-                let empty = Vec::new();
-                let down = downtime.get(&record.id).unwrap_or(&empty);
+                let down = downtime.get(&record.id).map(Vec::as_slice).unwrap_or(&[]);
                 self.accrue_record(record, down, period_end, fee_bps, &mut report)
                     .await?;
-            }
-            if (due.len() as i64) < CHUNK {
-                break;
             }
         }
         Ok(report)
@@ -256,16 +325,32 @@ impl Ledger {
             }
             q.fetch_all(p).await
         })?;
-        let mut map: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
-        for (id, from, to) in rows {
-            map.entry(id).or_default().push((from, to));
-        }
-        Ok(map)
+        Ok(group_downtime(rows))
     }
 
-    /// Charges a whole chunk in one database transaction with set-based statements. Returns
-    /// false, having written nothing, when the chunk raced another replica or something needs
-    /// the per-record path (a reference already used, a hold that changed under us).
+    /// Downtime of the records with ids in `(after, last]`.
+    async fn downtime_between(
+        &self,
+        after: &str,
+        last: &str,
+    ) -> Result<HashMap<String, Vec<(i64, i64)>>> {
+        let rows: Vec<(String, i64, i64)> = db_run!(self.db(), |p| {
+            sqlx::query_as(
+                "SELECT record_id, started_at, ended_at FROM node_downtime WHERE record_id > $1 AND record_id <= $2",
+            )
+            .bind(after)
+            .bind(last)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(group_downtime(rows))
+    }
+
+    /// Charges a whole chunk in one database transaction with set-based statements, and pays
+    /// it with one ledger transaction whose postings are summed per account (each node's
+    /// charge stays visible as its usage line). Returns false, having written nothing, when the
+    /// chunk raced another replica or a hold changed under it: the per-record path then
+    /// sorts out who charged what.
     async fn accrue_chunk(
         &self,
         chunk: &[UsageRecord],
@@ -274,6 +359,7 @@ impl Ledger {
         fee_bps: FeeBps,
         report: &mut AccrualReport,
     ) -> Result<bool> {
+        let started = std::time::Instant::now();
         struct Charge<'a> {
             r: &'a UsageRecord,
             until: i64,
@@ -281,125 +367,121 @@ impl Ledger {
             owed: i64,
             paid: i64,
         }
-        let empty = Vec::new();
         let mut charges = Vec::with_capacity(chunk.len());
         for r in chunk {
             let until = r.ended_at.map_or(period_end, |e| e.min(period_end));
             if until <= r.accrued_until {
                 continue;
             }
-            let down = downtime.get(&r.id).unwrap_or(&empty);
-            let rate = Money::from_micros(
-                r.rate_per_hour,
-                Currency::parse(&r.currency).unwrap_or(Currency::Usd),
-            );
+            let down = downtime.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
             let (b_from, b_to) = (billable(r, down, r.accrued_until), billable(r, down, until));
-            let owed = rate
-                .mul_div(b_to, MICROS_PER_HOUR, Rounding::Down)?
-                .checked_sub(rate.mul_div(b_from, MICROS_PER_HOUR, Rounding::Down)?)?
-                .micros();
             charges.push(Charge {
                 r,
                 until,
                 billable: b_to - b_from,
-                owed,
+                owed: owed(r, b_from, b_to)?.micros(),
                 paid: 0,
             });
         }
+        let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+            return Ok(true);
+        };
         if charges.is_empty() {
             return Ok(true);
         }
-        // What each hold can still pay, and the cluster it names (for the capture's memo).
-        let hold_ids: Vec<&str> = {
-            let mut v: Vec<&str> = charges.iter().map(|c| c.r.hold_id.as_str()).collect();
-            v.sort_unstable();
-            v.dedup();
-            v
+        let mut tx = self.db().begin().await?;
+        let engine = tx.engine();
+        // What each hold can still pay, locked (in id order, so two chunks sharing holds
+        // never wait on each other in a cycle); each charge takes what its hold has left.
+        let lock = match engine {
+            iocloud_db::Engine::Postgres => " FOR UPDATE",
+            iocloud_db::Engine::Sqlite => "",
         };
         let sql = format!(
-            "SELECT id, amount - captured - released, reference FROM holds WHERE status = 'open' AND id IN ({})",
-            (1..=hold_ids.len())
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            "SELECT {} FROM (SELECT id, amount - captured - released AS remaining FROM holds WHERE status = 'open' \
+             AND id IN (SELECT hold_id FROM usage_records WHERE id >= $1 AND id <= $2) ORDER BY id{lock}) AS h",
+            engine.json_agg("id, remaining")
         );
-        let rows: Vec<(String, i64, String)> = db_run!(self.db(), |p| {
-            let mut q = sqlx::query_as(&sql);
-            for h in &hold_ids {
-                q = q.bind(*h);
-            }
-            q.fetch_all(p).await
-        })?;
-        let mut holds: HashMap<String, (i64, String, i64)> = rows
-            .into_iter()
-            .map(|(id, left, reference)| (id, (left, reference, 0)))
-            .collect();
+        let json: String = tx_run!(&mut tx, |c| sqlx::query_scalar(&sql)
+            .bind(&first.id)
+            .bind(&last.id)
+            .fetch_one(c)
+            .await)?;
+        let rows: Vec<(String, i64)> =
+            serde_json::from_str(&json).map_err(BillingError::internal)?;
+        let mut holds: HashMap<String, (i64, i64)> =
+            rows.into_iter().map(|(id, left)| (id, (left, 0))).collect();
         for c in &mut charges {
-            let left = holds.get_mut(&c.r.hold_id).map(|(left, _, taken)| {
-                let pay = c.owed.min(*left - *taken).max(0);
-                *taken += pay;
-                pay
-            });
-            c.paid = left.unwrap_or(0);
+            if let Some((left, taken)) = holds.get_mut(&c.r.hold_id) {
+                c.paid = c.owed.min(*left - *taken).max(0);
+                *taken += c.paid;
+            }
         }
-        let now = now_micros();
-        let mut captures = Vec::new();
+        // One ledger transaction pays the chunk, one posting per account. The fee is split
+        // per node, as `capture_in` would, so earnings summed from usage lines match the
+        // ledger to the micro-unit.
+        let mut sums: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
+        let mut add = |account: AccountRef, amount: i64| -> Result<()> {
+            let entry = sums.entry(account.id()).or_insert((account, 0));
+            entry.1 = entry.1.checked_add(amount).ok_or(BillingError::Overflow)?;
+            Ok(())
+        };
         for c in charges.iter().filter(|c| c.paid > 0) {
-            let currency = Currency::parse(&c.r.currency).unwrap_or(Currency::Usd);
-            let amount = Money::from_micros(c.paid, currency);
-            let (share, fee) = crate::ledger::split_fee(amount, fee_bps)?;
-            let mut postings = vec![Posting {
-                account: AccountRef::org(&c.r.org_id, AccountKind::Held, currency),
-                amount: amount.checked_neg()?,
-            }];
-            if share.is_positive() {
-                postings.push(Posting {
-                    account: AccountRef::org(
-                        &c.r.provider_org_id,
-                        AccountKind::ProviderEarnings,
-                        currency,
-                    ),
-                    amount: share,
-                });
-            }
-            if fee.is_positive() {
-                postings.push(Posting {
-                    account: AccountRef::platform(AccountKind::PlatformRevenue, currency),
-                    amount: fee,
-                });
-            }
-            let reference = holds
-                .get(&c.r.hold_id)
-                .map(|(_, r, _)| r.as_str())
-                .unwrap_or("");
-            captures.push(NewTransaction {
-                external_ref: format!("accrual:{}:{}", c.r.id, c.until),
-                kind: TransactionKind::Capture,
-                org_id: Some(c.r.org_id.clone()),
-                // The same memo `capture_in` writes, so either path recognises the other's work.
-                memo: format!("capture from hold {} for {reference}", c.r.hold_id),
-                postings,
-            });
+            let currency = currency_of(c.r);
+            let (share, fee) =
+                crate::ledger::split_fee(Money::from_micros(c.paid, currency), fee_bps)?;
+            add(
+                AccountRef::org(&c.r.org_id, AccountKind::Held, currency),
+                -c.paid,
+            )?;
+            add(
+                AccountRef::org(
+                    &c.r.provider_org_id,
+                    AccountKind::ProviderEarnings,
+                    currency,
+                ),
+                share.micros(),
+            )?;
+            add(
+                AccountRef::platform(AccountKind::PlatformRevenue, currency),
+                fee.micros(),
+            )?;
         }
+        let postings: Vec<Posting> = sums
+            .into_values()
+            .filter(|(_, amount)| *amount != 0)
+            .map(|(account, amount)| Posting {
+                amount: Money::from_micros(amount, account.currency),
+                account,
+            })
+            .collect();
+        let payment = NewTransaction {
+            external_ref: format!("accrual:{period_end}:{}:{}", first.id, last.id),
+            kind: TransactionKind::Capture,
+            org_id: None,
+            memo: format!("usage to {}", iocloud_db::time::to_rfc3339(period_end)),
+            postings,
+        };
 
-        let mut tx = self.db().begin().await?;
+        let prepared = started.elapsed();
         // 1. Move every record's `accrued_until`, only where nobody else has.
-        let mut moved = 0;
-        for part in charges.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE usage_records SET accrued_until = d.until \
-                 FROM (SELECT column1 AS id, column2 AS old, column3 AS until FROM (VALUES {}) AS v) AS d \
-                 WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
-                crate::ledger::placeholders(part.len(), 3)
-            );
-            moved += tx_run!(&mut tx, |c| {
-                let mut q = sqlx::query(&sql);
-                for ch in part {
-                    q = q.bind(&ch.r.id).bind(ch.r.accrued_until).bind(ch.until);
-                }
-                q.execute(c).await.map(|x| x.rows_affected())
-            })?;
-        }
+        let moves: Vec<(&str, i64, i64)> = charges
+            .iter()
+            .map(|c| (c.r.id.as_str(), c.r.accrued_until, c.until))
+            .collect();
+        let sql = format!(
+            "UPDATE usage_records SET accrued_until = d.until, \
+             settled = (usage_records.ended_at IS NOT NULL AND d.until >= usage_records.ended_at) \
+             FROM (SELECT value ->> 0 AS id, CAST(value ->> 1 AS BIGINT) AS old, CAST(value ->> 2 AS BIGINT) AS until FROM {}) AS d \
+             WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
+            engine.json_rows("$1")
+        );
+        let json = serde_json::to_string(&moves).map_err(BillingError::internal)?;
+        let moved = tx_run!(&mut tx, |c| sqlx::query(&sql)
+            .bind(&json)
+            .execute(c)
+            .await
+            .map(|x| x.rows_affected()))?;
         if moved != charges.len() as u64 {
             tracing::debug!(
                 moved,
@@ -409,28 +491,26 @@ impl Ledger {
             return Ok(false);
         }
         // 2. Each hold takes its captures, all or nothing.
-        let taking: Vec<(&String, i64)> = holds
+        let now = now_micros();
+        let taking: Vec<(&str, i64)> = holds
             .iter()
-            .filter(|(_, (_, _, t))| *t > 0)
-            .map(|(id, (_, _, t))| (id, *t))
+            .filter(|(_, (_, taken))| *taken > 0)
+            .map(|(id, (_, taken))| (id.as_str(), *taken))
             .collect();
-        let mut updated = 0;
-        for part in taking.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE holds SET captured = captured + d.amt, updated_at = $1, \
-                 status = CASE WHEN captured + released + d.amt = amount THEN 'settled' ELSE status END \
-                 FROM (SELECT column1 AS id, column2 AS amt FROM (VALUES {}) AS v) AS d \
-                 WHERE holds.id = d.id AND holds.status = 'open' AND holds.captured + holds.released + d.amt <= holds.amount",
-                crate::ledger::placeholders_from(part.len(), 2, 2)
-            );
-            updated += tx_run!(&mut tx, |c| {
-                let mut q = sqlx::query(&sql).bind(now);
-                for (id, amt) in part {
-                    q = q.bind(*id).bind(*amt);
-                }
-                q.execute(c).await.map(|x| x.rows_affected())
-            })?;
-        }
+        let sql = format!(
+            "UPDATE holds SET captured = captured + d.amt, updated_at = $2, \
+             status = CASE WHEN captured + released + d.amt = amount THEN 'settled' ELSE status END \
+             FROM (SELECT value ->> 0 AS id, CAST(value ->> 1 AS BIGINT) AS amt FROM {}) AS d \
+             WHERE holds.id = d.id AND holds.status = 'open' AND holds.captured + holds.released + d.amt <= holds.amount",
+            engine.json_rows("$1")
+        );
+        let json = serde_json::to_string(&taking).map_err(BillingError::internal)?;
+        let updated = tx_run!(&mut tx, |c| sqlx::query(&sql)
+            .bind(&json)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|x| x.rows_affected()))?;
         if updated != taking.len() as u64 {
             tracing::debug!(
                 updated,
@@ -439,51 +519,64 @@ impl Ledger {
             );
             return Ok(false);
         }
-        // 3. The captures, set-based.
-        if crate::ledger::post::batch_fast_in(&mut tx, &captures)
-            .await?
-            .is_none()
+        let holds_done = started.elapsed();
+        // 3. The usage lines.
+        let lines: Vec<_> = charges
+            .iter()
+            .map(|ch| {
+                (
+                    new_id("uln"),
+                    ch.r.id.as_str(),
+                    ch.r.accrued_until,
+                    ch.until,
+                    ch.billable,
+                    ch.paid,
+                    ch.owed - ch.paid,
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
+             period_start, period_end, billable_micros, amount, unpaid, created_at, gpus) \
+             SELECT d.id, r.id, r.org_id, r.cluster_id, r.node_id, r.device_id, r.provider_org_id, r.currency, r.rate_per_hour, \
+             d.period_start, d.period_end, d.billable, d.amount, d.unpaid, $2, r.gpus \
+             FROM (SELECT value ->> 0 AS id, value ->> 1 AS record_id, CAST(value ->> 2 AS BIGINT) AS period_start, \
+             CAST(value ->> 3 AS BIGINT) AS period_end, CAST(value ->> 4 AS BIGINT) AS billable, \
+             CAST(value ->> 5 AS BIGINT) AS amount, CAST(value ->> 6 AS BIGINT) AS unpaid FROM {}) AS d \
+             JOIN usage_records r ON r.id = d.record_id",
+            engine.json_rows("$1")
+        );
+        let json = serde_json::to_string(&lines).map_err(BillingError::internal)?;
+        let inserted = tx_run!(&mut tx, |c| sqlx::query(&sql)
+            .bind(&json)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|x| x.rows_affected()))?;
+        if inserted != lines.len() as u64 {
+            return Err(BillingError::internal("a usage line lost its record"));
+        }
+        let lines_done = started.elapsed();
+        // 4. The payment, last: it locks accounts every chunk shares, so they are held briefly.
+        if !payment.postings.is_empty()
+            && crate::ledger::post::batch_fast_in(&mut tx, std::slice::from_ref(&payment))
+                .await?
+                .is_none()
         {
             return Ok(false);
         }
-        // 4. The usage lines.
-        for part in charges.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
-             period_start, period_end, billable_micros, amount, unpaid, created_at, gpus) VALUES {}",
-                crate::ledger::placeholders(part.len(), 16)
-            );
-            tx_run!(&mut tx, |c| {
-                let mut q = sqlx::query(&sql);
-                for ch in part {
-                    q = q
-                        .bind(new_id("uln"))
-                        .bind(&ch.r.id)
-                        .bind(&ch.r.org_id)
-                        .bind(&ch.r.cluster_id)
-                        .bind(&ch.r.node_id)
-                        .bind(&ch.r.device_id)
-                        .bind(&ch.r.provider_org_id)
-                        .bind(&ch.r.currency)
-                        .bind(ch.r.rate_per_hour)
-                        .bind(ch.r.accrued_until)
-                        .bind(ch.until)
-                        .bind(ch.billable)
-                        .bind(ch.paid)
-                        .bind(ch.owed - ch.paid)
-                        .bind(now)
-                        .bind(ch.r.gpus);
-                }
-                q.execute(c).await.map(|x| x.rows_affected())
-            })?;
-        }
         tx.commit().await?;
+        tracing::debug!(
+            records = charges.len(),
+            ?prepared,
+            ?holds_done,
+            ?lines_done,
+            total = ?started.elapsed(),
+            "accrual chunk"
+        );
         for ch in &charges {
             report.charged_records += 1;
-            *report
-                .captured
-                .entry(Currency::parse(&ch.r.currency).unwrap_or(Currency::Usd))
-                .or_default() += ch.paid;
+            *report.captured.entry(currency_of(ch.r)).or_default() += ch.paid;
             if ch.paid < ch.owed {
                 report.short.push(ch.r.id.clone());
             }
@@ -503,18 +596,16 @@ impl Ledger {
         if until <= r.accrued_until {
             return Ok(());
         }
-        let currency = Currency::parse(&r.currency).unwrap_or(Currency::Usd);
-        let rate = Money::from_micros(r.rate_per_hour, currency);
+        let currency = currency_of(r);
         let (b_from, b_to) = (billable(r, down, r.accrued_until), billable(r, down, until));
-        let owed = rate
-            .mul_div(b_to, MICROS_PER_HOUR, Rounding::Down)?
-            .checked_sub(rate.mul_div(b_from, MICROS_PER_HOUR, Rounding::Down)?)?;
+        let owed = owed(r, b_from, b_to)?;
 
         let mut tx = self.db().begin().await?;
         // Whoever moves `accrued_until` first charges the stretch; everyone else stops here.
         let moved = tx_run!(&mut tx, |c| {
             sqlx::query(
-                "UPDATE usage_records SET accrued_until = $1 WHERE id = $2 AND accrued_until = $3",
+                "UPDATE usage_records SET accrued_until = $1, settled = (ended_at IS NOT NULL AND $1 >= ended_at) \
+                 WHERE id = $2 AND accrued_until = $3",
             )
             .bind(until)
             .bind(&r.id)

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use crate::api_keys::KeyRow;
 use crate::orgs::Organization;
+use crate::providers::agent::DeviceAuth;
 
 pub const INVALIDATE_CHANNEL: &str = "cache:invalidate";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -29,6 +30,13 @@ struct Keys {
     hash_of: HashMap<String, String>,
 }
 
+#[derive(Default)]
+struct Devices {
+    by_hash: HashMap<String, Entry<DeviceAuth>>,
+    /// device id → token hash, to drop a device by id.
+    hash_of: HashMap<String, String>,
+}
+
 pub struct Cache {
     ttl: Duration,
     /// Bumped by every `forget`. A value read from the database before a `forget` must not be
@@ -36,6 +44,7 @@ pub struct Cache {
     generation: std::sync::atomic::AtomicU64,
     keys: Mutex<Keys>,
     orgs: Mutex<HashMap<String, Entry<Organization>>>,
+    devices: Mutex<Devices>,
 }
 
 /// What to forget: one key, one organisation, or everything.
@@ -43,6 +52,7 @@ pub struct Cache {
 pub enum Forget<'a> {
     Key(&'a str),
     Org(&'a str),
+    Device(&'a str),
     All,
 }
 
@@ -51,6 +61,7 @@ impl Forget<'_> {
         match self {
             Forget::Key(id) => format!("key:{id}"),
             Forget::Org(id) => format!("org:{id}"),
+            Forget::Device(id) => format!("dev:{id}"),
             Forget::All => "*".into(),
         }
     }
@@ -59,6 +70,7 @@ impl Forget<'_> {
         match message.split_once(':') {
             Some(("key", id)) => Forget::Key(id),
             Some(("org", id)) => Forget::Org(id),
+            Some(("dev", id)) => Forget::Device(id),
             _ => Forget::All,
         }
     }
@@ -71,6 +83,7 @@ impl Cache {
             generation: Default::default(),
             keys: Mutex::default(),
             orgs: Mutex::default(),
+            devices: Mutex::default(),
         }
     }
 
@@ -160,6 +173,44 @@ impl Cache {
         );
     }
 
+    pub(crate) fn device_by_hash(&self, hash: &str) -> Option<Arc<DeviceAuth>> {
+        let devices = self.devices.lock();
+        devices
+            .by_hash
+            .get(hash)
+            .filter(|e| self.fresh(e))
+            .map(|e| e.value.clone())
+    }
+
+    /// Caches a device loaded while `generation` was current; a `forget` since then wins.
+    pub(crate) fn put_device(
+        &self,
+        hash: &str,
+        device: DeviceAuth,
+        generation: u64,
+    ) -> Arc<DeviceAuth> {
+        let value = Arc::new(device);
+        if self.ttl.is_zero() {
+            return value;
+        }
+        let mut devices = self.devices.lock();
+        if self.generation() != generation {
+            return value;
+        }
+        if devices.by_hash.len() > 1_000_000 {
+            *devices = Devices::default();
+        }
+        devices.hash_of.insert(value.id.clone(), hash.to_string());
+        devices.by_hash.insert(
+            hash.to_string(),
+            Entry {
+                value: value.clone(),
+                loaded: Instant::now(),
+            },
+        );
+        value
+    }
+
     pub fn forget(&self, what: &Forget<'_>) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -173,9 +224,16 @@ impl Cache {
             Forget::Org(id) => {
                 self.orgs.lock().remove(*id);
             }
+            Forget::Device(id) => {
+                let mut devices = self.devices.lock();
+                if let Some(hash) = devices.hash_of.remove(*id) {
+                    devices.by_hash.remove(&hash);
+                }
+            }
             Forget::All => {
                 *self.keys.lock() = Keys::default();
                 self.orgs.lock().clear();
+                *self.devices.lock() = Devices::default();
             }
         }
     }
@@ -187,7 +245,12 @@ mod tests {
 
     #[test]
     fn messages_round_trip() {
-        for f in [Forget::Key("key_1"), Forget::Org("org_1"), Forget::All] {
+        for f in [
+            Forget::Key("key_1"),
+            Forget::Org("org_1"),
+            Forget::Device("dev_1"),
+            Forget::All,
+        ] {
             assert_eq!(Forget::parse(&f.message()), f);
         }
         assert_eq!(

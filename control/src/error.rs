@@ -20,6 +20,8 @@ pub enum Error {
     TokenExpired,
     #[error("this refresh token was already used; the session has been revoked")]
     RefreshTokenReused,
+    #[error("this device is retired; its token no longer works")]
+    DeviceRetired,
     #[error("your role does not allow {0}")]
     Forbidden(&'static str),
     #[error("{0} not found")]
@@ -46,6 +48,7 @@ impl Error {
             Error::TokenExpired => "token_expired",
             Error::RefreshTokenReused => "refresh_token_reused",
             Error::Forbidden(_) => "forbidden",
+            Error::DeviceRetired => "device_retired",
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } => code,
             Error::LastOwner => "last_owner",

@@ -1,5 +1,5 @@
-//! The control plane's domain: accounts, tenancy, permissions, API keys, sessions and audit.
-//! Later: providers, devices, clusters and placement.
+//! The control plane's domain: accounts, tenancy, permissions, API keys, sessions, audit,
+//! billing views, and the providers' devices. Later: clusters and placement.
 //!
 //! Every service method that touches tenant data takes an [`Actor`] first, checks the
 //! [`permissions`] table, and filters every query by the actor's organisation.
@@ -16,6 +16,7 @@ pub mod jwt;
 pub mod orgs;
 pub mod page;
 pub mod permissions;
+pub mod providers;
 pub mod secrets;
 mod settings;
 pub mod types;
@@ -41,10 +42,19 @@ pub struct Control {
     pub ledger: iocloud_billing::Ledger,
     pub prices: std::sync::Arc<iocloud_billing::prices::PriceFeed>,
     pub settings: std::sync::Arc<Settings>,
+    pub catalog: std::sync::Arc<providers::Catalog>,
+    pub heartbeats: std::sync::Arc<providers::heartbeats::HeartbeatBuffer>,
 }
 
 impl Control {
-    pub fn new(db: Db, kv: Kv, jwt: jwt::JwtKeys, settings: Settings) -> Self {
+    /// `catalog`: [`providers::Catalog::load`] from the same database.
+    pub fn new(
+        db: Db,
+        kv: Kv,
+        jwt: jwt::JwtKeys,
+        settings: Settings,
+        catalog: providers::Catalog,
+    ) -> Self {
         let cache = std::sync::Arc::new(cache::Cache::new(settings.cache_ttl));
         let ledger = iocloud_billing::Ledger::new(db.clone());
         // A rate is observed (and stored) at most once a minute.
@@ -61,6 +71,8 @@ impl Control {
             ledger,
             prices: std::sync::Arc::new(prices),
             settings: std::sync::Arc::new(settings),
+            catalog: std::sync::Arc::new(catalog),
+            heartbeats: Default::default(),
         }
     }
 

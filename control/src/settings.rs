@@ -13,6 +13,14 @@ pub struct Settings {
     pub signup_credit: Option<Money>,
     /// Where the IO/USD rate comes from.
     pub io_price: iocloud_billing::prices::FeedSource,
+    /// How often agents are told to heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A listed device not heard from for this long goes `offline`.
+    pub heartbeat_timeout: Duration,
+    /// How often buffered heartbeats are written.
+    pub heartbeat_flush: Duration,
+    /// How long an agent has to answer its verification challenge.
+    pub challenge_deadline: Duration,
 }
 
 impl Default for Settings {
@@ -25,6 +33,10 @@ impl Default for Settings {
                 500_000,
                 iocloud_billing::Currency::Usd,
             )),
+            heartbeat_interval: Duration::from_secs(20),
+            heartbeat_timeout: Duration::from_secs(90),
+            heartbeat_flush: Duration::from_millis(250),
+            challenge_deadline: Duration::from_secs(30),
         }
     }
 }

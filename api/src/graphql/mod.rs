@@ -1,5 +1,6 @@
 //! GraphQL at `/graphql` (GraphiQL on GET) and subscriptions over WebSocket at `/graphql/ws`.
 
+mod providers;
 mod schema;
 mod types;
 
@@ -21,11 +22,15 @@ use crate::state::AppState;
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(control)
-        .limit_depth(config.graphql_max_depth)
-        .limit_complexity(config.graphql_max_complexity)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot,
+    )
+    .data(control)
+    .limit_depth(config.graphql_max_depth)
+    .limit_complexity(config.graphql_max_complexity)
+    .finish()
 }
 
 pub async fn graphiql() -> Html<&'static str> {

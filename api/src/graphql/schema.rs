@@ -32,28 +32,33 @@ pub fn gql_error(e: impl Into<ApiError>) -> async_graphql::Error {
     })
 }
 
-fn control<'a>(ctx: &Context<'a>) -> &'a Control {
+pub(super) fn control<'a>(ctx: &Context<'a>) -> &'a Control {
     ctx.data_unchecked::<Control>()
 }
 
-fn actor<'a>(ctx: &Context<'a>) -> GqlResult<&'a Actor> {
+pub(super) fn actor<'a>(ctx: &Context<'a>) -> GqlResult<&'a Actor> {
     ctx.data_opt::<Actor>()
         .ok_or_else(|| gql_error(DomainError::Unauthenticated))
 }
 
-fn page(cursor: Option<String>, limit: Option<u32>) -> GqlResult<PageRequest> {
+pub(super) fn page(cursor: Option<String>, limit: Option<u32>) -> GqlResult<PageRequest> {
     PageRequest::parse(cursor.as_deref(), limit).map_err(gql_error)
 }
 
 /// List fields cost their page size times their children, so a deep list of lists is refused.
-fn list_cost(limit: &Option<u32>, child: usize) -> usize {
+pub(super) fn list_cost(limit: &Option<u32>, child: usize) -> usize {
     limit.unwrap_or(iocloud_control::page::DEFAULT_LIMIT) as usize * child
 }
 
-pub struct QueryRoot;
+/// Every query: accounts, organisations and billing here; the supply side in `providers`.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct QueryRoot(CoreQuery, super::providers::ProvidersQuery);
+
+#[derive(Default)]
+pub struct CoreQuery;
 
 #[Object]
-impl QueryRoot {
+impl CoreQuery {
     /// The caller.
     async fn me(&self, ctx: &Context<'_>) -> GqlResult<GqlMe> {
         Ok(control(ctx)
@@ -215,10 +220,14 @@ impl QueryRoot {
     }
 }
 
-pub struct MutationRoot;
+#[derive(async_graphql::MergedObject, Default)]
+pub struct MutationRoot(CoreMutation, super::providers::ProvidersMutation);
+
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[Object]
-impl MutationRoot {
+impl CoreMutation {
     async fn sign_up(
         &self,
         ctx: &Context<'_>,

@@ -310,6 +310,8 @@ impl From<orgs::Me> for GqlMe {
 #[graphql(concrete(name = "AuditEventPage", params(GqlAuditEvent)))]
 #[graphql(concrete(name = "PostingPage", params(GqlPosting)))]
 #[graphql(concrete(name = "HoldPage", params(GqlHold)))]
+#[graphql(concrete(name = "DevicePage", params(super::providers::GqlDevice)))]
+#[graphql(concrete(name = "DeviceEventPage", params(super::providers::GqlDeviceEvent)))]
 pub struct GqlPage<T: async_graphql::OutputType> {
     items: Vec<T>,
     next_cursor: Option<String>,

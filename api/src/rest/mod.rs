@@ -4,6 +4,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod billing;
+mod devices;
 mod members;
 mod org;
 mod usage;
@@ -26,6 +27,7 @@ use crate::state::AppState;
         (name = "api-keys", description = "API keys"),
         (name = "audit", description = "The audit log"),
         (name = "billing", description = "Balances, the ledger, holds and credits"),
+        (name = "providers", description = "The GPU and region catalogs, devices, and stake"),
     )
 )]
 struct ApiDoc;
@@ -57,4 +59,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(billing::router())
         .merge(usage::router())
+        .merge(devices::router())
 }

@@ -15,7 +15,6 @@ mod verify;
 pub use accounts::{AccountKind, AccountRef, PLATFORM};
 pub use holds::Hold;
 pub use post::{NewTransaction, Posted, Posting};
-pub(crate) use post::{placeholders, placeholders_from};
 pub use verify::Verification;
 
 use iocloud_db::{Db, db_run};

@@ -1,0 +1,325 @@
+//! `iocloud agent simulate`: many node agents in one process, speaking the real agent API over
+//! HTTP. Each answers its verification challenge, heartbeats, long-polls for assignments,
+//! brings nodes up after a delay, and, at configurable rates, fails nodes or goes silent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+/// One simulated machine: its id, agent token and GPU count.
+#[derive(Clone, Debug)]
+pub struct SimDevice {
+    pub id: String,
+    pub token: String,
+    pub gpus: i64,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SimOptions {
+    /// Seconds between heartbeats (the server's `heartbeat_interval_secs` by default).
+    #[arg(long)]
+    pub heartbeat_secs: Option<f64>,
+    /// Seconds a node takes from assignment to ready.
+    #[arg(long, default_value_t = 3.0)]
+    pub node_ready_secs: f64,
+    /// Chance that a node fails instead of coming up (0 to 1).
+    #[arg(long, default_value_t = 0.02)]
+    pub node_failure_rate: f64,
+    /// Chance per heartbeat that a device goes silent (then offline) for a while (0 to 1).
+    #[arg(long, default_value_t = 0.0005)]
+    pub offline_rate: f64,
+    /// Seconds a silent device stays silent.
+    #[arg(long, default_value_t = 120.0)]
+    pub offline_secs: f64,
+    /// Seed for the random choices, so a run can be repeated.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            heartbeat_secs: None,
+            node_ready_secs: 3.0,
+            node_failure_rate: 0.02,
+            offline_rate: 0.0005,
+            offline_secs: 120.0,
+            seed: 7,
+        }
+    }
+}
+
+/// What the agents have done so far.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    pub verified: AtomicU64,
+    pub heartbeats: AtomicU64,
+    pub heartbeat_errors: AtomicU64,
+    pub nodes_ready: AtomicU64,
+    pub nodes_failed: AtomicU64,
+    pub went_silent: AtomicU64,
+}
+
+struct Agent {
+    http: reqwest::Client,
+    base: String,
+    device: SimDevice,
+    options: SimOptions,
+    stats: Arc<SimStats>,
+}
+
+impl Agent {
+    fn url(&self, tail: &str) -> String {
+        format!("{}/agent/v1/devices/{}/{tail}", self.base, self.device.id)
+    }
+
+    async fn post(&self, tail: &str, body: Value) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .post(self.url(tail))
+            .bearer_auth(&self.device.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = res.status();
+        let text = res.text().await?;
+        anyhow::ensure!(status.is_success(), "{tail}: {status} {text}");
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Says hello and answers challenges until the device is verified.
+    async fn verify(&self) -> anyhow::Result<u64> {
+        loop {
+            let hello = self
+                .post("hello", json!({"agent_version": "iocloud-sim/1"}))
+                .await?;
+            let interval = hello["heartbeat_interval_secs"].as_u64().unwrap_or(20);
+            let Some(c) = hello.get("challenge").filter(|c| !c.is_null()) else {
+                return Ok(interval);
+            };
+            let nonce = c["nonce"].as_str().unwrap_or_default().to_string();
+            let difficulty = c["difficulty"].as_u64().unwrap_or(0) as u32;
+            let answer = {
+                let nonce = nonce.clone();
+                tokio::task::spawn_blocking(move || {
+                    iocloud_control::providers::verification::solve(&nonce, difficulty)
+                })
+                .await?
+            };
+            let verified = self
+                .post("challenge", json!({"nonce": nonce, "answer": answer}))
+                .await?;
+            if verified["status"] != "verification_failed" {
+                self.stats.verified.fetch_add(1, Ordering::Relaxed);
+                return Ok(interval);
+            }
+        }
+    }
+
+    async fn run(self: Arc<Self>, mut rng: rand::rngs::StdRng) {
+        let interval = match self.verify().await {
+            Ok(i) => self.options.heartbeat_secs.unwrap_or(i as f64),
+            Err(e) => {
+                tracing::warn!(device = %self.device.id, error = %e, "simulated agent could not verify");
+                return;
+            }
+        };
+        let worker = tokio::spawn(
+            self.clone()
+                .work(rand::rngs::StdRng::seed_from_u64(rng.random())),
+        );
+        // Spread the first heartbeats over one interval.
+        tokio::time::sleep(Duration::from_secs_f64(interval * rng.random::<f64>())).await;
+        loop {
+            if rng.random::<f64>() < self.options.offline_rate {
+                self.stats.went_silent.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs_f64(self.options.offline_secs)).await;
+            }
+            let beat = json!({"free_gpus": self.device.gpus, "utilization_pct": rng.random_range(0..100),
+                "temperature_c": rng.random_range(35..80), "agent_version": "iocloud-sim/1"});
+            match self.post("heartbeat", beat).await {
+                Ok(_) => self.stats.heartbeats.fetch_add(1, Ordering::Relaxed),
+                Err(_) => self.stats.heartbeat_errors.fetch_add(1, Ordering::Relaxed),
+            };
+            if worker.is_finished() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs_f64(interval)).await;
+        }
+    }
+
+    /// Long-polls for assignments and plays each node's life.
+    async fn work(self: Arc<Self>, mut rng: rand::rngs::StdRng) {
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let res = self
+                .http
+                .get(self.url("assignments?wait_secs=25"))
+                .bearer_auth(&self.device.token)
+                .send()
+                .await;
+            let body: Value = match res {
+                Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+                Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => return,
+                _ => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            };
+            for a in body["items"].as_array().into_iter().flatten() {
+                let id = a["id"].as_str().unwrap_or_default().to_string();
+                let status = a["status"].as_str().unwrap_or_default();
+                if !seen.insert(format!("{id}:{status}")) {
+                    continue;
+                }
+                let tail = format!("nodes/{id}/status");
+                if status == "releasing" {
+                    let _ = self.post(&tail, json!({"status": "released"})).await;
+                    continue;
+                }
+                let _ = self.post(&tail, json!({"status": "starting"})).await;
+                let ready_in = self.options.node_ready_secs * (0.5 + rng.random::<f64>());
+                let fails = rng.random::<f64>() < self.options.node_failure_rate;
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs_f64(ready_in)).await;
+                    let report = if fails {
+                        this.stats.nodes_failed.fetch_add(1, Ordering::Relaxed);
+                        json!({"status": "failed", "reason": "simulated failure: the image did not start"})
+                    } else {
+                        this.stats.nodes_ready.fetch_add(1, Ordering::Relaxed);
+                        json!({"status": "ready", "endpoints": {"ssh": format!("{}:22", this.device.id)}})
+                    };
+                    let _ = this.post(&tail, report).await;
+                });
+            }
+            if body["items"].as_array().is_none_or(|i| i.is_empty()) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Starts one agent task per device against the server at `base`; they run until the process
+/// ends (or their device is retired).
+pub fn spawn(base: &str, devices: Vec<SimDevice>, options: SimOptions) -> Arc<SimStats> {
+    let stats = Arc::new(SimStats::default());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("an HTTP client");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    for device in devices {
+        let agent = Arc::new(Agent {
+            http: http.clone(),
+            base: base.trim_end_matches('/').to_string(),
+            device,
+            options: options.clone(),
+            stats: stats.clone(),
+        });
+        tokio::spawn(agent.run(rand::rngs::StdRng::seed_from_u64(rng.random())));
+    }
+    stats
+}
+
+/// A mix of machines across the catalog and the regions, for demos and load.
+pub fn sample_specs(n: usize, seed: u64, name_prefix: &str) -> Vec<Value> {
+    // (model, GPUs per machine, price per GPU-hour)
+    const MIX: &[(&str, i64, &str)] = &[
+        ("h100-sxm", 8, "2.20"),
+        ("h100-pcie", 4, "1.90"),
+        ("h200", 8, "3.10"),
+        ("a100-80gb", 8, "1.30"),
+        ("a100-40gb", 4, "0.95"),
+        ("l40s", 4, "0.85"),
+        ("rtx-6000-ada", 4, "0.75"),
+        ("rtx-a6000", 2, "0.55"),
+        ("rtx-4090", 2, "0.35"),
+        ("rtx-4090", 1, "0.32"),
+        ("rtx-3090", 2, "0.22"),
+        ("a10", 1, "0.40"),
+        ("t4", 1, "0.15"),
+    ];
+    const PLACES: &[(&str, &str, f64, f64)] = &[
+        ("us-east", "US", 39.04, -77.49),
+        ("us-central", "US", 41.26, -95.86),
+        ("us-south", "US", 32.78, -96.80),
+        ("us-west", "US", 37.34, -121.89),
+        ("ca-central", "CA", 45.50, -73.57),
+        ("sa-east", "BR", -23.55, -46.63),
+        ("eu-west", "IE", 53.35, -6.26),
+        ("uk-south", "GB", 51.51, -0.13),
+        ("eu-central", "DE", 50.11, 8.68),
+        ("eu-north", "SE", 59.33, 18.07),
+        ("eu-east", "PL", 52.23, 21.01),
+        ("me-central", "AE", 25.20, 55.27),
+        ("ap-south", "IN", 19.08, 72.88),
+        ("ap-southeast", "SG", 1.35, 103.82),
+        ("ap-northeast", "JP", 35.68, 139.69),
+        ("ap-northeast-2", "KR", 37.57, 126.98),
+        ("au-east", "AU", -33.87, 151.21),
+        ("af-south", "ZA", -26.20, 28.05),
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let (model, gpus, price) = MIX[rng.random_range(0..MIX.len())];
+            let (region, country, lat, lon) = PLACES[rng.random_range(0..PLACES.len())];
+            let up = [500, 1000, 10000][rng.random_range(0..3)];
+            let down = [1000, 10000][rng.random_range(0..2)];
+            json!({
+                "name": format!("{name_prefix}-{i:05}"),
+                "gpu_model": model,
+                "gpu_count": gpus,
+                "cpu_cores": 8 * gpus.max(2),
+                "ram_gib": 64 * gpus.max(1),
+                "disk_gib": 500 * gpus.max(1),
+                "region": region,
+                "country": country,
+                "location": {"lat": lat + rng.random_range(-0.5..0.5), "lon": lon + rng.random_range(-0.5..0.5)},
+                "bandwidth_mbps": {"up": up, "down": down},
+                "price_per_gpu_hour": price,
+            })
+        })
+        .collect()
+}
+
+/// Registers `n` sample machines through the REST API with an API key; answers them with
+/// their tokens.
+pub async fn register(
+    base: &str,
+    api_key: &str,
+    n: usize,
+    seed: u64,
+) -> anyhow::Result<Vec<SimDevice>> {
+    let http = reqwest::Client::new();
+    let prefix = format!("sim{seed}");
+    let mut out = Vec::with_capacity(n);
+    for spec in sample_specs(n, seed, &prefix) {
+        let res = http
+            .post(format!("{}/v1/devices", base.trim_end_matches('/')))
+            .bearer_auth(api_key)
+            .json(&spec)
+            .send()
+            .await
+            .context("registering a simulated device")?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(
+            status.is_success(),
+            "registering {}: {status} {body}",
+            spec["name"]
+        );
+        out.push(SimDevice {
+            id: body["id"].as_str().unwrap_or_default().to_string(),
+            token: body["token"].as_str().unwrap_or_default().to_string(),
+            gpus: body["gpu_count"].as_i64().unwrap_or(0),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,617 @@
+//! What a node agent does with the control plane, authenticated by its device token: say hello
+//! (and get a verification challenge), answer it, heartbeat, wait for node assignments and
+//! report how each node is doing.
+
+use std::sync::Arc;
+
+use iocloud_db::ids::new_id;
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, db_run, tx_run};
+use serde::{Deserialize, Serialize};
+
+use super::devices::{DEVICE_COLUMNS, DeviceRow};
+use super::status::{DeviceStatus, transition_in};
+use super::verification;
+use crate::{Control, Error, Result, secrets};
+
+/// Who a device token belongs to (cached per replica).
+#[derive(Clone, Debug)]
+pub struct DeviceAuth {
+    pub id: String,
+    pub org_id: String,
+    pub gpu_count: i64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hello {
+    pub agent_version: String,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Challenge {
+    /// Find `n` such that SHA-256 of `"{nonce}:{n}"` starts with `difficulty` zero bits.
+    pub nonce: String,
+    pub difficulty: u32,
+    #[serde(with = "iocloud_db::time::serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub deadline: i64,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct HelloAnswer {
+    pub device_id: String,
+    pub status: DeviceStatus,
+    pub status_reason: Option<String>,
+    /// Present while the device must prove itself.
+    pub challenge: Option<Challenge>,
+    /// How often to heartbeat.
+    pub heartbeat_interval_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeAnswer {
+    pub nonce: String,
+    pub answer: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub free_gpus: i64,
+    /// 0 to 100.
+    pub utilization_pct: i64,
+    /// Hottest GPU (or CPU), °C.
+    pub temperature_c: i64,
+    pub agent_version: String,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct HeartbeatAnswer {
+    pub accepted: bool,
+    pub heartbeat_interval_secs: u64,
+}
+
+/// A node the agent must bring up (or tear down).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Assignment {
+    pub id: String,
+    pub cluster_id: String,
+    pub gpus: i64,
+    /// `assigned` (bring it up) or `releasing` (tear it down).
+    pub status: String,
+    /// The node bootstrap: Ray head or worker, Kubernetes control plane or join, or a container.
+    #[schema(value_type = Object)]
+    pub bootstrap: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeReport {
+    /// `starting`, `ready`, `failed` or `released`.
+    pub status: String,
+    /// Where the node answers, once ready (e.g. `{"ray": "10.0.0.5:6379"}`).
+    #[schema(value_type = Option<Object>)]
+    pub endpoints: Option<serde_json::Map<String, serde_json::Value>>,
+    pub reason: Option<String>,
+}
+
+fn check_range(field: &'static str, v: i64, lo: i64, hi: i64) -> Result<()> {
+    if v < lo || v > hi {
+        return Err(Error::validation(
+            field,
+            format!("must be between {lo} and {hi}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_version(v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::validation(
+            "agent_version",
+            "must be 1 to 64 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Control {
+    /// The device a token belongs to, if it is the device `id` names. Another device's token,
+    /// an unknown token and a retired device's token are all refused.
+    pub async fn authenticate_device(&self, token: &str, id: &str) -> Result<Arc<DeviceAuth>> {
+        if !token.starts_with("iodt_") {
+            return Err(Error::InvalidToken);
+        }
+        let hash = secrets::hash(token);
+        let auth = match self.cache.device_by_hash(&hash) {
+            Some(a) => a,
+            None => {
+                let generation = self.cache.generation();
+                let row: Option<(String, String, i64, String)> =
+                    db_run!(&self.db, |p| sqlx::query_as(
+                        "SELECT id, org_id, gpu_count, status FROM devices WHERE token_hash = $1"
+                    )
+                    .bind(&hash)
+                    .fetch_optional(p)
+                    .await)
+                    .map_err(DbError::from)?;
+                let Some((dev_id, org_id, gpu_count, status)) = row else {
+                    return Err(Error::InvalidToken);
+                };
+                if status == DeviceStatus::Retired.as_str() {
+                    return Err(Error::DeviceRetired);
+                }
+                self.cache.put_device(
+                    &hash,
+                    DeviceAuth {
+                        id: dev_id,
+                        org_id,
+                        gpu_count,
+                    },
+                    generation,
+                )
+            }
+        };
+        if auth.id != id {
+            // Another device's id: answered like a missing one.
+            return Err(Error::NotFound("device"));
+        }
+        Ok(auth)
+    }
+
+    async fn agent_device(&self, device: &DeviceAuth) -> Result<DeviceRow> {
+        self.device_row(&device.org_id, &device.id).await
+    }
+
+    /// The agent connects: a device still to be verified gets a challenge (the same one until
+    /// it expires); one that failed verification gets a fresh try.
+    pub async fn agent_hello(&self, device: &DeviceAuth, hello: Hello) -> Result<HelloAnswer> {
+        check_version(&hello.agent_version)?;
+        let now = now_micros();
+        db_run!(&self.db, |p| sqlx::query(
+            "UPDATE devices SET agent_version = $1, updated_at = $2 WHERE id = $3"
+        )
+        .bind(&hello.agent_version)
+        .bind(now)
+        .bind(&device.id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        let row = self.agent_device(device).await?;
+        let mut status = row.status();
+        let mut challenge = None;
+        if matches!(
+            status,
+            DeviceStatus::PendingVerification | DeviceStatus::VerificationFailed
+        ) {
+            let mut tx = self.db.begin().await?;
+            if status == DeviceStatus::VerificationFailed {
+                transition_in(
+                    &mut tx,
+                    &device.id,
+                    &device.org_id,
+                    status,
+                    DeviceStatus::PendingVerification,
+                    "the agent reconnected; verifying again",
+                    now,
+                )
+                .await?;
+                status = DeviceStatus::PendingVerification;
+            }
+            let open: Option<(String, i64, i64)> = tx_run!(&mut tx, |c| sqlx::query_as(
+                "SELECT nonce, difficulty, deadline FROM device_challenges WHERE device_id = $1 AND deadline > $2"
+            )
+            .bind(&device.id)
+            .bind(now)
+            .fetch_optional(c)
+            .await)
+            .map_err(DbError::from)?;
+            let (nonce, difficulty, deadline) = match open {
+                Some(c) => c,
+                None => {
+                    let class = row
+                        .gpu_model
+                        .as_deref()
+                        .and_then(|m| self.catalog.gpu_model(m))
+                        .map(|m| m.class.as_str());
+                    let c = (
+                        verification::new_nonce(),
+                        i64::from(verification::difficulty_for(class)),
+                        now + self.settings.challenge_deadline.as_micros() as i64,
+                    );
+                    tx_run!(&mut tx, |conn| sqlx::query(
+                        "INSERT INTO device_challenges (device_id, nonce, difficulty, issued_at, deadline) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (device_id) DO UPDATE SET nonce = excluded.nonce, difficulty = excluded.difficulty, \
+                         issued_at = excluded.issued_at, deadline = excluded.deadline"
+                    )
+                    .bind(&device.id)
+                    .bind(&c.0)
+                    .bind(c.1)
+                    .bind(now)
+                    .bind(c.2)
+                    .execute(conn)
+                    .await
+                    .map(|r| r.rows_affected()))
+                    .map_err(DbError::from)?;
+                    c
+                }
+            };
+            tx.commit().await?;
+            challenge = Some(Challenge {
+                nonce,
+                difficulty: difficulty as u32,
+                deadline,
+            });
+        }
+        let row = self.agent_device(device).await?;
+        Ok(HelloAnswer {
+            device_id: row.id.clone(),
+            status,
+            status_reason: row.status_reason,
+            challenge,
+            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+        })
+    }
+
+    /// Checks a challenge answer. Right and in time: the device is verified and listed if
+    /// the stake covers it (else it waits for stake). Wrong or late: `verification_failed`
+    /// with the reason. Either way the challenge is spent.
+    pub async fn agent_answer(
+        &self,
+        device: &DeviceAuth,
+        answer: ChallengeAnswer,
+    ) -> Result<HelloAnswer> {
+        let now = now_micros();
+        let mut tx = self.db.begin().await?;
+        let open: Option<(String, i64, i64)> = tx_run!(&mut tx, |c| sqlx::query_as(
+            "SELECT nonce, difficulty, deadline FROM device_challenges WHERE device_id = $1"
+        )
+        .bind(&device.id)
+        .fetch_optional(c)
+        .await)
+        .map_err(DbError::from)?;
+        let Some((nonce, difficulty, deadline)) = open else {
+            return Err(Error::Conflict {
+                code: "no_challenge",
+                message: "there is no open challenge for this device; say hello first".into(),
+            });
+        };
+        if nonce != answer.nonce {
+            return Err(Error::Conflict {
+                code: "no_challenge",
+                message: "that is not the open challenge; say hello for the current one".into(),
+            });
+        }
+        let failure = if now > deadline {
+            Some("the challenge was answered after its deadline")
+        } else if !verification::check(&nonce, difficulty as u32, answer.answer) {
+            Some("the challenge answer was wrong")
+        } else {
+            None
+        };
+        tx_run!(&mut tx, |c| sqlx::query(
+            "DELETE FROM device_challenges WHERE device_id = $1"
+        )
+        .bind(&device.id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        let to = if failure.is_some() {
+            DeviceStatus::VerificationFailed
+        } else {
+            DeviceStatus::PendingStake
+        };
+        let moved = transition_in(
+            &mut tx,
+            &device.id,
+            &device.org_id,
+            DeviceStatus::PendingVerification,
+            to,
+            failure.unwrap_or("verified"),
+            now,
+        )
+        .await?;
+        if !moved {
+            return Err(Error::Conflict {
+                code: "no_challenge",
+                message: "this device is not waiting for verification".into(),
+            });
+        }
+        if failure.is_none() {
+            tx_run!(&mut tx, |c| sqlx::query(
+                "UPDATE devices SET verified_at = $1 WHERE id = $2"
+            )
+            .bind(now)
+            .bind(&device.id)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))
+            .map_err(DbError::from)?;
+            self.list_covered_in(&mut tx, &device.org_id).await?;
+        }
+        tx.commit().await?;
+        let row = self.agent_device(device).await?;
+        Ok(HelloAnswer {
+            device_id: row.id.clone(),
+            status: row.status(),
+            status_reason: row.status_reason,
+            challenge: None,
+            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+        })
+    }
+
+    /// Takes a heartbeat into the write buffer (flushed in batches); rate-limited per device.
+    pub async fn agent_heartbeat(
+        &self,
+        device: &DeviceAuth,
+        beat: Heartbeat,
+    ) -> Result<HeartbeatAnswer> {
+        check_range("free_gpus", beat.free_gpus, 0, device.gpu_count)?;
+        check_range("utilization_pct", beat.utilization_pct, 0, 100)?;
+        check_range("temperature_c", beat.temperature_c, -50, 150)?;
+        check_version(&beat.agent_version)?;
+        self.heartbeats.push(&device.id, beat, now_micros());
+        Ok(HeartbeatAnswer {
+            accepted: true,
+            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+        })
+    }
+
+    /// The device's nodes to bring up or tear down. Waits up to `wait` for one to appear.
+    pub async fn agent_assignments(
+        &self,
+        device: &DeviceAuth,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Assignment>> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        // Subscribe before the first read, so an assignment made in between is not missed.
+        let mut wake = self
+            .kv
+            .subscribe(&assignment_channel(&device.id))
+            .await
+            .ok();
+        loop {
+            let found = self.open_assignments(&device.id).await?;
+            if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(found);
+            }
+            let nap = tokio::time::sleep_until(
+                deadline.min(tokio::time::Instant::now() + std::time::Duration::from_secs(5)),
+            );
+            match wake.as_mut() {
+                Some(stream) => {
+                    tokio::select! {
+                        _ = stream.next() => {}
+                        _ = nap => {}
+                    }
+                }
+                None => nap.await,
+            }
+        }
+    }
+
+    async fn open_assignments(&self, device_id: &str) -> Result<Vec<Assignment>> {
+        let rows: Vec<(String, String, i64, String, String)> =
+            db_run!(&self.db, |p| sqlx::query_as(
+                "SELECT id, cluster_id, gpus, status, bootstrap FROM node_assignments \
+             WHERE device_id = $1 AND status IN ('assigned', 'releasing') ORDER BY id"
+            )
+            .bind(device_id)
+            .fetch_all(p)
+            .await)
+            .map_err(DbError::from)?;
+        rows.into_iter()
+            .map(|(id, cluster_id, gpus, status, bootstrap)| {
+                Ok(Assignment {
+                    id,
+                    cluster_id,
+                    gpus,
+                    status,
+                    bootstrap: serde_json::from_str(&bootstrap)
+                        .map_err(|e| Error::Internal(format!("bad bootstrap: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Gives a node to a device: takes its GPUs (never more than are free) and wakes the
+    /// device's agent. The clusters service calls this once placement has chosen the device.
+    pub async fn assign_node(
+        &self,
+        device_id: &str,
+        cluster_id: &str,
+        customer_org_id: &str,
+        gpus: i64,
+        bootstrap: &serde_json::Value,
+    ) -> Result<String> {
+        let now = now_micros();
+        let id = new_id("nod");
+        let mut tx = self.db.begin().await?;
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
+        let row: DeviceRow = tx_run!(&mut tx, |c| sqlx::query_as(&sql)
+            .bind(device_id)
+            .fetch_optional(c)
+            .await)
+        .map_err(DbError::from)?
+        .ok_or(Error::NotFound("device"))?;
+        if !matches!(row.status(), DeviceStatus::Available | DeviceStatus::Busy) {
+            return Err(Error::Conflict {
+                code: "device_unavailable",
+                message: format!("device {device_id} is {}", row.status),
+            });
+        }
+        let taken = tx_run!(&mut tx, |c| sqlx::query(
+            "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2 WHERE id = $3 AND gpus_free >= $1 AND status IN ('available', 'busy')"
+        )
+        .bind(gpus)
+        .bind(now)
+        .bind(device_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        if taken == 0 {
+            return Err(Error::Conflict {
+                code: "insufficient_capacity",
+                message: format!("device {device_id} has fewer than {gpus} free GPUs"),
+            });
+        }
+        tx_run!(&mut tx, |c| sqlx::query(
+            "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'assigned', $8, $8)"
+        )
+        .bind(&id)
+        .bind(device_id)
+        .bind(&row.org_id)
+        .bind(cluster_id)
+        .bind(customer_org_id)
+        .bind(gpus)
+        .bind(bootstrap.to_string())
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        if row.status() == DeviceStatus::Available && row.gpus_free - gpus < row.gpu_count {
+            transition_in(
+                &mut tx,
+                device_id,
+                &row.org_id,
+                DeviceStatus::Available,
+                DeviceStatus::Busy,
+                &format!("node {id} assigned"),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let _ = self.kv.publish(&assignment_channel(device_id), &id).await;
+        Ok(id)
+    }
+
+    /// The agent reports on a node. `released` gives its GPUs back.
+    pub async fn agent_node_report(
+        &self,
+        device: &DeviceAuth,
+        node_id: &str,
+        report: NodeReport,
+    ) -> Result<()> {
+        let allowed: &[&str] = match report.status.as_str() {
+            "starting" => &["assigned"],
+            "ready" => &["assigned", "starting"],
+            "failed" => &["assigned", "starting", "ready"],
+            "released" => &["assigned", "starting", "ready", "failed", "releasing"],
+            other => {
+                return Err(Error::validation(
+                    "status",
+                    format!("{other:?}: expected starting, ready, failed or released"),
+                ));
+            }
+        };
+        let reason = report.reason.as_deref().map(str::trim).unwrap_or("");
+        if reason.len() > 500 {
+            return Err(Error::validation("reason", "must be at most 500 bytes"));
+        }
+        if report.status == "failed" && reason.is_empty() {
+            return Err(Error::validation("reason", "say why the node failed"));
+        }
+        let endpoints = report
+            .endpoints
+            .as_ref()
+            .map(|e| serde_json::Value::Object(e.clone()).to_string());
+        if endpoints.as_ref().is_some_and(|e| e.len() > 4096) {
+            return Err(Error::validation("endpoints", "must be at most 4 KiB"));
+        }
+        let now = now_micros();
+        let mut tx = self.db.begin().await?;
+        let current: Option<(String, i64)> = tx_run!(&mut tx, |c| sqlx::query_as(
+            "SELECT status, gpus FROM node_assignments WHERE id = $1 AND device_id = $2"
+        )
+        .bind(node_id)
+        .bind(&device.id)
+        .fetch_optional(c)
+        .await)
+        .map_err(DbError::from)?;
+        let Some((status, gpus)) = current else {
+            return Err(Error::NotFound("node"));
+        };
+        if status == report.status {
+            return Ok(());
+        }
+        if !allowed.contains(&status.as_str()) {
+            return Err(Error::Conflict {
+                code: "invalid_state",
+                message: format!("a node that is {status} cannot become {}", report.status),
+            });
+        }
+        tx_run!(&mut tx, |c| sqlx::query(
+            "UPDATE node_assignments SET status = $1, reason = COALESCE($2, reason), endpoints = COALESCE($3, endpoints), updated_at = $4, \
+             ready_at = CASE WHEN $1 = 'ready' THEN $4 ELSE ready_at END, failed_at = CASE WHEN $1 = 'failed' THEN $4 ELSE failed_at END \
+             WHERE id = $5 AND status = $6"
+        )
+        .bind(&report.status)
+        .bind((!reason.is_empty()).then_some(reason))
+        .bind(endpoints)
+        .bind(now)
+        .bind(node_id)
+        .bind(&status)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        if report.status == "released" {
+            self.give_back_gpus_in(&mut tx, device, gpus, node_id, now)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn give_back_gpus_in(
+        &self,
+        tx: &mut iocloud_db::Tx,
+        device: &DeviceAuth,
+        gpus: i64,
+        node_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        tx_run!(tx, |c| sqlx::query(
+            "UPDATE devices SET gpus_free = CASE WHEN gpus_free + $1 > gpu_count THEN gpu_count ELSE gpus_free + $1 END, updated_at = $2 WHERE id = $3"
+        )
+        .bind(gpus)
+        .bind(now)
+        .bind(&device.id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
+        let row: DeviceRow = tx_run!(tx, |c| sqlx::query_as(&sql)
+            .bind(&device.id)
+            .fetch_one(c)
+            .await)
+        .map_err(DbError::from)?;
+        if row.status() == DeviceStatus::Busy && row.gpus_free >= row.gpu_count {
+            transition_in(
+                tx,
+                &device.id,
+                &device.org_id,
+                DeviceStatus::Busy,
+                DeviceStatus::Available,
+                &format!("node {node_id} released"),
+                now,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+pub fn assignment_channel(device_id: &str) -> String {
+    format!("agent:{device_id}")
+}

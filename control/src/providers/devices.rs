@@ -1,0 +1,655 @@
+//! The device registry: providers register machines, price them, take them out for maintenance
+//! and retire them. Each device gets a token for its agent, shown once and stored hashed.
+
+use iocloud_billing::{Currency, Money};
+use iocloud_db::ids::new_id;
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, db_run, tx_run};
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{CPU_PRICE_CEILING, CPU_PRICE_FLOOR, Catalog};
+use super::status::{DeviceEvent, DeviceStatus, transition_in};
+use crate::types::parse_name;
+use crate::{Action, Actor, Control, Error, Page, PageRequest, Result, secrets};
+
+/// Stake a device needs per GPU, in whole $IO, before the model's multiplier.
+pub const STAKE_PER_GPU_IO: i64 = 200;
+/// A CPU-only device needs the stake of one GPU of multiplier 1.
+const MICROS: i64 = 1_000_000;
+
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bandwidth {
+    pub up: i64,
+    pub down: i64,
+}
+
+/// What a provider says about a machine when registering it.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    pub name: String,
+    /// A catalog id (`GET /v1/gpu-models`); absent or null for a CPU-only device.
+    pub gpu_model: Option<String>,
+    /// GPUs in the machine (0 for a CPU-only device).
+    #[serde(default)]
+    pub gpu_count: i64,
+    /// VRAM per GPU as the machine reports it; must match the model when given.
+    pub vram_gib: Option<i64>,
+    pub cpu_cores: i64,
+    pub ram_gib: i64,
+    pub disk_gib: i64,
+    /// A region code (`GET /v1/regions`).
+    pub region: String,
+    /// ISO 3166-1 alpha-2, e.g. `DE`.
+    pub country: String,
+    pub location: Location,
+    pub bandwidth_mbps: Bandwidth,
+    /// USD per GPU-hour as a decimal string (per node-hour for a CPU-only device), within the
+    /// model's floor and ceiling.
+    pub price_per_gpu_hour: String,
+}
+
+/// A change of name or price; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceUpdate {
+    pub name: Option<String>,
+    pub price_per_gpu_hour: Option<String>,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub gpu_model: Option<String>,
+    pub gpu_count: i64,
+    pub gpus_free: i64,
+    pub cpu_cores: i64,
+    pub ram_gib: i64,
+    pub disk_gib: i64,
+    pub region: String,
+    pub country: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub bandwidth_up_mbps: i64,
+    pub bandwidth_down_mbps: i64,
+    pub price_per_gpu_hour: i64,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub verified_at: Option<i64>,
+    pub agent_version: Option<String>,
+    pub last_heartbeat_at: Option<i64>,
+    pub reported_free_gpus: Option<i64>,
+    pub utilization_pct: Option<i64>,
+    pub temperature_c: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) const DEVICE_COLUMNS: &str = "id, org_id, name, gpu_model, gpu_count, gpus_free, cpu_cores, ram_gib, disk_gib, region, country, lat, lon, \
+    bandwidth_up_mbps, bandwidth_down_mbps, price_per_gpu_hour, status, status_reason, verified_at, agent_version, last_heartbeat_at, \
+    reported_free_gpus, utilization_pct, temperature_c, created_at, updated_at";
+
+impl DeviceRow {
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus::parse(&self.status).unwrap_or(DeviceStatus::Suspended)
+    }
+}
+
+/// What the agent last reported.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Telemetry {
+    pub free_gpus: Option<i64>,
+    pub utilization_pct: Option<i64>,
+    pub temperature_c: Option<i64>,
+    pub agent_version: Option<String>,
+    #[serde(with = "iocloud_db::time::serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_heartbeat_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    pub id: String,
+    pub name: String,
+    pub gpu_model: Option<String>,
+    pub gpu_count: i64,
+    pub gpus_free: i64,
+    pub cpu_cores: i64,
+    pub ram_gib: i64,
+    pub disk_gib: i64,
+    pub region: String,
+    pub country: String,
+    pub location: Location,
+    pub bandwidth_mbps: Bandwidth,
+    /// USD per GPU-hour (per node-hour for a CPU-only device).
+    pub price_per_gpu_hour: String,
+    pub status: DeviceStatus,
+    pub status_reason: Option<String>,
+    /// $IO of active stake this device needs to be listed.
+    pub required_stake: String,
+    #[serde(with = "iocloud_db::time::serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub verified_at: Option<i64>,
+    pub telemetry: Telemetry,
+    #[serde(with = "iocloud_db::time::serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    #[serde(with = "iocloud_db::time::serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: i64,
+}
+
+/// A device just registered, with the one time its agent token is shown.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedDevice {
+    #[serde(flatten)]
+    pub device: DeviceView,
+    /// The agent's token (`iodt_…`). Shown only here; store it on the machine.
+    pub token: String,
+}
+
+/// $IO micro-units of stake a device needs: 200 $IO × GPUs × the model's multiplier (one GPU's
+/// worth for a CPU-only device).
+pub fn required_stake(catalog: &Catalog, gpu_model: Option<&str>, gpu_count: i64) -> i64 {
+    let multiplier = gpu_model
+        .and_then(|m| catalog.gpu_model(m))
+        .map_or(1, |m| m.staking_multiplier);
+    STAKE_PER_GPU_IO * MICROS * gpu_count.max(1) * multiplier
+}
+
+fn io(micros: i64) -> String {
+    Money::from_micros(micros, Currency::Io).to_decimal()
+}
+
+fn usd(micros: i64) -> String {
+    Money::from_micros(micros, Currency::Usd).to_decimal()
+}
+
+impl Control {
+    pub(crate) fn device_view(&self, d: DeviceRow) -> DeviceView {
+        let required = required_stake(&self.catalog, d.gpu_model.as_deref(), d.gpu_count);
+        let status = d.status();
+        DeviceView {
+            id: d.id,
+            name: d.name,
+            gpu_model: d.gpu_model,
+            gpu_count: d.gpu_count,
+            gpus_free: d.gpus_free,
+            cpu_cores: d.cpu_cores,
+            ram_gib: d.ram_gib,
+            disk_gib: d.disk_gib,
+            region: d.region,
+            country: d.country,
+            location: Location {
+                lat: d.lat,
+                lon: d.lon,
+            },
+            bandwidth_mbps: Bandwidth {
+                up: d.bandwidth_up_mbps,
+                down: d.bandwidth_down_mbps,
+            },
+            price_per_gpu_hour: usd(d.price_per_gpu_hour),
+            status,
+            status_reason: d.status_reason,
+            required_stake: io(required),
+            verified_at: d.verified_at,
+            telemetry: Telemetry {
+                free_gpus: d.reported_free_gpus,
+                utilization_pct: d.utilization_pct,
+                temperature_c: d.temperature_c,
+                agent_version: d.agent_version,
+                last_heartbeat_at: d.last_heartbeat_at,
+            },
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+
+    /// Checks a price against the catalog bounds of the device's model.
+    fn parse_price(&self, raw: &str, gpu_model: Option<&str>) -> Result<i64> {
+        let price = Money::parse(raw, Currency::Usd)
+            .map_err(|e| Error::validation("price_per_gpu_hour", e.to_string()))?;
+        let (floor, ceiling, what) = match gpu_model.and_then(|m| self.catalog.gpu_model(m)) {
+            Some(m) => (m.price_floor, m.price_ceiling, m.id.as_str()),
+            None => (CPU_PRICE_FLOOR, CPU_PRICE_CEILING, "a CPU-only device"),
+        };
+        if price.micros() < floor || price.micros() > ceiling {
+            return Err(Error::validation(
+                "price_per_gpu_hour",
+                format!(
+                    "must be between {} and {} USD for {what}",
+                    usd(floor),
+                    usd(ceiling)
+                ),
+            ));
+        }
+        Ok(price.micros())
+    }
+
+    fn check_spec(&self, s: &DeviceSpec) -> Result<()> {
+        let range = |field: &'static str, v: i64, lo: i64, hi: i64| {
+            if v < lo || v > hi {
+                Err(Error::validation(
+                    field,
+                    format!("must be between {lo} and {hi}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match s.gpu_model.as_deref() {
+            Some(id) => {
+                let m = self.catalog.gpu_model(id).ok_or_else(|| {
+                    Error::validation(
+                        "gpu_model",
+                        format!("unknown GPU model {id:?}; the catalog is at GET /v1/gpu-models"),
+                    )
+                })?;
+                range("gpu_count", s.gpu_count, 1, m.max_per_node)?;
+                if let Some(v) = s.vram_gib
+                    && v != m.vram_gib
+                {
+                    return Err(Error::validation(
+                        "vram_gib",
+                        format!("{} has {} GiB, not {v}", m.name, m.vram_gib),
+                    ));
+                }
+            }
+            None => {
+                if s.gpu_count != 0 || s.vram_gib.is_some_and(|v| v != 0) {
+                    return Err(Error::validation(
+                        "gpu_model",
+                        "name the GPU model of a device with GPUs",
+                    ));
+                }
+            }
+        }
+        range("cpu_cores", s.cpu_cores, 1, 1024)?;
+        range("ram_gib", s.ram_gib, 1, 65_536)?;
+        range("disk_gib", s.disk_gib, 1, 1_000_000)?;
+        range("bandwidth_mbps.up", s.bandwidth_mbps.up, 1, 400_000)?;
+        range("bandwidth_mbps.down", s.bandwidth_mbps.down, 1, 400_000)?;
+        if self.catalog.region(&s.region).is_none() {
+            return Err(Error::validation(
+                "region",
+                format!(
+                    "unknown region {:?}; the catalog is at GET /v1/regions",
+                    s.region
+                ),
+            ));
+        }
+        if s.country.len() != 2 || !s.country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Error::validation(
+                "country",
+                "must be an ISO 3166-1 alpha-2 code such as DE",
+            ));
+        }
+        let (lat, lon) = (s.location.lat, s.location.lon);
+        if !lat.is_finite() || !(-90.0..=90.0).contains(&lat) {
+            return Err(Error::validation(
+                "location.lat",
+                "must be between -90 and 90",
+            ));
+        }
+        if !lon.is_finite() || !(-180.0..=180.0).contains(&lon) {
+            return Err(Error::validation(
+                "location.lon",
+                "must be between -180 and 180",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Registers a machine of the actor's organisation. It starts `pending_verification` until
+    /// its agent connects and answers a challenge.
+    pub async fn register_device(&self, actor: &Actor, spec: DeviceSpec) -> Result<CreatedDevice> {
+        actor.authorize(Action::ResourcesWrite)?;
+        let name = parse_name("name", &spec.name)?;
+        self.check_spec(&spec)?;
+        let price = self.parse_price(&spec.price_per_gpu_hour, spec.gpu_model.as_deref())?;
+        let id = new_id("dev");
+        let token = secrets::generate("iodt_");
+        let now = now_micros();
+        let mut tx = self.db.begin().await?;
+        let inserted = tx_run!(&mut tx, |c| {
+            sqlx::query(
+                "INSERT INTO devices (id, org_id, name, gpu_model, gpu_count, gpus_free, cpu_cores, ram_gib, disk_gib, region, country, lat, lon, \
+                 bandwidth_up_mbps, bandwidth_down_mbps, price_per_gpu_hour, token_hash, status, status_reason, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&actor.org_id)
+            .bind(&name)
+            .bind(spec.gpu_model.as_deref())
+            .bind(spec.gpu_count)
+            .bind(spec.cpu_cores)
+            .bind(spec.ram_gib)
+            .bind(spec.disk_gib)
+            .bind(&spec.region)
+            .bind(&spec.country)
+            .bind(spec.location.lat)
+            .bind(spec.location.lon)
+            .bind(spec.bandwidth_mbps.up)
+            .bind(spec.bandwidth_mbps.down)
+            .bind(price)
+            .bind(secrets::hash(&token))
+            .bind(DeviceStatus::PendingVerification.as_str())
+            .bind("waiting for the agent to connect")
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        if inserted == 0 {
+            return Err(Error::Conflict {
+                code: "name_taken",
+                message: format!("a device named {name:?} already exists in this organisation"),
+            });
+        }
+        super::status::record_event_in(
+            &mut tx,
+            &id,
+            &actor.org_id,
+            None,
+            DeviceStatus::PendingVerification,
+            "registered",
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        let row = self.device_row(&actor.org_id, &id).await?;
+        Ok(CreatedDevice {
+            device: self.device_view(row),
+            token,
+        })
+    }
+
+    pub(crate) async fn device_row(&self, org_id: &str, id: &str) -> Result<DeviceRow> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND org_id = $2");
+        db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .bind(org_id)
+            .fetch_optional(p)
+            .await)
+        .map_err(DbError::from)?
+        .ok_or(Error::NotFound("device"))
+    }
+
+    pub async fn device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
+        actor.authorize(Action::ResourcesRead)?;
+        Ok(self.device_view(self.device_row(&actor.org_id, id).await?))
+    }
+
+    /// The organisation's devices, oldest first, optionally in one status.
+    pub async fn devices(
+        &self,
+        actor: &Actor,
+        page: &PageRequest,
+        status: Option<&str>,
+    ) -> Result<Page<DeviceView>> {
+        actor.authorize(Action::ResourcesRead)?;
+        let status = match status {
+            None | Some("") => "",
+            Some(s) => DeviceStatus::parse(s)
+                .ok_or_else(|| Error::validation("status", format!("unknown status {s:?}")))?
+                .as_str(),
+        };
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE org_id = $1 AND id > $2 AND ($3 = '' OR status = $3) ORDER BY id LIMIT $4"
+        );
+        let rows: Vec<DeviceRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(&actor.org_id)
+            .bind(page.after_id())
+            .bind(status)
+            .bind(page.fetch_limit())
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        Ok(Page::from_rows(rows, page, |d| &d.id).map(|d| self.device_view(d)))
+    }
+
+    pub async fn update_device(
+        &self,
+        actor: &Actor,
+        id: &str,
+        update: DeviceUpdate,
+    ) -> Result<DeviceView> {
+        actor.authorize(Action::ResourcesWrite)?;
+        let row = self.device_row(&actor.org_id, id).await?;
+        if row.status() == DeviceStatus::Retired {
+            return Err(retired(id));
+        }
+        let name = update
+            .name
+            .as_deref()
+            .map(|n| parse_name("name", n))
+            .transpose()?;
+        let price = update
+            .price_per_gpu_hour
+            .as_deref()
+            .map(|p| self.parse_price(p, row.gpu_model.as_deref()))
+            .transpose()?;
+        let changed = db_run!(&self.db, |p| {
+            sqlx::query(
+                "UPDATE devices SET name = COALESCE($1, name), price_per_gpu_hour = COALESCE($2, price_per_gpu_hour), updated_at = $3 \
+                 WHERE id = $4 AND org_id = $5 AND status <> 'retired' \
+                 AND NOT EXISTS (SELECT 1 FROM devices o WHERE o.org_id = $5 AND o.name = $1 AND o.id <> $4 AND o.status <> 'retired')",
+            )
+            .bind(name.as_deref())
+            .bind(price)
+            .bind(now_micros())
+            .bind(id)
+            .bind(&actor.org_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        if changed == 0 {
+            return Err(Error::Conflict {
+                code: "name_taken",
+                message: "another device of this organisation has that name".into(),
+            });
+        }
+        self.device(actor, id).await
+    }
+
+    /// Takes a listed device out of placement (`on`), or brings it back. Nodes already on it
+    /// keep running. Asking for the state it is in changes nothing.
+    pub async fn set_maintenance(
+        &self,
+        actor: &Actor,
+        id: &str,
+        on: bool,
+        reason: Option<&str>,
+    ) -> Result<DeviceView> {
+        actor.authorize(Action::ResourcesWrite)?;
+        let row = self.device_row(&actor.org_id, id).await?;
+        let from = row.status();
+        let to = if on {
+            DeviceStatus::Maintenance
+        } else {
+            super::status::listed_status(row.gpus_free, row.gpu_count)
+        };
+        let already = if on {
+            from == DeviceStatus::Maintenance
+        } else {
+            from != DeviceStatus::Maintenance
+        };
+        if already {
+            if from == DeviceStatus::Retired {
+                return Err(retired(id));
+            }
+            if !on && from != to && !from.is_listed() {
+                return Err(invalid_state(from, "resume"));
+            }
+            return Ok(self.device_view(row));
+        }
+        if !from.can_become(to) {
+            return Err(invalid_state(
+                from,
+                if on { "go into maintenance" } else { "resume" },
+            ));
+        }
+        let reason = match (on, reason.map(str::trim)) {
+            (true, Some(r)) if !r.is_empty() => format!("maintenance: {}", truncate(r, 200)),
+            (true, _) => "maintenance".to_string(),
+            (false, _) => "back from maintenance".to_string(),
+        };
+        let mut tx = self.db.begin().await?;
+        let moved =
+            transition_in(&mut tx, id, &actor.org_id, from, to, &reason, now_micros()).await?;
+        tx.commit().await?;
+        if !moved {
+            return Err(Error::Conflict {
+                code: "concurrent_update",
+                message: "the device changed meanwhile; read it again and retry".into(),
+            });
+        }
+        self.device(actor, id).await
+    }
+
+    /// Retires a device for good: its token stops working. A device with nodes still on it
+    /// cannot be retired (put it into maintenance and wait for them to end). Retiring twice
+    /// changes nothing.
+    pub async fn retire_device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
+        actor.authorize(Action::ResourcesWrite)?;
+        let row = self.device_row(&actor.org_id, id).await?;
+        let from = row.status();
+        if from == DeviceStatus::Retired {
+            return Ok(self.device_view(row));
+        }
+        let mut tx = self.db.begin().await?;
+        let running: i64 = tx_run!(&mut tx, |c| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM node_assignments WHERE device_id = $1 AND status IN ('assigned', 'starting', 'ready')"
+        )
+        .bind(id)
+        .fetch_one(c)
+        .await)
+        .map_err(DbError::from)?;
+        if running > 0 {
+            return Err(Error::Conflict {
+                code: "device_busy",
+                message: format!(
+                    "{running} node(s) still run on this device; put it into maintenance and retire it when they end"
+                ),
+            });
+        }
+        let moved = transition_in(
+            &mut tx,
+            id,
+            &actor.org_id,
+            from,
+            DeviceStatus::Retired,
+            "retired by its provider",
+            now_micros(),
+        )
+        .await?;
+        tx_run!(&mut tx, |c| sqlx::query(
+            "DELETE FROM device_challenges WHERE device_id = $1"
+        )
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        tx.commit().await?;
+        if !moved {
+            return Err(Error::Conflict {
+                code: "concurrent_update",
+                message: "the device changed meanwhile; read it again and retry".into(),
+            });
+        }
+        self.invalidate(crate::cache::Forget::Device(id)).await;
+        self.device(actor, id).await
+    }
+
+    /// Issues a new agent token for a device (the old one stops working at once), for a
+    /// provider who lost it or fears it leaked.
+    pub async fn rotate_device_token(&self, actor: &Actor, id: &str) -> Result<CreatedDevice> {
+        actor.authorize(Action::ResourcesWrite)?;
+        let row = self.device_row(&actor.org_id, id).await?;
+        if row.status() == DeviceStatus::Retired {
+            return Err(retired(id));
+        }
+        let token = secrets::generate("iodt_");
+        let changed = db_run!(&self.db, |p| sqlx::query(
+            "UPDATE devices SET token_hash = $1, updated_at = $2 WHERE id = $3 AND org_id = $4 AND status <> 'retired'"
+        )
+        .bind(secrets::hash(&token))
+        .bind(now_micros())
+        .bind(id)
+        .bind(&actor.org_id)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        if changed == 0 {
+            return Err(retired(id));
+        }
+        self.invalidate(crate::cache::Forget::Device(id)).await;
+        let row = self.device_row(&actor.org_id, id).await?;
+        Ok(CreatedDevice {
+            device: self.device_view(row),
+            token,
+        })
+    }
+
+    /// A device's status changes, oldest first.
+    pub async fn device_events(
+        &self,
+        actor: &Actor,
+        id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<DeviceEvent>> {
+        actor.authorize(Action::ResourcesRead)?;
+        self.device_row(&actor.org_id, id).await?;
+        let rows: Vec<DeviceEvent> = db_run!(&self.db, |p| {
+            sqlx::query_as(
+            "SELECT id, device_id, from_status, to_status, reason, created_at FROM device_events \
+             WHERE device_id = $1 AND org_id = $2 AND id > $3 ORDER BY id LIMIT $4"
+        )
+        .bind(id)
+        .bind(&actor.org_id)
+        .bind(page.after_id())
+        .bind(page.fetch_limit())
+        .fetch_all(p)
+        .await
+        })
+        .map_err(DbError::from)?;
+        Ok(Page::from_rows(rows, page, |e| &e.id))
+    }
+}
+
+pub(crate) fn retired(id: &str) -> Error {
+    Error::Conflict {
+        code: "device_retired",
+        message: format!("device {id} is retired"),
+    }
+}
+
+fn invalid_state(from: DeviceStatus, what: &str) -> Error {
+    Error::Conflict {
+        code: "invalid_state",
+        message: format!("a device that is {} cannot {what}", from.as_str()),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

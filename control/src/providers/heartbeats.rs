@@ -1,0 +1,336 @@
+//! Heartbeats: taken into a per-replica buffer and written in batches (one transaction a flush,
+//! whatever the rate), the uptime they prove, and the sweep that marks silent devices offline.
+//!
+//! A heartbeat is an observation, not money: one that sits in the buffer when the process
+//! dies is lost, and the device's next heartbeat (20 s later) says the same thing again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, db_run, tx_run};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::agent::Heartbeat;
+use super::status::{DeviceStatus, listed_status, transition_in};
+use crate::{Control, Result};
+
+const MICROS_PER_MINUTE: i64 = 60_000_000;
+
+/// The latest heartbeat of each device not yet written.
+#[derive(Default)]
+pub struct HeartbeatBuffer {
+    pending: Mutex<HashMap<String, (Heartbeat, i64)>>,
+    received: AtomicU64,
+    written: AtomicU64,
+}
+
+impl HeartbeatBuffer {
+    pub fn push(&self, device_id: &str, beat: Heartbeat, at: i64) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.pending
+            .lock()
+            .insert(device_id.to_string(), (beat, at));
+    }
+
+    /// Devices waiting to be written: the backlog.
+    pub fn backlog(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// (heartbeats received, device rows written) since start.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.written.load(Ordering::Relaxed),
+        )
+    }
+
+    fn take(&self) -> HashMap<String, (Heartbeat, i64)> {
+        std::mem::take(&mut *self.pending.lock())
+    }
+
+    /// Puts back what a failed flush took, unless newer heartbeats arrived meanwhile.
+    fn restore(&self, batch: HashMap<String, (Heartbeat, i64)>) {
+        let mut pending = self.pending.lock();
+        for (id, beat) in batch {
+            pending.entry(id).or_insert(beat);
+        }
+    }
+}
+
+/// Uptime over the last 24 hours, 7 and 30 days (0 to 1), and the reliability derived from it.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Uptime {
+    pub last_24h: f64,
+    pub last_7d: f64,
+    pub last_30d: f64,
+    /// Nodes that came up and ran to their end, and nodes that failed.
+    pub nodes_ok: i64,
+    pub nodes_failed: i64,
+    /// 0 to 1: `0.7 × uptime over 30 days + 0.3 × (ok + 1) / (ok + failed + 2)`.
+    pub reliability: f64,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub went_offline: usize,
+    pub challenges_expired: usize,
+}
+
+impl Control {
+    /// Writes every buffered heartbeat in one transaction: telemetry, last seen, a minute of
+    /// uptime for each device's first heartbeat in a minute, and devices back from offline.
+    pub async fn flush_heartbeats(&self) -> Result<usize> {
+        let batch = self.heartbeats.take();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match self.write_heartbeats(&batch).await {
+            Ok(()) => {
+                self.heartbeats
+                    .written
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(batch.len())
+            }
+            Err(e) => {
+                self.heartbeats.restore(batch);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_heartbeats(&self, batch: &HashMap<String, (Heartbeat, i64)>) -> Result<()> {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(id, (b, at))| {
+                let minute = at / MICROS_PER_MINUTE;
+                (
+                    id.as_str(),
+                    *at,
+                    minute,
+                    minute / 60,
+                    b.free_gpus,
+                    b.utilization_pct,
+                    b.temperature_c,
+                    b.agent_version.as_str(),
+                )
+            })
+            .collect();
+        let json =
+            serde_json::to_string(&rows).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let mut tx = self.db.begin().await?;
+        let src = tx.engine().json_rows("$1");
+        let beats = format!(
+            "SELECT value ->> 0 AS id, CAST(value ->> 1 AS BIGINT) AS at, CAST(value ->> 2 AS BIGINT) AS minute, \
+             CAST(value ->> 3 AS BIGINT) AS hour, CAST(value ->> 4 AS BIGINT) AS free, CAST(value ->> 5 AS BIGINT) AS util, \
+             CAST(value ->> 6 AS BIGINT) AS temp, value ->> 7 AS version FROM {src}"
+        );
+        // A minute of uptime for each device heard from for the first time this minute.
+        let uptime = format!(
+            "INSERT INTO device_uptime (device_id, hour, minutes) \
+             SELECT b.id, b.hour, 1 FROM ({beats}) AS b JOIN devices d ON d.id = b.id \
+             WHERE d.last_minute < b.minute AND d.status <> 'retired' \
+             ON CONFLICT (device_id, hour) DO UPDATE SET minutes = device_uptime.minutes + 1"
+        );
+        tx_run!(&mut tx, |c| sqlx::query(&uptime)
+            .bind(&json)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        let update = format!(
+            "UPDATE devices SET last_heartbeat_at = b.at, \
+             last_minute = CASE WHEN b.minute > devices.last_minute THEN b.minute ELSE devices.last_minute END, \
+             reported_free_gpus = b.free, utilization_pct = b.util, temperature_c = b.temp, agent_version = b.version \
+             FROM ({beats}) AS b WHERE devices.id = b.id AND devices.status <> 'retired'"
+        );
+        tx_run!(&mut tx, |c| sqlx::query(&update)
+            .bind(&json)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        // Devices back from offline (rare): each gets its event.
+        let back = format!(
+            "SELECT id, org_id, gpus_free, gpu_count FROM devices WHERE status = 'offline' \
+             AND id IN (SELECT value ->> 0 FROM {src})"
+        );
+        let returning: Vec<(String, String, i64, i64)> =
+            tx_run!(&mut tx, |c| sqlx::query_as(&back)
+                .bind(&json)
+                .fetch_all(c)
+                .await)
+            .map_err(DbError::from)?;
+        let now = now_micros();
+        for (id, org_id, free, count) in returning {
+            transition_in(
+                &mut tx,
+                &id,
+                &org_id,
+                DeviceStatus::Offline,
+                listed_status(free, count),
+                "heard from again",
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks listed devices not heard from within the heartbeat timeout `offline`, and
+    /// devices that let their challenge expire `verification_failed`. Safe on every replica:
+    /// each change is conditional on the state it leaves.
+    pub async fn sweep_devices(&self, now: i64) -> Result<SweepReport> {
+        let cutoff = now - self.settings.heartbeat_timeout.as_micros() as i64;
+        let silent: Vec<(String, String, String)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT id, org_id, status FROM devices WHERE status IN ('available', 'busy', 'maintenance') \
+             AND COALESCE(last_heartbeat_at, verified_at, updated_at) < $1 LIMIT 10000"
+        )
+        .bind(cutoff)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let mut report = SweepReport::default();
+        let reason = format!(
+            "no heartbeat for {} s",
+            self.settings.heartbeat_timeout.as_secs()
+        );
+        for (id, org_id, status) in silent {
+            let Some(from) = DeviceStatus::parse(&status) else {
+                continue;
+            };
+            let mut tx = self.db.begin().await?;
+            if transition_in(
+                &mut tx,
+                &id,
+                &org_id,
+                from,
+                DeviceStatus::Offline,
+                &reason,
+                now,
+            )
+            .await?
+            {
+                report.went_offline += 1;
+            }
+            tx.commit().await?;
+        }
+        let expired: Vec<(String, String)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT c.device_id, d.org_id FROM device_challenges c JOIN devices d ON d.id = c.device_id WHERE c.deadline < $1 LIMIT 10000"
+        )
+        .bind(now)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        for (id, org_id) in expired {
+            let mut tx = self.db.begin().await?;
+            let gone = tx_run!(&mut tx, |c| sqlx::query(
+                "DELETE FROM device_challenges WHERE device_id = $1 AND deadline < $2"
+            )
+            .bind(&id)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))
+            .map_err(DbError::from)?;
+            if gone > 0
+                && transition_in(
+                    &mut tx,
+                    &id,
+                    &org_id,
+                    DeviceStatus::PendingVerification,
+                    DeviceStatus::VerificationFailed,
+                    "the challenge was not answered before its deadline",
+                    now,
+                )
+                .await?
+            {
+                report.challenges_expired += 1;
+            }
+            tx.commit().await?;
+        }
+        Ok(report)
+    }
+
+    /// Uptime and reliability of one of the actor's devices.
+    pub async fn device_uptime(&self, actor: &crate::Actor, id: &str) -> Result<Uptime> {
+        actor.authorize(crate::Action::ResourcesRead)?;
+        let row = self.device_row(&actor.org_id, id).await?;
+        let since = row.verified_at.unwrap_or(row.created_at);
+        self.uptime(id, since, now_micros()).await
+    }
+
+    /// Uptime and reliability of one device, from its minutes heard and its nodes' outcomes.
+    pub async fn uptime(&self, device_id: &str, since: i64, now: i64) -> Result<Uptime> {
+        let hour_now = now / MICROS_PER_MINUTE / 60;
+        let rows: Vec<(i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT hour, minutes FROM device_uptime WHERE device_id = $1 AND hour > $2"
+        )
+        .bind(device_id)
+        .bind(hour_now - 30 * 24)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let outcomes: Vec<(String, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT CASE WHEN failed_at IS NOT NULL THEN 'failed' ELSE 'ok' END, COUNT(*) \
+             FROM node_assignments WHERE device_id = $1 AND (failed_at IS NOT NULL OR ready_at IS NOT NULL) GROUP BY 1"
+        )
+        .bind(device_id)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let count = |k: &str| outcomes.iter().find(|(s, _)| s == k).map_or(0, |(_, n)| *n);
+        let (ok, failed) = (count("ok"), count("failed"));
+        let age_minutes = ((now - since) / MICROS_PER_MINUTE).max(1);
+        let share = |hours: i64| {
+            let heard: i64 = rows
+                .iter()
+                .filter(|(h, _)| *h > hour_now - hours)
+                .map(|(_, m)| *m)
+                .sum();
+            let window = (hours * 60).min(age_minutes);
+            (heard as f64 / window as f64).min(1.0)
+        };
+        let last_30d = share(30 * 24);
+        let nodes = (ok as f64 + 1.0) / ((ok + failed) as f64 + 2.0);
+        Ok(Uptime {
+            last_24h: share(24),
+            last_7d: share(7 * 24),
+            last_30d,
+            nodes_ok: ok,
+            nodes_failed: failed,
+            reliability: 0.7 * last_30d + 0.3 * nodes,
+        })
+    }
+
+    /// Flushes heartbeats every `heartbeat_flush` and sweeps for silent devices every few
+    /// seconds, until the process ends.
+    pub fn spawn_device_workers(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut flush = tokio::time::interval(this.settings.heartbeat_flush);
+            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut sweep = tokio::time::interval(std::time::Duration::from_secs(5));
+            sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = flush.tick() => {
+                        if let Err(e) = this.flush_heartbeats().await {
+                            tracing::warn!(error = %e, "writing heartbeats failed; retrying with the next flush");
+                        }
+                    }
+                    _ = sweep.tick() => {
+                        match this.sweep_devices(now_micros()).await {
+                            Ok(r) if r != SweepReport::default() => tracing::info!(?r, "device sweep"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "device sweep failed"),
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,22 @@
+//! The supply side: the GPU and region catalogs, devices that providers register, their
+//! verification, stake, heartbeats and uptime, and the agent protocol.
+//!
+//! * [`catalog`]: GPU models, regions, the RTT model between places.
+//! * [`devices`]: registering and managing devices (REST `/v1/devices`).
+//! * [`status`]: device states, allowed changes and their events.
+//! * [`verification`]: the proof-of-work challenge an agent answers on first contact.
+//! * [`stake`]: what listing devices requires of the provider's stake.
+//! * [`agent`]: the agent protocol (`/agent/v1`), node assignments and reports.
+//! * [`heartbeats`]: the batched heartbeat write path, uptime, and the offline sweep.
+
+pub mod agent;
+pub mod catalog;
+pub mod devices;
+pub mod heartbeats;
+pub mod stake;
+pub mod status;
+pub mod verification;
+
+pub use catalog::{Catalog, GpuModel, GpuModelView, Region};
+pub use devices::{CreatedDevice, DeviceSpec, DeviceUpdate, DeviceView};
+pub use status::{DeviceEvent, DeviceStatus};

@@ -1,0 +1,229 @@
+//! Device states, which changes are allowed, and the event each change leaves.
+//!
+//! ```text
+//! pending_verification ─► pending_stake ─► available ⇄ busy
+//!        │                                   │  ▲      │
+//!        ▼                                   ▼  │      ▼
+//! verification_failed                  maintenance   offline ─► (back when heard from)
+//! any state ─► suspended (operator) ; any state ─► retired (provider; final)
+//! ```
+
+use iocloud_db::ids::new_id;
+use iocloud_db::{DbError, Tx, tx_run};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    /// Registered; its agent has not yet answered a verification challenge.
+    PendingVerification,
+    /// The agent answered wrongly or too late (the reason says which). It may try again.
+    VerificationFailed,
+    /// Verified, waiting for the provider's stake to cover it.
+    PendingStake,
+    /// Listed, with every GPU free.
+    Available,
+    /// Listed, with some GPUs taken by nodes.
+    Busy,
+    /// Taken out of placement by its provider; running nodes keep running.
+    Maintenance,
+    /// Not heard from for longer than the heartbeat timeout.
+    Offline,
+    /// Taken out by an operator.
+    Suspended,
+    /// Gone for good; its token no longer works.
+    Retired,
+}
+
+impl DeviceStatus {
+    pub const ALL: [DeviceStatus; 9] = [
+        DeviceStatus::PendingVerification,
+        DeviceStatus::VerificationFailed,
+        DeviceStatus::PendingStake,
+        DeviceStatus::Available,
+        DeviceStatus::Busy,
+        DeviceStatus::Maintenance,
+        DeviceStatus::Offline,
+        DeviceStatus::Suspended,
+        DeviceStatus::Retired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::PendingVerification => "pending_verification",
+            DeviceStatus::VerificationFailed => "verification_failed",
+            DeviceStatus::PendingStake => "pending_stake",
+            DeviceStatus::Available => "available",
+            DeviceStatus::Busy => "busy",
+            DeviceStatus::Maintenance => "maintenance",
+            DeviceStatus::Offline => "offline",
+            DeviceStatus::Suspended => "suspended",
+            DeviceStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeviceStatus> {
+        DeviceStatus::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// Listed devices count against their provider's stake.
+    pub fn is_listed(self) -> bool {
+        matches!(
+            self,
+            DeviceStatus::Available
+                | DeviceStatus::Busy
+                | DeviceStatus::Maintenance
+                | DeviceStatus::Offline
+                | DeviceStatus::Suspended
+        )
+    }
+
+    /// Whether a device in this state may move to `to`.
+    pub fn can_become(self, to: DeviceStatus) -> bool {
+        use DeviceStatus::*;
+        if self == Retired {
+            return false;
+        }
+        match to {
+            Retired | Suspended => self != to,
+            PendingVerification => self == VerificationFailed,
+            VerificationFailed | PendingStake => self == PendingVerification,
+            Available | Busy => {
+                matches!(
+                    self,
+                    PendingVerification
+                        | PendingStake
+                        | Available
+                        | Busy
+                        | Maintenance
+                        | Offline
+                        | Suspended
+                ) && self != to
+            }
+            Maintenance => matches!(self, Available | Busy | Offline),
+            Offline => matches!(self, Available | Busy | Maintenance),
+        }
+    }
+}
+
+/// `available` or `busy`, by how many GPUs are free.
+pub fn listed_status(gpus_free: i64, gpu_count: i64) -> DeviceStatus {
+    if gpus_free < gpu_count {
+        DeviceStatus::Busy
+    } else {
+        DeviceStatus::Available
+    }
+}
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct DeviceEvent {
+    pub id: String,
+    pub device_id: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub reason: String,
+    #[serde(with = "iocloud_db::time::serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+}
+
+/// Moves a device from `from` to `to` if it is still in `from`, and records the event.
+/// Returns false (changing nothing) when another writer moved it first.
+pub async fn transition_in(
+    tx: &mut Tx,
+    device_id: &str,
+    org_id: &str,
+    from: DeviceStatus,
+    to: DeviceStatus,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
+    if !from.can_become(to) {
+        return Err(Error::Conflict {
+            code: "invalid_state",
+            message: format!(
+                "a device that is {} cannot become {}",
+                from.as_str(),
+                to.as_str()
+            ),
+        });
+    }
+    let moved = tx_run!(tx, |c| {
+        sqlx::query(
+            "UPDATE devices SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(device_id)
+        .bind(from.as_str())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })
+    .map_err(DbError::from)?;
+    if moved == 0 {
+        return Ok(false);
+    }
+    record_event_in(tx, device_id, org_id, Some(from), to, reason, now).await?;
+    Ok(true)
+}
+
+pub async fn record_event_in(
+    tx: &mut Tx,
+    device_id: &str,
+    org_id: &str,
+    from: Option<DeviceStatus>,
+    to: DeviceStatus,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    tx_run!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO device_events (id, device_id, org_id, from_status, to_status, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(new_id("dve"))
+        .bind(device_id)
+        .bind(org_id)
+        .bind(from.map(DeviceStatus::as_str))
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceStatus::*;
+    use super::*;
+
+    #[test]
+    fn the_life_cycle() {
+        assert!(PendingVerification.can_become(PendingStake));
+        assert!(PendingVerification.can_become(VerificationFailed));
+        assert!(VerificationFailed.can_become(PendingVerification));
+        assert!(PendingStake.can_become(Available));
+        assert!(Available.can_become(Busy) && Busy.can_become(Available));
+        assert!(Busy.can_become(Maintenance) && Maintenance.can_become(Available));
+        assert!(Available.can_become(Offline) && Offline.can_become(Busy));
+        assert!(Offline.can_become(Maintenance));
+        for s in DeviceStatus::ALL {
+            assert!(!Retired.can_become(s), "retired is final");
+            assert_eq!(s.can_become(Retired), s != Retired);
+            assert_eq!(DeviceStatus::parse(s.as_str()), Some(s));
+        }
+        // Not without verification, and not back to unverified.
+        assert!(!VerificationFailed.can_become(Available));
+        assert!(!Available.can_become(PendingVerification));
+        assert!(!PendingStake.can_become(Maintenance));
+        assert_eq!(listed_status(8, 8), Available);
+        assert_eq!(listed_status(0, 8), Busy);
+    }
+}
