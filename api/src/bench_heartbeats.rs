@@ -21,7 +21,8 @@ use crate::startup::Server;
 
 #[derive(Args, Debug)]
 pub struct HeartbeatArgs {
-    /// Devices heartbeating (each request names the next device in turn).
+    /// Devices seeded. At a rate R the fleet is the first min(N, 20 R) of them, each
+    /// heartbeating every 20 s as a real agent does.
     #[arg(long, default_value_t = 100_000)]
     pub devices: usize,
     /// Target rates, heartbeats per second, tried in order.
@@ -48,6 +49,8 @@ struct Outcome {
     p99_ms: f64,
     errors: u64,
     max_backlog: usize,
+    /// 99th percentile of the backlog sampled every 50 ms.
+    p99_backlog: usize,
 }
 
 pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
@@ -58,6 +61,8 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
     let mut config = Config::for_tests(&scratch.url);
     config.rate_limit_per_ip = u32::MAX;
     config.rate_limit_per_device = u32::MAX;
+    // Seeded devices outside the fleet of the rate being measured stay listed.
+    config.heartbeat_timeout_secs = 3600;
     let server = Server::start(config).await?;
     let control = server.state.control.clone();
     let devices = seed_devices(&control, args.devices.max(1)).await?;
@@ -80,22 +85,34 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
         }),
     );
     let bare = tokio::spawn(async move { axum::serve(bare_listener, bare_app).await });
-    let bare_max = closed_loop(
-        &client,
-        &bare_url,
-        &devices,
-        &body,
-        args.connections,
-        Duration::from_secs(5),
-    )
-    .await;
-    let server_max = closed_loop(
+    // The closed-loop maxima cycle over 10,000 devices, warmed once (tokens cached).
+    let warm = Arc::new(devices[..devices.len().min(10_000)].to_vec());
+    let mut maxima = [0.0; 2];
+    for (i, base) in [bare_url.as_str(), server.url().as_str()]
+        .iter()
+        .enumerate()
+    {
+        for _ in 0..2 {
+            maxima[i] = closed_loop(
+                &client,
+                base,
+                &warm,
+                &body,
+                args.connections,
+                Limit::Time(Duration::from_secs(5)),
+            )
+            .await;
+        }
+    }
+    let [bare_max, server_max] = maxima;
+    // Every agent of the fleet has connected before (its token is cached, as in steady state).
+    closed_loop(
         &client,
         &server.url(),
         &devices,
         &body,
         args.connections,
-        Duration::from_secs(5),
+        Limit::Requests(devices.len() as u64),
     )
     .await;
 
@@ -107,14 +124,17 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
         "closed-loop maximum: bare axum {bare_max:.0}/s, iocloud {server_max:.0}/s (ratio {:.2})",
         server_max / bare_max
     );
-    println!("| target/s | achieved/s | p50 ms | p99 ms | errors | max backlog | sustained |");
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "| target/s | devices | achieved/s | p50 ms | p99 ms | errors | backlog p99 / max | sustained |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
     let mut best = 0u32;
     for rate in &args.rates {
+        let fleet = Arc::new(devices[..devices.len().min(*rate as usize * 20)].to_vec());
         let o = open_loop(
             &client,
             &server.url(),
-            &devices,
+            &fleet,
             &body,
             *rate,
             args.connections,
@@ -122,18 +142,21 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
             &control,
         )
         .await;
-        // Held: the rate was met, p99 under 50 ms, nothing refused, and the write buffer never
-        // held more than a second of heartbeats (the batched writes kept up).
+        // Held: the rate was met, p99 under 50 ms, nothing refused, and the write buffer held
+        // less than a second of heartbeats 99% of the time (the batched writes kept up; a lone
+        // slow flush is not a growing backlog).
         let sustained = o.achieved >= f64::from(*rate) * 0.98
             && o.p99_ms < 50.0
             && o.errors == 0
-            && o.max_backlog < *rate as usize;
+            && o.p99_backlog < *rate as usize;
         println!(
-            "| {rate} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {rate} | {} | {:.0} | {:.2} | {:.2} | {} | {} / {} | {} |",
+            fleet.len(),
             o.achieved,
             o.p50_ms,
             o.p99_ms,
             o.errors,
+            o.p99_backlog,
             o.max_backlog,
             if sustained { "yes" } else { "no" }
         );
@@ -144,9 +167,13 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
     }
     control.flush_heartbeats().await?;
     let (received, written) = control.heartbeats.counts();
+    let (flushes, mean_us, slowest_us) = control.heartbeats.flush_times();
     println!(
-        "highest rate sustained: {best}/s ({:.2} of the bare closed-loop maximum); heartbeats received {received}, device rows written {written}",
-        f64::from(best) / bare_max
+        "highest rate sustained: {best}/s ({:.2} of the bare closed-loop maximum); heartbeats received {received}, device rows written {written}; \
+         {flushes} flushes, mean {:.1} ms, slowest {:.1} ms",
+        f64::from(best) / bare_max,
+        mean_us as f64 / 1000.0,
+        slowest_us as f64 / 1000.0
     );
     bare.abort();
     server.stop().await;
@@ -200,6 +227,13 @@ fn url_of<'a>(base: &str, devices: &'a [(String, String)], i: u64) -> (String, &
     )
 }
 
+/// When a closed loop stops.
+#[derive(Clone, Copy)]
+enum Limit {
+    Time(Duration),
+    Requests(u64),
+}
+
 /// As many heartbeats as `connections` clients can send back to back: the maximum rate.
 async fn closed_loop(
     client: &reqwest::Client,
@@ -207,7 +241,7 @@ async fn closed_loop(
     devices: &Arc<Vec<(String, String)>>,
     body: &serde_json::Value,
     connections: usize,
-    duration: Duration,
+    limit: Limit,
 ) -> f64 {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -218,8 +252,15 @@ async fn closed_loop(
             let base = base.to_string();
             tokio::spawn(async move {
                 let mut done = 0u64;
-                while start.elapsed() < duration {
+                loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
+                    let over = match limit {
+                        Limit::Time(d) => start.elapsed() >= d,
+                        Limit::Requests(n) => i >= n,
+                    };
+                    if over {
+                        break;
+                    }
                     let (url, token) = url_of(&base, &devices, i);
                     if let Ok(r) = client.post(url).bearer_auth(token).json(&body).send().await
                         && r.status().is_success()
@@ -256,12 +297,14 @@ async fn open_loop(
     let watcher = {
         let control = control.clone();
         tokio::spawn(async move {
-            let mut max = 0;
+            let mut samples = Vec::new();
             while start.elapsed() < duration {
-                max = max.max(control.heartbeats.backlog());
+                samples.push(control.heartbeats.backlog());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            max
+            samples.sort_unstable();
+            let p99 = samples.get(samples.len() * 99 / 100).copied().unwrap_or(0);
+            (samples.last().copied().unwrap_or(0), p99)
         })
     };
     let tasks: Vec<_> = (0..connections)
@@ -300,7 +343,7 @@ async fn open_loop(
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    let max_backlog = watcher.await.unwrap_or(0);
+    let (max_backlog, p99_backlog) = watcher.await.unwrap_or((0, 0));
     all.sort_unstable();
     let pct = |p: f64| {
         all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
@@ -314,5 +357,6 @@ async fn open_loop(
         p99_ms: pct(0.99),
         errors,
         max_backlog,
+        p99_backlog,
     }
 }

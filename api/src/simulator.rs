@@ -36,6 +36,9 @@ pub struct SimOptions {
     /// Seconds a silent device stays silent.
     #[arg(long, default_value_t = 120.0)]
     pub offline_secs: f64,
+    /// Agents start at random within this many seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub start_spread_secs: f64,
     /// Seed for the random choices, so a run can be repeated.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -49,6 +52,7 @@ impl Default for SimOptions {
             node_failure_rate: 0.02,
             offline_rate: 0.0005,
             offline_secs: 120.0,
+            start_spread_secs: 5.0,
             seed: 7,
         }
     }
@@ -122,6 +126,11 @@ impl Agent {
     }
 
     async fn run(self: Arc<Self>, mut rng: rand::rngs::StdRng) {
+        // Machines do not all boot in the same millisecond.
+        tokio::time::sleep(Duration::from_secs_f64(
+            self.options.start_spread_secs * rng.random::<f64>(),
+        ))
+        .await;
         let interval = match self.verify().await {
             Ok(i) => self.options.heartbeat_secs.unwrap_or(i as f64),
             Err(e) => {

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_device, update_device, retire_device))
         .routes(routes!(device_events))
         .routes(routes!(rotate_token))
+        .routes(routes!(suspend, unsuspend))
         .routes(routes!(start_maintenance, end_maintenance))
         .routes(routes!(stake_summary, stake))
         .routes(routes!(unstake))
@@ -213,6 +214,35 @@ async fn end_maintenance(
 ) -> ApiResult<Json<DeviceView>> {
     Ok(Json(
         s.control.set_maintenance(&actor, &id, false, None).await?,
+    ))
+}
+
+/// Platform operators only: suspend a device of any organisation.
+#[utoipa::path(post, path = "/v1/admin/devices/{id}/suspension", tag = "providers", request_body = MaintenanceBody,
+    responses((status = 200, body = DeviceView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn suspend(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<MaintenanceBody>,
+) -> ApiResult<Json<DeviceView>> {
+    Ok(Json(
+        s.control
+            .suspend_device(&actor, &id, true, body.reason.as_deref())
+            .await?,
+    ))
+}
+
+/// Platform operators only: lift a suspension.
+#[utoipa::path(delete, path = "/v1/admin/devices/{id}/suspension", tag = "providers",
+    responses((status = 200, body = DeviceView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn unsuspend(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<DeviceView>> {
+    Ok(Json(
+        s.control.suspend_device(&actor, &id, false, None).await?,
     ))
 }
 

@@ -607,6 +607,67 @@ impl Control {
         })
     }
 
+    /// A platform operator suspends a device of any organisation (abuse, fraud, a failed
+    /// audit), or lifts the suspension: the device returns listed if it was verified, else to
+    /// verification. Suspending a suspended device changes nothing.
+    pub async fn suspend_device(
+        &self,
+        actor: &Actor,
+        id: &str,
+        suspend: bool,
+        reason: Option<&str>,
+    ) -> Result<DeviceView> {
+        if !actor.is_operator {
+            return Err(Error::Forbidden(
+                "suspending devices (platform operators only)",
+            ));
+        }
+        let row = self.any_device_row(id).await?;
+        let from = row.status();
+        if from == DeviceStatus::Retired {
+            return Err(retired(id));
+        }
+        if (from == DeviceStatus::Suspended) == suspend {
+            return Ok(self.device_view(row));
+        }
+        let to = if suspend {
+            DeviceStatus::Suspended
+        } else if row.verified_at.is_some() {
+            super::status::listed_status(row.gpus_free, row.gpu_count)
+        } else {
+            DeviceStatus::PendingVerification
+        };
+        let reason = match (suspend, reason.map(str::trim)) {
+            (true, Some(r)) if !r.is_empty() => {
+                format!("suspended by an operator: {}", truncate(r, 200))
+            }
+            (true, _) => "suspended by an operator".to_string(),
+            (false, _) => "suspension lifted by an operator".to_string(),
+        };
+        let mut tx = self.db.begin().await?;
+        let moved =
+            transition_in(&mut tx, id, &row.org_id, from, to, &reason, now_micros()).await?;
+        tx.commit().await?;
+        if !moved {
+            return Err(Error::Conflict {
+                code: "concurrent_update",
+                message: "the device changed meanwhile; read it again and retry".into(),
+            });
+        }
+        Ok(self.device_view(self.any_device_row(id).await?))
+    }
+
+    /// A device of any organisation (for operators).
+    async fn any_device_row(&self, id: &str) -> Result<DeviceRow> {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
+        db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)
+        .map_err(DbError::from)?
+        .ok_or(Error::NotFound("device"))
+    }
+
     /// A device's status changes, oldest first.
     pub async fn device_events(
         &self,

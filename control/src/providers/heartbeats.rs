@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::agent::Heartbeat;
-use super::status::{DeviceStatus, listed_status, transition_in};
+use super::status::{DeviceStatus, record_events_many_in, transition_in};
 use crate::{Control, Result};
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
@@ -24,6 +24,9 @@ pub struct HeartbeatBuffer {
     pending: Mutex<HashMap<String, (Heartbeat, i64)>>,
     received: AtomicU64,
     written: AtomicU64,
+    flushes: AtomicU64,
+    flush_micros: AtomicU64,
+    slowest_flush_micros: AtomicU64,
 }
 
 impl HeartbeatBuffer {
@@ -44,6 +47,17 @@ impl HeartbeatBuffer {
         (
             self.received.load(Ordering::Relaxed),
             self.written.load(Ordering::Relaxed),
+        )
+    }
+
+    /// (flushes written, mean and slowest flush in microseconds) since start.
+    pub fn flush_times(&self) -> (u64, u64, u64) {
+        let n = self.flushes.load(Ordering::Relaxed);
+        let total = self.flush_micros.load(Ordering::Relaxed);
+        (
+            n,
+            total.checked_div(n).unwrap_or(0),
+            self.slowest_flush_micros.load(Ordering::Relaxed),
         )
     }
 
@@ -87,11 +101,15 @@ impl Control {
         if batch.is_empty() {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         match self.write_heartbeats(&batch).await {
             Ok(()) => {
-                self.heartbeats
-                    .written
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let b = &self.heartbeats;
+                let took = started.elapsed().as_micros() as u64;
+                b.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                b.flushes.fetch_add(1, Ordering::Relaxed);
+                b.flush_micros.fetch_add(took, Ordering::Relaxed);
+                b.slowest_flush_micros.fetch_max(took, Ordering::Relaxed);
                 Ok(batch.len())
             }
             Err(e) => {
@@ -152,27 +170,31 @@ impl Control {
             .await
             .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
-        // Devices back from offline (rare): each gets its event.
+        // Devices back from offline, all at once (after a network partition it is thousands).
         let back = format!(
-            "SELECT id, org_id, gpus_free, gpu_count FROM devices WHERE status = 'offline' \
-             AND id IN (SELECT value ->> 0 FROM {src})"
+            "UPDATE devices SET status = CASE WHEN gpus_free < gpu_count THEN 'busy' ELSE 'available' END, \
+             status_reason = 'heard from again', updated_at = $2 \
+             WHERE status = 'offline' AND id IN (SELECT value ->> 0 FROM {src}) RETURNING id, org_id, status"
         );
-        let returning: Vec<(String, String, i64, i64)> =
-            tx_run!(&mut tx, |c| sqlx::query_as(&back)
-                .bind(&json)
-                .fetch_all(c)
-                .await)
-            .map_err(DbError::from)?;
-        let now = now_micros();
-        for (id, org_id, free, count) in returning {
-            transition_in(
+        let returned: Vec<(String, String, String)> = tx_run!(&mut tx, |c| sqlx::query_as(&back)
+            .bind(&json)
+            .bind(now_micros())
+            .fetch_all(c)
+            .await)
+        .map_err(DbError::from)?;
+        for to in [DeviceStatus::Available, DeviceStatus::Busy] {
+            let moved: Vec<(String, String)> = returned
+                .iter()
+                .filter(|(_, _, s)| s == to.as_str())
+                .map(|(id, org, _)| (id.clone(), org.clone()))
+                .collect();
+            record_events_many_in(
                 &mut tx,
-                &id,
-                &org_id,
+                &moved,
                 DeviceStatus::Offline,
-                listed_status(free, count),
+                to,
                 "heard from again",
-                now,
+                now_micros(),
             )
             .await?;
         }
@@ -185,38 +207,33 @@ impl Control {
     /// each change is conditional on the state it leaves.
     pub async fn sweep_devices(&self, now: i64) -> Result<SweepReport> {
         let cutoff = now - self.settings.heartbeat_timeout.as_micros() as i64;
-        let silent: Vec<(String, String, String)> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT id, org_id, status FROM devices WHERE status IN ('available', 'busy', 'maintenance') \
-             AND COALESCE(last_heartbeat_at, verified_at, updated_at) < $1 LIMIT 10000"
-        )
-        .bind(cutoff)
-        .fetch_all(p)
-        .await)
-        .map_err(DbError::from)?;
         let mut report = SweepReport::default();
         let reason = format!(
             "no heartbeat for {} s",
             self.settings.heartbeat_timeout.as_secs()
         );
-        for (id, org_id, status) in silent {
-            let Some(from) = DeviceStatus::parse(&status) else {
-                continue;
-            };
+        // One statement per state left, so each event names where the device came from.
+        for from in [
+            DeviceStatus::Available,
+            DeviceStatus::Busy,
+            DeviceStatus::Maintenance,
+        ] {
             let mut tx = self.db.begin().await?;
-            if transition_in(
-                &mut tx,
-                &id,
-                &org_id,
-                from,
-                DeviceStatus::Offline,
-                &reason,
-                now,
+            let moved: Vec<(String, String)> = tx_run!(&mut tx, |c| sqlx::query_as(
+                "UPDATE devices SET status = 'offline', status_reason = $1, updated_at = $2 \
+                 WHERE status = $3 AND COALESCE(last_heartbeat_at, verified_at, updated_at) < $4 RETURNING id, org_id"
             )
-            .await?
-            {
-                report.went_offline += 1;
-            }
+            .bind(&reason)
+            .bind(now)
+            .bind(from.as_str())
+            .bind(cutoff)
+            .fetch_all(c)
+            .await)
+            .map_err(DbError::from)?;
+            record_events_many_in(&mut tx, &moved, from, DeviceStatus::Offline, &reason, now)
+                .await?;
             tx.commit().await?;
+            report.went_offline += moved.len();
         }
         let expired: Vec<(String, String)> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT c.device_id, d.org_id FROM device_challenges c JOIN devices d ON d.id = c.device_id WHERE c.deadline < $1 LIMIT 10000"

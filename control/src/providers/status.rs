@@ -88,7 +88,7 @@ impl DeviceStatus {
         }
         match to {
             Retired | Suspended => self != to,
-            PendingVerification => self == VerificationFailed,
+            PendingVerification => matches!(self, VerificationFailed | Suspended),
             VerificationFailed | PendingStake => self == PendingVerification,
             Available | Busy => {
                 matches!(
@@ -195,6 +195,41 @@ pub async fn record_event_in(
         .await
         .map(|r| r.rows_affected())
     })
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+/// Records one event per device of `moved` (id, organisation), all from `from` to `to`.
+pub async fn record_events_many_in(
+    tx: &mut Tx,
+    moved: &[(String, String)],
+    from: DeviceStatus,
+    to: DeviceStatus,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(String, &str, &str)> = moved
+        .iter()
+        .map(|(id, org)| (new_id("dve"), id.as_str(), org.as_str()))
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| Error::Internal(e.to_string()))?;
+    let sql = format!(
+        "INSERT INTO device_events (id, device_id, org_id, from_status, to_status, reason, created_at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, $2, $3, $4, $5 FROM {}",
+        tx.engine().json_rows("$1")
+    );
+    tx_run!(tx, |c| sqlx::query(&sql)
+        .bind(&json)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(reason)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
     .map_err(DbError::from)?;
     Ok(())
 }

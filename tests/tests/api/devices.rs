@@ -833,6 +833,7 @@ async fn simulated_agents_verify_heartbeat_and_run_nodes(b: Backend) {
             node_ready_secs: 0.2,
             node_failure_rate: 0.0,
             offline_rate: 0.0,
+            start_spread_secs: 0.1,
             ..SimOptions::default()
         },
     );
@@ -874,4 +875,46 @@ async fn simulated_agents_verify_heartbeat_and_run_nodes(b: Backend) {
     }
     assert!(stats.heartbeats.load(std::sync::atomic::Ordering::Relaxed) >= 4);
     assert_eq!(stats.verified.load(std::sync::atomic::Ordering::Relaxed), 4);
+}
+
+on_both_engines!(operators_suspend_devices);
+
+async fn operators_suspend_devices(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("provider@example.com", "GPU Farm").await;
+    grant_io(&app, &s.org_id, "16000").await;
+    app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
+        .await;
+    let (id, _) = verified_rig(&app, &s, "rig-1").await;
+    let path = format!("/v1/admin/devices/{id}/suspension");
+    // The provider is no operator.
+    app.post(&path, Some(&s.access), json!({"reason": "x"}))
+        .await
+        .assert_problem(403, "forbidden");
+    let ops = app.login("ops@example.com", None).await;
+    let suspended = app
+        .post(
+            &path,
+            Some(&ops.access),
+            json!({"reason": "fraud report #12"}),
+        )
+        .await;
+    assert_eq!(suspended.status, 200, "{}", suspended.text);
+    assert_eq!(suspended.body["status"], "suspended");
+    assert_eq!(
+        suspended.body["status_reason"],
+        "suspended by an operator: fraud report #12"
+    );
+    // Still counted against the stake: it cannot be unstaked meanwhile.
+    let summary = app.get("/v1/stake", &s.access).await;
+    assert_eq!(summary.body["required"], "16000.00");
+    let lifted = app.delete(&path, &ops.access).await;
+    assert_eq!(lifted.body["status"], "available", "{}", lifted.text);
+    app.post(
+        "/v1/admin/devices/dev_00000000000000000000000000/suspension",
+        Some(&ops.access),
+        json!({}),
+    )
+    .await
+    .assert_problem(404, "not_found");
 }
