@@ -38,7 +38,28 @@ async fn device(s: &AppState, headers: &HeaderMap, id: &str) -> ApiResult<Arc<De
         Some(Err(())) => return Err(ApiError::Domain(DomainError::InvalidToken)),
         None => return Err(ApiError::Domain(DomainError::Unauthenticated)),
     };
-    Ok(s.control.authenticate_device(token, id).await?)
+    let device = s.control.authenticate_device(token, id).await?;
+    let bucket = format!("rl:dev:{}", device.id);
+    match s
+        .control
+        .kv
+        .rate_limit(
+            &bucket,
+            s.config.rate_limit_per_device,
+            Duration::from_secs(60),
+        )
+        .await
+    {
+        Ok(d) if !d.allowed => Err(ApiError::RateLimited {
+            retry_after: d.retry_after.unwrap_or(Duration::from_secs(1)),
+        }),
+        Ok(_) => Ok(device),
+        // A rate limiter that cannot be reached must not take the agents down with it.
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; agent request let through");
+            Ok(device)
+        }
+    }
 }
 
 /// The agent starts: records its version; a device still to be verified gets its challenge.

@@ -61,6 +61,7 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
     let mut config = Config::for_tests(&scratch.url);
     config.rate_limit_per_ip = u32::MAX;
     config.rate_limit_per_device = u32::MAX;
+    config.rate_limit_per_agent_ip = u32::MAX;
     // Seeded devices outside the fleet of the rate being measured stay listed.
     config.heartbeat_timeout_secs = 3600;
     let server = Server::start(config).await?;

@@ -59,6 +59,14 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_RATE_LIMIT_PER_DEVICE", default_value_t = 60)]
     pub rate_limit_per_device: u32,
 
+    /// Requests per minute to the agent API from one address (a farm of agents behind NAT).
+    #[arg(
+        long,
+        env = "IOCLOUD_RATE_LIMIT_PER_AGENT_IP",
+        default_value_t = 60_000
+    )]
+    pub rate_limit_per_agent_ip: u32,
+
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you run).
     #[arg(long, env = "IOCLOUD_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
@@ -184,6 +192,7 @@ impl Config {
             cors_origins: Vec::new(),
             rate_limit_per_ip: 100_000,
             rate_limit_per_device: 100_000,
+            rate_limit_per_agent_ip: 1_000_000,
             rate_limit_per_key: 100_000,
             trust_forwarded_for: false,
             request_timeout_secs: 30,

@@ -161,7 +161,7 @@ impl Ledger {
     /// the first time.
     pub async fn stop_usage(&self, id: &str, at: i64) -> Result<()> {
         db_run!(self.db(), |p| {
-            sqlx::query("UPDATE usage_records SET ended_at = $1 WHERE id = $2 AND ended_at IS NULL")
+            sqlx::query("UPDATE usage_records SET ended_at = $1, settled = (accrued_until >= $1) WHERE id = $2 AND ended_at IS NULL")
                 .bind(at.max(0))
                 .bind(id)
                 .execute(p)

@@ -26,18 +26,15 @@ where
         return inner(req).await;
     }
     let mut checks = Vec::with_capacity(2);
-    let device_token = bearer(req.headers())
-        .and_then(Result::ok)
-        .filter(|t| path.starts_with("/agent/") && t.starts_with("iodt_"));
-    if let Some(token) = device_token {
-        // A provider's whole farm may sit behind one address: agents are limited per device.
-        let digest = hex::encode(&Sha256::digest(token.as_bytes())[..12]);
-        checks.push((
-            format!("rl:dev:{digest}"),
-            state.config.rate_limit_per_device,
-        ));
-    } else if let Some(ip) = client_ip(&req, state.config.trust_forwarded_for) {
-        checks.push((format!("rl:ip:{ip}"), state.config.rate_limit_per_ip));
+    // A provider's whole farm may sit behind one address, so agents get a wider bucket per
+    // address here, and one per device once their token is known good (`agent::device`).
+    let per_ip = if path.starts_with("/agent/") {
+        state.config.rate_limit_per_agent_ip
+    } else {
+        state.config.rate_limit_per_ip
+    };
+    if let Some(ip) = client_ip(&req, state.config.trust_forwarded_for) {
+        checks.push((format!("rl:ip:{ip}"), per_ip));
     }
     if let Some(Ok(token)) = bearer(req.headers())
         && token.starts_with(iocloud_control::api_keys::KEY_PREFIX)

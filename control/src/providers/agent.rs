@@ -266,6 +266,8 @@ impl Control {
     ) -> Result<HelloAnswer> {
         let now = now_micros();
         let mut tx = self.db.begin().await?;
+        // Listing the device weighs it against the stake: decided under the stake lock.
+        super::stake::lock_stake(&mut tx, &device.org_id).await?;
         let open: Option<(String, i64, i64)> = tx_run!(&mut tx, |c| sqlx::query_as(
             "SELECT nonce, difficulty, deadline FROM device_challenges WHERE device_id = $1"
         )
@@ -445,22 +447,24 @@ impl Control {
                 message: format!("device {device_id} is {}", row.status),
             });
         }
-        let taken = tx_run!(&mut tx, |c| sqlx::query(
-            "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2 WHERE id = $3 AND gpus_free >= $1 AND status IN ('available', 'busy')"
+        // The status follows the free GPUs in the same statement, so it cannot go stale.
+        let taken: Option<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
+            "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2, \
+             status = CASE WHEN gpus_free - $1 < gpu_count THEN 'busy' ELSE status END \
+             WHERE id = $3 AND gpus_free >= $1 AND status IN ('available', 'busy') RETURNING status"
         )
         .bind(gpus)
         .bind(now)
         .bind(device_id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
+        .fetch_optional(c)
+        .await)
         .map_err(DbError::from)?;
-        if taken == 0 {
+        let Some(taken) = taken else {
             return Err(Error::Conflict {
                 code: "insufficient_capacity",
                 message: format!("device {device_id} has fewer than {gpus} free GPUs"),
             });
-        }
+        };
         tx_run!(&mut tx, |c| sqlx::query(
             "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'assigned', $8, $8)"
@@ -477,12 +481,12 @@ impl Control {
         .await
         .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
-        if row.status() == DeviceStatus::Available && row.gpus_free - gpus < row.gpu_count {
-            transition_in(
+        if row.status() == DeviceStatus::Available && taken == DeviceStatus::Busy.as_str() {
+            super::status::record_event_in(
                 &mut tx,
                 device_id,
                 &row.org_id,
-                DeviceStatus::Available,
+                Some(DeviceStatus::Available),
                 DeviceStatus::Busy,
                 &format!("node {id} assigned"),
                 now,
@@ -549,7 +553,7 @@ impl Control {
                 message: format!("a node that is {status} cannot become {}", report.status),
             });
         }
-        tx_run!(&mut tx, |c| sqlx::query(
+        let moved = tx_run!(&mut tx, |c| sqlx::query(
             "UPDATE node_assignments SET status = $1, reason = COALESCE($2, reason), endpoints = COALESCE($3, endpoints), updated_at = $4, \
              ready_at = CASE WHEN $1 = 'ready' THEN $4 ELSE ready_at END, failed_at = CASE WHEN $1 = 'failed' THEN $4 ELSE failed_at END \
              WHERE id = $5 AND status = $6"
@@ -564,6 +568,10 @@ impl Control {
         .await
         .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
+        if moved == 0 {
+            // A concurrent report (an agent's retry) moved it first; it did the rest too.
+            return Ok(());
+        }
         if report.status == "released" {
             self.give_back_gpus_in(&mut tx, device, gpus, node_id, now)
                 .await?;

@@ -456,8 +456,16 @@ impl Control {
             .await
             .map(|r| r.rows_affected())
         })
-        .map_err(DbError::from)?;
+        .map_err(DbError::from);
+        // Two renames to one name at once: the unique index refuses the second.
+        let changed = match changed {
+            Err(DbError::Conflict(_)) => 0,
+            other => other?,
+        };
         if changed == 0 {
+            if self.device_row(&actor.org_id, id).await?.status() == DeviceStatus::Retired {
+                return Err(retired(id));
+            }
             return Err(Error::Conflict {
                 code: "name_taken",
                 message: "another device of this organisation has that name".into(),
@@ -532,8 +540,18 @@ impl Control {
             return Ok(self.device_view(row));
         }
         let mut tx = self.db.begin().await?;
+        // Lock the device row first: `assign_node` updates it too, so no node slips in between
+        // the count and the retirement.
+        tx_run!(&mut tx, |c| sqlx::query(
+            "UPDATE devices SET updated_at = updated_at WHERE id = $1"
+        )
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
         let running: i64 = tx_run!(&mut tx, |c| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM node_assignments WHERE device_id = $1 AND status IN ('assigned', 'starting', 'ready')"
+            "SELECT COUNT(*) FROM node_assignments WHERE device_id = $1 AND status IN ('assigned', 'starting', 'ready', 'failed', 'releasing')"
         )
         .bind(id)
         .fetch_one(c)
@@ -630,10 +648,11 @@ impl Control {
         if (from == DeviceStatus::Suspended) == suspend {
             return Ok(self.device_view(row));
         }
+        // Lifted, a verified device is weighed against the stake again before it is listed.
         let to = if suspend {
             DeviceStatus::Suspended
         } else if row.verified_at.is_some() {
-            super::status::listed_status(row.gpus_free, row.gpu_count)
+            DeviceStatus::PendingStake
         } else {
             DeviceStatus::PendingVerification
         };
@@ -645,8 +664,12 @@ impl Control {
             (false, _) => "suspension lifted by an operator".to_string(),
         };
         let mut tx = self.db.begin().await?;
+        super::stake::lock_stake(&mut tx, &row.org_id).await?;
         let moved =
             transition_in(&mut tx, id, &row.org_id, from, to, &reason, now_micros()).await?;
+        if moved && to == DeviceStatus::PendingStake {
+            self.list_covered_in(&mut tx, &row.org_id).await?;
+        }
         tx.commit().await?;
         if !moved {
             return Err(Error::Conflict {

@@ -213,11 +213,9 @@ impl Control {
             self.settings.heartbeat_timeout.as_secs()
         );
         // One statement per state left, so each event names where the device came from.
-        for from in [
-            DeviceStatus::Available,
-            DeviceStatus::Busy,
-            DeviceStatus::Maintenance,
-        ] {
+        // A device in maintenance stays there however long it is silent: its provider is
+        // working on it, and coming back must not list it by itself.
+        for from in [DeviceStatus::Available, DeviceStatus::Busy] {
             let mut tx = self.db.begin().await?;
             let moved: Vec<(String, String)> = tx_run!(&mut tx, |c| sqlx::query_as(
                 "UPDATE devices SET status = 'offline', status_reason = $1, updated_at = $2 \

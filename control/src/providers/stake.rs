@@ -68,7 +68,7 @@ fn io(micros: i64) -> String {
 }
 
 /// Serialises stake decisions of one organisation (see `orgs::lock_org`).
-async fn lock_stake(tx: &mut Tx, org_id: &str) -> Result<()> {
+pub(crate) async fn lock_stake(tx: &mut Tx, org_id: &str) -> Result<()> {
     tx_run!(tx, |c| sqlx::query(
         "UPDATE organizations SET updated_at = updated_at WHERE id = $1"
     )
@@ -84,7 +84,8 @@ impl Control {
     /// $IO micro-units the organisation's listed devices need.
     async fn required_in(&self, tx: &mut Tx, org_id: &str) -> Result<i64> {
         let rows: Vec<(Option<String>, i64, String)> = tx_run!(tx, |c| sqlx::query_as(
-            "SELECT gpu_model, gpu_count, status FROM devices WHERE org_id = $1 AND status IN ('available', 'busy', 'maintenance', 'offline', 'suspended')"
+            "SELECT gpu_model, gpu_count, status FROM devices WHERE org_id = $1 \
+             AND (status IN ('available', 'busy', 'maintenance', 'offline') OR (status = 'suspended' AND verified_at IS NOT NULL))"
         )
         .bind(org_id)
         .fetch_all(c)

@@ -89,17 +89,12 @@ impl DeviceStatus {
         match to {
             Retired | Suspended => self != to,
             PendingVerification => matches!(self, VerificationFailed | Suspended),
-            VerificationFailed | PendingStake => self == PendingVerification,
+            VerificationFailed => self == PendingVerification,
+            PendingStake => matches!(self, PendingVerification | Suspended),
             Available | Busy => {
                 matches!(
                     self,
-                    PendingVerification
-                        | PendingStake
-                        | Available
-                        | Busy
-                        | Maintenance
-                        | Offline
-                        | Suspended
+                    PendingStake | Available | Busy | Maintenance | Offline
                 ) && self != to
             }
             Maintenance => matches!(self, Available | Busy | Offline),
@@ -245,6 +240,15 @@ mod tests {
         assert!(PendingVerification.can_become(VerificationFailed));
         assert!(VerificationFailed.can_become(PendingVerification));
         assert!(PendingStake.can_become(Available));
+        assert!(
+            !PendingVerification.can_become(Available),
+            "never past stake"
+        );
+        assert!(
+            !Suspended.can_become(Available),
+            "lifting goes through stake"
+        );
+        assert!(Suspended.can_become(PendingStake));
         assert!(Available.can_become(Busy) && Busy.can_become(Available));
         assert!(Busy.can_become(Maintenance) && Maintenance.can_become(Available));
         assert!(Available.can_become(Offline) && Offline.can_become(Busy));

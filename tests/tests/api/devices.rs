@@ -696,6 +696,22 @@ async fn silent_devices_go_offline_and_come_back(b: Backend) {
         .clone();
     assert_eq!(last["from_status"], "offline");
     assert_eq!(last["reason"], "heard from again");
+    // In maintenance, silence changes nothing: the provider is working on it.
+    app.post(
+        &format!("/v1/devices/{id}/maintenance"),
+        Some(&s.access),
+        json!({}),
+    )
+    .await;
+    let much_later = iocloud_db::time::now_micros() + 3_600_000_000;
+    assert_eq!(
+        control
+            .sweep_devices(much_later)
+            .await
+            .unwrap()
+            .went_offline,
+        0
+    );
 }
 
 async fn agents_are_held_to_their_own_device(b: Backend) {
@@ -910,6 +926,14 @@ async fn operators_suspend_devices(b: Backend) {
     assert_eq!(summary.body["required"], "16000.00");
     let lifted = app.delete(&path, &ops.access).await;
     assert_eq!(lifted.body["status"], "available", "{}", lifted.text);
+    // A verified device the stake does not cover stays waiting when its suspension is lifted.
+    let (waiting, _) = verified_rig(&app, &s, "rig-2").await;
+    let wpath = format!("/v1/admin/devices/{waiting}/suspension");
+    let w = app.get(&format!("/v1/devices/{waiting}"), &s.access).await;
+    assert_eq!(w.body["status"], "pending_stake");
+    app.post(&wpath, Some(&ops.access), json!({})).await;
+    let lifted = app.delete(&wpath, &ops.access).await;
+    assert_eq!(lifted.body["status"], "pending_stake", "{}", lifted.text);
     app.post(
         "/v1/admin/devices/dev_00000000000000000000000000/suspension",
         Some(&ops.access),
