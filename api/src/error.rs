@@ -143,7 +143,9 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
             "invalid_amount" | "currency_mismatch" | "amount_overflow" => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            "external_ref_reused" | "hold_exceeded" | "stake_locked" => StatusCode::CONFLICT,
+            "external_ref_reused" | "hold_exceeded" | "stake_locked" | "not_reversible" => {
+                StatusCode::CONFLICT
+            }
             "quote_expired" => StatusCode::GONE,
             "price_feed_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             "not_found" => StatusCode::NOT_FOUND,

@@ -31,6 +31,10 @@ pub enum BillingError {
     QuoteExpired(String),
     #[error("{0}")]
     StakeLocked(String),
+    #[error("transaction {0} not found")]
+    TransactionNotFound(String),
+    #[error("{0}")]
+    NotReversible(String),
     #[error("storage: {0}")]
     Db(#[from] DbError),
     /// A broken invariant of our own (never the caller's input).
@@ -62,6 +66,8 @@ impl BillingError {
             BillingError::PriceFeed(_) => "price_feed_unavailable",
             BillingError::QuoteExpired(_) => "quote_expired",
             BillingError::StakeLocked(_) => "stake_locked",
+            BillingError::TransactionNotFound(_) => "not_found",
+            BillingError::NotReversible(_) => "not_reversible",
             BillingError::Db(DbError::NotFound) => "not_found",
             BillingError::Db(_) | BillingError::Internal(_) => "internal",
         }

@@ -97,6 +97,20 @@ pub struct CreditGrant {
     pub replayed: bool,
 }
 
+/// A compensating transaction and what it corrects.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Correction {
+    /// The new, compensating transaction.
+    pub transaction_id: String,
+    /// The transaction it reverses.
+    pub corrects: String,
+    /// The kind of the transaction reversed (`credit_grant`, `capture`, ...).
+    pub corrected_kind: String,
+    pub reason: String,
+    /// True when this transaction had been corrected before and nothing changed now.
+    pub replayed: bool,
+}
+
 fn parse_currency(field: &'static str, text: &str) -> Result<Currency> {
     Currency::parse(text).ok_or_else(|| Error::validation(field, "use USD, IOSD or IO"))
 }
@@ -207,6 +221,36 @@ impl Control {
         })
         .map_err(DbError::from)?;
         Ok(BillingPreference { currency })
+    }
+
+    /// A platform operator corrects a ledger transaction with a compensating one (each posting
+    /// reversed; what a capture took from a hold returns to the available balance). Once per
+    /// transaction: asking again answers the first correction.
+    pub async fn correct_transaction(
+        &self,
+        actor: &Actor,
+        transaction_id: &str,
+        reason: &str,
+    ) -> Result<Correction> {
+        if !actor.is_operator {
+            return Err(Error::Forbidden(
+                "correcting the ledger (platform operators only)",
+            ));
+        }
+        let reason = crate::types::parse_name("reason", reason)?;
+        let (posted, kind) = match self.ledger.reverse(transaction_id, &reason).await {
+            Err(iocloud_billing::BillingError::TransactionNotFound(_)) => {
+                return Err(Error::NotFound("transaction"));
+            }
+            other => other?,
+        };
+        Ok(Correction {
+            transaction_id: posted.transaction_id,
+            corrects: transaction_id.to_string(),
+            corrected_kind: kind,
+            reason,
+            replayed: posted.replayed,
+        })
     }
 
     /// A platform operator credits an organisation (a promotion, an SLA credit). `reference`

@@ -402,6 +402,20 @@ impl CoreMutation {
         Ok(p.currency.code().into())
     }
 
+    /// Platform operators only: reverse a ledger transaction with a compensating one (once).
+    async fn correct_transaction(
+        &self,
+        ctx: &Context<'_>,
+        transaction_id: String,
+        reason: String,
+    ) -> GqlResult<GqlCorrection> {
+        Ok(control(ctx)
+            .correct_transaction(actor(ctx)?, &transaction_id, &reason)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
     /// Platform operators only. The same `reference` twice is one grant.
     async fn grant_credit(
         &self,

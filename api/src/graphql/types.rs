@@ -408,6 +408,28 @@ impl From<iocloud_control::billing::HoldView> for GqlHold {
 }
 
 #[derive(SimpleObject)]
+#[graphql(name = "Correction")]
+pub struct GqlCorrection {
+    transaction_id: String,
+    corrects: String,
+    corrected_kind: String,
+    reason: String,
+    replayed: bool,
+}
+
+impl From<iocloud_control::billing::Correction> for GqlCorrection {
+    fn from(c: iocloud_control::billing::Correction) -> Self {
+        GqlCorrection {
+            transaction_id: c.transaction_id,
+            corrects: c.corrects,
+            corrected_kind: c.corrected_kind,
+            reason: c.reason,
+            replayed: c.replayed,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
 #[graphql(name = "CreditGrant")]
 pub struct GqlCreditGrant {
     transaction_id: String,

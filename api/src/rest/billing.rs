@@ -3,7 +3,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use iocloud_control::Page;
 use iocloud_control::billing::{
-    Balance, BillingPreference, CreditGrant, HoldView, IoRate, PostingView, PriceQuoteView,
+    Balance, BillingPreference, Correction, CreditGrant, HoldView, IoRate, PostingView,
+    PriceQuoteView,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -21,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_hold))
         .routes(routes!(get_preference, set_preference))
         .routes(routes!(grant_credit))
+        .routes(routes!(correct))
         .routes(routes!(io_rate))
         .routes(routes!(create_price_quote))
         .routes(routes!(get_price_quote))
@@ -112,6 +114,30 @@ async fn set_preference(
     Ok(Json(
         s.control
             .set_billing_preference(&actor, &b.currency)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorrectionBody {
+    /// The ledger transaction to reverse.
+    transaction_id: String,
+    reason: String,
+}
+
+/// Correct a ledger transaction with a compensating one (platform operators only). Once per
+/// transaction: asking again answers the first correction.
+#[utoipa::path(post, path = "/v1/admin/corrections", tag = "billing", request_body = CorrectionBody,
+    responses((status = 200, body = Correction), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn correct(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(b): ApiJson<CorrectionBody>,
+) -> ApiResult<Json<Correction>> {
+    Ok(Json(
+        s.control
+            .correct_transaction(&actor, &b.transaction_id, &b.reason)
             .await?,
     ))
 }

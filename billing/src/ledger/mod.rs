@@ -8,6 +8,7 @@
 //! and can be rebuilt from them ([`Ledger::verify`], [`Ledger::rebuild_balances`]).
 
 mod accounts;
+mod correct;
 pub(crate) mod holds;
 pub(crate) mod post;
 mod verify;

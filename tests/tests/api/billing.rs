@@ -235,3 +235,166 @@ async fn holds_postings_and_preference(b: iocloud_tests::Backend) {
     assert!(ledger.verify().await.unwrap().is_balanced());
     app.stop().await;
 }
+
+iocloud_tests::on_both_engines!(operators_correct_with_compensating_transactions);
+
+/// A transaction is never edited: an operator posts its reverse, once.
+async fn operators_correct_with_compensating_transactions(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let ops = app.signup("ops@example.com", "Platform").await;
+    app.exec(
+        "UPDATE users SET is_operator = TRUE WHERE email = $1",
+        "ops@example.com",
+    )
+    .await;
+    let grant = app
+        .post(
+            "/v1/admin/credits",
+            Some(&ops.access),
+            json!({"org_id": s.org_id, "amount": "40.00", "currency": "USD", "reason": "promotion"}),
+        )
+        .await;
+    assert_eq!(grant.status, 200, "{}", grant.text);
+    let tx = grant.body["transaction_id"].as_str().unwrap().to_string();
+    let body = json!({"transaction_id": tx, "reason": "granted to the wrong organisation"});
+    // Only operators.
+    app.post("/v1/admin/corrections", Some(&s.access), body.clone())
+        .await
+        .assert_problem(403, "forbidden");
+    let fixed = app
+        .post("/v1/admin/corrections", Some(&ops.access), body.clone())
+        .await;
+    assert_eq!(fixed.status, 200, "{}", fixed.text);
+    assert_eq!(fixed.body["corrects"], tx.as_str());
+    assert_eq!(fixed.body["corrected_kind"], "credit_grant");
+    assert_eq!(fixed.body["replayed"], false);
+    let again = app
+        .post("/v1/admin/corrections", Some(&ops.access), body)
+        .await;
+    assert_eq!(again.body["transaction_id"], fixed.body["transaction_id"]);
+    assert_eq!(again.body["replayed"], true);
+    let balances = app.get("/v1/balances", &s.access).await;
+    assert!(
+        balances.text.contains("\"available\":\"0.00\""),
+        "the grant is undone once: {}",
+        balances.text
+    );
+    let postings = app.get("/v1/ledger/postings", &s.access).await;
+    let last = postings.body["items"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["kind"], "correction");
+    assert_eq!(last["amount"], "-40.00");
+    // A hold cannot be reversed; an unknown transaction is not found; a blank reason is refused.
+    app.post(
+        "/v1/admin/credits",
+        Some(&ops.access),
+        json!({"org_id": s.org_id, "amount": "10", "currency": "USD", "reason": "credit"}),
+    )
+    .await;
+    let control = &app.server.state.control;
+    let hold = control
+        .ledger
+        .place_hold(
+            &s.org_id,
+            iocloud_billing::Money::from_micros(5_000_000, iocloud_billing::Currency::Usd),
+            "clu_x",
+            "hold-x",
+        )
+        .await
+        .unwrap();
+    let hold_tx = app
+        .scalar(
+            "SELECT id FROM ledger_transactions WHERE kind = 'hold' AND org_id = $1",
+            &s.org_id,
+        )
+        .await;
+    app.post(
+        "/v1/admin/corrections",
+        Some(&ops.access),
+        json!({"transaction_id": hold_tx, "reason": "r"}),
+    )
+    .await
+    .assert_problem(409, "not_reversible");
+    app.post(
+        "/v1/admin/corrections",
+        Some(&ops.access),
+        json!({"transaction_id": "ltx_nope", "reason": "r"}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    app.post(
+        "/v1/admin/corrections",
+        Some(&ops.access),
+        json!({"transaction_id": tx, "reason": " "}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    // A capture reversed: the money returns to the available balance, the hold is untouched.
+    control
+        .ledger
+        .capture(
+            &hold.id,
+            iocloud_billing::Money::from_micros(2_000_000, iocloud_billing::Currency::Usd),
+            "org_provider",
+            500,
+            "cap-1",
+        )
+        .await
+        .unwrap();
+    let cap_tx = app
+        .scalar(
+            "SELECT id FROM ledger_transactions WHERE kind = 'capture' AND org_id = $1",
+            &s.org_id,
+        )
+        .await;
+    let r = app
+        .post(
+            "/v1/admin/corrections",
+            Some(&ops.access),
+            json!({"transaction_id": cap_tx, "reason": "node never came up"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let balances = app.get("/v1/balances", &s.access).await;
+    assert!(
+        balances.text.contains("\"available\":\"7.00\"")
+            && balances.text.contains("\"held\":\"3.00\""),
+        "10 granted, 5 held, 2 captured then refunded: {}",
+        balances.text
+    );
+    // The same over GraphQL, with the code in `extensions`.
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "mutation($t: String!) { correctTransaction(transactionId: $t, reason: \"x\") { transactionId } }",
+            json!({"t": cap_tx}),
+        )
+        .await;
+    assert_eq!(
+        g.body["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        g.text
+    );
+    let g = app
+        .graphql(
+            Some(&ops.access),
+            "mutation($t: String!) { correctTransaction(transactionId: $t, reason: \"x\") { replayed correctedKind } }",
+            json!({"t": cap_tx}),
+        )
+        .await;
+    assert_eq!(
+        g.body["data"]["correctTransaction"]["replayed"], true,
+        "{}",
+        g.text
+    );
+    assert_eq!(
+        g.body["data"]["correctTransaction"]["correctedKind"],
+        "capture"
+    );
+    assert!(control.ledger.verify().await.unwrap().is_balanced());
+}
