@@ -447,11 +447,13 @@ impl Control {
                 message: format!("device {device_id} is {}", row.status),
             });
         }
-        // The status follows the free GPUs in the same statement, so it cannot go stale.
+        // The status follows the free GPUs in the same statement, so it cannot go stale. A
+        // CPU-only device (no GPUs) runs one node at a time: it is busy while it has one.
         let taken: Option<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
             "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2, \
-             status = CASE WHEN gpus_free - $1 < gpu_count THEN 'busy' ELSE status END \
-             WHERE id = $3 AND gpus_free >= $1 AND status IN ('available', 'busy') RETURNING status"
+             status = CASE WHEN gpu_count = 0 OR gpus_free - $1 < gpu_count THEN 'busy' ELSE status END \
+             WHERE id = $3 AND ((gpu_count > 0 AND $1 > 0 AND gpus_free >= $1 AND status IN ('available', 'busy')) \
+             OR (gpu_count = 0 AND $1 = 0 AND status = 'available')) RETURNING status"
         )
         .bind(gpus)
         .bind(now)

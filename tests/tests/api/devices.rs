@@ -942,3 +942,64 @@ async fn operators_suspend_devices(b: Backend) {
     .await
     .assert_problem(404, "not_found");
 }
+
+on_both_engines!(a_cpu_only_device_runs_one_node_at_a_time);
+
+async fn a_cpu_only_device_runs_one_node_at_a_time(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("provider@example.com", "CPU Farm").await;
+    let mut cpu = rig("cpu-1");
+    cpu["gpu_model"] = Value::Null;
+    cpu["gpu_count"] = json!(0);
+    cpu["price_per_gpu_hour"] = json!("0.08");
+    let c = app.post("/v1/devices", Some(&s.access), cpu).await;
+    let id = c.body["id"].as_str().unwrap().to_string();
+    // Listed (verification and stake are covered by the other tests).
+    app.exec(
+        "UPDATE devices SET status = 'available', verified_at = 1 WHERE id = $1",
+        &id,
+    )
+    .await;
+    let control = &app.server.state.control;
+    let spec = json!({"kind": "container", "image": "busybox"});
+    control
+        .assign_node(&id, "clu_a", "org_customer", 1, &spec)
+        .await
+        .expect_err("a CPU-only device has no GPU to give");
+    let node = control
+        .assign_node(&id, "clu_a", "org_customer", 0, &spec)
+        .await
+        .unwrap();
+    control
+        .assign_node(&id, "clu_b", "org_customer", 0, &spec)
+        .await
+        .expect_err("one node at a time");
+    let d = app.get(&format!("/v1/devices/{id}"), &s.access).await;
+    assert_eq!(d.body["status"], "busy");
+    let token = app
+        .post(
+            &format!("/v1/devices/{id}/token"),
+            Some(&s.access),
+            json!({}),
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = agent(
+        &app,
+        &token,
+        "POST",
+        &format!("/agent/v1/devices/{id}/nodes/{node}/status"),
+        json!({"status": "released"}),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let d = app.get(&format!("/v1/devices/{id}"), &s.access).await;
+    assert_eq!(d.body["status"], "available");
+    control
+        .assign_node(&id, "clu_b", "org_customer", 0, &spec)
+        .await
+        .unwrap();
+}
