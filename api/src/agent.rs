@@ -21,6 +21,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::middleware::client::bearer;
+use crate::middleware::rate_limit;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -40,26 +41,10 @@ async fn device(s: &AppState, headers: &HeaderMap, id: &str) -> ApiResult<Arc<De
     };
     let device = s.control.authenticate_device(token, id).await?;
     let bucket = format!("rl:dev:{}", device.id);
-    match s
-        .control
-        .kv
-        .rate_limit(
-            &bucket,
-            s.config.rate_limit_per_device,
-            Duration::from_secs(60),
-        )
+    rate_limit::take(s, &bucket, s.config.rate_limit_per_device)
         .await
-    {
-        Ok(d) if !d.allowed => Err(ApiError::RateLimited {
-            retry_after: d.retry_after.unwrap_or(Duration::from_secs(1)),
-        }),
-        Ok(_) => Ok(device),
-        // A rate limiter that cannot be reached must not take the agents down with it.
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limiter unavailable; agent request let through");
-            Ok(device)
-        }
-    }
+        .map_err(rate_limit::refusal)?;
+    Ok(device)
 }
 
 /// The agent starts: records its version; a device still to be verified gets its challenge.

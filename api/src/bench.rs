@@ -230,6 +230,12 @@ async fn bench_me(args: MeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `p` quantile of sorted latencies in microseconds, in milliseconds.
+pub(crate) fn percentile_ms(sorted_micros: &[u32], p: f64) -> f64 {
+    let i = ((sorted_micros.len() as f64 * p) as usize).min(sorted_micros.len().saturating_sub(1));
+    sorted_micros.get(i).copied().unwrap_or(0) as f64 / 1000.0
+}
+
 fn median(rounds: &[Round]) -> Round {
     let pick = |f: fn(&Round) -> f64| {
         let mut v: Vec<f64> = rounds.iter().map(f).collect();
@@ -293,16 +299,10 @@ async fn load(
     }
     let secs = start.elapsed().as_secs_f64();
     all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
     Round {
         rps: all.len() as f64 / secs,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: percentile_ms(&all, 0.50),
+        p99_ms: percentile_ms(&all, 0.99),
         errors,
     }
 }

@@ -346,16 +346,10 @@ async fn open_loop(
     let secs = start.elapsed().as_secs_f64();
     let (max_backlog, p99_backlog) = watcher.await.unwrap_or((0, 0));
     all.sort_unstable();
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
     Outcome {
         achieved: all.len() as f64 / secs,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: crate::bench::percentile_ms(&all, 0.50),
+        p99_ms: crate::bench::percentile_ms(&all, 0.99),
         errors,
         max_backlog,
         p99_backlog,

@@ -44,6 +44,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let control = Control::new(db, kv, jwt, settings, catalog);
     control.spawn_invalidation_listener();
     control.spawn_device_workers();
+    control.spawn_wakeup_listener();
     if config.accrual_interval_secs > 0 {
         control.spawn_accrual_worker(std::time::Duration::from_secs(config.accrual_interval_secs));
     }

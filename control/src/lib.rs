@@ -44,6 +44,7 @@ pub struct Control {
     pub settings: std::sync::Arc<Settings>,
     pub catalog: std::sync::Arc<providers::Catalog>,
     pub heartbeats: std::sync::Arc<providers::heartbeats::HeartbeatBuffer>,
+    pub wakeups: std::sync::Arc<providers::wakeups::Wakeups>,
 }
 
 impl Control {
@@ -73,6 +74,7 @@ impl Control {
             settings: std::sync::Arc::new(settings),
             catalog: std::sync::Arc::new(catalog),
             heartbeats: Default::default(),
+            wakeups: Default::default(),
         }
     }
 

@@ -45,27 +45,18 @@ where
     }
     let mut tightest: Option<RateDecision> = None;
     for (bucket, per_minute) in checks {
-        match state
-            .control
-            .kv
-            .rate_limit(&bucket, per_minute, WINDOW)
-            .await
-        {
-            Ok(d) if !d.allowed => {
-                let mut res = ApiError::RateLimited {
-                    retry_after: d.retry_after.unwrap_or(Duration::from_secs(1)),
-                }
-                .into_response();
-                set_headers(res.headers_mut(), &d);
+        match take(state, &bucket, per_minute).await {
+            Err(refused) => {
+                let mut res = refusal(refused).into_response();
+                set_headers(res.headers_mut(), &refused);
                 return res;
             }
-            Ok(d) => {
+            Ok(Some(d)) => {
                 if tightest.is_none_or(|t| d.remaining < t.remaining) {
                     tightest = Some(d);
                 }
             }
-            // A rate limiter that cannot be reached must not take the API down with it.
-            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; request let through"),
+            Ok(None) => {}
         }
     }
     let mut res = inner(req).await;
@@ -73,6 +64,35 @@ where
         set_headers(res.headers_mut(), &d);
     }
     res
+}
+
+/// Takes one request from `bucket` (`per_minute` allowed): the decision, `Err` when refused,
+/// `Ok(None)` when the limiter cannot be reached (it must not take the API down with it).
+pub(crate) async fn take(
+    state: &AppState,
+    bucket: &str,
+    per_minute: u32,
+) -> Result<Option<RateDecision>, RateDecision> {
+    match state
+        .control
+        .kv
+        .rate_limit(bucket, per_minute, WINDOW)
+        .await
+    {
+        Ok(d) if !d.allowed => Err(d),
+        Ok(d) => Ok(Some(d)),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; request let through");
+            Ok(None)
+        }
+    }
+}
+
+/// The 429 for a refused decision.
+pub(crate) fn refusal(d: RateDecision) -> ApiError {
+    ApiError::RateLimited {
+        retry_after: d.retry_after.unwrap_or(Duration::from_secs(1)),
+    }
 }
 
 fn set_headers(headers: &mut HeaderMap, d: &RateDecision) {

@@ -369,32 +369,18 @@ impl Control {
         device: &DeviceAuth,
         wait: std::time::Duration,
     ) -> Result<Vec<Assignment>> {
-        use futures::StreamExt;
-        let deadline = tokio::time::Instant::now() + wait;
-        // Subscribe before the first read, so an assignment made in between is not missed.
-        let mut wake = self
-            .kv
-            .subscribe(&assignment_channel(&device.id))
-            .await
-            .ok();
-        loop {
-            let found = self.open_assignments(&device.id).await?;
-            if !found.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Ok(found);
-            }
-            let nap = tokio::time::sleep_until(
-                deadline.min(tokio::time::Instant::now() + std::time::Duration::from_secs(5)),
-            );
-            match wake.as_mut() {
-                Some(stream) => {
-                    tokio::select! {
-                        _ = stream.next() => {}
-                        _ = nap => {}
-                    }
-                }
-                None => nap.await,
-            }
+        // Listen before the first read, so an assignment made in between is not missed.
+        let watch = self.wakeups.watch(&device.id);
+        let woken = watch.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let found = self.open_assignments(&device.id).await?;
+        if !found.is_empty() || wait.is_zero() {
+            return Ok(found);
         }
+        // Woken or not, look once more at the end: a wake-up lost on the way costs one wait.
+        let _ = tokio::time::timeout(wait, woken).await;
+        self.open_assignments(&device.id).await
     }
 
     async fn open_assignments(&self, device_id: &str) -> Result<Vec<Assignment>> {
@@ -496,7 +482,7 @@ impl Control {
             .await?;
         }
         tx.commit().await?;
-        let _ = self.kv.publish(&assignment_channel(device_id), &id).await;
+        self.wake_agent(device_id).await;
         Ok(id)
     }
 
@@ -620,8 +606,4 @@ impl Control {
         }
         Ok(())
     }
-}
-
-pub fn assignment_channel(device_id: &str) -> String {
-    format!("agent:{device_id}")
 }

@@ -521,10 +521,7 @@ impl Control {
             transition_in(&mut tx, id, &actor.org_id, from, to, &reason, now_micros()).await?;
         tx.commit().await?;
         if !moved {
-            return Err(Error::Conflict {
-                code: "concurrent_update",
-                message: "the device changed meanwhile; read it again and retry".into(),
-            });
+            return Err(changed_meanwhile());
         }
         self.device(actor, id).await
     }
@@ -585,10 +582,7 @@ impl Control {
         .map_err(DbError::from)?;
         tx.commit().await?;
         if !moved {
-            return Err(Error::Conflict {
-                code: "concurrent_update",
-                message: "the device changed meanwhile; read it again and retry".into(),
-            });
+            return Err(changed_meanwhile());
         }
         self.invalidate(crate::cache::Forget::Device(id)).await;
         self.device(actor, id).await
@@ -672,10 +666,7 @@ impl Control {
         }
         tx.commit().await?;
         if !moved {
-            return Err(Error::Conflict {
-                code: "concurrent_update",
-                message: "the device changed meanwhile; read it again and retry".into(),
-            });
+            return Err(changed_meanwhile());
         }
         Ok(self.device_view(self.any_device_row(id).await?))
     }
@@ -721,6 +712,13 @@ pub(crate) fn retired(id: &str) -> Error {
     Error::Conflict {
         code: "device_retired",
         message: format!("device {id} is retired"),
+    }
+}
+
+fn changed_meanwhile() -> Error {
+    Error::Conflict {
+        code: "concurrent_update",
+        message: "the device changed meanwhile; read it again and retry".into(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! * [`stake`]: what listing devices requires of the provider's stake.
 //! * [`agent`]: the agent protocol (`/agent/v1`), node assignments and reports.
 //! * [`heartbeats`]: the batched heartbeat write path, uptime, and the offline sweep.
+//! * [`wakeups`]: waking long-polling agents when a node is assigned to their device.
 
 pub mod agent;
 pub mod catalog;
@@ -16,6 +17,7 @@ pub mod heartbeats;
 pub mod stake;
 pub mod status;
 pub mod verification;
+pub mod wakeups;
 
 pub use catalog::{Catalog, GpuModel, GpuModelView, Region};
 pub use devices::{CreatedDevice, DeviceSpec, DeviceUpdate, DeviceView};

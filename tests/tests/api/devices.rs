@@ -1003,3 +1003,38 @@ async fn a_cpu_only_device_runs_one_node_at_a_time(b: Backend) {
         .await
         .unwrap();
 }
+
+on_both_engines!(a_waiting_agent_is_woken_by_its_assignment);
+
+async fn a_waiting_agent_is_woken_by_its_assignment(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("provider@example.com", "GPU Farm").await;
+    grant_io(&app, &s.org_id, "16000").await;
+    app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
+        .await;
+    let (id, token) = verified_rig(&app, &s, "rig-1").await;
+    let started = std::time::Instant::now();
+    let path = format!("/agent/v1/devices/{id}/assignments?wait_secs=20");
+    let poll = agent(&app, &token, "GET", &path, json!({}));
+    let assign = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        app.server
+            .state
+            .control
+            .assign_node(&id, "clu_w", "org_customer", 8, &json!({"kind": "ray"}))
+            .await
+            .unwrap()
+    };
+    let (answer, node) = tokio::join!(poll, assign);
+    assert_eq!(
+        answer.body["items"][0]["id"],
+        node.as_str(),
+        "{}",
+        answer.text
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "woken, not timed out: {:?}",
+        started.elapsed()
+    );
+}
