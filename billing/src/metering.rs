@@ -4,8 +4,12 @@
 //! (`accrued_until`). An accrual pass (every minute by default) charges each due record up to
 //! the end of the current period. Each record's charge is one database transaction that moves
 //! `accrued_until` conditionally, captures from the hold under a reference naming the record and
-//! period, and writes a usage line unique per record and period: with several replicas, or a
-//! crash half-way, every period is charged exactly once.
+//! period, and adds the charge to the record's usage line for that clock hour: with several
+//! replicas, or a crash half-way, every period is charged exactly once.
+//!
+//! Usage lines are hourly (UTC): a pass adds to the hour's line in place, so in steady state
+//! it writes no new rows except in the first minute of an hour. A charge that spans an hour
+//! boundary is split into one part per hour.
 //!
 //! The charge for a stretch is computed from cumulative billable time, so per-period rounding
 //! never drifts: `floor(rate × billable(until) / 1 h) − floor(rate × billable(from) / 1 h)`.
@@ -103,6 +107,149 @@ fn owed(r: &UsageRecord, b_from: i64, b_to: i64) -> Result<Money> {
     let rate = Money::from_micros(r.rate_per_hour, currency_of(r));
     rate.mul_div(b_to, MICROS_PER_HOUR, Rounding::Down)?
         .checked_sub(rate.mul_div(b_from, MICROS_PER_HOUR, Rounding::Down)?)
+}
+
+/// One clock hour's share of a charge: what is added to that hour's usage line.
+#[derive(Debug, PartialEq, Eq)]
+struct LinePart {
+    hour_start: i64,
+    period_start: i64,
+    period_end: i64,
+    billable: i64,
+    /// Captured from the hold.
+    paid: i64,
+    unpaid: i64,
+    /// The provider's share of `paid`.
+    earned: i64,
+    /// The hour's line does not exist yet: this is the record's first charge in the hour.
+    opens_line: bool,
+}
+
+/// Splits the charge of `r` from `accrued_until` to `until` (of which `paid` could be
+/// captured) into clock hours. Every sum is worked out cumulatively, so the parts add up
+/// exactly to the charge, to what was paid, and to the provider's share of the one capture.
+fn line_parts(
+    r: &UsageRecord,
+    down: &[(i64, i64)],
+    until: i64,
+    paid: i64,
+    fee_bps: FeeBps,
+) -> Result<Vec<LinePart>> {
+    let currency = currency_of(r);
+    let mut parts = Vec::with_capacity(1);
+    let (mut t, mut b_prev) = (r.accrued_until, billable(r, down, r.accrued_until));
+    let (mut paid_left, mut paid_so_far, mut earned_so_far) = (paid, 0, 0);
+    while t < until {
+        let hour_start = t - t.rem_euclid(MICROS_PER_HOUR);
+        let end = (hour_start + MICROS_PER_HOUR).min(until);
+        let b = billable(r, down, end);
+        let owed = owed(r, b_prev, b)?.micros();
+        let part_paid = owed.min(paid_left).max(0);
+        paid_left -= part_paid;
+        paid_so_far += part_paid;
+        let earned = crate::ledger::split_fee(Money::from_micros(paid_so_far, currency), fee_bps)?
+            .0
+            .micros();
+        parts.push(LinePart {
+            hour_start,
+            period_start: t,
+            period_end: end,
+            billable: b - b_prev,
+            paid: part_paid,
+            unpaid: owed - part_paid,
+            earned: earned - earned_so_far,
+            opens_line: t == hour_start || t == r.started_at,
+        });
+        earned_so_far = earned;
+        (t, b_prev) = (end, b);
+    }
+    Ok(parts)
+}
+
+/// Adds the parts to their hourly usage lines, creating the lines an hour's first charge
+/// needs. Every part is one line: returns how many were written.
+async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Result<u64> {
+    let rows: Vec<_> = parts
+        .iter()
+        .map(|(record_id, p)| {
+            (
+                new_id("uln"),
+                record_id,
+                p.hour_start,
+                p.period_start,
+                p.period_end,
+                p.billable,
+                p.paid,
+                p.unpaid,
+                p.earned,
+            )
+        })
+        .collect();
+    // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the join.
+    let sql = format!(
+        "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, gpus, rate_per_hour, \
+         hour_start, period_start, period_end, billable_micros, amount, unpaid, earned, created_at) \
+         SELECT d.id, r.id, r.org_id, r.cluster_id, r.node_id, r.device_id, r.provider_org_id, r.currency, r.gpus, r.rate_per_hour, \
+         d.hour_start, d.period_start, d.period_end, d.billable, d.amount, d.unpaid, d.earned, $2 \
+         FROM (SELECT value ->> 0 AS id, value ->> 1 AS record_id, CAST(value ->> 2 AS BIGINT) AS hour_start, \
+         CAST(value ->> 3 AS BIGINT) AS period_start, CAST(value ->> 4 AS BIGINT) AS period_end, \
+         CAST(value ->> 5 AS BIGINT) AS billable, CAST(value ->> 6 AS BIGINT) AS amount, \
+         CAST(value ->> 7 AS BIGINT) AS unpaid, CAST(value ->> 8 AS BIGINT) AS earned FROM {}) AS d \
+         JOIN usage_records r ON r.id = d.record_id WHERE true \
+         ON CONFLICT (record_id, hour_start) DO UPDATE SET period_end = excluded.period_end, \
+         billable_micros = usage_lines.billable_micros + excluded.billable_micros, amount = usage_lines.amount + excluded.amount, \
+         unpaid = usage_lines.unpaid + excluded.unpaid, earned = usage_lines.earned + excluded.earned",
+        tx.engine().json_rows("$1")
+    );
+    let json = serde_json::to_string(&rows).map_err(BillingError::internal)?;
+    let written = tx_run!(tx, |c| sqlx::query(&sql)
+        .bind(&json)
+        .bind(now_micros())
+        .execute(c)
+        .await
+        .map(|x| x.rows_affected()))?;
+    if written != rows.len() as u64 {
+        return Err(BillingError::internal("a usage line lost its record"));
+    }
+    Ok(written)
+}
+
+/// Adds the parts to lines that exist and end where the part starts, without touching the
+/// records: the common case, every minute of an hour but its first. Returns how many lines
+/// were added to; fewer than the parts means some line was not as expected.
+async fn add_to_existing_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Result<u64> {
+    let rows: Vec<_> = parts
+        .iter()
+        .map(|(record_id, p)| {
+            (
+                record_id,
+                p.hour_start,
+                p.period_start,
+                p.period_end,
+                p.billable,
+                p.paid,
+                p.unpaid,
+                p.earned,
+            )
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE usage_lines SET period_end = d.period_end, billable_micros = usage_lines.billable_micros + d.billable, \
+         amount = usage_lines.amount + d.amount, unpaid = usage_lines.unpaid + d.unpaid, earned = usage_lines.earned + d.earned \
+         FROM (SELECT value ->> 0 AS record_id, CAST(value ->> 1 AS BIGINT) AS hour_start, \
+         CAST(value ->> 2 AS BIGINT) AS period_start, CAST(value ->> 3 AS BIGINT) AS period_end, \
+         CAST(value ->> 4 AS BIGINT) AS billable, CAST(value ->> 5 AS BIGINT) AS amount, \
+         CAST(value ->> 6 AS BIGINT) AS unpaid, CAST(value ->> 7 AS BIGINT) AS earned FROM {}) AS d \
+         WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
+         AND usage_lines.period_end = d.period_start",
+        tx.engine().json_rows("$1")
+    );
+    let json = serde_json::to_string(&rows).map_err(BillingError::internal)?;
+    Ok(tx_run!(tx, |c| sqlx::query(&sql)
+        .bind(&json)
+        .execute(c)
+        .await
+        .map(|x| x.rows_affected()))?)
 }
 
 fn currency_of(r: &UsageRecord) -> Currency {
@@ -363,7 +510,6 @@ impl Ledger {
         struct Charge<'a> {
             r: &'a UsageRecord,
             until: i64,
-            billable: i64,
             owed: i64,
             paid: i64,
         }
@@ -378,7 +524,6 @@ impl Ledger {
             charges.push(Charge {
                 r,
                 until,
-                billable: b_to - b_from,
                 owed: owed(r, b_from, b_to)?.micros(),
                 paid: 0,
             });
@@ -521,40 +666,25 @@ impl Ledger {
         }
         let holds_done = started.elapsed();
         // 3. The usage lines.
-        let lines: Vec<_> = charges
-            .iter()
-            .map(|ch| {
-                (
-                    new_id("uln"),
-                    ch.r.id.as_str(),
-                    ch.r.accrued_until,
-                    ch.until,
-                    ch.billable,
-                    ch.paid,
-                    ch.owed - ch.paid,
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
-             period_start, period_end, billable_micros, amount, unpaid, created_at, gpus) \
-             SELECT d.id, r.id, r.org_id, r.cluster_id, r.node_id, r.device_id, r.provider_org_id, r.currency, r.rate_per_hour, \
-             d.period_start, d.period_end, d.billable, d.amount, d.unpaid, $2, r.gpus \
-             FROM (SELECT value ->> 0 AS id, value ->> 1 AS record_id, CAST(value ->> 2 AS BIGINT) AS period_start, \
-             CAST(value ->> 3 AS BIGINT) AS period_end, CAST(value ->> 4 AS BIGINT) AS billable, \
-             CAST(value ->> 5 AS BIGINT) AS amount, CAST(value ->> 6 AS BIGINT) AS unpaid FROM {}) AS d \
-             JOIN usage_records r ON r.id = d.record_id",
-            engine.json_rows("$1")
-        );
-        let json = serde_json::to_string(&lines).map_err(BillingError::internal)?;
-        let inserted = tx_run!(&mut tx, |c| sqlx::query(&sql)
-            .bind(&json)
-            .bind(now)
-            .execute(c)
-            .await
-            .map(|x| x.rows_affected()))?;
-        if inserted != lines.len() as u64 {
-            return Err(BillingError::internal("a usage line lost its record"));
+        let mut parts = Vec::with_capacity(charges.len());
+        for ch in &charges {
+            let down = downtime.get(&ch.r.id).map(Vec::as_slice).unwrap_or(&[]);
+            for part in line_parts(ch.r, down, ch.until, ch.paid, fee_bps)? {
+                parts.push((ch.r.id.as_str(), part));
+            }
+        }
+        let (opening, continuing): (Vec<_>, Vec<_>) =
+            parts.into_iter().partition(|(_, p)| p.opens_line);
+        if !opening.is_empty() {
+            add_to_lines(&mut tx, &opening).await?;
+        }
+        if !continuing.is_empty()
+            && add_to_existing_lines(&mut tx, &continuing).await? != continuing.len() as u64
+        {
+            tracing::debug!(
+                "a usage line was not where the accrual chunk expected; per-record path"
+            );
+            return Ok(false);
         }
         let lines_done = started.elapsed();
         // 4. The payment, last: it locks accounts every chunk shares, so they are held briefly.
@@ -639,32 +769,11 @@ impl Ledger {
             )
             .await?;
         }
-        tx_run!(&mut tx, |c| {
-            sqlx::query(
-                "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, rate_per_hour, \
-                 period_start, period_end, billable_micros, amount, unpaid, created_at, gpus) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .bind(new_id("uln"))
-            .bind(&r.id)
-            .bind(&r.org_id)
-            .bind(&r.cluster_id)
-            .bind(&r.node_id)
-            .bind(&r.device_id)
-            .bind(&r.provider_org_id)
-            .bind(&r.currency)
-            .bind(r.rate_per_hour)
-            .bind(r.accrued_until)
-            .bind(until)
-            .bind(b_to - b_from)
-            .bind(paid)
-            .bind(owed.micros() - paid)
-            .bind(now_micros())
-            .bind(r.gpus)
-            .execute(c)
-            .await
-            .map(|x| x.rows_affected())
-        })?;
+        let parts: Vec<_> = line_parts(r, down, until, paid, fee_bps)?
+            .into_iter()
+            .map(|part| (r.id.as_str(), part))
+            .collect();
+        add_to_lines(&mut tx, &parts).await?;
         tx.commit().await?;
         report.charged_records += 1;
         *report.captured.entry(currency).or_default() += paid;
@@ -708,5 +817,59 @@ mod tests {
             40_000
         );
         assert_eq!(billable(&r, &[], 0), 0);
+    }
+
+    const H: i64 = MICROS_PER_HOUR;
+
+    #[test]
+    fn a_charge_inside_an_hour_is_one_part() {
+        let mut r = record(10 * H);
+        r.accrued_until = 10 * H + 60_000_000;
+        let parts = line_parts(&r, &[], 10 * H + 120_000_000, 35_000, 500).unwrap();
+        assert_eq!(
+            parts,
+            vec![LinePart {
+                hour_start: 10 * H,
+                period_start: 10 * H + 60_000_000,
+                period_end: 10 * H + 120_000_000,
+                billable: 60_000_000,
+                paid: 35_000,
+                unpaid: 0,
+                earned: 33_250,
+                opens_line: false,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_charge_across_hours_is_split_and_adds_up() {
+        // $2.10 an hour from 10:59:30 to 12:00:10, down 11:30–11:45, the hold short by a cent.
+        let mut r = record(10 * H + 59 * 60_000_000 + 30_000_000);
+        r.rate_per_hour = 2_100_003;
+        let until = 12 * H + 10_000_000;
+        let down = [(11 * H + H / 2, 11 * H + 3 * H / 4)];
+        let owed_total = owed(&r, 0, billable(&r, &down, until)).unwrap().micros();
+        let paid = owed_total - 10_000;
+        let parts = line_parts(&r, &down, until, paid, 500).unwrap();
+        let hours: Vec<i64> = parts.iter().map(|p| p.hour_start / H).collect();
+        assert_eq!(hours, vec![10, 11, 12]);
+        assert_eq!(parts[1].billable, 3 * H / 4, "downtime is not billable");
+        assert_eq!(
+            parts.iter().map(|p| p.paid + p.unpaid).sum::<i64>(),
+            owed_total
+        );
+        assert_eq!(parts.iter().map(|p| p.paid).sum::<i64>(), paid);
+        // What the hold could not cover is the latest usage: all of the last ten seconds
+        // ($0.005833), the rest from the hour before.
+        let unpaid: Vec<i64> = parts.iter().map(|p| p.unpaid).collect();
+        assert_eq!(unpaid, vec![0, 10_000 - 5_833, 5_833]);
+        assert_eq!(parts[2].paid, 0);
+        let share = crate::ledger::split_fee(Money::from_micros(paid, Currency::Usd), 500)
+            .unwrap()
+            .0
+            .micros();
+        assert_eq!(parts.iter().map(|p| p.earned).sum::<i64>(), share);
+        assert_eq!(parts[0].period_start, r.started_at);
+        assert_eq!(parts[2].period_end, until);
     }
 }

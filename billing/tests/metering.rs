@@ -224,3 +224,46 @@ async fn final_settlement_charges_to_the_second_and_releases_the_rest() {
         assert!(ledger.verify().await.unwrap().is_balanced());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_lines_are_hourly_and_agree_with_the_ledger() {
+    const HOUR: i64 = 60 * MINUTE;
+    for scratch in scratch_databases().await {
+        let (ledger, id) = setup(&scratch, 10_000_000).await;
+        // A pass every minute for two and a half hours, but none at the first hour's end:
+        // the charge at 1:01 spans two clock hours and is split between their lines.
+        for minute in (1..=150i64).filter(|m| *m != 60) {
+            ledger
+                .accrue(T0 + minute * MINUTE, MINUTE, 500)
+                .await
+                .unwrap();
+        }
+        let lines: Vec<(i64, i64, i64, i64, i64, i64)> = db_run!(ledger.db(), |p| {
+            sqlx::query_as(
+                "SELECT hour_start, period_start, period_end, billable_micros, amount, earned FROM usage_lines \
+                 WHERE record_id = $1 ORDER BY hour_start",
+            )
+            .bind(&id)
+            .fetch_all(p)
+            .await
+        })
+        .unwrap();
+        let hours: Vec<i64> = lines.iter().map(|l| (l.0 - T0) / HOUR).collect();
+        assert_eq!(hours, vec![0, 1, 2], "one line per clock hour");
+        assert_eq!((lines[0].1, lines[0].2), (T0, T0 + HOUR));
+        assert_eq!((lines[1].1, lines[1].2), (T0 + HOUR, T0 + 2 * HOUR));
+        assert_eq!(lines[2].2, T0 + 150 * MINUTE);
+        assert_eq!(lines[0].3, HOUR, "a whole hour billable");
+        assert_eq!(
+            (lines[0].4, lines[1].4, lines[2].4),
+            (2_100_000, 2_100_000, 1_050_000),
+            "$2.10 an hour, split at the hour even when one capture spans it"
+        );
+        assert_eq!(
+            lines.iter().map(|l| l.5).sum::<i64>(),
+            earned(&ledger).await,
+            "earnings summed from the lines are the provider's ledger balance"
+        );
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}

@@ -86,13 +86,13 @@ impl Grouping {
         match self {
             Grouping::Cluster => "cluster_id",
             Grouping::Device => "device_id",
-            // The line's period belongs to the day it ends in (an end at midnight, to the day before).
-            Grouping::Day => "CAST((period_end - 1) / 86400000000 AS TEXT)",
+            // Lines are hourly, so each lies within one day.
+            Grouping::Day => "CAST(hour_start / 86400000000 AS TEXT)",
         }
     }
 }
 
-/// The month asked for (default: this one) as bounds on `period_end`.
+/// The month asked for (default: this one) as bounds on a line's `hour_start`: `[from, to)`.
 fn month(month: Option<&str>) -> Result<(String, i64, i64)> {
     let m = month
         .map(str::to_string)
@@ -148,7 +148,7 @@ impl Control {
     }
 
     /// What the organisation earned as a provider in a month, by `device` (the default) or by
-    /// `day`, after the platform fee: per line, the fee rounded down, as the captures split it.
+    /// `day`, after the platform fee as each capture split it (summed in the lines' `earned`).
     pub async fn earnings(
         &self,
         actor: &Actor,
@@ -160,10 +160,14 @@ impl Control {
             group_by.unwrap_or("device"),
             &[Grouping::Device, Grouping::Day],
         )?;
-        let bps = self.settings.platform_fee_bps.min(10_000);
-        let share = format!("amount - (amount * {bps}) / 10000");
-        self.sums("provider_org_id", &share, group, &actor.org_id, month_text)
-            .await
+        self.sums(
+            "provider_org_id",
+            "earned",
+            group,
+            &actor.org_id,
+            month_text,
+        )
+        .await
     }
 
     /// Usage lines of a month summed per group and currency. `owner_column` and `amount` are
@@ -179,7 +183,7 @@ impl Control {
         let (_, from, to) = month(month_text)?;
         let sql = format!(
             "SELECT {key} AS key, currency, CAST(SUM(billable_micros * gpus) AS BIGINT) AS gpu_micros, CAST(SUM({amount}) AS BIGINT) AS amount \
-             FROM usage_lines WHERE {owner_column} = $1 AND period_end > $2 AND period_end <= $3 GROUP BY {key}, currency ORDER BY key, currency",
+             FROM usage_lines WHERE {owner_column} = $1 AND hour_start >= $2 AND hour_start < $3 GROUP BY {key}, currency ORDER BY key, currency",
             key = group.key_sql()
         );
         let rows: Vec<SumRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
@@ -209,7 +213,7 @@ impl Control {
             sqlx::query_as(
                 "SELECT cluster_id, currency, rate_per_hour, gpus, CAST(SUM(billable_micros * gpus) AS BIGINT) AS gpu_micros, \
                  CAST(SUM(amount) AS BIGINT) AS amount, CAST(SUM(unpaid) AS BIGINT) AS unpaid FROM usage_lines \
-                 WHERE org_id = $1 AND period_end > $2 AND period_end <= $3 \
+                 WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3 \
                  GROUP BY cluster_id, currency, rate_per_hour, gpus ORDER BY cluster_id, currency, rate_per_hour",
             )
             .bind(&actor.org_id)
@@ -271,7 +275,7 @@ impl Control {
         let rows: Vec<(String, String, String, String, String, i64, i64, i64, i64, i64, i64)> = db_run!(&self.db, |p| {
             sqlx::query_as(
                 "SELECT cluster_id, node_id, device_id, currency, CAST(gpus AS TEXT), rate_per_hour, period_start, period_end, billable_micros, amount, unpaid \
-                 FROM usage_lines WHERE org_id = $1 AND period_end > $2 AND period_end <= $3 ORDER BY period_end, id",
+                 FROM usage_lines WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3 ORDER BY period_end, id",
             )
             .bind(&actor.org_id)
             .bind(from)
