@@ -118,7 +118,7 @@ impl Db {
             // Postgres can put a row's new version beside the old one without touching its
             // indexes (a HOT update). Postgres only, so not in the shared migrations.
             for table in ["usage_records", "usage_lines", "holds"] {
-                sqlx::query(&format!("ALTER TABLE {table} SET (fillfactor = 70)"))
+                sqlx::query(&format!("ALTER TABLE {table} SET (fillfactor = 50)"))
                     .execute(p)
                     .await?;
             }
