@@ -1,5 +1,5 @@
 //! The control plane's domain: accounts, tenancy, permissions, API keys, sessions, audit,
-//! billing views, and the providers' devices. Later: clusters and placement.
+//! billing views, the providers' devices and the placement optimiser. Later: clusters.
 //!
 //! Every service method that touches tenant data takes an [`Actor`] first, checks the
 //! [`permissions`] table, and filters every query by the actor's organisation.
@@ -16,6 +16,7 @@ pub mod jwt;
 pub mod orgs;
 pub mod page;
 pub mod permissions;
+pub mod placement;
 pub mod providers;
 pub mod secrets;
 mod settings;

@@ -1,0 +1,17 @@
+//! Placement: where a cluster goes. Pure and free of I/O: a [`Request`] and an [`Inventory`]
+//! snapshot in, ranked [`Plan`]s (or why nothing fits) out.
+//!
+//! * [`objective`]: what "best" means, in integer micro-USD per hour (also docs/placement.md).
+//! * [`inventory`]: the index of placeable devices, updated in place as devices change.
+//! * [`solve`]: the optimiser, exact for the objective (see its module comment for why).
+//! * [`request`]: what is asked.
+
+pub mod inventory;
+pub mod objective;
+pub mod request;
+pub mod solve;
+
+pub use inventory::{Inventory, InventoryError, Offer};
+pub use objective::Preference;
+pub use request::{Colocation, Request};
+pub use solve::{Infeasible, Plan, PlanNode, Relaxation, place, place_by_full_scan};
