@@ -53,6 +53,52 @@ pub struct Problem {
     /// For validation errors, the field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `insufficient_capacity`: what emptied the candidates and what would fit.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityProblem>,
+}
+
+/// Why a placement found nothing (RFC 9457 extension members).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CapacityProblem {
+    /// The request field whose constraint left too few GPUs.
+    pub constraint: String,
+    pub requested_gpus: u32,
+    /// GPUs that fit every constraint up to that one.
+    pub available_gpus: u64,
+    /// The nearest request that fits, when easing that one constraint is enough.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nearest: Option<NearestRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct NearestRequest {
+    pub field: String,
+    /// As the request writes it (a price in USD).
+    pub value: String,
+    pub available_gpus: u64,
+}
+
+impl From<&iocloud_control::placement::Infeasible> for CapacityProblem {
+    fn from(i: &iocloud_control::placement::Infeasible) -> Self {
+        CapacityProblem {
+            constraint: i.constraint.to_string(),
+            requested_gpus: i.requested_gpus,
+            available_gpus: i.available_gpus,
+            nearest: i.nearest.as_ref().map(|n| NearestRequest {
+                field: n.field.to_string(),
+                value: match n.field {
+                    "max_price_per_gpu_hour" => {
+                        iocloud_billing::Money::from_micros(n.value, iocloud_billing::Currency::Usd)
+                            .to_decimal()
+                    }
+                    "min_reliability" => format!("{:.2}", n.value as f64 / 10_000.0),
+                    _ => n.value.to_string(),
+                },
+                available_gpus: n.available_gpus,
+            }),
+        }
+    }
 }
 
 impl ApiError {
@@ -116,6 +162,10 @@ impl ApiError {
             ApiError::Domain(DomainError::Validation { field, .. }) => Some(field.to_string()),
             _ => None,
         };
+        let capacity = match self {
+            ApiError::Domain(DomainError::InsufficientCapacity(why)) => Some(why.as_ref().into()),
+            _ => None,
+        };
         Problem {
             kind: format!("urn:iocloud:problem:{}", self.code()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
@@ -123,13 +173,16 @@ impl ApiError {
             detail: self.detail(),
             code: self.code().to_string(),
             field,
+            capacity,
         }
     }
 }
 
 pub fn domain_status(e: &DomainError) -> StatusCode {
     match e {
-        DomainError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        DomainError::Validation { .. } | DomainError::InsufficientCapacity(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         DomainError::Unauthenticated
         | DomainError::InvalidCredentials
         | DomainError::InvalidToken

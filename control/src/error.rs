@@ -28,6 +28,8 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    InsufficientCapacity(Box<crate::placement::Infeasible>),
     #[error("an organisation must keep at least one owner")]
     LastOwner,
     #[error("{0}")]
@@ -52,6 +54,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } => code,
             Error::LastOwner => "last_owner",
+            Error::InsufficientCapacity(_) => "insufficient_capacity",
             Error::Billing(e) => e.code(),
             Error::Db(DbError::NotFound) => "not_found",
             Error::Db(_) | Error::Internal(_) => "internal",

@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod billing;
 pub mod cache;
+pub mod capacity;
 mod error;
 pub mod invitations;
 pub mod jwt;
@@ -18,6 +19,7 @@ pub mod page;
 pub mod permissions;
 pub mod placement;
 pub mod providers;
+pub mod quotes;
 pub mod secrets;
 mod settings;
 pub mod types;
@@ -46,6 +48,7 @@ pub struct Control {
     pub catalog: std::sync::Arc<providers::Catalog>,
     pub heartbeats: std::sync::Arc<providers::heartbeats::HeartbeatBuffer>,
     pub wakeups: std::sync::Arc<providers::wakeups::Wakeups>,
+    pub capacity: capacity::SharedCapacity,
 }
 
 impl Control {
@@ -73,6 +76,7 @@ impl Control {
             ledger,
             prices: std::sync::Arc::new(prices),
             settings: std::sync::Arc::new(settings),
+            capacity: std::sync::Arc::new(capacity::CapacityIndex::new(&catalog)),
             catalog: std::sync::Arc::new(catalog),
             heartbeats: Default::default(),
             wakeups: Default::default(),

@@ -1,6 +1,7 @@
 //! GraphQL at `/graphql` (GraphiQL on GET) and subscriptions over WebSocket at `/graphql/ws`.
 
 mod providers;
+mod quotes;
 mod schema;
 mod types;
 

@@ -19,15 +19,19 @@ pub fn gql_error(e: impl Into<ApiError>) -> async_graphql::Error {
     if matches!(e.code(), "internal") {
         tracing::error!(error = ?e, "graphql resolver failed");
     }
-    let (code, status, field) = {
-        let p = e.problem();
-        (p.code, p.status, p.field)
-    };
+    let problem = e.problem();
     async_graphql::Error::new(e.detail()).extend_with(|_, ext| {
-        ext.set("code", code.clone());
-        ext.set("status", status);
-        if let Some(f) = &field {
+        ext.set("code", problem.code.clone());
+        ext.set("status", problem.status);
+        if let Some(f) = &problem.field {
             ext.set("field", f.clone());
+        }
+        if let Some(c) = &problem.capacity {
+            ext.set("constraint", c.constraint.clone());
+            ext.set("availableGpus", c.available_gpus);
+            if let Some(n) = &c.nearest {
+                ext.set("nearest", format!("{} {}", n.field, n.value));
+            }
         }
     })
 }
@@ -52,7 +56,11 @@ pub(super) fn list_cost(limit: &Option<u32>, child: usize) -> usize {
 
 /// Every query: accounts, organisations and billing here; the supply side in `providers`.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct QueryRoot(CoreQuery, super::providers::ProvidersQuery);
+pub struct QueryRoot(
+    CoreQuery,
+    super::providers::ProvidersQuery,
+    super::quotes::QuotesQuery,
+);
 
 #[derive(Default)]
 pub struct CoreQuery;
@@ -221,7 +229,11 @@ impl CoreQuery {
 }
 
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(CoreMutation, super::providers::ProvidersMutation);
+pub struct MutationRoot(
+    CoreMutation,
+    super::providers::ProvidersMutation,
+    super::quotes::QuotesMutation,
+);
 
 #[derive(Default)]
 pub struct CoreMutation;

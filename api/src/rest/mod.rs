@@ -7,6 +7,7 @@ mod billing;
 mod devices;
 mod members;
 mod org;
+mod quotes;
 mod usage;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -28,6 +29,7 @@ use crate::state::AppState;
         (name = "audit", description = "The audit log"),
         (name = "billing", description = "Balances, the ledger, holds and credits"),
         (name = "providers", description = "The GPU and region catalogs, devices, and stake"),
+        (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
     )
 )]
 struct ApiDoc;
@@ -58,6 +60,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(audit::router())
         .merge(billing::router())
+        .merge(quotes::router())
         .merge(usage::router())
         .merge(devices::router())
 }

@@ -609,3 +609,25 @@ fn diagnose(inv: &Inventory, f: &Filter) -> Infeasible {
     }
     fail("min_providers", best_group, None)
 }
+
+impl std::fmt::Display for Infeasible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} GPUs asked for, {} fit up to {}",
+            self.requested_gpus, self.available_gpus, self.constraint
+        )?;
+        if let Some(n) = &self.nearest {
+            let value = match n.field {
+                "max_price_per_gpu_hour" => {
+                    iocloud_billing::Money::from_micros(n.value, iocloud_billing::Currency::Usd)
+                        .to_decimal()
+                }
+                "min_reliability" => format!("{:.2}", n.value as f64 / 10_000.0),
+                _ => n.value.to_string(),
+            };
+            write!(f, "; {} fit with {} {value}", n.available_gpus, n.field)?;
+        }
+        Ok(())
+    }
+}

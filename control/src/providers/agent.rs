@@ -417,11 +417,37 @@ impl Control {
         gpus: i64,
         bootstrap: &serde_json::Value,
     ) -> Result<String> {
+        let mut tx = self.db.begin().await?;
+        let id = self
+            .assign_node_in(
+                &mut tx,
+                device_id,
+                cluster_id,
+                customer_org_id,
+                gpus,
+                bootstrap,
+            )
+            .await?;
+        tx.commit().await?;
+        self.wake_agent(device_id).await;
+        Ok(id)
+    }
+
+    /// [`Control::assign_node`] inside the caller's transaction; the caller wakes the agent
+    /// once it commits.
+    pub(crate) async fn assign_node_in(
+        &self,
+        tx: &mut iocloud_db::Tx,
+        device_id: &str,
+        cluster_id: &str,
+        customer_org_id: &str,
+        gpus: i64,
+        bootstrap: &serde_json::Value,
+    ) -> Result<String> {
         let now = now_micros();
         let id = new_id("nod");
-        let mut tx = self.db.begin().await?;
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
-        let row: DeviceRow = tx_run!(&mut tx, |c| sqlx::query_as(&sql)
+        let row: DeviceRow = tx_run!(tx, |c| sqlx::query_as(&sql)
             .bind(device_id)
             .fetch_optional(c)
             .await)
@@ -435,7 +461,7 @@ impl Control {
         }
         // The status follows the free GPUs in the same statement, so it cannot go stale. A
         // CPU-only device (no GPUs) runs one node at a time: it is busy while it has one.
-        let taken: Option<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
+        let taken: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
             "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2, \
              status = CASE WHEN gpu_count = 0 OR gpus_free - $1 < gpu_count THEN 'busy' ELSE status END \
              WHERE id = $3 AND ((gpu_count > 0 AND $1 > 0 AND gpus_free >= $1 AND status IN ('available', 'busy')) \
@@ -453,7 +479,7 @@ impl Control {
                 message: format!("device {device_id} has fewer than {gpus} free GPUs"),
             });
         };
-        tx_run!(&mut tx, |c| sqlx::query(
+        tx_run!(tx, |c| sqlx::query(
             "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'assigned', $8, $8)"
         )
@@ -471,7 +497,7 @@ impl Control {
         .map_err(DbError::from)?;
         if row.status() == DeviceStatus::Available && taken == DeviceStatus::Busy.as_str() {
             super::status::record_event_in(
-                &mut tx,
+                tx,
                 device_id,
                 &row.org_id,
                 Some(DeviceStatus::Available),
@@ -481,8 +507,6 @@ impl Control {
             )
             .await?;
         }
-        tx.commit().await?;
-        self.wake_agent(device_id).await;
         Ok(id)
     }
 

@@ -14,6 +14,7 @@ mod invitations;
 mod operators;
 mod permissions;
 mod prices;
+mod quotes;
 mod rate_limit;
 mod surface;
 mod tenancy;

@@ -1,0 +1,172 @@
+//! GraphQL for placement quotes. Same service as `POST /v1/quotes`.
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
+use iocloud_control::placement::Preference;
+use iocloud_control::providers::devices::Location;
+use iocloud_control::quotes::{PlanNodeView, PlanView, Quote, QuoteRequest};
+
+use super::schema::{actor, control, gql_error};
+
+type GqlResult<T> = async_graphql::Result<T>;
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "Preference")]
+pub enum GqlPreference {
+    Cost,
+    Balanced,
+    Latency,
+}
+
+#[derive(InputObject)]
+#[graphql(name = "LocationInput")]
+pub struct GqlLocationInput {
+    lat: f64,
+    lon: f64,
+}
+
+/// The fields of `POST /v1/quotes`; every one but `gpuCount` optional.
+#[derive(InputObject)]
+#[graphql(name = "QuoteInput")]
+pub struct GqlQuoteInput {
+    gpu_model: Option<String>,
+    gpu_class: Option<String>,
+    gpu_count: i64,
+    gpus_per_node: Option<i64>,
+    min_vram_gib: Option<i64>,
+    duration_hours: Option<i64>,
+    regions: Option<Vec<String>>,
+    location: Option<GqlLocationInput>,
+    max_rtt_ms: Option<i64>,
+    max_price_per_gpu_hour: Option<String>,
+    min_bandwidth_mbps: Option<i64>,
+    min_reliability: Option<f64>,
+    colocation: Option<String>,
+    max_rtt_between_nodes_ms: Option<i64>,
+    min_providers: Option<i64>,
+    preference: Option<GqlPreference>,
+}
+
+impl From<GqlQuoteInput> for QuoteRequest {
+    fn from(i: GqlQuoteInput) -> Self {
+        QuoteRequest {
+            gpu_model: i.gpu_model,
+            gpu_class: i.gpu_class,
+            gpu_count: i.gpu_count,
+            gpus_per_node: i.gpus_per_node,
+            min_vram_gib: i.min_vram_gib,
+            duration_hours: i.duration_hours,
+            regions: i.regions,
+            location: i.location.map(|l| Location {
+                lat: l.lat,
+                lon: l.lon,
+            }),
+            max_rtt_ms: i.max_rtt_ms,
+            max_price_per_gpu_hour: i.max_price_per_gpu_hour,
+            min_bandwidth_mbps: i.min_bandwidth_mbps,
+            min_reliability: i.min_reliability,
+            colocation: i.colocation,
+            max_rtt_between_nodes_ms: i.max_rtt_between_nodes_ms,
+            min_providers: i.min_providers,
+            preference: i.preference.map(|p| match p {
+                GqlPreference::Cost => Preference::Cost,
+                GqlPreference::Balanced => Preference::Balanced,
+                GqlPreference::Latency => Preference::Latency,
+            }),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "PlanNode")]
+pub struct GqlPlanNode {
+    device_id: String,
+    region: String,
+    gpu_model: String,
+    gpus: u32,
+    price_per_gpu_hour: String,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Plan")]
+pub struct GqlPlan {
+    label: String,
+    nodes: Vec<GqlPlanNode>,
+    price_per_hour: String,
+    total: String,
+    estimated_rtt_ms: u32,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Quote")]
+pub struct GqlQuote {
+    id: String,
+    expires_at: String,
+    duration_hours: i64,
+    plans: Vec<GqlPlan>,
+}
+
+impl From<PlanNodeView> for GqlPlanNode {
+    fn from(n: PlanNodeView) -> Self {
+        GqlPlanNode {
+            device_id: n.device_id,
+            region: n.region,
+            gpu_model: n.gpu_model,
+            gpus: n.gpus,
+            price_per_gpu_hour: n.price_per_gpu_hour,
+        }
+    }
+}
+
+impl From<PlanView> for GqlPlan {
+    fn from(p: PlanView) -> Self {
+        GqlPlan {
+            label: p.label,
+            nodes: p.nodes.into_iter().map(Into::into).collect(),
+            price_per_hour: p.price_per_hour,
+            total: p.total,
+            estimated_rtt_ms: p.estimated_rtt_ms,
+        }
+    }
+}
+
+impl From<Quote> for GqlQuote {
+    fn from(q: Quote) -> Self {
+        GqlQuote {
+            id: q.id,
+            expires_at: q.expires_at,
+            duration_hours: q.duration_hours,
+            plans: q.plans.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct QuotesQuery;
+
+#[Object]
+impl QuotesQuery {
+    /// A quote of the organisation.
+    async fn quote(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlQuote> {
+        Ok(control(ctx)
+            .quote(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+}
+
+#[derive(Default)]
+pub struct QuotesMutation;
+
+#[Object]
+impl QuotesMutation {
+    /// Ranked plans with prices held for five minutes; `insufficient_capacity` (with
+    /// `constraint`, `availableGpus` and `nearest` in the extensions) when nothing fits.
+    async fn create_quote(&self, ctx: &Context<'_>, input: GqlQuoteInput) -> GqlResult<GqlQuote> {
+        Ok(control(ctx)
+            .create_quote(actor(ctx)?, &input.into())
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+}

@@ -1,0 +1,43 @@
+//! Quotes over REST: where a cluster would go and what it would cost.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use iocloud_control::quotes::{Quote, QuoteRequest};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiResult, Problem};
+use crate::extract::{ApiJson, ApiPath, Auth};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_quote))
+        .routes(routes!(get_quote))
+}
+
+/// Ranked plans for a cluster (cheapest, balanced, lowest latency), with prices held for five
+/// minutes. When nothing fits: 422 `insufficient_capacity`, naming the constraint that emptied
+/// the candidates and the nearest request that would fit.
+#[utoipa::path(post, path = "/v1/quotes", tag = "placement", request_body = QuoteRequest,
+    responses((status = 201, body = Quote), (status = 422, body = Problem)))]
+async fn create_quote(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(request): ApiJson<QuoteRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let quote = s.control.create_quote(&actor, &request).await?;
+    Ok((StatusCode::CREATED, Json(quote)))
+}
+
+/// A quote of the organisation.
+#[utoipa::path(get, path = "/v1/quotes/{id}", tag = "placement",
+    responses((status = 200, body = Quote), (status = 404, body = Problem)))]
+async fn get_quote(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Quote>> {
+    Ok(Json(s.control.quote(&actor, &id).await?))
+}

@@ -1,0 +1,190 @@
+//! Free capacity: the placement index kept current from the database, and plans claimed.
+//!
+//! The index is a hint. Every replica keeps its own, brought up to date from the devices
+//! changed since it last looked (`devices.updated_at`, re-reading a few seconds back so that a
+//! write committed late, or a replica's clock a little behind, is not missed). A plan is
+//! claimed in one transaction of conditional updates of free GPUs; when any node's device no
+//! longer has them, nothing is taken and the next plan is tried, so two requests, or two
+//! replicas, can never take the same GPU however stale an index is.
+
+use std::sync::Arc;
+
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, db_run};
+use parking_lot::RwLock;
+
+use crate::placement::{self, Inventory, Offer, Plan, Request};
+use crate::{Control, Error, Result};
+
+/// How far back a sync re-reads, µs: late commits and clock skew between replicas.
+const SYNC_OVERLAP: i64 = 5_000_000;
+/// Rounds of "place, try every plan" before giving up on a contended request.
+const CLAIM_ROUNDS: usize = 64;
+
+pub struct CapacityIndex {
+    inventory: RwLock<Inventory>,
+    /// The `updated_at` the next sync reads from; syncs take turns.
+    watermark: tokio::sync::Mutex<i64>,
+}
+
+impl CapacityIndex {
+    pub fn new(catalog: &crate::providers::Catalog) -> CapacityIndex {
+        CapacityIndex {
+            inventory: RwLock::new(Inventory::new(catalog)),
+            watermark: tokio::sync::Mutex::new(0),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct DeviceOffer {
+    id: String,
+    org_id: String,
+    gpu_model: Option<String>,
+    gpus_free: i64,
+    region: String,
+    bandwidth_up_mbps: i64,
+    bandwidth_down_mbps: i64,
+    price_per_gpu_hour: i64,
+    status: String,
+}
+
+impl DeviceOffer {
+    /// What placement may use of the device, or `None` when it can take no GPU node.
+    fn offer(self) -> std::result::Result<Offer, String> {
+        match self.gpu_model {
+            Some(model) if matches!(self.status.as_str(), "available" | "busy") => Ok(Offer {
+                device_id: self.id,
+                provider_id: self.org_id,
+                model,
+                region: self.region,
+                gpus_free: self.gpus_free.clamp(0, i64::from(u32::MAX)) as u32,
+                price: self.price_per_gpu_hour,
+                bandwidth_mbps: self.bandwidth_up_mbps.min(self.bandwidth_down_mbps).max(0) as u32,
+                // A neutral prior until the learned score lands (docs/placement.md).
+                reliability_bps: 10_000,
+            }),
+            _ => Err(self.id),
+        }
+    }
+}
+
+/// A plan claimed for a cluster: its node ids, in the plan's order.
+#[derive(Debug)]
+pub struct Claim {
+    pub plan: Plan,
+    pub node_ids: Vec<String>,
+}
+
+impl Control {
+    /// Brings this replica's index up to date with the devices changed since it last looked.
+    pub async fn sync_capacity(&self) -> Result<()> {
+        let mut watermark = self.capacity.watermark.lock().await;
+        let now = now_micros();
+        let since = (*watermark - SYNC_OVERLAP).max(0);
+        let rows: Vec<DeviceOffer> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT id, org_id, gpu_model, gpus_free, region, bandwidth_up_mbps, bandwidth_down_mbps, price_per_gpu_hour, status \
+             FROM devices WHERE updated_at >= $1"
+        )
+        .bind(since)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let mut inventory = self.capacity.inventory.write();
+        for row in rows {
+            match row.offer() {
+                Ok(offer) => {
+                    if let Err(e) = inventory.upsert(&offer) {
+                        tracing::warn!(error = %e, device = %offer.device_id, "device left out of placement");
+                    }
+                }
+                Err(id) => {
+                    inventory.remove(&id);
+                }
+            }
+        }
+        *watermark = now;
+        Ok(())
+    }
+
+    /// The ranked plans for a request, on a freshly synced index.
+    pub async fn plans(&self, request: &Request) -> Result<Vec<Plan>> {
+        self.sync_capacity().await?;
+        let inventory = self.capacity.inventory.read();
+        placement::place(&inventory, request)
+            .map_err(|why| Error::InsufficientCapacity(Box::new(why)))
+    }
+
+    /// Places and claims: the best plan whose GPUs are all still free is taken, node by node,
+    /// in one transaction for `cluster_id` of `org_id`.
+    pub async fn claim_capacity(
+        &self,
+        org_id: &str,
+        cluster_id: &str,
+        request: &Request,
+        bootstrap: &serde_json::Value,
+    ) -> Result<Claim> {
+        // A claim fails only when someone else took the GPUs, so every failed round is
+        // somebody's progress; the bound is a safety net, not a tuning knob.
+        for _ in 0..CLAIM_ROUNDS {
+            for plan in self.plans(request).await? {
+                match self.claim_plan(org_id, cluster_id, &plan, bootstrap).await {
+                    Ok(node_ids) => return Ok(Claim { plan, node_ids }),
+                    Err(Error::Conflict { .. } | Error::NotFound(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(Error::Conflict {
+            code: "capacity_contended",
+            message: "the capacity kept being taken while we tried; try again".into(),
+        })
+    }
+
+    /// Claims every node of the plan, or none.
+    async fn claim_plan(
+        &self,
+        org_id: &str,
+        cluster_id: &str,
+        plan: &Plan,
+        bootstrap: &serde_json::Value,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.db.begin().await?;
+        let mut node_ids = Vec::with_capacity(plan.nodes.len());
+        for node in &plan.nodes {
+            let id = self
+                .assign_node_in(
+                    &mut tx,
+                    &node.device_id,
+                    cluster_id,
+                    org_id,
+                    i64::from(node.gpus),
+                    bootstrap,
+                )
+                .await;
+            match id {
+                Ok(id) => node_ids.push(id),
+                Err(e) => {
+                    drop(tx);
+                    // The index was wrong about this device: look again before the next plan.
+                    self.sync_capacity().await?;
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit().await?;
+        {
+            let mut inventory = self.capacity.inventory.write();
+            for node in &plan.nodes {
+                inventory.take(&node.device_id, node.gpus);
+            }
+        }
+        for node in &plan.nodes {
+            self.wake_agent(&node.device_id).await;
+        }
+        Ok(node_ids)
+    }
+}
+
+/// Shared by every clone of [`Control`].
+pub type SharedCapacity = Arc<CapacityIndex>;

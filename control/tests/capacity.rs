@@ -1,0 +1,136 @@
+//! Claiming placed capacity: 32 simultaneous requests, from two replicas with their own
+//! indexes, for the last free GPUs, on SQLite and on Postgres. Exactly as many succeed as there
+//! are GPUs; the rest are told `insufficient_capacity`; no GPU is booked twice.
+
+use iocloud_control::placement::Request;
+use iocloud_control::providers::Catalog;
+use iocloud_control::{Control, Settings};
+use iocloud_db::scratch::ScratchDb;
+use iocloud_db::{DatabaseUrl, Db, Kv, db_run};
+
+async fn scratch_databases() -> Vec<ScratchDb> {
+    let mut dbs = vec![ScratchDb::sqlite().unwrap()];
+    if let Ok(url) = std::env::var("IOCLOUD_TEST_POSTGRES_URL") {
+        dbs.push(ScratchDb::postgres(&url).await.unwrap());
+    }
+    dbs
+}
+
+async fn replica(db: &Db) -> Control {
+    let catalog = Catalog::load(db).await.unwrap();
+    let jwt = iocloud_control::jwt::JwtKeys::load(db, None).await.unwrap();
+    Control::new(db.clone(), Kv::memory(), jwt, Settings::default(), catalog)
+}
+
+/// An available H100 machine with `free` of its 8 GPUs free.
+async fn device(db: &Db, id: &str, provider: &str, free: i64, price: i64) {
+    db_run!(db, |p| sqlx::query(
+        "INSERT INTO devices (id, org_id, name, gpu_model, gpu_count, gpus_free, cpu_cores, ram_gib, disk_gib, region, country, lat, lon, \
+         bandwidth_up_mbps, bandwidth_down_mbps, price_per_gpu_hour, token_hash, status, created_at, updated_at) \
+         VALUES ($1, $2, $1, 'h100-sxm', 8, $3, 64, 512, 2000, 'eu-central', 'DE', 50.1, 8.7, 10000, 10000, $4, $1, $5, 1, 1)"
+    )
+    .bind(id)
+    .bind(provider)
+    .bind(free)
+    .bind(price)
+    .bind(if free == 8 { "available" } else { "busy" })
+    .execute(p)
+    .await
+    .map(|r| r.rows_affected()))
+    .unwrap();
+}
+
+async fn scalar(db: &Db, sql: &str) -> i64 {
+    db_run!(db, |p| sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await).unwrap()
+}
+
+async fn race(db: &Db, request: Request, expect_wins: usize) {
+    let (a, b) = (replica(db).await, replica(db).await);
+    let attempts = (0..32).map(|i| {
+        let control = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let request = request.clone();
+        tokio::spawn(async move {
+            control
+                .claim_capacity(
+                    "org_customer",
+                    &format!("clu_{i}"),
+                    &request,
+                    &serde_json::json!({"kind": "container"}),
+                )
+                .await
+        })
+    });
+    let mut wins = 0;
+    for attempt in futures::future::join_all(attempts).await {
+        match attempt.unwrap() {
+            Ok(claim) => {
+                wins += 1;
+                assert_eq!(claim.node_ids.len(), claim.plan.nodes.len());
+            }
+            Err(e) => assert_eq!(e.code(), "insufficient_capacity", "{e}"),
+        }
+    }
+    assert_eq!(
+        wins, expect_wins,
+        "exactly as many claims as the GPUs allow"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_last_free_gpus_go_to_exactly_as_many_requests() {
+    for scratch in scratch_databases().await {
+        let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        // 8 free GPUs on four machines of two providers, and a full one.
+        for (i, provider) in ["org_a", "org_a", "org_b", "org_b"].iter().enumerate() {
+            device(&db, &format!("dev_{i}"), provider, 2, 2_000_000 + i as i64).await;
+        }
+        device(&db, "dev_full", "org_b", 0, 1_000_000).await;
+
+        race(&db, Request::new(1), 8).await;
+        assert_eq!(
+            scalar(
+                &db,
+                "SELECT CAST(COALESCE(SUM(gpus_free), 0) AS BIGINT) FROM devices"
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            scalar(
+                &db,
+                "SELECT CAST(COALESCE(SUM(gpus), 0) AS BIGINT) FROM node_assignments"
+            )
+            .await,
+            8
+        );
+        assert_eq!(
+            scalar(
+                &db,
+                "SELECT COUNT(*) FROM (SELECT device_id FROM node_assignments GROUP BY device_id HAVING SUM(gpus) > 2) AS x"
+            )
+            .await,
+            0,
+            "no machine gave more GPUs than it had free"
+        );
+
+        // Nodes of two: four more machines of 2 free GPUs take four clusters of 2.
+        for i in 4..8 {
+            device(&db, &format!("dev_{i}"), "org_c", 2, 2_500_000).await;
+        }
+        let mut pairs = Request::new(2);
+        pairs.gpus_per_node = Some(2);
+        race(&db, pairs, 4).await;
+        assert_eq!(
+            scalar(
+                &db,
+                "SELECT CAST(COALESCE(SUM(gpus_free), 0) AS BIGINT) FROM devices"
+            )
+            .await,
+            0
+        );
+        db.close().await;
+    }
+}
