@@ -47,6 +47,8 @@ struct DeviceOffer {
     bandwidth_down_mbps: i64,
     price_per_gpu_hour: i64,
     status: String,
+    reliability_bps: i64,
+    provider_reliability_bps: Option<i64>,
 }
 
 impl DeviceOffer {
@@ -61,8 +63,11 @@ impl DeviceOffer {
                 gpus_free: self.gpus_free.clamp(0, i64::from(u32::MAX)) as u32,
                 price: self.price_per_gpu_hour,
                 bandwidth_mbps: self.bandwidth_up_mbps.min(self.bandwidth_down_mbps).max(0) as u32,
-                // A neutral prior until the learned score lands (docs/placement.md).
-                reliability_bps: 10_000,
+                reliability_bps: crate::providers::reliability::combined(
+                    self.reliability_bps,
+                    self.provider_reliability_bps
+                        .unwrap_or(crate::providers::reliability::PRIOR_BPS),
+                ),
             }),
             _ => Err(self.id),
         }
@@ -83,8 +88,9 @@ impl Control {
         let now = now_micros();
         let since = (*watermark - SYNC_OVERLAP).max(0);
         let rows: Vec<DeviceOffer> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT id, org_id, gpu_model, gpus_free, region, bandwidth_up_mbps, bandwidth_down_mbps, price_per_gpu_hour, status \
-             FROM devices WHERE updated_at >= $1"
+            "SELECT d.id, d.org_id, d.gpu_model, d.gpus_free, d.region, d.bandwidth_up_mbps, d.bandwidth_down_mbps, d.price_per_gpu_hour, d.status, \
+             d.reliability_bps, r.reliability_bps AS provider_reliability_bps \
+             FROM devices d LEFT JOIN provider_reliability r ON r.org_id = d.org_id WHERE d.updated_at >= $1"
         )
         .bind(since)
         .fetch_all(p)

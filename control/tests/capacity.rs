@@ -1,6 +1,7 @@
 //! Claiming placed capacity: 32 simultaneous requests, from two replicas with their own
 //! indexes, for the last free GPUs, on SQLite and on Postgres. Exactly as many succeed as there
-//! are GPUs; the rest are told `insufficient_capacity`; no GPU is booked twice.
+//! are GPUs; the rest are told `insufficient_capacity`; no GPU is booked twice. And the
+//! learned reliability: what nodes and hours do to it, and placement following it.
 
 use iocloud_control::placement::Request;
 use iocloud_control::providers::Catalog;
@@ -26,8 +27,8 @@ async fn replica(db: &Db) -> Control {
 async fn device(db: &Db, id: &str, provider: &str, free: i64, price: i64) {
     db_run!(db, |p| sqlx::query(
         "INSERT INTO devices (id, org_id, name, gpu_model, gpu_count, gpus_free, cpu_cores, ram_gib, disk_gib, region, country, lat, lon, \
-         bandwidth_up_mbps, bandwidth_down_mbps, price_per_gpu_hour, token_hash, status, created_at, updated_at) \
-         VALUES ($1, $2, $1, 'h100-sxm', 8, $3, 64, 512, 2000, 'eu-central', 'DE', 50.1, 8.7, 10000, 10000, $4, $1, $5, 1, 1)"
+         bandwidth_up_mbps, bandwidth_down_mbps, price_per_gpu_hour, token_hash, status, verified_at, created_at, updated_at) \
+         VALUES ($1, $2, $1, 'h100-sxm', 8, $3, 64, 512, 2000, 'eu-central', 'DE', 50.1, 8.7, 10000, 10000, $4, $1, $5, 1, 1, 1)"
     )
     .bind(id)
     .bind(provider)
@@ -131,6 +132,93 @@ async fn the_last_free_gpus_go_to_exactly_as_many_requests() {
             .await,
             0
         );
+        db.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reliability_is_learned_and_placement_follows_it() {
+    use iocloud_control::providers::agent::{DeviceAuth, NodeReport};
+    const HOUR: i64 = 3_600_000_000;
+    for scratch in scratch_databases().await {
+        let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let control = replica(&db).await;
+        // Two identical machines of two providers; the first is a hair cheaper.
+        device(&db, "dev_a", "org_a", 8, 2_000_000).await;
+        device(&db, "dev_b", "org_b", 8, 2_000_001).await;
+        let mut whole = Request::new(8);
+        whole.gpus_per_node = Some(8);
+        assert_eq!(
+            control.plans(&whole).await.unwrap()[0].nodes[0].device_id,
+            "dev_a"
+        );
+
+        // A node on dev_a fails: its score and its provider's drop a fifth of the way to 0.
+        let claim = control
+            .claim_capacity("org_c", "clu_1", &whole, &serde_json::json!({}))
+            .await
+            .unwrap();
+        assert_eq!(claim.plan.nodes[0].device_id, "dev_a");
+        let agent = DeviceAuth {
+            id: "dev_a".into(),
+            org_id: "org_a".into(),
+            gpu_count: 8,
+        };
+        let report = |status: &str| NodeReport {
+            status: status.into(),
+            endpoints: None,
+            reason: Some("the GPU fell off the bus".into()),
+        };
+        control
+            .agent_node_report(&agent, &claim.node_ids[0], report("failed"))
+            .await
+            .unwrap();
+        control
+            .agent_node_report(&agent, &claim.node_ids[0], report("released"))
+            .await
+            .unwrap();
+        assert_eq!(
+            control.reliability_of("dev_a").await.unwrap(),
+            (7_200, 7_200)
+        );
+        assert_eq!(
+            control.reliability_of("dev_b").await.unwrap(),
+            (9_000, 9_000)
+        );
+        // Placement now ranks dev_b first: 0.1 µ$ dearer, but 13% more reliable.
+        assert_eq!(
+            control.plans(&whole).await.unwrap()[0].nodes[0].device_id,
+            "dev_b"
+        );
+        let mut strict = whole.clone();
+        strict.min_reliability_bps = 8_000;
+        let plans = control.plans(&strict).await.unwrap();
+        assert!(plans.iter().all(|p| p.nodes[0].device_id == "dev_b"));
+
+        // A whole hour heard brings dev_a back part of the way; dev_b, silent, slips. Each
+        // hour is scored once, however often the job runs.
+        let now = 500_000 * HOUR + 17;
+        db_run!(&db, |p| sqlx::query(
+            "INSERT INTO device_uptime (device_id, hour, minutes) VALUES ('dev_a', $1, 60)"
+        )
+        .bind(499_999i64)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .unwrap();
+        assert_eq!(control.score_reliability(now).await.unwrap(), 2);
+        assert_eq!(
+            control.score_reliability(now + 60_000_000).await.unwrap(),
+            0
+        );
+        assert_eq!(control.reliability_of("dev_a").await.unwrap().0, 7_480);
+        assert_eq!(control.reliability_of("dev_b").await.unwrap().0, 8_100);
+        // Providers follow the mean of their devices' hours: org_a heard, org_b not.
+        assert_eq!(control.reliability_of("dev_a").await.unwrap().1, 7_480);
+        assert_eq!(control.reliability_of("dev_b").await.unwrap().1, 8_100);
         db.close().await;
     }
 }

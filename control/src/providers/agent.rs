@@ -588,6 +588,11 @@ impl Control {
             self.give_back_gpus_in(&mut tx, device, gpus, node_id, now)
                 .await?;
         }
+        if matches!(report.status.as_str(), "ready" | "failed") {
+            let ok = report.status == "ready";
+            self.record_node_outcome_in(&mut tx, &device.id, &device.org_id, ok, now)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

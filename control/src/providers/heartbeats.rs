@@ -83,8 +83,11 @@ pub struct Uptime {
     /// Nodes that came up and ran to their end, and nodes that failed.
     pub nodes_ok: i64,
     pub nodes_failed: i64,
-    /// 0 to 1: `0.7 × uptime over 30 days + 0.3 × (ok + 1) / (ok + failed + 2)`.
+    /// 0 to 1, learned: the device's exponentially weighted score of hours heard and node
+    /// outcomes (`providers::reliability`).
     pub reliability: f64,
+    /// 0 to 1, the same over all of the provider's devices.
+    pub provider_reliability: f64,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -297,6 +300,7 @@ impl Control {
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
+        let (device_score, provider_score) = self.reliability_of(device_id).await?;
         let count = |k: &str| outcomes.iter().find(|(s, _)| s == k).map_or(0, |(_, n)| *n);
         let (ok, failed) = (count("ok"), count("failed"));
         let age_minutes = ((now - since) / MICROS_PER_MINUTE).max(1);
@@ -309,15 +313,14 @@ impl Control {
             let window = (hours * 60).min(age_minutes);
             (heard as f64 / window as f64).min(1.0)
         };
-        let last_30d = share(30 * 24);
-        let nodes = (ok as f64 + 1.0) / ((ok + failed) as f64 + 2.0);
         Ok(Uptime {
             last_24h: share(24),
             last_7d: share(7 * 24),
-            last_30d,
+            last_30d: share(30 * 24),
             nodes_ok: ok,
             nodes_failed: failed,
-            reliability: 0.7 * last_30d + 0.3 * nodes,
+            reliability: device_score as f64 / 10_000.0,
+            provider_reliability: provider_score as f64 / 10_000.0,
         })
     }
 
@@ -342,6 +345,11 @@ impl Control {
                             Ok(r) if r != SweepReport::default() => tracing::info!(?r, "device sweep"),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "device sweep failed"),
+                        }
+                        match this.score_reliability(now_micros()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(devices = n, "reliability scored for the last hour"),
+                            Err(e) => tracing::warn!(error = %e, "scoring reliability failed"),
                         }
                     }
                 }

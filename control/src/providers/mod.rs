@@ -8,12 +8,14 @@
 //! * [`stake`]: what listing devices requires of the provider's stake.
 //! * [`agent`]: the agent protocol (`/agent/v1`), node assignments and reports.
 //! * [`heartbeats`]: the batched heartbeat write path, uptime, and the offline sweep.
+//! * [`reliability`]: the learned reliability of devices and providers, which placement ranks by.
 //! * [`wakeups`]: waking long-polling agents when a node is assigned to their device.
 
 pub mod agent;
 pub mod catalog;
 pub mod devices;
 pub mod heartbeats;
+pub mod reliability;
 pub mod stake;
 pub mod status;
 pub mod verification;

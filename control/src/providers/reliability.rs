@@ -1,0 +1,164 @@
+//! Reliability learned from history: an exponentially weighted average per device and per
+//! provider, in basis points.
+//!
+//! Observations: each whole hour, the share of its minutes a device was heard (devices that
+//! should be up: available, busy or offline; maintenance is planned and not held against
+//! anyone); and each node that came up (10,000) or failed (0). A score moves part of the way
+//! toward each observation ([`HOUR_WEIGHT`], [`NODE_WEIGHT`]), so one failure costs a fifth of
+//! the distance to zero and about fifteen good hours win most of it back. A provider's score
+//! follows the mean of its devices' hours and every one of their node outcomes. Placement ranks
+//! a device by `0.7 × device + 0.3 × provider` (docs/placement.md).
+//!
+//! Every update is a set-based statement guarded by the hour it scores, so several replicas
+//! running the hourly job score each hour once.
+
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, db_run, tx_run};
+
+use crate::{Control, Result};
+
+/// Where a new device or provider starts.
+pub const PRIOR_BPS: i64 = 9_000;
+/// How far one scored hour moves a score toward what was seen, of 10,000.
+pub const HOUR_WEIGHT: i64 = 1_000;
+/// How far one node outcome moves a score, of 10,000.
+pub const NODE_WEIGHT: i64 = 2_000;
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+
+/// One step of the average: `score + (observed − score) × weight / 10,000`, in integers, as
+/// the SQL below computes it.
+pub fn ewma(score: i64, observed: i64, weight: i64) -> i64 {
+    score + (observed - score) * weight / 10_000
+}
+
+/// What placement ranks a device by.
+pub fn combined(device_bps: i64, provider_bps: i64) -> u32 {
+    ((7 * device_bps + 3 * provider_bps) / 10).clamp(0, 10_000) as u32
+}
+
+/// The SQL of [`ewma`] for a column, an observation and a weight given as text.
+fn ewma_sql(score: &str, observed: &str, weight: i64) -> String {
+    format!("{score} + (({observed}) - {score}) * {weight} / 10000")
+}
+
+impl Control {
+    /// Scores the last whole hour into every device that has not had it yet, then into their
+    /// providers. Cheap when there is nothing to do: run it with the device sweep.
+    pub async fn score_reliability(&self, now: i64) -> Result<u64> {
+        let hour = now.div_euclid(MICROS_PER_HOUR) - 1;
+        let heard = "COALESCE((SELECT u.minutes FROM device_uptime u WHERE u.device_id = devices.id AND u.hour = $1), 0) * 10000 / 60";
+        let sql = format!(
+            "UPDATE devices SET reliability_bps = {}, reliability_hour = $1, updated_at = $2 \
+             WHERE reliability_hour < $1 AND status IN ('available', 'busy', 'offline') AND verified_at IS NOT NULL",
+            ewma_sql("reliability_bps", heard, HOUR_WEIGHT)
+        );
+        let scored = db_run!(&self.db, |p| sqlx::query(&sql)
+            .bind(hour)
+            .bind(now_micros())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        if scored == 0 {
+            return Ok(0);
+        }
+        // Providers: the mean of their scored devices' hours.
+        let mean = "(SELECT CAST(SUM(COALESCE((SELECT u.minutes FROM device_uptime u WHERE u.device_id = d.id AND u.hour = $1), 0)) AS BIGINT) \
+                    * 10000 / (60 * COUNT(*)) FROM devices d WHERE d.org_id = provider_reliability.org_id AND d.reliability_hour = $1)";
+        let statements = [
+            "INSERT INTO provider_reliability (org_id, reliability_bps, scored_hour, updated_at) \
+             SELECT DISTINCT org_id, 9000, 0, $2 FROM devices WHERE reliability_hour = $1 ON CONFLICT (org_id) DO NOTHING"
+                .to_string(),
+            format!(
+                "UPDATE provider_reliability SET reliability_bps = {}, scored_hour = $1, updated_at = $2 \
+                 WHERE scored_hour < $1 AND org_id IN (SELECT org_id FROM devices WHERE reliability_hour = $1)",
+                ewma_sql("reliability_bps", mean, HOUR_WEIGHT)
+            ),
+        ];
+        let mut tx = self.db.begin().await?;
+        for sql in &statements {
+            tx_run!(&mut tx, |c| sqlx::query(sql)
+                .bind(hour)
+                .bind(now_micros())
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(DbError::from)?;
+        }
+        tx.commit().await?;
+        Ok(scored)
+    }
+
+    /// A node on the device came up (`ok`) or failed: the device's and its provider's scores
+    /// move, in the caller's transaction.
+    pub(crate) async fn record_node_outcome_in(
+        &self,
+        tx: &mut iocloud_db::Tx,
+        device_id: &str,
+        provider_org_id: &str,
+        ok: bool,
+        now: i64,
+    ) -> Result<()> {
+        let observed = if ok { 10_000 } else { 0 };
+        let device = format!(
+            "UPDATE devices SET reliability_bps = {}, updated_at = $3 WHERE id = $2",
+            ewma_sql("reliability_bps", "$1", NODE_WEIGHT)
+        );
+        let provider = format!(
+            "INSERT INTO provider_reliability (org_id, reliability_bps, scored_hour, updated_at) VALUES ($2, {}, 0, $3) \
+             ON CONFLICT (org_id) DO UPDATE SET reliability_bps = {}, updated_at = $3",
+            ewma(PRIOR_BPS, observed, NODE_WEIGHT),
+            ewma_sql("provider_reliability.reliability_bps", "$1", NODE_WEIGHT)
+        );
+        for (sql, key) in [(&device, device_id), (&provider, provider_org_id)] {
+            tx_run!(tx, |c| sqlx::query(sql)
+                .bind(observed)
+                .bind(key)
+                .bind(now)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(DbError::from)?;
+        }
+        Ok(())
+    }
+
+    /// A device's learned score and its provider's, in basis points.
+    pub async fn reliability_of(&self, device_id: &str) -> Result<(i64, i64)> {
+        let row: Option<(i64, Option<i64>)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT d.reliability_bps, r.reliability_bps FROM devices d \
+             LEFT JOIN provider_reliability r ON r.org_id = d.org_id WHERE d.id = $1"
+        )
+        .bind(device_id)
+        .fetch_optional(p)
+        .await)
+        .map_err(DbError::from)?;
+        let (device, provider) = row.ok_or(crate::Error::NotFound("device"))?;
+        Ok((device, provider.unwrap_or(PRIOR_BPS)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_costs_and_good_hours_win_it_back() {
+        let after_failure = ewma(9_500, 0, NODE_WEIGHT);
+        assert_eq!(after_failure, 7_600);
+        let mut s = after_failure;
+        for _ in 0..15 {
+            s = ewma(s, 10_000, HOUR_WEIGHT);
+        }
+        assert!(s > 9_400, "recovered to {s}");
+        // An hour half heard pulls a perfect score down a twentieth.
+        assert_eq!(ewma(10_000, 5_000, HOUR_WEIGHT), 9_500);
+    }
+
+    #[test]
+    fn placement_weighs_device_over_provider() {
+        assert_eq!(combined(10_000, 5_000), 8_500);
+        assert_eq!(combined(PRIOR_BPS, PRIOR_BPS), 9_000);
+    }
+}
