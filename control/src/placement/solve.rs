@@ -12,6 +12,14 @@
 //! region alone; or each maximal set of regions within the RTT bound of each other), cut at
 //! each distinct RTT from the user. The best plan over those sets is the optimum: whatever
 //! regions the optimum uses lie in one of them, and the greedy there costs no more.
+//!
+//! Those runs share their work. In a matroid, an element the greedy rejects on a subset it
+//! rejects on every superset (cheaper elements already span it), and once a selection is
+//! full every later element is rejected too. So what the greedy takes in a region alone (its
+//! "basis", with the GPUs of each device it took) is all any set of regions can take from that
+//! region: each region is walked once per request, and each region set is solved over the
+//! union of its regions' bases, a few dozen entries. The full-scan variant solves every set
+//! from the whole fleet; the tests check that both answer the same.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -115,11 +123,35 @@ enum Scan {
 fn place_with(inv: &Inventory, req: &Request, scan: Scan) -> Result<Vec<Plan>, Infeasible> {
     let filter = Filter::new(inv, req);
     let mut selections: HashMap<u64, Option<Selection>> = HashMap::new();
-    for mask in candidate_sets(inv, &filter) {
-        selections.entry(mask).or_insert_with(|| match scan {
-            Scan::Index => take(inv, &filter, Merge::new(inv, &filter, mask)),
-            Scan::Full => take(inv, &filter, full_scan(inv, &filter, mask).into_iter()),
-        });
+    match scan {
+        Scan::Index => {
+            // What each region would give on its own bounds what any set of regions takes
+            // from it (module comment), so the sets are solved from those few entries, the
+            // nested RTT cuts of a group adding regions to one sorted pool.
+            let bases = region_bases(inv, &filter);
+            for group in groups(inv, &filter) {
+                let (mut pool, mut added) = (Vec::new(), 0u64);
+                for mask in cuts(&filter, group) {
+                    for r in bits(mask & !added) {
+                        pool.extend_from_slice(&bases[r]);
+                    }
+                    added |= mask;
+                    pool.sort();
+                    selections
+                        .entry(mask)
+                        .or_insert_with(|| take(inv, &filter, pool.iter().copied()));
+                }
+            }
+        }
+        Scan::Full => {
+            for group in groups(inv, &filter) {
+                for mask in cuts(&filter, group) {
+                    selections.entry(mask).or_insert_with(|| {
+                        take(inv, &filter, full_scan(inv, &filter, mask).into_iter())
+                    });
+                }
+            }
+        }
     }
     let mut best: [Option<(Key, &Selection)>; 3] = [None, None, None];
     for selection in selections.values().flatten() {
@@ -236,38 +268,85 @@ impl<'a> Filter<'a> {
     }
 }
 
-/// Regions (as bit sets) where the best plan might lie.
-fn candidate_sets(inv: &Inventory, f: &Filter) -> Vec<u64> {
-    // Regions with nothing free for these models cannot help.
-    let mut stocked = 0u64;
-    for r in 0..inv.regions.len() as u16 {
-        if f.allowed & (1 << r) != 0 && f.models.iter().any(|m| !inv.bucket(*m, r).is_empty()) {
-            stocked |= 1 << r;
-        }
-    }
-    let groups: Vec<u64> = match f.req.colocation {
+/// Regions with something free for the request's models, among the allowed.
+fn stocked(inv: &Inventory, f: &Filter) -> u64 {
+    (0..inv.regions.len() as u16)
+        .filter(|r| {
+            f.allowed & (1 << r) != 0 && f.models.iter().any(|m| !inv.bucket(*m, *r).is_empty())
+        })
+        .fold(0, |m, r| m | 1 << r)
+}
+
+/// The co-location groups: sets of regions a plan may spread over.
+fn groups(inv: &Inventory, f: &Filter) -> Vec<u64> {
+    let stocked = stocked(inv, f);
+    let groups = match f.req.colocation {
         Colocation::Any => vec![stocked],
         Colocation::SameRegion => bits(stocked).map(|r| 1 << r).collect(),
         Colocation::MaxRttMs(max) => maximal_cliques(inv, stocked, max),
     };
-    let mut sets = Vec::new();
-    for group in groups.into_iter().filter(|g| *g != 0) {
-        if f.req.user_location.is_none() {
-            sets.push(group);
-            continue;
-        }
-        let mut cuts: Vec<u32> = bits(group).map(|r| f.user_rtt[r]).collect();
-        cuts.sort_unstable();
-        cuts.dedup();
-        for cut in cuts {
-            sets.push(
-                bits(group)
-                    .filter(|r| f.user_rtt[*r] <= cut)
-                    .fold(0, |m, r| m | 1 << r),
-            );
-        }
+    groups.into_iter().filter(|g| *g != 0).collect()
+}
+
+/// A group cut at each distinct RTT from the user, nearest first (each set holds the one
+/// before); the whole group when the request gives no location.
+fn cuts(f: &Filter, group: u64) -> Vec<u64> {
+    if f.req.user_location.is_none() {
+        return vec![group];
     }
-    sets
+    let mut rtts: Vec<u32> = bits(group).map(|r| f.user_rtt[r]).collect();
+    rtts.sort_unstable();
+    rtts.dedup();
+    rtts.into_iter()
+        .map(|cut| {
+            bits(group)
+                .filter(|r| f.user_rtt[*r] <= cut)
+                .fold(0, |m, r| m | 1 << r)
+        })
+        .collect()
+}
+
+/// Every region set where the best plan might lie.
+fn candidate_sets(inv: &Inventory, f: &Filter) -> Vec<u64> {
+    groups(inv, f)
+        .into_iter()
+        .flat_map(|g| cuts(f, g))
+        .collect()
+}
+
+/// Per region, what the greedy takes there alone: entries with the GPUs each may give.
+fn region_bases(inv: &Inventory, f: &Filter) -> Vec<Vec<(Entry, u32)>> {
+    let stocked = stocked(inv, f);
+    (0..inv.regions.len())
+        .map(|r| {
+            if stocked & (1 << r) == 0 {
+                return Vec::new();
+            }
+            walk(
+                inv,
+                f,
+                Merge::new(inv, f, 1 << r).map(|e| with_free(inv, e)),
+            )
+            .0
+            .into_iter()
+            .map(|(slot, gpus)| (entry_of(inv, slot), gpus))
+            .collect()
+        })
+        .collect()
+}
+
+fn entry_of(inv: &Inventory, slot: u32) -> Entry {
+    let s = &inv.slots[slot as usize];
+    Entry {
+        adjusted: s.adjusted,
+        fewer_free: Reverse(s.free),
+        slot,
+    }
+}
+
+/// A candidate with all its free GPUs on offer.
+fn with_free(inv: &Inventory, e: Entry) -> (Entry, u32) {
+    (e, inv.slots[e.slot as usize].free)
 }
 
 fn bits(mask: u64) -> impl Iterator<Item = usize> {
@@ -345,46 +424,79 @@ impl Iterator for Merge<'_> {
 }
 
 /// The baseline's candidates: every device of the fleet looked at, the matching ones sorted.
-fn full_scan(inv: &Inventory, f: &Filter, mask: u64) -> Vec<Entry> {
-    let mut found: Vec<Entry> = inv
+fn full_scan(inv: &Inventory, f: &Filter, mask: u64) -> Vec<(Entry, u32)> {
+    let mut found: Vec<(Entry, u32)> = inv
         .slots
         .iter()
         .enumerate()
         .filter(|(_, s)| {
             s.live && s.free > 0 && mask & (1 << s.region) != 0 && f.models.contains(&s.model)
         })
-        .map(|(i, s)| Entry {
-            adjusted: s.adjusted,
-            fewer_free: Reverse(s.free),
-            slot: i as u32,
-        })
+        .map(|(i, _)| with_free(inv, entry_of(inv, i as u32)))
         .collect();
     found.sort_unstable();
     found
 }
 
-/// The cheapest selection from `candidates` (cheapest first), or `None` when they cannot
-/// hold the request.
-fn take(inv: &Inventory, f: &Filter, candidates: impl Iterator<Item = Entry>) -> Option<Selection> {
+/// The cheapest selection from `candidates` (cheapest first, each with the most GPUs it may
+/// give), or `None` when they cannot hold the request.
+fn take(
+    inv: &Inventory,
+    f: &Filter,
+    candidates: impl Iterator<Item = (Entry, u32)>,
+) -> Option<Selection> {
+    let (picks, full) = walk(inv, f, candidates);
+    if !full {
+        return None;
+    }
+    let mut s = Selection {
+        picks,
+        adjusted: 0,
+        price: 0,
+        mask: 0,
+        user_rtt: 0,
+    };
+    for (slot, gpus) in &s.picks {
+        let d = &inv.slots[*slot as usize];
+        s.adjusted = s
+            .adjusted
+            .saturating_add(i64::from(*gpus).saturating_mul(d.adjusted));
+        s.price = s
+            .price
+            .saturating_add(i64::from(*gpus).saturating_mul(d.price));
+        s.mask |= 1 << d.region;
+        s.user_rtt = s.user_rtt.max(f.user_rtt[d.region as usize]);
+    }
+    Some(s)
+}
+
+/// The greedy walk: the (slot, GPUs) it takes from `candidates` until the request is full,
+/// and whether it got there.
+fn walk(
+    inv: &Inventory,
+    f: &Filter,
+    candidates: impl Iterator<Item = (Entry, u32)>,
+) -> (Vec<(u32, u32)>, bool) {
     let req = f.req;
     let units = req.units();
     let spread = req.min_providers.max(1);
+    let mut picks = Vec::new();
     if units == 0 || spread > units {
-        return None;
+        return (picks, false);
     }
     let repeats_allowed = units - spread;
-    let mut candidates = candidates;
-    let mut picks = Vec::new();
-    let mut providers: HashSet<u32> = HashSet::new();
+    // Without a spread constraint no repeat is ever refused: no need to know the providers.
+    let mut providers: Option<HashSet<u32>> = (spread > 1).then(HashSet::new);
     let (mut taken, mut repeats) = (0u32, 0u32);
-    let (mut adjusted, mut price, mut used, mut user_rtt) = (0i64, 0i64, 0u64, 0u32);
-    while taken < units {
-        let entry = candidates.next()?;
+    for (entry, cap) in candidates {
+        if taken == units {
+            break;
+        }
         let s = &inv.slots[entry.slot as usize];
-        if s.free < f.need_free || !f.device_ok(s) {
+        if cap < f.need_free || !f.device_ok(s) {
             continue;
         }
-        let fresh = !providers.contains(&s.provider);
+        let fresh = providers.as_ref().is_none_or(|p| !p.contains(&s.provider));
         // Units this device adds, and how many of them repeat a provider already in the plan.
         let (add, gpus) = match req.gpus_per_node {
             Some(n) => {
@@ -395,7 +507,7 @@ fn take(inv: &Inventory, f: &Filter, candidates: impl Iterator<Item = Entry>) ->
             }
             None => {
                 let room = repeats_allowed - repeats + u32::from(fresh);
-                let g = s.free.min(units - taken).min(room);
+                let g = cap.min(units - taken).min(room);
                 if g == 0 {
                     continue;
                 }
@@ -403,21 +515,13 @@ fn take(inv: &Inventory, f: &Filter, candidates: impl Iterator<Item = Entry>) ->
             }
         };
         repeats += add - u32::from(fresh);
-        providers.insert(s.provider);
+        if let Some(p) = providers.as_mut() {
+            p.insert(s.provider);
+        }
         taken += add;
-        adjusted = adjusted.saturating_add(i64::from(gpus).saturating_mul(s.adjusted));
-        price = price.saturating_add(i64::from(gpus).saturating_mul(s.price));
-        used |= 1 << s.region;
-        user_rtt = user_rtt.max(f.user_rtt[s.region as usize]);
         picks.push((entry.slot, gpus));
     }
-    Some(Selection {
-        picks,
-        adjusted,
-        price,
-        mask: used,
-        user_rtt,
-    })
+    (picks, taken == units)
 }
 
 fn plan_of(inv: &Inventory, f: &Filter, s: &Selection, pref: Preference, objective: i64) -> Plan {
