@@ -160,9 +160,10 @@ pub struct QuotesMutation;
 
 #[Object]
 impl QuotesMutation {
-    /// Ranked plans with prices held for five minutes; `insufficient_capacity` (with
-    /// `constraint`, `availableGpus` and `nearest` in the extensions) when nothing fits.
-    async fn create_quote(&self, ctx: &Context<'_>, input: GqlQuoteInput) -> GqlResult<GqlQuote> {
+    /// Ranked plans with prices held for five minutes under a new quote id (as `POST
+    /// /v1/quotes`); `insufficient_capacity` (with `constraint`, `availableGpus` and `nearest`
+    /// in the extensions) when nothing fits.
+    async fn quote(&self, ctx: &Context<'_>, input: GqlQuoteInput) -> GqlResult<GqlQuote> {
         Ok(control(ctx)
             .create_quote(actor(ctx)?, &input.into())
             .await

@@ -228,23 +228,17 @@ async fn quotes_rank_plans_and_explain_refusals(b: iocloud_tests::Backend) {
     let g = app
         .graphql(
             Some(&s.access),
-            "mutation($i: QuoteInput!) { createQuote(input: $i) { id plans { label pricePerHour nodes { deviceId gpus } } } }",
+            "mutation($i: QuoteInput!) { quote(input: $i) { id plans { label pricePerHour nodes { deviceId gpus } } } }",
             json!({"i": {"gpuModel": "h100-sxm", "gpuCount": 8, "regions": ["us-east"], "preference": "COST"}}),
         )
         .await;
     assert_eq!(g.status, 200);
-    assert_eq!(
-        g.body["data"]["createQuote"]["plans"][0]["label"],
-        "cheapest"
-    );
-    assert_eq!(
-        g.body["data"]["createQuote"]["plans"][0]["pricePerHour"],
-        "14.40"
-    );
+    assert_eq!(g.body["data"]["quote"]["plans"][0]["label"], "cheapest");
+    assert_eq!(g.body["data"]["quote"]["plans"][0]["pricePerHour"], "14.40");
     let g = app
         .graphql(
             Some(&s.access),
-            "mutation($i: QuoteInput!) { createQuote(input: $i) { id } }",
+            "mutation($i: QuoteInput!) { quote(input: $i) { id } }",
             json!({"i": {"gpuModel": "h100-sxm", "gpuCount": 512}}),
         )
         .await;
