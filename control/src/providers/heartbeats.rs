@@ -333,6 +333,7 @@ impl Control {
             flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut sweep = tokio::time::interval(std::time::Duration::from_secs(5));
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut scored_hour = -1;
             loop {
                 tokio::select! {
                     _ = flush.tick() => {
@@ -346,10 +347,18 @@ impl Control {
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "device sweep failed"),
                         }
-                        match this.score_reliability(now_micros()).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(devices = n, "reliability scored for the last hour"),
-                            Err(e) => tracing::warn!(error = %e, "scoring reliability failed"),
+                        // Once an hour per replica is enough: the statement reads every device.
+                        let hour = now_micros().div_euclid(3_600_000_000);
+                        if hour != scored_hour {
+                            match this.score_reliability(now_micros()).await {
+                                Ok(n) => {
+                                    scored_hour = hour;
+                                    if n > 0 {
+                                        tracing::info!(devices = n, "reliability scored for the last hour");
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "scoring reliability failed"),
+                            }
                         }
                     }
                 }
