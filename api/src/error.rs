@@ -87,14 +87,7 @@ impl From<&iocloud_control::placement::Infeasible> for CapacityProblem {
             available_gpus: i.available_gpus,
             nearest: i.nearest.as_ref().map(|n| NearestRequest {
                 field: n.field.to_string(),
-                value: match n.field {
-                    "max_price_per_gpu_hour" => {
-                        iocloud_billing::Money::from_micros(n.value, iocloud_billing::Currency::Usd)
-                            .to_decimal()
-                    }
-                    "min_reliability" => format!("{:.2}", n.value as f64 / 10_000.0),
-                    _ => n.value.to_string(),
-                },
+                value: n.value_text(),
                 available_gpus: n.available_gpus,
             }),
         }

@@ -166,9 +166,9 @@ fn line_parts(
     Ok(parts)
 }
 
-/// Adds the parts to their hourly usage lines, creating the lines an hour's first charge
-/// needs. Every part is one line: returns how many were written.
-async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Result<u64> {
+/// The parts as one JSON array for [`parts_table`], each with a fresh line id (used when the
+/// part opens its line).
+fn parts_json(parts: &[(&str, LinePart)]) -> Result<String> {
     let rows: Vec<_> = parts
         .iter()
         .map(|(record_id, p)| {
@@ -185,30 +185,43 @@ async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Re
             )
         })
         .collect();
+    serde_json::to_string(&rows).map_err(BillingError::internal)
+}
+
+/// The parts bound as `$1` ([`parts_json`]), as a table `d`.
+fn parts_table(engine: iocloud_db::Engine) -> String {
+    format!(
+        "(SELECT value ->> 0 AS id, value ->> 1 AS record_id, CAST(value ->> 2 AS BIGINT) AS hour_start, \
+         CAST(value ->> 3 AS BIGINT) AS period_start, CAST(value ->> 4 AS BIGINT) AS period_end, \
+         CAST(value ->> 5 AS BIGINT) AS billable, CAST(value ->> 6 AS BIGINT) AS amount, \
+         CAST(value ->> 7 AS BIGINT) AS unpaid, CAST(value ->> 8 AS BIGINT) AS earned FROM {}) AS d",
+        engine.json_rows("$1")
+    )
+}
+
+/// Adds the parts to their hourly usage lines, creating the lines an hour's first charge
+/// needs. Every part is one line: returns how many were written.
+async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Result<u64> {
     // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the join.
     let sql = format!(
         "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, gpus, rate_per_hour, \
          hour_start, period_start, period_end, billable_micros, amount, unpaid, earned, created_at) \
          SELECT d.id, r.id, r.org_id, r.cluster_id, r.node_id, r.device_id, r.provider_org_id, r.currency, r.gpus, r.rate_per_hour, \
          d.hour_start, d.period_start, d.period_end, d.billable, d.amount, d.unpaid, d.earned, $2 \
-         FROM (SELECT value ->> 0 AS id, value ->> 1 AS record_id, CAST(value ->> 2 AS BIGINT) AS hour_start, \
-         CAST(value ->> 3 AS BIGINT) AS period_start, CAST(value ->> 4 AS BIGINT) AS period_end, \
-         CAST(value ->> 5 AS BIGINT) AS billable, CAST(value ->> 6 AS BIGINT) AS amount, \
-         CAST(value ->> 7 AS BIGINT) AS unpaid, CAST(value ->> 8 AS BIGINT) AS earned FROM {}) AS d \
-         JOIN usage_records r ON r.id = d.record_id WHERE true \
+         FROM {} JOIN usage_records r ON r.id = d.record_id WHERE true \
          ON CONFLICT (record_id, hour_start) DO UPDATE SET period_end = excluded.period_end, \
          billable_micros = usage_lines.billable_micros + excluded.billable_micros, amount = usage_lines.amount + excluded.amount, \
          unpaid = usage_lines.unpaid + excluded.unpaid, earned = usage_lines.earned + excluded.earned",
-        tx.engine().json_rows("$1")
+        parts_table(tx.engine())
     );
-    let json = serde_json::to_string(&rows).map_err(BillingError::internal)?;
+    let json = parts_json(parts)?;
     let written = tx_run!(tx, |c| sqlx::query(&sql)
         .bind(&json)
         .bind(now_micros())
         .execute(c)
         .await
         .map(|x| x.rows_affected()))?;
-    if written != rows.len() as u64 {
+    if written != parts.len() as u64 {
         return Err(BillingError::internal("a usage line lost its record"));
     }
     Ok(written)
@@ -218,33 +231,14 @@ async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Re
 /// records: the common case, every minute of an hour but its first. Returns how many lines
 /// were added to; fewer than the parts means some line was not as expected.
 async fn add_to_existing_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Result<u64> {
-    let rows: Vec<_> = parts
-        .iter()
-        .map(|(record_id, p)| {
-            (
-                record_id,
-                p.hour_start,
-                p.period_start,
-                p.period_end,
-                p.billable,
-                p.paid,
-                p.unpaid,
-                p.earned,
-            )
-        })
-        .collect();
     let sql = format!(
         "UPDATE usage_lines SET period_end = d.period_end, billable_micros = usage_lines.billable_micros + d.billable, \
          amount = usage_lines.amount + d.amount, unpaid = usage_lines.unpaid + d.unpaid, earned = usage_lines.earned + d.earned \
-         FROM (SELECT value ->> 0 AS record_id, CAST(value ->> 1 AS BIGINT) AS hour_start, \
-         CAST(value ->> 2 AS BIGINT) AS period_start, CAST(value ->> 3 AS BIGINT) AS period_end, \
-         CAST(value ->> 4 AS BIGINT) AS billable, CAST(value ->> 5 AS BIGINT) AS amount, \
-         CAST(value ->> 6 AS BIGINT) AS unpaid, CAST(value ->> 7 AS BIGINT) AS earned FROM {}) AS d \
-         WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
+         FROM {} WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
          AND usage_lines.period_end = d.period_start",
-        tx.engine().json_rows("$1")
+        parts_table(tx.engine())
     );
-    let json = serde_json::to_string(&rows).map_err(BillingError::internal)?;
+    let json = parts_json(parts)?;
     Ok(tx_run!(tx, |c| sqlx::query(&sql)
         .bind(&json)
         .execute(c)

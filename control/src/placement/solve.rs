@@ -714,6 +714,21 @@ fn diagnose(inv: &Inventory, f: &Filter) -> Infeasible {
     fail("min_providers", best_group, None)
 }
 
+impl Relaxation {
+    /// The eased value as the API's request writes it: a price in USD, a reliability from 0
+    /// to 1, anything else as the number.
+    pub fn value_text(&self) -> String {
+        match self.field {
+            "max_price_per_gpu_hour" => {
+                iocloud_billing::Money::from_micros(self.value, iocloud_billing::Currency::Usd)
+                    .to_decimal()
+            }
+            "min_reliability" => format!("{:.2}", self.value as f64 / 10_000.0),
+            _ => self.value.to_string(),
+        }
+    }
+}
+
 impl std::fmt::Display for Infeasible {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -722,14 +737,7 @@ impl std::fmt::Display for Infeasible {
             self.requested_gpus, self.available_gpus, self.constraint
         )?;
         if let Some(n) = &self.nearest {
-            let value = match n.field {
-                "max_price_per_gpu_hour" => {
-                    iocloud_billing::Money::from_micros(n.value, iocloud_billing::Currency::Usd)
-                        .to_decimal()
-                }
-                "min_reliability" => format!("{:.2}", n.value as f64 / 10_000.0),
-                _ => n.value.to_string(),
-            };
+            let value = n.value_text();
             write!(f, "; {} fit with {} {value}", n.available_gpus, n.field)?;
         }
         Ok(())
