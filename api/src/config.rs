@@ -112,6 +112,31 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_CHALLENGE_DEADLINE_SECS", default_value_t = 30)]
     pub challenge_deadline_secs: u64,
 
+    /// Seconds between passes of the cluster reconciler (0: none here; node reports still
+    /// move their clusters at once).
+    #[arg(long, env = "IOCLOUD_RECONCILE_INTERVAL_SECS", default_value_t = 2)]
+    pub reconcile_interval_secs: u64,
+
+    /// Seconds a cluster may take to have every node ready before it fails.
+    #[arg(long, env = "IOCLOUD_PROVISIONING_TIMEOUT_SECS", default_value_t = 600)]
+    pub provisioning_timeout_secs: u64,
+
+    /// Default quota: GPUs in use per organisation.
+    #[arg(long, env = "IOCLOUD_QUOTA_MAX_GPUS", default_value_t = 64)]
+    pub quota_max_gpus: i64,
+
+    /// Default quota: live clusters per organisation.
+    #[arg(long, env = "IOCLOUD_QUOTA_MAX_CLUSTERS", default_value_t = 20)]
+    pub quota_max_clusters: i64,
+
+    /// Default quota: USD per hour across an organisation's live clusters.
+    #[arg(
+        long,
+        env = "IOCLOUD_QUOTA_MAX_SPEND_PER_HOUR_USD",
+        default_value = "500.00"
+    )]
+    pub quota_max_spend_per_hour_usd: String,
+
     /// Credit every new organisation receives, in USD (e.g. "25.00"); unset, none.
     #[arg(long, env = "IOCLOUD_SIGNUP_CREDIT_USD")]
     pub signup_credit_usd: Option<String>,
@@ -173,6 +198,17 @@ impl Config {
             heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout_secs.max(1)),
             heartbeat_flush: Duration::from_millis(250),
             challenge_deadline: Duration::from_secs(self.challenge_deadline_secs.max(1)),
+            quota: iocloud_control::clusters::QuotaLimits {
+                max_gpus: self.quota_max_gpus.max(0),
+                max_clusters: self.quota_max_clusters.max(0),
+                max_spend_per_hour: iocloud_billing::Money::parse(
+                    &self.quota_max_spend_per_hour_usd,
+                    iocloud_billing::Currency::Usd,
+                )
+                .map_err(|e| format!("IOCLOUD_QUOTA_MAX_SPEND_PER_HOUR_USD: {e}"))?
+                .micros(),
+            },
+            provisioning_timeout: Duration::from_secs(self.provisioning_timeout_secs.max(1)),
         })
     }
 
@@ -203,6 +239,11 @@ impl Config {
             heartbeat_interval_secs: 20,
             heartbeat_timeout_secs: 90,
             challenge_deadline_secs: 30,
+            reconcile_interval_secs: 1,
+            provisioning_timeout_secs: 600,
+            quota_max_gpus: 64,
+            quota_max_clusters: 20,
+            quota_max_spend_per_hour_usd: "500.00".into(),
             io_usd_rate: "0.50".into(),
             price_feed_url: None,
             signup_credit_usd: None,

@@ -56,6 +56,9 @@ pub struct Problem {
     /// For `insufficient_capacity`: what emptied the candidates and what would fit.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityProblem>,
+    /// For `quota_exceeded`: the limit, what is in use and what was asked for.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<iocloud_control::clusters::QuotaExceeded>,
 }
 
 /// Why a placement found nothing (RFC 9457 extension members).
@@ -159,6 +162,10 @@ impl ApiError {
             ApiError::Domain(DomainError::InsufficientCapacity(why)) => Some(why.as_ref().into()),
             _ => None,
         };
+        let quota = match self {
+            ApiError::Domain(DomainError::QuotaExceeded(q)) => Some(q.as_ref().clone()),
+            _ => None,
+        };
         Problem {
             kind: format!("urn:iocloud:problem:{}", self.code()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
@@ -167,6 +174,7 @@ impl ApiError {
             code: self.code().to_string(),
             field,
             capacity,
+            quota,
         }
     }
 }
@@ -181,7 +189,9 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
         | DomainError::InvalidToken
         | DomainError::TokenExpired
         | DomainError::RefreshTokenReused => StatusCode::UNAUTHORIZED,
-        DomainError::Forbidden(_) | DomainError::DeviceRetired => StatusCode::FORBIDDEN,
+        DomainError::Forbidden(_) | DomainError::DeviceRetired | DomainError::QuotaExceeded(_) => {
+            StatusCode::FORBIDDEN
+        }
         DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         DomainError::Conflict { .. } | DomainError::LastOwner => StatusCode::CONFLICT,
         DomainError::Billing(b) => match b.code() {

@@ -191,6 +191,10 @@ impl Agent {
                     let _ = self.post(&tail, json!({"status": "released"})).await;
                     continue;
                 }
+                let role = a["bootstrap"]["role"]
+                    .as_str()
+                    .unwrap_or("node")
+                    .to_string();
                 let _ = self.post(&tail, json!({"status": "starting"})).await;
                 let ready_in = self.options.node_ready_secs * (0.5 + rng.random::<f64>());
                 let fails = rng.random::<f64>() < self.options.node_failure_rate;
@@ -202,7 +206,7 @@ impl Agent {
                         json!({"status": "failed", "reason": "simulated failure: the image did not start"})
                     } else {
                         this.stats.nodes_ready.fetch_add(1, Ordering::Relaxed);
-                        json!({"status": "ready", "endpoints": {"ssh": format!("{}:22", this.device.id)}})
+                        json!({"status": "ready", "endpoints": endpoints(&role, &this.device.id)})
                     };
                     let _ = this.post(&tail, report).await;
                 });
@@ -211,6 +215,20 @@ impl Agent {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+/// Where a simulated node says it answers: what its role serves (the device id stands in for
+/// its address).
+fn endpoints(role: &str, host: &str) -> Value {
+    match role {
+        "head" => json!({
+            "ray": format!("{host}:6379"),
+            "client": format!("ray://{host}:10001"),
+            "dashboard": format!("http://{host}:8265"),
+        }),
+        "control_plane" => json!({"api_server": format!("https://{host}:6443")}),
+        _ => json!({"ssh": format!("{host}:22")}),
     }
 }
 
@@ -306,10 +324,18 @@ pub async fn register(
     n: usize,
     seed: u64,
 ) -> anyhow::Result<Vec<SimDevice>> {
+    register_specs(base, api_key, sample_specs(n, seed, &format!("sim{seed}"))).await
+}
+
+/// Registers machines of the given specs (the body of `POST /v1/devices`).
+pub async fn register_specs(
+    base: &str,
+    api_key: &str,
+    specs: Vec<Value>,
+) -> anyhow::Result<Vec<SimDevice>> {
     let http = reqwest::Client::new();
-    let prefix = format!("sim{seed}");
-    let mut out = Vec::with_capacity(n);
-    for spec in sample_specs(n, seed, &prefix) {
+    let mut out = Vec::with_capacity(specs.len());
+    for spec in specs {
         let res = http
             .post(format!("{}/v1/devices", base.trim_end_matches('/')))
             .bearer_auth(api_key)

@@ -45,6 +45,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     control.spawn_invalidation_listener();
     control.spawn_device_workers();
     control.spawn_wakeup_listener();
+    control.spawn_event_listener();
+    if config.reconcile_interval_secs > 0 {
+        control.spawn_cluster_reconciler(std::time::Duration::from_secs(
+            config.reconcile_interval_secs,
+        ));
+    }
     if config.accrual_interval_secs > 0 {
         control.spawn_accrual_worker(std::time::Duration::from_secs(config.accrual_interval_secs));
     }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
-use iocloud_db::{db_run, tx_run};
+use iocloud_db::{Tx, db_run, tx_run};
 use serde::Serialize;
 
 use crate::ledger::holds::capture_in;
@@ -258,35 +258,57 @@ fn group_downtime(rows: Vec<(String, i64, i64)>) -> HashMap<String, Vec<(i64, i6
     map
 }
 
-impl Ledger {
-    pub async fn start_usage(&self, u: NewUsage<'_>) -> Result<UsageRecord> {
-        if !u.rate_per_hour.is_positive() {
-            return Err(BillingError::InvalidAmount(
-                "the rate must be positive".into(),
-            ));
-        }
-        let id = new_id("use");
-        db_run!(self.db(), |p| {
-            sqlx::query(
-                "INSERT INTO usage_records (id, org_id, cluster_id, node_id, device_id, provider_org_id, hold_id, currency, gpus, rate_per_hour, started_at, accrued_until, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $9, $10, $10, $11)",
-            )
-            .bind(&id)
-            .bind(u.org_id)
-            .bind(u.cluster_id)
-            .bind(u.node_id)
-            .bind(u.device_id)
-            .bind(u.provider_org_id)
-            .bind(u.hold_id)
-            .bind(u.rate_per_hour.currency().code())
-            .bind(u.rate_per_hour.micros())
-            .bind(u.started_at)
-            .bind(now_micros())
-            .bind(u.gpus.max(0))
-            .execute(p)
+/// Starts metering a node inside the caller's transaction, under the caller's record `id`: the
+/// same id twice is one record, so a step retried after a crash does not meter a node twice.
+pub async fn start_usage_in(tx: &mut Tx, id: &str, u: &NewUsage<'_>) -> Result<()> {
+    if !u.rate_per_hour.is_positive() {
+        return Err(BillingError::InvalidAmount(
+            "the rate must be positive".into(),
+        ));
+    }
+    tx_run!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO usage_records (id, org_id, cluster_id, node_id, device_id, provider_org_id, hold_id, currency, gpus, rate_per_hour, started_at, accrued_until, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $12, $9, $10, $10, $11) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(u.org_id)
+        .bind(u.cluster_id)
+        .bind(u.node_id)
+        .bind(u.device_id)
+        .bind(u.provider_org_id)
+        .bind(u.hold_id)
+        .bind(u.rate_per_hour.currency().code())
+        .bind(u.rate_per_hour.micros())
+        .bind(u.started_at)
+        .bind(now_micros())
+        .bind(u.gpus.max(0))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(())
+}
+
+/// [`Ledger::stop_usage`] inside the caller's transaction.
+pub async fn stop_usage_in(tx: &mut Tx, id: &str, at: i64) -> Result<()> {
+    tx_run!(tx, |c| {
+        sqlx::query("UPDATE usage_records SET ended_at = $1, settled = (accrued_until >= $1) WHERE id = $2 AND ended_at IS NULL")
+            .bind(at.max(0))
+            .bind(id)
+            .execute(c)
             .await
             .map(|r| r.rows_affected())
-        })?;
+    })?;
+    Ok(())
+}
+
+impl Ledger {
+    pub async fn start_usage(&self, u: NewUsage<'_>) -> Result<UsageRecord> {
+        let id = new_id("use");
+        let mut tx = self.db().begin().await?;
+        start_usage_in(&mut tx, &id, &u).await?;
+        tx.commit().await?;
         self.usage_record(&id).await
     }
 
@@ -301,14 +323,9 @@ impl Ledger {
     /// The node stopped at `at`; it is charged up to there and no further. Stopping twice keeps
     /// the first time.
     pub async fn stop_usage(&self, id: &str, at: i64) -> Result<()> {
-        db_run!(self.db(), |p| {
-            sqlx::query("UPDATE usage_records SET ended_at = $1, settled = (accrued_until >= $1) WHERE id = $2 AND ended_at IS NULL")
-                .bind(at.max(0))
-                .bind(id)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        let mut tx = self.db().begin().await?;
+        stop_usage_in(&mut tx, id, at).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -13,7 +13,8 @@ use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, db_run};
 use parking_lot::RwLock;
 
-use crate::placement::{self, Inventory, Offer, Plan, Request};
+use crate::placement::{self, Inventory, Offer, Plan, PlanNode, Request};
+use crate::providers::agent::NewNode;
 use crate::{Control, Error, Result};
 
 /// How far back a sync re-reads, µs: late commits and clock skew between replicas.
@@ -122,7 +123,7 @@ impl Control {
     }
 
     /// Places and claims: the best plan whose GPUs are all still free is taken, node by node,
-    /// in one transaction for `cluster_id` of `org_id`.
+    /// in one transaction for `cluster_id` of `org_id`. Every node gets `bootstrap`.
     pub async fn claim_capacity(
         &self,
         org_id: &str,
@@ -130,13 +131,36 @@ impl Control {
         request: &Request,
         bootstrap: &serde_json::Value,
     ) -> Result<Claim> {
+        let mut work = SameBootstrap(bootstrap);
+        let (claim, ()) = self
+            .claim_capacity_with(org_id, cluster_id, request, &mut work)
+            .await?;
+        Ok(claim)
+    }
+
+    /// [`Control::claim_capacity`], with each node's bootstrap from `work` and `work`'s own
+    /// writes in the same transaction: all of it commits, or none.
+    pub(crate) async fn claim_capacity_with<W: ClaimWork>(
+        &self,
+        org_id: &str,
+        cluster_id: &str,
+        request: &Request,
+        work: &mut W,
+    ) -> Result<(Claim, W::Output)> {
         // A claim fails only when someone else took the GPUs, so every failed round is
         // somebody's progress; the bound is a safety net, not a tuning knob.
         for _ in 0..CLAIM_ROUNDS {
             for plan in self.plans(request).await? {
-                match self.claim_plan(org_id, cluster_id, &plan, bootstrap).await {
-                    Ok(node_ids) => return Ok(Claim { plan, node_ids }),
-                    Err(Error::Conflict { .. } | Error::NotFound(_)) => continue,
+                match self.claim_plan(org_id, cluster_id, plan, work).await {
+                    Ok(done) => return Ok(done),
+                    Err(Error::Conflict { code, .. })
+                        if code == "insufficient_capacity" || code == "device_unavailable" =>
+                    {
+                        continue;
+                    }
+                    Err(Error::NotFound("device")) => continue,
+                    // A deadlock or a busy database: the transaction did nothing.
+                    Err(Error::Db(e)) if e.is_retryable() => continue,
                     Err(e) => return Err(e),
                 }
             }
@@ -147,28 +171,31 @@ impl Control {
         })
     }
 
-    /// Claims every node of the plan, or none.
-    async fn claim_plan(
+    /// Claims every node of the plan, or none. Devices are taken in id order, so two claims
+    /// that share devices lock them in the same order and cannot deadlock.
+    async fn claim_plan<W: ClaimWork>(
         &self,
         org_id: &str,
         cluster_id: &str,
-        plan: &Plan,
-        bootstrap: &serde_json::Value,
-    ) -> Result<Vec<String>> {
+        mut plan: Plan,
+        work: &mut W,
+    ) -> Result<(Claim, W::Output)> {
+        plan.nodes.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         let mut tx = self.db.begin().await?;
-        let mut node_ids = Vec::with_capacity(plan.nodes.len());
-        for node in &plan.nodes {
-            let id = self
-                .assign_node_in(
-                    &mut tx,
-                    &node.device_id,
-                    cluster_id,
-                    org_id,
-                    i64::from(node.gpus),
-                    bootstrap,
-                )
-                .await;
-            match id {
+        let mut node_ids: Vec<String> = Vec::with_capacity(plan.nodes.len());
+        for (index, node) in plan.nodes.iter().enumerate() {
+            let start = work.node(index, node_ids.first().map(String::as_str), node);
+            let new = NewNode {
+                device_id: &node.device_id,
+                cluster_id,
+                customer_org_id: org_id,
+                gpus: i64::from(node.gpus),
+                role: start.role,
+                price_per_gpu_hour: node.price_per_gpu_hour,
+                bootstrap: &start.bootstrap,
+                start_now: start.start_now,
+            };
+            match self.assign_node_in(&mut tx, &new).await {
                 Ok(id) => node_ids.push(id),
                 Err(e) => {
                     drop(tx);
@@ -178,6 +205,7 @@ impl Control {
                 }
             }
         }
+        let output = work.within(&mut tx, &plan, &node_ids).await?;
         tx.commit().await?;
         {
             let mut inventory = self.capacity.inventory.write();
@@ -188,7 +216,44 @@ impl Control {
         for node in &plan.nodes {
             self.wake_agent(&node.device_id).await;
         }
-        Ok(node_ids)
+        Ok((Claim { plan, node_ids }, output))
+    }
+}
+
+/// How one node of a claimed plan starts.
+pub(crate) struct NodeStart {
+    pub role: &'static str,
+    pub bootstrap: serde_json::Value,
+    pub start_now: bool,
+}
+
+/// What a claim does besides taking GPUs: each node's bootstrap, and writes of its own in the
+/// claim's transaction (the cluster row, quota, the hold).
+pub(crate) trait ClaimWork {
+    type Output;
+    /// Node `index` of the plan; `first` is the id of node 0 once it has one.
+    fn node(&mut self, index: usize, first: Option<&str>, node: &PlanNode) -> NodeStart;
+    async fn within(
+        &mut self,
+        tx: &mut iocloud_db::Tx,
+        plan: &Plan,
+        node_ids: &[String],
+    ) -> Result<Self::Output>;
+}
+
+struct SameBootstrap<'a>(&'a serde_json::Value);
+
+impl ClaimWork for SameBootstrap<'_> {
+    type Output = ();
+    fn node(&mut self, _: usize, _: Option<&str>, _: &PlanNode) -> NodeStart {
+        NodeStart {
+            role: "node",
+            bootstrap: self.0.clone(),
+            start_now: true,
+        }
+    }
+    async fn within(&mut self, _: &mut iocloud_db::Tx, _: &Plan, _: &[String]) -> Result<()> {
+        Ok(())
     }
 }
 

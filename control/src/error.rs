@@ -30,6 +30,8 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     InsufficientCapacity(Box<crate::placement::Infeasible>),
+    #[error("{0}")]
+    QuotaExceeded(Box<crate::clusters::QuotaExceeded>),
     #[error("an organisation must keep at least one owner")]
     LastOwner,
     #[error("{0}")]
@@ -55,6 +57,7 @@ impl Error {
             Error::Conflict { code, .. } => code,
             Error::LastOwner => "last_owner",
             Error::InsufficientCapacity(_) => "insufficient_capacity",
+            Error::QuotaExceeded(_) => "quota_exceeded",
             Error::Billing(e) => e.code(),
             Error::Db(DbError::NotFound) => "not_found",
             Error::Db(_) | Error::Internal(_) => "internal",

@@ -1,5 +1,5 @@
 //! The control plane's domain: accounts, tenancy, permissions, API keys, sessions, audit,
-//! billing views, the providers' devices and the placement optimiser. Later: clusters.
+//! billing views, the providers' devices, the placement optimiser and clusters.
 //!
 //! Every service method that touches tenant data takes an [`Actor`] first, checks the
 //! [`permissions`] table, and filters every query by the actor's organisation.
@@ -11,6 +11,7 @@ pub mod audit;
 pub mod billing;
 pub mod cache;
 pub mod capacity;
+pub mod clusters;
 mod error;
 pub mod invitations;
 pub mod jwt;
@@ -49,6 +50,7 @@ pub struct Control {
     pub heartbeats: std::sync::Arc<providers::heartbeats::HeartbeatBuffer>,
     pub wakeups: std::sync::Arc<providers::wakeups::Wakeups>,
     pub capacity: capacity::SharedCapacity,
+    pub events: std::sync::Arc<clusters::events::EventHub>,
 }
 
 impl Control {
@@ -80,6 +82,7 @@ impl Control {
             catalog: std::sync::Arc::new(catalog),
             heartbeats: Default::default(),
             wakeups: Default::default(),
+            events: Default::default(),
         }
     }
 

@@ -21,6 +21,10 @@ pub struct Settings {
     pub heartbeat_flush: Duration,
     /// How long an agent has to answer its verification challenge.
     pub challenge_deadline: Duration,
+    /// Limits of an organisation that has none of its own.
+    pub quota: crate::clusters::QuotaLimits,
+    /// A cluster whose nodes are not all ready this long after it was created fails.
+    pub provisioning_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -37,6 +41,8 @@ impl Default for Settings {
             heartbeat_timeout: Duration::from_secs(90),
             heartbeat_flush: Duration::from_millis(250),
             challenge_deadline: Duration::from_secs(30),
+            quota: crate::clusters::QuotaLimits::default(),
+            provisioning_timeout: Duration::from_secs(600),
         }
     }
 }

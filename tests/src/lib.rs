@@ -211,6 +211,11 @@ impl TestApp {
             .await
     }
 
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> Answer {
         self.request(Method::DELETE, path, Some(token), None).await
     }
@@ -244,6 +249,25 @@ impl TestApp {
             .await;
         assert_eq!(a.status, StatusCode::CREATED, "signup: {}", a.text);
         session(&a.body)
+    }
+
+    /// A platform operator (a new one each call) grants `amount` of `currency` to `org_id`.
+    pub async fn grant_credit(&self, org_id: &str, amount: &str, currency: &str) {
+        let email = format!("ops-{}@example.com", rand_suffix());
+        let ops = self.signup(&email, "Platform").await;
+        self.exec(
+            "UPDATE users SET is_operator = TRUE WHERE email = $1",
+            &email,
+        )
+        .await;
+        let g = self
+            .post(
+                "/v1/admin/credits",
+                Some(&ops.access),
+                json!({"org_id": org_id, "amount": amount, "currency": currency, "reason": "test grant"}),
+            )
+            .await;
+        assert_eq!(g.status, StatusCode::OK, "grant: {}", g.text);
     }
 
     pub async fn login(&self, email: &str, org_id: Option<&str>) -> Session {
@@ -383,4 +407,9 @@ pub fn session(body: &Value) -> Session {
             .expect("refresh token")
             .to_string(),
     }
+}
+
+/// A short random suffix, for names a test must not repeat.
+fn rand_suffix() -> String {
+    iocloud_db::ids::new_id("x")[2..].to_lowercase()
 }

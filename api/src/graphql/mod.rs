@@ -1,5 +1,6 @@
 //! GraphQL at `/graphql` (GraphiQL on GET) and subscriptions over WebSocket at `/graphql/ws`.
 
+mod clusters;
 mod providers;
 mod quotes;
 mod schema;
@@ -26,7 +27,7 @@ pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        SubscriptionRoot,
+        SubscriptionRoot::default(),
     )
     .data(control)
     .limit_depth(config.graphql_max_depth)

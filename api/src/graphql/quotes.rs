@@ -20,8 +20,18 @@ pub enum GqlPreference {
 #[derive(InputObject)]
 #[graphql(name = "LocationInput")]
 pub struct GqlLocationInput {
-    lat: f64,
-    lon: f64,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl From<GqlPreference> for Preference {
+    fn from(p: GqlPreference) -> Self {
+        match p {
+            GqlPreference::Cost => Preference::Cost,
+            GqlPreference::Balanced => Preference::Balanced,
+            GqlPreference::Latency => Preference::Latency,
+        }
+    }
 }
 
 /// The fields of `POST /v1/quotes`; every one but `gpuCount` optional.
@@ -67,11 +77,7 @@ impl From<GqlQuoteInput> for QuoteRequest {
             colocation: i.colocation,
             max_rtt_between_nodes_ms: i.max_rtt_between_nodes_ms,
             min_providers: i.min_providers,
-            preference: i.preference.map(|p| match p {
-                GqlPreference::Cost => Preference::Cost,
-                GqlPreference::Balanced => Preference::Balanced,
-                GqlPreference::Latency => Preference::Latency,
-            }),
+            preference: i.preference.map(Into::into),
         }
     }
 }

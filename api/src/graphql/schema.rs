@@ -33,6 +33,12 @@ pub fn gql_error(e: impl Into<ApiError>) -> async_graphql::Error {
                 ext.set("nearest", format!("{} {}", n.field, n.value));
             }
         }
+        if let Some(q) = &problem.quota {
+            ext.set("limit", q.limit);
+            ext.set("allowed", q.allowed.clone());
+            ext.set("inUse", q.in_use.clone());
+            ext.set("requested", q.requested.clone());
+        }
     })
 }
 
@@ -60,6 +66,7 @@ pub struct QueryRoot(
     CoreQuery,
     super::providers::ProvidersQuery,
     super::quotes::QuotesQuery,
+    super::clusters::ClustersQuery,
 );
 
 #[derive(Default)]
@@ -233,6 +240,7 @@ pub struct MutationRoot(
     CoreMutation,
     super::providers::ProvidersMutation,
     super::quotes::QuotesMutation,
+    super::clusters::ClustersMutation,
 );
 
 #[derive(Default)]
@@ -460,10 +468,14 @@ fn note_user(ctx: &Context<'_>, s: &iocloud_control::accounts::AuthSession) {
     }
 }
 
-pub struct SubscriptionRoot;
+#[derive(async_graphql::MergedSubscription, Default)]
+pub struct SubscriptionRoot(CoreSubscription, super::clusters::ClustersSubscription);
+
+#[derive(Default)]
+pub struct CoreSubscription;
 
 #[Subscription]
-impl SubscriptionRoot {
+impl CoreSubscription {
     /// Audit events of the caller's organisation as they are recorded (owners and admins).
     async fn audit_events(
         &self,

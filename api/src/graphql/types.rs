@@ -312,6 +312,7 @@ impl From<orgs::Me> for GqlMe {
 #[graphql(concrete(name = "HoldPage", params(GqlHold)))]
 #[graphql(concrete(name = "DevicePage", params(super::providers::GqlDevice)))]
 #[graphql(concrete(name = "DeviceEventPage", params(super::providers::GqlDeviceEvent)))]
+#[graphql(concrete(name = "ClusterPage", params(super::clusters::GqlCluster)))]
 pub struct GqlPage<T: async_graphql::OutputType> {
     items: Vec<T>,
     next_cursor: Option<String>,

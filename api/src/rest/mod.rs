@@ -4,6 +4,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod billing;
+mod clusters;
 mod devices;
 mod members;
 mod org;
@@ -30,6 +31,7 @@ use crate::state::AppState;
         (name = "billing", description = "Balances, the ledger, holds and credits"),
         (name = "providers", description = "The GPU and region catalogs, devices, and stake"),
         (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
+        (name = "clusters", description = "Clusters: create, watch, extend, terminate; quota"),
     )
 )]
 struct ApiDoc;
@@ -61,6 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(billing::router())
         .merge(quotes::router())
+        .merge(clusters::router())
         .merge(usage::router())
         .merge(devices::router())
 }

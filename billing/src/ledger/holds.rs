@@ -40,6 +40,104 @@ impl Hold {
     }
 }
 
+/// [`Ledger::place_hold`] inside the caller's transaction (a cluster's reservation: its GPUs,
+/// its quota and its hold commit together).
+pub async fn place_hold_in(
+    tx: &mut Tx,
+    org_id: &str,
+    amount: Money,
+    reference: &str,
+    external_ref: &str,
+) -> Result<Hold> {
+    positive(amount)?;
+    let c = amount.currency();
+    let posted = move_within_org(
+        tx,
+        TransactionKind::Hold,
+        org_id,
+        [AccountKind::Available, AccountKind::Held],
+        amount,
+        format!("hold for {reference}"),
+        external_ref,
+    )
+    .await?;
+    let id = if posted.replayed {
+        let existing: String = tx_run!(tx, |c| {
+            sqlx::query_scalar("SELECT id FROM holds WHERE external_ref = $1")
+                .bind(external_ref)
+                .fetch_one(c)
+                .await
+        })?;
+        existing
+    } else {
+        let id = new_id("hld");
+        let now = now_micros();
+        tx_run!(tx, |conn| {
+            sqlx::query(
+                "INSERT INTO holds (id, org_id, currency, amount, captured, released, status, reference, external_ref, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 0, 0, 'open', $5, $6, $7, $7)",
+            )
+            .bind(&id)
+            .bind(org_id)
+            .bind(c.code())
+            .bind(amount.micros())
+            .bind(reference)
+            .bind(external_ref)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        id
+    };
+    hold_in(tx, &id).await
+}
+
+/// [`Ledger::extend_hold`] inside the caller's transaction.
+pub async fn extend_hold_in(
+    tx: &mut Tx,
+    hold_id: &str,
+    extra: Money,
+    external_ref: &str,
+) -> Result<Hold> {
+    positive(extra)?;
+    let hold = hold_in(tx, hold_id).await?;
+    if extra.currency() != hold.currency() {
+        return Err(BillingError::CurrencyMismatch(
+            extra.currency(),
+            hold.currency(),
+        ));
+    }
+    let posted = move_within_org(
+        tx,
+        TransactionKind::HoldExtend,
+        &hold.org_id,
+        [AccountKind::Available, AccountKind::Held],
+        extra,
+        format!("extend hold {hold_id}"),
+        external_ref,
+    )
+    .await?;
+    if !posted.replayed {
+        let updated = tx_run!(tx, |conn| {
+            sqlx::query("UPDATE holds SET amount = amount + $1, updated_at = $2 WHERE id = $3 AND status = 'open'")
+                .bind(extra.micros())
+                .bind(now_micros())
+                .bind(hold_id)
+                .execute(conn)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        if updated == 0 {
+            return Err(BillingError::HoldExceeded {
+                hold: hold_id.to_string(),
+                remaining: "0 (settled)".into(),
+            });
+        }
+    }
+    hold_in(tx, hold_id).await
+}
+
 const COLUMNS: &str =
     "id, org_id, currency, amount, captured, released, status, reference, created_at, updated_at";
 
@@ -131,49 +229,8 @@ impl Ledger {
         reference: &str,
         external_ref: &str,
     ) -> Result<Hold> {
-        positive(amount)?;
         let mut tx = self.db.begin().await?;
-        let c = amount.currency();
-        let posted = move_within_org(
-            &mut tx,
-            TransactionKind::Hold,
-            org_id,
-            [AccountKind::Available, AccountKind::Held],
-            amount,
-            format!("hold for {reference}"),
-            external_ref,
-        )
-        .await?;
-        let id = if posted.replayed {
-            let existing: String = tx_run!(&mut tx, |c| {
-                sqlx::query_scalar("SELECT id FROM holds WHERE external_ref = $1")
-                    .bind(external_ref)
-                    .fetch_one(c)
-                    .await
-            })?;
-            existing
-        } else {
-            let id = new_id("hld");
-            let now = now_micros();
-            tx_run!(&mut tx, |conn| {
-                sqlx::query(
-                    "INSERT INTO holds (id, org_id, currency, amount, captured, released, status, reference, external_ref, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 0, 0, 'open', $5, $6, $7, $7)",
-                )
-                .bind(&id)
-                .bind(org_id)
-                .bind(c.code())
-                .bind(amount.micros())
-                .bind(reference)
-                .bind(external_ref)
-                .bind(now)
-                .execute(conn)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
-            id
-        };
-        let hold = hold_in(&mut tx, &id).await?;
+        let hold = place_hold_in(&mut tx, org_id, amount, reference, external_ref).await?;
         tx.commit().await?;
         Ok(hold)
     }
@@ -185,43 +242,8 @@ impl Ledger {
         extra: Money,
         external_ref: &str,
     ) -> Result<Hold> {
-        positive(extra)?;
         let mut tx = self.db.begin().await?;
-        let hold = hold_in(&mut tx, hold_id).await?;
-        if extra.currency() != hold.currency() {
-            return Err(BillingError::CurrencyMismatch(
-                extra.currency(),
-                hold.currency(),
-            ));
-        }
-        let posted = move_within_org(
-            &mut tx,
-            TransactionKind::HoldExtend,
-            &hold.org_id,
-            [AccountKind::Available, AccountKind::Held],
-            extra,
-            format!("extend hold {hold_id}"),
-            external_ref,
-        )
-        .await?;
-        if !posted.replayed {
-            let updated = tx_run!(&mut tx, |conn| {
-                sqlx::query("UPDATE holds SET amount = amount + $1, updated_at = $2 WHERE id = $3 AND status = 'open'")
-                    .bind(extra.micros())
-                    .bind(now_micros())
-                    .bind(hold_id)
-                    .execute(conn)
-                    .await
-                    .map(|r| r.rows_affected())
-            })?;
-            if updated == 0 {
-                return Err(BillingError::HoldExceeded {
-                    hold: hold_id.to_string(),
-                    remaining: "0 (settled)".into(),
-                });
-            }
-        }
-        let hold = hold_in(&mut tx, hold_id).await?;
+        let hold = extend_hold_in(&mut tx, hold_id, extra, external_ref).await?;
         tx.commit().await?;
         Ok(hold)
     }

@@ -14,7 +14,7 @@ pub(crate) mod post;
 mod verify;
 
 pub use accounts::{AccountKind, AccountRef, PLATFORM};
-pub use holds::Hold;
+pub use holds::{Hold, extend_hold_in, place_hold_in};
 pub use post::{NewTransaction, Posted, Posting};
 pub use verify::Verification;
 

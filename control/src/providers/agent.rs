@@ -86,6 +86,23 @@ pub struct Assignment {
     pub bootstrap: serde_json::Value,
 }
 
+/// A node to give a device.
+#[derive(Clone, Copy, Debug)]
+pub struct NewNode<'a> {
+    pub device_id: &'a str,
+    pub cluster_id: &'a str,
+    pub customer_org_id: &'a str,
+    pub gpus: i64,
+    /// What the node is in its cluster: `head`, `worker`, `control_plane`, `agent`, `container`.
+    pub role: &'a str,
+    /// Micro-USD, the device's price when the node was placed.
+    pub price_per_gpu_hour: i64,
+    pub bootstrap: &'a serde_json::Value,
+    /// `false`: the node waits, unseen by the agent, until its cluster starts it (a worker
+    /// whose head is not up yet).
+    pub start_now: bool,
+}
+
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeReport {
@@ -408,7 +425,7 @@ impl Control {
     }
 
     /// Gives a node to a device: takes its GPUs (never more than are free) and wakes the
-    /// device's agent. The clusters service calls this once placement has chosen the device.
+    /// device's agent.
     pub async fn assign_node(
         &self,
         device_id: &str,
@@ -418,16 +435,17 @@ impl Control {
         bootstrap: &serde_json::Value,
     ) -> Result<String> {
         let mut tx = self.db.begin().await?;
-        let id = self
-            .assign_node_in(
-                &mut tx,
-                device_id,
-                cluster_id,
-                customer_org_id,
-                gpus,
-                bootstrap,
-            )
-            .await?;
+        let node = NewNode {
+            device_id,
+            cluster_id,
+            customer_org_id,
+            gpus,
+            role: "node",
+            price_per_gpu_hour: 0,
+            bootstrap,
+            start_now: true,
+        };
+        let id = self.assign_node_in(&mut tx, &node).await?;
         tx.commit().await?;
         self.wake_agent(device_id).await;
         Ok(id)
@@ -438,12 +456,16 @@ impl Control {
     pub(crate) async fn assign_node_in(
         &self,
         tx: &mut iocloud_db::Tx,
-        device_id: &str,
-        cluster_id: &str,
-        customer_org_id: &str,
-        gpus: i64,
-        bootstrap: &serde_json::Value,
+        node: &NewNode<'_>,
     ) -> Result<String> {
+        let NewNode {
+            device_id,
+            cluster_id,
+            customer_org_id,
+            gpus,
+            bootstrap,
+            ..
+        } = *node;
         let now = now_micros();
         let id = new_id("nod");
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
@@ -480,8 +502,8 @@ impl Control {
             });
         };
         tx_run!(tx, |c| sqlx::query(
-            "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'assigned', $8, $8)"
+            "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at, role, price_per_gpu_hour) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11)"
         )
         .bind(&id)
         .bind(device_id)
@@ -491,6 +513,9 @@ impl Control {
         .bind(gpus)
         .bind(bootstrap.to_string())
         .bind(now)
+        .bind(if node.start_now { "assigned" } else { "waiting" })
+        .bind(node.role)
+        .bind(node.price_per_gpu_hour)
         .execute(c)
         .await
         .map(|r| r.rows_affected()))
@@ -545,15 +570,17 @@ impl Control {
         }
         let now = now_micros();
         let mut tx = self.db.begin().await?;
-        let current: Option<(String, i64)> = tx_run!(&mut tx, |c| sqlx::query_as(
-            "SELECT status, gpus FROM node_assignments WHERE id = $1 AND device_id = $2"
+        let current: Option<(String, i64, String)> = tx_run!(&mut tx, |c| {
+            sqlx::query_as(
+            "SELECT status, gpus, cluster_id FROM node_assignments WHERE id = $1 AND device_id = $2"
         )
         .bind(node_id)
         .bind(&device.id)
         .fetch_optional(c)
-        .await)
+        .await
+        })
         .map_err(DbError::from)?;
-        let Some((status, gpus)) = current else {
+        let Some((status, gpus, cluster_id)) = current else {
             return Err(Error::NotFound("node"));
         };
         if status == report.status {
@@ -594,10 +621,17 @@ impl Control {
                 .await?;
         }
         tx.commit().await?;
+        // The cluster takes the news now rather than at its next look. The report itself is
+        // in; a reconcile that fails here is retried by the next pass.
+        if report.status != "starting"
+            && let Err(e) = self.reconcile_cluster(&cluster_id).await
+        {
+            tracing::warn!(error = %e, cluster = %cluster_id, "reconciling after a node report failed");
+        }
         Ok(())
     }
 
-    async fn give_back_gpus_in(
+    pub(crate) async fn give_back_gpus_in(
         &self,
         tx: &mut iocloud_db::Tx,
         device: &DeviceAuth,

@@ -17,7 +17,7 @@ pub const STAKE_PER_GPU_IO: i64 = 200;
 /// A CPU-only device needs the stake of one GPU of multiplier 1.
 const MICROS: i64 = 1_000_000;
 
-#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     pub lat: f64,

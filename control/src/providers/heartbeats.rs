@@ -22,6 +22,9 @@ const MICROS_PER_MINUTE: i64 = 60_000_000;
 #[derive(Default)]
 pub struct HeartbeatBuffer {
     pending: Mutex<HashMap<String, (Heartbeat, i64)>>,
+    /// Held through a flush, so a flush returns only once every heartbeat pushed before it
+    /// is written, whoever took it.
+    flushing: tokio::sync::Mutex<()>,
     received: AtomicU64,
     written: AtomicU64,
     flushes: AtomicU64,
@@ -100,6 +103,7 @@ impl Control {
     /// Writes every buffered heartbeat in one transaction: telemetry, last seen, a minute of
     /// uptime for each device's first heartbeat in a minute, and devices back from offline.
     pub async fn flush_heartbeats(&self) -> Result<usize> {
+        let _turn = self.heartbeats.flushing.lock().await;
         let batch = self.heartbeats.take();
         if batch.is_empty() {
             return Ok(0);

@@ -22,23 +22,6 @@ fn rig(name: &str) -> Value {
 }
 
 /// Gives an organisation $IO, as an operator would until $IO arrives on chain.
-async fn grant_io(app: &TestApp, org_id: &str, amount: &str) {
-    let ops = app.signup("ops@example.com", "Platform").await;
-    app.exec(
-        "UPDATE users SET is_operator = TRUE WHERE email = $1",
-        "ops@example.com",
-    )
-    .await;
-    let g = app
-        .post(
-            "/v1/admin/credits",
-            Some(&ops.access),
-            json!({"org_id": org_id, "amount": amount, "currency": "IO", "reason": "provider onboarding"}),
-        )
-        .await;
-    assert_eq!(g.status, 200, "{}", g.text);
-}
-
 async fn agent(app: &TestApp, token: &str, method: &str, path: &str, body: Value) -> Answer {
     let url = app.url(path);
     let req = match method {
@@ -150,7 +133,7 @@ async fn catalogs_are_public(b: Backend) {
 async fn a_device_from_registration_to_retirement(b: Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.signup("provider@example.com", "GPU Farm").await;
-    grant_io(&app, &s.org_id, "20000").await;
+    app.grant_credit(&s.org_id, "20000", "IO").await;
 
     let created = app.post("/v1/devices", Some(&s.access), rig("rig-1")).await;
     assert_eq!(created.status, 201, "{}", created.text);
@@ -659,7 +642,7 @@ async fn verification_fails_wrong_late_or_silent(b: Backend) {
 async fn silent_devices_go_offline_and_come_back(b: Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.signup("provider@example.com", "GPU Farm").await;
-    grant_io(&app, &s.org_id, "16000").await;
+    app.grant_credit(&s.org_id, "16000", "IO").await;
     app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
         .await;
     let (id, token) = verified_rig(&app, &s, "rig-1").await;
@@ -834,7 +817,7 @@ async fn simulated_agents_verify_heartbeat_and_run_nodes(b: Backend) {
     use iocloud_api::simulator::{self, SimOptions};
     let app = TestApp::spawn(b).await;
     let s = app.signup("provider@example.com", "GPU Farm").await;
-    grant_io(&app, &s.org_id, "200000").await;
+    app.grant_credit(&s.org_id, "200000", "IO").await;
     app.post("/v1/stake", Some(&s.access), json!({"amount": "200000"}))
         .await;
     let (_, key) = app.api_key(&s.access, &["write"]).await;
@@ -898,7 +881,7 @@ on_both_engines!(operators_suspend_devices);
 async fn operators_suspend_devices(b: Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.signup("provider@example.com", "GPU Farm").await;
-    grant_io(&app, &s.org_id, "16000").await;
+    app.grant_credit(&s.org_id, "16000", "IO").await;
     app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
         .await;
     let (id, _) = verified_rig(&app, &s, "rig-1").await;
@@ -907,7 +890,12 @@ async fn operators_suspend_devices(b: Backend) {
     app.post(&path, Some(&s.access), json!({"reason": "x"}))
         .await
         .assert_problem(403, "forbidden");
-    let ops = app.login("ops@example.com", None).await;
+    let ops = app.signup("ops@example.com", "Platform").await;
+    app.exec(
+        "UPDATE users SET is_operator = TRUE WHERE email = $1",
+        "ops@example.com",
+    )
+    .await;
     let suspended = app
         .post(
             &path,
@@ -1009,7 +997,7 @@ on_both_engines!(a_waiting_agent_is_woken_by_its_assignment);
 async fn a_waiting_agent_is_woken_by_its_assignment(b: Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.signup("provider@example.com", "GPU Farm").await;
-    grant_io(&app, &s.org_id, "16000").await;
+    app.grant_credit(&s.org_id, "16000", "IO").await;
     app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
         .await;
     let (id, token) = verified_rig(&app, &s, "rig-1").await;

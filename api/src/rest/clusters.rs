@@ -1,0 +1,205 @@
+//! Clusters over REST: create, read, list, extend, terminate, their events (as a page or a
+//! server-sent stream), and quota.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use iocloud_control::Page;
+use iocloud_control::clusters::{
+    ClusterEvent, ClusterSpec, ClusterView, Extension, QuotaUpdate, QuotaView,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiResult, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ListParams};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_clusters, create_cluster))
+        .routes(routes!(get_cluster, delete_cluster))
+        .routes(routes!(extend_cluster))
+        .routes(routes!(cluster_events))
+        .routes(routes!(quota))
+        .routes(routes!(set_quota))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ClusterListParams {
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+    /// Only clusters in this status.
+    pub status: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/clusters", tag = "clusters", params(ClusterListParams),
+    responses((status = 200, body = Page<ClusterView>), (status = 422, body = Problem)))]
+async fn list_clusters(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<ClusterListParams>,
+) -> ApiResult<Json<Page<ClusterView>>> {
+    let page = ListParams {
+        cursor: q.cursor,
+        limit: q.limit,
+    }
+    .page()?;
+    Ok(Json(
+        s.control
+            .clusters(&actor, q.status.as_deref(), &page)
+            .await?,
+    ))
+}
+
+/// Create a cluster: placed, reserved (GPUs, quota and a hold for its whole duration) and
+/// provisioning when this answers. Send an `Idempotency-Key` to retry safely. Refused with
+/// nothing written: 422 (invalid, or `insufficient_capacity`), 403 `quota_exceeded`, 402
+/// `insufficient_funds`, 409 `name_taken`.
+#[utoipa::path(post, path = "/v1/clusters", tag = "clusters", request_body = ClusterSpec,
+    responses((status = 201, body = ClusterView), (status = 402, body = Problem), (status = 403, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn create_cluster(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(spec): ApiJson<ClusterSpec>,
+) -> ApiResult<impl IntoResponse> {
+    let cluster = s.control.create_cluster(&actor, &spec).await?;
+    Ok((StatusCode::CREATED, Json(cluster)))
+}
+
+/// A cluster with its nodes, latest events and connection details.
+#[utoipa::path(get, path = "/v1/clusters/{id}", tag = "clusters",
+    responses((status = 200, body = ClusterView), (status = 404, body = Problem)))]
+async fn get_cluster(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ClusterView>> {
+    Ok(Json(s.control.cluster(&actor, &id).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VersionParams {
+    /// Refuse with 409 unless the cluster is still at this version.
+    pub resource_version: Option<i64>,
+}
+
+/// Terminate a cluster: nodes released, billing settled to the second, the rest of the hold
+/// returned. Deleting an ended cluster answers it unchanged.
+#[utoipa::path(delete, path = "/v1/clusters/{id}", tag = "clusters", params(VersionParams),
+    responses((status = 200, body = ClusterView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn delete_cluster(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<VersionParams>,
+) -> ApiResult<Json<ClusterView>> {
+    Ok(Json(
+        s.control
+            .terminate_cluster(&actor, &id, q.resource_version)
+            .await?,
+    ))
+}
+
+/// Add hours to a cluster; its hold grows by the price of them (402 when the balance does not
+/// cover it).
+#[utoipa::path(post, path = "/v1/clusters/{id}/extend", tag = "clusters", request_body = Extension,
+    responses((status = 200, body = ClusterView), (status = 402, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn extend_cluster(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(ext): ApiJson<Extension>,
+) -> ApiResult<Json<ClusterView>> {
+    Ok(Json(s.control.extend_cluster(&actor, &id, &ext).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Events after this `seq` (0: from the first).
+    pub after: Option<i64>,
+    /// At most this many (1 to 1000, default 100); not with `follow`.
+    pub limit: Option<i64>,
+    /// Stream events as server-sent events until the cluster ends.
+    pub follow: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    items: Vec<ClusterEvent>,
+}
+
+/// A cluster's events, oldest first. With `follow=true`, a `text/event-stream` of every event
+/// after `after` (or `Last-Event-ID`) and each new one as it happens, from any replica; the
+/// stream ends after the cluster's final event.
+#[utoipa::path(get, path = "/v1/clusters/{id}/events", tag = "clusters", params(EventParams),
+    responses((status = 200, body = EventList), (status = 404, body = Problem)))]
+async fn cluster_events(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EventParams>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    let after = q.after.or(resumed).unwrap_or(0).max(0);
+    if q.follow.unwrap_or(false) {
+        let stream = s
+            .control
+            .follow_cluster_events(&actor, &id, after)
+            .await?
+            .map(|e| {
+                let data = serde_json::to_string(&e).unwrap_or_default();
+                Ok::<_, Infallible>(
+                    Event::default()
+                        .id(e.seq.to_string())
+                        .event(e.kind.clone())
+                        .data(data),
+                )
+            });
+        return Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let items = s
+        .control
+        .cluster_events(&actor, &id, after, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(EventList { items }).into_response())
+}
+
+/// The organisation's limits (GPUs in use, live clusters, spend per hour) and its use of them.
+#[utoipa::path(get, path = "/v1/quota", tag = "clusters",
+    responses((status = 200, body = QuotaView)))]
+async fn quota(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<QuotaView>> {
+    Ok(Json(s.control.quota(&actor).await?))
+}
+
+/// Set an organisation's limits (platform operators only).
+#[utoipa::path(put, path = "/v1/admin/orgs/{id}/quota", tag = "clusters", request_body = QuotaUpdate,
+    responses((status = 200, body = QuotaView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn set_quota(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(update): ApiJson<QuotaUpdate>,
+) -> ApiResult<Json<QuotaView>> {
+    Ok(Json(s.control.set_quota(&actor, &id, &update).await?))
+}

@@ -1,0 +1,318 @@
+//! Creating a cluster: validate, place, and reserve in one transaction the GPUs (node
+//! assignments), the quota and the hold for the whole duration. Either the cluster exists,
+//! provisioning, with all three, or nothing was written.
+
+use iocloud_billing::ledger::place_hold_in;
+use iocloud_billing::{Currency, Money};
+use iocloud_db::ids::new_id;
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Tx, db_run, tx_run};
+
+use super::bootstrap::ClusterBoot;
+use super::spec::{Checked, ClusterSpec};
+use super::{COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, events, quota};
+use crate::capacity::{ClaimWork, NodeStart};
+use crate::placement::{Plan, PlanNode};
+use crate::{Action, Actor, Control, Error, Result};
+
+/// How often the reconciler looks at a cluster with nothing due sooner, µs.
+pub(crate) const RECHECK: i64 = 15_000_000;
+
+fn usd(micros: i64) -> String {
+    Money::from_micros(micros, Currency::Usd).to_decimal()
+}
+
+/// The writes of a new cluster, done in the claim's transaction once its nodes are assigned.
+struct NewCluster<'a> {
+    control: &'a Control,
+    org_id: &'a str,
+    id: &'a str,
+    spec: &'a ClusterSpec,
+    checked: &'a Checked,
+    currency: Currency,
+    /// Micro-USD for one unit of `currency`, and the stored rate it came from.
+    usd_per_unit: i64,
+    rate_id: Option<String>,
+    join_token: String,
+}
+
+impl ClaimWork for NewCluster<'_> {
+    type Output = (ClusterRow, Vec<ClusterEvent>);
+
+    fn node(&mut self, index: usize, first: Option<&str>, node: &PlanNode) -> NodeStart {
+        ClusterBoot {
+            cluster_id: self.id,
+            kind: self.checked.kind,
+            image: &self.checked.image,
+            join_token: &self.join_token,
+        }
+        .node(index, first, node)
+    }
+
+    async fn within(
+        &mut self,
+        tx: &mut Tx,
+        plan: &Plan,
+        node_ids: &[String],
+    ) -> Result<Self::Output> {
+        let now = now_micros();
+        let gpus: i64 = plan.nodes.iter().map(|n| i64::from(n.gpus)).sum();
+        quota::reserve_in(
+            tx,
+            self.control.settings.quota,
+            self.org_id,
+            gpus,
+            1,
+            plan.price_per_hour,
+        )
+        .await?;
+        let spec_json =
+            serde_json::to_string(self.spec).map_err(|e| Error::Internal(e.to_string()))?;
+        let mut row = ClusterRow {
+            id: self.id.to_string(),
+            org_id: self.org_id.to_string(),
+            name: self.spec.name.clone(),
+            kind: self.checked.kind.as_str().to_string(),
+            spec: spec_json,
+            generation: 1,
+            resource_version: 0,
+            status: String::new(),
+            status_reason: None,
+            quote_id: self.spec.quote_id.clone(),
+            currency: self.currency.code().to_string(),
+            hold_id: None,
+            gpus,
+            price_per_hour: 0,
+            spend_per_hour: plan.price_per_hour,
+            usd_per_unit: self.usd_per_unit,
+            rate_id: self.rate_id.clone(),
+            duration_hours: self.spec.duration_hours,
+            connection: None,
+            join_token: self.join_token.clone(),
+            provisioning_deadline: None,
+            running_at: None,
+            expires_at: None,
+            ended_at: None,
+            terminated_at: None,
+            reconcile_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        row.price_per_hour = row.in_currency(plan.price_per_hour)?.micros();
+        let hold_amount = Money::from_micros(row.price_per_hour, self.currency).mul_div(
+            self.spec.duration_hours,
+            1,
+            iocloud_billing::Rounding::Down,
+        )?;
+        let hold = place_hold_in(
+            tx,
+            self.org_id,
+            hold_amount,
+            self.id,
+            &format!("cluster:{}:hold", self.id),
+        )
+        .await?;
+        let timeout = self.control.settings.provisioning_timeout.as_micros() as i64;
+        row.hold_id = Some(hold.id.clone());
+        row.provisioning_deadline = Some(now + timeout);
+        row.reconcile_at = Some(now + RECHECK.min(timeout));
+        let regions: std::collections::BTreeSet<&str> =
+            plan.nodes.iter().map(|n| n.region.as_str()).collect();
+        let regions: Vec<&str> = regions.into_iter().collect();
+        // The steps a create goes through, each an event, all in this one transaction.
+        let steps = [
+            (
+                ClusterStatus::Pending,
+                "created",
+                format!(
+                    "{} cluster {} created",
+                    self.checked.kind.as_str(),
+                    row.name
+                ),
+            ),
+            (
+                ClusterStatus::Placing,
+                "placing",
+                format!("placing {gpus} GPUs"),
+            ),
+            (
+                ClusterStatus::Placing,
+                "reserved",
+                format!(
+                    "{} node(s) in {} ({} plan, {} USD per hour); held {} {} for {} hour(s)",
+                    node_ids.len(),
+                    regions.join(", "),
+                    plan.label,
+                    usd(plan.price_per_hour),
+                    hold_amount.to_decimal(),
+                    self.currency.code(),
+                    self.spec.duration_hours,
+                ),
+            ),
+            (
+                ClusterStatus::Provisioning,
+                "provisioning",
+                "nodes are starting".to_string(),
+            ),
+        ];
+        let mut made = Vec::with_capacity(steps.len());
+        for (status, kind, message) in &steps {
+            row.resource_version += 1;
+            row.set_status(*status, None);
+            made.push(events::record_in(tx, &row, kind, message, now).await?);
+        }
+        insert_in(tx, &row).await?;
+        Ok((row, made))
+    }
+}
+
+async fn insert_in(tx: &mut Tx, r: &ClusterRow) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO clusters ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+    );
+    let done = tx_run!(tx, |c| sqlx::query(&sql)
+        .bind(&r.id)
+        .bind(&r.org_id)
+        .bind(&r.name)
+        .bind(&r.kind)
+        .bind(&r.spec)
+        .bind(r.generation)
+        .bind(r.resource_version)
+        .bind(&r.status)
+        .bind(&r.status_reason)
+        .bind(&r.quote_id)
+        .bind(&r.currency)
+        .bind(&r.hold_id)
+        .bind(r.gpus)
+        .bind(r.price_per_hour)
+        .bind(r.spend_per_hour)
+        .bind(r.usd_per_unit)
+        .bind(&r.rate_id)
+        .bind(r.duration_hours)
+        .bind(&r.connection)
+        .bind(&r.join_token)
+        .bind(r.provisioning_deadline)
+        .bind(r.running_at)
+        .bind(r.expires_at)
+        .bind(r.ended_at)
+        .bind(r.terminated_at)
+        .bind(r.reconcile_at)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()));
+    match done.map_err(DbError::from) {
+        Ok(_) => Ok(()),
+        Err(DbError::Conflict(_)) => Err(name_taken(&r.name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn name_taken(name: &str) -> Error {
+    Error::Conflict {
+        code: "name_taken",
+        message: format!("a live cluster is already named {name}"),
+    }
+}
+
+impl Control {
+    /// Creates a cluster and starts its nodes. Refused, with nothing written, when the spec is
+    /// invalid, the name is taken, nothing fits (422), the quota would be exceeded (403) or
+    /// the balance does not cover the hold (402).
+    pub async fn create_cluster(&self, actor: &Actor, spec: &ClusterSpec) -> Result<ClusterView> {
+        actor.authorize(Action::ResourcesWrite)?;
+        let mut checked = self.check_cluster_spec(spec)?;
+        if let Some(quote_id) = &spec.quote_id {
+            self.cap_by_quote(&actor.org_id, quote_id, &mut checked)
+                .await?;
+        }
+        if let Some(live) = self.cluster_row_by_name(&actor.org_id, &spec.name).await?
+            && live.status().is_live()
+        {
+            return Err(name_taken(&spec.name));
+        }
+        let currency = match checked.currency {
+            Some(c) => c,
+            None => self.org_currency(&actor.org_id).await?,
+        };
+        let (usd_per_unit, rate_id) = match currency {
+            Currency::Io => {
+                let rate = self.prices.current().await?;
+                (rate.usd_per_io, Some(rate.id))
+            }
+            Currency::Usd | Currency::Iosd => (1_000_000, None),
+        };
+        let id = new_id("clu");
+        let mut work = NewCluster {
+            control: self,
+            org_id: &actor.org_id,
+            id: &id,
+            spec,
+            checked: &checked,
+            currency,
+            usd_per_unit,
+            rate_id,
+            join_token: crate::secrets::generate("iojt"),
+        };
+        let (_, (row, made)) = self
+            .claim_capacity_with(&actor.org_id, &id, &checked.request, &mut work)
+            .await?;
+        self.publish_events(&made).await;
+        self.full_view(&row).await
+    }
+
+    async fn org_currency(&self, org_id: &str) -> Result<Currency> {
+        let code: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT billing_currency FROM organizations WHERE id = $1"
+        )
+        .bind(org_id)
+        .fetch_optional(p)
+        .await)
+        .map_err(DbError::from)?;
+        Ok(code
+            .as_deref()
+            .and_then(Currency::parse)
+            .unwrap_or(Currency::Usd))
+    }
+
+    /// A cited quote must be the organisation's and still valid; the cluster may then cost no
+    /// more per GPU-hour than the dearest node the quote offered.
+    async fn cap_by_quote(
+        &self,
+        org_id: &str,
+        quote_id: &str,
+        checked: &mut Checked,
+    ) -> Result<()> {
+        let found: Option<(String, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT quote, expires_at FROM placement_quotes WHERE id = $1 AND org_id = $2"
+        )
+        .bind(quote_id)
+        .bind(org_id)
+        .fetch_optional(p)
+        .await)
+        .map_err(DbError::from)?;
+        let (body, expires_at) = found.ok_or(Error::NotFound("quote"))?;
+        if expires_at <= now_micros() {
+            return Err(Error::Conflict {
+                code: "quote_expired",
+                message: format!("quote {quote_id} has expired; ask for a new one"),
+            });
+        }
+        let quote: crate::quotes::Quote =
+            serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))?;
+        let dearest = quote
+            .plans
+            .iter()
+            .flat_map(|p| &p.nodes)
+            .filter_map(|n| Money::parse(&n.price_per_gpu_hour, Currency::Usd).ok())
+            .map(|m| m.micros())
+            .max();
+        if let Some(cap) = dearest {
+            let r = &mut checked.request;
+            r.max_price = Some(r.max_price.map_or(cap, |m| m.min(cap)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! A cluster's events: one per change of its row, numbered by the `resource_version` the change
+//! made. They are the cluster's history in the database, and live news on the
+//! `cluster-events` channel (Redis pub/sub when configured, so every replica hears every event).
+//! A follower reads the database for what it missed and the channel for what is new.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use iocloud_db::time::to_rfc3339;
+use iocloud_db::{DbError, Tx, db_run, tx_run};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+
+use super::{ClusterRow, ClusterStatus};
+use crate::{Action, Actor, Control, Result};
+
+pub const CHANNEL: &str = "cluster-events";
+/// How often a follower re-reads the database, in case a message was lost on the way.
+const FOLLOW_POLL: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterEvent {
+    pub cluster_id: String,
+    /// The cluster's `resource_version` after the event: events of a cluster count up from 1.
+    pub seq: i64,
+    pub at: String,
+    /// What happened: `created`, `placing`, `reserved`, `provisioning`, `node_ready`,
+    /// `running`, `node_lost`, `node_replaced`, `degraded`, `extended`, `terminating`,
+    /// `terminated`, `failed`, `expired`, ...
+    pub kind: String,
+    /// The cluster's status after it.
+    pub status: ClusterStatus,
+    pub message: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    cluster_id: String,
+    seq: i64,
+    at: i64,
+    kind: String,
+    status: String,
+    message: String,
+}
+
+impl EventRow {
+    fn event(self) -> ClusterEvent {
+        ClusterEvent {
+            cluster_id: self.cluster_id,
+            seq: self.seq,
+            at: to_rfc3339(self.at),
+            kind: self.kind,
+            status: ClusterStatus::parse(&self.status).unwrap_or(ClusterStatus::Failed),
+            message: self.message,
+        }
+    }
+}
+
+const COLUMNS: &str = "cluster_id, seq, at, kind, status, message";
+
+/// Writes the event for the change `row` just saved.
+pub(crate) async fn record_in(
+    tx: &mut Tx,
+    row: &ClusterRow,
+    kind: &str,
+    message: &str,
+    at: i64,
+) -> Result<ClusterEvent> {
+    tx_run!(tx, |c| sqlx::query(
+        "INSERT INTO cluster_events (cluster_id, seq, org_id, at, kind, status, message) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    )
+    .bind(&row.id)
+    .bind(row.resource_version)
+    .bind(&row.org_id)
+    .bind(at)
+    .bind(kind)
+    .bind(&row.status)
+    .bind(message)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
+    .map_err(DbError::from)?;
+    Ok(ClusterEvent {
+        cluster_id: row.id.clone(),
+        seq: row.resource_version,
+        at: to_rfc3339(at),
+        kind: kind.to_string(),
+        status: row.status(),
+        message: message.to_string(),
+    })
+}
+
+/// This replica's fan-out of the channel to its followers.
+pub struct EventHub {
+    local: broadcast::Sender<ClusterEvent>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        EventHub {
+            local: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Control {
+    /// Tells every replica's followers (after the events' transaction committed). A message
+    /// lost here is found by the followers' next read of the database.
+    pub(crate) async fn publish_events(&self, events: &[ClusterEvent]) {
+        for e in events {
+            let Ok(text) = serde_json::to_string(e) else {
+                continue;
+            };
+            if let Err(err) = self.kv.publish(CHANNEL, &text).await {
+                tracing::warn!(error = %err, "could not publish a cluster event; followers poll for it");
+            }
+        }
+    }
+
+    /// Feeds the channel to this replica's followers until the process ends.
+    pub fn spawn_event_listener(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match this.kv.subscribe(CHANNEL).await {
+                    Ok(mut messages) => {
+                        while let Some(m) = messages.next().await {
+                            if let Ok(event) = serde_json::from_str::<ClusterEvent>(&m) {
+                                let _ = this.events.local.send(event);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cluster event subscription failed"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    pub(crate) async fn latest_events(
+        &self,
+        cluster_id: &str,
+        n: i64,
+    ) -> Result<Vec<ClusterEvent>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM cluster_events WHERE cluster_id = $1 ORDER BY seq DESC LIMIT $2) AS latest ORDER BY seq"
+        );
+        let rows: Vec<EventRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(cluster_id)
+            .bind(n)
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        Ok(rows.into_iter().map(EventRow::event).collect())
+    }
+
+    async fn events_after(
+        &self,
+        cluster_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ClusterEvent>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM cluster_events WHERE cluster_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        let rows: Vec<EventRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(cluster_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        Ok(rows.into_iter().map(EventRow::event).collect())
+    }
+
+    /// A cluster's events after `after` (a `seq`), oldest first, at most `limit`.
+    pub async fn cluster_events(
+        &self,
+        actor: &Actor,
+        id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ClusterEvent>> {
+        actor.authorize(Action::ResourcesRead)?;
+        self.cluster_row(&actor.org_id, id).await?;
+        self.events_after(id, after, limit.clamp(1, 1_000)).await
+    }
+
+    /// Every event of the cluster after `after`, then each new one as it happens; the stream
+    /// ends after the cluster's final event (terminated or failed). Checked for the actor's
+    /// organisation once, up front.
+    pub async fn follow_cluster_events(
+        &self,
+        actor: &Actor,
+        id: &str,
+        after: i64,
+    ) -> Result<impl Stream<Item = ClusterEvent> + Send + 'static> {
+        actor.authorize(Action::ResourcesRead)?;
+        self.cluster_row(&actor.org_id, id).await?;
+        // Listen before reading, so nothing falls between the read and the first message.
+        let live = self.events.local.subscribe();
+        let state = Follow {
+            control: self.clone(),
+            cluster_id: id.to_string(),
+            last: after,
+            live,
+            backlog: std::collections::VecDeque::new(),
+            done: false,
+        };
+        Ok(futures::stream::unfold(state, Follow::next))
+    }
+}
+
+struct Follow {
+    control: Control,
+    cluster_id: String,
+    last: i64,
+    live: broadcast::Receiver<ClusterEvent>,
+    backlog: std::collections::VecDeque<ClusterEvent>,
+    done: bool,
+}
+
+impl Follow {
+    async fn next(mut self) -> Option<(ClusterEvent, Follow)> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                if e.seq <= self.last {
+                    continue;
+                }
+                self.last = e.seq;
+                self.done = e.status.is_final() && is_last_word(&e);
+                return Some((e, self));
+            }
+            if self.done {
+                return None;
+            }
+            // Whatever the database has that we have not sent, then wait for news.
+            match self
+                .control
+                .events_after(&self.cluster_id, self.last, 500)
+                .await
+            {
+                Ok(found) if !found.is_empty() => {
+                    self.backlog.extend(found);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reading cluster events failed"),
+            }
+            let deadline = tokio::time::sleep(FOLLOW_POLL);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    got = self.live.recv() => match got {
+                        Ok(e) if e.cluster_id == self.cluster_id => {
+                            // Out of order or after a gap: the database has the rest.
+                            if e.seq == self.last + 1 {
+                                self.backlog.push_back(e);
+                            }
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = &mut deadline => break,
+                }
+            }
+        }
+    }
+}
+
+/// The event that ends a follow: the cluster reached its final status. Node clean-up after it
+/// (agents tearing nodes down) is not the customer's to wait for.
+fn is_last_word(e: &ClusterEvent) -> bool {
+    matches!(e.kind.as_str(), "terminated" | "failed")
+}

@@ -1,0 +1,244 @@
+//! The customer's changes to a live cluster (extend, terminate), and ending one for any reason:
+//! nodes told to tear down, metering stopped, quota given back, then (in the reconciler) usage
+//! settled and the rest of the hold released.
+
+use iocloud_billing::ledger::extend_hold_in;
+use iocloud_billing::metering::stop_usage_in;
+use iocloud_billing::{Money, Rounding};
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Tx, tx_run};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::spec::MAX_HOURS;
+use super::{
+    ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeRow, nodes_in, quota, row_in,
+};
+use crate::providers::agent::DeviceAuth;
+use crate::{Action, Actor, Control, Error, Result};
+
+/// More hours for a cluster.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    /// 1 or more; the cluster's whole duration stays within 720 hours (30 days).
+    pub hours: i64,
+    /// The version the change was decided on; a newer one answers 409.
+    pub resource_version: Option<i64>,
+}
+
+/// The usage record of a node: one per node, so starting it twice is starting it once.
+pub(crate) fn usage_id(node_id: &str) -> String {
+    format!("use_{}", node_id.trim_start_matches("nod_"))
+}
+
+pub(crate) fn check_version(row: &ClusterRow, expected: Option<i64>) -> Result<()> {
+    match expected {
+        Some(v) if v != row.resource_version => Err(stale(row)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn stale(row: &ClusterRow) -> Error {
+    Error::Conflict {
+        code: "stale_resource_version",
+        message: format!(
+            "cluster {} changed (resource_version is now {}); read it again and retry",
+            row.id, row.resource_version
+        ),
+    }
+}
+
+/// Takes a node out of its cluster at `at`: its agent is told to tear it down, and its
+/// metering stops. A node the agent never acknowledged (`waiting`, `assigned`) is released at
+/// once with its GPUs, so a dead agent holds nothing; if it wakes up and reports on the node,
+/// it is refused and tears it down. Returns whether the agent must be woken.
+pub(crate) async fn end_node_in(
+    control: &Control,
+    tx: &mut Tx,
+    node: &NodeRow,
+    at: i64,
+) -> Result<bool> {
+    // Each statement moves the node only from the statuses it names, so a report the agent
+    // makes meanwhile cannot make the GPUs come back twice.
+    let unseen: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
+        "UPDATE node_assignments SET ended_at = $1, updated_at = $1, status = 'released' \
+         WHERE id = $2 AND ended_at IS NULL AND status IN ('waiting', 'assigned') RETURNING id"
+    )
+    .bind(at)
+    .bind(&node.id)
+    .fetch_optional(c)
+    .await)
+    .map_err(DbError::from)?;
+    let mut wake = false;
+    if unseen.is_some() {
+        let device = DeviceAuth {
+            id: node.device_id.clone(),
+            org_id: node.provider_org_id.clone(),
+            gpu_count: 0,
+        };
+        control
+            .give_back_gpus_in(tx, &device, node.gpus, &node.id, at)
+            .await?;
+    } else {
+        let status: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
+            "UPDATE node_assignments SET ended_at = $1, updated_at = $1, \
+             status = CASE WHEN status IN ('starting', 'ready', 'failed') THEN 'releasing' ELSE status END \
+             WHERE id = $2 AND ended_at IS NULL RETURNING status"
+        )
+        .bind(at)
+        .bind(&node.id)
+        .fetch_optional(c)
+        .await)
+        .map_err(DbError::from)?;
+        match status {
+            Some(s) => wake = s == "releasing",
+            None => return Ok(false),
+        }
+    }
+    stop_usage_in(tx, &usage_id(&node.id), at).await?;
+    Ok(wake)
+}
+
+impl Control {
+    /// Ends a live cluster: `to` is `Terminating` (it ran, or the customer asked) or `Failed`
+    /// (it never ran). Nodes go, metering stops at once, quota is given back; the reconciler
+    /// then settles the money. `Ok(None)` when it was no longer live.
+    pub(crate) async fn end_cluster(
+        &self,
+        id: &str,
+        to: ClusterStatus,
+        kind: &str,
+        reason: &str,
+    ) -> Result<Option<ClusterRow>> {
+        let mut tx = self.db.begin().await?;
+        let Some(mut row) = row_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        if !row.status().is_live() {
+            return Ok(None);
+        }
+        let nodes = nodes_in(&mut tx, id).await?;
+        let now = now_micros();
+        let mut wake = Vec::new();
+        for node in nodes.iter().filter(|n| n.ended_at.is_none()) {
+            if end_node_in(self, &mut tx, node, now).await? {
+                wake.push(node.device_id.clone());
+            }
+        }
+        quota::release_in(&mut tx, &row.org_id, row.gpus, 1, row.spend_per_hour).await?;
+        row.set_status(to, Some(reason));
+        row.ended_at = Some(now);
+        row.reconcile_at = Some(now);
+        let Some(event) = row.save_in(&mut tx, kind, reason).await? else {
+            return Err(stale(&row));
+        };
+        tx.commit().await?;
+        for device in wake {
+            self.wake_agent(&device).await;
+        }
+        self.publish_events(&[event]).await;
+        Ok(Some(row))
+    }
+
+    /// Terminates a cluster: billing stops now, what is left of the hold goes back. Deleting
+    /// an ended cluster changes nothing and answers it as it is.
+    pub async fn terminate_cluster(
+        &self,
+        actor: &Actor,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<ClusterView> {
+        actor.authorize(Action::ResourcesWrite)?;
+        let row = self.cluster_row(&actor.org_id, id).await?;
+        if row.status().is_live() {
+            check_version(&row, expected_version)?;
+            if self
+                .end_cluster(
+                    id,
+                    ClusterStatus::Terminating,
+                    "terminating",
+                    "terminated on request",
+                )
+                .await?
+                .is_none()
+                && expected_version.is_some()
+            {
+                return Err(stale(&row));
+            }
+            self.reconcile_cluster(id).await?;
+        }
+        let row = self.cluster_row(&actor.org_id, id).await?;
+        self.full_view(&row).await
+    }
+
+    /// Adds hours to a live cluster and holds funds for them.
+    pub async fn extend_cluster(
+        &self,
+        actor: &Actor,
+        id: &str,
+        ext: &Extension,
+    ) -> Result<ClusterView> {
+        actor.authorize(Action::ResourcesWrite)?;
+        if !(1..=MAX_HOURS).contains(&ext.hours) {
+            return Err(Error::validation("hours", format!("from 1 to {MAX_HOURS}")));
+        }
+        let org_row = self.cluster_row(&actor.org_id, id).await?;
+        let mut tx = self.db.begin().await?;
+        let mut row = row_in(&mut tx, &org_row.id)
+            .await?
+            .ok_or(Error::NotFound("cluster"))?;
+        check_version(&row, ext.resource_version)?;
+        if !row.status().is_live() {
+            return Err(Error::Conflict {
+                code: "invalid_state",
+                message: format!("a {} cluster cannot be extended", row.status),
+            });
+        }
+        if row.duration_hours + ext.hours > MAX_HOURS {
+            return Err(Error::validation(
+                "hours",
+                format!(
+                    "the cluster already has {} hours; the most is {MAX_HOURS}",
+                    row.duration_hours
+                ),
+            ));
+        }
+        let extra = Money::from_micros(row.price_per_hour, row.currency()).mul_div(
+            ext.hours,
+            1,
+            Rounding::Down,
+        )?;
+        let hold_id = row
+            .hold_id
+            .clone()
+            .ok_or_else(|| Error::Internal(format!("cluster {id} has no hold")))?;
+        extend_hold_in(
+            &mut tx,
+            &hold_id,
+            extra,
+            &format!("cluster:{id}:extend:{}", row.resource_version),
+        )
+        .await?;
+        let mut spec = row.spec()?;
+        spec.duration_hours += ext.hours;
+        row.spec = serde_json::to_string(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+        row.generation += 1;
+        row.duration_hours += ext.hours;
+        row.expires_at = row.expires_at.map(|t| t + ext.hours * 3_600_000_000);
+        let message = format!(
+            "extended by {} hour(s) to {}; held {} {} more",
+            ext.hours,
+            row.duration_hours,
+            extra.to_decimal(),
+            row.currency
+        );
+        let event: ClusterEvent = row
+            .save_in(&mut tx, "extended", &message)
+            .await?
+            .ok_or_else(|| stale(&row))?;
+        tx.commit().await?;
+        self.publish_events(&[event]).await;
+        self.full_view(&row).await
+    }
+}

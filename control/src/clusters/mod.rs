@@ -1,0 +1,446 @@
+//! Clusters: what customers rent. A spec is placed, reserved (GPUs, quota and a hold in one
+//! transaction), brought up by the agents of the chosen devices, metered while it runs, and
+//! ended by the customer, by its expiry or by a failure.
+//!
+//! State lives in the `clusters` row; every change of it is a compare-and-set on
+//! `resource_version` that also writes one event (its `seq` is the version it made), so the
+//! event log is the row's history and two replicas can never both apply a step. The
+//! reconciler ([`reconcile`]) is level-triggered: it looks at the row and the nodes, and does
+//! whatever step brings them closer to the spec.
+
+mod bootstrap;
+mod create;
+pub mod events;
+mod lifecycle;
+pub mod quota;
+mod reconcile;
+pub mod spec;
+
+use iocloud_billing::{Currency, Money};
+use iocloud_db::time::{now_micros, to_rfc3339};
+use iocloud_db::{DbError, Tx, db_run, tx_run};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub use events::ClusterEvent;
+pub use lifecycle::Extension;
+pub use quota::{QuotaExceeded, QuotaLimits, QuotaUpdate, QuotaView};
+pub use spec::{ClusterKind, ClusterSpec, Connectivity};
+
+use crate::{Action, Actor, Control, Error, Page, PageRequest, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterStatus {
+    Pending,
+    Placing,
+    Provisioning,
+    Running,
+    /// Running without a node that was lost and could not be replaced (not charged for it).
+    Degraded,
+    Terminating,
+    Terminated,
+    /// Ended before it ran; the reason says why. Nothing is charged.
+    Failed,
+}
+
+impl ClusterStatus {
+    pub const ALL: [ClusterStatus; 8] = [
+        ClusterStatus::Pending,
+        ClusterStatus::Placing,
+        ClusterStatus::Provisioning,
+        ClusterStatus::Running,
+        ClusterStatus::Degraded,
+        ClusterStatus::Terminating,
+        ClusterStatus::Terminated,
+        ClusterStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterStatus::Pending => "pending",
+            ClusterStatus::Placing => "placing",
+            ClusterStatus::Provisioning => "provisioning",
+            ClusterStatus::Running => "running",
+            ClusterStatus::Degraded => "degraded",
+            ClusterStatus::Terminating => "terminating",
+            ClusterStatus::Terminated => "terminated",
+            ClusterStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ClusterStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether the cluster counts against quota and keeps its nodes.
+    pub fn is_live(self) -> bool {
+        !matches!(
+            self,
+            ClusterStatus::Terminating | ClusterStatus::Terminated | ClusterStatus::Failed
+        )
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, ClusterStatus::Terminated | ClusterStatus::Failed)
+    }
+}
+
+/// A node of a cluster, as the customer sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub id: String,
+    /// `head`, `worker`, `control_plane`, `agent` or `container`.
+    pub role: String,
+    /// `waiting`, `assigned`, `starting`, `ready`, `failed`, `releasing` or `released`.
+    pub status: String,
+    pub device_id: String,
+    pub region: String,
+    pub gpu_model: Option<String>,
+    pub gpus: i64,
+    /// USD.
+    pub price_per_gpu_hour: String,
+    #[schema(value_type = Option<Object>)]
+    pub endpoints: Option<serde_json::Value>,
+    pub reason: Option<String>,
+    /// Whether the node still belongs to the cluster (a lost or replaced node does not).
+    pub current: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    pub id: String,
+    pub name: String,
+    pub kind: ClusterKind,
+    pub status: ClusterStatus,
+    pub status_reason: Option<String>,
+    /// Changes with every update; give it back to update safely (a stale one answers 409).
+    pub resource_version: i64,
+    /// Changes when the spec does.
+    pub generation: i64,
+    pub spec: ClusterSpec,
+    pub gpus: i64,
+    pub currency: String,
+    /// In `currency`, for the whole cluster.
+    pub price_per_hour: String,
+    pub hold_id: Option<String>,
+    /// How to reach the cluster once it runs: the Ray head's address and dashboard, a
+    /// kubeconfig, or each container's endpoints.
+    #[schema(value_type = Option<Object>)]
+    pub connection: Option<serde_json::Value>,
+    pub created_at: String,
+    pub running_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub terminated_at: Option<String>,
+    /// Present on a single cluster, not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeView>>,
+    /// The latest events (at most 50), on a single cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<ClusterEvent>>,
+}
+
+/// The row as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub(crate) struct ClusterRow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub kind: String,
+    pub spec: String,
+    pub generation: i64,
+    pub resource_version: i64,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub quote_id: Option<String>,
+    pub currency: String,
+    pub hold_id: Option<String>,
+    pub gpus: i64,
+    pub price_per_hour: i64,
+    pub spend_per_hour: i64,
+    pub usd_per_unit: i64,
+    pub rate_id: Option<String>,
+    pub duration_hours: i64,
+    pub connection: Option<String>,
+    pub join_token: String,
+    pub provisioning_deadline: Option<i64>,
+    pub running_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub terminated_at: Option<i64>,
+    pub reconcile_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub(crate) const COLUMNS: &str = "id, org_id, name, kind, spec, generation, resource_version, status, status_reason, quote_id, currency, hold_id, \
+    gpus, price_per_hour, spend_per_hour, usd_per_unit, rate_id, duration_hours, connection, join_token, provisioning_deadline, running_at, expires_at, ended_at, \
+    terminated_at, reconcile_at, created_at, updated_at";
+
+impl ClusterRow {
+    pub fn status(&self) -> ClusterStatus {
+        ClusterStatus::parse(&self.status).unwrap_or(ClusterStatus::Failed)
+    }
+
+    pub fn kind(&self) -> ClusterKind {
+        match self.kind.as_str() {
+            "kubernetes" => ClusterKind::Kubernetes,
+            "container" => ClusterKind::Container,
+            _ => ClusterKind::Ray,
+        }
+    }
+
+    pub fn spec(&self) -> Result<ClusterSpec> {
+        serde_json::from_str(&self.spec).map_err(|e| Error::Internal(format!("bad spec: {e}")))
+    }
+
+    pub fn currency(&self) -> Currency {
+        Currency::parse(&self.currency).unwrap_or(Currency::Usd)
+    }
+
+    /// A USD amount in the cluster's currency, at the rate locked when it was created.
+    pub fn in_currency(&self, usd_micros: i64) -> Result<Money> {
+        let rate = iocloud_billing::prices::Rate {
+            id: String::new(),
+            usd_per_io: self.usd_per_unit,
+            source: String::new(),
+            observed_at: 0,
+        };
+        Ok(iocloud_billing::prices::PriceFeed::convert(
+            Money::from_micros(usd_micros, Currency::Usd),
+            self.currency(),
+            &rate,
+        )?)
+    }
+
+    fn view(&self) -> Result<ClusterView> {
+        Ok(ClusterView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            kind: self.kind(),
+            status: self.status(),
+            status_reason: self.status_reason.clone(),
+            resource_version: self.resource_version,
+            generation: self.generation,
+            spec: self.spec()?,
+            gpus: self.gpus,
+            currency: self.currency.clone(),
+            price_per_hour: Money::from_micros(self.price_per_hour, self.currency()).to_decimal(),
+            hold_id: self.hold_id.clone(),
+            connection: self
+                .connection
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok()),
+            created_at: to_rfc3339(self.created_at),
+            running_at: self.running_at.map(to_rfc3339),
+            expires_at: self.expires_at.map(to_rfc3339),
+            terminated_at: self.terminated_at.map(to_rfc3339),
+            nodes: None,
+            events: None,
+        })
+    }
+
+    /// Writes this row over the stored one if nobody changed it since `self` was read, with
+    /// one event; bumps `resource_version`. `Ok(None)` when somebody else moved first.
+    pub async fn save_in(
+        &mut self,
+        tx: &mut Tx,
+        kind: &str,
+        message: &str,
+    ) -> Result<Option<ClusterEvent>> {
+        let read = self.resource_version;
+        let now = now_micros();
+        self.resource_version += 1;
+        self.updated_at = now;
+        let moved = tx_run!(tx, |c| sqlx::query(
+            "UPDATE clusters SET spec = $1, generation = $2, resource_version = $3, status = $4, status_reason = $5, hold_id = $6, \
+             price_per_hour = $7, duration_hours = $8, connection = $9, provisioning_deadline = $10, running_at = $11, expires_at = $12, \
+             ended_at = $13, terminated_at = $14, reconcile_at = $15, updated_at = $16 WHERE id = $17 AND resource_version = $18"
+        )
+        .bind(&self.spec)
+        .bind(self.generation)
+        .bind(self.resource_version)
+        .bind(&self.status)
+        .bind(&self.status_reason)
+        .bind(&self.hold_id)
+        .bind(self.price_per_hour)
+        .bind(self.duration_hours)
+        .bind(&self.connection)
+        .bind(self.provisioning_deadline)
+        .bind(self.running_at)
+        .bind(self.expires_at)
+        .bind(self.ended_at)
+        .bind(self.terminated_at)
+        .bind(self.reconcile_at)
+        .bind(now)
+        .bind(&self.id)
+        .bind(read)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        if moved == 0 {
+            self.resource_version = read;
+            return Ok(None);
+        }
+        Ok(Some(events::record_in(tx, self, kind, message, now).await?))
+    }
+
+    /// Sets the status (and its reason) for the next [`ClusterRow::save_in`].
+    pub fn set_status(&mut self, status: ClusterStatus, reason: Option<&str>) {
+        self.status = status.as_str().to_string();
+        self.status_reason = reason.map(str::to_string);
+    }
+}
+
+pub(crate) async fn row_in(tx: &mut Tx, id: &str) -> Result<Option<ClusterRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM clusters WHERE id = $1");
+    Ok(tx_run!(tx, |c| sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(c)
+        .await)
+    .map_err(DbError::from)?)
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct NodeRow {
+    pub id: String,
+    pub device_id: String,
+    pub provider_org_id: String,
+    pub gpus: i64,
+    pub role: String,
+    pub status: String,
+    pub endpoints: Option<String>,
+    pub reason: Option<String>,
+    pub price_per_gpu_hour: i64,
+    pub bootstrap: String,
+    pub ready_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub device_status: String,
+    pub region: String,
+    pub gpu_model: Option<String>,
+}
+
+/// A cluster's nodes, oldest first, with what placement knows of their devices.
+const NODES_SQL: &str = "SELECT n.id, n.device_id, n.provider_org_id, n.gpus, n.role, n.status, n.endpoints, n.reason, n.price_per_gpu_hour, \
+    n.bootstrap, n.ready_at, n.failed_at, n.ended_at, d.status AS device_status, d.region, d.gpu_model \
+    FROM node_assignments n JOIN devices d ON d.id = n.device_id WHERE n.cluster_id = $1 ORDER BY n.created_at, n.id";
+
+impl NodeRow {
+    pub fn endpoints(&self) -> serde_json::Value {
+        self.endpoints
+            .as_deref()
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn view(&self) -> NodeView {
+        NodeView {
+            id: self.id.clone(),
+            role: self.role.clone(),
+            status: self.status.clone(),
+            device_id: self.device_id.clone(),
+            region: self.region.clone(),
+            gpu_model: self.gpu_model.clone(),
+            gpus: self.gpus,
+            price_per_gpu_hour: Money::from_micros(self.price_per_gpu_hour, Currency::Usd)
+                .to_decimal(),
+            endpoints: self.endpoints.as_ref().map(|_| self.endpoints()),
+            reason: self.reason.clone(),
+            current: self.ended_at.is_none(),
+        }
+    }
+}
+
+pub(crate) async fn nodes_in(tx: &mut Tx, cluster_id: &str) -> Result<Vec<NodeRow>> {
+    Ok(tx_run!(tx, |c| sqlx::query_as(NODES_SQL)
+        .bind(cluster_id)
+        .fetch_all(c)
+        .await)
+    .map_err(DbError::from)?)
+}
+
+impl Control {
+    async fn cluster_row(&self, org_id: &str, id: &str) -> Result<ClusterRow> {
+        let sql = format!("SELECT {COLUMNS} FROM clusters WHERE id = $1 AND org_id = $2");
+        let row: Option<ClusterRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .bind(org_id)
+            .fetch_optional(p)
+            .await)
+        .map_err(DbError::from)?;
+        row.ok_or(Error::NotFound("cluster"))
+    }
+
+    /// The organisation's live cluster of that name, else its latest one of that name.
+    pub(crate) async fn cluster_row_by_name(
+        &self,
+        org_id: &str,
+        name: &str,
+    ) -> Result<Option<ClusterRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM clusters WHERE org_id = $1 AND name = $2 \
+             ORDER BY CASE WHEN status IN ('terminated', 'failed') THEN 1 ELSE 0 END, created_at DESC LIMIT 1"
+        );
+        Ok(db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(org_id)
+            .bind(name)
+            .fetch_optional(p)
+            .await)
+        .map_err(DbError::from)?)
+    }
+
+    /// A cluster with its nodes and latest events; another organisation's answers 404.
+    pub async fn cluster(&self, actor: &Actor, id: &str) -> Result<ClusterView> {
+        actor.authorize(Action::ResourcesRead)?;
+        let row = self.cluster_row(&actor.org_id, id).await?;
+        self.full_view(&row).await
+    }
+
+    pub(crate) async fn full_view(&self, row: &ClusterRow) -> Result<ClusterView> {
+        let mut view = row.view()?;
+        let nodes: Vec<NodeRow> = db_run!(&self.db, |p| sqlx::query_as(NODES_SQL)
+            .bind(&row.id)
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        view.nodes = Some(nodes.iter().map(NodeRow::view).collect());
+        view.events = Some(self.latest_events(&row.id, 50).await?);
+        Ok(view)
+    }
+
+    /// The organisation's clusters, oldest first; `status` filters.
+    pub async fn clusters(
+        &self,
+        actor: &Actor,
+        status: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ClusterView>> {
+        actor.authorize(Action::ResourcesRead)?;
+        let status = match status {
+            Some(s) => Some(
+                ClusterStatus::parse(s)
+                    .ok_or_else(|| Error::validation("status", "a cluster status, like running"))?
+                    .as_str(),
+            ),
+            None => None,
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM clusters WHERE org_id = $1 AND id > $2 AND ($3 IS NULL OR status = $3) ORDER BY id LIMIT $4"
+        );
+        let rows: Vec<ClusterRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(&actor.org_id)
+            .bind(page.after_id())
+            .bind(status)
+            .bind(page.fetch_limit())
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        let views = rows
+            .iter()
+            .map(ClusterRow::view)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(views, page, |v| &v.id))
+    }
+}

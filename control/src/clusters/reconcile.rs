@@ -1,0 +1,562 @@
+//! The reconciler: level-triggered, one step at a time. Each step reads the cluster and its
+//! nodes, does the one thing that brings them closer to the spec, and commits it with an event;
+//! then the next step looks again. A crash between steps loses nothing: the next look (on any
+//! replica) sees the same state and does the same step. Steps run when a node reports, and on
+//! every cluster that is due (`reconcile_at`), which each replica checks every few seconds.
+
+use iocloud_billing::Money;
+use iocloud_billing::metering::{NewUsage, start_usage_in};
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Tx, db_run, tx_run};
+
+use super::bootstrap::{self, ClusterBoot};
+use super::create::RECHECK;
+use super::lifecycle::{end_node_in, stale, usage_id};
+use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow, nodes_in, row_in};
+use crate::capacity::{ClaimWork, NodeStart};
+use crate::placement::{Plan, PlanNode};
+use crate::{Control, Error, Result};
+
+/// How long a replica keeps a due cluster to itself while it works on it, µs.
+const LEASE: i64 = 30_000_000;
+/// Steps taken for one cluster at a time, at most (each is progress; this bounds a pass).
+const MAX_STEPS: usize = 16;
+
+enum Step {
+    Again,
+    Done,
+}
+
+/// Whether a node still serves its cluster.
+fn is_lost(n: &NodeRow) -> bool {
+    matches!(n.status.as_str(), "failed" | "released" | "releasing")
+        || !matches!(n.device_status.as_str(), "available" | "busy")
+}
+
+fn lost_reason(n: &NodeRow) -> String {
+    match n.status.as_str() {
+        "failed" => format!(
+            "node {} failed: {}",
+            n.id,
+            n.reason.as_deref().unwrap_or("no reason given")
+        ),
+        "released" | "releasing" => format!("node {} was released by its provider", n.id),
+        _ => format!(
+            "node {}'s device {} is {}",
+            n.id, n.device_id, n.device_status
+        ),
+    }
+}
+
+async fn quiet_schedule(tx: &mut Tx, row: &ClusterRow, at: Option<i64>) -> Result<()> {
+    tx_run!(tx, |c| sqlx::query(
+        "UPDATE clusters SET reconcile_at = $1 WHERE id = $2 AND resource_version = $3"
+    )
+    .bind(at)
+    .bind(&row.id)
+    .bind(row.resource_version)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+/// When to look at a cluster next if nothing happens before.
+fn next_look(row: &ClusterRow, now: i64) -> Option<i64> {
+    let soon = now + RECHECK;
+    match row.status() {
+        ClusterStatus::Provisioning => Some(soon.min(row.provisioning_deadline.unwrap_or(soon))),
+        ClusterStatus::Running | ClusterStatus::Degraded => {
+            Some(soon.min(row.expires_at.unwrap_or(soon)))
+        }
+        ClusterStatus::Terminated | ClusterStatus::Failed => None,
+        _ => Some(soon),
+    }
+}
+
+impl Control {
+    /// Runs a reconcile pass every `interval` until the process ends.
+    pub fn spawn_cluster_reconciler(
+        &self,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = this.reconcile_due().await {
+                    tracing::warn!(error = %e, "cluster reconcile pass failed; the next one retries");
+                }
+            }
+        })
+    }
+
+    /// One pass over the clusters that are due. Each is taken by moving its `reconcile_at`
+    /// forward (a conditional update), so two replicas never work on the same one.
+    pub async fn reconcile_due(&self) -> Result<usize> {
+        let now = now_micros();
+        let due: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT id FROM clusters WHERE reconcile_at <= $1 ORDER BY reconcile_at LIMIT 256"
+        )
+        .bind(now)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let mut done = 0;
+        for id in due {
+            let taken = db_run!(&self.db, |p| sqlx::query(
+                "UPDATE clusters SET reconcile_at = $1 WHERE id = $2 AND reconcile_at <= $3"
+            )
+            .bind(now + LEASE)
+            .bind(&id)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+            .map_err(DbError::from)?;
+            if taken == 1 {
+                if let Err(e) = self.reconcile_cluster(&id).await {
+                    tracing::warn!(error = %e, cluster = %id, "reconciling a cluster failed; it is retried");
+                }
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Steps the cluster until there is nothing left to do now.
+    pub async fn reconcile_cluster(&self, id: &str) -> Result<()> {
+        for _ in 0..MAX_STEPS {
+            match self.reconcile_step(id).await {
+                Ok(Step::Again) => continue,
+                Ok(Step::Done) => return Ok(()),
+                // Somebody else moved the cluster between our read and write: look again.
+                Err(Error::Conflict {
+                    code: "stale_resource_version",
+                    ..
+                }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_step(&self, id: &str) -> Result<Step> {
+        let now = now_micros();
+        let mut tx = self.db.begin().await?;
+        let Some(mut row) = row_in(&mut tx, id).await? else {
+            return Ok(Step::Done);
+        };
+        let status = row.status();
+        match status {
+            ClusterStatus::Terminated => {
+                if row.reconcile_at.is_some() {
+                    quiet_schedule(&mut tx, &row, None).await?;
+                    tx.commit().await?;
+                }
+                return Ok(Step::Done);
+            }
+            ClusterStatus::Terminating | ClusterStatus::Failed => {
+                drop(tx);
+                self.settle_cluster(row).await?;
+                return Ok(Step::Done);
+            }
+            ClusterStatus::Pending | ClusterStatus::Placing => {
+                // A create commits its cluster provisioning; anything else is not ours to finish.
+                drop(tx);
+                self.end_cluster(
+                    id,
+                    ClusterStatus::Failed,
+                    "failed",
+                    "placement did not finish",
+                )
+                .await?;
+                return Ok(Step::Again);
+            }
+            ClusterStatus::Provisioning | ClusterStatus::Running | ClusterStatus::Degraded => {}
+        }
+        if status == ClusterStatus::Provisioning
+            && row.provisioning_deadline.is_some_and(|d| now > d)
+        {
+            drop(tx);
+            let minutes = self.settings.provisioning_timeout.as_secs().div_ceil(60);
+            let reason = format!("provisioning did not finish within {minutes} minute(s)");
+            self.end_cluster(id, ClusterStatus::Failed, "failed", &reason)
+                .await?;
+            return Ok(Step::Again);
+        }
+        if status != ClusterStatus::Provisioning && row.expires_at.is_some_and(|t| now >= t) {
+            drop(tx);
+            let reason = format!("the cluster's {} hour(s) are over", row.duration_hours);
+            self.end_cluster(id, ClusterStatus::Terminating, "expired", &reason)
+                .await?;
+            return Ok(Step::Again);
+        }
+        let nodes = nodes_in(&mut tx, id).await?;
+        let current: Vec<&NodeRow> = nodes.iter().filter(|n| n.ended_at.is_none()).collect();
+
+        // Nodes that stopped serving: out of the cluster, not charged from when they stopped.
+        let lost: Vec<&NodeRow> = current.iter().copied().filter(|n| is_lost(n)).collect();
+        if !lost.is_empty() {
+            let mut wake = Vec::new();
+            let mut reasons = Vec::new();
+            for n in &lost {
+                let at = n.failed_at.unwrap_or(now).min(now);
+                if end_node_in(self, &mut tx, n, at).await? {
+                    wake.push(n.device_id.clone());
+                }
+                reasons.push(lost_reason(n));
+            }
+            let event = row
+                .save_in(&mut tx, "node_lost", &reasons.join("; "))
+                .await?
+                .ok_or_else(|| stale(&row))?;
+            tx.commit().await?;
+            for d in wake {
+                self.wake_agent(&d).await;
+            }
+            self.publish_events(&[event]).await;
+            return Ok(Step::Again);
+        }
+
+        let serving: i64 = current.iter().map(|n| n.gpus).sum();
+        if serving < row.gpus {
+            let missing = row.gpus - serving;
+            let leader_ready = current
+                .iter()
+                .find(|n| bootstrap::is_leader(&n.role))
+                .map(|n| (n.id.clone(), n.status == "ready", n.endpoints()));
+            drop(tx);
+            return self
+                .replace_nodes(row, missing, leader_ready, current.is_empty())
+                .await;
+        }
+
+        // Followers waiting for a leader that is now up.
+        let kind = row.kind();
+        let leader = current
+            .iter()
+            .find(|n| bootstrap::is_leader(&n.role) && n.status == "ready");
+        let waiting: Vec<&&NodeRow> = current.iter().filter(|n| n.status == "waiting").collect();
+        if let (Some(leader), false) = (leader, waiting.is_empty())
+            && let Some(address) = bootstrap::leader_address(kind, &leader.endpoints())
+        {
+            for n in &waiting {
+                let mut boot: serde_json::Value = serde_json::from_str(&n.bootstrap)
+                    .map_err(|e| Error::Internal(format!("bad bootstrap: {e}")))?;
+                bootstrap::follower_ready(&mut boot, &leader.id, &address);
+                tx_run!(&mut tx, |c| sqlx::query(
+                    "UPDATE node_assignments SET bootstrap = $1, status = 'assigned', updated_at = $2 WHERE id = $3 AND status = 'waiting'"
+                )
+                .bind(boot.to_string())
+                .bind(now)
+                .bind(&n.id)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))
+                .map_err(DbError::from)?;
+            }
+            let message = format!(
+                "{} node(s) joining {} at {address}",
+                waiting.len(),
+                leader.id
+            );
+            let event = row
+                .save_in(&mut tx, "joining", &message)
+                .await?
+                .ok_or_else(|| stale(&row))?;
+            tx.commit().await?;
+            for n in &waiting {
+                self.wake_agent(&n.device_id).await;
+            }
+            self.publish_events(&[event]).await;
+            return Ok(Step::Again);
+        }
+
+        // Every node up: the cluster runs, and each node is metered from when it served.
+        let all_ready = current.iter().all(|n| n.status == "ready");
+        if all_ready {
+            let metered: Vec<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT node_id FROM usage_records WHERE cluster_id = $1"
+            )
+            .bind(id)
+            .fetch_all(c)
+            .await)
+            .map_err(DbError::from)?;
+            let unmetered: Vec<&&NodeRow> = current
+                .iter()
+                .filter(|n| !metered.contains(&n.id))
+                .collect();
+            if status != ClusterStatus::Running || !unmetered.is_empty() {
+                let running_at = row.running_at.unwrap_or(now);
+                for n in &unmetered {
+                    let rate = row.in_currency(n.price_per_gpu_hour.saturating_mul(n.gpus))?;
+                    self.start_node_usage_in(
+                        &mut tx,
+                        &row,
+                        n,
+                        rate,
+                        n.ready_at.unwrap_or(now).max(running_at).min(now),
+                    )
+                    .await?;
+                }
+                let (kind_of_event, message) = match status {
+                    ClusterStatus::Provisioning => {
+                        row.running_at = Some(now);
+                        row.expires_at = Some(now + row.duration_hours * 3_600_000_000);
+                        (
+                            "running",
+                            format!("all {} node(s) ready; billing started", current.len()),
+                        )
+                    }
+                    ClusterStatus::Degraded => (
+                        "recovered",
+                        "every node is serving again; billing for all of them".to_string(),
+                    ),
+                    _ => (
+                        "node_ready",
+                        format!("{} replacement node(s) ready and billed", unmetered.len()),
+                    ),
+                };
+                let nodes: Vec<(String, String, serde_json::Value)> = current
+                    .iter()
+                    .map(|n| (n.id.clone(), n.role.clone(), n.endpoints()))
+                    .collect();
+                row.connection = Some(
+                    bootstrap::connection(kind, &row.name, &row.join_token, &nodes).to_string(),
+                );
+                row.set_status(ClusterStatus::Running, None);
+                row.reconcile_at = next_look(&row, now);
+                let event = row
+                    .save_in(&mut tx, kind_of_event, &message)
+                    .await?
+                    .ok_or_else(|| stale(&row))?;
+                tx.commit().await?;
+                self.publish_events(&[event]).await;
+                return Ok(Step::Again);
+            }
+        }
+
+        // Nothing to do now: look again later (or when a node reports).
+        let next = next_look(&row, now);
+        if row.reconcile_at != next {
+            quiet_schedule(&mut tx, &row, next).await?;
+            tx.commit().await?;
+        }
+        Ok(Step::Done)
+    }
+
+    async fn start_node_usage_in(
+        &self,
+        tx: &mut Tx,
+        row: &ClusterRow,
+        node: &NodeRow,
+        rate: Money,
+        at: i64,
+    ) -> Result<()> {
+        let hold_id = row
+            .hold_id
+            .as_deref()
+            .ok_or_else(|| Error::Internal(format!("cluster {} has no hold", row.id)))?;
+        start_usage_in(
+            tx,
+            &usage_id(&node.id),
+            &NewUsage {
+                org_id: &row.org_id,
+                cluster_id: &row.id,
+                node_id: &node.id,
+                device_id: &node.device_id,
+                provider_org_id: &node.provider_org_id,
+                hold_id,
+                gpus: node.gpus,
+                rate_per_hour: rate,
+                started_at: at,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Finds nodes for `missing` GPUs within the spec. When nothing fits, a provisioning
+    /// cluster fails and a running one is degraded (and not charged for what is missing).
+    async fn replace_nodes(
+        &self,
+        mut row: ClusterRow,
+        missing: i64,
+        leader: Option<(String, bool, serde_json::Value)>,
+        no_nodes_left: bool,
+    ) -> Result<Step> {
+        let spec = row.spec()?;
+        let checked = self.check_cluster_spec(&spec)?;
+        let mut request = checked.request;
+        request.gpu_count = u32::try_from(missing).unwrap_or(u32::MAX);
+        request.min_providers = 0;
+        if request
+            .gpus_per_node
+            .is_some_and(|n| !request.gpu_count.is_multiple_of(n))
+        {
+            request.gpus_per_node = None;
+        }
+        let mut work = Replacement {
+            row: row.clone(),
+            image: checked.image,
+            leader,
+            no_nodes_left,
+        };
+        match self
+            .claim_capacity_with(&row.org_id, &row.id, &request, &mut work)
+            .await
+        {
+            Ok((_, event)) => {
+                self.publish_events(&[event]).await;
+                Ok(Step::Again)
+            }
+            Err(Error::InsufficientCapacity(why)) => {
+                let status = row.status();
+                if status == ClusterStatus::Provisioning {
+                    let reason = format!("no node can replace a failed one: {why}");
+                    self.end_cluster(&row.id, ClusterStatus::Failed, "failed", &reason)
+                        .await?;
+                    return Ok(Step::Again);
+                }
+                let now = now_micros();
+                let mut tx = self.db.begin().await?;
+                if status == ClusterStatus::Running {
+                    let reason = format!(
+                        "{missing} GPU(s) lost and no replacement fits ({why}); they are not charged"
+                    );
+                    row.set_status(ClusterStatus::Degraded, Some(&reason));
+                    row.reconcile_at = next_look(&row, now);
+                    let event = row
+                        .save_in(&mut tx, "degraded", &reason)
+                        .await?
+                        .ok_or_else(|| stale(&row))?;
+                    tx.commit().await?;
+                    self.publish_events(&[event]).await;
+                } else {
+                    // Degraded already: try again at the next look.
+                    quiet_schedule(&mut tx, &row, next_look(&row, now)).await?;
+                    tx.commit().await?;
+                }
+                Ok(Step::Done)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Settles an ended cluster: every node charged to when it stopped, the rest of the hold
+    /// released; then a terminating cluster is terminated. Safe to repeat.
+    async fn settle_cluster(&self, row: ClusterRow) -> Result<()> {
+        let at = row.ended_at.unwrap_or_else(now_micros);
+        let records: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT id FROM usage_records WHERE cluster_id = $1 ORDER BY id"
+        )
+        .bind(&row.id)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        for record in &records {
+            self.ledger
+                .settle_usage(record, at, self.settings.platform_fee_bps)
+                .await?;
+        }
+        let mut message = String::from("settled");
+        if let Some(hold_id) = &row.hold_id {
+            let hold = self
+                .ledger
+                .release(hold_id, &format!("settle:{hold_id}"))
+                .await?;
+            let c = hold.currency();
+            message = format!(
+                "charged {} {}; released {} {}",
+                Money::from_micros(hold.captured, c).to_decimal(),
+                c.code(),
+                Money::from_micros(hold.released, c).to_decimal(),
+                c.code()
+            );
+        }
+        let mut tx = self.db.begin().await?;
+        let Some(mut row) = row_in(&mut tx, &row.id).await? else {
+            return Ok(());
+        };
+        match row.status() {
+            ClusterStatus::Terminating => {
+                row.set_status(ClusterStatus::Terminated, None);
+                row.terminated_at = Some(now_micros());
+                row.reconcile_at = None;
+                let event = row
+                    .save_in(&mut tx, "terminated", &message)
+                    .await?
+                    .ok_or_else(|| stale(&row))?;
+                tx.commit().await?;
+                self.publish_events(&[event]).await;
+            }
+            ClusterStatus::Failed => {
+                quiet_schedule(&mut tx, &row, None).await?;
+                tx.commit().await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// New nodes for a cluster that lost some, claimed with the event that says so.
+struct Replacement {
+    row: ClusterRow,
+    image: String,
+    /// The cluster's leader, if it still has one: its id, whether it is ready, its endpoints.
+    leader: Option<(String, bool, serde_json::Value)>,
+    no_nodes_left: bool,
+}
+
+impl ClaimWork for Replacement {
+    type Output = ClusterEvent;
+
+    fn node(&mut self, index: usize, first: Option<&str>, node: &PlanNode) -> NodeStart {
+        let kind = self.row.kind();
+        let boot = ClusterBoot {
+            cluster_id: &self.row.id,
+            kind,
+            image: &self.image,
+            join_token: &self.row.join_token,
+        };
+        // Without a leader the first new node leads; otherwise every new node follows.
+        let as_index = if self.leader.is_none() || self.no_nodes_left {
+            index
+        } else {
+            index + 1
+        };
+        let leader_id = self.leader.as_ref().map(|(id, _, _)| id.as_str()).or(first);
+        let mut start = boot.node(as_index, leader_id, node);
+        if let Some((id, true, endpoints)) = &self.leader
+            && !start.start_now
+            && let Some(address) = bootstrap::leader_address(kind, endpoints)
+        {
+            bootstrap::follower_ready(&mut start.bootstrap, id, &address);
+            start.start_now = true;
+        }
+        start
+    }
+
+    async fn within(
+        &mut self,
+        tx: &mut Tx,
+        plan: &Plan,
+        node_ids: &[String],
+    ) -> Result<ClusterEvent> {
+        let gpus: u32 = plan.nodes.iter().map(|n| n.gpus).sum();
+        let message = format!(
+            "{} replacement node(s) with {gpus} GPU(s) starting: {}",
+            node_ids.len(),
+            node_ids.join(", ")
+        );
+        self.row
+            .save_in(tx, "node_replaced", &message)
+            .await?
+            .ok_or_else(|| stale(&self.row))
+    }
+}

@@ -1,0 +1,732 @@
+//! Clusters end to end, with the simulator's agents running the nodes over the real agent API:
+//! create → provisioning → running → terminated with the ledger to match; a node lost and
+//! replaced, or the cluster degraded; provisioning that times out; expiry and extension; bad
+//! input, quota and money refusals that write nothing; other tenants' clusters answering 404.
+
+use std::time::{Duration, Instant};
+
+use iocloud_api::simulator::{self, SimDevice, SimOptions};
+use iocloud_tests::{Answer, Backend, Session, TestApp, on_both_engines};
+use serde_json::{Value, json};
+
+/// A machine spec as `POST /v1/devices` takes it.
+fn machine(name: &str, model: &str, gpus: i64, region: &str, price: &str) -> Value {
+    let (country, lat, lon) = match region {
+        "eu-central" => ("DE", 50.11, 8.68),
+        "us-east" => ("US", 39.04, -77.49),
+        _ => ("JP", 35.68, 139.69),
+    };
+    json!({
+        "name": name, "gpu_model": model, "gpu_count": gpus, "cpu_cores": 64, "ram_gib": 512,
+        "disk_gib": 2000, "region": region, "country": country, "location": {"lat": lat, "lon": lon},
+        "bandwidth_mbps": {"up": 10000, "down": 10000}, "price_per_gpu_hour": price,
+    })
+}
+
+struct Fleet {
+    app: TestApp,
+    /// A customer with 1,000 USD of credit.
+    customer: Session,
+    devices: Vec<SimDevice>,
+}
+
+/// A provider with these machines, staked, verified and heard from, each run by a simulated
+/// agent (unless `agents` is false: then nobody brings nodes up).
+async fn fleet(
+    b: Backend,
+    specs: Vec<Value>,
+    agents: bool,
+    tweak: impl FnOnce(&mut iocloud_api::config::Config),
+) -> Fleet {
+    let app = TestApp::spawn_with(b, |c| {
+        c.signup_credit_usd = Some("1000".into());
+        tweak(c);
+    })
+    .await;
+    let provider = app.signup("provider@example.com", "GPU Farm").await;
+    app.grant_credit(&provider.org_id, "1000000", "IO").await;
+    let st = app
+        .post(
+            "/v1/stake",
+            Some(&provider.access),
+            json!({"amount": "1000000"}),
+        )
+        .await;
+    assert!(st.status.is_success(), "{}", st.text);
+    let (_, key) = app.api_key(&provider.access, &["write"]).await;
+    let n = specs.len() as i64;
+    let devices = simulator::register_specs(&app.base, &key, specs)
+        .await
+        .unwrap();
+    if agents {
+        simulator::spawn(
+            &app.base,
+            devices.clone(),
+            SimOptions {
+                heartbeat_secs: Some(0.3),
+                node_ready_secs: 0.2,
+                node_failure_rate: 0.0,
+                offline_rate: 0.0,
+                start_spread_secs: 0.1,
+                ..SimOptions::default()
+            },
+        );
+        let control = &app.server.state.control;
+        wait_for(&app, "every device listed and heard from", || async {
+            control.flush_heartbeats().await.unwrap();
+            app.count("SELECT COUNT(*) FROM devices WHERE status = 'available' AND last_heartbeat_at IS NOT NULL")
+                .await
+                == n
+        })
+        .await;
+    } else {
+        // Listed without an agent: verified and available, but nobody will run a node.
+        app.exec(
+            "UPDATE devices SET status = 'available' WHERE org_id = $1",
+            &provider.org_id,
+        )
+        .await;
+    }
+    let customer = app.signup("ada@example.com", "Acme").await;
+    Fleet {
+        app,
+        customer,
+        devices,
+    }
+}
+
+async fn wait_for<F, Fut>(app: &TestApp, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = app;
+}
+
+async fn cluster(app: &TestApp, s: &Session, id: &str) -> Value {
+    let c = app.get(&format!("/v1/clusters/{id}"), &s.access).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    c.body
+}
+
+async fn wait_status(app: &TestApp, s: &Session, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = cluster(app, s, id).await;
+        if c["status"] == status {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster never became {status}: {c:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn kinds(c: &Value) -> Vec<String> {
+    c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// (available, held) in `currency`, in units.
+async fn balance(app: &TestApp, s: &Session, currency: &str) -> (f64, f64) {
+    let b = app.get("/v1/balances", &s.access).await;
+    let row = b
+        .body
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", b.text))
+        .iter()
+        .find(|r| r["currency"] == currency)
+        .cloned()
+        .unwrap_or(json!({"available": "0", "held": "0"}));
+    let units = |v: &Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    (units(&row["available"]), units(&row["held"]))
+}
+
+async fn ledger_balances(app: &TestApp) {
+    let v = app.server.state.control.ledger.verify().await.unwrap();
+    assert!(v.is_balanced(), "{v:?}");
+}
+
+fn frankfurt(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| machine(&format!("fra-{i}"), "h100-sxm", 8, "eu-central", "2.00"))
+        .collect()
+}
+
+on_both_engines!(a_ray_cluster_runs_and_terminates);
+
+async fn a_ray_cluster_runs_and_terminates(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(3), true, |_| {}).await;
+    // The wire shape.
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "train-1", "kind": "ray", "gpu_model": "h100-sxm", "gpu_count": 16, "gpus_per_node": 8,
+                   "duration_hours": 4, "regions": ["eu-central"], "max_price_per_gpu_hour": "3.00",
+                   "billing_currency": "USD", "labels": {"team": "ml"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let c = &created.body;
+    let id = c["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("clu_"));
+    assert_eq!(c["status"], "provisioning");
+    assert_eq!(c["resource_version"], 4);
+    assert_eq!(c["price_per_hour"], "32.00");
+    assert_eq!(c["spec"]["labels"]["team"], "ml");
+    assert_eq!(kinds(c), ["created", "placing", "reserved", "provisioning"]);
+    let nodes = c["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["role"], "head");
+    assert_eq!(nodes[1]["role"], "worker");
+    assert_eq!(nodes[1]["status"], "waiting", "workers wait for the head");
+    // 16 GPUs × 2.00 × 4 hours are held at once.
+    assert_eq!(balance(&app, &s, "USD").await, (872.0, 128.0));
+    let quota = app.get("/v1/quota", &s.access).await;
+    assert_eq!(quota.body["gpus_in_use"], 16);
+    assert_eq!(quota.body["clusters_in_use"], 1);
+    assert_eq!(quota.body["spend_per_hour"], "32.00");
+
+    let running = wait_status(&app, &s, &id, "running").await;
+    let events = kinds(&running);
+    assert!(
+        events.ends_with(&["joining".into(), "running".into()]),
+        "{events:?}"
+    );
+    let conn = &running["connection"];
+    assert!(
+        conn["ray_address"].as_str().unwrap().starts_with("ray://"),
+        "{conn}"
+    );
+    assert!(conn["dashboard_url"].as_str().unwrap().ends_with(":8265"));
+    assert!(running["expires_at"].is_string());
+    for n in running["nodes"].as_array().unwrap() {
+        assert_eq!(n["status"], "ready");
+    }
+    let worker = &running["nodes"][1];
+    let bootstrap = app
+        .scalar(
+            "SELECT bootstrap FROM node_assignments WHERE id = $1",
+            worker["id"].as_str().unwrap(),
+        )
+        .await;
+    assert!(
+        bootstrap.contains("\"leader_address\""),
+        "the worker was pointed at the head: {bootstrap}"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM usage_records WHERE cluster_id = '{id}'"
+        ))
+        .await,
+        2,
+        "each node metered"
+    );
+
+    // Listed, and readable over GraphQL.
+    let list = app.get("/v1/clusters?status=running", &s.access).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "query($id: String!) { cluster(id: $id) { name status nodes { role status } connection } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(g.body["data"]["cluster"]["status"], "RUNNING", "{}", g.text);
+
+    // Terminate: billing settles to the second, the rest comes back, quota is free again.
+    let gone = app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    assert_eq!(gone.body["status"], "terminated");
+    let events = kinds(&gone.body);
+    assert!(
+        events.ends_with(&["terminating".into(), "terminated".into()]),
+        "{events:?}"
+    );
+    let (available, held) = balance(&app, &s, "USD").await;
+    assert_eq!(held, 0.0);
+    let charged = 1000.0 - available;
+    assert!(
+        charged > 0.0 && charged < 1.0,
+        "a few seconds of 32 USD/h: {charged}"
+    );
+    let hold = app
+        .get(
+            &format!("/v1/holds/{}", gone.body["hold_id"].as_str().unwrap()),
+            &s.access,
+        )
+        .await;
+    assert_eq!(hold.body["status"], "settled", "{}", hold.text);
+    let quota = app.get("/v1/quota", &s.access).await;
+    assert_eq!(quota.body["gpus_in_use"], 0);
+    assert_eq!(quota.body["clusters_in_use"], 0);
+    // The agents tear the nodes down and the GPUs come back.
+    wait_for(&app, "GPUs given back", || async {
+        app.count("SELECT CAST(COALESCE(SUM(gpus_free), 0) AS BIGINT) FROM devices")
+            .await
+            == 24
+    })
+    .await;
+    // Deleting again changes nothing; the name is free for a new cluster.
+    let again = app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    assert_eq!(
+        again.body["resource_version"],
+        gone.body["resource_version"]
+    );
+    ledger_balances(&app).await;
+}
+
+on_both_engines!(bad_cluster_requests_change_nothing);
+
+async fn bad_cluster_requests_change_nothing(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(2), false, |_| {}).await;
+    let good = json!({"name": "ok", "kind": "container", "image": "ghcr.io/acme/app:1", "gpu_model": "h100-sxm",
+                      "gpu_count": 8, "duration_hours": 1});
+    let with = |k: &str, v: Value| {
+        let mut b = good.clone();
+        b[k] = v;
+        b
+    };
+    let cases = [
+        (with("name", json!("Bad Name")), "name"),
+        (with("kind", json!("slurm")), ""),
+        (with("image", json!("has space")), "image"),
+        (with("gpu_count", json!(0)), "gpu_count"),
+        (with("gpus_per_node", json!(3)), "gpus_per_node"),
+        (with("gpu_model", json!("tpu-v5")), "gpu_model"),
+        (with("duration_hours", json!(0)), "duration_hours"),
+        (with("duration_hours", json!(721)), "duration_hours"),
+        (with("regions", json!(["atlantis"])), "regions"),
+        (
+            with("max_price_per_gpu_hour", json!("-1")),
+            "max_price_per_gpu_hour",
+        ),
+        (with("billing_currency", json!("EUR")), "billing_currency"),
+        (with("connectivity", json!("warp")), ""),
+        (with("labels", json!({"bad key": "x"})), "labels"),
+        (with("unknown_field", json!(1)), ""),
+    ];
+    for (body, field) in cases {
+        let r = app
+            .post("/v1/clusters", Some(&s.access), body.clone())
+            .await;
+        assert_eq!(r.status, 422, "{body} → {}", r.text);
+        if !field.is_empty() {
+            assert_eq!(r.body["field"], field, "{}", r.text);
+        }
+    }
+    let mut container = good.clone();
+    container.as_object_mut().unwrap().remove("image");
+    app.post("/v1/clusters", Some(&s.access), container)
+        .await
+        .assert_problem(422, "validation_failed");
+    // Nothing fits: more H100s than exist, or too cheap.
+    let r = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            with("gpu_count", json!(24)),
+        )
+        .await;
+    r.assert_problem(422, "insufficient_capacity");
+    let r = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            with("max_price_per_gpu_hour", json!("1.00")),
+        )
+        .await;
+    r.assert_problem(422, "insufficient_capacity");
+    assert_eq!(r.body["constraint"], "max_price_per_gpu_hour");
+    // More than the balance covers: 8 GPUs × 2.00 × 100 hours is 1,600 USD of 1,000.
+    let r = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            with("duration_hours", json!(100)),
+        )
+        .await;
+    r.assert_problem(402, "insufficient_funds");
+    assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM node_assignments").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM holds").await, 0);
+    assert_eq!(
+        app.count("SELECT CAST(COALESCE(SUM(gpus_free), 0) AS BIGINT) FROM devices")
+            .await,
+        16
+    );
+    assert_eq!(app.get("/v1/quota", &s.access).await.body["gpus_in_use"], 0);
+
+    let big = json!({"name": "big", "kind": "ray", "gpu_model": "h100-sxm", "gpu_count": 8, "gpus_per_node": 8, "duration_hours": 1});
+    let first = app.post("/v1/clusters", Some(&s.access), big.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    // The name is taken by a live cluster.
+    let r = app
+        .post("/v1/clusters", Some(&s.access), with("name", json!("big")))
+        .await;
+    r.assert_problem(409, "name_taken");
+    assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM node_assignments").await, 1);
+
+    // Another organisation sees none of it.
+    let id = first.body["id"].as_str().unwrap();
+    let eve = app.signup("eve@example.com", "Evil").await;
+    for path in [
+        format!("/v1/clusters/{id}"),
+        format!("/v1/clusters/{id}/events"),
+    ] {
+        app.get(&path, &eve.access)
+            .await
+            .assert_problem(404, "not_found");
+    }
+    app.delete(&format!("/v1/clusters/{id}"), &eve.access)
+        .await
+        .assert_problem(404, "not_found");
+    app.post(
+        &format!("/v1/clusters/{id}/extend"),
+        Some(&eve.access),
+        json!({"hours": 1}),
+    )
+    .await
+    .assert_problem(404, "not_found");
+    assert_eq!(
+        app.get("/v1/clusters", &eve.access).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    ledger_balances(&app).await;
+}
+
+on_both_engines!(quota_is_enforced_and_reported);
+
+async fn quota_is_enforced_and_reported(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(2), false, |c| {
+        c.quota_max_gpus = 8;
+    })
+    .await;
+    let spec = |name: &str| json!({"name": name, "kind": "container", "image": "busybox", "gpu_model": "h100-sxm", "gpu_count": 8, "duration_hours": 1});
+    let first = app.post("/v1/clusters", Some(&s.access), spec("a")).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let r = app.post("/v1/clusters", Some(&s.access), spec("b")).await;
+    r.assert_problem(403, "quota_exceeded");
+    assert_eq!(r.body["limit"], "max_gpus");
+    assert_eq!(r.body["allowed"], "8");
+    assert_eq!(r.body["in_use"], "8");
+    assert_eq!(r.body["requested"], "8");
+    // GraphQL says the same, in its extensions.
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "mutation { createCluster(input: {name: \"g\", kind: CONTAINER, image: \"busybox\", gpuModel: \"h100-sxm\", gpuCount: 8, durationHours: 1}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        g.body["errors"][0]["extensions"]["code"], "quota_exceeded",
+        "{}",
+        g.text
+    );
+    assert_eq!(g.body["errors"][0]["extensions"]["limit"], "max_gpus");
+    // An operator raises the limit; only operators may.
+    app.put(
+        &format!("/v1/admin/orgs/{}/quota", s.org_id),
+        &s.access,
+        json!({"max_gpus": 16}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let ops = app.signup("ops2@example.com", "Ops").await;
+    app.exec(
+        "UPDATE users SET is_operator = TRUE WHERE email = $1",
+        "ops2@example.com",
+    )
+    .await;
+    let ops = app.login("ops2@example.com", Some(&ops.org_id)).await;
+    let q = app
+        .put(
+            &format!("/v1/admin/orgs/{}/quota", s.org_id),
+            &ops.access,
+            json!({"max_gpus": 16, "max_spend_per_hour": "100.00"}),
+        )
+        .await;
+    assert_eq!(q.status, 200, "{}", q.text);
+    assert_eq!(q.body["max_gpus"], 16);
+    assert_eq!(q.body["gpus_in_use"], 8);
+    let second = app.post("/v1/clusters", Some(&s.access), spec("b")).await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    let seen = app.get("/v1/quota", &s.access).await;
+    assert_eq!(seen.body["gpus_in_use"], 16);
+    assert_eq!(seen.body["clusters_in_use"], 2);
+    assert_eq!(seen.body["max_spend_per_hour"], "100.00");
+}
+
+on_both_engines!(a_lost_node_is_replaced_or_the_cluster_degrades);
+
+async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
+    let Fleet {
+        app,
+        customer: s,
+        devices,
+    } = fleet(b, frankfurt(3), true, |_| {}).await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "k", "kind": "kubernetes", "gpu_model": "h100-sxm", "gpu_count": 16, "gpus_per_node": 8, "duration_hours": 2}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let running = wait_status(&app, &s, &id, "running").await;
+    assert!(
+        running["connection"]["kubeconfig"]
+            .as_str()
+            .unwrap()
+            .contains("server: https://"),
+        "{}",
+        running["connection"]
+    );
+    // The agent of the second node says it failed.
+    let lost = running["nodes"][1].clone();
+    let device = devices.iter().find(|d| d.id == lost["device_id"]).unwrap();
+    let report = agent_report(
+        &app,
+        device,
+        lost["id"].as_str().unwrap(),
+        json!({"status": "failed", "reason": "GPU fell off the bus"}),
+    )
+    .await;
+    assert!(report.status.is_success(), "{}", report.text);
+    // Replaced on the third machine; the cluster keeps running and bills the new node.
+    let c = wait_for_event(&app, &s, &id, "node_ready").await;
+    assert_eq!(c["status"], "running");
+    let current: Vec<&Value> = c["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["current"] == true)
+        .collect();
+    assert_eq!(current.len(), 2);
+    assert!(current.iter().all(|n| n["id"] != lost["id"]));
+    let k = kinds(&c);
+    assert!(
+        k.contains(&"node_lost".to_string()) && k.contains(&"node_replaced".to_string()),
+        "{k:?}"
+    );
+    let ended = app
+        .scalar(
+            "SELECT CAST(ended_at AS TEXT) FROM usage_records WHERE node_id = $1",
+            lost["id"].as_str().unwrap(),
+        )
+        .await;
+    assert!(!ended.is_empty(), "the lost node is no longer metered");
+
+    // The failed machine's agent tears its node down, so the machine is free again. An
+    // operator takes it out of service, and then the machine of a serving node too: that node
+    // is lost with no machine left to replace it, so the cluster is degraded and the missing
+    // node not charged.
+    let failed_device = lost["device_id"].as_str().unwrap().to_string();
+    let second = current[0].clone();
+    let second_device = second["device_id"].as_str().unwrap().to_string();
+    set_device_status(&app, &failed_device, "suspended").await;
+    set_device_status(&app, &second_device, "suspended").await;
+    app.server
+        .state
+        .control
+        .reconcile_cluster(&id)
+        .await
+        .unwrap();
+    let c = wait_status(&app, &s, &id, "degraded").await;
+    assert!(
+        c["status_reason"].as_str().unwrap().contains("not charged"),
+        "{c}"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM usage_records WHERE cluster_id = '{id}' AND ended_at IS NULL"
+        ))
+        .await,
+        1,
+        "only the serving node is metered"
+    );
+    // A machine comes back: the next look replaces the node and the cluster recovers.
+    set_device_status(&app, &failed_device, "available").await;
+    app.server
+        .state
+        .control
+        .reconcile_cluster(&id)
+        .await
+        .unwrap();
+    let c = wait_status(&app, &s, &id, "running").await;
+    assert!(
+        kinds(&c).contains(&"recovered".to_string()),
+        "{:?}",
+        kinds(&c)
+    );
+    app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    ledger_balances(&app).await;
+}
+
+/// What an operator's suspension (or its end) does to a device, straight in the database.
+async fn set_device_status(app: &TestApp, device: &str, status: &str) {
+    let now = iocloud_db::time::now_micros();
+    app.exec(
+        &format!("UPDATE devices SET status = '{status}', updated_at = {now} WHERE id = $1"),
+        device,
+    )
+    .await;
+}
+
+async fn agent_report(app: &TestApp, device: &SimDevice, node: &str, body: Value) -> Answer {
+    let res = app
+        .client
+        .post(app.url(&format!(
+            "/agent/v1/devices/{}/nodes/{node}/status",
+            device.id
+        )))
+        .bearer_auth(&device.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    TestApp::answer(res).await
+}
+
+async fn wait_for_event(app: &TestApp, s: &Session, id: &str, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = cluster(app, s, id).await;
+        if kinds(&c).iter().any(|k| k == kind) {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "no {kind} event: {c:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+on_both_engines!(provisioning_that_never_finishes_fails_and_releases_everything);
+
+async fn provisioning_that_never_finishes_fails_and_releases_everything(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(2), false, |c| {
+        c.provisioning_timeout_secs = 1;
+    })
+    .await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "slow", "kind": "ray", "gpu_model": "h100-sxm", "gpu_count": 16, "gpus_per_node": 8, "duration_hours": 3}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap();
+    let c = wait_status(&app, &s, id, "failed").await;
+    assert!(
+        c["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish"),
+        "{c}"
+    );
+    wait_for(&app, "the hold released", || async {
+        balance(&app, &s, "USD").await == (1000.0, 0.0)
+    })
+    .await;
+    // No agent ever took the nodes: their GPUs are back at once, and quota is free.
+    assert_eq!(
+        app.count("SELECT CAST(COALESCE(SUM(gpus_free), 0) AS BIGINT) FROM devices")
+            .await,
+        16
+    );
+    assert_eq!(app.get("/v1/quota", &s.access).await.body["gpus_in_use"], 0);
+    ledger_balances(&app).await;
+}
+
+on_both_engines!(clusters_are_extended_and_expire);
+
+async fn clusters_are_extended_and_expire(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(1), true, |_| {}).await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "c", "kind": "container", "image": "busybox", "gpu_model": "h100-sxm", "gpu_count": 4, "duration_hours": 1}),
+        )
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let running = wait_status(&app, &s, &id, "running").await;
+    let version = running["resource_version"].as_i64().unwrap();
+    // A stale version is refused; the current one extends by 2 hours and holds 16 USD more.
+    app.post(
+        &format!("/v1/clusters/{id}/extend"),
+        Some(&s.access),
+        json!({"hours": 2, "resource_version": version - 1}),
+    )
+    .await
+    .assert_problem(409, "stale_resource_version");
+    app.post(
+        &format!("/v1/clusters/{id}/extend"),
+        Some(&s.access),
+        json!({"hours": 0}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    app.post(
+        &format!("/v1/clusters/{id}/extend"),
+        Some(&s.access),
+        json!({"hours": 720}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+    let (_, held_before) = balance(&app, &s, "USD").await;
+    let ext = app
+        .post(
+            &format!("/v1/clusters/{id}/extend"),
+            Some(&s.access),
+            json!({"hours": 2, "resource_version": version}),
+        )
+        .await;
+    assert_eq!(ext.status, 200, "{}", ext.text);
+    assert_eq!(ext.body["spec"]["duration_hours"], 3);
+    assert_eq!(ext.body["generation"], 2);
+    assert_eq!(ext.body["resource_version"], version + 1);
+    let (_, held_after) = balance(&app, &s, "USD").await;
+    let more = held_after - held_before;
+    assert!((more - 16.0).abs() < 0.01, "{held_before} → {held_after}");
+    // Its time is up: the reconciler ends it.
+    app.exec(
+        "UPDATE clusters SET expires_at = 1, reconcile_at = 1 WHERE id = $1",
+        &id,
+    )
+    .await;
+    let c = wait_status(&app, &s, &id, "terminated").await;
+    let k = kinds(&c);
+    assert!(k.contains(&"expired".to_string()), "{k:?}");
+    assert_eq!(balance(&app, &s, "USD").await.1, 0.0);
+    ledger_balances(&app).await;
+}
