@@ -41,8 +41,9 @@ CREATE TABLE clusters (
     created_at         BIGINT NOT NULL,
     updated_at         BIGINT NOT NULL
 );
--- A name is unique among an organisation's live clusters; an ended cluster's name is free again.
-CREATE UNIQUE INDEX clusters_live_name ON clusters(org_id, name) WHERE status NOT IN ('terminated', 'failed');
+-- A name is unique among an organisation's live clusters; once a cluster is ending, its name is
+-- free again (so a declarative replace can create the new one at once).
+CREATE UNIQUE INDEX clusters_live_name ON clusters(org_id, name) WHERE status NOT IN ('terminating', 'terminated', 'failed');
 CREATE INDEX clusters_org ON clusters(org_id, id);
 CREATE INDEX clusters_due ON clusters(reconcile_at);
 

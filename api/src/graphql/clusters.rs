@@ -6,8 +6,8 @@ use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, Subs
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use iocloud_control::clusters::{
-    ClusterEvent, ClusterKind, ClusterSpec, ClusterStatus, ClusterView, Connectivity, Extension,
-    NodeView, QuotaView,
+    ApplyPlan, ApplyResult, ClusterEvent, ClusterKind, ClusterSpec, ClusterStatus, ClusterView,
+    Connectivity, Extension, NodeView, QuotaView, SpecChange,
 };
 use iocloud_control::providers::devices::Location;
 
@@ -276,6 +276,59 @@ impl From<QuotaView> for GqlQuota {
     }
 }
 
+/// What an apply would do (as `PUT /v1/clusters/{name}?dry_run=true`).
+#[derive(SimpleObject)]
+#[graphql(name = "ApplyPlan")]
+pub struct GqlApplyPlan {
+    /// `create`, `update`, `replace` or `none`.
+    action: String,
+    name: String,
+    cluster_id: Option<String>,
+    resource_version: Option<i64>,
+    /// Field by field: `field`, `from`, `to`, `in_place`.
+    changes: Json<Vec<SpecChange>>,
+    needs_replace: bool,
+    price_per_hour: String,
+    currency: String,
+    hold: String,
+}
+
+impl From<ApplyPlan> for GqlApplyPlan {
+    fn from(p: ApplyPlan) -> Self {
+        let action = serde_json::to_value(p.action)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        GqlApplyPlan {
+            action,
+            name: p.name,
+            cluster_id: p.cluster_id,
+            resource_version: p.resource_version,
+            changes: Json(p.changes),
+            needs_replace: p.needs_replace,
+            price_per_hour: p.price_per_hour,
+            currency: p.currency,
+            hold: p.hold,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "ApplyResult")]
+pub struct GqlApplyResult {
+    plan: GqlApplyPlan,
+    cluster: GqlCluster,
+}
+
+impl From<ApplyResult> for GqlApplyResult {
+    fn from(r: ApplyResult) -> Self {
+        GqlApplyResult {
+            plan: r.plan.into(),
+            cluster: r.cluster.into(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ClustersQuery;
 
@@ -320,6 +373,21 @@ impl ClustersQuery {
         Ok(events.into_iter().map(Into::into).collect())
     }
 
+    /// What applying `input` as the cluster of its name would do; nothing is written.
+    async fn plan_cluster(
+        &self,
+        ctx: &Context<'_>,
+        input: GqlClusterInput,
+        resource_version: Option<i64>,
+    ) -> GqlResult<GqlApplyPlan> {
+        let spec = ClusterSpec::from(input);
+        Ok(control(ctx)
+            .plan_apply(actor(ctx)?, &spec.name.clone(), &spec, resource_version)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
     /// The organisation's limits and its use of them.
     async fn quota(&self, ctx: &Context<'_>) -> GqlResult<GqlQuota> {
         Ok(control(ctx)
@@ -347,6 +415,21 @@ impl ClustersMutation {
             .await
             .map_err(gql_error)?
             .into())
+    }
+
+    /// Makes the cluster of `input.name` match `input` (as `PUT /v1/clusters/{name}`).
+    async fn apply_cluster(
+        &self,
+        ctx: &Context<'_>,
+        input: GqlClusterInput,
+        resource_version: Option<i64>,
+    ) -> GqlResult<GqlApplyResult> {
+        let spec = ClusterSpec::from(input);
+        let (_, result) = control(ctx)
+            .apply_cluster(actor(ctx)?, &spec.name.clone(), &spec, resource_version)
+            .await
+            .map_err(gql_error)?;
+        Ok(result.into())
     }
 
     /// Adds hours to a cluster and holds funds for them.

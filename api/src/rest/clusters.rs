@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use iocloud_control::Page;
 use iocloud_control::clusters::{
-    ClusterEvent, ClusterSpec, ClusterView, Extension, QuotaUpdate, QuotaView,
+    ApplyPlan, ApplyResult, ClusterEvent, ClusterSpec, ClusterView, Extension, QuotaUpdate,
+    QuotaView,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,7 +25,7 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_clusters, create_cluster))
-        .routes(routes!(get_cluster, delete_cluster))
+        .routes(routes!(get_cluster, delete_cluster, apply_cluster))
         .routes(routes!(extend_cluster))
         .routes(routes!(cluster_events))
         .routes(routes!(quota))
@@ -76,7 +77,8 @@ async fn create_cluster(
     Ok((StatusCode::CREATED, Json(cluster)))
 }
 
-/// A cluster with its nodes, latest events and connection details.
+/// A cluster with its nodes, latest events and connection details. `{id}` is a cluster id
+/// or a name (the live cluster of that name, else the latest).
 #[utoipa::path(get, path = "/v1/clusters/{id}", tag = "clusters",
     responses((status = 200, body = ClusterView), (status = 404, body = Problem)))]
 async fn get_cluster(
@@ -110,6 +112,49 @@ async fn delete_cluster(
             .terminate_cluster(&actor, &id, q.resource_version)
             .await?,
     ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ApplyParams {
+    /// Only say what would happen (the plan); change nothing.
+    pub dry_run: Option<bool>,
+    /// Refuse with 409 unless the live cluster is still at this version.
+    pub resource_version: Option<i64>,
+}
+
+/// Declarative apply: make the cluster of this name (the path's `{id}` is the name) match the
+/// spec. Creates it (201), updates it in place (200), replaces it (201: terminated, then
+/// created) or changes nothing (200) when it already matches. With `dry_run=true` the answer
+/// is the plan alone: the changes field by field, whether a replace is needed, the price.
+#[utoipa::path(put, path = "/v1/clusters/{id}", tag = "clusters", params(ApplyParams), request_body = ClusterSpec,
+    responses((status = 200, body = ApplyResult), (status = 201, body = ApplyResult), (status = 402, body = Problem),
+        (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn apply_cluster(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ApplyParams>,
+    ApiJson(spec): ApiJson<ClusterSpec>,
+) -> ApiResult<Response> {
+    if q.dry_run.unwrap_or(false) {
+        let plan: ApplyPlan = s
+            .control
+            .plan_apply(&actor, &name, &spec, q.resource_version)
+            .await?;
+        return Ok(Json(plan).into_response());
+    }
+    let (made, result) = s
+        .control
+        .apply_cluster(&actor, &name, &spec, q.resource_version)
+        .await?;
+    let status = if made {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(result)).into_response())
 }
 
 /// Add hours to a cluster; its hold grows by the price of them (402 when the balance does not

@@ -263,7 +263,7 @@ impl Control {
         self.full_view(&row).await
     }
 
-    async fn org_currency(&self, org_id: &str) -> Result<Currency> {
+    pub(crate) async fn org_currency(&self, org_id: &str) -> Result<Currency> {
         let code: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
             "SELECT billing_currency FROM organizations WHERE id = $1"
         )

@@ -183,8 +183,9 @@ impl Control {
         limit: i64,
     ) -> Result<Vec<ClusterEvent>> {
         actor.authorize(Action::ResourcesRead)?;
-        self.cluster_row(&actor.org_id, id).await?;
-        self.events_after(id, after, limit.clamp(1, 1_000)).await
+        let row = self.cluster_row(&actor.org_id, id).await?;
+        self.events_after(&row.id, after, limit.clamp(1, 1_000))
+            .await
     }
 
     /// Every event of the cluster after `after`, then each new one as it happens; the stream
@@ -197,12 +198,12 @@ impl Control {
         after: i64,
     ) -> Result<impl Stream<Item = ClusterEvent> + Send + 'static> {
         actor.authorize(Action::ResourcesRead)?;
-        self.cluster_row(&actor.org_id, id).await?;
+        let row = self.cluster_row(&actor.org_id, id).await?;
         // Listen before reading, so nothing falls between the read and the first message.
         let live = self.events.local.subscribe();
         let state = Follow {
             control: self.clone(),
-            cluster_id: id.to_string(),
+            cluster_id: row.id,
             last: after,
             live,
             backlog: std::collections::VecDeque::new(),

@@ -151,6 +151,7 @@ impl Control {
     ) -> Result<ClusterView> {
         actor.authorize(Action::ResourcesWrite)?;
         let row = self.cluster_row(&actor.org_id, id).await?;
+        let id = row.id.as_str();
         if row.status().is_live() {
             check_version(&row, expected_version)?;
             if self
@@ -184,8 +185,9 @@ impl Control {
             return Err(Error::validation("hours", format!("from 1 to {MAX_HOURS}")));
         }
         let org_row = self.cluster_row(&actor.org_id, id).await?;
+        let id = org_row.id.as_str();
         let mut tx = self.db.begin().await?;
-        let mut row = row_in(&mut tx, &org_row.id)
+        let mut row = row_in(&mut tx, id)
             .await?
             .ok_or(Error::NotFound("cluster"))?;
         check_version(&row, ext.resource_version)?;

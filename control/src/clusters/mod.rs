@@ -8,6 +8,7 @@
 //! reconciler ([`reconcile`]) is level-triggered: it looks at the row and the nodes, and does
 //! whatever step brings them closer to the spec.
 
+pub mod apply;
 mod bootstrap;
 mod create;
 pub mod events;
@@ -22,6 +23,7 @@ use iocloud_db::{DbError, Tx, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use apply::{ApplyAction, ApplyPlan, ApplyResult, SpecChange};
 pub use events::ClusterEvent;
 pub use lifecycle::Extension;
 pub use quota::{QuotaExceeded, QuotaLimits, QuotaUpdate, QuotaView};
@@ -362,10 +364,18 @@ pub(crate) async fn nodes_in(tx: &mut Tx, cluster_id: &str) -> Result<Vec<NodeRo
 }
 
 impl Control {
-    async fn cluster_row(&self, org_id: &str, id: &str) -> Result<ClusterRow> {
+    /// The organisation's cluster by id (`clu_…`) or by name (its live cluster of that name,
+    /// else the latest one). Another organisation's answers 404.
+    async fn cluster_row(&self, org_id: &str, key: &str) -> Result<ClusterRow> {
+        if !key.starts_with("clu_") {
+            return self
+                .cluster_row_by_name(org_id, key)
+                .await?
+                .ok_or(Error::NotFound("cluster"));
+        }
         let sql = format!("SELECT {COLUMNS} FROM clusters WHERE id = $1 AND org_id = $2");
         let row: Option<ClusterRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
-            .bind(id)
+            .bind(key)
             .bind(org_id)
             .fetch_optional(p)
             .await)
@@ -381,7 +391,7 @@ impl Control {
     ) -> Result<Option<ClusterRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM clusters WHERE org_id = $1 AND name = $2 \
-             ORDER BY CASE WHEN status IN ('terminated', 'failed') THEN 1 ELSE 0 END, created_at DESC LIMIT 1"
+             ORDER BY CASE WHEN status IN ('terminating', 'terminated', 'failed') THEN 1 ELSE 0 END, created_at DESC LIMIT 1"
         );
         Ok(db_run!(&self.db, |p| sqlx::query_as(&sql)
             .bind(org_id)
