@@ -35,6 +35,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    #[command(flatten)]
+    Ctl(crate::ctl::CtlCommand),
     /// Operator tasks, run on the server's own machine (never over the API).
     Admin {
         #[command(subcommand)]
@@ -113,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AgentCommand::Simulate(args),
         } => simulate(args).await,
         Command::Bench { command } => crate::bench::run(command).await,
+        Command::Ctl(command) => std::process::exit(crate::ctl::run(command).await),
     }
 }
 

@@ -7,6 +7,7 @@ mod bench_heartbeats;
 mod bench_ledger;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 mod demo;
 pub mod error;
 pub mod extract;

@@ -23,16 +23,16 @@ fn machine(name: &str, model: &str, gpus: i64, region: &str, price: &str) -> Val
     })
 }
 
-struct Fleet {
-    app: TestApp,
+pub(crate) struct Fleet {
+    pub(crate) app: TestApp,
     /// A customer with 1,000 USD of credit.
-    customer: Session,
-    devices: Vec<SimDevice>,
+    pub(crate) customer: Session,
+    pub(crate) devices: Vec<SimDevice>,
 }
 
 /// A provider with these machines, staked, verified and heard from, each run by a simulated
 /// agent (unless `agents` is false: then nobody brings nodes up).
-async fn fleet(
+pub(crate) async fn fleet(
     b: Backend,
     specs: Vec<Value>,
     agents: bool,
@@ -108,13 +108,13 @@ where
     let _ = app;
 }
 
-async fn cluster(app: &TestApp, s: &Session, id: &str) -> Value {
+pub(crate) async fn cluster(app: &TestApp, s: &Session, id: &str) -> Value {
     let c = app.get(&format!("/v1/clusters/{id}"), &s.access).await;
     assert_eq!(c.status, 200, "{}", c.text);
     c.body
 }
 
-async fn wait_status(app: &TestApp, s: &Session, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_status(app: &TestApp, s: &Session, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let c = cluster(app, s, id).await;
@@ -129,7 +129,7 @@ async fn wait_status(app: &TestApp, s: &Session, id: &str, status: &str) -> Valu
     }
 }
 
-fn kinds(c: &Value) -> Vec<String> {
+pub(crate) fn kinds(c: &Value) -> Vec<String> {
     c["events"]
         .as_array()
         .unwrap()
@@ -153,12 +153,12 @@ async fn balance(app: &TestApp, s: &Session, currency: &str) -> (f64, f64) {
     (units(&row["available"]), units(&row["held"]))
 }
 
-async fn ledger_balances(app: &TestApp) {
+pub(crate) async fn ledger_balances(app: &TestApp) {
     let v = app.server.state.control.ledger.verify().await.unwrap();
     assert!(v.is_balanced(), "{v:?}");
 }
 
-fn frankfurt(n: usize) -> Vec<Value> {
+pub(crate) fn frankfurt(n: usize) -> Vec<Value> {
     (0..n)
         .map(|i| machine(&format!("fra-{i}"), "h100-sxm", 8, "eu-central", "2.00"))
         .collect()

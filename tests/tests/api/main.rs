@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod billing;
 mod browser;
+mod cli;
 mod clusters;
 mod devices;
 mod graphql;

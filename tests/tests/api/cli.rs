@@ -1,0 +1,108 @@
+//! The `iocloud` command line against a real server: apply a file (asking first), wait for the
+//! clusters, apply again without changes, read, extend and destroy; exit codes scripts rely on.
+
+use clap::Parser;
+use iocloud_api::cli::{Cli, Command};
+use iocloud_tests::{Backend, on_both_engines};
+
+use super::clusters::{cluster, fleet, frankfurt, kinds, ledger_balances};
+
+/// Runs `iocloud ARGS…` in this process and answers its exit code.
+async fn iocloud(args: &[&str]) -> i32 {
+    let cli = Cli::try_parse_from(std::iter::once("iocloud").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    match cli.command {
+        Command::Ctl(c) => iocloud_api::ctl::run(c).await,
+        other => panic!("not a client command: {other:?}"),
+    }
+}
+
+on_both_engines!(the_cli_applies_files_and_says_how_it_went);
+
+async fn the_cli_applies_files_and_says_how_it_went(b: Backend) {
+    let f = fleet(b, frankfurt(2), true, |_| {}).await;
+    let (app, s) = (&f.app, &f.customer);
+    let (_, key) = app.api_key(&s.access, &["read", "write"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clusters.yaml");
+    std::fs::write(
+        &file,
+        "name: train\nkind: ray\ngpu_model: h100-sxm\ngpu_count: 8\ngpus_per_node: 4\nduration_hours: 2\n\
+         ---\nname: web\nkind: container\nimage: ghcr.io/acme/web:1\ngpu_model: h100-sxm\ngpu_count: 4\nduration_hours: 1\nlabels:\n  tier: prod\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let conn = ["--server", app.base.as_str(), "--api-key", key.as_str()];
+    let with = |args: &[&'static str]| -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string())
+            .chain(conn.iter().map(|a| a.to_string()))
+            .collect()
+    };
+    let run = |args: Vec<String>| async move {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        iocloud(&refs).await
+    };
+
+    // Without a terminal and without --yes, nothing is applied.
+    let mut args = with(&["apply", "-f"]);
+    args.insert(2, path.to_string());
+    assert_eq!(run(args.clone()).await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 0);
+    // With --yes: both created, and the command waits until they run.
+    let mut yes = args.clone();
+    yes.push("--yes".into());
+    assert_eq!(run(yes.clone()).await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM clusters WHERE status = 'running'")
+            .await,
+        2
+    );
+    // Again: the plan is empty and nothing changes.
+    let versions = app
+        .scalar(
+            "SELECT CAST(SUM(resource_version) AS TEXT) FROM clusters WHERE $1 = $1",
+            "x",
+        )
+        .await;
+    assert_eq!(run(yes.clone()).await, 0);
+    assert_eq!(
+        app.scalar(
+            "SELECT CAST(SUM(resource_version) AS TEXT) FROM clusters WHERE $1 = $1",
+            "x"
+        )
+        .await,
+        versions
+    );
+    // Reading, listing, events, extending, as text and as JSON.
+    assert_eq!(run(with(&["get", "train"])).await, 0);
+    assert_eq!(run(with(&["get", "train", "-o", "json"])).await, 0);
+    assert_eq!(run(with(&["list"])).await, 0);
+    assert_eq!(run(with(&["events", "web"])).await, 0);
+    assert_eq!(run(with(&["extend", "web", "--hours", "2"])).await, 0);
+    let web = app
+        .scalar("SELECT id FROM clusters WHERE name = $1", "web")
+        .await;
+    assert_eq!(cluster(app, s, &web).await["spec"]["duration_hours"], 3);
+    // Refusals: 4 (unknown cluster), 2 (an unreadable file).
+    assert_eq!(run(with(&["get", "nope"])).await, 4);
+    assert_eq!(
+        run(with(&["destroy", "-f", "/nonexistent.yaml", "--yes"])).await,
+        2
+    );
+    // Destroy the file's clusters; following the events of an ended one ends at once.
+    let mut destroy = with(&["destroy", "-f"]);
+    destroy.insert(2, path.to_string());
+    destroy.push("--yes".into());
+    assert_eq!(run(destroy.clone()).await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM clusters WHERE status = 'terminated'")
+            .await,
+        2
+    );
+    assert_eq!(run(with(&["events", "web", "--follow"])).await, 0);
+    assert!(kinds(&cluster(app, s, &web).await).contains(&"terminated".to_string()));
+    // Destroying again has nothing to do.
+    assert_eq!(run(destroy).await, 0);
+    ledger_balances(app).await;
+}
