@@ -96,6 +96,34 @@ impl Agent {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Reports on a node as a real agent would: again and again while the server cannot be
+    /// reached or is busy (a restart, say), until it takes the report or refuses it (the node
+    /// is no longer this device's to report on); for two minutes at most.
+    async fn report(&self, tail: &str, body: Value) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let sent = self
+                .http
+                .post(self.url(tail))
+                .bearer_auth(&self.device.token)
+                .json(&body)
+                .send()
+                .await;
+            let settled = match &sent {
+                Ok(r) => {
+                    let s = r.status();
+                    s.is_success()
+                        || (s.is_client_error() && s != reqwest::StatusCode::TOO_MANY_REQUESTS)
+                }
+                Err(_) => false,
+            };
+            if settled || std::time::Instant::now() > deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
     /// Says hello and answers challenges until the device is verified.
     async fn verify(&self) -> anyhow::Result<u64> {
         loop {
@@ -188,14 +216,14 @@ impl Agent {
                 }
                 let tail = format!("nodes/{id}/status");
                 if status == "releasing" {
-                    let _ = self.post(&tail, json!({"status": "released"})).await;
+                    self.report(&tail, json!({"status": "released"})).await;
                     continue;
                 }
                 let role = a["bootstrap"]["role"]
                     .as_str()
                     .unwrap_or("node")
                     .to_string();
-                let _ = self.post(&tail, json!({"status": "starting"})).await;
+                self.report(&tail, json!({"status": "starting"})).await;
                 let ready_in = self.options.node_ready_secs * (0.5 + rng.random::<f64>());
                 let fails = rng.random::<f64>() < self.options.node_failure_rate;
                 let this = self.clone();
@@ -208,7 +236,7 @@ impl Agent {
                         this.stats.nodes_ready.fetch_add(1, Ordering::Relaxed);
                         json!({"status": "ready", "endpoints": endpoints(&role, &this.device.id)})
                     };
-                    let _ = this.post(&tail, report).await;
+                    this.report(&tail, report).await;
                 });
             }
             if body["items"].as_array().is_none_or(|i| i.is_empty()) {

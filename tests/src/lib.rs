@@ -119,6 +119,12 @@ impl Answer {
     }
 }
 
+/// Another server on a test app's database: a second replica.
+pub struct Replica {
+    pub server: Server,
+    pub base: String,
+}
+
 /// A signed-up user acting in their own organisation.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -161,6 +167,17 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Starts another server on this app's database (give it the same Redis in `tweak`).
+    pub async fn replica(&self, tweak: impl FnOnce(&mut Config)) -> Replica {
+        let mut config = Config::for_tests(self.db.url());
+        tweak(&mut config);
+        let server = Server::start(config).await.expect("replica starts");
+        Replica {
+            base: server.url(),
+            server,
+        }
     }
 
     pub async fn request(

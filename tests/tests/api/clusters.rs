@@ -10,7 +10,7 @@ use iocloud_tests::{Answer, Backend, Session, TestApp, on_both_engines};
 use serde_json::{Value, json};
 
 /// A machine spec as `POST /v1/devices` takes it.
-fn machine(name: &str, model: &str, gpus: i64, region: &str, price: &str) -> Value {
+pub(crate) fn machine(name: &str, model: &str, gpus: i64, region: &str, price: &str) -> Value {
     let (country, lat, lon) = match region {
         "eu-central" => ("DE", 50.11, 8.68),
         "us-east" => ("US", 39.04, -77.49),

@@ -18,6 +18,7 @@ mod permissions;
 mod prices;
 mod quotes;
 mod rate_limit;
+mod replicas;
 mod surface;
 mod tenancy;
 mod usage;

@@ -1,0 +1,170 @@
+//! Two replicas on one database (and one Redis, when the suite has one): 100 simultaneous
+//! creates for scarce GPUs split between them book no GPU twice and pass no quota, and a
+//! follower on either replica hears what happens through the other.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use iocloud_tests::{Backend, on_both_engines, redis_url};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::clusters::{fleet, ledger_balances};
+
+on_both_engines!(two_replicas_share_scarce_gpus_quota_and_events);
+
+/// Every device's free GPUs plus those its unreleased nodes hold is its GPU count: no GPU is
+/// booked twice, none is lost.
+const GPU_BOOKS_WRONG: &str = "SELECT COUNT(*) FROM devices d WHERE d.gpus_free < 0 OR d.gpus_free + \
+    (SELECT COALESCE(SUM(n.gpus), 0) FROM node_assignments n WHERE n.device_id = d.id AND n.status <> 'released') <> d.gpu_count";
+
+async fn two_replicas_share_scarce_gpus_quota_and_events(b: Backend) {
+    let redis = redis_url();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let shared = |c: &mut iocloud_api::Config| {
+        if let Some(r) = &redis {
+            c.redis_url = Some(iocloud_db::DatabaseUrl::new(r.clone()));
+            c.redis_prefix = prefix.clone();
+        }
+        c.quota_max_gpus = 48;
+    };
+    // Ten machines of 8 H100s: 80 GPUs, of which the quota lets the customer have 48.
+    let machines = (0..10)
+        .map(|i| super::clusters::machine(&format!("m{i}"), "h100-sxm", 8, "eu-central", "2.00"))
+        .collect();
+    let f = fleet(b, machines, false, shared).await;
+    let (app, s) = (&f.app, &f.customer);
+    let other = app.replica(shared).await;
+    let bases = [app.base.clone(), other.base.clone()];
+
+    let creates = (0..100).map(|i| {
+        let req = app
+            .client
+            .post(format!("{}/v1/clusters", bases[i % 2]))
+            .bearer_auth(&s.access)
+            .json(
+                &json!({"name": format!("c{i}"), "kind": "container", "image": "busybox",
+                          "gpu_model": "h100-sxm", "gpu_count": 8, "duration_hours": 1}),
+            );
+        async move { iocloud_tests::TestApp::answer(req.send().await.unwrap()).await }
+    });
+    let answers = join_all(creates).await;
+    let mut created = Vec::new();
+    for a in &answers {
+        match a.status.as_u16() {
+            201 => created.push(a.body["id"].as_str().unwrap().to_string()),
+            403 => assert_eq!(a.code(), "quota_exceeded", "{}", a.text),
+            _ => panic!("unexpected answer: {}", a.text),
+        }
+    }
+    assert_eq!(created.len(), 6, "48 GPUs of quota hold six 8-GPU clusters");
+    assert_eq!(app.count(GPU_BOOKS_WRONG).await, 0);
+    let quota = app.get("/v1/quota", &s.access).await;
+    assert_eq!(quota.body["gpus_in_use"], 48);
+    assert_eq!(quota.body["clusters_in_use"], 6);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM node_assignments WHERE status <> 'released'")
+            .await,
+        6
+    );
+
+    // A follower on each replica; each cluster is terminated through the other one.
+    for (i, id) in created.iter().take(2).enumerate() {
+        let (watch, act) = (&bases[i % 2], &bases[(i + 1) % 2]);
+        let version = app
+            .scalar(
+                "SELECT CAST(resource_version AS TEXT) FROM clusters WHERE id = $1",
+                id,
+            )
+            .await;
+        let mut events = follow(&app.client, watch, &s.access, id, &version).await;
+        let asked = Instant::now();
+        let gone = app
+            .client
+            .delete(format!("{act}/v1/clusters/{id}"))
+            .bearer_auth(&s.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 200);
+        let mut kinds = Vec::new();
+        while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(15), events.recv()).await {
+            kinds.push(e["kind"].as_str().unwrap().to_string());
+            if e["kind"] == "terminated" {
+                break;
+            }
+        }
+        assert_eq!(kinds, ["terminating", "terminated"], "seen on {watch}");
+        if redis.is_some() {
+            // Through Redis, not the followers' five-second look at the database.
+            assert!(
+                asked.elapsed() < Duration::from_secs(3),
+                "took {:?}",
+                asked.elapsed()
+            );
+        }
+    }
+    // The rest, half through each replica; then every GPU and all quota are back.
+    for (i, id) in created.iter().enumerate().skip(2) {
+        let r = app
+            .client
+            .delete(format!("{}/v1/clusters/{id}", bases[i % 2]))
+            .bearer_auth(&s.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(app.count(GPU_BOOKS_WRONG).await, 0);
+    assert_eq!(
+        app.count("SELECT CAST(COALESCE(SUM(gpus_free), 0) AS BIGINT) FROM devices")
+            .await,
+        80
+    );
+    let quota = app.get("/v1/quota", &s.access).await;
+    assert_eq!(quota.body["gpus_in_use"], 0);
+    assert_eq!(quota.body["clusters_in_use"], 0);
+    ledger_balances(app).await;
+    other.server.stop().await;
+}
+
+/// Server-sent events of a cluster after `after`, as they arrive.
+async fn follow(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    after: &str,
+) -> mpsc::Receiver<Value> {
+    let mut res = client
+        .get(format!(
+            "{base}/v1/clusters/{id}/events?follow=true&after={after}"
+        ))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut buffer = String::new();
+        while let Ok(Some(chunk)) = res.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let frame: String = buffer.drain(..end + 2).collect();
+                let data: String = frame
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if let Ok(e) = serde_json::from_str::<Value>(&data)
+                    && tx.send(e).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
