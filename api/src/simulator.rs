@@ -159,11 +159,19 @@ impl Agent {
             self.options.start_spread_secs * rng.random::<f64>(),
         ))
         .await;
-        let interval = match self.verify().await {
-            Ok(i) => self.options.heartbeat_secs.unwrap_or(i as f64),
-            Err(e) => {
-                tracing::warn!(device = %self.device.id, error = %e, "simulated agent could not verify");
-                return;
+        // Like a real agent, keep trying while the server is unreachable or busy; give up
+        // only when it refuses the device (a bad or retired token).
+        let interval = loop {
+            match self.verify().await {
+                Ok(i) => break self.options.heartbeat_secs.unwrap_or(i as f64),
+                Err(e) if e.to_string().contains(" 401 ") || e.to_string().contains(" 403 ") => {
+                    tracing::warn!(device = %self.device.id, error = %e, "simulated agent refused");
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(device = %self.device.id, error = %e, "simulated agent retries verification");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         };
         let worker = tokio::spawn(

@@ -9,6 +9,7 @@ mod billing;
 mod browser;
 mod cli;
 mod clusters;
+mod crash;
 mod devices;
 mod graphql;
 mod idempotency;
