@@ -25,6 +25,8 @@ pub enum BenchCommand {
     Accrual(AccrualArgs),
     /// Heartbeat ingestion over HTTP at rising rates, beside a bare axum handler.
     Heartbeats(crate::bench_heartbeats::HeartbeatArgs),
+    /// Clusters created, run and terminated under load, beside a bare axum server.
+    Clusters(crate::bench_clusters::ClusterArgs),
     /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
     IdleMemory(MemoryArgs),
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
@@ -94,6 +96,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ledger(args) => crate::bench_ledger::run(args).await,
         BenchCommand::Accrual(args) => crate::bench_ledger::accrual(args).await,
         BenchCommand::Heartbeats(args) => crate::bench_heartbeats::run(args).await,
+        BenchCommand::Clusters(args) => crate::bench_clusters::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(

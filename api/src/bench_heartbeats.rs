@@ -183,7 +183,7 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
 }
 
 /// Inserts `n` listed devices of a bench provider, answering (id, token) pairs.
-async fn seed_devices(
+pub(crate) async fn seed_devices(
     control: &iocloud_control::Control,
     n: usize,
 ) -> anyhow::Result<Vec<(String, String)>> {

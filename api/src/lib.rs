@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bench;
+mod bench_clusters;
 mod bench_heartbeats;
 mod bench_ledger;
 pub mod cli;

@@ -24,15 +24,23 @@ const CLAIM_ROUNDS: usize = 64;
 
 pub struct CapacityIndex {
     inventory: RwLock<Inventory>,
-    /// The `updated_at` the next sync reads from; syncs take turns.
-    watermark: tokio::sync::Mutex<i64>,
+    /// GPUs this replica is claiming right now, per device: a sync subtracts them from what it
+    /// reads, so requests placed meanwhile keep avoiding those GPUs until the claim is decided.
+    claiming: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
+    /// Signalled whenever one of those claims is decided.
+    decided: tokio::sync::Notify,
+    /// The `updated_at` the next sync reads from, and when the last sync began; syncs take
+    /// turns.
+    watermark: tokio::sync::Mutex<(i64, Option<std::time::Instant>)>,
 }
 
 impl CapacityIndex {
     pub fn new(catalog: &crate::providers::Catalog) -> CapacityIndex {
         CapacityIndex {
             inventory: RwLock::new(Inventory::new(catalog)),
-            watermark: tokio::sync::Mutex::new(0),
+            claiming: Default::default(),
+            decided: tokio::sync::Notify::new(),
+            watermark: tokio::sync::Mutex::new((0, None)),
         }
     }
 }
@@ -85,9 +93,20 @@ pub struct Claim {
 impl Control {
     /// Brings this replica's index up to date with the devices changed since it last looked.
     pub async fn sync_capacity(&self) -> Result<()> {
-        let mut watermark = self.capacity.watermark.lock().await;
+        self.sync_capacity_since(std::time::Instant::now()).await
+    }
+
+    /// Brings the index up to date with everything committed before `asked`. Concurrent
+    /// callers share syncs: one that began after `asked` (and has finished, as we hold the
+    /// lock) already read all of it, so many requests at once cost two reads, not one each.
+    async fn sync_capacity_since(&self, asked: std::time::Instant) -> Result<()> {
+        let mut state = self.capacity.watermark.lock().await;
+        if state.1.is_some_and(|began| began >= asked) {
+            return Ok(());
+        }
+        let began = std::time::Instant::now();
         let now = now_micros();
-        let since = (*watermark - SYNC_OVERLAP).max(0);
+        let since = (state.0 - SYNC_OVERLAP).max(0);
         let rows: Vec<DeviceOffer> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT d.id, d.org_id, d.gpu_model, d.gpus_free, d.region, d.bandwidth_up_mbps, d.bandwidth_down_mbps, d.price_per_gpu_hour, d.status, \
              d.reliability_bps, r.reliability_bps AS provider_reliability_bps \
@@ -97,10 +116,14 @@ impl Control {
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
+        let claiming = self.capacity.claiming.lock().clone();
         let mut inventory = self.capacity.inventory.write();
         for row in rows {
             match row.offer() {
-                Ok(offer) => {
+                Ok(mut offer) => {
+                    if let Some(gpus) = claiming.get(&offer.device_id) {
+                        offer.gpus_free = offer.gpus_free.saturating_sub(*gpus);
+                    }
                     if let Err(e) = inventory.upsert(&offer) {
                         tracing::warn!(error = %e, device = %offer.device_id, "device left out of placement");
                     }
@@ -110,11 +133,11 @@ impl Control {
                 }
             }
         }
-        *watermark = now;
+        *state = (now, Some(began));
         Ok(())
     }
 
-    /// The ranked plans for a request, on a freshly synced index.
+    /// The ranked plans for a request, on an index that has everything committed before it.
     pub async fn plans(&self, request: &Request) -> Result<Vec<Plan>> {
         self.sync_capacity().await?;
         let inventory = self.capacity.inventory.read();
@@ -150,7 +173,20 @@ impl Control {
         // A claim fails only when someone else took the GPUs, so every failed round is
         // somebody's progress; the bound is a safety net, not a tuning knob.
         for _ in 0..CLAIM_ROUNDS {
-            for plan in self.plans(request).await? {
+            let decided = self.capacity.decided.notified();
+            let plans = match self.plans(request).await {
+                Ok(plans) => plans,
+                // GPUs this replica is claiming right now may yet come back (a claim refused
+                // for quota or funds): wait for one to be decided before saying nothing fits.
+                Err(Error::InsufficientCapacity(_))
+                    if !self.capacity.claiming.lock().is_empty() =>
+                {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), decided).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for plan in plans {
                 match self.claim_plan(org_id, cluster_id, plan, work).await {
                     Ok(done) => return Ok(done),
                     Err(Error::Conflict { code, .. })
@@ -181,6 +217,66 @@ impl Control {
         work: &mut W,
     ) -> Result<(Claim, W::Output)> {
         plan.nodes.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        // Taken in this replica's index before the database is asked, so requests placed at the
+        // same moment here choose other devices instead of queueing on these rows; given back
+        // if the claim does not go through.
+        self.take_locally(&plan);
+        let claimed = self.claim_in_db(org_id, cluster_id, &plan, work).await;
+        self.claimed_locally(&plan, claimed.is_ok());
+        let (node_ids, output) = match claimed {
+            Ok(done) => done,
+            Err(e) => {
+                if matches!(e, Error::Conflict { .. } | Error::NotFound(_)) {
+                    // The index was wrong about a device: look again before the next plan.
+                    self.sync_capacity().await?;
+                }
+                return Err(e);
+            }
+        };
+        for node in &plan.nodes {
+            self.wake_agent(&node.device_id).await;
+        }
+        Ok((Claim { plan, node_ids }, output))
+    }
+}
+
+impl Control {
+    fn take_locally(&self, plan: &Plan) {
+        let mut claiming = self.capacity.claiming.lock();
+        let mut inventory = self.capacity.inventory.write();
+        for node in &plan.nodes {
+            *claiming.entry(node.device_id.clone()).or_default() += node.gpus;
+            inventory.take(&node.device_id, node.gpus);
+        }
+    }
+
+    /// The claim is decided: the database has the GPUs (`won`) or they go back to the index.
+    fn claimed_locally(&self, plan: &Plan, won: bool) {
+        let mut claiming = self.capacity.claiming.lock();
+        let mut inventory = self.capacity.inventory.write();
+        for node in &plan.nodes {
+            if let Some(n) = claiming.get_mut(&node.device_id) {
+                *n = n.saturating_sub(node.gpus);
+                if *n == 0 {
+                    claiming.remove(&node.device_id);
+                }
+            }
+            if !won {
+                inventory.give_back(&node.device_id, node.gpus);
+            }
+        }
+        drop((claiming, inventory));
+        self.capacity.decided.notify_waiters();
+    }
+
+    /// The claim's transaction: every node's GPUs, then `work`'s own writes.
+    async fn claim_in_db<W: ClaimWork>(
+        &self,
+        org_id: &str,
+        cluster_id: &str,
+        plan: &Plan,
+        work: &mut W,
+    ) -> Result<(Vec<String>, W::Output)> {
         let mut tx = self.db.begin().await?;
         let mut node_ids: Vec<String> = Vec::with_capacity(plan.nodes.len());
         for (index, node) in plan.nodes.iter().enumerate() {
@@ -195,28 +291,11 @@ impl Control {
                 bootstrap: &start.bootstrap,
                 start_now: start.start_now,
             };
-            match self.assign_node_in(&mut tx, &new).await {
-                Ok(id) => node_ids.push(id),
-                Err(e) => {
-                    drop(tx);
-                    // The index was wrong about this device: look again before the next plan.
-                    self.sync_capacity().await?;
-                    return Err(e);
-                }
-            }
+            node_ids.push(self.assign_node_in(&mut tx, &new).await?);
         }
-        let output = work.within(&mut tx, &plan, &node_ids).await?;
+        let output = work.within(&mut tx, plan, &node_ids).await?;
         tx.commit().await?;
-        {
-            let mut inventory = self.capacity.inventory.write();
-            for node in &plan.nodes {
-                inventory.take(&node.device_id, node.gpus);
-            }
-        }
-        for node in &plan.nodes {
-            self.wake_agent(&node.device_id).await;
-        }
-        Ok((Claim { plan, node_ids }, output))
+        Ok((node_ids, output))
     }
 }
 

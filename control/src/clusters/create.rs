@@ -254,7 +254,7 @@ impl Control {
             currency,
             usd_per_unit,
             rate_id,
-            join_token: crate::secrets::generate("iojt"),
+            join_token: crate::secrets::generate("iojt_"),
         };
         let (_, (row, made)) = self
             .claim_capacity_with(&actor.org_id, &id, &checked.request, &mut work)

@@ -216,6 +216,15 @@ impl Inventory {
         self.set_free(device_id, free)
     }
 
+    /// Undoes a [`Inventory::take`] whose claim did not go through.
+    pub fn give_back(&mut self, device_id: &str, gpus: u32) -> bool {
+        let Some(&i) = self.slot_of.get(device_id) else {
+            return false;
+        };
+        let free = self.slots[i as usize].free.saturating_add(gpus);
+        self.set_free(device_id, free)
+    }
+
     /// The device can no longer be placed on (offline, retired, in maintenance, suspended).
     pub fn remove(&mut self, device_id: &str) -> bool {
         let Some(i) = self.slot_of.remove(device_id) else {

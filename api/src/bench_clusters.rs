@@ -1,0 +1,308 @@
+//! `iocloud bench clusters`: the whole life of clusters under load (create → running →
+//! terminate) with simulated agents answering at once, beside a bare axum server that answers
+//! the same three requests with fixed bodies, in the same run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::{get, post};
+use clap::Args;
+use iocloud_db::scratch::ScratchDb;
+use serde_json::{Value, json};
+
+use crate::bench::percentile_ms;
+use crate::config::Config;
+use crate::simulator::{self, SimDevice, SimOptions};
+use crate::startup::Server;
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Customers creating clusters at once, each in a loop (each its own organisation).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Seconds of measured load.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Machines of 8 GPUs, each run by a simulated agent.
+    #[arg(long, default_value_t = 200)]
+    pub machines: usize,
+    /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
+    #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
+    pub postgres: Option<String>,
+}
+
+/// What one side measured.
+#[derive(Default)]
+struct Tally {
+    create_micros: Vec<u32>,
+    running_micros: Vec<u32>,
+    cycles: u64,
+    errors: u64,
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Option<Value> {
+    let res = req.send().await.ok()?;
+    if !res.status().is_success() {
+        return None;
+    }
+    res.json().await.ok()
+}
+
+/// Reads a cluster's event stream until it says `running`.
+async fn until_running(client: &reqwest::Client, base: &str, key: &str, id: &str) -> bool {
+    let Ok(mut res) = client
+        .get(format!("{base}/v1/clusters/{id}/events?follow=true"))
+        .bearer_auth(key)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let mut seen = String::new();
+    while let Ok(Some(chunk)) = res.chunk().await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if seen.contains("event: running") {
+            return true;
+        }
+    }
+    false
+}
+
+/// `keys.len()` customers, each creating one-GPU clusters back to back for `duration`; each
+/// created cluster is watched (its event stream) until it runs, then terminated, alongside.
+async fn cycles(
+    client: &reqwest::Client,
+    base: &str,
+    keys: &[String],
+    duration: Duration,
+) -> (Tally, f64) {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let counter = Arc::new(AtomicU64::new(0));
+    let creators: Vec<_> = keys
+        .iter()
+        .cloned()
+        .map(|key| {
+            let (client, base, counter) = (client.clone(), base.to_string(), counter.clone());
+            tokio::spawn(async move {
+                let mut t = Tally::default();
+                let mut lives = Vec::new();
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let body = json!({"name": format!("load-{n}"), "kind": "container", "image": "busybox",
+                                      "gpu_model": "h100-sxm", "gpu_count": 1, "duration_hours": 1});
+                    let t0 = Instant::now();
+                    let created = send(
+                        client
+                            .post(format!("{base}/v1/clusters"))
+                            .bearer_auth(&key)
+                            .json(&body),
+                    )
+                    .await;
+                    let Some(c) = created else {
+                        t.errors += 1;
+                        continue;
+                    };
+                    t.create_micros.push(t0.elapsed().as_micros() as u32);
+                    let id = c["id"].as_str().unwrap_or_default().to_string();
+                    let (client, base, key) = (client.clone(), base.clone(), key.clone());
+                    lives.push(tokio::spawn(async move {
+                        let ran = until_running(&client, &base, &key, &id)
+                            .await
+                            .then(|| t0.elapsed().as_micros() as u32);
+                        let ended = send(
+                            client
+                                .delete(format!("{base}/v1/clusters/{id}"))
+                                .bearer_auth(&key),
+                        )
+                        .await
+                        .is_some();
+                        (ran, ended)
+                    }));
+                }
+                for life in lives {
+                    match life.await {
+                        Ok((Some(ran), true)) => {
+                            t.running_micros.push(ran);
+                            t.cycles += 1;
+                        }
+                        _ => t.errors += 1,
+                    }
+                }
+                t
+            })
+        })
+        .collect();
+    let mut all = Tally::default();
+    for task in creators {
+        if let Ok(t) = task.await {
+            all.create_micros.extend(t.create_micros);
+            all.running_micros.extend(t.running_micros);
+            all.cycles += t.cycles;
+            all.errors += t.errors;
+        }
+    }
+    all.create_micros.sort_unstable();
+    all.running_micros.sort_unstable();
+    (all, duration.as_secs_f64())
+}
+
+/// The same requests answered with fixed bodies of the real answers' sizes.
+fn bare_router(created: Arc<String>, running: Arc<String>) -> Router {
+    let (c, r, d) = (created.clone(), running.clone(), running);
+    let frame = "id: 5\nevent: running\ndata: {}\n\n";
+    Router::new()
+        .route(
+            "/v1/clusters/{id}/events",
+            get(move || async move { ([(header::CONTENT_TYPE, "text/event-stream")], frame) }),
+        )
+        .route(
+            "/v1/clusters",
+            post(move || {
+                let c = c.clone();
+                async move {
+                    (
+                        StatusCode::CREATED,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        c.to_string(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/v1/clusters/{id}",
+            get(move || {
+                let r = r.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], r.to_string()) }
+            })
+            .delete(move || {
+                let d = d.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], d.to_string()) }
+            }),
+        )
+}
+
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let (engine, scratch) = match &args.postgres {
+        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
+        None => ("sqlite", ScratchDb::sqlite()?),
+    };
+    let mut config = Config::for_tests(&scratch.url);
+    config.rate_limit_per_ip = u32::MAX;
+    config.rate_limit_per_key = u32::MAX;
+    config.rate_limit_per_device = u32::MAX;
+    config.rate_limit_per_agent_ip = u32::MAX;
+    config.signup_credit_usd = Some("1000000".into());
+    config.quota_max_gpus = 1_000_000;
+    config.quota_max_clusters = 1_000_000;
+    config.quota_max_spend_per_hour_usd = "100000000".into();
+    config.reconcile_interval_secs = 1;
+    let server = Server::start(config).await?;
+    let base = server.url();
+    let control = &server.state.control;
+    let devices: Vec<SimDevice> = crate::bench_heartbeats::seed_devices(control, args.machines)
+        .await?
+        .into_iter()
+        .map(|(id, token)| SimDevice { id, token, gpus: 8 })
+        .collect();
+    simulator::spawn(
+        &base,
+        devices,
+        SimOptions {
+            heartbeat_secs: Some(20.0),
+            node_ready_secs: 0.0,
+            node_failure_rate: 0.0,
+            offline_rate: 0.0,
+            start_spread_secs: 0.5,
+            ..SimOptions::default()
+        },
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()?;
+    let mut keys = Vec::with_capacity(args.concurrency);
+    for i in 0..args.concurrency {
+        let s: Value = client
+            .post(format!("{base}/v1/auth/signup"))
+            .json(&json!({"email": format!("load{i}@example.com"), "password": "benchmark password", "name": "Load", "org_name": format!("Load {i}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let access = s["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("sign-up failed: {s}"))?;
+        let k: Value = client
+            .post(format!("{base}/v1/api-keys"))
+            .bearer_auth(access)
+            .json(&json!({"name": "load", "scopes": ["read", "write"]}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        keys.push(k["secret"].as_str().unwrap_or_default().to_string());
+    }
+    // Let the agents connect, then warm up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = cycles(&client, &base, &keys, Duration::from_secs(2)).await;
+
+    // Sample answers for the bare server's bodies.
+    let sample: Value = client
+        .post(format!("{base}/v1/clusters"))
+        .bearer_auth(&keys[0])
+        .json(&json!({"name": "sample", "kind": "container", "image": "busybox", "gpu_model": "h100-sxm", "gpu_count": 1, "duration_hours": 1}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut running = sample.clone();
+    running["status"] = json!("running");
+    let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let bare_base = format!("http://{}", bare_listener.local_addr()?);
+    let bare = tokio::spawn(async move {
+        axum::serve(
+            bare_listener,
+            bare_router(Arc::new(sample.to_string()), Arc::new(running.to_string())),
+        )
+        .await
+    });
+
+    let duration = Duration::from_secs(args.seconds.max(1));
+    let (b, b_secs) = cycles(&client, &bare_base, &keys, duration).await;
+    let (a, a_secs) = cycles(&client, &base, &keys, duration).await;
+    let rate = |t: &Tally, secs: f64| t.create_micros.len() as f64 / secs;
+    println!(
+        "create → running → terminate, {engine}, {} customers creating back to back (each cluster followed by its event stream until running, then deleted), {} machines of 8 GPUs with simulated agents answering at once, {} s each",
+        args.concurrency, args.machines, args.seconds
+    );
+    println!(
+        "| server | creates/s | create p50 ms | create p99 ms | to running p50 ms | to running p99 ms | cycles | errors |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, t, secs) in [("bare axum", &b, b_secs), ("iocloud", &a, a_secs)] {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            rate(t, secs),
+            percentile_ms(&t.create_micros, 0.50),
+            percentile_ms(&t.create_micros, 0.99),
+            percentile_ms(&t.running_micros, 0.50),
+            percentile_ms(&t.running_micros, 0.99),
+            t.cycles,
+            t.errors
+        );
+    }
+    println!(
+        "ratio (iocloud / bare creates per second): {:.3}",
+        rate(&a, a_secs) / rate(&b, b_secs)
+    );
+    let v = control.ledger.verify().await?;
+    println!("ledger balanced after the run: {}", v.is_balanced());
+    bare.abort();
+    server.stop().await;
+    drop(scratch);
+    Ok(())
+}
