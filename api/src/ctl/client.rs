@@ -232,3 +232,21 @@ pub fn seg(s: &str) -> String {
         })
         .collect()
 }
+
+/// The events of every complete server-sent-event frame in `buffer` (their `data:` lines as
+/// JSON), removing those frames and leaving a partial one for the next chunk.
+pub fn drain_sse(buffer: &mut String) -> Vec<Value> {
+    let mut out = Vec::new();
+    while let Some(end) = buffer.find("\n\n") {
+        let frame: String = buffer.drain(..end + 2).collect();
+        let data: String = frame
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(str::trim_start)
+            .collect();
+        if let Ok(e) = serde_json::from_str::<Value>(&data) {
+            out.push(e);
+        }
+    }
+    out
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+pub use client::drain_sse;
 use client::{Client, Conn, CtlError, CtlResult, Stored, exit, seg};
 
 #[derive(Subcommand, Debug)]
@@ -567,16 +568,7 @@ async fn events(a: EventsArgs) -> CtlResult<i32> {
         .map_err(|e| CtlError::new(exit::FAILED, format!("the stream broke: {e}")))?
     {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            let data: String = frame
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim_start)
-                .collect();
-            let Ok(e) = serde_json::from_str::<Value>(&data) else {
-                continue;
-            };
+        for e in drain_sse(&mut buffer) {
             last_kind = e["kind"].as_str().unwrap_or_default().to_string();
             if a.conn.json() {
                 println!("{e}");

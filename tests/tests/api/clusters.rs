@@ -158,6 +158,11 @@ pub(crate) async fn ledger_balances(app: &TestApp) {
     assert!(v.is_balanced(), "{v:?}");
 }
 
+/// Devices whose free GPUs plus those their unreleased nodes hold are not their GPU count: a
+/// GPU booked twice, or lost. Must count 0.
+pub(crate) const GPU_BOOKS_WRONG: &str = "SELECT COUNT(*) FROM devices d WHERE d.gpus_free < 0 OR d.gpus_free + \
+    (SELECT COALESCE(SUM(n.gpus), 0) FROM node_assignments n WHERE n.device_id = d.id AND n.status <> 'released') <> d.gpu_count";
+
 pub(crate) fn frankfurt(n: usize) -> Vec<Value> {
     (0..n)
         .map(|i| machine(&format!("fra-{i}"), "h100-sxm", 8, "eu-central", "2.00"))

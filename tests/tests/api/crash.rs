@@ -15,10 +15,7 @@ use iocloud_tests::{Backend, TestApp, on_both_engines};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::clusters::{fleet, ledger_balances, machine};
-
-const GPU_BOOKS_WRONG: &str = "SELECT COUNT(*) FROM devices d WHERE d.gpus_free < 0 OR d.gpus_free + \
-    (SELECT COALESCE(SUM(n.gpus), 0) FROM node_assignments n WHERE n.device_id = d.id AND n.status <> 'released') <> d.gpu_count";
+use super::clusters::{GPU_BOOKS_WRONG, fleet, ledger_balances, machine};
 
 /// The quota row says exactly what the live clusters hold.
 const QUOTA_WRONG: &str = "SELECT COUNT(*) FROM org_quotas q WHERE q.gpus_in_use <> \

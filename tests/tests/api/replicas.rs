@@ -9,14 +9,9 @@ use iocloud_tests::{Backend, on_both_engines, redis_url};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::clusters::{fleet, ledger_balances};
+use super::clusters::{GPU_BOOKS_WRONG, fleet, ledger_balances};
 
 on_both_engines!(two_replicas_share_scarce_gpus_quota_and_events);
-
-/// Every device's free GPUs plus those its unreleased nodes hold is its GPU count: no GPU is
-/// booked twice, none is lost.
-const GPU_BOOKS_WRONG: &str = "SELECT COUNT(*) FROM devices d WHERE d.gpus_free < 0 OR d.gpus_free + \
-    (SELECT COALESCE(SUM(n.gpus), 0) FROM node_assignments n WHERE n.device_id = d.id AND n.status <> 'released') <> d.gpu_count";
 
 async fn two_replicas_share_scarce_gpus_quota_and_events(b: Backend) {
     let redis = redis_url();
@@ -151,16 +146,8 @@ async fn follow(
         let mut buffer = String::new();
         while let Ok(Some(chunk)) = res.chunk().await {
             buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find("\n\n") {
-                let frame: String = buffer.drain(..end + 2).collect();
-                let data: String = frame
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim_start)
-                    .collect();
-                if let Ok(e) = serde_json::from_str::<Value>(&data)
-                    && tx.send(e).await.is_err()
-                {
+            for e in iocloud_api::ctl::drain_sse(&mut buffer) {
+                if tx.send(e).await.is_err() {
                     return;
                 }
             }
