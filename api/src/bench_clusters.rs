@@ -29,6 +29,10 @@ pub struct ClusterArgs {
     /// Machines of 8 GPUs, each run by a simulated agent.
     #[arg(long, default_value_t = 200)]
     pub machines: usize,
+    /// Only create (no following, no deleting): creates alone, without settlements beside them.
+    /// Give enough machines for every cluster made.
+    #[arg(long)]
+    pub creates_only: bool,
     /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
     #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
@@ -79,6 +83,7 @@ async fn cycles(
     base: &str,
     keys: &[String],
     duration: Duration,
+    creates_only: bool,
 ) -> (Tally, f64) {
     let started = Instant::now();
     let deadline = started + duration;
@@ -108,6 +113,10 @@ async fn cycles(
                         continue;
                     };
                     t.create_micros.push(t0.elapsed().as_micros() as u32);
+                    if creates_only {
+                        t.cycles += 1;
+                        continue;
+                    }
                     let id = c["id"].as_str().unwrap_or_default().to_string();
                     let (client, base, key) = (client.clone(), base.clone(), key.clone());
                     lives.push(tokio::spawn(async move {
@@ -248,7 +257,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
     // Let the agents connect, then warm up.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = cycles(&client, &base, &keys, Duration::from_secs(2)).await;
+    let _ = cycles(&client, &base, &keys, Duration::from_secs(2), false).await;
 
     // Sample answers for the bare server's bodies.
     let sample: Value = client
@@ -272,11 +281,16 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     });
 
     let duration = Duration::from_secs(args.seconds.max(1));
-    let (b, b_secs) = cycles(&client, &bare_base, &keys, duration).await;
-    let (a, a_secs) = cycles(&client, &base, &keys, duration).await;
+    let (b, b_secs) = cycles(&client, &bare_base, &keys, duration, args.creates_only).await;
+    let (a, a_secs) = cycles(&client, &base, &keys, duration, args.creates_only).await;
     let rate = |t: &Tally, secs: f64| t.create_micros.len() as f64 / secs;
+    let pattern = if args.creates_only {
+        "creates only"
+    } else {
+        "create → running → terminate (each cluster followed by its event stream until running, then deleted)"
+    };
     println!(
-        "create → running → terminate, {engine}, {} customers creating back to back (each cluster followed by its event stream until running, then deleted), {} machines of 8 GPUs with simulated agents answering at once, {} s each",
+        "{pattern}, {engine}, {} customers creating back to back, {} machines of 8 GPUs with simulated agents answering at once, {} s each",
         args.concurrency, args.machines, args.seconds
     );
     println!(
