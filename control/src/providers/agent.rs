@@ -615,12 +615,16 @@ impl Control {
             self.give_back_gpus_in(&mut tx, device, gpus, node_id, now)
                 .await?;
         }
+        tx.commit().await?;
         if matches!(report.status.as_str(), "ready" | "failed") {
             let ok = report.status == "ready";
-            self.record_node_outcome_in(&mut tx, &device.id, &device.org_id, ok, now)
-                .await?;
+            if let Err(e) = self
+                .record_node_outcome(&device.id, &device.org_id, ok, now)
+                .await
+            {
+                tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");
+            }
         }
-        tx.commit().await?;
         // The cluster takes the news now rather than at its next look. The report itself is
         // in; a reconcile that fails here is retried by the next pass.
         if report.status != "starting"

@@ -90,11 +90,12 @@ impl Control {
         Ok(scored)
     }
 
-    /// A node on the device came up (`ok`) or failed: the device's and its provider's scores
-    /// move, in the caller's transaction.
-    pub(crate) async fn record_node_outcome_in(
+    /// Moves the device's and its provider's scores toward a node outcome (ready or failed).
+    /// Two separate statements, outside the report's transaction: a soft score is not worth
+    /// holding the device's row (which claims need) while the provider's row (which all of a
+    /// provider's reports share) is busy. A crash in between loses one observation.
+    pub(crate) async fn record_node_outcome(
         &self,
-        tx: &mut iocloud_db::Tx,
         device_id: &str,
         provider_org_id: &str,
         ok: bool,
@@ -112,11 +113,11 @@ impl Control {
             ewma_sql("provider_reliability.reliability_bps", "$1", NODE_WEIGHT)
         );
         for (sql, key) in [(&device, device_id), (&provider, provider_org_id)] {
-            tx_run!(tx, |c| sqlx::query(sql)
+            db_run!(&self.db, |p| sqlx::query(sql)
                 .bind(observed)
                 .bind(key)
                 .bind(now)
-                .execute(c)
+                .execute(p)
                 .await
                 .map(|r| r.rows_affected()))
             .map_err(DbError::from)?;

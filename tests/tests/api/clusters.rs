@@ -551,9 +551,19 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
     // operator takes it out of service, and then the machine of a serving node too: that node
     // is lost with no machine left to replace it, so the cluster is degraded and the missing
     // node not charged.
-    let failed_device = lost["device_id"].as_str().unwrap().to_string();
-    let second = current[0].clone();
+    // (The replacement may have gone to the failed machine itself, if its agent was quick.)
+    let original = running["nodes"][0]["id"].clone();
+    let second = current.iter().find(|n| n["id"] == original).unwrap();
     let second_device = second["device_id"].as_str().unwrap().to_string();
+    let serving: Vec<&str> = current
+        .iter()
+        .map(|n| n["device_id"].as_str().unwrap())
+        .collect();
+    let failed_device = devices
+        .iter()
+        .map(|d| d.id.clone())
+        .find(|d| !serving.contains(&d.as_str()))
+        .unwrap();
     set_device_status(&app, &failed_device, "suspended").await;
     set_device_status(&app, &second_device, "suspended").await;
     app.server
