@@ -143,28 +143,7 @@ async fn bench_me(args: MeArgs) -> anyhow::Result<()> {
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
     let base = server.url();
-    let signup: serde_json::Value = client
-        .post(format!("{base}/v1/auth/signup"))
-        .json(&json!({"email": "bench@example.com", "password": "benchmark password", "name": "Bench", "org_name": "Bench"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let access = signup["access_token"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("sign-up failed: {signup}"))?;
-    let key: serde_json::Value = client
-        .post(format!("{base}/v1/api-keys"))
-        .bearer_auth(access)
-        .json(&json!({"name": "bench", "scopes": ["read"]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let secret = key["secret"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("key creation failed: {key}"))?
-        .to_string();
+    let secret = customer_key(&client, &base, "bench", &["read"]).await?;
     let me = client
         .get(format!("{base}/v1/me"))
         .bearer_auth(&secret)
@@ -231,6 +210,37 @@ async fn bench_me(args: MeArgs) -> anyhow::Result<()> {
     server.stop().await;
     drop(scratch);
     Ok(())
+}
+
+/// Signs up `{name}@example.com` (organisation `name`) and answers a new API key with `scopes`.
+pub(crate) async fn customer_key(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    scopes: &[&str],
+) -> anyhow::Result<String> {
+    let signup: serde_json::Value = client
+        .post(format!("{base}/v1/auth/signup"))
+        .json(&json!({"email": format!("{name}@example.com"), "password": "benchmark password", "name": name, "org_name": name}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let access = signup["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("sign-up failed: {signup}"))?;
+    let key: serde_json::Value = client
+        .post(format!("{base}/v1/api-keys"))
+        .bearer_auth(access)
+        .json(&json!({"name": "bench", "scopes": scopes}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(key["secret"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("key creation failed: {key}"))?
+        .to_string())
 }
 
 /// The `p` quantile of sorted latencies in microseconds, in milliseconds.

@@ -235,25 +235,10 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         .build()?;
     let mut keys = Vec::with_capacity(args.concurrency);
     for i in 0..args.concurrency {
-        let s: Value = client
-            .post(format!("{base}/v1/auth/signup"))
-            .json(&json!({"email": format!("load{i}@example.com"), "password": "benchmark password", "name": "Load", "org_name": format!("Load {i}")}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let access = s["access_token"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("sign-up failed: {s}"))?;
-        let k: Value = client
-            .post(format!("{base}/v1/api-keys"))
-            .bearer_auth(access)
-            .json(&json!({"name": "load", "scopes": ["read", "write"]}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        keys.push(k["secret"].as_str().unwrap_or_default().to_string());
+        keys.push(
+            crate::bench::customer_key(&client, &base, &format!("load{i}"), &["read", "write"])
+                .await?,
+        );
     }
     // Let the agents connect, then warm up.
     tokio::time::sleep(Duration::from_secs(2)).await;

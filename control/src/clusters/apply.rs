@@ -216,10 +216,10 @@ impl Control {
 
     /// The highest price per GPU-hour among the cluster's current nodes, micro-USD.
     async fn dearest_node(&self, row: &ClusterRow) -> Result<i64> {
-        let mut tx = self.db.begin().await?;
-        let nodes = super::nodes_in(&mut tx, &row.id).await?;
-        drop(tx);
-        Ok(nodes
+        // A read: no transaction (on SQLite one would take the write lock).
+        Ok(self
+            .nodes_of(&row.id)
+            .await?
             .iter()
             .filter(|n| n.ended_at.is_none())
             .map(|n| n.price_per_gpu_hour)

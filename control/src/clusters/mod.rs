@@ -408,13 +408,18 @@ impl Control {
         self.full_view(&row).await
     }
 
-    pub(crate) async fn full_view(&self, row: &ClusterRow) -> Result<ClusterView> {
-        let mut view = row.view()?;
-        let nodes: Vec<NodeRow> = db_run!(&self.db, |p| sqlx::query_as(NODES_SQL)
-            .bind(&row.id)
+    /// A cluster's nodes, read outside any transaction (for answers and plans).
+    pub(crate) async fn nodes_of(&self, cluster_id: &str) -> Result<Vec<NodeRow>> {
+        Ok(db_run!(&self.db, |p| sqlx::query_as(NODES_SQL)
+            .bind(cluster_id)
             .fetch_all(p)
             .await)
-        .map_err(DbError::from)?;
+        .map_err(DbError::from)?)
+    }
+
+    pub(crate) async fn full_view(&self, row: &ClusterRow) -> Result<ClusterView> {
+        let mut view = row.view()?;
+        let nodes = self.nodes_of(&row.id).await?;
         view.nodes = Some(nodes.iter().map(NodeRow::view).collect());
         view.events = Some(self.latest_events(&row.id, 50).await?);
         Ok(view)
