@@ -33,6 +33,11 @@ pub struct ClusterArgs {
     /// Give enough machines for every cluster made.
     #[arg(long)]
     pub creates_only: bool,
+    /// Also offer creates at this fixed rate per second (open loop: each on its own schedule,
+    /// latency counted from when it was due), to see whether the rate is sustained and at
+    /// what latency. Each server is measured at the same rate.
+    #[arg(long)]
+    pub rate: Option<u32>,
     /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
     #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
@@ -160,6 +165,81 @@ async fn cycles(
     (all, duration.as_secs_f64())
 }
 
+/// One cluster's life: create (timed from `due`), then, unless `creates_only`, followed until
+/// it runs and deleted. Returns the create latency and the time to running, µs.
+async fn one_life(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    n: u64,
+    due: Instant,
+    creates_only: bool,
+) -> Option<(u32, Option<u32>)> {
+    let body = json!({"name": format!("open-{n}"), "kind": "container", "image": "busybox",
+                      "gpu_model": "h100-sxm", "gpu_count": 1, "duration_hours": 1});
+    let created = send(
+        client
+            .post(format!("{base}/v1/clusters"))
+            .bearer_auth(key)
+            .json(&body),
+    )
+    .await?;
+    let create = due.elapsed().as_micros() as u32;
+    if creates_only {
+        return Some((create, None));
+    }
+    let id = created["id"].as_str().unwrap_or_default();
+    let ran = until_running(client, base, key, id).await;
+    let ran = ran.then(|| due.elapsed().as_micros() as u32);
+    let deleted = send(
+        client
+            .delete(format!("{base}/v1/clusters/{id}"))
+            .bearer_auth(key),
+    )
+    .await
+    .is_some();
+    (ran.is_some() && deleted).then_some((create, ran))
+}
+
+/// Creates offered at `rate` per second for `duration`, whatever the answers' speed (open
+/// loop), spread over the customers in turn.
+async fn open_loop(
+    client: &reqwest::Client,
+    base: &str,
+    keys: &[String],
+    rate: u32,
+    duration: Duration,
+    creates_only: bool,
+) -> (Tally, f64) {
+    let started = Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let total = (duration.as_secs_f64() * f64::from(rate)) as u64;
+    let mut lives = Vec::with_capacity(total as usize);
+    for n in 0..total {
+        let due = started + gap.mul_f64(n as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, base) = (client.clone(), base.to_string());
+        let key = keys[n as usize % keys.len()].clone();
+        lives.push(tokio::spawn(async move {
+            one_life(&client, &base, &key, n, due, creates_only).await
+        }));
+    }
+    let mut all = Tally::default();
+    for life in lives {
+        match life.await {
+            Ok(Some((create, ran))) => {
+                all.create_micros.push(create);
+                all.running_micros.extend(ran);
+                all.cycles += 1;
+            }
+            _ => all.errors += 1,
+        }
+    }
+    all.create_micros.sort_unstable();
+    all.running_micros.sort_unstable();
+    (all, duration.as_secs_f64())
+}
+
 /// The same requests answered with fixed bodies of the real answers' sizes.
 fn bare_router(created: Arc<String>, running: Arc<String>) -> Router {
     let (c, r, d) = (created.clone(), running.clone(), running);
@@ -268,6 +348,25 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let duration = Duration::from_secs(args.seconds.max(1));
     let (b, b_secs) = cycles(&client, &bare_base, &keys, duration, args.creates_only).await;
     let (a, a_secs) = cycles(&client, &base, &keys, duration, args.creates_only).await;
+    let mut rows = vec![
+        (
+            format!("bare axum, {} back to back", args.concurrency),
+            b,
+            b_secs,
+        ),
+        (
+            format!("iocloud, {} back to back", args.concurrency),
+            a,
+            a_secs,
+        ),
+    ];
+    if let Some(r) = args.rate {
+        let (ob, ob_secs) =
+            open_loop(&client, &bare_base, &keys, r, duration, args.creates_only).await;
+        let (oa, oa_secs) = open_loop(&client, &base, &keys, r, duration, args.creates_only).await;
+        rows.push((format!("bare axum, {r}/s offered"), ob, ob_secs));
+        rows.push((format!("iocloud, {r}/s offered"), oa, oa_secs));
+    }
     let rate = |t: &Tally, secs: f64| t.create_micros.len() as f64 / secs;
     let pattern = if args.creates_only {
         "creates only"
@@ -275,17 +374,17 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         "create → running → terminate (each cluster followed by its event stream until running, then deleted)"
     };
     println!(
-        "{pattern}, {engine}, {} customers creating back to back, {} machines of 8 GPUs with simulated agents answering at once, {} s each",
+        "{pattern}, {engine}, {} customers, {} machines of 8 GPUs with simulated agents answering at once, {} s each",
         args.concurrency, args.machines, args.seconds
     );
     println!(
-        "| server | creates/s | create p50 ms | create p99 ms | to running p50 ms | to running p99 ms | cycles | errors |"
+        "| server, load | creates/s | create p50 ms | create p99 ms | to running p50 ms | to running p99 ms | cycles | errors |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (name, t, secs) in [("bare axum", &b, b_secs), ("iocloud", &a, a_secs)] {
+    for (name, t, secs) in &rows {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
-            rate(t, secs),
+            rate(t, *secs),
             percentile_ms(&t.create_micros, 0.50),
             percentile_ms(&t.create_micros, 0.99),
             percentile_ms(&t.running_micros, 0.50),
@@ -295,8 +394,8 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "ratio (iocloud / bare creates per second): {:.3}",
-        rate(&a, a_secs) / rate(&b, b_secs)
+        "ratio (iocloud / bare creates per second, back to back): {:.3}",
+        rate(&rows[1].1, rows[1].2) / rate(&rows[0].1, rows[0].2)
     );
     let v = control.ledger.verify().await?;
     println!("ledger balanced after the run: {}", v.is_balanced());

@@ -258,6 +258,183 @@ fn group_downtime(rows: Vec<(String, i64, i64)>) -> HashMap<String, Vec<(i64, i6
     map
 }
 
+/// What a hold's usage records look like before its final settlement.
+pub struct HoldUsage {
+    pub records: Vec<UsageRecord>,
+    downtime: HashMap<String, Vec<(i64, i64)>>,
+}
+
+/// The final settlement of a hold (its cluster ended) inside the caller's transaction: every
+/// record charged to when it ended (to `at` if it had not), with one ledger transaction paying
+/// providers and the platform, and the rest of the hold released with another. Each account
+/// moves once however many nodes the cluster had, and the shared ones (provider earnings,
+/// platform revenue) last, so their rows are held only for the commit.
+///
+/// `Ok(None)` when a record moved since `usage` was read (an accrual pass charged it): the
+/// caller rolls back and reads again. A hold already settled is returned as it is.
+pub async fn settle_hold_in(
+    tx: &mut Tx,
+    hold_id: &str,
+    usage: &HoldUsage,
+    at: i64,
+    fee_bps: FeeBps,
+) -> Result<Option<crate::ledger::Hold>> {
+    let lock = match tx.engine() {
+        iocloud_db::Engine::Postgres => " FOR UPDATE",
+        iocloud_db::Engine::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {} FROM holds WHERE id = $1{lock}",
+        crate::ledger::holds::COLUMNS
+    );
+    let hold: Option<crate::ledger::Hold> = tx_run!(tx, |c| sqlx::query_as(&sql)
+        .bind(hold_id)
+        .fetch_optional(c)
+        .await)?;
+    let mut hold = hold.ok_or_else(|| BillingError::HoldNotFound(hold_id.to_string()))?;
+    if hold.status != "open" {
+        return Ok(Some(hold));
+    }
+    let currency = hold.currency();
+    let mut left = hold.amount - hold.captured - hold.released;
+    let mut moves: Vec<(&str, i64, i64)> = Vec::with_capacity(usage.records.len());
+    let mut parts = Vec::new();
+    let mut sums: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
+    let mut add = |account: AccountRef, amount: i64| -> Result<()> {
+        let entry = sums.entry(account.id()).or_insert((account, 0));
+        entry.1 = entry.1.checked_add(amount).ok_or(BillingError::Overflow)?;
+        Ok(())
+    };
+    let mut paid_total = 0i64;
+    for r in &usage.records {
+        let until = r.ended_at.unwrap_or(at).max(r.accrued_until);
+        moves.push((r.id.as_str(), r.accrued_until, until));
+        if until == r.accrued_until {
+            continue;
+        }
+        let down = usage.downtime.get(&r.id).map(Vec::as_slice).unwrap_or(&[]);
+        let owed = owed(
+            r,
+            billable(r, down, r.accrued_until),
+            billable(r, down, until),
+        )?;
+        let paid = owed.micros().min(left).max(0);
+        left -= paid;
+        paid_total += paid;
+        for part in line_parts(r, down, until, paid, fee_bps)? {
+            parts.push((r.id.as_str(), part));
+        }
+        if paid > 0 {
+            // Split per node, as every other capture is, so earnings summed from usage lines
+            // match the ledger to the micro-unit.
+            let (share, fee) =
+                crate::ledger::split_fee(Money::from_micros(paid, currency), fee_bps)?;
+            add(
+                AccountRef::org(&r.provider_org_id, AccountKind::ProviderEarnings, currency),
+                share.micros(),
+            )?;
+            add(
+                AccountRef::platform(AccountKind::PlatformRevenue, currency),
+                fee.micros(),
+            )?;
+        }
+    }
+    // 1. Every record charged to its end, only where nobody charged it meanwhile.
+    if !moves.is_empty() {
+        let sql = format!(
+            "UPDATE usage_records SET accrued_until = d.until, ended_at = COALESCE(usage_records.ended_at, d.until), settled = $2 \
+             FROM (SELECT value ->> 0 AS id, CAST(value ->> 1 AS BIGINT) AS old, CAST(value ->> 2 AS BIGINT) AS until FROM {}) AS d \
+             WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
+            tx.engine().json_rows("$1")
+        );
+        let json = serde_json::to_string(&moves).map_err(BillingError::internal)?;
+        let moved = tx_run!(tx, |c| sqlx::query(&sql)
+            .bind(&json)
+            .bind(true)
+            .execute(c)
+            .await
+            .map(|x| x.rows_affected()))?;
+        if moved != moves.len() as u64 {
+            return Ok(None);
+        }
+    }
+    // 2. The usage lines.
+    if !parts.is_empty() {
+        add_to_lines(tx, &parts).await?;
+    }
+    // 3. The hold: captured what was paid, released the rest, settled.
+    let now = now_micros();
+    let updated = tx_run!(tx, |c| {
+        sqlx::query(
+        "UPDATE holds SET captured = captured + $1, released = released + $2, status = 'settled', updated_at = $3 \
+         WHERE id = $4 AND status = 'open' AND captured = $5 AND released = $6"
+    )
+    .bind(paid_total)
+    .bind(left)
+    .bind(now)
+    .bind(hold_id)
+    .bind(hold.captured)
+    .bind(hold.released)
+    .execute(c)
+    .await
+    .map(|x| x.rows_affected())
+    })?;
+    if updated != 1 {
+        return Ok(None);
+    }
+    // 4. The money, last.
+    let mut payments = Vec::with_capacity(2);
+    if paid_total > 0 {
+        add(
+            AccountRef::org(&hold.org_id, AccountKind::Held, currency),
+            -paid_total,
+        )?;
+        payments.push(NewTransaction {
+            external_ref: format!("settle:{hold_id}:usage"),
+            kind: TransactionKind::Capture,
+            org_id: Some(hold.org_id.clone()),
+            memo: format!("usage of hold {hold_id} to its end"),
+            postings: sums
+                .into_values()
+                .filter(|(_, amount)| *amount != 0)
+                .map(|(account, amount)| Posting {
+                    amount: Money::from_micros(amount, account.currency),
+                    account,
+                })
+                .collect(),
+        });
+    }
+    if left > 0 {
+        let rest = Money::from_micros(left, currency);
+        payments.push(NewTransaction {
+            external_ref: format!("settle:{hold_id}"),
+            kind: TransactionKind::Release,
+            org_id: Some(hold.org_id.clone()),
+            memo: format!("release hold {hold_id}"),
+            postings: Posting::transfer(
+                AccountRef::org(&hold.org_id, AccountKind::Held, currency),
+                AccountRef::org(&hold.org_id, AccountKind::Available, currency),
+                rest,
+            )?
+            .to_vec(),
+        });
+    }
+    if crate::ledger::post::batch_fast_in(tx, &payments)
+        .await?
+        .is_none()
+    {
+        // A reference already used or an account short: neither can happen to an open hold.
+        return Err(BillingError::internal(format!(
+            "the settlement of hold {hold_id} could not be posted"
+        )));
+    }
+    hold.captured += paid_total;
+    hold.released += left;
+    hold.status = "settled".into();
+    hold.updated_at = now;
+    Ok(Some(hold))
+}
+
 /// Starts metering a node inside the caller's transaction, under the caller's record `id`: the
 /// same id twice is one record, so a step retried after a crash does not meter a node twice.
 pub async fn start_usage_in(tx: &mut Tx, id: &str, u: &NewUsage<'_>) -> Result<()> {
@@ -359,6 +536,21 @@ impl Ledger {
             self.release(&record.hold_id, &format!("settle:{}", record.hold_id))
                 .await?,
         ))
+    }
+
+    /// A hold's usage records and their downtime, for [`settle_hold_in`].
+    pub async fn usage_of_hold(&self, hold_id: &str) -> Result<HoldUsage> {
+        let sql = format!("SELECT {COLUMNS} FROM usage_records WHERE hold_id = $1 ORDER BY id");
+        let records: Vec<UsageRecord> = db_run!(self.db(), |p| sqlx::query_as(&sql)
+            .bind(hold_id)
+            .fetch_all(p)
+            .await)?;
+        let downtime = if records.is_empty() {
+            HashMap::new()
+        } else {
+            self.downtime_of(&records).await?
+        };
+        Ok(HoldUsage { records, downtime })
     }
 
     /// The node was down from `from` to `to`: that time is not charged.

@@ -61,36 +61,45 @@ pub async fn place_hold_in(
         external_ref,
     )
     .await?;
-    let id = if posted.replayed {
+    if posted.replayed {
         let existing: String = tx_run!(tx, |c| {
             sqlx::query_scalar("SELECT id FROM holds WHERE external_ref = $1")
                 .bind(external_ref)
                 .fetch_one(c)
                 .await
         })?;
-        existing
-    } else {
-        let id = new_id("hld");
-        let now = now_micros();
-        tx_run!(tx, |conn| {
-            sqlx::query(
-                "INSERT INTO holds (id, org_id, currency, amount, captured, released, status, reference, external_ref, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 0, 0, 'open', $5, $6, $7, $7)",
-            )
-            .bind(&id)
-            .bind(org_id)
-            .bind(c.code())
-            .bind(amount.micros())
-            .bind(reference)
-            .bind(external_ref)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        id
+        return hold_in(tx, &existing).await;
+    }
+    let now = now_micros();
+    let hold = Hold {
+        id: new_id("hld"),
+        org_id: org_id.to_string(),
+        currency: c.code().to_string(),
+        amount: amount.micros(),
+        captured: 0,
+        released: 0,
+        status: "open".into(),
+        reference: reference.to_string(),
+        created_at: now,
+        updated_at: now,
     };
-    hold_in(tx, &id).await
+    tx_run!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO holds (id, org_id, currency, amount, captured, released, status, reference, external_ref, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 0, 0, 'open', $5, $6, $7, $7)",
+        )
+        .bind(&hold.id)
+        .bind(org_id)
+        .bind(c.code())
+        .bind(amount.micros())
+        .bind(reference)
+        .bind(external_ref)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected())
+    })?;
+    Ok(hold)
 }
 
 /// [`Ledger::extend_hold`] inside the caller's transaction.
@@ -138,7 +147,7 @@ pub async fn extend_hold_in(
     hold_in(tx, hold_id).await
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, org_id, currency, amount, captured, released, status, reference, created_at, updated_at";
 
 async fn hold_in(tx: &mut Tx, id: &str) -> Result<Hold> {

@@ -10,7 +10,9 @@ use iocloud_db::{DbError, Tx, db_run, tx_run};
 
 use super::bootstrap::ClusterBoot;
 use super::spec::{Checked, ClusterSpec};
-use super::{COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, events, quota};
+use super::{
+    COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeView, events, quota,
+};
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
 use crate::{Action, Actor, Control, Error, Result};
@@ -34,19 +36,30 @@ struct NewCluster<'a> {
     usd_per_unit: i64,
     rate_id: Option<String>,
     join_token: String,
+    /// Each node's role and first status, as `node` decided them for the plan being claimed.
+    starts: Vec<(&'static str, &'static str)>,
 }
 
 impl ClaimWork for NewCluster<'_> {
     type Output = (ClusterRow, Vec<ClusterEvent>);
 
     fn node(&mut self, index: usize, first: Option<&str>, node: &PlanNode) -> NodeStart {
-        ClusterBoot {
+        let start = ClusterBoot {
             cluster_id: self.id,
             kind: self.checked.kind,
             image: &self.checked.image,
             join_token: &self.join_token,
         }
-        .node(index, first, node)
+        .node(index, first, node);
+        // A claim that failed on one plan starts over on the next.
+        self.starts.truncate(index);
+        let status = if start.start_now {
+            "assigned"
+        } else {
+            "waiting"
+        };
+        self.starts.push((start.role, status));
+        start
     }
 
     async fn within(
@@ -156,12 +169,20 @@ impl ClaimWork for NewCluster<'_> {
             ),
         ];
         let mut made = Vec::with_capacity(steps.len());
-        for (status, kind, message) in &steps {
+        for (status, kind, message) in steps {
             row.resource_version += 1;
-            row.set_status(*status, None);
-            made.push(events::record_in(tx, &row, kind, message, now).await?);
+            row.set_status(status, None);
+            made.push(ClusterEvent {
+                cluster_id: row.id.clone(),
+                seq: row.resource_version,
+                at: iocloud_db::time::to_rfc3339(now),
+                kind: kind.to_string(),
+                status,
+                message,
+            });
         }
         insert_in(tx, &row).await?;
+        events::record_all_in(tx, self.org_id, &made, now).await?;
         Ok((row, made))
     }
 }
@@ -228,15 +249,11 @@ impl Control {
             self.cap_by_quote(&actor.org_id, quote_id, &mut checked)
                 .await?;
         }
-        if let Some(live) = self.cluster_row_by_name(&actor.org_id, &spec.name).await?
-            && live.status().is_live()
-        {
+        let (org_currency, name_live) = self.create_context(&actor.org_id, &spec.name).await?;
+        if name_live {
             return Err(name_taken(&spec.name));
         }
-        let currency = match checked.currency {
-            Some(c) => c,
-            None => self.org_currency(&actor.org_id).await?,
-        };
+        let currency = checked.currency.unwrap_or(org_currency);
         let (usd_per_unit, rate_id) = match currency {
             Currency::Io => {
                 let rate = self.prices.current().await?;
@@ -255,12 +272,58 @@ impl Control {
             usd_per_unit,
             rate_id,
             join_token: crate::secrets::generate("iojt_"),
+            starts: Vec::new(),
         };
-        let (_, (row, made)) = self
+        let (claim, (row, made)) = self
             .claim_capacity_with(&actor.org_id, &id, &checked.request, &mut work)
             .await?;
         self.publish_events(&made).await;
-        self.full_view(&row).await
+        // Everything the answer shows was just written: no need to read it back.
+        let mut view = row.view()?;
+        let nodes = claim
+            .plan
+            .nodes
+            .iter()
+            .zip(&claim.node_ids)
+            .zip(&work.starts);
+        view.nodes = Some(
+            nodes
+                .map(|((n, id), (role, status))| NodeView {
+                    id: id.clone(),
+                    role: role.to_string(),
+                    status: status.to_string(),
+                    device_id: n.device_id.clone(),
+                    region: n.region.clone(),
+                    gpu_model: Some(n.model.clone()),
+                    gpus: i64::from(n.gpus),
+                    price_per_gpu_hour: usd(n.price_per_gpu_hour),
+                    endpoints: None,
+                    reason: None,
+                    current: true,
+                })
+                .collect(),
+        );
+        view.events = Some(made);
+        Ok(view)
+    }
+
+    /// The organisation's billing currency, and whether a live cluster already has the name.
+    async fn create_context(&self, org_id: &str, name: &str) -> Result<(Currency, bool)> {
+        let found: Option<(Option<String>, bool)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT billing_currency, EXISTS (SELECT 1 FROM clusters WHERE org_id = $1 AND name = $2 \
+             AND status NOT IN ('terminating', 'terminated', 'failed')) FROM organizations WHERE id = $1"
+        )
+        .bind(org_id)
+        .bind(name)
+        .fetch_optional(p)
+        .await)
+        .map_err(DbError::from)?;
+        let (code, live) = found.unwrap_or((None, false));
+        let currency = code
+            .as_deref()
+            .and_then(Currency::parse)
+            .unwrap_or(Currency::Usd);
+        Ok((currency, live))
     }
 
     pub(crate) async fn org_currency(&self, org_id: &str) -> Result<Currency> {

@@ -67,28 +67,56 @@ pub(crate) async fn record_in(
     message: &str,
     at: i64,
 ) -> Result<ClusterEvent> {
-    tx_run!(tx, |c| sqlx::query(
-        "INSERT INTO cluster_events (cluster_id, seq, org_id, at, kind, status, message) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-    )
-    .bind(&row.id)
-    .bind(row.resource_version)
-    .bind(&row.org_id)
-    .bind(at)
-    .bind(kind)
-    .bind(&row.status)
-    .bind(message)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))
-    .map_err(DbError::from)?;
-    Ok(ClusterEvent {
+    let event = ClusterEvent {
         cluster_id: row.id.clone(),
         seq: row.resource_version,
         at: to_rfc3339(at),
         kind: kind.to_string(),
         status: row.status(),
         message: message.to_string(),
+    };
+    record_all_in(tx, &row.org_id, std::slice::from_ref(&event), at).await?;
+    Ok(event)
+}
+
+/// Writes several events of one organisation's clusters, all at `at`, in one statement.
+pub(crate) async fn record_all_in(
+    tx: &mut Tx,
+    org_id: &str,
+    events: &[ClusterEvent],
+    at: i64,
+) -> Result<()> {
+    let rows: Vec<String> = (0..events.len())
+        .map(|i| {
+            let b = i * 5;
+            format!(
+                "(${}, ${}, $1, $2, ${}, ${}, ${})",
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO cluster_events (cluster_id, seq, org_id, at, kind, status, message) VALUES {}",
+        rows.join(", ")
+    );
+    tx_run!(tx, |c| {
+        let mut q = sqlx::query(&sql).bind(org_id).bind(at);
+        for e in events {
+            q = q
+                .bind(&e.cluster_id)
+                .bind(e.seq)
+                .bind(&e.kind)
+                .bind(e.status.as_str())
+                .bind(&e.message);
+        }
+        q.execute(c).await.map(|r| r.rows_affected())
     })
+    .map_err(DbError::from)?;
+    Ok(())
 }
 
 /// This replica's fan-out of the channel to its followers.

@@ -322,11 +322,14 @@ pub(crate) struct NodeRow {
     pub device_status: String,
     pub region: String,
     pub gpu_model: Option<String>,
+    /// Whether the node has a usage record (it is, or was, billed).
+    pub metered: bool,
 }
 
 /// A cluster's nodes, oldest first, with what placement knows of their devices.
 const NODES_SQL: &str = "SELECT n.id, n.device_id, n.provider_org_id, n.gpus, n.role, n.status, n.endpoints, n.reason, n.price_per_gpu_hour, \
-    n.bootstrap, n.ready_at, n.failed_at, n.ended_at, d.status AS device_status, d.region, d.gpu_model \
+    n.bootstrap, n.ready_at, n.failed_at, n.ended_at, d.status AS device_status, d.region, d.gpu_model, \
+    EXISTS (SELECT 1 FROM usage_records u WHERE u.cluster_id = n.cluster_id AND u.node_id = n.id) AS metered \
     FROM node_assignments n JOIN devices d ON d.id = n.device_id WHERE n.cluster_id = $1 ORDER BY n.created_at, n.id";
 
 impl NodeRow {
@@ -364,6 +367,16 @@ pub(crate) async fn nodes_in(tx: &mut Tx, cluster_id: &str) -> Result<Vec<NodeRo
 }
 
 impl Control {
+    /// A cluster's row by id, read outside any transaction.
+    pub(crate) async fn row_of(&self, id: &str) -> Result<Option<ClusterRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM clusters WHERE id = $1");
+        Ok(db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)
+        .map_err(DbError::from)?)
+    }
+
     /// The organisation's cluster by id (`clu_…`) or by name (its live cluster of that name,
     /// else the latest one). Another organisation's answers 404.
     async fn cluster_row(&self, org_id: &str, key: &str) -> Result<ClusterRow> {

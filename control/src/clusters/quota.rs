@@ -133,6 +133,7 @@ impl QuotaRow {
     }
 }
 
+/// Makes the organisation's quota row if it has none.
 async fn ensure_row_in(tx: &mut Tx, org_id: &str) -> Result<()> {
     tx_run!(tx, |c| sqlx::query(
         "INSERT INTO org_quotas (org_id, updated_at) VALUES ($1, $2) ON CONFLICT (org_id) DO NOTHING"
@@ -156,8 +157,8 @@ pub(crate) async fn reserve_in(
     clusters: i64,
     spend: i64,
 ) -> Result<()> {
-    ensure_row_in(tx, org_id).await?;
-    let moved = tx_run!(tx, |c| sqlx::query(
+    let take = async |tx: &mut Tx| -> Result<u64> {
+        Ok(tx_run!(tx, |c| sqlx::query(
         "UPDATE org_quotas SET gpus_in_use = gpus_in_use + $2, clusters_in_use = clusters_in_use + $3, \
          spend_per_hour = spend_per_hour + $4, updated_at = $8 \
          WHERE org_id = $1 AND gpus_in_use + $2 <= COALESCE(max_gpus, $5) \
@@ -174,7 +175,15 @@ pub(crate) async fn reserve_in(
     .execute(c)
     .await
     .map(|r| r.rows_affected()))
-    .map_err(DbError::from)?;
+    .map_err(DbError::from)?)
+    };
+    // Most organisations have their row already: one statement. Otherwise make it (or find
+    // that a concurrent first create just did) and count again.
+    let mut moved = take(tx).await?;
+    if moved == 0 {
+        ensure_row_in(tx, org_id).await?;
+        moved = take(tx).await?;
+    }
     if moved == 1 {
         return Ok(());
     }

@@ -5,14 +5,14 @@
 //! every cluster that is due (`reconcile_at`), which each replica checks every few seconds.
 
 use iocloud_billing::Money;
-use iocloud_billing::metering::{NewUsage, start_usage_in};
+use iocloud_billing::metering::{NewUsage, settle_hold_in, start_usage_in};
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, Tx, db_run, tx_run};
+use iocloud_db::{Db, DbError, Tx, db_run, tx_run};
 
 use super::bootstrap::{self, ClusterBoot};
 use super::create::RECHECK;
 use super::lifecycle::{end_node_in, stale, usage_id};
-use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow, nodes_in, row_in};
+use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow};
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
 use crate::{Control, Error, Result};
@@ -48,8 +48,9 @@ fn lost_reason(n: &NodeRow) -> String {
     }
 }
 
-async fn quiet_schedule(tx: &mut Tx, row: &ClusterRow, at: Option<i64>) -> Result<()> {
-    tx_run!(tx, |c| sqlx::query(
+/// Moves when the cluster is next looked at, if nobody changed it since `row` was read.
+async fn quiet_schedule(db: &Db, row: &ClusterRow, at: Option<i64>) -> Result<()> {
+    db_run!(db, |c| sqlx::query(
         "UPDATE clusters SET reconcile_at = $1 WHERE id = $2 AND resource_version = $3"
     )
     .bind(at)
@@ -59,6 +60,24 @@ async fn quiet_schedule(tx: &mut Tx, row: &ClusterRow, at: Option<i64>) -> Resul
     .await
     .map(|r| r.rows_affected()))
     .map_err(DbError::from)?;
+    Ok(())
+}
+
+/// [`quiet_schedule`] inside a transaction; refuses (stale) if the row moved.
+async fn schedule_in(tx: &mut Tx, row: &ClusterRow, at: Option<i64>) -> Result<()> {
+    let moved = tx_run!(tx, |c| sqlx::query(
+        "UPDATE clusters SET reconcile_at = $1 WHERE id = $2 AND resource_version = $3"
+    )
+    .bind(at)
+    .bind(&row.id)
+    .bind(row.resource_version)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
+    .map_err(DbError::from)?;
+    if moved == 0 {
+        return Err(stale(row));
+    }
     Ok(())
 }
 
@@ -144,29 +163,28 @@ impl Control {
         Ok(())
     }
 
+    /// One step. It reads first, outside any transaction, and opens one only to write: most
+    /// looks find nothing to do. Every write ends in the row's compare-and-set, so a step
+    /// decided on a stale read commits nothing.
     async fn reconcile_step(&self, id: &str) -> Result<Step> {
         let now = now_micros();
-        let mut tx = self.db.begin().await?;
-        let Some(mut row) = row_in(&mut tx, id).await? else {
+        let Some(mut row) = self.row_of(id).await? else {
             return Ok(Step::Done);
         };
         let status = row.status();
         match status {
             ClusterStatus::Terminated => {
                 if row.reconcile_at.is_some() {
-                    quiet_schedule(&mut tx, &row, None).await?;
-                    tx.commit().await?;
+                    quiet_schedule(&self.db, &row, None).await?;
                 }
                 return Ok(Step::Done);
             }
             ClusterStatus::Terminating | ClusterStatus::Failed => {
-                drop(tx);
                 self.settle_cluster(row).await?;
                 return Ok(Step::Done);
             }
             ClusterStatus::Pending | ClusterStatus::Placing => {
                 // A create commits its cluster provisioning; anything else is not ours to finish.
-                drop(tx);
                 self.end_cluster(
                     id,
                     ClusterStatus::Failed,
@@ -181,7 +199,6 @@ impl Control {
         if status == ClusterStatus::Provisioning
             && row.provisioning_deadline.is_some_and(|d| now > d)
         {
-            drop(tx);
             let minutes = self.settings.provisioning_timeout.as_secs().div_ceil(60);
             let reason = format!("provisioning did not finish within {minutes} minute(s)");
             self.end_cluster(id, ClusterStatus::Failed, "failed", &reason)
@@ -189,18 +206,18 @@ impl Control {
             return Ok(Step::Again);
         }
         if status != ClusterStatus::Provisioning && row.expires_at.is_some_and(|t| now >= t) {
-            drop(tx);
             let reason = format!("the cluster's {} hour(s) are over", row.duration_hours);
             self.end_cluster(id, ClusterStatus::Terminating, "expired", &reason)
                 .await?;
             return Ok(Step::Again);
         }
-        let nodes = nodes_in(&mut tx, id).await?;
+        let nodes = self.nodes_of(id).await?;
         let current: Vec<&NodeRow> = nodes.iter().filter(|n| n.ended_at.is_none()).collect();
 
         // Nodes that stopped serving: out of the cluster, not charged from when they stopped.
         let lost: Vec<&NodeRow> = current.iter().copied().filter(|n| is_lost(n)).collect();
         if !lost.is_empty() {
+            let mut tx = self.db.begin().await?;
             let mut wake = Vec::new();
             let mut reasons = Vec::new();
             for n in &lost {
@@ -229,13 +246,13 @@ impl Control {
                 .iter()
                 .find(|n| bootstrap::is_leader(&n.role))
                 .map(|n| (n.id.clone(), n.status == "ready", n.endpoints()));
-            drop(tx);
             return self
                 .replace_nodes(row, missing, leader_ready, current.is_empty())
                 .await;
         }
 
-        // Followers waiting for a leader that is now up.
+        // Followers waiting for a leader that is now up. Then nothing is left to do until
+        // they report.
         let kind = row.kind();
         let leader = current
             .iter()
@@ -244,6 +261,7 @@ impl Control {
         if let (Some(leader), false) = (leader, waiting.is_empty())
             && let Some(address) = bootstrap::leader_address(kind, &leader.endpoints())
         {
+            let mut tx = self.db.begin().await?;
             for n in &waiting {
                 let mut boot: serde_json::Value = serde_json::from_str(&n.bootstrap)
                     .map_err(|e| Error::Internal(format!("bad bootstrap: {e}")))?;
@@ -273,78 +291,66 @@ impl Control {
                 self.wake_agent(&n.device_id).await;
             }
             self.publish_events(&[event]).await;
-            return Ok(Step::Again);
+            return Ok(Step::Done);
         }
 
         // Every node up: the cluster runs, and each node is metered from when it served.
+        // That is all there is to do until something changes.
         let all_ready = current.iter().all(|n| n.status == "ready");
-        if all_ready {
-            let metered: Vec<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
-                "SELECT node_id FROM usage_records WHERE cluster_id = $1"
-            )
-            .bind(id)
-            .fetch_all(c)
-            .await)
-            .map_err(DbError::from)?;
-            let unmetered: Vec<&&NodeRow> = current
-                .iter()
-                .filter(|n| !metered.contains(&n.id))
-                .collect();
-            if status != ClusterStatus::Running || !unmetered.is_empty() {
-                let running_at = row.running_at.unwrap_or(now);
-                for n in &unmetered {
-                    let rate = row.in_currency(n.price_per_gpu_hour.saturating_mul(n.gpus))?;
-                    self.start_node_usage_in(
-                        &mut tx,
-                        &row,
-                        n,
-                        rate,
-                        n.ready_at.unwrap_or(now).max(running_at).min(now),
-                    )
-                    .await?;
-                }
-                let (kind_of_event, message) = match status {
-                    ClusterStatus::Provisioning => {
-                        row.running_at = Some(now);
-                        row.expires_at = Some(now + row.duration_hours * 3_600_000_000);
-                        (
-                            "running",
-                            format!("all {} node(s) ready; billing started", current.len()),
-                        )
-                    }
-                    ClusterStatus::Degraded => (
-                        "recovered",
-                        "every node is serving again; billing for all of them".to_string(),
-                    ),
-                    _ => (
-                        "node_ready",
-                        format!("{} replacement node(s) ready and billed", unmetered.len()),
-                    ),
-                };
-                let nodes: Vec<(String, String, serde_json::Value)> = current
-                    .iter()
-                    .map(|n| (n.id.clone(), n.role.clone(), n.endpoints()))
-                    .collect();
-                row.connection = Some(
-                    bootstrap::connection(kind, &row.name, &row.join_token, &nodes).to_string(),
-                );
-                row.set_status(ClusterStatus::Running, None);
-                row.reconcile_at = next_look(&row, now);
-                let event = row
-                    .save_in(&mut tx, kind_of_event, &message)
-                    .await?
-                    .ok_or_else(|| stale(&row))?;
-                tx.commit().await?;
-                self.publish_events(&[event]).await;
-                return Ok(Step::Again);
+        let unmetered: Vec<&&NodeRow> = current.iter().filter(|n| !n.metered).collect();
+        if all_ready && (status != ClusterStatus::Running || !unmetered.is_empty()) {
+            let mut tx = self.db.begin().await?;
+            let running_at = row.running_at.unwrap_or(now);
+            for n in &unmetered {
+                let rate = row.in_currency(n.price_per_gpu_hour.saturating_mul(n.gpus))?;
+                self.start_node_usage_in(
+                    &mut tx,
+                    &row,
+                    n,
+                    rate,
+                    n.ready_at.unwrap_or(now).max(running_at).min(now),
+                )
+                .await?;
             }
+            let (kind_of_event, message) = match status {
+                ClusterStatus::Provisioning => {
+                    row.running_at = Some(now);
+                    row.expires_at = Some(now + row.duration_hours * 3_600_000_000);
+                    (
+                        "running",
+                        format!("all {} node(s) ready; billing started", current.len()),
+                    )
+                }
+                ClusterStatus::Degraded => (
+                    "recovered",
+                    "every node is serving again; billing for all of them".to_string(),
+                ),
+                _ => (
+                    "node_ready",
+                    format!("{} replacement node(s) ready and billed", unmetered.len()),
+                ),
+            };
+            let nodes: Vec<(String, String, serde_json::Value)> = current
+                .iter()
+                .map(|n| (n.id.clone(), n.role.clone(), n.endpoints()))
+                .collect();
+            row.connection =
+                Some(bootstrap::connection(kind, &row.name, &row.join_token, &nodes).to_string());
+            row.set_status(ClusterStatus::Running, None);
+            row.reconcile_at = next_look(&row, now);
+            let event = row
+                .save_in(&mut tx, kind_of_event, &message)
+                .await?
+                .ok_or_else(|| stale(&row))?;
+            tx.commit().await?;
+            self.publish_events(&[event]).await;
+            return Ok(Step::Done);
         }
 
         // Nothing to do now: look again later (or when a node reports).
         let next = next_look(&row, now);
         if row.reconcile_at != next {
-            quiet_schedule(&mut tx, &row, next).await?;
-            tx.commit().await?;
+            quiet_schedule(&self.db, &row, next).await?;
         }
         Ok(Step::Done)
     }
@@ -423,8 +429,8 @@ impl Control {
                     return Ok(Step::Again);
                 }
                 let now = now_micros();
-                let mut tx = self.db.begin().await?;
                 if status == ClusterStatus::Running {
+                    let mut tx = self.db.begin().await?;
                     let reason = format!(
                         "{missing} GPU(s) lost and no replacement fits ({why}); they are not charged"
                     );
@@ -438,8 +444,7 @@ impl Control {
                     self.publish_events(&[event]).await;
                 } else {
                     // Degraded already: try again at the next look.
-                    quiet_schedule(&mut tx, &row, next_look(&row, now)).await?;
-                    tx.commit().await?;
+                    quiet_schedule(&self.db, &row, next_look(&row, now)).await?;
                 }
                 Ok(Step::Done)
             }
@@ -447,60 +452,62 @@ impl Control {
         }
     }
 
-    /// Settles an ended cluster: every node charged to when it stopped, the rest of the hold
-    /// released; then a terminating cluster is terminated. Safe to repeat.
-    async fn settle_cluster(&self, row: ClusterRow) -> Result<()> {
+    /// Settles an ended cluster in one transaction: every node charged to when it stopped,
+    /// the rest of the hold released, and a terminating cluster terminated. The row's
+    /// compare-and-set commits it all or nothing, so it is safe to repeat and to race.
+    async fn settle_cluster(&self, mut row: ClusterRow) -> Result<()> {
         let at = row.ended_at.unwrap_or_else(now_micros);
-        let records: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
-            "SELECT id FROM usage_records WHERE cluster_id = $1 ORDER BY id"
-        )
-        .bind(&row.id)
-        .fetch_all(p)
-        .await)
-        .map_err(DbError::from)?;
-        for record in &records {
-            self.ledger
-                .settle_usage(record, at, self.settings.platform_fee_bps)
-                .await?;
-        }
-        let mut message = String::from("settled");
-        if let Some(hold_id) = &row.hold_id {
-            let hold = self
-                .ledger
-                .release(hold_id, &format!("settle:{hold_id}"))
-                .await?;
-            let c = hold.currency();
-            message = format!(
-                "charged {} {}; released {} {}",
-                Money::from_micros(hold.captured, c).to_decimal(),
-                c.code(),
-                Money::from_micros(hold.released, c).to_decimal(),
-                c.code()
-            );
-        }
-        let mut tx = self.db.begin().await?;
-        let Some(mut row) = row_in(&mut tx, &row.id).await? else {
-            return Ok(());
-        };
-        match row.status() {
-            ClusterStatus::Terminating => {
-                row.set_status(ClusterStatus::Terminated, None);
-                row.terminated_at = Some(now_micros());
-                row.reconcile_at = None;
-                let event = row
-                    .save_in(&mut tx, "terminated", &message)
-                    .await?
-                    .ok_or_else(|| stale(&row))?;
-                tx.commit().await?;
+        let status = row.status();
+        // An accrual pass may charge a record between our read and our write: read again.
+        for _ in 0..MAX_STEPS {
+            let mut tx;
+            let mut message = String::from("settled");
+            match &row.hold_id {
+                Some(hold_id) => {
+                    let usage = self.ledger.usage_of_hold(hold_id).await?;
+                    tx = self.db.begin().await?;
+                    let fee = self.settings.platform_fee_bps;
+                    let Some(hold) = settle_hold_in(&mut tx, hold_id, &usage, at, fee).await?
+                    else {
+                        continue;
+                    };
+                    let c = hold.currency();
+                    message = format!(
+                        "charged {} {}; released {} {}",
+                        Money::from_micros(hold.captured, c).to_decimal(),
+                        c.code(),
+                        Money::from_micros(hold.released, c).to_decimal(),
+                        c.code()
+                    );
+                }
+                None => tx = self.db.begin().await?,
+            }
+            let event = match status {
+                ClusterStatus::Terminating => {
+                    row.set_status(ClusterStatus::Terminated, None);
+                    row.terminated_at = Some(now_micros());
+                    row.reconcile_at = None;
+                    Some(
+                        row.save_in(&mut tx, "terminated", &message)
+                            .await?
+                            .ok_or_else(|| stale(&row))?,
+                    )
+                }
+                _ => {
+                    schedule_in(&mut tx, &row, None).await?;
+                    None
+                }
+            };
+            tx.commit().await?;
+            if let Some(event) = event {
                 self.publish_events(&[event]).await;
             }
-            ClusterStatus::Failed => {
-                quiet_schedule(&mut tx, &row, None).await?;
-                tx.commit().await?;
-            }
-            _ => {}
+            return Ok(());
         }
-        Ok(())
+        Err(Error::Conflict {
+            code: "settlement_contended",
+            message: format!("cluster {} kept being charged while it was settled", row.id),
+        })
     }
 }
 

@@ -468,26 +468,13 @@ impl Control {
         } = *node;
         let now = now_micros();
         let id = new_id("nod");
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
-        let row: DeviceRow = tx_run!(tx, |c| sqlx::query_as(&sql)
-            .bind(device_id)
-            .fetch_optional(c)
-            .await)
-        .map_err(DbError::from)?
-        .ok_or(Error::NotFound("device"))?;
-        if !matches!(row.status(), DeviceStatus::Available | DeviceStatus::Busy) {
-            return Err(Error::Conflict {
-                code: "device_unavailable",
-                message: format!("device {device_id} is {}", row.status),
-            });
-        }
         // The status follows the free GPUs in the same statement, so it cannot go stale. A
         // CPU-only device (no GPUs) runs one node at a time: it is busy while it has one.
-        let taken: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
+        let taken: Option<(String, String, i64, i64)> = tx_run!(tx, |c| sqlx::query_as(
             "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2, \
              status = CASE WHEN gpu_count = 0 OR gpus_free - $1 < gpu_count THEN 'busy' ELSE status END \
              WHERE id = $3 AND ((gpu_count > 0 AND $1 > 0 AND gpus_free >= $1 AND status IN ('available', 'busy')) \
-             OR (gpu_count = 0 AND $1 = 0 AND status = 'available')) RETURNING status"
+             OR (gpu_count = 0 AND $1 = 0 AND status = 'available')) RETURNING org_id, status, gpus_free, gpu_count"
         )
         .bind(gpus)
         .bind(now)
@@ -495,11 +482,8 @@ impl Control {
         .fetch_optional(c)
         .await)
         .map_err(DbError::from)?;
-        let Some(taken) = taken else {
-            return Err(Error::Conflict {
-                code: "insufficient_capacity",
-                message: format!("device {device_id} has fewer than {gpus} free GPUs"),
-            });
+        let Some((provider_org_id, taken, gpus_free, gpu_count)) = taken else {
+            return Err(self.why_not_assigned(tx, device_id, gpus).await);
         };
         tx_run!(tx, |c| sqlx::query(
             "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at, role, price_per_gpu_hour) \
@@ -507,7 +491,7 @@ impl Control {
         )
         .bind(&id)
         .bind(device_id)
-        .bind(&row.org_id)
+        .bind(&provider_org_id)
         .bind(cluster_id)
         .bind(customer_org_id)
         .bind(gpus)
@@ -520,11 +504,12 @@ impl Control {
         .await
         .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
-        if row.status() == DeviceStatus::Available && taken == DeviceStatus::Busy.as_str() {
+        // Busy exactly while some GPU is taken: it was available if they all were free.
+        if gpus_free + gpus == gpu_count && taken == DeviceStatus::Busy.as_str() {
             super::status::record_event_in(
                 tx,
                 device_id,
-                &row.org_id,
+                &provider_org_id,
                 Some(DeviceStatus::Available),
                 DeviceStatus::Busy,
                 &format!("node {id} assigned"),
@@ -533,6 +518,32 @@ impl Control {
             .await?;
         }
         Ok(id)
+    }
+
+    /// Why a device's GPUs could not be taken: it is gone, not taking nodes, or short.
+    async fn why_not_assigned(&self, tx: &mut iocloud_db::Tx, device_id: &str, gpus: i64) -> Error {
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
+        let row: Option<DeviceRow> = match tx_run!(tx, |c| sqlx::query_as(&sql)
+            .bind(device_id)
+            .fetch_optional(c)
+            .await)
+        {
+            Ok(row) => row,
+            Err(e) => return DbError::from(e).into(),
+        };
+        match row {
+            None => Error::NotFound("device"),
+            Some(row) if !matches!(row.status(), DeviceStatus::Available | DeviceStatus::Busy) => {
+                Error::Conflict {
+                    code: "device_unavailable",
+                    message: format!("device {device_id} is {}", row.status),
+                }
+            }
+            Some(_) => Error::Conflict {
+                code: "insufficient_capacity",
+                message: format!("device {device_id} has fewer than {gpus} free GPUs"),
+            },
+        }
     }
 
     /// The agent reports on a node. `released` gives its GPUs back.
@@ -570,47 +581,43 @@ impl Control {
         }
         let now = now_micros();
         let mut tx = self.db.begin().await?;
-        let current: Option<(String, i64, String)> = tx_run!(&mut tx, |c| {
-            sqlx::query_as(
-            "SELECT status, gpus, cluster_id FROM node_assignments WHERE id = $1 AND device_id = $2"
-        )
-        .bind(node_id)
-        .bind(&device.id)
-        .fetch_optional(c)
-        .await
-        })
-        .map_err(DbError::from)?;
-        let Some((status, gpus, cluster_id)) = current else {
-            return Err(Error::NotFound("node"));
-        };
-        if status == report.status {
-            return Ok(());
-        }
-        if !allowed.contains(&status.as_str()) {
-            return Err(Error::Conflict {
-                code: "invalid_state",
-                message: format!("a node that is {status} cannot become {}", report.status),
-            });
-        }
-        let moved = tx_run!(&mut tx, |c| sqlx::query(
+        // Moves only from a status the report may follow; the statuses are this code's own.
+        let from: Vec<String> = allowed.iter().map(|s| format!("'{s}'")).collect();
+        let sql = format!(
             "UPDATE node_assignments SET status = $1, reason = COALESCE($2, reason), endpoints = COALESCE($3, endpoints), updated_at = $4, \
              ready_at = CASE WHEN $1 = 'ready' THEN $4 ELSE ready_at END, failed_at = CASE WHEN $1 = 'failed' THEN $4 ELSE failed_at END \
-             WHERE id = $5 AND status = $6"
-        )
-        .bind(&report.status)
-        .bind((!reason.is_empty()).then_some(reason))
-        .bind(endpoints)
-        .bind(now)
-        .bind(node_id)
-        .bind(&status)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
+             WHERE id = $5 AND device_id = $6 AND status IN ({}) RETURNING gpus, cluster_id, ended_at",
+            from.join(", ")
+        );
+        let moved: Option<(i64, String, Option<i64>)> = tx_run!(&mut tx, |c| sqlx::query_as(&sql)
+            .bind(&report.status)
+            .bind((!reason.is_empty()).then_some(reason))
+            .bind(&endpoints)
+            .bind(now)
+            .bind(node_id)
+            .bind(&device.id)
+            .fetch_optional(c)
+            .await)
         .map_err(DbError::from)?;
-        if moved == 0 {
-            // A concurrent report (an agent's retry) moved it first; it did the rest too.
-            return Ok(());
-        }
+        let Some((gpus, cluster_id, ended_at)) = moved else {
+            let status: Option<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
+                "SELECT status FROM node_assignments WHERE id = $1 AND device_id = $2"
+            )
+            .bind(node_id)
+            .bind(&device.id)
+            .fetch_optional(c)
+            .await)
+            .map_err(DbError::from)?;
+            return match status {
+                None => Err(Error::NotFound("node")),
+                // Said already (an agent's retry, or a concurrent report that moved it first).
+                Some(status) if status == report.status => Ok(()),
+                Some(status) => Err(Error::Conflict {
+                    code: "invalid_state",
+                    message: format!("a node that is {status} cannot become {}", report.status),
+                }),
+            };
+        };
         if report.status == "released" {
             self.give_back_gpus_in(&mut tx, device, gpus, node_id, now)
                 .await?;
@@ -626,10 +633,14 @@ impl Control {
             }
         }
         // The cluster takes the news now rather than at its next look. The report itself is
-        // in; a reconcile that fails here is retried by the next pass.
-        if report.status != "starting"
-            && let Err(e) = self.reconcile_cluster(&cluster_id).await
-        {
+        // in; a reconcile that fails here is retried by the next pass. A node the cluster
+        // had already let go (it ended) is no news to it.
+        let news = match report.status.as_str() {
+            "starting" => false,
+            "released" => ended_at.is_none(),
+            _ => true,
+        };
+        if news && let Err(e) = self.reconcile_cluster(&cluster_id).await {
             tracing::warn!(error = %e, cluster = %cluster_id, "reconciling after a node report failed");
         }
         Ok(())
