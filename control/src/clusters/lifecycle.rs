@@ -27,7 +27,8 @@ pub struct Extension {
     pub resource_version: Option<i64>,
 }
 
-/// The usage record of a node: one per node, so starting it twice is starting it once.
+/// The usage record of a node: one per node, so starting it twice is starting it once. The
+/// nodes query (`NODES_SQL`) spells the same in SQL.
 pub(crate) fn usage_id(node_id: &str) -> String {
     format!("use_{}", node_id.trim_start_matches("nod_"))
 }

@@ -654,23 +654,18 @@ impl Control {
         node_id: &str,
         now: i64,
     ) -> Result<()> {
-        tx_run!(tx, |c| sqlx::query(
-            "UPDATE devices SET gpus_free = CASE WHEN gpus_free + $1 > gpu_count THEN gpu_count ELSE gpus_free + $1 END, updated_at = $2 WHERE id = $3"
+        let back: Option<(String, i64, i64)> = tx_run!(tx, |c| sqlx::query_as(
+            "UPDATE devices SET gpus_free = CASE WHEN gpus_free + $1 > gpu_count THEN gpu_count ELSE gpus_free + $1 END, updated_at = $2 \
+             WHERE id = $3 RETURNING status, gpus_free, gpu_count"
         )
         .bind(gpus)
         .bind(now)
         .bind(&device.id)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
+        .fetch_optional(c)
+        .await)
         .map_err(DbError::from)?;
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
-        let row: DeviceRow = tx_run!(tx, |c| sqlx::query_as(&sql)
-            .bind(&device.id)
-            .fetch_one(c)
-            .await)
-        .map_err(DbError::from)?;
-        if row.status() == DeviceStatus::Busy && row.gpus_free >= row.gpu_count {
+        let (status, gpus_free, gpu_count) = back.ok_or(Error::NotFound("device"))?;
+        if status == DeviceStatus::Busy.as_str() && gpus_free >= gpu_count {
             transition_in(
                 tx,
                 &device.id,
