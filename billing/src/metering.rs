@@ -201,26 +201,41 @@ fn parts_table(engine: iocloud_db::Engine) -> String {
 
 /// Adds the parts to their hourly usage lines, creating the lines an hour's first charge
 /// needs. Every part is one line: returns how many were written.
-async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Result<u64> {
-    // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the join.
+/// `hold`, when all the parts are one hold's, lets the database find the records by the
+/// hold's index rather than scanning them.
+async fn add_to_lines(
+    tx: &mut iocloud_db::Tx,
+    parts: &[(&str, LinePart)],
+    hold: Option<&str>,
+) -> Result<u64> {
+    // `WHERE` keeps SQLite from reading `ON CONFLICT` as part of the join.
+    let filter = if hold.is_some() {
+        "r.hold_id = $3"
+    } else {
+        "true"
+    };
     let sql = format!(
         "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, gpus, rate_per_hour, \
          hour_start, period_start, period_end, billable_micros, amount, unpaid, earned, created_at) \
          SELECT d.id, r.id, r.org_id, r.cluster_id, r.node_id, r.device_id, r.provider_org_id, r.currency, r.gpus, r.rate_per_hour, \
          d.hour_start, d.period_start, d.period_end, d.billable, d.amount, d.unpaid, d.earned, $2 \
-         FROM {} JOIN usage_records r ON r.id = d.record_id WHERE true \
+         FROM {} JOIN usage_records r ON r.id = d.record_id WHERE {filter} \
          ON CONFLICT (record_id, hour_start) DO UPDATE SET period_end = excluded.period_end, \
          billable_micros = usage_lines.billable_micros + excluded.billable_micros, amount = usage_lines.amount + excluded.amount, \
          unpaid = usage_lines.unpaid + excluded.unpaid, earned = usage_lines.earned + excluded.earned",
         parts_table(tx.engine())
     );
     let json = parts_json(parts)?;
-    let written = tx_run!(tx, |c| sqlx::query(&sql)
-        .bind(&json)
-        .bind(now_micros())
+    let written = tx_run!(tx, |c| {
+        let q = sqlx::query(&sql).bind(&json).bind(now_micros());
+        match hold {
+            Some(h) => q.bind(h),
+            None => q,
+        }
         .execute(c)
         .await
-        .map(|x| x.rows_affected()))?;
+        .map(|x| x.rows_affected())
+    })?;
     if written != parts.len() as u64 {
         return Err(BillingError::internal("a usage line lost its record"));
     }
@@ -344,13 +359,15 @@ pub async fn settle_hold_in(
         let sql = format!(
             "UPDATE usage_records SET accrued_until = d.until, ended_at = COALESCE(usage_records.ended_at, d.until), settled = $2 \
              FROM (SELECT value ->> 0 AS id, CAST(value ->> 1 AS BIGINT) AS old, CAST(value ->> 2 AS BIGINT) AS until FROM {}) AS d \
-             WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
+             WHERE usage_records.hold_id = $3 AND usage_records.id = d.id AND usage_records.accrued_until = d.old",
             tx.engine().json_rows("$1")
         );
         let json = serde_json::to_string(&moves).map_err(BillingError::internal)?;
+        // The hold's own index finds its few records; without it Postgres can scan them all.
         let moved = tx_run!(tx, |c| sqlx::query(&sql)
             .bind(&json)
             .bind(true)
+            .bind(hold_id)
             .execute(c)
             .await
             .map(|x| x.rows_affected()))?;
@@ -360,7 +377,7 @@ pub async fn settle_hold_in(
     }
     // 2. The usage lines.
     if !parts.is_empty() {
-        add_to_lines(tx, &parts).await?;
+        add_to_lines(tx, &parts, Some(hold_id)).await?;
     }
     // 3. The hold: captured what was paid, released the rest, settled.
     let now = now_micros();
@@ -879,7 +896,7 @@ impl Ledger {
         let (opening, continuing): (Vec<_>, Vec<_>) =
             parts.into_iter().partition(|(_, p)| p.opens_line);
         if !opening.is_empty() {
-            add_to_lines(&mut tx, &opening).await?;
+            add_to_lines(&mut tx, &opening, None).await?;
         }
         if !continuing.is_empty()
             && add_to_existing_lines(&mut tx, &continuing).await? != continuing.len() as u64
@@ -976,7 +993,7 @@ impl Ledger {
             .into_iter()
             .map(|part| (r.id.as_str(), part))
             .collect();
-        add_to_lines(&mut tx, &parts).await?;
+        add_to_lines(&mut tx, &parts, None).await?;
         tx.commit().await?;
         report.charged_records += 1;
         *report.captured.entry(currency).or_default() += paid;

@@ -327,13 +327,13 @@ pub(crate) struct NodeRow {
 }
 
 /// A cluster's nodes, oldest first, with what placement knows of their devices. A node's
-/// usage record is found by its id ([`lifecycle::usage_id`]), a key lookup.
+/// usage record is found by its id ([`lifecycle::usage_id`]) in a scalar subquery: a key
+/// lookup per node, which the planner cannot turn into a scan of every record (as it did
+/// with `EXISTS` and with a join, once plans were cached while the table was small).
 const NODES_SQL: &str = "SELECT n.id, n.device_id, n.provider_org_id, n.gpus, n.role, n.status, n.endpoints, n.reason, n.price_per_gpu_hour, \
     n.bootstrap, n.ready_at, n.failed_at, n.ended_at, d.status AS device_status, d.region, d.gpu_model, \
-    u.id IS NOT NULL AS metered \
-    FROM node_assignments n JOIN devices d ON d.id = n.device_id \
-    LEFT JOIN usage_records u ON u.id = 'use_' || substr(n.id, 5) \
-    WHERE n.cluster_id = $1 ORDER BY n.created_at, n.id";
+    (SELECT COUNT(*) FROM usage_records u WHERE u.id = 'use_' || substr(n.id, 5)) > 0 AS metered \
+    FROM node_assignments n JOIN devices d ON d.id = n.device_id WHERE n.cluster_id = $1 ORDER BY n.created_at, n.id";
 
 impl NodeRow {
     pub fn endpoints(&self) -> serde_json::Value {
