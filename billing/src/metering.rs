@@ -282,18 +282,19 @@ pub struct HoldUsage {
 /// The final settlement of a hold (its cluster ended) inside the caller's transaction: every
 /// record charged to when it ended (to `at` if it had not), with one ledger transaction paying
 /// providers and the platform, and the rest of the hold released with another. Each account
-/// moves once however many nodes the cluster had, and the shared ones (provider earnings,
-/// platform revenue) last, so their rows are held only for the commit.
+/// moves once however many nodes the cluster had. The money moves when the caller posts the
+/// answer ([`Settled::post_in`]), after its own writes.
 ///
 /// `Ok(None)` when a record moved since `usage` was read (an accrual pass charged it): the
-/// caller rolls back and reads again. A hold already settled is returned as it is.
+/// caller rolls back and reads again. A hold already settled is returned as it is, with
+/// nothing to post.
 pub async fn settle_hold_in(
     tx: &mut Tx,
     hold_id: &str,
     usage: &HoldUsage,
     at: i64,
     fee_bps: FeeBps,
-) -> Result<Option<crate::ledger::Hold>> {
+) -> Result<Option<Settled>> {
     let lock = match tx.engine() {
         iocloud_db::Engine::Postgres => " FOR UPDATE",
         iocloud_db::Engine::Sqlite => "",
@@ -308,7 +309,10 @@ pub async fn settle_hold_in(
         .await)?;
     let mut hold = hold.ok_or_else(|| BillingError::HoldNotFound(hold_id.to_string()))?;
     if hold.status != "open" {
-        return Ok(Some(hold));
+        return Ok(Some(Settled {
+            hold,
+            payments: Vec::new(),
+        }));
     }
     let currency = hold.currency();
     let mut left = hold.amount - hold.captured - hold.released;
@@ -436,20 +440,38 @@ pub async fn settle_hold_in(
             .to_vec(),
         });
     }
-    if crate::ledger::post::batch_fast_in(tx, &payments)
-        .await?
-        .is_none()
-    {
-        // A reference already used or an account short: neither can happen to an open hold.
-        return Err(BillingError::internal(format!(
-            "the settlement of hold {hold_id} could not be posted"
-        )));
-    }
     hold.captured += paid_total;
     hold.released += left;
     hold.status = "settled".into();
     hold.updated_at = now;
-    Ok(Some(hold))
+    Ok(Some(Settled { hold, payments }))
+}
+
+/// A hold settled in an open transaction, its money not yet moved: [`Settled::post_in`] moves
+/// it, as the transaction's last writes.
+pub struct Settled {
+    /// The hold as it is once settled.
+    pub hold: crate::ledger::Hold,
+    payments: Vec<NewTransaction>,
+}
+
+impl Settled {
+    /// Posts the settlement's captures and release. Last in the transaction, because the
+    /// accounts it moves include those every settlement shares (platform revenue, a
+    /// provider's earnings): their rows are then locked only until the commit.
+    pub async fn post_in(self, tx: &mut Tx) -> Result<crate::ledger::Hold> {
+        if crate::ledger::post::batch_fast_in(tx, &self.payments)
+            .await?
+            .is_none()
+        {
+            // A reference already used or an account short: neither can happen to an open hold.
+            return Err(BillingError::internal(format!(
+                "the settlement of hold {} could not be posted",
+                self.hold.id
+            )));
+        }
+        Ok(self.hold)
+    }
 }
 
 /// Starts metering a node inside the caller's transaction, under the caller's record `id`: the

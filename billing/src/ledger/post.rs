@@ -175,12 +175,34 @@ async fn lock_accounts(tx: &mut Tx, batch: &[NewTransaction]) -> Result<()> {
             .collect();
         ids.sort();
         ids.dedup();
-        sqlx::query("SELECT id FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        // `NO KEY UPDATE`, the lock the balance update takes anyway: postings of other
+        // transactions (whose foreign key takes a key-share lock) do not wait for it.
+        sqlx::query(
+            "SELECT id FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut **t)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Postgres: which of the accounts exist, read without waiting for anyone. (SQLite: none are
+/// assumed to; it inserts them all with `ON CONFLICT DO NOTHING`, which is as cheap there.)
+async fn existing_accounts(
+    tx: &mut Tx,
+    totals: &BTreeMap<String, (AccountRef, i64)>,
+) -> Result<std::collections::HashSet<String>> {
+    let Tx::Postgres(t) = tx else {
+        return Ok(Default::default());
+    };
+    let ids: Vec<&String> = totals.keys().collect();
+    let found: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM ledger_accounts WHERE id = ANY($1)")
             .bind(&ids)
             .fetch_all(&mut **t)
             .await?;
-    }
-    Ok(())
+    Ok(found.into_iter().collect())
 }
 
 /// Checks that postings name non-zero amounts in their account's currency and sum to zero in
@@ -379,8 +401,6 @@ pub(crate) async fn batch_fast_in(
     }
     let now = now_micros();
     let ids: Vec<String> = batch.iter().map(|_| new_id("ltx")).collect();
-    lock_accounts(tx, batch).await?;
-
     // 1. Claim every reference at once; a reference already used sends us to the slow path.
     let rows: Vec<(&NewTransaction, &String)> = batch.iter().zip(&ids).collect();
     let mut claimed = 0;
@@ -409,8 +429,15 @@ pub(crate) async fn batch_fast_in(
         return Ok(None);
     }
 
-    // 2. Make sure every account exists.
-    let accounts: Vec<(&String, &AccountRef)> = totals.iter().map(|(id, (a, _))| (id, a)).collect();
+    // 2. Make sure every account exists. On Postgres, only the missing ones are inserted: an
+    // insert that finds an account being updated by another transaction waits for it, and the
+    // busiest accounts are updated all the time.
+    let existing = existing_accounts(tx, &totals).await?;
+    let accounts: Vec<(&String, &AccountRef)> = totals
+        .iter()
+        .filter(|(id, _)| !existing.contains(*id))
+        .map(|(id, (a, _))| (id, a))
+        .collect();
     for part in accounts.chunks(ROWS_PER_STATEMENT) {
         let values = placeholders(part.len(), 6);
         let sql = format!(
@@ -431,33 +458,7 @@ pub(crate) async fn batch_fast_in(
         })?;
     }
 
-    // 3. Move every balance by its net amount, refusing any overdraft.
-    let moving: Vec<(&String, i64)> = totals
-        .iter()
-        .filter(|(_, (_, d))| *d != 0)
-        .map(|(id, (_, d))| (id, *d))
-        .collect();
-    let mut moved = 0;
-    for part in moving.chunks(ROWS_PER_STATEMENT) {
-        let values = placeholders(part.len(), 2);
-        let sql = format!(
-            "UPDATE ledger_accounts SET balance = balance + d.delta \
-                 FROM (SELECT column1 AS id, column2 AS delta FROM (VALUES {values}) AS v) AS d \
-                 WHERE ledger_accounts.id = d.id AND (ledger_accounts.allow_negative OR ledger_accounts.balance + d.delta >= 0)"
-        );
-        moved += tx_run!(tx, |c| {
-            let mut q = sqlx::query(&sql);
-            for (id, delta) in part {
-                q = q.bind(*id).bind(*delta);
-            }
-            q.execute(c).await.map(|r| r.rows_affected())
-        })?;
-    }
-    if moved != moving.len() as u64 {
-        return Ok(None);
-    }
-
-    // 4. Every posting in one statement.
+    // 3. Every posting in one statement.
     let postings: Vec<(&String, &Posting)> = batch
         .iter()
         .zip(&ids)
@@ -483,6 +484,34 @@ pub(crate) async fn batch_fast_in(
             q.execute(c).await.map(|r| r.rows_affected())
         })?;
     }
+    // 4. Last, as the rows it locks may be shared by every batch (platform revenue): move
+    // every balance by its net amount, in id order, refusing any overdraft.
+    lock_accounts(tx, batch).await?;
+    let moving: Vec<(&String, i64)> = totals
+        .iter()
+        .filter(|(_, (_, d))| *d != 0)
+        .map(|(id, (_, d))| (id, *d))
+        .collect();
+    let mut moved = 0;
+    for part in moving.chunks(ROWS_PER_STATEMENT) {
+        let values = placeholders(part.len(), 2);
+        let sql = format!(
+            "UPDATE ledger_accounts SET balance = balance + d.delta \
+                 FROM (SELECT column1 AS id, column2 AS delta FROM (VALUES {values}) AS v) AS d \
+                 WHERE ledger_accounts.id = d.id AND (ledger_accounts.allow_negative OR ledger_accounts.balance + d.delta >= 0)"
+        );
+        moved += tx_run!(tx, |c| {
+            let mut q = sqlx::query(&sql);
+            for (id, delta) in part {
+                q = q.bind(*id).bind(*delta);
+            }
+            q.execute(c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    if moved != moving.len() as u64 {
+        return Ok(None);
+    }
+
     Ok(Some(ids))
 }
 

@@ -460,28 +460,36 @@ impl Control {
         let status = row.status();
         // An accrual pass may charge a record between our read and our write: read again.
         for _ in 0..MAX_STEPS {
-            let mut tx;
-            let mut message = String::from("settled");
-            match &row.hold_id {
-                Some(hold_id) => {
-                    let usage = self.ledger.usage_of_hold(hold_id).await?;
-                    tx = self.db.begin().await?;
+            // Read before the transaction opens: it holds a connection, and waiting for a
+            // second one while holding the first starves the pool under load.
+            let usage = match &row.hold_id {
+                Some(hold_id) => Some(self.ledger.usage_of_hold(hold_id).await?),
+                None => None,
+            };
+            let mut tx = self.db.begin().await?;
+            let settled = match (&row.hold_id, &usage) {
+                (Some(hold_id), Some(usage)) => {
                     let fee = self.settings.platform_fee_bps;
-                    let Some(hold) = settle_hold_in(&mut tx, hold_id, &usage, at, fee).await?
-                    else {
-                        continue;
-                    };
-                    let c = hold.currency();
-                    message = format!(
-                        "charged {} {}; released {} {}",
-                        Money::from_micros(hold.captured, c).to_decimal(),
-                        c.code(),
-                        Money::from_micros(hold.released, c).to_decimal(),
-                        c.code()
-                    );
+                    match settle_hold_in(&mut tx, hold_id, usage, at, fee).await? {
+                        Some(settled) => Some(settled),
+                        None => continue,
+                    }
                 }
-                None => tx = self.db.begin().await?,
-            }
+                _ => None,
+            };
+            let message = match &settled {
+                Some(s) => {
+                    let c = s.hold.currency();
+                    format!(
+                        "charged {} {}; released {} {}",
+                        Money::from_micros(s.hold.captured, c).to_decimal(),
+                        c.code(),
+                        Money::from_micros(s.hold.released, c).to_decimal(),
+                        c.code()
+                    )
+                }
+                None => "settled".to_string(),
+            };
             let event = match status {
                 ClusterStatus::Terminating => {
                     row.set_status(ClusterStatus::Terminated, None);
@@ -498,6 +506,9 @@ impl Control {
                     None
                 }
             };
+            if let Some(settled) = settled {
+                settled.post_in(&mut tx).await?;
+            }
             tx.commit().await?;
             if let Some(event) = event {
                 self.publish_events(&[event]).await;
