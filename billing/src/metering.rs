@@ -456,6 +456,20 @@ pub struct Settled {
 }
 
 impl Settled {
+    /// Posts several settlements' money at once, each account moved once for all of them.
+    pub async fn post_all_in(tx: &mut Tx, all: Vec<Settled>) -> Result<()> {
+        let payments: Vec<NewTransaction> = all.into_iter().flat_map(|s| s.payments).collect();
+        if crate::ledger::post::batch_fast_in(tx, &payments)
+            .await?
+            .is_none()
+        {
+            return Err(BillingError::internal(
+                "a batch of settlements could not be posted",
+            ));
+        }
+        Ok(())
+    }
+
     /// Posts the settlement's captures and release. Last in the transaction, because the
     /// accounts it moves include those every settlement shares (platform revenue, a
     /// provider's earnings): their rows are then locked only until the commit.
@@ -577,19 +591,47 @@ impl Ledger {
         ))
     }
 
-    /// A hold's usage records and their downtime, for [`settle_hold_in`].
-    pub async fn usage_of_hold(&self, hold_id: &str) -> Result<HoldUsage> {
-        let sql = format!("SELECT {COLUMNS} FROM usage_records WHERE hold_id = $1 ORDER BY id");
-        let records: Vec<UsageRecord> = db_run!(self.db(), |p| sqlx::query_as(&sql)
-            .bind(hold_id)
-            .fetch_all(p)
-            .await)?;
-        let downtime = if records.is_empty() {
-            HashMap::new()
-        } else {
-            self.downtime_of(&records).await?
-        };
-        Ok(HoldUsage { records, downtime })
+    /// Each hold's usage records and their downtime, for [`settle_hold_in`]: two reads for
+    /// any number of holds.
+    pub async fn usage_of_holds(&self, hold_ids: &[&str]) -> Result<HashMap<String, HoldUsage>> {
+        let mut usage: HashMap<String, HoldUsage> = hold_ids
+            .iter()
+            .map(|h| {
+                let empty = HoldUsage {
+                    records: Vec::new(),
+                    downtime: HashMap::new(),
+                };
+                (h.to_string(), empty)
+            })
+            .collect();
+        if hold_ids.is_empty() {
+            return Ok(usage);
+        }
+        let placeholders: Vec<String> = (1..=hold_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM usage_records WHERE hold_id IN ({}) ORDER BY id",
+            placeholders.join(", ")
+        );
+        let records: Vec<UsageRecord> = db_run!(self.db(), |p| {
+            let mut q = sqlx::query_as(&sql);
+            for h in hold_ids {
+                q = q.bind(*h);
+            }
+            q.fetch_all(p).await
+        })?;
+        if records.is_empty() {
+            return Ok(usage);
+        }
+        let mut downtime = self.downtime_of(&records).await?;
+        for r in records {
+            if let Some(u) = usage.get_mut(&r.hold_id) {
+                if let Some(d) = downtime.remove(&r.id) {
+                    u.downtime.insert(r.id.clone(), d);
+                }
+                u.records.push(r);
+            }
+        }
+        Ok(usage)
     }
 
     /// The node was down from `from` to `to`: that time is not charged.

@@ -51,6 +51,7 @@ pub struct Control {
     pub wakeups: std::sync::Arc<providers::wakeups::Wakeups>,
     pub capacity: capacity::SharedCapacity,
     pub events: std::sync::Arc<clusters::events::EventHub>,
+    pub settling: std::sync::Arc<clusters::SettleQueue>,
 }
 
 impl Control {
@@ -83,6 +84,7 @@ impl Control {
             heartbeats: Default::default(),
             wakeups: Default::default(),
             events: Default::default(),
+            settling: Default::default(),
         }
     }
 

@@ -5,18 +5,36 @@ use rand::Rng;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
+/// The last id's time and random part in this process (see [`new_id`]).
+static LAST: std::sync::Mutex<(i64, u128)> = std::sync::Mutex::new((0, 0));
+
+const RANDOM_BITS: u32 = 80;
+
 /// A new id: `prefix_` + 10 base-32 characters of milliseconds since the epoch + 16 random ones.
+/// Within a process ids only grow: one made in the same millisecond as the last (or while the
+/// clock stepped back) takes the last one's time and random part plus one, so two events
+/// written one after the other always list in that order.
 pub fn new_id(prefix: &str) -> String {
-    let millis = crate::time::now_micros() / 1000;
+    let now = crate::time::now_micros() / 1000;
+    let fresh: u128 = rand::rng().random::<u128>() >> (128 - RANDOM_BITS);
+    let (millis, random) = {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let next = if now > last.0 || last.1 + 1 >= 1 << RANDOM_BITS {
+            (now.max(last.0 + i64::from(last.0 >= now)), fresh)
+        } else {
+            (last.0, last.1 + 1)
+        };
+        *last = next;
+        next
+    };
     let mut out = String::with_capacity(prefix.len() + 27);
     out.push_str(prefix);
     out.push('_');
     for i in (0..10).rev() {
         out.push(ALPHABET[((millis >> (i * 5)) & 31) as usize] as char);
     }
-    let mut rng = rand::rng();
-    for _ in 0..16 {
-        out.push(ALPHABET[rng.random_range(0..32)] as char);
+    for i in (0..16).rev() {
+        out.push(ALPHABET[((random >> (i * 5)) & 31) as usize] as char);
     }
     out
 }
@@ -42,5 +60,12 @@ mod tests {
         assert!(!is_valid("usr", &a));
         assert!(!is_valid("org", "org_../../etc"));
         assert!(a < b, "later ids sort after earlier ones");
+    }
+
+    #[test]
+    fn ids_made_in_the_same_millisecond_keep_their_order() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_id("evt")).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids.iter().all(|id| is_valid("evt", id)));
     }
 }

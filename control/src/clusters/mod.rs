@@ -15,6 +15,7 @@ pub mod events;
 mod lifecycle;
 pub mod quota;
 mod reconcile;
+mod settle;
 pub mod spec;
 
 use iocloud_billing::{Currency, Money};
@@ -27,6 +28,7 @@ pub use apply::{ApplyAction, ApplyPlan, ApplyResult, SpecChange};
 pub use events::ClusterEvent;
 pub use lifecycle::Extension;
 pub use quota::{QuotaExceeded, QuotaLimits, QuotaUpdate, QuotaView};
+pub use settle::SettleQueue;
 pub use spec::{ClusterKind, ClusterSpec, Connectivity};
 
 use crate::{Action, Actor, Control, Error, Page, PageRequest, Result};

@@ -5,7 +5,7 @@
 //! every cluster that is due (`reconcile_at`), which each replica checks every few seconds.
 
 use iocloud_billing::Money;
-use iocloud_billing::metering::{NewUsage, settle_hold_in, start_usage_in};
+use iocloud_billing::metering::{NewUsage, start_usage_in};
 use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, Tx, db_run, tx_run};
 
@@ -60,24 +60,6 @@ async fn quiet_schedule(db: &Db, row: &ClusterRow, at: Option<i64>) -> Result<()
     .await
     .map(|r| r.rows_affected()))
     .map_err(DbError::from)?;
-    Ok(())
-}
-
-/// [`quiet_schedule`] inside a transaction; refuses (stale) if the row moved.
-async fn schedule_in(tx: &mut Tx, row: &ClusterRow, at: Option<i64>) -> Result<()> {
-    let moved = tx_run!(tx, |c| sqlx::query(
-        "UPDATE clusters SET reconcile_at = $1 WHERE id = $2 AND resource_version = $3"
-    )
-    .bind(at)
-    .bind(&row.id)
-    .bind(row.resource_version)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))
-    .map_err(DbError::from)?;
-    if moved == 0 {
-        return Err(stale(row));
-    }
     Ok(())
 }
 
@@ -450,75 +432,6 @@ impl Control {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// Settles an ended cluster in one transaction: every node charged to when it stopped,
-    /// the rest of the hold released, and a terminating cluster terminated. The row's
-    /// compare-and-set commits it all or nothing, so it is safe to repeat and to race.
-    async fn settle_cluster(&self, mut row: ClusterRow) -> Result<()> {
-        let at = row.ended_at.unwrap_or_else(now_micros);
-        let status = row.status();
-        // An accrual pass may charge a record between our read and our write: read again.
-        for _ in 0..MAX_STEPS {
-            // Read before the transaction opens: it holds a connection, and waiting for a
-            // second one while holding the first starves the pool under load.
-            let usage = match &row.hold_id {
-                Some(hold_id) => Some(self.ledger.usage_of_hold(hold_id).await?),
-                None => None,
-            };
-            let mut tx = self.db.begin().await?;
-            let settled = match (&row.hold_id, &usage) {
-                (Some(hold_id), Some(usage)) => {
-                    let fee = self.settings.platform_fee_bps;
-                    match settle_hold_in(&mut tx, hold_id, usage, at, fee).await? {
-                        Some(settled) => Some(settled),
-                        None => continue,
-                    }
-                }
-                _ => None,
-            };
-            let message = match &settled {
-                Some(s) => {
-                    let c = s.hold.currency();
-                    format!(
-                        "charged {} {}; released {} {}",
-                        Money::from_micros(s.hold.captured, c).to_decimal(),
-                        c.code(),
-                        Money::from_micros(s.hold.released, c).to_decimal(),
-                        c.code()
-                    )
-                }
-                None => "settled".to_string(),
-            };
-            let event = match status {
-                ClusterStatus::Terminating => {
-                    row.set_status(ClusterStatus::Terminated, None);
-                    row.terminated_at = Some(now_micros());
-                    row.reconcile_at = None;
-                    Some(
-                        row.save_in(&mut tx, "terminated", &message)
-                            .await?
-                            .ok_or_else(|| stale(&row))?,
-                    )
-                }
-                _ => {
-                    schedule_in(&mut tx, &row, None).await?;
-                    None
-                }
-            };
-            if let Some(settled) = settled {
-                settled.post_in(&mut tx).await?;
-            }
-            tx.commit().await?;
-            if let Some(event) = event {
-                self.publish_events(&[event]).await;
-            }
-            return Ok(());
-        }
-        Err(Error::Conflict {
-            code: "settlement_contended",
-            message: format!("cluster {} kept being charged while it was settled", row.id),
-        })
     }
 }
 

@@ -868,3 +868,90 @@ async fn declarative_apply_plans_and_is_idempotent(b: Backend) {
     );
     ledger_balances(&app).await;
 }
+
+on_both_engines!(clusters_ended_together_settle_together);
+
+/// Many clusters created and terminated at once: a new organisation's first creates all count
+/// against its quota, and settlements that arrive together (done in batches, one posting per
+/// account) account for every micro-unit: each hold captured plus released is what it held,
+/// providers' earnings and the platform's fees are what the usage lines say, and every
+/// record is settled.
+async fn clusters_ended_together_settle_together(b: Backend) {
+    use futures::future::join_all;
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(4), true, |_| {}).await;
+    let creates = (0..12).map(|i| {
+        app.post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": format!("batch-{i}"), "kind": "container", "image": "busybox",
+                   "gpu_model": "h100-sxm", "gpu_count": 2, "duration_hours": 1}),
+        )
+    });
+    let created = join_all(creates).await;
+    assert!(
+        created.iter().all(|c| c.status == 201),
+        "{:?}",
+        created.iter().map(|c| &c.text).collect::<Vec<_>>()
+    );
+    let quota = app.get("/v1/quota", &s.access).await;
+    assert_eq!(quota.body["clusters_in_use"], 12, "{}", quota.text);
+    assert_eq!(quota.body["gpus_in_use"], 24);
+    let ids: Vec<String> = created
+        .iter()
+        .map(|c| c.body["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &ids {
+        wait_status(&app, &s, id, "running").await;
+    }
+    // Let them run a moment, so there is something to charge.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let paths: Vec<String> = ids.iter().map(|id| format!("/v1/clusters/{id}")).collect();
+    let deletes = paths.iter().map(|path| app.delete(path, &s.access));
+    let gone = join_all(deletes).await;
+    for g in &gone {
+        assert_eq!(g.status, 200, "{}", g.text);
+        assert_eq!(g.body["status"], "terminated", "{}", g.text);
+        assert!(kinds(&g.body).ends_with(&["terminated".to_string()]));
+    }
+    let sum = |sql: String| {
+        let app = &app;
+        async move { app.count(&sql).await }
+    };
+    let org = &s.org_id;
+    assert_eq!(
+        sum(format!("SELECT COUNT(*) FROM holds WHERE org_id = '{org}' AND (status <> 'settled' OR captured + released <> amount)")).await,
+        0,
+        "every hold settled, to the micro-unit"
+    );
+    assert_eq!(
+        sum("SELECT COUNT(*) FROM usage_records WHERE NOT settled OR ended_at IS NULL OR accrued_until <> ended_at".into()).await,
+        0,
+        "every record charged to its end"
+    );
+    let captured = sum(format!(
+        "SELECT CAST(COALESCE(SUM(captured), 0) AS BIGINT) FROM holds WHERE org_id = '{org}'"
+    ))
+    .await;
+    let billed =
+        sum("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM usage_lines".into()).await;
+    let earned =
+        sum("SELECT CAST(COALESCE(SUM(earned), 0) AS BIGINT) FROM usage_lines".into()).await;
+    assert!(captured > 0, "twelve clusters ran a little");
+    assert_eq!(captured, billed, "the lines say what was captured");
+    let account = |kind: &str| {
+        format!(
+            "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM ledger_accounts WHERE kind = '{kind}' AND currency = 'USD'"
+        )
+    };
+    assert_eq!(sum(account("provider_earnings")).await, earned);
+    assert_eq!(sum(account("platform_revenue")).await, captured - earned);
+    let (available, held) = balance(&app, &s, "USD").await;
+    assert_eq!(held, 0.0);
+    assert_eq!(((1000.0 - available) * 1e6).round() as i64, captured);
+    let quota = app.get("/v1/quota", &s.access).await;
+    assert_eq!(quota.body["clusters_in_use"], 0);
+    ledger_balances(&app).await;
+}

@@ -1,0 +1,236 @@
+//! Settling ended clusters: every node charged to when it stopped, the rest of the hold
+//! released, and a terminating cluster terminated, all in one transaction whose
+//! compare-and-set on the row makes it safe to repeat and to race.
+//!
+//! Settlements that arrive together are done together (group commit): while one batch is in
+//! the database the next ones queue, and whoever's turn comes takes them all. Every
+//! settlement credits the same few accounts (platform revenue, a provider's earnings); in a
+//! batch those rows are updated once, so they are locked once per batch instead of once per
+//! cluster. Each cluster has a savepoint of its own, so one that raced (an accrual pass charged
+//! it meanwhile, or its row moved) is rolled back alone and settled again by itself.
+
+use iocloud_billing::Money;
+use iocloud_billing::metering::{HoldUsage, Settled, settle_hold_in};
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Tx, tx_run};
+use tokio::sync::oneshot;
+
+use super::lifecycle::stale;
+use super::{ClusterEvent, ClusterRow, ClusterStatus};
+use crate::{Control, Error, Result};
+
+/// Tries at settling one cluster alone before giving up (each failed try is someone else's
+/// progress: an accrual charged it, or its row moved).
+const TRIES: usize = 16;
+
+struct Waiting {
+    row: ClusterRow,
+    done: oneshot::Sender<Result<()>>,
+}
+
+/// Settlements waiting for their turn, and the turn.
+#[derive(Default)]
+pub struct SettleQueue {
+    waiting: parking_lot::Mutex<Vec<Waiting>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// What one cluster's settlement wrote, waiting for the batch's money and commit.
+struct Done {
+    event: Option<ClusterEvent>,
+    settled: Option<Settled>,
+}
+
+/// Makes a terminating cluster terminated, or takes a failed one off the reconciler's list.
+async fn finish_in(
+    tx: &mut Tx,
+    row: &mut ClusterRow,
+    message: &str,
+) -> Result<Option<ClusterEvent>> {
+    if row.status() != ClusterStatus::Terminating {
+        let moved = tx_run!(tx, |c| sqlx::query(
+            "UPDATE clusters SET reconcile_at = NULL WHERE id = $1 AND resource_version = $2"
+        )
+        .bind(&row.id)
+        .bind(row.resource_version)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        return if moved == 1 {
+            Ok(None)
+        } else {
+            Err(stale(row))
+        };
+    }
+    row.set_status(ClusterStatus::Terminated, None);
+    row.terminated_at = Some(now_micros());
+    row.reconcile_at = None;
+    let event = row.save_in(tx, "terminated", message).await?;
+    event.map(Some).ok_or_else(|| stale(row))
+}
+
+/// What the terminated event says the cluster cost.
+fn summary(settled: Option<&Settled>) -> String {
+    let Some(s) = settled else {
+        return "settled".to_string();
+    };
+    let c = s.hold.currency();
+    format!(
+        "charged {} {}; released {} {}",
+        Money::from_micros(s.hold.captured, c).to_decimal(),
+        c.code(),
+        Money::from_micros(s.hold.released, c).to_decimal(),
+        c.code()
+    )
+}
+
+async fn savepoint(tx: &mut Tx, sql: &'static str) -> Result<()> {
+    tx_run!(tx, |c| sqlx::query(sql)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+impl Control {
+    /// Settles an ended (terminating or failed) cluster, with whatever other settlements are
+    /// waiting at the same moment.
+    pub(crate) async fn settle_cluster(&self, row: ClusterRow) -> Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.settling.waiting.lock().push(Waiting { row, done });
+        {
+            let _turn = self.settling.turn.lock().await;
+            let batch = std::mem::take(&mut *self.settling.waiting.lock());
+            if !batch.is_empty() {
+                // Its own task: a caller that goes away mid-batch does not cancel the others'.
+                let this = self.clone();
+                let _ = tokio::spawn(async move { this.settle_batch(batch).await }).await;
+            }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::Internal("a settlement was dropped".into())))
+    }
+
+    async fn settle_batch(&self, batch: Vec<Waiting>) {
+        let (done, retry) = match self.try_batch(&batch).await {
+            Ok(outcome) => outcome,
+            // The whole batch rolled back: each settles alone.
+            Err(e) => {
+                tracing::debug!(error = %e, "a batch of settlements failed; settling them one by one");
+                (Vec::new(), (0..batch.len()).collect())
+            }
+        };
+        let mut answers: Vec<Option<Result<()>>> = (0..batch.len()).map(|_| None).collect();
+        for (i, event) in done {
+            if let Some(event) = event {
+                self.publish_events(&[event]).await;
+            }
+            answers[i] = Some(Ok(()));
+        }
+        for i in retry {
+            answers[i] = Some(self.settle_alone(batch[i].row.clone()).await);
+        }
+        for (w, answer) in batch.into_iter().zip(answers) {
+            let _ = w.done.send(answer.unwrap_or(Ok(())));
+        }
+    }
+
+    /// One transaction for the whole batch. Returns the settled (by index, with their
+    /// events) and the indexes to settle alone.
+    async fn try_batch(
+        &self,
+        batch: &[Waiting],
+    ) -> Result<(Vec<(usize, Option<ClusterEvent>)>, Vec<usize>)> {
+        // Read before the transaction opens: it holds a connection, and waiting for a second
+        // one while holding the first starves the pool under load.
+        let holds: Vec<&str> = batch
+            .iter()
+            .filter_map(|w| w.row.hold_id.as_deref())
+            .collect();
+        let usage = self.ledger.usage_of_holds(&holds).await?;
+        let alone = batch.len() == 1;
+        let mut tx = self.db.begin().await?;
+        let (mut done, mut retry, mut money) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, w) in batch.iter().enumerate() {
+            let mut row = w.row.clone();
+            if !alone {
+                savepoint(&mut tx, "SAVEPOINT settle_one").await?;
+            }
+            let hold_usage = row.hold_id.as_ref().and_then(|h| usage.get(h));
+            match self.settle_in(&mut tx, &mut row, hold_usage).await {
+                Ok(Some(Done { event, settled })) => {
+                    if !alone {
+                        savepoint(&mut tx, "RELEASE SAVEPOINT settle_one").await?;
+                    }
+                    money.extend(settled);
+                    done.push((i, event));
+                }
+                Ok(None) | Err(_) if !alone => {
+                    savepoint(&mut tx, "ROLLBACK TO SAVEPOINT settle_one").await?;
+                    savepoint(&mut tx, "RELEASE SAVEPOINT settle_one").await?;
+                    retry.push(i);
+                }
+                Ok(None) => return Ok((Vec::new(), vec![i])),
+                Err(e) => return Err(e),
+            }
+        }
+        if !money.is_empty() {
+            Settled::post_all_in(&mut tx, money).await?;
+        }
+        tx.commit().await?;
+        Ok((done, retry))
+    }
+
+    /// One cluster in its own transaction, read again until it goes through.
+    async fn settle_alone(&self, mut row: ClusterRow) -> Result<()> {
+        for _ in 0..TRIES {
+            let holds: Vec<&str> = row.hold_id.as_deref().into_iter().collect();
+            let usage = self.ledger.usage_of_holds(&holds).await?;
+            let mut tx = self.db.begin().await?;
+            let hold_usage = row.hold_id.as_ref().and_then(|h| usage.get(h));
+            let Some(Done { event, settled }) =
+                self.settle_in(&mut tx, &mut row, hold_usage).await?
+            else {
+                continue;
+            };
+            if let Some(settled) = settled {
+                settled.post_in(&mut tx).await?;
+            }
+            tx.commit().await?;
+            if let Some(event) = event {
+                self.publish_events(&[event]).await;
+            }
+            return Ok(());
+        }
+        Err(Error::Conflict {
+            code: "settlement_contended",
+            message: format!("cluster {} kept being charged while it was settled", row.id),
+        })
+    }
+
+    /// A cluster's settlement inside `tx`, its money not yet posted. `Ok(None)` when a usage
+    /// record moved since `usage` was read.
+    async fn settle_in(
+        &self,
+        tx: &mut Tx,
+        row: &mut ClusterRow,
+        usage: Option<&HoldUsage>,
+    ) -> Result<Option<Done>> {
+        let at = row.ended_at.unwrap_or_else(now_micros);
+        let settled = match (&row.hold_id, usage) {
+            (Some(hold_id), Some(usage)) => {
+                let fee = self.settings.platform_fee_bps;
+                match settle_hold_in(tx, hold_id, usage, at, fee).await? {
+                    Some(settled) => Some(settled),
+                    None => return Ok(None),
+                }
+            }
+            _ => None,
+        };
+        let event = finish_in(tx, row, &summary(settled.as_ref())).await?;
+        Ok(Some(Done { event, settled }))
+    }
+}
