@@ -8,6 +8,7 @@ use iocloud_db::{DbError, db_run, ids::new_id};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::batcher::Batcher;
 use crate::{Action, Actor, Control, Page, PageRequest, Result};
 
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -44,28 +45,75 @@ pub struct NewAuditEvent {
     pub ip: Option<String>,
 }
 
+fn outcome(status: u16) -> &'static str {
+    match status {
+        200..=399 => "success",
+        401 | 403 => "denied",
+        _ => "failure",
+    }
+}
+
+/// Audit events waiting for their turn to be written ([`Batcher`]): id, event, time.
+pub type AuditQueue = Batcher<(String, NewAuditEvent, i64), Result<()>>;
+
 impl Control {
     pub async fn record_audit(&self, e: NewAuditEvent) -> Result<()> {
-        let outcome = match e.status {
-            200..=399 => "success",
-            401 | 403 => "denied",
-            _ => "failure",
-        };
         let id = new_id("aud");
-        db_run!(&self.db, |p| {
-            sqlx::query(
-                "INSERT INTO audit_events (id, org_id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&id).bind(&e.org_id).bind(e.actor_type).bind(&e.actor_id).bind(&e.action).bind(&e.target)
-            .bind(i64::from(e.status)).bind(outcome).bind(&e.request_id).bind(&e.ip).bind(now_micros())
-            .execute(p).await.map(|r| r.rows_affected())
-        })
-        .map_err(DbError::from)?;
-        if let Some(org) = &e.org_id
+        let org = e.org_id.clone();
+        let this = self.clone();
+        self.audit_queue
+            .submit((id.clone(), e, now_micros()), move |batch| async move {
+                match this.write_audit(&batch).await {
+                    Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+                    Err(e) => batch
+                        .iter()
+                        .map(|_| Err(crate::Error::Internal(e.to_string())))
+                        .collect(),
+                }
+            })
+            .await
+            .unwrap_or_else(|| Err(crate::Error::Internal("an audit event was dropped".into())))?;
+        if let Some(org) = &org
             && let Err(err) = self.kv.publish(&channel(org), &id).await
         {
             tracing::warn!(error = %err, "could not publish audit event");
+        }
+        Ok(())
+    }
+
+    /// Writes events answered at the same moment in one statement per 64 (the audit log is
+    /// written on every change, so under load this is one insert instead of hundreds).
+    async fn write_audit(&self, batch: &[(String, NewAuditEvent, i64)]) -> Result<()> {
+        for part in batch.chunks(64) {
+            let rows: Vec<String> = (0..part.len())
+                .map(|i| {
+                    let cells: Vec<String> = (1..=11).map(|c| format!("${}", i * 11 + c)).collect();
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_events (id, org_id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at) VALUES {}",
+                rows.join(", ")
+            );
+            db_run!(&self.db, |p| {
+                let mut q = sqlx::query(&sql);
+                for (id, e, at) in part {
+                    q = q
+                        .bind(id)
+                        .bind(&e.org_id)
+                        .bind(e.actor_type)
+                        .bind(&e.actor_id)
+                        .bind(&e.action)
+                        .bind(&e.target)
+                        .bind(i64::from(e.status))
+                        .bind(outcome(e.status))
+                        .bind(&e.request_id)
+                        .bind(&e.ip)
+                        .bind(*at);
+                }
+                q.execute(p).await.map(|r| r.rows_affected())
+            })
+            .map_err(DbError::from)?;
         }
         Ok(())
     }

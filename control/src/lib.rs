@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod actor;
 pub mod api_keys;
 pub mod audit;
+pub mod batcher;
 pub mod billing;
 pub mod cache;
 pub mod capacity;
@@ -51,7 +52,8 @@ pub struct Control {
     pub wakeups: std::sync::Arc<providers::wakeups::Wakeups>,
     pub capacity: capacity::SharedCapacity,
     pub events: std::sync::Arc<clusters::events::EventHub>,
-    pub settling: std::sync::Arc<clusters::SettleQueue>,
+    pub(crate) settling: std::sync::Arc<clusters::SettleQueue>,
+    audit_queue: std::sync::Arc<audit::AuditQueue>,
 }
 
 impl Control {
@@ -85,6 +87,7 @@ impl Control {
             wakeups: Default::default(),
             events: Default::default(),
             settling: Default::default(),
+            audit_queue: Default::default(),
         }
     }
 

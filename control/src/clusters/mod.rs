@@ -28,7 +28,7 @@ pub use apply::{ApplyAction, ApplyPlan, ApplyResult, SpecChange};
 pub use events::ClusterEvent;
 pub use lifecycle::Extension;
 pub use quota::{QuotaExceeded, QuotaLimits, QuotaUpdate, QuotaView};
-pub use settle::SettleQueue;
+pub(crate) use settle::SettleQueue;
 pub use spec::{ClusterKind, ClusterSpec, Connectivity};
 
 use crate::{Action, Actor, Control, Error, Page, PageRequest, Result};

@@ -2,8 +2,7 @@
 //! released, and a terminating cluster terminated, all in one transaction whose
 //! compare-and-set on the row makes it safe to repeat and to race.
 //!
-//! Settlements that arrive together are done together (group commit): while one batch is in
-//! the database the next ones queue, and whoever's turn comes takes them all. Every
+//! Settlements that arrive together are done together ([`Batcher`], a group commit). Every
 //! settlement credits the same few accounts (platform revenue, a provider's earnings); in a
 //! batch those rows are updated once, so they are locked once per batch instead of once per
 //! cluster. Each cluster has a savepoint of its own, so one that raced (an accrual pass charged
@@ -13,27 +12,18 @@ use iocloud_billing::Money;
 use iocloud_billing::metering::{HoldUsage, Settled, settle_hold_in};
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
-use tokio::sync::oneshot;
 
 use super::lifecycle::stale;
 use super::{ClusterEvent, ClusterRow, ClusterStatus};
+use crate::batcher::Batcher;
 use crate::{Control, Error, Result};
 
 /// Tries at settling one cluster alone before giving up (each failed try is someone else's
 /// progress: an accrual charged it, or its row moved).
 const TRIES: usize = 16;
 
-struct Waiting {
-    row: ClusterRow,
-    done: oneshot::Sender<Result<()>>,
-}
-
-/// Settlements waiting for their turn, and the turn.
-#[derive(Default)]
-pub struct SettleQueue {
-    waiting: parking_lot::Mutex<Vec<Waiting>>,
-    turn: tokio::sync::Mutex<()>,
-}
+/// Settlements waiting for their turn ([`Batcher`]).
+pub(crate) type SettleQueue = Batcher<ClusterRow, Result<()>>;
 
 /// What one cluster's settlement wrote, waiting for the batch's money and commit.
 struct Done {
@@ -98,23 +88,17 @@ impl Control {
     /// Settles an ended (terminating or failed) cluster, with whatever other settlements are
     /// waiting at the same moment.
     pub(crate) async fn settle_cluster(&self, row: ClusterRow) -> Result<()> {
-        let (done, answer) = oneshot::channel();
-        self.settling.waiting.lock().push(Waiting { row, done });
-        {
-            let _turn = self.settling.turn.lock().await;
-            let batch = std::mem::take(&mut *self.settling.waiting.lock());
-            if !batch.is_empty() {
-                // Its own task: a caller that goes away mid-batch does not cancel the others'.
-                let this = self.clone();
-                let _ = tokio::spawn(async move { this.settle_batch(batch).await }).await;
-            }
-        }
-        answer
+        let this = self.clone();
+        self.settling
+            .submit(
+                row,
+                move |batch| async move { this.settle_batch(batch).await },
+            )
             .await
-            .unwrap_or_else(|_| Err(Error::Internal("a settlement was dropped".into())))
+            .unwrap_or_else(|| Err(Error::Internal("a settlement was dropped".into())))
     }
 
-    async fn settle_batch(&self, batch: Vec<Waiting>) {
+    async fn settle_batch(&self, batch: Vec<ClusterRow>) -> Vec<Result<()>> {
         let (done, retry) = match self.try_batch(&batch).await {
             Ok(outcome) => outcome,
             // The whole batch rolled back: each settles alone.
@@ -123,39 +107,33 @@ impl Control {
                 (Vec::new(), (0..batch.len()).collect())
             }
         };
-        let mut answers: Vec<Option<Result<()>>> = (0..batch.len()).map(|_| None).collect();
-        for (i, event) in done {
+        let mut answers: Vec<Result<()>> = (0..batch.len()).map(|_| Ok(())).collect();
+        for (_, event) in done {
             if let Some(event) = event {
                 self.publish_events(&[event]).await;
             }
-            answers[i] = Some(Ok(()));
         }
         for i in retry {
-            answers[i] = Some(self.settle_alone(batch[i].row.clone()).await);
+            answers[i] = self.settle_alone(batch[i].clone()).await;
         }
-        for (w, answer) in batch.into_iter().zip(answers) {
-            let _ = w.done.send(answer.unwrap_or(Ok(())));
-        }
+        answers
     }
 
     /// One transaction for the whole batch. Returns the settled (by index, with their
     /// events) and the indexes to settle alone.
     async fn try_batch(
         &self,
-        batch: &[Waiting],
+        batch: &[ClusterRow],
     ) -> Result<(Vec<(usize, Option<ClusterEvent>)>, Vec<usize>)> {
         // Read before the transaction opens: it holds a connection, and waiting for a second
         // one while holding the first starves the pool under load.
-        let holds: Vec<&str> = batch
-            .iter()
-            .filter_map(|w| w.row.hold_id.as_deref())
-            .collect();
+        let holds: Vec<&str> = batch.iter().filter_map(|r| r.hold_id.as_deref()).collect();
         let usage = self.ledger.usage_of_holds(&holds).await?;
         let alone = batch.len() == 1;
         let mut tx = self.db.begin().await?;
         let (mut done, mut retry, mut money) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, w) in batch.iter().enumerate() {
-            let mut row = w.row.clone();
+        for (i, row) in batch.iter().enumerate() {
+            let mut row = row.clone();
             if !alone {
                 savepoint(&mut tx, "SAVEPOINT settle_one").await?;
             }
