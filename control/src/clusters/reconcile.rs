@@ -95,37 +95,33 @@ impl Control {
         })
     }
 
-    /// One pass over the clusters that are due. Each is taken by moving its `reconcile_at`
-    /// forward (a conditional update), so two replicas never work on the same one.
+    /// One pass over the clusters that are due. They are taken by moving their `reconcile_at`
+    /// forward in one conditional update, so two replicas never work on the same one; on
+    /// Postgres rows being written right now are skipped (`SKIP LOCKED`) rather than waited
+    /// for: a cluster busy with a step is looked at by that step.
     pub async fn reconcile_due(&self) -> Result<usize> {
         let now = now_micros();
-        let due: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
-            "SELECT id FROM clusters WHERE reconcile_at <= $1 ORDER BY reconcile_at LIMIT 256"
-        )
-        .bind(now)
-        .fetch_all(p)
-        .await)
-        .map_err(DbError::from)?;
-        let mut done = 0;
-        for id in due {
-            let taken = db_run!(&self.db, |p| sqlx::query(
-                "UPDATE clusters SET reconcile_at = $1 WHERE id = $2 AND reconcile_at <= $3"
-            )
+        let skip = match self.db.engine() {
+            iocloud_db::Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+            iocloud_db::Engine::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE clusters SET reconcile_at = $1 WHERE id IN \
+             (SELECT id FROM clusters WHERE reconcile_at <= $2 ORDER BY reconcile_at LIMIT 256{skip}) \
+             AND reconcile_at <= $2 RETURNING id"
+        );
+        let due: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(&sql)
             .bind(now + LEASE)
-            .bind(&id)
             .bind(now)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))
-            .map_err(DbError::from)?;
-            if taken == 1 {
-                if let Err(e) = self.reconcile_cluster(&id).await {
-                    tracing::warn!(error = %e, cluster = %id, "reconciling a cluster failed; it is retried");
-                }
-                done += 1;
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        for id in &due {
+            if let Err(e) = self.reconcile_cluster(id).await {
+                tracing::warn!(error = %e, cluster = %id, "reconciling a cluster failed; it is retried");
             }
         }
-        Ok(done)
+        Ok(due.len())
     }
 
     /// Steps the cluster until there is nothing left to do now.
