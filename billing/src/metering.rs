@@ -273,6 +273,50 @@ fn group_downtime(rows: Vec<(String, i64, i64)>) -> HashMap<String, Vec<(i64, i6
     map
 }
 
+/// Captures of many nodes as one ledger transaction's postings, summed per account: each
+/// account moves once however many nodes paid. The fee is split per node, as `capture_in`
+/// would, so earnings summed from usage lines match the ledger to the micro-unit.
+#[derive(Default)]
+struct Captures(BTreeMap<String, (AccountRef, i64)>);
+
+impl Captures {
+    fn add(&mut self, account: AccountRef, amount: i64) -> Result<()> {
+        let entry = self.0.entry(account.id()).or_insert((account, 0));
+        entry.1 = entry.1.checked_add(amount).ok_or(BillingError::Overflow)?;
+        Ok(())
+    }
+
+    /// `paid` for record `r`: out of its organisation's held funds, to its provider (their
+    /// share) and the platform (the fee).
+    fn capture(&mut self, r: &UsageRecord, paid: i64, fee_bps: FeeBps) -> Result<()> {
+        let currency = currency_of(r);
+        let (share, fee) = crate::ledger::split_fee(Money::from_micros(paid, currency), fee_bps)?;
+        self.add(
+            AccountRef::org(&r.org_id, AccountKind::Held, currency),
+            -paid,
+        )?;
+        self.add(
+            AccountRef::org(&r.provider_org_id, AccountKind::ProviderEarnings, currency),
+            share.micros(),
+        )?;
+        self.add(
+            AccountRef::platform(AccountKind::PlatformRevenue, currency),
+            fee.micros(),
+        )
+    }
+
+    fn postings(self) -> Vec<Posting> {
+        self.0
+            .into_values()
+            .filter(|(_, amount)| *amount != 0)
+            .map(|(account, amount)| Posting {
+                amount: Money::from_micros(amount, account.currency),
+                account,
+            })
+            .collect()
+    }
+}
+
 /// What a hold's usage records look like before its final settlement.
 pub struct HoldUsage {
     pub records: Vec<UsageRecord>,
@@ -318,12 +362,7 @@ pub async fn settle_hold_in(
     let mut left = hold.amount - hold.captured - hold.released;
     let mut moves: Vec<(&str, i64, i64)> = Vec::with_capacity(usage.records.len());
     let mut parts = Vec::new();
-    let mut sums: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
-    let mut add = |account: AccountRef, amount: i64| -> Result<()> {
-        let entry = sums.entry(account.id()).or_insert((account, 0));
-        entry.1 = entry.1.checked_add(amount).ok_or(BillingError::Overflow)?;
-        Ok(())
-    };
+    let mut captures = Captures::default();
     let mut paid_total = 0i64;
     for r in &usage.records {
         let until = r.ended_at.unwrap_or(at).max(r.accrued_until);
@@ -344,18 +383,7 @@ pub async fn settle_hold_in(
             parts.push((r.id.as_str(), part));
         }
         if paid > 0 {
-            // Split per node, as every other capture is, so earnings summed from usage lines
-            // match the ledger to the micro-unit.
-            let (share, fee) =
-                crate::ledger::split_fee(Money::from_micros(paid, currency), fee_bps)?;
-            add(
-                AccountRef::org(&r.provider_org_id, AccountKind::ProviderEarnings, currency),
-                share.micros(),
-            )?;
-            add(
-                AccountRef::platform(AccountKind::PlatformRevenue, currency),
-                fee.micros(),
-            )?;
+            captures.capture(r, paid, fee_bps)?;
         }
     }
     // 1. Every record charged to its end, only where nobody charged it meanwhile.
@@ -406,23 +434,12 @@ pub async fn settle_hold_in(
     // 4. The money, last.
     let mut payments = Vec::with_capacity(2);
     if paid_total > 0 {
-        add(
-            AccountRef::org(&hold.org_id, AccountKind::Held, currency),
-            -paid_total,
-        )?;
         payments.push(NewTransaction {
             external_ref: format!("settle:{hold_id}:usage"),
             kind: TransactionKind::Capture,
             org_id: Some(hold.org_id.clone()),
             memo: format!("usage of hold {hold_id} to its end"),
-            postings: sums
-                .into_values()
-                .filter(|(_, amount)| *amount != 0)
-                .map(|(account, amount)| Posting {
-                    amount: Money::from_micros(amount, account.currency),
-                    account,
-                })
-                .collect(),
+            postings: captures.postings(),
         });
     }
     if left > 0 {
@@ -474,17 +491,9 @@ impl Settled {
     /// accounts it moves include those every settlement shares (platform revenue, a
     /// provider's earnings): their rows are then locked only until the commit.
     pub async fn post_in(self, tx: &mut Tx) -> Result<crate::ledger::Hold> {
-        if crate::ledger::post::batch_fast_in(tx, &self.payments)
-            .await?
-            .is_none()
-        {
-            // A reference already used or an account short: neither can happen to an open hold.
-            return Err(BillingError::internal(format!(
-                "the settlement of hold {} could not be posted",
-                self.hold.id
-            )));
-        }
-        Ok(self.hold)
+        let hold = self.hold.clone();
+        Settled::post_all_in(tx, vec![self]).await?;
+        Ok(hold)
     }
 }
 
@@ -846,44 +855,12 @@ impl Ledger {
                 *taken += c.paid;
             }
         }
-        // One ledger transaction pays the chunk, one posting per account. The fee is split
-        // per node, as `capture_in` would, so earnings summed from usage lines match the
-        // ledger to the micro-unit.
-        let mut sums: BTreeMap<String, (AccountRef, i64)> = BTreeMap::new();
-        let mut add = |account: AccountRef, amount: i64| -> Result<()> {
-            let entry = sums.entry(account.id()).or_insert((account, 0));
-            entry.1 = entry.1.checked_add(amount).ok_or(BillingError::Overflow)?;
-            Ok(())
-        };
+        // One ledger transaction pays the chunk, one posting per account.
+        let mut captures = Captures::default();
         for c in charges.iter().filter(|c| c.paid > 0) {
-            let currency = currency_of(c.r);
-            let (share, fee) =
-                crate::ledger::split_fee(Money::from_micros(c.paid, currency), fee_bps)?;
-            add(
-                AccountRef::org(&c.r.org_id, AccountKind::Held, currency),
-                -c.paid,
-            )?;
-            add(
-                AccountRef::org(
-                    &c.r.provider_org_id,
-                    AccountKind::ProviderEarnings,
-                    currency,
-                ),
-                share.micros(),
-            )?;
-            add(
-                AccountRef::platform(AccountKind::PlatformRevenue, currency),
-                fee.micros(),
-            )?;
+            captures.capture(c.r, c.paid, fee_bps)?;
         }
-        let postings: Vec<Posting> = sums
-            .into_values()
-            .filter(|(_, amount)| *amount != 0)
-            .map(|(account, amount)| Posting {
-                amount: Money::from_micros(amount, account.currency),
-                account,
-            })
-            .collect();
+        let postings = captures.postings();
         let payment = NewTransaction {
             external_ref: format!("accrual:{period_end}:{}:{}", first.id, last.id),
             kind: TransactionKind::Capture,
