@@ -197,10 +197,11 @@ where
 }
 
 /// `iocloud bench accrual`: metering passes over N running nodes, beside inserting N plain
-/// rows of the same width as a usage line in the same run. Two passes are measured, both
+/// rows of the same width as a usage line in the same run. Three passes are measured, each
 /// charging every node one minute: the first minute of a clock hour (every node's line for
-/// the hour is new) and the minute after (every line is added to), which is what the other
-/// 59 passes of an hour do.
+/// the hour was opened ahead in the half hour before), the minute after (every line is added
+/// to), and a minute of the last half hour (a thirtieth of the nodes also get the next hour's
+/// line opened).
 pub async fn accrual(args: crate::bench::AccrualArgs) -> anyhow::Result<()> {
     use iocloud_billing::metering::NewUsage;
     // `RUST_LOG=iocloud_billing=debug` shows when a chunk takes the per-record path.
@@ -286,13 +287,25 @@ pub async fn accrual(args: crate::bench::AccrualArgs) -> anyhow::Result<()> {
     }
     let plain = t.elapsed();
 
-    // Not measured: charge the half hour before the clock hour.
+    // Not measured: charge the half hour before the clock hour (it opens the hour's lines
+    // ahead, as the passes of that half hour would have), and later the half hour between
+    // the second and the last measured pass.
     ledger.accrue(hour, MINUTE, 500).await?;
     let mut passes = Vec::new();
     for (label, at) in [
-        ("first minute of an hour: new lines", hour + MINUTE),
+        (
+            "first minute of an hour: lines opened ahead added to",
+            hour + MINUTE,
+        ),
         ("any other minute: lines added to", hour + 2 * MINUTE),
+        (
+            "a minute of the last half hour: lines added to, 1/30 of the next hour's opened",
+            hour + 31 * MINUTE,
+        ),
     ] {
+        if at == hour + 31 * MINUTE {
+            ledger.accrue(at - MINUTE, MINUTE, 500).await?;
+        }
         let t = Instant::now();
         let report = ledger.accrue(at, MINUTE, 500).await?;
         passes.push((label, t.elapsed()));

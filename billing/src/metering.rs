@@ -15,7 +15,7 @@
 //! never drifts: `floor(rate × billable(until) / 1 h) − floor(rate × billable(from) / 1 h)`.
 //! Time a node was down is not billable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
@@ -166,15 +166,44 @@ fn line_parts(
     Ok(parts)
 }
 
-/// The parts as one JSON array for [`parts_table`], each with a fresh line id (used when the
-/// part opens its line).
-fn parts_json(parts: &[(&str, LinePart)]) -> Result<String> {
+/// Lines for the next clock hour are opened ahead, spread over the last half hour of the one
+/// before: each record's in the minute its id picks. The first pass of an hour then adds to
+/// lines that exist instead of inserting one per running node at once. A line opened ahead
+/// whose node ended first holds no time (`period_end = period_start`); readers skip those.
+const OPEN_AHEAD_SLOTS: i64 = 30;
+
+/// The empty line to open ahead for `r` while charging it from `from` to `until`, when its
+/// minute falls in that stretch and the next hour's line is not opened by the charge itself.
+fn line_ahead(r: &UsageRecord, from: i64, until: i64) -> Option<LinePart> {
+    if r.ended_at.is_some() {
+        return None;
+    }
+    const MINUTE: i64 = 60_000_000;
+    let next = from - from.rem_euclid(MICROS_PER_HOUR) + MICROS_PER_HOUR;
+    let slot =
+        r.id.bytes()
+            .fold(0i64, |h, b| (h * 31 + i64::from(b)) % OPEN_AHEAD_SLOTS);
+    let at = next - (OPEN_AHEAD_SLOTS - 1 - slot) * MINUTE;
+    (from < at && at <= until && until <= next).then_some(LinePart {
+        hour_start: next,
+        period_start: next,
+        period_end: next,
+        billable: 0,
+        paid: 0,
+        unpaid: 0,
+        earned: 0,
+        opens_line: true,
+    })
+}
+
+/// The parts bound as `$1`, each as `[record id, hour_start, period_start, period_end,
+/// billable, paid, unpaid, earned]`, read back as a table `d` by [`PARTS_COLUMNS`].
+fn parts_json(parts: &[(&UsageRecord, LinePart)]) -> Result<String> {
     let rows: Vec<_> = parts
         .iter()
-        .map(|(record_id, p)| {
+        .map(|(r, p)| {
             (
-                new_id("uln"),
-                record_id,
+                &r.id,
                 p.hour_start,
                 p.period_start,
                 p.period_end,
@@ -188,77 +217,116 @@ fn parts_json(parts: &[(&str, LinePart)]) -> Result<String> {
     serde_json::to_string(&rows).map_err(BillingError::internal)
 }
 
-/// The parts bound as `$1` ([`parts_json`]), as a table `d`.
-fn parts_table(engine: iocloud_db::Engine) -> String {
-    format!(
-        "(SELECT value ->> 0 AS id, value ->> 1 AS record_id, CAST(value ->> 2 AS BIGINT) AS hour_start, \
-         CAST(value ->> 3 AS BIGINT) AS period_start, CAST(value ->> 4 AS BIGINT) AS period_end, \
-         CAST(value ->> 5 AS BIGINT) AS billable, CAST(value ->> 6 AS BIGINT) AS amount, \
-         CAST(value ->> 7 AS BIGINT) AS unpaid, CAST(value ->> 8 AS BIGINT) AS earned FROM {}) AS d",
-        engine.json_rows("$1")
-    )
-}
+const PARTS_COLUMNS: &str = "value ->> 0 AS record_id, CAST(value ->> 1 AS BIGINT) AS hour_start, \
+     CAST(value ->> 2 AS BIGINT) AS period_start, CAST(value ->> 3 AS BIGINT) AS period_end, \
+     CAST(value ->> 4 AS BIGINT) AS billable, CAST(value ->> 5 AS BIGINT) AS amount, \
+     CAST(value ->> 6 AS BIGINT) AS unpaid, CAST(value ->> 7 AS BIGINT) AS earned";
 
 /// Adds the parts to their hourly usage lines, creating the lines an hour's first charge
 /// needs. Every part is one line: returns how many were written.
-/// `hold`, when all the parts are one hold's, lets the database find the records by the
-/// hold's index rather than scanning them.
-async fn add_to_lines(
-    tx: &mut iocloud_db::Tx,
-    parts: &[(&str, LinePart)],
-    hold: Option<&str>,
-) -> Result<u64> {
-    // `WHERE` keeps SQLite from reading `ON CONFLICT` as part of the join.
-    let filter = if hold.is_some() {
-        "r.hold_id = $3"
-    } else {
-        "true"
-    };
+///
+/// Each new line carries what it copies from its record (organisation, cluster, node, device,
+/// provider, currency, GPUs, rate) in the bound rows, so the database writes lines without
+/// looking the records up again.
+async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&UsageRecord, LinePart)]) -> Result<u64> {
     let sql = format!(
         "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, gpus, rate_per_hour, \
          hour_start, period_start, period_end, billable_micros, amount, unpaid, earned, created_at) \
-         SELECT d.id, r.id, r.org_id, r.cluster_id, r.node_id, r.device_id, r.provider_org_id, r.currency, r.gpus, r.rate_per_hour, \
+         SELECT d.id, d.record_id, d.org_id, d.cluster_id, d.node_id, d.device_id, d.provider_org_id, d.currency, d.gpus, d.rate_per_hour, \
          d.hour_start, d.period_start, d.period_end, d.billable, d.amount, d.unpaid, d.earned, $2 \
-         FROM {} JOIN usage_records r ON r.id = d.record_id WHERE {filter} \
-         ON CONFLICT (record_id, hour_start) DO UPDATE SET period_end = excluded.period_end, \
+         FROM (SELECT {PARTS_COLUMNS}, value ->> 8 AS id, value ->> 9 AS org_id, value ->> 10 AS cluster_id, value ->> 11 AS node_id, \
+         value ->> 12 AS device_id, value ->> 13 AS provider_org_id, value ->> 14 AS currency, CAST(value ->> 15 AS BIGINT) AS gpus, \
+         CAST(value ->> 16 AS BIGINT) AS rate_per_hour FROM {}) AS d \
+         WHERE true ON CONFLICT (record_id, hour_start) DO UPDATE SET period_end = excluded.period_end, \
          billable_micros = usage_lines.billable_micros + excluded.billable_micros, amount = usage_lines.amount + excluded.amount, \
          unpaid = usage_lines.unpaid + excluded.unpaid, earned = usage_lines.earned + excluded.earned",
-        parts_table(tx.engine())
+        tx.engine().json_rows("$1")
     );
-    let json = parts_json(parts)?;
-    let written = tx_run!(tx, |c| {
-        let q = sqlx::query(&sql).bind(&json).bind(now_micros());
-        match hold {
-            Some(h) => q.bind(h),
-            None => q,
-        }
+    // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the `FROM`.
+    /// One new line as a JSON array, in the order of the columns above.
+    #[derive(Serialize)]
+    struct NewLine<'a>(
+        &'a str,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        String,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        i64,
+        i64,
+    );
+    let rows: Vec<_> = parts
+        .iter()
+        .map(|(r, p)| {
+            NewLine(
+                &r.id,
+                p.hour_start,
+                p.period_start,
+                p.period_end,
+                p.billable,
+                p.paid,
+                p.unpaid,
+                p.earned,
+                new_id("uln"),
+                &r.org_id,
+                &r.cluster_id,
+                &r.node_id,
+                &r.device_id,
+                &r.provider_org_id,
+                &r.currency,
+                r.gpus,
+                r.rate_per_hour,
+            )
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(BillingError::internal)?;
+    let written = tx_run!(tx, |c| sqlx::query(&sql)
+        .bind(&json)
+        .bind(now_micros())
         .execute(c)
         .await
-        .map(|x| x.rows_affected())
-    })?;
-    if written != parts.len() as u64 {
-        return Err(BillingError::internal("a usage line lost its record"));
-    }
+        .map(|x| x.rows_affected()))?;
     Ok(written)
 }
 
-/// Adds the parts to lines that exist and end where the part starts, without touching the
-/// records: the common case, every minute of an hour but its first. Returns how many lines
-/// were added to; fewer than the parts means some line was not as expected.
-async fn add_to_existing_lines(tx: &mut iocloud_db::Tx, parts: &[(&str, LinePart)]) -> Result<u64> {
+/// Adds the parts to lines that exist and end where the part starts: every minute of an hour
+/// but its first, and the first too when the line was opened ahead. Returns the lines added
+/// to, as (record id, hour start).
+async fn add_to_existing_lines<'a>(
+    tx: &mut iocloud_db::Tx,
+    parts: &[(&'a UsageRecord, LinePart)],
+) -> Result<HashSet<(&'a str, i64)>> {
+    if parts.is_empty() {
+        return Ok(HashSet::new());
+    }
     let sql = format!(
         "UPDATE usage_lines SET period_end = d.period_end, billable_micros = usage_lines.billable_micros + d.billable, \
          amount = usage_lines.amount + d.amount, unpaid = usage_lines.unpaid + d.unpaid, earned = usage_lines.earned + d.earned \
-         FROM {} WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
-         AND usage_lines.period_end = d.period_start",
-        parts_table(tx.engine())
+         FROM (SELECT {PARTS_COLUMNS} FROM {}) AS d WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
+         AND usage_lines.period_end = d.period_start RETURNING usage_lines.record_id, usage_lines.hour_start",
+        tx.engine().json_rows("$1")
     );
     let json = parts_json(parts)?;
-    Ok(tx_run!(tx, |c| sqlx::query(&sql)
-        .bind(&json)
-        .execute(c)
-        .await
-        .map(|x| x.rows_affected()))?)
+    let rows: Vec<(String, i64)> =
+        tx_run!(tx, |c| sqlx::query_as(&sql).bind(&json).fetch_all(c).await)?;
+    // Borrowed back from the parts, so the set outlives the rows.
+    let ids: HashMap<&str, &'a str> = parts
+        .iter()
+        .map(|(r, _)| (r.id.as_str(), r.id.as_str()))
+        .collect();
+    Ok(rows
+        .iter()
+        .filter_map(|(id, hour)| ids.get(id.as_str()).map(|id| (*id, *hour)))
+        .collect())
 }
 
 fn currency_of(r: &UsageRecord) -> Currency {
@@ -380,7 +448,7 @@ pub async fn settle_hold_in(
         left -= paid;
         paid_total += paid;
         for part in line_parts(r, down, until, paid, fee_bps)? {
-            parts.push((r.id.as_str(), part));
+            parts.push((r, part));
         }
         if paid > 0 {
             captures.capture(r, paid, fee_bps)?;
@@ -409,7 +477,7 @@ pub async fn settle_hold_in(
     }
     // 2. The usage lines.
     if !parts.is_empty() {
-        add_to_lines(tx, &parts, Some(hold_id)).await?;
+        add_to_lines(tx, &parts).await?;
     }
     // 3. The hold: captured what was paid, released the rest, settled.
     let now = now_micros();
@@ -927,25 +995,36 @@ impl Ledger {
         }
         let holds_done = started.elapsed();
         // 3. The usage lines.
-        let mut parts = Vec::with_capacity(charges.len());
+        let (mut parts, mut opening) = (Vec::with_capacity(charges.len()), Vec::new());
         for ch in &charges {
             let down = downtime.get(&ch.r.id).map(Vec::as_slice).unwrap_or(&[]);
             for part in line_parts(ch.r, down, ch.until, ch.paid, fee_bps)? {
-                parts.push((ch.r.id.as_str(), part));
+                // Only a record's very first part is sure to find no line.
+                if part.period_start == ch.r.started_at {
+                    opening.push((ch.r, part));
+                } else {
+                    parts.push((ch.r, part));
+                }
             }
+            opening.extend(line_ahead(ch.r, ch.r.accrued_until, ch.until).map(|p| (ch.r, p)));
         }
-        let (opening, continuing): (Vec<_>, Vec<_>) =
-            parts.into_iter().partition(|(_, p)| p.opens_line);
+        // Added to in place where the line is; a part that opens its hour (and found no line
+        // opened ahead) is inserted; any other part missing its line means a race.
+        let found = add_to_existing_lines(&mut tx, &parts).await?;
+        for (r, part) in parts {
+            if found.contains(&(r.id.as_str(), part.hour_start)) {
+                continue;
+            }
+            if !part.opens_line {
+                tracing::debug!(
+                    "a usage line was not where the accrual chunk expected; per-record path"
+                );
+                return Ok(false);
+            }
+            opening.push((r, part));
+        }
         if !opening.is_empty() {
-            add_to_lines(&mut tx, &opening, None).await?;
-        }
-        if !continuing.is_empty()
-            && add_to_existing_lines(&mut tx, &continuing).await? != continuing.len() as u64
-        {
-            tracing::debug!(
-                "a usage line was not where the accrual chunk expected; per-record path"
-            );
-            return Ok(false);
+            add_to_lines(&mut tx, &opening).await?;
         }
         let lines_done = started.elapsed();
         // 4. The payment, last: it locks accounts every chunk shares, so they are held briefly.
@@ -1032,9 +1111,9 @@ impl Ledger {
         }
         let parts: Vec<_> = line_parts(r, down, until, paid, fee_bps)?
             .into_iter()
-            .map(|part| (r.id.as_str(), part))
+            .map(|part| (r, part))
             .collect();
-        add_to_lines(&mut tx, &parts, None).await?;
+        add_to_lines(&mut tx, &parts).await?;
         tx.commit().await?;
         report.charged_records += 1;
         *report.captured.entry(currency).or_default() += paid;
@@ -1064,6 +1143,41 @@ mod tests {
             started_at: started,
             ended_at: None,
             accrued_until: started,
+        }
+    }
+
+    #[test]
+    fn each_running_record_opens_the_next_hours_line_once_in_the_last_half_hour() {
+        const MINUTE: i64 = 60_000_000;
+        let hour = 500 * MICROS_PER_HOUR;
+        for i in 0..200 {
+            let mut r = record(hour - MICROS_PER_HOUR);
+            r.id = format!("use_{i:04}");
+            let opened: Vec<i64> = (0..60)
+                .filter_map(|m| {
+                    let (from, until) = (hour + m * MINUTE, hour + (m + 1) * MINUTE);
+                    line_ahead(&r, from, until).map(|p| {
+                        assert_eq!(
+                            (p.hour_start, p.period_start, p.period_end),
+                            (
+                                hour + MICROS_PER_HOUR,
+                                hour + MICROS_PER_HOUR,
+                                hour + MICROS_PER_HOUR
+                            )
+                        );
+                        assert_eq!((p.billable, p.paid, p.unpaid, p.earned), (0, 0, 0, 0));
+                        m
+                    })
+                })
+                .collect();
+            assert_eq!(opened.len(), 1, "{}: opened in minutes {opened:?}", r.id);
+            assert!(opened[0] >= 30, "{}: opened at minute {}", r.id, opened[0]);
+            // One pass over the whole hour opens it too; a pass across the hour does not
+            // (its own part opens the line); an ended record never does.
+            assert!(line_ahead(&r, hour, hour + MICROS_PER_HOUR).is_some());
+            assert!(line_ahead(&r, hour + 59 * MINUTE, hour + MICROS_PER_HOUR + MINUTE).is_none());
+            r.ended_at = Some(hour + MICROS_PER_HOUR);
+            assert!(line_ahead(&r, hour, hour + MICROS_PER_HOUR).is_none());
         }
     }
 

@@ -1,6 +1,7 @@
 //! What an organisation used and owes (usage by cluster or day, monthly invoices, CSV export),
 //! and what a provider organisation earned (by device or day), all read from the usage lines
-//! that metering writes.
+//! that metering writes. A line opened ahead for an hour its node never ran in holds no time
+//! (`period_end = period_start`) and is left out everywhere.
 
 use std::fmt::Write;
 
@@ -183,7 +184,7 @@ impl Control {
         let (_, from, to) = month(month_text)?;
         let sql = format!(
             "SELECT {key} AS key, currency, CAST(SUM(billable_micros * gpus) AS BIGINT) AS gpu_micros, CAST(SUM({amount}) AS BIGINT) AS amount \
-             FROM usage_lines WHERE {owner_column} = $1 AND hour_start >= $2 AND hour_start < $3 GROUP BY {key}, currency ORDER BY key, currency",
+             FROM usage_lines WHERE {owner_column} = $1 AND hour_start >= $2 AND hour_start < $3 AND period_end > period_start GROUP BY {key}, currency ORDER BY key, currency",
             key = group.key_sql()
         );
         let rows: Vec<SumRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
@@ -213,7 +214,7 @@ impl Control {
             sqlx::query_as(
                 "SELECT cluster_id, currency, rate_per_hour, gpus, CAST(SUM(billable_micros * gpus) AS BIGINT) AS gpu_micros, \
                  CAST(SUM(amount) AS BIGINT) AS amount, CAST(SUM(unpaid) AS BIGINT) AS unpaid FROM usage_lines \
-                 WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3 \
+                 WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3 AND period_end > period_start \
                  GROUP BY cluster_id, currency, rate_per_hour, gpus ORDER BY cluster_id, currency, rate_per_hour",
             )
             .bind(&actor.org_id)
@@ -275,7 +276,7 @@ impl Control {
         let rows: Vec<(String, String, String, String, String, i64, i64, i64, i64, i64, i64)> = db_run!(&self.db, |p| {
             sqlx::query_as(
                 "SELECT cluster_id, node_id, device_id, currency, CAST(gpus AS TEXT), rate_per_hour, period_start, period_end, billable_micros, amount, unpaid \
-                 FROM usage_lines WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3 ORDER BY period_end, id",
+                 FROM usage_lines WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3 AND period_end > period_start ORDER BY period_end, id",
             )
             .bind(&actor.org_id)
             .bind(from)

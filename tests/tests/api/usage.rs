@@ -5,6 +5,7 @@ use iocloud_billing::{Currency, Money};
 use iocloud_tests::{TestApp, on_both_engines};
 
 on_both_engines!(usage_invoices_and_earnings);
+on_both_engines!(a_line_opened_ahead_for_an_hour_never_run_is_not_shown);
 
 async fn usage_invoices_and_earnings(b: iocloud_tests::Backend) {
     let app = TestApp::spawn_with(b, |c| c.demo = true).await;
@@ -142,6 +143,99 @@ async fn usage_invoices_and_earnings(b: iocloud_tests::Backend) {
     app.get("/v1/invoices/2026-10", &viewer.access)
         .await
         .assert_problem(403, "forbidden");
+    assert!(ledger.verify().await.unwrap().is_balanced());
+    app.stop().await;
+}
+
+/// Metering opens a running node's line for the next hour ahead of time. A node that ends at
+/// the hour leaves that line empty: it must not show in the next month's statements.
+async fn a_line_opened_ahead_for_an_hour_never_run_is_not_shown(b: iocloud_tests::Backend) {
+    const HOUR: i64 = 3_600_000_000;
+    let app = TestApp::spawn_with(b, |c| c.demo = true).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let provider = app.signup("gpus@example.com", "GPU Farm").await;
+    let ledger = &app.server.state.control.ledger;
+    let (november, _) = iocloud_db::time::month_bounds("2026-11").unwrap();
+    let hold = ledger
+        .place_hold(
+            &s.org_id,
+            Money::from_micros(100_000_000, Currency::Usd),
+            "clu_late",
+            "hold-clu_late",
+        )
+        .await
+        .unwrap();
+    // 23:00 to midnight on 31 October, one GPU at $2.10.
+    let record = ledger
+        .start_usage(NewUsage {
+            org_id: &s.org_id,
+            cluster_id: "clu_late",
+            node_id: "nod_1",
+            device_id: "dev_rig1",
+            provider_org_id: &provider.org_id,
+            hold_id: &hold.id,
+            gpus: 1,
+            rate_per_hour: Money::from_micros(2_100_000, Currency::Usd),
+            started_at: november - HOUR,
+        })
+        .await
+        .unwrap();
+    // The pass at midnight charges the hour and, the node still running, opens its
+    // November line; then the node stops at midnight.
+    ledger.accrue(november, 60_000_000, 500).await.unwrap();
+    let lines = |db: iocloud_db::Db, id: String| async move {
+        iocloud_db::db_run!(&db, |p| sqlx::query_as::<_, (i64, i64, i64)>(
+            "SELECT hour_start, period_end - period_start, amount FROM usage_lines WHERE record_id = $1 ORDER BY hour_start"
+        )
+        .bind(&id)
+        .fetch_all(p)
+        .await)
+        .unwrap()
+    };
+    assert_eq!(
+        lines(ledger.db().clone(), record.id.clone()).await,
+        vec![(november - HOUR, HOUR, 2_100_000), (november, 0, 0)],
+        "October's line charged, November's opened empty"
+    );
+    ledger.stop_usage(&record.id, november).await.unwrap();
+    ledger
+        .accrue(november + HOUR, 60_000_000, 500)
+        .await
+        .unwrap();
+    assert_eq!(lines(ledger.db().clone(), record.id.clone()).await.len(), 2);
+
+    let october = app.get("/v1/invoices/2026-10", &s.access).await;
+    assert_eq!(
+        october.body["totals"][0]["amount"], "2.10",
+        "{}",
+        october.text
+    );
+    let november_invoice = app.get("/v1/invoices/2026-11", &s.access).await;
+    assert_eq!(november_invoice.status, 200, "{}", november_invoice.text);
+    assert_eq!(november_invoice.body["lines"], serde_json::json!([]));
+    assert_eq!(november_invoice.body["totals"], serde_json::json!([]));
+    assert_eq!(
+        app.get("/v1/usage?month=2026-11", &s.access).await.body,
+        serde_json::json!([])
+    );
+    assert_eq!(
+        app.get("/v1/earnings?month=2026-11", &provider.access)
+            .await
+            .body,
+        serde_json::json!([])
+    );
+    let csv = |month: &'static str| {
+        let (app, access) = (&app, s.access.clone());
+        async move {
+            app.get(&format!("/v1/usage/export?month={month}"), &access)
+                .await
+                .text
+                .lines()
+                .count()
+        }
+    };
+    assert_eq!(csv("2026-10").await, 2, "a header and October's line");
+    assert_eq!(csv("2026-11").await, 1, "a header only");
     assert!(ledger.verify().await.unwrap().is_balanced());
     app.stop().await;
 }
