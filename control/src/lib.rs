@@ -54,6 +54,7 @@ pub struct Control {
     pub events: std::sync::Arc<clusters::events::EventHub>,
     pub(crate) settling: std::sync::Arc<clusters::SettleQueue>,
     audit_queue: std::sync::Arc<audit::AuditQueue>,
+    provider_outcomes: std::sync::Arc<providers::reliability::ProviderOutcomes>,
 }
 
 impl Control {
@@ -88,6 +89,7 @@ impl Control {
             events: Default::default(),
             settling: Default::default(),
             audit_queue: Default::default(),
+            provider_outcomes: Default::default(),
         }
     }
 

@@ -155,7 +155,7 @@ impl Control {
         let id = row.id.as_str();
         if row.status().is_live() {
             check_version(&row, expected_version)?;
-            if self
+            match self
                 .end_cluster(
                     id,
                     ClusterStatus::Terminating,
@@ -163,12 +163,20 @@ impl Control {
                     "terminated on request",
                 )
                 .await?
-                .is_none()
-                && expected_version.is_some()
             {
-                return Err(stale(&row));
+                // Settled now, from the row just written: what the reconciler would do next.
+                Some(ended) => match self.settle_cluster(ended).await {
+                    // The reconciler moved it first: look again, as it does.
+                    Err(Error::Conflict {
+                        code: "stale_resource_version",
+                        ..
+                    }) => self.reconcile_cluster(id).await?,
+                    other => other?,
+                },
+                None if expected_version.is_some() => return Err(stale(&row)),
+                // Ended meanwhile by someone else: settled here too if still due.
+                None => self.reconcile_cluster(id).await?,
             }
-            self.reconcile_cluster(id).await?;
         }
         let row = self.cluster_row(&actor.org_id, id).await?;
         self.full_view(&row).await

@@ -15,7 +15,11 @@
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, db_run, tx_run};
 
+use crate::batcher::Batcher;
 use crate::{Control, Result};
+
+/// Node outcomes waiting to move their providers' scores: (provider, observed bps).
+pub type ProviderOutcomes = Batcher<(String, i64), Result<()>>;
 
 /// Where a new device or provider starts.
 pub const PRIOR_BPS: i64 = 9_000;
@@ -91,9 +95,10 @@ impl Control {
     }
 
     /// Moves the device's and its provider's scores toward a node outcome (ready or failed).
-    /// Two separate statements, outside the report's transaction: a soft score is not worth
-    /// holding the device's row (which claims need) while the provider's row (which all of a
-    /// provider's reports share) is busy. A crash in between loses one observation.
+    /// Two separate writes, outside the report's transaction: a soft score is not worth
+    /// holding the device's row (which claims need) while the provider's row is busy. Every
+    /// report of a provider's devices moves that one row, so outcomes arriving together move
+    /// it once ([`ProviderOutcomes`]). A crash in between loses one observation.
     pub(crate) async fn record_node_outcome(
         &self,
         device_id: &str,
@@ -106,22 +111,95 @@ impl Control {
             "UPDATE devices SET reliability_bps = {}, updated_at = $3 WHERE id = $2",
             ewma_sql("reliability_bps", "$1", NODE_WEIGHT)
         );
-        let provider = format!(
-            "INSERT INTO provider_reliability (org_id, reliability_bps, scored_hour, updated_at) VALUES ($2, {}, 0, $3) \
-             ON CONFLICT (org_id) DO UPDATE SET reliability_bps = {}, updated_at = $3",
-            ewma(PRIOR_BPS, observed, NODE_WEIGHT),
-            ewma_sql("provider_reliability.reliability_bps", "$1", NODE_WEIGHT)
+        db_run!(&self.db, |p| sqlx::query(&device)
+            .bind(observed)
+            .bind(device_id)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        let this = self.clone();
+        self.provider_outcomes
+            .submit(
+                (provider_org_id.to_string(), observed),
+                move |batch| async move {
+                    let result = this.move_provider_scores(&batch, now).await;
+                    batch
+                        .iter()
+                        .map(|_| {
+                            result
+                                .as_ref()
+                                .map(|_| ())
+                                .map_err(|e| crate::Error::Internal(e.to_string()))
+                        })
+                        .collect()
+                },
+            )
+            .await
+            .unwrap_or_else(|| Err(crate::Error::Internal("a node outcome was dropped".into())))
+    }
+
+    /// Applies outcomes (provider, observed) to the providers' scores in the order they came:
+    /// the rows are read locked, moved step by step here, and written back in one statement.
+    async fn move_provider_scores(&self, outcomes: &[(String, i64)], now: i64) -> Result<()> {
+        let mut orgs: Vec<&str> = outcomes.iter().map(|(org, _)| org.as_str()).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        let lock = match self.db.engine() {
+            iocloud_db::Engine::Postgres => " FOR UPDATE",
+            iocloud_db::Engine::Sqlite => "",
+        };
+        let placeholders: Vec<String> = (1..=orgs.len()).map(|i| format!("${i}")).collect();
+        let read = format!(
+            "SELECT org_id, reliability_bps FROM provider_reliability WHERE org_id IN ({}) ORDER BY org_id{lock}",
+            placeholders.join(", ")
         );
-        for (sql, key) in [(&device, device_id), (&provider, provider_org_id)] {
-            db_run!(&self.db, |p| sqlx::query(sql)
-                .bind(observed)
-                .bind(key)
-                .bind(now)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()))
-            .map_err(DbError::from)?;
+        let mut tx = self.db.begin().await?;
+        let rows: Vec<(String, i64)> = tx_run!(&mut tx, |c| {
+            let mut q = sqlx::query_as(&read);
+            for org in &orgs {
+                q = q.bind(*org);
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        let mut scores: std::collections::BTreeMap<&str, i64> =
+            orgs.iter().map(|org| (*org, PRIOR_BPS)).collect();
+        for (org, bps) in &rows {
+            if let Some(score) = scores.get_mut(org.as_str()) {
+                *score = *bps;
+            }
         }
+        for (org, observed) in outcomes {
+            if let Some(score) = scores.get_mut(org.as_str()) {
+                *score = ewma(*score, *observed, NODE_WEIGHT);
+            }
+        }
+        let values: Vec<String> = (0..scores.len())
+            .map(|i| {
+                format!(
+                    "(${}, ${}, 0, ${})",
+                    2 * i + 1,
+                    2 * i + 2,
+                    2 * scores.len() + 1
+                )
+            })
+            .collect();
+        let write = format!(
+            "INSERT INTO provider_reliability (org_id, reliability_bps, scored_hour, updated_at) VALUES {} \
+             ON CONFLICT (org_id) DO UPDATE SET reliability_bps = excluded.reliability_bps, updated_at = excluded.updated_at",
+            values.join(", ")
+        );
+        tx_run!(&mut tx, |c| {
+            let mut q = sqlx::query(&write);
+            for (org, score) in &scores {
+                q = q.bind(*org).bind(*score);
+            }
+            q.bind(now).execute(c).await.map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        tx.commit().await?;
         Ok(())
     }
 
