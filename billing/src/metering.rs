@@ -299,34 +299,45 @@ async fn add_to_lines(tx: &mut iocloud_db::Tx, parts: &[(&UsageRecord, LinePart)
 }
 
 /// Adds the parts to lines that exist and end where the part starts: every minute of an hour
-/// but its first, and the first too when the line was opened ahead. Returns the lines added
-/// to, as (record id, hour start).
-async fn add_to_existing_lines<'a>(
+/// but its first, and the first too when the line was opened ahead. Returns how many lines were
+/// added to.
+async fn add_to_existing_lines(
     tx: &mut iocloud_db::Tx,
-    parts: &[(&'a UsageRecord, LinePart)],
-) -> Result<HashSet<(&'a str, i64)>> {
+    parts: &[(&UsageRecord, LinePart)],
+) -> Result<u64> {
     if parts.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(0);
     }
     let sql = format!(
         "UPDATE usage_lines SET period_end = d.period_end, billable_micros = usage_lines.billable_micros + d.billable, \
          amount = usage_lines.amount + d.amount, unpaid = usage_lines.unpaid + d.unpaid, earned = usage_lines.earned + d.earned \
          FROM (SELECT {PARTS_COLUMNS} FROM {}) AS d WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
-         AND usage_lines.period_end = d.period_start RETURNING usage_lines.record_id, usage_lines.hour_start",
+         AND usage_lines.period_end = d.period_start",
+        tx.engine().json_rows("$1")
+    );
+    let json = parts_json(parts)?;
+    Ok(tx_run!(tx, |c| sqlx::query(&sql)
+        .bind(&json)
+        .execute(c)
+        .await
+        .map(|x| x.rows_affected()))?)
+}
+
+/// The parts whose hour has no line at all, as (record id, hour start): few, so only they come
+/// back (a row returned per part is slow through sqlx-sqlite).
+async fn parts_without_lines(
+    tx: &mut iocloud_db::Tx,
+    parts: &[(&UsageRecord, LinePart)],
+) -> Result<HashSet<(String, i64)>> {
+    let sql = format!(
+        "SELECT d.record_id, d.hour_start FROM (SELECT {PARTS_COLUMNS} FROM {}) AS d \
+         WHERE NOT EXISTS (SELECT 1 FROM usage_lines l WHERE l.record_id = d.record_id AND l.hour_start = d.hour_start)",
         tx.engine().json_rows("$1")
     );
     let json = parts_json(parts)?;
     let rows: Vec<(String, i64)> =
         tx_run!(tx, |c| sqlx::query_as(&sql).bind(&json).fetch_all(c).await)?;
-    // Borrowed back from the parts, so the set outlives the rows.
-    let ids: HashMap<&str, &'a str> = parts
-        .iter()
-        .map(|(r, _)| (r.id.as_str(), r.id.as_str()))
-        .collect();
-    Ok(rows
-        .iter()
-        .filter_map(|(id, hour)| ids.get(id.as_str()).map(|id| (*id, *hour)))
-        .collect())
+    Ok(rows.into_iter().collect())
 }
 
 fn currency_of(r: &UsageRecord) -> Currency {
@@ -1008,20 +1019,21 @@ impl Ledger {
             }
             opening.extend(line_ahead(ch.r, ch.r.accrued_until, ch.until).map(|p| (ch.r, p)));
         }
-        // Added to in place where the line is; a part that opens its hour (and found no line
-        // opened ahead) is inserted; any other part missing its line means a race.
-        let found = add_to_existing_lines(&mut tx, &parts).await?;
-        for (r, part) in parts {
-            if found.contains(&(r.id.as_str(), part.hour_start)) {
-                continue;
-            }
-            if !part.opens_line {
+        // Added to in place where the line is. If some were not, those whose hour has no line
+        // yet and which open it are inserted; anything else means a race.
+        let added = add_to_existing_lines(&mut tx, &parts).await?;
+        if added < parts.len() as u64 {
+            let missing = parts_without_lines(&mut tx, &parts).await?;
+            let (new, found): (Vec<_>, Vec<_>) = parts
+                .into_iter()
+                .partition(|(r, p)| missing.contains(&(r.id.clone(), p.hour_start)));
+            if added != found.len() as u64 || new.iter().any(|(_, p)| !p.opens_line) {
                 tracing::debug!(
                     "a usage line was not where the accrual chunk expected; per-record path"
                 );
                 return Ok(false);
             }
-            opening.push((r, part));
+            opening.extend(new);
         }
         if !opening.is_empty() {
             add_to_lines(&mut tx, &opening).await?;
