@@ -623,14 +623,16 @@ impl Control {
                 .await?;
         }
         tx.commit().await?;
-        if matches!(report.status.as_str(), "ready" | "failed") {
-            let ok = report.status == "ready";
-            if let Err(e) = self
-                .record_node_outcome(&device.id, &device.org_id, ok, now)
-                .await
-            {
-                tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");
-            }
+        // A failure counts against the device before the cluster looks for a replacement; a
+        // success is scored after the cluster has its news (the score waits its turn among
+        // other reports').
+        let outcome = match report.status.as_str() {
+            "ready" => Some(true),
+            "failed" => Some(false),
+            _ => None,
+        };
+        if outcome == Some(false) {
+            self.note_node_outcome(device, false, now).await;
         }
         // The cluster takes the news now rather than at its next look. The report itself is
         // in; a reconcile that fails here is retried by the next pass. A node the cluster
@@ -643,7 +645,20 @@ impl Control {
         if news && let Err(e) = self.reconcile_cluster(&cluster_id).await {
             tracing::warn!(error = %e, cluster = %cluster_id, "reconciling after a node report failed");
         }
+        if outcome == Some(true) {
+            self.note_node_outcome(device, true, now).await;
+        }
         Ok(())
+    }
+
+    /// A soft score: a failure to record it is logged, not the report's failure.
+    async fn note_node_outcome(&self, device: &DeviceAuth, ok: bool, now: i64) {
+        if let Err(e) = self
+            .record_node_outcome(&device.id, &device.org_id, ok, now)
+            .await
+        {
+            tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");
+        }
     }
 
     pub(crate) async fn give_back_gpus_in(
