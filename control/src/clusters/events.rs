@@ -18,6 +18,8 @@ use crate::{Action, Actor, Control, Result};
 pub const CHANNEL: &str = "cluster-events";
 /// How often a follower re-reads the database, in case a message was lost on the way.
 const FOLLOW_POLL: Duration = Duration::from_secs(5);
+/// Events a follower reads from the database at a time.
+const FOLLOW_PAGE: i64 = 500;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterEvent {
@@ -183,19 +185,23 @@ impl Control {
         Ok(rows.into_iter().map(EventRow::event).collect())
     }
 
+    /// A cluster's events after `after`; only the organisation's when `org_id` is given.
     async fn events_after(
         &self,
         cluster_id: &str,
+        org_id: Option<&str>,
         after: i64,
         limit: i64,
     ) -> Result<Vec<ClusterEvent>> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM cluster_events WHERE cluster_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            "SELECT {COLUMNS} FROM cluster_events WHERE cluster_id = $1 AND seq > $2 AND ($4 IS NULL OR org_id = $4) \
+             ORDER BY seq LIMIT $3"
         );
         let rows: Vec<EventRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
             .bind(cluster_id)
             .bind(after)
             .bind(limit)
+            .bind(org_id)
             .fetch_all(p)
             .await)
         .map_err(DbError::from)?;
@@ -212,7 +218,7 @@ impl Control {
     ) -> Result<Vec<ClusterEvent>> {
         actor.authorize(Action::ResourcesRead)?;
         let row = self.cluster_row(&actor.org_id, id).await?;
-        self.events_after(&row.id, after, limit.clamp(1, 1_000))
+        self.events_after(&row.id, None, after, limit.clamp(1, 1_000))
             .await
     }
 
@@ -226,15 +232,28 @@ impl Control {
         after: i64,
     ) -> Result<impl Stream<Item = ClusterEvent> + Send + 'static> {
         actor.authorize(Action::ResourcesRead)?;
-        let row = self.cluster_row(&actor.org_id, id).await?;
         // Listen before reading, so nothing falls between the read and the first message.
         let live = self.events.local.subscribe();
+        // Events carry their organisation, so the first page of them, read for the actor's
+        // organisation, also proves the cluster is theirs; only an empty page (a name, another
+        // tenant's id, nothing new yet) needs the cluster's row.
+        let first = if id.starts_with("clu_") {
+            self.events_after(id, Some(&actor.org_id), after, FOLLOW_PAGE)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let cluster_id = match first.first() {
+            Some(e) => e.cluster_id.clone(),
+            None => self.cluster_row(&actor.org_id, id).await?.id,
+        };
         let state = Follow {
             control: self.clone(),
-            cluster_id: row.id,
+            cluster_id,
             last: after,
             live,
-            backlog: std::collections::VecDeque::new(),
+            read: first.is_empty() || first.len() as i64 == FOLLOW_PAGE,
+            backlog: first.into(),
             done: false,
         };
         Ok(futures::stream::unfold(state, Follow::next))
@@ -247,6 +266,10 @@ struct Follow {
     last: i64,
     live: broadcast::Receiver<ClusterEvent>,
     backlog: std::collections::VecDeque<ClusterEvent>,
+    /// Whether the database may hold events not yet sent: at the start, after a full page,
+    /// and when the channel lagged, skipped one or went quiet. An event that came in order on
+    /// the channel leaves nothing behind it to read.
+    read: bool,
     done: bool,
 }
 
@@ -265,17 +288,21 @@ impl Follow {
                 return None;
             }
             // Whatever the database has that we have not sent, then wait for news.
-            match self
-                .control
-                .events_after(&self.cluster_id, self.last, 500)
-                .await
-            {
-                Ok(found) if !found.is_empty() => {
-                    self.backlog.extend(found);
-                    continue;
+            if self.read {
+                match self
+                    .control
+                    .events_after(&self.cluster_id, None, self.last, FOLLOW_PAGE)
+                    .await
+                {
+                    Ok(found) => {
+                        self.read = found.len() as i64 == FOLLOW_PAGE;
+                        if !found.is_empty() {
+                            self.backlog.extend(found);
+                            continue;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading cluster events failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "reading cluster events failed"),
             }
             let deadline = tokio::time::sleep(FOLLOW_POLL);
             tokio::pin!(deadline);
@@ -283,17 +310,25 @@ impl Follow {
                 tokio::select! {
                     got = self.live.recv() => match got {
                         Ok(e) if e.cluster_id == self.cluster_id => {
-                            // Out of order or after a gap: the database has the rest.
                             if e.seq == self.last + 1 {
                                 self.backlog.push_back(e);
+                            } else if e.seq > self.last {
+                                // After a gap: the database has the ones between.
+                                self.read = true;
                             }
                             break;
                         }
                         Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            self.read = true;
+                            break;
+                        }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
-                    _ = &mut deadline => break,
+                    _ = &mut deadline => {
+                        self.read = true;
+                        break;
+                    }
                 }
             }
         }

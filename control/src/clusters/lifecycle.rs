@@ -102,24 +102,22 @@ pub(crate) async fn end_node_in(
 }
 
 impl Control {
-    /// Ends a live cluster: `to` is `Terminating` (it ran, or the customer asked) or `Failed`
-    /// (it never ran). Nodes go, metering stops at once, quota is given back; the reconciler
-    /// then settles the money. `Ok(None)` when it was no longer live.
+    /// Ends a live cluster, as `row` (just read) shows it: `to` is `Terminating` (it ran, or
+    /// the customer asked) or `Failed` (it never ran). Nodes go, metering stops at once, quota
+    /// is given back; the reconciler then settles the money. `Ok(None)` when it was no longer
+    /// live; a stale-version conflict, with nothing written, when the row moved since.
     pub(crate) async fn end_cluster(
         &self,
-        id: &str,
+        mut row: ClusterRow,
         to: ClusterStatus,
         kind: &str,
         reason: &str,
     ) -> Result<Option<ClusterRow>> {
-        let mut tx = self.db.begin().await?;
-        let Some(mut row) = row_in(&mut tx, id).await? else {
-            return Ok(None);
-        };
         if !row.status().is_live() {
             return Ok(None);
         }
-        let nodes = nodes_in(&mut tx, id).await?;
+        let mut tx = self.db.begin().await?;
+        let nodes = nodes_in(&mut tx, &row.id).await?;
         let now = now_micros();
         let mut wake = Vec::new();
         for node in nodes.iter().filter(|n| n.ended_at.is_none()) {
@@ -152,33 +150,54 @@ impl Control {
     ) -> Result<ClusterView> {
         actor.authorize(Action::ResourcesWrite)?;
         let row = self.cluster_row(&actor.org_id, id).await?;
-        let id = row.id.as_str();
-        if row.status().is_live() {
-            check_version(&row, expected_version)?;
-            match self
-                .end_cluster(
-                    id,
-                    ClusterStatus::Terminating,
-                    "terminating",
-                    "terminated on request",
-                )
-                .await?
-            {
-                // Settled now, from the row just written: what the reconciler would do next.
-                Some(ended) => match self.settle_cluster(ended).await {
-                    // The reconciler moved it first: look again, as it does.
-                    Err(Error::Conflict {
-                        code: "stale_resource_version",
-                        ..
-                    }) => self.reconcile_cluster(id).await?,
-                    other => other?,
-                },
-                None if expected_version.is_some() => return Err(stale(&row)),
-                // Ended meanwhile by someone else: settled here too if still due.
-                None => self.reconcile_cluster(id).await?,
-            }
+        if !row.status().is_live() {
+            return self.full_view(&row).await;
         }
-        let row = self.cluster_row(&actor.org_id, id).await?;
+        check_version(&row, expected_version)?;
+        let id = row.id.clone();
+        let (to, kind, reason) = (
+            ClusterStatus::Terminating,
+            "terminating",
+            "terminated on request",
+        );
+        let ended = match self.end_cluster(row, to, kind, reason).await {
+            // Moved since it was read, and no version was asked for: end it as it is now.
+            Err(
+                e @ Error::Conflict {
+                    code: "stale_resource_version",
+                    ..
+                },
+            ) => {
+                if expected_version.is_some() {
+                    return Err(e);
+                }
+                match self.row_of(&id).await? {
+                    Some(now) => self.end_cluster(now, to, kind, reason).await?,
+                    None => None,
+                }
+            }
+            other => other?,
+        };
+        let settled = match ended {
+            // Settled now, from the row just written: what the reconciler would do next.
+            Some(ended) => match self.settle_cluster(ended).await {
+                // The reconciler moved it first: look again, as it does.
+                Err(Error::Conflict {
+                    code: "stale_resource_version",
+                    ..
+                }) => None,
+                other => Some(other?),
+            },
+            // Ended meanwhile by someone else: settled below too if still due.
+            None => None,
+        };
+        let row = match settled {
+            Some(row) => row,
+            None => {
+                self.reconcile_cluster(&id).await?;
+                self.row_of(&id).await?.ok_or(Error::NotFound("cluster"))?
+            }
+        };
         self.full_view(&row).await
     }
 

@@ -164,7 +164,7 @@ impl Control {
             ClusterStatus::Pending | ClusterStatus::Placing => {
                 // A create commits its cluster provisioning; anything else is not ours to finish.
                 self.end_cluster(
-                    id,
+                    row,
                     ClusterStatus::Failed,
                     "failed",
                     "placement did not finish",
@@ -179,13 +179,13 @@ impl Control {
         {
             let minutes = self.settings.provisioning_timeout.as_secs().div_ceil(60);
             let reason = format!("provisioning did not finish within {minutes} minute(s)");
-            self.end_cluster(id, ClusterStatus::Failed, "failed", &reason)
+            self.end_cluster(row, ClusterStatus::Failed, "failed", &reason)
                 .await?;
             return Ok(Step::Again);
         }
         if status != ClusterStatus::Provisioning && row.expires_at.is_some_and(|t| now >= t) {
             let reason = format!("the cluster's {} hour(s) are over", row.duration_hours);
-            self.end_cluster(id, ClusterStatus::Terminating, "expired", &reason)
+            self.end_cluster(row, ClusterStatus::Terminating, "expired", &reason)
                 .await?;
             return Ok(Step::Again);
         }
@@ -402,7 +402,7 @@ impl Control {
                 let status = row.status();
                 if status == ClusterStatus::Provisioning {
                     let reason = format!("no node can replace a failed one: {why}");
-                    self.end_cluster(&row.id, ClusterStatus::Failed, "failed", &reason)
+                    self.end_cluster(row, ClusterStatus::Failed, "failed", &reason)
                         .await?;
                     return Ok(Step::Again);
                 }

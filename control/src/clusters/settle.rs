@@ -23,7 +23,7 @@ use crate::{Control, Error, Result};
 const TRIES: usize = 16;
 
 /// Settlements waiting for their turn ([`Batcher`]).
-pub(crate) type SettleQueue = Batcher<ClusterRow, Result<()>>;
+pub(crate) type SettleQueue = Batcher<ClusterRow, Result<ClusterRow>>;
 
 /// What one cluster's settlement wrote, waiting for the batch's money and commit.
 struct Done {
@@ -86,8 +86,8 @@ async fn savepoint(tx: &mut Tx, sql: &'static str) -> Result<()> {
 
 impl Control {
     /// Settles an ended (terminating or failed) cluster, with whatever other settlements are
-    /// waiting at the same moment.
-    pub(crate) async fn settle_cluster(&self, row: ClusterRow) -> Result<()> {
+    /// waiting at the same moment. Answers the row as the settlement left it.
+    pub(crate) async fn settle_cluster(&self, row: ClusterRow) -> Result<ClusterRow> {
         let this = self.clone();
         self.settling
             .submit(
@@ -98,7 +98,7 @@ impl Control {
             .unwrap_or_else(|| Err(Error::Internal("a settlement was dropped".into())))
     }
 
-    async fn settle_batch(&self, batch: Vec<ClusterRow>) -> Vec<Result<()>> {
+    async fn settle_batch(&self, batch: Vec<ClusterRow>) -> Vec<Result<ClusterRow>> {
         let (done, retry) = match self.try_batch(&batch).await {
             Ok(outcome) => outcome,
             // The whole batch rolled back: each settles alone.
@@ -107,24 +107,28 @@ impl Control {
                 (Vec::new(), (0..batch.len()).collect())
             }
         };
-        let mut answers: Vec<Result<()>> = (0..batch.len()).map(|_| Ok(())).collect();
-        for (_, event) in done {
+        let mut answers: Vec<Option<Result<ClusterRow>>> = (0..batch.len()).map(|_| None).collect();
+        for (i, row, event) in done {
             if let Some(event) = event {
                 self.publish_events(&[event]).await;
             }
+            answers[i] = Some(Ok(row));
         }
         for i in retry {
-            answers[i] = self.settle_alone(batch[i].clone()).await;
+            answers[i] = Some(self.settle_alone(batch[i].clone()).await);
         }
         answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Error::Internal("a settlement was skipped".into()))))
+            .collect()
     }
 
-    /// One transaction for the whole batch. Returns the settled (by index, with their
-    /// events) and the indexes to settle alone.
+    /// One transaction for the whole batch. Returns the settled (by index, as written, with
+    /// their events) and the indexes to settle alone.
     async fn try_batch(
         &self,
         batch: &[ClusterRow],
-    ) -> Result<(Vec<(usize, Option<ClusterEvent>)>, Vec<usize>)> {
+    ) -> Result<(Vec<(usize, ClusterRow, Option<ClusterEvent>)>, Vec<usize>)> {
         // Read before the transaction opens: it holds a connection, and waiting for a second
         // one while holding the first starves the pool under load.
         let holds: Vec<&str> = batch.iter().filter_map(|r| r.hold_id.as_deref()).collect();
@@ -144,7 +148,7 @@ impl Control {
                         savepoint(&mut tx, "RELEASE SAVEPOINT settle_one").await?;
                     }
                     money.extend(settled);
-                    done.push((i, event));
+                    done.push((i, row, event));
                 }
                 Ok(None) | Err(_) if !alone => {
                     savepoint(&mut tx, "ROLLBACK TO SAVEPOINT settle_one").await?;
@@ -163,7 +167,7 @@ impl Control {
     }
 
     /// One cluster in its own transaction, read again until it goes through.
-    async fn settle_alone(&self, mut row: ClusterRow) -> Result<()> {
+    async fn settle_alone(&self, mut row: ClusterRow) -> Result<ClusterRow> {
         for _ in 0..TRIES {
             let holds: Vec<&str> = row.hold_id.as_deref().into_iter().collect();
             let usage = self.ledger.usage_of_holds(&holds).await?;
@@ -181,7 +185,7 @@ impl Control {
             if let Some(event) = event {
                 self.publish_events(&[event]).await;
             }
-            return Ok(());
+            return Ok(row);
         }
         Err(Error::Conflict {
             code: "settlement_contended",

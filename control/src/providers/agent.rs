@@ -580,7 +580,6 @@ impl Control {
             return Err(Error::validation("endpoints", "must be at most 4 KiB"));
         }
         let now = now_micros();
-        let mut tx = self.db.begin().await?;
         // Moves only from a status the report may follow; the statuses are this code's own.
         let from: Vec<String> = allowed.iter().map(|s| format!("'{s}'")).collect();
         let sql = format!(
@@ -589,18 +588,37 @@ impl Control {
              WHERE id = $5 AND device_id = $6 AND status IN ({}) RETURNING gpus, cluster_id, ended_at",
             from.join(", ")
         );
-        let moved: Option<(i64, String, Option<i64>)> = tx_run!(&mut tx, |c| sqlx::query_as(&sql)
-            .bind(&report.status)
-            .bind((!reason.is_empty()).then_some(reason))
-            .bind(&endpoints)
-            .bind(now)
-            .bind(node_id)
-            .bind(&device.id)
-            .fetch_optional(c)
-            .await)
-        .map_err(DbError::from)?;
-        let Some((gpus, cluster_id, ended_at)) = moved else {
-            let status: Option<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
+        let reason = (!reason.is_empty()).then_some(reason);
+        macro_rules! move_node {
+            ($c:ident) => {
+                sqlx::query_as(&sql)
+                    .bind(&report.status)
+                    .bind(reason)
+                    .bind(&endpoints)
+                    .bind(now)
+                    .bind(node_id)
+                    .bind(&device.id)
+                    .fetch_optional($c)
+                    .await
+            };
+        }
+        // Only a release writes more than the node's row (its GPUs go back with it); any other
+        // report is one statement, committed on its own.
+        let moved: Option<(i64, String, Option<i64>)> = if report.status == "released" {
+            let mut tx = self.db.begin().await?;
+            let moved: Option<(i64, String, Option<i64>)> =
+                tx_run!(&mut tx, |c| move_node!(c)).map_err(DbError::from)?;
+            if let Some((gpus, _, _)) = &moved {
+                self.give_back_gpus_in(&mut tx, device, *gpus, node_id, now)
+                    .await?;
+                tx.commit().await?;
+            }
+            moved
+        } else {
+            db_run!(&self.db, |c| move_node!(c)).map_err(DbError::from)?
+        };
+        let Some((_, cluster_id, ended_at)) = moved else {
+            let status: Option<String> = db_run!(&self.db, |c| sqlx::query_scalar(
                 "SELECT status FROM node_assignments WHERE id = $1 AND device_id = $2"
             )
             .bind(node_id)
@@ -618,11 +636,6 @@ impl Control {
                 }),
             };
         };
-        if report.status == "released" {
-            self.give_back_gpus_in(&mut tx, device, gpus, node_id, now)
-                .await?;
-        }
-        tx.commit().await?;
         // A failure counts against the device before the cluster looks for a replacement; a
         // success is scored after the cluster has its news (the score waits its turn among
         // other reports').

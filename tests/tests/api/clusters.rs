@@ -396,6 +396,9 @@ async fn bad_cluster_requests_change_nothing(b: Backend) {
     for path in [
         format!("/v1/clusters/{id}"),
         format!("/v1/clusters/{id}/events"),
+        // Following is authorised by the events' organisation, or by name.
+        format!("/v1/clusters/{id}/events?follow=true"),
+        "/v1/clusters/big/events?follow=true".to_string(),
     ] {
         app.get(&path, &eve.access)
             .await
