@@ -7,11 +7,25 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::{DatabaseUrl, DbError, Result};
+
+/// No TLS to a server on this machine unless the URL (`sslmode=`) or `PGSSLMODE` asks for it:
+/// nothing crosses a network, and TLS costs both ends CPU on every statement. Elsewhere the
+/// driver's default stands (`prefer`: TLS when the server offers it).
+fn plain_on_loopback(opts: PgConnectOptions, raw: &str) -> PgConnectOptions {
+    let asked = raw.contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some();
+    let host = opts.get_host();
+    let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+    if asked || !local {
+        opts
+    } else {
+        opts.ssl_mode(PgSslMode::Disable)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
@@ -71,7 +85,7 @@ impl Db {
             let pool = PgPoolOptions::new()
                 .max_connections(32)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect_with(opts)
+                .connect_with(plain_on_loopback(opts, raw))
                 .await?;
             Ok(Db::Postgres(pool))
         } else if raw.starts_with("sqlite:") {
@@ -208,6 +222,34 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mode(url: &str) -> PgSslMode {
+        let opts = PgConnectOptions::from_str(url).unwrap();
+        plain_on_loopback(opts, url).get_ssl_mode()
+    }
+
+    #[test]
+    fn tls_is_left_out_only_on_loopback_and_only_when_not_asked_for() {
+        if std::env::var_os("PGSSLMODE").is_some() {
+            return; // the environment asks for its own mode everywhere
+        }
+        assert!(matches!(
+            mode("postgres://root@127.0.0.1:5432/test"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://root@localhost/test"),
+            PgSslMode::Disable
+        ));
+        assert!(matches!(
+            mode("postgres://root@127.0.0.1/test?sslmode=require"),
+            PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://root@db.internal:5432/test"),
+            PgSslMode::Prefer
+        ));
+    }
 
     #[tokio::test]
     async fn sqlite_file_is_created_and_migrated() {
