@@ -52,6 +52,15 @@ pub struct UsageRecord {
 
 const COLUMNS: &str = "id, org_id, cluster_id, node_id, device_id, provider_org_id, hold_id, currency, gpus, rate_per_hour, started_at, ended_at, accrued_until";
 
+/// A usage record with one stretch of its downtime, if it has any.
+#[derive(sqlx::FromRow)]
+struct RecordDown {
+    #[sqlx(flatten)]
+    record: UsageRecord,
+    down_from: Option<i64>,
+    down_to: Option<i64>,
+}
+
 /// A node starting to run, for a cluster whose hold pays for it.
 pub struct NewUsage<'a> {
     pub org_id: &'a str,
@@ -695,28 +704,41 @@ impl Ledger {
         if hold_ids.is_empty() {
             return Ok(usage);
         }
+        // Each record with its downtime joined on (a row per stretch, most records have
+        // none): one read, where a second for the downtime was a round trip per settlement.
         let placeholders: Vec<String> = (1..=hold_ids.len()).map(|i| format!("${i}")).collect();
+        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
         let sql = format!(
-            "SELECT {COLUMNS} FROM usage_records WHERE hold_id IN ({}) ORDER BY id",
+            "SELECT {}, d.started_at AS down_from, d.ended_at AS down_to FROM usage_records u \
+             LEFT JOIN node_downtime d ON d.record_id = u.id WHERE u.hold_id IN ({}) ORDER BY u.id",
+            columns.join(", "),
             placeholders.join(", ")
         );
-        let records: Vec<UsageRecord> = db_run!(self.db(), |p| {
+        let rows: Vec<RecordDown> = db_run!(self.db(), |p| {
             let mut q = sqlx::query_as(&sql);
             for h in hold_ids {
                 q = q.bind(*h);
             }
             q.fetch_all(p).await
         })?;
-        if records.is_empty() {
-            return Ok(usage);
-        }
-        let mut downtime = self.downtime_of(&records).await?;
-        for r in records {
-            if let Some(u) = usage.get_mut(&r.hold_id) {
-                if let Some(d) = downtime.remove(&r.id) {
-                    u.downtime.insert(r.id.clone(), d);
-                }
-                u.records.push(r);
+        for RecordDown {
+            record,
+            down_from,
+            down_to,
+        } in rows
+        {
+            let Some(u) = usage.get_mut(&record.hold_id) else {
+                continue;
+            };
+            if let (Some(from), Some(to)) = (down_from, down_to) {
+                u.downtime
+                    .entry(record.id.clone())
+                    .or_default()
+                    .push((from, to));
+            }
+            // Rows of one record are adjacent (ordered by id): keep the first.
+            if u.records.last().is_none_or(|r| r.id != record.id) {
+                u.records.push(record);
             }
         }
         Ok(usage)

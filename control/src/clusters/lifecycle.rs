@@ -61,16 +61,22 @@ pub(crate) async fn end_node_in(
     at: i64,
 ) -> Result<bool> {
     // Each statement moves the node only from the statuses it names, so a report the agent
-    // makes meanwhile cannot make the GPUs come back twice.
-    let unseen: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
-        "UPDATE node_assignments SET ended_at = $1, updated_at = $1, status = 'released' \
-         WHERE id = $2 AND ended_at IS NULL AND status IN ('waiting', 'assigned') RETURNING id"
-    )
-    .bind(at)
-    .bind(&node.id)
-    .fetch_optional(c)
-    .await)
-    .map_err(DbError::from)?;
+    // makes meanwhile cannot make the GPUs come back twice. Statuses only move forward
+    // (waiting, assigned, starting, ...), so a node read past `assigned` is not unseen now.
+    let maybe_unseen = matches!(node.status.as_str(), "waiting" | "assigned");
+    let unseen: Option<String> = if maybe_unseen {
+        tx_run!(tx, |c| sqlx::query_scalar(
+            "UPDATE node_assignments SET ended_at = $1, updated_at = $1, status = 'released' \
+             WHERE id = $2 AND ended_at IS NULL AND status IN ('waiting', 'assigned') RETURNING id"
+        )
+        .bind(at)
+        .bind(&node.id)
+        .fetch_optional(c)
+        .await)
+        .map_err(DbError::from)?
+    } else {
+        None
+    };
     let mut wake = false;
     if unseen.is_some() {
         let device = DeviceAuth {
