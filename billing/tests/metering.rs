@@ -267,3 +267,61 @@ async fn usage_lines_are_hourly_and_agree_with_the_ledger() {
         assert!(ledger.verify().await.unwrap().is_balanced());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_settles_every_node_without_its_downtime() {
+    for scratch in scratch_databases().await {
+        let (ledger, first) = setup(&scratch, 10_000_000).await;
+        let hold_id = ledger.usage_record(&first).await.unwrap().hold_id;
+        let second = ledger
+            .start_usage(NewUsage {
+                org_id: "org_c",
+                cluster_id: "clu_1",
+                node_id: "nod_2",
+                device_id: "dev_2",
+                provider_org_id: "org_p",
+                hold_id: &hold_id,
+                gpus: 1,
+                rate_per_hour: usd(2_100_000),
+                started_at: T0,
+            })
+            .await
+            .unwrap()
+            .id;
+        // The first node down twice (20 s and 10 s), the second once (30 s).
+        for (id, from, to) in [(&first, 10, 30), (&first, 50, 60), (&second, 40, 70)] {
+            ledger
+                .record_downtime(id, T0 + from * SECOND, T0 + to * SECOND)
+                .await
+                .unwrap();
+        }
+        let usage = ledger.usage_of_holds(&[&hold_id]).await.unwrap();
+        let usage = &usage[&hold_id];
+        assert_eq!(
+            usage.records.len(),
+            2,
+            "each record once, however many stretches"
+        );
+        let mut tx = ledger.db().begin().await.unwrap();
+        let settled = iocloud_billing::metering::settle_hold_in(
+            &mut tx,
+            &hold_id,
+            usage,
+            T0 + 90 * SECOND,
+            500,
+        )
+        .await
+        .unwrap()
+        .expect("nothing moved since the read");
+        let hold = settled.post_in(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            charged(&ledger).await,
+            2 * 35_000,
+            "60 s of each node at $2.10/h"
+        );
+        assert_eq!(hold.captured, 70_000);
+        assert_eq!(hold.released, 10_000_000 - 70_000);
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
