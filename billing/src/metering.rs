@@ -688,7 +688,7 @@ impl Ledger {
         ))
     }
 
-    /// Each hold's usage records and their downtime, for [`settle_hold_in`]: two reads for
+    /// Each hold's usage records and their downtime, for [`settle_hold_in`]: one read for
     /// any number of holds.
     pub async fn usage_of_holds(&self, hold_ids: &[&str]) -> Result<HashMap<String, HoldUsage>> {
         let mut usage: HashMap<String, HoldUsage> = hold_ids

@@ -13,11 +13,18 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 
 use crate::{DatabaseUrl, DbError, Result};
 
-/// No TLS to a server on this machine unless the URL (`sslmode=`) or `PGSSLMODE` asks for it:
-/// nothing crosses a network, and TLS costs both ends CPU on every statement. Elsewhere the
-/// driver's default stands (`prefer`: TLS when the server offers it).
+/// No TLS to a server on this machine unless the URL or the environment says anything about
+/// TLS (`sslmode`, `ssl-mode`, `sslrootcert`, a client certificate, `PGSSL…`): nothing crosses
+/// a network, and TLS costs both ends CPU on every statement. Elsewhere the driver's default
+/// stands (`prefer`: TLS when the server offers it).
 fn plain_on_loopback(opts: PgConnectOptions, raw: &str) -> PgConnectOptions {
-    let asked = raw.contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some();
+    let in_url = raw.split_once('?').is_some_and(|(_, query)| {
+        query
+            .split('&')
+            .any(|pair| pair.to_ascii_lowercase().starts_with("ssl"))
+    });
+    let in_env = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PGSSL"));
+    let asked = in_url || in_env;
     let host = opts.get_host();
     let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
     if asked || !local {
@@ -230,7 +237,7 @@ mod tests {
 
     #[test]
     fn tls_is_left_out_only_on_loopback_and_only_when_not_asked_for() {
-        if std::env::var_os("PGSSLMODE").is_some() {
+        if std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PGSSL")) {
             return; // the environment asks for its own mode everywhere
         }
         assert!(matches!(
@@ -244,6 +251,15 @@ mod tests {
         assert!(matches!(
             mode("postgres://root@127.0.0.1/test?sslmode=require"),
             PgSslMode::Require
+        ));
+        assert!(matches!(
+            mode("postgres://root@127.0.0.1/test?ssl-mode=require"),
+            PgSslMode::Require
+        ));
+        // A certificate to check the server by: the driver's default (prefer) is kept.
+        assert!(matches!(
+            mode("postgres://root@localhost/test?sslrootcert=/etc/ca.pem"),
+            PgSslMode::Prefer
         ));
         assert!(matches!(
             mode("postgres://root@db.internal:5432/test"),

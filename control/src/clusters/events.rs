@@ -247,12 +247,15 @@ impl Control {
             Some(e) => e.cluster_id.clone(),
             None => self.cluster_row(&actor.org_id, id).await?.id,
         };
+        // By id, the page read is all there was (the cluster is now known to be the
+        // organisation's); by name, nothing was read yet.
+        let read = !id.starts_with("clu_") || first.len() as i64 == FOLLOW_PAGE;
         let state = Follow {
             control: self.clone(),
             cluster_id,
             last: after,
             live,
-            read: first.is_empty() || first.len() as i64 == FOLLOW_PAGE,
+            read,
             backlog: first.into(),
             done: false,
         };

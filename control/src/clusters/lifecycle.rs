@@ -33,6 +33,9 @@ pub(crate) fn usage_id(node_id: &str) -> String {
     format!("use_{}", node_id.trim_start_matches("nod_"))
 }
 
+/// Tries at ending a cluster on request before answering that it kept changing.
+const END_TRIES: usize = 16;
+
 pub(crate) fn check_version(row: &ClusterRow, expected: Option<i64>) -> Result<()> {
     match expected {
         Some(v) if v != row.resource_version => Err(stale(row)),
@@ -161,29 +164,7 @@ impl Control {
         }
         check_version(&row, expected_version)?;
         let id = row.id.clone();
-        let (to, kind, reason) = (
-            ClusterStatus::Terminating,
-            "terminating",
-            "terminated on request",
-        );
-        let ended = match self.end_cluster(row, to, kind, reason).await {
-            // Moved since it was read, and no version was asked for: end it as it is now.
-            Err(
-                e @ Error::Conflict {
-                    code: "stale_resource_version",
-                    ..
-                },
-            ) => {
-                if expected_version.is_some() {
-                    return Err(e);
-                }
-                match self.row_of(&id).await? {
-                    Some(now) => self.end_cluster(now, to, kind, reason).await?,
-                    None => None,
-                }
-            }
-            other => other?,
-        };
+        let ended = self.end_on_request(row, expected_version).await?;
         let settled = match ended {
             // Settled now, from the row just written: what the reconciler would do next.
             Some(ended) => match self.settle_cluster(ended).await {
@@ -205,6 +186,49 @@ impl Control {
             }
         };
         self.full_view(&row).await
+    }
+
+    /// Ends a cluster its customer asked to end, from `row` as they saw it. With a version
+    /// asked for, any change since answers 409; without one, the cluster is ended as it is
+    /// now, read again after each change that raced it (a provisioning cluster's row moves
+    /// with every node report). `Ok(None)` when it was ended meanwhile by someone else.
+    async fn end_on_request(
+        &self,
+        row: ClusterRow,
+        expected_version: Option<i64>,
+    ) -> Result<Option<ClusterRow>> {
+        let id = row.id.clone();
+        let mut row = row;
+        let mut last = None;
+        for _ in 0..END_TRIES {
+            match self
+                .end_cluster(
+                    row,
+                    ClusterStatus::Terminating,
+                    "terminating",
+                    "terminated on request",
+                )
+                .await
+            {
+                Err(
+                    e @ Error::Conflict {
+                        code: "stale_resource_version",
+                        ..
+                    },
+                ) => {
+                    if expected_version.is_some() {
+                        return Err(e);
+                    }
+                    let Some(now) = self.row_of(&id).await? else {
+                        return Ok(None);
+                    };
+                    row = now;
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Internal("no attempt to end the cluster".into())))
     }
 
     /// Adds hours to a live cluster and holds funds for them.

@@ -48,6 +48,7 @@ async fn finish_in(
         .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
         return if moved == 1 {
+            row.reconcile_at = None;
             Ok(None)
         } else {
             Err(stale(row))

@@ -958,3 +958,131 @@ async fn clusters_ended_together_settle_together(b: Backend) {
     assert_eq!(quota.body["clusters_in_use"], 0);
     ledger_balances(&app).await;
 }
+
+on_both_engines!(a_follower_sees_every_event_once_through_terminated);
+
+/// A follower from the start gets the stored events as one page, then only what the channel
+/// brings: every event exactly once, in order, and the stream ends at `terminated` without
+/// waiting for the five-second look at the database.
+async fn a_follower_sees_every_event_once_through_terminated(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(2), true, |_| {}).await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "watched", "kind": "ray", "gpu_model": "h100-sxm", "gpu_count": 16,
+                   "gpus_per_node": 8, "duration_hours": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let running = wait_status(&app, &s, &id, "running").await;
+    let stored = running["resource_version"].as_i64().unwrap();
+    let mut events = super::replicas::follow(&app.client, &app.base, &s.access, &id, "0").await;
+    let mut seqs = Vec::new();
+    while (seqs.len() as i64) < stored {
+        let e = tokio::time::timeout(Duration::from_secs(3), events.recv())
+            .await
+            .expect("the stored events come at once")
+            .expect("the stream is open");
+        seqs.push(e["seq"].as_i64().unwrap());
+    }
+    let asked = Instant::now();
+    let gone = app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    let mut last = String::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(3), events.recv()).await {
+        seqs.push(e["seq"].as_i64().unwrap());
+        last = e["kind"].as_str().unwrap().to_string();
+    }
+    assert_eq!(last, "terminated");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "the stream ended {:?} after the delete",
+        asked.elapsed()
+    );
+    let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, expected, "each event once, in order, none missing");
+}
+
+on_both_engines!(a_delete_ends_a_cluster_whose_row_keeps_moving);
+
+/// A DELETE without a version ends the cluster even while other changes move its row (here,
+/// extensions racing it); with a version that is no longer current it answers 409 and
+/// changes nothing. Either way quota, GPUs and the ledger come out right.
+async fn a_delete_ends_a_cluster_whose_row_keeps_moving(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(1), true, |_| {}).await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "busy", "kind": "container", "image": "busybox", "gpu_model": "h100-sxm",
+                   "gpu_count": 1, "duration_hours": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let running = wait_status(&app, &s, &id, "running").await;
+    let seen = running["resource_version"].as_i64().unwrap();
+
+    // The version the customer saw, then one extension: the old version is refused.
+    let extended = app
+        .post(
+            &format!("/v1/clusters/{id}/extend"),
+            Some(&s.access),
+            json!({"hours": 1}),
+        )
+        .await;
+    assert_eq!(extended.status, 200, "{}", extended.text);
+    app.delete(
+        &format!("/v1/clusters/{id}?resource_version={seen}"),
+        &s.access,
+    )
+    .await
+    .assert_problem(409, "stale_resource_version");
+    assert_eq!(
+        app.get(&format!("/v1/clusters/{id}"), &s.access).await.body["status"],
+        "running"
+    );
+
+    // Extensions racing a DELETE without a version: the cluster ends all the same.
+    let extend = |n: u64| {
+        let (client, base, token, id) = (
+            app.client.clone(),
+            app.base.clone(),
+            s.access.clone(),
+            id.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(n)).await;
+            let r = client
+                .post(format!("{base}/v1/clusters/{id}/extend"))
+                .bearer_auth(token)
+                .json(&json!({"hours": 1}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        })
+    };
+    let racing: Vec<_> = (0..8).map(extend).collect();
+    let gone = app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    assert_eq!(gone.body["status"], "terminated");
+    for r in racing {
+        let (status, text) = r.await.unwrap();
+        assert!(
+            status == 200 || status == 409,
+            "an extension answered {status}: {text}"
+        );
+    }
+    let quota = app.get("/v1/quota", &s.access).await;
+    assert_eq!(quota.body["gpus_in_use"], 0);
+    assert_eq!(quota.body["clusters_in_use"], 0);
+    assert_eq!(app.count(GPU_BOOKS_WRONG).await, 0);
+    ledger_balances(&app).await;
+}

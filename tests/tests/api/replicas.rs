@@ -124,7 +124,7 @@ async fn two_replicas_share_scarce_gpus_quota_and_events(b: Backend) {
 }
 
 /// Server-sent events of a cluster after `after`, as they arrive.
-async fn follow(
+pub(crate) async fn follow(
     client: &reqwest::Client,
     base: &str,
     token: &str,
