@@ -129,6 +129,13 @@ pub(crate) async fn wait_status(app: &TestApp, s: &Session, id: &str, status: &s
     }
 }
 
+/// Creates a cluster that must be accepted; its id.
+async fn create(app: &TestApp, s: &Session, spec: Value) -> String {
+    let created = app.post("/v1/clusters", Some(&s.access), spec).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().to_string()
+}
+
 pub(crate) fn kinds(c: &Value) -> Vec<String> {
     c["events"]
         .as_array()
@@ -968,16 +975,9 @@ async fn a_follower_sees_every_event_once_through_terminated(b: Backend) {
     let Fleet {
         app, customer: s, ..
     } = fleet(b, frankfurt(2), true, |_| {}).await;
-    let created = app
-        .post(
-            "/v1/clusters",
-            Some(&s.access),
-            json!({"name": "watched", "kind": "ray", "gpu_model": "h100-sxm", "gpu_count": 16,
-                   "gpus_per_node": 8, "duration_hours": 1}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.body["id"].as_str().unwrap().to_string();
+    let spec = json!({"name": "watched", "kind": "ray", "gpu_model": "h100-sxm", "gpu_count": 16,
+                      "gpus_per_node": 8, "duration_hours": 1});
+    let id = create(&app, &s, spec).await;
     let running = wait_status(&app, &s, &id, "running").await;
     let stored = running["resource_version"].as_i64().unwrap();
     let mut events = super::replicas::follow(&app.client, &app.base, &s.access, &id, "0").await;
@@ -1016,16 +1016,9 @@ async fn a_delete_ends_a_cluster_whose_row_keeps_moving(b: Backend) {
     let Fleet {
         app, customer: s, ..
     } = fleet(b, frankfurt(1), true, |_| {}).await;
-    let created = app
-        .post(
-            "/v1/clusters",
-            Some(&s.access),
-            json!({"name": "busy", "kind": "container", "image": "busybox", "gpu_model": "h100-sxm",
-                   "gpu_count": 1, "duration_hours": 1}),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    let id = created.body["id"].as_str().unwrap().to_string();
+    let spec = json!({"name": "busy", "kind": "container", "image": "busybox",
+                      "gpu_model": "h100-sxm", "gpu_count": 1, "duration_hours": 1});
+    let id = create(&app, &s, spec).await;
     let running = wait_status(&app, &s, &id, "running").await;
     let seen = running["resource_version"].as_i64().unwrap();
 
