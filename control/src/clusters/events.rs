@@ -243,9 +243,13 @@ impl Control {
         } else {
             Vec::new()
         };
-        let cluster_id = match first.first() {
-            Some(e) => e.cluster_id.clone(),
-            None => self.cluster_row(&actor.org_id, id).await?.id,
+        let (cluster_id, ended) = match first.first() {
+            Some(e) => (e.cluster_id.clone(), false),
+            None => {
+                let row = self.cluster_row(&actor.org_id, id).await?;
+                let ended = row.status().is_final();
+                (row.id, ended)
+            }
         };
         // By id, the page read is all there was (the cluster is now known to be the
         // organisation's); by name, nothing was read yet.
@@ -257,6 +261,7 @@ impl Control {
             live,
             read,
             backlog: first.into(),
+            ended,
             done: false,
         };
         Ok(futures::stream::unfold(state, Follow::next))
@@ -273,6 +278,9 @@ struct Follow {
     /// and when the channel lagged, skipped one or went quiet. An event that came in order on
     /// the channel leaves nothing behind it to read.
     read: bool,
+    /// The cluster had already ended when the follow began (asked for after its last event):
+    /// once the database has nothing after `last`, nothing more will come.
+    ended: bool,
     done: bool,
 }
 
@@ -306,6 +314,10 @@ impl Follow {
                     }
                     Err(e) => tracing::warn!(error = %e, "reading cluster events failed"),
                 }
+            }
+            // Ended, and the database said it has nothing more (not a failed read).
+            if self.ended && !self.read {
+                return None;
             }
             let deadline = tokio::time::sleep(FOLLOW_POLL);
             tokio::pin!(deadline);

@@ -1005,6 +1005,19 @@ async fn a_follower_sees_every_event_once_through_terminated(b: Backend) {
     );
     let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
     assert_eq!(seqs, expected, "each event once, in order, none missing");
+
+    // Following an ended cluster from its last event (by id or by name) ends at once
+    // instead of waiting for news that will never come.
+    let final_seq = seqs.len().to_string();
+    for key in [id.as_str(), "watched"] {
+        let mut events =
+            super::replicas::follow(&app.client, &app.base, &s.access, key, &final_seq).await;
+        let end = tokio::time::timeout(Duration::from_secs(2), events.recv()).await;
+        assert!(
+            matches!(end, Ok(None)),
+            "following {key} after its last event: {end:?}"
+        );
+    }
 }
 
 on_both_engines!(a_delete_ends_a_cluster_whose_row_keeps_moving);
