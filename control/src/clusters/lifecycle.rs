@@ -38,16 +38,23 @@ const END_TRIES: usize = 16;
 
 pub(crate) fn check_version(row: &ClusterRow, expected: Option<i64>) -> Result<()> {
     match expected {
-        Some(v) if v != row.resource_version => Err(stale(row)),
+        Some(v) if v != row.resource_version => Err(Error::Conflict {
+            code: "stale_resource_version",
+            message: format!(
+                "cluster {} is at resource_version {}, not {v}; read it again and retry",
+                row.id, row.resource_version
+            ),
+        }),
         _ => Ok(()),
     }
 }
 
+/// The row changed after `row` (at the version it shows) was read: a compare-and-set lost.
 pub(crate) fn stale(row: &ClusterRow) -> Error {
     Error::Conflict {
         code: "stale_resource_version",
         message: format!(
-            "cluster {} changed (resource_version is now {}); read it again and retry",
+            "cluster {} changed after resource_version {} was read; read it again and retry",
             row.id, row.resource_version
         ),
     }
@@ -194,11 +201,10 @@ impl Control {
     /// with every node report). `Ok(None)` when it was ended meanwhile by someone else.
     async fn end_on_request(
         &self,
-        row: ClusterRow,
+        mut row: ClusterRow,
         expected_version: Option<i64>,
     ) -> Result<Option<ClusterRow>> {
         let id = row.id.clone();
-        let mut row = row;
         let mut last = None;
         for _ in 0..END_TRIES {
             match self

@@ -1044,12 +1044,22 @@ async fn a_delete_ends_a_cluster_whose_row_keeps_moving(b: Backend) {
         )
         .await;
     assert_eq!(extended.status, 200, "{}", extended.text);
-    app.delete(
-        &format!("/v1/clusters/{id}?resource_version={seen}"),
-        &s.access,
-    )
-    .await
-    .assert_problem(409, "stale_resource_version");
+    let refused = app
+        .delete(
+            &format!("/v1/clusters/{id}?resource_version={seen}"),
+            &s.access,
+        )
+        .await;
+    refused.assert_problem(409, "stale_resource_version");
+    let now = extended.body["resource_version"].as_i64().unwrap();
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("is at resource_version {now}, not {seen}")),
+        "{}",
+        refused.text
+    );
     assert_eq!(
         app.get(&format!("/v1/clusters/{id}"), &s.access).await.body["status"],
         "running"
