@@ -22,6 +22,8 @@ use super::{ClusterRow, ClusterStatus, ClusterView, row_in};
 use crate::{Action, Actor, Control, Error, Result};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
+/// Plans made again when the cluster moved under one, before answering 409.
+const APPLY_TRIES: usize = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -237,7 +239,27 @@ impl Control {
         expected_version: Option<i64>,
     ) -> Result<(bool, ApplyResult)> {
         actor.authorize(Action::ResourcesWrite)?;
-        let plan = self.plan_apply(actor, name, spec, expected_version).await?;
+        let mut tries = 0;
+        loop {
+            let plan = self.plan_apply(actor, name, spec, expected_version).await?;
+            match self.apply_plan(actor, spec, plan).await {
+                // The cluster moved between the plan and its change (a provisioning one moves
+                // with every node report). Without a version to hold it to, plan again.
+                Err(Error::Conflict {
+                    code: "stale_resource_version",
+                    ..
+                }) if expected_version.is_none() && tries < APPLY_TRIES => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn apply_plan(
+        &self,
+        actor: &Actor,
+        spec: &ClusterSpec,
+        plan: ApplyPlan,
+    ) -> Result<(bool, ApplyResult)> {
         let cluster = match (plan.action, &plan.cluster_id) {
             (ApplyAction::Create, _) => self.create_cluster(actor, spec).await?,
             (ApplyAction::Replace, Some(old)) => {

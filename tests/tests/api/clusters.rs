@@ -1102,3 +1102,51 @@ async fn a_delete_ends_a_cluster_whose_row_keeps_moving(b: Backend) {
     assert_eq!(app.count(GPU_BOOKS_WRONG).await, 0);
     ledger_balances(&app).await;
 }
+
+on_both_engines!(applies_racing_without_a_version_all_go_through);
+
+/// Declarative applies without a version, racing on one cluster: each that loses the race
+/// plans again from what the others left and goes through, none answers 409; the cluster
+/// ends with one of their labels.
+async fn applies_racing_without_a_version_all_go_through(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(1), true, |_| {}).await;
+    let spec = json!({"name": "web", "kind": "container", "image": "busybox", "gpu_model": "h100-sxm",
+                      "gpu_count": 1, "duration_hours": 2});
+    let made = app.put("/v1/clusters/web", &s.access, spec.clone()).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let id = made.body["cluster"]["id"].as_str().unwrap().to_string();
+    wait_status(&app, &s, &id, "running").await;
+    let racing: Vec<_> = (0..6)
+        .map(|n| {
+            let mut labelled = spec.clone();
+            labelled["labels"] = json!({"run": n.to_string()});
+            let (client, base, token) = (app.client.clone(), app.base.clone(), s.access.clone());
+            tokio::spawn(async move {
+                let r = client
+                    .put(format!("{base}/v1/clusters/web"))
+                    .bearer_auth(token)
+                    .json(&labelled)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap_or_default())
+            })
+        })
+        .collect();
+    for r in racing {
+        let (status, text) = r.await.unwrap();
+        assert_eq!(status, 200, "{text}");
+    }
+    let now = app.get(&format!("/v1/clusters/{id}"), &s.access).await;
+    assert_eq!(now.body["status"], "running");
+    let run: i64 = now.body["spec"]["labels"]["run"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0..6).contains(&run));
+    assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 1);
+    ledger_balances(&app).await;
+}
