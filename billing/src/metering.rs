@@ -22,7 +22,7 @@ use iocloud_db::time::now_micros;
 use iocloud_db::{Tx, db_run, tx_run};
 use serde::Serialize;
 
-use crate::ledger::holds::capture_in;
+use crate::ledger::holds::{capture_in, hold_in};
 use crate::ledger::{
     AccountKind, AccountRef, FeeBps, Ledger, NewTransaction, Posting, TransactionKind,
 };
@@ -427,19 +427,7 @@ pub async fn settle_hold_in(
     at: i64,
     fee_bps: FeeBps,
 ) -> Result<Option<Settled>> {
-    let lock = match tx.engine() {
-        iocloud_db::Engine::Postgres => " FOR UPDATE",
-        iocloud_db::Engine::Sqlite => "",
-    };
-    let sql = format!(
-        "SELECT {} FROM holds WHERE id = $1{lock}",
-        crate::ledger::holds::COLUMNS
-    );
-    let hold: Option<crate::ledger::Hold> = tx_run!(tx, |c| sqlx::query_as(&sql)
-        .bind(hold_id)
-        .fetch_optional(c)
-        .await)?;
-    let mut hold = hold.ok_or_else(|| BillingError::HoldNotFound(hold_id.to_string()))?;
+    let mut hold = hold_in(tx, hold_id).await?;
     if hold.status != "open" {
         return Ok(Some(Settled {
             hold,
@@ -932,10 +920,7 @@ impl Ledger {
         let engine = tx.engine();
         // What each hold can still pay, locked (in id order, so two chunks sharing holds
         // never wait on each other in a cycle); each charge takes what its hold has left.
-        let lock = match engine {
-            iocloud_db::Engine::Postgres => " FOR UPDATE",
-            iocloud_db::Engine::Sqlite => "",
-        };
+        let lock = engine.for_update();
         let sql = format!(
             "SELECT {} FROM (SELECT id, amount - captured - released AS remaining FROM holds WHERE status = 'open' \
              AND id IN (SELECT hold_id FROM usage_records WHERE id >= $1 AND id <= $2) ORDER BY id{lock}) AS h",

@@ -17,14 +17,18 @@ use crate::{DatabaseUrl, DbError, Result};
 /// TLS (`sslmode`, `ssl-mode`, `sslrootcert`, a client certificate, `PGSSL…`): nothing crosses
 /// a network, and TLS costs both ends CPU on every statement. Elsewhere the driver's default
 /// stands (`prefer`: TLS when the server offers it).
+/// Whether a `PGSSL…` variable speaks for TLS everywhere.
+fn tls_in_env() -> bool {
+    std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PGSSL"))
+}
+
 fn plain_on_loopback(opts: PgConnectOptions, raw: &str) -> PgConnectOptions {
     let in_url = raw.split_once('?').is_some_and(|(_, query)| {
         query
             .split('&')
             .any(|pair| pair.to_ascii_lowercase().starts_with("ssl"))
     });
-    let in_env = std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PGSSL"));
-    let asked = in_url || in_env;
+    let asked = in_url || tls_in_env();
     let host = opts.get_host();
     let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
     if asked || !local {
@@ -184,6 +188,15 @@ impl Db {
 }
 
 impl Engine {
+    /// What ends a `SELECT` that locks the rows it reads for the rest of the transaction:
+    /// `FOR UPDATE` on Postgres; nothing on SQLite, whose write transaction has the database.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "",
+            Engine::Postgres => " FOR UPDATE",
+        }
+    }
+
     /// A row source over a JSON array of arrays bound at `param`, one row per element, the
     /// element in a column named `value` (read fields with `value ->> 0`, `value ->> 1`, ...).
     ///
@@ -230,41 +243,33 @@ impl Tx {
 mod tests {
     use super::*;
 
-    fn mode(url: &str) -> PgSslMode {
-        let opts = PgConnectOptions::from_str(url).unwrap();
-        plain_on_loopback(opts, url).get_ssl_mode()
-    }
-
     #[test]
     fn tls_is_left_out_only_on_loopback_and_only_when_not_asked_for() {
-        if std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("PGSSL")) {
+        if tls_in_env() {
             return; // the environment asks for its own mode everywhere
         }
-        assert!(matches!(
-            mode("postgres://root@127.0.0.1:5432/test"),
-            PgSslMode::Disable
-        ));
-        assert!(matches!(
-            mode("postgres://root@localhost/test"),
-            PgSslMode::Disable
-        ));
-        assert!(matches!(
-            mode("postgres://root@127.0.0.1/test?sslmode=require"),
-            PgSslMode::Require
-        ));
-        assert!(matches!(
-            mode("postgres://root@127.0.0.1/test?ssl-mode=require"),
-            PgSslMode::Require
-        ));
-        // A certificate to check the server by: the driver's default (prefer) is kept.
-        assert!(matches!(
-            mode("postgres://root@localhost/test?sslrootcert=/etc/ca.pem"),
-            PgSslMode::Prefer
-        ));
-        assert!(matches!(
-            mode("postgres://root@db.internal:5432/test"),
-            PgSslMode::Prefer
-        ));
+        for (url, want) in [
+            ("postgres://root@127.0.0.1:5432/test", PgSslMode::Disable),
+            ("postgres://root@localhost/test", PgSslMode::Disable),
+            (
+                "postgres://root@127.0.0.1/test?sslmode=require",
+                PgSslMode::Require,
+            ),
+            (
+                "postgres://root@127.0.0.1/test?ssl-mode=require",
+                PgSslMode::Require,
+            ),
+            // A certificate to check the server by: the driver's default (prefer) is kept.
+            (
+                "postgres://root@localhost/test?sslrootcert=/etc/ca.pem",
+                PgSslMode::Prefer,
+            ),
+            ("postgres://root@db.internal:5432/test", PgSslMode::Prefer),
+        ] {
+            let opts = PgConnectOptions::from_str(url).unwrap();
+            let got = plain_on_loopback(opts, url).get_ssl_mode();
+            assert_eq!(format!("{got:?}"), format!("{want:?}"), "{url}");
+        }
     }
 
     #[tokio::test]

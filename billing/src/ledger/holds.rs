@@ -150,15 +150,14 @@ pub async fn extend_hold_in(
 pub(crate) const COLUMNS: &str =
     "id, org_id, currency, amount, captured, released, status, reference, created_at, updated_at";
 
-/// The hold, its row locked (Postgres; SQLite's write transaction has the database) before
-/// any account it moves money between: settlement takes the same order (hold, then accounts),
-/// so an extension, capture or release racing it waits instead of deadlocking.
-async fn hold_in(tx: &mut Tx, id: &str) -> Result<Hold> {
-    let lock = match tx.engine() {
-        iocloud_db::Engine::Postgres => " FOR UPDATE",
-        iocloud_db::Engine::Sqlite => "",
-    };
-    let sql = format!("SELECT {COLUMNS} FROM holds WHERE id = $1{lock}");
+/// The hold, its row locked before any account it moves money between: settlement, capture,
+/// extension and release all take that order (hold, then accounts), so they wait for each
+/// other instead of deadlocking.
+pub(crate) async fn hold_in(tx: &mut Tx, id: &str) -> Result<Hold> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM holds WHERE id = $1{}",
+        tx.engine().for_update()
+    );
     let row: Option<Hold> = tx_run!(tx, |c| sqlx::query_as(&sql)
         .bind(id)
         .fetch_optional(c)

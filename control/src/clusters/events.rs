@@ -237,7 +237,8 @@ impl Control {
         // Events carry their organisation, so the first page of them, read for the actor's
         // organisation, also proves the cluster is theirs; only an empty page (a name, another
         // tenant's id, nothing new yet) needs the cluster's row.
-        let first = if id.starts_with("clu_") {
+        let by_id = id.starts_with("clu_");
+        let first = if by_id {
             self.events_after(id, Some(&actor.org_id), after, FOLLOW_PAGE)
                 .await?
         } else {
@@ -253,7 +254,7 @@ impl Control {
         };
         // By id, the page read is all there was (the cluster is now known to be the
         // organisation's); by name, nothing was read yet.
-        let read = !id.starts_with("clu_") || first.len() as i64 == FOLLOW_PAGE;
+        let read = !by_id || first.len() as i64 == FOLLOW_PAGE;
         let state = Follow {
             control: self.clone(),
             cluster_id,

@@ -146,10 +146,7 @@ impl Control {
         let mut orgs: Vec<&str> = outcomes.iter().map(|(org, _)| org.as_str()).collect();
         orgs.sort_unstable();
         orgs.dedup();
-        let lock = match self.db.engine() {
-            iocloud_db::Engine::Postgres => " FOR UPDATE",
-            iocloud_db::Engine::Sqlite => "",
-        };
+        let lock = self.db.engine().for_update();
         let placeholders: Vec<String> = (1..=orgs.len()).map(|i| format!("${i}")).collect();
         let read = format!(
             "SELECT org_id, reliability_bps FROM provider_reliability WHERE org_id IN ({}) ORDER BY org_id{lock}",
