@@ -220,6 +220,9 @@ impl Control {
                 .map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
+        // Creates price in it, from a cached copy on every replica.
+        self.invalidate(crate::cache::Forget::Org(&actor.org_id))
+            .await;
         Ok(BillingPreference { currency })
     }
 

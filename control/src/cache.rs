@@ -1,5 +1,6 @@
 //! Short-lived, in-process copies of what every API-key request reads (the key and its
-//! organisation), so an authenticated request costs no database round trip.
+//! organisation, and the organisation's billing currency that every create prices in), so an
+//! authenticated request costs no database round trip.
 //!
 //! An entry lives `ttl` at most. A change (a key revoked, an organisation renamed) drops the
 //! entry at once on the replica that made it and, through the shared key-value store's
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use iocloud_billing::Currency;
 use parking_lot::Mutex;
 
 use crate::api_keys::KeyRow;
@@ -48,6 +50,8 @@ pub struct Cache {
     generation: std::sync::atomic::AtomicU64,
     keys: Mutex<Keys>,
     orgs: Mutex<HashMap<String, Entry<Organization>>>,
+    /// Organisation id → its billing currency; forgotten with the organisation.
+    currencies: Mutex<HashMap<String, Entry<Currency>>>,
     devices: Mutex<Devices>,
 }
 
@@ -87,6 +91,7 @@ impl Cache {
             generation: Default::default(),
             keys: Mutex::default(),
             orgs: Mutex::default(),
+            currencies: Mutex::default(),
             devices: Mutex::default(),
         }
     }
@@ -177,6 +182,35 @@ impl Cache {
         );
     }
 
+    pub(crate) fn currency(&self, org_id: &str) -> Option<Currency> {
+        let currencies = self.currencies.lock();
+        currencies
+            .get(org_id)
+            .filter(|e| self.fresh(e))
+            .map(|e| *e.value)
+    }
+
+    /// Caches a currency read while `generation` was current; a `forget` since then wins.
+    pub(crate) fn put_currency(&self, org_id: &str, currency: Currency, generation: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut currencies = self.currencies.lock();
+        if self.generation() != generation {
+            return;
+        }
+        if currencies.len() > 100_000 {
+            currencies.clear();
+        }
+        currencies.insert(
+            org_id.to_string(),
+            Entry {
+                value: Arc::new(currency),
+                loaded: Instant::now(),
+            },
+        );
+    }
+
     pub(crate) fn device_by_hash(&self, hash: &str) -> Option<Arc<DeviceAuth>> {
         let devices = self.devices.lock();
         devices
@@ -227,6 +261,7 @@ impl Cache {
             }
             Forget::Org(id) => {
                 self.orgs.lock().remove(*id);
+                self.currencies.lock().remove(*id);
             }
             Forget::Device(id) => {
                 let mut devices = self.devices.lock();
@@ -237,6 +272,7 @@ impl Cache {
             Forget::All => {
                 *self.keys.lock() = Keys::default();
                 self.orgs.lock().clear();
+                self.currencies.lock().clear();
                 *self.devices.lock() = Devices::default();
             }
         }

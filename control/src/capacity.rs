@@ -19,6 +19,12 @@ use crate::{Control, Error, Result};
 
 /// How far back a sync re-reads, µs: late commits and clock skew between replicas.
 const SYNC_OVERLAP: i64 = 5_000_000;
+/// How old the index a claim places on may be. A sync re-reads every device changed in the
+/// last [`SYNC_OVERLAP`], the whole busy fleet, so claims share one per this interval instead
+/// of each taking its own. Nothing is lost by it: a plan the stale index got wrong fails its
+/// claim (which syncs at once), and "nothing fits" is only answered from a fresh sync. GPUs
+/// freed elsewhere show up within this.
+const CLAIM_STALENESS: std::time::Duration = std::time::Duration::from_millis(250);
 /// Rounds of "place, try every plan" before giving up on a contended request.
 const CLAIM_ROUNDS: usize = 64;
 
@@ -140,6 +146,25 @@ impl Control {
     /// The ranked plans for a request, on an index that has everything committed before it.
     pub async fn plans(&self, request: &Request) -> Result<Vec<Plan>> {
         self.sync_capacity().await?;
+        self.place_on_index(request)
+    }
+
+    /// The plans a claim tries: placed on an index at most [`CLAIM_STALENESS`] old, or on a
+    /// fresh one when that one has nothing that fits.
+    async fn claim_plans(&self, request: &Request) -> Result<Vec<Plan>> {
+        let asked = std::time::Instant::now();
+        let recent = asked.checked_sub(CLAIM_STALENESS).unwrap_or(asked);
+        self.sync_capacity_since(recent).await?;
+        match self.place_on_index(request) {
+            Err(Error::InsufficientCapacity(_)) => {
+                self.sync_capacity_since(asked).await?;
+                self.place_on_index(request)
+            }
+            placed => placed,
+        }
+    }
+
+    fn place_on_index(&self, request: &Request) -> Result<Vec<Plan>> {
         let inventory = self.capacity.inventory.read();
         placement::place(&inventory, request)
             .map_err(|why| Error::InsufficientCapacity(Box::new(why)))
@@ -174,7 +199,7 @@ impl Control {
         // somebody's progress; the bound is a safety net, not a tuning knob.
         for _ in 0..CLAIM_ROUNDS {
             let decided = self.capacity.decided.notified();
-            let plans = match self.plans(request).await {
+            let plans = match self.claim_plans(request).await {
                 Ok(plans) => plans,
                 // GPUs this replica is claiming right now may yet come back (a claim refused
                 // for quota or funds): wait for one to be decided before saying nothing fits.

@@ -249,11 +249,12 @@ impl Control {
             self.cap_by_quote(&actor.org_id, quote_id, &mut checked)
                 .await?;
         }
-        let (org_currency, name_live) = self.create_context(&actor.org_id, &spec.name).await?;
-        if name_live {
-            return Err(name_taken(&spec.name));
-        }
-        let currency = checked.currency.unwrap_or(org_currency);
+        // A live cluster of the same name is refused by the database's unique index, in the
+        // create's own transaction (`insert_in`): no read beforehand.
+        let currency = match checked.currency {
+            Some(c) => c,
+            None => self.org_currency(&actor.org_id).await?,
+        };
         let (usd_per_unit, rate_id) = match currency {
             Currency::Io => {
                 let rate = self.prices.current().await?;
@@ -307,26 +308,12 @@ impl Control {
         Ok(view)
     }
 
-    /// The organisation's billing currency, and whether a live cluster already has the name.
-    async fn create_context(&self, org_id: &str, name: &str) -> Result<(Currency, bool)> {
-        let found: Option<(Option<String>, bool)> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT billing_currency, EXISTS (SELECT 1 FROM clusters WHERE org_id = $1 AND name = $2 \
-             AND status NOT IN ('terminating', 'terminated', 'failed')) FROM organizations WHERE id = $1"
-        )
-        .bind(org_id)
-        .bind(name)
-        .fetch_optional(p)
-        .await)
-        .map_err(DbError::from)?;
-        let (code, live) = found.unwrap_or((None, false));
-        let currency = code
-            .as_deref()
-            .and_then(Currency::parse)
-            .unwrap_or(Currency::Usd);
-        Ok((currency, live))
-    }
-
+    /// The organisation's billing currency (USD unless it chose another), cached.
     pub(crate) async fn org_currency(&self, org_id: &str) -> Result<Currency> {
+        if let Some(currency) = self.cache.currency(org_id) {
+            return Ok(currency);
+        }
+        let generation = self.cache.generation();
         let code: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
             "SELECT billing_currency FROM organizations WHERE id = $1"
         )
@@ -334,10 +321,12 @@ impl Control {
         .fetch_optional(p)
         .await)
         .map_err(DbError::from)?;
-        Ok(code
+        let currency = code
             .as_deref()
             .and_then(Currency::parse)
-            .unwrap_or(Currency::Usd))
+            .unwrap_or(Currency::Usd);
+        self.cache.put_currency(org_id, currency, generation);
+        Ok(currency)
     }
 
     /// A cited quote must be the organisation's and still valid; the cluster may then cost no

@@ -391,7 +391,11 @@ impl Control {
         let woken = watch.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let found = self.open_assignments(&device.id).await?;
+        let found = if self.wakeups.known_idle(&device.id) {
+            Vec::new()
+        } else {
+            self.open_assignments(&device.id).await?
+        };
         if !found.is_empty() || wait.is_zero() {
             return Ok(found);
         }
@@ -401,6 +405,7 @@ impl Control {
     }
 
     async fn open_assignments(&self, device_id: &str) -> Result<Vec<Assignment>> {
+        let wakeups = self.wakeups.wakeups(device_id);
         let rows: Vec<(String, String, i64, String, String)> =
             db_run!(&self.db, |p| sqlx::query_as(
                 "SELECT id, cluster_id, gpus, status, bootstrap FROM node_assignments \
@@ -410,6 +415,11 @@ impl Control {
             .fetch_all(p)
             .await)
             .map_err(DbError::from)?;
+        self.wakeups.remember(
+            device_id,
+            wakeups,
+            rows.iter().map(|(id, ..)| id.clone()).collect(),
+        );
         rows.into_iter()
             .map(|(id, cluster_id, gpus, status, bootstrap)| {
                 Ok(Assignment {
@@ -617,6 +627,9 @@ impl Control {
         } else {
             db_run!(&self.db, |c| move_node!(c)).map_err(DbError::from)?
         };
+        if moved.is_some() {
+            self.wakeups.reported(&device.id, node_id);
+        }
         let Some((_, cluster_id, ended_at)) = moved else {
             let status: Option<String> = db_run!(&self.db, |c| sqlx::query_scalar(
                 "SELECT status FROM node_assignments WHERE id = $1 AND device_id = $2"

@@ -3,6 +3,12 @@
 //! One subscription per replica (`ASSIGNMENTS_CHANNEL`, the device id as the message) fans out
 //! to the agents waiting here. A subscription per waiting agent would hold a Redis connection
 //! per device; a hundred thousand devices would need a hundred thousand.
+//!
+//! Every change that gives an agent something to do (a node assigned, a node to tear down)
+//! wakes it, so between wake-ups a device's open assignments change only by its own reports.
+//! The replica keeps what it last read of them, less what the agent has reported on since: an
+//! agent that comes back for more after reporting on everything it was given waits without a
+//! read. A wake-up, or a subscription that broke (messages may have been lost), drops it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -18,6 +24,16 @@ pub const ASSIGNMENTS_CHANNEL: &str = "agent:assignments";
 #[derive(Default)]
 pub struct Wakeups {
     waiting: Mutex<HashMap<String, Weak<Notify>>>,
+    known: Mutex<HashMap<String, Known>>,
+}
+
+/// A device's open assignments as this replica knows them.
+#[derive(Default)]
+struct Known {
+    /// Wake-ups so far: a read begun before one may have missed what it announced.
+    wakeups: u64,
+    /// The ids last read, less those reported on since; `None` when a wake-up came after.
+    open: Option<Vec<String>>,
 }
 
 impl Wakeups {
@@ -37,8 +53,56 @@ impl Wakeups {
     }
 
     fn wake(&self, device_id: &str) {
+        {
+            let mut known = self.known.lock();
+            let k = known.entry(device_id.to_string()).or_default();
+            k.wakeups += 1;
+            k.open = None;
+        }
         if let Some(n) = self.waiting.lock().get(device_id).and_then(Weak::upgrade) {
             n.notify_waiters();
+        }
+    }
+
+    /// Whether the device is known to have no open assignment (no read needed).
+    pub fn known_idle(&self, device_id: &str) -> bool {
+        self.known
+            .lock()
+            .get(device_id)
+            .is_some_and(|k| k.open.as_ref().is_some_and(Vec::is_empty))
+    }
+
+    /// Read before reading the device's assignments; hand it to [`Wakeups::remember`].
+    pub fn wakeups(&self, device_id: &str) -> u64 {
+        self.known.lock().get(device_id).map_or(0, |k| k.wakeups)
+    }
+
+    /// Keeps what a read found, unless a wake-up came while it ran.
+    pub fn remember(&self, device_id: &str, wakeups: u64, open: Vec<String>) {
+        let mut known = self.known.lock();
+        let k = known.entry(device_id.to_string()).or_default();
+        if k.wakeups == wakeups {
+            k.open = Some(open);
+        }
+    }
+
+    /// The agent reported on a node: it is no longer open (every report moves it out).
+    pub fn reported(&self, device_id: &str, node_id: &str) {
+        if let Some(open) = self
+            .known
+            .lock()
+            .get_mut(device_id)
+            .and_then(|k| k.open.as_mut())
+        {
+            open.retain(|id| id != node_id);
+        }
+    }
+
+    /// Wake-ups may have been missed: read everything again.
+    fn forget_all(&self) {
+        for k in self.known.lock().values_mut() {
+            k.wakeups += 1;
+            k.open = None;
         }
     }
 }
@@ -60,6 +124,7 @@ impl Control {
             loop {
                 match this.kv.subscribe(ASSIGNMENTS_CHANNEL).await {
                     Ok(mut messages) => {
+                        this.wakeups.forget_all();
                         while let Some(device_id) = messages.next().await {
                             this.wakeups.wake(&device_id);
                         }

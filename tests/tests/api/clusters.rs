@@ -1150,3 +1150,50 @@ async fn applies_racing_without_a_version_all_go_through(b: Backend) {
     assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 1);
     ledger_balances(&app).await;
 }
+
+on_both_engines!(the_billing_preference_prices_the_next_create);
+
+/// Creates price in the organisation's billing currency, which the server keeps a copy of:
+/// a change of preference is seen by the very next create and plan.
+async fn the_billing_preference_prices_the_next_create(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(1), false, |_| {}).await;
+    let spec = |name: &str| {
+        json!({"name": name, "kind": "container", "image": "ghcr.io/acme/app:1",
+               "gpu_model": "h100-sxm", "gpu_count": 1, "duration_hours": 1})
+    };
+    let first = app.post("/v1/clusters", Some(&s.access), spec("a")).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.body["currency"], "USD");
+
+    let set = app
+        .put(
+            "/v1/billing/preference",
+            &s.access,
+            json!({"currency": "IOSD"}),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let plan = app
+        .put("/v1/clusters/b?dry_run=true", &s.access, spec("b"))
+        .await;
+    assert_eq!(plan.status, 200, "{}", plan.text);
+    assert_eq!(plan.body["currency"], "IOSD", "{}", plan.text);
+    // The customer has no IOSD to hold: refused, and nothing written.
+    app.post("/v1/clusters", Some(&s.access), spec("b"))
+        .await
+        .assert_problem(402, "insufficient_funds");
+    assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 1);
+
+    app.put(
+        "/v1/billing/preference",
+        &s.access,
+        json!({"currency": "USD"}),
+    )
+    .await;
+    let second = app.post("/v1/clusters", Some(&s.access), spec("b")).await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    assert_eq!(second.body["currency"], "USD");
+    ledger_balances(&app).await;
+}

@@ -31,6 +31,17 @@ async fn agent(app: &TestApp, token: &str, method: &str, path: &str, body: Value
     TestApp::answer(req.bearer_auth(token).send().await.unwrap()).await
 }
 
+/// A provider with enough stake for one verified rig: (app, provider, device id, token).
+async fn staked_rig(b: Backend) -> (TestApp, Session, String, String) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("provider@example.com", "GPU Farm").await;
+    app.grant_credit(&s.org_id, "16000", "IO").await;
+    app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
+        .await;
+    let (id, token) = verified_rig(&app, &s, "rig-1").await;
+    (app, s, id, token)
+}
+
 /// Registers a rig and brings it through verification; answers (device id, token).
 async fn verified_rig(app: &TestApp, s: &Session, name: &str) -> (String, String) {
     let created = app.post("/v1/devices", Some(&s.access), rig(name)).await;
@@ -640,12 +651,7 @@ async fn verification_fails_wrong_late_or_silent(b: Backend) {
 }
 
 async fn silent_devices_go_offline_and_come_back(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let s = app.signup("provider@example.com", "GPU Farm").await;
-    app.grant_credit(&s.org_id, "16000", "IO").await;
-    app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
-        .await;
-    let (id, token) = verified_rig(&app, &s, "rig-1").await;
+    let (app, s, id, token) = staked_rig(b).await;
     let control = &app.server.state.control;
     let hb = format!("/agent/v1/devices/{id}/heartbeat");
     agent(&app, &token, "POST", &hb, beat(8)).await;
@@ -879,12 +885,7 @@ async fn simulated_agents_verify_heartbeat_and_run_nodes(b: Backend) {
 on_both_engines!(operators_suspend_devices);
 
 async fn operators_suspend_devices(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let s = app.signup("provider@example.com", "GPU Farm").await;
-    app.grant_credit(&s.org_id, "16000", "IO").await;
-    app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
-        .await;
-    let (id, _) = verified_rig(&app, &s, "rig-1").await;
+    let (app, s, id, _) = staked_rig(b).await;
     let path = format!("/v1/admin/devices/{id}/suspension");
     // The provider is no operator.
     app.post(&path, Some(&s.access), json!({"reason": "x"}))
@@ -995,12 +996,7 @@ async fn a_cpu_only_device_runs_one_node_at_a_time(b: Backend) {
 on_both_engines!(a_waiting_agent_is_woken_by_its_assignment);
 
 async fn a_waiting_agent_is_woken_by_its_assignment(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let s = app.signup("provider@example.com", "GPU Farm").await;
-    app.grant_credit(&s.org_id, "16000", "IO").await;
-    app.post("/v1/stake", Some(&s.access), json!({"amount": "16000"}))
-        .await;
-    let (id, token) = verified_rig(&app, &s, "rig-1").await;
+    let (app, _, id, token) = staked_rig(b).await;
     let started = std::time::Instant::now();
     let path = format!("/agent/v1/devices/{id}/assignments?wait_secs=20");
     let poll = agent(&app, &token, "GET", &path, json!({}));
@@ -1024,5 +1020,87 @@ async fn a_waiting_agent_is_woken_by_its_assignment(b: Backend) {
         started.elapsed() < std::time::Duration::from_secs(10),
         "woken, not timed out: {:?}",
         started.elapsed()
+    );
+}
+
+on_both_engines!(an_agent_told_nothing_is_still_given_the_next_node);
+
+/// An agent that has reported on every node it was given is told there is nothing more
+/// (from what the server knows, without a read); a node assigned after that still reaches
+/// it, whether it is waiting at the time or comes back later.
+async fn an_agent_told_nothing_is_still_given_the_next_node(b: Backend) {
+    let (app, _, id, token) = staked_rig(b).await;
+    let control = &app.server.state.control;
+    let now = format!("/agent/v1/devices/{id}/assignments?wait_secs=0");
+    let items = |a: &Answer| -> Vec<String> {
+        a.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = control
+        .assign_node(&id, "clu_1", "org_customer", 2, &json!({"kind": "ray"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        items(&agent(&app, &token, "GET", &now, json!({})).await),
+        [first.as_str()]
+    );
+    let started = agent(
+        &app,
+        &token,
+        "POST",
+        &format!("/agent/v1/devices/{id}/nodes/{first}/status"),
+        json!({"status": "starting"}),
+    )
+    .await;
+    assert_eq!(started.status, 204, "{}", started.text);
+    let empty: [String; 0] = [];
+    assert_eq!(
+        items(&agent(&app, &token, "GET", &now, json!({})).await),
+        empty
+    );
+
+    // Waiting when the next node comes.
+    let wait = format!("/agent/v1/devices/{id}/assignments?wait_secs=20");
+    let t0 = std::time::Instant::now();
+    let later = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        control
+            .assign_node(&id, "clu_2", "org_customer", 2, &json!({"kind": "ray"}))
+            .await
+            .unwrap()
+    };
+    let (answer, second) = tokio::join!(agent(&app, &token, "GET", &wait, json!({})), later);
+    assert_eq!(items(&answer), [second.as_str()]);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t0.elapsed()
+    );
+    let ready = agent(
+        &app,
+        &token,
+        "POST",
+        &format!("/agent/v1/devices/{id}/nodes/{second}/status"),
+        json!({"status": "ready"}),
+    )
+    .await;
+    assert_eq!(ready.status, 204, "{}", ready.text);
+    assert_eq!(
+        items(&agent(&app, &token, "GET", &now, json!({})).await),
+        empty
+    );
+
+    // Not waiting when it comes: the next look finds it.
+    let third = control
+        .assign_node(&id, "clu_3", "org_customer", 2, &json!({"kind": "ray"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        items(&agent(&app, &token, "GET", &now, json!({})).await),
+        [third.as_str()]
     );
 }
