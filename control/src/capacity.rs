@@ -251,7 +251,12 @@ impl Control {
         let (node_ids, output) = match claimed {
             Ok(done) => done,
             Err(e) => {
-                if matches!(e, Error::Conflict { .. } | Error::NotFound(_)) {
+                let index_wrong = match &e {
+                    Error::Conflict { code, .. } => *code != "name_taken",
+                    Error::NotFound(_) => true,
+                    _ => false,
+                };
+                if index_wrong {
                     // The index was wrong about a device: look again before the next plan.
                     self.sync_capacity().await?;
                 }

@@ -222,3 +222,54 @@ async fn reliability_is_learned_and_placement_follows_it() {
         db.close().await;
     }
 }
+
+/// Node outcomes reported through two replicas at once all move their provider's score: each
+/// replica writes a score back only where the row still holds what it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outcomes_through_two_replicas_at_once_all_count() {
+    use iocloud_control::providers::agent::{DeviceAuth, NodeReport};
+    use iocloud_control::providers::reliability::{NODE_WEIGHT, PRIOR_BPS, ewma};
+    for scratch in scratch_databases().await {
+        let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let (a, b) = (replica(&db).await, replica(&db).await);
+        device(&db, "dev_a", "org_a", 8, 2_000_000).await;
+        device(&db, "dev_b", "org_a", 8, 2_000_000).await;
+        let one = Request::new(1);
+        let mut nodes = Vec::new();
+        for i in 0..16 {
+            let claim = a
+                .claim_capacity("org_c", &format!("clu_{i}"), &one, &serde_json::json!({}))
+                .await
+                .unwrap();
+            nodes.push((
+                claim.plan.nodes[0].device_id.clone(),
+                claim.node_ids[0].clone(),
+            ));
+        }
+        let reports = nodes.into_iter().enumerate().map(|(i, (device, node))| {
+            let control = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let agent = DeviceAuth {
+                    id: device,
+                    org_id: "org_a".into(),
+                    gpu_count: 8,
+                };
+                let failed = NodeReport {
+                    status: "failed".into(),
+                    endpoints: None,
+                    reason: Some("out of memory".into()),
+                };
+                control.agent_node_report(&agent, &node, failed).await
+            })
+        });
+        for report in futures::future::join_all(reports).await {
+            report.unwrap().unwrap();
+        }
+        let expected = (0..16).fold(PRIOR_BPS, |s, _| ewma(s, 0, NODE_WEIGHT));
+        assert_eq!(a.reliability_of("dev_a").await.unwrap().1, expected);
+        db.close().await;
+    }
+}

@@ -250,7 +250,7 @@ impl Control {
                 .await?;
         }
         // A live cluster of the same name is refused by the database's unique index, in the
-        // create's own transaction (`insert_in`): no read beforehand.
+        // create's own transaction (`insert_in`): no read beforehand on the way to success.
         let currency = match checked.currency {
             Some(c) => c,
             None => self.org_currency(&actor.org_id).await?,
@@ -275,9 +275,26 @@ impl Control {
             join_token: crate::secrets::generate("iojt_"),
             starts: Vec::new(),
         };
-        let (claim, (row, made)) = self
+        let claimed = self
             .claim_capacity_with(&actor.org_id, &id, &checked.request, &mut work)
-            .await?;
+            .await;
+        let (claim, (row, made)) = match claimed {
+            Ok(done) => done,
+            // Refused before the name was reached: say the name is taken if it is, so that a
+            // create retried after it went through hears that rather than "no capacity".
+            Err(e)
+                if matches!(
+                    e.code(),
+                    "insufficient_capacity"
+                        | "capacity_contended"
+                        | "quota_exceeded"
+                        | "insufficient_funds"
+                ) && self.name_live(&actor.org_id, &spec.name).await? =>
+            {
+                return Err(name_taken(&spec.name));
+            }
+            Err(e) => return Err(e),
+        };
         self.publish_events(&made).await;
         // Everything the answer shows was just written: no need to read it back.
         let mut view = row.view()?;
@@ -306,6 +323,19 @@ impl Control {
         );
         view.events = Some(made);
         Ok(view)
+    }
+
+    /// Whether a live cluster of the organisation has the name.
+    async fn name_live(&self, org_id: &str, name: &str) -> Result<bool> {
+        Ok(db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM clusters WHERE org_id = $1 AND name = $2 \
+             AND status NOT IN ('terminating', 'terminated', 'failed'))"
+        )
+        .bind(org_id)
+        .bind(name)
+        .fetch_one(p)
+        .await)
+        .map_err(DbError::from)?)
     }
 
     /// The organisation's billing currency (USD unless it chose another), cached.

@@ -29,6 +29,17 @@ pub const HOUR_WEIGHT: i64 = 1_000;
 pub const NODE_WEIGHT: i64 = 2_000;
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
+/// Reads and writes of a batch of node outcomes before giving up: each failed write is
+/// another writer's progress.
+const SCORE_TRIES: usize = 16;
+
+/// `$1, $2, …` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// One step of the average: `score + (observed − score) × weight / 10,000`, in integers, as
 /// the SQL below computes it.
@@ -141,63 +152,119 @@ impl Control {
     }
 
     /// Applies outcomes (provider, observed) to the providers' scores in the order they came:
-    /// the rows are read locked, moved step by step here, and written back in one statement.
+    /// the rows are read, moved step by step here, and each written back only if it still
+    /// holds what was read. Another replica's batch, or the hourly scoring, may have moved a
+    /// row in between: its outcomes are applied again from a fresh read. No transaction, and
+    /// no row held locked across round trips.
     async fn move_provider_scores(&self, outcomes: &[(String, i64)], now: i64) -> Result<()> {
-        let mut orgs: Vec<&str> = outcomes.iter().map(|(org, _)| org.as_str()).collect();
+        let mut pending: Vec<&(String, i64)> = outcomes.iter().collect();
+        for _ in 0..SCORE_TRIES {
+            let moved = match self.provider_scores_round(&pending, now).await {
+                Ok(moved) => moved,
+                // A deadlock or a busy database: nothing was written by that statement.
+                Err(crate::Error::Db(e)) if e.is_retryable() => continue,
+                Err(e) => return Err(e),
+            };
+            pending.retain(|(org, _)| !moved.contains(org));
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(crate::Error::Internal(
+            "providers' scores kept moving while node outcomes were applied".into(),
+        ))
+    }
+
+    /// One read, fold and write of the pending outcomes; answers the providers written.
+    async fn provider_scores_round(
+        &self,
+        pending: &[&(String, i64)],
+        now: i64,
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut orgs: Vec<&str> = pending.iter().map(|(org, _)| org.as_str()).collect();
         orgs.sort_unstable();
         orgs.dedup();
-        let lock = self.db.engine().for_update();
-        let placeholders: Vec<String> = (1..=orgs.len()).map(|i| format!("${i}")).collect();
         let read = format!(
-            "SELECT org_id, reliability_bps FROM provider_reliability WHERE org_id IN ({}) ORDER BY org_id{lock}",
-            placeholders.join(", ")
+            "SELECT org_id, reliability_bps FROM provider_reliability WHERE org_id IN ({})",
+            placeholders(orgs.len())
         );
-        let mut tx = self.db.begin().await?;
-        let rows: Vec<(String, i64)> = tx_run!(&mut tx, |c| {
+        let rows: Vec<(String, i64)> = db_run!(&self.db, |p| {
             let mut q = sqlx::query_as(&read);
             for org in &orgs {
                 q = q.bind(*org);
             }
-            q.fetch_all(c).await
+            q.fetch_all(p).await
         })
         .map_err(DbError::from)?;
-        let mut scores: std::collections::BTreeMap<&str, i64> =
-            orgs.iter().map(|org| (*org, PRIOR_BPS)).collect();
-        for (org, bps) in &rows {
-            if let Some(score) = scores.get_mut(org.as_str()) {
-                *score = *bps;
-            }
+        let read: std::collections::BTreeMap<&str, i64> =
+            rows.iter().map(|(org, bps)| (org.as_str(), *bps)).collect();
+        let missing: Vec<&str> = orgs
+            .iter()
+            .copied()
+            .filter(|org| !read.contains_key(org))
+            .collect();
+        if !missing.is_empty() {
+            // A provider's first outcome: its row starts at the prior, then moves.
+            self.start_provider_scores(&missing, now).await?;
+            return Ok(Default::default());
         }
-        for (org, observed) in outcomes {
+        let mut scores = read.clone();
+        for (org, observed) in pending {
             if let Some(score) = scores.get_mut(org.as_str()) {
                 *score = ewma(*score, *observed, NODE_WEIGHT);
             }
         }
-        let values: Vec<String> = (0..scores.len())
-            .map(|i| {
-                format!(
-                    "(${}, ${}, 0, ${})",
-                    2 * i + 1,
-                    2 * i + 2,
-                    2 * scores.len() + 1
-                )
-            })
+        self.write_provider_scores(&read, &scores, now).await
+    }
+
+    async fn start_provider_scores(&self, orgs: &[&str], now: i64) -> Result<()> {
+        let values: Vec<String> = (0..orgs.len())
+            .map(|i| format!("(${}, {PRIOR_BPS}, 0, ${})", i + 1, orgs.len() + 1))
             .collect();
-        let write = format!(
+        let sql = format!(
             "INSERT INTO provider_reliability (org_id, reliability_bps, scored_hour, updated_at) VALUES {} \
-             ON CONFLICT (org_id) DO UPDATE SET reliability_bps = excluded.reliability_bps, updated_at = excluded.updated_at",
+             ON CONFLICT (org_id) DO NOTHING",
             values.join(", ")
         );
-        tx_run!(&mut tx, |c| {
-            let mut q = sqlx::query(&write);
-            for (org, score) in &scores {
-                q = q.bind(*org).bind(*score);
+        db_run!(&self.db, |p| {
+            let mut q = sqlx::query(&sql);
+            for org in orgs {
+                q = q.bind(*org);
             }
-            q.bind(now).execute(c).await.map(|r| r.rows_affected())
+            q.bind(now).execute(p).await.map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
-        tx.commit().await?;
         Ok(())
+    }
+
+    /// Writes each provider's new score where its row still holds the one read; answers the
+    /// providers written.
+    async fn write_provider_scores(
+        &self,
+        read: &std::collections::BTreeMap<&str, i64>,
+        scores: &std::collections::BTreeMap<&str, i64>,
+        now: i64,
+    ) -> Result<std::collections::HashSet<String>> {
+        let values: Vec<String> = (0..scores.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "UPDATE provider_reliability SET reliability_bps = d.next_bps, updated_at = ${} \
+             FROM (SELECT column1 AS org_id, column2 AS read_bps, column3 AS next_bps FROM (VALUES {}) AS v) AS d \
+             WHERE provider_reliability.org_id = d.org_id AND provider_reliability.reliability_bps = d.read_bps \
+             RETURNING provider_reliability.org_id",
+            3 * scores.len() + 1,
+            values.join(", ")
+        );
+        let moved: Vec<String> = db_run!(&self.db, |p| {
+            let mut q = sqlx::query_scalar(&sql);
+            for (org, new) in scores {
+                q = q.bind(*org).bind(read[org]).bind(*new);
+            }
+            q.bind(now).fetch_all(p).await
+        })
+        .map_err(DbError::from)?;
+        Ok(moved.into_iter().collect())
     }
 
     /// A device's learned score and its provider's, in basis points.

@@ -24,10 +24,17 @@ pub const ASSIGNMENTS_CHANNEL: &str = "agent:assignments";
 #[derive(Default)]
 pub struct Wakeups {
     waiting: Mutex<HashMap<String, Weak<Notify>>>,
-    known: Mutex<HashMap<String, Known>>,
+    known: Mutex<KnownOpen>,
 }
 
-/// A device's open assignments as this replica knows them.
+/// Devices' open assignments as this replica knows them.
+#[derive(Default)]
+struct KnownOpen {
+    /// Bumped whenever the map is dropped: a read begun before cannot be kept after.
+    epoch: u64,
+    devices: HashMap<String, Known>,
+}
+
 #[derive(Default)]
 struct Known {
     /// Wake-ups so far: a read begun before one may have missed what it announced.
@@ -36,6 +43,15 @@ struct Known {
     open: Option<Vec<String>>,
 }
 
+/// When a read of a device's assignments began: see [`Wakeups::remember`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ReadToken {
+    epoch: u64,
+    wakeups: u64,
+}
+
+/// Devices kept in [`KnownOpen`] before it starts over (each costs one read then).
+const KNOWN_DEVICES: usize = 100_000;
 impl Wakeups {
     /// What a waiting agent holds; it is woken while it holds it.
     pub fn watch(&self, device_id: &str) -> Arc<Notify> {
@@ -55,7 +71,10 @@ impl Wakeups {
     fn wake(&self, device_id: &str) {
         {
             let mut known = self.known.lock();
-            let k = known.entry(device_id.to_string()).or_default();
+            if known.devices.len() >= KNOWN_DEVICES {
+                known.forget_all();
+            }
+            let k = known.devices.entry(device_id.to_string()).or_default();
             k.wakeups += 1;
             k.open = None;
         }
@@ -68,22 +87,28 @@ impl Wakeups {
     pub fn known_idle(&self, device_id: &str) -> bool {
         self.known
             .lock()
+            .devices
             .get(device_id)
             .is_some_and(|k| k.open.as_ref().is_some_and(Vec::is_empty))
     }
 
-    /// Read before reading the device's assignments; hand it to [`Wakeups::remember`].
-    pub fn wakeups(&self, device_id: &str) -> u64 {
-        self.known.lock().get(device_id).map_or(0, |k| k.wakeups)
+    /// Taken before reading the device's assignments; hand it to [`Wakeups::remember`].
+    pub fn read_token(&self, device_id: &str) -> ReadToken {
+        let known = self.known.lock();
+        known.token(device_id)
     }
 
-    /// Keeps what a read found, unless a wake-up came while it ran.
-    pub fn remember(&self, device_id: &str, wakeups: u64, open: Vec<String>) {
+    /// Keeps what a read found, unless a wake-up came (or everything was dropped) while it ran.
+    pub fn remember(&self, device_id: &str, token: ReadToken, open: Vec<String>) {
         let mut known = self.known.lock();
-        let k = known.entry(device_id.to_string()).or_default();
-        if k.wakeups == wakeups {
-            k.open = Some(open);
+        if known.token(device_id) != token {
+            return;
         }
+        if known.devices.len() >= KNOWN_DEVICES {
+            known.forget_all();
+            return;
+        }
+        known.devices.entry(device_id.to_string()).or_default().open = Some(open);
     }
 
     /// The agent reported on a node: it is no longer open (every report moves it out).
@@ -91,19 +116,27 @@ impl Wakeups {
         if let Some(open) = self
             .known
             .lock()
+            .devices
             .get_mut(device_id)
             .and_then(|k| k.open.as_mut())
         {
             open.retain(|id| id != node_id);
         }
     }
+}
+
+impl KnownOpen {
+    fn token(&self, device_id: &str) -> ReadToken {
+        ReadToken {
+            epoch: self.epoch,
+            wakeups: self.devices.get(device_id).map_or(0, |k| k.wakeups),
+        }
+    }
 
     /// Wake-ups may have been missed: read everything again.
-    fn forget_all(&self) {
-        for k in self.known.lock().values_mut() {
-            k.wakeups += 1;
-            k.open = None;
-        }
+    fn forget_all(&mut self) {
+        self.epoch += 1;
+        self.devices.clear();
     }
 }
 
@@ -124,7 +157,7 @@ impl Control {
             loop {
                 match this.kv.subscribe(ASSIGNMENTS_CHANNEL).await {
                     Ok(mut messages) => {
-                        this.wakeups.forget_all();
+                        this.wakeups.known.lock().forget_all();
                         while let Some(device_id) = messages.next().await {
                             this.wakeups.wake(&device_id);
                         }

@@ -394,6 +394,12 @@ async fn bad_cluster_requests_change_nothing(b: Backend) {
         .post("/v1/clusters", Some(&s.access), with("name", json!("big")))
         .await;
     r.assert_problem(409, "name_taken");
+    // Also when it would not fit besides: the name is what the customer hears about.
+    let mut huge = with("name", json!("big"));
+    huge["gpu_count"] = json!(16);
+    app.post("/v1/clusters", Some(&s.access), huge)
+        .await
+        .assert_problem(409, "name_taken");
     assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM node_assignments").await, 1);
 
