@@ -694,13 +694,12 @@ impl Ledger {
         }
         // Each record with its downtime joined on (a row per stretch, most records have
         // none): one read, where a second for the downtime was a round trip per settlement.
-        let placeholders: Vec<String> = (1..=hold_ids.len()).map(|i| format!("${i}")).collect();
         let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
         let sql = format!(
             "SELECT {}, d.started_at AS down_from, d.ended_at AS down_to FROM usage_records u \
              LEFT JOIN node_downtime d ON d.record_id = u.id WHERE u.hold_id IN ({}) ORDER BY u.id",
             columns.join(", "),
-            placeholders.join(", ")
+            iocloud_db::sql::params(hold_ids.len())
         );
         let rows: Vec<RecordDown> = db_run!(self.db(), |p| {
             let mut q = sqlx::query_as(&sql);
@@ -842,10 +841,9 @@ impl Ledger {
         &self,
         records: &[UsageRecord],
     ) -> Result<HashMap<String, Vec<(i64, i64)>>> {
-        let placeholders: Vec<String> = (1..=records.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT record_id, started_at, ended_at FROM node_downtime WHERE record_id IN ({})",
-            placeholders.join(", ")
+            iocloud_db::sql::params(records.len())
         );
         let rows: Vec<(String, i64, i64)> = db_run!(self.db(), |p| {
             let mut q = sqlx::query_as(&sql);

@@ -159,53 +159,53 @@ impl Cache {
     }
 
     pub(crate) fn org(&self, id: &str) -> Option<Organization> {
-        let orgs = self.orgs.lock();
-        orgs.get(id)
-            .filter(|e| self.fresh(e))
-            .map(|e| e.value.as_ref().clone())
+        self.get_in(&self.orgs, id).map(|org| org.as_ref().clone())
     }
 
     pub(crate) fn put_org(&self, org: &Organization) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut orgs = self.orgs.lock();
-        if orgs.len() > 100_000 {
-            orgs.clear();
-        }
-        orgs.insert(
-            org.id.clone(),
-            Entry {
-                value: Arc::new(org.clone()),
-                loaded: Instant::now(),
-            },
-        );
+        self.put_in(&self.orgs, &org.id, org.clone(), None);
     }
 
     pub(crate) fn currency(&self, org_id: &str) -> Option<Currency> {
-        let currencies = self.currencies.lock();
-        currencies
-            .get(org_id)
-            .filter(|e| self.fresh(e))
-            .map(|e| *e.value)
+        self.get_in(&self.currencies, org_id).map(|c| *c)
     }
 
     /// Caches a currency read while `generation` was current; a `forget` since then wins.
     pub(crate) fn put_currency(&self, org_id: &str, currency: Currency, generation: u64) {
+        self.put_in(&self.currencies, org_id, currency, Some(generation));
+    }
+
+    /// A fresh entry of a map keyed by organisation id.
+    fn get_in<T>(&self, map: &Mutex<HashMap<String, Entry<T>>>, id: &str) -> Option<Arc<T>> {
+        map.lock()
+            .get(id)
+            .filter(|e| self.fresh(e))
+            .map(|e| e.value.clone())
+    }
+
+    /// Caches `value` under `id`, unless caching is off or (given the generation it was read
+    /// in) a `forget` came since.
+    fn put_in<T>(
+        &self,
+        map: &Mutex<HashMap<String, Entry<T>>>,
+        id: &str,
+        value: T,
+        generation: Option<u64>,
+    ) {
         if self.ttl.is_zero() {
             return;
         }
-        let mut currencies = self.currencies.lock();
-        if self.generation() != generation {
+        let mut map = map.lock();
+        if generation.is_some_and(|g| g != self.generation()) {
             return;
         }
-        if currencies.len() > 100_000 {
-            currencies.clear();
+        if map.len() > 100_000 {
+            map.clear();
         }
-        currencies.insert(
-            org_id.to_string(),
+        map.insert(
+            id.to_string(),
             Entry {
-                value: Arc::new(currency),
+                value: Arc::new(value),
                 loaded: Instant::now(),
             },
         );

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod kv;
 mod pool;
 pub mod scratch;
+pub mod sql;
 pub mod time;
 mod url;
 

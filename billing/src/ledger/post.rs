@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use iocloud_db::ids::new_id;
+use iocloud_db::sql::rows as placeholders;
 use iocloud_db::time::now_micros;
 use iocloud_db::{Tx, tx_run};
 use sha2::{Digest, Sha256};
@@ -519,24 +520,6 @@ pub(crate) async fn batch_fast_in(
 /// the square of their number (500 rows of 16 took 200 ms; 64 rows keep it linear enough), and
 /// Postgres gains little from longer statements.
 pub(crate) const ROWS_PER_STATEMENT: usize = 64;
-
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
-pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
-    placeholders_from(rows, columns, 1)
-}
-
-/// The same, numbering from `$first`.
-pub(crate) fn placeholders_from(rows: usize, columns: usize, first: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (0..columns)
-                .map(|c| format!("${}", first + r * columns + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// All of a transaction's postings in one statement.
 async fn insert_postings(

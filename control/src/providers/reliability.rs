@@ -33,14 +33,6 @@ const MICROS_PER_HOUR: i64 = 3_600_000_000;
 /// another writer's progress.
 const SCORE_TRIES: usize = 16;
 
-/// `$1, $2, …` for `n` parameters.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// One step of the average: `score + (observed − score) × weight / 10,000`, in integers, as
 /// the SQL below computes it.
 pub fn ewma(score: i64, observed: i64, weight: i64) -> i64 {
@@ -186,7 +178,7 @@ impl Control {
         orgs.dedup();
         let read = format!(
             "SELECT org_id, reliability_bps FROM provider_reliability WHERE org_id IN ({})",
-            placeholders(orgs.len())
+            iocloud_db::sql::params(orgs.len())
         );
         let rows: Vec<(String, i64)> = db_run!(&self.db, |p| {
             let mut q = sqlx::query_as(&read);
@@ -245,16 +237,13 @@ impl Control {
         scores: &std::collections::BTreeMap<&str, i64>,
         now: i64,
     ) -> Result<std::collections::HashSet<String>> {
-        let values: Vec<String> = (0..scores.len())
-            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-            .collect();
         let sql = format!(
             "UPDATE provider_reliability SET reliability_bps = d.next_bps, updated_at = ${} \
              FROM (SELECT column1 AS org_id, column2 AS read_bps, column3 AS next_bps FROM (VALUES {}) AS v) AS d \
              WHERE provider_reliability.org_id = d.org_id AND provider_reliability.reliability_bps = d.read_bps \
              RETURNING provider_reliability.org_id",
             3 * scores.len() + 1,
-            values.join(", ")
+            iocloud_db::sql::rows(scores.len(), 3)
         );
         let moved: Vec<String> = db_run!(&self.db, |p| {
             let mut q = sqlx::query_scalar(&sql);

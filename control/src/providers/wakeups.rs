@@ -71,10 +71,7 @@ impl Wakeups {
     fn wake(&self, device_id: &str) {
         {
             let mut known = self.known.lock();
-            if known.devices.len() >= KNOWN_DEVICES {
-                known.forget_all();
-            }
-            let k = known.devices.entry(device_id.to_string()).or_default();
+            let k = known.entry(device_id);
             k.wakeups += 1;
             k.open = None;
         }
@@ -101,14 +98,9 @@ impl Wakeups {
     /// Keeps what a read found, unless a wake-up came (or everything was dropped) while it ran.
     pub fn remember(&self, device_id: &str, token: ReadToken, open: Vec<String>) {
         let mut known = self.known.lock();
-        if known.token(device_id) != token {
-            return;
+        if known.token(device_id) == token {
+            known.entry(device_id).open = Some(open);
         }
-        if known.devices.len() >= KNOWN_DEVICES {
-            known.forget_all();
-            return;
-        }
-        known.devices.entry(device_id.to_string()).or_default().open = Some(open);
     }
 
     /// The agent reported on a node: it is no longer open (every report moves it out).
@@ -131,6 +123,14 @@ impl KnownOpen {
             epoch: self.epoch,
             wakeups: self.devices.get(device_id).map_or(0, |k| k.wakeups),
         }
+    }
+
+    /// The device's entry; past [`KNOWN_DEVICES`] the others are dropped first.
+    fn entry(&mut self, device_id: &str) -> &mut Known {
+        if self.devices.len() >= KNOWN_DEVICES {
+            self.forget_all();
+        }
+        self.devices.entry(device_id.to_string()).or_default()
     }
 
     /// Wake-ups may have been missed: read everything again.
