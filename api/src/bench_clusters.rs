@@ -50,6 +50,36 @@ struct Tally {
     running_micros: Vec<u32>,
     cycles: u64,
     errors: u64,
+    /// CPU time the whole machine spent during the phase, s ([`machine_busy_secs`]).
+    cpu_secs: Option<f64>,
+}
+
+/// CPU time the whole machine has spent (every process; not time the hypervisor gave to
+/// others), s, from `/proc/stat`; `None` where there is none. Per life it is a measure of work
+/// that a busy neighbour on a shared host moves far less than it moves throughput.
+fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .take(7)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user, nice, system, idle, iowait, irq, softirq; in USER_HZ (100 per second on Linux).
+    let [user, nice, system, _idle, _iowait, irq, softirq] = ticks[..] else {
+        return None;
+    };
+    Some((user + nice + system + irq + softirq) / 100.0)
+}
+
+/// Runs a phase and notes the machine's CPU time it took.
+async fn with_cpu(phase: impl std::future::Future<Output = (Tally, f64)>) -> (Tally, f64) {
+    let before = machine_busy_secs();
+    let (mut tally, secs) = phase.await;
+    tally.cpu_secs = before.zip(machine_busy_secs()).map(|(a, b)| b - a);
+    (tally, secs)
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Option<Value> {
@@ -346,8 +376,18 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     });
 
     let duration = Duration::from_secs(args.seconds.max(1));
-    let (b, b_secs) = cycles(&client, &bare_base, &keys, duration, args.creates_only).await;
-    let (a, a_secs) = cycles(&client, &base, &keys, duration, args.creates_only).await;
+    let phase = |base: String, rate: Option<u32>| {
+        let (client, keys) = (client.clone(), keys.clone());
+        let creates_only = args.creates_only;
+        with_cpu(async move {
+            match rate {
+                None => cycles(&client, &base, &keys, duration, creates_only).await,
+                Some(r) => open_loop(&client, &base, &keys, r, duration, creates_only).await,
+            }
+        })
+    };
+    let (b, b_secs) = phase(bare_base.clone(), None).await;
+    let (a, a_secs) = phase(base.clone(), None).await;
     let mut rows = vec![
         (
             format!("bare axum, {} back to back", args.concurrency),
@@ -361,9 +401,8 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ),
     ];
     if let Some(r) = args.rate {
-        let (ob, ob_secs) =
-            open_loop(&client, &bare_base, &keys, r, duration, args.creates_only).await;
-        let (oa, oa_secs) = open_loop(&client, &base, &keys, r, duration, args.creates_only).await;
+        let (ob, ob_secs) = phase(bare_base.clone(), Some(r)).await;
+        let (oa, oa_secs) = phase(base.clone(), Some(r)).await;
         rows.push((format!("bare axum, {r}/s offered"), ob, ob_secs));
         rows.push((format!("iocloud, {r}/s offered"), oa, oa_secs));
     }
@@ -378,12 +417,16 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         args.concurrency, args.machines, args.seconds
     );
     println!(
-        "| server, load | creates/s | create p50 ms | create p99 ms | to running p50 ms | to running p99 ms | cycles | errors |"
+        "| server, load | creates/s | create p50 ms | create p99 ms | to running p50 ms | to running p99 ms | machine CPU ms per life | cycles | errors |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, t, secs) in &rows {
+        let cpu = match t.cpu_secs {
+            Some(cpu) if t.cycles > 0 => format!("{:.2}", cpu * 1000.0 / t.cycles as f64),
+            _ => "–".to_string(),
+        };
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu} | {} | {} |",
             rate(t, *secs),
             percentile_ms(&t.create_micros, 0.50),
             percentile_ms(&t.create_micros, 0.99),

@@ -249,6 +249,8 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
                 claim.node_ids[0].clone(),
             ));
         }
+        let per_device = |id: &str| nodes.iter().filter(|(d, _)| d == id).count();
+        let (on_a, on_b) = (per_device("dev_a"), per_device("dev_b"));
         let reports = nodes.into_iter().enumerate().map(|(i, (device, node))| {
             let control = if i % 2 == 0 { a.clone() } else { b.clone() };
             tokio::spawn(async move {
@@ -268,8 +270,11 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
         for report in futures::future::join_all(reports).await {
             report.unwrap().unwrap();
         }
-        let expected = (0..16).fold(PRIOR_BPS, |s, _| ewma(s, 0, NODE_WEIGHT));
-        assert_eq!(a.reliability_of("dev_a").await.unwrap().1, expected);
+        let failed = |n: usize| (0..n).fold(PRIOR_BPS, |s, _| ewma(s, 0, NODE_WEIGHT));
+        assert_eq!(a.reliability_of("dev_a").await.unwrap().1, failed(16));
+        // Each device took every one of its own, several of them in one batch.
+        assert_eq!(a.reliability_of("dev_a").await.unwrap().0, failed(on_a));
+        assert_eq!(a.reliability_of("dev_b").await.unwrap().0, failed(on_b));
         db.close().await;
     }
 }

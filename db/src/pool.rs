@@ -237,6 +237,16 @@ impl Tx {
         }
         Ok(())
     }
+
+    /// Rolls back now, rather than when the connection next goes back to the pool (as a drop
+    /// does), so its locks are gone before the caller goes on.
+    pub async fn rollback(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -63,13 +63,14 @@ pub(crate) fn stale(row: &ClusterRow) -> Error {
 /// Takes a node out of its cluster at `at`: its agent is told to tear it down, and its
 /// metering stops. A node the agent never acknowledged (`waiting`, `assigned`) is released at
 /// once with its GPUs, so a dead agent holds nothing; if it wakes up and reports on the node,
-/// it is refused and tears it down. Returns whether the agent must be woken.
+/// it is refused and tears it down. Returns the status the node was left in (`releasing`:
+/// its agent must be woken), or `None` when it had ended already.
 pub(crate) async fn end_node_in(
     control: &Control,
     tx: &mut Tx,
     node: &NodeRow,
     at: i64,
-) -> Result<bool> {
+) -> Result<Option<String>> {
     // Each statement moves the node only from the statuses it names, so a report the agent
     // makes meanwhile cannot make the GPUs come back twice. Statuses only move forward
     // (waiting, assigned, starting, ...), so a node read past `assigned` is not unseen now.
@@ -87,8 +88,7 @@ pub(crate) async fn end_node_in(
     } else {
         None
     };
-    let mut wake = false;
-    if unseen.is_some() {
+    let left_in = if unseen.is_some() {
         let device = DeviceAuth {
             id: node.device_id.clone(),
             org_id: node.provider_org_id.clone(),
@@ -97,6 +97,7 @@ pub(crate) async fn end_node_in(
         control
             .give_back_gpus_in(tx, &device, node.gpus, &node.id, at)
             .await?;
+        "released".to_string()
     } else {
         let status: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
             "UPDATE node_assignments SET ended_at = $1, updated_at = $1, \
@@ -109,12 +110,18 @@ pub(crate) async fn end_node_in(
         .await)
         .map_err(DbError::from)?;
         match status {
-            Some(s) => wake = s == "releasing",
-            None => return Ok(false),
+            Some(s) => s,
+            None => return Ok(None),
         }
-    }
+    };
     stop_usage_in(tx, &usage_id(&node.id), at).await?;
-    Ok(wake)
+    Ok(Some(left_in))
+}
+
+/// A cluster just ended, with its nodes as the ending left them.
+pub(crate) struct Ended {
+    pub row: ClusterRow,
+    pub nodes: Vec<NodeRow>,
 }
 
 impl Control {
@@ -128,18 +135,23 @@ impl Control {
         to: ClusterStatus,
         kind: &str,
         reason: &str,
-    ) -> Result<Option<ClusterRow>> {
+    ) -> Result<Option<Ended>> {
         if !row.status().is_live() {
             return Ok(None);
         }
         let mut tx = self.db.begin().await?;
-        let nodes = nodes_in(&mut tx, &row.id).await?;
+        let mut nodes = nodes_in(&mut tx, &row.id).await?;
         let now = now_micros();
         let mut wake = Vec::new();
-        for node in nodes.iter().filter(|n| n.ended_at.is_none()) {
-            if end_node_in(self, &mut tx, node, now).await? {
+        for node in nodes.iter_mut().filter(|n| n.ended_at.is_none()) {
+            let Some(status) = end_node_in(self, &mut tx, node, now).await? else {
+                continue;
+            };
+            if status == "releasing" {
                 wake.push(node.device_id.clone());
             }
+            node.status = status;
+            node.ended_at = Some(now);
         }
         quota::release_in(&mut tx, &row.org_id, row.gpus, 1, row.spend_per_hour).await?;
         row.set_status(to, Some(reason));
@@ -153,7 +165,7 @@ impl Control {
             self.wake_agent(&device).await;
         }
         self.publish_events(&[event]).await;
-        Ok(Some(row))
+        Ok(Some(Ended { row, nodes }))
     }
 
     /// Terminates a cluster: billing stops now, what is left of the hold goes back. Deleting
@@ -174,25 +186,26 @@ impl Control {
         let ended = self.end_on_request(row, expected_version).await?;
         let settled = match ended {
             // Settled now, from the row just written: what the reconciler would do next.
-            Some(ended) => match self.settle_cluster(ended).await {
+            Some(Ended { row, nodes }) => match self.settle_cluster(row).await {
                 // The reconciler moved it first: look again, as it does.
                 Err(Error::Conflict {
                     code: "stale_resource_version",
                     ..
                 }) => None,
-                other => Some(other?),
+                other => Some((other?, nodes)),
             },
             // Ended meanwhile by someone else: settled below too if still due.
             None => None,
         };
-        let row = match settled {
-            Some(row) => row,
+        match settled {
+            // The nodes as this request left them: their agents' reports come after.
+            Some((row, nodes)) => self.view_with(&row, &nodes).await,
             None => {
                 self.reconcile_cluster(&id).await?;
-                self.row_of(&id).await?.ok_or(Error::NotFound("cluster"))?
+                let row = self.row_of(&id).await?.ok_or(Error::NotFound("cluster"))?;
+                self.full_view(&row).await
             }
-        };
-        self.full_view(&row).await
+        }
     }
 
     /// Ends a cluster its customer asked to end, from `row` as they saw it. With a version
@@ -203,7 +216,7 @@ impl Control {
         &self,
         mut row: ClusterRow,
         expected_version: Option<i64>,
-    ) -> Result<Option<ClusterRow>> {
+    ) -> Result<Option<Ended>> {
         let id = row.id.clone();
         let mut last = None;
         for _ in 0..END_TRIES {

@@ -306,13 +306,18 @@ pub(crate) async fn row_in(tx: &mut Tx, id: &str) -> Result<Option<ClusterRow>> 
     .map_err(DbError::from)?)
 }
 
+/// A node as [`NODES_SQL`] reads it. The columns a cluster row also has are named `node_…`,
+/// so both can be read from one joined row ([`Control::row_and_nodes`]).
 #[derive(sqlx::FromRow)]
 pub(crate) struct NodeRow {
+    #[sqlx(rename = "node_id")]
     pub id: String,
     pub device_id: String,
     pub provider_org_id: String,
+    #[sqlx(rename = "node_gpus")]
     pub gpus: i64,
     pub role: String,
+    #[sqlx(rename = "node_status")]
     pub status: String,
     pub endpoints: Option<String>,
     pub reason: Option<String>,
@@ -320,6 +325,7 @@ pub(crate) struct NodeRow {
     pub bootstrap: String,
     pub ready_at: Option<i64>,
     pub failed_at: Option<i64>,
+    #[sqlx(rename = "node_ended_at")]
     pub ended_at: Option<i64>,
     pub device_status: String,
     pub region: String,
@@ -328,14 +334,65 @@ pub(crate) struct NodeRow {
     pub metered: bool,
 }
 
+/// The columns of [`NodeRow`], from `node_assignments n` and `devices d`.
+macro_rules! node_columns {
+    () => {
+        "n.id AS node_id, n.device_id, n.provider_org_id, n.gpus AS node_gpus, n.role, n.status AS node_status, n.endpoints, \
+         n.reason, n.price_per_gpu_hour, n.bootstrap, n.ready_at, n.failed_at, n.ended_at AS node_ended_at, \
+         d.status AS device_status, d.region, d.gpu_model, \
+         (SELECT COUNT(*) FROM usage_records u WHERE u.id = 'use_' || substr(n.id, 5)) > 0 AS metered"
+    };
+}
+
 /// A cluster's nodes, oldest first, with what placement knows of their devices. A node's
 /// usage record is found by its id ([`lifecycle::usage_id`]) in a scalar subquery: a key
 /// lookup per node, which the planner cannot turn into a scan of every record (as it did
 /// with `EXISTS` and with a join, once plans were cached while the table was small).
-const NODES_SQL: &str = "SELECT n.id, n.device_id, n.provider_org_id, n.gpus, n.role, n.status, n.endpoints, n.reason, n.price_per_gpu_hour, \
-    n.bootstrap, n.ready_at, n.failed_at, n.ended_at, d.status AS device_status, d.region, d.gpu_model, \
-    (SELECT COUNT(*) FROM usage_records u WHERE u.id = 'use_' || substr(n.id, 5)) > 0 AS metered \
-    FROM node_assignments n JOIN devices d ON d.id = n.device_id WHERE n.cluster_id = $1 ORDER BY n.created_at, n.id";
+const NODES_SQL: &str = concat!(
+    "SELECT ",
+    node_columns!(),
+    " FROM node_assignments n JOIN devices d ON d.id = n.device_id WHERE n.cluster_id = $1 ORDER BY n.created_at, n.id"
+);
+
+/// A cluster's row and its nodes in one read: the row's columns on every node's row (one row
+/// without a node when it has none), as the reconciler's every step needs both. Two plain left
+/// joins: SQLite would build a nested join whole before matching it to the cluster.
+fn row_and_nodes_sql() -> String {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+    format!(
+        "SELECT {}, {} FROM clusters c LEFT JOIN node_assignments n ON n.cluster_id = c.id \
+         LEFT JOIN devices d ON d.id = n.device_id WHERE c.id = $1 ORDER BY n.created_at, n.id",
+        columns.join(", "),
+        node_columns!()
+    )
+}
+
+/// Splits the rows of [`row_and_nodes_sql`]; a node without its device is left out, as
+/// [`NODES_SQL`]'s inner join leaves it out.
+fn split_row_and_nodes<R>(
+    rows: Vec<R>,
+) -> std::result::Result<Option<(ClusterRow, Vec<NodeRow>)>, sqlx::Error>
+where
+    R: sqlx::Row,
+    for<'r> ClusterRow: sqlx::FromRow<'r, R>,
+    for<'r> NodeRow: sqlx::FromRow<'r, R>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let row = <ClusterRow as sqlx::FromRow<R>>::from_row(first)?;
+    let mut nodes = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let node: Option<String> = r.try_get("node_id")?;
+        let device: Option<String> = r.try_get("device_status")?;
+        if node.is_some() && device.is_some() {
+            nodes.push(<NodeRow as sqlx::FromRow<R>>::from_row(r)?);
+        }
+    }
+    Ok(Some((row, nodes)))
+}
 
 impl NodeRow {
     pub fn endpoints(&self) -> serde_json::Value {
@@ -426,6 +483,20 @@ impl Control {
         self.full_view(&row).await
     }
 
+    /// A cluster's row and its nodes, in one read outside any transaction.
+    pub(crate) async fn row_and_nodes(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ClusterRow, Vec<NodeRow>)>> {
+        let sql = row_and_nodes_sql();
+        Ok(db_run!(&self.db, |p| sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(p)
+            .await
+            .and_then(split_row_and_nodes))
+        .map_err(DbError::from)?)
+    }
+
     /// A cluster's nodes, read outside any transaction (for answers and plans).
     pub(crate) async fn nodes_of(&self, cluster_id: &str) -> Result<Vec<NodeRow>> {
         Ok(db_run!(&self.db, |p| sqlx::query_as(NODES_SQL)
@@ -436,8 +507,17 @@ impl Control {
     }
 
     pub(crate) async fn full_view(&self, row: &ClusterRow) -> Result<ClusterView> {
-        let mut view = row.view()?;
         let nodes = self.nodes_of(&row.id).await?;
+        self.view_with(row, &nodes).await
+    }
+
+    /// The full view from nodes already read.
+    pub(crate) async fn view_with(
+        &self,
+        row: &ClusterRow,
+        nodes: &[NodeRow],
+    ) -> Result<ClusterView> {
+        let mut view = row.view()?;
         view.nodes = Some(nodes.iter().map(NodeRow::view).collect());
         view.events = Some(self.latest_events(&row.id, 50).await?);
         Ok(view)

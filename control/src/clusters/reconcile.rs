@@ -141,12 +141,12 @@ impl Control {
         Ok(())
     }
 
-    /// One step. It reads first, outside any transaction, and opens one only to write: most
-    /// looks find nothing to do. Every write ends in the row's compare-and-set, so a step
-    /// decided on a stale read commits nothing.
+    /// One step. It reads first (the row and its nodes at once), outside any transaction, and
+    /// opens one only to write: most looks find nothing to do. Every write ends in the row's
+    /// compare-and-set, so a step decided on a stale read commits nothing.
     async fn reconcile_step(&self, id: &str) -> Result<Step> {
         let now = now_micros();
-        let Some(mut row) = self.row_of(id).await? else {
+        let Some((mut row, nodes)) = self.row_and_nodes(id).await? else {
             return Ok(Step::Done);
         };
         let status = row.status();
@@ -189,7 +189,6 @@ impl Control {
                 .await?;
             return Ok(Step::Again);
         }
-        let nodes = self.nodes_of(id).await?;
         let current: Vec<&NodeRow> = nodes.iter().filter(|n| n.ended_at.is_none()).collect();
 
         // Nodes that stopped serving: out of the cluster, not charged from when they stopped.
@@ -200,7 +199,7 @@ impl Control {
             let mut reasons = Vec::new();
             for n in &lost {
                 let at = n.failed_at.unwrap_or(now).min(now);
-                if end_node_in(self, &mut tx, n, at).await? {
+                if end_node_in(self, &mut tx, n, at).await?.as_deref() == Some("releasing") {
                     wake.push(n.device_id.clone());
                 }
                 reasons.push(lost_reason(n));

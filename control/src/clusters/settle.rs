@@ -5,8 +5,8 @@
 //! Settlements that arrive together are done together ([`Batcher`], a group commit). Every
 //! settlement credits the same few accounts (platform revenue, a provider's earnings); in a
 //! batch those rows are updated once, so they are locked once per batch instead of once per
-//! cluster. Each cluster has a savepoint of its own, so one that raced (an accrual pass charged
-//! it meanwhile, or its row moved) is rolled back alone and settled again by itself.
+//! cluster. One that raced (an accrual pass charged it meanwhile, or its row moved) rolls the
+//! batch back; the others go again without it, and it is settled again by itself.
 
 use iocloud_billing::Money;
 use iocloud_billing::metering::{HoldUsage, Settled, settle_hold_in};
@@ -76,15 +76,6 @@ fn summary(settled: Option<&Settled>) -> String {
     )
 }
 
-async fn savepoint(tx: &mut Tx, sql: &'static str) -> Result<()> {
-    tx_run!(tx, |c| sqlx::query(sql)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-    .map_err(DbError::from)?;
-    Ok(())
-}
-
 impl Control {
     /// Settles an ended (terminating or failed) cluster, with whatever other settlements are
     /// waiting at the same moment. Answers the row as the settlement left it.
@@ -125,7 +116,11 @@ impl Control {
     }
 
     /// One transaction for the whole batch. Returns the settled (by index, as written, with
-    /// their events) and the indexes to settle alone.
+    /// their events) and the indexes to settle alone. A cluster that raced (an accrual pass
+    /// charged it meanwhile, or its row moved) rolls the transaction back and is settled
+    /// alone; the rest go again without it, once. Races are rare, so this costs less than a
+    /// savepoint around every cluster; after a second one the rest are settled alone too, so
+    /// an accrual pass charging many of them at once costs no more than that.
     async fn try_batch(
         &self,
         batch: &[ClusterRow],
@@ -134,37 +129,46 @@ impl Control {
         // one while holding the first starves the pool under load.
         let holds: Vec<&str> = batch.iter().filter_map(|r| r.hold_id.as_deref()).collect();
         let usage = self.ledger.usage_of_holds(&holds).await?;
-        let alone = batch.len() == 1;
-        let mut tx = self.db.begin().await?;
-        let (mut done, mut retry, mut money) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, row) in batch.iter().enumerate() {
-            let mut row = row.clone();
-            if !alone {
-                savepoint(&mut tx, "SAVEPOINT settle_one").await?;
-            }
-            let hold_usage = row.hold_id.as_ref().and_then(|h| usage.get(h));
-            match self.settle_in(&mut tx, &mut row, hold_usage).await {
-                Ok(Some(Done { event, settled })) => {
-                    if !alone {
-                        savepoint(&mut tx, "RELEASE SAVEPOINT settle_one").await?;
+        let mut left: Vec<usize> = (0..batch.len()).collect();
+        let mut alone = Vec::new();
+        for _ in 0..2 {
+            let mut tx = self.db.begin().await?;
+            let (mut done, mut money, mut raced) = (Vec::new(), Vec::new(), None);
+            for &i in &left {
+                let mut row = batch[i].clone();
+                let hold_usage = row.hold_id.as_ref().and_then(|h| usage.get(h));
+                match self.settle_in(&mut tx, &mut row, hold_usage).await {
+                    Ok(Some(Done { event, settled })) => {
+                        money.extend(settled);
+                        done.push((i, row, event));
                     }
-                    money.extend(settled);
-                    done.push((i, row, event));
+                    Ok(None)
+                    | Err(Error::Conflict {
+                        code: "stale_resource_version",
+                        ..
+                    }) => {
+                        raced = Some(i);
+                        break;
+                    }
+                    Err(e) => return Err(e),
                 }
-                Ok(None) | Err(_) if !alone => {
-                    savepoint(&mut tx, "ROLLBACK TO SAVEPOINT settle_one").await?;
-                    savepoint(&mut tx, "RELEASE SAVEPOINT settle_one").await?;
-                    retry.push(i);
+            }
+            let Some(i) = raced else {
+                if !money.is_empty() {
+                    Settled::post_all_in(&mut tx, money).await?;
                 }
-                Ok(None) => return Ok((Vec::new(), vec![i])),
-                Err(e) => return Err(e),
+                tx.commit().await?;
+                return Ok((done, alone));
+            };
+            tx.rollback().await?;
+            left.retain(|&j| j != i);
+            alone.push(i);
+            if left.is_empty() {
+                break;
             }
         }
-        if !money.is_empty() {
-            Settled::post_all_in(&mut tx, money).await?;
-        }
-        tx.commit().await?;
-        Ok((done, retry))
+        alone.extend(left);
+        Ok((Vec::new(), alone))
     }
 
     /// One cluster in its own transaction, read again until it goes through.

@@ -102,6 +102,13 @@ impl Control {
     /// holding the device's row (which claims need) while the provider's row is busy. Every
     /// report of a provider's devices moves that one row, so outcomes arriving together move
     /// it once ([`ProviderOutcomes`]). A crash in between loses one observation.
+    ///
+    /// Only a failure stamps the device's `updated_at`, which sends it to every replica's
+    /// placement index at once: its lower score may now put it under a request's minimum. A
+    /// success reaches the index with the device's next change (its node's GPUs coming back,
+    /// the next claim), as a provider's score does; leaving `updated_at` alone lets Postgres
+    /// rewrite the row in place (a HOT update) instead of adding to each of the devices'
+    /// indexes. The stamp never moves back: a give-back may have stamped a later time.
     pub(crate) async fn record_node_outcome(
         &self,
         device_id: &str,
@@ -111,7 +118,8 @@ impl Control {
     ) -> Result<()> {
         let observed = if ok { 10_000 } else { 0 };
         let device = format!(
-            "UPDATE devices SET reliability_bps = {}, updated_at = $3 WHERE id = $2",
+            "UPDATE devices SET reliability_bps = {}, \
+             updated_at = CASE WHEN $1 < 10000 AND updated_at < $3 THEN $3 ELSE updated_at END WHERE id = $2",
             ewma_sql("reliability_bps", "$1", NODE_WEIGHT)
         );
         db_run!(&self.db, |p| sqlx::query(&device)
