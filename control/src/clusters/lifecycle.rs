@@ -118,10 +118,11 @@ pub(crate) async fn end_node_in(
     Ok(Some(left_in))
 }
 
-/// A cluster just ended, with its nodes as the ending left them.
+/// A cluster just ended, with its nodes as the ending left them (`None` when one of them was
+/// ended meanwhile by someone else, so its status now is not known here).
 pub(crate) struct Ended {
     pub row: ClusterRow,
-    pub nodes: Vec<NodeRow>,
+    pub nodes: Option<Vec<NodeRow>>,
 }
 
 impl Control {
@@ -142,9 +143,10 @@ impl Control {
         let mut tx = self.db.begin().await?;
         let mut nodes = nodes_in(&mut tx, &row.id).await?;
         let now = now_micros();
-        let mut wake = Vec::new();
+        let (mut wake, mut known) = (Vec::new(), true);
         for node in nodes.iter_mut().filter(|n| n.ended_at.is_none()) {
             let Some(status) = end_node_in(self, &mut tx, node, now).await? else {
+                known = false;
                 continue;
             };
             if status == "releasing" {
@@ -165,7 +167,10 @@ impl Control {
             self.wake_agent(&device).await;
         }
         self.publish_events(&[event]).await;
-        Ok(Some(Ended { row, nodes }))
+        Ok(Some(Ended {
+            row,
+            nodes: known.then_some(nodes),
+        }))
     }
 
     /// Terminates a cluster: billing stops now, what is left of the hold goes back. Deleting
@@ -199,7 +204,8 @@ impl Control {
         };
         match settled {
             // The nodes as this request left them: their agents' reports come after.
-            Some((row, nodes)) => self.view_with(&row, &nodes).await,
+            Some((row, Some(nodes))) => self.view_with(&row, &nodes).await,
+            Some((row, None)) => self.full_view(&row).await,
             None => {
                 self.reconcile_cluster(&id).await?;
                 let row = self.row_of(&id).await?.ok_or(Error::NotFound("cluster"))?;
