@@ -972,6 +972,59 @@ async fn clusters_ended_together_settle_together(b: Backend) {
     ledger_balances(&app).await;
 }
 
+on_both_engines!(a_cluster_settled_by_its_delete_and_the_reconciler_at_once_settles_once);
+
+/// Each delete races reconcile passes over the same cluster: both settle it from the row they
+/// read, often in one batch, where the one that loses rolls the batch back and the rest go
+/// again. Every cluster is settled once: one `terminated` event, its hold captured plus
+/// released to the micro-unit, the ledger balanced.
+async fn a_cluster_settled_by_its_delete_and_the_reconciler_at_once_settles_once(b: Backend) {
+    use futures::future::join_all;
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(4), true, |_| {}).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let spec = json!({"name": format!("raced-{i}"), "kind": "container", "image": "busybox",
+                          "gpu_model": "h100-sxm", "gpu_count": 2, "duration_hours": 1});
+        ids.push(create(&app, &s, spec).await);
+    }
+    for id in &ids {
+        wait_status(&app, &s, id, "running").await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (app, s, control) = (&app, &s, &app.server.state.control);
+    let races = ids.iter().map(|id| async move {
+        let path = format!("/v1/clusters/{id}");
+        let delete = app.delete(&path, &s.access);
+        let reconciles = async {
+            for _ in 0..20 {
+                let _ = join_all((0..3).map(|_| control.reconcile_cluster(id))).await;
+            }
+        };
+        let (gone, ()) = tokio::join!(delete, reconciles);
+        gone
+    });
+    for gone in join_all(races).await {
+        assert_eq!(gone.status, 200, "{}", gone.text);
+    }
+    for id in &ids {
+        let c = wait_status(app, s, id, "terminated").await;
+        let terminated = kinds(&c).iter().filter(|k| *k == "terminated").count();
+        assert_eq!(terminated, 1, "{}", c);
+    }
+    let org = &s.org_id;
+    assert_eq!(
+        app.count(&format!("SELECT COUNT(*) FROM holds WHERE org_id = '{org}' AND (status <> 'settled' OR captured + released <> amount)"))
+            .await,
+        0,
+        "every hold settled once, to the micro-unit"
+    );
+    let (_, held) = balance(app, s, "USD").await;
+    assert_eq!(held, 0.0);
+    ledger_balances(app).await;
+}
+
 on_both_engines!(a_follower_sees_every_event_once_through_terminated);
 
 /// A follower from the start gets the stored events as one page, then only what the channel
