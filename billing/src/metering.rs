@@ -694,11 +694,10 @@ impl Ledger {
         }
         // Each record with its downtime joined on (a row per stretch, most records have
         // none): one read, where a second for the downtime was a round trip per settlement.
-        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
         let sql = format!(
             "SELECT {}, d.started_at AS down_from, d.ended_at AS down_to FROM usage_records u \
              LEFT JOIN node_downtime d ON d.record_id = u.id WHERE u.hold_id IN ({}) ORDER BY u.id",
-            columns.join(", "),
+            iocloud_db::sql::qualified("u", COLUMNS),
             iocloud_db::sql::params(hold_ids.len())
         );
         let rows: Vec<RecordDown> = db_run!(self.db(), |p| {

@@ -28,6 +28,18 @@ const CLAIM_STALENESS: std::time::Duration = std::time::Duration::from_millis(25
 /// Rounds of "place, try every plan" before giving up on a contended request.
 const CLAIM_ROUNDS: usize = 64;
 
+/// Whether a claim failed because the index was wrong about a device (its GPUs were taken,
+/// it stopped taking nodes, or it is gone): the next plan may fit where this one did not.
+fn index_was_wrong(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Conflict {
+            code: "insufficient_capacity" | "device_unavailable",
+            ..
+        } | Error::NotFound("device")
+    )
+}
+
 pub struct CapacityIndex {
     inventory: RwLock<Inventory>,
     /// GPUs this replica is claiming right now, per device: a sync subtracts them from what it
@@ -214,12 +226,7 @@ impl Control {
             for plan in plans {
                 match self.claim_plan(org_id, cluster_id, plan, work).await {
                     Ok(done) => return Ok(done),
-                    Err(Error::Conflict { code, .. })
-                        if code == "insufficient_capacity" || code == "device_unavailable" =>
-                    {
-                        continue;
-                    }
-                    Err(Error::NotFound("device")) => continue,
+                    Err(e) if index_was_wrong(&e) => continue,
                     // A deadlock or a busy database: the transaction did nothing.
                     Err(Error::Db(e)) if e.is_retryable() => continue,
                     Err(e) => return Err(e),
@@ -251,13 +258,8 @@ impl Control {
         let (node_ids, output) = match claimed {
             Ok(done) => done,
             Err(e) => {
-                let index_wrong = match &e {
-                    Error::Conflict { code, .. } => *code != "name_taken",
-                    Error::NotFound(_) => true,
-                    _ => false,
-                };
-                if index_wrong {
-                    // The index was wrong about a device: look again before the next plan.
+                if index_was_wrong(&e) {
+                    // Look again before the next plan.
                     self.sync_capacity().await?;
                 }
                 return Err(e);

@@ -17,6 +17,15 @@ async fn scratch_databases() -> Vec<ScratchDb> {
     dbs
 }
 
+/// The scratch database opened, with every migration applied.
+async fn migrated(scratch: &ScratchDb) -> Db {
+    let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
 async fn replica(db: &Db) -> Control {
     let catalog = Catalog::load(db).await.unwrap();
     let jwt = iocloud_control::jwt::JwtKeys::load(db, None).await.unwrap();
@@ -80,10 +89,7 @@ async fn race(db: &Db, request: Request, expect_wins: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_last_free_gpus_go_to_exactly_as_many_requests() {
     for scratch in scratch_databases().await {
-        let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
+        let db = migrated(&scratch).await;
         // 8 free GPUs on four machines of two providers, and a full one.
         for (i, provider) in ["org_a", "org_a", "org_b", "org_b"].iter().enumerate() {
             device(&db, &format!("dev_{i}"), provider, 2, 2_000_000 + i as i64).await;
@@ -141,10 +147,7 @@ async fn reliability_is_learned_and_placement_follows_it() {
     use iocloud_control::providers::agent::{DeviceAuth, NodeReport};
     const HOUR: i64 = 3_600_000_000;
     for scratch in scratch_databases().await {
-        let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
+        let db = migrated(&scratch).await;
         let control = replica(&db).await;
         // Two identical machines of two providers; the first is a hair cheaper.
         device(&db, "dev_a", "org_a", 8, 2_000_000).await;
@@ -230,10 +233,7 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
     use iocloud_control::providers::agent::{DeviceAuth, NodeReport};
     use iocloud_control::providers::reliability::{NODE_WEIGHT, PRIOR_BPS, ewma};
     for scratch in scratch_databases().await {
-        let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
+        let db = migrated(&scratch).await;
         let (a, b) = (replica(&db).await, replica(&db).await);
         device(&db, "dev_a", "org_a", 8, 2_000_000).await;
         device(&db, "dev_b", "org_a", 8, 2_000_000).await;

@@ -1,10 +1,19 @@
-//! SQL text built at run time: numbered parameters for `IN (…)` lists and multi-row `VALUES`.
-//! Both engines take `$n`.
+//! SQL text built at run time: numbered parameters for `IN (…)` lists and multi-row `VALUES`
+//! (both engines take `$n`), and column lists qualified by a table's alias for joins.
 
 /// `$1, $2, …, $n`.
 pub fn params(n: usize) -> String {
     (1..=n)
         .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `u.id, u.org_id` for `qualified("u", "id, org_id")`: a `COLUMNS` list for a joined read.
+pub fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -36,5 +45,10 @@ mod tests {
         assert_eq!(params(3), "$1, $2, $3");
         assert_eq!(rows(2, 2), "($1, $2), ($3, $4)");
         assert_eq!(rows_from(1, 3, 5), "($5, $6, $7)");
+    }
+
+    #[test]
+    fn columns_take_the_alias() {
+        assert_eq!(qualified("u", "id, org_id"), "u.id, u.org_id");
     }
 }

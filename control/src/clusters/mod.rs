@@ -357,17 +357,16 @@ const NODES_SQL: &str = concat!(
 /// A cluster's row and its nodes in one read: the row's columns on every node's row (one row
 /// without a node when it has none), as the reconciler's every step needs both. Two plain left
 /// joins: SQLite would build a nested join whole before matching it to the cluster.
-fn row_and_nodes_sql() -> String {
-    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+static ROW_AND_NODES_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {}, {} FROM clusters c LEFT JOIN node_assignments n ON n.cluster_id = c.id \
          LEFT JOIN devices d ON d.id = n.device_id WHERE c.id = $1 ORDER BY n.created_at, n.id",
-        columns.join(", "),
+        iocloud_db::sql::qualified("c", COLUMNS),
         node_columns!()
     )
-}
+});
 
-/// Splits the rows of [`row_and_nodes_sql`]; a node without its device is left out, as
+/// Splits the rows of [`ROW_AND_NODES_SQL`]; a node without its device is left out, as
 /// [`NODES_SQL`]'s inner join leaves it out.
 fn split_row_and_nodes<R>(
     rows: Vec<R>,
@@ -488,13 +487,14 @@ impl Control {
         &self,
         id: &str,
     ) -> Result<Option<(ClusterRow, Vec<NodeRow>)>> {
-        let sql = row_and_nodes_sql();
-        Ok(db_run!(&self.db, |p| sqlx::query(&sql)
-            .bind(id)
-            .fetch_all(p)
-            .await
-            .and_then(split_row_and_nodes))
-        .map_err(DbError::from)?)
+        Ok(
+            db_run!(&self.db, |p| sqlx::query(ROW_AND_NODES_SQL.as_str())
+                .bind(id)
+                .fetch_all(p)
+                .await
+                .and_then(split_row_and_nodes))
+            .map_err(DbError::from)?,
+        )
     }
 
     /// A cluster's nodes, read outside any transaction (for answers and plans).
