@@ -33,6 +33,29 @@ fn is_lost(n: &NodeRow) -> bool {
         || !matches!(n.device_status.as_str(), "available" | "busy")
 }
 
+/// The current nodes that no longer serve, each with when it stopped and why. A follower
+/// serves only through its leader (a Ray worker through its head, a Kubernetes agent through
+/// its server), so when the leader is lost its followers go with it, from the same moment,
+/// and the cluster is brought up again around a new leader.
+fn lost_nodes<'a>(current: &[&'a NodeRow], now: i64) -> Vec<(&'a NodeRow, i64, String)> {
+    let stopped = |n: &NodeRow| n.failed_at.unwrap_or(now).min(now);
+    let lost_leader = current
+        .iter()
+        .find(|n| bootstrap::is_leader(&n.role) && is_lost(n));
+    current
+        .iter()
+        .filter_map(|&n| {
+            if is_lost(n) {
+                return Some((n, stopped(n), lost_reason(n)));
+            }
+            lost_leader.map(|leader| {
+                let reason = format!("node {} left with its leader {}", n.id, leader.id);
+                (n, stopped(leader), reason)
+            })
+        })
+        .collect()
+}
+
 fn lost_reason(n: &NodeRow) -> String {
     match n.status.as_str() {
         "failed" => format!(
@@ -192,17 +215,16 @@ impl Control {
         let current: Vec<&NodeRow> = nodes.iter().filter(|n| n.ended_at.is_none()).collect();
 
         // Nodes that stopped serving: out of the cluster, not charged from when they stopped.
-        let lost: Vec<&NodeRow> = current.iter().copied().filter(|n| is_lost(n)).collect();
+        let lost = lost_nodes(&current, now);
         if !lost.is_empty() {
             let mut tx = self.db.begin().await?;
             let mut wake = Vec::new();
             let mut reasons = Vec::new();
-            for n in &lost {
-                let at = n.failed_at.unwrap_or(now).min(now);
+            for (n, at, reason) in lost {
                 if end_node_in(self, &mut tx, n, at).await?.as_deref() == Some("releasing") {
                     wake.push(n.device_id.clone());
                 }
-                reasons.push(lost_reason(n));
+                reasons.push(reason);
             }
             let event = row
                 .save_in(&mut tx, "node_lost", &reasons.join("; "))

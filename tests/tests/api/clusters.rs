@@ -504,22 +504,55 @@ async fn quota_is_enforced_and_reported(b: Backend) {
 
 on_both_engines!(a_lost_node_is_replaced_or_the_cluster_degrades);
 
-async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
-    let Fleet {
-        app,
-        customer: s,
-        devices,
-    } = fleet(b, frankfurt(3), true, |_| {}).await;
-    let created = app
+/// A cluster of `kind` with 16 GPUs on two 8-GPU nodes, running, on `machines` machines.
+async fn running_cluster(b: Backend, machines: usize, kind: &str) -> (Fleet, String, Value) {
+    let fleet = fleet(b, frankfurt(machines), true, |_| {}).await;
+    let created = fleet
+        .app
         .post(
             "/v1/clusters",
-            Some(&s.access),
-            json!({"name": "k", "kind": "kubernetes", "gpu_model": "h100-sxm", "gpu_count": 16, "gpus_per_node": 8, "duration_hours": 2}),
+            Some(&fleet.customer.access),
+            json!({"name": "c", "kind": kind, "gpu_model": "h100-sxm", "gpu_count": 16, "gpus_per_node": 8, "duration_hours": 2}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["id"].as_str().unwrap().to_string();
-    let running = wait_status(&app, &s, &id, "running").await;
+    let running = wait_status(&fleet.app, &fleet.customer, &id, "running").await;
+    (fleet, id, running)
+}
+
+/// The agent of `node`'s device says the node failed.
+async fn fail_node(app: &TestApp, devices: &[SimDevice], node: &Value, reason: &str) {
+    let device = devices.iter().find(|d| d.id == node["device_id"]).unwrap();
+    let report = agent_report(
+        app,
+        device,
+        node["id"].as_str().unwrap(),
+        json!({"status": "failed", "reason": reason}),
+    )
+    .await;
+    assert!(report.status.is_success(), "{}", report.text);
+}
+
+fn current_nodes(c: &Value) -> Vec<&Value> {
+    c["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["current"] == true)
+        .collect()
+}
+
+async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
+    let (
+        Fleet {
+            app,
+            customer: s,
+            devices,
+        },
+        id,
+        running,
+    ) = running_cluster(b, 3, "kubernetes").await;
     assert!(
         running["connection"]["kubeconfig"]
             .as_str()
@@ -530,24 +563,11 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
     );
     // The agent of the second node says it failed.
     let lost = running["nodes"][1].clone();
-    let device = devices.iter().find(|d| d.id == lost["device_id"]).unwrap();
-    let report = agent_report(
-        &app,
-        device,
-        lost["id"].as_str().unwrap(),
-        json!({"status": "failed", "reason": "GPU fell off the bus"}),
-    )
-    .await;
-    assert!(report.status.is_success(), "{}", report.text);
+    fail_node(&app, &devices, &lost, "GPU fell off the bus").await;
     // Replaced on the third machine; the cluster keeps running and bills the new node.
     let c = wait_for_event(&app, &s, &id, "node_ready").await;
     assert_eq!(c["status"], "running");
-    let current: Vec<&Value> = c["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["current"] == true)
-        .collect();
+    let current = current_nodes(&c);
     assert_eq!(current.len(), 2);
     assert!(current.iter().all(|n| n["id"] != lost["id"]));
     let k = kinds(&c);
@@ -564,13 +584,13 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
     assert!(!ended.is_empty(), "the lost node is no longer metered");
 
     // The failed machine's agent tears its node down, so the machine is free again. An
-    // operator takes it out of service, and then the machine of a serving node too: that node
-    // is lost with no machine left to replace it, so the cluster is degraded and the missing
-    // node not charged.
+    // operator takes it out of service, and then the machine of the serving follower too (not
+    // the control plane's: that would take the whole cluster down): that node is lost with no
+    // machine left to replace it, so the cluster is degraded and the missing node not charged.
     // (The replacement may have gone to the failed machine itself, if its agent was quick.)
-    let original = running["nodes"][0]["id"].clone();
-    let second = current.iter().find(|n| n["id"] == original).unwrap();
-    let second_device = second["device_id"].as_str().unwrap().to_string();
+    let leader = running["nodes"][0]["id"].clone();
+    let follower = current.iter().find(|n| n["id"] != leader).unwrap();
+    let follower_device = follower["device_id"].as_str().unwrap().to_string();
     let serving: Vec<&str> = current
         .iter()
         .map(|n| n["device_id"].as_str().unwrap())
@@ -581,7 +601,7 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
         .find(|d| !serving.contains(&d.as_str()))
         .unwrap();
     set_device_status(&app, &failed_device, "suspended").await;
-    set_device_status(&app, &second_device, "suspended").await;
+    set_device_status(&app, &follower_device, "suspended").await;
     app.server
         .state
         .control
@@ -616,6 +636,84 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
         kinds(&c)
     );
     app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    ledger_balances(&app).await;
+}
+
+on_both_engines!(a_lost_leader_takes_its_followers_and_the_cluster_comes_up_again);
+
+/// A Ray worker serves only through its head: when the head is lost, the workers are ended
+/// with it (charged to the same moment) and the cluster is brought up around a new head, its
+/// new workers pointed at that head.
+async fn a_lost_leader_takes_its_followers_and_the_cluster_comes_up_again(b: Backend) {
+    let (
+        Fleet {
+            app,
+            customer: s,
+            devices,
+        },
+        id,
+        running,
+    ) = running_cluster(b, 4, "ray").await;
+    let (head, worker) = (running["nodes"][0].clone(), running["nodes"][1].clone());
+    assert_eq!(
+        (&head["role"], &worker["role"]),
+        (&json!("head"), &json!("worker"))
+    );
+    fail_node(&app, &devices, &head, "raylet crashed").await;
+
+    let c = wait_for_event(&app, &s, &id, "node_ready").await;
+    assert_eq!(c["status"], "running");
+    let lost = c["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "node_lost")
+        .unwrap();
+    let message = lost["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "node {} left with its leader {}",
+            worker["id"].as_str().unwrap(),
+            head["id"].as_str().unwrap()
+        )),
+        "{message}"
+    );
+    let current = current_nodes(&c);
+    assert_eq!(current.len(), 2, "{c:#}");
+    assert!(
+        current
+            .iter()
+            .all(|n| n["id"] != head["id"] && n["id"] != worker["id"]),
+        "both nodes replaced: {c:#}"
+    );
+    let new_head = current.iter().find(|n| n["role"] == "head").unwrap();
+    let new_worker = current.iter().find(|n| n["role"] == "worker").unwrap();
+    let bootstrap = app
+        .scalar(
+            "SELECT bootstrap FROM node_assignments WHERE id = $1",
+            new_worker["id"].as_str().unwrap(),
+        )
+        .await;
+    let bootstrap: Value = serde_json::from_str(&bootstrap).unwrap();
+    assert_eq!(bootstrap["leader_node_id"], new_head["id"], "{bootstrap}");
+    assert_eq!(
+        c["connection"]["head_node_id"], new_head["id"],
+        "{}",
+        c["connection"]
+    );
+    // The old worker is charged to when its head failed, not to when the loss was noticed.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM usage_records u, node_assignments h \
+             WHERE u.node_id = '{}' AND h.id = '{}' AND u.ended_at = h.failed_at",
+            worker["id"].as_str().unwrap(),
+            head["id"].as_str().unwrap()
+        ))
+        .await,
+        1
+    );
+    app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    wait_status(&app, &s, &id, "terminated").await;
     ledger_balances(&app).await;
 }
 
