@@ -419,7 +419,8 @@ pub struct HoldUsage {
 ///
 /// `Ok(None)` when a record moved since `usage` was read (an accrual pass charged it): the
 /// caller rolls back and reads again. A hold already settled is returned as it is, with
-/// nothing to post.
+/// nothing to post; nothing more can be charged to it, so its records still running stop at
+/// `at` (callers rely on the settlement to stop every record).
 pub async fn settle_hold_in(
     tx: &mut Tx,
     hold_id: &str,
@@ -429,6 +430,16 @@ pub async fn settle_hold_in(
 ) -> Result<Option<Settled>> {
     let mut hold = hold_in(tx, hold_id).await?;
     if hold.status != "open" {
+        tx_run!(tx, |c| {
+            sqlx::query(
+            "UPDATE usage_records SET ended_at = $1, settled = (accrued_until >= $1) WHERE hold_id = $2 AND ended_at IS NULL"
+        )
+        .bind(at)
+        .bind(hold_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
         return Ok(Some(Settled {
             hold,
             payments: Vec::new(),

@@ -302,19 +302,7 @@ async fn a_hold_settles_every_node_without_its_downtime() {
             2,
             "each record once, however many stretches"
         );
-        let mut tx = ledger.db().begin().await.unwrap();
-        let settled = iocloud_billing::metering::settle_hold_in(
-            &mut tx,
-            &hold_id,
-            usage,
-            T0 + 90 * SECOND,
-            500,
-        )
-        .await
-        .unwrap()
-        .expect("nothing moved since the read");
-        let hold = settled.post_in(&mut tx).await.unwrap();
-        tx.commit().await.unwrap();
+        let hold = settle(&ledger, &hold_id, usage, T0 + 90 * SECOND).await;
         assert_eq!(
             charged(&ledger).await,
             2 * 35_000,
@@ -324,4 +312,40 @@ async fn a_hold_settles_every_node_without_its_downtime() {
         assert_eq!(hold.released, 10_000_000 - 70_000);
         assert!(ledger.verify().await.unwrap().is_balanced());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_a_hold_released_already_stops_what_still_runs_on_it() {
+    for scratch in scratch_databases().await {
+        let (ledger, first) = setup(&scratch, 10_000_000).await;
+        let hold_id = ledger.usage_record(&first).await.unwrap().hold_id;
+        ledger.release(&hold_id, "released-early").await.unwrap();
+        let usage = ledger.usage_of_holds(&[&hold_id]).await.unwrap();
+        let hold = settle(&ledger, &hold_id, &usage[&hold_id], T0 + 90 * SECOND).await;
+        assert_eq!(hold.captured, 0, "nothing more charged to a settled hold");
+        let record = ledger.usage_record(&first).await.unwrap();
+        assert_eq!(
+            record.ended_at,
+            Some(T0 + 90 * SECOND),
+            "the record stopped"
+        );
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
+
+/// A hold's final settlement at `at` in a transaction of its own, with a 5% platform fee.
+async fn settle(
+    ledger: &Ledger,
+    hold_id: &str,
+    usage: &iocloud_billing::metering::HoldUsage,
+    at: i64,
+) -> iocloud_billing::ledger::Hold {
+    let mut tx = ledger.db().begin().await.unwrap();
+    let settled = iocloud_billing::metering::settle_hold_in(&mut tx, hold_id, usage, at, 500)
+        .await
+        .unwrap()
+        .expect("nothing moved since the read");
+    let hold = settled.post_in(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    hold
 }

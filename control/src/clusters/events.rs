@@ -1,5 +1,5 @@
-//! A cluster's events: one per change of its row, numbered by the `resource_version` the change
-//! made. They are the cluster's history in the database, and live news on the
+//! A cluster's events: one per step of a change of its row, numbered up to the
+//! `resource_version` the change made. They are the cluster's history in the database, and live news on the
 //! `cluster-events` channel (Redis pub/sub when configured, so every replica hears every event).
 //! A follower reads the database for what it missed and the channel for what is new.
 
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
-use super::{ClusterRow, ClusterStatus};
+use super::ClusterStatus;
 use crate::{Action, Actor, Control, Result};
 
 pub const CHANNEL: &str = "cluster-events";
@@ -25,6 +25,8 @@ const FOLLOW_PAGE: i64 = 500;
 pub struct ClusterEvent {
     pub cluster_id: String,
     /// The cluster's `resource_version` after the event: events of a cluster count up from 1.
+    /// A change saved with several steps at once (a create, a delete settled at once) numbers
+    /// each step, so only its last number is a version the row was stored at.
     pub seq: i64,
     pub at: String,
     /// What happened: `created`, `placing`, `reserved`, `provisioning`, `node_ready`,
@@ -60,26 +62,6 @@ impl EventRow {
 }
 
 const COLUMNS: &str = "cluster_id, seq, at, kind, status, message";
-
-/// Writes the event for the change `row` just saved.
-pub(crate) async fn record_in(
-    tx: &mut Tx,
-    row: &ClusterRow,
-    kind: &str,
-    message: &str,
-    at: i64,
-) -> Result<ClusterEvent> {
-    let event = ClusterEvent {
-        cluster_id: row.id.clone(),
-        seq: row.resource_version,
-        at: to_rfc3339(at),
-        kind: kind.to_string(),
-        status: row.status(),
-        message: message.to_string(),
-    };
-    record_all_in(tx, &row.org_id, std::slice::from_ref(&event), at).await?;
-    Ok(event)
-}
 
 /// Writes several events of one organisation's clusters, all at `at`, in one statement.
 pub(crate) async fn record_all_in(

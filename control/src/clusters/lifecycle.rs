@@ -1,6 +1,6 @@
 //! The customer's changes to a live cluster (extend, terminate), and ending one for any reason:
-//! nodes told to tear down, metering stopped, quota given back, then (in the reconciler) usage
-//! settled and the rest of the hold released.
+//! nodes told to tear down, metering stopped, quota given back, then usage settled and the rest
+//! of the hold released (settle.rs; a deleted cluster is ended and settled in one transaction).
 
 use iocloud_billing::ledger::extend_hold_in;
 use iocloud_billing::metering::stop_usage_in;
@@ -32,6 +32,9 @@ pub struct Extension {
 pub(crate) fn usage_id(node_id: &str) -> String {
     format!("use_{}", node_id.trim_start_matches("nod_"))
 }
+
+/// Why a cluster its customer deleted ended.
+pub(crate) const ON_REQUEST: &str = "terminated on request";
 
 /// Tries at ending a cluster on request before answering that it kept changing.
 const END_TRIES: usize = 16;
@@ -71,6 +74,47 @@ pub(crate) async fn end_node_in(
     node: &NodeRow,
     at: i64,
 ) -> Result<Option<String>> {
+    let mut back = Vec::new();
+    let left_in = release_node_in(tx, node, at, &mut back).await?;
+    give_back_all_in(control, tx, back, at).await?;
+    if left_in.is_some() {
+        stop_usage_in(tx, &usage_id(&node.id), at).await?;
+    }
+    Ok(left_in)
+}
+
+/// GPUs an ended node gives back to its device (its agent never took the node up).
+pub(crate) struct GiveBack {
+    device: DeviceAuth,
+    gpus: i64,
+    node_id: String,
+}
+
+/// Gives GPUs back in device order, after the transaction's nodes are ended: claims, agent
+/// reports and other endings then lock nodes before devices, and devices in one order.
+pub(crate) async fn give_back_all_in(
+    control: &Control,
+    tx: &mut Tx,
+    mut back: Vec<GiveBack>,
+    at: i64,
+) -> Result<()> {
+    back.sort_by(|a, b| a.device.id.cmp(&b.device.id));
+    for b in back {
+        control
+            .give_back_gpus_in(tx, &b.device, b.gpus, &b.node_id, at)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The node half of [`end_node_in`]: its metering left running, and its GPUs (when its agent
+/// never acknowledged it) added to `back` for the caller to give back.
+async fn release_node_in(
+    tx: &mut Tx,
+    node: &NodeRow,
+    at: i64,
+    back: &mut Vec<GiveBack>,
+) -> Result<Option<String>> {
     // Each statement moves the node only from the statuses it names, so a report the agent
     // makes meanwhile cannot make the GPUs come back twice. Statuses only move forward
     // (waiting, assigned, starting, ...), so a node read past `assigned` is not unseen now.
@@ -88,34 +132,78 @@ pub(crate) async fn end_node_in(
     } else {
         None
     };
-    let left_in = if unseen.is_some() {
-        let device = DeviceAuth {
-            id: node.device_id.clone(),
-            org_id: node.provider_org_id.clone(),
-            gpu_count: 0,
+    if unseen.is_some() {
+        back.push(GiveBack {
+            device: DeviceAuth {
+                id: node.device_id.clone(),
+                org_id: node.provider_org_id.clone(),
+                gpu_count: 0,
+            },
+            gpus: node.gpus,
+            node_id: node.id.clone(),
+        });
+        return Ok(Some("released".to_string()));
+    }
+    let status: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
+        "UPDATE node_assignments SET ended_at = $1, updated_at = $1, \
+         status = CASE WHEN status IN ('starting', 'ready', 'failed') THEN 'releasing' ELSE status END \
+         WHERE id = $2 AND ended_at IS NULL RETURNING status"
+    )
+    .bind(at)
+    .bind(&node.id)
+    .fetch_optional(c)
+    .await)
+    .map_err(DbError::from)?;
+    Ok(status)
+}
+
+/// A cluster's nodes as ending it left them, and what is left to do once they are.
+pub(crate) struct NodesEnded {
+    /// `None` when one of them was ended meanwhile by someone else, so its status now is not
+    /// known here.
+    pub nodes: Option<Vec<NodeRow>>,
+    /// Agents to wake once the transaction commits: their nodes are to be torn down.
+    pub wake: Vec<String>,
+    /// GPUs for the caller to give back ([`give_back_all_in`]).
+    pub give_back: Vec<GiveBack>,
+}
+
+/// What ending a cluster's nodes does with their metering.
+#[derive(Clone, Copy)]
+pub(crate) enum Metering {
+    Stop,
+    /// A settlement of the cluster's hold in the same transaction stops it.
+    LeftToSettlement,
+}
+
+/// Ends every current node of a cluster at `at`.
+pub(crate) async fn end_nodes_in(
+    tx: &mut Tx,
+    cluster_id: &str,
+    at: i64,
+    metering: Metering,
+) -> Result<NodesEnded> {
+    let mut nodes = nodes_in(tx, cluster_id).await?;
+    let (mut wake, mut give_back, mut known) = (Vec::new(), Vec::new(), true);
+    for node in nodes.iter_mut().filter(|n| n.ended_at.is_none()) {
+        let Some(status) = release_node_in(tx, node, at, &mut give_back).await? else {
+            known = false;
+            continue;
         };
-        control
-            .give_back_gpus_in(tx, &device, node.gpus, &node.id, at)
-            .await?;
-        "released".to_string()
-    } else {
-        let status: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
-            "UPDATE node_assignments SET ended_at = $1, updated_at = $1, \
-             status = CASE WHEN status IN ('starting', 'ready', 'failed') THEN 'releasing' ELSE status END \
-             WHERE id = $2 AND ended_at IS NULL RETURNING status"
-        )
-        .bind(at)
-        .bind(&node.id)
-        .fetch_optional(c)
-        .await)
-        .map_err(DbError::from)?;
-        match status {
-            Some(s) => s,
-            None => return Ok(None),
+        if let Metering::Stop = metering {
+            stop_usage_in(tx, &usage_id(&node.id), at).await?;
         }
-    };
-    stop_usage_in(tx, &usage_id(&node.id), at).await?;
-    Ok(Some(left_in))
+        if status == "releasing" {
+            wake.push(node.device_id.clone());
+        }
+        node.status = status;
+        node.ended_at = Some(at);
+    }
+    Ok(NodesEnded {
+        nodes: known.then_some(nodes),
+        wake,
+        give_back,
+    })
 }
 
 /// A cluster just ended, with its nodes as the ending left them (`None` when one of them was
@@ -141,36 +229,22 @@ impl Control {
             return Ok(None);
         }
         let mut tx = self.db.begin().await?;
-        let mut nodes = nodes_in(&mut tx, &row.id).await?;
         let now = now_micros();
-        let (mut wake, mut known) = (Vec::new(), true);
-        for node in nodes.iter_mut().filter(|n| n.ended_at.is_none()) {
-            let Some(status) = end_node_in(self, &mut tx, node, now).await? else {
-                known = false;
-                continue;
-            };
-            if status == "releasing" {
-                wake.push(node.device_id.clone());
-            }
-            node.status = status;
-            node.ended_at = Some(now);
-        }
-        quota::release_in(&mut tx, &row.org_id, row.gpus, 1, row.spend_per_hour).await?;
+        let ended = end_nodes_in(&mut tx, &row.id, now, Metering::Stop).await?;
+        give_back_all_in(self, &mut tx, ended.give_back, now).await?;
         row.set_status(to, Some(reason));
         row.ended_at = Some(now);
         row.reconcile_at = Some(now);
         let Some(event) = row.save_in(&mut tx, kind, reason).await? else {
             return Err(stale(&row));
         };
+        // Last, as in a settlement batch: the cluster's row before its organisation's.
+        quota::release_in(&mut tx, &row.org_id, row.gpus, 1, row.spend_per_hour).await?;
         tx.commit().await?;
-        for device in wake {
-            self.wake_agent(&device).await;
-        }
+        let (nodes, wake) = (ended.nodes, ended.wake);
+        self.wake_agents(&wake).await;
         self.publish_events(&[event]).await;
-        Ok(Some(Ended {
-            row,
-            nodes: known.then_some(nodes),
-        }))
+        Ok(Some(Ended { row, nodes }))
     }
 
     /// Terminates a cluster: billing stops now, what is left of the hold goes back. Deleting
@@ -190,7 +264,12 @@ impl Control {
         let id = row.id.clone();
         let ended = self.end_on_request(row, expected_version).await?;
         let settled = match ended {
-            // Settled now, from the row just written: what the reconciler would do next.
+            // Ended and settled in one go: the usual case.
+            Some(Ended { row, nodes }) if row.status() == ClusterStatus::Terminated => {
+                Some((row, nodes))
+            }
+            // Ended but not settled (it raced in its batch): settled now, from the row just
+            // written, as the reconciler would next.
             Some(Ended { row, nodes }) => match self.settle_cluster(row).await {
                 // The reconciler moved it first: look again, as it does.
                 Err(Error::Conflict {
@@ -214,7 +293,8 @@ impl Control {
         }
     }
 
-    /// Ends a cluster its customer asked to end, from `row` as they saw it. With a version
+    /// Ends a cluster its customer asked to end, from `row` as they saw it, and settles it in
+    /// the same transaction when it can ([`Control::terminate_and_settle`]). With a version
     /// asked for, any change since answers 409; without one, the cluster is ended as it is
     /// now, read again after each change that raced it (a provisioning cluster's row moves
     /// with every node report). `Ok(None)` when it was ended meanwhile by someone else.
@@ -226,15 +306,7 @@ impl Control {
         let id = row.id.clone();
         let mut last = None;
         for _ in 0..END_TRIES {
-            match self
-                .end_cluster(
-                    row,
-                    ClusterStatus::Terminating,
-                    "terminating",
-                    "terminated on request",
-                )
-                .await
-            {
+            match self.terminate_and_settle(row).await {
                 Err(
                     e @ Error::Conflict {
                         code: "stale_resource_version",

@@ -252,9 +252,28 @@ impl ClusterRow {
         kind: &str,
         message: &str,
     ) -> Result<Option<ClusterEvent>> {
+        let step = (kind, self.status(), message);
+        let saved = self.save_steps_in(tx, &[step]).await?;
+        Ok(saved.and_then(|events| events.into_iter().next()))
+    }
+
+    /// [`ClusterRow::save_in`] for a row that went through several statuses at once (`kind`,
+    /// the status after it, message): the row is written once, with an event and a version
+    /// per step, so followers see every step in order.
+    pub async fn save_steps_in(
+        &mut self,
+        tx: &mut Tx,
+        steps: &[(&str, ClusterStatus, &str)],
+    ) -> Result<Option<Vec<ClusterEvent>>> {
+        debug_assert!(
+            steps
+                .last()
+                .is_some_and(|(_, status, _)| *status == self.status()),
+            "the last step is the row's status"
+        );
         let read = self.resource_version;
         let now = now_micros();
-        self.resource_version += 1;
+        self.resource_version += steps.len() as i64;
         self.updated_at = now;
         let moved = tx_run!(tx, |c| sqlx::query(
             "UPDATE clusters SET spec = $1, generation = $2, resource_version = $3, status = $4, status_reason = $5, hold_id = $6, \
@@ -287,7 +306,20 @@ impl ClusterRow {
             self.resource_version = read;
             return Ok(None);
         }
-        Ok(Some(events::record_in(tx, self, kind, message, now).await?))
+        let at = to_rfc3339(now);
+        let events: Vec<ClusterEvent> = (read + 1..)
+            .zip(steps)
+            .map(|(seq, (kind, status, message))| ClusterEvent {
+                cluster_id: self.id.clone(),
+                seq,
+                at: at.clone(),
+                kind: kind.to_string(),
+                status: *status,
+                message: message.to_string(),
+            })
+            .collect();
+        events::record_all_in(tx, &self.org_id, &events, now).await?;
+        Ok(Some(events))
     }
 
     /// Sets the status (and its reason) for the next [`ClusterRow::save_in`].

@@ -231,9 +231,7 @@ impl Control {
                 .await?
                 .ok_or_else(|| stale(&row))?;
             tx.commit().await?;
-            for d in wake {
-                self.wake_agent(&d).await;
-            }
+            self.wake_agents(&wake).await;
             self.publish_events(&[event]).await;
             return Ok(Step::Again);
         }
@@ -354,6 +352,8 @@ impl Control {
         Ok(Step::Done)
     }
 
+    /// Meters a node from `from`. Only here, and always with the cluster's row saved in the
+    /// same transaction: a delete that settles the hold at once relies on it (settle.rs).
     async fn start_node_usage_in(
         &self,
         tx: &mut Tx,

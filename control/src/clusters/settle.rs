@@ -1,20 +1,27 @@
 //! Settling ended clusters: every node charged to when it stopped, the rest of the hold
 //! released, and a terminating cluster terminated, all in one transaction whose
-//! compare-and-set on the row makes it safe to repeat and to race.
+//! compare-and-set on the row makes it safe to repeat and to race. A cluster its customer
+//! deletes is ended in the same transaction ([`Settlement::Terminate`]): one commit instead of
+//! two, and the row written once.
 //!
 //! Settlements that arrive together are done together ([`Batcher`], a group commit). Every
 //! settlement credits the same few accounts (platform revenue, a provider's earnings); in a
 //! batch those rows are updated once, so they are locked once per batch instead of once per
 //! cluster. One that raced (an accrual pass charged it meanwhile, or its row moved) rolls the
-//! batch back; the others go again without it, and it is settled again by itself.
+//! batch back; the others go again without it, and it goes again by itself (a cluster to
+//! terminate is then ended alone, and settled by its caller).
+
+use std::collections::{BTreeMap, HashMap};
 
 use iocloud_billing::Money;
 use iocloud_billing::metering::{HoldUsage, Settled, settle_hold_in};
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
 
-use super::lifecycle::stale;
-use super::{ClusterEvent, ClusterRow, ClusterStatus};
+use super::lifecycle::{
+    Ended, Metering, NodesEnded, ON_REQUEST, end_nodes_in, give_back_all_in, stale,
+};
+use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow, quota};
 use crate::batcher::Batcher;
 use crate::{Control, Error, Result};
 
@@ -22,13 +29,73 @@ use crate::{Control, Error, Result};
 /// progress: an accrual charged it, or its row moved).
 const TRIES: usize = 16;
 
+/// What a batch of settlements is asked to do with each cluster.
+pub(crate) enum Settlement {
+    /// An ended cluster (terminating or failed): settle it.
+    Ended(ClusterRow),
+    /// A live cluster its customer deleted, as they last saw it: end it and settle it.
+    Terminate(ClusterRow),
+}
+
+impl Settlement {
+    fn row(&self) -> &ClusterRow {
+        match self {
+            Settlement::Ended(row) | Settlement::Terminate(row) => row,
+        }
+    }
+}
+
 /// Settlements waiting for their turn ([`Batcher`]).
-pub(crate) type SettleQueue = Batcher<ClusterRow, Result<ClusterRow>>;
+pub(crate) type SettleQueue = Batcher<Settlement, Result<Ended>>;
+
+/// How a terminated cluster's nodes are ended: with their metering left to the settlement
+/// when it has usage to settle.
+fn metering(usage: Option<&HoldUsage>) -> Metering {
+    match usage {
+        Some(_) => Metering::LeftToSettlement,
+        None => Metering::Stop,
+    }
+}
 
 /// What one cluster's settlement wrote, waiting for the batch's money and commit.
 struct Done {
-    event: Option<ClusterEvent>,
+    events: Vec<ClusterEvent>,
     settled: Option<Settled>,
+    /// The nodes as ending the cluster left them (a [`Settlement::Terminate`] only).
+    nodes: Option<Vec<NodeRow>>,
+    /// Agents to wake once the batch commits: their nodes are to be torn down.
+    wake: Vec<String>,
+}
+
+/// A hold's settlement inside a batch's transaction.
+enum Charge {
+    /// What it moved, its money not yet posted (`None`: no hold or no usage to settle).
+    Settled(Option<Settled>),
+    /// A usage record moved since it was read (an accrual pass charged it).
+    Raced,
+}
+
+/// The quota the clusters terminated in a batch give back, per organisation, written after
+/// every cluster's row and before the money (a create locks its organisation's quota before
+/// the customer's accounts, which the money moves). In organisation order, so two replicas'
+/// batches cannot deadlock on them.
+#[derive(Default)]
+struct QuotaBack(BTreeMap<String, (i64, i64, i64)>);
+
+impl QuotaBack {
+    fn add(&mut self, row: &ClusterRow) {
+        let (gpus, clusters, spend) = self.0.entry(row.org_id.clone()).or_default();
+        *gpus += row.gpus;
+        *clusters += 1;
+        *spend += row.spend_per_hour;
+    }
+
+    async fn release_in(self, tx: &mut Tx) -> Result<()> {
+        for (org_id, (gpus, clusters, spend)) in self.0 {
+            quota::release_in(tx, &org_id, gpus, clusters, spend).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Makes a terminating cluster terminated, or takes a failed one off the reconciler's list.
@@ -80,17 +147,32 @@ impl Control {
     /// Settles an ended (terminating or failed) cluster, with whatever other settlements are
     /// waiting at the same moment. Answers the row as the settlement left it.
     pub(crate) async fn settle_cluster(&self, row: ClusterRow) -> Result<ClusterRow> {
+        Ok(self.settle(Settlement::Ended(row)).await?.row)
+    }
+
+    /// Ends a live cluster on its customer's request and settles it in the same transaction,
+    /// from `row` as they saw it. `Ok(None)` when it was not live; a stale-version conflict,
+    /// with nothing written, when the row moved since. A cluster that raced in its batch is
+    /// ended alone and answered terminating, for the caller to settle.
+    pub(crate) async fn terminate_and_settle(&self, row: ClusterRow) -> Result<Option<Ended>> {
+        if !row.status().is_live() {
+            return Ok(None);
+        }
+        self.settle(Settlement::Terminate(row)).await.map(Some)
+    }
+
+    async fn settle(&self, item: Settlement) -> Result<Ended> {
         let this = self.clone();
         self.settling
             .submit(
-                row,
+                item,
                 move |batch| async move { this.settle_batch(batch).await },
             )
             .await
             .unwrap_or_else(|| Err(Error::Internal("a settlement was dropped".into())))
     }
 
-    async fn settle_batch(&self, batch: Vec<ClusterRow>) -> Vec<Result<ClusterRow>> {
+    async fn settle_batch(&self, batch: Vec<Settlement>) -> Vec<Result<Ended>> {
         let (done, retry) = match self.try_batch(&batch).await {
             Ok(outcome) => outcome,
             // The whole batch rolled back: each settles alone.
@@ -99,15 +181,32 @@ impl Control {
                 (Vec::new(), (0..batch.len()).collect())
             }
         };
-        let mut answers: Vec<Option<Result<ClusterRow>>> = (0..batch.len()).map(|_| None).collect();
-        for (i, row, event) in done {
-            if let Some(event) = event {
-                self.publish_events(&[event]).await;
-            }
-            answers[i] = Some(Ok(row));
+        let mut answers: Vec<Option<Result<Ended>>> = (0..batch.len()).map(|_| None).collect();
+        for (i, row, done) in done {
+            self.wake_agents(&done.wake).await;
+            self.publish_events(&done.events).await;
+            answers[i] = Some(Ok(Ended {
+                row,
+                nodes: done.nodes,
+            }));
         }
         for i in retry {
-            answers[i] = Some(self.settle_alone(batch[i].clone()).await);
+            answers[i] = Some(match &batch[i] {
+                Settlement::Ended(row) => self
+                    .settle_alone(row.clone())
+                    .await
+                    .map(|row| Ended { row, nodes: None }),
+                // Ended alone, and answered terminating: its caller settles it.
+                Settlement::Terminate(row) => self
+                    .end_cluster(
+                        row.clone(),
+                        ClusterStatus::Terminating,
+                        "terminating",
+                        ON_REQUEST,
+                    )
+                    .await
+                    .and_then(|ended| ended.ok_or_else(|| stale(row))),
+            });
         }
         answers
             .into_iter()
@@ -116,31 +215,65 @@ impl Control {
     }
 
     /// One transaction for the whole batch. Returns the settled (by index, as written, with
-    /// their events) and the indexes to settle alone. A cluster that raced (an accrual pass
-    /// charged it meanwhile, or its row moved) rolls the transaction back and is settled
-    /// alone; the rest go again without it, once. Races are rare, so this costs less than a
-    /// savepoint around every cluster; after a second one the rest are settled alone too, so
-    /// an accrual pass charging many of them at once costs no more than that.
+    /// what they wrote) and the indexes to settle (or, for a [`Settlement::Terminate`], end)
+    /// alone. A cluster that raced (an accrual pass charged it meanwhile, or its row moved)
+    /// rolls the transaction back and goes alone; the rest go again without it, once. Races
+    /// are rare, so this costs less than a savepoint around every cluster; after a second one
+    /// the rest go alone too, so an accrual pass charging many of them at once costs no more
+    /// than that.
+    ///
+    /// Rows are locked in the order every other writer locks them: the nodes of the clusters
+    /// to terminate, then the GPUs given back (devices, in id order), then each cluster's hold
+    /// and row, then quota, then the ledger's accounts.
     async fn try_batch(
         &self,
-        batch: &[ClusterRow],
-    ) -> Result<(Vec<(usize, ClusterRow, Option<ClusterEvent>)>, Vec<usize>)> {
+        batch: &[Settlement],
+    ) -> Result<(Vec<(usize, ClusterRow, Done)>, Vec<usize>)> {
         // Read before the transaction opens: it holds a connection, and waiting for a second
         // one while holding the first starves the pool under load.
-        let holds: Vec<&str> = batch.iter().filter_map(|r| r.hold_id.as_deref()).collect();
+        let holds: Vec<&str> = batch
+            .iter()
+            .filter_map(|s| s.row().hold_id.as_deref())
+            .collect();
         let usage = self.ledger.usage_of_holds(&holds).await?;
+        let usage_of = |row: &ClusterRow| row.hold_id.as_ref().and_then(|h| usage.get(h));
         let mut left: Vec<usize> = (0..batch.len()).collect();
         let mut alone = Vec::new();
         for _ in 0..2 {
             let mut tx = self.db.begin().await?;
-            let (mut done, mut money, mut raced) = (Vec::new(), Vec::new(), None);
+            let now = now_micros();
+            let mut ended = HashMap::new();
+            let mut give_back = Vec::new();
             for &i in &left {
-                let mut row = batch[i].clone();
-                let hold_usage = row.hold_id.as_ref().and_then(|h| usage.get(h));
-                match self.settle_in(&mut tx, &mut row, hold_usage).await {
-                    Ok(Some(Done { event, settled })) => {
-                        money.extend(settled);
-                        done.push((i, row, event));
+                if let Settlement::Terminate(row) = &batch[i] {
+                    let mut nodes =
+                        end_nodes_in(&mut tx, &row.id, now, metering(usage_of(row))).await?;
+                    give_back.append(&mut nodes.give_back);
+                    ended.insert(i, nodes);
+                }
+            }
+            give_back_all_in(self, &mut tx, give_back, now).await?;
+            let (mut done, mut money, mut quota, mut raced) =
+                (Vec::new(), Vec::new(), QuotaBack::default(), None);
+            for &i in &left {
+                let mut row = batch[i].row().clone();
+                let hold_usage = usage_of(&row);
+                let outcome = match ended.remove(&i) {
+                    None => self.settle_in(&mut tx, &mut row, hold_usage).await,
+                    Some(nodes) => {
+                        let outcome = self
+                            .terminate_in(&mut tx, &mut row, hold_usage, nodes, now)
+                            .await;
+                        if matches!(outcome, Ok(Some(_))) {
+                            quota.add(&row);
+                        }
+                        outcome
+                    }
+                };
+                match outcome {
+                    Ok(Some(mut d)) => {
+                        money.extend(d.settled.take());
+                        done.push((i, row, d));
                     }
                     Ok(None)
                     | Err(Error::Conflict {
@@ -154,6 +287,7 @@ impl Control {
                 }
             }
             let Some(i) = raced else {
+                quota.release_in(&mut tx).await?;
                 if !money.is_empty() {
                     Settled::post_all_in(&mut tx, money).await?;
                 }
@@ -178,8 +312,9 @@ impl Control {
             let usage = self.ledger.usage_of_holds(&holds).await?;
             let mut tx = self.db.begin().await?;
             let hold_usage = row.hold_id.as_ref().and_then(|h| usage.get(h));
-            let Some(Done { event, settled }) =
-                self.settle_in(&mut tx, &mut row, hold_usage).await?
+            let Some(Done {
+                events, settled, ..
+            }) = self.settle_in(&mut tx, &mut row, hold_usage).await?
             else {
                 continue;
             };
@@ -187,9 +322,7 @@ impl Control {
                 settled.post_in(&mut tx).await?;
             }
             tx.commit().await?;
-            if let Some(event) = event {
-                self.publish_events(&[event]).await;
-            }
+            self.publish_events(&events).await;
             return Ok(row);
         }
         Err(Error::Conflict {
@@ -198,8 +331,8 @@ impl Control {
         })
     }
 
-    /// A cluster's settlement inside `tx`, its money not yet posted. `Ok(None)` when a usage
-    /// record moved since `usage` was read.
+    /// An ended cluster's settlement inside `tx`, its money not yet posted. `Ok(None)` when a
+    /// usage record moved since `usage` was read.
     async fn settle_in(
         &self,
         tx: &mut Tx,
@@ -207,17 +340,76 @@ impl Control {
         usage: Option<&HoldUsage>,
     ) -> Result<Option<Done>> {
         let at = row.ended_at.unwrap_or_else(now_micros);
-        let settled = match (&row.hold_id, usage) {
-            (Some(hold_id), Some(usage)) => {
-                let fee = self.settings.platform_fee_bps;
-                match settle_hold_in(tx, hold_id, usage, at, fee).await? {
-                    Some(settled) => Some(settled),
-                    None => return Ok(None),
-                }
-            }
-            _ => None,
+        let Charge::Settled(settled) = self.charge_in(tx, row, usage, at).await? else {
+            return Ok(None);
         };
-        let event = finish_in(tx, row, &summary(settled.as_ref())).await?;
-        Ok(Some(Done { event, settled }))
+        let events = finish_in(tx, row, &summary(settled.as_ref()))
+            .await?
+            .into_iter()
+            .collect();
+        Ok(Some(Done {
+            events,
+            settled,
+            nodes: None,
+            wake: Vec::new(),
+        }))
+    }
+
+    /// A live cluster ended on request and settled inside `tx`, at `now`, its nodes ended
+    /// already: the hold charged (every record of it to its end: the nodes' metering was left
+    /// to this), the row written once with both steps' events. The quota it gives back is the
+    /// caller's to write. `Ok(None)` when a usage record moved since `usage` was read.
+    ///
+    /// A record started after `usage` was read would be left running, but none can be: usage
+    /// starts only with the cluster's row (reconcile.rs), whose compare-and-set here then fails.
+    async fn terminate_in(
+        &self,
+        tx: &mut Tx,
+        row: &mut ClusterRow,
+        usage: Option<&HoldUsage>,
+        ended: NodesEnded,
+        now: i64,
+    ) -> Result<Option<Done>> {
+        let Charge::Settled(settled) = self.charge_in(tx, row, usage, now).await? else {
+            return Ok(None);
+        };
+        let summary = summary(settled.as_ref());
+        row.set_status(ClusterStatus::Terminated, None);
+        row.ended_at = Some(now);
+        row.terminated_at = Some(now);
+        row.reconcile_at = None;
+        let steps = [
+            ("terminating", ClusterStatus::Terminating, ON_REQUEST),
+            ("terminated", ClusterStatus::Terminated, summary.as_str()),
+        ];
+        let events = row
+            .save_steps_in(tx, &steps)
+            .await?
+            .ok_or_else(|| stale(row))?;
+        Ok(Some(Done {
+            events,
+            settled,
+            nodes: ended.nodes,
+            wake: ended.wake,
+        }))
+    }
+
+    /// Charges every usage record of `row`'s hold to its end (`at` for those still running)
+    /// and releases the rest of the hold.
+    async fn charge_in(
+        &self,
+        tx: &mut Tx,
+        row: &ClusterRow,
+        usage: Option<&HoldUsage>,
+        at: i64,
+    ) -> Result<Charge> {
+        let (Some(hold_id), Some(usage)) = (&row.hold_id, usage) else {
+            return Ok(Charge::Settled(None));
+        };
+        let fee = self.settings.platform_fee_bps;
+        Ok(match settle_hold_in(tx, hold_id, usage, at, fee).await? {
+            Some(settled) => Charge::Settled(Some(settled)),
+            None => Charge::Raced,
+        })
     }
 }

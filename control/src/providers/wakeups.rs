@@ -149,6 +149,12 @@ impl Control {
         }
     }
 
+    pub(crate) async fn wake_agents(&self, device_ids: &[String]) {
+        for device_id in device_ids {
+            self.wake_agent(device_id).await;
+        }
+    }
+
     /// Wakes waiting agents for assignments made on any replica, until the process ends.
     pub fn spawn_wakeup_listener(&self) -> tokio::task::JoinHandle<()> {
         use futures::StreamExt;

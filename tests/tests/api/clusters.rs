@@ -270,6 +270,25 @@ async fn a_ray_cluster_runs_and_terminates(b: Backend) {
         events.ends_with(&["terminating".into(), "terminated".into()]),
         "{events:?}"
     );
+    // Ended and settled in one go: both steps numbered, the last at the row's version, and
+    // every node's metering stopped where it was charged to.
+    let seqs: Vec<i64> = gone.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    let version = gone.body["resource_version"].as_i64().unwrap();
+    assert!(seqs.ends_with(&[version - 1, version]), "{seqs:?}");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM usage_records WHERE cluster_id = '{id}' \
+             AND (ended_at IS NULL OR NOT settled OR accrued_until < ended_at)"
+        ))
+        .await,
+        0,
+        "every record stopped and charged to its end"
+    );
     let (available, held) = balance(&app, &s, "USD").await;
     assert_eq!(held, 0.0);
     let charged = 1000.0 - available;
