@@ -2,7 +2,8 @@
 //! the database the next items queue, and whoever's turn comes takes them all; each caller
 //! gets its own item's answer. Under load a batch grows to what arrived during the last one,
 //! so the database sees one transaction per batch instead of one per item; alone, an item
-//! waits for nobody.
+//! waits for nobody. A batcher with several lanes lets that many batches run at once, for work
+//! too long for one batch at a time to keep up with.
 
 use std::future::Future;
 
@@ -11,14 +12,23 @@ use tokio::sync::oneshot;
 
 pub struct Batcher<T, R> {
     waiting: Mutex<Vec<(T, oneshot::Sender<R>)>>,
-    turn: tokio::sync::Mutex<()>,
+    /// Batches in the database at once.
+    turns: tokio::sync::Semaphore,
 }
 
 impl<T, R> Default for Batcher<T, R> {
     fn default() -> Self {
+        Batcher::with_lanes(1)
+    }
+}
+
+impl<T, R> Batcher<T, R> {
+    /// A batcher that lets `lanes` batches run at once: for work whose items take long enough
+    /// that one batch at a time cannot keep up with their arrival.
+    pub fn with_lanes(lanes: usize) -> Self {
         Batcher {
             waiting: Mutex::new(Vec::new()),
-            turn: tokio::sync::Mutex::new(()),
+            turns: tokio::sync::Semaphore::new(lanes),
         }
     }
 }
@@ -34,7 +44,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         let (done, answer) = oneshot::channel();
         self.waiting.lock().push((item, done));
         {
-            let _turn = self.turn.lock().await;
+            let _turn = self.turns.acquire().await;
             let batch = std::mem::take(&mut *self.waiting.lock());
             // Empty when an earlier turn took our item: its answer is on the way.
             if !batch.is_empty() {
@@ -82,5 +92,36 @@ mod tests {
         }
         let n = batches.load(Ordering::SeqCst);
         assert!(n < 200, "{n} batches for 200 items arriving at once");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lanes_let_batches_run_at_once() {
+        let batcher: Arc<Batcher<u32, u32>> = Arc::new(Batcher::with_lanes(2));
+        let both = Arc::new(tokio::sync::Barrier::new(2));
+        let (started, first_running) = oneshot::channel();
+        let first = {
+            let (batcher, both) = (batcher.clone(), both.clone());
+            tokio::spawn(async move {
+                batcher
+                    .submit(1, move |items| async move {
+                        let _ = started.send(());
+                        both.wait().await;
+                        items
+                    })
+                    .await
+            })
+        };
+        first_running.await.unwrap();
+        // With one lane this batch would wait for the first, which waits for it.
+        let second = batcher.submit(2, move |items| async move {
+            both.wait().await;
+            items
+        });
+        let (second, first) = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            (second.await, first.await.unwrap())
+        })
+        .await
+        .expect("two batches at once");
+        assert_eq!((first, second), (Some(1), Some(2)));
     }
 }

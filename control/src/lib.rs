@@ -16,6 +16,7 @@ pub mod clusters;
 mod error;
 pub mod invitations;
 pub mod jwt;
+mod listen;
 pub mod orgs;
 pub mod page;
 pub mod permissions;
@@ -87,7 +88,8 @@ impl Control {
             heartbeats: Default::default(),
             wakeups: Default::default(),
             events: Default::default(),
-            settling: Default::default(),
+            // One batch at a time could not keep up (docs/benchmarks.md, session 10).
+            settling: std::sync::Arc::new(clusters::SettleQueue::with_lanes(4)),
             audit_queue: Default::default(),
             provider_outcomes: Default::default(),
         }
@@ -105,24 +107,15 @@ impl Control {
         }
     }
 
-    /// Applies other replicas' invalidations until the process ends. When the subscription
-    /// breaks (Redis restarting), everything cached is dropped, since messages may have been missed.
+    /// Applies other replicas' invalidations until the process ends. Whenever messages may
+    /// have been missed, everything cached is dropped.
     pub fn spawn_invalidation_listener(&self) -> tokio::task::JoinHandle<()> {
-        use futures::StreamExt;
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match this.kv.subscribe(cache::INVALIDATE_CHANNEL).await {
-                    Ok(mut messages) => {
-                        while let Some(m) = messages.next().await {
-                            this.cache.forget(&cache::Forget::parse(&m));
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cache invalidation subscription failed"),
-                }
-                this.cache.forget(&cache::Forget::All);
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        })
+        let (this, again) = (self.clone(), self.clone());
+        listen::spawn_listener(
+            self.kv.clone(),
+            cache::INVALIDATE_CHANNEL,
+            move |m| this.cache.forget(&cache::Forget::parse(&m)),
+            move || again.cache.forget(&cache::Forget::All),
+        )
     }
 }

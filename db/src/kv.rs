@@ -214,14 +214,22 @@ impl Kv {
                     .channels
                     .lock()
                     .entry(channel.to_string())
-                    .or_insert_with(|| broadcast::channel(256).0)
+                    .or_insert_with(|| broadcast::channel(4096).0)
                     .subscribe();
-                let stream = futures::stream::unfold(rx, |mut rx| async move {
-                    loop {
+                let name = channel.to_string();
+                let stream = futures::stream::unfold(rx, move |mut rx| {
+                    let name = name.clone();
+                    async move {
                         match rx.recv().await {
-                            Ok(msg) => return Some((msg, rx)),
-                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                            Err(broadcast::error::RecvError::Closed) => return None,
+                            Ok(msg) => Some((msg, rx)),
+                            // Fallen behind, messages lost: the subscription ends, as a Redis
+                            // client that falls behind is disconnected, and its subscriber
+                            // treats it the same way (messages may have been missed).
+                            Err(broadcast::error::RecvError::Lagged(lost)) => {
+                                tracing::warn!(channel = %name, lost, "a subscriber fell behind");
+                                None
+                            }
+                            Err(broadcast::error::RecvError::Closed) => None,
                         }
                     }
                 });
@@ -305,6 +313,17 @@ mod tests {
         let mut sub = kv.subscribe("ch").await.unwrap();
         kv.publish("ch", "hello").await.unwrap();
         assert_eq!(sub.next().await.as_deref(), Some("hello"));
+    }
+
+    #[tokio::test]
+    async fn a_memory_subscriber_that_falls_behind_loses_its_subscription() {
+        let kv = Kv::memory();
+        let mut sub = kv.subscribe("ch").await.unwrap();
+        for i in 0..5_000 {
+            kv.publish("ch", &i.to_string()).await.unwrap();
+        }
+        // Messages were lost: the stream ends rather than skip them unannounced.
+        assert_eq!(sub.next().await, None);
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use iocloud_db::time::to_rfc3339;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
 use serde::{Deserialize, Serialize};
@@ -133,21 +133,18 @@ impl Control {
     /// Feeds the channel to this replica's followers until the process ends.
     pub fn spawn_event_listener(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match this.kv.subscribe(CHANNEL).await {
-                    Ok(mut messages) => {
-                        while let Some(m) = messages.next().await {
-                            if let Ok(event) = serde_json::from_str::<ClusterEvent>(&m) {
-                                let _ = this.events.local.send(event);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cluster event subscription failed"),
+        // Events missed are found by the followers themselves: they re-read the database on
+        // a gap in the numbers, or after a quiet spell.
+        crate::listen::spawn_listener(
+            self.kv.clone(),
+            CHANNEL,
+            move |m| {
+                if let Ok(event) = serde_json::from_str::<ClusterEvent>(&m) {
+                    let _ = this.events.local.send(event);
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
+            },
+            || {},
+        )
     }
 
     pub(crate) async fn latest_events(

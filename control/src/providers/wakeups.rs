@@ -80,6 +80,14 @@ impl Wakeups {
         }
     }
 
+    /// Wake-ups may have been missed: every device is read again, every waiting agent now.
+    fn wake_all(&self) {
+        self.known.lock().forget_all();
+        for n in self.waiting.lock().values().filter_map(Weak::upgrade) {
+            n.notify_waiters();
+        }
+    }
+
     /// Whether the device is known to have no open assignment (no read needed).
     pub fn known_idle(&self, device_id: &str) -> bool {
         self.known
@@ -156,22 +164,14 @@ impl Control {
     }
 
     /// Wakes waiting agents for assignments made on any replica, until the process ends.
+    /// Whenever wake-ups may have been missed, every waiting agent is woken to look for itself.
     pub fn spawn_wakeup_listener(&self) -> tokio::task::JoinHandle<()> {
-        use futures::StreamExt;
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                match this.kv.subscribe(ASSIGNMENTS_CHANNEL).await {
-                    Ok(mut messages) => {
-                        this.wakeups.known.lock().forget_all();
-                        while let Some(device_id) = messages.next().await {
-                            this.wakeups.wake(&device_id);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "assignment wake-up subscription failed"),
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        })
+        let (this, again) = (self.clone(), self.clone());
+        crate::listen::spawn_listener(
+            self.kv.clone(),
+            ASSIGNMENTS_CHANNEL,
+            move |device_id| this.wakeups.wake(&device_id),
+            move || again.wakeups.wake_all(),
+        )
     }
 }
