@@ -26,6 +26,7 @@ impl<T, R> Batcher<T, R> {
     /// A batcher that lets `lanes` batches run at once: for work whose items take long enough
     /// that one batch at a time cannot keep up with their arrival.
     pub fn with_lanes(lanes: usize) -> Self {
+        assert!(lanes > 0, "a batcher needs a lane");
         Batcher {
             waiting: Mutex::new(Vec::new()),
             turns: tokio::sync::Semaphore::new(lanes),

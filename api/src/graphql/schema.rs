@@ -486,7 +486,19 @@ impl CoreSubscription {
             Err(e) => Err(e),
         };
         match stream {
-            Ok(s) => s.map(|e| Ok(GqlAuditEvent::from(e))).boxed(),
+            // The feed ends only when it broke (Redis went away, or this subscriber fell
+            // behind): say so, rather than end as if the server had nothing more to say.
+            Ok(s) => s
+                .map(|e| Ok(GqlAuditEvent::from(e)))
+                .chain(futures::stream::once(async {
+                    Err(gql_error(iocloud_control::Error::Conflict {
+                        code: "stream_interrupted",
+                        message: "the audit feed broke and events may have been missed: \
+                                  read them with the auditEvents query and subscribe again"
+                            .into(),
+                    }))
+                }))
+                .boxed(),
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         }
     }

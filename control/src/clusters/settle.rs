@@ -224,7 +224,7 @@ impl Control {
     ///
     /// Rows are locked in the order every other writer locks them: the nodes of the clusters
     /// to terminate, then the GPUs given back (devices, in id order), then each cluster's hold
-    /// and row, then quota, then the ledger's accounts.
+    /// and row (clusters in id order), then quota, then the ledger's accounts.
     async fn try_batch(
         &self,
         batch: &[Settlement],
@@ -237,7 +237,11 @@ impl Control {
             .collect();
         let usage = self.ledger.usage_of_holds(&holds).await?;
         let usage_of = |row: &ClusterRow| row.hold_id.as_ref().and_then(|h| usage.get(h));
+        // In cluster order: batches run in several lanes at once, and a cluster can be in two
+        // of them (its delete's and the reconciler's); locking clusters in one order keeps two
+        // such batches from deadlocking.
         let mut left: Vec<usize> = (0..batch.len()).collect();
+        left.sort_by(|&a, &b| batch[a].row().id.cmp(&batch[b].row().id));
         let mut alone = Vec::new();
         for _ in 0..2 {
             let mut tx = self.db.begin().await?;

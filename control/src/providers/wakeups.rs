@@ -80,12 +80,11 @@ impl Wakeups {
         }
     }
 
-    /// Wake-ups may have been missed: every device is read again, every waiting agent now.
-    fn wake_all(&self) {
+    /// Wake-ups may have been missed: every device's assignments are read again at its
+    /// agent's next poll. Agents waiting now read when their wait ends (at most the poll's 25 s);
+    /// waking them all at once would send every agent of the fleet to the database together.
+    fn forget_all(&self) {
         self.known.lock().forget_all();
-        for n in self.waiting.lock().values().filter_map(Weak::upgrade) {
-            n.notify_waiters();
-        }
     }
 
     /// Whether the device is known to have no open assignment (no read needed).
@@ -164,14 +163,14 @@ impl Control {
     }
 
     /// Wakes waiting agents for assignments made on any replica, until the process ends.
-    /// Whenever wake-ups may have been missed, every waiting agent is woken to look for itself.
+    /// Whenever wake-ups may have been missed, what is known of devices' assignments is dropped.
     pub fn spawn_wakeup_listener(&self) -> tokio::task::JoinHandle<()> {
         let (this, again) = (self.clone(), self.clone());
         crate::listen::spawn_listener(
             self.kv.clone(),
             ASSIGNMENTS_CHANNEL,
             move |device_id| this.wakeups.wake(&device_id),
-            move || again.wakeups.wake_all(),
+            move || again.wakeups.forget_all(),
         )
     }
 }
