@@ -70,15 +70,6 @@ impl ClaimWork for NewCluster<'_> {
     ) -> Result<Self::Output> {
         let now = now_micros();
         let gpus: i64 = plan.nodes.iter().map(|n| i64::from(n.gpus)).sum();
-        quota::reserve_in(
-            tx,
-            self.control.settings.quota,
-            self.org_id,
-            gpus,
-            1,
-            plan.price_per_hour,
-        )
-        .await?;
         let spec_json =
             serde_json::to_string(self.spec).map_err(|e| Error::Internal(e.to_string()))?;
         let mut row = ClusterRow {
@@ -123,6 +114,17 @@ impl ClaimWork for NewCluster<'_> {
             hold_amount,
             self.id,
             &format!("cluster:{}:hold", self.id),
+        )
+        .await?;
+        // After the hold, as settlements take accounts before quota: the organisation's quota
+        // row is held only from here to the commit, and two writers cannot wait on each other.
+        quota::reserve_in(
+            tx,
+            self.control.settings.quota,
+            self.org_id,
+            gpus,
+            1,
+            plan.price_per_hour,
         )
         .await?;
         let timeout = self.control.settings.provisioning_timeout.as_micros() as i64;

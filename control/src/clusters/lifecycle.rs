@@ -238,7 +238,7 @@ impl Control {
         let Some(event) = row.save_in(&mut tx, kind, reason).await? else {
             return Err(stale(&row));
         };
-        // Last, as in a settlement batch: the cluster's row before its organisation's.
+        // Last, as in a settlement batch and a create: the organisation's row is contended.
         quota::release_in(&mut tx, &row.org_id, row.gpus, 1, row.spend_per_hour).await?;
         tx.commit().await?;
         let (nodes, wake) = (ended.nodes, ended.wake);

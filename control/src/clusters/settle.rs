@@ -75,9 +75,9 @@ enum Charge {
     Raced,
 }
 
-/// The quota the clusters terminated in a batch give back, per organisation, written after
-/// every cluster's row and before the money (a create locks its organisation's quota before
-/// the customer's accounts, which the money moves). In organisation order, so two replicas'
+/// The quota the clusters terminated in a batch give back, per organisation, written last:
+/// creates wait on their organisation's row, so it is held only from there to the commit (a
+/// create, too, takes the customer's accounts before its quota). In organisation order, so two
 /// batches cannot deadlock on them.
 #[derive(Default)]
 struct QuotaBack(BTreeMap<String, (i64, i64, i64)>);
@@ -224,7 +224,7 @@ impl Control {
     ///
     /// Rows are locked in the order every other writer locks them: the nodes of the clusters
     /// to terminate, then the GPUs given back (devices, in id order), then each cluster's hold
-    /// and row (clusters in id order), then quota, then the ledger's accounts.
+    /// and row (clusters in id order), then the ledger's accounts, then quota.
     async fn try_batch(
         &self,
         batch: &[Settlement],
@@ -291,10 +291,10 @@ impl Control {
                 }
             }
             let Some(i) = raced else {
-                quota.release_in(&mut tx).await?;
                 if !money.is_empty() {
                     Settled::post_all_in(&mut tx, money).await?;
                 }
+                quota.release_in(&mut tx).await?;
                 tx.commit().await?;
                 return Ok((done, alone));
             };
