@@ -65,18 +65,17 @@ pub(crate) fn stale(row: &ClusterRow) -> Error {
 
 /// Takes a node out of its cluster at `at`: its agent is told to tear it down, and its
 /// metering stops. A node the agent never acknowledged (`waiting`, `assigned`) is released at
-/// once with its GPUs, so a dead agent holds nothing; if it wakes up and reports on the node,
-/// it is refused and tears it down. Returns the status the node was left in (`releasing`:
-/// its agent must be woken), or `None` when it had ended already.
+/// once, its GPUs added to `back` for the caller to give back once every node is ended
+/// ([`give_back_all_in`]), so a dead agent holds nothing; if it wakes up and reports on the
+/// node, it is refused and tears it down. Returns the status the node was left in
+/// (`releasing`: its agent must be woken), or `None` when it had ended already.
 pub(crate) async fn end_node_in(
-    control: &Control,
     tx: &mut Tx,
     node: &NodeRow,
     at: i64,
+    back: &mut Vec<GiveBack>,
 ) -> Result<Option<String>> {
-    let mut back = Vec::new();
-    let left_in = release_node_in(tx, node, at, &mut back).await?;
-    give_back_all_in(control, tx, back, at).await?;
+    let left_in = release_node_in(tx, node, at, back).await?;
     if left_in.is_some() {
         stop_usage_in(tx, &usage_id(&node.id), at).await?;
     }
@@ -88,6 +87,7 @@ pub(crate) struct GiveBack {
     device: DeviceAuth,
     gpus: i64,
     node_id: String,
+    at: i64,
 }
 
 /// Gives GPUs back in device order, after the transaction's nodes are ended: claims, agent
@@ -96,12 +96,11 @@ pub(crate) async fn give_back_all_in(
     control: &Control,
     tx: &mut Tx,
     mut back: Vec<GiveBack>,
-    at: i64,
 ) -> Result<()> {
     back.sort_by(|a, b| a.device.id.cmp(&b.device.id));
     for b in back {
         control
-            .give_back_gpus_in(tx, &b.device, b.gpus, &b.node_id, at)
+            .give_back_gpus_in(tx, &b.device, b.gpus, &b.node_id, b.at)
             .await?;
     }
     Ok(())
@@ -141,6 +140,7 @@ async fn release_node_in(
             },
             gpus: node.gpus,
             node_id: node.id.clone(),
+            at,
         });
         return Ok(Some("released".to_string()));
     }
@@ -186,13 +186,14 @@ pub(crate) async fn end_nodes_in(
     let mut nodes = nodes_in(tx, cluster_id).await?;
     let (mut wake, mut give_back, mut known) = (Vec::new(), Vec::new(), true);
     for node in nodes.iter_mut().filter(|n| n.ended_at.is_none()) {
-        let Some(status) = release_node_in(tx, node, at, &mut give_back).await? else {
+        let left_in = match metering {
+            Metering::Stop => end_node_in(tx, node, at, &mut give_back).await?,
+            Metering::LeftToSettlement => release_node_in(tx, node, at, &mut give_back).await?,
+        };
+        let Some(status) = left_in else {
             known = false;
             continue;
         };
-        if let Metering::Stop = metering {
-            stop_usage_in(tx, &usage_id(&node.id), at).await?;
-        }
         if status == "releasing" {
             wake.push(node.device_id.clone());
         }
@@ -231,7 +232,7 @@ impl Control {
         let mut tx = self.db.begin().await?;
         let now = now_micros();
         let ended = end_nodes_in(&mut tx, &row.id, now, Metering::Stop).await?;
-        give_back_all_in(self, &mut tx, ended.give_back, now).await?;
+        give_back_all_in(self, &mut tx, ended.give_back).await?;
         row.set_status(to, Some(reason));
         row.ended_at = Some(now);
         row.reconcile_at = Some(now);

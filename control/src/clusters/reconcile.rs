@@ -11,7 +11,7 @@ use iocloud_db::{Db, DbError, Tx, db_run, tx_run};
 
 use super::bootstrap::{self, ClusterBoot};
 use super::create::RECHECK;
-use super::lifecycle::{end_node_in, stale, usage_id};
+use super::lifecycle::{end_node_in, give_back_all_in, stale, usage_id};
 use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow};
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
@@ -218,14 +218,14 @@ impl Control {
         let lost = lost_nodes(&current, now);
         if !lost.is_empty() {
             let mut tx = self.db.begin().await?;
-            let mut wake = Vec::new();
-            let mut reasons = Vec::new();
+            let (mut wake, mut reasons, mut back) = (Vec::new(), Vec::new(), Vec::new());
             for (n, at, reason) in lost {
-                if end_node_in(self, &mut tx, n, at).await?.as_deref() == Some("releasing") {
+                if end_node_in(&mut tx, n, at, &mut back).await?.as_deref() == Some("releasing") {
                     wake.push(n.device_id.clone());
                 }
                 reasons.push(reason);
             }
+            give_back_all_in(self, &mut tx, back).await?;
             let event = row
                 .save_in(&mut tx, "node_lost", &reasons.join("; "))
                 .await?

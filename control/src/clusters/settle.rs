@@ -256,7 +256,7 @@ impl Control {
                     ended.insert(i, nodes);
                 }
             }
-            give_back_all_in(self, &mut tx, give_back, now).await?;
+            give_back_all_in(self, &mut tx, give_back).await?;
             let (mut done, mut money, mut quota, mut raced) =
                 (Vec::new(), Vec::new(), QuotaBack::default(), None);
             for &i in &left {

@@ -563,15 +563,8 @@ fn current_nodes(c: &Value) -> Vec<&Value> {
 }
 
 async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
-    let (
-        Fleet {
-            app,
-            customer: s,
-            devices,
-        },
-        id,
-        running,
-    ) = running_cluster(b, 3, "kubernetes").await;
+    let (fleet, id, running) = running_cluster(b, 3, "kubernetes").await;
+    let (app, s, devices) = (fleet.app, fleet.customer, fleet.devices);
     assert!(
         running["connection"]["kubeconfig"]
             .as_str()
@@ -664,15 +657,8 @@ on_both_engines!(a_lost_leader_takes_its_followers_and_the_cluster_comes_up_agai
 /// with it (charged to the same moment) and the cluster is brought up around a new head, its
 /// new workers pointed at that head.
 async fn a_lost_leader_takes_its_followers_and_the_cluster_comes_up_again(b: Backend) {
-    let (
-        Fleet {
-            app,
-            customer: s,
-            devices,
-        },
-        id,
-        running,
-    ) = running_cluster(b, 4, "ray").await;
+    let (fleet, id, running) = running_cluster(b, 4, "ray").await;
+    let (app, s, devices) = (fleet.app, fleet.customer, fleet.devices);
     let (head, worker) = (running["nodes"][0].clone(), running["nodes"][1].clone());
     assert_eq!(
         (&head["role"], &worker["role"]),
