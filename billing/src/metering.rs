@@ -552,7 +552,7 @@ pub async fn settle_hold_in(
 }
 
 /// A hold settled in an open transaction, its money not yet moved: [`Settled::post_in`] moves
-/// it, as the transaction's last writes.
+/// it, near the end of the transaction (only quota and devices come after).
 pub struct Settled {
     /// The hold as it is once settled.
     pub hold: crate::ledger::Hold,
@@ -574,8 +574,8 @@ impl Settled {
         Ok(())
     }
 
-    /// Posts the settlement's captures and release. Last in the transaction, because the
-    /// accounts it moves include those every settlement shares (platform revenue, a
+    /// Posts the settlement's captures and release. Near the end of the transaction, because
+    /// the accounts it moves include those every settlement shares (platform revenue, a
     /// provider's earnings): their rows are then locked only until the commit.
     pub async fn post_in(self, tx: &mut Tx) -> Result<crate::ledger::Hold> {
         let hold = self.hold.clone();

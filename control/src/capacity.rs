@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, db_run};
 use parking_lot::RwLock;
@@ -301,7 +302,12 @@ impl Control {
         self.capacity.decided.notify_waiters();
     }
 
-    /// The claim's transaction: every node's GPUs, then `work`'s own writes.
+    /// The claim's transaction: `work`'s own writes, then every node's GPUs. Devices are
+    /// locked last, here as in every other transaction that takes or gives back GPUs
+    /// (nodes, then cluster rows and holds, then ledger accounts, then quota, then devices):
+    /// a device row is the most contended (claims, agent releases, heartbeats and scores all
+    /// write it), so it is held only from its update to the commit, never while this
+    /// transaction waits on a customer's accounts.
     async fn claim_in_db<W: ClaimWork>(
         &self,
         org_id: &str,
@@ -309,11 +315,21 @@ impl Control {
         plan: &Plan,
         work: &mut W,
     ) -> Result<(Vec<String>, W::Output)> {
+        let node_ids: Vec<String> = plan.nodes.iter().map(|_| new_id("nod")).collect();
+        let starts: Vec<NodeStart> = plan
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let first = (index > 0).then(|| node_ids[0].as_str());
+                work.node(index, first, node)
+            })
+            .collect();
         let mut tx = self.db.begin().await?;
-        let mut node_ids: Vec<String> = Vec::with_capacity(plan.nodes.len());
-        for (index, node) in plan.nodes.iter().enumerate() {
-            let start = work.node(index, node_ids.first().map(String::as_str), node);
+        let output = work.within(&mut tx, plan, &node_ids).await?;
+        for ((node, id), start) in plan.nodes.iter().zip(&node_ids).zip(&starts) {
             let new = NewNode {
+                id,
                 device_id: &node.device_id,
                 cluster_id,
                 customer_org_id: org_id,
@@ -323,9 +339,8 @@ impl Control {
                 bootstrap: &start.bootstrap,
                 start_now: start.start_now,
             };
-            node_ids.push(self.assign_node_in(&mut tx, &new).await?);
+            self.assign_node_in(&mut tx, &new).await?;
         }
-        let output = work.within(&mut tx, plan, &node_ids).await?;
         tx.commit().await?;
         Ok((node_ids, output))
     }
@@ -339,11 +354,13 @@ pub(crate) struct NodeStart {
 }
 
 /// What a claim does besides taking GPUs: each node's bootstrap, and writes of its own in the
-/// claim's transaction (the cluster row, quota, the hold).
+/// claim's transaction (the cluster row, quota, the hold), made before the GPUs are taken.
 pub(crate) trait ClaimWork {
     type Output;
-    /// Node `index` of the plan; `first` is the id of node 0 once it has one.
+    /// Node `index` of the plan; `first` is the id of node 0 (for the nodes after it).
     fn node(&mut self, index: usize, first: Option<&str>, node: &PlanNode) -> NodeStart;
+    /// The work's writes, before the nodes are inserted: `node_ids` are the ids they will
+    /// have. A claim that fails rolls these back with it.
     async fn within(
         &mut self,
         tx: &mut iocloud_db::Tx,

@@ -41,9 +41,11 @@ impl Hold {
 }
 
 /// [`Ledger::place_hold`] inside the caller's transaction (a cluster's reservation: its GPUs,
-/// its quota and its hold commit together).
+/// its quota and its hold commit together), with the id the caller chose (so that it can write
+/// it before the hold). A placement replayed answers the hold first placed, whatever its id.
 pub async fn place_hold_in(
     tx: &mut Tx,
+    id: &str,
     org_id: &str,
     amount: Money,
     reference: &str,
@@ -72,7 +74,7 @@ pub async fn place_hold_in(
     }
     let now = now_micros();
     let hold = Hold {
-        id: new_id("hld"),
+        id: id.to_string(),
         org_id: org_id.to_string(),
         currency: c.code().to_string(),
         amount: amount.micros(),
@@ -245,7 +247,15 @@ impl Ledger {
         external_ref: &str,
     ) -> Result<Hold> {
         let mut tx = self.db.begin().await?;
-        let hold = place_hold_in(&mut tx, org_id, amount, reference, external_ref).await?;
+        let hold = place_hold_in(
+            &mut tx,
+            &new_id("hld"),
+            org_id,
+            amount,
+            reference,
+            external_ref,
+        )
+        .await?;
         tx.commit().await?;
         Ok(hold)
     }

@@ -24,7 +24,7 @@ fn usd(micros: i64) -> String {
     Money::from_micros(micros, Currency::Usd).to_decimal()
 }
 
-/// The writes of a new cluster, done in the claim's transaction once its nodes are assigned.
+/// The writes of a new cluster, done in the claim's transaction before its nodes are assigned.
 struct NewCluster<'a> {
     control: &'a Control,
     org_id: &'a str,
@@ -108,27 +108,9 @@ impl ClaimWork for NewCluster<'_> {
             1,
             iocloud_billing::Rounding::Down,
         )?;
-        let hold = place_hold_in(
-            tx,
-            self.org_id,
-            hold_amount,
-            self.id,
-            &format!("cluster:{}:hold", self.id),
-        )
-        .await?;
-        // After the hold, as settlements take accounts before quota: the organisation's quota
-        // row is held only from here to the commit, and two writers cannot wait on each other.
-        quota::reserve_in(
-            tx,
-            self.control.settings.quota,
-            self.org_id,
-            gpus,
-            1,
-            plan.price_per_hour,
-        )
-        .await?;
         let timeout = self.control.settings.provisioning_timeout.as_micros() as i64;
-        row.hold_id = Some(hold.id.clone());
+        let hold_id = new_id("hld");
+        row.hold_id = Some(hold_id.clone());
         row.provisioning_deadline = Some(now + timeout);
         row.reconcile_at = Some(now + RECHECK.min(timeout));
         let regions: std::collections::BTreeSet<&str> =
@@ -183,8 +165,36 @@ impl ClaimWork for NewCluster<'_> {
                 message,
             });
         }
+        // The new rows first: they wait on nobody (but a create of the same name). Then the
+        // contended rows, in the order every transaction takes them: the customer's accounts
+        // (the hold), then their quota. The devices come after, in the claim.
         insert_in(tx, &row).await?;
         events::record_all_in(tx, self.org_id, &made, now).await?;
+        let hold = place_hold_in(
+            tx,
+            &hold_id,
+            self.org_id,
+            hold_amount,
+            self.id,
+            &format!("cluster:{}:hold", self.id),
+        )
+        .await?;
+        // A hold is placed once per reference, and the cluster's id is new.
+        if hold.id != hold_id {
+            return Err(Error::Internal(format!(
+                "cluster {} had a hold already",
+                self.id
+            )));
+        }
+        quota::reserve_in(
+            tx,
+            self.control.settings.quota,
+            self.org_id,
+            gpus,
+            1,
+            plan.price_per_hour,
+        )
+        .await?;
         Ok((row, made))
     }
 }
@@ -282,16 +292,12 @@ impl Control {
             .await;
         let (claim, (row, made)) = match claimed {
             Ok(done) => done,
-            // Refused before the name was reached: say the name is taken if it is, so that a
-            // create retried after it went through hears that rather than "no capacity".
+            // Refused before the name was reached (placement, before any write): say the name
+            // is taken if it is, so that a create retried after it went through hears that
+            // rather than "no capacity". Quota and funds come after the name's insert.
             Err(e)
-                if matches!(
-                    e.code(),
-                    "insufficient_capacity"
-                        | "capacity_contended"
-                        | "quota_exceeded"
-                        | "insufficient_funds"
-                ) && self.name_live(&actor.org_id, &spec.name).await? =>
+                if matches!(e.code(), "insufficient_capacity" | "capacity_contended")
+                    && self.name_live(&actor.org_id, &spec.name).await? =>
             {
                 return Err(name_taken(&spec.name));
             }

@@ -90,8 +90,10 @@ pub(crate) struct GiveBack {
     at: i64,
 }
 
-/// Gives GPUs back in device order, after the transaction's nodes are ended: claims, agent
-/// reports and other endings then lock nodes before devices, and devices in one order.
+/// Gives GPUs back in device order, last in the transaction. Every transaction takes rows
+/// in one order (nodes, cluster rows and holds, ledger accounts, quota, then devices, in id
+/// order), so none waits on another that waits on it; devices come last because they are the
+/// most contended, and are then held only until the commit.
 pub(crate) async fn give_back_all_in(
     control: &Control,
     tx: &mut Tx,
@@ -232,15 +234,14 @@ impl Control {
         let mut tx = self.db.begin().await?;
         let now = now_micros();
         let ended = end_nodes_in(&mut tx, &row.id, now, Metering::Stop).await?;
-        give_back_all_in(self, &mut tx, ended.give_back).await?;
         row.set_status(to, Some(reason));
         row.ended_at = Some(now);
         row.reconcile_at = Some(now);
         let Some(event) = row.save_in(&mut tx, kind, reason).await? else {
             return Err(stale(&row));
         };
-        // Last, as in a settlement batch and a create: the organisation's row is contended.
         quota::release_in(&mut tx, &row.org_id, row.gpus, 1, row.spend_per_hour).await?;
+        give_back_all_in(self, &mut tx, ended.give_back).await?;
         tx.commit().await?;
         let (nodes, wake) = (ended.nodes, ended.wake);
         self.wake_agents(&wake).await;

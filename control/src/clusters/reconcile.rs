@@ -225,11 +225,11 @@ impl Control {
                 }
                 reasons.push(reason);
             }
-            give_back_all_in(self, &mut tx, back).await?;
             let event = row
                 .save_in(&mut tx, "node_lost", &reasons.join("; "))
                 .await?
                 .ok_or_else(|| stale(&row))?;
+            give_back_all_in(self, &mut tx, back).await?;
             tx.commit().await?;
             self.wake_agents(&wake).await;
             self.publish_events(&[event]).await;
@@ -502,8 +502,10 @@ impl ClaimWork for Replacement {
             node_ids.len(),
             node_ids.join(", ")
         );
-        self.row
-            .save_in(tx, "node_replaced", &message)
+        // On a copy: the GPUs are taken after this, and a claim that fails there rolls the
+        // save back, so the next plan must compare against the version as it was.
+        let mut row = self.row.clone();
+        row.save_in(tx, "node_replaced", &message)
             .await?
             .ok_or_else(|| stale(&self.row))
     }

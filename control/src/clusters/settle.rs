@@ -75,10 +75,10 @@ enum Charge {
     Raced,
 }
 
-/// The quota the clusters terminated in a batch give back, per organisation, written last:
-/// creates wait on their organisation's row, so it is held only from there to the commit (a
-/// create, too, takes the customer's accounts before its quota). In organisation order, so two
-/// batches cannot deadlock on them.
+/// The quota the clusters terminated in a batch give back, per organisation, written after the
+/// money and before the GPUs, as a create takes them: creates wait on their organisation's
+/// row, so it is held only from there to the commit. In organisation order, so two batches
+/// cannot deadlock on them.
 #[derive(Default)]
 struct QuotaBack(BTreeMap<String, (i64, i64, i64)>);
 
@@ -223,8 +223,8 @@ impl Control {
     /// than that.
     ///
     /// Rows are locked in the order every other writer locks them: the nodes of the clusters
-    /// to terminate, then the GPUs given back (devices, in id order), then each cluster's hold
-    /// and row (clusters in id order), then the ledger's accounts, then quota.
+    /// to terminate, then each cluster's hold and row (clusters in id order), then the
+    /// ledger's accounts, then quota, then the GPUs given back (devices, in id order).
     async fn try_batch(
         &self,
         batch: &[Settlement],
@@ -256,7 +256,6 @@ impl Control {
                     ended.insert(i, nodes);
                 }
             }
-            give_back_all_in(self, &mut tx, give_back).await?;
             let (mut done, mut money, mut quota, mut raced) =
                 (Vec::new(), Vec::new(), QuotaBack::default(), None);
             for &i in &left {
@@ -295,6 +294,7 @@ impl Control {
                     Settled::post_all_in(&mut tx, money).await?;
                 }
                 quota.release_in(&mut tx).await?;
+                give_back_all_in(self, &mut tx, give_back).await?;
                 tx.commit().await?;
                 return Ok((done, alone));
             };

@@ -89,6 +89,9 @@ pub struct Assignment {
 /// A node to give a device.
 #[derive(Clone, Copy, Debug)]
 pub struct NewNode<'a> {
+    /// Chosen by the caller, so that writes made before the node (its cluster's event) can
+    /// name it.
+    pub id: &'a str,
     pub device_id: &'a str,
     pub cluster_id: &'a str,
     pub customer_org_id: &'a str,
@@ -447,7 +450,9 @@ impl Control {
         bootstrap: &serde_json::Value,
     ) -> Result<String> {
         let mut tx = self.db.begin().await?;
+        let id = new_id("nod");
         let node = NewNode {
+            id: &id,
             device_id,
             cluster_id,
             customer_org_id,
@@ -457,7 +462,7 @@ impl Control {
             bootstrap,
             start_now: true,
         };
-        let id = self.assign_node_in(&mut tx, &node).await?;
+        self.assign_node_in(&mut tx, &node).await?;
         tx.commit().await?;
         self.wake_agent(device_id).await;
         Ok(id)
@@ -469,8 +474,9 @@ impl Control {
         &self,
         tx: &mut iocloud_db::Tx,
         node: &NewNode<'_>,
-    ) -> Result<String> {
+    ) -> Result<()> {
         let NewNode {
+            id,
             device_id,
             cluster_id,
             customer_org_id,
@@ -479,7 +485,6 @@ impl Control {
             ..
         } = *node;
         let now = now_micros();
-        let id = new_id("nod");
         // The status follows the free GPUs in the same statement, so it cannot go stale. A
         // CPU-only device (no GPUs) runs one node at a time: it is busy while it has one.
         let taken: Option<(String, String, i64, i64)> = tx_run!(tx, |c| sqlx::query_as(
@@ -501,7 +506,7 @@ impl Control {
             "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at, role, price_per_gpu_hour) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11)"
         )
-        .bind(&id)
+        .bind(id)
         .bind(device_id)
         .bind(&provider_org_id)
         .bind(cluster_id)
@@ -529,7 +534,7 @@ impl Control {
             )
             .await?;
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Why a device's GPUs could not be taken: it is gone, not taking nodes, or short.
