@@ -108,6 +108,18 @@ impl AccountRef {
         }
     }
 
+    /// Where the account comes in the order every transaction locks accounts in: first the
+    /// accounts many transactions share (the platform's, a provider's earnings), then an
+    /// organisation's own balances; by id within each. A settlement batch waiting its turn
+    /// for a shared account then holds no customer's balance meanwhile, so that customer's
+    /// creates (which place holds on those balances) do not queue behind the whole batch.
+    pub fn lock_rank(&self) -> u8 {
+        match self.kind {
+            AccountKind::Available | AccountKind::Held | AccountKind::Stake => 1,
+            _ => 0,
+        }
+    }
+
     /// `acc_<owner>_<kind>_<currency>`, readable in logs and support tickets.
     pub fn id(&self) -> String {
         format!(
@@ -136,5 +148,28 @@ mod tests {
         }
         assert!(!AccountKind::Available.allows_negative());
         assert!(AccountKind::ExternalStripe.allows_negative());
+    }
+
+    #[test]
+    fn shared_accounts_are_locked_before_an_organisations_own() {
+        let usd = Currency::Usd;
+        // By id alone the customer's accounts ("acc_org_…") would come before the platform's.
+        let mut accounts = [
+            AccountRef::org("org_a", AccountKind::Held, usd),
+            AccountRef::platform(AccountKind::PlatformRevenue, usd),
+            AccountRef::org("org_a", AccountKind::Available, usd),
+            AccountRef::org("org_p", AccountKind::ProviderEarnings, usd),
+        ];
+        accounts.sort_by_key(|a| (a.lock_rank(), a.id()));
+        let order: Vec<String> = accounts.iter().map(AccountRef::id).collect();
+        assert_eq!(
+            order,
+            [
+                "acc_org_p_provider_earnings_usd",
+                "acc_platform_platform_revenue_usd",
+                "acc_org_a_available_usd",
+                "acc_org_a_held_usd",
+            ]
+        );
     }
 }

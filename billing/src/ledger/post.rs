@@ -165,21 +165,29 @@ impl Ledger {
     }
 }
 
-/// Postgres: locks every existing account a batch touches, in id order, before it moves any.
-/// Batches that share accounts then queue instead of deadlocking on each other's row locks.
-/// (SQLite's `BEGIN IMMEDIATE` already serialises writers.)
+/// Postgres: locks every existing account a batch touches, in lock order
+/// ([`AccountRef::lock_rank`], then id), before it moves any. Batches that share accounts then
+/// queue instead of deadlocking on each other's row locks. (SQLite's `BEGIN IMMEDIATE` already
+/// serialises writers.)
 async fn lock_accounts(tx: &mut Tx, batch: &[NewTransaction]) -> Result<()> {
     if let Tx::Postgres(t) = tx {
-        let mut ids: Vec<String> = batch
+        let mut accounts: Vec<(u8, String)> = batch
             .iter()
-            .flat_map(|t| t.postings.iter().map(|p| p.account.id()))
+            .flat_map(|t| {
+                t.postings
+                    .iter()
+                    .map(|p| (p.account.lock_rank(), p.account.id()))
+            })
             .collect();
-        ids.sort();
-        ids.dedup();
-        // `NO KEY UPDATE`, the lock the balance update takes anyway: postings of other
-        // transactions (whose foreign key takes a key-share lock) do not wait for it.
+        accounts.sort();
+        accounts.dedup();
+        let ids: Vec<String> = accounts.into_iter().map(|(_, id)| id).collect();
+        // Locked in the order given (rows are locked as the sort hands them up). `NO KEY
+        // UPDATE`, the lock the balance update takes anyway: postings of other transactions
+        // (whose foreign key takes a key-share lock) do not wait for it.
         sqlx::query(
-            "SELECT id FROM ledger_accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            "SELECT a.id FROM unnest($1::text[]) WITH ORDINALITY AS w(id, n) \
+             JOIN ledger_accounts a ON a.id = w.id ORDER BY w.n FOR NO KEY UPDATE OF a",
         )
         .bind(&ids)
         .fetch_all(&mut **t)
@@ -207,8 +215,7 @@ async fn existing_accounts(
 }
 
 /// Checks that postings name non-zero amounts in their account's currency and sum to zero in
-/// each currency; returns the net amount per account, in account-id order (the order rows are
-/// locked in, so two transactions never wait on each other in a cycle).
+/// each currency; returns the net amount per account, by account id.
 fn net_by_account(postings: &[Posting]) -> Result<BTreeMap<String, (AccountRef, i64)>> {
     if postings.is_empty() {
         return Err(BillingError::Unbalanced);
@@ -300,7 +307,10 @@ pub(crate) async fn post_in(tx: &mut Tx, t: &NewTransaction) -> Result<Posted> {
         });
     }
 
-    for (account_id, (account, amount)) in &net {
+    // In lock order, as every other transaction takes them.
+    let mut moves: Vec<_> = net.iter().collect();
+    moves.sort_by_key(|(_, (account, _))| account.lock_rank());
+    for (account_id, (account, amount)) in moves {
         move_balance(tx, account_id, account, *amount, now).await?;
     }
     insert_postings(tx, &id, &t.postings, now).await?;
@@ -486,7 +496,7 @@ pub(crate) async fn batch_fast_in(
         })?;
     }
     // 4. Last, as the rows it locks may be shared by every batch (platform revenue): move
-    // every balance by its net amount, in id order, refusing any overdraft.
+    // every balance by its net amount, locked in lock order, refusing any overdraft.
     lock_accounts(tx, batch).await?;
     let moving: Vec<(&String, i64)> = totals
         .iter()
