@@ -444,11 +444,13 @@ pub(crate) async fn batch_fast_in(
     // insert that finds an account being updated by another transaction waits for it, and the
     // busiest accounts are updated all the time.
     let existing = existing_accounts(tx, &totals).await?;
-    let accounts: Vec<(&String, &AccountRef)> = totals
+    let mut accounts: Vec<(&String, &AccountRef)> = totals
         .iter()
         .filter(|(id, _)| !existing.contains(*id))
         .map(|(id, (a, _))| (id, a))
         .collect();
+    // In lock order too: an insert waits on another transaction inserting the same id.
+    accounts.sort_by_key(|(_, a)| a.lock_rank());
     for part in accounts.chunks(ROWS_PER_STATEMENT) {
         let values = placeholders(part.len(), 6);
         let sql = format!(
