@@ -216,21 +216,20 @@ impl Kv {
                     .entry(channel.to_string())
                     .or_insert_with(|| broadcast::channel(4096).0)
                     .subscribe();
-                let name = channel.to_string();
-                let stream = futures::stream::unfold(rx, move |mut rx| {
-                    let name = name.clone();
-                    async move {
-                        match rx.recv().await {
-                            Ok(msg) => Some((msg, rx)),
-                            // Fallen behind, messages lost: the subscription ends, as a Redis
-                            // client that falls behind is disconnected, and its subscriber
-                            // treats it the same way (messages may have been missed).
-                            Err(broadcast::error::RecvError::Lagged(lost)) => {
-                                tracing::warn!(channel = %name, lost, "a subscriber fell behind");
-                                None
-                            }
-                            Err(broadcast::error::RecvError::Closed) => None,
+                // The channel's name rides along in the stream's state (for the warning), so
+                // no message pays for a copy of it.
+                let state = (rx, channel.to_string());
+                let stream = futures::stream::unfold(state, |(mut rx, name)| async move {
+                    match rx.recv().await {
+                        Ok(msg) => Some((msg, (rx, name))),
+                        // Fallen behind, messages lost: the subscription ends, as a Redis
+                        // client that falls behind is disconnected, and its subscriber
+                        // treats it the same way (messages may have been missed).
+                        Err(broadcast::error::RecvError::Lagged(lost)) => {
+                            tracing::warn!(channel = %name, lost, "a subscriber fell behind");
+                            None
                         }
+                        Err(broadcast::error::RecvError::Closed) => None,
                     }
                 });
                 Ok(stream.boxed())
