@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use iocloud_billing::ledger::{NewTransaction, Posting};
-use iocloud_billing::metering::NewUsage;
+use iocloud_billing::metering::{HoldToSettle, HoldsSettled, NewUsage, Settled, settle_holds_in};
 use iocloud_billing::{AccountKind, AccountRef, Currency, Ledger, Money, TransactionKind};
 use iocloud_db::scratch::ScratchDb;
 use iocloud_db::{DatabaseUrl, Db, db_run};
@@ -48,16 +48,29 @@ async fn setup(scratch: &ScratchDb, hold: i64) -> (Ledger, String) {
         })
         .await
         .unwrap();
+    let (_, record) = hold_with_a_node(&ledger, "clu_1", "nod_1", "dev_1", hold).await;
+    (ledger, record)
+}
+
+/// A cluster of `org_c`'s with a hold of `hold` µUSD and one node at $2.10/h on it: the
+/// hold's id and the node's usage record's.
+async fn hold_with_a_node(
+    ledger: &Ledger,
+    cluster: &str,
+    node: &str,
+    device: &str,
+    hold: i64,
+) -> (String, String) {
     let h = ledger
-        .place_hold("org_c", usd(hold), "clu_1", "hold-clu_1")
+        .place_hold("org_c", usd(hold), cluster, &format!("hold-{cluster}"))
         .await
         .unwrap();
     let record = ledger
         .start_usage(NewUsage {
             org_id: "org_c",
-            cluster_id: "clu_1",
-            node_id: "nod_1",
-            device_id: "dev_1",
+            cluster_id: cluster,
+            node_id: node,
+            device_id: device,
             provider_org_id: "org_p",
             hold_id: &h.id,
             gpus: 1,
@@ -66,7 +79,7 @@ async fn setup(scratch: &ScratchDb, hold: i64) -> (Ledger, String) {
         })
         .await
         .unwrap();
-    (ledger, record.id)
+    (h.id, record.id)
 }
 
 async fn earned(ledger: &Ledger) -> i64 {
@@ -328,6 +341,75 @@ async fn settling_a_hold_released_already_stops_what_still_runs_on_it() {
             record.ended_at,
             Some(T0 + 90 * SECOND),
             "the record stopped"
+        );
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_settle_together_and_the_one_charged_meanwhile_is_named() {
+    for scratch in scratch_databases().await {
+        let (ledger, first) = setup(&scratch, 10_000_000).await;
+        let a = ledger.usage_record(&first).await.unwrap().hold_id;
+        let (b, b_record) = hold_with_a_node(&ledger, "clu_2", "nod_2", "dev_2", 10_000_000).await;
+        let (c, c_record) = hold_with_a_node(&ledger, "clu_3", "nod_3", "dev_3", 10_000_000).await;
+        // `b` is read, then an accrual pass charges every record and `c` is released early;
+        // `a` and `c` are read after.
+        let stale = ledger.usage_of_holds(&[&b]).await.unwrap();
+        ledger.accrue(T0 + 60 * SECOND, MINUTE, 500).await.unwrap();
+        ledger.release(&c, "released-early").await.unwrap();
+        let fresh = ledger.usage_of_holds(&[&a, &c]).await.unwrap();
+        let at = T0 + 90 * SECOND;
+        let item = |hold_id, usage| HoldToSettle { hold_id, usage, at };
+        let all = [
+            item(&a, &fresh[&a]),
+            item(&b, &stale[&b]),
+            item(&c, &fresh[&c]),
+        ];
+
+        let mut tx = ledger.db().begin().await.unwrap();
+        match settle_holds_in(&mut tx, &all, 500).await.unwrap() {
+            HoldsSettled::Raced(raced) => {
+                assert_eq!(raced.into_iter().collect::<Vec<_>>(), vec![b.clone()])
+            }
+            HoldsSettled::Settled(_) => panic!("b's record moved since it was read"),
+        }
+        tx.rollback().await.unwrap();
+
+        // Without it the other two settle together, and it settles from a fresh read.
+        let mut tx = ledger.db().begin().await.unwrap();
+        let together = [item(&a, &fresh[&a]), item(&c, &fresh[&c])];
+        let HoldsSettled::Settled(settled) =
+            settle_holds_in(&mut tx, &together, 500).await.unwrap()
+        else {
+            panic!("nothing moved since the read");
+        };
+        let holds: Vec<_> = settled.iter().map(|s| s.hold.clone()).collect();
+        Settled::post_all_in(&mut tx, settled).await.unwrap();
+        tx.commit().await.unwrap();
+        let again = ledger.usage_of_holds(&[&b]).await.unwrap();
+        let b_hold = settle(&ledger, &b, &again[&b], at).await;
+
+        assert_eq!(holds[0].id, a, "answers in the order asked");
+        assert_eq!(holds[0].captured, 52_500, "90 s at $2.10/h");
+        assert_eq!(holds[0].released, 10_000_000 - 52_500);
+        assert_eq!(holds[1].id, c);
+        assert_eq!(
+            holds[1].captured, 35_000,
+            "released at 60 s: nothing charged after"
+        );
+        let c_record = ledger.usage_record(&c_record).await.unwrap();
+        assert_eq!(c_record.ended_at, Some(at), "its node stopped all the same");
+        assert_eq!(b_hold.captured, 52_500, "90 s at $2.10/h");
+        assert_eq!(b_hold.status, "settled");
+        let b_record = ledger.usage_record(&b_record).await.unwrap();
+        assert_eq!(b_record.ended_at, Some(at));
+        assert_eq!(b_record.accrued_until, at);
+        assert_eq!(charged(&ledger).await, 52_500 + 35_000 + 52_500);
+        assert_eq!(
+            earned(&ledger).await,
+            140_000 * 95 / 100,
+            "the provider earns all but the 5% fee"
         );
         assert!(ledger.verify().await.unwrap().is_balanced());
     }

@@ -14,7 +14,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use iocloud_billing::Money;
-use iocloud_billing::metering::{HoldUsage, Settled, settle_hold_in};
+use iocloud_billing::metering::{
+    HoldToSettle, HoldUsage, HoldsSettled, Settled, settle_hold_in, settle_holds_in,
+};
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
 
@@ -143,6 +145,60 @@ fn summary(settled: Option<&Settled>) -> String {
     )
 }
 
+/// An ended cluster whose hold was settled in `tx` (`settled`): terminated, or taken off the
+/// reconciler's list. A stale-version conflict when its row moved.
+async fn finish_settled_in(
+    tx: &mut Tx,
+    row: &mut ClusterRow,
+    settled: Option<Settled>,
+) -> Result<Done> {
+    let events = finish_in(tx, row, &summary(settled.as_ref()))
+        .await?
+        .into_iter()
+        .collect();
+    Ok(Done {
+        events,
+        settled,
+        nodes: None,
+        wake: Vec::new(),
+    })
+}
+
+/// A live cluster ended on request whose nodes were ended and hold settled in `tx` at `now`
+/// (every record of the hold charged to its end: the nodes' metering was left to the
+/// settlement): the row written once with both steps' events. The quota it gives back is the
+/// caller's to write. A stale-version conflict when its row moved.
+///
+/// A record started after the usage was read would be left running, but none can be: usage
+/// starts only with the cluster's row (reconcile.rs), whose compare-and-set here then fails.
+async fn terminate_settled_in(
+    tx: &mut Tx,
+    row: &mut ClusterRow,
+    settled: Option<Settled>,
+    ended: NodesEnded,
+    now: i64,
+) -> Result<Done> {
+    let summary = summary(settled.as_ref());
+    row.set_status(ClusterStatus::Terminated, None);
+    row.ended_at = Some(now);
+    row.terminated_at = Some(now);
+    row.reconcile_at = None;
+    let steps = [
+        ("terminating", ClusterStatus::Terminating, ON_REQUEST),
+        ("terminated", ClusterStatus::Terminated, summary.as_str()),
+    ];
+    let events = row
+        .save_steps_in(tx, &steps)
+        .await?
+        .ok_or_else(|| stale(row))?;
+    Ok(Done {
+        events,
+        settled,
+        nodes: ended.nodes,
+        wake: ended.wake,
+    })
+}
+
 impl Control {
     /// Settles an ended (terminating or failed) cluster, with whatever other settlements are
     /// waiting at the same moment. Answers the row as the settlement left it.
@@ -216,15 +272,17 @@ impl Control {
 
     /// One transaction for the whole batch. Returns the settled (by index, as written, with
     /// what they wrote) and the indexes to settle (or, for a [`Settlement::Terminate`], end)
-    /// alone. A cluster that raced (an accrual pass charged it meanwhile, or its row moved)
-    /// rolls the transaction back and goes alone; the rest go again without it, once. Races
+    /// alone. Clusters that raced (an accrual pass charged them meanwhile, or a row moved)
+    /// roll the transaction back and go alone; the rest go again without them, once. Races
     /// are rare, so this costs less than a savepoint around every cluster; after a second one
     /// the rest go alone too, so an accrual pass charging many of them at once costs no more
     /// than that.
     ///
     /// Rows are locked in the order every other writer locks them: the nodes of the clusters
-    /// to terminate, then each cluster's hold and row (clusters in id order), then the
-    /// ledger's accounts, then quota, then the GPUs given back (devices, in id order).
+    /// to terminate, then the holds (all at once, in id order: a hold before its cluster's
+    /// row, as an extension takes them), then each cluster's row (in id order), then the
+    /// ledger's accounts, then quota, then the GPUs given back (devices, in id order). The
+    /// holds and their usage are written with one statement per table for the whole batch.
     async fn try_batch(
         &self,
         batch: &[Settlement],
@@ -256,30 +314,63 @@ impl Control {
                     ended.insert(i, nodes);
                 }
             }
+            // Every hold at once (one statement per table for the batch), then each row.
+            let to_settle: Vec<(usize, HoldToSettle)> = left
+                .iter()
+                .filter_map(|&i| {
+                    let row = batch[i].row();
+                    let (hold_id, usage) = (row.hold_id.as_deref()?, usage_of(row)?);
+                    let at = match &batch[i] {
+                        Settlement::Ended(row) => row.ended_at.unwrap_or(now),
+                        Settlement::Terminate(_) => now,
+                    };
+                    Some((i, HoldToSettle { hold_id, usage, at }))
+                })
+                .collect();
+            let (indexes, holds): (Vec<usize>, Vec<HoldToSettle>) = to_settle.into_iter().unzip();
+            let fee = self.settings.platform_fee_bps;
+            let mut settled: HashMap<usize, Settled> =
+                match settle_holds_in(&mut tx, &holds, fee).await? {
+                    HoldsSettled::Settled(settled) => indexes.into_iter().zip(settled).collect(),
+                    HoldsSettled::Raced(raced) => {
+                        tx.rollback().await?;
+                        let raced_here = |i: &usize| {
+                            batch[*i]
+                                .row()
+                                .hold_id
+                                .as_ref()
+                                .is_some_and(|h| raced.contains(h))
+                        };
+                        alone.extend(left.iter().copied().filter(raced_here));
+                        left.retain(|i| !raced_here(i));
+                        if left.is_empty() {
+                            break;
+                        }
+                        continue;
+                    }
+                };
             let (mut done, mut money, mut quota, mut raced) =
                 (Vec::new(), Vec::new(), QuotaBack::default(), None);
             for &i in &left {
                 let mut row = batch[i].row().clone();
-                let hold_usage = usage_of(&row);
+                let charged = settled.remove(&i);
                 let outcome = match ended.remove(&i) {
-                    None => self.settle_in(&mut tx, &mut row, hold_usage).await,
+                    None => finish_settled_in(&mut tx, &mut row, charged).await,
                     Some(nodes) => {
-                        let outcome = self
-                            .terminate_in(&mut tx, &mut row, hold_usage, nodes, now)
-                            .await;
-                        if matches!(outcome, Ok(Some(_))) {
+                        let outcome =
+                            terminate_settled_in(&mut tx, &mut row, charged, nodes, now).await;
+                        if outcome.is_ok() {
                             quota.add(&row);
                         }
                         outcome
                     }
                 };
                 match outcome {
-                    Ok(Some(mut d)) => {
+                    Ok(mut d) => {
                         money.extend(d.settled.take());
                         done.push((i, row, d));
                     }
-                    Ok(None)
-                    | Err(Error::Conflict {
+                    Err(Error::Conflict {
                         code: "stale_resource_version",
                         ..
                     }) => {
@@ -347,55 +438,7 @@ impl Control {
         let Charge::Settled(settled) = self.charge_in(tx, row, usage, at).await? else {
             return Ok(None);
         };
-        let events = finish_in(tx, row, &summary(settled.as_ref()))
-            .await?
-            .into_iter()
-            .collect();
-        Ok(Some(Done {
-            events,
-            settled,
-            nodes: None,
-            wake: Vec::new(),
-        }))
-    }
-
-    /// A live cluster ended on request and settled inside `tx`, at `now`, its nodes ended
-    /// already: the hold charged (every record of it to its end: the nodes' metering was left
-    /// to this), the row written once with both steps' events. The quota it gives back is the
-    /// caller's to write. `Ok(None)` when a usage record moved since `usage` was read.
-    ///
-    /// A record started after `usage` was read would be left running, but none can be: usage
-    /// starts only with the cluster's row (reconcile.rs), whose compare-and-set here then fails.
-    async fn terminate_in(
-        &self,
-        tx: &mut Tx,
-        row: &mut ClusterRow,
-        usage: Option<&HoldUsage>,
-        ended: NodesEnded,
-        now: i64,
-    ) -> Result<Option<Done>> {
-        let Charge::Settled(settled) = self.charge_in(tx, row, usage, now).await? else {
-            return Ok(None);
-        };
-        let summary = summary(settled.as_ref());
-        row.set_status(ClusterStatus::Terminated, None);
-        row.ended_at = Some(now);
-        row.terminated_at = Some(now);
-        row.reconcile_at = None;
-        let steps = [
-            ("terminating", ClusterStatus::Terminating, ON_REQUEST),
-            ("terminated", ClusterStatus::Terminated, summary.as_str()),
-        ];
-        let events = row
-            .save_steps_in(tx, &steps)
-            .await?
-            .ok_or_else(|| stale(row))?;
-        Ok(Some(Done {
-            events,
-            settled,
-            nodes: ended.nodes,
-            wake: ended.wake,
-        }))
+        finish_settled_in(tx, row, settled).await.map(Some)
     }
 
     /// Charges every usage record of `row`'s hold to its end (`at` for those still running)
