@@ -651,6 +651,93 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
     ledger_balances(&app).await;
 }
 
+on_both_engines!(a_replacement_whose_first_choice_was_taken_elsewhere_takes_the_next);
+
+/// Another replica took the machine this replica's index ranks first for a replacement, and
+/// this replica has not heard: the claim on it fails, and the same step claims the next plan
+/// (its save of the cluster's row compared against the version it read, not the failed try's).
+async fn a_replacement_whose_first_choice_was_taken_elsewhere_takes_the_next(b: Backend) {
+    // Three machines in Frankfurt and a dearer one in Virginia, for a user in Virginia who
+    // prefers cost: the cluster runs on two in Frankfurt, and a replacement's plans are the
+    // cheapest (the third in Frankfurt), then the nearest (the one in Virginia).
+    let mut specs = frankfurt(3);
+    specs.push(machine("iad-0", "h100-sxm", 8, "us-east", "3.00"));
+    let Fleet {
+        app,
+        customer: s,
+        devices,
+    } = fleet(b, specs, true, |_| {}).await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "c", "kind": "kubernetes", "gpu_model": "h100-sxm", "gpu_count": 16, "gpus_per_node": 8,
+                   "duration_hours": 2, "location": {"lat": 38.9, "lon": -77.0}, "preference": "cost"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let running = wait_status(&app, &s, &id, "running").await;
+    let serving: Vec<&str> = running["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["device_id"].as_str().unwrap())
+        .collect();
+    let (spare, virginia) = (devices[..3].iter(), devices[3].id.as_str());
+    let taken = spare
+        .map(|d| d.id.as_str())
+        .find(|d| !serving.contains(d))
+        .expect("the cluster runs in Frankfurt, the cheaper region");
+    // Taken by "another replica": its row keeps an old stamp, so no sync of this replica's
+    // index reads it again, and the index ranks it first for as long as the test runs.
+    app.exec(
+        "UPDATE devices SET gpus_free = 0, status = 'busy', updated_at = 0 WHERE id = $1",
+        taken,
+    )
+    .await;
+    // The second node's machine is taken out of service and its node fails.
+    let lost = running["nodes"][1].clone();
+    set_device_status(&app, lost["device_id"].as_str().unwrap(), "suspended").await;
+    fail_node(&app, &devices, &lost, "GPU fell off the bus").await;
+
+    let c = wait_for_event(&app, &s, &id, "node_ready").await;
+    assert_eq!(c["status"], "running", "{c:#}");
+    let current = current_nodes(&c);
+    assert_eq!(current.len(), 2, "{c:#}");
+    assert!(
+        current
+            .iter()
+            .any(|n| n["device_id"] == virginia && n["id"] != lost["id"]),
+        "replaced in Virginia, the next plan: {c:#}"
+    );
+    let k = kinds(&c);
+    assert_eq!(
+        k.iter().filter(|k| *k == "node_replaced").count(),
+        1,
+        "one replacement, written once: {k:?}"
+    );
+    // Nothing was booked on the machine taken elsewhere.
+    assert_eq!(
+        app.scalar(
+            "SELECT CAST(gpus_free AS TEXT) FROM devices WHERE id = $1",
+            taken
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM node_assignments WHERE device_id = '{taken}'"
+        ))
+        .await,
+        0
+    );
+    app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    wait_status(&app, &s, &id, "terminated").await;
+    ledger_balances(&app).await;
+}
+
 on_both_engines!(a_lost_leader_takes_its_followers_and_the_cluster_comes_up_again);
 
 /// A Ray worker serves only through its head: when the head is lost, the workers are ended
