@@ -466,6 +466,14 @@ pub async fn settle_holds_in(
     if holds.is_empty() {
         return Ok(HoldsSettled::Settled(Vec::new()));
     }
+    // Twice in one call would charge its usage twice: the caller settles each hold once.
+    let mut asked = HashSet::new();
+    if let Some(twice) = holds.iter().find(|h| !asked.insert(h.hold_id)) {
+        return Err(BillingError::internal(format!(
+            "hold {} asked to settle twice at once",
+            twice.hold_id
+        )));
+    }
     let mut locked = holds_in(tx, holds.iter().map(|h| h.hold_id)).await?;
     let mut settling: Vec<Settling> = Vec::with_capacity(holds.len());
     let mut moves: Vec<(&str, &str, i64, i64)> = Vec::new();
@@ -1291,6 +1299,18 @@ impl Ledger {
         let owed = owed(r, b_from, b_to)?;
 
         let mut tx = self.db().begin().await?;
+        // The hold before its record, as a settlement and a chunk of accrual lock them.
+        let sql = format!(
+            "SELECT amount - captured - released FROM holds WHERE id = $1 AND status = 'open'{}",
+            tx.engine().for_update()
+        );
+        let remaining: i64 = tx_run!(&mut tx, |c| {
+            sqlx::query_scalar(&sql)
+                .bind(&r.hold_id)
+                .fetch_optional(c)
+                .await
+        })?
+        .unwrap_or(0);
         // Whoever moves `accrued_until` first charges the stretch; everyone else stops here.
         let moved = tx_run!(&mut tx, |c| {
             sqlx::query(
@@ -1307,15 +1327,6 @@ impl Ledger {
         if moved == 0 {
             return Ok(());
         }
-        let remaining: i64 = tx_run!(&mut tx, |c| {
-            sqlx::query_scalar(
-                "SELECT amount - captured - released FROM holds WHERE id = $1 AND status = 'open'",
-            )
-            .bind(&r.hold_id)
-            .fetch_optional(c)
-            .await
-        })?
-        .unwrap_or(0);
         let paid = owed.micros().min(remaining).max(0);
         if paid > 0 {
             let reference = format!("accrual:{}:{until}", r.id);

@@ -415,6 +415,31 @@ async fn holds_settle_together_and_the_one_charged_meanwhile_is_named() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_asked_twice_at_once_is_refused_not_charged_twice() {
+    for scratch in scratch_databases().await {
+        let (ledger, first) = setup(&scratch, 10_000_000).await;
+        let hold_id = ledger.usage_record(&first).await.unwrap().hold_id;
+        let usage = ledger.usage_of_holds(&[&hold_id]).await.unwrap();
+        let item = || HoldToSettle {
+            hold_id: &hold_id,
+            usage: &usage[&hold_id],
+            at: T0 + 90 * SECOND,
+        };
+        let mut tx = ledger.db().begin().await.unwrap();
+        assert!(
+            settle_holds_in(&mut tx, &[item(), item()], 500)
+                .await
+                .is_err()
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(charged(&ledger).await, 0);
+        let hold = settle(&ledger, &hold_id, &usage[&hold_id], T0 + 90 * SECOND).await;
+        assert_eq!(hold.captured, 52_500, "charged once, when asked once");
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}
+
 /// A hold's final settlement at `at` in a transaction of its own, with a 5% platform fee.
 async fn settle(
     ledger: &Ledger,

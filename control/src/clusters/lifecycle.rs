@@ -91,7 +91,7 @@ pub(crate) struct GiveBack {
 }
 
 /// Gives GPUs back in device order, last in the transaction. Every transaction takes rows
-/// in one order (nodes, cluster rows and holds, ledger accounts, quota, then devices, in id
+/// in one order (nodes, holds, cluster rows, ledger accounts, quota, then devices, in id
 /// order), so none waits on another that waits on it; devices come last because they are the
 /// most contended, and are then held only until the commit.
 pub(crate) async fn give_back_all_in(

@@ -11,7 +11,7 @@
 //! batch back; the others go again without it, and it goes again by itself (a cluster to
 //! terminate is then ended alone, and settled by its caller).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use iocloud_billing::Money;
 use iocloud_billing::metering::{
@@ -314,12 +314,18 @@ impl Control {
                     ended.insert(i, nodes);
                 }
             }
-            // Every hold at once (one statement per table for the batch), then each row.
+            // Every hold at once (one statement per table for the batch), then each row. A
+            // cluster twice in the batch (two deletes at once) has its hold settled once; the
+            // second copy's row is then stale, and it goes alone.
+            let mut holds_seen = HashSet::new();
             let to_settle: Vec<(usize, HoldToSettle)> = left
                 .iter()
                 .filter_map(|&i| {
                     let row = batch[i].row();
                     let (hold_id, usage) = (row.hold_id.as_deref()?, usage_of(row)?);
+                    if !holds_seen.insert(hold_id) {
+                        return None;
+                    }
                     let at = match &batch[i] {
                         Settlement::Ended(row) => row.ended_at.unwrap_or(now),
                         Settlement::Terminate(_) => now,
