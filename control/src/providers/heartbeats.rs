@@ -99,6 +99,28 @@ pub struct SweepReport {
     pub challenges_expired: usize,
 }
 
+/// Postgres: locks the devices in id order, the order claims and give-backs take them. The
+/// update that follows would lock them in whatever order its plan reads them, and a claim
+/// holding one device while waiting for another could then deadlock with the flush: a second
+/// of waiting for Postgres to notice, and maybe the claim rolled back. `NO KEY UPDATE`, the
+/// lock the update takes anyway: a node's foreign key to its device does not wait for it.
+/// (SQLite's `BEGIN IMMEDIATE` already serialises writers.)
+async fn lock_devices_in<'a>(
+    tx: &mut iocloud_db::Tx,
+    ids: impl Iterator<Item = &'a String>,
+) -> Result<()> {
+    if let iocloud_db::Tx::Postgres(t) = tx {
+        let mut ids: Vec<&str> = ids.map(String::as_str).collect();
+        ids.sort_unstable();
+        sqlx::query("SELECT id FROM devices WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&ids)
+            .fetch_all(&mut **t)
+            .await
+            .map_err(DbError::from)?;
+    }
+    Ok(())
+}
+
 impl Control {
     /// Writes every buffered heartbeat in one transaction: telemetry, last seen, a minute of
     /// uptime for each device's first heartbeat in a minute, and devices back from offline.
@@ -165,6 +187,7 @@ impl Control {
             .await
             .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
+        lock_devices_in(&mut tx, batch.keys()).await?;
         let update = format!(
             "UPDATE devices SET last_heartbeat_at = b.at, \
              last_minute = CASE WHEN b.minute > devices.last_minute THEN b.minute ELSE devices.last_minute END, \
