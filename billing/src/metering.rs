@@ -692,10 +692,10 @@ async fn move_records_in(
         "UPDATE usage_records SET accrued_until = d.until, ended_at = COALESCE(usage_records.ended_at, d.until), settled = $2 \
          FROM (SELECT value ->> 0 AS rec, value ->> 1 AS hold, CAST(value ->> 2 AS BIGINT) AS old, \
          CAST(value ->> 3 AS BIGINT) AS until FROM {}) AS d \
-         WHERE usage_records.hold_id IN {} AND usage_records.hold_id = d.hold AND usage_records.id = d.rec \
+         WHERE usage_records.hold_id IN ({}) AND usage_records.hold_id = d.hold AND usage_records.id = d.rec \
          AND usage_records.accrued_until = d.old RETURNING hold_id",
         tx.engine().json_rows("$1"),
-        iocloud_db::sql::rows_from(1, holds.len(), 3)
+        iocloud_db::sql::params_from(holds.len(), 3)
     );
     let json = serde_json::to_string(moves).map_err(BillingError::internal)?;
     let rows: Vec<(String,)> = tx_run!(tx, |c| {
@@ -735,10 +735,10 @@ async fn close_holds_in(tx: &mut Tx, settling: &[Settling], now: i64) -> Result<
         "UPDATE holds SET captured = holds.captured + d.paid, released = holds.released + d.rest, status = 'settled', updated_at = $2 \
          FROM (SELECT value ->> 0 AS hold, CAST(value ->> 1 AS BIGINT) AS paid, CAST(value ->> 2 AS BIGINT) AS rest, \
          CAST(value ->> 3 AS BIGINT) AS was_captured, CAST(value ->> 4 AS BIGINT) AS was_released FROM {}) AS d \
-         WHERE holds.id IN {} AND holds.id = d.hold AND holds.status = 'open' AND holds.captured = d.was_captured \
+         WHERE holds.id IN ({}) AND holds.id = d.hold AND holds.status = 'open' AND holds.captured = d.was_captured \
          AND holds.released = d.was_released RETURNING id",
         tx.engine().json_rows("$1"),
-        iocloud_db::sql::rows_from(1, rows.len(), 3)
+        iocloud_db::sql::params_from(rows.len(), 3)
     );
     // By key as well as from the JSON rows, as the records above.
     let json = serde_json::to_string(&rows).map_err(BillingError::internal)?;

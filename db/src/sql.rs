@@ -3,7 +3,12 @@
 
 /// `$1, $2, …, $n`.
 pub fn params(n: usize) -> String {
-    (1..=n)
+    params_from(n, 1)
+}
+
+/// `n` parameters numbered from `$first`: an `IN (…)` list after other parameters.
+pub fn params_from(n: usize, first: usize) -> String {
+    (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -43,6 +48,7 @@ mod tests {
     #[test]
     fn numbers_run_on_across_rows() {
         assert_eq!(params(3), "$1, $2, $3");
+        assert_eq!(params_from(2, 3), "$3, $4");
         assert_eq!(rows(2, 2), "($1, $2), ($3, $4)");
         assert_eq!(rows_from(1, 3, 5), "($5, $6, $7)");
     }
