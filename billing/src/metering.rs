@@ -455,9 +455,9 @@ pub enum HoldsSettled {
 /// between, as capture, extension and release do), then written with one statement per
 /// table for all of them: a batch of settlements costs the round trips of one.
 ///
-/// A hold already settled is answered as it is, with nothing to post; nothing more can be charged to
-/// it, so its records still running stop at `at` (callers rely on the settlement to stop
-/// every record).
+/// A hold already settled is answered as it is, with nothing to post; nothing more can be
+/// charged to it, so its records still running stop at `at` (callers rely on the settlement to
+/// stop every record).
 pub async fn settle_holds_in(
     tx: &mut Tx,
     holds: &[HoldToSettle<'_>],
@@ -482,26 +482,12 @@ pub async fn settle_holds_in(
         let hold = locked
             .remove(h.hold_id)
             .ok_or_else(|| BillingError::HoldNotFound(h.hold_id.to_string()))?;
-        if hold.status != "open" {
+        let mut s = Settling::new(hold);
+        if !s.open {
             stop_records_in(tx, h.hold_id, h.at).await?;
-            settling.push(Settling {
-                hold,
-                moves: 0,
-                paid: 0,
-                left: 0,
-                captures: Captures::default(),
-                open: false,
-            });
+            settling.push(s);
             continue;
         }
-        let mut s = Settling {
-            left: hold.amount - hold.captured - hold.released,
-            hold,
-            moves: 0,
-            paid: 0,
-            captures: Captures::default(),
-            open: true,
-        };
         for r in &h.usage.records {
             let until = r.ended_at.unwrap_or(h.at).max(r.accrued_until);
             moves.push((r.id.as_str(), h.hold_id, r.accrued_until, until));
@@ -572,8 +558,9 @@ pub async fn settle_holds_in(
 
 /// One hold's settlement as [`settle_holds_in`] works it out.
 struct Settling {
-    /// As locked; `status` not `open`: settled already, nothing to do.
+    /// As locked.
     hold: crate::ledger::Hold,
+    /// `false`: settled already, nothing to do.
     open: bool,
     /// Its records to move.
     moves: u64,
@@ -583,6 +570,23 @@ struct Settling {
 }
 
 impl Settling {
+    /// Nothing paid yet, all of what is left of the hold to release.
+    fn new(hold: crate::ledger::Hold) -> Settling {
+        let open = hold.status == "open";
+        Settling {
+            left: if open {
+                hold.amount - hold.captured - hold.released
+            } else {
+                0
+            },
+            open,
+            hold,
+            moves: 0,
+            paid: 0,
+            captures: Captures::default(),
+        }
+    }
+
     /// The hold as it was, nothing to post.
     fn unposted(self) -> Settled {
         Settled {

@@ -27,6 +27,12 @@ fn usd(m: i64) -> Money {
 
 /// A funded organisation with a hold of `hold` µUSD and a node at $2.10/h on it.
 async fn setup(scratch: &ScratchDb, hold: i64) -> (Ledger, String) {
+    let (ledger, record, _) = setup_with_hold(scratch, hold).await;
+    (ledger, record)
+}
+
+/// [`setup`], with the hold's id too.
+async fn setup_with_hold(scratch: &ScratchDb, hold: i64) -> (Ledger, String, String) {
     let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
         .await
         .unwrap();
@@ -48,8 +54,8 @@ async fn setup(scratch: &ScratchDb, hold: i64) -> (Ledger, String) {
         })
         .await
         .unwrap();
-    let (_, record) = hold_with_a_node(&ledger, "clu_1", "nod_1", "dev_1", hold).await;
-    (ledger, record)
+    let (hold_id, record) = hold_with_a_node(&ledger, "clu_1", "nod_1", "dev_1", hold).await;
+    (ledger, record, hold_id)
 }
 
 /// A cluster of `org_c`'s with a hold of `hold` µUSD and one node at $2.10/h on it: the
@@ -284,8 +290,7 @@ async fn usage_lines_are_hourly_and_agree_with_the_ledger() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_settles_every_node_without_its_downtime() {
     for scratch in scratch_databases().await {
-        let (ledger, first) = setup(&scratch, 10_000_000).await;
-        let hold_id = ledger.usage_record(&first).await.unwrap().hold_id;
+        let (ledger, first, hold_id) = setup_with_hold(&scratch, 10_000_000).await;
         let second = ledger
             .start_usage(NewUsage {
                 org_id: "org_c",
@@ -330,8 +335,7 @@ async fn a_hold_settles_every_node_without_its_downtime() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settling_a_hold_released_already_stops_what_still_runs_on_it() {
     for scratch in scratch_databases().await {
-        let (ledger, first) = setup(&scratch, 10_000_000).await;
-        let hold_id = ledger.usage_record(&first).await.unwrap().hold_id;
+        let (ledger, first, hold_id) = setup_with_hold(&scratch, 10_000_000).await;
         ledger.release(&hold_id, "released-early").await.unwrap();
         let usage = ledger.usage_of_holds(&[&hold_id]).await.unwrap();
         let hold = settle(&ledger, &hold_id, &usage[&hold_id], T0 + 90 * SECOND).await;
@@ -349,8 +353,7 @@ async fn settling_a_hold_released_already_stops_what_still_runs_on_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_settle_together_and_the_one_charged_meanwhile_is_named() {
     for scratch in scratch_databases().await {
-        let (ledger, first) = setup(&scratch, 10_000_000).await;
-        let a = ledger.usage_record(&first).await.unwrap().hold_id;
+        let (ledger, _, a) = setup_with_hold(&scratch, 10_000_000).await;
         let (b, b_record) = hold_with_a_node(&ledger, "clu_2", "nod_2", "dev_2", 10_000_000).await;
         let (c, c_record) = hold_with_a_node(&ledger, "clu_3", "nod_3", "dev_3", 10_000_000).await;
         // `b` is read, then an accrual pass charges every record and `c` is released early;
@@ -418,8 +421,7 @@ async fn holds_settle_together_and_the_one_charged_meanwhile_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hold_asked_twice_at_once_is_refused_not_charged_twice() {
     for scratch in scratch_databases().await {
-        let (ledger, first) = setup(&scratch, 10_000_000).await;
-        let hold_id = ledger.usage_record(&first).await.unwrap().hold_id;
+        let (ledger, _, hold_id) = setup_with_hold(&scratch, 10_000_000).await;
         let usage = ledger.usage_of_holds(&[&hold_id]).await.unwrap();
         let item = || HoldToSettle {
             hold_id: &hold_id,
