@@ -10,9 +10,27 @@ use iocloud_db::{DbError, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
 use super::devices::{DEVICE_COLUMNS, DeviceRow};
-use super::status::{DeviceStatus, transition_in};
+use super::status::{DeviceStatus, record_event_in, transition_in};
 use super::verification;
 use crate::{Control, Error, Result, secrets};
+
+/// The SET of a give-back of `gpus` GPUs to a device at `now`: never more than it has. A busy
+/// device with every GPU free becomes available, with `reason` (the node's
+/// [`released_reason`]) as its status reason. Every SET sees the row as it was, and a node's
+/// GPUs come back once, so the reason reads back as `reason` exactly when this statement made
+/// the device available.
+fn give_back_set(gpus: &str, now: &str, reason: &str) -> String {
+    let all_free = format!("status = 'busy' AND gpus_free + {gpus} >= gpu_count");
+    format!(
+        "gpus_free = CASE WHEN gpus_free + {gpus} > gpu_count THEN gpu_count ELSE gpus_free + {gpus} END, updated_at = {now}, \
+         status = CASE WHEN {all_free} THEN 'available' ELSE status END, \
+         status_reason = CASE WHEN {all_free} THEN {reason} ELSE status_reason END"
+    )
+}
+
+fn released_reason(node_id: &str) -> String {
+    format!("node {node_id} released")
+}
 
 /// Who a device token belongs to (cached per replica).
 #[derive(Clone, Debug)]
@@ -621,7 +639,34 @@ impl Control {
         }
         // Only a release writes more than the node's row (its GPUs go back with it); any other
         // report is one statement, committed on its own.
-        let moved: Option<(i64, String, Option<i64>)> = if report.status == "released" {
+        let moved: Option<(i64, String, Option<i64>)> = if report.status != "released" {
+            db_run!(&self.db, |c| move_node!(c)).map_err(DbError::from)?
+        } else if let iocloud_db::Db::Postgres(pool) = &self.db {
+            // On Postgres the release is one statement too: the node, its GPUs and the
+            // device's move to available (with its event) in one round trip, where a
+            // transaction would take five.
+            let release = format!(
+                "WITH moved AS ({sql}), \
+                 back AS (UPDATE devices SET {} FROM moved WHERE devices.id = $6 RETURNING devices.status_reason), \
+                 made AS (INSERT INTO device_events (id, device_id, org_id, from_status, to_status, reason, created_at) \
+                 SELECT $8, $6, $9, 'busy', 'available', $7, $4 FROM back WHERE back.status_reason = $7) \
+                 SELECT gpus, cluster_id, ended_at FROM moved",
+                give_back_set("moved.gpus", "$4", "$7")
+            );
+            sqlx::query_as(&release)
+                .bind(&report.status)
+                .bind(reason)
+                .bind(&endpoints)
+                .bind(now)
+                .bind(node_id)
+                .bind(&device.id)
+                .bind(released_reason(node_id))
+                .bind(new_id("dve"))
+                .bind(&device.org_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(DbError::from)?
+        } else {
             let mut tx = self.db.begin().await?;
             let moved: Option<(i64, String, Option<i64>)> =
                 tx_run!(&mut tx, |c| move_node!(c)).map_err(DbError::from)?;
@@ -631,8 +676,6 @@ impl Control {
                 tx.commit().await?;
             }
             moved
-        } else {
-            db_run!(&self.db, |c| move_node!(c)).map_err(DbError::from)?
         };
         if moved.is_some() {
             self.wakeups.reported(&device.id, node_id);
@@ -694,6 +737,8 @@ impl Control {
         }
     }
 
+    /// Gives a node's GPUs back to its device; a busy device with every GPU free again becomes
+    /// available in the same statement, and the move is recorded.
     pub(crate) async fn give_back_gpus_in(
         &self,
         tx: &mut iocloud_db::Tx,
@@ -702,25 +747,28 @@ impl Control {
         node_id: &str,
         now: i64,
     ) -> Result<()> {
-        let back: Option<(String, i64, i64)> = tx_run!(tx, |c| sqlx::query_as(
-            "UPDATE devices SET gpus_free = CASE WHEN gpus_free + $1 > gpu_count THEN gpu_count ELSE gpus_free + $1 END, updated_at = $2 \
-             WHERE id = $3 RETURNING status, gpus_free, gpu_count"
-        )
-        .bind(gpus)
-        .bind(now)
-        .bind(&device.id)
-        .fetch_optional(c)
-        .await)
+        let reason = released_reason(node_id);
+        let sql = format!(
+            "UPDATE devices SET {} WHERE id = $3 RETURNING status_reason",
+            give_back_set("$1", "$2", "$4")
+        );
+        let back: Option<Option<String>> = tx_run!(tx, |c| sqlx::query_scalar(&sql)
+            .bind(gpus)
+            .bind(now)
+            .bind(&device.id)
+            .bind(&reason)
+            .fetch_optional(c)
+            .await)
         .map_err(DbError::from)?;
-        let (status, gpus_free, gpu_count) = back.ok_or(Error::NotFound("device"))?;
-        if status == DeviceStatus::Busy.as_str() && gpus_free >= gpu_count {
-            transition_in(
+        let back = back.ok_or(Error::NotFound("device"))?;
+        if back.as_deref() == Some(reason.as_str()) {
+            record_event_in(
                 tx,
                 &device.id,
                 &device.org_id,
-                DeviceStatus::Busy,
+                Some(DeviceStatus::Busy),
                 DeviceStatus::Available,
-                &format!("node {node_id} released"),
+                &reason,
                 now,
             )
             .await?;

@@ -1108,3 +1108,82 @@ async fn an_agent_told_nothing_is_still_given_the_next_node(b: Backend) {
         t0.elapsed()
     );
 }
+
+on_both_engines!(a_device_is_available_again_only_when_its_last_node_is_released);
+
+/// GPUs come back node by node: a device sharing its GPUs between two nodes stays busy while
+/// either holds some, becomes available with the second release (one event, its reason naming
+/// that node), and a release said twice gives nothing back twice.
+async fn a_device_is_available_again_only_when_its_last_node_is_released(b: Backend) {
+    let (app, s, id, token) = staked_rig(b).await;
+    let control = &app.server.state.control;
+    let spec = json!({"kind": "container", "image": "busybox"});
+    let first = control
+        .assign_node(&id, "clu_a", "org_customer", 3, &spec)
+        .await
+        .unwrap();
+    let second = control
+        .assign_node(&id, "clu_b", "org_customer", 5, &spec)
+        .await
+        .unwrap();
+    let release = |node: String| {
+        let (app, token, id) = (&app, &token, &id);
+        async move {
+            agent(
+                app,
+                token,
+                "POST",
+                &format!("/agent/v1/devices/{id}/nodes/{node}/status"),
+                json!({"status": "released"}),
+            )
+            .await
+        }
+    };
+    let path = format!("/v1/devices/{id}");
+    let device = || app.get(&path, &s.access);
+
+    assert_eq!(release(first.clone()).await.status, 204);
+    let d = device().await;
+    assert_eq!(d.body["status"], "busy", "{}", d.text);
+    assert_eq!(d.body["gpus_free"], 3);
+    // Said again (an agent's retry): nothing more comes back.
+    assert_eq!(release(first.clone()).await.status, 204);
+    assert_eq!(device().await.body["gpus_free"], 3);
+
+    assert_eq!(release(second.clone()).await.status, 204);
+    let d = device().await;
+    assert_eq!(d.body["status"], "available", "{}", d.text);
+    assert_eq!(d.body["gpus_free"], 8);
+    assert_eq!(release(second.clone()).await.status, 204);
+    assert_eq!(device().await.body["gpus_free"], 8);
+
+    let events = app
+        .get(&format!("/v1/devices/{id}/events?limit=50"), &s.access)
+        .await;
+    let moves: Vec<(&str, &str)> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e["to_status"].as_str(), Some("busy" | "available")))
+        .map(|e| {
+            (
+                e["to_status"].as_str().unwrap(),
+                e["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let (assigned, released) = (
+        format!("node {first} assigned"),
+        format!("node {second} released"),
+    );
+    assert_eq!(
+        moves,
+        [
+            ("available", moves[0].1),
+            ("busy", assigned.as_str()),
+            ("available", released.as_str()),
+        ],
+        "{}",
+        events.text
+    );
+}
