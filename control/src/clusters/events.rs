@@ -63,6 +63,37 @@ impl EventRow {
 
 const COLUMNS: &str = "cluster_id, seq, at, kind, status, message";
 
+/// An event read beside its cluster's row (`c`, joined to `e`): its columns named `event_…`,
+/// all NULL when the cluster has no event.
+pub(super) const JOINED_COLUMNS: &str = "e.cluster_id AS event_cluster_id, e.seq AS event_seq, e.at AS event_at, \
+     e.kind AS event_kind, e.status AS event_status, e.message AS event_message";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct JoinedEventRow {
+    event_cluster_id: Option<String>,
+    event_seq: Option<i64>,
+    event_at: Option<i64>,
+    event_kind: Option<String>,
+    event_status: Option<String>,
+    event_message: Option<String>,
+}
+
+impl JoinedEventRow {
+    pub(super) fn event(self) -> Option<ClusterEvent> {
+        Some(
+            EventRow {
+                cluster_id: self.event_cluster_id?,
+                seq: self.event_seq?,
+                at: self.event_at?,
+                kind: self.event_kind?,
+                status: self.event_status?,
+                message: self.event_message?,
+            }
+            .event(),
+        )
+    }
+}
+
 /// Writes several events of one organisation's clusters, all at `at`, in one statement.
 pub(crate) async fn record_all_in(
     tx: &mut Tx,

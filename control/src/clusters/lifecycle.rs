@@ -2,9 +2,12 @@
 //! nodes told to tear down, metering stopped, quota given back, then usage settled and the rest
 //! of the hold released (settle.rs; a deleted cluster is ended and settled in one transaction).
 
+use std::collections::{HashMap, HashSet};
+
 use iocloud_billing::ledger::extend_hold_in;
 use iocloud_billing::metering::stop_usage_in;
 use iocloud_billing::{Money, Rounding};
+use iocloud_db::sql::params_from;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
 use serde::Deserialize;
@@ -12,7 +15,8 @@ use utoipa::ToSchema;
 
 use super::spec::MAX_HOURS;
 use super::{
-    ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeRow, nodes_in, quota, row_in,
+    ClusterEvent, ClusterRow, ClusterStatus, ClusterView, LATEST_EVENTS, NodeRow,
+    nodes_of_clusters_in, quota, row_in,
 };
 use crate::providers::agent::DeviceAuth;
 use crate::{Action, Actor, Control, Error, Result};
@@ -75,7 +79,10 @@ pub(crate) async fn end_node_in(
     at: i64,
     back: &mut Vec<GiveBack>,
 ) -> Result<Option<String>> {
-    let left_in = release_node_in(tx, node, at, back).await?;
+    let left_in = release_nodes_in(tx, &[node], at, back)
+        .await?
+        .pop()
+        .flatten();
     if left_in.is_some() {
         stop_usage_in(tx, &usage_id(&node.id), at).await?;
     }
@@ -108,55 +115,84 @@ pub(crate) async fn give_back_all_in(
     Ok(())
 }
 
-/// The node half of [`end_node_in`]: its metering left running, and its GPUs (when its agent
-/// never acknowledged it) added to `back` for the caller to give back.
-async fn release_node_in(
+/// The node half of [`end_node_in`], for many nodes with at most two statements: their
+/// metering left running, and the GPUs of those whose agents never acknowledged them added to
+/// `back` for the caller to give back. Answers, in `nodes`' order, the status each was left in
+/// (`None`: it had ended already).
+async fn release_nodes_in(
     tx: &mut Tx,
-    node: &NodeRow,
+    nodes: &[&NodeRow],
     at: i64,
     back: &mut Vec<GiveBack>,
-) -> Result<Option<String>> {
-    // Each statement moves the node only from the statuses it names, so a report the agent
+) -> Result<Vec<Option<String>>> {
+    // Each statement moves a node only from the statuses it names, so a report the agent
     // makes meanwhile cannot make the GPUs come back twice. Statuses only move forward
     // (waiting, assigned, starting, ...), so a node read past `assigned` is not unseen now.
-    let maybe_unseen = matches!(node.status.as_str(), "waiting" | "assigned");
-    let unseen: Option<String> = if maybe_unseen {
-        tx_run!(tx, |c| sqlx::query_scalar(
-            "UPDATE node_assignments SET ended_at = $1, updated_at = $1, status = 'released' \
-             WHERE id = $2 AND ended_at IS NULL AND status IN ('waiting', 'assigned') RETURNING id"
-        )
-        .bind(at)
-        .bind(&node.id)
-        .fetch_optional(c)
-        .await)
-        .map_err(DbError::from)?
+    let maybe_unseen: Vec<&str> = nodes
+        .iter()
+        .filter(|n| matches!(n.status.as_str(), "waiting" | "assigned"))
+        .map(|n| n.id.as_str())
+        .collect();
+    let unseen: HashSet<String> = if maybe_unseen.is_empty() {
+        HashSet::new()
     } else {
-        None
+        let sql = format!(
+            "UPDATE node_assignments SET ended_at = $1, updated_at = $1, status = 'released' \
+             WHERE id IN ({}) AND ended_at IS NULL AND status IN ('waiting', 'assigned') RETURNING id",
+            params_from(maybe_unseen.len(), 2)
+        );
+        let ids: Vec<String> = tx_run!(tx, |c| {
+            let mut q = sqlx::query_scalar(&sql).bind(at);
+            for id in &maybe_unseen {
+                q = q.bind(*id);
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        ids.into_iter().collect()
     };
-    if unseen.is_some() {
-        back.push(GiveBack {
-            device: DeviceAuth {
-                id: node.device_id.clone(),
-                org_id: node.provider_org_id.clone(),
-                gpu_count: 0,
-            },
-            gpus: node.gpus,
-            node_id: node.id.clone(),
-            at,
-        });
-        return Ok(Some("released".to_string()));
+    let rest: Vec<&str> = nodes
+        .iter()
+        .map(|n| n.id.as_str())
+        .filter(|id| !unseen.contains(*id))
+        .collect();
+    let mut left_in: HashMap<String, String> = HashMap::new();
+    if !rest.is_empty() {
+        let sql = format!(
+            "UPDATE node_assignments SET ended_at = $1, updated_at = $1, \
+             status = CASE WHEN status IN ('starting', 'ready', 'failed') THEN 'releasing' ELSE status END \
+             WHERE id IN ({}) AND ended_at IS NULL RETURNING id, status",
+            params_from(rest.len(), 2)
+        );
+        let moved: Vec<(String, String)> = tx_run!(tx, |c| {
+            let mut q = sqlx::query_as(&sql).bind(at);
+            for id in &rest {
+                q = q.bind(*id);
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        left_in.extend(moved);
     }
-    let status: Option<String> = tx_run!(tx, |c| sqlx::query_scalar(
-        "UPDATE node_assignments SET ended_at = $1, updated_at = $1, \
-         status = CASE WHEN status IN ('starting', 'ready', 'failed') THEN 'releasing' ELSE status END \
-         WHERE id = $2 AND ended_at IS NULL RETURNING status"
-    )
-    .bind(at)
-    .bind(&node.id)
-    .fetch_optional(c)
-    .await)
-    .map_err(DbError::from)?;
-    Ok(status)
+    Ok(nodes
+        .iter()
+        .map(|node| {
+            if unseen.contains(&node.id) {
+                back.push(GiveBack {
+                    device: DeviceAuth {
+                        id: node.device_id.clone(),
+                        org_id: node.provider_org_id.clone(),
+                        gpu_count: 0,
+                    },
+                    gpus: node.gpus,
+                    node_id: node.id.clone(),
+                    at,
+                });
+                return Some("released".to_string());
+            }
+            left_in.remove(&node.id)
+        })
+        .collect())
 }
 
 /// A cluster's nodes as ending it left them, and what is left to do once they are.
@@ -185,28 +221,85 @@ pub(crate) async fn end_nodes_in(
     at: i64,
     metering: Metering,
 ) -> Result<NodesEnded> {
-    let mut nodes = nodes_in(tx, cluster_id).await?;
-    let (mut wake, mut give_back, mut known) = (Vec::new(), Vec::new(), true);
-    for node in nodes.iter_mut().filter(|n| n.ended_at.is_none()) {
-        let left_in = match metering {
-            Metering::Stop => end_node_in(tx, node, at, &mut give_back).await?,
-            Metering::LeftToSettlement => release_node_in(tx, node, at, &mut give_back).await?,
-        };
-        let Some(status) = left_in else {
-            known = false;
-            continue;
-        };
-        if status == "releasing" {
-            wake.push(node.device_id.clone());
-        }
-        node.status = status;
-        node.ended_at = Some(at);
+    let mut ended = end_clusters_nodes_in(tx, &[(cluster_id, metering)], at).await?;
+    ended
+        .pop()
+        .ok_or_else(|| Error::Internal("no nodes ended".into()))
+}
+
+/// Ends every current node of each cluster at `at`, in `clusters`' order: one read (which
+/// locks the nodes, in the order every writer takes them) and at most two writes for them all.
+pub(crate) async fn end_clusters_nodes_in(
+    tx: &mut Tx,
+    clusters: &[(&str, Metering)],
+    at: i64,
+) -> Result<Vec<NodesEnded>> {
+    let ids: Vec<&str> = clusters.iter().map(|(id, _)| *id).collect();
+    let mut by_cluster: HashMap<String, Vec<NodeRow>> = HashMap::new();
+    for node in nodes_of_clusters_in(tx, &ids).await? {
+        by_cluster
+            .entry(node.cluster_id.clone())
+            .or_default()
+            .push(node);
     }
-    Ok(NodesEnded {
-        nodes: known.then_some(nodes),
-        wake,
-        give_back,
-    })
+    let current: Vec<&NodeRow> = by_cluster
+        .values()
+        .flatten()
+        .filter(|n| n.ended_at.is_none())
+        .collect();
+    let mut give_back = Vec::new();
+    let left_in: HashMap<String, Option<String>> = {
+        let statuses = release_nodes_in(tx, &current, at, &mut give_back).await?;
+        current.iter().map(|n| n.id.clone()).zip(statuses).collect()
+    };
+    let mut back_of: HashMap<String, Vec<GiveBack>> = HashMap::new();
+    for b in give_back {
+        back_of.entry(b.node_id.clone()).or_default().push(b);
+    }
+    let mut ended = Vec::with_capacity(clusters.len());
+    for (cluster_id, metering) in clusters {
+        let mut nodes = by_cluster.remove(*cluster_id).unwrap_or_default();
+        let (mut wake, mut give_back, mut known) = (Vec::new(), Vec::new(), true);
+        for node in nodes.iter_mut().filter(|n| n.ended_at.is_none()) {
+            let Some(status) = left_in.get(&node.id).cloned().flatten() else {
+                known = false;
+                continue;
+            };
+            if let Metering::Stop = metering {
+                stop_usage_in(tx, &usage_id(&node.id), at).await?;
+            }
+            give_back.extend(back_of.remove(&node.id).into_iter().flatten());
+            if status == "releasing" {
+                wake.push(node.device_id.clone());
+            }
+            node.status = status;
+            node.ended_at = Some(at);
+        }
+        ended.push(NodesEnded {
+            nodes: known.then_some(nodes),
+            wake,
+            give_back,
+        });
+    }
+    Ok(ended)
+}
+
+/// The latest events after a change that wrote `written` to a row read with `earlier` (its
+/// latest events then): `None`, to be read, unless both are at hand and follow on, as they do
+/// when the change was made from that very row.
+fn events_after_change(
+    earlier: Option<Vec<ClusterEvent>>,
+    written: Vec<ClusterEvent>,
+) -> Option<Vec<ClusterEvent>> {
+    let mut events = earlier?;
+    let first = written.first()?;
+    if events.last().map_or(0, |e| e.seq) + 1 != first.seq {
+        return None;
+    }
+    events.extend(written);
+    let excess = events.len().saturating_sub(LATEST_EVENTS as usize);
+    events.drain(..excess);
+    Some(events)
 }
 
 /// A cluster just ended, with its nodes as the ending left them (`None` when one of them was
@@ -214,6 +307,8 @@ pub(crate) async fn end_nodes_in(
 pub(crate) struct Ended {
     pub row: ClusterRow,
     pub nodes: Option<Vec<NodeRow>>,
+    /// The events the ending wrote (empty where they are not at hand).
+    pub events: Vec<ClusterEvent>,
 }
 
 impl Control {
@@ -245,8 +340,9 @@ impl Control {
         tx.commit().await?;
         let (nodes, wake) = (ended.nodes, ended.wake);
         self.wake_agents(&wake).await;
-        self.publish_events(&[event]).await;
-        Ok(Some(Ended { row, nodes }))
+        let events = vec![event];
+        self.publish_events(&events).await;
+        Ok(Some(Ended { row, nodes, events }))
     }
 
     /// Terminates a cluster: billing stops now, what is left of the hold goes back. Deleting
@@ -258,35 +354,40 @@ impl Control {
         expected_version: Option<i64>,
     ) -> Result<ClusterView> {
         actor.authorize(Action::ResourcesWrite)?;
-        let row = self.cluster_row(&actor.org_id, id).await?;
+        // The events come with the row: the answer shows them with those the ending adds.
+        let (row, earlier) = self.cluster_row_and_events(&actor.org_id, id).await?;
         if !row.status().is_live() {
-            return self.full_view(&row).await;
+            let nodes = self.nodes_of(&row.id).await?;
+            return self.view_from(&row, &nodes, earlier).await;
         }
         check_version(&row, expected_version)?;
         let id = row.id.clone();
         let ended = self.end_on_request(row, expected_version).await?;
         let settled = match ended {
             // Ended and settled in one go: the usual case.
-            Some(Ended { row, nodes }) if row.status() == ClusterStatus::Terminated => {
-                Some((row, nodes))
+            Some(Ended { row, nodes, events }) if row.status() == ClusterStatus::Terminated => {
+                Some((row, nodes, events))
             }
             // Ended but not settled (it raced in its batch): settled now, from the row just
             // written, as the reconciler would next.
-            Some(Ended { row, nodes }) => match self.settle_cluster(row).await {
+            Some(Ended { row, nodes, .. }) => match self.settle_cluster(row).await {
                 // The reconciler moved it first: look again, as it does.
                 Err(Error::Conflict {
                     code: "stale_resource_version",
                     ..
                 }) => None,
-                other => Some((other?, nodes)),
+                other => Some((other?, nodes, Vec::new())),
             },
             // Ended meanwhile by someone else: settled below too if still due.
             None => None,
         };
         match settled {
             // The nodes as this request left them: their agents' reports come after.
-            Some((row, Some(nodes))) => self.view_with(&row, &nodes).await,
-            Some((row, None)) => self.full_view(&row).await,
+            Some((row, Some(nodes), written)) => {
+                let events = events_after_change(earlier, written);
+                self.view_from(&row, &nodes, events).await
+            }
+            Some((row, None, _)) => self.full_view(&row).await,
             None => {
                 self.reconcile_cluster(&id).await?;
                 let row = self.row_of(&id).await?.ok_or(Error::NotFound("cluster"))?;

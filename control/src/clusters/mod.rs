@@ -344,6 +344,8 @@ pub(crate) async fn row_in(tx: &mut Tx, id: &str) -> Result<Option<ClusterRow>> 
 pub(crate) struct NodeRow {
     #[sqlx(rename = "node_id")]
     pub id: String,
+    #[sqlx(rename = "node_cluster_id")]
+    pub cluster_id: String,
     pub device_id: String,
     pub provider_org_id: String,
     #[sqlx(rename = "node_gpus")]
@@ -369,7 +371,7 @@ pub(crate) struct NodeRow {
 /// The columns of [`NodeRow`], from `node_assignments n` and `devices d`.
 macro_rules! node_columns {
     () => {
-        "n.id AS node_id, n.device_id, n.provider_org_id, n.gpus AS node_gpus, n.role, n.status AS node_status, n.endpoints, \
+        "n.id AS node_id, n.cluster_id AS node_cluster_id, n.device_id, n.provider_org_id, n.gpus AS node_gpus, n.role, n.status AS node_status, n.endpoints, \
          n.reason, n.price_per_gpu_hour, n.bootstrap, n.ready_at, n.failed_at, n.ended_at AS node_ended_at, \
          d.status AS device_status, d.region, d.gpu_model, \
          (SELECT COUNT(*) FROM usage_records u WHERE u.id = 'use_' || substr(n.id, 5)) > 0 AS metered"
@@ -410,19 +412,66 @@ where
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
+    split_joined(rows, |r| {
+        let node: Option<String> = r.try_get("node_id")?;
+        let device: Option<String> = r.try_get("device_status")?;
+        if node.is_none() || device.is_none() {
+            return Ok(None);
+        }
+        <NodeRow as sqlx::FromRow<R>>::from_row(r).map(Some)
+    })
+}
+
+/// Splits rows of a cluster's row left-joined to something: the row from the first, and from
+/// each the joined part (`None` where the join found nothing).
+fn split_joined<R, T>(
+    rows: Vec<R>,
+    part: impl Fn(&R) -> std::result::Result<Option<T>, sqlx::Error>,
+) -> std::result::Result<Option<(ClusterRow, Vec<T>)>, sqlx::Error>
+where
+    R: sqlx::Row,
+    for<'r> ClusterRow: sqlx::FromRow<'r, R>,
+{
     let Some(first) = rows.first() else {
         return Ok(None);
     };
     let row = <ClusterRow as sqlx::FromRow<R>>::from_row(first)?;
-    let mut nodes = Vec::with_capacity(rows.len());
+    let mut parts = Vec::with_capacity(rows.len());
     for r in &rows {
-        let node: Option<String> = r.try_get("node_id")?;
-        let device: Option<String> = r.try_get("device_status")?;
-        if node.is_some() && device.is_some() {
-            nodes.push(<NodeRow as sqlx::FromRow<R>>::from_row(r)?);
-        }
+        parts.extend(part(r)?);
     }
-    Ok(Some((row, nodes)))
+    Ok(Some((row, parts)))
+}
+
+/// Events an answer shows: the latest.
+const LATEST_EVENTS: i64 = 50;
+
+/// A cluster's row (by id and organisation) and its latest events, newest first, in one read:
+/// the row's columns on every event's row (one row without an event when it has none).
+static ROW_AND_EVENTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {}, {} FROM clusters c LEFT JOIN cluster_events e ON e.cluster_id = c.id \
+         WHERE c.id = $1 AND c.org_id = $2 ORDER BY e.seq DESC LIMIT {LATEST_EVENTS}",
+        iocloud_db::sql::qualified("c", COLUMNS),
+        events::JOINED_COLUMNS
+    )
+});
+
+fn split_row_and_events<R>(
+    rows: Vec<R>,
+) -> std::result::Result<Option<(ClusterRow, Vec<ClusterEvent>)>, sqlx::Error>
+where
+    R: sqlx::Row,
+    for<'r> ClusterRow: sqlx::FromRow<'r, R>,
+    for<'r> events::JoinedEventRow: sqlx::FromRow<'r, R>,
+{
+    let split = split_joined(rows, |r| {
+        <events::JoinedEventRow as sqlx::FromRow<R>>::from_row(r).map(events::JoinedEventRow::event)
+    })?;
+    Ok(split.map(|(row, mut events)| {
+        events.reverse();
+        (row, events)
+    }))
 }
 
 impl NodeRow {
@@ -451,11 +500,26 @@ impl NodeRow {
     }
 }
 
-pub(crate) async fn nodes_in(tx: &mut Tx, cluster_id: &str) -> Result<Vec<NodeRow>> {
-    Ok(tx_run!(tx, |c| sqlx::query_as(NODES_SQL)
-        .bind(cluster_id)
-        .fetch_all(c)
-        .await)
+/// The nodes of several clusters, each cluster's oldest first, locked (on Postgres) in that
+/// order: the order in which every transaction that ends nodes takes them.
+pub(crate) async fn nodes_of_clusters_in(tx: &mut Tx, ids: &[&str]) -> Result<Vec<NodeRow>> {
+    let lock = match tx.engine() {
+        iocloud_db::Engine::Postgres => " FOR NO KEY UPDATE OF n",
+        iocloud_db::Engine::Sqlite => "",
+    };
+    let sql = format!(
+        "SELECT {} FROM node_assignments n JOIN devices d ON d.id = n.device_id WHERE n.cluster_id IN ({}) \
+         ORDER BY n.cluster_id, n.created_at, n.id{lock}",
+        node_columns!(),
+        iocloud_db::sql::params(ids.len())
+    );
+    Ok(tx_run!(tx, |c| {
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(c).await
+    })
     .map_err(DbError::from)?)
 }
 
@@ -487,6 +551,27 @@ impl Control {
             .await)
         .map_err(DbError::from)?;
         row.ok_or(Error::NotFound("cluster"))
+    }
+
+    /// The organisation's cluster by id (`clu_…`) with its latest events (oldest first), in one
+    /// read; by name, the row alone (`None` for the events). Another organisation's answers 404.
+    pub(crate) async fn cluster_row_and_events(
+        &self,
+        org_id: &str,
+        key: &str,
+    ) -> Result<(ClusterRow, Option<Vec<ClusterEvent>>)> {
+        if !key.starts_with("clu_") {
+            return Ok((self.cluster_row(org_id, key).await?, None));
+        }
+        let found = db_run!(&self.db, |p| sqlx::query(ROW_AND_EVENTS_SQL.as_str())
+            .bind(key)
+            .bind(org_id)
+            .fetch_all(p)
+            .await
+            .and_then(split_row_and_events))
+        .map_err(DbError::from)?;
+        let (row, events) = found.ok_or(Error::NotFound("cluster"))?;
+        Ok((row, Some(events)))
     }
 
     /// The organisation's live cluster of that name, else its latest one of that name.
@@ -549,9 +634,22 @@ impl Control {
         row: &ClusterRow,
         nodes: &[NodeRow],
     ) -> Result<ClusterView> {
+        self.view_from(row, nodes, None).await
+    }
+
+    /// The full view from nodes and, when at hand, the latest events already read.
+    pub(crate) async fn view_from(
+        &self,
+        row: &ClusterRow,
+        nodes: &[NodeRow],
+        events: Option<Vec<ClusterEvent>>,
+    ) -> Result<ClusterView> {
         let mut view = row.view()?;
         view.nodes = Some(nodes.iter().map(NodeRow::view).collect());
-        view.events = Some(self.latest_events(&row.id, 50).await?);
+        view.events = Some(match events {
+            Some(events) => events,
+            None => self.latest_events(&row.id, LATEST_EVENTS).await?,
+        });
         Ok(view)
     }
 

@@ -21,7 +21,7 @@ use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
 
 use super::lifecycle::{
-    Ended, Metering, NodesEnded, ON_REQUEST, end_nodes_in, give_back_all_in, stale,
+    Ended, Metering, NodesEnded, ON_REQUEST, end_clusters_nodes_in, give_back_all_in, stale,
 };
 use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow, quota};
 use crate::batcher::Batcher;
@@ -244,14 +244,16 @@ impl Control {
             answers[i] = Some(Ok(Ended {
                 row,
                 nodes: done.nodes,
+                events: done.events,
             }));
         }
         for i in retry {
             answers[i] = Some(match &batch[i] {
-                Settlement::Ended(row) => self
-                    .settle_alone(row.clone())
-                    .await
-                    .map(|row| Ended { row, nodes: None }),
+                Settlement::Ended(row) => self.settle_alone(row.clone()).await.map(|row| Ended {
+                    row,
+                    nodes: None,
+                    events: Vec::new(),
+                }),
                 // Ended alone, and answered terminating: its caller settles it.
                 Settlement::Terminate(row) => self
                     .end_cluster(
@@ -304,14 +306,25 @@ impl Control {
         for _ in 0..2 {
             let mut tx = self.db.begin().await?;
             let now = now_micros();
+            // The nodes of every cluster to terminate, ended together.
+            let terminating: Vec<(usize, &ClusterRow)> = left
+                .iter()
+                .filter_map(|&i| match &batch[i] {
+                    Settlement::Terminate(row) => Some((i, row)),
+                    Settlement::Ended(_) => None,
+                })
+                .collect();
+            let clusters: Vec<(&str, Metering)> = terminating
+                .iter()
+                .map(|(_, row)| (row.id.as_str(), metering(usage_of(row))))
+                .collect();
             let mut ended = HashMap::new();
             let mut give_back = Vec::new();
-            for &i in &left {
-                if let Settlement::Terminate(row) = &batch[i] {
-                    let mut nodes =
-                        end_nodes_in(&mut tx, &row.id, now, metering(usage_of(row))).await?;
+            if !clusters.is_empty() {
+                let all = end_clusters_nodes_in(&mut tx, &clusters, now).await?;
+                for ((i, _), mut nodes) in terminating.iter().zip(all) {
                     give_back.append(&mut nodes.give_back);
-                    ended.insert(i, nodes);
+                    ended.insert(*i, nodes);
                 }
             }
             // Every hold at once (one statement per table for the batch), then each row. A
