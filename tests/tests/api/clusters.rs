@@ -280,6 +280,9 @@ async fn a_ray_cluster_runs_and_terminates(b: Backend) {
         .collect();
     let version = gone.body["resource_version"].as_i64().unwrap();
     assert!(seqs.ends_with(&[version - 1, version]), "{seqs:?}");
+    // The history read with the row the delete was decided on, then what the delete wrote:
+    // every step, none twice, none missing.
+    assert_eq!(seqs, (1..=version).collect::<Vec<_>>());
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM usage_records WHERE cluster_id = '{id}' \
