@@ -3,11 +3,13 @@
 //! `cluster-events` channel (Redis pub/sub when configured, so every replica hears every event).
 //! A follower reads the database for what it missed and the channel for what is new.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::Stream;
 use iocloud_db::time::to_rfc3339;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
@@ -134,15 +136,40 @@ pub(crate) async fn record_all_in(
     Ok(())
 }
 
-/// This replica's fan-out of the channel to its followers.
+/// This replica's fan-out of the channel to its followers, by cluster: a follower wakes for
+/// its own cluster's events only. (One channel for all woke every follower for every event,
+/// and copied the event for each: work that grew with the square of the load.)
+#[derive(Default)]
 pub struct EventHub {
-    local: broadcast::Sender<ClusterEvent>,
+    clusters: Mutex<HashMap<String, broadcast::Sender<ClusterEvent>>>,
 }
 
-impl Default for EventHub {
-    fn default() -> Self {
-        EventHub {
-            local: broadcast::channel(4096).0,
+/// Events a cluster's followers may fall behind by before they re-read the database.
+const BACKLOG: usize = 64;
+
+impl EventHub {
+    /// A follower's receiver for the cluster's events from now on.
+    fn subscribe(&self, cluster_id: &str) -> broadcast::Receiver<ClusterEvent> {
+        let mut clusters = self.clusters.lock();
+        if clusters.len() >= 1024 && clusters.len().is_power_of_two() {
+            // Forget clusters nobody follows any more, now and then as the map grows.
+            clusters.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        clusters
+            .entry(cluster_id.to_string())
+            .or_insert_with(|| broadcast::channel(BACKLOG).0)
+            .subscribe()
+    }
+
+    /// Hands the event to its cluster's followers on this replica, if any.
+    fn send(&self, event: ClusterEvent) {
+        let mut clusters = self.clusters.lock();
+        let Some(tx) = clusters.get(&event.cluster_id) else {
+            return;
+        };
+        if let Err(broadcast::error::SendError(event)) = tx.send(event) {
+            // Its followers are all gone.
+            clusters.remove(&event.cluster_id);
         }
     }
 }
@@ -171,7 +198,7 @@ impl Control {
             CHANNEL,
             move |m| {
                 if let Ok(event) = serde_json::from_str::<ClusterEvent>(&m) {
-                    let _ = this.events.local.send(event);
+                    this.events.send(event);
                 }
             },
             || {},
@@ -242,12 +269,14 @@ impl Control {
         after: i64,
     ) -> Result<impl Stream<Item = ClusterEvent> + Send + 'static> {
         actor.authorize(Action::ResourcesRead)?;
-        // Listen before reading, so nothing falls between the read and the first message.
-        let live = self.events.local.subscribe();
+        // Listen before reading, so nothing falls between the read and the first message. By
+        // name, the cluster's id comes from its row: it listens after that read, and before
+        // the events are read (the stream's first step).
+        let by_id = id.starts_with("clu_");
+        let listening = by_id.then(|| self.events.subscribe(id));
         // Events carry their organisation, so the first page of them, read for the actor's
         // organisation, also proves the cluster is theirs; only an empty page (a name, another
         // tenant's id, nothing new yet) needs the cluster's row.
-        let by_id = id.starts_with("clu_");
         let first = if by_id {
             self.events_after(id, Some(&actor.org_id), after, FOLLOW_PAGE)
                 .await?
@@ -262,6 +291,7 @@ impl Control {
                 (row.id, ended)
             }
         };
+        let live = listening.unwrap_or_else(|| self.events.subscribe(&cluster_id));
         // By id, the page read is all there was (the cluster is now known to be the
         // organisation's); by name, nothing was read yet.
         let read = !by_id || first.len() as i64 == FOLLOW_PAGE;
@@ -365,4 +395,37 @@ impl Follow {
 /// (agents tearing nodes down) is not the customer's to wait for.
 fn is_last_word(e: &ClusterEvent) -> bool {
     matches!(e.kind.as_str(), "terminated" | "failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(cluster_id: &str, seq: i64) -> ClusterEvent {
+        ClusterEvent {
+            cluster_id: cluster_id.into(),
+            seq,
+            at: String::new(),
+            kind: "step".into(),
+            status: ClusterStatus::Provisioning,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_follower_hears_its_own_clusters_events_only() {
+        let hub = EventHub::default();
+        let mut a = hub.subscribe("clu_a");
+        let mut b = hub.subscribe("clu_b");
+        hub.send(event("clu_a", 1));
+        hub.send(event("clu_c", 1));
+        assert_eq!(a.try_recv().unwrap(), event("clu_a", 1));
+        assert!(a.try_recv().is_err());
+        assert!(b.try_recv().is_err(), "not woken for another cluster");
+        // Nobody follows clu_b any more: its next event forgets it.
+        drop(b);
+        hub.send(event("clu_b", 1));
+        assert!(!hub.clusters.lock().contains_key("clu_b"));
+        assert!(hub.clusters.lock().contains_key("clu_a"));
+    }
 }

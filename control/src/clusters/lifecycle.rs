@@ -502,3 +502,41 @@ impl Control {
         self.full_view(&row).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(seqs: std::ops::RangeInclusive<i64>) -> Vec<ClusterEvent> {
+        seqs.map(|seq| ClusterEvent {
+            cluster_id: "clu_t".into(),
+            seq,
+            at: String::new(),
+            kind: "step".into(),
+            status: ClusterStatus::Running,
+            message: String::new(),
+        })
+        .collect()
+    }
+
+    fn seqs(events: &Option<Vec<ClusterEvent>>) -> Option<Vec<i64>> {
+        events.as_ref().map(|e| e.iter().map(|e| e.seq).collect())
+    }
+
+    #[test]
+    fn events_written_on_top_of_those_read_follow_on_or_are_read_again() {
+        let following = events_after_change(Some(events(1..=4)), events(5..=6));
+        assert_eq!(seqs(&following), Some((1..=6).collect()));
+        // The row moved between the read and the change (a retry from a later row): a gap.
+        assert_eq!(
+            events_after_change(Some(events(1..=4)), events(7..=8)),
+            None
+        );
+        // Nothing read with the row (by name), or nothing written at hand.
+        assert_eq!(events_after_change(None, events(5..=6)), None);
+        assert_eq!(events_after_change(Some(events(1..=4)), Vec::new()), None);
+        // The newest fifty.
+        let long = events_after_change(Some(events(1..=49)), events(50..=51));
+        assert_eq!(seqs(&long), Some((2..=51).collect()));
+    }
+}

@@ -28,6 +28,9 @@ fn give_back_set(gpus: &str, now: &str, reason: &str) -> String {
     )
 }
 
+/// The status reason of a device its node's release made available. Only that give-back writes
+/// it (other reasons are an operator's or the provider's, with their own prefixes), which is what
+/// lets [`give_back_set`] tell that it made the move.
 fn released_reason(node_id: &str) -> String {
     format!("node {node_id} released")
 }
