@@ -1449,3 +1449,57 @@ async fn the_billing_preference_prices_the_next_create(b: Backend) {
     assert_eq!(second.body["currency"], "USD");
     ledger_balances(&app).await;
 }
+
+on_both_engines!(a_delete_before_any_agent_answered_gives_every_gpu_back_at_once);
+
+/// A cluster deleted while no agent has taken its nodes up (the head assigned, its worker
+/// waiting for it): the nodes are released in the delete's own transaction, their GPUs come
+/// back, and each device, busy no more, is available again with the event that says which
+/// node's release did it.
+async fn a_delete_before_any_agent_answered_gives_every_gpu_back_at_once(b: Backend) {
+    let Fleet {
+        app, customer: s, ..
+    } = fleet(b, frankfurt(2), false, |_| {}).await;
+    let id = create(
+        &app,
+        &s,
+        json!({"name": "never-up", "kind": "ray", "gpu_model": "h100-sxm", "gpu_count": 16,
+               "gpus_per_node": 8, "duration_hours": 2}),
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM devices WHERE status = 'busy' AND gpus_free = 0")
+            .await,
+        2
+    );
+    let gone = app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
+    assert_eq!(gone.status, 200, "{}", gone.text);
+    assert_eq!(gone.body["status"], "terminated", "{}", gone.text);
+    let nodes = gone.body["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{}", gone.text);
+    for n in nodes {
+        assert_eq!(n["status"], "released", "{n}");
+        assert_eq!(n["current"], false, "{n}");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM devices WHERE status = 'available' AND gpus_free = 8")
+            .await,
+        2,
+        "every GPU back, every device available"
+    );
+    for n in nodes {
+        let (node, device) = (n["id"].as_str().unwrap(), n["device_id"].as_str().unwrap());
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM device_events WHERE device_id = '{device}' \
+                 AND from_status = 'busy' AND to_status = 'available' AND reason = 'node {node} released'"
+            ))
+            .await,
+            1,
+            "{device} made available by {node}'s release, once"
+        );
+    }
+    assert_eq!(app.get("/v1/quota", &s.access).await.body["gpus_in_use"], 0);
+    assert_eq!(balance(&app, &s, "USD").await, (1000.0, 0.0));
+    ledger_balances(&app).await;
+}
