@@ -627,17 +627,21 @@ impl Control {
             from.join(", ")
         );
         let reason = (!reason.is_empty()).then_some(reason);
-        macro_rules! move_node {
-            ($c:ident) => {
-                sqlx::query_as(&sql)
+        // The node's move with its six parameters, as `sql` or inside a statement around it.
+        macro_rules! node_query {
+            ($sql:expr) => {
+                sqlx::query_as($sql)
                     .bind(&report.status)
                     .bind(reason)
                     .bind(&endpoints)
                     .bind(now)
                     .bind(node_id)
                     .bind(&device.id)
-                    .fetch_optional($c)
-                    .await
+            };
+        }
+        macro_rules! move_node {
+            ($c:ident) => {
+                node_query!(&sql).fetch_optional($c).await
             };
         }
         // Only a release writes more than the node's row (its GPUs go back with it); any other
@@ -656,13 +660,7 @@ impl Control {
                  SELECT gpus, cluster_id, ended_at FROM moved",
                 give_back_set("moved.gpus", "$4", "$7")
             );
-            sqlx::query_as(&release)
-                .bind(&report.status)
-                .bind(reason)
-                .bind(&endpoints)
-                .bind(now)
-                .bind(node_id)
-                .bind(&device.id)
+            node_query!(&release)
                 .bind(released_reason(node_id))
                 .bind(new_id("dve"))
                 .bind(&device.org_id)
