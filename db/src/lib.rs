@@ -8,6 +8,7 @@
 mod error;
 pub mod ids;
 pub mod kv;
+mod pg_pool;
 mod pool;
 pub mod scratch;
 pub mod sql;
@@ -16,6 +17,7 @@ mod url;
 
 pub use error::DbError;
 pub use kv::{Kv, RateDecision};
+pub use pg_pool::{PgConn, PgPool, PgTx};
 pub use pool::{Db, Engine, Tx};
 pub use url::DatabaseUrl;
 

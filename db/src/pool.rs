@@ -7,9 +7,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::pg_pool::{PgPool, PgTx};
 
 use crate::{DatabaseUrl, DbError, Result};
 
@@ -54,16 +56,18 @@ pub enum Db {
 /// An open write transaction on either engine. Dropping it without `commit` rolls back.
 pub enum Tx {
     Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(PgTx),
 }
 
-/// Runs `$body` with `$conn` bound to the pool of whichever engine `$db` is.
+/// Runs `$body` with `$conn` bound to the SQLite pool, or to a connection taken from the
+/// Postgres pool (see [`crate::pg_run!`]): the body's value is a `Result` whose error converts
+/// from `sqlx::Error`.
 #[macro_export]
 macro_rules! db_run {
     ($db:expr, |$conn:ident| $body:expr) => {
         match $db {
             $crate::Db::Sqlite($conn) => $body,
-            $crate::Db::Postgres($conn) => $body,
+            $crate::Db::Postgres(pool) => $crate::pg_run!(pool, |$conn| $body),
         }
     };
 }
@@ -93,11 +97,8 @@ impl Db {
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             let opts =
                 PgConnectOptions::from_str(raw).map_err(|e| DbError::BadUrl(e.to_string()))?;
-            let pool = PgPoolOptions::new()
-                .max_connections(32)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(plain_on_loopback(opts, raw))
-                .await?;
+            let pool =
+                PgPool::connect(plain_on_loopback(opts, raw), 32, Duration::from_secs(10)).await?;
             Ok(Db::Postgres(pool))
         } else if raw.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(raw)
@@ -143,9 +144,8 @@ impl Db {
             // Postgres can put a row's new version beside the old one without touching its
             // indexes (a HOT update). Postgres only, so not in the shared migrations.
             for table in ["usage_records", "usage_lines", "holds"] {
-                sqlx::query(&format!("ALTER TABLE {table} SET (fillfactor = 50)"))
-                    .execute(p)
-                    .await?;
+                let sql = format!("ALTER TABLE {table} SET (fillfactor = 50)");
+                crate::pg_run!(p, |c| sqlx::query(&sql).execute(c).await)?;
             }
         }
         Ok(())
@@ -163,7 +163,7 @@ impl Db {
         let opened = tokio::spawn(async move {
             Ok::<_, sqlx::Error>(match db {
                 Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-                Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+                Db::Postgres(p) => Tx::Postgres(PgTx::begin(&p).await?),
             })
         });
         match opened.await {
@@ -183,7 +183,10 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        db_run!(self, |p| p.close().await)
+        match self {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
     }
 }
 

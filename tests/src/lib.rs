@@ -364,40 +364,29 @@ impl TestApp {
 
     /// One text value from the test database.
     pub async fn scalar(&self, sql: &str, arg: &str) -> String {
-        match &self.server.state.control.db {
-            iocloud_db::Db::Sqlite(p) => sqlx::query_scalar(sql)
-                .bind(arg)
-                .fetch_one(p)
-                .await
-                .expect("query"),
-            iocloud_db::Db::Postgres(p) => sqlx::query_scalar(sql)
-                .bind(arg)
-                .fetch_one(p)
-                .await
-                .expect("query"),
-        }
+        iocloud_db::db_run!(&self.server.state.control.db, |p| sqlx::query_scalar(sql)
+            .bind(arg)
+            .fetch_one(p)
+            .await)
+        .expect("query")
     }
 
     /// A count from the test database.
     pub async fn count(&self, sql: &str) -> i64 {
-        match &self.server.state.control.db {
-            iocloud_db::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.expect("query"),
-            iocloud_db::Db::Postgres(p) => {
-                sqlx::query_scalar(sql).fetch_one(p).await.expect("query")
-            }
-        }
+        iocloud_db::db_run!(&self.server.state.control.db, |p| sqlx::query_scalar(sql)
+            .fetch_one(p)
+            .await)
+        .expect("query")
     }
 
     /// Runs a statement with one text argument on the test database.
     pub async fn exec(&self, sql: &str, arg: &str) {
-        match &self.server.state.control.db {
-            iocloud_db::Db::Sqlite(p) => {
-                sqlx::query(sql).bind(arg).execute(p).await.expect("exec");
-            }
-            iocloud_db::Db::Postgres(p) => {
-                sqlx::query(sql).bind(arg).execute(p).await.expect("exec");
-            }
-        }
+        iocloud_db::db_run!(&self.server.state.control.db, |p| sqlx::query(sql)
+            .bind(arg)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+        .expect("exec");
     }
 
     pub async fn stop(self) {

@@ -660,13 +660,13 @@ impl Control {
                  SELECT gpus, cluster_id, ended_at FROM moved",
                 give_back_set("moved.gpus", "$4", "$7")
             );
-            node_query!(&release)
+            iocloud_db::pg_run!(pool, |c| node_query!(&release)
                 .bind(released_reason(node_id))
                 .bind(new_id("dve"))
                 .bind(&device.org_id)
-                .fetch_optional(pool)
-                .await
-                .map_err(DbError::from)?
+                .fetch_optional(c)
+                .await)
+            .map_err(DbError::from)?
         } else {
             let mut tx = self.db.begin().await?;
             let moved: Option<(i64, String, Option<i64>)> =
