@@ -68,7 +68,8 @@ impl std::fmt::Debug for PgPool {
 
 impl PgPool {
     /// Opens one connection at once, so a wrong address or password fails here rather than on
-    /// the first request.
+    /// the first request. A server that refuses connections (still starting, beside this one)
+    /// is tried again for up to the acquire timeout.
     pub async fn connect(
         options: PgConnectOptions,
         max: usize,
@@ -83,9 +84,22 @@ impl PgPool {
                 closed: AtomicBool::new(false),
             }),
         };
-        let first = pool.acquire().await?;
-        first.finish();
-        Ok(pool)
+        let deadline = Instant::now() + acquire_timeout;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match pool.acquire().await {
+                Ok(first) => {
+                    first.finish();
+                    return Ok(pool);
+                }
+                Err(sqlx::Error::Io(e)) if Instant::now() + pause < deadline => {
+                    tracing::info!(error = %e, "Postgres is not answering yet; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A connection of its own until the guard is dropped. Waits at most the acquire timeout
@@ -495,6 +509,30 @@ mod tests {
         assert!(bad.is_err());
         until_idle(&pool, 1).await;
         backend(&pool).await;
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_is_tried_again_until_the_timeout() {
+        // A port nothing listens on: bound, then let go.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("nobody");
+        let started = Instant::now();
+        let err = PgPool::connect(options, 1, Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, sqlx::Error::Io(_)), "{err:?}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]
