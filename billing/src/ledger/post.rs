@@ -343,10 +343,12 @@ async fn move_balance(
         Some(b) => b,
         None => {
             // First use: create it (another writer may have just done so) and try again.
+            // `ON CONFLICT` names no column: the id and (owner, kind, currency) are both unique
+            // and say the same, and a writer racing on the same account may trip either first.
             tx_run!(tx, |c| {
                 sqlx::query(
                     "INSERT INTO ledger_accounts (id, owner, kind, currency, balance, allow_negative, created_at) \
-                     VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT (id) DO NOTHING",
+                     VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT DO NOTHING",
                 )
                 .bind(account_id)
                 .bind(&account.owner)
@@ -449,12 +451,13 @@ pub(crate) async fn batch_fast_in(
         .filter(|(id, _)| !existing.contains(*id))
         .map(|(id, (a, _))| (id, a))
         .collect();
-    // In lock order too: an insert waits on another transaction inserting the same id.
+    // In lock order too: an insert waits on another transaction inserting the same id. Any
+    // unique conflict (id, or owner, kind and currency) means the account is there.
     accounts.sort_by_key(|(_, a)| a.lock_rank());
     for part in accounts.chunks(ROWS_PER_STATEMENT) {
         let values = placeholders(part.len(), 6);
         let sql = format!(
-            "INSERT INTO ledger_accounts (id, owner, kind, currency, allow_negative, created_at) VALUES {values} ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO ledger_accounts (id, owner, kind, currency, allow_negative, created_at) VALUES {values} ON CONFLICT DO NOTHING"
         );
         tx_run!(tx, |c| {
             let mut q = sqlx::query(&sql);
