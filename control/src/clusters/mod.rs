@@ -181,6 +181,12 @@ pub(crate) const COLUMNS: &str = "id, org_id, name, kind, spec, generation, reso
     gpus, price_per_hour, spend_per_hour, usd_per_unit, rate_id, duration_hours, connection, join_token, provisioning_deadline, running_at, expires_at, ended_at, \
     terminated_at, reconcile_at, created_at, updated_at";
 
+/// A cluster row's compare-and-set: every column a step may change ($1 to $16, `updated_at`
+/// last), for the row `$17` still at version `$18`.
+const SAVE: &str = "UPDATE clusters SET spec = $1, generation = $2, resource_version = $3, status = $4, status_reason = $5, hold_id = $6, \
+     price_per_hour = $7, duration_hours = $8, connection = $9, provisioning_deadline = $10, running_at = $11, expires_at = $12, \
+     ended_at = $13, terminated_at = $14, reconcile_at = $15, updated_at = $16 WHERE id = $17 AND resource_version = $18";
+
 impl ClusterRow {
     pub fn status(&self) -> ClusterStatus {
         ClusterStatus::parse(&self.status).unwrap_or(ClusterStatus::Failed)
@@ -275,37 +281,6 @@ impl ClusterRow {
         let now = now_micros();
         self.resource_version += steps.len() as i64;
         self.updated_at = now;
-        let moved = tx_run!(tx, |c| sqlx::query(
-            "UPDATE clusters SET spec = $1, generation = $2, resource_version = $3, status = $4, status_reason = $5, hold_id = $6, \
-             price_per_hour = $7, duration_hours = $8, connection = $9, provisioning_deadline = $10, running_at = $11, expires_at = $12, \
-             ended_at = $13, terminated_at = $14, reconcile_at = $15, updated_at = $16 WHERE id = $17 AND resource_version = $18"
-        )
-        .bind(&self.spec)
-        .bind(self.generation)
-        .bind(self.resource_version)
-        .bind(&self.status)
-        .bind(&self.status_reason)
-        .bind(&self.hold_id)
-        .bind(self.price_per_hour)
-        .bind(self.duration_hours)
-        .bind(&self.connection)
-        .bind(self.provisioning_deadline)
-        .bind(self.running_at)
-        .bind(self.expires_at)
-        .bind(self.ended_at)
-        .bind(self.terminated_at)
-        .bind(self.reconcile_at)
-        .bind(now)
-        .bind(&self.id)
-        .bind(read)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(DbError::from)?;
-        if moved == 0 {
-            self.resource_version = read;
-            return Ok(None);
-        }
         let at = to_rfc3339(now);
         let events: Vec<ClusterEvent> = (read + 1..)
             .zip(steps)
@@ -318,7 +293,67 @@ impl ClusterRow {
                 message: message.to_string(),
             })
             .collect();
-        events::record_all_in(tx, &self.org_id, &events, now).await?;
+        // The row's columns as `SAVE` numbers them, then the version it was read at.
+        macro_rules! bind_row {
+            ($q:expr) => {
+                $q.bind(&self.spec)
+                    .bind(self.generation)
+                    .bind(self.resource_version)
+                    .bind(&self.status)
+                    .bind(&self.status_reason)
+                    .bind(&self.hold_id)
+                    .bind(self.price_per_hour)
+                    .bind(self.duration_hours)
+                    .bind(&self.connection)
+                    .bind(self.provisioning_deadline)
+                    .bind(self.running_at)
+                    .bind(self.expires_at)
+                    .bind(self.ended_at)
+                    .bind(self.terminated_at)
+                    .bind(self.reconcile_at)
+                    .bind(now)
+                    .bind(&self.id)
+                    .bind(read)
+            };
+        }
+        let saved = if let Tx::Postgres(t) = tx {
+            // One round trip on Postgres: the events are written only if the row was, so the
+            // count of events written says whether the compare-and-set won.
+            let sql = format!(
+                "WITH saved AS ({SAVE} RETURNING id, org_id) \
+                 INSERT INTO cluster_events (cluster_id, seq, org_id, at, kind, status, message) \
+                 SELECT saved.id, e.seq, saved.org_id, $16, e.kind, e.status, e.message \
+                 FROM saved CROSS JOIN unnest($19::bigint[], $20::text[], $21::text[], $22::text[]) AS e(seq, kind, status, message)"
+            );
+            let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+            let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+            let statuses: Vec<&str> = events.iter().map(|e| e.status.as_str()).collect();
+            let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+            let written = bind_row!(sqlx::query(&sql))
+                .bind(&seqs)
+                .bind(&kinds)
+                .bind(&statuses)
+                .bind(&messages)
+                .execute(&mut **t)
+                .await
+                .map_err(DbError::from)?
+                .rows_affected();
+            written > 0
+        } else {
+            let moved = tx_run!(tx, |c| bind_row!(sqlx::query(SAVE))
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(DbError::from)?;
+            if moved == 1 {
+                events::record_all_in(tx, &self.org_id, &events, now).await?;
+            }
+            moved == 1
+        };
+        if !saved {
+            self.resource_version = read;
+            return Ok(None);
+        }
         Ok(Some(events))
     }
 
