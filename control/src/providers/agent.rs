@@ -644,9 +644,24 @@ impl Control {
                 node_query!(&sql).fetch_optional($c).await
             };
         }
-        // Only a release writes more than the node's row (its GPUs go back with it); any other
-        // report is one statement, committed on its own.
-        let moved: Option<(i64, String, Option<i64>)> = if report.status != "released" {
+        // A report is one statement, committed on its own. A release also gives the node's GPUs
+        // back (a transaction on SQLite). On Postgres a ready node's statement also moves its
+        // device's score, which a success needs nothing else for; elsewhere that is written
+        // after the cluster has its news.
+        let ready_on_pg = match &self.db {
+            iocloud_db::Db::Postgres(pool) if report.status == "ready" => Some(pool),
+            _ => None,
+        };
+        let moved: Option<(i64, String, Option<i64>)> = if let Some(pool) = ready_on_pg {
+            let ready = format!(
+                "WITH moved AS ({sql}), \
+                 scored AS (UPDATE devices SET {} FROM moved WHERE devices.id = $6) \
+                 SELECT gpus, cluster_id, ended_at FROM moved",
+                super::reliability::node_outcome_set("10000", "$4")
+            );
+            iocloud_db::pg_run!(pool, |c| node_query!(&ready).fetch_optional(c).await)
+                .map_err(DbError::from)?
+        } else if report.status != "released" {
             db_run!(&self.db, |c| move_node!(c)).map_err(DbError::from)?
         } else if let iocloud_db::Db::Postgres(pool) = &self.db {
             // On Postgres the release is one statement too: the node, its GPUs and the
@@ -723,7 +738,11 @@ impl Control {
             tracing::warn!(error = %e, cluster = %cluster_id, "reconciling after a node report failed");
         }
         if outcome == Some(true) {
-            self.note_node_outcome(device, true, now).await;
+            if ready_on_pg.is_some() {
+                self.note_provider_outcome(device, now).await;
+            } else {
+                self.note_node_outcome(device, true, now).await;
+            }
         }
         Ok(())
     }
@@ -732,6 +751,16 @@ impl Control {
     async fn note_node_outcome(&self, device: &DeviceAuth, ok: bool, now: i64) {
         if let Err(e) = self
             .record_node_outcome(&device.id, &device.org_id, ok, now)
+            .await
+        {
+            tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");
+        }
+    }
+
+    /// [`Self::note_node_outcome`] for a success whose device score was moved already.
+    async fn note_provider_outcome(&self, device: &DeviceAuth, now: i64) {
+        if let Err(e) = self
+            .record_provider_outcome(&device.org_id, true, now)
             .await
         {
             tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");

@@ -49,6 +49,16 @@ fn ewma_sql(score: &str, observed: &str, weight: i64) -> String {
     format!("{score} + (({observed}) - {score}) * {weight} / 10000")
 }
 
+/// The `SET` of a device row that moves its score toward one node outcome, `observed` bps
+/// (10,000 for ready, 0 for failed) at `now`: SQL expressions, placeholders or literals. Only
+/// a failure stamps `updated_at` ([`Control::record_node_outcome`] says why).
+pub(crate) fn node_outcome_set(observed: &str, now: &str) -> String {
+    format!(
+        "reliability_bps = {}, updated_at = CASE WHEN {observed} < 10000 AND updated_at < {now} THEN {now} ELSE updated_at END",
+        ewma_sql("reliability_bps", observed, NODE_WEIGHT)
+    )
+}
+
 impl Control {
     /// Scores the last whole hour into every device that has not had it yet, then into their
     /// providers. Cheap when there is nothing to do: run it with the device sweep.
@@ -118,9 +128,8 @@ impl Control {
     ) -> Result<()> {
         let observed = if ok { 10_000 } else { 0 };
         let device = format!(
-            "UPDATE devices SET reliability_bps = {}, \
-             updated_at = CASE WHEN $1 < 10000 AND updated_at < $3 THEN $3 ELSE updated_at END WHERE id = $2",
-            ewma_sql("reliability_bps", "$1", NODE_WEIGHT)
+            "UPDATE devices SET {} WHERE id = $2",
+            node_outcome_set("$1", "$3")
         );
         db_run!(&self.db, |p| sqlx::query(&device)
             .bind(observed)
@@ -130,6 +139,18 @@ impl Control {
             .await
             .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
+        self.record_provider_outcome(provider_org_id, ok, now).await
+    }
+
+    /// The provider's half of [`Control::record_node_outcome`], for a caller that moved the
+    /// device's score itself (with [`node_outcome_set`]).
+    pub(crate) async fn record_provider_outcome(
+        &self,
+        provider_org_id: &str,
+        ok: bool,
+        now: i64,
+    ) -> Result<()> {
+        let observed = if ok { 10_000 } else { 0 };
         let this = self.clone();
         self.provider_outcomes
             .submit(

@@ -1503,3 +1503,70 @@ async fn a_delete_before_any_agent_answered_gives_every_gpu_back_at_once(b: Back
     assert_eq!(balance(&app, &s, "USD").await, (1000.0, 0.0));
     ledger_balances(&app).await;
 }
+
+on_both_engines!(a_nodes_outcome_moves_its_devices_and_providers_scores);
+
+/// A ready node raises its device's learned score and a failed one lowers it, a fifth of the
+/// way each time, and its provider's score moves with them. (On Postgres a ready report moves
+/// the device's score in the node's own statement; elsewhere after the cluster has its news.)
+async fn a_nodes_outcome_moves_its_devices_and_providers_scores(b: Backend) {
+    let Fleet {
+        app,
+        customer: s,
+        devices,
+    } = fleet(b, frankfurt(1), false, |_| {}).await;
+    let device = &devices[0];
+    app.exec(
+        "UPDATE devices SET reliability_bps = 5000 WHERE id = $1",
+        &device.id,
+    )
+    .await;
+    let control = &app.server.state.control;
+    let (_, provider_before) = control.reliability_of(&device.id).await.unwrap();
+    let id = create(
+        &app,
+        &s,
+        json!({"name": "scored", "kind": "container", "image": "busybox", "gpu_model": "h100-sxm", "gpu_count": 8, "duration_hours": 1}),
+    )
+    .await;
+    let c = cluster(&app, &s, &id).await;
+    let node = current_nodes(&c)[0]["id"].as_str().unwrap().to_string();
+    for body in [
+        json!({"status": "starting"}),
+        json!({"status": "ready", "endpoints": {"http": "10.0.0.1:8080"}}),
+    ] {
+        let report = agent_report(&app, device, &node, body).await;
+        assert!(report.status.is_success(), "{}", report.text);
+    }
+    wait_status(&app, &s, &id, "running").await;
+    let (device_score, provider_score) = control.reliability_of(&device.id).await.unwrap();
+    assert_eq!(
+        device_score, 6_000,
+        "5,000 moved a fifth of the way to 10,000"
+    );
+    assert!(
+        provider_score > provider_before,
+        "the provider's score rose too: {provider_before} -> {provider_score}"
+    );
+    // The same report again is no news: nothing moves twice.
+    let again = agent_report(
+        &app,
+        device,
+        &node,
+        json!({"status": "ready", "endpoints": {"http": "10.0.0.1:8080"}}),
+    )
+    .await;
+    assert!(again.status.is_success(), "{}", again.text);
+    assert_eq!(control.reliability_of(&device.id).await.unwrap().0, 6_000);
+
+    let failed = agent_report(
+        &app,
+        device,
+        &node,
+        json!({"status": "failed", "reason": "the image crashed"}),
+    )
+    .await;
+    assert!(failed.status.is_success(), "{}", failed.text);
+    let (device_score, _) = control.reliability_of(&device.id).await.unwrap();
+    assert_eq!(device_score, 4_800, "6,000 moved a fifth of the way to 0");
+}
