@@ -8,6 +8,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router, middleware};
 use iocloud_control::Control;
 use iocloud_control::jwt::JwtKeys;
@@ -202,6 +203,13 @@ impl Server {
         let state = build_state(config).await?;
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
+        // Without TCP_NODELAY, a small write that follows another before the client's delayed
+        // ACK (an event on a stream, the end of a chunked body) waits up to 40 ms for it.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
