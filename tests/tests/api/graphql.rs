@@ -8,7 +8,8 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 on_both_engines!(
     graphql_operations_and_errors,
-    graphql_subscription_streams_audit_events
+    graphql_subscription_streams_audit_events,
+    cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants
 );
 
 async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
@@ -156,20 +157,8 @@ async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
 async fn graphql_subscription_streams_audit_events(b: iocloud_tests::Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.signup("ada@example.com", "Acme").await;
-    let mut req = format!("ws://{}/graphql/ws", app.server.addr)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket connects");
+    let mut ws = connect(&app, &s.access).await;
     let send = |v: Value| Message::Text(v.to_string().into());
-    ws.send(send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", s.access)}}))).await.unwrap();
-    let ack = next_json(&mut ws).await;
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
     ws.send(send(json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { auditEvents { action actorId outcome } }"}}))).await.unwrap();
     // Give the subscription a moment to be registered before the event happens.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -191,6 +180,91 @@ async fn graphql_subscription_streams_audit_events(b: iocloud_tests::Backend) {
         event["payload"]["data"]["auditEvents"]["actorId"],
         s.user_id.as_str()
     );
+    app.stop().await;
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A GraphQL WebSocket (graphql-transport-ws) acknowledged for the holder of `access`.
+async fn connect(app: &TestApp, access: &str) -> Socket {
+    let mut req = format!("ws://{}/graphql/ws", app.server.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket connects");
+    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {access}")}});
+    ws.send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws
+}
+
+/// Subscribes to a cluster's events as operation `op`.
+async fn follow_cluster(ws: &mut Socket, op: &str, id: &str) {
+    let subscribe = json!({"id": op, "type": "subscribe", "payload": {
+        "query": "subscription($id: String!) { clusterEvents(id: $id) { clusterId seq kind status } }",
+        "variables": {"id": id}}});
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+}
+
+async fn cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants(
+    b: iocloud_tests::Backend,
+) {
+    let crate::clusters::Fleet {
+        app, customer: s, ..
+    } = crate::clusters::fleet(b, crate::clusters::frankfurt(1), true, |_| {}).await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "watched", "kind": "container", "image": "busybox", "gpu_model": "h100-sxm", "gpu_count": 8, "duration_hours": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+
+    // The history first, then each new event as it happens, in order, through running.
+    let mut ws = connect(&app, &s.access).await;
+    follow_cluster(&mut ws, "1", &id).await;
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    while seen.last().is_none_or(|(_, kind)| kind != "running") {
+        let msg = next_json(&mut ws).await;
+        assert_eq!(msg["type"], "next", "{msg}");
+        let event = &msg["payload"]["data"]["clusterEvents"];
+        assert_eq!(event["clusterId"], id.as_str(), "{msg}");
+        seen.push((
+            event["seq"].as_i64().unwrap(),
+            event["kind"].as_str().unwrap().to_string(),
+        ));
+    }
+    let seqs: Vec<i64> = seen.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "every event once, in order: {seen:?}"
+    );
+    assert_eq!(seen[0].1, "created", "{seen:?}");
+
+    // Another organisation's member is told the cluster is not found, as over REST.
+    let eve = app.signup("eve@example.com", "Elsewhere").await;
+    let mut theirs = connect(&app, &eve.access).await;
+    follow_cluster(&mut theirs, "2", &id).await;
+    let refused = next_json(&mut theirs).await;
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "not_found",
+        "{refused}"
+    );
+    assert!(refused["payload"]["data"].is_null(), "{refused}");
     app.stop().await;
 }
 
