@@ -724,7 +724,7 @@ impl Control {
             _ => None,
         };
         if outcome == Some(false) {
-            self.note_node_outcome(device, false, now).await;
+            self.note_node_outcome(device, false, now, false).await;
         }
         // The cluster takes the news now rather than at its next look. The report itself is
         // in; a reconcile that fails here is retried by the next pass. A node the cluster
@@ -738,31 +738,29 @@ impl Control {
             tracing::warn!(error = %e, cluster = %cluster_id, "reconciling after a node report failed");
         }
         if outcome == Some(true) {
-            if ready_on_pg.is_some() {
-                self.note_provider_outcome(device, now).await;
-            } else {
-                self.note_node_outcome(device, true, now).await;
-            }
+            self.note_node_outcome(device, true, now, ready_on_pg.is_some())
+                .await;
         }
         Ok(())
     }
 
-    /// A soft score: a failure to record it is logged, not the report's failure.
-    async fn note_node_outcome(&self, device: &DeviceAuth, ok: bool, now: i64) {
-        if let Err(e) = self
-            .record_node_outcome(&device.id, &device.org_id, ok, now)
-            .await
-        {
-            tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");
-        }
-    }
-
-    /// [`Self::note_node_outcome`] for a success whose device score was moved already.
-    async fn note_provider_outcome(&self, device: &DeviceAuth, now: i64) {
-        if let Err(e) = self
-            .record_provider_outcome(&device.org_id, true, now)
-            .await
-        {
+    /// A soft score: a failure to record it is logged, not the report's failure. With
+    /// `device_scored` the device's half was written with the node's move: only the provider's
+    /// is left.
+    async fn note_node_outcome(
+        &self,
+        device: &DeviceAuth,
+        ok: bool,
+        now: i64,
+        device_scored: bool,
+    ) {
+        let recorded = if device_scored {
+            self.record_provider_outcome(&device.org_id, ok, now).await
+        } else {
+            self.record_node_outcome(&device.id, &device.org_id, ok, now)
+                .await
+        };
+        if let Err(e) = recorded {
             tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");
         }
     }
