@@ -153,6 +153,53 @@ pub struct Config {
     /// Most complex GraphQL query accepted (one point a field, lists count their page size).
     #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_COMPLEXITY", default_value_t = 500)]
     pub graphql_max_complexity: usize,
+
+    /// Logins one account may attempt in a window (right or wrong) before it is paused until
+    /// the window ends; a successful login starts the count again.
+    #[arg(long, env = "IOCLOUD_LOGIN_MAX_ATTEMPTS", default_value_t = 10)]
+    pub login_max_attempts: u32,
+
+    /// The window of `IOCLOUD_LOGIN_MAX_ATTEMPTS`, in seconds from an account's first attempt.
+    #[arg(long, env = "IOCLOUD_LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
+
+    /// A bearer token `/metrics` asks for (Prometheus's `authorization` setting); unset, the
+    /// metrics are public. Put it in the config file or the environment, not on the command line.
+    #[arg(long, env = "IOCLOUD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// The token `/metrics` asks for; printed redacted.
+#[derive(Clone)]
+pub struct MetricsToken(String);
+
+impl MetricsToken {
+    /// Whether `offered` is the token, in time that does not depend on where they differ.
+    pub fn matches(&self, offered: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let (a, b) = (
+            sha2::Sha256::digest(self.0.as_bytes()),
+            sha2::Sha256::digest(offered.as_bytes()),
+        );
+        a.ct_eq(&b).into()
+    }
+}
+
+impl std::str::FromStr for MetricsToken {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() < 16 {
+            return Err("the metrics token must be at least 16 characters".into());
+        }
+        Ok(MetricsToken(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
 }
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -209,6 +256,10 @@ impl Config {
                 .micros(),
             },
             provisioning_timeout: Duration::from_secs(self.provisioning_timeout_secs.max(1)),
+            login_throttle: iocloud_control::login_guard::LoginThrottle {
+                max_attempts: self.login_max_attempts.max(1),
+                window: Duration::from_secs(self.login_window_secs.max(1)),
+            },
         })
     }
 
@@ -250,6 +301,9 @@ impl Config {
             demo: false,
             graphql_max_depth: 16,
             graphql_max_complexity: 500,
+            login_max_attempts: 10,
+            login_window_secs: 900,
+            metrics_token: None,
         }
     }
 }

@@ -193,6 +193,7 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+        DomainError::TooManyLoginAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
         DomainError::Conflict { .. } | DomainError::LastOwner => StatusCode::CONFLICT,
         DomainError::Billing(b) => match b.code() {
             "insufficient_funds" => StatusCode::PAYMENT_REQUIRED,
@@ -227,7 +228,9 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let ApiError::RateLimited { retry_after } = &self {
+        if let ApiError::RateLimited { retry_after }
+        | ApiError::Domain(DomainError::TooManyLoginAttempts { retry_after }) = &self
+        {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }

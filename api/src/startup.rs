@@ -6,18 +6,20 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router, middleware};
 use iocloud_control::Control;
 use iocloud_control::jwt::JwtKeys;
 use iocloud_db::{Db, Kv};
+use iocloud_web::Page;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer as Set;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, MAX_BODY_BYTES};
@@ -87,7 +89,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/docs", get(|| async { Html(iocloud_web::REFERENCE_HTML) }))
+        .route(
+            "/docs",
+            get(|| async { iocloud_web::page(Page::Reference) }),
+        )
         .route(
             "/openapi.json",
             get(move || async move { Json(openapi.as_ref().clone()) }),
@@ -109,7 +114,16 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
                 }))
                 .layer(cors)
-                .layer(CompressionLayer::new()),
+                .layer(CompressionLayer::new())
+                // Every answer: no MIME sniffing, no framing, no referrer to other sites; and
+                // for anything but a page (which sets its own), a policy that loads nothing.
+                .layer(Set::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+                .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+                .layer(Set::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+                .layer(Set::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+                )),
         )
         .with_state(state)
 }
@@ -141,8 +155,8 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
-async fn console() -> Html<&'static str> {
-    Html(iocloud_web::CONSOLE_HTML)
+async fn console() -> Response {
+    iocloud_web::page(Page::Console)
 }
 
 async fn asset(Path(path): Path<String>) -> Response {
@@ -180,7 +194,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.config.metrics_token {
+        let offered = crate::middleware::client::bearer(&headers).and_then(Result::ok);
+        if !offered.is_some_and(|t| token.matches(t)) {
+            return ApiError::Domain(iocloud_control::Error::Unauthenticated).into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

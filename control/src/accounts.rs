@@ -169,6 +169,7 @@ impl Control {
     ) -> Result<AuthSession> {
         // A malformed email is answered like a wrong one: no hint about what exists.
         let email = Email::parse(email).map_err(|_| Error::InvalidCredentials)?;
+        self.count_login_attempt(email.as_str()).await?;
         let row: Option<LoginRow> = db_run!(&self.db, |p| {
             sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
                 .bind(email.as_str())
@@ -185,6 +186,7 @@ impl Control {
             (true, Some(id)) => id,
             _ => return Err(Error::InvalidCredentials),
         };
+        self.clear_login_attempts(email.as_str()).await;
         let org_id = self.pick_org(&user_id, org_id).await?;
         let mut tx = self.db.begin().await?;
         let refresh = new_session(&mut tx, &user_id, &org_id).await?;

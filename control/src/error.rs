@@ -18,6 +18,8 @@ pub enum Error {
     InvalidToken,
     #[error("the token has expired")]
     TokenExpired,
+    #[error("too many login attempts for this account; try again in {} s", retry_after.as_secs().max(1))]
+    TooManyLoginAttempts { retry_after: std::time::Duration },
     #[error("this refresh token was already used; the session has been revoked")]
     RefreshTokenReused,
     #[error("this device is retired; its token no longer works")]
@@ -51,6 +53,7 @@ impl Error {
             Error::InvalidToken => "invalid_token",
             Error::TokenExpired => "token_expired",
             Error::RefreshTokenReused => "refresh_token_reused",
+            Error::TooManyLoginAttempts { .. } => "too_many_login_attempts",
             Error::Forbidden(_) => "forbidden",
             Error::DeviceRetired => "device_retired",
             Error::NotFound(_) => "not_found",

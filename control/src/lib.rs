@@ -17,6 +17,7 @@ mod error;
 pub mod invitations;
 pub mod jwt;
 mod listen;
+pub mod login_guard;
 pub mod orgs;
 pub mod page;
 pub mod permissions;

@@ -25,6 +25,8 @@ pub struct Settings {
     pub quota: crate::clusters::QuotaLimits,
     /// A cluster whose nodes are not all ready this long after it was created fails.
     pub provisioning_timeout: Duration,
+    /// Logins one account may attempt per window.
+    pub login_throttle: crate::login_guard::LoginThrottle,
 }
 
 impl Default for Settings {
@@ -43,6 +45,7 @@ impl Default for Settings {
             challenge_deadline: Duration::from_secs(30),
             quota: crate::clusters::QuotaLimits::default(),
             provisioning_timeout: Duration::from_secs(600),
+            login_throttle: Default::default(),
         }
     }
 }

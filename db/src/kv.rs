@@ -76,6 +76,19 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
 return {1, new_tat - now, 0}
 "#;
 
+// A counter that lives for a fixed window from its first count. KEYS[1] = counter; ARGV[1] =
+// window (ms). Returns the count after this one and the milliseconds the window has left.
+const WINDOW_COUNT_LUA: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {n, left}
+"#;
+
 impl Kv {
     pub fn memory() -> Kv {
         Kv::Memory(Arc::new(Memory::default()))
@@ -136,6 +149,37 @@ impl Kv {
             }
         };
         Ok(decision(allowed, span, wait, interval, limit))
+    }
+
+    /// Counts one event in the window `key`, which starts at its first event and lasts `window`:
+    /// how many the window has counted, this one included, and how long it has left.
+    pub async fn count_in_window(&self, key: &str, window: Duration) -> Result<(u64, Duration)> {
+        let key = &self.name(key);
+        let window_ms = window.as_millis().max(1) as i64;
+        match self {
+            Kv::Memory(m) => {
+                let now = now_micros();
+                let mut values = m.values.lock();
+                let (count, expires) = match values.get(key) {
+                    Some((v, exp)) if *exp > now => (v.parse::<u64>().unwrap_or(0) + 1, *exp),
+                    _ => (1, now + window_ms * 1000),
+                };
+                values.insert(key.to_string(), (count.to_string(), expires));
+                Ok((count, Duration::from_micros((expires - now).max(0) as u64)))
+            }
+            Kv::Redis { conn, .. } => {
+                let mut c = conn.clone();
+                let (count, left_ms): (i64, i64) = redis::Script::new(WINDOW_COUNT_LUA)
+                    .key(key)
+                    .arg(window_ms)
+                    .invoke_async(&mut c)
+                    .await?;
+                Ok((
+                    count.max(0) as u64,
+                    Duration::from_millis(left_ms.max(0) as u64),
+                ))
+            }
+        }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>> {
@@ -324,6 +368,25 @@ mod tests {
         // Messages were lost: the stream ends rather than skip them unannounced.
         assert_eq!(sub.next().await, None);
     }
+
+    #[tokio::test]
+    async fn a_window_counts_from_its_first_event_and_starts_again_after_it() {
+        window_counts(&Kv::memory()).await;
+    }
+}
+
+/// A window counts 1, 2, 3 with the time it has left shrinking, and starts again once over.
+#[cfg(test)]
+async fn window_counts(kv: &Kv) {
+    let window = Duration::from_millis(300);
+    let (n1, left1) = kv.count_in_window("w", window).await.unwrap();
+    let (n2, _) = kv.count_in_window("w", window).await.unwrap();
+    let (n3, left3) = kv.count_in_window("w", window).await.unwrap();
+    assert_eq!((n1, n2, n3), (1, 2, 3));
+    assert!(left1 <= window && left3 <= left1, "{left1:?} {left3:?}");
+    assert_eq!(kv.count_in_window("other", window).await.unwrap().0, 1);
+    tokio::time::sleep(window + Duration::from_millis(50)).await;
+    assert_eq!(kv.count_in_window("w", window).await.unwrap().0, 1);
 }
 
 #[cfg(test)]
@@ -358,5 +421,15 @@ mod redis_tests {
                 (false, 0)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn redis_windows_count_like_the_in_process_ones() {
+        let Ok(url) = std::env::var("IOCLOUD_TEST_REDIS_URL") else {
+            return;
+        };
+        let prefix = format!("test:{}:", rand::random::<u64>());
+        let kv = Kv::connect(&DatabaseUrl::new(url), &prefix).await.unwrap();
+        super::window_counts(&kv).await;
     }
 }

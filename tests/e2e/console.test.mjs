@@ -47,6 +47,15 @@ async function newPage() {
   });
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  // The pages' Content-Security-Policy must let everything of ours run: a refusal of anything
+  // but another host's file means the policy and the page disagree.
+  page.on('console', (msg) => {
+    const text = msg.text();
+    if (msg.type() === 'error' && /Content Security Policy/i.test(text)
+      && !/'https?:\/\/(?!127\.0\.0\.1|localhost)/.test(text)) {
+      errors.push(`CSP: ${text}`);
+    }
+  });
   return { page, external, errors };
 }
 

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 pub mod invoice;
@@ -15,6 +15,58 @@ struct Assets;
 pub const GRAPHIQL_HTML: &str = include_str!("../assets/graphiql.html");
 pub const REFERENCE_HTML: &str = include_str!("../assets/reference.html");
 pub const CONSOLE_HTML: &str = include_str!("../assets/console/index.html");
+
+/// The console loads nothing but this server's own files, runs no inline script and may not
+/// be framed: an injected `<script>` or a clickjacking frame has nothing to work with.
+const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// GraphiQL (React) and the API reference (styled-components) style their elements inline,
+/// and the reference draws with blob: images; scripts are still this server's files only. The
+/// image rule also stops the Redocly logo, which Redoc always asks a CDN for.
+const TOOL_CSP: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; font-src 'self' data:; \
+    connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+/// The HTML pages the server serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    Console,
+    GraphiQl,
+    Reference,
+}
+
+impl Page {
+    fn html(self) -> &'static str {
+        match self {
+            Page::Console => CONSOLE_HTML,
+            Page::GraphiQl => GRAPHIQL_HTML,
+            Page::Reference => REFERENCE_HTML,
+        }
+    }
+
+    fn csp(self) -> &'static str {
+        match self {
+            Page::Console => CONSOLE_CSP,
+            Page::GraphiQl | Page::Reference => TOOL_CSP,
+        }
+    }
+}
+
+/// A page with its Content-Security-Policy. The headers every answer carries (nosniff,
+/// framing, referrer) are set by the server for all routes.
+pub fn page(page: Page) -> Response {
+    let mut res = Html(page.html()).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(page.csp()),
+    );
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    res
+}
 
 /// Serves an embedded file under `/assets/`, or 404.
 pub fn asset(path: &str) -> Response {
@@ -60,5 +112,29 @@ mod tests {
         }
         assert_eq!(asset("vendor/htmx.min.js").status(), StatusCode::OK);
         assert_eq!(asset("nope.js").status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn pages_run_no_inline_script_and_say_so() {
+        for p in [Page::Console, Page::GraphiQl, Page::Reference] {
+            assert!(
+                !p.html().contains("<script>") && !p.html().contains("<style>"),
+                "{p:?} has an inline script or style, which its policy refuses"
+            );
+            let res = page(p);
+            let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
+            assert!(csp.contains("script-src 'self';"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert!(!csp.contains("unsafe-eval"), "{csp}");
+        }
+        // Every script and style a page names is embedded.
+        for p in [Page::Console, Page::GraphiQl, Page::Reference] {
+            for part in p.html().split("=\"/assets/").skip(1) {
+                let path = part.split('"').next().unwrap();
+                assert_eq!(asset(path).status(), StatusCode::OK, "{path}");
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use async_graphql::{Data, Schema};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Extension;
 use axum::extract::{State, WebSocketUpgrade};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use iocloud_control::{Actor, Control};
 
 pub use schema::{MutationRoot, QueryRoot, SubscriptionRoot, gql_error};
@@ -35,8 +35,8 @@ pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
     .finish()
 }
 
-pub async fn graphiql() -> Html<&'static str> {
-    Html(iocloud_web::GRAPHIQL_HTML)
+pub async fn graphiql() -> Response {
+    iocloud_web::page(iocloud_web::Page::GraphiQl)
 }
 
 pub async fn execute(

@@ -11,7 +11,9 @@ impl Ledger {
     /// transaction again answers the first correction. Money that a capture took from a hold
     /// goes back to the organisation's available balance (the hold itself stays as it is).
     /// Hold movements and corrections cannot be reversed: release the hold, or correct the
-    /// original transaction.
+    /// original transaction. Neither can anything that moved stake: a stake's record (active,
+    /// unbonding, withdrawn) is what lists devices, and a reversal would empty the stake
+    /// account behind a record that still says the tokens are there.
     pub async fn reverse(&self, id: &str, reason: &str) -> Result<(Posted, String)> {
         let tx: Option<(String, Option<String>)> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT kind, org_id FROM ledger_transactions WHERE id = $1"
@@ -62,6 +64,15 @@ impl Ledger {
         .await
         })?;
         let mut postings = Vec::with_capacity(rows.len());
+        if rows
+            .iter()
+            .any(|(_, k, _, _)| AccountKind::parse(k) == Some(AccountKind::Stake))
+        {
+            return Err(BillingError::NotReversible(
+                "a stake movement cannot be reversed: unstake and withdraw the stake instead"
+                    .into(),
+            ));
+        }
         for (owner, account_kind, currency, amount) in rows {
             let currency = Currency::parse(&currency)
                 .ok_or_else(|| BillingError::internal(format!("currency {currency}")))?;

@@ -320,6 +320,36 @@ async fn operators_correct_with_compensating_transactions(b: iocloud_tests::Back
     )
     .await
     .assert_problem(409, "not_reversible");
+    // Nor can a stake: its record would still list devices on tokens a reversal took away.
+    app.post(
+        "/v1/admin/credits",
+        Some(&ops.access),
+        json!({"org_id": s.org_id, "amount": "100", "currency": "IO", "reason": "credit"}),
+    )
+    .await;
+    let staked = app
+        .post("/v1/stake", Some(&s.access), json!({"amount": "100"}))
+        .await;
+    assert_eq!(staked.status, 201, "{}", staked.text);
+    let stake_tx = app
+        .scalar(
+            "SELECT t.id FROM ledger_transactions t WHERE t.external_ref LIKE 'stake:%' AND t.org_id = $1",
+            &s.org_id,
+        )
+        .await;
+    app.post(
+        "/v1/admin/corrections",
+        Some(&ops.access),
+        json!({"transaction_id": stake_tx, "reason": "r"}),
+    )
+    .await
+    .assert_problem(409, "not_reversible");
+    let summary = app.get("/v1/stake", &s.access).await;
+    assert_eq!(
+        summary.body["stakes"][0]["status"], "active",
+        "{}",
+        summary.text
+    );
     app.post(
         "/v1/admin/corrections",
         Some(&ops.access),

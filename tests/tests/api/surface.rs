@@ -142,3 +142,60 @@ async fn cors_follows_configuration() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
     app.stop().await;
 }
+
+/// Pages carry a strict Content-Security-Policy; every answer refuses sniffing, framing and
+/// referrers; API answers may load nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_security_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for path in ["/console/", "/graphql", "/docs"] {
+        let page = app.client.get(app.url(path)).send().await.unwrap();
+        let h = page.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("object-src 'none'"), "{path}: {csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+    }
+    for path in ["/openapi.json", "/v1/me", "/healthz", "/no-such-route"] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        let h = res.headers();
+        assert_eq!(
+            h["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+    }
+    app.stop().await;
+}
+
+/// With a metrics token set, `/metrics` answers only to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_restricted_to_a_token() {
+    const TOKEN: &str = "scrape-me-0123456789abcdef";
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.metrics_token = Some(TOKEN.parse().unwrap())
+    })
+    .await;
+    app.get_public("/metrics")
+        .await
+        .assert_problem(401, "unauthenticated");
+    let wrong = app.get("/metrics", "scrape-me-0123456789abcdeX").await;
+    wrong.assert_problem(401, "unauthenticated");
+    let ok = app.get("/metrics", TOKEN).await;
+    assert_eq!(ok.status, 200);
+    assert!(
+        ok.text.contains("iocloud_http_requests_total"),
+        "{}",
+        ok.text
+    );
+    assert!(
+        "short"
+            .parse::<iocloud_api::config::MetricsToken>()
+            .is_err(),
+        "a guessable token is refused at startup"
+    );
+    app.stop().await;
+}
