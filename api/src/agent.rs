@@ -93,6 +93,7 @@ async fn heartbeat(
 #[into_params(parameter_in = Query)]
 pub struct WaitParams {
     /// Seconds to wait for an assignment, 0 to 25 (default 25).
+    #[param(minimum = 0, maximum = 25)]
     wait_secs: Option<u64>,
 }
 

@@ -53,12 +53,38 @@ pub struct Problem {
     /// For validation errors, the field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// For `insufficient_capacity`: what emptied the candidates and what would fit.
+    /// For `insufficient_capacity`: what emptied the candidates and what would fit (documented
+    /// on the operations that can answer it: [`PlacementProblem`]).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub capacity: Option<CapacityProblem>,
     /// For `quota_exceeded`: the limit, what is in use and what was asked for.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub quota: Option<iocloud_control::clusters::QuotaExceeded>,
+}
+
+/// The problem document of operations that place clusters: besides the usual members, an
+/// `insufficient_capacity` answer says what emptied the candidates and what would fit, and a
+/// `quota_exceeded` one which limit the request would pass. Only these operations carry them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PlacementProblem {
+    #[serde(flatten)]
+    pub problem: Problem,
+    /// `insufficient_capacity`: the request field whose constraint left too few GPUs.
+    pub constraint: Option<String>,
+    pub requested_gpus: Option<u32>,
+    /// `insufficient_capacity`: GPUs that fit every constraint up to that one.
+    pub available_gpus: Option<u64>,
+    /// `insufficient_capacity`: the nearest request that fits, when easing that one
+    /// constraint is enough.
+    pub nearest: Option<NearestRequest>,
+    /// `quota_exceeded`: `max_gpus`, `max_clusters` or `max_spend_per_hour`.
+    pub limit: Option<String>,
+    /// `quota_exceeded`: the limit (USD per hour for spend), what is in use, what was asked.
+    pub allowed: Option<String>,
+    pub in_use: Option<String>,
+    pub requested: Option<String>,
 }
 
 /// Why a placement found nothing (RFC 9457 extension members).

@@ -15,6 +15,7 @@ pub mod extract;
 pub mod graphql;
 pub mod metrics;
 pub mod middleware;
+mod openapi;
 mod rest;
 pub mod simulator;
 pub mod startup;

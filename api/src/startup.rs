@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
     let (v1, mut openapi) = rest::router().split_for_parts();
     let (agent, agent_doc) = crate::agent::router().split_for_parts();
     openapi.merge(agent_doc);
+    crate::openapi::complete(&mut openapi);
     let openapi = Arc::new(openapi);
 
     // Routes that act for a caller: audited, authenticated, idempotent.

@@ -111,7 +111,8 @@ async fn refresh(
 }
 
 /// End this session: its access and refresh tokens stop working.
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem)))]
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem),
+    (status = 422, body = Problem, description = "An API key cannot log out: revoke it instead")))]
 async fn logout(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<StatusCode> {
     s.control.log_out(&actor).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiResult, PlacementProblem, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ListParams};
 use crate::state::AppState;
 
@@ -66,8 +66,8 @@ async fn list_clusters(
 /// nothing written: 422 (invalid, or `insufficient_capacity`), 403 `quota_exceeded`, 402
 /// `insufficient_funds`, 409 `name_taken`.
 #[utoipa::path(post, path = "/v1/clusters", tag = "clusters", request_body = ClusterSpec,
-    responses((status = 201, body = ClusterView), (status = 402, body = Problem), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = ClusterView), (status = 402, body = Problem), (status = 403, body = PlacementProblem),
+        (status = 409, body = Problem), (status = 422, body = PlacementProblem)))]
 async fn create_cluster(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -130,7 +130,7 @@ pub struct ApplyParams {
 /// is the plan alone: the changes field by field, whether a replace is needed, the price.
 #[utoipa::path(put, path = "/v1/clusters/{id}", tag = "clusters", params(ApplyParams), request_body = ClusterSpec,
     responses((status = 200, body = ApplyResult), (status = 201, body = ApplyResult), (status = 402, body = Problem),
-        (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+        (status = 403, body = PlacementProblem), (status = 409, body = Problem), (status = 422, body = PlacementProblem)))]
 async fn apply_cluster(
     State(s): State<AppState>,
     Auth(actor): Auth,

@@ -219,7 +219,8 @@ async fn end_maintenance(
 
 /// Platform operators only: suspend a device of any organisation.
 #[utoipa::path(post, path = "/v1/admin/devices/{id}/suspension", tag = "providers", request_body = MaintenanceBody,
-    responses((status = 200, body = DeviceView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = DeviceView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "The device is retired")))]
 async fn suspend(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -235,7 +236,8 @@ async fn suspend(
 
 /// Platform operators only: lift a suspension.
 #[utoipa::path(delete, path = "/v1/admin/devices/{id}/suspension", tag = "providers",
-    responses((status = 200, body = DeviceView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = DeviceView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "The device is retired")))]
 async fn unsuspend(
     State(s): State<AppState>,
     Auth(actor): Auth,

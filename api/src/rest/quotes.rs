@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use iocloud_control::quotes::{Quote, QuoteRequest};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiResult, PlacementProblem, Problem};
 use crate::extract::{ApiJson, ApiPath, Auth};
 use crate::state::AppState;
 
@@ -21,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// minutes. When nothing fits: 422 `insufficient_capacity`, naming the constraint that emptied
 /// the candidates and the nearest request that would fit.
 #[utoipa::path(post, path = "/v1/quotes", tag = "placement", request_body = QuoteRequest,
-    responses((status = 201, body = Quote), (status = 422, body = Problem)))]
+    responses((status = 201, body = Quote), (status = 422, body = PlacementProblem)))]
 async fn create_quote(
     State(s): State<AppState>,
     Auth(actor): Auth,
