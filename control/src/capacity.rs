@@ -252,10 +252,10 @@ impl Control {
         plan.nodes.sort_by(|a, b| a.device_id.cmp(&b.device_id));
         // Taken in this replica's index before the database is asked, so requests placed at the
         // same moment here choose other devices instead of queueing on these rows; given back
-        // if the claim does not go through.
-        self.take_locally(&plan);
+        // if the claim does not go through, or if it is never finished (its request dropped).
+        let mark = LocalClaim::take(self, &plan);
         let claimed = self.claim_in_db(org_id, cluster_id, &plan, work).await;
-        self.claimed_locally(&plan, claimed.is_ok());
+        mark.decide(claimed.is_ok());
         let (node_ids, output) = match claimed {
             Ok(done) => done,
             Err(e) => {
@@ -273,35 +273,63 @@ impl Control {
     }
 }
 
-impl Control {
-    fn take_locally(&self, plan: &Plan) {
-        let mut claiming = self.capacity.claiming.lock();
-        let mut inventory = self.capacity.inventory.write();
+/// A plan's GPUs marked as being claimed in this replica's index, until the claim is
+/// decided. The mark is undone when this is dropped, whatever became of the claim: a client
+/// that hangs up, or the request timeout, drops the claim's future mid-way, and a mark left
+/// behind would keep those GPUs out of every placement, and make every request that does not
+/// fit wait for a decision that never comes.
+#[must_use = "the mark is undone when this is dropped"]
+struct LocalClaim<'a> {
+    control: &'a Control,
+    plan: &'a Plan,
+    /// Whether the database has the GPUs; until told, the claim counts as lost.
+    won: bool,
+}
+
+impl<'a> LocalClaim<'a> {
+    fn take(control: &'a Control, plan: &'a Plan) -> LocalClaim<'a> {
+        let capacity = &control.capacity;
+        let mut claiming = capacity.claiming.lock();
+        let mut inventory = capacity.inventory.write();
         for node in &plan.nodes {
             *claiming.entry(node.device_id.clone()).or_default() += node.gpus;
             inventory.take(&node.device_id, node.gpus);
         }
+        LocalClaim {
+            control,
+            plan,
+            won: false,
+        }
     }
 
     /// The claim is decided: the database has the GPUs (`won`) or they go back to the index.
-    fn claimed_locally(&self, plan: &Plan, won: bool) {
-        let mut claiming = self.capacity.claiming.lock();
-        let mut inventory = self.capacity.inventory.write();
-        for node in &plan.nodes {
+    fn decide(mut self, won: bool) {
+        self.won = won;
+    }
+}
+
+impl Drop for LocalClaim<'_> {
+    fn drop(&mut self) {
+        let capacity = &self.control.capacity;
+        let mut claiming = capacity.claiming.lock();
+        let mut inventory = capacity.inventory.write();
+        for node in &self.plan.nodes {
             if let Some(n) = claiming.get_mut(&node.device_id) {
                 *n = n.saturating_sub(node.gpus);
                 if *n == 0 {
                     claiming.remove(&node.device_id);
                 }
             }
-            if !won {
+            if !self.won {
                 inventory.give_back(&node.device_id, node.gpus);
             }
         }
         drop((claiming, inventory));
-        self.capacity.decided.notify_waiters();
+        capacity.decided.notify_waiters();
     }
+}
 
+impl Control {
     /// The claim's transaction: `work`'s own writes, then every node's GPUs. Devices are
     /// locked last, here as in every other transaction that takes or gives back GPUs
     /// (nodes, then cluster rows and holds, then ledger accounts, then quota, then devices):

@@ -1,13 +1,14 @@
 //! Claiming placed capacity: 32 simultaneous requests, from two replicas with their own
 //! indexes, for the last free GPUs, on SQLite and on Postgres. Exactly as many succeed as there
-//! are GPUs; the rest are told `insufficient_capacity`; no GPU is booked twice. And the
+//! are GPUs; the rest are told `insufficient_capacity`; no GPU is booked twice. A claim
+//! dropped mid-way holds nothing back. And the
 //! learned reliability: what nodes and hours do to it, and placement following it.
 
 use iocloud_control::placement::Request;
 use iocloud_control::providers::Catalog;
 use iocloud_control::{Control, Settings};
 use iocloud_db::scratch::ScratchDb;
-use iocloud_db::{DatabaseUrl, Db, Kv, db_run};
+use iocloud_db::{DatabaseUrl, Db, Kv, db_run, tx_run};
 
 async fn scratch_databases() -> Vec<ScratchDb> {
     let mut dbs = vec![ScratchDb::sqlite().unwrap()];
@@ -137,6 +138,67 @@ async fn the_last_free_gpus_go_to_exactly_as_many_requests() {
             )
             .await,
             0
+        );
+        db.close().await;
+    }
+}
+
+/// A claim whose request is dropped while it waits on the database (a client hanging up, or
+/// the request timeout) holds nothing back: a request that does not fit is told so at once,
+/// rather than waiting for a decision nobody will make, and the GPUs are placed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_dropped_mid_way_holds_nothing_back() {
+    use std::time::{Duration, Instant};
+    for scratch in scratch_databases().await {
+        let db = migrated(&scratch).await;
+        let control = replica(&db).await;
+        device(&db, "dev_a", "org_a", 8, 2_000_000).await;
+        let whole = Request::new(8);
+        let claim = |cluster: &'static str, request: Request| {
+            let control = control.clone();
+            async move {
+                control
+                    .claim_capacity("org_c", cluster, &request, &serde_json::json!({}))
+                    .await
+            }
+        };
+
+        // Another writer holds the device's row (on SQLite, the write lock): the claim waits
+        // inside its transaction, its GPUs marked as being claimed, and is dropped there.
+        let mut writer = db.begin().await.unwrap();
+        tx_run!(&mut writer, |c| sqlx::query(
+            "UPDATE devices SET updated_at = updated_at + 1 WHERE id = 'dev_a'"
+        )
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .unwrap();
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(500), claim("clu_1", whole.clone()));
+        assert!(dropped.await.is_err(), "the claim waited for the row");
+        writer.rollback().await.unwrap();
+
+        let asked = Instant::now();
+        let too_big =
+            tokio::time::timeout(Duration::from_secs(10), claim("clu_2", Request::new(9)))
+                .await
+                .expect("a request that does not fit is answered, not kept waiting");
+        assert_eq!(too_big.unwrap_err().code(), "insufficient_capacity");
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+
+        let again = tokio::time::timeout(Duration::from_secs(10), claim("clu_3", whole))
+            .await
+            .expect("the dropped claim's GPUs are placed again")
+            .unwrap();
+        assert_eq!(again.plan.nodes[0].device_id, "dev_a");
+        assert_eq!(
+            scalar(&db, "SELECT gpus_free FROM devices WHERE id = 'dev_a'").await,
+            0,
+            "taken once, by the claim that finished"
         );
         db.close().await;
     }
