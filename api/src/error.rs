@@ -182,6 +182,7 @@ impl ApiError {
         let status = self.status();
         let field = match self {
             ApiError::Domain(DomainError::Validation { field, .. }) => Some(field.to_string()),
+            ApiError::Domain(DomainError::InvalidEndpoint { .. }) => Some("endpoints".into()),
             _ => None,
         };
         let capacity = match self {
@@ -207,9 +208,9 @@ impl ApiError {
 
 pub fn domain_status(e: &DomainError) -> StatusCode {
     match e {
-        DomainError::Validation { .. } | DomainError::InsufficientCapacity(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        DomainError::Validation { .. }
+        | DomainError::InvalidEndpoint { .. }
+        | DomainError::InsufficientCapacity(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::Unauthenticated
         | DomainError::InvalidCredentials
         | DomainError::InvalidToken

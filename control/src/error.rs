@@ -30,6 +30,10 @@ pub enum Error {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// An agent reported an endpoint that is not an address; `name` is the endpoint's name
+    /// as reported (cut to 32 characters), empty when the report as a whole is refused.
+    #[error("{}", endpoint_message(name, reason))]
+    InvalidEndpoint { name: String, reason: &'static str },
     #[error("{0}")]
     InsufficientCapacity(Box<crate::placement::Infeasible>),
     #[error("{0}")]
@@ -59,6 +63,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict { code, .. } => code,
             Error::LastOwner => "last_owner",
+            Error::InvalidEndpoint { .. } => "invalid_endpoint",
             Error::InsufficientCapacity(_) => "insufficient_capacity",
             Error::QuotaExceeded(_) => "quota_exceeded",
             Error::Billing(e) => e.code(),
@@ -79,6 +84,15 @@ impl Error {
         matches!(self, Error::Db(e) if !matches!(e, DbError::NotFound))
             || matches!(self, Error::Internal(_))
             || matches!(self, Error::Billing(e) if matches!(e.code(), "internal" | "unbalanced_transaction"))
+    }
+}
+
+fn endpoint_message(name: &str, reason: &str) -> String {
+    if name.is_empty() {
+        format!("endpoints: {reason}")
+    } else {
+        // Debug quoting shows a hostile name's control characters escaped.
+        format!("endpoint {name:?}: {reason}")
     }
 }
 

@@ -10,6 +10,7 @@ use iocloud_control::clusters::{
     Connectivity, Extension, NodeView, QuotaView, SpecChange,
 };
 use iocloud_control::providers::devices::Location;
+use iocloud_control::providers::endpoints::Endpoints;
 
 use super::quotes::{GqlLocationInput, GqlPreference};
 use super::schema::{actor, control, gql_error, page};
@@ -142,7 +143,7 @@ pub struct GqlNode {
     gpu_model: Option<String>,
     gpus: i64,
     price_per_gpu_hour: String,
-    endpoints: Option<Json<serde_json::Value>>,
+    endpoints: Option<Json<Endpoints>>,
     reason: Option<String>,
     current: bool,
 }

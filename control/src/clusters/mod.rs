@@ -31,6 +31,7 @@ pub use quota::{QuotaExceeded, QuotaLimits, QuotaUpdate, QuotaView};
 pub(crate) use settle::SettleQueue;
 pub use spec::{ClusterKind, ClusterSpec, Connectivity};
 
+use crate::providers::endpoints::Endpoints;
 use crate::{Action, Actor, Control, Error, Page, PageRequest, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -104,8 +105,9 @@ pub struct NodeView {
     pub gpus: i64,
     /// USD.
     pub price_per_gpu_hour: String,
+    /// By name, each `host:port` or a URL; absent until the node is ready.
     #[schema(value_type = Option<Object>)]
-    pub endpoints: Option<serde_json::Value>,
+    pub endpoints: Option<Endpoints>,
     pub reason: Option<String>,
     /// Whether the node still belongs to the cluster (a lost or replaced node does not).
     pub current: bool,
@@ -510,11 +512,16 @@ where
 }
 
 impl NodeRow {
-    pub fn endpoints(&self) -> serde_json::Value {
-        self.endpoints
-            .as_deref()
-            .and_then(|e| serde_json::from_str(e).ok())
-            .unwrap_or(serde_json::Value::Null)
+    /// What the node's agent reported, `None` before it did. A stored value that no longer
+    /// reads as endpoints (kept before reports were checked) counts as none, so it reaches
+    /// neither the customer nor other nodes.
+    pub fn endpoints(&self) -> Option<Endpoints> {
+        let stored = self.endpoints.as_deref()?;
+        serde_json::from_str(stored)
+            .inspect_err(
+                |e| tracing::warn!(error = %e, node = %self.id, "stored endpoints ignored"),
+            )
+            .ok()
     }
 
     fn view(&self) -> NodeView {
@@ -528,7 +535,7 @@ impl NodeRow {
             gpus: self.gpus,
             price_per_gpu_hour: Money::from_micros(self.price_per_gpu_hour, Currency::Usd)
                 .to_decimal(),
-            endpoints: self.endpoints.as_ref().map(|_| self.endpoints()),
+            endpoints: self.endpoints(),
             reason: self.reason.clone(),
             current: self.ended_at.is_none(),
         }

@@ -15,6 +15,7 @@ use super::lifecycle::{end_node_in, give_back_all_in, stale, usage_id};
 use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow};
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
+use crate::providers::endpoints::Endpoints;
 use crate::{Control, Error, Result};
 
 /// How long a replica keeps a due cluster to itself while it works on it, µs.
@@ -242,7 +243,10 @@ impl Control {
             let leader_ready = current
                 .iter()
                 .find(|n| bootstrap::is_leader(&n.role))
-                .map(|n| (n.id.clone(), n.status == "ready", n.endpoints()));
+                .map(|n| {
+                    let endpoints = n.endpoints().unwrap_or_default();
+                    (n.id.clone(), n.status == "ready", endpoints)
+                });
             return self
                 .replace_nodes(row, missing, leader_ready, current.is_empty())
                 .await;
@@ -256,7 +260,8 @@ impl Control {
             .find(|n| bootstrap::is_leader(&n.role) && n.status == "ready");
         let waiting: Vec<&&NodeRow> = current.iter().filter(|n| n.status == "waiting").collect();
         if let (Some(leader), false) = (leader, waiting.is_empty())
-            && let Some(address) = bootstrap::leader_address(kind, &leader.endpoints())
+            && let Some(address) =
+                bootstrap::leader_address(kind, &leader.endpoints().unwrap_or_default())
         {
             let mut tx = self.db.begin().await?;
             for n in &waiting {
@@ -327,9 +332,15 @@ impl Control {
                     format!("{} replacement node(s) ready and billed", unmetered.len()),
                 ),
             };
-            let nodes: Vec<(String, String, serde_json::Value)> = current
+            let nodes: Vec<(String, String, Endpoints)> = current
                 .iter()
-                .map(|n| (n.id.clone(), n.role.clone(), n.endpoints()))
+                .map(|n| {
+                    (
+                        n.id.clone(),
+                        n.role.clone(),
+                        n.endpoints().unwrap_or_default(),
+                    )
+                })
                 .collect();
             row.connection =
                 Some(bootstrap::connection(kind, &row.name, &row.join_token, &nodes).to_string());
@@ -391,7 +402,7 @@ impl Control {
         &self,
         mut row: ClusterRow,
         missing: i64,
-        leader: Option<(String, bool, serde_json::Value)>,
+        leader: Option<(String, bool, Endpoints)>,
         no_nodes_left: bool,
     ) -> Result<Step> {
         let spec = row.spec()?;
@@ -457,7 +468,7 @@ struct Replacement {
     row: ClusterRow,
     image: String,
     /// The cluster's leader, if it still has one: its id, whether it is ready, its endpoints.
-    leader: Option<(String, bool, serde_json::Value)>,
+    leader: Option<(String, bool, Endpoints)>,
     no_nodes_left: bool,
 }
 

