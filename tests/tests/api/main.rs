@@ -11,6 +11,7 @@ mod cli;
 mod clusters;
 mod crash;
 mod devices;
+mod dropped_creates;
 mod graphql;
 mod idempotency;
 mod invitations;
