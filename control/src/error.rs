@@ -9,6 +9,8 @@ pub enum Error {
     Validation {
         field: &'static str,
         message: String,
+        /// `validation_failed`, or a more precise code a client may act on.
+        code: &'static str,
     },
     #[error("no credentials were given")]
     Unauthenticated,
@@ -51,7 +53,7 @@ pub enum Error {
 impl Error {
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Validation { .. } => "validation_failed",
+            Error::Validation { code, .. } => code,
             Error::Unauthenticated => "unauthenticated",
             Error::InvalidCredentials => "invalid_credentials",
             Error::InvalidToken => "invalid_token",
@@ -76,6 +78,7 @@ impl Error {
         Error::Validation {
             field,
             message: message.into(),
+            code: "validation_failed",
         }
     }
 

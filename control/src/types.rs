@@ -83,8 +83,8 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A display name (of a user, an organisation or a key): trimmed, 1..=100 characters, no
-/// control characters.
+/// A display name (of a user, an organisation, a key or a device): trimmed, 1..=100
+/// characters, and nothing that shows other than it reads ([`check_visible_text`]).
 pub fn parse_name(field: &'static str, raw: &str) -> Result<String> {
     let s = raw.trim();
     if s.is_empty() {
@@ -93,13 +93,40 @@ pub fn parse_name(field: &'static str, raw: &str) -> Result<String> {
     if s.chars().count() > 100 {
         return Err(Error::validation(field, "must be at most 100 characters"));
     }
-    if s.chars().any(char::is_control) {
-        return Err(Error::validation(
-            field,
-            "must not contain control characters",
-        ));
-    }
+    check_visible_text(field, s)?;
     Ok(s.to_string())
+}
+
+/// Refuses, with 422 `invisible_characters`, text holding characters that make it display
+/// other than it reads: bidirectional embeddings, overrides and isolates (which reorder what
+/// follows, so `evil\u{202E}gpj.exe` shows as `evilexe.jpg`), zero-width characters and marks
+/// (which make two different names look the same), the byte-order mark, and every other
+/// control character. Every place that takes a name checks it here, so one list decides.
+pub fn check_visible_text(field: &'static str, s: &str) -> Result<()> {
+    match s.chars().find(|c| is_invisible(*c)) {
+        None => Ok(()),
+        Some(c) => Err(Error::Validation {
+            field,
+            message: format!(
+                "must not contain invisible or direction-changing characters (found U+{:04X})",
+                u32::from(c)
+            ),
+            code: "invisible_characters",
+        }),
+    }
+}
+
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'                     // Arabic letter mark
+            | '\u{200B}'..='\u{200F}'      // zero-width space, joiners; LRM, RLM
+            | '\u{202A}'..='\u{202E}'      // embeddings and overrides
+            | '\u{2060}'..='\u{2064}'      // word joiner, invisible operators
+            | '\u{2066}'..='\u{2069}'      // isolates
+            | '\u{FEFF}' // byte-order mark, zero-width no-break space
+        )
 }
 
 #[cfg(test)]
@@ -143,6 +170,17 @@ mod tests {
         assert!(parse_name("name", "   ").is_err());
         assert!(parse_name("name", "a\u{0}b").is_err());
         assert!(parse_name("name", &"n".repeat(101)).is_err());
+        assert_eq!(
+            parse_name("name", "Zürich GPU 東京").unwrap(),
+            "Zürich GPU 東京"
+        );
+        for c in [
+            '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{200B}', '\u{200F}', '\u{2060}',
+            '\u{FEFF}', '\u{7}', '\u{85}',
+        ] {
+            let err = parse_name("name", &format!("evil{c}gpj.exe")).unwrap_err();
+            assert_eq!(err.code(), "invisible_characters", "U+{:04X}", u32::from(c));
+        }
     }
 
     proptest! {

@@ -122,6 +122,8 @@ pub(crate) struct Checked {
 }
 
 pub(crate) fn check_name(name: &str) -> Result<()> {
+    // The same answer as every other name for the characters no name may hold.
+    crate::types::check_visible_text("name", name)?;
     let ok = (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
