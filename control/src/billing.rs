@@ -400,7 +400,7 @@ impl Control {
         amount_usd: &str,
         currency: &str,
     ) -> Result<PriceQuoteView> {
-        actor.authorize(Action::BillingRead)?;
+        actor.authorize(Action::QuotesCreate)?;
         let currency = parse_currency("currency", currency)?;
         let usd = Money::parse(amount_usd, Currency::Usd)
             .map_err(|e| Error::validation("amount_usd", e.to_string()))?;

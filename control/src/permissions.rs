@@ -102,10 +102,13 @@ pub enum Action {
     BillingManage,
     ResourcesRead,
     ResourcesWrite,
+    /// Placement and price quotes: each is written and kept for a while, and is the first step
+    /// of renting or paying, so it needs write rights though it changes nothing else.
+    QuotesCreate,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::OrgRead,
         Action::OrgUpdate,
         Action::MembersRead,
@@ -119,6 +122,7 @@ impl Action {
         Action::BillingManage,
         Action::ResourcesRead,
         Action::ResourcesWrite,
+        Action::QuotesCreate,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -136,6 +140,7 @@ impl Action {
             Action::BillingManage => "managing billing",
             Action::ResourcesRead => "reading clusters and devices",
             Action::ResourcesWrite => "changing clusters and devices",
+            Action::QuotesCreate => "creating quotes",
         }
     }
 
@@ -146,7 +151,7 @@ impl Action {
             OrgRead | MembersRead | InvitationsRead | ApiKeysRead | BillingRead | ResourcesRead => {
                 Scope::Read
             }
-            ResourcesWrite => Scope::Write,
+            ResourcesWrite | QuotesCreate => Scope::Write,
             OrgUpdate | MembersManage | InvitationsManage | ApiKeysManage | AuditRead
             | BillingManage => Scope::Admin,
         }
@@ -164,6 +169,8 @@ pub fn role_allows(role: Role, action: Action) -> bool {
         BillingRead => matches!(role, Owner | Admin | Billing),
         BillingManage => matches!(role, Owner | Billing),
         ResourcesWrite => matches!(role, Owner | Admin | Member),
+        // Those who rent (placement quotes) or pay (price quotes in the paying currency).
+        QuotesCreate => matches!(role, Owner | Admin | Member | Billing),
     }
 }
 
@@ -197,6 +204,8 @@ mod tests {
         assert!(scopes_allow(&[Scope::Admin], Action::ResourcesWrite));
         assert!(scopes_allow(&[Scope::Write], Action::ResourcesRead));
         assert!(!scopes_allow(&[Scope::Read], Action::ResourcesWrite));
+        assert!(!scopes_allow(&[Scope::Read], Action::QuotesCreate));
+        assert!(scopes_allow(&[Scope::Write], Action::QuotesCreate));
         assert!(!scopes_allow(&[Scope::Write], Action::ApiKeysManage));
         assert!(!scopes_allow(&[], Action::OrgRead));
     }

@@ -263,7 +263,7 @@ impl Control {
 
     /// Ranked plans for the request, kept for five minutes under a quote id.
     pub async fn create_quote(&self, actor: &Actor, q: &QuoteRequest) -> Result<Quote> {
-        actor.authorize(Action::ResourcesRead)?;
+        actor.authorize(Action::QuotesCreate)?;
         let request = self.placement_request(q)?;
         let plans = self.plans(&request).await?;
         let now = now_micros();

@@ -67,6 +67,21 @@ fn requests(target_user: &str, n: usize) -> Vec<(Action, Method, String, Option<
             None,
             200,
         ),
+        // No machines are listed: an allowed placement quote finds no capacity.
+        (
+            Action::QuotesCreate,
+            Method::POST,
+            "/v1/quotes".into(),
+            Some(json!({"gpu_model": "h100-sxm", "gpu_count": 8, "duration_hours": 1})),
+            422,
+        ),
+        (
+            Action::QuotesCreate,
+            Method::POST,
+            "/v1/price-quotes".into(),
+            Some(json!({"amount_usd": "5", "currency": "USD"})),
+            201,
+        ),
     ]
 }
 
@@ -249,6 +264,24 @@ async fn api_key_scopes(b: iocloud_tests::Backend) {
                 a.text
             );
         }
+        // GraphQL asks the same domain call as `POST /v1/quotes`.
+        let g = app
+            .graphql(
+                Some(&secret),
+                "mutation { quote(input: {gpuModel: \"h100-sxm\", gpuCount: 8, durationHours: 1}) { id } }",
+                json!({}),
+            )
+            .await;
+        let expected = if scopes_allow(&[scope], Action::QuotesCreate) {
+            "insufficient_capacity"
+        } else {
+            "forbidden"
+        };
+        assert_eq!(
+            g.body["errors"][0]["extensions"]["code"], expected,
+            "{scope:?}: {}",
+            g.text
+        );
     }
     app.stop().await;
 }
