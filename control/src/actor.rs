@@ -36,6 +36,21 @@ impl Actor {
         }
     }
 
+    /// Refuses with 403 `forbidden` to hand out `role` (by invitation or role change) when it
+    /// carries a permission this actor does not hold: nobody grants more than they have.
+    pub fn authorize_grant(&self, role: Role) -> Result<()> {
+        let exceeds = Action::ALL
+            .into_iter()
+            .any(|a| role_allows(role, a) && self.authorize(a).is_err());
+        if exceeds {
+            Err(Error::Forbidden(
+                "granting a role with rights you do not hold",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn user_id(&self) -> Option<&str> {
         match &self.principal {
             Principal::User { user_id, .. } => Some(user_id),

@@ -81,6 +81,7 @@ impl Control {
         if role == Role::Owner && actor.role() != Some(Role::Owner) {
             return Err(Error::Forbidden("inviting an owner"));
         }
+        actor.authorize_grant(role)?;
         let now = now_micros();
         let member: Option<String> = db_run!(&self.db, |p| {
             sqlx::query_scalar("SELECT u.id FROM users u JOIN memberships m ON m.user_id = u.id WHERE m.org_id = $1 AND u.email = $2")

@@ -257,6 +257,7 @@ impl Control {
         if touches_owner && actor.role() != Some(Role::Owner) {
             return Err(Error::Forbidden("granting or removing the owner role"));
         }
+        actor.authorize_grant(role)?;
         if current == Role::Owner
             && role != Role::Owner
             && owners(&mut tx, &actor.org_id).await? <= 1

@@ -170,14 +170,67 @@ async fn owner_rules(b: iocloud_tests::Backend) {
     )
     .await
     .assert_problem(403, "forbidden");
+    // Nobody grants a role that can do more than they can: `billing` manages billing, stakes
+    // and withdraws, which admins may not. Neither by REST nor GraphQL, by role change or invite.
+    app.patch(
+        &format!("/v1/members/{}", member.user_id),
+        &admin.access,
+        json!({"role": "billing"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    app.post(
+        "/v1/invitations",
+        Some(&admin.access),
+        json!({"email": "y@example.com", "role": "billing"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    for (query, variables) in [
+        (
+            "mutation($u: String!) { changeMemberRole(userId: $u, role: BILLING) { role } }",
+            json!({"u": member.user_id}),
+        ),
+        (
+            "mutation { createInvitation(email: \"z@example.com\", role: BILLING) { id } }",
+            json!({}),
+        ),
+    ] {
+        let g = app.graphql(Some(&admin.access), query, variables).await;
+        assert_eq!(
+            g.body["errors"][0]["extensions"]["code"], "forbidden",
+            "{}",
+            g.text
+        );
+    }
+    assert_eq!(
+        app.scalar(
+            &format!(
+                "SELECT role FROM memberships WHERE org_id = '{}' AND user_id = $1",
+                owner.org_id
+            ),
+            &member.user_id
+        )
+        .await,
+        "member"
+    );
     let ok = app
         .patch(
             &format!("/v1/members/{}", member.user_id),
-            &admin.access,
+            &owner.access,
             json!({"role": "billing"}),
         )
         .await;
     assert_eq!(ok.body["role"], "billing", "{}", ok.text);
+    // What an admin holds, an admin may hand out.
+    let ok = app
+        .post(
+            "/v1/invitations",
+            Some(&admin.access),
+            json!({"email": "w@example.com", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.text);
 
     // With a second owner, the first may step down.
     let promoted = app
