@@ -410,6 +410,8 @@ impl Control {
             principal: Principal::ApiKey {
                 key_id: key.id,
                 scopes,
+                maker_user_id: key.maker_user_id,
+                maker_role: key.maker_role,
             },
             org_id: key.org_id,
             is_operator: false,

@@ -18,16 +18,27 @@ pub enum Principal {
         session_id: String,
         role: Role,
     },
-    /// An API key bound to the actor's organisation.
-    ApiKey { key_id: String, scopes: Vec<Scope> },
+    /// An API key bound to the actor's organisation. It may do what its scopes allow and its
+    /// maker's current role allows too, so demoting or removing the maker narrows or ends it.
+    ApiKey {
+        key_id: String,
+        scopes: Vec<Scope>,
+        /// The user the key answers to: its creator, or the user behind the key that made it.
+        maker_user_id: String,
+        /// The maker's role in the organisation, read when the key authenticated.
+        maker_role: Role,
+    },
 }
 
 impl Actor {
-    /// Refuses with 403 `forbidden` unless the permission table allows `action`.
+    /// Refuses with 403 `forbidden` unless the permission table allows `action` (for a key:
+    /// its scopes and its maker's current role both do).
     pub fn authorize(&self, action: Action) -> Result<()> {
         let allowed = match &self.principal {
             Principal::User { role, .. } => role_allows(*role, action),
-            Principal::ApiKey { scopes, .. } => scopes_allow(scopes, action),
+            Principal::ApiKey {
+                scopes, maker_role, ..
+            } => scopes_allow(scopes, action) && role_allows(*maker_role, action),
         };
         if allowed {
             Ok(())

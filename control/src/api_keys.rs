@@ -6,7 +6,7 @@ use iocloud_db::{DbError, db_run, ids::new_id};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::permissions::Scope;
+use crate::permissions::{Role, Scope};
 use crate::types::parse_name;
 use crate::{Action, Actor, Control, Error, Page, PageRequest, Result, secrets};
 
@@ -76,9 +76,16 @@ pub(crate) struct KeyRow {
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
     pub(crate) last_used_at: Option<i64>,
+    /// The user whose current role bounds what the key may do (see [`Actor::authorize`]).
+    /// `None` only for a key whose chain of makers reaches no user: it no longer authenticates.
+    pub(crate) maker_user_id: Option<String>,
+    /// The maker's role in the key's organisation when the row was read, or `None` when the
+    /// maker is no longer a member. Read only by authentication, which joins it in.
+    #[sqlx(default)]
+    maker_role: Option<String>,
 }
 
-const COLUMNS: &str = "id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at, revoked_at, last_used_at";
+const COLUMNS: &str = "id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at, revoked_at, last_used_at, maker_user_id";
 
 impl KeyRow {
     fn into_key(self, now: i64) -> ApiKey {
@@ -108,6 +115,9 @@ pub(crate) struct AuthenticatedKey {
     pub(crate) id: String,
     pub(crate) org_id: String,
     pub(crate) scopes: Vec<String>,
+    pub(crate) maker_user_id: String,
+    /// The maker's current role: the key may do only what both its scopes and this allow.
+    pub(crate) maker_role: Role,
 }
 
 impl Control {
@@ -137,22 +147,19 @@ impl Control {
             }
         }
         scopes.sort();
-        // A key may not do more than the person who makes it.
-        if let Some(role) = actor.role()
-            && let Some(action) = Action::ALL.into_iter().find(|a| {
-                crate::permissions::scopes_allow(&scopes, *a)
-                    && !crate::permissions::role_allows(role, *a)
-            })
+        // A key may not do more than whoever makes it (a user's role, or a key's own rights,
+        // themselves bounded by its maker's role).
+        if let Some(action) = Action::ALL
+            .into_iter()
+            .find(|a| crate::permissions::scopes_allow(&scopes, *a) && actor.authorize(*a).is_err())
         {
             return Err(Error::Forbidden(action.describe()));
         }
-        if let crate::Principal::ApiKey { scopes: own, .. } = &actor.principal
-            && scopes.iter().any(|s| !own.iter().any(|o| o >= s))
-        {
-            return Err(Error::Forbidden(
-                "creating a key with more scopes than this key",
-            ));
-        }
+        // A key made by a key answers to the same user as its maker.
+        let maker_user_id = match &actor.principal {
+            crate::Principal::User { user_id, .. } => user_id.clone(),
+            crate::Principal::ApiKey { maker_user_id, .. } => maker_user_id.clone(),
+        };
         let now = now_micros();
         let expires_at = match input.expires_in_days {
             Some(0) | Some(3651..) => {
@@ -174,11 +181,11 @@ impl Control {
             .join(",");
         db_run!(&self.db, |p| {
             sqlx::query(
-                "INSERT INTO api_keys (id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO api_keys (id, org_id, name, prefix, key_hash, scopes, created_by, created_at, expires_at, maker_user_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&id).bind(&actor.org_id).bind(&name).bind(&prefix).bind(secrets::hash(&secret))
-            .bind(&scope_text).bind(actor.id()).bind(now).bind(expires_at)
+            .bind(&scope_text).bind(actor.id()).bind(now).bind(expires_at).bind(&maker_user_id)
             .execute(p).await.map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
@@ -243,16 +250,22 @@ impl Control {
         self.api_key(actor, key_id).await
     }
 
-    /// Finds a live key by its secret (from the cache when it is there), noting when it was
-    /// last used.
+    /// Finds a live key by its secret (from the cache when it is there), with its maker's
+    /// current role, noting when it was last used. A key whose maker has left the
+    /// organisation is refused.
     pub(crate) async fn api_key_by_secret(&self, secret: &str) -> Result<AuthenticatedKey> {
         let hash = secrets::hash(secret);
         let row = match self.cache.key_by_hash(&hash) {
             Some(row) => row,
             None => {
                 let generation = self.cache.generation();
-                let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = $1");
-                let row: Option<KeyRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+                // The maker's role is read with the key (and cached with it): a role change or
+                // a removal forgets the cached key on every replica (`Forget::KeysOf`).
+                let sql = "SELECT k.id, k.org_id, k.name, k.prefix, k.key_hash, k.scopes, k.created_by, k.created_at, \
+                     k.expires_at, k.revoked_at, k.last_used_at, k.maker_user_id, m.role AS maker_role \
+                     FROM api_keys k LEFT JOIN memberships m ON m.org_id = k.org_id AND m.user_id = k.maker_user_id \
+                     WHERE k.key_hash = $1";
+                let row: Option<KeyRow> = db_run!(&self.db, |p| sqlx::query_as(sql)
                     .bind(&hash)
                     .fetch_optional(p)
                     .await)
@@ -270,6 +283,12 @@ impl Control {
         if row.expires_at.is_some_and(|e| e <= now) {
             return Err(Error::TokenExpired);
         }
+        let (Some(maker_user_id), Some(maker_role)) = (
+            row.maker_user_id.clone(),
+            row.maker_role.as_deref().and_then(Role::parse),
+        ) else {
+            return Err(Error::InvalidToken);
+        };
         if row
             .last_used_at
             .is_none_or(|t| now - t > LAST_USED_RESOLUTION_MICROS)
@@ -280,6 +299,8 @@ impl Control {
             id: row.id.clone(),
             org_id: row.org_id.clone(),
             scopes: row.scopes.split(',').map(String::from).collect(),
+            maker_user_id,
+            maker_role,
         })
     }
 

@@ -55,10 +55,12 @@ pub struct Cache {
     devices: Mutex<Devices>,
 }
 
-/// What to forget: one key, one organisation, or everything.
+/// What to forget: one key, the keys one user made, one organisation, a device, or everything.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Forget<'a> {
     Key(&'a str),
+    /// Every key whose maker is this user: their role changed, and a key's rights follow it.
+    KeysOf(&'a str),
     Org(&'a str),
     Device(&'a str),
     All,
@@ -68,6 +70,7 @@ impl Forget<'_> {
     pub fn message(&self) -> String {
         match self {
             Forget::Key(id) => format!("key:{id}"),
+            Forget::KeysOf(user_id) => format!("maker:{user_id}"),
             Forget::Org(id) => format!("org:{id}"),
             Forget::Device(id) => format!("dev:{id}"),
             Forget::All => "*".into(),
@@ -77,6 +80,7 @@ impl Forget<'_> {
     pub fn parse(message: &str) -> Forget<'_> {
         match message.split_once(':') {
             Some(("key", id)) => Forget::Key(id),
+            Some(("maker", id)) => Forget::KeysOf(id),
             Some(("org", id)) => Forget::Org(id),
             Some(("dev", id)) => Forget::Device(id),
             _ => Forget::All,
@@ -259,6 +263,13 @@ impl Cache {
                     keys.by_hash.remove(&hash);
                 }
             }
+            Forget::KeysOf(user_id) => {
+                let mut keys = self.keys.lock();
+                keys.by_hash
+                    .retain(|_, e| e.value.maker_user_id.as_deref() != Some(*user_id));
+                let Keys { by_hash, hash_of } = &mut *keys;
+                hash_of.retain(|_, hash| by_hash.contains_key(hash));
+            }
             Forget::Org(id) => {
                 self.orgs.lock().remove(*id);
                 self.currencies.lock().remove(*id);
@@ -287,6 +298,7 @@ mod tests {
     fn messages_round_trip() {
         for f in [
             Forget::Key("key_1"),
+            Forget::KeysOf("usr_1"),
             Forget::Org("org_1"),
             Forget::Device("dev_1"),
             Forget::All,

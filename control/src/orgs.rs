@@ -275,11 +275,15 @@ impl Control {
         })
         .map_err(DbError::from)?;
         tx.commit().await?;
+        // The member's keys act within their role: forget every cached copy, on every replica,
+        // so the next request with one of them reads the new role.
+        self.invalidate(crate::cache::Forget::KeysOf(user_id)).await;
         self.member(actor, user_id).await
     }
 
     /// Removes a member; any member may remove themselves (leave). The last owner cannot go.
-    /// Their sessions in this organisation end and the API keys they made are revoked.
+    /// Their sessions in this organisation end and the API keys they answer for (made by them,
+    /// or by one of their keys) are revoked.
     pub async fn remove_member(&self, actor: &Actor, user_id: &str) -> Result<()> {
         let leaving = actor.user_id() == Some(user_id);
         if !leaving {
@@ -308,7 +312,7 @@ impl Control {
                 .bind(user_id)
                 .execute(&mut *c)
                 .await?;
-            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND created_by = $3 AND revoked_at IS NULL")
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND (created_by = $3 OR maker_user_id = $3) AND revoked_at IS NULL")
                 .bind(now)
                 .bind(&actor.org_id)
                 .bind(user_id)
@@ -319,7 +323,7 @@ impl Control {
         .map_err(DbError::from)?;
         tx.commit().await?;
         // Their keys may be cached on any replica.
-        self.invalidate(crate::cache::Forget::All).await;
+        self.invalidate(crate::cache::Forget::KeysOf(user_id)).await;
         Ok(())
     }
 }
