@@ -29,6 +29,9 @@ pub enum CtlCommand {
     Destroy(FileArgs),
     /// One cluster, by name or id.
     Get(OneArgs),
+    /// A Kubernetes cluster's kubeconfig, by name or id (needs a `write` key; every read is
+    /// audited). `iocloud kubeconfig NAME > kubeconfig.yaml`; `--output json` adds the token.
+    Kubeconfig(OneArgs),
     /// The organisation's clusters.
     List(ListArgs),
     /// A cluster's events; `--follow` streams them until the cluster ends.
@@ -138,7 +141,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Quote(a) => a.conn.json(),
         CtlCommand::Apply(a) => a.files.conn.json(),
         CtlCommand::Destroy(a) => a.conn.json(),
-        CtlCommand::Get(a) | CtlCommand::Delete(a) => a.conn.json(),
+        CtlCommand::Get(a) | CtlCommand::Delete(a) | CtlCommand::Kubeconfig(a) => a.conn.json(),
         CtlCommand::List(a) => a.conn.json(),
         CtlCommand::Events(a) => a.conn.json(),
         CtlCommand::Extend(a) => a.conn.json(),
@@ -149,6 +152,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Apply(a) => apply(a).await,
         CtlCommand::Destroy(a) => destroy(a).await,
         CtlCommand::Get(a) => get(a).await,
+        CtlCommand::Kubeconfig(a) => kubeconfig(a).await,
         CtlCommand::List(a) => list(a).await,
         CtlCommand::Events(a) => events(a).await,
         CtlCommand::Extend(a) => extend(a).await,
@@ -491,6 +495,19 @@ async fn get(a: OneArgs) -> CtlResult<i32> {
         print_json(&c);
     } else {
         render::cluster(&c);
+    }
+    Ok(exit::OK)
+}
+
+async fn kubeconfig(a: OneArgs) -> CtlResult<i32> {
+    let client = Client::from_conn(&a.conn)?;
+    let c = client
+        .get(&format!("/v1/clusters/{}/credentials", seg(&a.cluster)))
+        .await?;
+    if a.conn.json() {
+        print_json(&c);
+    } else {
+        print!("{}", c["kubeconfig"].as_str().unwrap_or_default());
     }
     Ok(exit::OK)
 }

@@ -120,15 +120,16 @@ pub fn cluster(c: &Value) {
     }
     if let Some(conn) = c["connection"].as_object() {
         for (k, v) in conn {
-            if k == "kubeconfig" {
-                println!("  kubeconfig  (iocloud get -o json … | jq -r .connection.kubeconfig)");
-            } else if !v.is_null() {
+            if !v.is_null() {
                 println!(
                     "  {k:<11} {}",
                     v.as_str().map(str::to_string).unwrap_or(v.to_string())
                 );
             }
         }
+    }
+    if c["kind"] == "kubernetes" && c["connection"]["api_server"].is_string() {
+        println!("  kubeconfig  iocloud kubeconfig {}", s(&c["name"]));
     }
     for n in c["nodes"].as_array().into_iter().flatten() {
         if n["current"] != true {

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, Subscription};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use iocloud_control::clusters::credentials::RequestOrigin;
 use iocloud_control::clusters::{
-    ApplyPlan, ApplyResult, ClusterEvent, ClusterKind, ClusterSpec, ClusterStatus, ClusterView,
-    Connectivity, Extension, NodeView, QuotaView, SpecChange,
+    ApplyPlan, ApplyResult, ClusterCredentials, ClusterEvent, ClusterKind, ClusterSpec,
+    ClusterStatus, ClusterView, Connectivity, Extension, NodeView, QuotaView, SpecChange,
 };
 use iocloud_control::providers::devices::Location;
 use iocloud_control::providers::endpoints::Endpoints;
@@ -330,6 +331,29 @@ impl From<ApplyResult> for GqlApplyResult {
     }
 }
 
+/// A Kubernetes cluster's admin credentials (the same as `GET /v1/clusters/{id}/credentials`).
+#[derive(SimpleObject)]
+#[graphql(name = "ClusterCredentials")]
+pub struct GqlClusterCredentials {
+    cluster_id: String,
+    kind: String,
+    api_server: String,
+    token: String,
+    kubeconfig: String,
+}
+
+impl From<ClusterCredentials> for GqlClusterCredentials {
+    fn from(c: ClusterCredentials) -> Self {
+        GqlClusterCredentials {
+            cluster_id: c.cluster_id,
+            kind: c.kind.as_str().into(),
+            api_server: c.api_server,
+            token: c.token,
+            kubeconfig: c.kubeconfig,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ClustersQuery;
 
@@ -339,6 +363,20 @@ impl ClustersQuery {
     async fn cluster(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlCluster> {
         Ok(control(ctx)
             .cluster(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)?
+            .into())
+    }
+
+    /// A Kubernetes cluster's admin credentials. Needs the right to change clusters; every
+    /// read is written to the audit log (without a request id, which GraphQL does not see).
+    async fn cluster_credentials(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> GqlResult<GqlClusterCredentials> {
+        Ok(control(ctx)
+            .cluster_credentials(actor(ctx)?, &id, &RequestOrigin::default())
             .await
             .map_err(gql_error)?
             .into())

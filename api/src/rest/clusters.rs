@@ -5,14 +5,15 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use iocloud_control::Page;
+use iocloud_control::clusters::credentials::RequestOrigin;
 use iocloud_control::clusters::{
-    ApplyPlan, ApplyResult, ClusterEvent, ClusterSpec, ClusterView, Extension, QuotaUpdate,
-    QuotaView,
+    ApplyPlan, ApplyResult, ClusterCredentials, ClusterEvent, ClusterSpec, ClusterView, Extension,
+    QuotaUpdate, QuotaView,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,6 +21,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiResult, PlacementProblem, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ListParams};
+use crate::middleware::client::{client_ip, request_id};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -27,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_clusters, create_cluster))
         .routes(routes!(get_cluster, delete_cluster, apply_cluster))
         .routes(routes!(extend_cluster))
+        .routes(routes!(cluster_credentials))
         .routes(routes!(cluster_events))
         .routes(routes!(quota))
         .routes(routes!(set_quota))
@@ -77,8 +80,9 @@ async fn create_cluster(
     Ok((StatusCode::CREATED, Json(cluster)))
 }
 
-/// A cluster with its nodes, latest events and connection details. `{id}` is a cluster id
-/// or a name (the live cluster of that name, else the latest).
+/// A cluster with its nodes, latest events and connection details (addresses, never
+/// credentials: see `/v1/clusters/{id}/credentials`). `{id}` is a cluster id or a name (the
+/// live cluster of that name, else the latest).
 #[utoipa::path(get, path = "/v1/clusters/{id}", tag = "clusters",
     responses((status = 200, body = ClusterView), (status = 404, body = Problem)))]
 async fn get_cluster(
@@ -87,6 +91,29 @@ async fn get_cluster(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ClusterView>> {
     Ok(Json(s.control.cluster(&actor, &id).await?))
+}
+
+/// A Kubernetes cluster's admin credentials: its kubeconfig and bearer token. Needs the right
+/// to change clusters (owner, admin or member; a `write` key), unlike the cluster itself, and
+/// every read is written to the audit log. 409 `no_credentials` for Ray and container clusters
+/// and before the API server is up.
+#[utoipa::path(get, path = "/v1/clusters/{id}/credentials", tag = "clusters",
+    params(("id" = String, Path, description = "A cluster id, or the name of one")),
+    responses((status = 200, body = ClusterCredentials), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn cluster_credentials(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let origin = RequestOrigin {
+        request_id: request_id(&req),
+        ip: client_ip(&req, s.config.trust_forwarded_for).map(|ip| ip.to_string()),
+    };
+    let credentials = s.control.cluster_credentials(&actor, &id, &origin).await?;
+    // A secret: no cache along the way may keep it.
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(credentials)).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -101,14 +101,10 @@ fn admin_token(join_token: &str) -> String {
 }
 
 /// How the customer reaches a running cluster, from the nodes' reported endpoints:
-/// `(node_id, role, endpoints)` of every current node. Every document in it is written by a
-/// serializer, never pasted together, so no reported value can add to its structure.
-pub(crate) fn connection(
-    kind: ClusterKind,
-    cluster_name: &str,
-    join_token: &str,
-    nodes: &[(String, String, Endpoints)],
-) -> Value {
+/// `(node_id, role, endpoints)` of every current node. Addresses only: anyone who may read the
+/// cluster reads this, so the Kubernetes admin credential is served apart
+/// ([`kubernetes_credentials`]).
+pub(crate) fn connection(kind: ClusterKind, nodes: &[(String, String, Endpoints)]) -> Value {
     let leader = nodes.iter().find(|(_, role, _)| is_leader(role));
     match (kind, leader) {
         (ClusterKind::Ray, Some((id, _, ep))) => json!({
@@ -122,7 +118,6 @@ pub(crate) fn connection(
             json!({
                 "control_plane_node_id": id,
                 "api_server": server,
-                "kubeconfig": kubeconfig(cluster_name, server, &admin_token(join_token)),
             })
         }
         _ => json!({
@@ -185,6 +180,23 @@ struct KubeContext<'a> {
 struct KubeContextRefs<'a> {
     cluster: &'a str,
     user: &'a str,
+}
+
+/// The keys of a connection that hold a secret. Rows written before credentials were served
+/// apart may still carry them; they are dropped from every view of the cluster.
+pub(crate) const SECRET_CONNECTION_KEYS: [&str; 1] = ["kubeconfig"];
+
+/// A Kubernetes cluster's admin bearer token and a kubeconfig holding it, for the API server
+/// at `server`. The kubeconfig is written by a serializer, so no reported value can add to its
+/// structure.
+pub(crate) fn kubernetes_credentials(
+    cluster_name: &str,
+    join_token: &str,
+    server: &str,
+) -> (String, String) {
+    let token = admin_token(join_token);
+    let config = kubeconfig(cluster_name, server, &token);
+    (token, config)
 }
 
 fn kubeconfig(name: &str, server: &str, token: &str) -> String {
@@ -262,16 +274,20 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_connection_is_a_kubeconfig() {
+    fn kubernetes_connection_has_no_secret_and_credentials_are_a_kubeconfig() {
         let nodes = vec![(
             "nod_cp".to_string(),
             "control_plane".to_string(),
             endpoints(json!({"api_server": "https://10.0.0.1:6443"})),
         )];
-        let c = connection(ClusterKind::Kubernetes, "k1", "secret", &nodes);
-        let config = c["kubeconfig"].as_str().unwrap();
+        let c = connection(ClusterKind::Kubernetes, &nodes);
+        assert_eq!(c["api_server"], "https://10.0.0.1:6443");
+        assert_eq!(c["control_plane_node_id"], "nod_cp");
+        assert!(!c.to_string().contains(&admin_token("secret")));
+        let (token, config) = kubernetes_credentials("k1", "secret", "https://10.0.0.1:6443");
+        assert_eq!(token, admin_token("secret"));
         assert!(config.contains("server: https://10.0.0.1:6443"));
-        assert!(config.contains(&admin_token("secret")));
+        assert!(config.contains(&token));
         assert!(!config.contains("secret\n"));
         let parsed: serde_yaml::Value = serde_yaml::from_str(config).unwrap();
         assert_eq!(parsed["current-context"], "k1");
@@ -309,7 +325,7 @@ mod tests {
     fn ray_and_container_connections_carry_the_endpoints() {
         let head = endpoints(json!({"ray": "10.0.0.1:6379", "client": "ray://10.0.0.1:10001"}));
         let nodes = vec![("nod_h".to_string(), "head".to_string(), head.clone())];
-        let c = connection(ClusterKind::Ray, "r", "secret", &nodes);
+        let c = connection(ClusterKind::Ray, &nodes);
         assert_eq!(c["ray_address"], "ray://10.0.0.1:10001");
         assert_eq!(c["gcs_address"], "10.0.0.1:6379");
         assert_eq!(c["dashboard_url"], serde_json::Value::Null);
@@ -318,7 +334,7 @@ mod tests {
             "10.0.0.1:6379"
         );
         let nodes = vec![("nod_c".to_string(), "container".to_string(), head)];
-        let c = connection(ClusterKind::Container, "c", "secret", &nodes);
+        let c = connection(ClusterKind::Container, &nodes);
         assert_eq!(c["nodes"][0]["endpoints"]["ray"], "10.0.0.1:6379");
     }
 }

@@ -11,6 +11,7 @@
 pub mod apply;
 mod bootstrap;
 mod create;
+pub mod credentials;
 pub mod events;
 mod lifecycle;
 pub mod quota;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub use apply::{ApplyAction, ApplyPlan, ApplyResult, SpecChange};
+pub use credentials::ClusterCredentials;
 pub use events::ClusterEvent;
 pub use lifecycle::Extension;
 pub use quota::{QuotaExceeded, QuotaLimits, QuotaUpdate, QuotaView};
@@ -130,8 +132,9 @@ pub struct ClusterView {
     /// In `currency`, for the whole cluster.
     pub price_per_hour: String,
     pub hold_id: Option<String>,
-    /// How to reach the cluster once it runs: the Ray head's address and dashboard, a
-    /// kubeconfig, or each container's endpoints.
+    /// How to reach the cluster once it runs: the Ray head's address and dashboard, the
+    /// Kubernetes API server's address, or each container's endpoints. Never a credential:
+    /// a Kubernetes cluster's kubeconfig is read from `GET /v1/clusters/{id}/credentials`.
     #[schema(value_type = Option<Object>)]
     pub connection: Option<serde_json::Value>,
     pub created_at: String,
@@ -225,6 +228,18 @@ impl ClusterRow {
         )?)
     }
 
+    /// The stored connection without any secret in it (see [`Control::cluster_credentials`]).
+    fn public_connection(&self) -> Option<serde_json::Value> {
+        let mut connection: serde_json::Value =
+            serde_json::from_str(self.connection.as_deref()?).ok()?;
+        if let Some(fields) = connection.as_object_mut() {
+            for key in bootstrap::SECRET_CONNECTION_KEYS {
+                fields.remove(key);
+            }
+        }
+        Some(connection)
+    }
+
     fn view(&self) -> Result<ClusterView> {
         Ok(ClusterView {
             id: self.id.clone(),
@@ -239,10 +254,7 @@ impl ClusterRow {
             currency: self.currency.clone(),
             price_per_hour: Money::from_micros(self.price_per_hour, self.currency()).to_decimal(),
             hold_id: self.hold_id.clone(),
-            connection: self
-                .connection
-                .as_deref()
-                .and_then(|c| serde_json::from_str(c).ok()),
+            connection: self.public_connection(),
             created_at: to_rfc3339(self.created_at),
             running_at: self.running_at.map(to_rfc3339),
             expires_at: self.expires_at.map(to_rfc3339),
@@ -578,7 +590,7 @@ impl Control {
 
     /// The organisation's cluster by id (`clu_…`) or by name (its live cluster of that name,
     /// else the latest one). Another organisation's answers 404.
-    async fn cluster_row(&self, org_id: &str, key: &str) -> Result<ClusterRow> {
+    pub(crate) async fn cluster_row(&self, org_id: &str, key: &str) -> Result<ClusterRow> {
         if !key.starts_with("clu_") {
             return self
                 .cluster_row_by_name(org_id, key)

@@ -342,8 +342,7 @@ impl Control {
                     )
                 })
                 .collect();
-            row.connection =
-                Some(bootstrap::connection(kind, &row.name, &row.join_token, &nodes).to_string());
+            row.connection = Some(bootstrap::connection(kind, &nodes).to_string());
             row.set_status(ClusterStatus::Running, None);
             row.reconcile_at = next_look(&row, now);
             let event = row

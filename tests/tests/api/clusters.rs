@@ -569,10 +569,10 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
     let (fleet, id, running) = running_cluster(b, 3, "kubernetes").await;
     let (app, s, devices) = (fleet.app, fleet.customer, fleet.devices);
     assert!(
-        running["connection"]["kubeconfig"]
+        running["connection"]["api_server"]
             .as_str()
             .unwrap()
-            .contains("server: https://"),
+            .starts_with("https://"),
         "{}",
         running["connection"]
     );
@@ -1574,4 +1574,107 @@ async fn a_nodes_outcome_moves_its_devices_and_providers_scores(b: Backend) {
     assert!(failed.status.is_success(), "{}", failed.text);
     let (device_score, _) = control.reliability_of(&device.id).await.unwrap();
     assert_eq!(device_score, 4_800, "6,000 moved a fifth of the way to 0");
+}
+
+on_both_engines!(credentials_need_write_rights_and_every_read_is_audited);
+
+/// Reading a cluster shows how to reach it, never its admin credential; the kubeconfig is
+/// served apart to those who may change clusters, REST and GraphQL alike, and every read (and
+/// refused attempt) is in the audit log.
+async fn credentials_need_write_rights_and_every_read_is_audited(b: Backend) {
+    let (fleet, id, running) = running_cluster(b, 2, "kubernetes").await;
+    let (app, s) = (&fleet.app, &fleet.customer);
+    let path = format!("/v1/clusters/{id}/credentials");
+    let owner_read = app.get(&path, &s.access).await;
+    assert_eq!(owner_read.status, 200, "{}", owner_read.text);
+    assert_eq!(owner_read.header("cache-control"), Some("no-store"));
+    let token = owner_read.body["token"].as_str().unwrap().to_string();
+    let server = running["connection"]["api_server"].as_str().unwrap();
+    let kubeconfig = owner_read.body["kubeconfig"].as_str().unwrap();
+    assert!(
+        kubeconfig.contains(&format!("server: {server}")),
+        "{kubeconfig}"
+    );
+    assert!(
+        kubeconfig.contains(&format!("token: {token}")),
+        "{kubeconfig}"
+    );
+    assert_eq!(owner_read.body["api_server"], server);
+
+    let viewer = app.add_member(s, "viewer@example.com", "viewer").await;
+    let (_, read_key) = app.api_key(&s.access, &["read"]).await;
+    let (_, write_key) = app.api_key(&s.access, &["write"]).await;
+    for who in [&s.access, &viewer.access, &read_key] {
+        let plain = app.get(&format!("/v1/clusters/{id}"), who).await;
+        assert_eq!(plain.status, 200, "{}", plain.text);
+        assert!(!plain.text.contains(&token), "{}", plain.text);
+        assert!(plain.body["connection"].get("kubeconfig").is_none());
+        assert_eq!(plain.body["connection"]["api_server"], server);
+        let listed = app.get("/v1/clusters", who).await;
+        assert!(!listed.text.contains(&token), "{}", listed.text);
+    }
+    for who in [&viewer.access, &read_key] {
+        app.get(&path, who).await.assert_problem(403, "forbidden");
+    }
+    let by_key = app.get(&path, &write_key).await;
+    assert_eq!(by_key.body["token"], token.as_str(), "{}", by_key.text);
+
+    let query = "query($id: String!) { clusterCredentials(id: $id) { clusterId apiServer token kubeconfig } }";
+    let g = app.graphql(Some(&s.access), query, json!({"id": id})).await;
+    assert_eq!(
+        g.body["data"]["clusterCredentials"]["token"],
+        token.as_str(),
+        "{}",
+        g.text
+    );
+    let g = app
+        .graphql(Some(&viewer.access), query, json!({"id": id}))
+        .await;
+    assert_eq!(
+        g.body["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        g.text
+    );
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "query($id: String!) { cluster(id: $id) { connection } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert!(!g.text.contains(&token), "{}", g.text);
+
+    // Another organisation's cluster is not found; it has nothing to audit in this one.
+    let stranger = app.signup("stranger@example.com", "Elsewhere").await;
+    app.get(&path, &stranger.access)
+        .await
+        .assert_problem(404, "not_found");
+
+    let audited = |status: i64| {
+        format!(
+            "SELECT COUNT(*) FROM audit_events WHERE org_id = '{}' AND action = 'read cluster credentials' \
+             AND target = '{id}' AND status = {status}",
+            s.org_id
+        )
+    };
+    assert_eq!(
+        app.count(&audited(200)).await,
+        3,
+        "owner, write key, GraphQL"
+    );
+    assert_eq!(
+        app.count(&audited(403)).await,
+        3,
+        "viewer, read key, GraphQL viewer"
+    );
+    let events = app.get("/v1/audit-events?limit=200", &s.access).await;
+    assert!(
+        events.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "read cluster credentials" && e["request_id"] != ""),
+        "{}",
+        events.text
+    );
 }
