@@ -1,5 +1,6 @@
 //! Invitations: an owner or admin invites an email address with a role; the invitee accepts
-//! with the token from the email. Emails are not sent: they go to `email_outbox` and the log.
+//! with the token from the email (see `mail` for how it is delivered). The database keeps only
+//! the token's hash.
 
 use iocloud_db::time::{MICROS_PER_SEC, now_micros, serde_rfc3339};
 use iocloud_db::{DbError, db_run, ids::new_id, tx_run};
@@ -114,8 +115,11 @@ impl Control {
         let token = secrets::generate(TOKEN_PREFIX);
         let expires_at = now + INVITATION_DAYS * 86_400 * MICROS_PER_SEC;
         let subject = format!("You are invited to {} on IO Cloud", org.name);
+        // The token goes into the stored body only at delivery (`mail`); the database keeps
+        // its hash, and the accept path finds the invitation by that.
+        let link = crate::mail::SECRET_PLACEHOLDER;
         let body = format!(
-            "You have been invited to join {} as {}.\n\nAccept within {INVITATION_DAYS} days: sign in and open /console/accept?token={token}\n(or POST /v1/invitations/accept with {{\"token\": \"{token}\"}}).\n",
+            "You have been invited to join {} as {}.\n\nAccept within {INVITATION_DAYS} days: sign in and open /console/accept?token={link}\n(or POST /v1/invitations/accept with {{\"token\": \"{link}\"}}).\n",
             org.name,
             role.as_str()
         );
@@ -127,16 +131,15 @@ impl Control {
             )
             .bind(&id).bind(&actor.org_id).bind(email.as_str()).bind(role.as_str()).bind(secrets::hash(&token))
             .bind(actor.id()).bind(now).bind(expires_at)
-            .execute(&mut *c).await?;
-            sqlx::query("INSERT INTO email_outbox (id, recipient, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(new_id("eml")).bind(email.as_str()).bind(&subject).bind(&body).bind(now)
-                .execute(&mut *c).await.map(|r| r.rows_affected())
+            .execute(c).await.map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
+        crate::mail::queue_in(&mut tx, email.as_str(), &subject, &body, Some(&token)).await?;
         tx.commit().await?;
-        // The email is not sent; it is logged (as the outbox), and that is the one place its
-        // token appears outside the invitee's hands.
-        tracing::info!(target: "iocloud::outbox", to = %email, subject, body, "email");
+        if let Err(e) = self.deliver_outbox().await {
+            // The message waits in the outbox for the next delivery.
+            tracing::warn!(error = %e, "could not deliver the invitation email yet");
+        }
         self.invitation(actor, &id).await
     }
 

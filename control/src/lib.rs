@@ -18,6 +18,7 @@ pub mod invitations;
 pub mod jwt;
 mod listen;
 pub mod login_guard;
+pub mod mail;
 pub mod orgs;
 pub mod page;
 pub mod permissions;
@@ -54,6 +55,8 @@ pub struct Control {
     pub wakeups: std::sync::Arc<providers::wakeups::Wakeups>,
     pub capacity: capacity::SharedCapacity,
     pub events: std::sync::Arc<clusters::events::EventHub>,
+    /// The email this replica delivered lately ([`mail`]).
+    pub mailbox: std::sync::Arc<mail::Mailbox>,
     pub(crate) settling: std::sync::Arc<clusters::SettleQueue>,
     audit_queue: std::sync::Arc<audit::AuditQueue>,
     provider_outcomes: std::sync::Arc<providers::reliability::ProviderOutcomes>,
@@ -89,6 +92,7 @@ impl Control {
             heartbeats: Default::default(),
             wakeups: Default::default(),
             events: Default::default(),
+            mailbox: Default::default(),
             // One batch at a time could not keep up (docs/benchmarks.md, session 10).
             settling: std::sync::Arc::new(clusters::SettleQueue::with_lanes(4)),
             audit_queue: Default::default(),

@@ -315,14 +315,17 @@ impl TestApp {
         )
     }
 
-    /// The invitation token from the (logged, not sent) email to `email`.
+    /// The invitation token from the latest email this server delivered to `email` (emails are
+    /// logged, not sent; the database keeps no token).
     pub async fn invitation_token(&self, email: &str) -> String {
-        let body: String = self
-            .scalar(
-                "SELECT body FROM email_outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",
-                email,
-            )
-            .await;
+        let body = self
+            .server
+            .state
+            .control
+            .mailbox
+            .latest_to(email)
+            .expect("an email was delivered")
+            .body;
         let start = body.find("ioinv_").expect("token in the email");
         body[start..]
             .chars()

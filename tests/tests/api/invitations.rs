@@ -31,6 +31,33 @@ async fn invitation_life_cycle(b: iocloud_tests::Backend) {
     .await
     .assert_problem(409, "invitation_pending");
     let token = app.invitation_token("bee@example.com").await;
+    assert!(token.starts_with("ioinv_") && token.len() > 40, "{token}");
+    // The database keeps only the token's hash: the delivered email's row holds no token.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM email_outbox WHERE body LIKE '%{token}%' OR subject LIKE '%{token}%'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM email_outbox WHERE body LIKE '%ioinv_%'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM email_outbox WHERE secret IS NOT NULL OR sent_at IS NULL")
+            .await,
+        0,
+        "delivered, and its secret cleared"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM invitations WHERE token_hash = '{token}'"
+        ))
+        .await,
+        0
+    );
 
     // Someone else cannot use it; the invitee can, once.
     let other = app.signup("mallory@example.com", "Mal").await;

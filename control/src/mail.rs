@@ -1,0 +1,151 @@
+//! Outgoing email, through an outbox: a message is written in the transaction that makes it
+//! due (so it is never lost when that commits, nor sent when it rolls back), and delivered
+//! after the commit. There is no mail server yet: delivering writes the message to the log
+//! (target `iocloud::outbox`) and keeps the latest few in memory ([`Mailbox`]) for whoever runs
+//! the server locally, and for tests.
+//!
+//! A message may carry a secret (an invitation token). The row keeps the body as a template
+//! with `{secret}` in its place and the secret beside it only until delivery, which fills the
+//! template, sends it and clears the secret in the same transaction, so nothing read from the
+//! database afterwards reveals it.
+
+use std::collections::VecDeque;
+
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Tx, db_run, ids::new_id, tx_run};
+use parking_lot::Mutex;
+
+use crate::{Control, Result};
+
+/// Where a message's secret goes in its stored body.
+pub const SECRET_PLACEHOLDER: &str = "{secret}";
+/// How many delivered messages the in-memory mailbox keeps.
+const KEPT: usize = 200;
+
+/// A delivered message. Its `Debug` hides the body, which may hold a secret.
+#[derive(Clone)]
+pub struct SentEmail {
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl std::fmt::Debug for SentEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentEmail")
+            .field("recipient", &self.recipient)
+            .field("subject", &self.subject)
+            .field("body", &"***")
+            .finish()
+    }
+}
+
+/// The latest messages this replica delivered, newest last.
+#[derive(Default)]
+pub struct Mailbox {
+    sent: Mutex<VecDeque<SentEmail>>,
+}
+
+impl Mailbox {
+    /// The latest message delivered to `recipient` by this replica.
+    pub fn latest_to(&self, recipient: &str) -> Option<SentEmail> {
+        self.sent
+            .lock()
+            .iter()
+            .rev()
+            .find(|m| m.recipient == recipient)
+            .cloned()
+    }
+
+    fn keep(&self, mail: SentEmail) {
+        let mut sent = self.sent.lock();
+        if sent.len() == KEPT {
+            sent.pop_front();
+        }
+        sent.push_back(mail);
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRow {
+    id: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    secret: Option<String>,
+}
+
+/// Queues a message in `tx`. `body` holds [`SECRET_PLACEHOLDER`] where `secret` goes.
+pub(crate) async fn queue_in(
+    tx: &mut Tx,
+    recipient: &str,
+    subject: &str,
+    body: &str,
+    secret: Option<&str>,
+) -> Result<()> {
+    tx_run!(tx, |c| {
+        sqlx::query("INSERT INTO email_outbox (id, recipient, subject, body, secret, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(new_id("eml")).bind(recipient).bind(subject).bind(body).bind(secret).bind(now_micros())
+            .execute(c).await.map(|r| r.rows_affected())
+    })
+    .map_err(DbError::from)?;
+    Ok(())
+}
+
+impl Control {
+    /// Delivers every message still waiting (its own, and any a crashed replica left behind).
+    /// Each is claimed with a conditional update, so two replicas never both deliver one.
+    pub async fn deliver_outbox(&self) -> Result<usize> {
+        let waiting: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT id FROM email_outbox WHERE sent_at IS NULL ORDER BY id LIMIT 100"
+        )
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let mut delivered = 0;
+        for id in waiting {
+            let mut tx = self.db.begin().await?;
+            let row: Option<OutboxRow> = tx_run!(&mut tx, |c| {
+                sqlx::query_as(
+                    "SELECT id, recipient, subject, body, secret FROM email_outbox WHERE id = $1 AND sent_at IS NULL",
+                )
+                .bind(&id)
+                .fetch_optional(c)
+                .await
+            })
+            .map_err(DbError::from)?;
+            let Some(row) = row else { continue };
+            let claimed = tx_run!(&mut tx, |c| {
+                sqlx::query("UPDATE email_outbox SET sent_at = $1, secret = NULL WHERE id = $2 AND sent_at IS NULL")
+                    .bind(now_micros())
+                    .bind(&row.id)
+                    .execute(c)
+                    .await
+                    .map(|r| r.rows_affected())
+            })
+            .map_err(DbError::from)?;
+            if claimed == 0 {
+                continue;
+            }
+            // Sent before the commit: a failed commit sends it again later rather than never.
+            self.send(row);
+            tx.commit().await?;
+            delivered += 1;
+        }
+        Ok(delivered)
+    }
+
+    /// What stands for a mail server: the log, and this replica's mailbox.
+    fn send(&self, row: OutboxRow) {
+        let body = match &row.secret {
+            Some(secret) => row.body.replace(SECRET_PLACEHOLDER, secret),
+            None => row.body,
+        };
+        tracing::info!(target: "iocloud::outbox", to = %row.recipient, subject = %row.subject, body, "email");
+        self.mailbox.keep(SentEmail {
+            recipient: row.recipient,
+            subject: row.subject,
+            body,
+        });
+    }
+}
