@@ -1667,6 +1667,20 @@ async fn credentials_need_write_rights_and_every_read_is_audited(b: Backend) {
         3,
         "viewer, read key, GraphQL viewer"
     );
+    // The new read is documented: its path parameter, its answer and each refusal.
+    let doc = app.get_public("/openapi.json").await.body;
+    let op = &doc["paths"]["/v1/clusters/{id}/credentials"]["get"];
+    assert!(
+        op["parameters"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["name"] == "id" && p["in"] == "path")),
+        "{op}"
+    );
+    for status in ["200", "401", "403", "404", "409"] {
+        assert!(op["responses"].get(status).is_some(), "{status}: {op}");
+    }
+    assert!(doc["components"]["schemas"]["ClusterCredentials"].is_object());
+
     let events = app.get("/v1/audit-events?limit=200", &s.access).await;
     assert!(
         events.body["items"]
