@@ -49,6 +49,15 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     control.spawn_device_workers();
     control.spawn_wakeup_listener();
     control.spawn_event_listener();
+    {
+        // Email a replica wrote but did not deliver before it stopped goes out now.
+        let control = control.clone();
+        tokio::spawn(async move {
+            if let Err(e) = control.deliver_outbox().await {
+                tracing::warn!(error = %e, "could not deliver waiting email");
+            }
+        });
+    }
     if config.reconcile_interval_secs > 0 {
         control.spawn_cluster_reconciler(std::time::Duration::from_secs(
             config.reconcile_interval_secs,

@@ -3,7 +3,43 @@
 use iocloud_tests::{TestApp, on_both_engines};
 use serde_json::json;
 
-on_both_engines!(invitation_life_cycle);
+on_both_engines!(
+    invitation_life_cycle,
+    email_left_waiting_is_delivered_at_start
+);
+
+/// An email written but not delivered (its replica stopped in between) goes out when a replica
+/// starts, with its token, and its row keeps no token afterwards.
+async fn email_left_waiting_is_delivered_at_start(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    app.exec(
+        "INSERT INTO email_outbox (id, recipient, subject, body, secret, created_at) \
+         VALUES ('eml_waiting', $1, 'Invited', 'open /console/accept?token={secret}', 'ioinv_left_waiting', 0)",
+        "late@example.com",
+    )
+    .await;
+    let replica = app.replica(|_| {}).await;
+    let waiting = "SELECT COUNT(*) FROM email_outbox WHERE secret IS NOT NULL OR sent_at IS NULL";
+    let mut delivered = None;
+    for _ in 0..100 {
+        // Sent first, then marked in the same transaction's commit: wait for both.
+        delivered = replica
+            .server
+            .state
+            .control
+            .mailbox
+            .latest_to("late@example.com");
+        if delivered.is_some() && app.count(waiting).await == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mail = delivered.expect("the waiting email is delivered");
+    assert_eq!(mail.body, "open /console/accept?token=ioinv_left_waiting");
+    assert_eq!(app.count(waiting).await, 0, "the row keeps no token");
+    replica.server.stop().await;
+    app.stop().await;
+}
 
 async fn invitation_life_cycle(b: iocloud_tests::Backend) {
     let app = TestApp::spawn(b).await;
