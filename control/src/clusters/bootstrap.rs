@@ -289,7 +289,7 @@ mod tests {
         assert!(config.contains("server: https://10.0.0.1:6443"));
         assert!(config.contains(&token));
         assert!(!config.contains("secret\n"));
-        let parsed: serde_yaml::Value = serde_yaml::from_str(config).unwrap();
+        let parsed: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
         assert_eq!(parsed["current-context"], "k1");
         assert_eq!(parsed["contexts"][0]["context"]["user"], "k1-admin");
         assert_eq!(

@@ -105,7 +105,12 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
         .await;
     let joined: Value = serde_json::from_str(&joined).unwrap();
     assert_eq!(joined["leader_address"], "https://10.0.0.1:6443");
-    let config = running["connection"]["kubeconfig"].as_str().unwrap();
+    assert_eq!(running["connection"]["api_server"], "https://10.0.0.1:6443");
+    let credentials = app
+        .get(&format!("/v1/clusters/{id}/credentials"), &s.access)
+        .await;
+    assert_eq!(credentials.status, 200, "{}", credentials.text);
+    let config = credentials.body["kubeconfig"].as_str().unwrap();
     let config: serde_yaml::Value = serde_yaml::from_str(config).unwrap();
     for list in ["clusters", "users", "contexts"] {
         assert_eq!(config[list].as_sequence().unwrap().len(), 1, "{config:?}");
