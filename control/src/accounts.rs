@@ -227,6 +227,8 @@ impl Control {
         if row.used_at.is_some() || claimed == 0 {
             revoke_session(&mut tx, &row.session_id, now).await?;
             tx.commit().await?;
+            self.invalidate(crate::cache::Forget::Session(&row.session_id))
+                .await;
             tracing::warn!(
                 session_id = row.session_id,
                 user_id = row.user_id,
@@ -270,6 +272,9 @@ impl Control {
         let mut tx = self.db.begin().await?;
         revoke_session(&mut tx, session_id, now_micros()).await?;
         tx.commit().await?;
+        // Connections holding this session's token (GraphQL WebSockets) end their work now.
+        self.invalidate(crate::cache::Forget::Session(session_id))
+            .await;
         Ok(())
     }
 

@@ -53,9 +53,14 @@ pub struct Cache {
     /// Organisation id → its billing currency; forgotten with the organisation.
     currencies: Mutex<HashMap<String, Entry<Currency>>>,
     devices: Mutex<Devices>,
+    /// Every `forget`, as its message, for whoever holds on to a credential beyond one request
+    /// (a GraphQL WebSocket's subscriptions) and must look at it again when it may be revoked.
+    forgotten: tokio::sync::broadcast::Sender<String>,
 }
 
-/// What to forget: one key, the keys one user made, one organisation, a device, or everything.
+/// What to forget: one key, the keys one user made, one organisation, one device, or
+/// everything. A session holds nothing in the cache, but its end is announced the same way, for
+/// connections that outlive a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Forget<'a> {
     Key(&'a str),
@@ -63,6 +68,7 @@ pub enum Forget<'a> {
     KeysOf(&'a str),
     Org(&'a str),
     Device(&'a str),
+    Session(&'a str),
     All,
 }
 
@@ -73,6 +79,7 @@ impl Forget<'_> {
             Forget::KeysOf(user_id) => format!("maker:{user_id}"),
             Forget::Org(id) => format!("org:{id}"),
             Forget::Device(id) => format!("dev:{id}"),
+            Forget::Session(id) => format!("ses:{id}"),
             Forget::All => "*".into(),
         }
     }
@@ -83,6 +90,7 @@ impl Forget<'_> {
             Some(("maker", id)) => Forget::KeysOf(id),
             Some(("org", id)) => Forget::Org(id),
             Some(("dev", id)) => Forget::Device(id),
+            Some(("ses", id)) => Forget::Session(id),
             _ => Forget::All,
         }
     }
@@ -97,7 +105,14 @@ impl Cache {
             orgs: Mutex::default(),
             currencies: Mutex::default(),
             devices: Mutex::default(),
+            forgotten: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// The messages of every `forget` from now on, from this replica and (through the
+    /// invalidation listener) every other.
+    pub fn forgotten(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.forgotten.subscribe()
     }
 
     fn fresh<T>(&self, e: &Entry<T>) -> bool {
@@ -256,6 +271,8 @@ impl Cache {
     pub fn forget(&self, what: &Forget<'_>) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Nobody listening is the common case, not an error.
+        let _ = self.forgotten.send(what.message());
         match what {
             Forget::Key(id) => {
                 let mut keys = self.keys.lock();
@@ -280,6 +297,7 @@ impl Cache {
                     devices.by_hash.remove(&hash);
                 }
             }
+            Forget::Session(_) => {}
             Forget::All => {
                 *self.keys.lock() = Keys::default();
                 self.orgs.lock().clear();
@@ -301,6 +319,7 @@ mod tests {
             Forget::KeysOf("usr_1"),
             Forget::Org("org_1"),
             Forget::Device("dev_1"),
+            Forget::Session("ses_1"),
             Forget::All,
         ] {
             assert_eq!(Forget::parse(&f.message()), f);
