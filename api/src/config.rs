@@ -154,6 +154,11 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_COMPLEXITY", default_value_t = 500)]
     pub graphql_max_complexity: usize,
 
+    /// Most fields a GraphQL query may select, `__typename` and aliases included, counted
+    /// through every fragment (GraphiQL's introspection query selects about 150).
+    #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_FIELDS", default_value_t = 1000)]
+    pub graphql_max_fields: usize,
+
     /// Logins one account may attempt in a window (right or wrong) before it is paused until
     /// the window ends; a successful login starts the count again.
     #[arg(long, env = "IOCLOUD_LOGIN_MAX_ATTEMPTS", default_value_t = 10)]
@@ -301,6 +306,7 @@ impl Config {
             demo: false,
             graphql_max_depth: 16,
             graphql_max_complexity: 500,
+            graphql_max_fields: 1000,
             login_max_attempts: 10,
             login_window_secs: 900,
             metrics_token: None,

@@ -1,12 +1,15 @@
-//! GraphQL at `/graphql` (GraphiQL on GET) and subscriptions over WebSocket at `/graphql/ws`.
+//! GraphQL at `/graphql` (GraphiQL on GET) and over WebSocket at `/graphql/ws` (subscriptions,
+//! and queries and mutations too). Both run the same schema, whose extension
+//! (`guard::OperationGuard`) applies the rules every operation passes; the socket adds per
+//! operation what HTTP's middleware does per request (`socket`).
 
 mod clusters;
+mod guard;
 mod providers;
 mod quotes;
 mod schema;
 mod types;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType, Selection};
 use async_graphql::{Data, Schema};
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Extension;
@@ -32,6 +35,9 @@ pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
     .data(control)
     .limit_depth(config.graphql_max_depth)
     .limit_complexity(config.graphql_max_complexity)
+    .extension(guard::OperationGuard {
+        max_fields: config.graphql_max_fields,
+    })
     .finish()
 }
 
@@ -46,61 +52,49 @@ pub async fn execute(
     req: GraphQLRequest<ApiError>,
 ) -> GraphQLResponse {
     let mut req = req.into_inner();
-    let fields = mutation_fields(&req.query, req.operation_name.as_deref());
-    if let Some(fields) = &fields
-        && fields.len() > 1
-        && fields.iter().any(|f| AUTH_MUTATIONS.contains(&f.as_str()))
-    {
-        // Aliases would otherwise turn one request (one rate-limit token) into hundreds of
-        // password guesses or sign-ups.
-        let err = async_graphql::ServerError::new(
-            "signUp, logIn and refresh must be the only field of their request",
-            None,
-        );
-        let mut res = async_graphql::Response::from_errors(vec![err]);
-        res.errors[0]
-            .extensions
-            .get_or_insert_with(Default::default)
-            .set("code", "one_auth_mutation_per_request");
-        return res.into();
-    }
-    if let Some(Extension(slot)) = slot {
-        if let Some(fields) = fields {
-            slot.set_action(format!("graphql mutation {}", fields.join(",")));
-        }
-        req = req.data(slot);
+    if let Some(Extension(slot)) = &slot {
+        req = req.data(slot.clone());
     }
     if let Some(Extension(actor)) = actor {
         req = req.data(actor);
     }
-    let audit_slot = req
-        .data
-        .get(&std::any::TypeId::of::<AuditSlot>())
-        .and_then(|d| d.downcast_ref::<AuditSlot>())
-        .cloned();
     let mut res = state.schema.execute(req).await;
-    if let (Some(slot), Some(err)) = (audit_slot, res.errors.first()) {
-        // GraphQL answers 200 with errors inside; the audit log records the error's status.
-        let status = err
-            .extensions
-            .as_ref()
-            .and_then(|e| e.get("status"))
-            .and_then(|v| match v {
-                async_graphql::Value::Number(n) => n.as_u64(),
-                _ => None,
-            });
-        slot.set_status(status.unwrap_or(400) as u16);
+    if let Some(Extension(slot)) = slot {
+        note_outcome(&slot, &res);
     }
+    add_codes(&mut res);
+    res.into()
+}
+
+/// GraphQL answers 200 with errors inside; the audit log records the first error's status.
+fn note_outcome(slot: &AuditSlot, res: &async_graphql::Response) {
+    if let Some(err) = res.errors.first() {
+        slot.set_status(error_status(err).unwrap_or(400));
+    }
+}
+
+/// The HTTP status an error stands for, when it came from the domain or the API.
+fn error_status(err: &async_graphql::ServerError) -> Option<u16> {
+    err.extensions
+        .as_ref()
+        .and_then(|e| e.get("status"))
+        .and_then(|v| match v {
+            async_graphql::Value::Number(n) => n.as_u64(),
+            _ => None,
+        })
+        .and_then(|n| u16::try_from(n).ok())
+}
+
+/// Errors raised by async-graphql itself (parse, validation, limits) get codes too.
+fn add_codes(res: &mut async_graphql::Response) {
     for err in &mut res.errors {
         let ext = err.extensions.get_or_insert_with(Default::default);
         if ext.get("code").is_none() {
             ext.set("code", classify(&err.message));
         }
     }
-    res.into()
 }
 
-/// Errors raised by async-graphql itself (parse, validation, limits) get codes too.
 fn classify(message: &str) -> &'static str {
     if message.contains("nested too deep") {
         "query_too_deep"
@@ -109,36 +103,6 @@ fn classify(message: &str) -> &'static str {
     } else {
         "invalid_query"
     }
-}
-
-const AUTH_MUTATIONS: [&str; 3] = ["signUp", "logIn", "refresh"];
-
-/// The top-level fields when the operation to run is a mutation (for the audit log and the
-/// one-auth-mutation rule).
-fn mutation_fields(query: &str, operation: Option<&str>) -> Option<Vec<String>> {
-    let doc = async_graphql::parser::parse_query(query).ok()?;
-    let op = match (&doc.operations, operation) {
-        (DocumentOperations::Single(op), _) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => {
-            ops.iter().find(|(n, _)| n.as_str() == name)?.1
-        }
-        (DocumentOperations::Multiple(_), None) => return None,
-    };
-    if op.node.ty != OperationType::Mutation {
-        return None;
-    }
-    let fields: Vec<String> = op
-        .node
-        .selection_set
-        .node
-        .items
-        .iter()
-        .filter_map(|s| match &s.node {
-            Selection::Field(f) => Some(f.node.name.node.to_string()),
-            _ => None,
-        })
-        .collect();
-    Some(fields)
 }
 
 /// Subscriptions (graphql-transport-ws or graphql-ws). The connection's first message carries
@@ -177,30 +141,4 @@ pub async fn websocket(
                 .serve()
         })
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mutations_are_named_for_the_audit_log() {
-        let fields = |q, op| mutation_fields(q, op).map(|f| f.join(","));
-        assert_eq!(
-            fields(
-                "mutation { createApiKey(name:\"a\", scopes:[]) { secret } }",
-                None
-            )
-            .as_deref(),
-            Some("createApiKey")
-        );
-        assert_eq!(fields("{ me { kind } }", None), None);
-        assert_eq!(
-            fields("query A { me { kind } } mutation B { logOut }", Some("B")).as_deref(),
-            Some("logOut")
-        );
-        let aliased = "mutation { a: logIn(email:\"x\", password:\"y\") { accessToken } b: logIn(email:\"x\", password:\"z\") { accessToken } }";
-        assert_eq!(fields(aliased, None).as_deref(), Some("logIn,logIn"));
-        assert_eq!(fields("not graphql", None), None);
-    }
 }

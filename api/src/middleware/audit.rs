@@ -24,11 +24,21 @@ struct Who {
     /// Set by handlers whose HTTP status does not tell the outcome (GraphQL answers 200 with
     /// errors inside).
     status: Option<u16>,
+    /// The mutation fields that ran, each with its own outcome: a GraphQL request may hold
+    /// several, and one failing does not undo another.
+    fields: Vec<(String, u16)>,
 }
 
 /// A place in the request's extensions where layers and handlers note who acted.
 #[derive(Clone, Default, Debug)]
 pub struct AuditSlot(Arc<Mutex<Who>>);
+
+/// Where a request came from, for its audit events.
+pub struct Origin {
+    pub target: Option<String>,
+    pub request_id: String,
+    pub ip: Option<String>,
+}
 
 impl AuditSlot {
     pub fn set_actor(&self, actor: &Actor) {
@@ -56,6 +66,49 @@ impl AuditSlot {
     pub fn set_action(&self, action: String) {
         self.0.lock().action = Some(action);
     }
+
+    /// Whether an action was marked: the request changed, or tried to change, something.
+    pub fn has_action(&self) -> bool {
+        self.0.lock().action.is_some()
+    }
+
+    /// One GraphQL mutation field ran and ended with `status`.
+    pub fn note_field(&self, field: &str, status: u16) {
+        self.0.lock().fields.push((field.to_string(), status));
+    }
+
+    /// The events to record, emptying the slot: one per mutation field that ran, each with
+    /// its own outcome; otherwise one for the request (its marked action, or `route`) with the
+    /// noted status, or `status`. None when the request changed nothing.
+    pub fn take_events(
+        &self,
+        route: Option<String>,
+        status: u16,
+        origin: Origin,
+    ) -> Vec<NewAuditEvent> {
+        let who = std::mem::take(&mut *self.0.lock());
+        let event = |action: String, status: u16| NewAuditEvent {
+            org_id: who.org_id.clone(),
+            actor_type: who.actor_type.unwrap_or("anonymous"),
+            actor_id: who.actor_id.clone(),
+            action,
+            target: origin.target.clone(),
+            status,
+            request_id: origin.request_id.clone(),
+            ip: origin.ip.clone(),
+        };
+        if !who.fields.is_empty() {
+            return who
+                .fields
+                .iter()
+                .map(|(field, status)| event(format!("graphql mutation {field}"), *status))
+                .collect();
+        }
+        match who.action.clone().or(route) {
+            Some(action) => vec![event(action, who.status.unwrap_or(status))],
+            None => Vec::new(),
+        }
+    }
 }
 
 pub async fn record<F, Fut>(state: &AppState, mut req: Request, inner: F) -> Response
@@ -78,31 +131,31 @@ where
     let request_id = request_id(&req);
     let ip = client_ip(&req, state.config.trust_forwarded_for).map(|ip| ip.to_string());
     let response = inner(req).await;
-
-    let who = std::mem::take(&mut *slot.0.lock());
     let mutating = matches!(
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    let action = match (&who.action, mutating && path != "/graphql") {
-        (Some(a), _) => a.clone(),
-        (None, true) => format!("{method} {}", template.as_deref().unwrap_or(&path)),
-        (None, false) => return response,
-    };
-    let event = NewAuditEvent {
-        org_id: who.org_id,
-        actor_type: who.actor_type.unwrap_or("anonymous"),
-        actor_id: who.actor_id,
-        action,
+    // A GraphQL request is recorded only when it holds a mutation, which marks its action.
+    let route = (mutating && path != "/graphql")
+        .then(|| format!("{method} {}", template.as_deref().unwrap_or(&path)));
+    let origin = Origin {
         target: template.as_deref().and_then(|t| path_target(t, &path)),
-        status: who.status.unwrap_or(response.status().as_u16()),
         request_id,
         ip,
     };
-    if let Err(e) = state.control.record_audit(event).await {
-        tracing::error!(error = ?e, "could not write the audit log");
-    }
+    let events = slot.take_events(route, response.status().as_u16(), origin);
+    write(state, events).await;
     response
+}
+
+/// Writes events to the audit log; a failure is logged, never shown to the client.
+pub async fn write(state: &AppState, events: Vec<NewAuditEvent>) {
+    let writes = events.into_iter().map(|e| state.control.record_audit(e));
+    for result in futures::future::join_all(writes).await {
+        if let Err(e) = result {
+            tracing::error!(error = ?e, "could not write the audit log");
+        }
+    }
 }
 
 /// The value of the last `{param}` of a route template in the actual path.

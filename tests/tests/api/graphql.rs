@@ -9,7 +9,9 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 on_both_engines!(
     graphql_operations_and_errors,
     graphql_subscription_streams_audit_events,
-    cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants
+    cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants,
+    logins_hidden_in_fragments_are_refused,
+    each_mutation_field_is_audited_with_its_outcome
 );
 
 async fn graphql_operations_and_errors(b: iocloud_tests::Backend) {
@@ -265,6 +267,129 @@ async fn cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants(
         "{refused}"
     );
     assert!(refused["payload"]["data"].is_null(), "{refused}");
+    app.stop().await;
+}
+
+async fn logins_hidden_in_fragments_are_refused(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    app.signup("ada@example.com", "Acme").await;
+    let login = |alias: &str, password: &str| {
+        format!(
+            "{alias}: logIn(email: \"ada@example.com\", password: \"{password}\") {{ accessToken }}"
+        )
+    };
+    let inline = format!(
+        "mutation {{ ... on MutationRoot {{ {} {} {} }} }}",
+        login("a", "guess one"),
+        login("b", "guess two"),
+        login("ok", PASSWORD)
+    );
+    let named = format!(
+        "mutation {{ ...Guesses }} fragment Guesses on MutationRoot {{ {} ...More }} fragment More on MutationRoot {{ {} }}",
+        login("a", "guess one"),
+        login("ok", PASSWORD)
+    );
+    let one_each = format!(
+        "mutation {{ {} ... on MutationRoot {{ {} }} }}",
+        login("a", "guess one"),
+        "logOut"
+    );
+    for query in [inline, named, one_each] {
+        let answer = app.graphql(None, &query, json!({})).await;
+        assert_eq!(
+            answer.body["errors"][0]["extensions"]["code"], "one_auth_mutation_per_request",
+            "{query}: {}",
+            answer.text
+        );
+        assert!(answer.body["data"].is_null(), "{}", answer.text);
+    }
+    // A single login in a fragment is still a login.
+    let alone = format!(
+        "mutation {{ ...L }} fragment L on MutationRoot {{ {} }}",
+        login("ok", PASSWORD)
+    );
+    let answer = app.graphql(None, &alone, json!({})).await;
+    assert!(
+        answer.body["data"]["ok"]["accessToken"].is_string(),
+        "{}",
+        answer.text
+    );
+    app.stop().await;
+}
+
+async fn each_mutation_field_is_audited_with_its_outcome(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let answer = app
+        .graphql(
+            Some(&s.access),
+            "mutation { ... on MutationRoot { updateOrganization(name: \"Acme Corp\") { name } } revokeApiKey(id: \"key_missing\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        answer.body["data"]["updateOrganization"]["name"], "Acme Corp",
+        "{}",
+        answer.text
+    );
+    let events = app.get("/v1/audit-events?limit=200", &s.access).await;
+    let items = events.body["items"].as_array().unwrap();
+    let find = |action: &str| {
+        items
+            .iter()
+            .find(|e| e["action"] == action)
+            .unwrap_or_else(|| panic!("{action} in {}", events.text))
+    };
+    let renamed = find("graphql mutation updateOrganization");
+    assert_eq!(
+        (renamed["status"].as_i64(), renamed["outcome"].as_str()),
+        (Some(200), Some("success"))
+    );
+    let missing = find("graphql mutation revokeApiKey");
+    assert_eq!(
+        (missing["status"].as_i64(), missing["outcome"].as_str()),
+        (Some(404), Some("failure"))
+    );
+    assert_eq!(missing["request_id"], renamed["request_id"]);
+    assert!(
+        !items
+            .iter()
+            .any(|e| e["action"].as_str().unwrap().contains(',')),
+        "one row per field: {}",
+        events.text
+    );
+
+    // A refused login records the login and its outcome, not an unnamed mutation.
+    app.graphql(
+        None,
+        "mutation { logIn(email: \"ada@example.com\", password: \"wrong one\") { accessToken } }",
+        json!({}),
+    )
+    .await;
+    let ok = app.graphql(None, &format!("mutation {{ ... on MutationRoot {{ logIn(email: \"ada@example.com\", password: \"{PASSWORD}\") {{ accessToken }} }} }}"), json!({})).await;
+    assert!(
+        ok.body["data"]["logIn"]["accessToken"].is_string(),
+        "{}",
+        ok.text
+    );
+    let events = app.get("/v1/audit-events?limit=200", &s.access).await;
+    let logins: Vec<(i64, String)> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "graphql mutation logIn")
+        .map(|e| {
+            (
+                e["status"].as_i64().unwrap(),
+                e["actor_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        logins.contains(&(200, s.user_id.clone())),
+        "{}",
+        events.text
+    );
     app.stop().await;
 }
 
