@@ -159,6 +159,17 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_GRAPHQL_MAX_FIELDS", default_value_t = 1000)]
     pub graphql_max_fields: usize,
 
+    /// Operations one GraphQL WebSocket connection may run at once (each subscription counts
+    /// until it ends).
+    #[arg(long, env = "IOCLOUD_GRAPHQL_WS_MAX_OPERATIONS", default_value_t = 32)]
+    pub graphql_ws_max_operations: usize,
+
+    /// How often a GraphQL WebSocket's credential is checked again while its subscriptions
+    /// run. Logout and key revocation end them at once; this catches the rest (removal from
+    /// the organisation, an access token's expiry).
+    #[arg(long, env = "IOCLOUD_GRAPHQL_WS_RECHECK_SECS", default_value_t = 30)]
+    pub graphql_ws_recheck_secs: u64,
+
     /// Logins one account may attempt in a window (right or wrong) before it is paused until
     /// the window ends; a successful login starts the count again.
     #[arg(long, env = "IOCLOUD_LOGIN_MAX_ATTEMPTS", default_value_t = 10)]
@@ -307,6 +318,8 @@ impl Config {
             graphql_max_depth: 16,
             graphql_max_complexity: 500,
             graphql_max_fields: 1000,
+            graphql_ws_max_operations: 32,
+            graphql_ws_recheck_secs: 30,
             login_max_attempts: 10,
             login_window_secs: 900,
             metrics_token: None,

@@ -25,6 +25,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("too many requests; retry after {} s", retry_after.as_secs().max(1))]
     RateLimited { retry_after: Duration },
+    #[error("this connection already runs {limit} operations; complete one first")]
+    TooManyOperations { limit: usize },
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -133,7 +135,9 @@ impl ApiError {
             }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::TooManyOperations { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
             ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -151,6 +155,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyOperations { .. } => "too_many_subscriptions",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
             ApiError::RouteNotFound(_) => "not_found",

@@ -8,16 +8,18 @@ mod guard;
 mod providers;
 mod quotes;
 mod schema;
+mod socket;
 mod types;
 
-use async_graphql::{Data, Schema};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql::Schema;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Extension;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::response::Response;
 use iocloud_control::{Actor, Control};
 
 pub use schema::{MutationRoot, QueryRoot, SubscriptionRoot, gql_error};
+pub use socket::websocket;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -103,42 +105,4 @@ fn classify(message: &str) -> &'static str {
     } else {
         "invalid_query"
     }
-}
-
-/// Subscriptions (graphql-transport-ws or graphql-ws). The connection's first message carries
-/// `{"Authorization": "Bearer …"}`, checked like an HTTP request's header.
-pub async fn websocket(
-    State(state): State<AppState>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let schema = state.schema.clone();
-    let control = state.control.clone();
-    upgrade
-        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
-            GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let mut data = Data::default();
-                    let header = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string);
-                    if let Some(h) = header {
-                        let token = h
-                            .strip_prefix("Bearer ")
-                            .or_else(|| h.strip_prefix("bearer "))
-                            .unwrap_or(&h);
-                        let actor = control
-                            .authenticate(token.trim())
-                            .await
-                            .map_err(gql_error)?;
-                        data.insert(actor);
-                    }
-                    Ok(data)
-                })
-                .serve()
-        })
-        .into_response()
 }

@@ -8,12 +8,23 @@ use axum::http::{HeaderMap, Request};
 /// The client's address: the socket peer, or the first `X-Forwarded-For` hop when the server
 /// is configured to trust its proxy.
 pub fn client_ip<B>(req: &Request<B>, trust_forwarded_for: bool) -> Option<IpAddr> {
-    if trust_forwarded_for && let Some(ip) = forwarded_for(req.headers()) {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    client_ip_of(req.headers(), peer, trust_forwarded_for)
+}
+
+/// [`client_ip`] from a request's parts.
+pub fn client_ip_of(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trust_forwarded_for: bool,
+) -> Option<IpAddr> {
+    if trust_forwarded_for && let Some(ip) = forwarded_for(headers) {
         return Some(ip);
     }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+    peer.map(|p| p.ip())
 }
 
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {

@@ -10,6 +10,8 @@ on_both_engines!(
     graphql_operations_and_errors,
     graphql_subscription_streams_audit_events,
     cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants,
+    socket_mutations_are_audited,
+    revocation_ends_the_socket_and_its_subscriptions,
     logins_hidden_in_fragments_are_refused,
     each_mutation_field_is_audited_with_its_outcome
 );
@@ -270,6 +272,209 @@ async fn cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants(
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_operations_pass_the_per_address_rate_limit() {
+    let app =
+        TestApp::spawn_with(iocloud_tests::Backend::Sqlite, |c| c.rate_limit_per_ip = 20).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let mut ws = connect(&app, &s.access).await;
+    let login = |password: &str| {
+        format!(
+            "mutation {{ logIn(email: \"ada@example.com\", password: \"{password}\") {{ accessToken }} }}"
+        )
+    };
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        let id = format!("guess{i}");
+        send_op(&mut ws, &id, &login(&format!("guess {i}"))).await;
+        codes.push(error_code(&answer_to(&mut ws, &id).await));
+    }
+    let limited = codes.iter().filter(|c| *c == "rate_limited").count();
+    assert!(
+        limited >= 20,
+        "the upgrade and the sign-up took two of twenty: {codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "rate_limited" || c == "invalid_credentials"),
+        "{codes:?}"
+    );
+    send_op(&mut ws, "right", &login(PASSWORD)).await;
+    let answer = answer_to(&mut ws, "right").await;
+    assert_eq!(error_code(&answer), "rate_limited", "{answer}");
+    assert!(answer["payload"]["data"].is_null(), "{answer}");
+    app.stop().await;
+}
+
+async fn socket_mutations_are_audited(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let mut ws = connect(&app, &s.access).await;
+    send_op(
+        &mut ws,
+        "1",
+        "mutation { updateOrganization(name: \"Acme Corp\") { name } }",
+    )
+    .await;
+    let answer = answer_to(&mut ws, "1").await;
+    assert_eq!(
+        answer["payload"]["data"]["updateOrganization"]["name"], "Acme Corp",
+        "{answer}"
+    );
+    send_op(
+        &mut ws,
+        "2",
+        "mutation { revokeApiKey(id: \"key_missing\") { id } }",
+    )
+    .await;
+    let refused = answer_to(&mut ws, "2").await;
+    assert_eq!(error_code(&refused), "not_found", "{refused}");
+
+    let events = app.get("/v1/audit-events?limit=200", &s.access).await;
+    let items = events.body["items"].as_array().unwrap();
+    let renamed = items
+        .iter()
+        .find(|e| e["action"] == "graphql mutation updateOrganization")
+        .unwrap_or_else(|| panic!("the rename over the socket is audited: {}", events.text));
+    assert_eq!(renamed["actor_id"], s.user_id.as_str());
+    assert_eq!(renamed["outcome"], "success");
+    assert!(
+        renamed["ip"].as_str().is_some_and(|ip| !ip.is_empty()),
+        "{renamed}"
+    );
+    let missing = items
+        .iter()
+        .find(|e| e["action"] == "graphql mutation revokeApiKey")
+        .unwrap_or_else(|| panic!("{}", events.text));
+    assert_eq!(missing["status"], 404);
+    assert_eq!(missing["outcome"], "failure");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_queries_are_refused_on_both_transports() {
+    let app = TestApp::spawn(iocloud_tests::Backend::Sqlite).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let aliases = |n: usize| {
+        let fields: String = (0..n).map(|i| format!("a{i}: __typename ")).collect();
+        format!("{{ {fields}}}")
+    };
+    // Under the body limit, but far more fields than any real query selects.
+    let flood = aliases(50_000);
+    assert!(flood.len() < 1024 * 1024);
+    let http = app.graphql(Some(&s.access), &flood, json!({})).await;
+    assert_eq!(
+        http.body["errors"][0]["extensions"]["code"],
+        "query_too_complex",
+        "{}",
+        &http.text[..http.text.len().min(300)]
+    );
+    assert!(http.body["data"].is_null());
+    let mut ws = connect(&app, &s.access).await;
+    send_op(&mut ws, "flood", &flood).await;
+    let refused = answer_to(&mut ws, "flood").await;
+    assert_eq!(error_code(&refused), "query_too_complex");
+
+    // Over the body limit: the socket is closed before the message is read as GraphQL.
+    let huge = aliases(400_000);
+    assert!(huge.len() > 7_000_000);
+    send_op(&mut ws, "huge", &huge).await;
+    let (code, reason) = close_frame(&mut ws).await;
+    assert_eq!(code, 1009, "{reason}");
+    assert!(reason.starts_with("body_too_large"), "{reason}");
+    app.stop().await;
+}
+
+async fn revocation_ends_the_socket_and_its_subscriptions(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let other = app.login("ada@example.com", None).await;
+
+    // A user's session: logging out ends its subscriptions and its socket answers no more.
+    let mut ws = connect(&app, &s.access).await;
+    send_op(&mut ws, "feed", "subscription { auditEvents { action } }").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let out = app
+        .post("/v1/auth/logout", Some(&s.access), json!({}))
+        .await;
+    assert_eq!(out.status, 204, "{}", out.text);
+    assert_eq!(ended_with(&mut ws, "feed").await, "invalid_token");
+    send_op(&mut ws, "me", "{ me { kind } }").await;
+    let me = answer_to(&mut ws, "me").await;
+    assert_eq!(error_code(&me), "invalid_token", "{me}");
+    assert!(me["payload"]["data"].is_null(), "{me}");
+
+    // An API key: revoking it ends its subscriptions.
+    let (key_id, secret) = app.api_key(&other.access, &["admin"]).await;
+    let mut by_key = connect(&app, &secret).await;
+    send_op(
+        &mut by_key,
+        "feed",
+        "subscription { auditEvents { action } }",
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let revoked = app
+        .delete(&format!("/v1/api-keys/{key_id}"), &other.access)
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text);
+    assert_eq!(ended_with(&mut by_key, "feed").await, "invalid_token");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_holds_a_bounded_number_of_subscriptions() {
+    let app = TestApp::spawn(iocloud_tests::Backend::Sqlite).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let mut ws = connect(&app, &s.access).await;
+    // The default bound is 32 operations at a time.
+    for i in 0..40 {
+        send_op(
+            &mut ws,
+            &format!("s{i}"),
+            "subscription { auditEvents { action } }",
+        )
+        .await;
+    }
+    let mut refused = Vec::new();
+    while refused.len() < 8 {
+        let msg = next_json(&mut ws).await;
+        if msg["type"] == "next" {
+            assert_eq!(error_code(&msg), "too_many_subscriptions", "{msg}");
+            refused.push(msg["id"].as_str().unwrap().to_string());
+        }
+    }
+    refused.sort();
+    let mut expected: Vec<String> = (32..40).map(|i| format!("s{i}")).collect();
+    expected.sort();
+    assert_eq!(refused, expected);
+
+    // Ending one makes room for another, which then streams.
+    ws.send(Message::Text(
+        json!({"id": "s0", "type": "complete"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    send_op(&mut ws, "again", "subscription { auditEvents { action } }").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.patch("/v1/org", &s.access, json!({"name": "Acme Corp"}))
+        .await;
+    loop {
+        let msg = next_json(&mut ws).await;
+        assert_ne!(error_code(&msg), "too_many_subscriptions", "{msg}");
+        if msg["id"] == "again" {
+            assert_eq!(
+                msg["payload"]["data"]["auditEvents"]["action"],
+                "PATCH /v1/org"
+            );
+            break;
+        }
+    }
+    app.stop().await;
+}
+
 async fn logins_hidden_in_fragments_are_refused(b: iocloud_tests::Backend) {
     let app = TestApp::spawn(b).await;
     app.signup("ada@example.com", "Acme").await;
@@ -391,6 +596,68 @@ async fn each_mutation_field_is_audited_with_its_outcome(b: iocloud_tests::Backe
         events.text
     );
     app.stop().await;
+}
+
+/// Sends one operation (graphql-transport-ws `subscribe`) with id `id`.
+async fn send_op(ws: &mut Socket, id: &str, query: &str) {
+    let msg = json!({"id": id, "type": "subscribe", "payload": {"query": query}});
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// Reads until operation `id` answers (`next`), passing over other messages.
+async fn answer_to(ws: &mut Socket, id: &str) -> Value {
+    loop {
+        let msg = next_json(ws).await;
+        if msg["type"] == "next" && msg["id"] == id {
+            return msg;
+        }
+    }
+}
+
+/// The `code` of an answer's first error, or "" when it has none.
+fn error_code(msg: &Value) -> String {
+    msg["payload"]["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Reads until operation `id` answers an error, which must be its last word: the error's code.
+async fn ended_with(ws: &mut Socket, id: &str) -> String {
+    loop {
+        let msg = next_json(ws).await;
+        if msg["id"] != id {
+            continue;
+        }
+        let code = error_code(&msg);
+        if code.is_empty() {
+            continue; // an event that raced the revocation
+        }
+        let complete = next_json(ws).await;
+        assert_eq!(
+            (complete["type"].as_str(), complete["id"].as_str()),
+            (Some("complete"), Some(id)),
+            "{complete}"
+        );
+        return code;
+    }
+}
+
+/// Reads until the server closes the socket: its close code and reason.
+async fn close_frame(ws: &mut Socket) -> (u16, String) {
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("a close frame before the end")
+            .expect("ok");
+        if let Message::Close(frame) = msg {
+            let frame = frame.expect("a close frame with a code");
+            return (u16::from(frame.code), frame.reason.to_string());
+        }
+    }
 }
 
 async fn next_json<S>(ws: &mut S) -> Value
