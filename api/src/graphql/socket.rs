@@ -8,7 +8,7 @@
 //! apply as they do to HTTP. A connection runs a bounded number of operations at once, and a
 //! subscription ends when its credential stops being valid: at once on logout or key
 //! revocation, and within `graphql_ws_recheck_secs` otherwise (removal from the organisation,
-//! an access token's expiry).
+//! an access token's expiry, a change of role).
 
 use std::any::TypeId;
 use std::net::{IpAddr, SocketAddr};
@@ -370,6 +370,14 @@ async fn revocation(
             () = tokio::time::sleep(every) => {}
         }
         match control.authenticate(&credential.0).await {
+            // What the subscription was allowed to see was decided with the old role.
+            Ok(now) if now.role() != actor.role() || now.is_operator != actor.is_operator => {
+                return iocloud_control::Error::Conflict {
+                    code: "role_changed",
+                    message: "your role changed since this subscription began; subscribe again"
+                        .into(),
+                };
+            }
             Ok(_) => {}
             // A database that cannot answer now says nothing about the credential.
             Err(e) if e.is_internal() => {

@@ -12,6 +12,7 @@ on_both_engines!(
     cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants,
     socket_mutations_are_audited,
     revocation_ends_the_socket_and_its_subscriptions,
+    a_change_of_role_ends_subscriptions,
     logins_hidden_in_fragments_are_refused,
     each_mutation_field_is_audited_with_its_outcome
 );
@@ -420,6 +421,28 @@ async fn revocation_ends_the_socket_and_its_subscriptions(b: iocloud_tests::Back
         .await;
     assert_eq!(revoked.status, 200, "{}", revoked.text);
     assert_eq!(ended_with(&mut by_key, "feed").await, "invalid_token");
+    app.stop().await;
+}
+
+async fn a_change_of_role_ends_subscriptions(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn_with(b, |c| c.graphql_ws_recheck_secs = 1).await;
+    let owner = app.signup("ada@example.com", "Acme").await;
+    let admin = app.add_member(&owner, "bob@example.com", "admin").await;
+    let mut ws = connect(&app, &admin.access).await;
+    send_op(&mut ws, "feed", "subscription { auditEvents { action } }").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let demoted = app
+        .patch(
+            &format!("/v1/members/{}", admin.user_id),
+            &owner.access,
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert_eq!(demoted.status, 200, "{}", demoted.text);
+    // A viewer may not read the audit log: the feed stops within the recheck period.
+    assert_eq!(ended_with(&mut ws, "feed").await, "role_changed");
+    send_op(&mut ws, "again", "subscription { auditEvents { action } }").await;
+    assert_eq!(error_code(&answer_to(&mut ws, "again").await), "forbidden");
     app.stop().await;
 }
 
