@@ -2,15 +2,18 @@
 //! which organisation, which route and target, the status and the request id. Route templates
 //! and ids only, never bodies or headers, so no secret reaches the log.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use futures::FutureExt;
 use iocloud_control::Actor;
 use iocloud_control::audit::NewAuditEvent;
 use parking_lot::Mutex;
 
+use crate::error::ApiError;
 use crate::middleware::client::{client_ip, request_id};
 use crate::state::AppState;
 
@@ -111,10 +114,14 @@ impl AuditSlot {
     }
 }
 
+/// Runs a state-changing request and records it. The request runs in a task of its own: a
+/// client hanging up (or the time limit) drops this future, and without the task the work could
+/// commit and its audit row (and a kept idempotent answer) be lost with the future. The task
+/// ends when the work and its audit rows are done, whoever is still waiting for the answer.
 pub async fn record<F, Fut>(state: &AppState, mut req: Request, inner: F) -> Response
 where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
+    F: FnOnce(Request) -> Fut + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
 {
     // Reads change nothing (GraphQL mutations arrive by POST).
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -128,24 +135,35 @@ where
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
-    let request_id = request_id(&req);
-    let ip = client_ip(&req, state.config.trust_forwarded_for).map(|ip| ip.to_string());
-    let response = inner(req).await;
+    let origin = Origin {
+        target: template.as_deref().and_then(|t| path_target(t, &path)),
+        request_id: request_id(&req),
+        ip: client_ip(&req, state.config.trust_forwarded_for).map(|ip| ip.to_string()),
+    };
+    // A GraphQL request is recorded only when it holds a mutation, which marks its action.
     let mutating = matches!(
         method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    // A GraphQL request is recorded only when it holds a mutation, which marks its action.
     let route = (mutating && path != "/graphql")
         .then(|| format!("{method} {}", template.as_deref().unwrap_or(&path)));
-    let origin = Origin {
-        target: template.as_deref().and_then(|t| path_target(t, &path)),
-        request_id,
-        ip,
-    };
-    let events = slot.take_events(route, response.status().as_u16(), origin);
-    write(state, events).await;
-    response
+    let state = state.clone();
+    let task = tokio::spawn(async move {
+        // A handler that panics is answered 500, and recorded as such.
+        let response = AssertUnwindSafe(inner(req))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                ApiError::Internal("the request's handler panicked".into()).into_response()
+            });
+        let events = slot.take_events(route, response.status().as_u16(), origin);
+        write(&state, events).await;
+        response
+    });
+    task.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a request's task failed");
+        ApiError::Internal("the request's task failed".into()).into_response()
+    })
 }
 
 /// Writes events to the audit log; a failure is logged, never shown to the client.

@@ -32,12 +32,15 @@ pub async fn front(State(state): State<AppState>, req: Request, next: Next) -> R
     .await
 }
 
-/// Routes that act for a caller: audit, then authentication, then idempotency.
+/// Routes that act for a caller: audit, then authentication, then idempotency. A request that
+/// changes state runs to its end even if the client leaves (see `audit::record`).
 pub async fn api(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    audit::record(&state, req, |req| {
-        auth::authenticate(&state, req, |req| {
-            idempotency::idempotent(&state, req, |req| next.run(req))
+    let inner = state.clone();
+    audit::record(&state, req, move |req| async move {
+        auth::authenticate(&inner, req, |req| {
+            idempotency::idempotent(&inner, req, |req| next.run(req))
         })
+        .await
     })
     .await
 }

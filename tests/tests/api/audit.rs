@@ -4,6 +4,7 @@ use iocloud_tests::{PASSWORD, TestApp, on_both_engines};
 use serde_json::json;
 
 on_both_engines!(state_changes_are_audited_without_secrets);
+on_both_engines!(a_request_dropped_after_its_work_is_still_audited);
 
 async fn state_changes_are_audited_without_secrets(b: iocloud_tests::Backend) {
     let app = TestApp::spawn(b).await;
@@ -112,5 +113,55 @@ async fn state_changes_are_audited_without_secrets(b: iocloud_tests::Backend) {
         )
         .await;
     assert_ne!(second.body["items"][0]["id"], first.body["items"][0]["id"]);
+    app.stop().await;
+}
+
+/// A client hanging up (or the time limit) drops the request's future; when that happens after
+/// the work was done, the audit row must still be written.
+async fn a_request_dropped_after_its_work_is_still_audited(b: iocloud_tests::Backend) {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::response::IntoResponse;
+
+    let app = TestApp::spawn(b).await;
+    let state = app.server.state.clone();
+    let (worked, work_done) = tokio::sync::oneshot::channel::<()>();
+    let req = Request::post("/v1/anything")
+        .header("x-request-id", "req-dropped-1")
+        .body(Body::empty())
+        .unwrap();
+    let request = iocloud_api::middleware::audit::record(&state, req, move |_req| async move {
+        // The work is done (committed); the answer is still being put together.
+        let _ = worked.send(());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        StatusCode::CREATED.into_response()
+    });
+    tokio::select! {
+        _ = request => panic!("the request was to be dropped before its answer"),
+        _ = work_done => {}
+    }
+    // `request` is dropped here, as when the client goes away.
+
+    let written = async {
+        while app
+            .count("SELECT COUNT(*) FROM audit_events WHERE request_id = 'req-dropped-1'")
+            .await
+            == 0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), written)
+        .await
+        .expect("the dropped request's audit row is written");
+    assert_eq!(
+        app.scalar(
+            "SELECT CAST(status AS TEXT) FROM audit_events WHERE request_id = $1",
+            "req-dropped-1"
+        )
+        .await,
+        "201",
+        "with the answer the work gave"
+    );
     app.stop().await;
 }
