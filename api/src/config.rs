@@ -121,6 +121,31 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_PROVISIONING_TIMEOUT_SECS", default_value_t = 600)]
     pub provisioning_timeout_secs: u64,
 
+    /// Seconds between sweeps that delete rows past their retention (0: no sweeps here).
+    #[arg(
+        long,
+        env = "IOCLOUD_RETENTION_SWEEP_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub retention_sweep_interval_secs: u64,
+
+    /// Seconds an `Idempotency-Key` and its kept answer are remembered (at least 60).
+    #[arg(
+        long,
+        env = "IOCLOUD_IDEMPOTENCY_RETENTION_SECS",
+        default_value_t = 86_400
+    )]
+    pub idempotency_retention_secs: u64,
+
+    /// Seconds a price or placement quote is kept after it expired (until then it answers
+    /// `quote_expired`; after, `not_found`).
+    #[arg(long, env = "IOCLOUD_QUOTE_RETENTION_SECS", default_value_t = 3600)]
+    pub quote_retention_secs: u64,
+
+    /// Seconds an outbox email (logged when written) is kept.
+    #[arg(long, env = "IOCLOUD_OUTBOX_RETENTION_SECS", default_value_t = 86_400)]
+    pub outbox_retention_secs: u64,
+
     /// Default quota: GPUs in use per organisation.
     #[arg(long, env = "IOCLOUD_QUOTA_MAX_GPUS", default_value_t = 64)]
     pub quota_max_gpus: i64,
@@ -276,6 +301,11 @@ impl Config {
                 max_attempts: self.login_max_attempts.max(1),
                 window: Duration::from_secs(self.login_window_secs.max(1)),
             },
+            retention: iocloud_control::retention::Retention {
+                idempotency_keys: Duration::from_secs(self.idempotency_retention_secs.max(60)),
+                expired_quotes: Duration::from_secs(self.quote_retention_secs),
+                sent_emails: Duration::from_secs(self.outbox_retention_secs),
+            },
         })
     }
 
@@ -308,6 +338,10 @@ impl Config {
             challenge_deadline_secs: 30,
             reconcile_interval_secs: 1,
             provisioning_timeout_secs: 600,
+            retention_sweep_interval_secs: 0,
+            idempotency_retention_secs: 86_400,
+            quote_retention_secs: 3600,
+            outbox_retention_secs: 86_400,
             quota_max_gpus: 64,
             quota_max_clusters: 20,
             quota_max_spend_per_hour_usd: "500.00".into(),

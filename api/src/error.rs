@@ -31,6 +31,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
     IdempotencyInFlight,
+    #[error(
+        "the first request with this Idempotency-Key stopped without an answer (its server stopped), so whether it took effect is unknown; look before retrying with a new key"
+    )]
+    IdempotencyOutcomeUnknown,
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("{0}")]
@@ -138,7 +142,9 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::TooManyOperations { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::IdempotencyInFlight => StatusCode::CONFLICT,
+            ApiError::IdempotencyInFlight | ApiError::IdempotencyOutcomeUnknown => {
+                StatusCode::CONFLICT
+            }
             ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -158,6 +164,7 @@ impl ApiError {
             ApiError::TooManyOperations { .. } => "too_many_subscriptions",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
+            ApiError::IdempotencyOutcomeUnknown => "idempotency_outcome_unknown",
             ApiError::RouteNotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Timeout => "timeout",

@@ -66,6 +66,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     if config.accrual_interval_secs > 0 {
         control.spawn_accrual_worker(std::time::Duration::from_secs(config.accrual_interval_secs));
     }
+    if config.retention_sweep_interval_secs > 0 {
+        control.spawn_retention_sweep(std::time::Duration::from_secs(
+            config.retention_sweep_interval_secs,
+        ));
+    }
     let schema = graphql::build_schema(control.clone(), &config);
     Ok(AppState::new(control, config, schema))
 }

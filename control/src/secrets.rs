@@ -6,16 +6,46 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const RANDOM_LEN: usize = 43;
+
+/// Every kind of secret the platform makes: API keys, device agent tokens, refresh tokens,
+/// invitation tokens and cluster join tokens. A secret is recognised by its prefix and form
+/// ([`contains_secret`]), which is how kept idempotent answers withhold them wherever they sit.
+pub const PREFIXES: [&str; 5] = ["ioc_", "iodt_", "iort_", "ioinv_", "iojt_"];
 
 /// A fresh secret: `prefix` followed by 43 base-62 characters (about 256 bits).
 pub fn generate(prefix: &str) -> String {
+    debug_assert!(
+        PREFIXES.contains(&prefix),
+        "a new kind of secret: add {prefix} to PREFIXES so it is never kept in a stored answer"
+    );
     let mut rng = rand::rng();
     let mut s = String::with_capacity(prefix.len() + 43);
     s.push_str(prefix);
-    for _ in 0..43 {
+    for _ in 0..RANDOM_LEN {
         s.push(BASE62[rng.random_range(0..BASE62.len())] as char);
     }
     s
+}
+
+/// True when `text` holds a secret this platform made (or an access token, a JWT), anywhere in it.
+pub fn contains_secret(text: &str) -> bool {
+    let made = PREFIXES.iter().any(|prefix| {
+        text.match_indices(prefix).any(|(at, _)| {
+            let rest = &text.as_bytes()[at + prefix.len()..];
+            rest.len() >= RANDOM_LEN && rest[..RANDOM_LEN].iter().all(u8::is_ascii_alphanumeric)
+        })
+    });
+    made || looks_like_jwt(text)
+}
+
+/// Three base64url parts, the first a JSON header (`eyJ` is `{"` encoded).
+fn looks_like_jwt(text: &str) -> bool {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .any(|word| {
+            let parts: Vec<&str> = word.split('.').collect();
+            parts.len() == 3 && parts[0].starts_with("eyJ") && parts.iter().all(|p| p.len() >= 4)
+        })
 }
 
 /// Hex SHA-256 of a secret; what the database stores.
@@ -41,5 +71,21 @@ mod tests {
         assert_eq!(hash(&a).len(), 64);
         assert!(hashes_equal(&hash(&a), &hash(&a)));
         assert!(!hashes_equal(&hash(&a), &hash(&b)));
+    }
+
+    #[test]
+    fn secrets_are_recognised_in_any_text() {
+        for prefix in PREFIXES {
+            let s = generate(prefix);
+            assert!(contains_secret(&s), "{s}");
+            assert!(contains_secret(&format!("token: {s}.")), "{s}");
+            assert!(!contains_secret(&s[..s.len() - 1]), "too short to be one");
+        }
+        assert!(contains_secret(
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl"
+        ));
+        for plain in ["ioc_", "clu_01abc", "iodt_short", "Bearer", "a.b.c", "2.10"] {
+            assert!(!contains_secret(plain), "{plain}");
+        }
     }
 }

@@ -27,6 +27,8 @@ pub struct Settings {
     pub provisioning_timeout: Duration,
     /// Logins one account may attempt per window.
     pub login_throttle: crate::login_guard::LoginThrottle,
+    /// How long idempotency records, expired quotes and outbox emails are kept.
+    pub retention: crate::retention::Retention,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             quota: crate::clusters::QuotaLimits::default(),
             provisioning_timeout: Duration::from_secs(600),
             login_throttle: Default::default(),
+            retention: crate::retention::Retention::default(),
         }
     }
 }

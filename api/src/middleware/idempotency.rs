@@ -1,17 +1,20 @@
-//! `Idempotency-Key` on POST, with Stripe's semantics: a key is kept 24 hours per organisation
-//! (per client address before sign-in); the same key with the same request replays the first
-//! answer; with a different request it is refused 422; while the first is still running, 409.
-//! A 5xx answer is not kept, so the client may retry with the same key. A claim abandoned by
-//! a crashed replica is taken over after `LEASE`.
+//! `Idempotency-Key` on POST: the HTTP side of `control::idempotency` (which holds the rules).
+//! The same key and request replay the first answer (`Idempotent-Replayed: true`), with its
+//! secrets withheld and listed in `Idempotent-Withheld`; another request with the key is 422;
+//! while the first runs, 409 `idempotency_key_in_flight`; when it died without an answer, 409
+//! `idempotency_outcome_unknown`. Sign-in answers (REST `/v1/auth/…`, GraphQL `signUp`, `logIn`,
+//! `refresh`) are never kept. A 5xx answer is not kept, so the client may retry with the key.
 
+use async_graphql::parser::types::{DocumentOperations, Selection, SelectionSet};
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use iocloud_control::Actor;
-use iocloud_db::time::{MICROS_PER_SEC, now_micros};
-use iocloud_db::{Db, DbError, db_run};
-use sha2::{Digest, Sha256};
+use iocloud_control::idempotency::{
+    Answer, Claim, Idempotency, IdempotencyKey, KeptAnswer, KeyScope, Lease, MAX_KEPT_BODY,
+    RENEW_EVERY, RequestFingerprint,
+};
 
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
@@ -19,27 +22,10 @@ use crate::middleware::client::client_ip;
 use crate::state::AppState;
 
 const HEADER: &str = "idempotency-key";
-const RETENTION_MICROS: i64 = 24 * 3600 * MICROS_PER_SEC;
-const LEASE_MICROS: i64 = 60 * MICROS_PER_SEC;
-/// Answers larger than this are not kept (and a retry runs again).
-const MAX_STORED_BODY: usize = 4 * 1024 * 1024;
-
-#[derive(sqlx::FromRow)]
-struct Record {
-    request_hash: String,
-    state: String,
-    status: Option<i64>,
-    content_type: Option<String>,
-    body: Option<String>,
-    created_at: i64,
-    locked_at: i64,
-}
-
-enum Claim {
-    /// We own the key: run the request.
-    Run,
-    Replay(Response),
-}
+/// On a replay: the JSON pointers of the fields that held a secret, now null.
+pub const WITHHELD_HEADER: &str = "idempotent-withheld";
+/// GraphQL mutations that answer with fresh tokens; like `/v1/auth/`, never kept.
+const GRAPHQL_SIGN_INS: [&str; 3] = ["signUp", "logIn", "refresh"];
 
 pub async fn idempotent<F, Fut>(state: &AppState, req: Request, inner: F) -> Response
 where
@@ -52,11 +38,13 @@ where
     let Some(raw_key) = req.headers().get(HEADER) else {
         return inner(req).await;
     };
-    let key = match raw_key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
-            k.to_string()
-        }
-        _ => {
+    let key = match raw_key
+        .to_str()
+        .map_err(|_| ())
+        .and_then(|k| IdempotencyKey::parse(k).map_err(|_| ()))
+    {
+        Ok(key) => key,
+        Err(()) => {
             return ApiError::BadRequest(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
             )
@@ -67,145 +55,108 @@ where
     if req.uri().path().starts_with("/v1/auth/") {
         return inner(req).await;
     }
-    // A replay goes only to the caller who made the request: another member of the
-    // organisation reusing the key gets an answer of their own, never this one.
     let scope = match req.extensions().get::<Actor>() {
-        Some(actor) => {
-            let (kind, id) = actor.audit_identity();
-            format!("org:{}:{kind}:{id}", actor.org_id)
-        }
-        None => format!(
-            "ip:{}",
-            client_ip(&req, state.config.trust_forwarded_for)
-                .map(|i| i.to_string())
-                .unwrap_or_default()
-        ),
+        Some(actor) => KeyScope::caller(actor),
+        None => KeyScope::address(client_ip(&req, state.config.trust_forwarded_for)),
     };
     let (parts, body) = req.into_parts();
-    let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError::BodyTooLarge {
-                limit: MAX_BODY_BYTES,
-            }
-            .into_response();
+    let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
         }
+        .into_response();
     };
-    let mut hasher = Sha256::new();
-    hasher.update(parts.method.as_str());
-    hasher.update(b" ");
-    hasher.update(parts.uri.path());
-    hasher.update(b"\n");
-    hasher.update(&bytes);
-    let request_hash = hex::encode(hasher.finalize());
-    let db = &state.control.db;
-
-    match claim(db, &scope, &key, &request_hash).await {
-        Ok(Claim::Replay(res)) => return res,
-        Ok(Claim::Run) => {}
-        Err(e) => return e.into_response(),
+    let req = Request::from_parts(parts, Body::from(bytes.clone()));
+    if req.uri().path() == "/graphql" && graphql_may_sign_in(&bytes) {
+        return inner(req).await;
     }
-    let res = inner(Request::from_parts(parts, Body::from(bytes))).await;
-    finish(db, &scope, &key, res).await
+    let request = RequestFingerprint::of(req.method().as_str(), req.uri().path(), &bytes);
+    let records = state.control.idempotency();
+
+    let lease = match records.claim(&scope, &key, &request).await {
+        Ok(Claim::Run(lease)) => lease,
+        Ok(Claim::Replay(kept)) => return replay(kept),
+        Ok(Claim::Reused) => return ApiError::IdempotencyKeyReused.into_response(),
+        Ok(Claim::InFlight) => return ApiError::IdempotencyInFlight.into_response(),
+        Ok(Claim::OutcomeUnknown) => {
+            return ApiError::IdempotencyOutcomeUnknown.into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let res = holding(&records, &lease, inner(req)).await;
+    finish(&records, lease, res).await
 }
 
-async fn claim(db: &Db, scope: &str, key: &str, request_hash: &str) -> Result<Claim, ApiError> {
-    for _ in 0..5 {
-        let now = now_micros();
-        let existing: Option<Record> = db_run!(db, |p| {
-            sqlx::query_as(
-                "SELECT request_hash, state, status, content_type, body, created_at, locked_at FROM idempotency_keys WHERE scope = $1 AND key = $2",
-            )
-            .bind(scope).bind(key).fetch_optional(p).await
-        })
-        .map_err(DbError::from)?;
-        let Some(rec) = existing else {
-            let inserted = db_run!(db, |p| {
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (scope, key, request_hash, state, created_at, locked_at) VALUES ($1, $2, $3, 'in_flight', $4, $4) \
-                     ON CONFLICT (scope, key) DO NOTHING",
-                )
-                .bind(scope).bind(key).bind(request_hash).bind(now).execute(p).await.map(|r| r.rows_affected())
-            })
-            .map_err(DbError::from)?;
-            if inserted == 1 {
-                return Ok(Claim::Run);
+/// Runs the request, renewing its lease so other requests with the key know it is alive.
+async fn holding(
+    records: &Idempotency,
+    lease: &Lease,
+    work: impl Future<Output = Response>,
+) -> Response {
+    let mut work = std::pin::pin!(work);
+    let mut renew =
+        tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+    loop {
+        tokio::select! {
+            res = &mut work => return res,
+            _ = renew.tick() => {
+                if let Err(e) = records.renew(lease).await {
+                    tracing::warn!(error = %e, "could not renew an idempotency lease");
+                }
             }
-            continue; // another request claimed it first: look again
-        };
-        if rec.created_at < now - RETENTION_MICROS {
-            db_run!(db, |p| {
-                sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3")
-                    .bind(scope).bind(key).bind(rec.created_at).execute(p).await.map(|r| r.rows_affected())
-            })
-            .map_err(DbError::from)?;
-            continue;
         }
-        if rec.request_hash != request_hash {
-            return Err(ApiError::IdempotencyKeyReused);
-        }
-        if rec.state == "done" {
-            return Ok(Claim::Replay(replay(rec)));
-        }
-        if rec.locked_at < now - LEASE_MICROS {
-            let taken = db_run!(db, |p| {
-                sqlx::query("UPDATE idempotency_keys SET locked_at = $1 WHERE scope = $2 AND key = $3 AND state = 'in_flight' AND locked_at = $4")
-                    .bind(now).bind(scope).bind(key).bind(rec.locked_at).execute(p).await.map(|r| r.rows_affected())
-            })
-            .map_err(DbError::from)?;
-            if taken == 1 {
-                return Ok(Claim::Run);
-            }
-            continue;
-        }
-        return Err(ApiError::IdempotencyInFlight);
     }
-    Err(ApiError::IdempotencyInFlight)
 }
 
-fn replay(rec: Record) -> Response {
-    let status = rec
-        .status
-        .and_then(|s| StatusCode::from_u16(s as u16).ok())
-        .unwrap_or(StatusCode::OK);
-    let mut res = (status, rec.body.unwrap_or_default()).into_response();
-    if let Some(ct) = rec
+fn replay(kept: KeptAnswer) -> Response {
+    let status = StatusCode::from_u16(kept.status).unwrap_or(StatusCode::OK);
+    let mut res = (status, kept.body).into_response();
+    let headers = res.headers_mut();
+    if let Some(ct) = kept
         .content_type
         .and_then(|c| HeaderValue::from_str(&c).ok())
     {
-        res.headers_mut().insert(header::CONTENT_TYPE, ct);
+        headers.insert(header::CONTENT_TYPE, ct);
     }
-    res.headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if let Some(withheld) = withheld_header(&kept.withheld) {
+        headers.insert(WITHHELD_HEADER, withheld);
+    }
     res
 }
 
+/// `/secret` or `/data/made/k, /data/other/token`; a pointer that cannot be a header value
+/// (it never happens with our field names) stands as `*`: something was withheld.
+fn withheld_header(pointers: &[String]) -> Option<HeaderValue> {
+    if pointers.is_empty() {
+        return None;
+    }
+    let text = pointers.join(", ");
+    Some(HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("*")))
+}
+
 /// Keeps the answer for replays, or releases the key when the answer should not be kept.
-async fn finish(db: &Db, scope: &str, key: &str, res: Response) -> Response {
+async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response {
     let (parts, body) = res.into_parts();
-    let bytes = to_bytes(body, MAX_STORED_BODY).await.ok();
+    let bytes = to_bytes(body, MAX_KEPT_BODY).await.ok();
     let text = bytes
         .as_ref()
         .and_then(|b| std::str::from_utf8(b).ok())
         .map(str::to_string);
-    let keep = !parts.status.is_server_error() && text.is_some();
-    let stored = text.as_deref().map(redact_secrets);
-    let result = if keep {
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        db_run!(db, |p| {
-            sqlx::query("UPDATE idempotency_keys SET state = 'done', status = $1, content_type = $2, body = $3 WHERE scope = $4 AND key = $5")
-                .bind(i64::from(parts.status.as_u16())).bind(&content_type).bind(&stored).bind(scope).bind(key)
-                .execute(p).await.map(|r| r.rows_affected())
-        })
-    } else {
-        db_run!(db, |p| {
-            sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'")
-                .bind(scope).bind(key).execute(p).await.map(|r| r.rows_affected())
-        })
+    let result = match text {
+        Some(body) if !parts.status.is_server_error() => {
+            let answer = Answer {
+                status: parts.status.as_u16(),
+                content_type: parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+                body,
+            };
+            records.keep(lease, &answer).await.map(|_| ())
+        }
+        _ => records.release(lease).await,
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "could not store the idempotent answer");
@@ -218,39 +169,85 @@ async fn finish(db: &Db, scope: &str, key: &str, res: Response) -> Response {
     }
 }
 
-/// Secrets are shown once and stored only as hashes, so a kept answer has them blanked: a
-/// replay of "create an API key" says the key exists but cannot show its secret again.
-const SECRET_FIELDS: [&str; 3] = ["secret", "access_token", "refresh_token"];
-
-fn redact_secrets(body: &str) -> String {
-    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(body) else {
-        return body.to_string();
+/// True when a GraphQL request may sign in (or cannot be read well enough to tell): any field
+/// named like a sign-in mutation anywhere in the document, fragments included.
+fn graphql_may_sign_in(body: &[u8]) -> bool {
+    let queries: Vec<Option<String>> = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(batch)) => batch
+            .iter()
+            .map(|r| r["query"].as_str().map(str::to_string))
+            .collect(),
+        Ok(one) => vec![one["query"].as_str().map(str::to_string)],
+        // `application/graphql`: the body is the document.
+        Err(_) => vec![std::str::from_utf8(body).ok().map(str::to_string)],
     };
-    let mut changed = false;
-    if let Some(obj) = value.as_object_mut() {
-        for field in SECRET_FIELDS {
-            if let Some(v) = obj.get_mut(field)
-                && !v.is_null()
-            {
-                *v = serde_json::Value::Null;
-                changed = true;
+    queries.iter().any(|q| {
+        let Some(doc) = q
+            .as_deref()
+            .and_then(|q| async_graphql::parser::parse_query(q).ok())
+        else {
+            return true;
+        };
+        let operations: Vec<&SelectionSet> = match &doc.operations {
+            DocumentOperations::Single(op) => vec![&op.node.selection_set.node],
+            DocumentOperations::Multiple(ops) => {
+                ops.values().map(|op| &op.node.selection_set.node).collect()
             }
+        };
+        operations
+            .into_iter()
+            .chain(doc.fragments.values().map(|f| &f.node.selection_set.node))
+            .any(|set| selects_sign_in(set, 0))
+    })
+}
+
+fn selects_sign_in(set: &SelectionSet, depth: usize) -> bool {
+    // Deeper than any query the schema accepts: do not keep what cannot be read.
+    if depth > 64 {
+        return true;
+    }
+    set.items.iter().any(|item| match &item.node {
+        Selection::Field(f) => {
+            GRAPHQL_SIGN_INS.contains(&f.node.name.node.as_str())
+                || selects_sign_in(&f.node.selection_set.node, depth + 1)
         }
-    }
-    if changed {
-        value.to_string()
-    } else {
-        body.to_string()
-    }
+        Selection::InlineFragment(f) => selects_sign_in(&f.node.selection_set.node, depth + 1),
+        // Fragments are read on their own above.
+        Selection::FragmentSpread(_) => false,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn kept_answers_hold_no_secrets() {
-        let kept = super::redact_secrets(r#"{"api_key":{"id":"key_1"},"secret":"ioc_abc"}"#);
-        assert!(!kept.contains("ioc_abc"));
-        assert!(kept.contains("key_1"));
-        assert_eq!(super::redact_secrets("not json"), "not json");
+    fn sign_ins_are_found_wherever_they_are_asked() {
+        let body = |q: &str| serde_json::json!({ "query": q }).to_string();
+        for q in [
+            "mutation { logIn(email: \"a\", password: \"b\") { accessToken } }",
+            "mutation { s: signUp(email: \"a\", password: \"b\", name: \"n\", orgName: \"o\") { role } }",
+            "mutation { ...F } fragment F on MutationRoot { refresh(refreshToken: \"x\") { role } }",
+            "mutation { ... on MutationRoot { logIn(email: \"a\", password: \"b\") { role } } }",
+            "not graphql {",
+        ] {
+            assert!(graphql_may_sign_in(body(q).as_bytes()), "{q}");
+        }
+        let batch = serde_json::json!([{"query": "{ me { kind } }"}, {"query": "mutation { logOut logIn(email: \"a\", password: \"b\") { role } }"}]);
+        assert!(graphql_may_sign_in(batch.to_string().as_bytes()));
+        for q in [
+            "mutation { createApiKey(name: \"a\", scopes: []) { secret } }",
+            "mutation { logOut }",
+            "{ me { kind } }",
+        ] {
+            assert!(!graphql_may_sign_in(body(q).as_bytes()), "{q}");
+        }
+    }
+
+    #[test]
+    fn withheld_fields_are_listed() {
+        assert!(withheld_header(&[]).is_none());
+        let both = withheld_header(&["/secret".into(), "/data/made/k".into()]).unwrap();
+        assert_eq!(both.to_str().unwrap(), "/secret, /data/made/k");
     }
 }

@@ -1,9 +1,13 @@
 //! `Idempotency-Key`: replay with the same body, 422 with another, 409 while in flight.
 
 use iocloud_tests::{TestApp, on_both_engines};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 on_both_engines!(idempotent_replay_and_conflicts);
+on_both_engines!(kept_answers_withhold_secrets_wherever_they_sit);
+on_both_engines!(sign_ins_are_never_kept);
+on_both_engines!(old_rows_are_swept_by_age);
 
 async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &str) -> iocloud_tests::Answer {
     let res = app
@@ -77,16 +81,17 @@ async fn idempotent_replay_and_conflicts(b: iocloud_tests::Backend) {
         .assert_problem(409, "idempotency_key_in_flight");
     assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 1);
 
-    // A claim abandoned (its replica crashed) is taken over after its lease.
+    // A claim abandoned (its replica crashed): the work may or may not have been done, so a
+    // retry is told so rather than doing it a second time.
     app.exec(
         "UPDATE idempotency_keys SET locked_at = 1 WHERE key = $1",
         "k-3",
     )
     .await;
-    assert_eq!(
-        post_with_key(&app, &s.access, "k-3", body).await.status,
-        201
-    );
+    post_with_key(&app, &s.access, "k-3", body)
+        .await
+        .assert_problem(409, "idempotency_outcome_unknown");
+    assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 1);
 
     // Another member of the organisation reusing the key is not answered with ours.
     let viewer = app.add_member(&s, "viewer@example.com", "viewer").await;
@@ -115,5 +120,242 @@ async fn idempotent_replay_and_conflicts(b: iocloud_tests::Backend) {
     )
     .await;
     assert_eq!(later.status, 201, "{}", later.text);
+    app.stop().await;
+}
+
+/// A POST with an `Idempotency-Key` to any path, as `token` (or anonymously).
+async fn keyed(
+    app: &TestApp,
+    path: &str,
+    token: Option<&str>,
+    key: &str,
+    body: &serde_json::Value,
+) -> iocloud_tests::Answer {
+    let mut req = app
+        .client
+        .post(app.url(path))
+        .header("idempotency-key", key)
+        .json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    TestApp::answer(req.send().await.unwrap()).await
+}
+
+/// No kept answer may hold a secret: counts rows whose text holds one of these values.
+async fn kept_with(app: &TestApp, secret: &str) -> i64 {
+    app.scalar(
+        "SELECT CAST(COUNT(*) AS TEXT) FROM idempotency_keys WHERE body LIKE '%' || $1 || '%'",
+        secret,
+    )
+    .await
+    .parse()
+    .unwrap()
+}
+
+async fn kept_answers_withhold_secrets_wherever_they_sit(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+
+    // REST: a device's agent token.
+    let rig = json!({"name": "rig-1", "gpu_model": "h100-sxm", "gpu_count": 8, "cpu_cores": 64,
+        "ram_gib": 512, "disk_gib": 2000, "region": "eu-central", "country": "DE",
+        "location": {"lat": 50.11, "lon": 8.68}, "bandwidth_mbps": {"up": 1000, "down": 1000},
+        "price_per_gpu_hour": "2.10"});
+    let first = keyed(&app, "/v1/devices", Some(&s.access), "dev-1", &rig).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let token = first.body["token"].as_str().unwrap().to_string();
+    let again = keyed(&app, "/v1/devices", Some(&s.access), "dev-1", &rig).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body["id"], first.body["id"], "the same device");
+    assert!(
+        again.body.get("token").is_some_and(|t| t.is_null()),
+        "the token is present and null: {}",
+        again.text
+    );
+    assert_eq!(again.header("idempotent-withheld"), Some("/token"));
+    assert_eq!(kept_with(&app, &token).await, 0, "the token is not stored");
+
+    // GraphQL: an API key's secret, under an alias the server cannot guess by name.
+    let create = json!({"query": "mutation { made: createApiKey(name: \"ci\", scopes: [\"read\"]) { k: secret apiKey { id } } }"});
+    let first = keyed(&app, "/graphql", Some(&s.access), "gql-1", &create).await;
+    let secret = first.body["data"]["made"]["k"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", first.text))
+        .to_string();
+    let again = keyed(&app, "/graphql", Some(&s.access), "gql-1", &create).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        again.body["data"]["made"]["apiKey"],
+        first.body["data"]["made"]["apiKey"]
+    );
+    assert!(
+        again.body["data"]["made"]
+            .get("k")
+            .is_some_and(|k| k.is_null()),
+        "{}",
+        again.text
+    );
+    assert_eq!(again.header("idempotent-withheld"), Some("/data/made/k"));
+    assert_eq!(
+        kept_with(&app, &secret).await,
+        0,
+        "the secret is not stored"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM api_keys").await,
+        1,
+        "created once"
+    );
+
+    // An answer without a secret says nothing was withheld.
+    let plain = json!({"query": "mutation { updateOrganization(name: \"Acme Corp\") { name } }"});
+    keyed(&app, "/graphql", Some(&s.access), "gql-2", &plain).await;
+    let again = keyed(&app, "/graphql", Some(&s.access), "gql-2", &plain).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        again.body["data"]["updateOrganization"]["name"],
+        "Acme Corp"
+    );
+    assert!(again.header("idempotent-withheld").is_none());
+    app.stop().await;
+}
+
+async fn sign_ins_are_never_kept(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let signup = json!({"query": "mutation { signUp(email: \"ada@example.com\", password: \"correct horse battery staple\", name: \"Ada\", orgName: \"Acme\") { accessToken } }"});
+    let first = keyed(&app, "/graphql", None, "in-1", &signup).await;
+    assert!(
+        first.body["data"]["signUp"]["accessToken"].is_string(),
+        "{}",
+        first.text
+    );
+
+    // A log-in hidden in a fragment, anonymous (its key would be kept by client address).
+    let login = json!({"query": "mutation { ...L } fragment L on MutationRoot { s: logIn(email: \"ada@example.com\", password: \"correct horse battery staple\") { t: refreshToken } }"});
+    let one = keyed(&app, "/graphql", None, "in-2", &login).await;
+    let two = keyed(&app, "/graphql", None, "in-2", &login).await;
+    let (t1, t2) = (&one.body["data"]["s"]["t"], &two.body["data"]["s"]["t"]);
+    assert!(
+        t1.is_string() && t2.is_string(),
+        "{} {}",
+        one.text,
+        two.text
+    );
+    assert_ne!(t1, t2, "each log-in is its own session");
+    assert!(two.header("idempotent-replayed").is_none());
+
+    // REST sign-in routes likewise.
+    let login = json!({"email": "ada@example.com", "password": "correct horse battery staple"});
+    keyed(&app, "/v1/auth/login", None, "in-3", &login).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys").await,
+        0,
+        "nothing kept"
+    );
+    app.stop().await;
+}
+
+async fn old_rows_are_swept_by_age(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn_with(b, |c| c.retention_sweep_interval_secs = 1).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let body = json!({"name": "deploy", "scopes": ["read"]});
+    for key in ["old", "new"] {
+        keyed(&app, "/v1/api-keys", Some(&s.access), key, &body).await;
+    }
+    let day = 24 * 3600 * 1_000_000_i64;
+    let now = iocloud_db::time::now_micros();
+    app.exec(
+        &format!(
+            "UPDATE idempotency_keys SET created_at = {}, locked_at = {} WHERE key = $1",
+            now - day - 1_000_000,
+            now - day - 1_000_000
+        ),
+        "old",
+    )
+    .await;
+    // Quotes: one long past its expiry, one expired a moment ago (still answers "expired").
+    for (id, expired) in [
+        ("pq_old", now - 2 * 3600 * 1_000_000),
+        ("pq_recent", now - 1_000_000),
+    ] {
+        app.exec(
+            &format!(
+                "INSERT INTO price_quotes (id, org_id, usd_amount, currency, amount, created_at, expires_at) \
+                 VALUES ($1, '{}', 1, 'USD', 1, {expired}, {expired})",
+                s.org_id
+            ),
+            id,
+        )
+        .await;
+        app.exec(
+            &format!(
+                "INSERT INTO placement_quotes (id, org_id, request, quote, created_at, expires_at) \
+                 VALUES ($1, '{}', '{{}}', '{{}}', {expired}, {expired})",
+                s.org_id
+            ),
+            &id.replace("pq", "plq"),
+        )
+        .await;
+    }
+    // The outbox: an email logged two days ago and one just now.
+    for (id, at) in [("eml_old", now - 2 * day), ("eml_new", now)] {
+        app.exec(
+            &format!(
+                "INSERT INTO email_outbox (id, recipient, subject, body, created_at) VALUES ($1, 'x@example.com', 's', 'b', {at})"
+            ),
+            id,
+        )
+        .await;
+    }
+
+    let swept = async {
+        loop {
+            let left = app
+                .count("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'old'")
+                .await
+                + app
+                    .count("SELECT COUNT(*) FROM price_quotes WHERE id = 'pq_old'")
+                    .await
+                + app
+                    .count("SELECT COUNT(*) FROM placement_quotes WHERE id = 'plq_old'")
+                    .await
+                + app
+                    .count("SELECT COUNT(*) FROM email_outbox WHERE id = 'eml_old'")
+                    .await;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), swept)
+        .await
+        .expect("the background sweep deletes old rows");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'new'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM price_quotes WHERE id = 'pq_recent'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM placement_quotes WHERE id = 'plq_recent'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM email_outbox WHERE id = 'eml_new'")
+            .await,
+        1
+    );
+    // A key whose record was swept is free again.
+    let again = keyed(&app, "/v1/api-keys", Some(&s.access), "old", &body).await;
+    assert_eq!(again.status, 201);
+    assert!(again.header("idempotent-replayed").is_none());
     app.stop().await;
 }
