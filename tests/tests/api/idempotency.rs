@@ -8,6 +8,7 @@ on_both_engines!(idempotent_replay_and_conflicts);
 on_both_engines!(kept_answers_withhold_secrets_wherever_they_sit);
 on_both_engines!(sign_ins_are_never_kept);
 on_both_engines!(old_rows_are_swept_by_age);
+on_both_engines!(a_request_that_outlives_its_client_keeps_its_answer);
 
 async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &str) -> iocloud_tests::Answer {
     let res = app
@@ -357,5 +358,53 @@ async fn old_rows_are_swept_by_age(b: iocloud_tests::Backend) {
     let again = keyed(&app, "/v1/api-keys", Some(&s.access), "old", &body).await;
     assert_eq!(again.status, 201);
     assert!(again.header("idempotent-replayed").is_none());
+    app.stop().await;
+}
+
+/// The time limit (or a client hanging up) does not stop a request: it finishes, its answer is
+/// kept, and the retry gets that answer rather than a second API key or a stuck key.
+async fn a_request_that_outlives_its_client_keeps_its_answer(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn_with(b, |c| c.request_timeout_secs = 1).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let body = json!({"name": "slow", "scopes": ["read"]});
+
+    // Hold the database's write lock (SQLite) or the keys' table (Postgres) past the time limit.
+    let mut tx = app.server.state.control.db.begin().await.unwrap();
+    if matches!(tx, iocloud_db::Tx::Postgres(_)) {
+        iocloud_db::tx_run!(&mut tx, |c| sqlx::query(
+            "LOCK TABLE api_keys IN EXCLUSIVE MODE"
+        )
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))
+        .unwrap();
+    }
+    let first = keyed(&app, "/v1/api-keys", Some(&s.access), "slow-1", &body).await;
+    first.assert_problem(408, "timeout");
+    tx.rollback().await.unwrap();
+
+    // The request goes on once the lock is free, and keeps its answer.
+    let kept = async {
+        while app
+            .count("SELECT COUNT(*) FROM idempotency_keys WHERE key = 'slow-1' AND state = 'done'")
+            .await
+            == 0
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), kept)
+        .await
+        .expect("the request that timed out finished and kept its answer");
+    let replayed = keyed(&app, "/v1/api-keys", Some(&s.access), "slow-1", &body).await;
+    assert_eq!(replayed.status, 201, "{}", replayed.text);
+    assert_eq!(
+        replayed.header("idempotent-replayed"),
+        Some("true"),
+        "the answer of the request that timed out: {}",
+        replayed.text
+    );
+    assert_eq!(replayed.header("idempotent-withheld"), Some("/secret"));
+    assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 1);
     app.stop().await;
 }
