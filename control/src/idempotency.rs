@@ -133,8 +133,9 @@ pub enum Claim {
     Reused,
     /// The first request with this key is still running.
     InFlight,
-    /// The first request with this key stopped without an answer (its process died): it may or
-    /// may not have taken effect, and running it again could do it twice.
+    /// The first request with this key stopped without an answer (its process died, or it
+    /// failed with an internal error): it may or may not have taken effect, and running it again
+    /// could do it twice.
     OutcomeUnknown,
 }
 
@@ -230,7 +231,7 @@ impl Idempotency {
             if rec.state == "done" {
                 return Ok(Claim::Replay(rec.kept()));
             }
-            if rec.locked_at < now - LEASE.as_micros() as i64 {
+            if rec.state == "unknown" || rec.locked_at < now - LEASE.as_micros() as i64 {
                 return Ok(Claim::OutcomeUnknown);
             }
             return Ok(Claim::InFlight);
@@ -275,8 +276,8 @@ impl Idempotency {
         Ok(withheld)
     }
 
-    /// Frees the key without an answer, for a request known not to have taken effect (or whose
-    /// answer should not be replayed), so the client may retry with the same key.
+    /// Frees the key without an answer, for a request known not to have taken effect, so the
+    /// client may retry with the same key.
     pub async fn release(&self, lease: Lease) -> Result<()> {
         db_run!(&self.db, |p| {
             sqlx::query(
@@ -284,6 +285,26 @@ impl Idempotency {
             )
             .bind(&lease.scope).bind(&lease.key).bind(lease.created_at)
             .execute(p).await.map(|r| r.rows_affected())
+        })
+        .map_err(DbError::from)?;
+        Ok(())
+    }
+
+    /// Records that the request ended without an answer that says what happened (an internal
+    /// error, or an answer too large to keep): the work may have been done, so a retry is told
+    /// [`Claim::OutcomeUnknown`] rather than running it again.
+    pub async fn abandon(&self, lease: Lease) -> Result<()> {
+        db_run!(&self.db, |p| {
+            sqlx::query(
+                "UPDATE idempotency_keys SET state = 'unknown' \
+                 WHERE scope = $1 AND key = $2 AND created_at = $3 AND state = 'in_flight'",
+            )
+            .bind(&lease.scope)
+            .bind(&lease.key)
+            .bind(lease.created_at)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
         Ok(())

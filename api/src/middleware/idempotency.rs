@@ -3,7 +3,8 @@
 //! secrets withheld and listed in `Idempotent-Withheld`; another request with the key is 422;
 //! while the first runs, 409 `idempotency_key_in_flight`; when it died without an answer, 409
 //! `idempotency_outcome_unknown`. Sign-in answers (REST `/v1/auth/…`, GraphQL `signUp`, `logIn`,
-//! `refresh`) are never kept. A 5xx answer is not kept, so the client may retry with the key.
+//! `refresh`) are never kept. A 503 is not kept, so the client may retry with the key; after
+//! another 5xx the outcome is unknown.
 
 use async_graphql::parser::types::{DocumentOperations, Selection, SelectionSet};
 use axum::body::{Body, to_bytes};
@@ -135,7 +136,9 @@ fn withheld_header(pointers: &[String]) -> Option<HeaderValue> {
     Some(HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("*")))
 }
 
-/// Keeps the answer for replays, or releases the key when the answer should not be kept.
+/// Keeps the answer for replays. A 503 (a service we depend on refused, before any work) frees
+/// the key for a retry; any other server error, or an answer that cannot be kept, leaves the
+/// outcome unknown, since the work may have been done before it failed.
 async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response {
     let (parts, body) = res.into_parts();
     let bytes = to_bytes(body, MAX_KEPT_BODY).await.ok();
@@ -144,6 +147,7 @@ async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response 
         .and_then(|b| std::str::from_utf8(b).ok())
         .map(str::to_string);
     let result = match text {
+        _ if parts.status == StatusCode::SERVICE_UNAVAILABLE => records.release(lease).await,
         Some(body) if !parts.status.is_server_error() => {
             let answer = Answer {
                 status: parts.status.as_u16(),
@@ -156,7 +160,7 @@ async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response 
             };
             records.keep(lease, &answer).await.map(|_| ())
         }
-        _ => records.release(lease).await,
+        _ => records.abandon(lease).await,
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "could not store the idempotent answer");

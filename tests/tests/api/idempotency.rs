@@ -9,6 +9,7 @@ on_both_engines!(kept_answers_withhold_secrets_wherever_they_sit);
 on_both_engines!(sign_ins_are_never_kept);
 on_both_engines!(old_rows_are_swept_by_age);
 on_both_engines!(a_request_that_outlives_its_client_keeps_its_answer);
+on_both_engines!(an_internal_error_leaves_the_outcome_unknown);
 
 async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &str) -> iocloud_tests::Answer {
     let res = app
@@ -406,5 +407,33 @@ async fn a_request_that_outlives_its_client_keeps_its_answer(b: iocloud_tests::B
     );
     assert_eq!(replayed.header("idempotent-withheld"), Some("/secret"));
     assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 1);
+    app.stop().await;
+}
+
+async fn statement(app: &TestApp, sql: &str) {
+    iocloud_db::db_run!(&app.server.state.control.db, |p| sqlx::query(sql)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+    .expect("statement");
+}
+
+/// An internal error may come after the work was done: the retry is not run again.
+async fn an_internal_error_leaves_the_outcome_unknown(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let body = json!({"name": "deploy", "scopes": ["read"]});
+    statement(&app, "ALTER TABLE api_keys RENAME TO api_keys_away").await;
+    keyed(&app, "/v1/api-keys", Some(&s.access), "err-1", &body)
+        .await
+        .assert_problem(500, "internal");
+    statement(&app, "ALTER TABLE api_keys_away RENAME TO api_keys").await;
+    keyed(&app, "/v1/api-keys", Some(&s.access), "err-1", &body)
+        .await
+        .assert_problem(409, "idempotency_outcome_unknown");
+    assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 0);
+    // A new key runs.
+    let fresh = keyed(&app, "/v1/api-keys", Some(&s.access), "err-2", &body).await;
+    assert_eq!(fresh.status, 201, "{}", fresh.text);
     app.stop().await;
 }
