@@ -10,6 +10,7 @@ on_both_engines!(sign_ins_are_never_kept);
 on_both_engines!(old_rows_are_swept_by_age);
 on_both_engines!(a_request_that_outlives_its_client_keeps_its_answer);
 on_both_engines!(an_internal_error_leaves_the_outcome_unknown);
+on_both_engines!(a_running_request_renews_its_lease);
 
 async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &str) -> iocloud_tests::Answer {
     let res = app
@@ -435,5 +436,51 @@ async fn an_internal_error_leaves_the_outcome_unknown(b: iocloud_tests::Backend)
     // A new key runs.
     let fresh = keyed(&app, "/v1/api-keys", Some(&s.access), "err-2", &body).await;
     assert_eq!(fresh.status, 201, "{}", fresh.text);
+    app.stop().await;
+}
+
+/// The domain's records: a live request renews its lease and stays "in flight"; one whose lease
+/// lapsed (its process died) leaves the outcome unknown.
+async fn a_running_request_renews_its_lease(b: iocloud_tests::Backend) {
+    use iocloud_control::idempotency::{
+        Answer, Claim, IdempotencyKey, KeyScope, RequestFingerprint,
+    };
+    let app = TestApp::spawn(b).await;
+    let records = app.server.state.control.idempotency();
+    let scope = KeyScope::address(None);
+    let key = IdempotencyKey::parse("lease-1").unwrap();
+    let request = RequestFingerprint::of("POST", "/v1/things", b"{}");
+    let claim = || records.claim(&scope, &key, &request);
+
+    let Claim::Run(lease) = claim().await.unwrap() else {
+        panic!("a new key runs");
+    };
+    assert!(matches!(claim().await.unwrap(), Claim::InFlight));
+    app.exec(
+        "UPDATE idempotency_keys SET locked_at = 1 WHERE key = $1",
+        "lease-1",
+    )
+    .await;
+    assert!(matches!(claim().await.unwrap(), Claim::OutcomeUnknown));
+    records.renew(&lease).await.unwrap();
+    assert!(matches!(claim().await.unwrap(), Claim::InFlight));
+
+    let secret = iocloud_control::secrets::generate("ioc_");
+    let answer = Answer {
+        status: 201,
+        content_type: Some("application/json".into()),
+        body: json!({"id": "key_1", "secret": secret}).to_string(),
+    };
+    assert_eq!(records.keep(lease, &answer).await.unwrap(), ["/secret"]);
+    let Claim::Replay(kept) = claim().await.unwrap() else {
+        panic!("answered");
+    };
+    assert_eq!(kept.status, 201);
+    assert_eq!(kept.withheld, ["/secret"]);
+    assert!(!kept.body.contains(&secret));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&kept.body).unwrap(),
+        json!({"id": "key_1", "secret": null})
+    );
     app.stop().await;
 }
