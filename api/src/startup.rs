@@ -161,6 +161,11 @@ fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers([
             "x-request-id".parse().expect("static header"),
             header::RETRY_AFTER,
+            // A replayed answer says so, and which secrets it no longer shows.
+            "idempotent-replayed".parse().expect("static header"),
+            crate::middleware::idempotency::WITHHELD_HEADER
+                .parse()
+                .expect("static header"),
         ]);
     if origins.iter().any(|o| o.as_str() == "*") {
         base.allow_origin(Any)

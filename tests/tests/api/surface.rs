@@ -140,6 +140,24 @@ async fn cors_follows_configuration() {
     );
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // A browser client may read that an answer was replayed, and what it withheld.
+    let answer = app
+        .client
+        .get(app.url("/healthz"))
+        .header("origin", "https://console.example")
+        .send()
+        .await
+        .unwrap();
+    let exposed = answer
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for header in ["idempotent-replayed", "idempotent-withheld"] {
+        assert!(exposed.contains(header), "{header} in {exposed:?}");
+    }
     app.stop().await;
 }
 
