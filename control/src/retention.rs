@@ -65,27 +65,16 @@ impl Control {
         let emails_before = now.saturating_sub(micros(keep.sent_emails));
         Ok(Swept {
             idempotency_keys: self.idempotency().delete_expired(now).await?,
-            price_quotes: delete_in_batches(
+            price_quotes: delete_older(&self.db, "price_quotes", "expires_at", quotes_before)
+                .await?,
+            placement_quotes: delete_older(
                 &self.db,
-                "DELETE FROM price_quotes WHERE id IN \
-                 (SELECT id FROM price_quotes WHERE expires_at < $1 LIMIT 1000)",
+                "placement_quotes",
+                "expires_at",
                 quotes_before,
             )
             .await?,
-            placement_quotes: delete_in_batches(
-                &self.db,
-                "DELETE FROM placement_quotes WHERE id IN \
-                 (SELECT id FROM placement_quotes WHERE expires_at < $1 LIMIT 1000)",
-                quotes_before,
-            )
-            .await?,
-            emails: delete_in_batches(
-                &self.db,
-                "DELETE FROM email_outbox WHERE id IN \
-                 (SELECT id FROM email_outbox WHERE created_at < $1 LIMIT 1000)",
-                emails_before,
-            )
-            .await?,
+            emails: delete_older(&self.db, "email_outbox", "created_at", emails_before).await?,
         })
     }
 
@@ -109,6 +98,19 @@ impl Control {
             }
         })
     }
+}
+
+/// Deletes the rows of `table` whose `column` is before `before`, in batches.
+async fn delete_older(
+    db: &Db,
+    table: &'static str,
+    column: &'static str,
+    before: i64,
+) -> Result<u64> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < $1 LIMIT {BATCH})"
+    );
+    delete_in_batches(db, &sql, before).await
 }
 
 /// Runs `sql` (a delete of at most [`BATCH`] rows older than `$1`) until it deletes fewer than
