@@ -6,8 +6,46 @@ use serde_json::json;
 on_both_engines!(
     bad_bodies_are_refused_and_change_nothing,
     unknown_routes_and_bad_cursors,
-    names_that_display_other_than_they_read_are_refused
+    names_that_display_other_than_they_read_are_refused,
+    bodies_that_are_not_objects_are_refused
 );
+
+/// A body is a JSON object: an array of a struct's fields in order (which serde would read as
+/// the struct), a scalar or nothing at all is refused, and nothing changes.
+async fn bodies_that_are_not_objects_are_refused(b: iocloud_tests::Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let send = |method: &str, path: &str, body: &'static str| {
+        let req = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .bearer_auth(&s.access)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { TestApp::answer(req.send().await.unwrap()).await }
+    };
+    let before = app.get("/v1/org", &s.access).await.body;
+    for body in [
+        "[null, null]",
+        "[\"Evil Corp\"]",
+        "\"Evil Corp\"",
+        "42",
+        "null",
+    ] {
+        for (method, path) in [("PATCH", "/v1/org"), ("POST", "/v1/api-keys")] {
+            send(method, path, body)
+                .await
+                .assert_problem(422, "invalid_body");
+        }
+    }
+    for body in ["[1,", "", "nonsense"] {
+        send("PATCH", "/v1/org", body)
+            .await
+            .assert_problem(400, "malformed_json");
+    }
+    assert_eq!(app.get("/v1/org", &s.access).await.body, before);
+    assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 0);
+}
 
 /// Bidirectional overrides and isolates, zero-width characters, the byte-order mark and control
 /// characters make a name show other than it reads (`rig\u{202E}1-gpu` looks like `rigupg-1`).
