@@ -37,7 +37,8 @@ export IOCLOUD_LISTEN="127.0.0.1:$port"
 export IOCLOUD_RATE_LIMIT_PER_IP=10000000 IOCLOUD_RATE_LIMIT_PER_KEY=10000000
 export IOCLOUD_RATE_LIMIT_PER_DEVICE=10000000 IOCLOUD_LOGIN_MAX_ATTEMPTS=10000000
 export IOCLOUD_RECONCILE_INTERVAL_SECS=1 IOCLOUD_ACCRUAL_INTERVAL_SECS=0
-export RUST_LOG="${RUST_LOG:-warn}"
+# The outbox's deliveries are logged at info: the invitation tokens below are read from there.
+export RUST_LOG="${RUST_LOG:-warn},iocloud::outbox=info"
 "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 base="http://127.0.0.1:$port"
@@ -48,10 +49,11 @@ done
 curl -fsS "$base/healthz" >/dev/null || { cat "$work/server.log" >&2; exit 1; }
 
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
 email="fuzz@example.com"
 password="correct horse battery staple"
-curl -fsS -X POST "$base/v1/auth/signup" -H 'content-type: application/json' \
-  -d "{\"email\":\"$email\",\"password\":\"$password\",\"name\":\"Fuzz\",\"org_name\":\"Fuzzing\"}" >/dev/null
+org_id="$(curl -fsS -X POST "$base/v1/auth/signup" -H 'content-type: application/json' \
+  -d "{\"email\":\"$email\",\"password\":\"$password\",\"name\":\"Fuzz\",\"org_name\":\"Fuzzing\"}" | json '["organization"]["id"]')"
 "$bin" admin grant-operator "$email" >/dev/null
 access="$(curl -fsS -X POST "$base/v1/auth/login" -H 'content-type: application/json' \
   -d "{\"email\":\"$email\",\"password\":\"$password\"}" | json '["access_token"]')"
@@ -66,6 +68,67 @@ device="$(curl -fsS -X POST "$base/v1/devices" -H 'content-type: application/jso
   -d '{"name":"fuzz-rig","gpu_model":"h100-sxm","gpu_count":8,"cpu_cores":64,"ram_gib":512,"disk_gib":2000,"region":"eu-central","country":"DE","location":{"lat":50.11,"lon":8.68},"bandwidth_mbps":{"up":1000,"down":1000},"price_per_gpu_hour":"2.10"}')"
 device_id="$(echo "$device" | json '["id"]')"
 device_token="$(echo "$device" | json '["token"]')"
+
+# Real resources for the operations that take an id, so that they reach more than their 404.
+# `call METHOD PATH BODY [TOKEN]` answers the body of a 2xx (the operator's session by default).
+call() {
+  curl -fsS -X "$1" "$base$2" -H 'content-type: application/json' \
+    -H "authorization: Bearer ${4:-$access}" ${3:+-d "$3"}
+}
+credit() { call POST /v1/admin/credits "{\"org_id\":\"$org_id\",\"amount\":\"$1\",\"currency\":\"$2\",\"reason\":\"fuzzing\"}"; }
+credit 100000 IO >/dev/null
+credit 100000.00 USD >/dev/null
+# A small grant of its own for the corrections to reverse.
+correction_tx="$(credit 1.00 USD | json '["transaction_id"]')"
+# One stake covers the device; another is the unstake and withdraw operations' to end.
+call POST /v1/stake '{"amount":"16000"}' >/dev/null
+stake_id="$(call POST /v1/stake '{"amount":"100"}' | json '["id"]')"
+# The device's agent connects, solves its challenge and reports its GPUs free: a placeable
+# device, so that quotes and clusters can be made.
+call POST "/agent/v1/devices/$device_id/hello" '{"agent_version":"1.4.2"}' "$device_token" >"$work/hello.json"
+answer="$(python3 -c '
+import hashlib, json, sys
+c = json.load(sys.stdin)["challenge"]
+nonce, n = c["nonce"], 0
+while int.from_bytes(hashlib.sha256(f"{nonce}:{n}".encode()).digest(), "big") >> (256 - c["difficulty"]):
+    n += 1
+print(json.dumps({"nonce": nonce, "answer": n}))' <"$work/hello.json")"
+call POST "/agent/v1/devices/$device_id/challenge" "$answer" "$device_token" >/dev/null
+call POST "/agent/v1/devices/$device_id/heartbeat" \
+  '{"free_gpus":8,"utilization_pct":0,"temperature_c":40,"agent_version":"1.4.2"}' "$device_token" >/dev/null
+quote_id="$(call POST /v1/quotes '{"gpu_count":1}' | json '["id"]')"
+price_quote_id="$(call POST /v1/price-quotes '{"amount_usd":"10.00","currency":"IO"}' | json '["id"]')"
+cluster="$(call POST /v1/clusters \
+  '{"name":"fuzz-ray","kind":"ray","gpu_model":"h100-sxm","gpu_count":1,"duration_hours":1,"billing_currency":"USD"}')"
+cluster_id="$(echo "$cluster" | json '["id"]')"
+hold_id="$(echo "$cluster" | json '["hold_id"]')"
+# Credentials are a Kubernetes cluster's.
+kube_id="$(call POST /v1/clusters \
+  '{"name":"fuzz-kube","kind":"kubernetes","gpu_model":"h100-sxm","gpu_count":1,"duration_hours":1,"billing_currency":"USD"}' | json '["id"]')"
+# Invitations travel by email, which the outbox logs: the token of the latest one to an address.
+invitation_token() {
+  for _ in $(seq 1 100); do
+    local t
+    t="$(grep -F "$1" "$work/server.log" | grep -o 'ioinv_[A-Za-z0-9_]*' | tail -1 || true)"
+    [ -n "$t" ] && { echo "$t"; return; }
+    sleep 0.1
+  done
+  echo "schemathesis: no invitation email to $1" >&2; return 1
+}
+signup() {
+  call POST /v1/auth/signup "{\"email\":\"$1\",\"password\":\"$password\",\"name\":\"$2\",\"org_name\":\"$2\"}"
+}
+# A second member, invited and accepted, for the member operations.
+member="$(signup member@example.com Member)"
+member_id="$(echo "$member" | json '["user"]["id"]')"
+call POST /v1/invitations '{"email":"member@example.com","role":"member"}' >/dev/null
+call POST /v1/invitations/accept "{\"token\":\"$(invitation_token member@example.com)\"}" \
+  "$(echo "$member" | json '["access_token"]')" >/dev/null
+# A pending invitation for the invitation operations, and another for accept to take, as its invitee.
+invitation_id="$(call POST /v1/invitations '{"email":"pending@example.com","role":"viewer"}' | json '["id"]')"
+invitee_access="$(signup invitee@example.com Invitee | json '["access_token"]')"
+call POST /v1/invitations '{"email":"invitee@example.com","role":"member"}' >/dev/null
+invitee_token="$(invitation_token invitee@example.com)"
 
 cat >"$work/schemathesis.toml" <<TOML
 seed = 1
@@ -89,6 +152,57 @@ status_code_conformance.enabled = true
 content_type_conformance.enabled = true
 response_schema_conformance.enabled = true
 negative_data_rejection.enabled = true
+
+# The first block an operation matches decides each option, so every block names its operations
+# exactly and none overlaps another.
+[[operations]]
+include-path = ["/v1/devices/{id}/maintenance", "/v1/admin/devices/{id}/suspension"]
+parameters = { "path.id" = "$device_id" }
+
+[[operations]]
+include-path = "/v1/clusters/{id}/credentials"
+parameters = { "path.id" = "$kube_id" }
+
+[[operations]]
+include-path = ["/v1/clusters/{id}", "/v1/clusters/{id}/events", "/v1/clusters/{id}/extend"]
+parameters = { "path.id" = "$cluster_id" }
+
+[[operations]]
+include-path = "/v1/holds/{id}"
+parameters = { "path.id" = "$hold_id" }
+
+[[operations]]
+include-path = "/v1/members/{user_id}"
+parameters = { "path.user_id" = "$member_id" }
+
+[[operations]]
+include-path = "/v1/invitations/{id}"
+parameters = { "path.id" = "$invitation_id" }
+
+[[operations]]
+include-path = "/v1/invitations/accept"
+headers = { Authorization = "Bearer $invitee_access" }
+parameters = { "body.token" = "$invitee_token" }
+
+[[operations]]
+include-path = "/v1/quotes/{id}"
+parameters = { "path.id" = "$quote_id" }
+
+[[operations]]
+include-path = "/v1/price-quotes/{id}"
+parameters = { "path.id" = "$price_quote_id" }
+
+[[operations]]
+include-path = ["/v1/stake/{id}/unstake", "/v1/stake/{id}/withdraw"]
+parameters = { "path.id" = "$stake_id" }
+
+[[operations]]
+include-path = "/v1/admin/corrections"
+parameters = { "body.transaction_id" = "$correction_tx" }
+
+[[operations]]
+include-path = "/v1/admin/orgs/{id}/quota"
+parameters = { "path.id" = "$org_id" }
 
 [[operations]]
 include-path = "/v1/auth/logout"
