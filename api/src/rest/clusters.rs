@@ -70,6 +70,7 @@ async fn list_clusters(
 /// `insufficient_funds`, 409 `name_taken`.
 #[utoipa::path(post, path = "/v1/clusters", tag = "clusters", request_body = ClusterSpec,
     responses((status = 201, body = ClusterView), (status = 402, body = Problem), (status = 403, body = PlacementProblem),
+        (status = 404, body = Problem, description = "The `quote_id` names no quote of this organisation"),
         (status = 409, body = Problem), (status = 422, body = PlacementProblem)))]
 async fn create_cluster(
     State(s): State<AppState>,
@@ -157,7 +158,9 @@ pub struct ApplyParams {
 /// is the plan alone: the changes field by field, whether a replace is needed, the price.
 #[utoipa::path(put, path = "/v1/clusters/{id}", tag = "clusters", params(ApplyParams), request_body = ClusterSpec,
     responses((status = 200, body = ApplyResult), (status = 201, body = ApplyResult), (status = 402, body = Problem),
-        (status = 403, body = PlacementProblem), (status = 409, body = Problem), (status = 422, body = PlacementProblem)))]
+        (status = 403, body = PlacementProblem),
+        (status = 404, body = Problem, description = "The `quote_id` names no quote of this organisation"),
+        (status = 409, body = Problem), (status = 422, body = PlacementProblem)))]
 async fn apply_cluster(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -215,11 +218,24 @@ pub struct EventList {
     items: Vec<ClusterEvent>,
 }
 
+/// One server-sent event of a followed cluster (the stream's `id:`, `event:` and `data:` lines).
+#[derive(Serialize, ToSchema)]
+pub struct StreamedEvent {
+    /// The event's `seq`: send it back as `Last-Event-ID` to resume after it.
+    id: String,
+    /// The event's `kind`.
+    event: String,
+    /// The event as JSON (a `ClusterEvent`).
+    data: String,
+}
+
 /// A cluster's events, oldest first. With `follow=true`, a `text/event-stream` of every event
 /// after `after` (or `Last-Event-ID`) and each new one as it happens, from any replica; the
 /// stream ends after the cluster's final event.
 #[utoipa::path(get, path = "/v1/clusters/{id}/events", tag = "clusters", params(EventParams),
-    responses((status = 200, body = EventList), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The events; with `follow=true`, a stream of them",
+        content((EventList = "application/json"), (StreamedEvent = "text/event-stream"))),
+        (status = 404, body = Problem)))]
 async fn cluster_events(
     State(s): State<AppState>,
     Auth(actor): Auth,
