@@ -3,8 +3,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use iocloud_control::usage::{Invoice, UsageRow};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiResult, Problem};
@@ -19,13 +19,54 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(earnings))
 }
 
+// Months below are declared as the server reads them (`month_bounds`): `YYYY-MM`, years 1970
+// to 9999; it also reads a month written `+1` to `+9`, so the pattern says so too.
+
+/// How usage is grouped.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)] // describes the document only: the server reads a string
+#[serde(rename_all = "lowercase")]
+pub enum UsageGrouping {
+    Cluster,
+    Day,
+}
+
+/// How earnings are grouped.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)] // describes the document only: the server reads a string
+#[serde(rename_all = "lowercase")]
+pub enum EarningsGrouping {
+    Device,
+    Day,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct SummaryParams {
-    /// `cluster` or `day` for usage; `device` or `day` for earnings.
+pub struct UsageParams {
+    /// `cluster` (default) or `day`.
+    #[param(value_type = Option<UsageGrouping>, inline)]
     pub group_by: Option<String>,
     /// `YYYY-MM`; this month when absent.
+    #[param(
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        example = "2026-11"
+    )]
+    pub month: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EarningsParams {
+    /// `device` (default) or `day`.
+    #[param(value_type = Option<EarningsGrouping>, inline)]
+    pub group_by: Option<String>,
+    /// `YYYY-MM`; this month when absent.
+    #[param(
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        example = "2026-11"
+    )]
     pub month: Option<String>,
 }
 
@@ -33,7 +74,21 @@ pub struct SummaryParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct MonthParams {
+    /// `YYYY-MM`; this month when absent.
+    #[param(
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        example = "2026-11"
+    )]
     pub month: Option<String>,
+}
+
+/// The format of an invoice.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)] // describes the document only: the server reads a string
+#[serde(rename_all = "lowercase")]
+pub enum InvoiceFormat {
+    Json,
+    Html,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -41,15 +96,29 @@ pub struct MonthParams {
 #[into_params(parameter_in = Query)]
 pub struct InvoiceParams {
     /// `json` (default) or `html`, a printable page.
+    #[param(value_type = Option<InvoiceFormat>, inline)]
     pub format: Option<String>,
 }
 
+/// The invoice's month (the document's; the handler reads the path as a string).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct InvoiceMonth {
+    /// `YYYY-MM`.
+    #[param(
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        example = "2026-11"
+    )]
+    pub month: String,
+}
+
 /// Usage of a month by cluster or by day.
-#[utoipa::path(get, path = "/v1/usage", tag = "billing", params(SummaryParams), responses((status = 200, body = Vec<UsageRow>), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/v1/usage", tag = "billing", params(UsageParams), responses((status = 200, body = Vec<UsageRow>), (status = 422, body = Problem)))]
 async fn usage(
     State(s): State<AppState>,
     Auth(actor): Auth,
-    ApiQuery(q): ApiQuery<SummaryParams>,
+    ApiQuery(q): ApiQuery<UsageParams>,
 ) -> ApiResult<Json<Vec<UsageRow>>> {
     Ok(Json(
         s.control
@@ -80,7 +149,8 @@ async fn usage_export(
 }
 
 /// The monthly invoice: a line per cluster and price. `?format=html` gives a printable page.
-#[utoipa::path(get, path = "/v1/invoices/{month}", tag = "billing", params(InvoiceParams), responses((status = 200, body = Invoice), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/v1/invoices/{month}", tag = "billing", params(InvoiceMonth, InvoiceParams),
+    responses((status = 200, description = "The invoice; with `format=html`, a printable page", content((Invoice = "application/json"), (String = "text/html"))), (status = 422, body = Problem)))]
 async fn invoice(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -98,11 +168,11 @@ async fn invoice(
 }
 
 /// What this organisation earned as a provider, by device or by day, after the platform fee.
-#[utoipa::path(get, path = "/v1/earnings", tag = "billing", params(SummaryParams), responses((status = 200, body = Vec<UsageRow>), (status = 422, body = Problem)))]
+#[utoipa::path(get, path = "/v1/earnings", tag = "billing", params(EarningsParams), responses((status = 200, body = Vec<UsageRow>), (status = 422, body = Problem)))]
 async fn earnings(
     State(s): State<AppState>,
     Auth(actor): Auth,
-    ApiQuery(q): ApiQuery<SummaryParams>,
+    ApiQuery(q): ApiQuery<EarningsParams>,
 ) -> ApiResult<Json<Vec<UsageRow>>> {
     Ok(Json(
         s.control
