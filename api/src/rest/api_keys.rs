@@ -18,13 +18,30 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_key, revoke_key))
 }
 
+/// What a key may do (the document's; the server reads strings).
+#[derive(serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ApiKeyScope {
+    Read,
+    Write,
+    Admin,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyBody {
+    /// 1 to 100 characters once trimmed, none of them invisible or direction-changing.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF](?:[^\u0000-\u001F\u007F-\u009F\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]{0,98}[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF])?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "ci-deploy"
+    )]
     name: String,
     /// One or more of `read`, `write`, `admin`.
+    #[schema(value_type = Vec<ApiKeyScope>, min_items = 1)]
     scopes: Vec<String>,
     /// Days until the key stops working (1 to 3650); absent, it does not expire.
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
 }
 

@@ -41,7 +41,11 @@ pub struct PostingParams {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreferenceBody {
-    /// USD, IOSD or IO.
+    /// USD, IOSD or IO (in any case).
+    #[schema(
+        pattern = r"^(?:[Uu][Ss][Dd]|[Ii][Oo][Ss][Dd]|[Ii][Oo])$",
+        example = "USD"
+    )]
     currency: String,
 }
 
@@ -49,9 +53,24 @@ pub struct PreferenceBody {
 #[serde(deny_unknown_fields)]
 pub struct CreditBody {
     org_id: String,
-    /// A decimal string of the currency unit, e.g. "50.00".
+    /// A decimal string of the currency unit, e.g. "50.00": more than zero, at most six
+    /// decimals.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:0*[1-9][0-9]{0,12}(?:\.[0-9]{1,6})?|0+\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "50.00"
+    )]
     amount: String,
+    /// USD, IOSD or IO (in any case).
+    #[schema(
+        pattern = r"^(?:[Uu][Ss][Dd]|[Ii][Oo][Ss][Dd]|[Ii][Oo])$",
+        example = "USD"
+    )]
     currency: String,
+    /// 1 to 100 characters once trimmed, none of them invisible or direction-changing.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF](?:[^\u0000-\u001F\u007F-\u009F\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]{0,98}[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF])?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "SLA credit for the outage of 2026-11-03"
+    )]
     reason: String,
 }
 
@@ -123,6 +142,11 @@ async fn set_preference(
 pub struct CorrectionBody {
     /// The ledger transaction to reverse.
     transaction_id: String,
+    /// 1 to 100 characters once trimmed, none of them invisible or direction-changing.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF](?:[^\u0000-\u001F\u007F-\u009F\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]{0,98}[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF])?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "SLA credit for the outage of 2026-11-03"
+    )]
     reason: String,
 }
 
@@ -170,9 +194,17 @@ async fn grant_credit(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceQuoteBody {
-    /// A price in USD, e.g. "100.00".
+    /// A price in USD, e.g. "100.00": more than zero, at most six decimals.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:0*[1-9][0-9]{0,12}(?:\.[0-9]{1,6})?|0+\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "100.00"
+    )]
     amount_usd: String,
-    /// USD, IOSD or IO.
+    /// USD, IOSD or IO (in any case).
+    #[schema(
+        pattern = r"^(?:[Uu][Ss][Dd]|[Ii][Oo][Ss][Dd]|[Ii][Oo])$",
+        example = "USD"
+    )]
     currency: String,
 }
 

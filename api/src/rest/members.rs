@@ -31,6 +31,10 @@ pub struct RoleBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteBody {
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^@\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]{1,64}@(?:[A-Za-z0-9\u212A](?:[A-Za-z0-9\u212A-]{0,61}[A-Za-z0-9\u212A])?\.)+[A-Za-z0-9\u212A](?:[A-Za-z0-9\u212A-]{0,61}[A-Za-z0-9\u212A])?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "grace@example.com"
+    )]
     email: String,
     role: Role,
 }

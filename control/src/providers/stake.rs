@@ -18,7 +18,11 @@ use crate::{Action, Actor, Control, Error, Result};
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StakeRequest {
-    /// $IO as a decimal string, e.g. `"16000"`.
+    /// $IO as a decimal string, e.g. `"16000"`: more than zero, at most six decimals.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:0*[1-9][0-9]{0,12}(?:\.[0-9]{1,6})?|0+\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "16000"
+    )]
     pub amount: String,
     /// Makes a retry one stake; defaults to a fresh one.
     pub reference: Option<String>,
