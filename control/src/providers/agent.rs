@@ -47,6 +47,8 @@ pub struct DeviceAuth {
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hello {
+    /// 1 to 64 printable ASCII characters, no spaces.
+    #[schema(pattern = r"^[!-~]{1,64}$", example = "1.4.2")]
     pub agent_version: String,
 }
 
@@ -81,11 +83,17 @@ pub struct ChallengeAnswer {
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
+    /// 0 to the device's GPU count.
+    #[schema(minimum = 0)]
     pub free_gpus: i64,
     /// 0 to 100.
+    #[schema(minimum = 0, maximum = 100)]
     pub utilization_pct: i64,
-    /// Hottest GPU (or CPU), °C.
+    /// Hottest GPU (or CPU), °C: -50 to 150.
+    #[schema(minimum = -50, maximum = 150)]
     pub temperature_c: i64,
+    /// 1 to 64 printable ASCII characters, no spaces.
+    #[schema(pattern = r"^[!-~]{1,64}$", example = "1.4.2")]
     pub agent_version: String,
 }
 
@@ -131,7 +139,8 @@ pub struct NewNode<'a> {
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeReport {
-    /// `starting`, `ready`, `failed` or `released`.
+    /// `starting`, `ready`, `failed` (with a `reason`) or `released`.
+    #[schema(value_type = NodeReportStatus)]
     pub status: String,
     /// Where the node answers, once ready (e.g. `{"ray": "10.0.0.5:6379"}`): by name, each
     /// `host:port` or an `http`, `https` or `ray` URL. Anything else is refused with
@@ -139,6 +148,17 @@ pub struct NodeReport {
     #[schema(value_type = Option<Object>)]
     pub endpoints: Option<serde_json::Map<String, serde_json::Value>>,
     pub reason: Option<String>,
+}
+
+/// What a node report may say (the document's; [`NodeReport::status`] is read as a string).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum NodeReportStatus {
+    Starting,
+    Ready,
+    Failed,
+    Released,
 }
 
 fn check_range(field: &'static str, v: i64, lo: i64, hi: i64) -> Result<()> {
