@@ -24,28 +24,47 @@ pub struct QuoteRequest {
     pub gpu_model: Option<String>,
     /// Any model of this class: `datacenter`, `workstation` or `consumer`.
     pub gpu_class: Option<String>,
+    /// 1 to 4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub gpu_count: i64,
     /// GPUs on every node; any split when absent.
+    #[schema(minimum = 1)]
     pub gpus_per_node: Option<i64>,
+    /// 0 to 1024.
+    #[schema(minimum = 0, maximum = 1024)]
     pub min_vram_gib: Option<i64>,
     /// 1 to 720; 1 when absent.
+    #[schema(minimum = 1, maximum = 720)]
     pub duration_hours: Option<i64>,
     /// Region codes from `/v1/regions`; all when absent.
+    #[schema(min_items = 1)]
     pub regions: Option<Vec<String>>,
     /// Where the user is, for latency.
     pub location: Option<crate::providers::devices::Location>,
     /// No node farther than this estimated RTT from `location`.
+    /// 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_rtt_ms: Option<i64>,
-    /// USD, e.g. `"3.00"`.
+    /// USD, e.g. `"3.00"`: more than zero.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:0*[1-9][0-9]{0,12}(?:\.[0-9]{1,6})?|0+\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "3.00"
+    )]
     pub max_price_per_gpu_hour: Option<String>,
+    /// 0 to 400000.
+    #[schema(minimum = 0, maximum = 400000)]
     pub min_bandwidth_mbps: Option<i64>,
     /// 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub min_reliability: Option<f64>,
     /// `any` (the default) or `same_region`.
+    #[schema(pattern = r"^(?:any|same_region)$")]
     pub colocation: Option<String>,
-    /// Every two nodes within this estimated RTT of each other.
+    /// Every two nodes within this estimated RTT of each other: 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_rtt_between_nodes_ms: Option<i64>,
-    /// At least this many distinct providers.
+    /// At least this many distinct providers: 0 to 64.
+    #[schema(minimum = 0, maximum = 64)]
     pub min_providers: Option<i64>,
     /// `cost`, `balanced` (the default) or `latency`: which plan comes first.
     pub preference: Option<Preference>,

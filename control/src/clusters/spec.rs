@@ -63,48 +63,66 @@ impl Connectivity {
 pub struct ClusterSpec {
     /// Unique among the organisation's live clusters: 1 to 63 lower-case letters, digits and
     /// `-`, starting with a letter.
+    #[schema(pattern = r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$", example = "train-42")]
     pub name: String,
     #[schema(value_type = String, example = "ray")]
     pub kind: Option<ClusterKind>,
     /// The container image (required for `container`; a Ray or k3s image otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9./:_@-]{1,255}$")]
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_class: Option<String>,
+    #[schema(minimum = 1, maximum = 4096)]
     pub gpu_count: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub gpus_per_node: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1024)]
     pub min_vram_gib: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1)]
     pub regions: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_rtt_ms: Option<i64>,
     /// USD, e.g. `"3.00"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:0*[1-9][0-9]{0,12}(?:\.[0-9]{1,6})?|0+\.(?:[1-9][0-9]{0,5}|0[1-9][0-9]{0,4}|00[1-9][0-9]{0,3}|000[1-9][0-9]{0,2}|0000[1-9][0-9]?|00000[1-9]))[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "3.00"
+    )]
     pub max_price_per_gpu_hour: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 400000)]
     pub min_bandwidth_mbps: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectivity: Option<Connectivity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1)]
     pub min_reliability: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(?:any|same_region)$")]
     pub colocation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_rtt_between_nodes_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 64)]
     pub min_providers: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preference: Option<Preference>,
     /// 1 to 720 (30 days).
+    #[schema(minimum = 1, maximum = 720)]
     pub duration_hours: i64,
     /// `USD`, `IOSD` or `IO`; the organisation's billing preference when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(?:[Uu][Ss][Dd]|[Ii][Oo][Ss][Dd]|[Ii][Oo])$")]
     pub billing_currency: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

@@ -20,14 +20,22 @@ const MICROS: i64 = 1_000_000;
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
+    /// -90 to 90.
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
+    /// -180 to 180.
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: f64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bandwidth {
+    /// 1 to 400000.
+    #[schema(minimum = 1, maximum = 400000)]
     pub up: i64,
+    /// 1 to 400000.
+    #[schema(minimum = 1, maximum = 400000)]
     pub down: i64,
 }
 
@@ -35,20 +43,33 @@ pub struct Bandwidth {
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
+    /// 1 to 100 characters once trimmed, none of them invisible or direction-changing.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF](?:[^\u0000-\u001F\u007F-\u009F\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]{0,98}[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF])?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "rig-01"
+    )]
     pub name: String,
     /// A catalog id (`GET /v1/gpu-models`); absent or null for a CPU-only device.
     pub gpu_model: Option<String>,
     /// GPUs in the machine (0 for a CPU-only device).
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub gpu_count: i64,
     /// VRAM per GPU as the machine reports it; must match the model when given.
     pub vram_gib: Option<i64>,
+    /// 1 to 1024.
+    #[schema(minimum = 1, maximum = 1024)]
     pub cpu_cores: i64,
+    /// 1 to 65536.
+    #[schema(minimum = 1, maximum = 65536)]
     pub ram_gib: i64,
+    /// 1 to 1000000.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub disk_gib: i64,
     /// A region code (`GET /v1/regions`).
     pub region: String,
     /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[schema(pattern = r"^[A-Z]{2}$", example = "DE")]
     pub country: String,
     pub location: Location,
     pub bandwidth_mbps: Bandwidth,
