@@ -26,6 +26,7 @@ use crate::{Action, Actor, Control, Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct Extension {
     /// 1 or more; the cluster's whole duration stays within 720 hours (30 days).
+    #[schema(minimum = 1, maximum = 720)]
     pub hours: i64,
     /// The version the change was decided on; a newer one answers 409.
     pub resource_version: Option<i64>,

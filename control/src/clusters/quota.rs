@@ -68,9 +68,17 @@ pub struct QuotaView {
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaUpdate {
+    /// 0 to 1000000.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub max_gpus: Option<i64>,
+    /// 0 to 1000000.
+    #[schema(minimum = 0, maximum = 1000000)]
     pub max_clusters: Option<i64>,
-    /// USD, e.g. `"250.00"`.
+    /// USD, e.g. `"250.00"`: zero or more, at most six decimals.
+    #[schema(
+        pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[0-9]+(?:\.[0-9]{1,6})?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
+        example = "250.00"
+    )]
     pub max_spend_per_hour: Option<String>,
 }
 
