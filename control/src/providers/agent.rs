@@ -630,6 +630,8 @@ impl Control {
         if reason.len() > 500 {
             return Err(Error::validation("reason", "must be at most 500 bytes"));
         }
+        // The reason reaches the customer's cluster events: it must read as it displays.
+        crate::types::check_visible_text("reason", reason)?;
         if report.status == "failed" && reason.is_empty() {
             return Err(Error::validation("reason", "say why the node failed"));
         }

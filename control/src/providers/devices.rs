@@ -505,6 +505,7 @@ impl Control {
         reason: Option<&str>,
     ) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
+        check_reason(reason)?;
         let row = self.device_row(&actor.org_id, id).await?;
         let from = row.status();
         let to = if on {
@@ -655,6 +656,7 @@ impl Control {
                 "suspending devices (platform operators only)",
             ));
         }
+        check_reason(reason)?;
         let row = self.any_device_row(id).await?;
         let from = row.status();
         if from == DeviceStatus::Retired {
@@ -754,5 +756,14 @@ fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+/// A status reason is shown to the provider and in the device's history: it must read as it
+/// displays.
+fn check_reason(reason: Option<&str>) -> Result<()> {
+    match reason {
+        Some(r) => crate::types::check_visible_text("reason", r.trim()),
+        None => Ok(()),
     }
 }

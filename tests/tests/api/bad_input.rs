@@ -120,6 +120,21 @@ async fn names_that_display_other_than_they_read_are_refused(b: iocloud_tests::B
     assert_eq!(app.count("SELECT COUNT(*) FROM api_keys").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM clusters").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM devices").await, 0);
+    // A status reason is shown in the device's history as it is written: the same rule.
+    let device = app.post("/v1/devices", Some(&s.access), rig("rig-1")).await;
+    assert_eq!(device.status, 201, "{}", device.text);
+    let id = device.body["id"].as_str().unwrap();
+    app.post(
+        &format!("/v1/devices/{id}/maintenance"),
+        Some(&s.access),
+        json!({"reason": "swap\u{202E}txt.exe"}),
+    )
+    .await
+    .assert_problem(422, "invisible_characters");
+    assert_eq!(
+        app.get(&format!("/v1/devices/{id}"), &s.access).await.body["status"],
+        device.body["status"]
+    );
     // Names in any script still pass.
     let ok = app
         .patch("/v1/org", &s.access, json!({"name": "Zürich 東京 عربى"}))
