@@ -118,6 +118,12 @@ invitation_token() {
 signup() {
   call POST /v1/auth/signup "{\"email\":\"$1\",\"password\":\"$password\",\"name\":\"$2\",\"org_name\":\"$2\"}"
 }
+# A second device for the operations that change or retire a device or rotate its token, so the
+# first one keeps serving the agent routes and the clusters.
+spare_device_id="$(curl -fsS -X POST "$base/v1/devices" -H 'content-type: application/json' \
+  -H "authorization: Bearer $access" \
+  -d '{"name":"fuzz-spare","gpu_model":"h100-sxm","gpu_count":8,"cpu_cores":64,"ram_gib":512,"disk_gib":2000,"region":"eu-central","country":"DE","location":{"lat":50.11,"lon":8.68},"bandwidth_mbps":{"up":1000,"down":1000},"price_per_gpu_hour":"2.10"}' \
+  | json '["id"]')"
 # A second member, invited and accepted, for the member operations.
 member="$(signup member@example.com Member)"
 member_id="$(echo "$member" | json '["user"]["id"]')"
@@ -158,6 +164,15 @@ negative_data_rejection.enabled = true
 [[operations]]
 include-path = ["/v1/devices/{id}/maintenance", "/v1/admin/devices/{id}/suspension"]
 parameters = { "path.id" = "$device_id" }
+
+[[operations]]
+include-path = ["/v1/devices/{id}", "/v1/devices/{id}/token"]
+parameters = { "path.id" = "$spare_device_id" }
+
+# A login that can succeed (the per-account limit is raised for the run).
+[[operations]]
+include-path = "/v1/auth/login"
+parameters = { "body.email" = "$email", "body.password" = "$password" }
 
 [[operations]]
 include-path = "/v1/clusters/{id}/credentials"

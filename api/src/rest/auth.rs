@@ -89,7 +89,8 @@ async fn signup(
 
 /// Log in with email and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", security(()), request_body = LoginBody,
-    responses((status = 200, body = AuthSession), (status = 401, body = Problem, description = "invalid_credentials")))]
+    responses((status = 200, body = AuthSession), (status = 401, body = Problem, description = "invalid_credentials"),
+        (status = 404, body = Problem, description = "`org_id` is not an organisation of this user")))]
 async fn login(
     State(s): State<AppState>,
     slot: Option<axum::Extension<AuditSlot>>,
@@ -108,7 +109,8 @@ async fn login(
 /// Trade a refresh token for a new access and refresh token. Each refresh token works once;
 /// presenting a used one revokes the whole session.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", security(()), request_body = RefreshBody,
-    responses((status = 200, body = AuthSession), (status = 401, body = Problem, description = "invalid_token, token_expired or refresh_token_reused")))]
+    responses((status = 200, body = AuthSession), (status = 401, body = Problem, description = "invalid_token, token_expired or refresh_token_reused"),
+        (status = 404, body = Problem, description = "`org_id` is not an organisation of this user")))]
 async fn refresh(
     State(s): State<AppState>,
     slot: Option<axum::Extension<AuditSlot>>,
