@@ -14,6 +14,11 @@
 //! The charge for a stretch is computed from cumulative billable time, so per-period rounding
 //! never drifts: `floor(rate × billable(until) / 1 h) − floor(rate × billable(from) / 1 h)`.
 //! Time a node was down is not billable.
+//!
+//! One file for now because usage records, their hourly lines, settlement and the accrual pass
+//! share one invariant (a record is charged exactly to `accrued_until`, once) and the SQL that
+//! keeps it; splitting them by those four parts, each with its own module, is the next step
+//! when this file grows again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

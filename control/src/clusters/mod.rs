@@ -7,6 +7,9 @@
 //! event log is the row's history and two replicas can never both apply a step. The
 //! reconciler ([`reconcile`]) is level-triggered: it looks at the row and the nodes, and does
 //! whatever step brings them closer to the spec.
+//!
+//! This file holds the cluster's types, its row and the reads of it; the steps of a life sit in
+//! the submodules named after them (create, lifecycle, reconcile, settle, quota, credentials).
 
 pub mod apply;
 mod bootstrap;

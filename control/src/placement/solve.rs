@@ -20,6 +20,9 @@
 //! region: each region is walked once per request, and each region set is solved over the
 //! union of its regions' bases, a few dozen entries. The full-scan variant solves every set
 //! from the whole fleet; the tests check that both answer the same.
+//!
+//! One file: the greedy walk, the spread search and the ranking of plans are one algorithm over
+//! the same buckets, and read best together.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};

@@ -1,6 +1,9 @@
 //! What a node agent does with the control plane, authenticated by its device token: say hello
 //! (and get a verification challenge), answer it, heartbeat, wait for node assignments and
 //! report how each node is doing.
+//!
+//! One file because every call here is the same conversation with one agent (its token, its
+//! device's row and its nodes); endpoints, heartbeats and verification live in their own modules.
 
 use std::sync::Arc;
 

@@ -1,5 +1,8 @@
 //! The device registry: providers register machines, price them, take them out for maintenance
 //! and retire them. Each device gets a token for its agent, shown once and stored hashed.
+//!
+//! One file: registration, pricing, maintenance, suspension and retirement are the moves of one
+//! row through the device's status table (`status.rs`), checked the same way.
 
 use iocloud_billing::{Currency, Money};
 use iocloud_db::ids::new_id;

@@ -2,6 +2,9 @@
 //! create → provisioning → running → terminated with the ledger to match; a node lost and
 //! replaced, or the cluster degraded; provisioning that times out; expiry and extension; bad
 //! input, quota and money refusals that write nothing; other tenants' clusters answering 404.
+//!
+//! One file per surface is this suite's convention: these tests share the fleet set-up
+//! (`fleet`, `frankfurt`) that other files reuse from here.
 
 use std::time::{Duration, Instant};
 

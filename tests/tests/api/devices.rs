@@ -1,5 +1,7 @@
 //! The supply side: catalogs, device registration, verification, stake, the agent protocol,
 //! heartbeats, offline sweeps and node assignments.
+//!
+//! One file per surface is this suite's convention; the agent helpers here serve every test of it.
 
 use iocloud_control::providers::verification;
 use iocloud_tests::{Answer, Backend, Session, TestApp, on_both_engines};

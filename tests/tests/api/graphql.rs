@@ -1,5 +1,7 @@
 //! GraphQL: the same operations as REST, the same error codes, depth and complexity limits,
 //! and subscriptions over WebSocket.
+//!
+//! One file per surface is this suite's convention; the WebSocket client helpers serve every test.
 
 use futures::{SinkExt, StreamExt};
 use iocloud_tests::{PASSWORD, TestApp, on_both_engines};
