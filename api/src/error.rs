@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use iocloud_control::Error as DomainError;
+use iocloud_control::{Error as DomainError, ErrorCode};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     /// Stable, machine-readable; the same in GraphQL's `extensions.code`.
-    pub code: String,
+    pub code: ErrorCode,
     /// For validation errors, the field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
@@ -152,23 +152,23 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::Domain(e) => e.code(),
-            ApiError::MalformedJson(_) => "malformed_json",
-            ApiError::InvalidBody(_) => "invalid_body",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::BodyTooLarge { .. } => "body_too_large",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::TooManyOperations { .. } => "too_many_subscriptions",
-            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
-            ApiError::IdempotencyInFlight => "idempotency_key_in_flight",
-            ApiError::IdempotencyOutcomeUnknown => "idempotency_outcome_unknown",
-            ApiError::RouteNotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Timeout => "timeout",
-            ApiError::Internal(_) => "internal",
+            ApiError::MalformedJson(_) => ErrorCode::MalformedJson,
+            ApiError::InvalidBody(_) => ErrorCode::InvalidBody,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::TooManyOperations { .. } => ErrorCode::TooManySubscriptions,
+            ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            ApiError::IdempotencyInFlight => ErrorCode::IdempotencyKeyInFlight,
+            ApiError::IdempotencyOutcomeUnknown => ErrorCode::IdempotencyOutcomeUnknown,
+            ApiError::RouteNotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ApiError::Timeout => ErrorCode::Timeout,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -210,7 +210,7 @@ impl ApiError {
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail: self.detail(),
-            code: self.code().to_string(),
+            code: self.code(),
             field,
             capacity,
             quota,
@@ -234,17 +234,18 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
         DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         DomainError::TooManyLoginAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
         DomainError::Conflict { .. } | DomainError::LastOwner => StatusCode::CONFLICT,
-        DomainError::Billing(b) => match b.code() {
-            "insufficient_funds" => StatusCode::PAYMENT_REQUIRED,
-            "invalid_amount" | "currency_mismatch" | "amount_overflow" => {
+        DomainError::Billing(_) => match e.code() {
+            ErrorCode::InsufficientFunds => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::InvalidAmount | ErrorCode::CurrencyMismatch | ErrorCode::AmountOverflow => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            "external_ref_reused" | "hold_exceeded" | "stake_locked" | "not_reversible" => {
-                StatusCode::CONFLICT
-            }
-            "quote_expired" => StatusCode::GONE,
-            "price_feed_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            "not_found" => StatusCode::NOT_FOUND,
+            ErrorCode::ExternalRefReused
+            | ErrorCode::HoldExceeded
+            | ErrorCode::StakeLocked
+            | ErrorCode::NotReversible => StatusCode::CONFLICT,
+            ErrorCode::QuoteExpired => StatusCode::GONE,
+            ErrorCode::PriceFeedUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         DomainError::Db(iocloud_db::DbError::NotFound) => StatusCode::NOT_FOUND,

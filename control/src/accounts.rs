@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::orgs::Organization;
 use crate::permissions::{Role, Scope};
 use crate::types::{Email, Password, parse_name};
-use crate::{Actor, Control, Error, Principal, Result, api_keys, secrets};
+use crate::{Actor, Control, Error, ErrorCode, Principal, Result, api_keys, secrets};
 
 pub const REFRESH_TOKEN_DAYS: i64 = 30;
 const REFRESH_PREFIX: &str = "iort_";
@@ -142,7 +142,7 @@ impl Control {
         .map_err(DbError::from)?;
         if inserted == 0 {
             return Err(Error::Conflict {
-                code: "email_taken",
+                code: ErrorCode::EmailTaken,
                 message: "an account with this email already exists; log in instead".into(),
             });
         }
@@ -366,7 +366,7 @@ impl Control {
             (Some(org), _) => Ok(org),
             (None, Some(_)) => Err(Error::NotFound("organization")),
             (None, None) => Err(Error::Conflict {
-                code: "no_organization",
+                code: ErrorCode::NoOrganization,
                 message: "you belong to no organisation; accept an invitation first".into(),
             }),
         }

@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 
 use crate::placement::{self, Inventory, Offer, Plan, PlanNode, Request};
 use crate::providers::agent::NewNode;
-use crate::{Control, Error, Result};
+use crate::{Control, Error, ErrorCode, Result};
 
 /// How far back a sync re-reads, µs: late commits and clock skew between replicas.
 const SYNC_OVERLAP: i64 = 5_000_000;
@@ -35,7 +35,7 @@ fn index_was_wrong(e: &Error) -> bool {
     matches!(
         e,
         Error::Conflict {
-            code: "insufficient_capacity" | "device_unavailable",
+            code: ErrorCode::InsufficientCapacity | ErrorCode::DeviceUnavailable,
             ..
         } | Error::NotFound("device")
     )
@@ -235,7 +235,7 @@ impl Control {
             }
         }
         Err(Error::Conflict {
-            code: "capacity_contended",
+            code: ErrorCode::CapacityContended,
             message: "the capacity kept being taken while we tried; try again".into(),
         })
     }

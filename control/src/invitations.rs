@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::orgs::Membership;
 use crate::permissions::Role;
 use crate::types::Email;
-use crate::{Action, Actor, Control, Error, Page, PageRequest, Result, secrets};
+use crate::{Action, Actor, Control, Error, ErrorCode, Page, PageRequest, Result, secrets};
 
 pub const INVITATION_DAYS: i64 = 7;
 const TOKEN_PREFIX: &str = "ioinv_";
@@ -91,7 +91,7 @@ impl Control {
         .map_err(DbError::from)?;
         if member.is_some() {
             return Err(Error::Conflict {
-                code: "already_member",
+                code: ErrorCode::AlreadyMember,
                 message: format!("{email} is already a member"),
             });
         }
@@ -104,7 +104,7 @@ impl Control {
         .map_err(DbError::from)?;
         if let Some(id) = pending {
             return Err(Error::Conflict {
-                code: "invitation_pending",
+                code: ErrorCode::InvitationPending,
                 message: format!(
                     "{email} already has a pending invitation ({id}); revoke it to send a new one"
                 ),
@@ -182,7 +182,7 @@ impl Control {
         let inv = self.invitation(actor, id).await?;
         if inv.status == "accepted" {
             return Err(Error::Conflict {
-                code: "invitation_used",
+                code: ErrorCode::InvitationUsed,
                 message: "this invitation was already accepted".into(),
             });
         }
@@ -221,19 +221,19 @@ impl Control {
         match inv.status {
             "accepted" => {
                 return Err(Error::Conflict {
-                    code: "invitation_used",
+                    code: ErrorCode::InvitationUsed,
                     message: "this invitation was already accepted".into(),
                 });
             }
             "revoked" => {
                 return Err(Error::Conflict {
-                    code: "invitation_revoked",
+                    code: ErrorCode::InvitationRevoked,
                     message: "this invitation was revoked".into(),
                 });
             }
             "expired" => {
                 return Err(Error::Conflict {
-                    code: "invitation_expired",
+                    code: ErrorCode::InvitationExpired,
                     message: "this invitation has expired; ask for a new one".into(),
                 });
             }
@@ -247,7 +247,7 @@ impl Control {
         .map_err(DbError::from)?;
         if claimed == 0 {
             return Err(Error::Conflict {
-                code: "invitation_used",
+                code: ErrorCode::InvitationUsed,
                 message: "this invitation was already accepted".into(),
             });
         }
@@ -258,7 +258,7 @@ impl Control {
         .map_err(DbError::from)?;
         if joined == 0 {
             return Err(Error::Conflict {
-                code: "already_member",
+                code: ErrorCode::AlreadyMember,
                 message: "you are already a member of this organisation".into(),
             });
         }

@@ -35,7 +35,7 @@ pub mod usage;
 use iocloud_db::{Db, Kv};
 
 pub use actor::{Actor, Principal};
-pub use error::Error;
+pub use error::{Error, ErrorCode};
 pub use page::{Page, PageRequest};
 pub use permissions::{Action, Role, Scope};
 pub use settings::Settings;

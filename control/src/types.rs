@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// A lower-cased email address of a plausible shape (`local@domain.tld`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub fn check_visible_text(field: &'static str, s: &str) -> Result<()> {
                 "must not contain invisible or direction-changing characters (found U+{:04X})",
                 u32::from(c)
             ),
-            code: "invisible_characters",
+            code: ErrorCode::InvisibleCharacters,
         }),
     }
 }
@@ -179,7 +179,12 @@ mod tests {
             '\u{FEFF}', '\u{7}', '\u{85}',
         ] {
             let err = parse_name("name", &format!("evil{c}gpj.exe")).unwrap_err();
-            assert_eq!(err.code(), "invisible_characters", "U+{:04X}", u32::from(c));
+            assert_eq!(
+                err.code(),
+                ErrorCode::InvisibleCharacters,
+                "U+{:04X}",
+                u32::from(c)
+            );
         }
     }
 

@@ -6,7 +6,7 @@
 
 use iocloud_control::placement::Request;
 use iocloud_control::providers::Catalog;
-use iocloud_control::{Control, Settings};
+use iocloud_control::{Control, ErrorCode, Settings};
 use iocloud_db::scratch::ScratchDb;
 use iocloud_db::{DatabaseUrl, Db, Kv, db_run, tx_run};
 
@@ -78,7 +78,7 @@ async fn race(db: &Db, request: Request, expect_wins: usize) {
                 wins += 1;
                 assert_eq!(claim.node_ids.len(), claim.plan.nodes.len());
             }
-            Err(e) => assert_eq!(e.code(), "insufficient_capacity", "{e}"),
+            Err(e) => assert_eq!(e.code(), ErrorCode::InsufficientCapacity, "{e}"),
         }
     }
     assert_eq!(
@@ -183,7 +183,7 @@ async fn a_claim_dropped_mid_way_holds_nothing_back() {
             tokio::time::timeout(Duration::from_secs(10), claim("clu_2", Request::new(9)))
                 .await
                 .expect("a request that does not fit is answered, not kept waiting");
-        assert_eq!(too_big.unwrap_err().code(), "insufficient_capacity");
+        assert_eq!(too_big.unwrap_err().code(), ErrorCode::InsufficientCapacity);
         assert!(
             asked.elapsed() < Duration::from_secs(5),
             "{:?}",

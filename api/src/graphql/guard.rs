@@ -19,6 +19,7 @@ use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{OutputType, Request, ServerError, ServerResult, Value, Variables};
+use iocloud_control::ErrorCode;
 use parking_lot::Mutex;
 
 use super::MutationRoot;
@@ -112,11 +113,11 @@ impl Count<'_> {
 }
 
 /// A refusal with a stable `code`, as every other GraphQL error carries.
-fn refusal(message: String, code: &str) -> ServerError {
+fn refusal(message: String, code: ErrorCode) -> ServerError {
     let mut err = ServerError::new(message, None);
     err.extensions
         .get_or_insert_with(Default::default)
-        .set("code", code);
+        .set("code", code.as_str());
     err
 }
 
@@ -173,7 +174,7 @@ impl Extension for Guard {
                     "Query is too complex: it selects more than {} fields",
                     self.max_fields
                 ),
-                "query_too_complex",
+                ErrorCode::QueryTooComplex,
             ));
         }
         if let Some(fields) = &shape.mutation_fields
@@ -182,7 +183,7 @@ impl Extension for Guard {
         {
             return Err(refusal(
                 "signUp, logIn and refresh must be the only field of their request".into(),
-                "one_auth_mutation_per_request",
+                ErrorCode::OneAuthMutationPerRequest,
             ));
         }
         Ok(doc)

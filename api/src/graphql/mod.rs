@@ -16,7 +16,7 @@ use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Extension;
 use axum::extract::State;
 use axum::response::Response;
-use iocloud_control::{Actor, Control};
+use iocloud_control::{Actor, Control, ErrorCode};
 
 pub use schema::{MutationRoot, QueryRoot, SubscriptionRoot, gql_error};
 pub use socket::websocket;
@@ -92,17 +92,18 @@ fn add_codes(res: &mut async_graphql::Response) {
     for err in &mut res.errors {
         let ext = err.extensions.get_or_insert_with(Default::default);
         if ext.get("code").is_none() {
-            ext.set("code", classify(&err.message));
+            ext.set("code", classify(&err.message).as_str());
         }
     }
 }
 
-fn classify(message: &str) -> &'static str {
+fn classify(message: &str) -> ErrorCode {
+    // async-graphql's own errors carry no kind to match on; their text is all there is.
     if message.contains("nested too deep") {
-        "query_too_deep"
+        ErrorCode::QueryTooDeep
     } else if message.contains("too complex") {
-        "query_too_complex"
+        ErrorCode::QueryTooComplex
     } else {
-        "invalid_query"
+        ErrorCode::InvalidQuery
     }
 }

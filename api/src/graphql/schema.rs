@@ -16,12 +16,12 @@ type GqlResult<T> = async_graphql::Result<T>;
 /// A domain or API error as a GraphQL error carrying the same `code` as REST.
 pub fn gql_error(e: impl Into<ApiError>) -> async_graphql::Error {
     let e: ApiError = e.into();
-    if matches!(e.code(), "internal") {
+    if e.code() == iocloud_control::ErrorCode::Internal {
         tracing::error!(error = ?e, "graphql resolver failed");
     }
     let problem = e.problem();
     async_graphql::Error::new(e.detail()).extend_with(|_, ext| {
-        ext.set("code", problem.code.clone());
+        ext.set("code", problem.code.as_str());
         ext.set("status", problem.status);
         if let Some(f) = &problem.field {
             ext.set("field", f.clone());
@@ -492,7 +492,7 @@ impl CoreSubscription {
                 .map(|e| Ok(GqlAuditEvent::from(e)))
                 .chain(futures::stream::once(async {
                     Err(gql_error(iocloud_control::Error::Conflict {
-                        code: "stream_interrupted",
+                        code: iocloud_control::ErrorCode::StreamInterrupted,
                         message: "the audit feed broke and events may have been missed: \
                                   read them with the auditEvents query and subscribe again"
                             .into(),

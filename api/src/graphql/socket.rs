@@ -373,7 +373,7 @@ async fn revocation(
             // What the subscription was allowed to see was decided with the old role.
             Ok(now) if now.role() != actor.role() || now.is_operator != actor.is_operator => {
                 return iocloud_control::Error::Conflict {
-                    code: "role_changed",
+                    code: iocloud_control::ErrorCode::RoleChanged,
                     message: "your role changed since this subscription began; subscribe again"
                         .into(),
                 };

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use super::lifecycle::{check_version, stale};
 use super::spec::{ClusterSpec, check_name};
 use super::{ClusterRow, ClusterStatus, ClusterView, row_in};
-use crate::{Action, Actor, Control, Error, Result};
+use crate::{Action, Actor, Control, Error, ErrorCode, Result};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 /// Plans made again when the cluster moved under one, before answering 409.
@@ -246,7 +246,7 @@ impl Control {
                 // The cluster moved between the plan and its change (a provisioning one moves
                 // with every node report). Without a version to hold it to, plan again.
                 Err(Error::Conflict {
-                    code: "stale_resource_version",
+                    code: ErrorCode::StaleResourceVersion,
                     ..
                 }) if expected_version.is_none() && tries < APPLY_TRIES => tries += 1,
                 other => return other,

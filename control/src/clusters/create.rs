@@ -15,7 +15,7 @@ use super::{
 };
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
-use crate::{Action, Actor, Control, Error, Result};
+use crate::{Action, Actor, Control, Error, ErrorCode, Result};
 
 /// How often the reconciler looks at a cluster with nothing due sooner, µs.
 pub(crate) const RECHECK: i64 = 15_000_000;
@@ -245,7 +245,7 @@ async fn insert_in(tx: &mut Tx, r: &ClusterRow) -> Result<()> {
 
 fn name_taken(name: &str) -> Error {
     Error::Conflict {
-        code: "name_taken",
+        code: ErrorCode::NameTaken,
         message: format!("a live cluster is already named {name}"),
     }
 }
@@ -296,8 +296,10 @@ impl Control {
             // is taken if it is, so that a create retried after it went through hears that
             // rather than "no capacity". Quota and funds come after the name's insert.
             Err(e)
-                if matches!(e.code(), "insufficient_capacity" | "capacity_contended")
-                    && self.name_live(&actor.org_id, &spec.name).await? =>
+                if matches!(
+                    e.code(),
+                    ErrorCode::InsufficientCapacity | ErrorCode::CapacityContended
+                ) && self.name_live(&actor.org_id, &spec.name).await? =>
             {
                 return Err(name_taken(&spec.name));
             }
@@ -386,7 +388,7 @@ impl Control {
         let (body, expires_at) = found.ok_or(Error::NotFound("quote"))?;
         if expires_at <= now_micros() {
             return Err(Error::Conflict {
-                code: "quote_expired",
+                code: ErrorCode::QuoteExpired,
                 message: format!("quote {quote_id} has expired; ask for a new one"),
             });
         }

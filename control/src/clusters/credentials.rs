@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::bootstrap;
 use super::spec::ClusterKind;
 use crate::audit::NewAuditEvent;
-use crate::{Action, Actor, Control, Error, Result};
+use crate::{Action, Actor, Control, Error, ErrorCode, Result};
 
 /// What the audit log records of the action.
 pub const AUDIT_ACTION: &str = "read cluster credentials";
@@ -118,7 +118,7 @@ impl Control {
 
 fn no_credentials(why: &str) -> Error {
     Error::Conflict {
-        code: "no_credentials",
+        code: ErrorCode::NoCredentials,
         message: format!("this cluster has no credentials to read: {why}"),
     }
 }

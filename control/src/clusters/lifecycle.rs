@@ -19,7 +19,7 @@ use super::{
     nodes_of_clusters_in, quota, row_in,
 };
 use crate::providers::agent::DeviceAuth;
-use crate::{Action, Actor, Control, Error, Result};
+use crate::{Action, Actor, Control, Error, ErrorCode, Result};
 
 /// More hours for a cluster.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -47,7 +47,7 @@ const END_TRIES: usize = 16;
 pub(crate) fn check_version(row: &ClusterRow, expected: Option<i64>) -> Result<()> {
     match expected {
         Some(v) if v != row.resource_version => Err(Error::Conflict {
-            code: "stale_resource_version",
+            code: ErrorCode::StaleResourceVersion,
             message: format!(
                 "cluster {} is at resource_version {}, not {v}; read it again and retry",
                 row.id, row.resource_version
@@ -60,7 +60,7 @@ pub(crate) fn check_version(row: &ClusterRow, expected: Option<i64>) -> Result<(
 /// The row changed after `row` (at the version it shows) was read: a compare-and-set lost.
 pub(crate) fn stale(row: &ClusterRow) -> Error {
     Error::Conflict {
-        code: "stale_resource_version",
+        code: ErrorCode::StaleResourceVersion,
         message: format!(
             "cluster {} changed after resource_version {} was read; read it again and retry",
             row.id, row.resource_version
@@ -374,7 +374,7 @@ impl Control {
             Some(Ended { row, nodes, .. }) => match self.settle_cluster(row).await {
                 // The reconciler moved it first: look again, as it does.
                 Err(Error::Conflict {
-                    code: "stale_resource_version",
+                    code: ErrorCode::StaleResourceVersion,
                     ..
                 }) => None,
                 other => Some((other?, nodes, Vec::new())),
@@ -413,7 +413,7 @@ impl Control {
             match self.terminate_and_settle(row).await {
                 Err(
                     e @ Error::Conflict {
-                        code: "stale_resource_version",
+                        code: ErrorCode::StaleResourceVersion,
                         ..
                     },
                 ) => {
@@ -452,7 +452,7 @@ impl Control {
         check_version(&row, ext.resource_version)?;
         if !row.status().is_live() {
             return Err(Error::Conflict {
-                code: "invalid_state",
+                code: ErrorCode::InvalidState,
                 message: format!("a {} cluster cannot be extended", row.status),
             });
         }

@@ -16,7 +16,7 @@ use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow};
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
 use crate::providers::endpoints::Endpoints;
-use crate::{Control, Error, Result};
+use crate::{Control, Error, ErrorCode, Result};
 
 /// How long a replica keeps a due cluster to itself while it works on it, µs.
 const LEASE: i64 = 30_000_000;
@@ -156,7 +156,7 @@ impl Control {
                 Ok(Step::Done) => return Ok(()),
                 // Somebody else moved the cluster between our read and write: look again.
                 Err(Error::Conflict {
-                    code: "stale_resource_version",
+                    code: ErrorCode::StaleResourceVersion,
                     ..
                 }) => continue,
                 Err(e) => return Err(e),

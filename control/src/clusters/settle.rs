@@ -25,7 +25,7 @@ use super::lifecycle::{
 };
 use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow, quota};
 use crate::batcher::Batcher;
-use crate::{Control, Error, Result};
+use crate::{Control, Error, ErrorCode, Result};
 
 /// Tries at settling one cluster alone before giving up (each failed try is someone else's
 /// progress: an accrual charged it, or its row moved).
@@ -390,7 +390,7 @@ impl Control {
                         done.push((i, row, d));
                     }
                     Err(Error::Conflict {
-                        code: "stale_resource_version",
+                        code: ErrorCode::StaleResourceVersion,
                         ..
                     }) => {
                         raced = Some(i);
@@ -440,7 +440,7 @@ impl Control {
             return Ok(row);
         }
         Err(Error::Conflict {
-            code: "settlement_contended",
+            code: ErrorCode::SettlementContended,
             message: format!("cluster {} kept being charged while it was settled", row.id),
         })
     }

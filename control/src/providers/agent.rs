@@ -16,7 +16,7 @@ use super::devices::{DEVICE_COLUMNS, DeviceRow};
 use super::endpoints::Endpoints;
 use super::status::{DeviceStatus, record_event_in, transition_in};
 use super::verification;
-use crate::{Control, Error, Result, secrets};
+use crate::{Control, Error, ErrorCode, Result, secrets};
 
 /// The SET of a give-back of `gpus` GPUs to a device at `now`: never more than it has. A busy
 /// device with every GPU free becomes available, with `reason` (the node's
@@ -344,13 +344,13 @@ impl Control {
         .map_err(DbError::from)?;
         let Some((nonce, difficulty, deadline)) = open else {
             return Err(Error::Conflict {
-                code: "no_challenge",
+                code: ErrorCode::NoChallenge,
                 message: "there is no open challenge for this device; say hello first".into(),
             });
         };
         if nonce != answer.nonce {
             return Err(Error::Conflict {
-                code: "no_challenge",
+                code: ErrorCode::NoChallenge,
                 message: "that is not the open challenge; say hello for the current one".into(),
             });
         }
@@ -386,7 +386,7 @@ impl Control {
         .await?;
         if !moved {
             return Err(Error::Conflict {
-                code: "no_challenge",
+                code: ErrorCode::NoChallenge,
                 message: "this device is not waiting for verification".into(),
             });
         }
@@ -599,12 +599,12 @@ impl Control {
             None => Error::NotFound("device"),
             Some(row) if !matches!(row.status(), DeviceStatus::Available | DeviceStatus::Busy) => {
                 Error::Conflict {
-                    code: "device_unavailable",
+                    code: ErrorCode::DeviceUnavailable,
                     message: format!("device {device_id} is {}", row.status),
                 }
             }
             Some(_) => Error::Conflict {
-                code: "insufficient_capacity",
+                code: ErrorCode::InsufficientCapacity,
                 message: format!("device {device_id} has fewer than {gpus} free GPUs"),
             },
         }
@@ -741,7 +741,7 @@ impl Control {
                 // Said already (an agent's retry, or a concurrent report that moved it first).
                 Some(status) if status == report.status => Ok(()),
                 Some(status) => Err(Error::Conflict {
-                    code: "invalid_state",
+                    code: ErrorCode::InvalidState,
                     message: format!("a node that is {status} cannot become {}", report.status),
                 }),
             };

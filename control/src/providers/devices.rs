@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{CPU_PRICE_CEILING, CPU_PRICE_FLOOR, Catalog};
 use super::status::{DeviceEvent, DeviceStatus, transition_in};
 use crate::types::parse_name;
-use crate::{Action, Actor, Control, Error, Page, PageRequest, Result, secrets};
+use crate::{Action, Actor, Control, Error, ErrorCode, Page, PageRequest, Result, secrets};
 
 /// Stake a device needs per GPU, in whole $IO, before the model's multiplier.
 pub const STAKE_PER_GPU_IO: i64 = 200;
@@ -378,7 +378,7 @@ impl Control {
         .map_err(DbError::from)?;
         if inserted == 0 {
             return Err(Error::Conflict {
-                code: "name_taken",
+                code: ErrorCode::NameTaken,
                 message: format!("a device named {name:?} already exists in this organisation"),
             });
         }
@@ -491,7 +491,7 @@ impl Control {
                 return Err(retired(id));
             }
             return Err(Error::Conflict {
-                code: "name_taken",
+                code: ErrorCode::NameTaken,
                 message: "another device of this organisation has that name".into(),
             });
         }
@@ -581,7 +581,7 @@ impl Control {
         .map_err(DbError::from)?;
         if running > 0 {
             return Err(Error::Conflict {
-                code: "device_busy",
+                code: ErrorCode::DeviceBusy,
                 message: format!(
                     "{running} node(s) still run on this device; put it into maintenance and retire it when they end"
                 ),
@@ -736,21 +736,21 @@ impl Control {
 
 pub(crate) fn retired(id: &str) -> Error {
     Error::Conflict {
-        code: "device_retired",
+        code: ErrorCode::DeviceRetired,
         message: format!("device {id} is retired"),
     }
 }
 
 fn changed_meanwhile() -> Error {
     Error::Conflict {
-        code: "concurrent_update",
+        code: ErrorCode::ConcurrentUpdate,
         message: "the device changed meanwhile; read it again and retry".into(),
     }
 }
 
 fn invalid_state(from: DeviceStatus, what: &str) -> Error {
     Error::Conflict {
-        code: "invalid_state",
+        code: ErrorCode::InvalidState,
         message: format!("a device that is {} cannot {what}", from.as_str()),
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::devices::{DEVICE_COLUMNS, DeviceRow, required_stake};
 use super::status::{DeviceStatus, listed_status, transition_in};
-use crate::{Action, Actor, Control, Error, Result};
+use crate::{Action, Actor, Control, Error, ErrorCode, Result};
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -158,7 +158,7 @@ impl Control {
         let required = self.required_in(&mut tx, &actor.org_id).await?;
         if active - stake.amount < required {
             return Err(Error::Conflict {
-                code: "stake_required",
+                code: ErrorCode::StakeRequired,
                 message: format!(
                     "your listed devices need {} $IO staked; without this stake {} would remain. Retire devices or stake more first",
                     io(required),

@@ -12,7 +12,7 @@ use iocloud_db::ids::new_id;
 use iocloud_db::{DbError, Tx, tx_run};
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::{Error, ErrorCode, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -137,7 +137,7 @@ pub async fn transition_in(
 ) -> Result<bool> {
     if !from.can_become(to) {
         return Err(Error::Conflict {
-            code: "invalid_state",
+            code: ErrorCode::InvalidState,
             message: format!(
                 "a device that is {} cannot become {}",
                 from.as_str(),

@@ -1,0 +1,151 @@
+//! Every `code` a client can read: REST's problem documents and GraphQL's `extensions.code`
+//! both render this one enum, so a code cannot be misspelt, and the API document lists them all.
+//! A code never changes once published: clients branch on it.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $variant:ident = $text:literal, )*) => {
+        /// A stable, machine-readable error code.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant, )* ];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( ErrorCode::$variant => $text, )*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    // The request itself.
+    /// A field's value is out of its range or form; `field` names it.
+    ValidationFailed = "validation_failed",
+    /// A name or reason holds invisible or direction-changing characters.
+    InvisibleCharacters = "invisible_characters",
+    /// An agent reported an endpoint that is not an address.
+    InvalidEndpoint = "invalid_endpoint",
+    MalformedJson = "malformed_json",
+    InvalidBody = "invalid_body",
+    UnsupportedMediaType = "unsupported_media_type",
+    BodyTooLarge = "body_too_large",
+    BadRequest = "bad_request",
+    MethodNotAllowed = "method_not_allowed",
+    NotFound = "not_found",
+    Timeout = "timeout",
+    /// GraphQL: the query nests deeper than the schema allows.
+    QueryTooDeep = "query_too_deep",
+    /// GraphQL: the query selects more fields than one request may.
+    QueryTooComplex = "query_too_complex",
+    /// GraphQL: the query does not parse or does not fit the schema.
+    InvalidQuery = "invalid_query",
+    /// GraphQL: signUp, logIn and refresh run alone.
+    OneAuthMutationPerRequest = "one_auth_mutation_per_request",
+
+    // Who is asking.
+    Unauthenticated = "unauthenticated",
+    InvalidCredentials = "invalid_credentials",
+    InvalidToken = "invalid_token",
+    TokenExpired = "token_expired",
+    RefreshTokenReused = "refresh_token_reused",
+    TooManyLoginAttempts = "too_many_login_attempts",
+    Forbidden = "forbidden",
+    /// A user with no organisation asked for something that needs one.
+    NoOrganization = "no_organization",
+    /// A subscription's role changed since it began.
+    RoleChanged = "role_changed",
+
+    // Limits.
+    RateLimited = "rate_limited",
+    TooManySubscriptions = "too_many_subscriptions",
+    QuotaExceeded = "quota_exceeded",
+
+    // Idempotency.
+    IdempotencyKeyReused = "idempotency_key_reused",
+    IdempotencyKeyInFlight = "idempotency_key_in_flight",
+    IdempotencyOutcomeUnknown = "idempotency_outcome_unknown",
+
+    // State conflicts.
+    /// The caller's `resource_version` is not the resource's current one.
+    StaleResourceVersion = "stale_resource_version",
+    ConcurrentUpdate = "concurrent_update",
+    /// The resource is not in a state that allows this step.
+    InvalidState = "invalid_state",
+    NameTaken = "name_taken",
+    EmailTaken = "email_taken",
+    AlreadyMember = "already_member",
+    LastOwner = "last_owner",
+    InvitationPending = "invitation_pending",
+    InvitationExpired = "invitation_expired",
+    InvitationRevoked = "invitation_revoked",
+    InvitationUsed = "invitation_used",
+    /// A cluster has no credentials to give (yet, or for its kind).
+    NoCredentials = "no_credentials",
+    /// An agent answered a challenge that was never issued or has passed.
+    NoChallenge = "no_challenge",
+    /// The audit feed broke; events may have been missed.
+    StreamInterrupted = "stream_interrupted",
+
+    // Devices and capacity.
+    DeviceRetired = "device_retired",
+    DeviceBusy = "device_busy",
+    DeviceUnavailable = "device_unavailable",
+    /// A device needs stake before it can take work.
+    StakeRequired = "stake_required",
+    InsufficientCapacity = "insufficient_capacity",
+    /// Another request took the capacity this one was placed on; retrying places it again.
+    CapacityContended = "capacity_contended",
+    /// Another replica is settling the same holds; retrying is safe.
+    SettlementContended = "settlement_contended",
+
+    // Money.
+    InvalidAmount = "invalid_amount",
+    CurrencyMismatch = "currency_mismatch",
+    AmountOverflow = "amount_overflow",
+    InsufficientFunds = "insufficient_funds",
+    UnbalancedTransaction = "unbalanced_transaction",
+    ExternalRefReused = "external_ref_reused",
+    HoldExceeded = "hold_exceeded",
+    PriceFeedUnavailable = "price_feed_unavailable",
+    QuoteExpired = "quote_expired",
+    StakeLocked = "stake_locked",
+    NotReversible = "not_reversible",
+
+    /// Something went wrong on our side; the detail is in the log, under the request id.
+    Internal = "internal",
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn each_code_is_written_once_and_as_serde_writes_it() {
+        let mut seen = std::collections::HashSet::new();
+        for &code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, code.as_str(), "serde and as_str disagree");
+            assert!(
+                code.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{code}"
+            );
+        }
+    }
+}

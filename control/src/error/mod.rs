@@ -1,0 +1,140 @@
+mod code;
+
+use iocloud_billing::BillingError;
+use iocloud_db::DbError;
+
+pub use code::ErrorCode;
+
+/// The domain's error. Each variant has a stable `code` that REST (problem+json) and GraphQL
+/// (`extensions.code`) both carry; the message is written for the client. Internal causes
+/// (`Db`, `Internal`) are logged by the adapter, never shown.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+        /// `validation_failed`, or a more precise code a client may act on.
+        code: ErrorCode,
+    },
+    #[error("no credentials were given")]
+    Unauthenticated,
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("the token is invalid")]
+    InvalidToken,
+    #[error("the token has expired")]
+    TokenExpired,
+    #[error("too many login attempts for this account; try again in {} s", retry_after.as_secs().max(1))]
+    TooManyLoginAttempts { retry_after: std::time::Duration },
+    #[error("this refresh token was already used; the session has been revoked")]
+    RefreshTokenReused,
+    #[error("this device is retired; its token no longer works")]
+    DeviceRetired,
+    #[error("your role does not allow {0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: ErrorCode, message: String },
+    /// An agent reported an endpoint that is not an address; `name` is the endpoint's name
+    /// as reported (cut to 32 characters), empty when the report as a whole is refused.
+    #[error("{}", endpoint_message(name, reason))]
+    InvalidEndpoint { name: String, reason: &'static str },
+    #[error("{0}")]
+    InsufficientCapacity(Box<crate::placement::Infeasible>),
+    #[error("{0}")]
+    QuotaExceeded(Box<crate::clusters::QuotaExceeded>),
+    #[error("an organisation must keep at least one owner")]
+    LastOwner,
+    #[error("{0}")]
+    Billing(#[from] iocloud_billing::BillingError),
+    #[error("internal error")]
+    Db(#[from] DbError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Validation { code, .. } | Error::Conflict { code, .. } => *code,
+            Error::Unauthenticated => ErrorCode::Unauthenticated,
+            Error::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Error::InvalidToken => ErrorCode::InvalidToken,
+            Error::TokenExpired => ErrorCode::TokenExpired,
+            Error::RefreshTokenReused => ErrorCode::RefreshTokenReused,
+            Error::TooManyLoginAttempts { .. } => ErrorCode::TooManyLoginAttempts,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::DeviceRetired => ErrorCode::DeviceRetired,
+            Error::NotFound(_) | Error::Db(DbError::NotFound) => ErrorCode::NotFound,
+            Error::LastOwner => ErrorCode::LastOwner,
+            Error::InvalidEndpoint { .. } => ErrorCode::InvalidEndpoint,
+            Error::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
+            Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            Error::Billing(e) => billing_code(e),
+            Error::Db(_) | Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(field: &'static str, message: impl Into<String>) -> Self {
+        Error::Validation {
+            field,
+            message: message.into(),
+            code: ErrorCode::ValidationFailed,
+        }
+    }
+
+    /// True for errors whose detail must not reach the client.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Db(e) if !matches!(e, DbError::NotFound))
+            || matches!(self, Error::Internal(_))
+            || matches!(
+                self,
+                Error::Billing(e) if matches!(billing_code(e), ErrorCode::Internal | ErrorCode::UnbalancedTransaction)
+            )
+    }
+}
+
+/// Billing's errors, by variant: a new variant does not compile until it has a code.
+fn billing_code(e: &BillingError) -> ErrorCode {
+    match e {
+        BillingError::InvalidAmount(_) => ErrorCode::InvalidAmount,
+        BillingError::CurrencyMismatch(..) => ErrorCode::CurrencyMismatch,
+        BillingError::Overflow => ErrorCode::AmountOverflow,
+        BillingError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
+        BillingError::Unbalanced => ErrorCode::UnbalancedTransaction,
+        BillingError::ExternalRefReused(_) => ErrorCode::ExternalRefReused,
+        BillingError::HoldNotFound(_)
+        | BillingError::TransactionNotFound(_)
+        | BillingError::Db(DbError::NotFound) => ErrorCode::NotFound,
+        BillingError::HoldExceeded { .. } => ErrorCode::HoldExceeded,
+        BillingError::PriceFeed(_) => ErrorCode::PriceFeedUnavailable,
+        BillingError::QuoteExpired(_) => ErrorCode::QuoteExpired,
+        BillingError::StakeLocked(_) => ErrorCode::StakeLocked,
+        BillingError::NotReversible(_) => ErrorCode::NotReversible,
+        BillingError::Db(_) | BillingError::Internal(_) => ErrorCode::Internal,
+    }
+}
+
+fn endpoint_message(name: &str, reason: &str) -> String {
+    if name.is_empty() {
+        format!("endpoints: {reason}")
+    } else {
+        // Debug quoting shows a hostile name's control characters escaped.
+        format!("endpoint {name:?}: {reason}")
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Db(DbError::from(e))
+    }
+}
