@@ -187,6 +187,7 @@ async fn admin(command: AdminCommand, args: DbArgs) -> anyhow::Result<()> {
         AdminCommand::RevokeOperator { email } => (email, false),
     };
     let user = control
+        .accounts
         .set_operator(email, grant)
         .await
         .map_err(|e| anyhow::anyhow!("{email}: {e}"))?;

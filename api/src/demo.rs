@@ -35,12 +35,14 @@ pub async fn start(control: &Control, base: &str) -> anyhow::Result<()> {
 /// itself the $IO it stakes).
 async fn provider(control: &Control) -> anyhow::Result<Actor> {
     let session = match control
+        .accounts
         .log_in(PROVIDER_EMAIL, PROVIDER_PASSWORD, None)
         .await
     {
         Ok(s) => s,
         Err(_) => {
             control
+                .accounts
                 .sign_up(SignUp {
                     email: PROVIDER_EMAIL,
                     password: PROVIDER_PASSWORD,
@@ -60,6 +62,7 @@ async fn provider(control: &Control) -> anyhow::Result<Actor> {
         is_operator: true,
     };
     control
+        .billing
         .grant_credit(
             &actor,
             &actor.org_id,

@@ -45,7 +45,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let settings = config.domain_settings().map_err(|e| anyhow::anyhow!(e))?;
     let catalog = iocloud_control::providers::Catalog::load(&db).await?;
     let control = Control::new(db, kv, jwt, settings, catalog);
-    control.spawn_invalidation_listener();
+    control.cache.spawn_listener();
     control.spawn_device_workers();
     control.spawn_wakeup_listener();
     control.spawn_event_listener();
@@ -53,7 +53,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         // Email a replica wrote but did not deliver before it stopped goes out now.
         let control = control.clone();
         tokio::spawn(async move {
-            if let Err(e) = control.deliver_outbox().await {
+            if let Err(e) = control.outbox.deliver().await {
                 tracing::warn!(error = %e, "could not deliver waiting email");
             }
         });
@@ -64,10 +64,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         ));
     }
     if config.accrual_interval_secs > 0 {
-        control.spawn_accrual_worker(std::time::Duration::from_secs(config.accrual_interval_secs));
+        control
+            .billing
+            .spawn_accrual(std::time::Duration::from_secs(config.accrual_interval_secs));
     }
     if config.retention_sweep_interval_secs > 0 {
-        control.spawn_retention_sweep(std::time::Duration::from_secs(
+        control.sweeper.spawn(std::time::Duration::from_secs(
             config.retention_sweep_interval_secs,
         ));
     }
@@ -200,13 +202,12 @@ async fn healthz() -> &'static str {
 
 /// Ready when the database and (if configured) Redis answer.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let db = state.control.db.ping().await;
-    let kv = state.control.kv.ping().await;
+    let ready = state.control.readiness().await;
     let body = serde_json::json!({
-        "database": if db.is_ok() { "ok" } else { "unavailable" },
-        "redis": match (&kv, state.control.kv.is_shared()) { (Ok(_), true) => "ok", (Ok(_), false) => "in-process", (Err(_), _) => "unavailable" },
+        "database": if ready.database.is_ok() { "ok" } else { "unavailable" },
+        "redis": match (&ready.kv, ready.kv_shared) { (Ok(_), true) => "ok", (Ok(_), false) => "in-process", (Err(_), _) => "unavailable" },
     });
-    let status = if db.is_ok() && kv.is_ok() {
+    let status = if ready.database.is_ok() && ready.kv.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -276,7 +277,7 @@ impl Server {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
-        self.state.control.db.close().await;
+        self.state.control.close().await;
     }
 
     /// Serves until Ctrl-C or SIGTERM.
@@ -287,7 +288,7 @@ impl Server {
             let _ = tx.send(());
         }
         (&mut self.task).await??;
-        self.state.control.db.close().await;
+        self.state.control.close().await;
         Ok(())
     }
 }

@@ -1,21 +1,27 @@
 //! Sign-up, login, token refresh with rotation and reuse detection, logout, and turning a
 //! bearer credential into an [`Actor`].
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
 use iocloud_db::time::{MICROS_PER_SEC, now_micros, serde_rfc3339};
-use iocloud_db::{DbError, db_run, ids::new_id, tx_run};
+use iocloud_db::{Db, DbError, db_run, ids::new_id, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::api_keys::ApiKeys;
+use crate::billing::Billing;
+use crate::cache::{Cache, Forget};
+use crate::directory::Directory;
+use crate::jwt::JwtKeys;
+use crate::login_guard::LoginGuard;
 use crate::orgs::Organization;
 use crate::permissions::{Role, Scope};
 use crate::types::{Email, Password, parse_name};
-use crate::{Actor, Control, Error, ErrorCode, Principal, Result, api_keys, secrets};
+use crate::{Actor, Error, ErrorCode, Principal, Result, api_keys, secrets};
 
 pub const REFRESH_TOKEN_DAYS: i64 = 30;
 const REFRESH_PREFIX: &str = "iort_";
@@ -122,7 +128,40 @@ struct AccessRow {
     is_operator: bool,
 }
 
-impl Control {
+/// Users and their sessions: sign-up, login, refresh, logout, and who a bearer is.
+#[derive(Clone)]
+pub struct Accounts {
+    db: Db,
+    jwt: JwtKeys,
+    cache: Arc<Cache>,
+    login_guard: LoginGuard,
+    directory: Directory,
+    keys: ApiKeys,
+    /// For the sign-up credit.
+    billing: Billing,
+}
+
+impl Accounts {
+    pub(crate) fn new(
+        db: Db,
+        jwt: JwtKeys,
+        cache: Arc<Cache>,
+        login_guard: LoginGuard,
+        directory: Directory,
+        keys: ApiKeys,
+        billing: Billing,
+    ) -> Self {
+        Accounts {
+            db,
+            jwt,
+            cache,
+            login_guard,
+            directory,
+            keys,
+            billing,
+        }
+    }
+
     /// Creates a user, their first organisation (they own it) and a session.
     pub async fn sign_up(&self, input: SignUp<'_>) -> Result<AuthSession> {
         let email = Email::parse(input.email)?;
@@ -156,7 +195,7 @@ impl Control {
         let refresh = new_session(&mut tx, &user_id, &org_id).await?;
         tx.commit().await?;
         tracing::info!(user_id, org_id, "user signed up");
-        self.grant_signup_credit(&org_id).await;
+        self.billing.grant_signup_credit(&org_id).await;
         self.session_answer(&user_id, &org_id, refresh).await
     }
 
@@ -169,7 +208,7 @@ impl Control {
     ) -> Result<AuthSession> {
         // A malformed email is answered like a wrong one: no hint about what exists.
         let email = Email::parse(email).map_err(|_| Error::InvalidCredentials)?;
-        self.count_login_attempt(email.as_str()).await?;
+        self.login_guard.count(email.as_str()).await?;
         let row: Option<LoginRow> = db_run!(&self.db, |p| {
             sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
                 .bind(email.as_str())
@@ -186,7 +225,7 @@ impl Control {
             (true, Some(id)) => id,
             _ => return Err(Error::InvalidCredentials),
         };
-        self.clear_login_attempts(email.as_str()).await;
+        self.login_guard.clear(email.as_str()).await;
         let org_id = self.pick_org(&user_id, org_id).await?;
         let mut tx = self.db.begin().await?;
         let refresh = new_session(&mut tx, &user_id, &org_id).await?;
@@ -227,7 +266,8 @@ impl Control {
         if row.used_at.is_some() || claimed == 0 {
             revoke_session(&mut tx, &row.session_id, now).await?;
             tx.commit().await?;
-            self.invalidate(crate::cache::Forget::Session(&row.session_id))
+            self.cache
+                .invalidate(Forget::Session(&row.session_id))
                 .await;
             tracing::warn!(
                 session_id = row.session_id,
@@ -273,8 +313,7 @@ impl Control {
         revoke_session(&mut tx, session_id, now_micros()).await?;
         tx.commit().await?;
         // Connections holding this session's token (GraphQL WebSockets) end their work now.
-        self.invalidate(crate::cache::Forget::Session(session_id))
-            .await;
+        self.cache.invalidate(Forget::Session(session_id)).await;
         Ok(())
     }
 
@@ -312,19 +351,6 @@ impl Control {
         })
     }
 
-    pub async fn user(&self, user_id: &str) -> Result<User> {
-        db_run!(&self.db, |p| {
-            sqlx::query_as(
-                "SELECT id, email, name, is_operator, created_at FROM users WHERE id = $1",
-            )
-            .bind(user_id)
-            .fetch_optional(p)
-            .await
-        })
-        .map_err(DbError::from)?
-        .ok_or(Error::NotFound("user"))
-    }
-
     /// Grants or removes the platform-operator flag. Only the `iocloud admin` CLI calls this.
     pub async fn set_operator(&self, email: &str, operator: bool) -> Result<User> {
         let email = Email::parse(email)?;
@@ -347,7 +373,7 @@ impl Control {
                 .await
         })
         .map_err(DbError::from)?;
-        self.user(&id).await
+        self.directory.user(&id).await
     }
 
     async fn pick_org(&self, user_id: &str, wanted: Option<&str>) -> Result<String> {
@@ -390,9 +416,10 @@ impl Control {
         session_id: &str,
         refresh_token: String,
     ) -> Result<AuthSession> {
-        let user = self.user(user_id).await?;
-        let organization = self.organization_by_id(org_id).await?;
+        let user = self.directory.user(user_id).await?;
+        let organization = self.directory.organization(org_id).await?;
         let role = self
+            .directory
             .role_of(org_id, user_id)
             .await?
             .ok_or(Error::NotFound("organization"))?;
@@ -409,7 +436,7 @@ impl Control {
     }
 
     async fn authenticate_api_key(&self, secret: &str) -> Result<Actor> {
-        let key = self.api_key_by_secret(secret).await?;
+        let key = self.keys.by_secret(secret).await?;
         let scopes = key.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
         Ok(Actor {
             principal: Principal::ApiKey {

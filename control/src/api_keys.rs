@@ -2,13 +2,16 @@
 //! once at creation; the database keeps its SHA-256.
 
 use iocloud_db::time::{MICROS_PER_SEC, now_micros, serde_rfc3339};
-use iocloud_db::{DbError, db_run, ids::new_id};
+use std::sync::Arc;
+
+use iocloud_db::{Db, DbError, db_run, ids::new_id};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cache::{Cache, Forget};
 use crate::permissions::{Role, Scope};
 use crate::types::parse_name;
-use crate::{Action, Actor, Control, Error, Page, PageRequest, Result, secrets};
+use crate::{Action, Actor, Error, Page, PageRequest, Result, secrets};
 
 pub const KEY_PREFIX: &str = "ioc_";
 /// `last_used_at` is written at most this often per key, so an authenticated request does not
@@ -120,12 +123,19 @@ pub(crate) struct AuthenticatedKey {
     pub(crate) maker_role: Role,
 }
 
-impl Control {
-    pub async fn create_api_key(
-        &self,
-        actor: &Actor,
-        input: NewApiKey<'_>,
-    ) -> Result<CreatedApiKey> {
+/// API keys: made, listed, revoked, and found by their secret.
+#[derive(Clone)]
+pub struct ApiKeys {
+    db: Db,
+    cache: Arc<Cache>,
+}
+
+impl ApiKeys {
+    pub(crate) fn new(db: Db, cache: Arc<Cache>) -> Self {
+        ApiKeys { db, cache }
+    }
+
+    pub async fn create(&self, actor: &Actor, input: NewApiKey<'_>) -> Result<CreatedApiKey> {
         actor.authorize(Action::ApiKeysManage)?;
         let name = parse_name("name", input.name)?;
         if input.scopes.is_empty() {
@@ -189,11 +199,11 @@ impl Control {
             .execute(p).await.map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
-        let api_key = self.api_key(actor, &id).await?;
+        let api_key = self.get(actor, &id).await?;
         Ok(CreatedApiKey { api_key, secret })
     }
 
-    pub async fn api_keys(&self, actor: &Actor, page: &PageRequest) -> Result<Page<ApiKey>> {
+    pub async fn list(&self, actor: &Actor, page: &PageRequest) -> Result<Page<ApiKey>> {
         actor.authorize(Action::ApiKeysRead)?;
         let sql = format!(
             "SELECT {COLUMNS} FROM api_keys WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
@@ -212,7 +222,7 @@ impl Control {
     }
 
     /// One key of the actor's organisation. A key's own holder may always read it.
-    pub async fn api_key(&self, actor: &Actor, key_id: &str) -> Result<ApiKey> {
+    pub async fn get(&self, actor: &Actor, key_id: &str) -> Result<ApiKey> {
         let own =
             matches!(&actor.principal, crate::Principal::ApiKey { key_id: k, .. } if k == key_id);
         if !own {
@@ -236,24 +246,24 @@ impl Control {
     }
 
     /// Revokes a key; revoking a revoked key changes nothing.
-    pub async fn revoke_api_key(&self, actor: &Actor, key_id: &str) -> Result<ApiKey> {
+    pub async fn revoke(&self, actor: &Actor, key_id: &str) -> Result<ApiKey> {
         actor.authorize(Action::ApiKeysManage)?;
-        let key = self.api_key(actor, key_id).await?;
+        let key = self.get(actor, key_id).await?;
         if key.revoked_at.is_none() {
             db_run!(&self.db, |p| {
                 sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND id = $3 AND revoked_at IS NULL")
                     .bind(now_micros()).bind(&actor.org_id).bind(key_id).execute(p).await.map(|r| r.rows_affected())
             })
             .map_err(DbError::from)?;
-            self.invalidate(crate::cache::Forget::Key(key_id)).await;
+            self.cache.invalidate(Forget::Key(key_id)).await;
         }
-        self.api_key(actor, key_id).await
+        self.get(actor, key_id).await
     }
 
     /// Finds a live key by its secret (from the cache when it is there), with its maker's
     /// current role, noting when it was last used. A key whose maker has left the
     /// organisation is refused.
-    pub(crate) async fn api_key_by_secret(&self, secret: &str) -> Result<AuthenticatedKey> {
+    pub(crate) async fn by_secret(&self, secret: &str) -> Result<AuthenticatedKey> {
         let hash = secrets::hash(secret);
         let row = match self.cache.key_by_hash(&hash) {
             Some(row) => row,

@@ -1,15 +1,17 @@
 //! The audit log: every state-changing request, who made it, in which organisation, and how it
 //! ended. It records route templates and ids, never bodies, so it never holds a secret.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use iocloud_db::time::{now_micros, serde_rfc3339};
-use iocloud_db::{DbError, db_run, ids::new_id};
+use iocloud_db::{Db, DbError, Kv, db_run, ids::new_id};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::batcher::Batcher;
-use crate::{Action, Actor, Control, Page, PageRequest, Result};
+use crate::{Action, Actor, Page, PageRequest, Result};
 
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct AuditEvent {
@@ -56,14 +58,30 @@ fn outcome(status: u16) -> &'static str {
 /// Audit events waiting for their turn to be written ([`Batcher`]): id, event, time.
 pub type AuditQueue = Batcher<(String, NewAuditEvent, i64), Result<()>>;
 
-impl Control {
-    pub async fn record_audit(&self, e: NewAuditEvent) -> Result<()> {
+/// The audit log's service: writes events in batches and reads them back per organisation.
+#[derive(Clone)]
+pub struct Audit {
+    db: Db,
+    kv: Kv,
+    queue: Arc<AuditQueue>,
+}
+
+impl Audit {
+    pub(crate) fn new(db: Db, kv: Kv) -> Self {
+        Audit {
+            db,
+            kv,
+            queue: Default::default(),
+        }
+    }
+
+    pub async fn record(&self, e: NewAuditEvent) -> Result<()> {
         let id = new_id("aud");
         let org = e.org_id.clone();
         let this = self.clone();
-        self.audit_queue
+        self.queue
             .submit((id.clone(), e, now_micros()), move |batch| async move {
-                match this.write_audit(&batch).await {
+                match this.write(&batch).await {
                     Ok(()) => batch.iter().map(|_| Ok(())).collect(),
                     Err(e) => batch
                         .iter()
@@ -83,7 +101,7 @@ impl Control {
 
     /// Writes events answered at the same moment in one statement per 64 (the audit log is
     /// written on every change, so under load this is one insert instead of hundreds).
-    async fn write_audit(&self, batch: &[(String, NewAuditEvent, i64)]) -> Result<()> {
+    async fn write(&self, batch: &[(String, NewAuditEvent, i64)]) -> Result<()> {
         for part in batch.chunks(64) {
             let rows: Vec<String> = (0..part.len())
                 .map(|i| {
@@ -119,7 +137,7 @@ impl Control {
     }
 
     /// Audit events of the actor's organisation from now on, as other replicas record them too.
-    pub async fn audit_stream(&self, actor: &Actor) -> Result<BoxStream<'static, AuditEvent>> {
+    pub async fn stream(&self, actor: &Actor) -> Result<BoxStream<'static, AuditEvent>> {
         actor.authorize(Action::AuditRead)?;
         let ids = self.kv.subscribe(&channel(&actor.org_id)).await?;
         let this = self.clone();
@@ -128,12 +146,12 @@ impl Control {
             .filter_map(move |id| {
                 let this = this.clone();
                 let org = org.clone();
-                async move { this.audit_event(&org, &id).await.ok() }
+                async move { this.event(&org, &id).await.ok() }
             })
             .boxed())
     }
 
-    async fn audit_event(&self, org_id: &str, id: &str) -> Result<AuditEvent> {
+    async fn event(&self, org_id: &str, id: &str) -> Result<AuditEvent> {
         let row: Option<AuditEvent> = db_run!(&self.db, |p| {
             sqlx::query_as(
                 "SELECT id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at \
@@ -145,11 +163,7 @@ impl Control {
         row.ok_or(crate::Error::NotFound("audit event"))
     }
 
-    pub async fn audit_events(
-        &self,
-        actor: &Actor,
-        page: &PageRequest,
-    ) -> Result<Page<AuditEvent>> {
+    pub async fn events(&self, actor: &Actor, page: &PageRequest) -> Result<Page<AuditEvent>> {
         actor.authorize(Action::AuditRead)?;
         let rows: Vec<AuditEvent> = db_run!(&self.db, |p| {
             sqlx::query_as(

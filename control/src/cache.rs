@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iocloud_billing::Currency;
+use iocloud_db::Kv;
 use parking_lot::Mutex;
 
 use crate::api_keys::KeyRow;
@@ -45,6 +46,8 @@ struct Devices {
 
 pub struct Cache {
     ttl: Duration,
+    /// Where a `forget` is told to the other replicas.
+    kv: Kv,
     /// Bumped by every `forget`. A value read from the database before a `forget` must not be
     /// cached after it: it may be the very row that was just revoked.
     generation: std::sync::atomic::AtomicU64,
@@ -97,9 +100,10 @@ impl Forget<'_> {
 }
 
 impl Cache {
-    pub fn new(ttl: Duration) -> Cache {
+    pub fn new(ttl: Duration, kv: Kv) -> Cache {
         Cache {
             ttl,
+            kv,
             generation: Default::default(),
             keys: Mutex::default(),
             orgs: Mutex::default(),
@@ -268,6 +272,26 @@ impl Cache {
         value
     }
 
+    /// Drops an entry here and tells the other replicas to drop theirs.
+    pub async fn invalidate(&self, what: Forget<'_>) {
+        self.forget(&what);
+        if let Err(e) = self.kv.publish(INVALIDATE_CHANNEL, &what.message()).await {
+            tracing::warn!(error = %e, "could not tell other replicas to drop a cached entry; it expires on its own");
+        }
+    }
+
+    /// Applies other replicas' invalidations until the process ends. Whenever messages may
+    /// have been missed, everything cached is dropped.
+    pub fn spawn_listener(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let (this, again) = (self.clone(), self.clone());
+        crate::listen::spawn_listener(
+            self.kv.clone(),
+            INVALIDATE_CHANNEL,
+            move |m| this.forget(&Forget::parse(&m)),
+            move || again.forget(&Forget::All),
+        )
+    }
+
     pub fn forget(&self, what: &Forget<'_>) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -333,7 +357,7 @@ mod tests {
 
     #[test]
     fn entries_expire_and_are_forgotten() {
-        let c = Cache::new(Duration::from_secs(60));
+        let c = Cache::new(Duration::from_secs(60), Kv::memory());
         let org = Organization {
             id: "org_1".into(),
             name: "A".into(),
@@ -344,7 +368,7 @@ mod tests {
         assert_eq!(c.org("org_1").map(|o| o.name), Some("A".into()));
         c.forget(&Forget::Org("org_1"));
         assert!(c.org("org_1").is_none());
-        let expired = Cache::new(Duration::ZERO);
+        let expired = Cache::new(Duration::ZERO, Kv::memory());
         expired.put_org(&org);
         assert!(expired.org("org_1").is_none());
     }

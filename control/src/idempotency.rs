@@ -167,16 +167,11 @@ pub struct Idempotency {
     retention: Duration,
 }
 
-impl crate::Control {
-    pub fn idempotency(&self) -> Idempotency {
-        Idempotency {
-            db: self.db.clone(),
-            retention: self.settings.retention.idempotency_keys,
-        }
-    }
-}
-
 impl Idempotency {
+    pub(crate) fn new(db: Db, retention: Duration) -> Self {
+        Idempotency { db, retention }
+    }
+
     fn retention_micros(&self) -> i64 {
         i64::try_from(self.retention.as_micros()).unwrap_or(i64::MAX)
     }

@@ -13,9 +13,9 @@ pub mod billing;
 pub mod cache;
 pub mod capacity;
 pub mod clusters;
+pub mod directory;
 mod error;
 pub mod idempotency;
-pub mod invitations;
 pub mod jwt;
 mod listen;
 pub mod login_guard;
@@ -30,38 +30,64 @@ pub mod retention;
 pub mod secrets;
 mod settings;
 pub mod types;
-pub mod usage;
+
+use std::sync::Arc;
 
 use iocloud_db::{Db, Kv};
 
 pub use actor::{Actor, Principal};
+pub use billing::usage;
 pub use error::{Error, ErrorCode};
+pub use orgs::invitations;
 pub use page::{Page, PageRequest};
 pub use permissions::{Action, Role, Scope};
 pub use settings::Settings;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Handles the domain services share. Cheap to clone.
+/// The control plane: one service per area, built once over shared handles. Cheap to clone.
+///
+/// A service holds only the handles it needs, in private fields, and owns the transactions of
+/// its use cases. Devices and clusters still live as methods on `Control` itself, over the
+/// handles below the services.
 #[derive(Clone)]
 pub struct Control {
+    /// Users and sessions: sign-up, login, refresh, logout, who a bearer is.
+    pub accounts: accounts::Accounts,
+    /// Organisations, members and invitations.
+    pub orgs: orgs::Orgs,
+    pub keys: api_keys::ApiKeys,
+    /// Users and organisations by id.
+    pub directory: directory::Directory,
+    /// Balances, holds, payment preference, credits, rates, usage and invoices.
+    pub billing: billing::Billing,
+    pub audit: audit::Audit,
+    pub idempotency: idempotency::Idempotency,
+    /// Outgoing email.
+    pub outbox: mail::Outbox,
+    /// Deletes rows past their retention.
+    pub sweeper: retention::Sweeper,
     pub db: Db,
     pub kv: Kv,
-    pub jwt: jwt::JwtKeys,
-    pub cache: std::sync::Arc<cache::Cache>,
+    pub cache: Arc<cache::Cache>,
     pub ledger: iocloud_billing::Ledger,
-    pub prices: std::sync::Arc<iocloud_billing::prices::PriceFeed>,
-    pub settings: std::sync::Arc<Settings>,
-    pub catalog: std::sync::Arc<providers::Catalog>,
-    pub heartbeats: std::sync::Arc<providers::heartbeats::HeartbeatBuffer>,
-    pub wakeups: std::sync::Arc<providers::wakeups::Wakeups>,
+    pub prices: Arc<iocloud_billing::prices::PriceFeed>,
+    pub settings: Arc<Settings>,
+    pub catalog: Arc<providers::Catalog>,
+    pub heartbeats: Arc<providers::heartbeats::HeartbeatBuffer>,
+    pub wakeups: Arc<providers::wakeups::Wakeups>,
     pub capacity: capacity::SharedCapacity,
-    pub events: std::sync::Arc<clusters::events::EventHub>,
-    /// The email this replica delivered lately ([`mail`]).
-    pub mailbox: std::sync::Arc<mail::Mailbox>,
-    pub(crate) settling: std::sync::Arc<clusters::SettleQueue>,
-    audit_queue: std::sync::Arc<audit::AuditQueue>,
-    provider_outcomes: std::sync::Arc<providers::reliability::ProviderOutcomes>,
+    pub events: Arc<clusters::events::EventHub>,
+    pub(crate) settling: Arc<clusters::SettleQueue>,
+    provider_outcomes: Arc<providers::reliability::ProviderOutcomes>,
+}
+
+/// Whether the stores the control plane needs answer.
+pub struct Readiness {
+    pub database: Result<(), iocloud_db::DbError>,
+    pub kv: Result<(), iocloud_db::DbError>,
+    /// False when the key-value store is the in-process stand-in (one replica only).
+    pub kv_shared: bool,
 }
 
 impl Control {
@@ -73,56 +99,85 @@ impl Control {
         settings: Settings,
         catalog: providers::Catalog,
     ) -> Self {
-        let cache = std::sync::Arc::new(cache::Cache::new(settings.cache_ttl));
+        let cache = Arc::new(cache::Cache::new(settings.cache_ttl, kv.clone()));
         let ledger = iocloud_billing::Ledger::new(db.clone());
         // A rate is observed (and stored) at most once a minute.
-        let prices = iocloud_billing::prices::PriceFeed::new(
+        let prices = Arc::new(iocloud_billing::prices::PriceFeed::new(
             db.clone(),
             settings.io_price.clone(),
             std::time::Duration::from_secs(60),
+        ));
+        let directory = directory::Directory::new(db.clone(), cache.clone());
+        let keys = api_keys::ApiKeys::new(db.clone(), cache.clone());
+        let outbox = mail::Outbox::new(db.clone());
+        let billing = billing::Billing::new(
+            db.clone(),
+            ledger.clone(),
+            prices.clone(),
+            cache.clone(),
+            directory.clone(),
+            settings.signup_credit,
+            settings.platform_fee_bps,
         );
+        let accounts = accounts::Accounts::new(
+            db.clone(),
+            jwt,
+            cache.clone(),
+            login_guard::LoginGuard::new(kv.clone(), settings.login_throttle),
+            directory.clone(),
+            keys.clone(),
+            billing.clone(),
+        );
+        let orgs = orgs::Orgs::new(
+            db.clone(),
+            cache.clone(),
+            directory.clone(),
+            keys.clone(),
+            outbox.clone(),
+        );
+        let idempotency =
+            idempotency::Idempotency::new(db.clone(), settings.retention.idempotency_keys);
+        let sweeper =
+            retention::Sweeper::new(db.clone(), settings.retention.clone(), idempotency.clone());
         Self {
+            accounts,
+            orgs,
+            keys,
+            directory,
+            billing,
+            audit: audit::Audit::new(db.clone(), kv.clone()),
+            idempotency,
+            outbox,
+            sweeper,
             db,
             kv,
-            jwt,
             cache,
             ledger,
-            prices: std::sync::Arc::new(prices),
-            settings: std::sync::Arc::new(settings),
-            capacity: std::sync::Arc::new(capacity::CapacityIndex::new(&catalog)),
-            catalog: std::sync::Arc::new(catalog),
+            prices,
+            settings: Arc::new(settings),
+            capacity: Arc::new(capacity::CapacityIndex::new(&catalog)),
+            catalog: Arc::new(catalog),
             heartbeats: Default::default(),
             wakeups: Default::default(),
             events: Default::default(),
-            mailbox: Default::default(),
-            // One batch at a time could not keep up (docs/benchmarks.md, session 10).
-            settling: std::sync::Arc::new(clusters::SettleQueue::with_lanes(4)),
-            audit_queue: Default::default(),
+            // One batch at a time could not keep up with clusters ending together
+            // (docs/benchmarks.md, settlement).
+            settling: Arc::new(clusters::SettleQueue::with_lanes(4)),
             provider_outcomes: Default::default(),
         }
     }
 
-    /// Drops a cached entry here and tells the other replicas to drop theirs.
-    pub async fn invalidate(&self, what: cache::Forget<'_>) {
-        self.cache.forget(&what);
-        if let Err(e) = self
-            .kv
-            .publish(cache::INVALIDATE_CHANNEL, &what.message())
-            .await
-        {
-            tracing::warn!(error = %e, "could not tell other replicas to drop a cached entry; it expires on its own");
+    /// Asks the database and the key-value store whether they answer.
+    pub async fn readiness(&self) -> Readiness {
+        Readiness {
+            database: self.db.ping().await,
+            kv: self.kv.ping().await,
+            kv_shared: self.kv.is_shared(),
         }
     }
 
-    /// Applies other replicas' invalidations until the process ends. Whenever messages may
-    /// have been missed, everything cached is dropped.
-    pub fn spawn_invalidation_listener(&self) -> tokio::task::JoinHandle<()> {
-        let (this, again) = (self.clone(), self.clone());
-        listen::spawn_listener(
-            self.kv.clone(),
-            cache::INVALIDATE_CHANNEL,
-            move |m| this.cache.forget(&cache::Forget::parse(&m)),
-            move || again.cache.forget(&cache::Forget::All),
-        )
+    /// Closes the database's connections (at shutdown).
+    pub async fn close(&self) {
+        self.db.close().await;
     }
 }

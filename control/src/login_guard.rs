@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
+use iocloud_db::Kv;
 use sha2::{Digest, Sha256};
 
-use crate::{Control, Error, Result};
+use crate::{Error, Result};
 
 /// How many logins one account may attempt in a window before it is paused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,10 +37,21 @@ fn counter(email: &str) -> String {
     format!("login:attempts:{}", hex::encode(&digest[..16]))
 }
 
-impl Control {
+/// The per-account counts, where every replica sees them.
+#[derive(Clone)]
+pub(crate) struct LoginGuard {
+    kv: Kv,
+    limit: LoginThrottle,
+}
+
+impl LoginGuard {
+    pub(crate) fn new(kv: Kv, limit: LoginThrottle) -> Self {
+        LoginGuard { kv, limit }
+    }
+
     /// Counts a login attempt for `email`; refuses it when the account has had too many.
-    pub(crate) async fn count_login_attempt(&self, email: &str) -> Result<()> {
-        let limit = self.settings.login_throttle;
+    pub(crate) async fn count(&self, email: &str) -> Result<()> {
+        let limit = self.limit;
         match self.kv.count_in_window(&counter(email), limit.window).await {
             Ok((count, left)) if count > u64::from(limit.max_attempts) => {
                 tracing::warn!("login refused: too many attempts on one account");
@@ -54,7 +66,7 @@ impl Control {
     }
 
     /// Forgets an account's attempts after it logged in.
-    pub(crate) async fn clear_login_attempts(&self, email: &str) {
+    pub(crate) async fn clear(&self, email: &str) {
         if let Err(e) = self.kv.del(&counter(email)).await {
             tracing::warn!(error = %e, "could not clear an account's login attempts");
         }

@@ -10,12 +10,13 @@
 //! database afterwards reveals it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, Tx, db_run, ids::new_id, tx_run};
+use iocloud_db::{Db, DbError, Tx, db_run, ids::new_id, tx_run};
 use parking_lot::Mutex;
 
-use crate::{Control, Result};
+use crate::Result;
 
 /// Where a message's secret goes in its stored body.
 pub const SECRET_PLACEHOLDER: &str = "{secret}";
@@ -92,10 +93,29 @@ pub(crate) async fn queue_in(
     Ok(())
 }
 
-impl Control {
+/// The outbox's delivery side.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Db,
+    mailbox: Arc<Mailbox>,
+}
+
+impl Outbox {
+    pub(crate) fn new(db: Db) -> Self {
+        Outbox {
+            db,
+            mailbox: Default::default(),
+        }
+    }
+
+    /// The email this replica delivered lately.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
     /// Delivers every message still waiting (its own, and any a crashed replica left behind).
     /// Each is claimed with a conditional update, so two replicas never both deliver one.
-    pub async fn deliver_outbox(&self) -> Result<usize> {
+    pub async fn deliver(&self) -> Result<usize> {
         let waiting: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
             "SELECT id FROM email_outbox WHERE sent_at IS NULL ORDER BY id LIMIT 100"
         )

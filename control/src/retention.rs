@@ -12,7 +12,8 @@ use std::time::Duration;
 use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, db_run};
 
-use crate::{Control, Result};
+use crate::Result;
+use crate::idempotency::Idempotency;
 
 /// How long each kind of row is kept.
 #[derive(Clone, Debug)]
@@ -57,14 +58,30 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
-impl Control {
+/// Deletes what is past its [`Retention`].
+#[derive(Clone)]
+pub struct Sweeper {
+    db: Db,
+    keep: Retention,
+    idempotency: Idempotency,
+}
+
+impl Sweeper {
+    pub(crate) fn new(db: Db, keep: Retention, idempotency: Idempotency) -> Self {
+        Sweeper {
+            db,
+            keep,
+            idempotency,
+        }
+    }
+
     /// Deletes every row past its retention at `now`.
-    pub async fn sweep_expired(&self, now: i64) -> Result<Swept> {
-        let keep = &self.settings.retention;
+    pub async fn sweep(&self, now: i64) -> Result<Swept> {
+        let keep = &self.keep;
         let quotes_before = now.saturating_sub(micros(keep.expired_quotes));
         let emails_before = now.saturating_sub(micros(keep.sent_emails));
         Ok(Swept {
-            idempotency_keys: self.idempotency().delete_expired(now).await?,
+            idempotency_keys: self.idempotency.delete_expired(now).await?,
             price_quotes: delete_older(&self.db, "price_quotes", "expires_at", quotes_before)
                 .await?,
             placement_quotes: delete_older(
@@ -79,14 +96,14 @@ impl Control {
     }
 
     /// Sweeps every `interval` until the process ends.
-    pub fn spawn_retention_sweep(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match this.sweep_expired(now_micros()).await {
+                match this.sweep(now_micros()).await {
                     Ok(swept) if swept.total() > 0 => {
                         tracing::info!(?swept, "deleted rows past their retention")
                     }

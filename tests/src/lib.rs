@@ -322,7 +322,8 @@ impl TestApp {
             .server
             .state
             .control
-            .mailbox
+            .outbox
+            .mailbox()
             .latest_to(email)
             .expect("an email was delivered")
             .body;

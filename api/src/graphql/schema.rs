@@ -77,6 +77,7 @@ impl CoreQuery {
     /// The caller.
     async fn me(&self, ctx: &Context<'_>) -> GqlResult<GqlMe> {
         Ok(control(ctx)
+            .orgs
             .me(actor(ctx)?)
             .await
             .map_err(gql_error)?
@@ -86,7 +87,8 @@ impl CoreQuery {
     /// The organisation this request acts in.
     async fn organization(&self, ctx: &Context<'_>) -> GqlResult<GqlOrganization> {
         Ok(control(ctx)
-            .organization(actor(ctx)?)
+            .orgs
+            .get(actor(ctx)?)
             .await
             .map_err(gql_error)?
             .into())
@@ -100,6 +102,7 @@ impl CoreQuery {
         limit: Option<u32>,
     ) -> GqlResult<GqlPage<GqlMember>> {
         let p = control(ctx)
+            .orgs
             .members(actor(ctx)?, &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
@@ -114,6 +117,7 @@ impl CoreQuery {
         limit: Option<u32>,
     ) -> GqlResult<GqlPage<GqlInvitation>> {
         let p = control(ctx)
+            .orgs
             .invitations(actor(ctx)?, &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
@@ -128,7 +132,8 @@ impl CoreQuery {
         limit: Option<u32>,
     ) -> GqlResult<GqlPage<GqlApiKey>> {
         let p = control(ctx)
-            .api_keys(actor(ctx)?, &page(cursor, limit)?)
+            .keys
+            .list(actor(ctx)?, &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
@@ -142,7 +147,8 @@ impl CoreQuery {
         limit: Option<u32>,
     ) -> GqlResult<GqlPage<GqlAuditEvent>> {
         let p = control(ctx)
-            .audit_events(actor(ctx)?, &page(cursor, limit)?)
+            .audit
+            .events(actor(ctx)?, &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
@@ -151,6 +157,7 @@ impl CoreQuery {
     /// Available and held balances in every currency.
     async fn balances(&self, ctx: &Context<'_>) -> GqlResult<Vec<GqlBalance>> {
         let b = control(ctx)
+            .billing
             .balances(actor(ctx)?)
             .await
             .map_err(gql_error)?;
@@ -166,6 +173,7 @@ impl CoreQuery {
         currency: Option<String>,
     ) -> GqlResult<GqlPage<GqlPosting>> {
         let p = control(ctx)
+            .billing
             .postings(actor(ctx)?, &page(cursor, limit)?, currency.as_deref())
             .await
             .map_err(gql_error)?;
@@ -180,6 +188,7 @@ impl CoreQuery {
         limit: Option<u32>,
     ) -> GqlResult<GqlPage<GqlHold>> {
         let p = control(ctx)
+            .billing
             .holds(actor(ctx)?, &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
@@ -189,7 +198,8 @@ impl CoreQuery {
     /// The currency clusters are paid in.
     async fn billing_preference(&self, ctx: &Context<'_>) -> GqlResult<String> {
         Ok(control(ctx)
-            .billing_preference(actor(ctx)?)
+            .billing
+            .preference(actor(ctx)?)
             .await
             .map_err(gql_error)?
             .currency
@@ -205,6 +215,7 @@ impl CoreQuery {
         month: Option<String>,
     ) -> GqlResult<Vec<GqlUsageRow>> {
         let rows = control(ctx)
+            .billing
             .usage(actor(ctx)?, group_by.as_deref(), month.as_deref())
             .await
             .map_err(gql_error)?;
@@ -214,6 +225,7 @@ impl CoreQuery {
     /// The monthly invoice.
     async fn invoice(&self, ctx: &Context<'_>, month: String) -> GqlResult<GqlInvoice> {
         Ok(control(ctx)
+            .billing
             .invoice(actor(ctx)?, &month)
             .await
             .map_err(gql_error)?
@@ -228,6 +240,7 @@ impl CoreQuery {
         month: Option<String>,
     ) -> GqlResult<Vec<GqlUsageRow>> {
         let rows = control(ctx)
+            .billing
             .earnings(actor(ctx)?, group_by.as_deref(), month.as_deref())
             .await
             .map_err(gql_error)?;
@@ -257,6 +270,7 @@ impl CoreMutation {
         org_name: String,
     ) -> GqlResult<GqlAuthSession> {
         let s = control(ctx)
+            .accounts
             .sign_up(SignUp {
                 email: &email,
                 password: &password,
@@ -277,6 +291,7 @@ impl CoreMutation {
         org_id: Option<String>,
     ) -> GqlResult<GqlAuthSession> {
         let s = control(ctx)
+            .accounts
             .log_in(&email, &password, org_id.as_deref())
             .await
             .map_err(gql_error)?;
@@ -291,6 +306,7 @@ impl CoreMutation {
         org_id: Option<String>,
     ) -> GqlResult<GqlAuthSession> {
         let s = control(ctx)
+            .accounts
             .refresh(&refresh_token, org_id.as_deref())
             .await
             .map_err(gql_error)?;
@@ -299,7 +315,11 @@ impl CoreMutation {
     }
 
     async fn log_out(&self, ctx: &Context<'_>) -> GqlResult<bool> {
-        control(ctx).log_out(actor(ctx)?).await.map_err(gql_error)?;
+        control(ctx)
+            .accounts
+            .log_out(actor(ctx)?)
+            .await
+            .map_err(gql_error)?;
         Ok(true)
     }
 
@@ -309,7 +329,8 @@ impl CoreMutation {
         name: String,
     ) -> GqlResult<GqlOrganization> {
         Ok(control(ctx)
-            .rename_organization(actor(ctx)?, &name)
+            .orgs
+            .rename(actor(ctx)?, &name)
             .await
             .map_err(gql_error)?
             .into())
@@ -321,7 +342,8 @@ impl CoreMutation {
         name: String,
     ) -> GqlResult<GqlOrganization> {
         Ok(control(ctx)
-            .create_organization(actor(ctx)?, &name)
+            .orgs
+            .create(actor(ctx)?, &name)
             .await
             .map_err(gql_error)?
             .into())
@@ -334,6 +356,7 @@ impl CoreMutation {
         role: GqlRole,
     ) -> GqlResult<GqlMember> {
         Ok(control(ctx)
+            .orgs
             .change_role(actor(ctx)?, &user_id, role.into())
             .await
             .map_err(gql_error)?
@@ -342,6 +365,7 @@ impl CoreMutation {
 
     async fn remove_member(&self, ctx: &Context<'_>, user_id: String) -> GqlResult<bool> {
         control(ctx)
+            .orgs
             .remove_member(actor(ctx)?, &user_id)
             .await
             .map_err(gql_error)?;
@@ -355,6 +379,7 @@ impl CoreMutation {
         role: GqlRole,
     ) -> GqlResult<GqlInvitation> {
         Ok(control(ctx)
+            .orgs
             .invite(actor(ctx)?, &email, role.into())
             .await
             .map_err(gql_error)?
@@ -363,6 +388,7 @@ impl CoreMutation {
 
     async fn revoke_invitation(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlInvitation> {
         Ok(control(ctx)
+            .orgs
             .revoke_invitation(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
@@ -375,6 +401,7 @@ impl CoreMutation {
         token: String,
     ) -> GqlResult<GqlMembership> {
         Ok(control(ctx)
+            .orgs
             .accept_invitation(actor(ctx)?, &token)
             .await
             .map_err(gql_error)?
@@ -389,7 +416,8 @@ impl CoreMutation {
         expires_in_days: Option<u32>,
     ) -> GqlResult<GqlCreatedApiKey> {
         let created = control(ctx)
-            .create_api_key(
+            .keys
+            .create(
                 actor(ctx)?,
                 NewApiKey {
                     name: &name,
@@ -404,7 +432,8 @@ impl CoreMutation {
 
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlApiKey> {
         Ok(control(ctx)
-            .revoke_api_key(actor(ctx)?, &id)
+            .keys
+            .revoke(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())
@@ -416,7 +445,8 @@ impl CoreMutation {
         currency: String,
     ) -> GqlResult<String> {
         let p = control(ctx)
-            .set_billing_preference(actor(ctx)?, &currency)
+            .billing
+            .set_preference(actor(ctx)?, &currency)
             .await
             .map_err(gql_error)?;
         Ok(p.currency.code().into())
@@ -430,6 +460,7 @@ impl CoreMutation {
         reason: String,
     ) -> GqlResult<GqlCorrection> {
         Ok(control(ctx)
+            .billing
             .correct_transaction(actor(ctx)?, &transaction_id, &reason)
             .await
             .map_err(gql_error)?
@@ -447,6 +478,7 @@ impl CoreMutation {
         reference: Option<String>,
     ) -> GqlResult<GqlCreditGrant> {
         let g = control(ctx)
+            .billing
             .grant_credit(
                 actor(ctx)?,
                 &org_id,
@@ -482,7 +514,7 @@ impl CoreSubscription {
         ctx: &Context<'_>,
     ) -> BoxStream<'static, GqlResult<GqlAuditEvent>> {
         let stream = match actor(ctx) {
-            Ok(actor) => control(ctx).audit_stream(actor).await.map_err(gql_error),
+            Ok(actor) => control(ctx).audit.stream(actor).await.map_err(gql_error),
             Err(e) => Err(e),
         };
         match stream {

@@ -177,6 +177,7 @@ impl Operations {
             self.0
                 .state
                 .control
+                .accounts
                 .authenticate(token)
                 .await
                 .map_err(gql_error)?;
@@ -249,7 +250,7 @@ impl Connection {
             return refused(rate_limit::refusal(d));
         }
         let actor = match token {
-            Some(token) => match state.control.authenticate(token).await {
+            Some(token) => match state.control.accounts.authenticate(token).await {
                 Ok(actor) => Some(actor),
                 Err(e) => return refused(e.into()),
             },
@@ -369,7 +370,7 @@ async fn revocation(
             () = woken => {}
             () = tokio::time::sleep(every) => {}
         }
-        match control.authenticate(&credential.0).await {
+        match control.accounts.authenticate(&credential.0).await {
             // What the subscription was allowed to see was decided with the old role.
             Ok(now) if now.role() != actor.role() || now.is_operator != actor.is_operator => {
                 return iocloud_control::Error::Conflict {

@@ -168,7 +168,7 @@ where
 
 /// Writes events to the audit log; a failure is logged, never shown to the client.
 pub async fn write(state: &AppState, events: Vec<NewAuditEvent>) {
-    let writes = events.into_iter().map(|e| state.control.record_audit(e));
+    let writes = events.into_iter().map(|e| state.control.audit.record(e));
     for result in futures::future::join_all(writes).await {
         if let Err(e) = result {
             tracing::error!(error = ?e, "could not write the audit log");

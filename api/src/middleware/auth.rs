@@ -18,7 +18,7 @@ where
     let actor = match bearer(req.headers()) {
         None => None,
         Some(Err(())) => return ApiError::Domain(DomainError::InvalidToken).into_response(),
-        Some(Ok(token)) => match state.control.authenticate(token).await {
+        Some(Ok(token)) => match state.control.accounts.authenticate(token).await {
             Ok(actor) => Some(actor),
             Err(e) => return ApiError::from(e).into_response(),
         },

@@ -72,7 +72,7 @@ where
         return inner(req).await;
     }
     let request = RequestFingerprint::of(req.method().as_str(), req.uri().path(), &bytes);
-    let records = state.control.idempotency();
+    let records = state.control.idempotency.clone();
 
     let lease = match records.claim(&scope, &key, &request).await {
         Ok(Claim::Run(lease)) => lease,

@@ -51,7 +51,7 @@ async fn list_keys(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
-    Ok(Json(s.control.api_keys(&actor, &q.page()?).await?))
+    Ok(Json(s.control.keys.list(&actor, &q.page()?).await?))
 }
 
 /// Create an API key for this organisation. The secret is in this answer only.
@@ -64,7 +64,8 @@ async fn create_key(
 ) -> ApiResult<impl IntoResponse> {
     let created = s
         .control
-        .create_api_key(
+        .keys
+        .create(
             &actor,
             NewApiKey {
                 name: &b.name,
@@ -82,7 +83,7 @@ async fn get_key(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ApiKey>> {
-    Ok(Json(s.control.api_key(&actor, &id).await?))
+    Ok(Json(s.control.keys.get(&actor, &id).await?))
 }
 
 /// Revoke a key: it stops working at once. Revoking twice changes nothing.
@@ -92,5 +93,5 @@ async fn revoke_key(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ApiKey>> {
-    Ok(Json(s.control.revoke_api_key(&actor, &id).await?))
+    Ok(Json(s.control.keys.revoke(&actor, &id).await?))
 }

@@ -20,5 +20,5 @@ async fn list_events(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<AuditEvent>>> {
-    Ok(Json(s.control.audit_events(&actor, &q.page()?).await?))
+    Ok(Json(s.control.audit.events(&actor, &q.page()?).await?))
 }

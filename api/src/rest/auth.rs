@@ -74,6 +74,7 @@ async fn signup(
 ) -> ApiResult<impl IntoResponse> {
     let session = s
         .control
+        .accounts
         .sign_up(SignUp {
             email: &b.email,
             password: &b.password,
@@ -98,6 +99,7 @@ async fn login(
 ) -> ApiResult<Json<AuthSession>> {
     let session = s
         .control
+        .accounts
         .log_in(&b.email, &b.password, b.org_id.as_deref())
         .await?;
     if let Some(slot) = slot {
@@ -118,6 +120,7 @@ async fn refresh(
 ) -> ApiResult<Json<AuthSession>> {
     let session = s
         .control
+        .accounts
         .refresh(&b.refresh_token, b.org_id.as_deref())
         .await?;
     if let Some(slot) = slot {
@@ -130,12 +133,12 @@ async fn refresh(
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", responses((status = 204), (status = 401, body = Problem),
     (status = 422, body = Problem, description = "An API key cannot log out: revoke it instead")))]
 async fn logout(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<StatusCode> {
-    s.control.log_out(&actor).await?;
+    s.control.accounts.log_out(&actor).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Who is calling: the user and their organisations, or the API key.
 #[utoipa::path(get, path = "/v1/me", tag = "auth", responses((status = 200, body = Me), (status = 401, body = Problem)))]
 async fn me(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Me>> {
-    Ok(Json(s.control.me(&actor).await?))
+    Ok(Json(s.control.orgs.me(&actor).await?))
 }

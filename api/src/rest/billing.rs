@@ -77,7 +77,7 @@ pub struct CreditBody {
 /// Available and held balances in every currency.
 #[utoipa::path(get, path = "/v1/balances", tag = "billing", responses((status = 200, body = Vec<Balance>), (status = 403, body = Problem)))]
 async fn balances(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Vec<Balance>>> {
-    Ok(Json(s.control.balances(&actor).await?))
+    Ok(Json(s.control.billing.balances(&actor).await?))
 }
 
 /// Ledger postings of the organisation's accounts, oldest first.
@@ -90,6 +90,7 @@ async fn postings(
     let page = iocloud_control::PageRequest::parse(q.cursor.as_deref(), q.limit)?;
     Ok(Json(
         s.control
+            .billing
             .postings(&actor, &page, q.currency.as_deref())
             .await?,
     ))
@@ -102,7 +103,7 @@ async fn list_holds(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<HoldView>>> {
-    Ok(Json(s.control.holds(&actor, &q.page()?).await?))
+    Ok(Json(s.control.billing.holds(&actor, &q.page()?).await?))
 }
 
 #[utoipa::path(get, path = "/v1/holds/{id}", tag = "billing", responses((status = 200, body = HoldView), (status = 404, body = Problem)))]
@@ -111,7 +112,7 @@ async fn get_hold(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<HoldView>> {
-    Ok(Json(s.control.hold(&actor, &id).await?))
+    Ok(Json(s.control.billing.hold(&actor, &id).await?))
 }
 
 #[utoipa::path(get, path = "/v1/billing/preference", tag = "billing", responses((status = 200, body = BillingPreference)))]
@@ -119,7 +120,7 @@ async fn get_preference(
     State(s): State<AppState>,
     Auth(actor): Auth,
 ) -> ApiResult<Json<BillingPreference>> {
-    Ok(Json(s.control.billing_preference(&actor).await?))
+    Ok(Json(s.control.billing.preference(&actor).await?))
 }
 
 /// Choose how clusters are paid: USD credit, IOSD or IO (owners and billing members).
@@ -132,7 +133,8 @@ async fn set_preference(
 ) -> ApiResult<Json<BillingPreference>> {
     Ok(Json(
         s.control
-            .set_billing_preference(&actor, &b.currency)
+            .billing
+            .set_preference(&actor, &b.currency)
             .await?,
     ))
 }
@@ -161,6 +163,7 @@ async fn correct(
 ) -> ApiResult<Json<Correction>> {
     Ok(Json(
         s.control
+            .billing
             .correct_transaction(&actor, &b.transaction_id, &b.reason)
             .await?,
     ))
@@ -179,6 +182,7 @@ async fn grant_credit(
     let reference = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
     Ok(Json(
         s.control
+            .billing
             .grant_credit(
                 &actor,
                 &b.org_id,
@@ -211,7 +215,7 @@ pub struct PriceQuoteBody {
 /// The IO/USD rate in use, with where and when it was observed.
 #[utoipa::path(get, path = "/v1/fx/io-usd", tag = "billing", responses((status = 200, body = IoRate), (status = 503, body = Problem)))]
 async fn io_rate(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<IoRate>> {
-    Ok(Json(s.control.io_rate(&actor).await?))
+    Ok(Json(s.control.billing.io_rate(&actor).await?))
 }
 
 /// Price a USD amount in the currency you pay with; the price holds for five minutes.
@@ -226,6 +230,7 @@ async fn create_price_quote(
         axum::http::StatusCode::CREATED,
         Json(
             s.control
+                .billing
                 .price_quote(&actor, &b.amount_usd, &b.currency)
                 .await?,
         ),
@@ -239,5 +244,7 @@ async fn get_price_quote(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<PriceQuoteView>> {
-    Ok(Json(s.control.price_quote_by_id(&actor, &id).await?))
+    Ok(Json(
+        s.control.billing.price_quote_by_id(&actor, &id).await?,
+    ))
 }

@@ -53,7 +53,7 @@ async fn list_members(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<Member>>> {
-    Ok(Json(s.control.members(&actor, &q.page()?).await?))
+    Ok(Json(s.control.orgs.members(&actor, &q.page()?).await?))
 }
 
 #[utoipa::path(get, path = "/v1/members/{user_id}", tag = "org", responses((status = 200, body = Member), (status = 404, body = Problem)))]
@@ -62,7 +62,7 @@ async fn get_member(
     Auth(actor): Auth,
     ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<Json<Member>> {
-    Ok(Json(s.control.member(&actor, &user_id).await?))
+    Ok(Json(s.control.orgs.member(&actor, &user_id).await?))
 }
 
 /// Change a member's role. Only owners grant or remove `owner`; the last owner keeps it.
@@ -74,7 +74,9 @@ async fn change_role(
     ApiPath(user_id): ApiPath<String>,
     ApiJson(b): ApiJson<RoleBody>,
 ) -> ApiResult<Json<Member>> {
-    Ok(Json(s.control.change_role(&actor, &user_id, b.role).await?))
+    Ok(Json(
+        s.control.orgs.change_role(&actor, &user_id, b.role).await?,
+    ))
 }
 
 /// Remove a member, or leave (your own user id).
@@ -85,7 +87,7 @@ async fn remove_member(
     Auth(actor): Auth,
     ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    s.control.remove_member(&actor, &user_id).await?;
+    s.control.orgs.remove_member(&actor, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -95,7 +97,7 @@ async fn list_invitations(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<Invitation>>> {
-    Ok(Json(s.control.invitations(&actor, &q.page()?).await?))
+    Ok(Json(s.control.orgs.invitations(&actor, &q.page()?).await?))
 }
 
 /// Invite an email address. The email (with its token) is written to the server log, not sent.
@@ -108,7 +110,7 @@ async fn create_invitation(
 ) -> ApiResult<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.control.invite(&actor, &b.email, b.role).await?),
+        Json(s.control.orgs.invite(&actor, &b.email, b.role).await?),
     ))
 }
 
@@ -118,7 +120,7 @@ async fn get_invitation(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Invitation>> {
-    Ok(Json(s.control.invitation(&actor, &id).await?))
+    Ok(Json(s.control.orgs.invitation(&actor, &id).await?))
 }
 
 /// Revoke a pending invitation.
@@ -128,7 +130,7 @@ async fn revoke_invitation(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Invitation>> {
-    Ok(Json(s.control.revoke_invitation(&actor, &id).await?))
+    Ok(Json(s.control.orgs.revoke_invitation(&actor, &id).await?))
 }
 
 /// Accept an invitation addressed to your email; you join its organisation.
@@ -139,5 +141,7 @@ async fn accept_invitation(
     Auth(actor): Auth,
     ApiJson(b): ApiJson<AcceptBody>,
 ) -> ApiResult<Json<Membership>> {
-    Ok(Json(s.control.accept_invitation(&actor, &b.token).await?))
+    Ok(Json(
+        s.control.orgs.accept_invitation(&actor, &b.token).await?,
+    ))
 }

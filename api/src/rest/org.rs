@@ -31,7 +31,7 @@ pub struct OrgBody {
 /// The organisation this request acts in.
 #[utoipa::path(get, path = "/v1/org", tag = "org", responses((status = 200, body = Organization), (status = 401, body = Problem)))]
 async fn get_org(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Organization>> {
-    Ok(Json(s.control.organization(&actor).await?))
+    Ok(Json(s.control.orgs.get(&actor).await?))
 }
 
 /// Rename the organisation (owners and admins).
@@ -42,7 +42,7 @@ async fn update_org(
     Auth(actor): Auth,
     ApiJson(b): ApiJson<OrgBody>,
 ) -> ApiResult<Json<Organization>> {
-    Ok(Json(s.control.rename_organization(&actor, &b.name).await?))
+    Ok(Json(s.control.orgs.rename(&actor, &b.name).await?))
 }
 
 /// Create another organisation; you become its owner. Switch to it with `/v1/auth/refresh`.
@@ -55,6 +55,6 @@ async fn create_org(
 ) -> ApiResult<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.control.create_organization(&actor, &b.name).await?),
+        Json(s.control.orgs.create(&actor, &b.name).await?),
     ))
 }

@@ -122,6 +122,7 @@ async fn usage(
 ) -> ApiResult<Json<Vec<UsageRow>>> {
     Ok(Json(
         s.control
+            .billing
             .usage(&actor, q.group_by.as_deref(), q.month.as_deref())
             .await?,
     ))
@@ -134,7 +135,11 @@ async fn usage_export(
     Auth(actor): Auth,
     ApiQuery(q): ApiQuery<MonthParams>,
 ) -> ApiResult<Response> {
-    let csv = s.control.usage_csv(&actor, q.month.as_deref()).await?;
+    let csv = s
+        .control
+        .billing
+        .usage_csv(&actor, q.month.as_deref())
+        .await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -157,7 +162,7 @@ async fn invoice(
     ApiPath(month): ApiPath<String>,
     ApiQuery(q): ApiQuery<InvoiceParams>,
 ) -> ApiResult<Response> {
-    let invoice = s.control.invoice(&actor, &month).await?;
+    let invoice = s.control.billing.invoice(&actor, &month).await?;
     Ok(match q.format.as_deref() {
         None | Some("json") => Json(invoice).into_response(),
         Some("html") => Html(printable(&invoice)).into_response(),
@@ -176,6 +181,7 @@ async fn earnings(
 ) -> ApiResult<Json<Vec<UsageRow>>> {
     Ok(Json(
         s.control
+            .billing
             .earnings(&actor, q.group_by.as_deref(), q.month.as_deref())
             .await?,
     ))

@@ -110,7 +110,7 @@ impl Control {
             request_id: origin.request_id.clone(),
             ip: origin.ip.clone(),
         };
-        if let Err(e) = self.record_audit(event).await {
+        if let Err(e) = self.audit.record(event).await {
             tracing::error!(error = ?e, "could not write the audit log");
         }
     }

@@ -609,7 +609,9 @@ impl Control {
         if !moved {
             return Err(changed_meanwhile());
         }
-        self.invalidate(crate::cache::Forget::Device(id)).await;
+        self.cache
+            .invalidate(crate::cache::Forget::Device(id))
+            .await;
         self.device(actor, id).await
     }
 
@@ -636,7 +638,9 @@ impl Control {
         if changed == 0 {
             return Err(retired(id));
         }
-        self.invalidate(crate::cache::Forget::Device(id)).await;
+        self.cache
+            .invalidate(crate::cache::Forget::Device(id))
+            .await;
         let row = self.device_row(&actor.org_id, id).await?;
         Ok(CreatedDevice {
             device: self.device_view(row),

@@ -177,7 +177,10 @@ async fn logout_revokes(b: iocloud_tests::Backend) {
 async fn expired_and_forged_tokens_are_refused(b: iocloud_tests::Backend) {
     let app = TestApp::spawn(b).await;
     let s = app.signup("ada@example.com", "Acme").await;
-    let keys = &app.server.state.control.jwt;
+    // The signing key, as a replica sharing the database loads it.
+    let keys = &iocloud_control::jwt::JwtKeys::load(&app.server.state.control.db, None)
+        .await
+        .unwrap();
     let claims = keys.verify(&s.access).unwrap();
     let expired = keys
         .sign_claims(&Claims {

@@ -446,7 +446,7 @@ async fn a_running_request_renews_its_lease(b: iocloud_tests::Backend) {
         Answer, Claim, IdempotencyKey, KeyScope, RequestFingerprint,
     };
     let app = TestApp::spawn(b).await;
-    let records = app.server.state.control.idempotency();
+    let records = app.server.state.control.idempotency.clone();
     let scope = KeyScope::address(None);
     let key = IdempotencyKey::parse("lease-1").unwrap();
     let request = RequestFingerprint::of("POST", "/v1/things", b"{}");

@@ -27,7 +27,8 @@ async fn email_left_waiting_is_delivered_at_start(b: iocloud_tests::Backend) {
             .server
             .state
             .control
-            .mailbox
+            .outbox
+            .mailbox()
             .latest_to("late@example.com");
         if delivered.is_some() && app.count(waiting).await == 0 {
             break;

@@ -1,15 +1,23 @@
 //! The organisation's side of billing: balances, ledger postings, holds, how it pays, and
 //! credits granted by platform operators. The money itself moves in `iocloud_billing`.
 
+pub mod usage;
+
+use std::sync::Arc;
+
+use iocloud_billing::Ledger;
 use iocloud_billing::ledger::{NewTransaction, Posting};
+use iocloud_billing::prices::PriceFeed;
 use iocloud_billing::{AccountKind, AccountRef, Currency, Money, TransactionKind};
 use iocloud_db::ids::new_id;
 use iocloud_db::time::serde_rfc3339;
-use iocloud_db::{DbError, db_run};
+use iocloud_db::{Db, DbError, db_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{Action, Actor, Control, Error, Page, PageRequest, Result};
+use crate::cache::{Cache, Forget};
+use crate::directory::Directory;
+use crate::{Action, Actor, Error, Page, PageRequest, Result};
 
 /// An organisation's money in one currency.
 #[derive(Debug, Serialize, ToSchema)]
@@ -115,7 +123,42 @@ fn parse_currency(field: &'static str, text: &str) -> Result<Currency> {
     Currency::parse(text).ok_or_else(|| Error::validation(field, "use USD, IOSD or IO"))
 }
 
-impl Control {
+/// The organisation's side of billing (see the module's documentation), and its usage
+/// reports ([`usage`]).
+#[derive(Clone)]
+pub struct Billing {
+    db: Db,
+    ledger: Ledger,
+    prices: Arc<PriceFeed>,
+    cache: Arc<Cache>,
+    directory: Directory,
+    /// Granted once to every new organisation, when set.
+    signup_credit: Option<Money>,
+    /// The platform's share of each capture, in basis points.
+    platform_fee_bps: u32,
+}
+
+impl Billing {
+    pub(crate) fn new(
+        db: Db,
+        ledger: Ledger,
+        prices: Arc<PriceFeed>,
+        cache: Arc<Cache>,
+        directory: Directory,
+        signup_credit: Option<Money>,
+        platform_fee_bps: u32,
+    ) -> Self {
+        Billing {
+            db,
+            ledger,
+            prices,
+            cache,
+            directory,
+            signup_credit,
+            platform_fee_bps,
+        }
+    }
+
     /// Available and held balances in every currency.
     pub async fn balances(&self, actor: &Actor) -> Result<Vec<Balance>> {
         actor.authorize(Action::BillingRead)?;
@@ -189,7 +232,7 @@ impl Control {
         }
     }
 
-    pub async fn billing_preference(&self, actor: &Actor) -> Result<BillingPreference> {
+    pub async fn preference(&self, actor: &Actor) -> Result<BillingPreference> {
         actor.authorize(Action::BillingRead)?;
         let code: Option<String> = db_run!(&self.db, |p| {
             sqlx::query_scalar("SELECT billing_currency FROM organizations WHERE id = $1")
@@ -204,11 +247,7 @@ impl Control {
         })
     }
 
-    pub async fn set_billing_preference(
-        &self,
-        actor: &Actor,
-        currency: &str,
-    ) -> Result<BillingPreference> {
+    pub async fn set_preference(&self, actor: &Actor, currency: &str) -> Result<BillingPreference> {
         actor.authorize(Action::BillingManage)?;
         let currency = parse_currency("currency", currency)?;
         db_run!(&self.db, |p| {
@@ -221,8 +260,7 @@ impl Control {
         })
         .map_err(DbError::from)?;
         // Creates price in it, from a cached copy on every replica.
-        self.invalidate(crate::cache::Forget::Org(&actor.org_id))
-            .await;
+        self.cache.invalidate(Forget::Org(&actor.org_id)).await;
         Ok(BillingPreference { currency })
     }
 
@@ -279,7 +317,7 @@ impl Control {
             return Err(Error::validation("amount", "must be more than zero"));
         }
         let reason = crate::types::parse_name("reason", reason)?;
-        self.organization_by_id(org_id).await?;
+        self.directory.organization(org_id).await?;
         let external_ref = match reference {
             Some(r) => format!("credit:{org_id}:{r}"),
             None => format!("credit:{org_id}:{}", new_id("grt")),
@@ -290,7 +328,7 @@ impl Control {
 
     /// The sign-up credit (if configured), once per organisation.
     pub(crate) async fn grant_signup_credit(&self, org_id: &str) {
-        let Some(amount) = self.settings.signup_credit.filter(|m| m.is_positive()) else {
+        let Some(amount) = self.signup_credit.filter(|m| m.is_positive()) else {
             return;
         };
         if let Err(e) = self
@@ -381,7 +419,7 @@ impl From<iocloud_billing::prices::PriceQuote> for PriceQuoteView {
     }
 }
 
-impl Control {
+impl Billing {
     pub async fn io_rate(&self, actor: &Actor) -> Result<IoRate> {
         actor.authorize(Action::OrgRead)?;
         let r = self.prices.current().await?;

@@ -7,10 +7,10 @@ use iocloud_db::{DbError, db_run, ids::new_id, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::orgs::Membership;
+use super::Membership;
 use crate::permissions::Role;
 use crate::types::Email;
-use crate::{Action, Actor, Control, Error, ErrorCode, Page, PageRequest, Result, secrets};
+use crate::{Action, Actor, Error, ErrorCode, Page, PageRequest, Result, secrets};
 
 pub const INVITATION_DAYS: i64 = 7;
 const TOKEN_PREFIX: &str = "ioinv_";
@@ -75,7 +75,7 @@ impl InvitationRow {
     }
 }
 
-impl Control {
+impl super::Orgs {
     pub async fn invite(&self, actor: &Actor, email: &str, role: Role) -> Result<Invitation> {
         actor.authorize(Action::InvitationsManage)?;
         let email = Email::parse(email)?;
@@ -110,7 +110,7 @@ impl Control {
                 ),
             });
         }
-        let org = self.organization_by_id(&actor.org_id).await?;
+        let org = self.directory.organization(&actor.org_id).await?;
         let id = new_id("inv");
         let token = secrets::generate(TOKEN_PREFIX);
         let expires_at = now + INVITATION_DAYS * 86_400 * MICROS_PER_SEC;
@@ -136,7 +136,7 @@ impl Control {
         .map_err(DbError::from)?;
         crate::mail::queue_in(&mut tx, email.as_str(), &subject, &body, Some(&token)).await?;
         tx.commit().await?;
-        if let Err(e) = self.deliver_outbox().await {
+        if let Err(e) = self.outbox.deliver().await {
             // The message waits in the outbox for the next delivery.
             tracing::warn!(error = %e, "could not deliver the invitation email yet");
         }
@@ -203,7 +203,7 @@ impl Control {
                 "invitations are accepted by users, not API keys",
             )
         })?;
-        let user = self.user(user_id).await?;
+        let user = self.directory.user(user_id).await?;
         let sql = format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = $1");
         let row: Option<InvitationRow> = db_run!(&self.db, |p| {
             sqlx::query_as(&sql)
@@ -264,7 +264,7 @@ impl Control {
         }
         tx.commit().await?;
         Ok(Membership {
-            organization: self.organization_by_id(&org_id).await?,
+            organization: self.directory.organization(&org_id).await?,
             role: inv.role,
         })
     }

@@ -11,7 +11,8 @@ use iocloud_db::{DbError, db_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{Action, Actor, Control, Error, Result};
+use super::Billing;
+use crate::{Action, Actor, Error, Result};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
@@ -131,7 +132,7 @@ struct LineRow {
     unpaid: i64,
 }
 
-impl Control {
+impl Billing {
     /// What the organisation used in a month, by `cluster` (the default) or by `day`.
     pub async fn usage(
         &self,
@@ -209,7 +210,7 @@ impl Control {
     pub async fn invoice(&self, actor: &Actor, month_text: &str) -> Result<Invoice> {
         actor.authorize(Action::BillingRead)?;
         let (m, from, to) = month(Some(month_text))?;
-        let org = self.organization_by_id(&actor.org_id).await?;
+        let org = self.directory.organization(&actor.org_id).await?;
         let rows: Vec<LineRow> = db_run!(&self.db, |p| {
             sqlx::query_as(
                 "SELECT cluster_id, currency, rate_per_hour, gpus, CAST(SUM(billable_micros * gpus) AS BIGINT) AS gpu_micros, \
@@ -311,13 +312,10 @@ impl Control {
     }
 }
 
-impl Control {
+impl Billing {
     /// Runs an accrual pass every `interval` until the process ends. Every replica may run one:
     /// each period of each node is charged once whoever gets there first.
-    pub fn spawn_accrual_worker(
-        &self,
-        interval: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_accrual(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let micros = interval.as_micros() as i64;
@@ -327,7 +325,7 @@ impl Control {
                 tick.tick().await;
                 match this
                     .ledger
-                    .accrue(now_micros(), micros, this.settings.platform_fee_bps)
+                    .accrue(now_micros(), micros, this.platform_fee_bps)
                     .await
                 {
                     Ok(r) if r.charged_records > 0 || !r.short.is_empty() => {

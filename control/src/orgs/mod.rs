@@ -1,15 +1,22 @@
-//! Organisations (tenants), their members and roles, and `me`.
+//! Organisations (tenants), their members and roles, invitations to join them, and `me`.
+
+pub mod invitations;
+
+use std::sync::Arc;
 
 use iocloud_db::time::{now_micros, serde_rfc3339};
-use iocloud_db::{DbError, db_run, ids::new_id, tx_run};
+use iocloud_db::{Db, DbError, db_run, ids::new_id, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::accounts::User;
-use crate::api_keys::ApiKey;
+use crate::api_keys::{ApiKey, ApiKeys};
+use crate::cache::{Cache, Forget};
+use crate::directory::Directory;
+use crate::mail::Outbox;
 use crate::permissions::Role;
 use crate::types::parse_name;
-use crate::{Action, Actor, Control, Error, Page, PageRequest, Principal, Result};
+use crate::{Action, Actor, Error, Page, PageRequest, Principal, Result};
 
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Organization {
@@ -88,49 +95,46 @@ struct MembershipRow {
     role: String,
 }
 
-impl Control {
-    pub async fn organization_by_id(&self, org_id: &str) -> Result<Organization> {
-        if let Some(org) = self.cache.org(org_id) {
-            return Ok(org);
-        }
-        let org: Organization = db_run!(&self.db, |p| {
-            sqlx::query_as(
-                "SELECT id, name, created_at, updated_at FROM organizations WHERE id = $1",
-            )
-            .bind(org_id)
-            .fetch_optional(p)
-            .await
-        })
-        .map_err(DbError::from)?
-        .ok_or(Error::NotFound("organization"))?;
-        self.cache.put_org(&org);
-        Ok(org)
-    }
+/// Organisations, members and invitations.
+#[derive(Clone)]
+pub struct Orgs {
+    db: Db,
+    cache: Arc<Cache>,
+    directory: Directory,
+    keys: ApiKeys,
+    /// Where invitations are sent from.
+    outbox: Outbox,
+}
 
-    pub async fn role_of(&self, org_id: &str, user_id: &str) -> Result<Option<Role>> {
-        let role: Option<String> = db_run!(&self.db, |p| {
-            sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
-                .bind(org_id)
-                .bind(user_id)
-                .fetch_optional(p)
-                .await
-        })
-        .map_err(DbError::from)?;
-        Ok(role.as_deref().and_then(Role::parse))
+impl Orgs {
+    pub(crate) fn new(
+        db: Db,
+        cache: Arc<Cache>,
+        directory: Directory,
+        keys: ApiKeys,
+        outbox: Outbox,
+    ) -> Self {
+        Orgs {
+            db,
+            cache,
+            directory,
+            keys,
+            outbox,
+        }
     }
 
     pub async fn me(&self, actor: &Actor) -> Result<Me> {
-        let organization = self.organization_by_id(&actor.org_id).await?;
+        let organization = self.directory.organization(&actor.org_id).await?;
         match &actor.principal {
             Principal::ApiKey { key_id, .. } => {
-                let api_key = self.api_key(actor, key_id).await?;
+                let api_key = self.keys.get(actor, key_id).await?;
                 Ok(Me::ApiKey {
                     api_key,
                     organization,
                 })
             }
             Principal::User { user_id, role, .. } => {
-                let user = self.user(user_id).await?;
+                let user = self.directory.user(user_id).await?;
                 let rows: Vec<MembershipRow> = db_run!(&self.db, |p| {
                     sqlx::query_as(
                         "SELECT o.id, o.name, o.created_at, o.updated_at, m.role FROM memberships m \
@@ -141,9 +145,11 @@ impl Control {
                 .map_err(DbError::from)?;
                 let memberships = rows
                     .into_iter()
-                    .filter_map(|r| {
-                        Some(Membership {
-                            role: Role::parse(&r.role)?,
+                    .map(|r| {
+                        Ok(Membership {
+                            role: Role::parse(&r.role).ok_or_else(|| {
+                                Error::Internal(format!("unknown role {:?} stored", r.role))
+                            })?,
                             organization: Organization {
                                 id: r.id,
                                 name: r.name,
@@ -152,7 +158,7 @@ impl Control {
                             },
                         })
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 Ok(Me::User {
                     user,
                     organization,
@@ -163,12 +169,12 @@ impl Control {
         }
     }
 
-    pub async fn organization(&self, actor: &Actor) -> Result<Organization> {
+    pub async fn get(&self, actor: &Actor) -> Result<Organization> {
         actor.authorize(Action::OrgRead)?;
-        self.organization_by_id(&actor.org_id).await
+        self.directory.organization(&actor.org_id).await
     }
 
-    pub async fn rename_organization(&self, actor: &Actor, name: &str) -> Result<Organization> {
+    pub async fn rename(&self, actor: &Actor, name: &str) -> Result<Organization> {
         actor.authorize(Action::OrgUpdate)?;
         let name = parse_name("name", name)?;
         db_run!(&self.db, |p| {
@@ -181,13 +187,12 @@ impl Control {
                 .map(|r| r.rows_affected())
         })
         .map_err(DbError::from)?;
-        self.invalidate(crate::cache::Forget::Org(&actor.org_id))
-            .await;
-        self.organization_by_id(&actor.org_id).await
+        self.cache.invalidate(Forget::Org(&actor.org_id)).await;
+        self.directory.organization(&actor.org_id).await
     }
 
     /// A new organisation owned by the calling user (a user may belong to several).
-    pub async fn create_organization(&self, actor: &Actor, name: &str) -> Result<Organization> {
+    pub async fn create(&self, actor: &Actor, name: &str) -> Result<Organization> {
         let user_id = actor.user_id().ok_or_else(|| {
             Error::validation(
                 "authorization",
@@ -206,7 +211,7 @@ impl Control {
         })
         .map_err(DbError::from)?;
         tx.commit().await?;
-        self.organization_by_id(&org_id).await
+        self.directory.organization(&org_id).await
     }
 
     pub async fn members(&self, actor: &Actor, page: &PageRequest) -> Result<Page<Member>> {
@@ -277,7 +282,7 @@ impl Control {
         tx.commit().await?;
         // The member's keys act within their role: forget every cached copy, on every replica,
         // so the next request with one of them reads the new role.
-        self.invalidate(crate::cache::Forget::KeysOf(user_id)).await;
+        self.cache.invalidate(Forget::KeysOf(user_id)).await;
         self.member(actor, user_id).await
     }
 
@@ -323,7 +328,7 @@ impl Control {
         .map_err(DbError::from)?;
         tx.commit().await?;
         // Their keys may be cached on any replica.
-        self.invalidate(crate::cache::Forget::KeysOf(user_id)).await;
+        self.cache.invalidate(Forget::KeysOf(user_id)).await;
         Ok(())
     }
 }
