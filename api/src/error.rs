@@ -122,7 +122,7 @@ impl From<&iocloud_control::placement::Infeasible> for CapacityProblem {
             available_gpus: i.available_gpus,
             nearest: i.nearest.as_ref().map(|n| NearestRequest {
                 field: n.field.to_string(),
-                value: n.value_text(),
+                value: iocloud_control::error::capacity::eased_value(n),
                 available_gpus: n.available_gpus,
             }),
         }

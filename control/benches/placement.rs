@@ -159,7 +159,7 @@ fn summary(catalog: &Catalog, offers: &[Offer], inv: &mut Inventory, rng: &mut S
     }
     let update = t.elapsed().as_secs_f64() * 1e6 / n as f64;
     let t = Instant::now();
-    let mut rebuilt = Inventory::new(catalog);
+    let mut rebuilt = catalog.inventory();
     for o in offers {
         rebuilt.upsert(o).expect("catalog ids");
     }
@@ -182,7 +182,7 @@ fn main() {
     let gpus: u64 = offers.iter().map(|o| u64::from(o.gpus_free)).sum();
     let before = rss_kib();
     let t = Instant::now();
-    let mut inv = Inventory::new(&catalog);
+    let mut inv = catalog.inventory();
     for o in &offers {
         inv.upsert(o).expect("catalog ids");
     }

@@ -56,7 +56,7 @@ pub struct CapacityIndex {
 impl CapacityIndex {
     pub fn new(catalog: &crate::providers::Catalog) -> CapacityIndex {
         CapacityIndex {
-            inventory: RwLock::new(Inventory::new(catalog)),
+            inventory: RwLock::new(catalog.inventory()),
             claiming: Default::default(),
             decided: tokio::sync::Notify::new(),
             watermark: tokio::sync::Mutex::new((0, None)),

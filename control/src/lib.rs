@@ -14,7 +14,7 @@ pub mod cache;
 pub mod capacity;
 pub mod clusters;
 pub mod directory;
-mod error;
+pub mod error;
 pub mod idempotency;
 pub mod jwt;
 mod listen;

@@ -3,7 +3,7 @@
 
 use iocloud_control::placement::objective::{adjusted_price, objective};
 use iocloud_control::placement::{
-    Colocation, Inventory, Offer, Plan, Preference, Request, place, place_by_full_scan,
+    Colocation, Offer, Plan, Preference, Request, place, place_by_full_scan,
 };
 use iocloud_control::providers::catalog::{Catalog, GpuModel, Region, rtt_ms};
 use proptest::prelude::*;
@@ -285,7 +285,7 @@ proptest! {
     #[test]
     fn plans_are_feasible_and_optimal(offers in offers(), req in requests()) {
         let c = catalog();
-        let mut inv = Inventory::new(&c);
+        let mut inv = c.inventory();
         for o in &offers {
             inv.upsert(o).unwrap();
         }
@@ -328,7 +328,7 @@ fn offer(id: &str, provider: &str, model: &str, region: &str, free: u32, price: 
 
 #[test]
 fn the_index_follows_device_changes_without_a_rebuild() {
-    let mut inv = Inventory::new(&catalog());
+    let mut inv = catalog().inventory();
     inv.upsert(&offer("a", "p", "big", "eu-central", 8, 2_000_000))
         .unwrap();
     inv.upsert(&offer("b", "p", "big", "eu-central", 8, 3_000_000))
@@ -358,7 +358,7 @@ fn the_index_follows_device_changes_without_a_rebuild() {
 
 #[test]
 fn nothing_fits_says_which_constraint_and_what_would() {
-    let mut inv = Inventory::new(&catalog());
+    let mut inv = catalog().inventory();
     for i in 0..8 {
         let price = if i < 3 { 2_000_000 } else { 3_000_000 };
         inv.upsert(&offer(&format!("d{i}"), "p", "big", "eu-central", 4, price))
@@ -389,7 +389,7 @@ fn nothing_fits_says_which_constraint_and_what_would() {
 
 #[test]
 fn fewer_fuller_nodes_win_a_tie() {
-    let mut inv = Inventory::new(&catalog());
+    let mut inv = catalog().inventory();
     for i in 0..4 {
         inv.upsert(&offer(
             &format!("two{i}"),

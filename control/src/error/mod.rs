@@ -1,3 +1,4 @@
+pub mod capacity;
 mod code;
 
 use iocloud_billing::BillingError;

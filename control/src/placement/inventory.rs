@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::latency::rtt_ms;
 use super::objective::adjusted_price;
-use crate::providers::catalog::{Catalog, rtt_ms};
 
 /// Regions are sets of bits in a `u64` while placing.
 pub const MAX_REGIONS: usize = 64;
@@ -54,14 +54,16 @@ pub(crate) struct Entry {
     pub slot: u32,
 }
 
+/// A GPU model placement can put work on.
 #[derive(Clone, Debug)]
-pub(crate) struct ModelInfo {
+pub struct PlacedModel {
     pub id: String,
     pub vram_gib: u32,
 }
 
+/// A region placement can put work in, and where it is.
 #[derive(Clone, Debug)]
-pub(crate) struct RegionInfo {
+pub struct Place {
     pub code: String,
     pub lat: f64,
     pub lon: f64,
@@ -76,9 +78,9 @@ pub enum InventoryError {
 }
 
 pub struct Inventory {
-    pub(crate) models: Vec<ModelInfo>,
+    pub(crate) models: Vec<PlacedModel>,
     model_index: HashMap<String, u16>,
-    pub(crate) regions: Vec<RegionInfo>,
+    pub(crate) regions: Vec<Place>,
     region_index: HashMap<String, u16>,
     /// Estimated RTT between regions, whole ms rounded up; `rtt[a * regions + b]`.
     rtt: Vec<u32>,
@@ -93,29 +95,12 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// An empty inventory over the catalog's models and regions (at most [`MAX_REGIONS`]).
-    pub fn new(catalog: &Catalog) -> Inventory {
+    /// An empty inventory over these models and regions (at most [`MAX_REGIONS`]).
+    pub fn new(models: Vec<PlacedModel>, regions: Vec<Place>) -> Inventory {
         assert!(
-            catalog.regions.len() <= MAX_REGIONS,
+            regions.len() <= MAX_REGIONS,
             "placement handles at most {MAX_REGIONS} regions"
         );
-        let models: Vec<ModelInfo> = catalog
-            .gpu_models
-            .iter()
-            .map(|m| ModelInfo {
-                id: m.id.clone(),
-                vram_gib: m.vram_gib.clamp(0, i64::from(u32::MAX)) as u32,
-            })
-            .collect();
-        let regions: Vec<RegionInfo> = catalog
-            .regions
-            .iter()
-            .map(|r| RegionInfo {
-                code: r.code.clone(),
-                lat: r.lat,
-                lon: r.lon,
-            })
-            .collect();
         let n = regions.len();
         let mut rtt = vec![0; n * n];
         for (a, ra) in regions.iter().enumerate() {

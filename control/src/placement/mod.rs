@@ -5,13 +5,15 @@
 //! * [`inventory`]: the index of placeable devices, updated in place as devices change.
 //! * [`solve`]: the optimiser, exact for the objective (see its module comment for why).
 //! * [`request`]: what is asked.
+//! * [`latency`]: the estimated round trip between two places.
 
 pub mod inventory;
+pub mod latency;
 pub mod objective;
 pub mod request;
 pub mod solve;
 
-pub use inventory::{Inventory, InventoryError, Offer};
+pub use inventory::{Inventory, InventoryError, Offer, Place, PlacedModel};
 pub use objective::Preference;
 pub use request::{Colocation, Request};
 pub use solve::{Infeasible, Plan, PlanNode, Relaxation, place, place_by_full_scan};

@@ -239,8 +239,7 @@ impl<'a> Filter<'a> {
         let mut user_rtt = [0u32; MAX_REGIONS];
         if let Some((lat, lon)) = req.user_location {
             for (i, r) in inv.regions.iter().enumerate() {
-                user_rtt[i] =
-                    crate::providers::catalog::rtt_ms(lat, lon, r.lat, r.lon).ceil() as u32;
+                user_rtt[i] = super::latency::rtt_ms(lat, lon, r.lat, r.lon).ceil() as u32;
             }
         }
         let mut allowed = 0u64;
@@ -715,34 +714,4 @@ fn diagnose(inv: &Inventory, f: &Filter) -> Infeasible {
         return fail("colocation", best_group, None);
     }
     fail("min_providers", best_group, None)
-}
-
-impl Relaxation {
-    /// The eased value as the API's request writes it: a price in USD, a reliability from 0
-    /// to 1, anything else as the number.
-    pub fn value_text(&self) -> String {
-        match self.field {
-            "max_price_per_gpu_hour" => {
-                iocloud_billing::Money::from_micros(self.value, iocloud_billing::Currency::Usd)
-                    .to_decimal()
-            }
-            "min_reliability" => format!("{:.2}", self.value as f64 / 10_000.0),
-            _ => self.value.to_string(),
-        }
-    }
-}
-
-impl std::fmt::Display for Infeasible {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} GPUs asked for, {} fit up to {}",
-            self.requested_gpus, self.available_gpus, self.constraint
-        )?;
-        if let Some(n) = &self.nearest {
-            let value = n.value_text();
-            write!(f, "; {} fit with {} {value}", n.available_gpus, n.field)?;
-        }
-        Ok(())
-    }
 }
