@@ -1,6 +1,15 @@
 //! Test harness: start the real server on a random port against a database of its own (a temp
 //! SQLite file, or a fresh Postgres database when `IOCLOUD_TEST_POSTGRES_URL` is set) and talk
 //! to it over HTTP and GraphQL like any client.
+//!
+//! Beside the harness: a provider's fleet to rent from (`fleet`), reading clusters as their
+//! customer does (`clusters`), money as exact micro-units (`money`) and the few checks only
+//! the database or the ledger can answer (`books`).
+
+mod books;
+mod clusters;
+mod fleet;
+mod money;
 
 use std::time::Duration;
 
@@ -8,6 +17,13 @@ use iocloud_api::{Config, Server};
 use iocloud_db::scratch::ScratchDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+pub use books::{GPU_BOOKS_WRONG, ledger_balances};
+pub use clusters::{cluster, current_nodes, follow, kinds, wait_status};
+pub use fleet::{
+    Fleet, agent_report, fleet, frankfurt, gpus_free, machine, provider_devices, wait_for,
+};
+pub use money::{balance, micros, units};
 
 /// Which database a test runs on.
 #[derive(Clone, Debug)]
@@ -217,6 +233,26 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.request(Method::GET, path, Some(token), None).await
+    }
+
+    /// Every item of a paged list (`items`, `next_cursor`), following the cursor to the end.
+    pub async fn items(&self, path: &str, token: &str) -> Vec<Value> {
+        let join = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page_path = match &cursor {
+                Some(c) => format!("{path}{join}limit=200&cursor={c}"),
+                None => format!("{path}{join}limit=200"),
+            };
+            let page = self.get(&page_path, token).await;
+            assert_eq!(page.status, 200, "{page_path}: {}", page.text);
+            items.extend(page.body["items"].as_array().unwrap().iter().cloned());
+            match page.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return items,
+            }
+        }
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {

@@ -2,6 +2,11 @@
 
 use serde_json::Value;
 
+/// Prints a value as the API gave it, indented, for `--output json`.
+pub fn json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
 fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }

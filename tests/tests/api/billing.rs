@@ -1,16 +1,27 @@
 //! Balances, postings, holds, the billing preference and operator credits, over REST and GraphQL.
 
 use iocloud_billing::{Currency, Money};
-use iocloud_tests::{TestApp, on_both_engines};
-use serde_json::json;
+use iocloud_tests::{Session, TestApp, balance, on_both_engines, units};
+use serde_json::{Value, json};
 
 on_both_engines!(
     signup_credit_and_operator_grants,
     holds_postings_and_preference
 );
 
-fn usd(units: i64) -> Money {
-    Money::from_micros(units * 1_000_000, Currency::Usd)
+fn usd(n: i64) -> Money {
+    Money::from_micros(units(n), Currency::Usd)
+}
+
+/// The ledger transaction of the first of the organisation's postings `is` picks, as the
+/// organisation reads its postings.
+async fn transaction_of(app: &TestApp, s: &Session, is: impl Fn(&Value) -> bool) -> String {
+    let postings = app.items("/v1/ledger/postings", &s.access).await;
+    let found = postings
+        .iter()
+        .find(|p| is(p))
+        .unwrap_or_else(|| panic!("no such posting in {postings:#?}"));
+    found["transaction_id"].as_str().unwrap().to_string()
 }
 
 async fn signup_credit_and_operator_grants(b: iocloud_tests::Backend) {
@@ -117,19 +128,12 @@ async fn holds_postings_and_preference(b: iocloud_tests::Backend) {
     let app = TestApp::spawn_with(b, |c| c.demo = true).await;
     let s = app.signup("ada@example.com", "Acme").await;
     let other = app.signup("bob@example.com", "Bobco").await;
-    let ledger = &app.server.state.control.ledger;
     assert_eq!(
-        ledger
-            .balance(&iocloud_billing::AccountRef::org(
-                &s.org_id,
-                iocloud_billing::AccountKind::Available,
-                Currency::Usd
-            ))
-            .await
-            .unwrap(),
-        usd(500),
+        balance(&app, &s, "USD").await.0,
+        units(500),
         "--demo grants 500 USD"
     );
+    let ledger = &app.server.state.control.ledger;
 
     // A cluster's hold, as the clusters issue will place it.
     let hold = ledger
@@ -307,12 +311,7 @@ async fn operators_correct_with_compensating_transactions(b: iocloud_tests::Back
         )
         .await
         .unwrap();
-    let hold_tx = app
-        .scalar(
-            "SELECT id FROM ledger_transactions WHERE kind = 'hold' AND org_id = $1",
-            &s.org_id,
-        )
-        .await;
+    let hold_tx = transaction_of(&app, &s, |p| p["kind"] == "hold").await;
     app.post(
         "/v1/admin/corrections",
         Some(&ops.access),
@@ -331,12 +330,8 @@ async fn operators_correct_with_compensating_transactions(b: iocloud_tests::Back
         .post("/v1/stake", Some(&s.access), json!({"amount": "100"}))
         .await;
     assert_eq!(staked.status, 201, "{}", staked.text);
-    let stake_tx = app
-        .scalar(
-            "SELECT t.id FROM ledger_transactions t WHERE t.external_ref LIKE 'stake:%' AND t.org_id = $1",
-            &s.org_id,
-        )
-        .await;
+    let stake_memo = format!("stake {}", staked.body["id"].as_str().unwrap());
+    let stake_tx = transaction_of(&app, &s, |p| p["memo"] == stake_memo.as_str()).await;
     app.post(
         "/v1/admin/corrections",
         Some(&ops.access),
@@ -376,12 +371,7 @@ async fn operators_correct_with_compensating_transactions(b: iocloud_tests::Back
         )
         .await
         .unwrap();
-    let cap_tx = app
-        .scalar(
-            "SELECT id FROM ledger_transactions WHERE kind = 'capture' AND org_id = $1",
-            &s.org_id,
-        )
-        .await;
+    let cap_tx = transaction_of(&app, &s, |p| p["kind"] == "capture").await;
     let r = app
         .post(
             "/v1/admin/corrections",

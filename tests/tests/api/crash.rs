@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use iocloud_api::simulator::{self, SimOptions};
-use iocloud_tests::{Backend, TestApp, on_both_engines};
+use iocloud_tests::{
+    Backend, GPU_BOOKS_WRONG, TestApp, fleet, ledger_balances, machine, on_both_engines,
+};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-use super::clusters::{GPU_BOOKS_WRONG, fleet, ledger_balances, machine};
 
 /// The quota row says exactly what the live clusters hold.
 const QUOTA_WRONG: &str = "SELECT COUNT(*) FROM org_quotas q WHERE q.gpus_in_use <> \

@@ -4,10 +4,8 @@
 //! so at once, for any organisation, and no GPU is booked twice. A claim whose future is
 //! dropped outright is tested in `control/tests/capacity.rs`.
 
-use iocloud_tests::{Backend, on_both_engines};
+use iocloud_tests::{Backend, Fleet, fleet, frankfurt, on_both_engines};
 use serde_json::json;
-
-use crate::clusters::{Fleet, fleet, frankfurt};
 
 on_both_engines!(a_create_dropped_mid_claim_holds_nothing_back);
 
@@ -39,11 +37,7 @@ async fn a_create_dropped_mid_claim_holds_nothing_back(b: Backend) {
     // Once the row is free, the create finishes and holds the machine.
     let mut finished = false;
     for _ in 0..100 {
-        if app
-            .count("SELECT COUNT(*) FROM clusters WHERE name = 'dropped'")
-            .await
-            == 1
-        {
+        if app.get("/v1/clusters/dropped", &s.access).await.status == 200 {
             finished = true;
             break;
         }

@@ -4,7 +4,7 @@
 //! One file per surface is this suite's convention; the WebSocket client helpers serve every test.
 
 use futures::{SinkExt, StreamExt};
-use iocloud_tests::{PASSWORD, TestApp, on_both_engines};
+use iocloud_tests::{Fleet, PASSWORD, TestApp, fleet, frankfurt, on_both_engines};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
@@ -227,9 +227,9 @@ async fn follow_cluster(ws: &mut Socket, op: &str, id: &str) {
 async fn cluster_events_are_followed_over_graphql_and_hidden_from_other_tenants(
     b: iocloud_tests::Backend,
 ) {
-    let crate::clusters::Fleet {
+    let Fleet {
         app, customer: s, ..
-    } = crate::clusters::fleet(b, crate::clusters::frankfurt(1), true, |_| {}).await;
+    } = fleet(b, frankfurt(1), true, |_| {}).await;
     let created = app
         .post(
             "/v1/clusters",

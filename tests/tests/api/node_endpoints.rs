@@ -2,10 +2,14 @@
 //! other nodes' bootstraps, so only addresses are taken: anything else is refused whole with
 //! `invalid_endpoint`, and the node and its cluster stay as they were.
 
-use iocloud_tests::{Backend, on_both_engines};
-use serde_json::{Value, json};
+use std::time::{Duration, Instant};
 
-use crate::clusters::{Fleet, agent_report, cluster, current_nodes, fleet, frankfurt, wait_status};
+use iocloud_api::simulator::SimDevice;
+use iocloud_tests::{
+    Backend, Fleet, TestApp, agent_report, cluster, current_nodes, fleet, frankfurt,
+    on_both_engines, wait_status,
+};
+use serde_json::{Value, json};
 
 on_both_engines!(an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing);
 
@@ -14,6 +18,7 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
         app,
         customer: s,
         devices,
+        ..
     } = fleet(b, frankfurt(2), false, |_| {}).await;
     let created = app
         .post(
@@ -89,6 +94,10 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
     assert_eq!(ready.status, 204, "{}", ready.text);
     let c = cluster(&app, &s, &id).await;
     let (agent, agent_device) = node_of(&c, "agent");
+    // The agent's node as its agent is handed it (no simulator runs here to take it first),
+    // once the control plane's readiness has assigned it.
+    let joined = assignment(&app, device(&agent_device), &agent).await["bootstrap"].clone();
+    assert_eq!(joined["leader_address"], "https://10.0.0.1:6443");
     for body in [
         json!({"status": "starting"}),
         json!({"status": "ready", "endpoints": {"kubelet": "[2001:db8::2]:10250"}}),
@@ -97,14 +106,6 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
         assert!(report.status.is_success(), "{}", report.text);
     }
     let running = wait_status(&app, &s, &id, "running").await;
-    let joined = app
-        .scalar(
-            "SELECT bootstrap FROM node_assignments WHERE id = $1",
-            &agent,
-        )
-        .await;
-    let joined: Value = serde_json::from_str(&joined).unwrap();
-    assert_eq!(joined["leader_address"], "https://10.0.0.1:6443");
     assert_eq!(running["connection"]["api_server"], "https://10.0.0.1:6443");
     let credentials = app
         .get(&format!("/v1/clusters/{id}/credentials"), &s.access)
@@ -120,4 +121,37 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
         "https://10.0.0.1:6443"
     );
     assert_eq!(config["current-context"], "k");
+}
+
+/// The assignment of `node` that its device's agent is handed, waiting for it for at most a
+/// minute.
+async fn assignment(app: &TestApp, device: &SimDevice, node: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = app
+            .client
+            .get(app.url(&format!(
+                "/agent/v1/devices/{}/assignments?wait_secs=5",
+                device.id
+            )))
+            .bearer_auth(&device.token)
+            .send()
+            .await
+            .unwrap();
+        let handed = TestApp::answer(res).await;
+        assert_eq!(handed.status, 200, "{}", handed.text);
+        if let Some(a) = handed.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == node)
+        {
+            return a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node} never handed to its agent: {}",
+            handed.text
+        );
+    }
 }

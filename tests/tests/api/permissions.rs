@@ -203,17 +203,10 @@ async fn owner_rules(b: iocloud_tests::Backend) {
             g.text
         );
     }
-    assert_eq!(
-        app.scalar(
-            &format!(
-                "SELECT role FROM memberships WHERE org_id = '{}' AND user_id = $1",
-                owner.org_id
-            ),
-            &member.user_id
-        )
-        .await,
-        "member"
-    );
+    let unchanged = app
+        .get(&format!("/v1/members/{}", member.user_id), &owner.access)
+        .await;
+    assert_eq!(unchanged.body["role"], "member", "{}", unchanged.text);
     let ok = app
         .patch(
             &format!("/v1/members/{}", member.user_id),

@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use iocloud_tests::{Backend, on_both_engines, redis_url};
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-
-use super::clusters::{GPU_BOOKS_WRONG, fleet, ledger_balances};
+use iocloud_tests::{
+    Backend, GPU_BOOKS_WRONG, cluster, fleet, follow, gpus_free, ledger_balances, machine,
+    on_both_engines, redis_url,
+};
+use serde_json::json;
 
 on_both_engines!(two_replicas_share_scarce_gpus_quota_and_events);
 
@@ -25,7 +25,7 @@ async fn two_replicas_share_scarce_gpus_quota_and_events(b: Backend) {
     };
     // Ten machines of 8 H100s: 80 GPUs, of which the quota lets the customer have 48.
     let machines = (0..10)
-        .map(|i| super::clusters::machine(&format!("m{i}"), "h100-sxm", 8, "eu-central", "2.00"))
+        .map(|i| machine(&format!("m{i}"), "h100-sxm", 8, "eu-central", "2.00"))
         .collect();
     let f = fleet(b, machines, false, shared).await;
     let (app, s) = (&f.app, &f.customer);
@@ -66,12 +66,7 @@ async fn two_replicas_share_scarce_gpus_quota_and_events(b: Backend) {
     // A follower on each replica; each cluster is terminated through the other one.
     for (i, id) in created.iter().take(2).enumerate() {
         let (watch, act) = (&bases[i % 2], &bases[(i + 1) % 2]);
-        let version = app
-            .scalar(
-                "SELECT CAST(resource_version AS TEXT) FROM clusters WHERE id = $1",
-                id,
-            )
-            .await;
+        let version = cluster(app, s, id).await["resource_version"].to_string();
         let mut events = follow(&app.client, watch, &s.access, id, &version).await;
         let asked = Instant::now();
         let gone = app
@@ -111,47 +106,10 @@ async fn two_replicas_share_scarce_gpus_quota_and_events(b: Backend) {
         assert_eq!(r.status(), 200);
     }
     assert_eq!(app.count(GPU_BOOKS_WRONG).await, 0);
-    assert_eq!(
-        app.count("SELECT CAST(COALESCE(SUM(gpus_free), 0) AS BIGINT) FROM devices")
-            .await,
-        80
-    );
+    assert_eq!(gpus_free(app, &f.provider).await, 80);
     let quota = app.get("/v1/quota", &s.access).await;
     assert_eq!(quota.body["gpus_in_use"], 0);
     assert_eq!(quota.body["clusters_in_use"], 0);
     ledger_balances(app).await;
     other.server.stop().await;
-}
-
-/// Server-sent events of a cluster after `after`, as they arrive.
-pub(crate) async fn follow(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    id: &str,
-    after: &str,
-) -> mpsc::Receiver<Value> {
-    let mut res = client
-        .get(format!(
-            "{base}/v1/clusters/{id}/events?follow=true&after={after}"
-        ))
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut buffer = String::new();
-        while let Ok(Some(chunk)) = res.chunk().await {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            for e in iocloud_api::ctl::drain_sse(&mut buffer) {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
 }
