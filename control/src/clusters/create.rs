@@ -11,7 +11,8 @@ use iocloud_db::{DbError, Tx, db_run, tx_run};
 use super::bootstrap::ClusterBoot;
 use super::spec::{Checked, ClusterSpec};
 use super::{
-    COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeView, events, quota,
+    COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeView, StoredStatus, events,
+    quota,
 };
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
@@ -80,7 +81,7 @@ impl ClaimWork for NewCluster<'_> {
             spec: spec_json,
             generation: 1,
             resource_version: 0,
-            status: String::new(),
+            status: StoredStatus::initial(),
             status_reason: None,
             quote_id: self.spec.quote_id.clone(),
             currency: self.currency.code().to_string(),
@@ -155,7 +156,7 @@ impl ClaimWork for NewCluster<'_> {
         let mut made = Vec::with_capacity(steps.len());
         for (status, kind, message) in steps {
             row.resource_version += 1;
-            row.set_status(status, None);
+            row.set_status(status, None)?;
             made.push(ClusterEvent {
                 cluster_id: row.id.clone(),
                 seq: row.resource_version,

@@ -327,10 +327,10 @@ impl Control {
         if !row.status().is_live() {
             return Ok(None);
         }
+        row.set_status(to, Some(reason))?;
         let mut tx = self.db.begin().await?;
         let now = now_micros();
         let ended = end_nodes_in(&mut tx, &row.id, now, Metering::Stop).await?;
-        row.set_status(to, Some(reason));
         row.ended_at = Some(now);
         row.reconcile_at = Some(now);
         let Some(event) = row.save_in(&mut tx, kind, reason).await? else {
@@ -453,7 +453,7 @@ impl Control {
         if !row.status().is_live() {
             return Err(Error::Conflict {
                 code: "invalid_state",
-                message: format!("a {} cluster cannot be extended", row.status),
+                message: format!("a {} cluster cannot be extended", row.status.as_str()),
             });
         }
         if row.duration_hours + ext.hours > MAX_HOURS {

@@ -35,6 +35,6 @@ pub use quota::{QuotaExceeded, QuotaLimits, QuotaUpdate, QuotaView};
 pub(crate) use settle::SettleQueue;
 pub use spec::{ClusterKind, ClusterSpec, Connectivity};
 pub(crate) use storage::{
-    COLUMNS, ClusterRow, LATEST_EVENTS, NodeRow, nodes_of_clusters_in, row_in,
+    COLUMNS, ClusterRow, LATEST_EVENTS, NodeRow, StoredStatus, nodes_of_clusters_in, row_in,
 };
 pub use types::{ClusterStatus, ClusterView, NodeView};

@@ -343,7 +343,7 @@ impl Control {
                 })
                 .collect();
             row.connection = Some(bootstrap::connection(kind, &nodes).to_string());
-            row.set_status(ClusterStatus::Running, None);
+            row.set_status(ClusterStatus::Running, None)?;
             row.reconcile_at = next_look(&row, now);
             let event = row
                 .save_in(&mut tx, kind_of_event, &message)
@@ -443,7 +443,7 @@ impl Control {
                     let reason = format!(
                         "{missing} GPU(s) lost and no replacement fits ({why}); they are not charged"
                     );
-                    row.set_status(ClusterStatus::Degraded, Some(&reason));
+                    row.set_status(ClusterStatus::Degraded, Some(&reason))?;
                     row.reconcile_at = next_look(&row, now);
                     let event = row
                         .save_in(&mut tx, "degraded", &reason)

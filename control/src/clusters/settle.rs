@@ -123,7 +123,7 @@ async fn finish_in(
             Err(stale(row))
         };
     }
-    row.set_status(ClusterStatus::Terminated, None);
+    row.set_status(ClusterStatus::Terminated, None)?;
     row.terminated_at = Some(now_micros());
     row.reconcile_at = None;
     let event = row.save_in(tx, "terminated", message).await?;
@@ -179,7 +179,9 @@ async fn terminate_settled_in(
     now: i64,
 ) -> Result<Done> {
     let summary = summary(settled.as_ref());
-    row.set_status(ClusterStatus::Terminated, None);
+    // Through terminating, as the table has it; the row is written once, with both steps.
+    row.set_status(ClusterStatus::Terminating, Some(ON_REQUEST))?;
+    row.set_status(ClusterStatus::Terminated, None)?;
     row.ended_at = Some(now);
     row.terminated_at = Some(now);
     row.reconcile_at = None;

@@ -20,7 +20,7 @@ pub(crate) struct ClusterRow {
     pub spec: String,
     pub generation: i64,
     pub resource_version: i64,
-    pub status: String,
+    pub status: StoredStatus,
     pub status_reason: Option<String>,
     pub quote_id: Option<String>,
     pub currency: String,
@@ -43,6 +43,24 @@ pub(crate) struct ClusterRow {
     pub updated_at: i64,
 }
 
+/// A cluster row's status as stored. It changes only by [`ClusterRow::set_status`], through
+/// the status table ([`ClusterStatus::can_become`]); a new row starts `pending`. Nothing else
+/// can make one, so no other write of a cluster's status compiles.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub(crate) struct StoredStatus(String);
+
+impl StoredStatus {
+    /// A new cluster's: `pending`, the first status of the table.
+    pub fn initial() -> StoredStatus {
+        StoredStatus(ClusterStatus::Pending.as_str().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 pub(crate) const COLUMNS: &str = "id, org_id, name, kind, spec, generation, resource_version, status, status_reason, quote_id, currency, hold_id, \
     gpus, price_per_hour, spend_per_hour, usd_per_unit, rate_id, duration_hours, connection, join_token, provisioning_deadline, running_at, expires_at, ended_at, \
     terminated_at, reconcile_at, created_at, updated_at";
@@ -55,7 +73,7 @@ const SAVE: &str = "UPDATE clusters SET spec = $1, generation = $2, resource_ver
 
 impl ClusterRow {
     pub fn status(&self) -> ClusterStatus {
-        ClusterStatus::parse(&self.status).unwrap_or(ClusterStatus::Failed)
+        ClusterStatus::parse(self.status.as_str()).unwrap_or(ClusterStatus::Failed)
     }
 
     pub fn kind(&self) -> ClusterKind {
@@ -153,6 +171,12 @@ impl ClusterRow {
                 .is_some_and(|(_, status, _)| *status == self.status()),
             "the last step is the row's status"
         );
+        debug_assert!(
+            steps
+                .windows(2)
+                .all(|w| w[0].1 == w[1].1 || w[0].1.can_become(w[1].1)),
+            "each step follows the one before it in the status table"
+        );
         let read = self.resource_version;
         let now = now_micros();
         self.resource_version += steps.len() as i64;
@@ -233,10 +257,26 @@ impl ClusterRow {
         Ok(Some(events))
     }
 
-    /// Sets the status (and its reason) for the next [`ClusterRow::save_in`].
-    pub fn set_status(&mut self, status: ClusterStatus, reason: Option<&str>) {
-        self.status = status.as_str().to_string();
+    /// Sets the status (and its reason) for the next [`ClusterRow::save_in`], if the status
+    /// table lets the row's status become it (or it is that already: then only the reason
+    /// changes). An illegal move is refused with nothing changed. The compare-and-set of the
+    /// save makes sure the status checked is still the stored one.
+    pub fn set_status(&mut self, status: ClusterStatus, reason: Option<&str>) -> Result<()> {
+        let from = self.status();
+        if from != status && !from.can_become(status) {
+            return Err(Error::Conflict {
+                code: "invalid_state",
+                message: format!(
+                    "cluster {} is {} and cannot become {}",
+                    self.id,
+                    from.as_str(),
+                    status.as_str()
+                ),
+            });
+        }
+        self.status = StoredStatus(status.as_str().to_string());
         self.status_reason = reason.map(str::to_string);
+        Ok(())
     }
 }
 
@@ -438,4 +478,69 @@ pub(crate) async fn nodes_of_clusters_in(tx: &mut Tx, ids: &[&str]) -> Result<Ve
         q.fetch_all(c).await
     })
     .map_err(DbError::from)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row_in_status(status: &str) -> ClusterRow {
+        ClusterRow {
+            id: "clu_t".into(),
+            org_id: "org_t".into(),
+            name: "t".into(),
+            kind: "ray".into(),
+            spec: "{}".into(),
+            generation: 1,
+            resource_version: 4,
+            status: StoredStatus(status.into()),
+            status_reason: Some("before".into()),
+            quote_id: None,
+            currency: "USD".into(),
+            hold_id: None,
+            gpus: 1,
+            price_per_hour: 0,
+            spend_per_hour: 0,
+            usd_per_unit: 1_000_000,
+            rate_id: None,
+            duration_hours: 1,
+            connection: None,
+            join_token: String::new(),
+            provisioning_deadline: None,
+            running_at: None,
+            expires_at: None,
+            ended_at: None,
+            terminated_at: None,
+            reconcile_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn set_status_moves_only_as_the_table_allows() {
+        for from in ClusterStatus::ALL {
+            for to in ClusterStatus::ALL {
+                let mut row = row_in_status(from.as_str());
+                let set = row.set_status(to, Some("after"));
+                if from == to || from.can_become(to) {
+                    assert!(set.is_ok(), "{} -> {}", from.as_str(), to.as_str());
+                    assert_eq!(row.status(), to);
+                    assert_eq!(row.status_reason.as_deref(), Some("after"));
+                } else {
+                    let Err(Error::Conflict { code, .. }) = set else {
+                        panic!("{} -> {} was allowed", from.as_str(), to.as_str());
+                    };
+                    assert_eq!(code, "invalid_state");
+                    assert_eq!(row.status(), from, "nothing changed");
+                    assert_eq!(row.status_reason.as_deref(), Some("before"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_row_starts_pending() {
+        assert_eq!(StoredStatus::initial().as_str(), "pending");
+    }
 }

@@ -62,6 +62,34 @@ impl ClusterStatus {
     pub fn is_final(self) -> bool {
         matches!(self, ClusterStatus::Terminated | ClusterStatus::Failed)
     }
+
+    /// Whether a cluster in this status may move to `to`, another status: the table every
+    /// write of a cluster's status goes through ([`super::ClusterRow::set_status`]). Staying
+    /// in a status is no move, so the table never allows it.
+    ///
+    /// ```text
+    /// pending ─► placing ─► provisioning ─► running ⇄ degraded
+    ///    └──────────┴────────────┴─► failed
+    /// pending, placing, provisioning, running, degraded ─► terminating ─► terminated
+    /// ```
+    ///
+    /// - a create steps through pending and placing to provisioning in its transaction;
+    /// - the reconciler runs a cluster once every node is ready, degrades a running one that
+    ///   lost a node nothing can replace and runs it again once one does, and fails one that
+    ///   never ran (placement unfinished, provisioning past its deadline or out of nodes);
+    /// - a delete, or the end of its hours, makes a live cluster terminating;
+    /// - settling a terminating cluster terminates it. Terminated and failed are final.
+    pub fn can_become(self, to: ClusterStatus) -> bool {
+        use ClusterStatus::*;
+        match (self, to) {
+            (Pending, Placing) | (Placing, Provisioning) | (Provisioning, Running) => true,
+            (Running, Degraded) | (Degraded, Running) => true,
+            (Pending | Placing | Provisioning, Failed) => true,
+            (from, Terminating) => from.is_live(),
+            (Terminating, Terminated) => true,
+            _ => false,
+        }
+    }
 }
 
 /// A node of a cluster, as the customer sees it.
@@ -118,4 +146,46 @@ pub struct ClusterView {
     /// The latest events (at most 50), on a single cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<ClusterEvent>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterStatus::{self, *};
+
+    #[test]
+    fn every_move_of_the_status_table() {
+        // Rows: from; columns: to, in `ClusterStatus::ALL`'s order. 1: allowed.
+        #[rustfmt::skip]
+        let expected: [(ClusterStatus, [u8; 8]); 8] = [
+            //             Pen Pla Pro Run Deg Tng Ted Fai
+            (Pending,      [0,  1,  0,  0,  0,  1,  0,  1]),
+            (Placing,      [0,  0,  1,  0,  0,  1,  0,  1]),
+            (Provisioning, [0,  0,  0,  1,  0,  1,  0,  1]),
+            (Running,      [0,  0,  0,  0,  1,  1,  0,  0]),
+            (Degraded,     [0,  0,  0,  1,  0,  1,  0,  0]),
+            (Terminating,  [0,  0,  0,  0,  0,  0,  1,  0]),
+            (Terminated,   [0,  0,  0,  0,  0,  0,  0,  0]),
+            (Failed,       [0,  0,  0,  0,  0,  0,  0,  0]),
+        ];
+        assert_eq!(expected.map(|(from, _)| from), ClusterStatus::ALL);
+        for (from, row) in expected {
+            for (to, allowed) in ClusterStatus::ALL.into_iter().zip(row) {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed == 1,
+                    "{} -> {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_read_back_as_written() {
+        for s in ClusterStatus::ALL {
+            assert_eq!(ClusterStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ClusterStatus::parse("stopped"), None);
+    }
 }
