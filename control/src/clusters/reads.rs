@@ -3,6 +3,7 @@
 
 use iocloud_db::{DbError, db_run};
 
+use super::events::EventRow;
 use super::storage::{
     COLUMNS, LATEST_EVENTS, NODES_SQL, ROW_AND_EVENTS_SQL, ROW_AND_NODES_SQL, split_row_and_events,
     split_row_and_nodes,
@@ -58,6 +59,10 @@ impl Control {
             .and_then(split_row_and_events))
         .map_err(DbError::from)?;
         let (row, events) = found.ok_or(Error::NotFound("cluster"))?;
+        let events = events
+            .into_iter()
+            .map(EventRow::event)
+            .collect::<Result<Vec<_>>>()?;
         Ok((row, Some(events)))
     }
 

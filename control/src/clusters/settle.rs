@@ -106,7 +106,7 @@ async fn finish_in(
     row: &mut ClusterRow,
     message: &str,
 ) -> Result<Option<ClusterEvent>> {
-    if row.status() != ClusterStatus::Terminating {
+    if row.status()? != ClusterStatus::Terminating {
         let moved = tx_run!(tx, |c| sqlx::query(
             "UPDATE clusters SET reconcile_at = NULL WHERE id = $1 AND resource_version = $2"
         )
@@ -213,7 +213,7 @@ impl Control {
     /// with nothing written, when the row moved since. A cluster that raced in its batch is
     /// ended alone and answered terminating, for the caller to settle.
     pub(crate) async fn terminate_and_settle(&self, row: ClusterRow) -> Result<Option<Ended>> {
-        if !row.status().is_live() {
+        if !row.status()?.is_live() {
             return Ok(None);
         }
         self.settle(Settlement::Terminate(row)).await.map(Some)

@@ -7,6 +7,7 @@ use iocloud_db::{DbError, Tx, tx_run};
 
 use super::{ClusterEvent, ClusterKind, ClusterSpec, ClusterStatus, ClusterView, NodeView};
 use super::{bootstrap, events};
+use crate::providers::DeviceStatus;
 use crate::providers::endpoints::Endpoints;
 use crate::{Error, Result};
 
@@ -71,25 +72,41 @@ const SAVE: &str = "UPDATE clusters SET spec = $1, generation = $2, resource_ver
      price_per_hour = $7, duration_hours = $8, connection = $9, provisioning_deadline = $10, running_at = $11, expires_at = $12, \
      ended_at = $13, terminated_at = $14, reconcile_at = $15, updated_at = $16 WHERE id = $17 AND resource_version = $18";
 
+/// A currency code as stored in `column`.
+pub(crate) fn stored_currency(column: &'static str, code: &str) -> Result<Currency> {
+    Currency::parse(code).ok_or_else(|| Error::corrupt(column, code))
+}
+
 impl ClusterRow {
-    pub fn status(&self) -> ClusterStatus {
-        ClusterStatus::parse(self.status.as_str()).unwrap_or(ClusterStatus::Failed)
+    pub fn status(&self) -> Result<ClusterStatus> {
+        let stored = self.status.as_str();
+        ClusterStatus::parse(stored).ok_or_else(|| Error::corrupt("clusters.status", stored))
     }
 
-    pub fn kind(&self) -> ClusterKind {
-        match self.kind.as_str() {
-            "kubernetes" => ClusterKind::Kubernetes,
-            "container" => ClusterKind::Container,
-            _ => ClusterKind::Ray,
-        }
+    pub fn kind(&self) -> Result<ClusterKind> {
+        ClusterKind::parse(&self.kind).ok_or_else(|| Error::corrupt("clusters.kind", &self.kind))
     }
 
     pub fn spec(&self) -> Result<ClusterSpec> {
         serde_json::from_str(&self.spec).map_err(|e| Error::Internal(format!("bad spec: {e}")))
     }
 
-    pub fn currency(&self) -> Currency {
-        Currency::parse(&self.currency).unwrap_or(Currency::Usd)
+    pub fn currency(&self) -> Result<Currency> {
+        stored_currency("clusters.currency", &self.currency)
+    }
+
+    /// The stored connection, `None` before the cluster ran. Not JSON is corrupt data; the
+    /// value itself stays out of the error and the log, as it may hold a credential.
+    pub fn connection(&self) -> Result<Option<serde_json::Value>> {
+        let Some(stored) = self.connection.as_deref() else {
+            return Ok(None);
+        };
+        serde_json::from_str(stored).map(Some).map_err(|_| {
+            Error::corrupt(
+                "clusters.connection",
+                &format!("({} bytes that are not JSON)", stored.len()),
+            )
+        })
     }
 
     /// A USD amount in the cluster's currency, at the rate locked when it was created.
@@ -102,39 +119,40 @@ impl ClusterRow {
         };
         Ok(iocloud_billing::prices::PriceFeed::convert(
             Money::from_micros(usd_micros, Currency::Usd),
-            self.currency(),
+            self.currency()?,
             &rate,
         )?)
     }
 
     /// The stored connection without any secret in it (see
     /// [`crate::Control::cluster_credentials`]).
-    fn public_connection(&self) -> Option<serde_json::Value> {
-        let mut connection: serde_json::Value =
-            serde_json::from_str(self.connection.as_deref()?).ok()?;
+    fn public_connection(&self) -> Result<Option<serde_json::Value>> {
+        let Some(mut connection) = self.connection()? else {
+            return Ok(None);
+        };
         if let Some(fields) = connection.as_object_mut() {
             for key in bootstrap::SECRET_CONNECTION_KEYS {
                 fields.remove(key);
             }
         }
-        Some(connection)
+        Ok(Some(connection))
     }
 
     pub(super) fn view(&self) -> Result<ClusterView> {
         Ok(ClusterView {
             id: self.id.clone(),
             name: self.name.clone(),
-            kind: self.kind(),
-            status: self.status(),
+            kind: self.kind()?,
+            status: self.status()?,
             status_reason: self.status_reason.clone(),
             resource_version: self.resource_version,
             generation: self.generation,
             spec: self.spec()?,
             gpus: self.gpus,
             currency: self.currency.clone(),
-            price_per_hour: Money::from_micros(self.price_per_hour, self.currency()).to_decimal(),
+            price_per_hour: Money::from_micros(self.price_per_hour, self.currency()?).to_decimal(),
             hold_id: self.hold_id.clone(),
-            connection: self.public_connection(),
+            connection: self.public_connection()?,
             created_at: to_rfc3339(self.created_at),
             running_at: self.running_at.map(to_rfc3339),
             expires_at: self.expires_at.map(to_rfc3339),
@@ -152,7 +170,7 @@ impl ClusterRow {
         kind: &str,
         message: &str,
     ) -> Result<Option<ClusterEvent>> {
-        let step = (kind, self.status(), message);
+        let step = (kind, self.status()?, message);
         let saved = self.save_steps_in(tx, &[step]).await?;
         Ok(saved.and_then(|events| events.into_iter().next()))
     }
@@ -168,7 +186,7 @@ impl ClusterRow {
         debug_assert!(
             steps
                 .last()
-                .is_some_and(|(_, status, _)| *status == self.status()),
+                .is_some_and(|(_, status, _)| Some(*status) == self.status().ok()),
             "the last step is the row's status"
         );
         debug_assert!(
@@ -262,7 +280,7 @@ impl ClusterRow {
     /// changes). An illegal move is refused with nothing changed. The compare-and-set of the
     /// save makes sure the status checked is still the stored one.
     pub fn set_status(&mut self, status: ClusterStatus, reason: Option<&str>) -> Result<()> {
-        let from = self.status();
+        let from = self.status()?;
         if from != status && !from.can_become(status) {
             return Err(Error::Conflict {
                 code: "invalid_state",
@@ -409,9 +427,11 @@ pub(super) static ROW_AND_EVENTS_SQL: std::sync::LazyLock<String> =
         )
     });
 
+/// Splits the rows of [`ROW_AND_EVENTS_SQL`]: the row, and its events oldest first, as stored
+/// (read them with [`events::EventRow::event`]).
 pub(super) fn split_row_and_events<R>(
     rows: Vec<R>,
-) -> std::result::Result<Option<(ClusterRow, Vec<ClusterEvent>)>, sqlx::Error>
+) -> std::result::Result<Option<(ClusterRow, Vec<events::EventRow>)>, sqlx::Error>
 where
     R: sqlx::Row,
     for<'r> ClusterRow: sqlx::FromRow<'r, R>,
@@ -427,6 +447,12 @@ where
 }
 
 impl NodeRow {
+    /// The status of the node's device.
+    pub fn device_status(&self) -> Result<DeviceStatus> {
+        DeviceStatus::parse(&self.device_status)
+            .ok_or_else(|| Error::corrupt("devices.status", &self.device_status))
+    }
+
     /// What the node's agent reported, `None` before it did. A stored value that no longer
     /// reads as endpoints (kept before reports were checked) counts as none, so it reaches
     /// neither the customer nor other nodes.
@@ -525,14 +551,14 @@ mod tests {
                 let set = row.set_status(to, Some("after"));
                 if from == to || from.can_become(to) {
                     assert!(set.is_ok(), "{} -> {}", from.as_str(), to.as_str());
-                    assert_eq!(row.status(), to);
+                    assert_eq!(row.status().unwrap(), to);
                     assert_eq!(row.status_reason.as_deref(), Some("after"));
                 } else {
                     let Err(Error::Conflict { code, .. }) = set else {
                         panic!("{} -> {} was allowed", from.as_str(), to.as_str());
                     };
                     assert_eq!(code, "invalid_state");
-                    assert_eq!(row.status(), from, "nothing changed");
+                    assert_eq!(row.status().unwrap(), from, "nothing changed");
                     assert_eq!(row.status_reason.as_deref(), Some("before"));
                 }
             }
@@ -542,5 +568,118 @@ mod tests {
     #[test]
     fn a_new_row_starts_pending() {
         assert_eq!(StoredStatus::initial().as_str(), "pending");
+    }
+
+    /// `read` failed on corrupt data of `column` holding `value`, as an internal error.
+    fn assert_corrupt<T: std::fmt::Debug>(read: Result<T>, column: &str, value: &str) {
+        match read {
+            Err(e @ Error::CorruptData { .. }) => {
+                let Error::CorruptData {
+                    column: c,
+                    value: v,
+                } = &e
+                else {
+                    unreachable!()
+                };
+                assert_eq!((*c, v.as_str()), (column, value));
+                assert_eq!(e.code(), "internal");
+                assert!(e.is_internal(), "its detail stays out of answers");
+            }
+            other => panic!("{column} {value:?} read as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_is_corrupt_data_not_failed() {
+        let mut row = row_in_status("paused");
+        assert_corrupt(row.status(), "clusters.status", "paused");
+        assert_corrupt(row.view(), "clusters.status", "paused");
+        assert_corrupt(
+            row.set_status(ClusterStatus::Failed, None),
+            "clusters.status",
+            "paused",
+        );
+        for s in ClusterStatus::ALL {
+            assert_eq!(row_in_status(s.as_str()).status().unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_is_corrupt_data_not_ray() {
+        let mut row = row_in_status("running");
+        for kind in ClusterKind::ALL {
+            row.kind = kind.as_str().into();
+            assert_eq!(row.kind().unwrap(), kind);
+        }
+        row.kind = "slurm".into();
+        assert_corrupt(row.kind(), "clusters.kind", "slurm");
+    }
+
+    #[test]
+    fn an_unknown_currency_is_corrupt_data_not_usd() {
+        let mut row = row_in_status("running");
+        for code in ["USD", "IOSD", "IO"] {
+            row.currency = code.into();
+            assert_eq!(row.currency().unwrap().code(), code);
+        }
+        row.currency = "EUR".into();
+        assert_corrupt(row.currency(), "clusters.currency", "EUR");
+        assert_corrupt(row.in_currency(1_000_000), "clusters.currency", "EUR");
+        // An organisation's billing currency is read the same way.
+        assert_corrupt(
+            stored_currency("organizations.billing_currency", "GBP"),
+            "organizations.billing_currency",
+            "GBP",
+        );
+    }
+
+    #[test]
+    fn a_connection_that_is_not_json_is_corrupt_data_without_its_secrets() {
+        let mut row = row_in_status("running");
+        assert_eq!(row.connection().unwrap(), None);
+        row.connection = Some(r#"{"api_server":"https://10.0.0.1:6443","kubeconfig":"k"}"#.into());
+        let public = row.public_connection().unwrap().unwrap();
+        assert_eq!(
+            public,
+            serde_json::json!({"api_server": "https://10.0.0.1:6443"})
+        );
+        row.connection = Some(r#"{"kubeconfig":"token: s3cret""#.into());
+        assert_corrupt(
+            row.connection(),
+            "clusters.connection",
+            "(29 bytes that are not JSON)",
+        );
+        assert_corrupt(
+            row.public_connection(),
+            "clusters.connection",
+            "(29 bytes that are not JSON)",
+        );
+    }
+
+    #[test]
+    fn an_unknown_device_status_on_a_node_is_corrupt_data() {
+        let mut node = NodeRow {
+            id: "nod_t".into(),
+            cluster_id: "clu_t".into(),
+            device_id: "dev_t".into(),
+            provider_org_id: "org_p".into(),
+            gpus: 1,
+            role: "head".into(),
+            status: "ready".into(),
+            endpoints: None,
+            reason: None,
+            price_per_gpu_hour: 0,
+            bootstrap: "{}".into(),
+            ready_at: None,
+            failed_at: None,
+            ended_at: None,
+            device_status: "busy".into(),
+            region: "eu-central".into(),
+            gpu_model: None,
+            metered: false,
+        };
+        assert_eq!(node.device_status().unwrap(), DeviceStatus::Busy);
+        node.device_status = "resting".into();
+        assert_corrupt(node.device_status(), "devices.status", "resting");
     }
 }

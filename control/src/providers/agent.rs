@@ -268,7 +268,7 @@ impl Control {
         .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
         let row = self.agent_device(device).await?;
-        let mut status = row.status();
+        let mut status = row.status()?;
         let mut challenge = None;
         if matches!(
             status,
@@ -426,7 +426,7 @@ impl Control {
         let row = self.agent_device(device).await?;
         Ok(HelloAnswer {
             device_id: row.id.clone(),
-            status: row.status(),
+            status: row.status()?,
             status_reason: row.status_reason,
             challenge: None,
             heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
@@ -611,17 +611,18 @@ impl Control {
             Ok(row) => row,
             Err(e) => return DbError::from(e).into(),
         };
-        match row {
-            None => Error::NotFound("device"),
-            Some(row) if !matches!(row.status(), DeviceStatus::Available | DeviceStatus::Busy) => {
-                Error::Conflict {
-                    code: "device_unavailable",
-                    message: format!("device {device_id} is {}", row.status),
-                }
-            }
-            Some(_) => Error::Conflict {
+        let Some(row) = row else {
+            return Error::NotFound("device");
+        };
+        match row.status() {
+            Err(corrupt) => corrupt,
+            Ok(DeviceStatus::Available | DeviceStatus::Busy) => Error::Conflict {
                 code: "insufficient_capacity",
                 message: format!("device {device_id} has fewer than {gpus} free GPUs"),
+            },
+            Ok(status) => Error::Conflict {
+                code: "device_unavailable",
+                message: format!("device {device_id} is {}", status.as_str()),
             },
         }
     }
