@@ -1,5 +1,8 @@
 //! The cluster's rows as stored: the `clusters` row and its compare-and-set, the nodes read
 //! beside it, and the SQL that reads them.
+//!
+//! One file: a row's columns, the statements that read and write them and the reading of each
+//! stored value change together. Its last third is tests of those readings, on rows made by hand.
 
 use iocloud_billing::{Currency, Money};
 use iocloud_db::time::{now_micros, to_rfc3339};
