@@ -249,7 +249,9 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
         DomainError::Db(iocloud_db::DbError::NotFound) => StatusCode::NOT_FOUND,
-        DomainError::Db(_) | DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        DomainError::Db(_) | DomainError::Internal(_) | DomainError::CorruptData { .. } => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
@@ -336,3 +338,17 @@ impl From<iocloud_db::DbError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_stored_data_answers_500_without_its_detail() {
+        let e = ApiError::Domain(DomainError::corrupt("clusters.status", "paused"));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let problem = e.problem();
+        assert_eq!((problem.status, problem.code.as_str()), (500, "internal"));
+        assert!(!problem.detail.contains("paused"), "{}", problem.detail);
+    }
+}

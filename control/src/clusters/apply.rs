@@ -126,10 +126,10 @@ impl Control {
             return Err(Error::validation("name", "must be the name in the path"));
         }
         let checked = self.check_cluster_spec(spec)?;
-        let live = self
-            .cluster_row_by_name(&actor.org_id, name)
-            .await?
-            .filter(|r| r.status().is_live());
+        let live = match self.cluster_row_by_name(&actor.org_id, name).await? {
+            Some(row) if row.status()?.is_live() => Some(row),
+            _ => None,
+        };
         let Some(row) = live else {
             return self
                 .fresh_plan(actor, spec, &checked.request, ApplyAction::Create, None)
@@ -151,7 +151,7 @@ impl Control {
                 .await;
         }
         let more_hours = (spec.duration_hours - row.duration_hours).max(0);
-        let hold = Money::from_micros(row.price_per_hour, row.currency()).mul_div(
+        let hold = Money::from_micros(row.price_per_hour, row.currency()?).mul_div(
             more_hours,
             1,
             Rounding::Down,
@@ -167,7 +167,7 @@ impl Control {
             resource_version: Some(row.resource_version),
             changes,
             needs_replace: false,
-            price_per_hour: Money::from_micros(row.price_per_hour, row.currency()).to_decimal(),
+            price_per_hour: Money::from_micros(row.price_per_hour, row.currency()?).to_decimal(),
             currency: row.currency.clone(),
             hold: hold.to_decimal(),
         })
@@ -290,12 +290,12 @@ impl Control {
             .await?
             .ok_or(Error::NotFound("cluster"))?;
         check_version(&row, plan.resource_version)?;
-        if !row.status().is_live() {
+        if !row.status()?.is_live() {
             return Err(stale(&row));
         }
         let more = spec.duration_hours - row.duration_hours;
         if more > 0 {
-            let extra = Money::from_micros(row.price_per_hour, row.currency()).mul_div(
+            let extra = Money::from_micros(row.price_per_hour, row.currency()?).mul_div(
                 more,
                 1,
                 Rounding::Down,
@@ -319,7 +319,7 @@ impl Control {
                 ));
             }
             row.expires_at = Some(ends);
-            if row.status() != ClusterStatus::Provisioning {
+            if row.status()? != ClusterStatus::Provisioning {
                 row.reconcile_at = Some(row.reconcile_at.unwrap_or(ends).min(ends));
             }
         }

@@ -10,8 +10,10 @@ use iocloud_db::{DbError, Tx, db_run, tx_run};
 
 use super::bootstrap::ClusterBoot;
 use super::spec::{Checked, ClusterSpec};
+use super::storage::stored_currency;
 use super::{
-    COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeView, events, quota,
+    COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeView, StoredStatus, events,
+    quota,
 };
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
@@ -80,7 +82,7 @@ impl ClaimWork for NewCluster<'_> {
             spec: spec_json,
             generation: 1,
             resource_version: 0,
-            status: String::new(),
+            status: StoredStatus::initial(),
             status_reason: None,
             quote_id: self.spec.quote_id.clone(),
             currency: self.currency.code().to_string(),
@@ -155,7 +157,7 @@ impl ClaimWork for NewCluster<'_> {
         let mut made = Vec::with_capacity(steps.len());
         for (status, kind, message) in steps {
             row.resource_version += 1;
-            row.set_status(status, None);
+            row.set_status(status, None)?;
             made.push(ClusterEvent {
                 cluster_id: row.id.clone(),
                 seq: row.resource_version,
@@ -241,6 +243,17 @@ async fn insert_in(tx: &mut Tx, r: &ClusterRow) -> Result<()> {
         Err(DbError::Conflict(_)) => Err(name_taken(&r.name)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The dearest price per GPU-hour a stored quote offered, in micro-USD (`None`: no node).
+fn dearest_quoted(quote: &crate::quotes::Quote) -> Result<Option<i64>> {
+    let mut dearest = None;
+    for node in quote.plans.iter().flat_map(|p| &p.nodes) {
+        let price = Money::parse(&node.price_per_gpu_hour, Currency::Usd)
+            .map_err(|_| Error::corrupt("placement_quotes.quote", &node.price_per_gpu_hour))?;
+        dearest = dearest.max(Some(price.micros()));
+    }
+    Ok(dearest)
 }
 
 fn name_taken(name: &str) -> Error {
@@ -361,10 +374,11 @@ impl Control {
         .fetch_optional(p)
         .await)
         .map_err(DbError::from)?;
-        let currency = code
-            .as_deref()
-            .and_then(Currency::parse)
-            .unwrap_or(Currency::Usd);
+        // An organisation without a row has chosen nothing: USD, as for one that never chose.
+        let currency = match code.as_deref() {
+            Some(code) => stored_currency("organizations.billing_currency", code)?,
+            None => Currency::Usd,
+        };
         self.cache.put_currency(org_id, currency, generation);
         Ok(currency)
     }
@@ -394,17 +408,46 @@ impl Control {
         }
         let quote: crate::quotes::Quote =
             serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))?;
-        let dearest = quote
-            .plans
-            .iter()
-            .flat_map(|p| &p.nodes)
-            .filter_map(|n| Money::parse(&n.price_per_gpu_hour, Currency::Usd).ok())
-            .map(|m| m.micros())
-            .max();
-        if let Some(cap) = dearest {
+        if let Some(cap) = dearest_quoted(&quote)? {
             let r = &mut checked.request;
             r.max_price = Some(r.max_price.map_or(cap, |m| m.min(cap)));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quote(prices: &[&str]) -> crate::quotes::Quote {
+        let nodes: Vec<serde_json::Value> = prices
+            .iter()
+            .map(|p| {
+                serde_json::json!({"device_id": "dev_t", "region": "eu-central", "gpu_model": "h100-sxm",
+                    "gpus": 1, "price_per_gpu_hour": p})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "id": "quo_t", "expires_at": "", "duration_hours": 1,
+            "plans": [{"label": "cheapest", "nodes": nodes, "price_per_hour": "0",
+                "total": "0", "estimated_rtt_ms": 1}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stored_quote_caps_at_its_dearest_node_and_an_unreadable_price_is_corrupt() {
+        assert_eq!(dearest_quoted(&quote(&[])).unwrap(), None);
+        assert_eq!(
+            dearest_quoted(&quote(&["2.10", "3.05", "1.00"])).unwrap(),
+            Some(3_050_000)
+        );
+        match dearest_quoted(&quote(&["2.10", "lots"])) {
+            Err(Error::CorruptData { column, value }) => {
+                assert_eq!((column, value.as_str()), ("placement_quotes.quote", "lots"));
+            }
+            other => panic!("read as {other:?}"),
+        }
     }
 }

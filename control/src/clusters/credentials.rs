@@ -62,13 +62,12 @@ impl Control {
             return Err(denied);
         }
         let row = self.cluster_row(&actor.org_id, id).await?;
+        let kind = row.kind()?;
         let api_server = row
-            .connection
-            .as_deref()
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .connection()?
             .and_then(|c| c.get("api_server")?.as_str().map(String::from))
             .filter(|server| !server.is_empty());
-        let api_server = match (row.kind(), !row.status().is_live(), api_server) {
+        let api_server = match (kind, !row.status()?.is_live(), api_server) {
             (ClusterKind::Kubernetes, false, Some(server)) => server,
             (ClusterKind::Kubernetes, true, _) => return Err(no_credentials("it has ended")),
             (ClusterKind::Kubernetes, false, None) => {
@@ -84,7 +83,7 @@ impl Control {
             bootstrap::kubernetes_credentials(&row.name, &row.join_token, &api_server);
         self.audit_credentials(actor, &row.id, origin, 200).await;
         Ok(ClusterCredentials {
-            kind: row.kind(),
+            kind,
             cluster_id: row.id,
             api_server,
             token,

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use super::ClusterStatus;
-use crate::{Action, Actor, Control, Result};
+use crate::{Action, Actor, Control, Error, Result};
 
 pub const CHANNEL: &str = "cluster-events";
 /// How often a follower re-reads the database, in case a message was lost on the way.
@@ -41,7 +41,7 @@ pub struct ClusterEvent {
 }
 
 #[derive(sqlx::FromRow)]
-struct EventRow {
+pub(super) struct EventRow {
     cluster_id: String,
     seq: i64,
     at: i64,
@@ -51,15 +51,17 @@ struct EventRow {
 }
 
 impl EventRow {
-    fn event(self) -> ClusterEvent {
-        ClusterEvent {
+    pub(super) fn event(self) -> Result<ClusterEvent> {
+        let status = ClusterStatus::parse(&self.status)
+            .ok_or_else(|| Error::corrupt("cluster_events.status", &self.status))?;
+        Ok(ClusterEvent {
             cluster_id: self.cluster_id,
             seq: self.seq,
             at: to_rfc3339(self.at),
             kind: self.kind,
-            status: ClusterStatus::parse(&self.status).unwrap_or(ClusterStatus::Failed),
+            status,
             message: self.message,
-        }
+        })
     }
 }
 
@@ -81,18 +83,16 @@ pub(super) struct JoinedEventRow {
 }
 
 impl JoinedEventRow {
-    pub(super) fn event(self) -> Option<ClusterEvent> {
-        Some(
-            EventRow {
-                cluster_id: self.event_cluster_id?,
-                seq: self.event_seq?,
-                at: self.event_at?,
-                kind: self.event_kind?,
-                status: self.event_status?,
-                message: self.event_message?,
-            }
-            .event(),
-        )
+    /// The event, `None` where the join found none.
+    pub(super) fn event(self) -> Option<EventRow> {
+        Some(EventRow {
+            cluster_id: self.event_cluster_id?,
+            seq: self.event_seq?,
+            at: self.event_at?,
+            kind: self.event_kind?,
+            status: self.event_status?,
+            message: self.event_message?,
+        })
     }
 }
 
@@ -219,7 +219,7 @@ impl Control {
             .fetch_all(p)
             .await)
         .map_err(DbError::from)?;
-        Ok(rows.into_iter().map(EventRow::event).collect())
+        rows.into_iter().map(EventRow::event).collect()
     }
 
     /// A cluster's events after `after`; only the organisation's when `org_id` is given.
@@ -242,7 +242,7 @@ impl Control {
             .fetch_all(p)
             .await)
         .map_err(DbError::from)?;
-        Ok(rows.into_iter().map(EventRow::event).collect())
+        rows.into_iter().map(EventRow::event).collect()
     }
 
     /// A cluster's events after `after` (a `seq`), oldest first, at most `limit`.
@@ -287,7 +287,7 @@ impl Control {
             Some(e) => (e.cluster_id.clone(), false),
             None => {
                 let row = self.cluster_row(&actor.org_id, id).await?;
-                let ended = row.status().is_final();
+                let ended = row.status()?.is_final();
                 (row.id, ended)
             }
         };
@@ -427,5 +427,30 @@ mod tests {
         hub.send(event("clu_b", 1));
         assert!(!hub.clusters.lock().contains_key("clu_b"));
         assert!(hub.clusters.lock().contains_key("clu_a"));
+    }
+
+    #[test]
+    fn an_event_with_an_unknown_status_is_corrupt_data() {
+        let stored = |status: &str| EventRow {
+            cluster_id: "clu_a".into(),
+            seq: 3,
+            at: 0,
+            kind: "step".into(),
+            status: status.into(),
+            message: String::new(),
+        };
+        assert_eq!(
+            stored("provisioning").event().unwrap().status,
+            ClusterStatus::Provisioning
+        );
+        match stored("paused").event() {
+            Err(Error::CorruptData { column, value }) => {
+                assert_eq!(
+                    (column, value.as_str()),
+                    ("cluster_events.status", "paused")
+                );
+            }
+            other => panic!("read as {other:?}"),
+        }
     }
 }

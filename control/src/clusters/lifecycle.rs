@@ -324,13 +324,13 @@ impl Control {
         kind: &str,
         reason: &str,
     ) -> Result<Option<Ended>> {
-        if !row.status().is_live() {
+        if !row.status()?.is_live() {
             return Ok(None);
         }
+        row.set_status(to, Some(reason))?;
         let mut tx = self.db.begin().await?;
         let now = now_micros();
         let ended = end_nodes_in(&mut tx, &row.id, now, Metering::Stop).await?;
-        row.set_status(to, Some(reason));
         row.ended_at = Some(now);
         row.reconcile_at = Some(now);
         let Some(event) = row.save_in(&mut tx, kind, reason).await? else {
@@ -357,7 +357,7 @@ impl Control {
         actor.authorize(Action::ResourcesWrite)?;
         // The events come with the row: the answer shows them with those the ending adds.
         let (row, earlier) = self.cluster_row_and_events(&actor.org_id, id).await?;
-        if !row.status().is_live() {
+        if !row.status()?.is_live() {
             let nodes = self.nodes_of(&row.id).await?;
             return self.view_from(&row, &nodes, earlier).await;
         }
@@ -366,7 +366,7 @@ impl Control {
         let ended = self.end_on_request(row, expected_version).await?;
         let settled = match ended {
             // Ended and settled in one go: the usual case.
-            Some(Ended { row, nodes, events }) if row.status() == ClusterStatus::Terminated => {
+            Some(Ended { row, nodes, events }) if row.status()? == ClusterStatus::Terminated => {
                 Some((row, nodes, events))
             }
             // Ended but not settled (it raced in its batch): settled now, from the row just
@@ -450,10 +450,10 @@ impl Control {
             .await?
             .ok_or(Error::NotFound("cluster"))?;
         check_version(&row, ext.resource_version)?;
-        if !row.status().is_live() {
+        if !row.status()?.is_live() {
             return Err(Error::Conflict {
                 code: ErrorCode::InvalidState,
-                message: format!("a {} cluster cannot be extended", row.status),
+                message: format!("a {} cluster cannot be extended", row.status.as_str()),
             });
         }
         if row.duration_hours + ext.hours > MAX_HOURS {
@@ -465,7 +465,7 @@ impl Control {
                 ),
             ));
         }
-        let extra = Money::from_micros(row.price_per_hour, row.currency()).mul_div(
+        let extra = Money::from_micros(row.price_per_hour, row.currency()?).mul_div(
             ext.hours,
             1,
             Rounding::Down,

@@ -12,9 +12,10 @@ use iocloud_db::{Db, DbError, Tx, db_run, tx_run};
 use super::bootstrap::{self, ClusterBoot};
 use super::create::RECHECK;
 use super::lifecycle::{end_node_in, give_back_all_in, stale, usage_id};
-use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow};
+use super::{ClusterEvent, ClusterKind, ClusterRow, ClusterStatus, NodeRow};
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
+use crate::providers::DeviceStatus;
 use crate::providers::endpoints::Endpoints;
 use crate::{Control, Error, ErrorCode, Result};
 
@@ -28,25 +29,37 @@ enum Step {
     Done,
 }
 
-/// Whether a node still serves its cluster.
-fn is_lost(n: &NodeRow) -> bool {
-    matches!(n.status.as_str(), "failed" | "released" | "releasing")
-        || !matches!(n.device_status.as_str(), "available" | "busy")
+/// Whether a node no longer serves its cluster.
+fn is_lost(n: &NodeRow) -> Result<bool> {
+    Ok(
+        matches!(n.status.as_str(), "failed" | "released" | "releasing")
+            || !matches!(
+                n.device_status()?,
+                DeviceStatus::Available | DeviceStatus::Busy
+            ),
+    )
 }
 
 /// The current nodes that no longer serve, each with when it stopped and why. A follower
 /// serves only through its leader (a Ray worker through its head, a Kubernetes agent through
 /// its server), so when the leader is lost its followers go with it, from the same moment,
 /// and the cluster is brought up again around a new leader.
-fn lost_nodes<'a>(current: &[&'a NodeRow], now: i64) -> Vec<(&'a NodeRow, i64, String)> {
+fn lost_nodes<'a>(current: &[&'a NodeRow], now: i64) -> Result<Vec<(&'a NodeRow, i64, String)>> {
     let stopped = |n: &NodeRow| n.failed_at.unwrap_or(now).min(now);
+    let lost = current
+        .iter()
+        .map(|n| is_lost(n))
+        .collect::<Result<Vec<bool>>>()?;
     let lost_leader = current
         .iter()
-        .find(|n| bootstrap::is_leader(&n.role) && is_lost(n));
-    current
+        .zip(&lost)
+        .find(|(n, lost)| **lost && bootstrap::is_leader(&n.role))
+        .map(|(n, _)| *n);
+    Ok(current
         .iter()
-        .filter_map(|&n| {
-            if is_lost(n) {
+        .zip(lost)
+        .filter_map(|(&n, lost)| {
+            if lost {
                 return Some((n, stopped(n), lost_reason(n)));
             }
             lost_leader.map(|leader| {
@@ -54,7 +67,7 @@ fn lost_nodes<'a>(current: &[&'a NodeRow], now: i64) -> Vec<(&'a NodeRow, i64, S
                 (n, stopped(leader), reason)
             })
         })
-        .collect()
+        .collect())
 }
 
 fn lost_reason(n: &NodeRow) -> String {
@@ -88,16 +101,16 @@ async fn quiet_schedule(db: &Db, row: &ClusterRow, at: Option<i64>) -> Result<()
 }
 
 /// When to look at a cluster next if nothing happens before.
-fn next_look(row: &ClusterRow, now: i64) -> Option<i64> {
+fn next_look(row: &ClusterRow, now: i64) -> Result<Option<i64>> {
     let soon = now + RECHECK;
-    match row.status() {
+    Ok(match row.status()? {
         ClusterStatus::Provisioning => Some(soon.min(row.provisioning_deadline.unwrap_or(soon))),
         ClusterStatus::Running | ClusterStatus::Degraded => {
             Some(soon.min(row.expires_at.unwrap_or(soon)))
         }
         ClusterStatus::Terminated | ClusterStatus::Failed => None,
         _ => Some(soon),
-    }
+    })
 }
 
 impl Control {
@@ -173,7 +186,7 @@ impl Control {
         let Some((mut row, nodes)) = self.row_and_nodes(id).await? else {
             return Ok(Step::Done);
         };
-        let status = row.status();
+        let status = row.status()?;
         match status {
             ClusterStatus::Terminated => {
                 if row.reconcile_at.is_some() {
@@ -216,7 +229,7 @@ impl Control {
         let current: Vec<&NodeRow> = nodes.iter().filter(|n| n.ended_at.is_none()).collect();
 
         // Nodes that stopped serving: out of the cluster, not charged from when they stopped.
-        let lost = lost_nodes(&current, now);
+        let lost = lost_nodes(&current, now)?;
         if !lost.is_empty() {
             let mut tx = self.db.begin().await?;
             let (mut wake, mut reasons, mut back) = (Vec::new(), Vec::new(), Vec::new());
@@ -254,7 +267,7 @@ impl Control {
 
         // Followers waiting for a leader that is now up. Then nothing is left to do until
         // they report.
-        let kind = row.kind();
+        let kind = row.kind()?;
         let leader = current
             .iter()
             .find(|n| bootstrap::is_leader(&n.role) && n.status == "ready");
@@ -343,8 +356,8 @@ impl Control {
                 })
                 .collect();
             row.connection = Some(bootstrap::connection(kind, &nodes).to_string());
-            row.set_status(ClusterStatus::Running, None);
-            row.reconcile_at = next_look(&row, now);
+            row.set_status(ClusterStatus::Running, None)?;
+            row.reconcile_at = next_look(&row, now)?;
             let event = row
                 .save_in(&mut tx, kind_of_event, &message)
                 .await?
@@ -355,7 +368,7 @@ impl Control {
         }
 
         // Nothing to do now: look again later (or when a node reports).
-        let next = next_look(&row, now);
+        let next = next_look(&row, now)?;
         if row.reconcile_at != next {
             quiet_schedule(&self.db, &row, next).await?;
         }
@@ -416,6 +429,7 @@ impl Control {
             request.gpus_per_node = None;
         }
         let mut work = Replacement {
+            kind: row.kind()?,
             row: row.clone(),
             image: checked.image,
             leader,
@@ -430,7 +444,7 @@ impl Control {
                 Ok(Step::Again)
             }
             Err(Error::InsufficientCapacity(why)) => {
-                let status = row.status();
+                let status = row.status()?;
                 if status == ClusterStatus::Provisioning {
                     let reason = format!("no node can replace a failed one: {why}");
                     self.end_cluster(row, ClusterStatus::Failed, "failed", &reason)
@@ -443,8 +457,8 @@ impl Control {
                     let reason = format!(
                         "{missing} GPU(s) lost and no replacement fits ({why}); they are not charged"
                     );
-                    row.set_status(ClusterStatus::Degraded, Some(&reason));
-                    row.reconcile_at = next_look(&row, now);
+                    row.set_status(ClusterStatus::Degraded, Some(&reason))?;
+                    row.reconcile_at = next_look(&row, now)?;
                     let event = row
                         .save_in(&mut tx, "degraded", &reason)
                         .await?
@@ -453,7 +467,7 @@ impl Control {
                     self.publish_events(&[event]).await;
                 } else {
                     // Degraded already: try again at the next look.
-                    quiet_schedule(&self.db, &row, next_look(&row, now)).await?;
+                    quiet_schedule(&self.db, &row, next_look(&row, now)?).await?;
                 }
                 Ok(Step::Done)
             }
@@ -465,6 +479,7 @@ impl Control {
 /// New nodes for a cluster that lost some, claimed with the event that says so.
 struct Replacement {
     row: ClusterRow,
+    kind: ClusterKind,
     image: String,
     /// The cluster's leader, if it still has one: its id, whether it is ready, its endpoints.
     leader: Option<(String, bool, Endpoints)>,
@@ -475,7 +490,7 @@ impl ClaimWork for Replacement {
     type Output = ClusterEvent;
 
     fn node(&mut self, index: usize, first: Option<&str>, node: &PlanNode) -> NodeStart {
-        let kind = self.row.kind();
+        let kind = self.kind;
         let boot = ClusterBoot {
             cluster_id: &self.row.id,
             kind,

@@ -106,7 +106,7 @@ async fn finish_in(
     row: &mut ClusterRow,
     message: &str,
 ) -> Result<Option<ClusterEvent>> {
-    if row.status() != ClusterStatus::Terminating {
+    if row.status()? != ClusterStatus::Terminating {
         let moved = tx_run!(tx, |c| sqlx::query(
             "UPDATE clusters SET reconcile_at = NULL WHERE id = $1 AND resource_version = $2"
         )
@@ -123,7 +123,7 @@ async fn finish_in(
             Err(stale(row))
         };
     }
-    row.set_status(ClusterStatus::Terminated, None);
+    row.set_status(ClusterStatus::Terminated, None)?;
     row.terminated_at = Some(now_micros());
     row.reconcile_at = None;
     let event = row.save_in(tx, "terminated", message).await?;
@@ -179,7 +179,9 @@ async fn terminate_settled_in(
     now: i64,
 ) -> Result<Done> {
     let summary = summary(settled.as_ref());
-    row.set_status(ClusterStatus::Terminated, None);
+    // Through terminating, as the table has it; the row is written once, with both steps.
+    row.set_status(ClusterStatus::Terminating, Some(ON_REQUEST))?;
+    row.set_status(ClusterStatus::Terminated, None)?;
     row.ended_at = Some(now);
     row.terminated_at = Some(now);
     row.reconcile_at = None;
@@ -211,7 +213,7 @@ impl Control {
     /// with nothing written, when the row moved since. A cluster that raced in its batch is
     /// ended alone and answered terminating, for the caller to settle.
     pub(crate) async fn terminate_and_settle(&self, row: ClusterRow) -> Result<Option<Ended>> {
-        if !row.status().is_live() {
+        if !row.status()?.is_live() {
             return Ok(None);
         }
         self.settle(Settlement::Terminate(row)).await.map(Some)

@@ -28,6 +28,16 @@ pub enum ClusterKind {
 }
 
 impl ClusterKind {
+    pub const ALL: [ClusterKind; 3] = [
+        ClusterKind::Ray,
+        ClusterKind::Kubernetes,
+        ClusterKind::Container,
+    ];
+
+    pub fn parse(s: &str) -> Option<ClusterKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ClusterKind::Ray => "ray",

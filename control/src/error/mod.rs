@@ -54,6 +54,10 @@ pub enum Error {
     Db(#[from] DbError),
     #[error("internal error")]
     Internal(String),
+    /// A stored value this code does not know (`column` is `table.column`): the data is at
+    /// fault, never the request, so it answers as an internal error. Made by [`Error::corrupt`].
+    #[error("stored {column} {value:?} is not a value this code knows")]
+    CorruptData { column: &'static str, value: String },
 }
 
 impl Error {
@@ -74,7 +78,7 @@ impl Error {
             Error::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
             Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Error::Billing(e) => billing_code(e),
-            Error::Db(_) | Error::Internal(_) => ErrorCode::Internal,
+            Error::Db(_) | Error::Internal(_) | Error::CorruptData { .. } => ErrorCode::Internal,
         }
     }
 
@@ -93,10 +97,20 @@ impl Error {
         }
     }
 
+    /// A stored value of `column` that reads as nothing this code knows, logged where it is
+    /// found: a caller may retry or swallow the error, and the row must still be found.
+    pub fn corrupt(column: &'static str, value: &str) -> Self {
+        tracing::error!(column, value, "a stored value is not one this code knows");
+        Error::CorruptData {
+            column,
+            value: value.to_string(),
+        }
+    }
+
     /// True for errors whose detail must not reach the client.
     pub fn is_internal(&self) -> bool {
         matches!(self, Error::Db(e) if !matches!(e, DbError::NotFound))
-            || matches!(self, Error::Internal(_))
+            || matches!(self, Error::Internal(_) | Error::CorruptData { .. })
             || matches!(
                 self,
                 Error::Billing(e) if matches!(billing_code(e), ErrorCode::Internal | ErrorCode::UnbalancedTransaction)

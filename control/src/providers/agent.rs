@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::devices::{DEVICE_COLUMNS, DeviceRow};
 use super::endpoints::Endpoints;
-use super::status::{DeviceStatus, record_event_in, transition_in};
+use super::status::{DeviceStatus, may_become_sql, record_event_in, transition_in};
 use super::verification;
 use crate::{Control, Error, ErrorCode, Result, secrets};
 
@@ -24,13 +24,33 @@ use crate::{Control, Error, ErrorCode, Result, secrets};
 /// GPUs come back once, so the reason reads back as `reason` exactly when this statement made
 /// the device available.
 fn give_back_set(gpus: &str, now: &str, reason: &str) -> String {
-    let all_free = format!("status = 'busy' AND gpus_free + {gpus} >= gpu_count");
+    let to = DeviceStatus::Available;
+    let all_free = format!(
+        "{} AND gpus_free + {gpus} >= gpu_count",
+        may_become_sql(&[DeviceStatus::Busy], to)
+    );
     format!(
         "gpus_free = CASE WHEN gpus_free + {gpus} > gpu_count THEN gpu_count ELSE gpus_free + {gpus} END, updated_at = {now}, \
-         status = CASE WHEN {all_free} THEN 'available' ELSE status END, \
-         status_reason = CASE WHEN {all_free} THEN {reason} ELSE status_reason END"
+         status = CASE WHEN {all_free} THEN '{}' ELSE status END, \
+         status_reason = CASE WHEN {all_free} THEN {reason} ELSE status_reason END",
+        to.as_str()
     )
 }
+
+/// Takes `$1` GPUs of device `$3` at `$2` (all of a CPU-only device, which runs one node at a
+/// time: `$1` is 0), never more than are free, on a device that takes nodes: it is then busy.
+static ASSIGN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use DeviceStatus::{Available, Busy};
+    format!(
+        "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2, \
+         status = CASE WHEN gpu_count = 0 OR gpus_free - $1 < gpu_count THEN '{}' ELSE status END \
+         WHERE id = $3 AND ((gpu_count > 0 AND $1 > 0 AND gpus_free >= $1 AND {}) \
+         OR (gpu_count = 0 AND $1 = 0 AND {})) RETURNING org_id, status, gpus_free, gpu_count",
+        Busy.as_str(),
+        may_become_sql(&[Available, Busy], Busy),
+        may_become_sql(&[Available], Busy)
+    )
+});
 
 /// The status reason of a device its node's release made available. Only that give-back writes
 /// it (other reasons are an operator's or the provider's, with their own prefixes), which is what
@@ -248,7 +268,7 @@ impl Control {
         .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
         let row = self.agent_device(device).await?;
-        let mut status = row.status();
+        let mut status = row.status()?;
         let mut challenge = None;
         if matches!(
             status,
@@ -406,7 +426,7 @@ impl Control {
         let row = self.agent_device(device).await?;
         Ok(HelloAnswer {
             device_id: row.id.clone(),
-            status: row.status(),
+            status: row.status()?,
             status_reason: row.status_reason,
             challenge: None,
             heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
@@ -534,18 +554,14 @@ impl Control {
         let now = now_micros();
         // The status follows the free GPUs in the same statement, so it cannot go stale. A
         // CPU-only device (no GPUs) runs one node at a time: it is busy while it has one.
-        let taken: Option<(String, String, i64, i64)> = tx_run!(tx, |c| sqlx::query_as(
-            "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2, \
-             status = CASE WHEN gpu_count = 0 OR gpus_free - $1 < gpu_count THEN 'busy' ELSE status END \
-             WHERE id = $3 AND ((gpu_count > 0 AND $1 > 0 AND gpus_free >= $1 AND status IN ('available', 'busy')) \
-             OR (gpu_count = 0 AND $1 = 0 AND status = 'available')) RETURNING org_id, status, gpus_free, gpu_count"
-        )
-        .bind(gpus)
-        .bind(now)
-        .bind(device_id)
-        .fetch_optional(c)
-        .await)
-        .map_err(DbError::from)?;
+        let taken: Option<(String, String, i64, i64)> =
+            tx_run!(tx, |c| sqlx::query_as(ASSIGN_SQL.as_str())
+                .bind(gpus)
+                .bind(now)
+                .bind(device_id)
+                .fetch_optional(c)
+                .await)
+            .map_err(DbError::from)?;
         let Some((provider_org_id, taken, gpus_free, gpu_count)) = taken else {
             return Err(self.why_not_assigned(tx, device_id, gpus).await);
         };
@@ -595,17 +611,18 @@ impl Control {
             Ok(row) => row,
             Err(e) => return DbError::from(e).into(),
         };
-        match row {
-            None => Error::NotFound("device"),
-            Some(row) if !matches!(row.status(), DeviceStatus::Available | DeviceStatus::Busy) => {
-                Error::Conflict {
-                    code: ErrorCode::DeviceUnavailable,
-                    message: format!("device {device_id} is {}", row.status),
-                }
-            }
-            Some(_) => Error::Conflict {
+        let Some(row) = row else {
+            return Error::NotFound("device");
+        };
+        match row.status() {
+            Err(corrupt) => corrupt,
+            Ok(DeviceStatus::Available | DeviceStatus::Busy) => Error::Conflict {
                 code: ErrorCode::InsufficientCapacity,
                 message: format!("device {device_id} has fewer than {gpus} free GPUs"),
+            },
+            Ok(status) => Error::Conflict {
+                code: ErrorCode::DeviceUnavailable,
+                message: format!("device {device_id} is {}", status.as_str()),
             },
         }
     }
@@ -702,9 +719,11 @@ impl Control {
                 "WITH moved AS ({sql}), \
                  back AS (UPDATE devices SET {} FROM moved WHERE devices.id = $6 RETURNING devices.status_reason), \
                  made AS (INSERT INTO device_events (id, device_id, org_id, from_status, to_status, reason, created_at) \
-                 SELECT $8, $6, $9, 'busy', 'available', $7, $4 FROM back WHERE back.status_reason = $7) \
+                 SELECT $8, $6, $9, '{}', '{}', $7, $4 FROM back WHERE back.status_reason = $7) \
                  SELECT gpus, cluster_id, ended_at FROM moved",
-                give_back_set("moved.gpus", "$4", "$7")
+                give_back_set("moved.gpus", "$4", "$7"),
+                DeviceStatus::Busy.as_str(),
+                DeviceStatus::Available.as_str()
             );
             iocloud_db::pg_run!(pool, |c| node_query!(&release)
                 .bind(released_reason(node_id))

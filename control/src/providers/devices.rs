@@ -124,8 +124,9 @@ pub(crate) const DEVICE_COLUMNS: &str = "id, org_id, name, gpu_model, gpu_count,
     reported_free_gpus, utilization_pct, temperature_c, created_at, updated_at";
 
 impl DeviceRow {
-    pub fn status(&self) -> DeviceStatus {
-        DeviceStatus::parse(&self.status).unwrap_or(DeviceStatus::Suspended)
+    pub fn status(&self) -> Result<DeviceStatus> {
+        DeviceStatus::parse(&self.status)
+            .ok_or_else(|| Error::corrupt("devices.status", &self.status))
     }
 }
 
@@ -200,10 +201,10 @@ fn usd(micros: i64) -> String {
 }
 
 impl Control {
-    pub(crate) fn device_view(&self, d: DeviceRow) -> DeviceView {
+    pub(crate) fn device_view(&self, d: DeviceRow) -> Result<DeviceView> {
         let required = required_stake(&self.catalog, d.gpu_model.as_deref(), d.gpu_count);
-        let status = d.status();
-        DeviceView {
+        let status = d.status()?;
+        Ok(DeviceView {
             id: d.id,
             name: d.name,
             gpu_model: d.gpu_model,
@@ -236,7 +237,7 @@ impl Control {
             },
             created_at: d.created_at,
             updated_at: d.updated_at,
-        }
+        })
     }
 
     /// Checks a price against the catalog bounds of the device's model.
@@ -395,7 +396,7 @@ impl Control {
         tx.commit().await?;
         let row = self.device_row(&actor.org_id, &id).await?;
         Ok(CreatedDevice {
-            device: self.device_view(row),
+            device: self.device_view(row)?,
             token,
         })
     }
@@ -413,7 +414,7 @@ impl Control {
 
     pub async fn device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesRead)?;
-        Ok(self.device_view(self.device_row(&actor.org_id, id).await?))
+        self.device_view(self.device_row(&actor.org_id, id).await?)
     }
 
     /// The organisation's devices, oldest first, optionally in one status.
@@ -441,7 +442,17 @@ impl Control {
             .fetch_all(p)
             .await)
         .map_err(DbError::from)?;
-        Ok(Page::from_rows(rows, page, |d| &d.id).map(|d| self.device_view(d)))
+        let page = Page::from_rows(rows, page, |d| &d.id);
+        // Every row read, before the page is made of them.
+        let views = page
+            .items
+            .into_iter()
+            .map(|d| self.device_view(d))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page {
+            items: views,
+            next_cursor: page.next_cursor,
+        })
     }
 
     pub async fn update_device(
@@ -452,7 +463,7 @@ impl Control {
     ) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
         let row = self.device_row(&actor.org_id, id).await?;
-        if row.status() == DeviceStatus::Retired {
+        if row.status()? == DeviceStatus::Retired {
             return Err(retired(id));
         }
         let name = update
@@ -487,7 +498,7 @@ impl Control {
             other => other?,
         };
         if changed == 0 {
-            if self.device_row(&actor.org_id, id).await?.status() == DeviceStatus::Retired {
+            if self.device_row(&actor.org_id, id).await?.status()? == DeviceStatus::Retired {
                 return Err(retired(id));
             }
             return Err(Error::Conflict {
@@ -510,7 +521,7 @@ impl Control {
         actor.authorize(Action::ResourcesWrite)?;
         check_reason(reason)?;
         let row = self.device_row(&actor.org_id, id).await?;
-        let from = row.status();
+        let from = row.status()?;
         let to = if on {
             DeviceStatus::Maintenance
         } else {
@@ -528,7 +539,7 @@ impl Control {
             if !on && from != to && !from.is_listed() {
                 return Err(invalid_state(from, "resume"));
             }
-            return Ok(self.device_view(row));
+            return self.device_view(row);
         }
         if !from.can_become(to) {
             return Err(invalid_state(
@@ -557,9 +568,9 @@ impl Control {
     pub async fn retire_device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
         let row = self.device_row(&actor.org_id, id).await?;
-        let from = row.status();
+        let from = row.status()?;
         if from == DeviceStatus::Retired {
-            return Ok(self.device_view(row));
+            return self.device_view(row);
         }
         let mut tx = self.db.begin().await?;
         // Lock the device row first: `assign_node` updates it too, so no node slips in between
@@ -620,7 +631,7 @@ impl Control {
     pub async fn rotate_device_token(&self, actor: &Actor, id: &str) -> Result<CreatedDevice> {
         actor.authorize(Action::ResourcesWrite)?;
         let row = self.device_row(&actor.org_id, id).await?;
-        if row.status() == DeviceStatus::Retired {
+        if row.status()? == DeviceStatus::Retired {
             return Err(retired(id));
         }
         let token = secrets::generate("iodt_");
@@ -643,7 +654,7 @@ impl Control {
             .await;
         let row = self.device_row(&actor.org_id, id).await?;
         Ok(CreatedDevice {
-            device: self.device_view(row),
+            device: self.device_view(row)?,
             token,
         })
     }
@@ -665,12 +676,12 @@ impl Control {
         }
         check_reason(reason)?;
         let row = self.any_device_row(id).await?;
-        let from = row.status();
+        let from = row.status()?;
         if from == DeviceStatus::Retired {
             return Err(retired(id));
         }
         if (from == DeviceStatus::Suspended) == suspend {
-            return Ok(self.device_view(row));
+            return self.device_view(row);
         }
         // Lifted, a verified device is weighed against the stake again before it is listed.
         let to = if suspend {
@@ -698,7 +709,7 @@ impl Control {
         if !moved {
             return Err(changed_meanwhile());
         }
-        Ok(self.device_view(self.any_device_row(id).await?))
+        self.device_view(self.any_device_row(id).await?)
     }
 
     /// A device of any organisation (for operators).
@@ -772,5 +783,58 @@ fn check_reason(reason: Option<&str>) -> Result<()> {
     match reason {
         Some(r) => crate::types::check_visible_text("reason", r.trim()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row_in_status(status: &str) -> DeviceRow {
+        DeviceRow {
+            id: "dev_t".into(),
+            org_id: "org_t".into(),
+            name: "rig".into(),
+            gpu_model: None,
+            gpu_count: 0,
+            gpus_free: 0,
+            cpu_cores: 8,
+            ram_gib: 32,
+            disk_gib: 100,
+            region: "eu-central".into(),
+            country: "DE".into(),
+            lat: 50.1,
+            lon: 8.7,
+            bandwidth_up_mbps: 100,
+            bandwidth_down_mbps: 100,
+            price_per_gpu_hour: 0,
+            status: status.into(),
+            status_reason: None,
+            verified_at: None,
+            agent_version: None,
+            last_heartbeat_at: None,
+            reported_free_gpus: None,
+            utilization_pct: None,
+            temperature_c: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_is_corrupt_data_not_suspended() {
+        for s in DeviceStatus::ALL {
+            assert_eq!(row_in_status(s.as_str()).status().unwrap(), s);
+        }
+        match row_in_status("resting").status() {
+            Err(e @ Error::CorruptData { .. }) => {
+                assert_eq!(e.code(), crate::ErrorCode::Internal);
+                let Error::CorruptData { column, value } = e else {
+                    unreachable!()
+                };
+                assert_eq!((column, value.as_str()), ("devices.status", "resting"));
+            }
+            other => panic!("read as {other:?}"),
+        }
     }
 }

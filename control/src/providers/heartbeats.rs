@@ -13,7 +13,10 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::agent::Heartbeat;
-use super::status::{DeviceStatus, record_events_many_in, transition_in};
+use super::status::{
+    DeviceStatus, listed_status_sql, may_become_sql, may_list_sql, record_events_many_in,
+    transition_in,
+};
 use crate::{Control, Result};
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
@@ -202,9 +205,10 @@ impl Control {
         .map_err(DbError::from)?;
         // Devices back from offline, all at once (after a network partition it is thousands).
         let back = format!(
-            "UPDATE devices SET status = CASE WHEN gpus_free < gpu_count THEN 'busy' ELSE 'available' END, \
-             status_reason = 'heard from again', updated_at = $2 \
-             WHERE status = 'offline' AND id IN (SELECT value ->> 0 FROM {src}) RETURNING id, org_id, status"
+            "UPDATE devices SET status = {}, status_reason = 'heard from again', updated_at = $2 \
+             WHERE {} AND id IN (SELECT value ->> 0 FROM {src}) RETURNING id, org_id, status",
+            listed_status_sql(),
+            may_list_sql(&[DeviceStatus::Offline])
         );
         let returned: Vec<(String, String, String)> = tx_run!(&mut tx, |c| sqlx::query_as(&back)
             .bind(&json)
@@ -246,20 +250,22 @@ impl Control {
         // A device in maintenance stays there however long it is silent: its provider is
         // working on it, and coming back must not list it by itself.
         for from in [DeviceStatus::Available, DeviceStatus::Busy] {
+            let to = DeviceStatus::Offline;
+            let sql = format!(
+                "UPDATE devices SET status = '{}', status_reason = $1, updated_at = $2 \
+                 WHERE {} AND COALESCE(last_heartbeat_at, verified_at, updated_at) < $3 RETURNING id, org_id",
+                to.as_str(),
+                may_become_sql(&[from], to)
+            );
             let mut tx = self.db.begin().await?;
-            let moved: Vec<(String, String)> = tx_run!(&mut tx, |c| sqlx::query_as(
-                "UPDATE devices SET status = 'offline', status_reason = $1, updated_at = $2 \
-                 WHERE status = $3 AND COALESCE(last_heartbeat_at, verified_at, updated_at) < $4 RETURNING id, org_id"
-            )
-            .bind(&reason)
-            .bind(now)
-            .bind(from.as_str())
-            .bind(cutoff)
-            .fetch_all(c)
-            .await)
+            let moved: Vec<(String, String)> = tx_run!(&mut tx, |c| sqlx::query_as(&sql)
+                .bind(&reason)
+                .bind(now)
+                .bind(cutoff)
+                .fetch_all(c)
+                .await)
             .map_err(DbError::from)?;
-            record_events_many_in(&mut tx, &moved, from, DeviceStatus::Offline, &reason, now)
-                .await?;
+            record_events_many_in(&mut tx, &moved, from, to, &reason, now).await?;
             tx.commit().await?;
             report.went_offline += moved.len();
         }

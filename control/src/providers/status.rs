@@ -112,6 +112,57 @@ pub fn listed_status(gpus_free: i64, gpu_count: i64) -> DeviceStatus {
     }
 }
 
+/// Refuses a move the table does not allow.
+fn check_move(from: DeviceStatus, to: DeviceStatus) -> Result<()> {
+    if from.can_become(to) {
+        return Ok(());
+    }
+    Err(Error::Conflict {
+        code: ErrorCode::InvalidState,
+        message: format!(
+            "a device that is {} cannot become {}",
+            from.as_str(),
+            to.as_str()
+        ),
+    })
+}
+
+/// The condition on a device row's `status` under which a statement may set it to `to`: the
+/// row is in one of `from` (the statuses the statement means to move) that the table lets
+/// become `to`, or is `to` already (staying is no move). Statements that move many devices at
+/// once, or whose move depends on the row, select their rows with it, so the table decides in
+/// SQL as it does in Rust. The statuses are this code's own words, written into the statement.
+pub(crate) fn may_become_sql(from: &[DeviceStatus], to: DeviceStatus) -> String {
+    let allowed: Vec<String> = from
+        .iter()
+        .filter(|from| **from == to || from.can_become(to))
+        .map(|from| format!("'{}'", from.as_str()))
+        .collect();
+    if allowed.is_empty() {
+        return "1 = 0".to_string();
+    }
+    format!("status IN ({})", allowed.join(", "))
+}
+
+/// [`listed_status`] in SQL, for a statement's SET.
+pub(crate) fn listed_status_sql() -> String {
+    format!(
+        "CASE WHEN gpus_free < gpu_count THEN '{}' ELSE '{}' END",
+        DeviceStatus::Busy.as_str(),
+        DeviceStatus::Available.as_str()
+    )
+}
+
+/// [`may_become_sql`] for a move to [`listed_status_sql`], which is `busy` or `available` by
+/// the row's free GPUs.
+pub(crate) fn may_list_sql(from: &[DeviceStatus]) -> String {
+    format!(
+        "((gpus_free < gpu_count AND {}) OR (gpus_free >= gpu_count AND {}))",
+        may_become_sql(from, DeviceStatus::Busy),
+        may_become_sql(from, DeviceStatus::Available)
+    )
+}
+
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeviceEvent {
     pub id: String,
@@ -135,16 +186,7 @@ pub async fn transition_in(
     reason: &str,
     now: i64,
 ) -> Result<bool> {
-    if !from.can_become(to) {
-        return Err(Error::Conflict {
-            code: ErrorCode::InvalidState,
-            message: format!(
-                "a device that is {} cannot become {}",
-                from.as_str(),
-                to.as_str()
-            ),
-        });
-    }
+    check_move(from, to)?;
     let moved = tx_run!(tx, |c| {
         sqlx::query(
             "UPDATE devices SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4 AND status = $5",
@@ -166,6 +208,8 @@ pub async fn transition_in(
     Ok(true)
 }
 
+/// Records a device's move from `from` (`None`: it was just registered) to `to`, which must be
+/// one the table allows: the history holds only legal moves.
 pub async fn record_event_in(
     tx: &mut Tx,
     device_id: &str,
@@ -175,6 +219,9 @@ pub async fn record_event_in(
     reason: &str,
     now: i64,
 ) -> Result<()> {
+    if let Some(from) = from {
+        check_move(from, to)?;
+    }
     tx_run!(tx, |c| {
         sqlx::query(
             "INSERT INTO device_events (id, device_id, org_id, from_status, to_status, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -194,7 +241,8 @@ pub async fn record_event_in(
     Ok(())
 }
 
-/// Records one event per device of `moved` (id, organisation), all from `from` to `to`.
+/// Records one event per device of `moved` (id, organisation), all from `from` to `to` (a
+/// move the table allows).
 pub async fn record_events_many_in(
     tx: &mut Tx,
     moved: &[(String, String)],
@@ -203,6 +251,7 @@ pub async fn record_events_many_in(
     reason: &str,
     now: i64,
 ) -> Result<()> {
+    check_move(from, to)?;
     if moved.is_empty() {
         return Ok(());
     }
@@ -235,6 +284,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_move_of_the_status_table() {
+        // Rows: from; columns: to, in `DeviceStatus::ALL`'s order. 1: allowed.
+        #[rustfmt::skip]
+        let expected: [(DeviceStatus, [u8; 9]); 9] = [
+            //                    PVe VFa PSt Ava Bus Mai Off Sus Ret
+            (PendingVerification, [0,  1,  1,  0,  0,  0,  0,  1,  1]),
+            (VerificationFailed,  [1,  0,  0,  0,  0,  0,  0,  1,  1]),
+            (PendingStake,        [0,  0,  0,  1,  1,  0,  0,  1,  1]),
+            (Available,           [0,  0,  0,  0,  1,  1,  1,  1,  1]),
+            (Busy,                [0,  0,  0,  1,  0,  1,  1,  1,  1]),
+            (Maintenance,         [0,  0,  0,  1,  1,  0,  1,  1,  1]),
+            (Offline,             [0,  0,  0,  1,  1,  1,  0,  1,  1]),
+            (Suspended,           [1,  0,  1,  0,  0,  0,  0,  0,  1]),
+            (Retired,             [0,  0,  0,  0,  0,  0,  0,  0,  0]),
+        ];
+        assert_eq!(expected.map(|(from, _)| from), DeviceStatus::ALL);
+        for (from, row) in expected {
+            for (to, allowed) in DeviceStatus::ALL.into_iter().zip(row) {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed == 1,
+                    "{} -> {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+                assert_eq!(check_move(from, to).is_ok(), allowed == 1);
+            }
+        }
+    }
+
+    #[test]
     fn the_life_cycle() {
         assert!(PendingVerification.can_become(PendingStake));
         assert!(PendingVerification.can_become(VerificationFailed));
@@ -264,5 +344,33 @@ mod tests {
         assert!(!PendingStake.can_become(Maintenance));
         assert_eq!(listed_status(8, 8), Available);
         assert_eq!(listed_status(0, 8), Busy);
+    }
+
+    #[test]
+    fn bulk_moves_select_only_what_the_table_allows() {
+        assert_eq!(
+            may_become_sql(&[Available], Offline),
+            "status IN ('available')"
+        );
+        // Staying is no move: a busy device takes another node and stays busy.
+        assert_eq!(
+            may_become_sql(&[Available, Busy], Busy),
+            "status IN ('available', 'busy')"
+        );
+        // What the table refuses is left out, down to nothing at all.
+        assert_eq!(
+            may_become_sql(&[PendingVerification, Offline, Retired], Available),
+            "status IN ('offline')"
+        );
+        assert_eq!(may_become_sql(&[Retired, Suspended], Busy), "1 = 0");
+        assert_eq!(
+            may_list_sql(&[Offline]),
+            "((gpus_free < gpu_count AND status IN ('offline')) \
+             OR (gpus_free >= gpu_count AND status IN ('offline')))"
+        );
+        assert_eq!(
+            listed_status_sql(),
+            "CASE WHEN gpus_free < gpu_count THEN 'busy' ELSE 'available' END"
+        );
     }
 }
