@@ -10,7 +10,9 @@ pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Email> {
-        let s = raw.trim().to_lowercase();
+        // ASCII case only: Unicode lowercasing folds look-alikes into ASCII (the Kelvin sign
+        // U+212A becomes `k`), so `\u{212A}ate@x.io` would become another person's address.
+        let s = raw.trim().to_ascii_lowercase();
         let bad = || Error::validation("email", "is not a valid email address");
         if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
@@ -150,9 +152,15 @@ mod tests {
             "a@x..io",
             "a@-x.io",
             "a@b@c.io",
+            "ada@\u{212A}ey.io",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
+        // A look-alike stays itself: it is not folded into the ASCII address it resembles.
+        assert_ne!(
+            Email::parse("\u{212A}ate@x.io").unwrap().as_str(),
+            "kate@x.io"
+        );
     }
 
     #[test]

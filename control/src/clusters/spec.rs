@@ -206,6 +206,9 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
                 format!("{k}: values are at most 255 printable characters"),
             ));
         }
+        // A label is shown beside the cluster's name in lists: it may not read otherwise
+        // than it is written either.
+        crate::types::check_visible_text("labels", v)?;
     }
     Ok(())
 }
@@ -318,6 +321,10 @@ mod tests {
         assert!(check_labels(&labels).is_ok());
         labels.insert("bad key".to_string(), "x".to_string());
         assert!(check_labels(&labels).is_err());
+        let mut bidi = BTreeMap::new();
+        bidi.insert("team".to_string(), "ml\u{202E}gpj.exe".to_string());
+        let refused = check_labels(&bidi).unwrap_err();
+        assert_eq!(refused.code(), crate::ErrorCode::InvisibleCharacters);
     }
 
     #[test]
