@@ -354,6 +354,12 @@ async fn parts_without_lines(
     Ok(rows.into_iter().collect())
 }
 
+/// Where a pass for the period ending at `period_end` charges `r` to: the period's end, or the
+/// record's own if it ended before.
+fn charge_end(r: &UsageRecord, period_end: i64) -> i64 {
+    r.ended_at.map_or(period_end, |e| e.min(period_end))
+}
+
 fn currency_of(r: &UsageRecord) -> Currency {
     Currency::parse(&r.currency).unwrap_or(Currency::Usd)
 }
@@ -1115,7 +1121,7 @@ impl Ledger {
         }
         let mut charges = Vec::with_capacity(chunk.len());
         for r in chunk {
-            let until = r.ended_at.map_or(period_end, |e| e.min(period_end));
+            let until = charge_end(r, period_end);
             if until <= r.accrued_until {
                 continue;
             }
@@ -1174,7 +1180,8 @@ impl Ledger {
         };
 
         let prepared = started.elapsed();
-        // 1. Move every record's `accrued_until`, only where nobody else has.
+        // 1. Move every record's `accrued_until`, only where nobody else has and where the node
+        // did not stop before `until` since the chunk was read.
         let moves: Vec<(&str, i64, i64)> = charges
             .iter()
             .map(|c| (c.r.id.as_str(), c.r.accrued_until, c.until))
@@ -1183,7 +1190,8 @@ impl Ledger {
             "UPDATE usage_records SET accrued_until = d.until, \
              settled = (usage_records.ended_at IS NOT NULL AND d.until >= usage_records.ended_at) \
              FROM (SELECT value ->> 0 AS id, CAST(value ->> 1 AS BIGINT) AS old, CAST(value ->> 2 AS BIGINT) AS until FROM {}) AS d \
-             WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old",
+             WHERE usage_records.id = d.id AND usage_records.accrued_until = d.old \
+             AND (usage_records.ended_at IS NULL OR usage_records.ended_at >= d.until)",
             engine.json_rows("$1")
         );
         let json = serde_json::to_string(&moves).map_err(BillingError::internal)?;
@@ -1291,36 +1299,57 @@ impl Ledger {
         Ok(true)
     }
 
+    /// Charges one record to `period_end` (to its end, if it ended before) in a transaction of
+    /// its own, from where the record is when the transaction has it.
+    ///
+    /// `seen` is the record as the caller read it, before the transaction, and may be stale:
+    /// another pass may have charged it since (one cancelled after its commit was sent, whose
+    /// commit lands after this pass read its due records), or the node stopped. So the record
+    /// is read again under its hold's lock. Taking "it moved" for "it is charged" would leave the
+    /// stretch between the other pass's period end and this one's uncharged; charging to the
+    /// period's end a node that stopped would charge it for time it did not run.
     async fn accrue_record(
         &self,
-        r: &UsageRecord,
+        seen: &UsageRecord,
         down: &[(i64, i64)],
         period_end: i64,
         fee_bps: FeeBps,
         report: &mut AccrualReport,
     ) -> Result<()> {
-        let until = r.ended_at.map_or(period_end, |e| e.min(period_end));
-        if until <= r.accrued_until {
+        // Nothing to charge as read is nothing to charge now: `accrued_until` only grows, and
+        // an end, once set, stays.
+        if charge_end(seen, period_end) <= seen.accrued_until {
             return Ok(());
         }
-        let currency = currency_of(r);
-        let (b_from, b_to) = (billable(r, down, r.accrued_until), billable(r, down, until));
-        let owed = owed(r, b_from, b_to)?;
-
         let mut tx = self.db().begin().await?;
+        let lock = tx.engine().for_update();
         // The hold before its record, as a settlement and a chunk of accrual lock them.
         let sql = format!(
-            "SELECT amount - captured - released FROM holds WHERE id = $1 AND status = 'open'{}",
-            tx.engine().for_update()
+            "SELECT amount - captured - released FROM holds WHERE id = $1 AND status = 'open'{lock}"
         );
         let remaining: i64 = tx_run!(&mut tx, |c| {
             sqlx::query_scalar(&sql)
-                .bind(&r.hold_id)
+                .bind(&seen.hold_id)
                 .fetch_optional(c)
                 .await
         })?
         .unwrap_or(0);
-        // Whoever moves `accrued_until` first charges the stretch; everyone else stops here.
+        let sql = format!("SELECT {COLUMNS} FROM usage_records WHERE id = $1{lock}");
+        let r: UsageRecord = tx_run!(&mut tx, |c| sqlx::query_as(&sql)
+            .bind(&seen.id)
+            .fetch_one(c)
+            .await)?;
+        let until = charge_end(&r, period_end);
+        if until <= r.accrued_until {
+            return Ok(());
+        }
+        let currency = currency_of(&r);
+        let owed = owed(
+            &r,
+            billable(&r, down, r.accrued_until),
+            billable(&r, down, until),
+        )?;
+        // Locked, the record cannot move under us; the condition stays as a guard.
         let moved = tx_run!(&mut tx, |c| {
             sqlx::query(
                 "UPDATE usage_records SET accrued_until = $1, settled = (ended_at IS NOT NULL AND $1 >= ended_at) \
@@ -1349,9 +1378,9 @@ impl Ledger {
             )
             .await?;
         }
-        let parts: Vec<_> = line_parts(r, down, until, paid, fee_bps)?
+        let parts: Vec<_> = line_parts(&r, down, until, paid, fee_bps)?
             .into_iter()
-            .map(|part| (r, part))
+            .map(|part| (&r, part))
             .collect();
         add_to_lines(&mut tx, &parts).await?;
         tx.commit().await?;
@@ -1486,5 +1515,143 @@ mod tests {
         assert_eq!(parts.iter().map(|p| p.earned).sum::<i64>(), share);
         assert_eq!(parts[0].period_start, r.started_at);
         assert_eq!(parts[2].period_end, until);
+    }
+
+    /// A pass over records as read before its transaction, against the database.
+    mod stale_reads {
+        use iocloud_db::scratch::ScratchDb;
+        use iocloud_db::{DatabaseUrl, Db, db_run};
+
+        use super::super::*;
+
+        const T0: i64 = 1_800_000_000_000_000; // a whole hour, in µs
+        const MINUTE: i64 = 60_000_000;
+        const SECOND: i64 = 1_000_000;
+
+        async fn scratch_databases() -> Vec<ScratchDb> {
+            let mut dbs = vec![ScratchDb::sqlite().unwrap()];
+            if let Ok(url) = std::env::var("IOCLOUD_TEST_POSTGRES_URL") {
+                dbs.push(ScratchDb::postgres(&url).await.unwrap());
+            }
+            dbs
+        }
+
+        fn usd(m: i64) -> Money {
+            Money::from_micros(m, Currency::Usd)
+        }
+
+        /// A funded organisation's hold of $10 with a node at $2.10/h on it since `T0`: the
+        /// ledger and the node's usage record as first read.
+        async fn metered(scratch: &ScratchDb) -> (Ledger, UsageRecord) {
+            let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
+                .await
+                .unwrap();
+            db.migrate().await.unwrap();
+            let ledger = Ledger::new(db);
+            ledger
+                .post(&NewTransaction {
+                    external_ref: "fund".into(),
+                    kind: TransactionKind::CreditGrant,
+                    org_id: Some("org_c".into()),
+                    memo: "fund".into(),
+                    postings: Posting::transfer(
+                        AccountRef::platform(AccountKind::Promotions, Currency::Usd),
+                        AccountRef::org("org_c", AccountKind::Available, Currency::Usd),
+                        usd(100_000_000),
+                    )
+                    .unwrap()
+                    .to_vec(),
+                })
+                .await
+                .unwrap();
+            let hold = ledger
+                .place_hold("org_c", usd(10_000_000), "clu_1", "hold-clu_1")
+                .await
+                .unwrap();
+            let record = ledger
+                .start_usage(NewUsage {
+                    org_id: "org_c",
+                    cluster_id: "clu_1",
+                    node_id: "nod_1",
+                    device_id: "dev_1",
+                    provider_org_id: "org_p",
+                    hold_id: &hold.id,
+                    gpus: 1,
+                    rate_per_hour: usd(2_100_000),
+                    started_at: T0,
+                })
+                .await
+                .unwrap();
+            (ledger, record)
+        }
+
+        /// What the usage lines and the hold say was charged.
+        async fn charged(ledger: &Ledger) -> (i64, i64) {
+            db_run!(ledger.db(), |p| sqlx::query_as::<_, (i64, i64)>(
+                "SELECT CAST((SELECT COALESCE(SUM(amount), 0) FROM usage_lines) AS BIGINT), \
+                 (SELECT captured FROM holds)"
+            )
+            .fetch_one(p)
+            .await)
+            .unwrap()
+        }
+
+        /// One pass read the record before another's commit landed (the other cancelled after
+        /// its commit was sent, say); the other charged it to minute 28. The first charges the
+        /// two minutes left to its own period's end, rather than taking the record for charged.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_record_charged_since_it_was_read_is_charged_the_rest_of_the_period() {
+            for scratch in scratch_databases().await {
+                let (ledger, seen) = metered(&scratch).await;
+                ledger.accrue(T0 + 28 * MINUTE, MINUTE, 500).await.unwrap();
+                let report = ledger
+                    .accrue_due(
+                        vec![seen.clone()],
+                        String::new(),
+                        seen.id.clone(),
+                        T0 + 30 * MINUTE,
+                        500,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(report.charged_records, 1);
+                assert_eq!(
+                    charged(&ledger).await,
+                    (1_050_000, 1_050_000),
+                    "$2.10/h for 30 minutes, exactly"
+                );
+                let record = ledger.usage_record(&seen.id).await.unwrap();
+                assert_eq!(record.accrued_until, T0 + 30 * MINUTE);
+                assert!(ledger.verify().await.unwrap().is_balanced());
+            }
+        }
+
+        /// The node stopped after the pass read it running: it is charged to the second it
+        /// stopped, never to the end of the period.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_record_stopped_since_it_was_read_is_charged_to_its_stop() {
+            for scratch in scratch_databases().await {
+                let (ledger, seen) = metered(&scratch).await;
+                ledger.stop_usage(&seen.id, T0 + 90 * SECOND).await.unwrap();
+                ledger
+                    .accrue_due(
+                        vec![seen.clone()],
+                        String::new(),
+                        seen.id.clone(),
+                        T0 + 2 * MINUTE,
+                        500,
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    charged(&ledger).await,
+                    (52_500, 52_500),
+                    "$2.10/h for exactly 90 s"
+                );
+                let record = ledger.usage_record(&seen.id).await.unwrap();
+                assert_eq!(record.accrued_until, T0 + 90 * SECOND);
+                assert!(ledger.verify().await.unwrap().is_balanced());
+            }
+        }
     }
 }
