@@ -61,7 +61,7 @@ impl Captures {
     /// `paid` for record `r`: out of its organisation's held funds, to its provider (their
     /// share) and the platform (the fee).
     pub(super) fn capture(&mut self, r: &UsageRecord, paid: i64, fee_bps: FeeBps) -> Result<()> {
-        let currency = currency_of(r);
+        let currency = currency_of(r)?;
         let (share, fee) = crate::ledger::split_fee(Money::from_micros(paid, currency), fee_bps)?;
         self.add(
             AccountRef::org(&r.org_id, AccountKind::Held, currency),
@@ -192,6 +192,7 @@ impl Ledger {
         let started = std::time::Instant::now();
         struct Charge<'a> {
             r: &'a UsageRecord,
+            currency: Currency,
             until: i64,
             owed: i64,
             paid: i64,
@@ -206,6 +207,7 @@ impl Ledger {
             let (b_from, b_to) = (billable(r, down, r.accrued_until), billable(r, down, until));
             charges.push(Charge {
                 r,
+                currency: currency_of(r)?,
                 until,
                 owed: owed(r, b_from, b_to)?.micros(),
                 paid: 0,
@@ -368,7 +370,7 @@ impl Ledger {
         );
         for ch in &charges {
             report.charged_records += 1;
-            *report.captured.entry(currency_of(ch.r)).or_default() += ch.paid;
+            *report.captured.entry(ch.currency).or_default() += ch.paid;
             if ch.paid < ch.owed {
                 report.short.push(ch.r.id.clone());
             }
@@ -420,7 +422,7 @@ impl Ledger {
         if until <= r.accrued_until {
             return Ok(());
         }
-        let currency = currency_of(&r);
+        let currency = currency_of(&r)?;
         let owed = owed(
             &r,
             billable(&r, down, r.accrued_until),
@@ -475,8 +477,9 @@ impl Ledger {
 mod tests {
     use iocloud_db::db_run;
 
-    use super::super::records::tests::{T0, metered, scratch_databases};
+    use super::super::records::tests::{T0, metered};
     use super::*;
+    use crate::testing::scratch_databases;
 
     const MINUTE: i64 = 60_000_000;
     const SECOND: i64 = 1_000_000;
@@ -547,6 +550,35 @@ mod tests {
             let record = ledger.usage_record(&seen.id).await.unwrap();
             assert_eq!(record.accrued_until, T0 + 90 * SECOND);
             assert!(ledger.verify().await.unwrap().is_balanced());
+        }
+    }
+
+    /// A record whose stored currency is none of ours stops the pass with an error naming
+    /// it: nothing is charged, in USD or otherwise.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_in_a_currency_that_does_not_parse_is_an_error_not_a_charge_in_usd() {
+        for scratch in scratch_databases().await {
+            let (ledger, record) = metered(&scratch).await;
+            db_run!(ledger.db(), |p| sqlx::query(
+                "UPDATE usage_records SET currency = 'XYZ' WHERE id = $1"
+            )
+            .bind(&record.id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+            .unwrap();
+            let err = ledger
+                .accrue(T0 + 2 * MINUTE, MINUTE, 500)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, BillingError::CorruptRow { column, value }
+                    if column == "usage_records.currency" && value == "XYZ"),
+                "{err:?}"
+            );
+            assert_eq!(charged(&ledger).await, (0, 0));
+            let record = ledger.usage_record(&record.id).await.unwrap();
+            assert_eq!(record.accrued_until, T0, "not moved");
         }
     }
 }

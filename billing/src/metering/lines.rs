@@ -39,7 +39,7 @@ pub(super) fn line_parts(
     paid: i64,
     fee_bps: FeeBps,
 ) -> Result<Vec<LinePart>> {
-    let currency = currency_of(r);
+    let currency = currency_of(r)?;
     let mut parts = Vec::with_capacity(1);
     let (mut t, mut b_prev) = (r.accrued_until, billable(r, down, r.accrued_until));
     let (mut paid_left, mut paid_so_far, mut earned_so_far) = (paid, 0, 0);

@@ -61,7 +61,7 @@ pub(super) fn billable(record: &UsageRecord, downtime: &[(i64, i64)], t: i64) ->
 /// What a record owes for the billable stretch `(b_from, b_to]`, from cumulative totals so that
 /// per-period rounding never drifts.
 pub(super) fn owed(r: &UsageRecord, b_from: i64, b_to: i64) -> Result<Money> {
-    let rate = Money::from_micros(r.rate_per_hour, currency_of(r));
+    let rate = Money::from_micros(r.rate_per_hour, currency_of(r)?);
     rate.mul_div(b_to, MICROS_PER_HOUR, Rounding::Down)?
         .checked_sub(rate.mul_div(b_from, MICROS_PER_HOUR, Rounding::Down)?)
 }
@@ -72,8 +72,10 @@ pub(super) fn charge_end(r: &UsageRecord, period_end: i64) -> i64 {
     r.ended_at.map_or(period_end, |e| e.min(period_end))
 }
 
-pub(super) fn currency_of(r: &UsageRecord) -> Currency {
-    Currency::parse(&r.currency).unwrap_or(Currency::Usd)
+/// The record's currency. A code that does not parse is a corrupt row, never charged as USD.
+pub(super) fn currency_of(r: &UsageRecord) -> Result<Currency> {
+    Currency::parse(&r.currency)
+        .ok_or_else(|| BillingError::corrupt("usage_records.currency", &r.currency))
 }
 
 pub(super) fn group_downtime(rows: Vec<(String, i64, i64)>) -> HashMap<String, Vec<(i64, i64)>> {
@@ -215,22 +217,12 @@ impl Ledger {
 #[cfg(test)]
 pub(super) mod tests {
     use iocloud_db::scratch::ScratchDb;
-    use iocloud_db::{DatabaseUrl, Db};
 
     use super::*;
     use crate::ledger::{AccountKind, AccountRef, NewTransaction, Posting, TransactionKind};
 
     /// A whole hour, in µs: when [`metered`]'s node starts.
     pub(in crate::metering) const T0: i64 = 1_800_000_000_000_000;
-
-    /// A SQLite database, and a Postgres one when `IOCLOUD_TEST_POSTGRES_URL` names a server.
-    pub(in crate::metering) async fn scratch_databases() -> Vec<ScratchDb> {
-        let mut dbs = vec![ScratchDb::sqlite().unwrap()];
-        if let Ok(url) = std::env::var("IOCLOUD_TEST_POSTGRES_URL") {
-            dbs.push(ScratchDb::postgres(&url).await.unwrap());
-        }
-        dbs
-    }
 
     fn usd(m: i64) -> Money {
         Money::from_micros(m, Currency::Usd)
@@ -239,11 +231,7 @@ pub(super) mod tests {
     /// A funded organisation's hold of $10 with a node at $2.10/h on it since `T0`: the
     /// ledger and the node's usage record as first read.
     pub(in crate::metering) async fn metered(scratch: &ScratchDb) -> (Ledger, UsageRecord) {
-        let db = Db::connect(&DatabaseUrl::new(scratch.url.clone()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        let ledger = Ledger::new(db);
+        let ledger = crate::testing::ledger(scratch).await;
         ledger
             .post(&NewTransaction {
                 external_ref: "fund".into(),
@@ -311,5 +299,22 @@ pub(super) mod tests {
             40_000
         );
         assert_eq!(billable(&r, &[], 0), 0);
+    }
+
+    #[test]
+    fn a_stored_currency_that_does_not_parse_is_an_error_not_usd() {
+        let mut r = record(1_000);
+        r.currency = "XYZ".into();
+        let err = currency_of(&r).unwrap_err();
+        assert!(
+            matches!(&err, BillingError::CorruptRow { column, value }
+                if column == "usage_records.currency" && value == "XYZ"),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), "internal");
+        assert!(
+            owed(&r, 0, 60_000).is_err(),
+            "nothing is owed in a currency we do not know"
+        );
     }
 }
