@@ -1,6 +1,6 @@
 use iocloud_db::DbError;
 
-use crate::money::Currency;
+use crate::money::{Currency, UnknownCurrency};
 
 /// The billing domain's error. Each variant maps to a stable `code` for clients.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,10 @@ pub enum BillingError {
     TransactionNotFound(String),
     #[error("{0}")]
     NotReversible(String),
+    /// A value read back from storage that does not parse (a row damaged, or written by
+    /// something else): never the caller's input, and never read as a default instead.
+    #[error("stored {column} {value:?} does not parse")]
+    CorruptRow { column: String, value: String },
     #[error("storage: {0}")]
     Db(#[from] DbError),
     /// A broken invariant of our own (never the caller's input).
@@ -44,13 +48,35 @@ pub enum BillingError {
 
 impl From<sqlx::Error> for BillingError {
     fn from(e: sqlx::Error) -> Self {
-        BillingError::Db(DbError::from(e))
+        match e {
+            // A currency column whose code is none of ours (see `Currency`'s decoding).
+            sqlx::Error::ColumnDecode { index, source } => {
+                match source.downcast::<UnknownCurrency>() {
+                    Ok(unknown) => BillingError::CorruptRow {
+                        column: index.trim_matches('"').to_string(),
+                        value: unknown.0,
+                    },
+                    Err(source) => {
+                        BillingError::Db(DbError::from(sqlx::Error::ColumnDecode { index, source }))
+                    }
+                }
+            }
+            e => BillingError::Db(DbError::from(e)),
+        }
     }
 }
 
 impl BillingError {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         BillingError::Internal(e.to_string())
+    }
+
+    /// `column` (as `table.column`) was read back holding `value`, which does not parse.
+    pub fn corrupt(column: &str, value: &str) -> Self {
+        BillingError::CorruptRow {
+            column: column.to_string(),
+            value: value.to_string(),
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -69,6 +95,8 @@ impl BillingError {
             BillingError::TransactionNotFound(_) => "not_found",
             BillingError::NotReversible(_) => "not_reversible",
             BillingError::Db(DbError::NotFound) => "not_found",
+            // Our storage's fault, not the caller's: its detail stays out of responses.
+            BillingError::CorruptRow { .. } => "internal",
             BillingError::Db(_) | BillingError::Internal(_) => "internal",
         }
     }

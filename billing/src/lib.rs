@@ -7,6 +7,8 @@ pub mod metering;
 pub mod money;
 pub mod prices;
 pub mod staking;
+#[cfg(test)]
+mod testing;
 
 pub use error::BillingError;
 pub use ledger::{AccountKind, AccountRef, Ledger, Posting, TransactionKind};

@@ -59,6 +59,37 @@ impl Currency {
     }
 }
 
+/// What decoding a currency column fails with when its code is none of ours; read back as
+/// [`BillingError::CorruptRow`] naming the column.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown currency {0:?}")]
+pub(crate) struct UnknownCurrency(pub(crate) String);
+
+/// A currency column is read as a [`Currency`] (stored as its code): a code that is none of
+/// ours fails the read, so no row is ever taken for another currency.
+impl<DB: sqlx::Database> sqlx::Type<DB> for Currency
+where
+    str: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Currency
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let code = <&str as sqlx::Decode<DB>>::decode(value)?;
+        Currency::parse(code).ok_or_else(|| UnknownCurrency(code.to_string()).into())
+    }
+}
+
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())

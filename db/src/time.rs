@@ -40,9 +40,11 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 }
 
 /// `"2026-11"` → the month's first instant and the next month's first instant (µs, UTC).
+/// Only `YYYY-MM` in ASCII digits: no sign, space or other form of the number.
 pub fn month_bounds(month: &str) -> Option<(i64, i64)> {
     let (y, m) = month.split_once('-')?;
-    if y.len() != 4 || m.len() != 2 {
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(y, 4) || !digits(m, 2) {
         return None;
     }
     let (y, m): (i64, u32) = (y.parse().ok()?, m.parse().ok()?);
@@ -106,6 +108,31 @@ mod tests {
             let (y, m, d) = civil_from_days(day);
             assert_eq!(days_from_civil(y, m, d), day);
         }
+    }
+
+    #[test]
+    fn a_month_is_four_digits_a_dash_and_two_digits() {
+        for bad in [
+            "2026-+1",
+            "2026-+9",
+            "2026--1",
+            "+026-11",
+            "-026-11",
+            "2026- 1",
+            "2026-1 ",
+            " 2026-11",
+            "2026-1a",
+            "2026-011",
+            "2026-11-01",
+            "2026-",
+            "-11",
+            "２０２６-11",
+            "2026-１１",
+        ] {
+            assert!(month_bounds(bad).is_none(), "{bad:?}");
+        }
+        assert!(month_bounds("2026-01").is_some());
+        assert!(month_bounds("2026-09").is_some());
     }
 
     #[test]

@@ -75,15 +75,13 @@ impl Ledger {
         }
         for (owner, account_kind, currency, amount) in rows {
             let currency = Currency::parse(&currency)
-                .ok_or_else(|| BillingError::internal(format!("currency {currency}")))?;
+                .ok_or_else(|| BillingError::corrupt("ledger_accounts.currency", &currency))?;
             let kind = match AccountKind::parse(&account_kind) {
                 // What left a hold comes back spendable, not held: the hold does not grow.
                 Some(AccountKind::Held) => AccountKind::Available,
                 Some(k) => k,
                 None => {
-                    return Err(BillingError::internal(format!(
-                        "account kind {account_kind}"
-                    )));
+                    return Err(BillingError::corrupt("ledger_accounts.kind", &account_kind));
                 }
             };
             postings.push(Posting {

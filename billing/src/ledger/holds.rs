@@ -17,7 +17,8 @@ use crate::{BillingError, Result};
 pub struct Hold {
     pub id: String,
     pub org_id: String,
-    pub currency: String,
+    /// Read from its column: a code that is none of ours fails the read.
+    pub currency: Currency,
     pub amount: i64,
     pub captured: i64,
     pub released: i64,
@@ -31,7 +32,7 @@ pub struct Hold {
 
 impl Hold {
     pub fn currency(&self) -> Currency {
-        Currency::parse(&self.currency).unwrap_or(Currency::Usd)
+        self.currency
     }
 
     /// What can still be captured or released.
@@ -76,7 +77,7 @@ pub async fn place_hold_in(
     let hold = Hold {
         id: id.to_string(),
         org_id: org_id.to_string(),
-        currency: c.code().to_string(),
+        currency: c,
         amount: amount.micros(),
         captured: 0,
         released: 0,
@@ -426,4 +427,38 @@ pub(crate) async fn capture_in(
         }
     }
     Ok(posted.replayed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ledger, scratch_databases};
+
+    /// A hold whose stored currency is none of ours is an error naming the column and the
+    /// value when read, never a hold in USD.
+    #[tokio::test]
+    async fn a_stored_currency_that_does_not_parse_is_an_error_not_usd() {
+        for scratch in scratch_databases().await {
+            let ledger = ledger(&scratch).await;
+            db_run!(ledger.db(), |p| sqlx::query(
+                "INSERT INTO holds (id, org_id, currency, amount, captured, released, status, reference, external_ref, created_at, updated_at) \
+                 VALUES ('hld_x', 'org_c', 'XYZ', 1000000, 0, 0, 'open', 'clu_x', 'hold-x', 0, 0)"
+            )
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))
+            .unwrap();
+            for err in [
+                ledger.hold("org_c", "hld_x").await.unwrap_err(),
+                ledger.release("hld_x", "release-x").await.unwrap_err(),
+            ] {
+                assert!(
+                    matches!(&err, BillingError::CorruptRow { column, value }
+                        if column == "currency" && value == "XYZ"),
+                    "{err:?}"
+                );
+                assert_eq!(err.code(), "internal");
+            }
+        }
+    }
 }

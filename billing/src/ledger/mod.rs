@@ -106,12 +106,10 @@ impl Ledger {
         })?;
         rows.into_iter()
             .map(|(kind, currency, balance)| {
-                let kind = AccountKind::parse(&kind).ok_or_else(|| {
-                    BillingError::InvalidAmount(format!("unknown account kind {kind}"))
-                })?;
-                let currency = Currency::parse(&currency).ok_or_else(|| {
-                    BillingError::InvalidAmount(format!("unknown currency {currency}"))
-                })?;
+                let kind = AccountKind::parse(&kind)
+                    .ok_or_else(|| BillingError::corrupt("ledger_accounts.kind", &kind))?;
+                let currency = Currency::parse(&currency)
+                    .ok_or_else(|| BillingError::corrupt("ledger_accounts.currency", &currency))?;
                 Ok((kind, Money::from_micros(balance, currency)))
             })
             .collect()
