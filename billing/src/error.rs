@@ -2,7 +2,8 @@ use iocloud_db::DbError;
 
 use crate::money::{Currency, UnknownCurrency};
 
-/// The billing domain's error. Each variant maps to a stable `code` for clients.
+/// The billing domain's error. The control plane gives each variant the stable code clients
+/// read (`control::ErrorCode`).
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
     #[error("{0}")]
@@ -76,28 +77,6 @@ impl BillingError {
         BillingError::CorruptRow {
             column: column.to_string(),
             value: value.to_string(),
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            BillingError::InvalidAmount(_) => "invalid_amount",
-            BillingError::CurrencyMismatch(..) => "currency_mismatch",
-            BillingError::Overflow => "amount_overflow",
-            BillingError::InsufficientFunds { .. } => "insufficient_funds",
-            BillingError::Unbalanced => "unbalanced_transaction",
-            BillingError::ExternalRefReused(_) => "external_ref_reused",
-            BillingError::HoldNotFound(_) => "not_found",
-            BillingError::HoldExceeded { .. } => "hold_exceeded",
-            BillingError::PriceFeed(_) => "price_feed_unavailable",
-            BillingError::QuoteExpired(_) => "quote_expired",
-            BillingError::StakeLocked(_) => "stake_locked",
-            BillingError::TransactionNotFound(_) => "not_found",
-            BillingError::NotReversible(_) => "not_reversible",
-            BillingError::Db(DbError::NotFound) => "not_found",
-            // Our storage's fault, not the caller's: its detail stays out of responses.
-            BillingError::CorruptRow { .. } => "internal",
-            BillingError::Db(_) | BillingError::Internal(_) => "internal",
         }
     }
 

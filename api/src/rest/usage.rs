@@ -20,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 // Months below are declared as the server reads them (`month_bounds`): `YYYY-MM`, years 1970
-// to 9999; it also reads a month written `+1` to `+9`, so the pattern says so too.
+// to 9999, the month as two digits.
 
 /// How usage is grouped.
 #[derive(ToSchema, Serialize)]
@@ -49,7 +49,7 @@ pub struct UsageParams {
     pub group_by: Option<String>,
     /// `YYYY-MM`; this month when absent.
     #[param(
-        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
         example = "2026-11"
     )]
     pub month: Option<String>,
@@ -64,7 +64,7 @@ pub struct EarningsParams {
     pub group_by: Option<String>,
     /// `YYYY-MM`; this month when absent.
     #[param(
-        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
         example = "2026-11"
     )]
     pub month: Option<String>,
@@ -76,7 +76,7 @@ pub struct EarningsParams {
 pub struct MonthParams {
     /// `YYYY-MM`; this month when absent.
     #[param(
-        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
         example = "2026-11"
     )]
     pub month: Option<String>,
@@ -107,7 +107,7 @@ pub struct InvoiceParams {
 pub struct InvoiceMonth {
     /// `YYYY-MM`.
     #[param(
-        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2]|\+[1-9])$",
+        pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])$",
         example = "2026-11"
     )]
     pub month: String,

@@ -135,7 +135,9 @@ fn billing_code(e: &BillingError) -> ErrorCode {
         BillingError::QuoteExpired(_) => ErrorCode::QuoteExpired,
         BillingError::StakeLocked(_) => ErrorCode::StakeLocked,
         BillingError::NotReversible(_) => ErrorCode::NotReversible,
-        BillingError::Db(_) | BillingError::Internal(_) => ErrorCode::Internal,
+        BillingError::Db(_) | BillingError::Internal(_) | BillingError::CorruptRow { .. } => {
+            ErrorCode::Internal
+        }
     }
 }
 
@@ -151,5 +153,30 @@ fn endpoint_message(name: &str, reason: &str) -> String {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::Db(DbError::from(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_values_nobody_knows_are_our_fault() {
+        let billing = Error::Billing(BillingError::CorruptRow {
+            column: "holds.currency".into(),
+            value: "XYZ".into(),
+        });
+        assert_eq!(billing.code(), ErrorCode::Internal);
+        assert!(billing.is_internal());
+        let control = Error::corrupt("clusters.status", "melting");
+        assert_eq!(control.code(), ErrorCode::Internal);
+        assert!(control.is_internal());
+        let client = Error::Billing(BillingError::InsufficientFunds {
+            account: "available".into(),
+            currency: iocloud_billing::Currency::Usd,
+            needed: "1.00".into(),
+        });
+        assert_eq!(client.code(), ErrorCode::InsufficientFunds);
+        assert!(!client.is_internal());
     }
 }
