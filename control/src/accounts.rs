@@ -7,8 +7,8 @@ use argon2::Argon2;
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
-use iocloud_db::time::{MICROS_PER_SEC, now_micros, serde_rfc3339};
-use iocloud_db::{Db, DbError, db_run, ids::new_id, tx_run};
+use iocloud_db::time::{MICROS_PER_SEC, now_micros};
+use iocloud_db::{Db, DbError, Timestamp, db_run, ids::new_id, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -27,19 +27,28 @@ pub const REFRESH_TOKEN_DAYS: i64 = 30;
 const REFRESH_PREFIX: &str = "iort_";
 
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "User")
+)]
 pub struct User {
     pub id: String,
     pub email: String,
     pub name: String,
     /// A platform operator (runs the cloud); granted only on the server's machine.
     pub is_operator: bool,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// What sign-up, login and refresh answer. Its `Debug` hides the tokens.
 #[derive(Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "AuthSession")
+)]
 pub struct AuthSession {
     pub user: User,
     pub organization: Organization,

@@ -1,10 +1,10 @@
 //! API keys: bound to one organisation, with scopes and an optional expiry. The secret is shown
 //! once at creation; the database keeps its SHA-256.
 
-use iocloud_db::time::{MICROS_PER_SEC, now_micros, serde_rfc3339};
+use iocloud_db::time::{MICROS_PER_SEC, now_micros};
 use std::sync::Arc;
 
-use iocloud_db::{Db, DbError, db_run, ids::new_id};
+use iocloud_db::{Db, DbError, Timestamp, db_run, ids::new_id};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,32 +19,51 @@ pub const KEY_PREFIX: &str = "ioc_";
 const LAST_USED_RESOLUTION_MICROS: i64 = 60 * MICROS_PER_SEC;
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "ApiKey")
+)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
     /// The first characters of the secret, to tell keys apart.
     pub prefix: String,
+    // GraphQL lists scopes as the strings REST answers and `createApiKey` takes.
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(name = "scopes", into = "Vec<String>", with = "scope_names", owned)
+        )
+    )]
     pub scopes: Vec<Scope>,
     /// The user who created it.
     pub created_by: String,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    pub created_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub expires_at: Option<i64>,
-    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    pub expires_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub revoked_at: Option<i64>,
-    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    pub revoked_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_used_at: Option<i64>,
+    pub last_used_at: Option<Timestamp>,
     /// `active`, `expired` or `revoked`.
     pub status: &'static str,
 }
 
+#[cfg(feature = "graphql")]
+fn scope_names(scopes: Vec<Scope>) -> Vec<String> {
+    scopes.into_iter().map(|s| s.as_str().to_string()).collect()
+}
+
 /// A key just created: the only time its secret is shown. Its `Debug` hides the secret.
 #[derive(Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "CreatedApiKey")
+)]
 pub struct CreatedApiKey {
     pub api_key: ApiKey,
     /// Shown once. Send it as `Authorization: Bearer <secret>`.
@@ -105,10 +124,10 @@ impl KeyRow {
             prefix: self.prefix,
             scopes: self.scopes.split(',').filter_map(Scope::parse).collect(),
             created_by: self.created_by,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            revoked_at: self.revoked_at,
-            last_used_at: self.last_used_at,
+            created_at: self.created_at.into(),
+            expires_at: self.expires_at.map(Timestamp::from),
+            revoked_at: self.revoked_at.map(Timestamp::from),
+            last_used_at: self.last_used_at.map(Timestamp::from),
             status,
         }
     }

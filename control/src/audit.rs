@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use iocloud_db::time::{now_micros, serde_rfc3339};
-use iocloud_db::{Db, DbError, Kv, db_run, ids::new_id};
+use iocloud_db::time::now_micros;
+use iocloud_db::{Db, DbError, Kv, Timestamp, db_run, ids::new_id};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -14,6 +14,11 @@ use crate::batcher::Batcher;
 use crate::{Action, Actor, Page, PageRequest, Result};
 
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "AuditEvent")
+)]
 pub struct AuditEvent {
     pub id: String,
     /// `user`, `api_key` or `anonymous`.
@@ -29,9 +34,8 @@ pub struct AuditEvent {
     pub outcome: String,
     pub request_id: String,
     pub ip: Option<String>,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// One event to record; the adapters fill it from the request and its answer.

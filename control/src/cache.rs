@@ -361,8 +361,8 @@ mod tests {
         let org = Organization {
             id: "org_1".into(),
             name: "A".into(),
-            created_at: 0,
-            updated_at: 0,
+            created_at: 0.into(),
+            updated_at: 0.into(),
         };
         c.put_org(&org);
         assert_eq!(c.org("org_1").map(|o| o.name), Some("A".into()));

@@ -16,6 +16,11 @@ use serde::{Deserialize, Serialize};
     Deserialize,
     utoipa::ToSchema,
 )]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::Enum),
+    graphql(name = "Role")
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Owner,

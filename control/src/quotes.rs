@@ -3,8 +3,8 @@
 
 use iocloud_billing::{Currency, Money};
 use iocloud_db::ids::new_id;
-use iocloud_db::time::{now_micros, to_rfc3339};
-use iocloud_db::{DbError, db_run};
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Timestamp, db_run};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -71,6 +71,11 @@ pub struct QuoteRequest {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "PlanNode")
+)]
 pub struct PlanNodeView {
     pub device_id: String,
     pub region: String,
@@ -81,6 +86,11 @@ pub struct PlanNodeView {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Plan")
+)]
 pub struct PlanView {
     /// `cheapest`, `balanced` or `lowest_latency`.
     pub label: String,
@@ -93,9 +103,15 @@ pub struct PlanView {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Quote")
+)]
 pub struct Quote {
     pub id: String,
-    pub expires_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Timestamp,
     pub duration_hours: i64,
     pub plans: Vec<PlanView>,
 }
@@ -288,7 +304,7 @@ impl Control {
         let now = now_micros();
         let quote = Quote {
             id: new_id("quo"),
-            expires_at: to_rfc3339(now + QUOTE_TTL_MICROS),
+            expires_at: Timestamp::from_micros(now + QUOTE_TTL_MICROS),
             duration_hours: i64::from(request.duration_hours),
             plans: plans.iter().map(PlanView::from).collect(),
         };

@@ -13,12 +13,14 @@ mod pool;
 pub mod scratch;
 pub mod sql;
 pub mod time;
+mod timestamp;
 mod url;
 
 pub use error::DbError;
 pub use kv::{Kv, RateDecision};
 pub use pg_pool::{PgConn, PgPool, PgTx};
 pub use pool::{Db, Engine, Tx};
+pub use timestamp::Timestamp;
 pub use url::DatabaseUrl;
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;

@@ -1,27 +1,25 @@
-//! GraphQL for placement quotes. Same service as `POST /v1/quotes`.
+//! GraphQL for placement quotes. Same service as `POST /v1/quotes`; the quote and its plans
+//! answer in the domain's own types.
 
-use async_graphql::{Context, Enum, InputObject, Object, SimpleObject};
+use async_graphql::{Context, Enum, InputObject, Object};
 use iocloud_control::placement::Preference;
 use iocloud_control::providers::devices::Location;
-use iocloud_control::quotes::{PlanNodeView, PlanView, Quote, QuoteRequest};
+use iocloud_control::quotes::{Quote, QuoteRequest};
 
 use super::schema::{actor, control, gql_error};
 
 type GqlResult<T> = async_graphql::Result<T>;
 
+// The inputs below copy domain types that quotes share with clusters and devices, whose GraphQL
+// shapes have not moved to the domain yet: `Preference` (`placement`) is converted by the
+// cluster input, and `Location` lives with the devices. Once those derive `Enum` and
+// `InputObject`, `QuoteRequest` can derive `QuoteInput` and these go.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(name = "Preference")]
 pub enum GqlPreference {
     Cost,
     Balanced,
     Latency,
-}
-
-#[derive(InputObject)]
-#[graphql(name = "LocationInput")]
-pub struct GqlLocationInput {
-    pub lat: f64,
-    pub lon: f64,
 }
 
 impl From<GqlPreference> for Preference {
@@ -32,6 +30,13 @@ impl From<GqlPreference> for Preference {
             GqlPreference::Latency => Preference::Latency,
         }
     }
+}
+
+#[derive(InputObject)]
+#[graphql(name = "LocationInput")]
+pub struct GqlLocationInput {
+    pub lat: f64,
+    pub lon: f64,
 }
 
 /// The fields of `POST /v1/quotes`; every one but `gpuCount` optional.
@@ -82,82 +87,17 @@ impl From<GqlQuoteInput> for QuoteRequest {
     }
 }
 
-#[derive(SimpleObject)]
-#[graphql(name = "PlanNode")]
-pub struct GqlPlanNode {
-    device_id: String,
-    region: String,
-    gpu_model: String,
-    gpus: u32,
-    price_per_gpu_hour: String,
-}
-
-#[derive(SimpleObject)]
-#[graphql(name = "Plan")]
-pub struct GqlPlan {
-    label: String,
-    nodes: Vec<GqlPlanNode>,
-    price_per_hour: String,
-    total: String,
-    estimated_rtt_ms: u32,
-}
-
-#[derive(SimpleObject)]
-#[graphql(name = "Quote")]
-pub struct GqlQuote {
-    id: String,
-    expires_at: String,
-    duration_hours: i64,
-    plans: Vec<GqlPlan>,
-}
-
-impl From<PlanNodeView> for GqlPlanNode {
-    fn from(n: PlanNodeView) -> Self {
-        GqlPlanNode {
-            device_id: n.device_id,
-            region: n.region,
-            gpu_model: n.gpu_model,
-            gpus: n.gpus,
-            price_per_gpu_hour: n.price_per_gpu_hour,
-        }
-    }
-}
-
-impl From<PlanView> for GqlPlan {
-    fn from(p: PlanView) -> Self {
-        GqlPlan {
-            label: p.label,
-            nodes: p.nodes.into_iter().map(Into::into).collect(),
-            price_per_hour: p.price_per_hour,
-            total: p.total,
-            estimated_rtt_ms: p.estimated_rtt_ms,
-        }
-    }
-}
-
-impl From<Quote> for GqlQuote {
-    fn from(q: Quote) -> Self {
-        GqlQuote {
-            id: q.id,
-            expires_at: q.expires_at,
-            duration_hours: q.duration_hours,
-            plans: q.plans.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct QuotesQuery;
 
 #[Object]
 impl QuotesQuery {
     /// A quote of the organisation.
-    async fn quote(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlQuote> {
-        Ok(control(ctx)
+    async fn quote(&self, ctx: &Context<'_>, id: String) -> GqlResult<Quote> {
+        control(ctx)
             .quote(actor(ctx)?, &id)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 }
 
@@ -169,11 +109,10 @@ impl QuotesMutation {
     /// Ranked plans with prices held for five minutes under a new quote id (as `POST
     /// /v1/quotes`); `insufficient_capacity` (with `constraint`, `availableGpus` and `nearest`
     /// in the extensions) when nothing fits.
-    async fn quote(&self, ctx: &Context<'_>, input: GqlQuoteInput) -> GqlResult<GqlQuote> {
-        Ok(control(ctx)
+    async fn quote(&self, ctx: &Context<'_>, input: GqlQuoteInput) -> GqlResult<Quote> {
+        control(ctx)
             .create_quote(actor(ctx)?, &input.into())
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 }

@@ -8,7 +8,16 @@ use iocloud_control::accounts::SignUp;
 use iocloud_control::api_keys::NewApiKey;
 use iocloud_control::{Actor, Control, Error as DomainError, PageRequest};
 
-use super::types::*;
+use iocloud_control::Role;
+use iocloud_control::accounts::AuthSession;
+use iocloud_control::api_keys::{ApiKey, CreatedApiKey};
+use iocloud_control::audit::AuditEvent;
+use iocloud_control::billing::{Balance, Correction, CreditGrant, HoldView, PostingView};
+use iocloud_control::invitations::Invitation;
+use iocloud_control::orgs::{Me, Member, Membership, Organization};
+use iocloud_control::usage::{Invoice, UsageRow};
+
+use super::types::GqlPage;
 use crate::error::ApiError;
 
 type GqlResult<T> = async_graphql::Result<T>;
@@ -75,23 +84,13 @@ pub struct CoreQuery;
 #[Object]
 impl CoreQuery {
     /// The caller.
-    async fn me(&self, ctx: &Context<'_>) -> GqlResult<GqlMe> {
-        Ok(control(ctx)
-            .orgs
-            .me(actor(ctx)?)
-            .await
-            .map_err(gql_error)?
-            .into())
+    async fn me(&self, ctx: &Context<'_>) -> GqlResult<Me> {
+        control(ctx).orgs.me(actor(ctx)?).await.map_err(gql_error)
     }
 
     /// The organisation this request acts in.
-    async fn organization(&self, ctx: &Context<'_>) -> GqlResult<GqlOrganization> {
-        Ok(control(ctx)
-            .orgs
-            .get(actor(ctx)?)
-            .await
-            .map_err(gql_error)?
-            .into())
+    async fn organization(&self, ctx: &Context<'_>) -> GqlResult<Organization> {
+        control(ctx).orgs.get(actor(ctx)?).await.map_err(gql_error)
     }
 
     #[graphql(complexity = "list_cost(&limit, child_complexity)")]
@@ -100,7 +99,7 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<GqlMember>> {
+    ) -> GqlResult<GqlPage<Member>> {
         let p = control(ctx)
             .orgs
             .members(actor(ctx)?, &page(cursor, limit)?)
@@ -115,7 +114,7 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<GqlInvitation>> {
+    ) -> GqlResult<GqlPage<Invitation>> {
         let p = control(ctx)
             .orgs
             .invitations(actor(ctx)?, &page(cursor, limit)?)
@@ -130,7 +129,7 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<GqlApiKey>> {
+    ) -> GqlResult<GqlPage<ApiKey>> {
         let p = control(ctx)
             .keys
             .list(actor(ctx)?, &page(cursor, limit)?)
@@ -145,7 +144,7 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<GqlAuditEvent>> {
+    ) -> GqlResult<GqlPage<AuditEvent>> {
         let p = control(ctx)
             .audit
             .events(actor(ctx)?, &page(cursor, limit)?)
@@ -155,13 +154,12 @@ impl CoreQuery {
     }
 
     /// Available and held balances in every currency.
-    async fn balances(&self, ctx: &Context<'_>) -> GqlResult<Vec<GqlBalance>> {
-        let b = control(ctx)
+    async fn balances(&self, ctx: &Context<'_>) -> GqlResult<Vec<Balance>> {
+        control(ctx)
             .billing
             .balances(actor(ctx)?)
             .await
-            .map_err(gql_error)?;
-        Ok(b.into_iter().map(Into::into).collect())
+            .map_err(gql_error)
     }
 
     #[graphql(complexity = "list_cost(&limit, child_complexity)")]
@@ -171,7 +169,7 @@ impl CoreQuery {
         cursor: Option<String>,
         limit: Option<u32>,
         currency: Option<String>,
-    ) -> GqlResult<GqlPage<GqlPosting>> {
+    ) -> GqlResult<GqlPage<PostingView>> {
         let p = control(ctx)
             .billing
             .postings(actor(ctx)?, &page(cursor, limit)?, currency.as_deref())
@@ -186,7 +184,7 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<GqlHold>> {
+    ) -> GqlResult<GqlPage<HoldView>> {
         let p = control(ctx)
             .billing
             .holds(actor(ctx)?, &page(cursor, limit)?)
@@ -213,23 +211,21 @@ impl CoreQuery {
         ctx: &Context<'_>,
         group_by: Option<String>,
         month: Option<String>,
-    ) -> GqlResult<Vec<GqlUsageRow>> {
-        let rows = control(ctx)
+    ) -> GqlResult<Vec<UsageRow>> {
+        control(ctx)
             .billing
             .usage(actor(ctx)?, group_by.as_deref(), month.as_deref())
             .await
-            .map_err(gql_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+            .map_err(gql_error)
     }
 
     /// The monthly invoice.
-    async fn invoice(&self, ctx: &Context<'_>, month: String) -> GqlResult<GqlInvoice> {
-        Ok(control(ctx)
+    async fn invoice(&self, ctx: &Context<'_>, month: String) -> GqlResult<Invoice> {
+        control(ctx)
             .billing
             .invoice(actor(ctx)?, &month)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
     /// Provider earnings of a month grouped by `device` or `day`, after the platform fee.
@@ -238,13 +234,12 @@ impl CoreQuery {
         ctx: &Context<'_>,
         group_by: Option<String>,
         month: Option<String>,
-    ) -> GqlResult<Vec<GqlUsageRow>> {
-        let rows = control(ctx)
+    ) -> GqlResult<Vec<UsageRow>> {
+        control(ctx)
             .billing
             .earnings(actor(ctx)?, group_by.as_deref(), month.as_deref())
             .await
-            .map_err(gql_error)?;
-        Ok(rows.into_iter().map(Into::into).collect())
+            .map_err(gql_error)
     }
 }
 
@@ -268,7 +263,7 @@ impl CoreMutation {
         password: String,
         name: String,
         org_name: String,
-    ) -> GqlResult<GqlAuthSession> {
+    ) -> GqlResult<AuthSession> {
         let s = control(ctx)
             .accounts
             .sign_up(SignUp {
@@ -280,7 +275,7 @@ impl CoreMutation {
             .await
             .map_err(gql_error)?;
         note_user(ctx, &s);
-        Ok(s.into())
+        Ok(s)
     }
 
     async fn log_in(
@@ -289,14 +284,14 @@ impl CoreMutation {
         email: String,
         password: String,
         org_id: Option<String>,
-    ) -> GqlResult<GqlAuthSession> {
+    ) -> GqlResult<AuthSession> {
         let s = control(ctx)
             .accounts
             .log_in(&email, &password, org_id.as_deref())
             .await
             .map_err(gql_error)?;
         note_user(ctx, &s);
-        Ok(s.into())
+        Ok(s)
     }
 
     async fn refresh(
@@ -304,14 +299,14 @@ impl CoreMutation {
         ctx: &Context<'_>,
         refresh_token: String,
         org_id: Option<String>,
-    ) -> GqlResult<GqlAuthSession> {
+    ) -> GqlResult<AuthSession> {
         let s = control(ctx)
             .accounts
             .refresh(&refresh_token, org_id.as_deref())
             .await
             .map_err(gql_error)?;
         note_user(ctx, &s);
-        Ok(s.into())
+        Ok(s)
     }
 
     async fn log_out(&self, ctx: &Context<'_>) -> GqlResult<bool> {
@@ -327,40 +322,37 @@ impl CoreMutation {
         &self,
         ctx: &Context<'_>,
         name: String,
-    ) -> GqlResult<GqlOrganization> {
-        Ok(control(ctx)
+    ) -> GqlResult<Organization> {
+        control(ctx)
             .orgs
             .rename(actor(ctx)?, &name)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
     async fn create_organization(
         &self,
         ctx: &Context<'_>,
         name: String,
-    ) -> GqlResult<GqlOrganization> {
-        Ok(control(ctx)
+    ) -> GqlResult<Organization> {
+        control(ctx)
             .orgs
             .create(actor(ctx)?, &name)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
     async fn change_member_role(
         &self,
         ctx: &Context<'_>,
         user_id: String,
-        role: GqlRole,
-    ) -> GqlResult<GqlMember> {
-        Ok(control(ctx)
+        role: Role,
+    ) -> GqlResult<Member> {
+        control(ctx)
             .orgs
-            .change_role(actor(ctx)?, &user_id, role.into())
+            .change_role(actor(ctx)?, &user_id, role)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
     async fn remove_member(&self, ctx: &Context<'_>, user_id: String) -> GqlResult<bool> {
@@ -376,36 +368,29 @@ impl CoreMutation {
         &self,
         ctx: &Context<'_>,
         email: String,
-        role: GqlRole,
-    ) -> GqlResult<GqlInvitation> {
-        Ok(control(ctx)
+        role: Role,
+    ) -> GqlResult<Invitation> {
+        control(ctx)
             .orgs
-            .invite(actor(ctx)?, &email, role.into())
+            .invite(actor(ctx)?, &email, role)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
-    async fn revoke_invitation(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlInvitation> {
-        Ok(control(ctx)
+    async fn revoke_invitation(&self, ctx: &Context<'_>, id: String) -> GqlResult<Invitation> {
+        control(ctx)
             .orgs
             .revoke_invitation(actor(ctx)?, &id)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
-    async fn accept_invitation(
-        &self,
-        ctx: &Context<'_>,
-        token: String,
-    ) -> GqlResult<GqlMembership> {
-        Ok(control(ctx)
+    async fn accept_invitation(&self, ctx: &Context<'_>, token: String) -> GqlResult<Membership> {
+        control(ctx)
             .orgs
             .accept_invitation(actor(ctx)?, &token)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
     async fn create_api_key(
@@ -414,7 +399,7 @@ impl CoreMutation {
         name: String,
         scopes: Vec<String>,
         expires_in_days: Option<u32>,
-    ) -> GqlResult<GqlCreatedApiKey> {
+    ) -> GqlResult<CreatedApiKey> {
         let created = control(ctx)
             .keys
             .create(
@@ -427,16 +412,15 @@ impl CoreMutation {
             )
             .await
             .map_err(gql_error)?;
-        Ok(created.into())
+        Ok(created)
     }
 
-    async fn revoke_api_key(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlApiKey> {
-        Ok(control(ctx)
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: String) -> GqlResult<ApiKey> {
+        control(ctx)
             .keys
             .revoke(actor(ctx)?, &id)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
     async fn set_billing_preference(
@@ -458,13 +442,12 @@ impl CoreMutation {
         ctx: &Context<'_>,
         transaction_id: String,
         reason: String,
-    ) -> GqlResult<GqlCorrection> {
-        Ok(control(ctx)
+    ) -> GqlResult<Correction> {
+        control(ctx)
             .billing
             .correct_transaction(actor(ctx)?, &transaction_id, &reason)
             .await
-            .map_err(gql_error)?
-            .into())
+            .map_err(gql_error)
     }
 
     /// Platform operators only. The same `reference` twice is one grant.
@@ -476,7 +459,7 @@ impl CoreMutation {
         currency: String,
         reason: String,
         reference: Option<String>,
-    ) -> GqlResult<GqlCreditGrant> {
+    ) -> GqlResult<CreditGrant> {
         let g = control(ctx)
             .billing
             .grant_credit(
@@ -489,7 +472,7 @@ impl CoreMutation {
             )
             .await
             .map_err(gql_error)?;
-        Ok(g.into())
+        Ok(g)
     }
 }
 
@@ -509,10 +492,7 @@ pub struct CoreSubscription;
 #[Subscription]
 impl CoreSubscription {
     /// Audit events of the caller's organisation as they are recorded (owners and admins).
-    async fn audit_events(
-        &self,
-        ctx: &Context<'_>,
-    ) -> BoxStream<'static, GqlResult<GqlAuditEvent>> {
+    async fn audit_events(&self, ctx: &Context<'_>) -> BoxStream<'static, GqlResult<AuditEvent>> {
         let stream = match actor(ctx) {
             Ok(actor) => control(ctx).audit.stream(actor).await.map_err(gql_error),
             Err(e) => Err(e),
@@ -521,7 +501,7 @@ impl CoreSubscription {
             // The feed ends only when it broke (Redis went away, or this subscriber fell
             // behind): say so, rather than end as if the server had nothing more to say.
             Ok(s) => s
-                .map(|e| Ok(GqlAuditEvent::from(e)))
+                .map(Ok)
                 .chain(futures::stream::once(async {
                     Err(gql_error(iocloud_control::Error::Conflict {
                         code: iocloud_control::ErrorCode::StreamInterrupted,

@@ -10,8 +10,7 @@ use iocloud_billing::ledger::{NewTransaction, Posting};
 use iocloud_billing::prices::PriceFeed;
 use iocloud_billing::{AccountKind, AccountRef, Currency, Money, TransactionKind};
 use iocloud_db::ids::new_id;
-use iocloud_db::time::serde_rfc3339;
-use iocloud_db::{Db, DbError, db_run};
+use iocloud_db::{Db, DbError, Timestamp, db_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,9 +18,24 @@ use crate::cache::{Cache, Forget};
 use crate::directory::Directory;
 use crate::{Action, Actor, Error, Page, PageRequest, Result};
 
+/// GraphQL shows a currency by its code, the text REST answers (`USD`, `IOSD`, `IO`).
+#[cfg(feature = "graphql")]
+fn code(c: Currency) -> &'static str {
+    c.code()
+}
+
 /// An organisation's money in one currency.
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Balance")
+)]
 pub struct Balance {
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
+    )]
     pub currency: Currency,
     /// Spendable now, as a decimal string of the currency unit.
     pub available: String,
@@ -30,6 +44,11 @@ pub struct Balance {
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Posting")
+)]
 pub struct PostingView {
     pub id: String,
     pub transaction_id: String,
@@ -40,18 +59,27 @@ pub struct PostingView {
     #[sqlx(skip)]
     pub amount: String,
     #[serde(skip)]
+    #[cfg_attr(feature = "graphql", graphql(skip))]
     pub amount_micros: i64,
     /// What the transaction was: `credit_grant`, `hold`, `capture`, `release`, …
     pub kind: String,
     pub memo: String,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Hold")
+)]
 pub struct HoldView {
     pub id: String,
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
+    )]
     pub currency: Currency,
     pub amount: String,
     pub captured: String,
@@ -61,12 +89,10 @@ pub struct HoldView {
     pub status: String,
     /// What the hold is for (a cluster id).
     pub reference: String,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
-    pub updated_at: i64,
+    pub updated_at: Timestamp,
 }
 
 impl From<iocloud_billing::ledger::Hold> for HoldView {
@@ -82,8 +108,8 @@ impl From<iocloud_billing::ledger::Hold> for HoldView {
             currency: c,
             status: h.status,
             reference: h.reference,
-            created_at: h.created_at,
-            updated_at: h.updated_at,
+            created_at: h.created_at.into(),
+            updated_at: h.updated_at.into(),
         }
     }
 }
@@ -95,10 +121,19 @@ pub struct BillingPreference {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "CreditGrant")
+)]
 pub struct CreditGrant {
     pub transaction_id: String,
     pub org_id: String,
     pub amount: String,
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
+    )]
     pub currency: Currency,
     pub reason: String,
     /// True when this reference had been granted before and nothing changed now.
@@ -107,6 +142,11 @@ pub struct CreditGrant {
 
 /// A compensating transaction and what it corrects.
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Correction")
+)]
 pub struct Correction {
     /// The new, compensating transaction.
     pub transaction_id: String,
@@ -386,9 +426,8 @@ pub struct IoRate {
     pub usd_per_io: String,
     /// `static`, or the URL of the feed.
     pub source: String,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub observed_at: i64,
+    pub observed_at: Timestamp,
 }
 
 /// A USD price in the currency you pay with, locked for five minutes.
@@ -400,9 +439,8 @@ pub struct PriceQuoteView {
     pub amount: String,
     /// The IO/USD rate the quote locked (for IO).
     pub rate_id: Option<String>,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub expires_at: i64,
+    pub expires_at: Timestamp,
 }
 
 impl From<iocloud_billing::prices::PriceQuote> for PriceQuoteView {
@@ -414,7 +452,7 @@ impl From<iocloud_billing::prices::PriceQuote> for PriceQuoteView {
             currency: c,
             amount: Money::from_micros(q.amount, c).to_decimal(),
             rate_id: q.rate_id,
-            expires_at: q.expires_at,
+            expires_at: q.expires_at.into(),
         }
     }
 }
@@ -427,7 +465,7 @@ impl Billing {
             usd_per_io: r.usd_per_io().to_decimal(),
             id: r.id,
             source: r.source,
-            observed_at: r.observed_at,
+            observed_at: r.observed_at.into(),
         })
     }
 

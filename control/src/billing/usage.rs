@@ -12,15 +12,26 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Billing;
+#[cfg(feature = "graphql")]
+use super::code;
 use crate::{Action, Actor, Error, Result};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
 /// One row of a usage or earnings summary.
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "UsageRow")
+)]
 pub struct UsageRow {
     /// The cluster id, device id or day (`2026-11-25`) the row sums.
     pub key: String,
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
+    )]
     pub currency: Currency,
     /// GPU-hours billed (up time × GPUs), two decimals.
     pub gpu_hours: String,
@@ -29,8 +40,17 @@ pub struct UsageRow {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "InvoiceLine")
+)]
 pub struct InvoiceLine {
     pub cluster_id: String,
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
+    )]
     pub currency: Currency,
     pub gpu_hours: String,
     /// Price per GPU-hour.
@@ -41,7 +61,16 @@ pub struct InvoiceLine {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "InvoiceTotal")
+)]
 pub struct InvoiceTotal {
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
+    )]
     pub currency: Currency,
     pub amount: String,
     pub unpaid: String,
@@ -49,6 +78,11 @@ pub struct InvoiceTotal {
 
 /// A monthly statement: a line per cluster and price.
 #[derive(Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Invoice")
+)]
 pub struct Invoice {
     pub org_id: String,
     pub organization: String,

@@ -2,8 +2,8 @@
 //! with the token from the email (see `mail` for how it is delivered). The database keeps only
 //! the token's hash.
 
-use iocloud_db::time::{MICROS_PER_SEC, now_micros, serde_rfc3339};
-use iocloud_db::{DbError, db_run, ids::new_id, tx_run};
+use iocloud_db::time::{MICROS_PER_SEC, now_micros};
+use iocloud_db::{DbError, Timestamp, db_run, ids::new_id, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -16,6 +16,11 @@ pub const INVITATION_DAYS: i64 = 7;
 const TOKEN_PREFIX: &str = "ioinv_";
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Invitation")
+)]
 pub struct Invitation {
     pub id: String,
     pub email: String,
@@ -23,18 +28,14 @@ pub struct Invitation {
     pub invited_by: String,
     /// `pending`, `accepted`, `revoked` or `expired`.
     pub status: &'static str,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
-    pub expires_at: i64,
-    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    pub expires_at: Timestamp,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub accepted_at: Option<i64>,
-    #[serde(serialize_with = "serde_rfc3339::option::serialize")]
+    pub accepted_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub revoked_at: Option<i64>,
+    pub revoked_at: Option<Timestamp>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -67,10 +68,10 @@ impl InvitationRow {
             role: Role::parse(&self.role).unwrap_or(Role::Viewer),
             invited_by: self.invited_by,
             status,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            accepted_at: self.accepted_at,
-            revoked_at: self.revoked_at,
+            created_at: self.created_at.into(),
+            expires_at: self.expires_at.into(),
+            accepted_at: self.accepted_at.map(Timestamp::from),
+            revoked_at: self.revoked_at.map(Timestamp::from),
         }
     }
 }

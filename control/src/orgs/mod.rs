@@ -4,8 +4,8 @@ pub mod invitations;
 
 use std::sync::Arc;
 
-use iocloud_db::time::{now_micros, serde_rfc3339};
-use iocloud_db::{Db, DbError, db_run, ids::new_id, tx_run};
+use iocloud_db::time::now_micros;
+use iocloud_db::{Db, DbError, Timestamp, db_run, ids::new_id, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,26 +19,33 @@ use crate::types::parse_name;
 use crate::{Action, Actor, Error, Page, PageRequest, Principal, Result};
 
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Organization")
+)]
 pub struct Organization {
     pub id: String,
     pub name: String,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
+    pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
-    pub updated_at: i64,
+    pub updated_at: Timestamp,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Member")
+)]
 pub struct Member {
     pub user_id: String,
     pub email: String,
     pub name: String,
     pub role: Role,
-    #[serde(serialize_with = "serde_rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
-    pub joined_at: i64,
+    pub joined_at: Timestamp,
 }
 
 #[derive(sqlx::FromRow)]
@@ -47,7 +54,7 @@ struct MemberRow {
     email: String,
     name: String,
     role: String,
-    joined_at: i64,
+    joined_at: Timestamp,
 }
 
 impl MemberRow {
@@ -65,6 +72,11 @@ impl MemberRow {
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Membership")
+)]
 pub struct Membership {
     pub organization: Organization,
     pub role: Role,
@@ -86,12 +98,60 @@ pub enum Me {
     },
 }
 
+// GraphQL has no tagged enums: one object whose `kind` says which fields are set, with the
+// same `kind` REST answers.
+#[cfg(feature = "graphql")]
+/// The caller: a user (with `user` and `memberships`) or an API key (with `apiKey`).
+#[async_graphql::Object(name = "Me")]
+impl Me {
+    async fn kind(&self) -> &str {
+        match self {
+            Me::User { .. } => "user",
+            Me::ApiKey { .. } => "api_key",
+        }
+    }
+
+    async fn organization(&self) -> &Organization {
+        match self {
+            Me::User { organization, .. } | Me::ApiKey { organization, .. } => organization,
+        }
+    }
+
+    async fn user(&self) -> Option<&User> {
+        match self {
+            Me::User { user, .. } => Some(user),
+            Me::ApiKey { .. } => None,
+        }
+    }
+
+    async fn role(&self) -> Option<Role> {
+        match self {
+            Me::User { role, .. } => Some(*role),
+            Me::ApiKey { .. } => None,
+        }
+    }
+
+    async fn memberships(&self) -> &[Membership] {
+        match self {
+            Me::User { memberships, .. } => memberships,
+            Me::ApiKey { .. } => &[],
+        }
+    }
+
+    async fn api_key(&self) -> Option<&ApiKey> {
+        match self {
+            Me::User { .. } => None,
+            Me::ApiKey { api_key, .. } => Some(api_key),
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct MembershipRow {
     id: String,
     name: String,
-    created_at: i64,
-    updated_at: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
     role: String,
 }
 
