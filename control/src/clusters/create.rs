@@ -429,7 +429,7 @@ mod tests {
             })
             .collect();
         serde_json::from_value(serde_json::json!({
-            "id": "quo_t", "expires_at": "", "duration_hours": 1,
+            "id": "quo_t", "expires_at": "2026-12-05T00:00:00Z", "duration_hours": 1,
             "plans": [{"label": "cheapest", "nodes": nodes, "price_per_hour": "0",
                 "total": "0", "estimated_rtt_ms": 1}],
         }))
