@@ -18,12 +18,6 @@ use crate::cache::{Cache, Forget};
 use crate::directory::Directory;
 use crate::{Action, Actor, Error, Page, PageRequest, Result};
 
-/// GraphQL shows a currency by its code, the text REST answers (`USD`, `IOSD`, `IO`).
-#[cfg(feature = "graphql")]
-fn code(c: Currency) -> &'static str {
-    c.code()
-}
-
 /// An organisation's money in one currency.
 #[derive(Debug, Serialize, ToSchema)]
 #[cfg_attr(
@@ -32,10 +26,6 @@ fn code(c: Currency) -> &'static str {
     graphql(name = "Balance")
 )]
 pub struct Balance {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
-    )]
     pub currency: Currency,
     /// Spendable now, as a decimal string of the currency unit.
     pub available: String,
@@ -76,10 +66,6 @@ pub struct PostingView {
 )]
 pub struct HoldView {
     pub id: String,
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
-    )]
     pub currency: Currency,
     pub amount: String,
     pub captured: String,
@@ -130,10 +116,6 @@ pub struct CreditGrant {
     pub transaction_id: String,
     pub org_id: String,
     pub amount: String,
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
-    )]
     pub currency: Currency,
     pub reason: String,
     /// True when this reference had been granted before and nothing changed now.

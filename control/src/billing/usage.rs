@@ -12,8 +12,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Billing;
-#[cfg(feature = "graphql")]
-use super::code;
 use crate::{Action, Actor, Error, Result};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
@@ -28,10 +26,6 @@ const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub struct UsageRow {
     /// The cluster id, device id or day (`2026-11-25`) the row sums.
     pub key: String,
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
-    )]
     pub currency: Currency,
     /// GPU-hours billed (up time × GPUs), two decimals.
     pub gpu_hours: String,
@@ -47,10 +41,6 @@ pub struct UsageRow {
 )]
 pub struct InvoiceLine {
     pub cluster_id: String,
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
-    )]
     pub currency: Currency,
     pub gpu_hours: String,
     /// Price per GPU-hour.
@@ -67,10 +57,6 @@ pub struct InvoiceLine {
     graphql(name = "InvoiceTotal")
 )]
 pub struct InvoiceTotal {
-    #[cfg_attr(
-        feature = "graphql",
-        graphql(skip, derived(name = "currency", into = "&str", with = "code", owned))
-    )]
     pub currency: Currency,
     pub amount: String,
     pub unpaid: String,
