@@ -73,6 +73,7 @@ async fn provider(control: &Control) -> anyhow::Result<Actor> {
         )
         .await?;
     control
+        .stake
         .stake(
             &actor,
             StakeRequest {

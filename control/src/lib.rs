@@ -67,6 +67,10 @@ pub struct Control {
     pub outbox: mail::Outbox,
     /// Deletes rows past their retention.
     pub sweeper: retention::Sweeper,
+    /// Providers' stake, and listing the devices it covers.
+    pub stake: providers::stake::Stake,
+    /// Devices' and providers' learned reliability.
+    pub reliability: providers::reliability::Reliability,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -79,7 +83,6 @@ pub struct Control {
     pub capacity: capacity::SharedCapacity,
     pub events: Arc<clusters::events::EventHub>,
     pub(crate) settling: Arc<clusters::SettleQueue>,
-    provider_outcomes: Arc<providers::reliability::ProviderOutcomes>,
 }
 
 /// Whether the stores the control plane needs answer.
@@ -139,6 +142,10 @@ impl Control {
             idempotency::Idempotency::new(db.clone(), settings.retention.idempotency_keys);
         let sweeper =
             retention::Sweeper::new(db.clone(), settings.retention.clone(), idempotency.clone());
+        let capacity = Arc::new(capacity::CapacityIndex::new(&catalog));
+        let catalog = Arc::new(catalog);
+        let stake = providers::stake::Stake::new(db.clone(), catalog.clone());
+        let reliability = providers::reliability::Reliability::new(db.clone());
         Self {
             accounts,
             orgs,
@@ -149,21 +156,22 @@ impl Control {
             idempotency,
             outbox,
             sweeper,
+            stake,
+            reliability,
             db,
             kv,
             cache,
             ledger,
             prices,
             settings: Arc::new(settings),
-            capacity: Arc::new(capacity::CapacityIndex::new(&catalog)),
-            catalog: Arc::new(catalog),
+            capacity,
+            catalog,
             heartbeats: Default::default(),
             wakeups: Default::default(),
             events: Default::default(),
             // One batch at a time could not keep up with clusters ending together
             // (docs/benchmarks.md, settlement).
             settling: Arc::new(clusters::SettleQueue::with_lanes(4)),
-            provider_outcomes: Default::default(),
         }
     }
 

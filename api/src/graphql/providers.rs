@@ -327,7 +327,8 @@ impl ProvidersQuery {
 
     async fn stake(&self, ctx: &Context<'_>) -> GqlResult<GqlStakeSummary> {
         Ok(control(ctx)
-            .stake_summary(actor(ctx)?)
+            .stake
+            .summary(actor(ctx)?)
             .await
             .map_err(gql_error)?
             .into())
@@ -401,6 +402,7 @@ impl ProvidersMutation {
         reference: Option<String>,
     ) -> GqlResult<GqlStake> {
         Ok(control(ctx)
+            .stake
             .stake(actor(ctx)?, StakeRequest { amount, reference })
             .await
             .map_err(gql_error)?
@@ -409,6 +411,7 @@ impl ProvidersMutation {
 
     async fn unstake(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlStake> {
         Ok(control(ctx)
+            .stake
             .unstake(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
@@ -417,7 +420,8 @@ impl ProvidersMutation {
 
     async fn withdraw_stake(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlStake> {
         Ok(control(ctx)
-            .withdraw_stake(actor(ctx)?, &id)
+            .stake
+            .withdraw(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())

@@ -255,7 +255,7 @@ async fn stake_summary(
     State(s): State<AppState>,
     Auth(actor): Auth,
 ) -> ApiResult<Json<StakeSummary>> {
-    Ok(Json(s.control.stake_summary(&actor).await?))
+    Ok(Json(s.control.stake.summary(&actor).await?))
 }
 
 /// Stake $IO from the organisation's balance; verified devices it covers are listed at once.
@@ -268,7 +268,7 @@ async fn stake(
 ) -> ApiResult<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.control.stake(&actor, req).await?),
+        Json(s.control.stake.stake(&actor, req).await?),
     ))
 }
 
@@ -280,7 +280,7 @@ async fn unstake(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<StakeView>> {
-    Ok(Json(s.control.unstake(&actor, &id).await?))
+    Ok(Json(s.control.stake.unstake(&actor, &id).await?))
 }
 
 /// Return a stake to the available balance once its cooldown is over.
@@ -291,5 +291,5 @@ async fn withdraw(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<StakeView>> {
-    Ok(Json(s.control.withdraw_stake(&actor, &id).await?))
+    Ok(Json(s.control.stake.withdraw(&actor, &id).await?))
 }

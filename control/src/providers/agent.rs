@@ -420,7 +420,7 @@ impl Control {
             .await
             .map(|r| r.rows_affected()))
             .map_err(DbError::from)?;
-            self.list_covered_in(&mut tx, &device.org_id).await?;
+            self.stake.list_covered_in(&mut tx, &device.org_id).await?;
         }
         tx.commit().await?;
         let row = self.agent_device(device).await?;
@@ -805,9 +805,12 @@ impl Control {
         device_scored: bool,
     ) {
         let recorded = if device_scored {
-            self.record_provider_outcome(&device.org_id, ok, now).await
+            self.reliability
+                .record_provider_outcome(&device.org_id, ok, now)
+                .await
         } else {
-            self.record_node_outcome(&device.id, &device.org_id, ok, now)
+            self.reliability
+                .record_node_outcome(&device.id, &device.org_id, ok, now)
                 .await
         };
         if let Err(e) = recorded {

@@ -703,7 +703,7 @@ impl Control {
         let moved =
             transition_in(&mut tx, id, &row.org_id, from, to, &reason, now_micros()).await?;
         if moved && to == DeviceStatus::PendingStake {
-            self.list_covered_in(&mut tx, &row.org_id).await?;
+            self.stake.list_covered_in(&mut tx, &row.org_id).await?;
         }
         tx.commit().await?;
         if !moved {

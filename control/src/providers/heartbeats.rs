@@ -333,7 +333,7 @@ impl Control {
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
-        let (device_score, provider_score) = self.reliability_of(device_id).await?;
+        let (device_score, provider_score) = self.reliability.of(device_id).await?;
         let count = |k: &str| outcomes.iter().find(|(s, _)| s == k).map_or(0, |(_, n)| *n);
         let (ok, failed) = (count("ok"), count("failed"));
         let age_minutes = ((now - since) / MICROS_PER_MINUTE).max(1);
@@ -383,7 +383,7 @@ impl Control {
                         // Once an hour per replica is enough: the statement reads every device.
                         let hour = now_micros().div_euclid(3_600_000_000);
                         if hour != scored_hour {
-                            match this.score_reliability(now_micros()).await {
+                            match this.reliability.score(now_micros()).await {
                                 Ok(n) => {
                                     scored_hour = hour;
                                     if n > 0 {
