@@ -83,6 +83,7 @@ pub struct Control {
     pub capacity: capacity::SharedCapacity,
     pub events: Arc<clusters::events::EventHub>,
     pub(crate) settling: Arc<clusters::SettleQueue>,
+    pub(crate) device_tokens: Arc<providers::tokens::DeviceTokens>,
 }
 
 /// Whether the stores the control plane needs answer.
@@ -102,7 +103,10 @@ impl Control {
         settings: Settings,
         catalog: providers::Catalog,
     ) -> Self {
-        let cache = Arc::new(cache::Cache::new(settings.cache_ttl, kv.clone()));
+        let mut cache = cache::Cache::new(settings.cache_ttl, kv.clone());
+        let device_tokens = Arc::new(providers::tokens::DeviceTokens::new(settings.cache_ttl));
+        cache.also_forget(device_tokens.clone());
+        let cache = Arc::new(cache);
         let ledger = iocloud_billing::Ledger::new(db.clone());
         // A rate is observed (and stored) at most once a minute.
         let prices = Arc::new(iocloud_billing::prices::PriceFeed::new(
@@ -172,6 +176,7 @@ impl Control {
             // One batch at a time could not keep up with clusters ending together
             // (docs/benchmarks.md, settlement).
             settling: Arc::new(clusters::SettleQueue::with_lanes(4)),
+            device_tokens,
         }
     }
 

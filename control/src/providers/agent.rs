@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::devices::{DEVICE_COLUMNS, DeviceRow};
 use super::endpoints::Endpoints;
 use super::status::{DeviceStatus, may_become_sql, record_event_in, transition_in};
+pub use super::tokens::DeviceAuth;
 use super::verification;
 use crate::{Control, Error, ErrorCode, Result, secrets};
 
@@ -57,14 +58,6 @@ static ASSIGN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// lets [`give_back_set`] tell that it made the move.
 fn released_reason(node_id: &str) -> String {
     format!("node {node_id} released")
-}
-
-/// Who a device token belongs to (cached per replica).
-#[derive(Clone, Debug)]
-pub struct DeviceAuth {
-    pub id: String,
-    pub org_id: String,
-    pub gpu_count: i64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -212,10 +205,10 @@ impl Control {
             return Err(Error::InvalidToken);
         }
         let hash = secrets::hash(token);
-        let auth = match self.cache.device_by_hash(&hash) {
+        let auth = match self.device_tokens.get(&hash) {
             Some(a) => a,
             None => {
-                let generation = self.cache.generation();
+                let generation = self.device_tokens.generation();
                 let row: Option<(String, String, i64, String)> =
                     db_run!(&self.db, |p| sqlx::query_as(
                         "SELECT id, org_id, gpu_count, status FROM devices WHERE token_hash = $1"
@@ -230,7 +223,7 @@ impl Control {
                 if status == DeviceStatus::Retired.as_str() {
                     return Err(Error::DeviceRetired);
                 }
-                self.cache.put_device(
+                self.device_tokens.put(
                     &hash,
                     DeviceAuth {
                         id: dev_id,

@@ -7,6 +7,7 @@
 //! * [`verification`]: the proof-of-work challenge an agent answers on first contact.
 //! * [`stake`]: what listing devices requires of the provider's stake.
 //! * [`agent`]: the agent protocol (`/agent/v1`), node assignments and reports.
+//! * [`tokens`]: who a device token belongs to, cached per replica.
 //! * [`endpoints`]: the addresses agents report for ready nodes, checked before they are kept.
 //! * [`heartbeats`]: the batched heartbeat write path, uptime, and the offline sweep.
 //! * [`reliability`]: the learned reliability of devices and providers, which placement ranks by.
@@ -20,6 +21,7 @@ pub mod heartbeats;
 pub mod reliability;
 pub mod stake;
 pub mod status;
+pub mod tokens;
 pub mod verification;
 pub mod wakeups;
 
