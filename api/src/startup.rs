@@ -47,7 +47,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let control = Control::new(db, kv, jwt, settings, catalog);
     control.cache.spawn_listener();
     control.spawn_device_workers();
-    control.spawn_wakeup_listener();
+    control.agents.spawn_wakeup_listener();
     control.spawn_event_listener();
     {
         // Email a replica wrote but did not deliver before it stopped goes out now.

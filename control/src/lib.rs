@@ -71,6 +71,8 @@ pub struct Control {
     pub stake: providers::stake::Stake,
     /// Devices' and providers' learned reliability.
     pub reliability: providers::reliability::Reliability,
+    /// The agent protocol, and the nodes given to devices.
+    pub agents: providers::agent::Agents,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -79,11 +81,9 @@ pub struct Control {
     pub settings: Arc<Settings>,
     pub catalog: Arc<providers::Catalog>,
     pub heartbeats: Arc<providers::heartbeats::HeartbeatBuffer>,
-    pub wakeups: Arc<providers::wakeups::Wakeups>,
     pub capacity: capacity::SharedCapacity,
     pub events: Arc<clusters::events::EventHub>,
     pub(crate) settling: Arc<clusters::SettleQueue>,
-    pub(crate) device_tokens: Arc<providers::tokens::DeviceTokens>,
 }
 
 /// Whether the stores the control plane needs answer.
@@ -150,6 +150,18 @@ impl Control {
         let catalog = Arc::new(catalog);
         let stake = providers::stake::Stake::new(db.clone(), catalog.clone());
         let reliability = providers::reliability::Reliability::new(db.clone());
+        let heartbeats = Arc::new(providers::heartbeats::HeartbeatBuffer::default());
+        let agents = providers::agent::Agents::new(
+            db.clone(),
+            catalog.clone(),
+            device_tokens,
+            heartbeats.clone(),
+            Arc::new(providers::wakeups::Wakeups::new(kv.clone())),
+            stake.clone(),
+            reliability.clone(),
+            settings.challenge_deadline,
+            settings.heartbeat_interval,
+        );
         Self {
             accounts,
             orgs,
@@ -162,6 +174,7 @@ impl Control {
             sweeper,
             stake,
             reliability,
+            agents,
             db,
             kv,
             cache,
@@ -170,13 +183,11 @@ impl Control {
             settings: Arc::new(settings),
             capacity,
             catalog,
-            heartbeats: Default::default(),
-            wakeups: Default::default(),
+            heartbeats,
             events: Default::default(),
             // One batch at a time could not keep up with clusters ending together
             // (docs/benchmarks.md, settlement).
             settling: Arc::new(clusters::SettleQueue::with_lanes(4)),
-            device_tokens,
         }
     }
 

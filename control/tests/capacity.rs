@@ -238,11 +238,13 @@ async fn reliability_is_learned_and_placement_follows_it() {
             reason: Some("the GPU fell off the bus".into()),
         };
         control
-            .agent_node_report(&agent, &claim.node_ids[0], report("failed"))
+            .agents
+            .node_report(&agent, &claim.node_ids[0], report("failed"), &control)
             .await
             .unwrap();
         control
-            .agent_node_report(&agent, &claim.node_ids[0], report("released"))
+            .agents
+            .node_report(&agent, &claim.node_ids[0], report("released"), &control)
             .await
             .unwrap();
         assert_eq!(
@@ -326,7 +328,10 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
                     endpoints: None,
                     reason: Some("out of memory".into()),
                 };
-                control.agent_node_report(&agent, &node, failed).await
+                control
+                    .agents
+                    .node_report(&agent, &node, failed, &control)
+                    .await
             })
         });
         for report in futures::future::join_all(reports).await {

@@ -2,22 +2,35 @@
 //! (and get a verification challenge), answer it, heartbeat, wait for node assignments and
 //! report how each node is doing.
 //!
+//! The [`Agents`] service, apart from the provider's registry (`devices.rs`): its caller is a
+//! machine holding a device token, not a member acting for an organisation, and it needs what
+//! the registry does not (the heartbeat buffer, the wake-ups, the protocol's timings, and a
+//! way to tell the clusters of a node's news). It also gives nodes to devices and takes them
+//! back, for the clusters: the assignments an agent polls for are its own rows.
+//!
 //! One file because every call here is the same conversation with one agent (its token, its
 //! device's row and its nodes); endpoints, heartbeats and verification live in their own modules.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, db_run, tx_run};
+use iocloud_db::{Db, DbError, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
-use super::devices::{DEVICE_COLUMNS, DeviceRow};
+use super::devices::{DEVICE_COLUMNS, DeviceRow, device_row};
 use super::endpoints::Endpoints;
+use super::heartbeats::HeartbeatBuffer;
+use super::reliability::Reliability;
+use super::stake::Stake;
 use super::status::{DeviceStatus, may_become_sql, record_event_in, transition_in};
 pub use super::tokens::DeviceAuth;
-use super::verification;
-use crate::{Control, Error, ErrorCode, Result, secrets};
+use super::tokens::DeviceTokens;
+use super::wakeups::Wakeups;
+use super::{Catalog, verification};
+use crate::{Error, ErrorCode, Result, secrets};
 
 /// The SET of a give-back of `gpus` GPUs to a device at `now`: never more than it has. A busy
 /// device with every GPU free becomes available, with `reason` (the node's
@@ -197,18 +210,74 @@ fn check_version(v: &str) -> Result<()> {
     Ok(())
 }
 
-impl Control {
+/// What the agent protocol tells the clusters: a node of cluster `cluster_id` moved, and the
+/// cluster should act on it now rather than at its next look.
+///
+/// The clusters are still methods of the control plane, which holds this service. So the
+/// caller of a report hands them in for that one call ([`Agents::node_report`]) instead of the
+/// service keeping them: the service holds only its own handles, and nothing in it holds the
+/// control plane it is part of.
+pub trait ClusterNews {
+    fn node_moved(&self, cluster_id: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The agent protocol, and the nodes given to devices (see the module's documentation).
+#[derive(Clone)]
+pub struct Agents {
+    db: Db,
+    /// A device's GPU class sets its challenge's difficulty.
+    catalog: Arc<Catalog>,
+    tokens: Arc<DeviceTokens>,
+    /// Written by the device registry's flush.
+    heartbeats: Arc<HeartbeatBuffer>,
+    wakeups: Arc<Wakeups>,
+    /// Lists a device once it is verified.
+    stake: Stake,
+    /// Node outcomes move it.
+    reliability: Reliability,
+    /// How long an agent has to answer its challenge.
+    challenge_deadline: Duration,
+    /// How often an agent is told to heartbeat.
+    heartbeat_interval: Duration,
+}
+
+impl Agents {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        tokens: Arc<DeviceTokens>,
+        heartbeats: Arc<HeartbeatBuffer>,
+        wakeups: Arc<Wakeups>,
+        stake: Stake,
+        reliability: Reliability,
+        challenge_deadline: Duration,
+        heartbeat_interval: Duration,
+    ) -> Self {
+        Agents {
+            db,
+            catalog,
+            tokens,
+            heartbeats,
+            wakeups,
+            stake,
+            reliability,
+            challenge_deadline,
+            heartbeat_interval,
+        }
+    }
+
     /// The device a token belongs to, if it is the device `id` names. Another device's token,
     /// an unknown token and a retired device's token are all refused.
-    pub async fn authenticate_device(&self, token: &str, id: &str) -> Result<Arc<DeviceAuth>> {
+    pub async fn authenticate(&self, token: &str, id: &str) -> Result<Arc<DeviceAuth>> {
         if !token.starts_with("iodt_") {
             return Err(Error::InvalidToken);
         }
         let hash = secrets::hash(token);
-        let auth = match self.device_tokens.get(&hash) {
+        let auth = match self.tokens.get(&hash) {
             Some(a) => a,
             None => {
-                let generation = self.device_tokens.generation();
+                let generation = self.tokens.generation();
                 let row: Option<(String, String, i64, String)> =
                     db_run!(&self.db, |p| sqlx::query_as(
                         "SELECT id, org_id, gpu_count, status FROM devices WHERE token_hash = $1"
@@ -223,7 +292,7 @@ impl Control {
                 if status == DeviceStatus::Retired.as_str() {
                     return Err(Error::DeviceRetired);
                 }
-                self.device_tokens.put(
+                self.tokens.put(
                     &hash,
                     DeviceAuth {
                         id: dev_id,
@@ -242,12 +311,12 @@ impl Control {
     }
 
     async fn agent_device(&self, device: &DeviceAuth) -> Result<DeviceRow> {
-        self.device_row(&device.org_id, &device.id).await
+        device_row(&self.db, &device.org_id, &device.id).await
     }
 
     /// The agent connects: a device still to be verified gets a challenge (the same one until
     /// it expires); one that failed verification gets a fresh try.
-    pub async fn agent_hello(&self, device: &DeviceAuth, hello: Hello) -> Result<HelloAnswer> {
+    pub async fn hello(&self, device: &DeviceAuth, hello: Hello) -> Result<HelloAnswer> {
         check_version(&hello.agent_version)?;
         let now = now_micros();
         db_run!(&self.db, |p| sqlx::query(
@@ -300,7 +369,7 @@ impl Control {
                     let c = (
                         verification::new_nonce(),
                         i64::from(verification::difficulty_for(class)),
-                        now + self.settings.challenge_deadline.as_micros() as i64,
+                        now + self.challenge_deadline.as_micros() as i64,
                     );
                     tx_run!(&mut tx, |conn| sqlx::query(
                         "INSERT INTO device_challenges (device_id, nonce, difficulty, issued_at, deadline) VALUES ($1, $2, $3, $4, $5) \
@@ -332,14 +401,14 @@ impl Control {
             status,
             status_reason: row.status_reason,
             challenge,
-            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+            heartbeat_interval_secs: self.heartbeat_interval.as_secs(),
         })
     }
 
     /// Checks a challenge answer. Right and in time: the device is verified and listed if
     /// the stake covers it (else it waits for stake). Wrong or late: `verification_failed`
     /// with the reason. Either way the challenge is spent.
-    pub async fn agent_answer(
+    pub async fn answer(
         &self,
         device: &DeviceAuth,
         answer: ChallengeAnswer,
@@ -422,16 +491,12 @@ impl Control {
             status: row.status()?,
             status_reason: row.status_reason,
             challenge: None,
-            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+            heartbeat_interval_secs: self.heartbeat_interval.as_secs(),
         })
     }
 
     /// Takes a heartbeat into the write buffer (flushed in batches); rate-limited per device.
-    pub async fn agent_heartbeat(
-        &self,
-        device: &DeviceAuth,
-        beat: Heartbeat,
-    ) -> Result<HeartbeatAnswer> {
+    pub async fn heartbeat(&self, device: &DeviceAuth, beat: Heartbeat) -> Result<HeartbeatAnswer> {
         check_range("free_gpus", beat.free_gpus, 0, device.gpu_count)?;
         check_range("utilization_pct", beat.utilization_pct, 0, 100)?;
         check_range("temperature_c", beat.temperature_c, -50, 150)?;
@@ -439,12 +504,12 @@ impl Control {
         self.heartbeats.push(&device.id, beat, now_micros());
         Ok(HeartbeatAnswer {
             accepted: true,
-            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+            heartbeat_interval_secs: self.heartbeat_interval.as_secs(),
         })
     }
 
     /// The device's nodes to bring up or tear down. Waits up to `wait` for one to appear.
-    pub async fn agent_assignments(
+    pub async fn assignments(
         &self,
         device: &DeviceAuth,
         wait: std::time::Duration,
@@ -499,6 +564,23 @@ impl Control {
             .collect()
     }
 
+    /// Tells the replica where the device's agent waits (perhaps this one) to look again.
+    pub(crate) async fn wake(&self, device_id: &str) {
+        self.wakeups.announce(device_id).await;
+    }
+
+    pub(crate) async fn wake_many(&self, device_ids: &[String]) {
+        for device_id in device_ids {
+            self.wake(device_id).await;
+        }
+    }
+
+    /// Wakes this replica's waiting agents for assignments made on any replica, until the
+    /// process ends.
+    pub fn spawn_wakeup_listener(&self) -> tokio::task::JoinHandle<()> {
+        self.wakeups.spawn_listener()
+    }
+
     /// Gives a node to a device: takes its GPUs (never more than are free) and wakes the
     /// device's agent.
     pub async fn assign_node(
@@ -524,11 +606,11 @@ impl Control {
         };
         self.assign_node_in(&mut tx, &node).await?;
         tx.commit().await?;
-        self.wake_agent(device_id).await;
+        self.wake(device_id).await;
         Ok(id)
     }
 
-    /// [`Control::assign_node`] inside the caller's transaction; the caller wakes the agent
+    /// [`Agents::assign_node`] inside the caller's transaction; the caller wakes the agent
     /// once it commits.
     pub(crate) async fn assign_node_in(
         &self,
@@ -620,12 +702,14 @@ impl Control {
         }
     }
 
-    /// The agent reports on a node. `released` gives its GPUs back.
-    pub async fn agent_node_report(
+    /// The agent reports on a node. `released` gives its GPUs back. A move its cluster should
+    /// act on is told to `clusters` before the report is answered.
+    pub async fn node_report(
         &self,
         device: &DeviceAuth,
         node_id: &str,
         report: NodeReport,
+        clusters: &impl ClusterNews,
     ) -> Result<()> {
         let allowed: &[&str] = match report.status.as_str() {
             "starting" => &["assigned"],
@@ -777,7 +861,7 @@ impl Control {
             "released" => ended_at.is_none(),
             _ => true,
         };
-        if news && let Err(e) = self.reconcile_cluster(&cluster_id).await {
+        if news && let Err(e) = clusters.node_moved(&cluster_id).await {
             tracing::warn!(error = %e, cluster = %cluster_id, "reconciling after a node report failed");
         }
         if outcome == Some(true) {

@@ -7,7 +7,7 @@
 use iocloud_billing::{Currency, Money};
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, db_run, tx_run};
+use iocloud_db::{Db, DbError, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{CPU_PRICE_CEILING, CPU_PRICE_FLOOR, Catalog};
@@ -190,6 +190,18 @@ pub fn required_stake(catalog: &Catalog, gpu_model: Option<&str>, gpu_count: i64
         .and_then(|m| catalog.gpu_model(m))
         .map_or(1, |m| m.staking_multiplier);
     STAKE_PER_GPU_IO * MICROS * gpu_count.max(1) * multiplier
+}
+
+/// A device of organisation `org_id`.
+pub(crate) async fn device_row(db: &Db, org_id: &str, id: &str) -> Result<DeviceRow> {
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND org_id = $2");
+    db_run!(db, |p| sqlx::query_as(&sql)
+        .bind(id)
+        .bind(org_id)
+        .fetch_optional(p)
+        .await)
+    .map_err(DbError::from)?
+    .ok_or(Error::NotFound("device"))
 }
 
 fn io(micros: i64) -> String {
@@ -394,27 +406,16 @@ impl Control {
         )
         .await?;
         tx.commit().await?;
-        let row = self.device_row(&actor.org_id, &id).await?;
+        let row = device_row(&self.db, &actor.org_id, &id).await?;
         Ok(CreatedDevice {
             device: self.device_view(row)?,
             token,
         })
     }
 
-    pub(crate) async fn device_row(&self, org_id: &str, id: &str) -> Result<DeviceRow> {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND org_id = $2");
-        db_run!(&self.db, |p| sqlx::query_as(&sql)
-            .bind(id)
-            .bind(org_id)
-            .fetch_optional(p)
-            .await)
-        .map_err(DbError::from)?
-        .ok_or(Error::NotFound("device"))
-    }
-
     pub async fn device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesRead)?;
-        self.device_view(self.device_row(&actor.org_id, id).await?)
+        self.device_view(device_row(&self.db, &actor.org_id, id).await?)
     }
 
     /// The organisation's devices, oldest first, optionally in one status.
@@ -462,7 +463,7 @@ impl Control {
         update: DeviceUpdate,
     ) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         if row.status()? == DeviceStatus::Retired {
             return Err(retired(id));
         }
@@ -498,7 +499,7 @@ impl Control {
             other => other?,
         };
         if changed == 0 {
-            if self.device_row(&actor.org_id, id).await?.status()? == DeviceStatus::Retired {
+            if device_row(&self.db, &actor.org_id, id).await?.status()? == DeviceStatus::Retired {
                 return Err(retired(id));
             }
             return Err(Error::Conflict {
@@ -520,7 +521,7 @@ impl Control {
     ) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
         check_reason(reason)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         let from = row.status()?;
         let to = if on {
             DeviceStatus::Maintenance
@@ -567,7 +568,7 @@ impl Control {
     /// changes nothing.
     pub async fn retire_device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         let from = row.status()?;
         if from == DeviceStatus::Retired {
             return self.device_view(row);
@@ -630,7 +631,7 @@ impl Control {
     /// provider who lost it or fears it leaked.
     pub async fn rotate_device_token(&self, actor: &Actor, id: &str) -> Result<CreatedDevice> {
         actor.authorize(Action::ResourcesWrite)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         if row.status()? == DeviceStatus::Retired {
             return Err(retired(id));
         }
@@ -652,7 +653,7 @@ impl Control {
         self.cache
             .invalidate(crate::cache::Forget::Device(id))
             .await;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         Ok(CreatedDevice {
             device: self.device_view(row)?,
             token,
@@ -731,7 +732,7 @@ impl Control {
         page: &PageRequest,
     ) -> Result<Page<DeviceEvent>> {
         actor.authorize(Action::ResourcesRead)?;
-        self.device_row(&actor.org_id, id).await?;
+        device_row(&self.db, &actor.org_id, id).await?;
         let rows: Vec<DeviceEvent> = db_run!(&self.db, |p| {
             sqlx::query_as(
             "SELECT id, device_id, from_status, to_status, reason, created_at FROM device_events \

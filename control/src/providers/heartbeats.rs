@@ -309,7 +309,7 @@ impl Control {
     /// Uptime and reliability of one of the actor's devices.
     pub async fn device_uptime(&self, actor: &crate::Actor, id: &str) -> Result<Uptime> {
         actor.authorize(crate::Action::ResourcesRead)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = super::devices::device_row(&self.db, &actor.org_id, id).await?;
         let since = row.verified_at.unwrap_or(row.created_at);
         self.uptime(id, since, now_micros()).await
     }
