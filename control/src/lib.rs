@@ -48,8 +48,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The control plane: one service per area, built once over shared handles. Cheap to clone.
 ///
 /// A service holds only the handles it needs, in private fields, and owns the transactions of
-/// its use cases. Devices and clusters still live as methods on `Control` itself, over the
-/// handles below the services.
+/// its use cases. Clusters and the capacity index still live as methods on `Control` itself,
+/// over the handles below the services (they reach the providers' side through `agents`).
 #[derive(Clone)]
 pub struct Control {
     /// Users and sessions: sign-up, login, refresh, logout, who a bearer is.
@@ -71,6 +71,8 @@ pub struct Control {
     pub stake: providers::stake::Stake,
     /// Devices' and providers' learned reliability.
     pub reliability: providers::reliability::Reliability,
+    /// The providers' devices: registry, heartbeats, sweeps and uptime.
+    pub devices: providers::devices::Devices,
     /// The agent protocol, and the nodes given to devices.
     pub agents: providers::agent::Agents,
     pub db: Db,
@@ -80,7 +82,6 @@ pub struct Control {
     pub prices: Arc<iocloud_billing::prices::PriceFeed>,
     pub settings: Arc<Settings>,
     pub catalog: Arc<providers::Catalog>,
-    pub heartbeats: Arc<providers::heartbeats::HeartbeatBuffer>,
     pub capacity: capacity::SharedCapacity,
     pub events: Arc<clusters::events::EventHub>,
     pub(crate) settling: Arc<clusters::SettleQueue>,
@@ -162,6 +163,16 @@ impl Control {
             settings.challenge_deadline,
             settings.heartbeat_interval,
         );
+        let devices = providers::devices::Devices::new(
+            db.clone(),
+            catalog.clone(),
+            cache.clone(),
+            stake.clone(),
+            reliability.clone(),
+            heartbeats,
+            settings.heartbeat_timeout,
+            settings.heartbeat_flush,
+        );
         Self {
             accounts,
             orgs,
@@ -174,6 +185,7 @@ impl Control {
             sweeper,
             stake,
             reliability,
+            devices,
             agents,
             db,
             kv,
@@ -183,7 +195,6 @@ impl Control {
             settings: Arc::new(settings),
             capacity,
             catalog,
-            heartbeats,
             events: Default::default(),
             // One batch at a time could not keep up with clusters ending together
             // (docs/benchmarks.md, settlement).

@@ -296,7 +296,8 @@ impl ProvidersQuery {
         status: Option<String>,
     ) -> GqlResult<GqlPage<GqlDevice>> {
         let p = control(ctx)
-            .devices(actor(ctx)?, &page(cursor, limit)?, status.as_deref())
+            .devices
+            .list(actor(ctx)?, &page(cursor, limit)?, status.as_deref())
             .await
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
@@ -304,7 +305,8 @@ impl ProvidersQuery {
 
     async fn device(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlDevice> {
         Ok(control(ctx)
-            .device(actor(ctx)?, &id)
+            .devices
+            .get(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())
@@ -319,7 +321,8 @@ impl ProvidersQuery {
         limit: Option<u32>,
     ) -> GqlResult<GqlPage<GqlDeviceEvent>> {
         let p = control(ctx)
-            .device_events(actor(ctx)?, &id, &page(cursor, limit)?)
+            .devices
+            .events(actor(ctx)?, &id, &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
@@ -347,7 +350,8 @@ impl ProvidersMutation {
         input: GqlDeviceInput,
     ) -> GqlResult<GqlCreatedDevice> {
         Ok(control(ctx)
-            .register_device(actor(ctx)?, input.into())
+            .devices
+            .register(actor(ctx)?, input.into())
             .await
             .map_err(gql_error)?
             .into())
@@ -365,7 +369,8 @@ impl ProvidersMutation {
             price_per_gpu_hour,
         };
         Ok(control(ctx)
-            .update_device(actor(ctx)?, &id, update)
+            .devices
+            .update(actor(ctx)?, &id, update)
             .await
             .map_err(gql_error)?
             .into())
@@ -380,6 +385,7 @@ impl ProvidersMutation {
         reason: Option<String>,
     ) -> GqlResult<GqlDevice> {
         Ok(control(ctx)
+            .devices
             .set_maintenance(actor(ctx)?, &id, on, reason.as_deref())
             .await
             .map_err(gql_error)?
@@ -388,7 +394,8 @@ impl ProvidersMutation {
 
     async fn retire_device(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlDevice> {
         Ok(control(ctx)
-            .retire_device(actor(ctx)?, &id)
+            .devices
+            .retire(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())

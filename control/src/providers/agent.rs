@@ -20,9 +20,9 @@ use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
+use super::devices::heartbeats::HeartbeatBuffer;
 use super::devices::{DEVICE_COLUMNS, DeviceRow, device_row};
 use super::endpoints::Endpoints;
-use super::heartbeats::HeartbeatBuffer;
 use super::reliability::Reliability;
 use super::stake::Stake;
 use super::status::{DeviceStatus, may_become_sql, record_event_in, transition_in};

@@ -2,14 +2,14 @@
 //! verification, stake, heartbeats and uptime, and the agent protocol.
 //!
 //! * [`catalog`]: GPU models, regions, the RTT model between places.
-//! * [`devices`]: registering and managing devices (REST `/v1/devices`).
+//! * [`devices`]: registering and managing devices (REST `/v1/devices`); [`heartbeats`]:
+//!   their batched heartbeat write path, uptime, and the offline sweep.
 //! * [`status`]: device states, allowed changes and their events.
 //! * [`verification`]: the proof-of-work challenge an agent answers on first contact.
 //! * [`stake`]: what listing devices requires of the provider's stake.
 //! * [`agent`]: the agent protocol (`/agent/v1`), node assignments and reports.
 //! * [`tokens`]: who a device token belongs to, cached per replica.
 //! * [`endpoints`]: the addresses agents report for ready nodes, checked before they are kept.
-//! * [`heartbeats`]: the batched heartbeat write path, uptime, and the offline sweep.
 //! * [`reliability`]: the learned reliability of devices and providers, which placement ranks by.
 //! * [`wakeups`]: waking long-polling agents when a node is assigned to their device.
 
@@ -17,13 +17,14 @@ pub mod agent;
 pub mod catalog;
 pub mod devices;
 pub mod endpoints;
-pub mod heartbeats;
 pub mod reliability;
 pub mod stake;
 pub mod status;
 pub mod tokens;
 pub mod verification;
 pub mod wakeups;
+
+pub use devices::heartbeats;
 
 pub use catalog::{Catalog, GpuModel, GpuModelView, Region};
 pub use devices::{CreatedDevice, DeviceSpec, DeviceUpdate, DeviceView};

@@ -281,7 +281,7 @@ async fn a_device_from_registration_to_retirement(b: Backend) {
     .await;
     assert_eq!(hb.status, 202, "{}", hb.text);
     let control = &app.server.state.control;
-    control.flush_heartbeats().await.unwrap();
+    control.devices.flush_heartbeats().await.unwrap();
     let device = app.get(&format!("/v1/devices/{id}"), &s.access).await;
     assert_eq!(device.body["telemetry"]["utilization_pct"], 37);
     assert_eq!(device.body["telemetry"]["agent_version"], "1.4.2");
@@ -643,7 +643,8 @@ async fn verification_fails_wrong_late_or_silent(b: Backend) {
         .server
         .state
         .control
-        .sweep_devices(iocloud_db::time::now_micros())
+        .devices
+        .sweep(iocloud_db::time::now_micros())
         .await
         .unwrap();
     assert_eq!(report.challenges_expired, 1);
@@ -660,14 +661,14 @@ async fn silent_devices_go_offline_and_come_back(b: Backend) {
     let control = &app.server.state.control;
     let hb = format!("/agent/v1/devices/{id}/heartbeat");
     agent(&app, &token, "POST", &hb, beat(8)).await;
-    control.flush_heartbeats().await.unwrap();
+    control.devices.flush_heartbeats().await.unwrap();
     let now = iocloud_db::time::now_micros();
-    assert_eq!(control.sweep_devices(now).await.unwrap().went_offline, 0);
+    assert_eq!(control.devices.sweep(now).await.unwrap().went_offline, 0);
     // 91 s later with no heartbeat: offline.
     let later = now + 91_000_000;
-    assert_eq!(control.sweep_devices(later).await.unwrap().went_offline, 1);
+    assert_eq!(control.devices.sweep(later).await.unwrap().went_offline, 1);
     assert_eq!(
-        control.sweep_devices(later).await.unwrap().went_offline,
+        control.devices.sweep(later).await.unwrap().went_offline,
         0,
         "once"
     );
@@ -676,7 +677,7 @@ async fn silent_devices_go_offline_and_come_back(b: Backend) {
     assert_eq!(d.body["status_reason"], "no heartbeat for 90 s");
     // Heard from again: back.
     agent(&app, &token, "POST", &hb, beat(8)).await;
-    control.flush_heartbeats().await.unwrap();
+    control.devices.flush_heartbeats().await.unwrap();
     let d = app.get(&format!("/v1/devices/{id}"), &s.access).await;
     assert_eq!(d.body["status"], "available", "{}", d.text);
     let events = app
@@ -700,7 +701,8 @@ async fn silent_devices_go_offline_and_come_back(b: Backend) {
     let much_later = iocloud_db::time::now_micros() + 3_600_000_000;
     assert_eq!(
         control
-            .sweep_devices(much_later)
+            .devices
+            .sweep(much_later)
             .await
             .unwrap()
             .went_offline,
