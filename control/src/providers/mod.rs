@@ -1,6 +1,12 @@
 //! The supply side: the GPU and region catalogs, devices that providers register, their
 //! verification, stake, heartbeats and uptime, and the agent protocol.
 //!
+//! Four services, each over its own handles: [`Devices`] (the providers' registry, its
+//! heartbeats and sweeps), [`Agents`] (the agent protocol, and the nodes the clusters give
+//! devices), [`Stake`](stake::Stake) and [`Reliability`](reliability::Reliability) (both held by
+//! the first two). The registry and the protocol are apart because their callers are: a member
+//! acting for an organisation, or a machine holding a device token.
+//!
 //! * [`catalog`]: GPU models, regions, the RTT model between places.
 //! * [`devices`]: registering and managing devices (REST `/v1/devices`); [`heartbeats`]:
 //!   their batched heartbeat write path, uptime, and the offline sweep.
@@ -26,6 +32,7 @@ pub mod wakeups;
 
 pub use devices::heartbeats;
 
+pub use agent::Agents;
 pub use catalog::{Catalog, GpuModel, GpuModelView, Region};
-pub use devices::{CreatedDevice, DeviceSpec, DeviceUpdate, DeviceView};
+pub use devices::{CreatedDevice, DeviceSpec, DeviceUpdate, DeviceView, Devices};
 pub use status::{DeviceEvent, DeviceStatus};
