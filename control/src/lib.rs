@@ -105,6 +105,8 @@ impl Control {
         catalog: providers::Catalog,
     ) -> Self {
         let mut cache = cache::Cache::new(settings.cache_ttl, kv.clone());
+        // The agent protocol caches device tokens itself; a retired device or a rotated token
+        // reaches that cache through this one's `forget`, on every replica.
         let device_tokens = Arc::new(providers::tokens::DeviceTokens::new(settings.cache_ttl));
         cache.also_forget(device_tokens.clone());
         let cache = Arc::new(cache);
