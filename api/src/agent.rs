@@ -39,7 +39,7 @@ async fn device(s: &AppState, headers: &HeaderMap, id: &str) -> ApiResult<Arc<De
         Some(Err(())) => return Err(ApiError::Domain(DomainError::InvalidToken)),
         None => return Err(ApiError::Domain(DomainError::Unauthenticated)),
     };
-    let device = s.control.authenticate_device(token, id).await?;
+    let device = s.control.agents.authenticate(token, id).await?;
     let bucket = format!("rl:dev:{}", device.id);
     rate_limit::take(s, &bucket, s.config.rate_limit_per_device)
         .await
@@ -57,7 +57,7 @@ async fn hello(
     ApiJson(body): ApiJson<Hello>,
 ) -> ApiResult<Json<HelloAnswer>> {
     let d = device(&s, &headers, &id).await?;
-    Ok(Json(s.control.agent_hello(&d, body).await?))
+    Ok(Json(s.control.agents.hello(&d, body).await?))
 }
 
 /// Answer the verification challenge.
@@ -70,7 +70,7 @@ async fn answer(
     ApiJson(body): ApiJson<ChallengeAnswer>,
 ) -> ApiResult<Json<HelloAnswer>> {
     let d = device(&s, &headers, &id).await?;
-    Ok(Json(s.control.agent_answer(&d, body).await?))
+    Ok(Json(s.control.agents.answer(&d, body).await?))
 }
 
 /// Free GPUs, utilisation, temperature and agent version; accepted (202) into a buffer that
@@ -84,7 +84,7 @@ async fn heartbeat(
     ApiJson(body): ApiJson<Heartbeat>,
 ) -> ApiResult<impl IntoResponse> {
     let d = device(&s, &headers, &id).await?;
-    let answer = s.control.agent_heartbeat(&d, body).await?;
+    let answer = s.control.agents.heartbeat(&d, body).await?;
     Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
@@ -118,7 +118,8 @@ async fn assignments(
     let d = device(&s, &headers, &id).await?;
     let items = s
         .control
-        .agent_assignments(&d, Duration::from_secs(wait))
+        .agents
+        .assignments(&d, Duration::from_secs(wait))
         .await?;
     Ok(Json(Assignments { items }))
 }
@@ -134,6 +135,9 @@ async fn node_status(
     ApiJson(body): ApiJson<NodeReport>,
 ) -> ApiResult<StatusCode> {
     let d = device(&s, &headers, &id).await?;
-    s.control.agent_node_report(&d, &node, body).await?;
+    s.control
+        .agents
+        .node_report(&d, &node, body, &s.control)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -166,9 +166,9 @@ pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
         }
         best = *rate;
     }
-    control.flush_heartbeats().await?;
-    let (received, written) = control.heartbeats.counts();
-    let (flushes, mean_us, slowest_us) = control.heartbeats.flush_times();
+    control.devices.flush_heartbeats().await?;
+    let (received, written) = control.devices.heartbeats().counts();
+    let (flushes, mean_us, slowest_us) = control.devices.heartbeats().flush_times();
     println!(
         "highest rate sustained: {best}/s ({:.2} of the bare closed-loop maximum); heartbeats received {received}, device rows written {written}; \
          {flushes} flushes, mean {:.1} ms, slowest {:.1} ms",
@@ -300,7 +300,7 @@ async fn open_loop(
         tokio::spawn(async move {
             let mut samples = Vec::new();
             while start.elapsed() < duration {
-                samples.push(control.heartbeats.backlog());
+                samples.push(control.devices.heartbeats().backlog());
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             samples.sort_unstable();

@@ -73,6 +73,7 @@ async fn provider(control: &Control) -> anyhow::Result<Actor> {
         )
         .await?;
     control
+        .stake
         .stake(
             &actor,
             StakeRequest {
@@ -89,12 +90,12 @@ async fn machines(control: &Control, actor: &Actor) -> anyhow::Result<Vec<SimDev
     let mut out = Vec::with_capacity(DEVICES);
     let mut page = PageRequest::parse(None, Some(200))?;
     loop {
-        let listed = control.devices(actor, &page, None).await?;
+        let listed = control.devices.list(actor, &page, None).await?;
         for d in listed.items {
             if d.status == DeviceStatus::Retired {
                 continue;
             }
-            let rotated = control.rotate_device_token(actor, &d.id).await?;
+            let rotated = control.devices.rotate_token(actor, &d.id).await?;
             out.push(SimDevice {
                 id: d.id,
                 token: rotated.token,
@@ -109,7 +110,7 @@ async fn machines(control: &Control, actor: &Actor) -> anyhow::Result<Vec<SimDev
     if out.is_empty() {
         for spec in simulator::sample_specs(DEVICES, 42, "demo") {
             let spec: DeviceSpec = serde_json::from_value(spec)?;
-            let created = control.register_device(actor, spec).await?;
+            let created = control.devices.register(actor, spec).await?;
             out.push(SimDevice {
                 id: created.device.id,
                 token: created.token,

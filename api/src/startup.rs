@@ -46,8 +46,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let catalog = iocloud_control::providers::Catalog::load(&db).await?;
     let control = Control::new(db, kv, jwt, settings, catalog);
     control.cache.spawn_listener();
-    control.spawn_device_workers();
-    control.spawn_wakeup_listener();
+    control.devices.spawn_workers();
+    control.agents.spawn_wakeup_listener();
     control.spawn_event_listener();
     {
         // Email a replica wrote but did not deliver before it stopped goes out now.

@@ -5,6 +5,10 @@
 //! An entry lives `ttl` at most. A change (a key revoked, an organisation renamed) drops the
 //! entry at once on the replica that made it and, through the shared key-value store's
 //! `INVALIDATE_CHANNEL`, on every other replica; the TTL bounds staleness if a message is lost.
+//!
+//! A cache kept elsewhere (the device tokens, `providers::tokens`) is built from the generic
+//! [`Entry`] and [`ByHash`] here and registered with [`Cache::also_forget`], so every `forget`
+//! reaches it too without this module knowing what it holds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,32 +20,93 @@ use parking_lot::Mutex;
 
 use crate::api_keys::KeyRow;
 use crate::orgs::Organization;
-use crate::providers::agent::DeviceAuth;
 
 pub const INVALIDATE_CHANNEL: &str = "cache:invalidate";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-/// Device tokens live longer: retiring a device or rotating its token forgets the entry at once
-/// on every replica, and an agent heartbeats every 20 s, so a shorter life would turn half of
-/// all heartbeats into a database read.
-const DEVICE_TTL_FACTOR: u32 = 10;
 
-struct Entry<T> {
+/// A cached value and when it was loaded.
+pub struct Entry<T> {
     value: Arc<T>,
     loaded: Instant,
 }
 
-#[derive(Default)]
-struct Keys {
-    by_hash: HashMap<String, Entry<KeyRow>>,
-    /// key id → hash, to drop a key by id and to read it back for `me`.
+impl<T> Entry<T> {
+    pub fn new(value: Arc<T>) -> Entry<T> {
+        Entry {
+            value,
+            loaded: Instant::now(),
+        }
+    }
+
+    /// The value, while it is younger than `ttl`.
+    pub fn fresh(&self, ttl: Duration) -> Option<Arc<T>> {
+        (self.loaded.elapsed() < ttl).then(|| self.value.clone())
+    }
+}
+
+/// Values found by the hash of their secret (an API key's, a device token's), each also known
+/// by its id, so that a change made by id drops it.
+pub struct ByHash<T> {
+    by_hash: HashMap<String, Entry<T>>,
+    /// id → hash.
     hash_of: HashMap<String, String>,
 }
 
-#[derive(Default)]
-struct Devices {
-    by_hash: HashMap<String, Entry<DeviceAuth>>,
-    /// device id → token hash, to drop a device by id.
-    hash_of: HashMap<String, String>,
+impl<T> Default for ByHash<T> {
+    fn default() -> Self {
+        ByHash {
+            by_hash: HashMap::new(),
+            hash_of: HashMap::new(),
+        }
+    }
+}
+
+impl<T> ByHash<T> {
+    /// The value of `hash`, while it is younger than `ttl`.
+    pub fn get(&self, hash: &str, ttl: Duration) -> Option<Arc<T>> {
+        self.by_hash.get(hash)?.fresh(ttl)
+    }
+
+    /// The value of id `id`, while it is younger than `ttl`.
+    pub fn get_by_id(&self, id: &str, ttl: Duration) -> Option<Arc<T>> {
+        self.get(self.hash_of.get(id)?, ttl)
+    }
+
+    /// Caches `value` (of id `id`) under `hash`. Past `max` entries everything is dropped
+    /// first: a flood of distinct secrets starts over rather than grows without bound.
+    pub fn insert(&mut self, id: &str, hash: &str, value: Arc<T>, max: usize) {
+        if self.by_hash.len() > max {
+            *self = ByHash::default();
+        }
+        self.hash_of.insert(id.to_string(), hash.to_string());
+        self.by_hash.insert(hash.to_string(), Entry::new(value));
+    }
+
+    /// Replaces the value of `hash` with `change(value)`, keeping its age.
+    pub fn update(&mut self, hash: &str, change: impl FnOnce(&T) -> T) {
+        if let Some(entry) = self.by_hash.get_mut(hash) {
+            entry.value = Arc::new(change(&entry.value));
+        }
+    }
+
+    pub fn remove_id(&mut self, id: &str) {
+        if let Some(hash) = self.hash_of.remove(id) {
+            self.by_hash.remove(&hash);
+        }
+    }
+
+    /// Keeps only the values `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.by_hash.retain(|_, e| keep(&e.value));
+        let ByHash { by_hash, hash_of } = self;
+        hash_of.retain(|_, hash| by_hash.contains_key(hash));
+    }
+}
+
+/// A cache kept outside this module that drops its entries on every `forget` (registered
+/// with [`Cache::also_forget`]).
+pub trait Forgets: Send + Sync {
+    fn forget(&self, what: &Forget<'_>);
 }
 
 pub struct Cache {
@@ -51,11 +116,13 @@ pub struct Cache {
     /// Bumped by every `forget`. A value read from the database before a `forget` must not be
     /// cached after it: it may be the very row that was just revoked.
     generation: std::sync::atomic::AtomicU64,
-    keys: Mutex<Keys>,
+    /// API keys by their hash; by key id to drop a key and to read it back for `me`.
+    keys: Mutex<ByHash<KeyRow>>,
     orgs: Mutex<HashMap<String, Entry<Organization>>>,
     /// Organisation id → its billing currency; forgotten with the organisation.
     currencies: Mutex<HashMap<String, Entry<Currency>>>,
-    devices: Mutex<Devices>,
+    /// Caches kept elsewhere, told of every `forget`.
+    others: Vec<Arc<dyn Forgets>>,
     /// Every `forget`, as its message, for whoever holds on to a credential beyond one request
     /// (a GraphQL WebSocket's subscriptions) and must look at it again when it may be revoked.
     forgotten: tokio::sync::broadcast::Sender<String>,
@@ -108,9 +175,14 @@ impl Cache {
             keys: Mutex::default(),
             orgs: Mutex::default(),
             currencies: Mutex::default(),
-            devices: Mutex::default(),
+            others: Vec::new(),
             forgotten: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Tells `other` of every `forget` from now on (made here or on another replica).
+    pub fn also_forget(&mut self, other: Arc<dyn Forgets>) {
+        self.others.push(other);
     }
 
     /// The messages of every `forget` from now on, from this replica and (through the
@@ -119,25 +191,12 @@ impl Cache {
         self.forgotten.subscribe()
     }
 
-    fn fresh<T>(&self, e: &Entry<T>) -> bool {
-        e.loaded.elapsed() < self.ttl
-    }
-
     pub(crate) fn key_by_hash(&self, hash: &str) -> Option<Arc<KeyRow>> {
-        let keys = self.keys.lock();
-        keys.by_hash
-            .get(hash)
-            .filter(|e| self.fresh(e))
-            .map(|e| e.value.clone())
+        self.keys.lock().get(hash, self.ttl)
     }
 
     pub(crate) fn key_by_id(&self, id: &str) -> Option<Arc<KeyRow>> {
-        let keys = self.keys.lock();
-        let hash = keys.hash_of.get(id)?;
-        keys.by_hash
-            .get(hash)
-            .filter(|e| self.fresh(e))
-            .map(|e| e.value.clone())
+        self.keys.lock().get_by_id(id, self.ttl)
     }
 
     /// Read before loading from the database; hand it to `put_key`.
@@ -155,30 +214,18 @@ impl Cache {
         if self.generation() != generation {
             return value;
         }
-        if keys.by_hash.len() > 100_000 {
-            // A flood of distinct keys: start over rather than grow without bound.
-            *keys = Keys::default();
-        }
-        keys.hash_of.insert(value.id.clone(), hash.to_string());
-        keys.by_hash.insert(
-            hash.to_string(),
-            Entry {
-                value: value.clone(),
-                loaded: Instant::now(),
-            },
-        );
+        keys.insert(&value.id, hash, value.clone(), 100_000);
         value
     }
 
     /// Notes a key's use in its cached row, keeping the row's age: a busy key is still
     /// re-read from the database once its TTL runs out.
     pub(crate) fn touch_key(&self, hash: &str, last_used_at: i64) {
-        let mut keys = self.keys.lock();
-        if let Some(entry) = keys.by_hash.get_mut(hash) {
-            let mut row = entry.value.as_ref().clone();
+        self.keys.lock().update(hash, |row| {
+            let mut row = row.clone();
             row.last_used_at = Some(last_used_at);
-            entry.value = Arc::new(row);
-        }
+            row
+        });
     }
 
     pub(crate) fn org(&self, id: &str) -> Option<Organization> {
@@ -200,10 +247,7 @@ impl Cache {
 
     /// A fresh entry of a map keyed by organisation id.
     fn get_in<T>(&self, map: &Mutex<HashMap<String, Entry<T>>>, id: &str) -> Option<Arc<T>> {
-        map.lock()
-            .get(id)
-            .filter(|e| self.fresh(e))
-            .map(|e| e.value.clone())
+        map.lock().get(id)?.fresh(self.ttl)
     }
 
     /// Caches `value` under `id`, unless caching is off or (given the generation it was read
@@ -225,51 +269,7 @@ impl Cache {
         if map.len() > 100_000 {
             map.clear();
         }
-        map.insert(
-            id.to_string(),
-            Entry {
-                value: Arc::new(value),
-                loaded: Instant::now(),
-            },
-        );
-    }
-
-    pub(crate) fn device_by_hash(&self, hash: &str) -> Option<Arc<DeviceAuth>> {
-        let devices = self.devices.lock();
-        devices
-            .by_hash
-            .get(hash)
-            .filter(|e| e.loaded.elapsed() < self.ttl * DEVICE_TTL_FACTOR)
-            .map(|e| e.value.clone())
-    }
-
-    /// Caches a device loaded while `generation` was current; a `forget` since then wins.
-    pub(crate) fn put_device(
-        &self,
-        hash: &str,
-        device: DeviceAuth,
-        generation: u64,
-    ) -> Arc<DeviceAuth> {
-        let value = Arc::new(device);
-        if self.ttl.is_zero() {
-            return value;
-        }
-        let mut devices = self.devices.lock();
-        if self.generation() != generation {
-            return value;
-        }
-        if devices.by_hash.len() > 1_000_000 {
-            *devices = Devices::default();
-        }
-        devices.hash_of.insert(value.id.clone(), hash.to_string());
-        devices.by_hash.insert(
-            hash.to_string(),
-            Entry {
-                value: value.clone(),
-                loaded: Instant::now(),
-            },
-        );
-        value
+        map.insert(id.to_string(), Entry::new(Arc::new(value)));
     }
 
     /// Drops an entry here and tells the other replicas to drop theirs.
@@ -298,36 +298,27 @@ impl Cache {
         // Nobody listening is the common case, not an error.
         let _ = self.forgotten.send(what.message());
         match what {
-            Forget::Key(id) => {
-                let mut keys = self.keys.lock();
-                if let Some(hash) = keys.hash_of.remove(*id) {
-                    keys.by_hash.remove(&hash);
-                }
-            }
-            Forget::KeysOf(user_id) => {
-                let mut keys = self.keys.lock();
-                keys.by_hash
-                    .retain(|_, e| e.value.maker_user_id.as_deref() != Some(*user_id));
-                let Keys { by_hash, hash_of } = &mut *keys;
-                hash_of.retain(|_, hash| by_hash.contains_key(hash));
-            }
+            Forget::Key(id) => self.keys.lock().remove_id(id),
+            Forget::KeysOf(user_id) => self
+                .keys
+                .lock()
+                .retain(|row| row.maker_user_id.as_deref() != Some(*user_id)),
             Forget::Org(id) => {
                 self.orgs.lock().remove(*id);
                 self.currencies.lock().remove(*id);
             }
-            Forget::Device(id) => {
-                let mut devices = self.devices.lock();
-                if let Some(hash) = devices.hash_of.remove(*id) {
-                    devices.by_hash.remove(&hash);
-                }
-            }
+            // Device tokens are cached by the agent protocol (`providers::tokens`), one of
+            // `others`.
+            Forget::Device(_) => {}
             Forget::Session(_) => {}
             Forget::All => {
-                *self.keys.lock() = Keys::default();
+                *self.keys.lock() = ByHash::default();
                 self.orgs.lock().clear();
                 self.currencies.lock().clear();
-                *self.devices.lock() = Devices::default();
             }
+        }
+        for other in &self.others {
+            other.forget(what);
         }
     }
 }

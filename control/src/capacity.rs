@@ -267,7 +267,7 @@ impl Control {
             }
         };
         for node in &plan.nodes {
-            self.wake_agent(&node.device_id).await;
+            self.agents.wake(&node.device_id).await;
         }
         Ok((Claim { plan, node_ids }, output))
     }
@@ -367,7 +367,7 @@ impl Control {
                 bootstrap: &start.bootstrap,
                 start_now: start.start_now,
             };
-            self.assign_node_in(&mut tx, &new).await?;
+            self.agents.assign_node_in(&mut tx, &new).await?;
         }
         tx.commit().await?;
         Ok((node_ids, output))

@@ -48,8 +48,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The control plane: one service per area, built once over shared handles. Cheap to clone.
 ///
 /// A service holds only the handles it needs, in private fields, and owns the transactions of
-/// its use cases. Devices and clusters still live as methods on `Control` itself, over the
-/// handles below the services.
+/// its use cases. Clusters and the capacity index still live as methods on `Control` itself,
+/// over the handles below the services (they reach the providers' side through `agents`).
 #[derive(Clone)]
 pub struct Control {
     /// Users and sessions: sign-up, login, refresh, logout, who a bearer is.
@@ -67,6 +67,14 @@ pub struct Control {
     pub outbox: mail::Outbox,
     /// Deletes rows past their retention.
     pub sweeper: retention::Sweeper,
+    /// Providers' stake, and listing the devices it covers.
+    pub stake: providers::stake::Stake,
+    /// Devices' and providers' learned reliability.
+    pub reliability: providers::reliability::Reliability,
+    /// The providers' devices: registry, heartbeats, sweeps and uptime.
+    pub devices: providers::devices::Devices,
+    /// The agent protocol, and the nodes given to devices.
+    pub agents: providers::agent::Agents,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -74,12 +82,9 @@ pub struct Control {
     pub prices: Arc<iocloud_billing::prices::PriceFeed>,
     pub settings: Arc<Settings>,
     pub catalog: Arc<providers::Catalog>,
-    pub heartbeats: Arc<providers::heartbeats::HeartbeatBuffer>,
-    pub wakeups: Arc<providers::wakeups::Wakeups>,
     pub capacity: capacity::SharedCapacity,
     pub events: Arc<clusters::events::EventHub>,
     pub(crate) settling: Arc<clusters::SettleQueue>,
-    provider_outcomes: Arc<providers::reliability::ProviderOutcomes>,
 }
 
 /// Whether the stores the control plane needs answer.
@@ -99,7 +104,12 @@ impl Control {
         settings: Settings,
         catalog: providers::Catalog,
     ) -> Self {
-        let cache = Arc::new(cache::Cache::new(settings.cache_ttl, kv.clone()));
+        let mut cache = cache::Cache::new(settings.cache_ttl, kv.clone());
+        // The agent protocol caches device tokens itself; a retired device or a rotated token
+        // reaches that cache through this one's `forget`, on every replica.
+        let device_tokens = Arc::new(providers::tokens::DeviceTokens::new(settings.cache_ttl));
+        cache.also_forget(device_tokens.clone());
+        let cache = Arc::new(cache);
         let ledger = iocloud_billing::Ledger::new(db.clone());
         // A rate is observed (and stored) at most once a minute.
         let prices = Arc::new(iocloud_billing::prices::PriceFeed::new(
@@ -139,6 +149,32 @@ impl Control {
             idempotency::Idempotency::new(db.clone(), settings.retention.idempotency_keys);
         let sweeper =
             retention::Sweeper::new(db.clone(), settings.retention.clone(), idempotency.clone());
+        let capacity = Arc::new(capacity::CapacityIndex::new(&catalog));
+        let catalog = Arc::new(catalog);
+        let stake = providers::stake::Stake::new(db.clone(), catalog.clone());
+        let reliability = providers::reliability::Reliability::new(db.clone());
+        let heartbeats = Arc::new(providers::heartbeats::HeartbeatBuffer::default());
+        let agents = providers::agent::Agents::new(
+            db.clone(),
+            catalog.clone(),
+            device_tokens,
+            heartbeats.clone(),
+            Arc::new(providers::wakeups::Wakeups::new(kv.clone())),
+            stake.clone(),
+            reliability.clone(),
+            settings.challenge_deadline,
+            settings.heartbeat_interval,
+        );
+        let devices = providers::devices::Devices::new(
+            db.clone(),
+            catalog.clone(),
+            cache.clone(),
+            stake.clone(),
+            reliability.clone(),
+            heartbeats,
+            settings.heartbeat_timeout,
+            settings.heartbeat_flush,
+        );
         Self {
             accounts,
             orgs,
@@ -149,21 +185,22 @@ impl Control {
             idempotency,
             outbox,
             sweeper,
+            stake,
+            reliability,
+            devices,
+            agents,
             db,
             kv,
             cache,
             ledger,
             prices,
             settings: Arc::new(settings),
-            capacity: Arc::new(capacity::CapacityIndex::new(&catalog)),
-            catalog: Arc::new(catalog),
-            heartbeats: Default::default(),
-            wakeups: Default::default(),
+            capacity,
+            catalog,
             events: Default::default(),
             // One batch at a time could not keep up with clusters ending together
             // (docs/benchmarks.md, settlement).
             settling: Arc::new(clusters::SettleQueue::with_lanes(4)),
-            provider_outcomes: Default::default(),
         }
     }
 

@@ -238,19 +238,21 @@ async fn reliability_is_learned_and_placement_follows_it() {
             reason: Some("the GPU fell off the bus".into()),
         };
         control
-            .agent_node_report(&agent, &claim.node_ids[0], report("failed"))
+            .agents
+            .node_report(&agent, &claim.node_ids[0], report("failed"), &control)
             .await
             .unwrap();
         control
-            .agent_node_report(&agent, &claim.node_ids[0], report("released"))
+            .agents
+            .node_report(&agent, &claim.node_ids[0], report("released"), &control)
             .await
             .unwrap();
         assert_eq!(
-            control.reliability_of("dev_a").await.unwrap(),
+            control.reliability.of("dev_a").await.unwrap(),
             (7_200, 7_200)
         );
         assert_eq!(
-            control.reliability_of("dev_b").await.unwrap(),
+            control.reliability.of("dev_b").await.unwrap(),
             (9_000, 9_000)
         );
         // Placement now ranks dev_b first: 0.1 µ$ dearer, but 13% more reliable.
@@ -274,16 +276,16 @@ async fn reliability_is_learned_and_placement_follows_it() {
         .await
         .map(|r| r.rows_affected()))
         .unwrap();
-        assert_eq!(control.score_reliability(now).await.unwrap(), 2);
+        assert_eq!(control.reliability.score(now).await.unwrap(), 2);
         assert_eq!(
-            control.score_reliability(now + 60_000_000).await.unwrap(),
+            control.reliability.score(now + 60_000_000).await.unwrap(),
             0
         );
-        assert_eq!(control.reliability_of("dev_a").await.unwrap().0, 7_480);
-        assert_eq!(control.reliability_of("dev_b").await.unwrap().0, 8_100);
+        assert_eq!(control.reliability.of("dev_a").await.unwrap().0, 7_480);
+        assert_eq!(control.reliability.of("dev_b").await.unwrap().0, 8_100);
         // Providers follow the mean of their devices' hours: org_a heard, org_b not.
-        assert_eq!(control.reliability_of("dev_a").await.unwrap().1, 7_480);
-        assert_eq!(control.reliability_of("dev_b").await.unwrap().1, 8_100);
+        assert_eq!(control.reliability.of("dev_a").await.unwrap().1, 7_480);
+        assert_eq!(control.reliability.of("dev_b").await.unwrap().1, 8_100);
         db.close().await;
     }
 }
@@ -326,17 +328,20 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
                     endpoints: None,
                     reason: Some("out of memory".into()),
                 };
-                control.agent_node_report(&agent, &node, failed).await
+                control
+                    .agents
+                    .node_report(&agent, &node, failed, &control)
+                    .await
             })
         });
         for report in futures::future::join_all(reports).await {
             report.unwrap().unwrap();
         }
         let failed = |n: usize| (0..n).fold(PRIOR_BPS, |s, _| ewma(s, 0, NODE_WEIGHT));
-        assert_eq!(a.reliability_of("dev_a").await.unwrap().1, failed(16));
+        assert_eq!(a.reliability.of("dev_a").await.unwrap().1, failed(16));
         // Each device took every one of its own, several of them in one batch.
-        assert_eq!(a.reliability_of("dev_a").await.unwrap().0, failed(on_a));
-        assert_eq!(a.reliability_of("dev_b").await.unwrap().0, failed(on_b));
+        assert_eq!(a.reliability.of("dev_a").await.unwrap().0, failed(on_a));
+        assert_eq!(a.reliability.of("dev_b").await.unwrap().0, failed(on_b));
         db.close().await;
     }
 }

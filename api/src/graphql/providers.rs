@@ -296,7 +296,8 @@ impl ProvidersQuery {
         status: Option<String>,
     ) -> GqlResult<GqlPage<GqlDevice>> {
         let p = control(ctx)
-            .devices(actor(ctx)?, &page(cursor, limit)?, status.as_deref())
+            .devices
+            .list(actor(ctx)?, &page(cursor, limit)?, status.as_deref())
             .await
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
@@ -304,7 +305,8 @@ impl ProvidersQuery {
 
     async fn device(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlDevice> {
         Ok(control(ctx)
-            .device(actor(ctx)?, &id)
+            .devices
+            .get(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())
@@ -319,7 +321,8 @@ impl ProvidersQuery {
         limit: Option<u32>,
     ) -> GqlResult<GqlPage<GqlDeviceEvent>> {
         let p = control(ctx)
-            .device_events(actor(ctx)?, &id, &page(cursor, limit)?)
+            .devices
+            .events(actor(ctx)?, &id, &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
@@ -327,7 +330,8 @@ impl ProvidersQuery {
 
     async fn stake(&self, ctx: &Context<'_>) -> GqlResult<GqlStakeSummary> {
         Ok(control(ctx)
-            .stake_summary(actor(ctx)?)
+            .stake
+            .summary(actor(ctx)?)
             .await
             .map_err(gql_error)?
             .into())
@@ -346,7 +350,8 @@ impl ProvidersMutation {
         input: GqlDeviceInput,
     ) -> GqlResult<GqlCreatedDevice> {
         Ok(control(ctx)
-            .register_device(actor(ctx)?, input.into())
+            .devices
+            .register(actor(ctx)?, input.into())
             .await
             .map_err(gql_error)?
             .into())
@@ -364,7 +369,8 @@ impl ProvidersMutation {
             price_per_gpu_hour,
         };
         Ok(control(ctx)
-            .update_device(actor(ctx)?, &id, update)
+            .devices
+            .update(actor(ctx)?, &id, update)
             .await
             .map_err(gql_error)?
             .into())
@@ -379,6 +385,7 @@ impl ProvidersMutation {
         reason: Option<String>,
     ) -> GqlResult<GqlDevice> {
         Ok(control(ctx)
+            .devices
             .set_maintenance(actor(ctx)?, &id, on, reason.as_deref())
             .await
             .map_err(gql_error)?
@@ -387,7 +394,8 @@ impl ProvidersMutation {
 
     async fn retire_device(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlDevice> {
         Ok(control(ctx)
-            .retire_device(actor(ctx)?, &id)
+            .devices
+            .retire(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())
@@ -401,6 +409,7 @@ impl ProvidersMutation {
         reference: Option<String>,
     ) -> GqlResult<GqlStake> {
         Ok(control(ctx)
+            .stake
             .stake(actor(ctx)?, StakeRequest { amount, reference })
             .await
             .map_err(gql_error)?
@@ -409,6 +418,7 @@ impl ProvidersMutation {
 
     async fn unstake(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlStake> {
         Ok(control(ctx)
+            .stake
             .unstake(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
@@ -417,7 +427,8 @@ impl ProvidersMutation {
 
     async fn withdraw_stake(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlStake> {
         Ok(control(ctx)
-            .withdraw_stake(actor(ctx)?, &id)
+            .stake
+            .withdraw(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())

@@ -88,7 +88,8 @@ async fn list_devices(
     .page()?;
     Ok(Json(
         s.control
-            .devices(&actor, &page, q.status.as_deref())
+            .devices
+            .list(&actor, &page, q.status.as_deref())
             .await?,
     ))
 }
@@ -101,7 +102,7 @@ async fn register_device(
     Auth(actor): Auth,
     ApiJson(spec): ApiJson<DeviceSpec>,
 ) -> ApiResult<impl IntoResponse> {
-    let created = s.control.register_device(&actor, spec).await?;
+    let created = s.control.devices.register(&actor, spec).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -120,8 +121,8 @@ async fn get_device(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDetail>> {
-    let device = s.control.device(&actor, &id).await?;
-    let uptime = s.control.device_uptime(&actor, &id).await?;
+    let device = s.control.devices.get(&actor, &id).await?;
+    let uptime = s.control.devices.uptime(&actor, &id).await?;
     Ok(Json(DeviceDetail { device, uptime }))
 }
 
@@ -134,7 +135,7 @@ async fn update_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(update): ApiJson<DeviceUpdate>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(s.control.update_device(&actor, &id, update).await?))
+    Ok(Json(s.control.devices.update(&actor, &id, update).await?))
 }
 
 /// Retire a device for good; its token stops working. Retiring twice changes nothing.
@@ -145,7 +146,7 @@ async fn retire_device(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(s.control.retire_device(&actor, &id).await?))
+    Ok(Json(s.control.devices.retire(&actor, &id).await?))
 }
 
 /// Every status change of a device, oldest first.
@@ -158,7 +159,7 @@ async fn device_events(
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<DeviceEvent>>> {
     Ok(Json(
-        s.control.device_events(&actor, &id, &q.page()?).await?,
+        s.control.devices.events(&actor, &id, &q.page()?).await?,
     ))
 }
 
@@ -170,7 +171,7 @@ async fn rotate_token(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<CreatedDevice>> {
-    Ok(Json(s.control.rotate_device_token(&actor, &id).await?))
+    Ok(Json(s.control.devices.rotate_token(&actor, &id).await?))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -199,6 +200,7 @@ async fn start_maintenance(
     };
     Ok(Json(
         s.control
+            .devices
             .set_maintenance(&actor, &id, true, reason.as_deref())
             .await?,
     ))
@@ -213,7 +215,10 @@ async fn end_maintenance(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceView>> {
     Ok(Json(
-        s.control.set_maintenance(&actor, &id, false, None).await?,
+        s.control
+            .devices
+            .set_maintenance(&actor, &id, false, None)
+            .await?,
     ))
 }
 
@@ -229,7 +234,8 @@ async fn suspend(
 ) -> ApiResult<Json<DeviceView>> {
     Ok(Json(
         s.control
-            .suspend_device(&actor, &id, true, body.reason.as_deref())
+            .devices
+            .suspend(&actor, &id, true, body.reason.as_deref())
             .await?,
     ))
 }
@@ -244,7 +250,7 @@ async fn unsuspend(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceView>> {
     Ok(Json(
-        s.control.suspend_device(&actor, &id, false, None).await?,
+        s.control.devices.suspend(&actor, &id, false, None).await?,
     ))
 }
 
@@ -255,7 +261,7 @@ async fn stake_summary(
     State(s): State<AppState>,
     Auth(actor): Auth,
 ) -> ApiResult<Json<StakeSummary>> {
-    Ok(Json(s.control.stake_summary(&actor).await?))
+    Ok(Json(s.control.stake.summary(&actor).await?))
 }
 
 /// Stake $IO from the organisation's balance; verified devices it covers are listed at once.
@@ -268,7 +274,7 @@ async fn stake(
 ) -> ApiResult<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(s.control.stake(&actor, req).await?),
+        Json(s.control.stake.stake(&actor, req).await?),
     ))
 }
 
@@ -280,7 +286,7 @@ async fn unstake(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<StakeView>> {
-    Ok(Json(s.control.unstake(&actor, &id).await?))
+    Ok(Json(s.control.stake.unstake(&actor, &id).await?))
 }
 
 /// Return a stake to the available balance once its cooldown is over.
@@ -291,5 +297,5 @@ async fn withdraw(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<StakeView>> {
-    Ok(Json(s.control.withdraw_stake(&actor, &id).await?))
+    Ok(Json(s.control.stake.withdraw(&actor, &id).await?))
 }

@@ -110,6 +110,7 @@ pub(crate) async fn give_back_all_in(
     back.sort_by(|a, b| a.device.id.cmp(&b.device.id));
     for b in back {
         control
+            .agents
             .give_back_gpus_in(tx, &b.device, b.gpus, &b.node_id, b.at)
             .await?;
     }
@@ -340,7 +341,7 @@ impl Control {
         give_back_all_in(self, &mut tx, ended.give_back).await?;
         tx.commit().await?;
         let (nodes, wake) = (ended.nodes, ended.wake);
-        self.wake_agents(&wake).await;
+        self.agents.wake_many(&wake).await;
         let events = vec![event];
         self.publish_events(&events).await;
         Ok(Some(Ended { row, nodes, events }))

@@ -16,6 +16,7 @@ use super::{ClusterEvent, ClusterKind, ClusterRow, ClusterStatus, NodeRow};
 use crate::capacity::{ClaimWork, NodeStart};
 use crate::placement::{Plan, PlanNode};
 use crate::providers::DeviceStatus;
+use crate::providers::agent::ClusterNews;
 use crate::providers::endpoints::Endpoints;
 use crate::{Control, Error, ErrorCode, Result};
 
@@ -111,6 +112,15 @@ fn next_look(row: &ClusterRow, now: i64) -> Result<Option<i64>> {
         ClusterStatus::Terminated | ClusterStatus::Failed => None,
         _ => Some(soon),
     })
+}
+
+/// An agent's report on a node reaches its cluster at once
+/// ([`Agents::node_report`](crate::providers::agent::Agents::node_report)): the
+/// cluster steps now rather than at its next look.
+impl ClusterNews for Control {
+    async fn node_moved(&self, cluster_id: &str) -> Result<()> {
+        self.reconcile_cluster(cluster_id).await
+    }
 }
 
 impl Control {
@@ -245,7 +255,7 @@ impl Control {
                 .ok_or_else(|| stale(&row))?;
             give_back_all_in(self, &mut tx, back).await?;
             tx.commit().await?;
-            self.wake_agents(&wake).await;
+            self.agents.wake_many(&wake).await;
             self.publish_events(&[event]).await;
             return Ok(Step::Again);
         }
@@ -303,7 +313,7 @@ impl Control {
                 .ok_or_else(|| stale(&row))?;
             tx.commit().await?;
             for n in &waiting {
-                self.wake_agent(&n.device_id).await;
+                self.agents.wake(&n.device_id).await;
             }
             self.publish_events(&[event]).await;
             return Ok(Step::Done);

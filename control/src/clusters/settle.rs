@@ -241,7 +241,7 @@ impl Control {
         };
         let mut answers: Vec<Option<Result<Ended>>> = (0..batch.len()).map(|_| None).collect();
         for (i, row, done) in done {
-            self.wake_agents(&done.wake).await;
+            self.agents.wake_many(&done.wake).await;
             self.publish_events(&done.events).await;
             answers[i] = Some(Ok(Ended {
                 row,

@@ -12,11 +12,13 @@
 //! Every update is a set-based statement guarded by the hour it scores, so several replicas
 //! running the hourly job score each hour once.
 
-use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, db_run, tx_run};
+use std::sync::Arc;
 
+use iocloud_db::time::now_micros;
+use iocloud_db::{Db, DbError, db_run, tx_run};
+
+use crate::Result;
 use crate::batcher::Batcher;
-use crate::{Control, Result};
 
 /// Node outcomes waiting to move their providers' scores: (provider, observed bps).
 pub type ProviderOutcomes = Batcher<(String, i64), Result<()>>;
@@ -51,7 +53,7 @@ fn ewma_sql(score: &str, observed: &str, weight: i64) -> String {
 
 /// The `SET` of a device row that moves its score toward one node outcome, `observed` bps
 /// (10,000 for ready, 0 for failed) at `now`: SQL expressions, placeholders or literals. Only
-/// a failure stamps `updated_at` ([`Control::record_node_outcome`] says why).
+/// a failure stamps `updated_at` ([`Reliability::record_node_outcome`] says why).
 pub(crate) fn node_outcome_set(observed: &str, now: &str) -> String {
     format!(
         "reliability_bps = {}, updated_at = CASE WHEN {observed} < 10000 AND updated_at < {now} THEN {now} ELSE updated_at END",
@@ -59,10 +61,26 @@ pub(crate) fn node_outcome_set(observed: &str, now: &str) -> String {
     )
 }
 
-impl Control {
+/// The learned scores: scored each hour, moved by node outcomes, read for uptime. Shared by
+/// the device registry (its hourly job, its uptime) and the agent protocol (node outcomes).
+#[derive(Clone)]
+pub struct Reliability {
+    db: Db,
+    /// Shared by every clone, so that outcomes arriving together move a provider's row once.
+    provider_outcomes: Arc<ProviderOutcomes>,
+}
+
+impl Reliability {
+    pub(crate) fn new(db: Db) -> Self {
+        Reliability {
+            db,
+            provider_outcomes: Default::default(),
+        }
+    }
+
     /// Scores the last whole hour into every device that has not had it yet, then into their
     /// providers. Cheap when there is nothing to do: run it with the device sweep.
-    pub async fn score_reliability(&self, now: i64) -> Result<u64> {
+    pub async fn score(&self, now: i64) -> Result<u64> {
         let hour = now.div_euclid(MICROS_PER_HOUR) - 1;
         let heard = "COALESCE((SELECT u.minutes FROM device_uptime u WHERE u.device_id = devices.id AND u.hour = $1), 0) * 10000 / 60";
         let sql = format!(
@@ -142,7 +160,7 @@ impl Control {
         self.record_provider_outcome(provider_org_id, ok, now).await
     }
 
-    /// The provider's half of [`Control::record_node_outcome`], for a caller that moved the
+    /// The provider's half of [`Reliability::record_node_outcome`], for a caller that moved the
     /// device's score itself (with [`node_outcome_set`]).
     pub(crate) async fn record_provider_outcome(
         &self,
@@ -286,7 +304,7 @@ impl Control {
     }
 
     /// A device's learned score and its provider's, in basis points.
-    pub async fn reliability_of(&self, device_id: &str) -> Result<(i64, i64)> {
+    pub async fn of(&self, device_id: &str) -> Result<(i64, i64)> {
         let row: Option<(i64, Option<i64>)> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT d.reliability_bps, r.reliability_bps FROM devices d \
              LEFT JOIN provider_reliability r ON r.org_id = d.org_id WHERE d.id = $1"

@@ -5,15 +5,18 @@
 //! ledger (`iocloud_billing::staking`), and when staking moves on chain only this module's
 //! source of truth changes.
 
-use iocloud_billing::staking::{self, Stake};
+use std::sync::Arc;
+
+use iocloud_billing::staking;
 use iocloud_billing::{Currency, Money};
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, Tx, tx_run};
+use iocloud_db::{Db, DbError, Tx, tx_run};
 use serde::{Deserialize, Serialize};
 
+use super::Catalog;
 use super::devices::{DEVICE_COLUMNS, DeviceRow, required_stake};
 use super::status::{DeviceStatus, listed_status, transition_in};
-use crate::{Action, Actor, Control, Error, ErrorCode, Result};
+use crate::{Action, Actor, Error, ErrorCode, Result};
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,8 +47,8 @@ pub struct StakeView {
     pub available_at: Option<i64>,
 }
 
-impl From<Stake> for StakeView {
-    fn from(s: Stake) -> Self {
+impl From<staking::Stake> for StakeView {
+    fn from(s: staking::Stake) -> Self {
         StakeView {
             id: s.id,
             amount: Money::from_micros(s.amount, Currency::Io).to_decimal(),
@@ -84,7 +87,21 @@ pub(crate) async fn lock_stake(tx: &mut Tx, org_id: &str) -> Result<()> {
     Ok(())
 }
 
-impl Control {
+/// The provider's stake: staking, unstaking and withdrawing, and listing the devices it covers.
+/// The registry and the agent protocol hold it to list devices once they are verified or
+/// their suspension is lifted.
+#[derive(Clone)]
+pub struct Stake {
+    db: Db,
+    /// What each GPU model's devices need ([`required_stake`]).
+    catalog: Arc<Catalog>,
+}
+
+impl Stake {
+    pub(crate) fn new(db: Db, catalog: Arc<Catalog>) -> Self {
+        Stake { db, catalog }
+    }
+
     /// $IO micro-units the organisation's listed devices need.
     async fn required_in(&self, tx: &mut Tx, org_id: &str) -> Result<i64> {
         let rows: Vec<(Option<String>, i64, String)> = tx_run!(tx, |c| sqlx::query_as(
@@ -101,7 +118,7 @@ impl Control {
             .sum())
     }
 
-    pub async fn stake_summary(&self, actor: &Actor) -> Result<StakeSummary> {
+    pub async fn summary(&self, actor: &Actor) -> Result<StakeSummary> {
         actor.authorize(Action::BillingRead)?;
         let mut tx = self.db.begin().await?;
         let active = staking::active_in(&mut tx, &actor.org_id).await?;
@@ -174,7 +191,7 @@ impl Control {
     }
 
     /// Returns an unbonded stake to the available balance after its cooldown.
-    pub async fn withdraw_stake(&self, actor: &Actor, id: &str) -> Result<StakeView> {
+    pub async fn withdraw(&self, actor: &Actor, id: &str) -> Result<StakeView> {
         actor.authorize(Action::BillingManage)?;
         let mut tx = self.db.begin().await?;
         lock_stake(&mut tx, &actor.org_id).await?;

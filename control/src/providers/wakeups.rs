@@ -13,16 +13,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
+use iocloud_db::Kv;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-
-use crate::Control;
 
 pub const ASSIGNMENTS_CHANNEL: &str = "agent:assignments";
 
 /// The devices whose agents are waiting on this replica.
-#[derive(Default)]
 pub struct Wakeups {
+    /// Where wake-ups are announced to every replica.
+    kv: Kv,
     waiting: Mutex<HashMap<String, Weak<Notify>>>,
     known: Mutex<KnownOpen>,
 }
@@ -53,6 +53,14 @@ pub struct ReadToken {
 /// Devices kept in [`KnownOpen`] before it starts over (each costs one read then).
 const KNOWN_DEVICES: usize = 100_000;
 impl Wakeups {
+    pub fn new(kv: Kv) -> Wakeups {
+        Wakeups {
+            kv,
+            waiting: Default::default(),
+            known: Default::default(),
+        }
+    }
+
     /// What a waiting agent holds; it is woken while it holds it.
     pub fn watch(&self, device_id: &str) -> Arc<Notify> {
         let mut waiting = self.waiting.lock();
@@ -147,30 +155,24 @@ impl KnownOpen {
     }
 }
 
-impl Control {
+impl Wakeups {
     /// Tells the replica where the device's agent waits (perhaps this one) to look again.
-    pub(crate) async fn wake_agent(&self, device_id: &str) {
+    pub async fn announce(&self, device_id: &str) {
         if let Err(e) = self.kv.publish(ASSIGNMENTS_CHANNEL, device_id).await {
             // The agent finds the assignment at its next poll, at most 25 s later.
             tracing::warn!(error = %e, "could not wake an agent");
         }
     }
 
-    pub(crate) async fn wake_agents(&self, device_ids: &[String]) {
-        for device_id in device_ids {
-            self.wake_agent(device_id).await;
-        }
-    }
-
     /// Wakes waiting agents for assignments made on any replica, until the process ends.
     /// Whenever wake-ups may have been missed, what is known of devices' assignments is dropped.
-    pub fn spawn_wakeup_listener(&self) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_listener(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let (this, again) = (self.clone(), self.clone());
         crate::listen::spawn_listener(
             self.kv.clone(),
             ASSIGNMENTS_CHANNEL,
-            move |device_id| this.wakeups.wake(&device_id),
-            move || again.wakeups.forget_all(),
+            move |device_id| this.wake(&device_id),
+            move || again.forget_all(),
         )
     }
 }

@@ -281,7 +281,7 @@ async fn a_device_from_registration_to_retirement(b: Backend) {
     .await;
     assert_eq!(hb.status, 202, "{}", hb.text);
     let control = &app.server.state.control;
-    control.flush_heartbeats().await.unwrap();
+    control.devices.flush_heartbeats().await.unwrap();
     let device = app.get(&format!("/v1/devices/{id}"), &s.access).await;
     assert_eq!(device.body["telemetry"]["utilization_pct"], 37);
     assert_eq!(device.body["telemetry"]["agent_version"], "1.4.2");
@@ -315,6 +315,7 @@ async fn a_device_from_registration_to_retirement(b: Backend) {
 
     // A node: the device turns busy, the agent gets the bootstrap, reports, gives it back.
     let node = control
+        .agents
         .assign_node(
             &id,
             "clu_test",
@@ -325,6 +326,7 @@ async fn a_device_from_registration_to_retirement(b: Backend) {
         .await
         .unwrap();
     control
+        .agents
         .assign_node(&id, "clu_other", "org_customer", 1, &json!({}))
         .await
         .expect_err("no GPU is free");
@@ -641,7 +643,8 @@ async fn verification_fails_wrong_late_or_silent(b: Backend) {
         .server
         .state
         .control
-        .sweep_devices(iocloud_db::time::now_micros())
+        .devices
+        .sweep(iocloud_db::time::now_micros())
         .await
         .unwrap();
     assert_eq!(report.challenges_expired, 1);
@@ -658,14 +661,14 @@ async fn silent_devices_go_offline_and_come_back(b: Backend) {
     let control = &app.server.state.control;
     let hb = format!("/agent/v1/devices/{id}/heartbeat");
     agent(&app, &token, "POST", &hb, beat(8)).await;
-    control.flush_heartbeats().await.unwrap();
+    control.devices.flush_heartbeats().await.unwrap();
     let now = iocloud_db::time::now_micros();
-    assert_eq!(control.sweep_devices(now).await.unwrap().went_offline, 0);
+    assert_eq!(control.devices.sweep(now).await.unwrap().went_offline, 0);
     // 91 s later with no heartbeat: offline.
     let later = now + 91_000_000;
-    assert_eq!(control.sweep_devices(later).await.unwrap().went_offline, 1);
+    assert_eq!(control.devices.sweep(later).await.unwrap().went_offline, 1);
     assert_eq!(
-        control.sweep_devices(later).await.unwrap().went_offline,
+        control.devices.sweep(later).await.unwrap().went_offline,
         0,
         "once"
     );
@@ -674,7 +677,7 @@ async fn silent_devices_go_offline_and_come_back(b: Backend) {
     assert_eq!(d.body["status_reason"], "no heartbeat for 90 s");
     // Heard from again: back.
     agent(&app, &token, "POST", &hb, beat(8)).await;
-    control.flush_heartbeats().await.unwrap();
+    control.devices.flush_heartbeats().await.unwrap();
     let d = app.get(&format!("/v1/devices/{id}"), &s.access).await;
     assert_eq!(d.body["status"], "available", "{}", d.text);
     let events = app
@@ -698,7 +701,8 @@ async fn silent_devices_go_offline_and_come_back(b: Backend) {
     let much_later = iocloud_db::time::now_micros() + 3_600_000_000;
     assert_eq!(
         control
-            .sweep_devices(much_later)
+            .devices
+            .sweep(much_later)
             .await
             .unwrap()
             .went_offline,
@@ -877,6 +881,7 @@ async fn simulated_agents_verify_heartbeat_and_run_nodes(b: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let node = control
+        .agents
         .assign_node(
             &first.id,
             "clu_sim",
@@ -970,14 +975,17 @@ async fn a_cpu_only_device_runs_one_node_at_a_time(b: Backend) {
     let control = &app.server.state.control;
     let spec = json!({"kind": "container", "image": "busybox"});
     control
+        .agents
         .assign_node(&id, "clu_a", "org_customer", 1, &spec)
         .await
         .expect_err("a CPU-only device has no GPU to give");
     let node = control
+        .agents
         .assign_node(&id, "clu_a", "org_customer", 0, &spec)
         .await
         .unwrap();
     control
+        .agents
         .assign_node(&id, "clu_b", "org_customer", 0, &spec)
         .await
         .expect_err("one node at a time");
@@ -1006,6 +1014,7 @@ async fn a_cpu_only_device_runs_one_node_at_a_time(b: Backend) {
     let d = app.get(&format!("/v1/devices/{id}"), &s.access).await;
     assert_eq!(d.body["status"], "available");
     control
+        .agents
         .assign_node(&id, "clu_b", "org_customer", 0, &spec)
         .await
         .unwrap();
@@ -1023,6 +1032,7 @@ async fn a_waiting_agent_is_woken_by_its_assignment(b: Backend) {
         app.server
             .state
             .control
+            .agents
             .assign_node(&id, "clu_w", "org_customer", 8, &json!({"kind": "ray"}))
             .await
             .unwrap()
@@ -1059,6 +1069,7 @@ async fn an_agent_told_nothing_is_still_given_the_next_node(b: Backend) {
             .collect()
     };
     let first = control
+        .agents
         .assign_node(&id, "clu_1", "org_customer", 2, &json!({"kind": "ray"}))
         .await
         .unwrap();
@@ -1087,6 +1098,7 @@ async fn an_agent_told_nothing_is_still_given_the_next_node(b: Backend) {
     let later = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         control
+            .agents
             .assign_node(&id, "clu_2", "org_customer", 2, &json!({"kind": "ray"}))
             .await
             .unwrap()
@@ -1114,6 +1126,7 @@ async fn an_agent_told_nothing_is_still_given_the_next_node(b: Backend) {
 
     // Not waiting when it comes: the next poll that would wait answers it at once.
     let third = control
+        .agents
         .assign_node(&id, "clu_3", "org_customer", 2, &json!({"kind": "ray"}))
         .await
         .unwrap();
@@ -1137,10 +1150,12 @@ async fn a_device_is_available_again_only_when_its_last_node_is_released(b: Back
     let control = &app.server.state.control;
     let spec = json!({"kind": "container", "image": "busybox"});
     let first = control
+        .agents
         .assign_node(&id, "clu_a", "org_customer", 3, &spec)
         .await
         .unwrap();
     let second = control
+        .agents
         .assign_node(&id, "clu_b", "org_customer", 5, &spec)
         .await
         .unwrap();

@@ -2,70 +2,40 @@
 //! (and get a verification challenge), answer it, heartbeat, wait for node assignments and
 //! report how each node is doing.
 //!
-//! One file because every call here is the same conversation with one agent (its token, its
-//! device's row and its nodes); endpoints, heartbeats and verification live in their own modules.
+//! The [`Agents`] service, apart from the provider's registry ([`super::devices`]): its caller
+//! is a machine holding a device token, not a member acting for an organisation, and it needs
+//! what the registry does not (the heartbeat buffer, the wake-ups, the protocol's timings, and
+//! a way to tell the clusters of a node's news). It also gives nodes to devices and takes them
+//! back, for the clusters (`nodes.rs`): the assignments an agent polls for are those rows.
+//!
+//! The protocol is one file because every call here is the same conversation with one agent
+//! (its token, its device's row and its nodes); the nodes' GPUs, endpoints, heartbeats and
+//! verification live in their own modules.
 
+mod nodes;
+
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, db_run, tx_run};
+use iocloud_db::{Db, DbError, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
-use super::devices::{DEVICE_COLUMNS, DeviceRow};
+use super::devices::heartbeats::HeartbeatBuffer;
+use super::devices::{DeviceRow, device_row};
 use super::endpoints::Endpoints;
-use super::status::{DeviceStatus, may_become_sql, record_event_in, transition_in};
-use super::verification;
-use crate::{Control, Error, ErrorCode, Result, secrets};
-
-/// The SET of a give-back of `gpus` GPUs to a device at `now`: never more than it has. A busy
-/// device with every GPU free becomes available, with `reason` (the node's
-/// [`released_reason`]) as its status reason. Every SET sees the row as it was, and a node's
-/// GPUs come back once, so the reason reads back as `reason` exactly when this statement made
-/// the device available.
-fn give_back_set(gpus: &str, now: &str, reason: &str) -> String {
-    let to = DeviceStatus::Available;
-    let all_free = format!(
-        "{} AND gpus_free + {gpus} >= gpu_count",
-        may_become_sql(&[DeviceStatus::Busy], to)
-    );
-    format!(
-        "gpus_free = CASE WHEN gpus_free + {gpus} > gpu_count THEN gpu_count ELSE gpus_free + {gpus} END, updated_at = {now}, \
-         status = CASE WHEN {all_free} THEN '{}' ELSE status END, \
-         status_reason = CASE WHEN {all_free} THEN {reason} ELSE status_reason END",
-        to.as_str()
-    )
-}
-
-/// Takes `$1` GPUs of device `$3` at `$2` (all of a CPU-only device, which runs one node at a
-/// time: `$1` is 0), never more than are free, on a device that takes nodes: it is then busy.
-static ASSIGN_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    use DeviceStatus::{Available, Busy};
-    format!(
-        "UPDATE devices SET gpus_free = gpus_free - $1, updated_at = $2, \
-         status = CASE WHEN gpu_count = 0 OR gpus_free - $1 < gpu_count THEN '{}' ELSE status END \
-         WHERE id = $3 AND ((gpu_count > 0 AND $1 > 0 AND gpus_free >= $1 AND {}) \
-         OR (gpu_count = 0 AND $1 = 0 AND {})) RETURNING org_id, status, gpus_free, gpu_count",
-        Busy.as_str(),
-        may_become_sql(&[Available, Busy], Busy),
-        may_become_sql(&[Available], Busy)
-    )
-});
-
-/// The status reason of a device its node's release made available. Only that give-back writes
-/// it (other reasons are an operator's or the provider's, with their own prefixes), which is what
-/// lets [`give_back_set`] tell that it made the move.
-fn released_reason(node_id: &str) -> String {
-    format!("node {node_id} released")
-}
-
-/// Who a device token belongs to (cached per replica).
-#[derive(Clone, Debug)]
-pub struct DeviceAuth {
-    pub id: String,
-    pub org_id: String,
-    pub gpu_count: i64,
-}
+use super::reliability::Reliability;
+use super::stake::Stake;
+use super::status::{DeviceStatus, transition_in};
+pub use super::tokens::DeviceAuth;
+use super::tokens::DeviceTokens;
+use super::wakeups::Wakeups;
+use super::{Catalog, verification};
+use crate::{Error, ErrorCode, Result, secrets};
+pub use nodes::NewNode;
+use nodes::{give_back_set, released_reason};
 
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -139,26 +109,6 @@ pub struct Assignment {
     pub bootstrap: serde_json::Value,
 }
 
-/// A node to give a device.
-#[derive(Clone, Copy, Debug)]
-pub struct NewNode<'a> {
-    /// Chosen by the caller, so that writes made before the node (its cluster's event) can
-    /// name it.
-    pub id: &'a str,
-    pub device_id: &'a str,
-    pub cluster_id: &'a str,
-    pub customer_org_id: &'a str,
-    pub gpus: i64,
-    /// What the node is in its cluster: `head`, `worker`, `control_plane`, `agent`, `container`.
-    pub role: &'a str,
-    /// Micro-USD, the device's price when the node was placed.
-    pub price_per_gpu_hour: i64,
-    pub bootstrap: &'a serde_json::Value,
-    /// `false`: the node waits, unseen by the agent, until its cluster starts it (a worker
-    /// whose head is not up yet).
-    pub start_now: bool,
-}
-
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeReport {
@@ -204,18 +154,74 @@ fn check_version(v: &str) -> Result<()> {
     Ok(())
 }
 
-impl Control {
+/// What the agent protocol tells the clusters: a node of cluster `cluster_id` moved, and the
+/// cluster should act on it now rather than at its next look.
+///
+/// The clusters are still methods of the control plane, which holds this service. So the
+/// caller of a report hands them in for that one call ([`Agents::node_report`]) instead of the
+/// service keeping them: the service holds only its own handles, and nothing in it holds the
+/// control plane it is part of.
+pub trait ClusterNews {
+    fn node_moved(&self, cluster_id: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The agent protocol, and the nodes given to devices (see the module's documentation).
+#[derive(Clone)]
+pub struct Agents {
+    db: Db,
+    /// A device's GPU class sets its challenge's difficulty.
+    catalog: Arc<Catalog>,
+    tokens: Arc<DeviceTokens>,
+    /// Written by the device registry's flush.
+    heartbeats: Arc<HeartbeatBuffer>,
+    wakeups: Arc<Wakeups>,
+    /// Lists a device once it is verified.
+    stake: Stake,
+    /// Node outcomes move it.
+    reliability: Reliability,
+    /// How long an agent has to answer its challenge.
+    challenge_deadline: Duration,
+    /// How often an agent is told to heartbeat.
+    heartbeat_interval: Duration,
+}
+
+impl Agents {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        tokens: Arc<DeviceTokens>,
+        heartbeats: Arc<HeartbeatBuffer>,
+        wakeups: Arc<Wakeups>,
+        stake: Stake,
+        reliability: Reliability,
+        challenge_deadline: Duration,
+        heartbeat_interval: Duration,
+    ) -> Self {
+        Agents {
+            db,
+            catalog,
+            tokens,
+            heartbeats,
+            wakeups,
+            stake,
+            reliability,
+            challenge_deadline,
+            heartbeat_interval,
+        }
+    }
+
     /// The device a token belongs to, if it is the device `id` names. Another device's token,
     /// an unknown token and a retired device's token are all refused.
-    pub async fn authenticate_device(&self, token: &str, id: &str) -> Result<Arc<DeviceAuth>> {
+    pub async fn authenticate(&self, token: &str, id: &str) -> Result<Arc<DeviceAuth>> {
         if !token.starts_with("iodt_") {
             return Err(Error::InvalidToken);
         }
         let hash = secrets::hash(token);
-        let auth = match self.cache.device_by_hash(&hash) {
+        let auth = match self.tokens.get(&hash) {
             Some(a) => a,
             None => {
-                let generation = self.cache.generation();
+                let generation = self.tokens.generation();
                 let row: Option<(String, String, i64, String)> =
                     db_run!(&self.db, |p| sqlx::query_as(
                         "SELECT id, org_id, gpu_count, status FROM devices WHERE token_hash = $1"
@@ -230,7 +236,7 @@ impl Control {
                 if status == DeviceStatus::Retired.as_str() {
                     return Err(Error::DeviceRetired);
                 }
-                self.cache.put_device(
+                self.tokens.put(
                     &hash,
                     DeviceAuth {
                         id: dev_id,
@@ -249,12 +255,12 @@ impl Control {
     }
 
     async fn agent_device(&self, device: &DeviceAuth) -> Result<DeviceRow> {
-        self.device_row(&device.org_id, &device.id).await
+        device_row(&self.db, &device.org_id, &device.id).await
     }
 
     /// The agent connects: a device still to be verified gets a challenge (the same one until
     /// it expires); one that failed verification gets a fresh try.
-    pub async fn agent_hello(&self, device: &DeviceAuth, hello: Hello) -> Result<HelloAnswer> {
+    pub async fn hello(&self, device: &DeviceAuth, hello: Hello) -> Result<HelloAnswer> {
         check_version(&hello.agent_version)?;
         let now = now_micros();
         db_run!(&self.db, |p| sqlx::query(
@@ -307,7 +313,7 @@ impl Control {
                     let c = (
                         verification::new_nonce(),
                         i64::from(verification::difficulty_for(class)),
-                        now + self.settings.challenge_deadline.as_micros() as i64,
+                        now + self.challenge_deadline.as_micros() as i64,
                     );
                     tx_run!(&mut tx, |conn| sqlx::query(
                         "INSERT INTO device_challenges (device_id, nonce, difficulty, issued_at, deadline) VALUES ($1, $2, $3, $4, $5) \
@@ -339,14 +345,14 @@ impl Control {
             status,
             status_reason: row.status_reason,
             challenge,
-            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+            heartbeat_interval_secs: self.heartbeat_interval.as_secs(),
         })
     }
 
     /// Checks a challenge answer. Right and in time: the device is verified and listed if
     /// the stake covers it (else it waits for stake). Wrong or late: `verification_failed`
     /// with the reason. Either way the challenge is spent.
-    pub async fn agent_answer(
+    pub async fn answer(
         &self,
         device: &DeviceAuth,
         answer: ChallengeAnswer,
@@ -420,7 +426,7 @@ impl Control {
             .await
             .map(|r| r.rows_affected()))
             .map_err(DbError::from)?;
-            self.list_covered_in(&mut tx, &device.org_id).await?;
+            self.stake.list_covered_in(&mut tx, &device.org_id).await?;
         }
         tx.commit().await?;
         let row = self.agent_device(device).await?;
@@ -429,16 +435,12 @@ impl Control {
             status: row.status()?,
             status_reason: row.status_reason,
             challenge: None,
-            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+            heartbeat_interval_secs: self.heartbeat_interval.as_secs(),
         })
     }
 
     /// Takes a heartbeat into the write buffer (flushed in batches); rate-limited per device.
-    pub async fn agent_heartbeat(
-        &self,
-        device: &DeviceAuth,
-        beat: Heartbeat,
-    ) -> Result<HeartbeatAnswer> {
+    pub async fn heartbeat(&self, device: &DeviceAuth, beat: Heartbeat) -> Result<HeartbeatAnswer> {
         check_range("free_gpus", beat.free_gpus, 0, device.gpu_count)?;
         check_range("utilization_pct", beat.utilization_pct, 0, 100)?;
         check_range("temperature_c", beat.temperature_c, -50, 150)?;
@@ -446,12 +448,12 @@ impl Control {
         self.heartbeats.push(&device.id, beat, now_micros());
         Ok(HeartbeatAnswer {
             accepted: true,
-            heartbeat_interval_secs: self.settings.heartbeat_interval.as_secs(),
+            heartbeat_interval_secs: self.heartbeat_interval.as_secs(),
         })
     }
 
     /// The device's nodes to bring up or tear down. Waits up to `wait` for one to appear.
-    pub async fn agent_assignments(
+    pub async fn assignments(
         &self,
         device: &DeviceAuth,
         wait: std::time::Duration,
@@ -506,133 +508,31 @@ impl Control {
             .collect()
     }
 
-    /// Gives a node to a device: takes its GPUs (never more than are free) and wakes the
-    /// device's agent.
-    pub async fn assign_node(
-        &self,
-        device_id: &str,
-        cluster_id: &str,
-        customer_org_id: &str,
-        gpus: i64,
-        bootstrap: &serde_json::Value,
-    ) -> Result<String> {
-        let mut tx = self.db.begin().await?;
-        let id = new_id("nod");
-        let node = NewNode {
-            id: &id,
-            device_id,
-            cluster_id,
-            customer_org_id,
-            gpus,
-            role: "node",
-            price_per_gpu_hour: 0,
-            bootstrap,
-            start_now: true,
-        };
-        self.assign_node_in(&mut tx, &node).await?;
-        tx.commit().await?;
-        self.wake_agent(device_id).await;
-        Ok(id)
+    /// Tells the replica where the device's agent waits (perhaps this one) to look again.
+    pub(crate) async fn wake(&self, device_id: &str) {
+        self.wakeups.announce(device_id).await;
     }
 
-    /// [`Control::assign_node`] inside the caller's transaction; the caller wakes the agent
-    /// once it commits.
-    pub(crate) async fn assign_node_in(
-        &self,
-        tx: &mut iocloud_db::Tx,
-        node: &NewNode<'_>,
-    ) -> Result<()> {
-        let NewNode {
-            id,
-            device_id,
-            cluster_id,
-            customer_org_id,
-            gpus,
-            bootstrap,
-            ..
-        } = *node;
-        let now = now_micros();
-        // The status follows the free GPUs in the same statement, so it cannot go stale. A
-        // CPU-only device (no GPUs) runs one node at a time: it is busy while it has one.
-        let taken: Option<(String, String, i64, i64)> =
-            tx_run!(tx, |c| sqlx::query_as(ASSIGN_SQL.as_str())
-                .bind(gpus)
-                .bind(now)
-                .bind(device_id)
-                .fetch_optional(c)
-                .await)
-            .map_err(DbError::from)?;
-        let Some((provider_org_id, taken, gpus_free, gpu_count)) = taken else {
-            return Err(self.why_not_assigned(tx, device_id, gpus).await);
-        };
-        tx_run!(tx, |c| sqlx::query(
-            "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at, role, price_per_gpu_hour) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11)"
-        )
-        .bind(id)
-        .bind(device_id)
-        .bind(&provider_org_id)
-        .bind(cluster_id)
-        .bind(customer_org_id)
-        .bind(gpus)
-        .bind(bootstrap.to_string())
-        .bind(now)
-        .bind(if node.start_now { "assigned" } else { "waiting" })
-        .bind(node.role)
-        .bind(node.price_per_gpu_hour)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(DbError::from)?;
-        // Busy exactly while some GPU is taken: it was available if they all were free.
-        if gpus_free + gpus == gpu_count && taken == DeviceStatus::Busy.as_str() {
-            super::status::record_event_in(
-                tx,
-                device_id,
-                &provider_org_id,
-                Some(DeviceStatus::Available),
-                DeviceStatus::Busy,
-                &format!("node {id} assigned"),
-                now,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Why a device's GPUs could not be taken: it is gone, not taking nodes, or short.
-    async fn why_not_assigned(&self, tx: &mut iocloud_db::Tx, device_id: &str, gpus: i64) -> Error {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
-        let row: Option<DeviceRow> = match tx_run!(tx, |c| sqlx::query_as(&sql)
-            .bind(device_id)
-            .fetch_optional(c)
-            .await)
-        {
-            Ok(row) => row,
-            Err(e) => return DbError::from(e).into(),
-        };
-        let Some(row) = row else {
-            return Error::NotFound("device");
-        };
-        match row.status() {
-            Err(corrupt) => corrupt,
-            Ok(DeviceStatus::Available | DeviceStatus::Busy) => Error::Conflict {
-                code: ErrorCode::InsufficientCapacity,
-                message: format!("device {device_id} has fewer than {gpus} free GPUs"),
-            },
-            Ok(status) => Error::Conflict {
-                code: ErrorCode::DeviceUnavailable,
-                message: format!("device {device_id} is {}", status.as_str()),
-            },
+    pub(crate) async fn wake_many(&self, device_ids: &[String]) {
+        for device_id in device_ids {
+            self.wake(device_id).await;
         }
     }
 
-    /// The agent reports on a node. `released` gives its GPUs back.
-    pub async fn agent_node_report(
+    /// Wakes this replica's waiting agents for assignments made on any replica, until the
+    /// process ends.
+    pub fn spawn_wakeup_listener(&self) -> tokio::task::JoinHandle<()> {
+        self.wakeups.spawn_listener()
+    }
+
+    /// The agent reports on a node. `released` gives its GPUs back. A move its cluster should
+    /// act on is told to `clusters` before the report is answered.
+    pub async fn node_report(
         &self,
         device: &DeviceAuth,
         node_id: &str,
         report: NodeReport,
+        clusters: &impl ClusterNews,
     ) -> Result<()> {
         let allowed: &[&str] = match report.status.as_str() {
             "starting" => &["assigned"],
@@ -784,7 +684,7 @@ impl Control {
             "released" => ended_at.is_none(),
             _ => true,
         };
-        if news && let Err(e) = self.reconcile_cluster(&cluster_id).await {
+        if news && let Err(e) = clusters.node_moved(&cluster_id).await {
             tracing::warn!(error = %e, cluster = %cluster_id, "reconciling after a node report failed");
         }
         if outcome == Some(true) {
@@ -805,52 +705,16 @@ impl Control {
         device_scored: bool,
     ) {
         let recorded = if device_scored {
-            self.record_provider_outcome(&device.org_id, ok, now).await
+            self.reliability
+                .record_provider_outcome(&device.org_id, ok, now)
+                .await
         } else {
-            self.record_node_outcome(&device.id, &device.org_id, ok, now)
+            self.reliability
+                .record_node_outcome(&device.id, &device.org_id, ok, now)
                 .await
         };
         if let Err(e) = recorded {
             tracing::warn!(error = %e, device = %device.id, "could not record a node outcome");
         }
-    }
-
-    /// Gives a node's GPUs back to its device; a busy device with every GPU free again becomes
-    /// available in the same statement, and the move is recorded.
-    pub(crate) async fn give_back_gpus_in(
-        &self,
-        tx: &mut iocloud_db::Tx,
-        device: &DeviceAuth,
-        gpus: i64,
-        node_id: &str,
-        now: i64,
-    ) -> Result<()> {
-        let reason = released_reason(node_id);
-        let sql = format!(
-            "UPDATE devices SET {} WHERE id = $3 RETURNING status_reason",
-            give_back_set("$1", "$2", "$4")
-        );
-        let back: Option<Option<String>> = tx_run!(tx, |c| sqlx::query_scalar(&sql)
-            .bind(gpus)
-            .bind(now)
-            .bind(&device.id)
-            .bind(&reason)
-            .fetch_optional(c)
-            .await)
-        .map_err(DbError::from)?;
-        let back = back.ok_or(Error::NotFound("device"))?;
-        if back.as_deref() == Some(reason.as_str()) {
-            record_event_in(
-                tx,
-                &device.id,
-                &device.org_id,
-                Some(DeviceStatus::Busy),
-                DeviceStatus::Available,
-                &reason,
-                now,
-            )
-            .await?;
-        }
-        Ok(())
     }
 }

@@ -12,12 +12,13 @@ use iocloud_db::{DbError, db_run, tx_run};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::agent::Heartbeat;
-use super::status::{
+use super::Devices;
+use crate::Result;
+use crate::providers::agent::Heartbeat;
+use crate::providers::status::{
     DeviceStatus, listed_status_sql, may_become_sql, may_list_sql, record_events_many_in,
     transition_in,
 };
-use crate::{Control, Result};
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
 
@@ -124,7 +125,12 @@ async fn lock_devices_in<'a>(
     Ok(())
 }
 
-impl Control {
+impl Devices {
+    /// The heartbeats taken and not yet written, and the write path's counts.
+    pub fn heartbeats(&self) -> &HeartbeatBuffer {
+        &self.heartbeats
+    }
+
     /// Writes every buffered heartbeat in one transaction: telemetry, last seen, a minute of
     /// uptime for each device's first heartbeat in a minute, and devices back from offline.
     pub async fn flush_heartbeats(&self) -> Result<usize> {
@@ -239,13 +245,10 @@ impl Control {
     /// Marks listed devices not heard from within the heartbeat timeout `offline`, and
     /// devices that let their challenge expire `verification_failed`. Safe on every replica:
     /// each change is conditional on the state it leaves.
-    pub async fn sweep_devices(&self, now: i64) -> Result<SweepReport> {
-        let cutoff = now - self.settings.heartbeat_timeout.as_micros() as i64;
+    pub async fn sweep(&self, now: i64) -> Result<SweepReport> {
+        let cutoff = now - self.heartbeat_timeout.as_micros() as i64;
         let mut report = SweepReport::default();
-        let reason = format!(
-            "no heartbeat for {} s",
-            self.settings.heartbeat_timeout.as_secs()
-        );
+        let reason = format!("no heartbeat for {} s", self.heartbeat_timeout.as_secs());
         // One statement per state left, so each event names where the device came from.
         // A device in maintenance stays there however long it is silent: its provider is
         // working on it, and coming back must not list it by itself.
@@ -307,15 +310,15 @@ impl Control {
     }
 
     /// Uptime and reliability of one of the actor's devices.
-    pub async fn device_uptime(&self, actor: &crate::Actor, id: &str) -> Result<Uptime> {
+    pub async fn uptime(&self, actor: &crate::Actor, id: &str) -> Result<Uptime> {
         actor.authorize(crate::Action::ResourcesRead)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = super::device_row(&self.db, &actor.org_id, id).await?;
         let since = row.verified_at.unwrap_or(row.created_at);
-        self.uptime(id, since, now_micros()).await
+        self.uptime_since(id, since, now_micros()).await
     }
 
     /// Uptime and reliability of one device, from its minutes heard and its nodes' outcomes.
-    pub async fn uptime(&self, device_id: &str, since: i64, now: i64) -> Result<Uptime> {
+    async fn uptime_since(&self, device_id: &str, since: i64, now: i64) -> Result<Uptime> {
         let hour_now = now / MICROS_PER_MINUTE / 60;
         let rows: Vec<(i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT hour, minutes FROM device_uptime WHERE device_id = $1 AND hour > $2"
@@ -333,7 +336,7 @@ impl Control {
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
-        let (device_score, provider_score) = self.reliability_of(device_id).await?;
+        let (device_score, provider_score) = self.reliability.of(device_id).await?;
         let count = |k: &str| outcomes.iter().find(|(s, _)| s == k).map_or(0, |(_, n)| *n);
         let (ok, failed) = (count("ok"), count("failed"));
         let age_minutes = ((now - since) / MICROS_PER_MINUTE).max(1);
@@ -359,10 +362,10 @@ impl Control {
 
     /// Flushes heartbeats every `heartbeat_flush` and sweeps for silent devices every few
     /// seconds, until the process ends.
-    pub fn spawn_device_workers(&self) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_workers(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut flush = tokio::time::interval(this.settings.heartbeat_flush);
+            let mut flush = tokio::time::interval(this.heartbeat_flush);
             flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut sweep = tokio::time::interval(std::time::Duration::from_secs(5));
             sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -375,7 +378,7 @@ impl Control {
                         }
                     }
                     _ = sweep.tick() => {
-                        match this.sweep_devices(now_micros()).await {
+                        match this.sweep(now_micros()).await {
                             Ok(r) if r != SweepReport::default() => tracing::info!(?r, "device sweep"),
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "device sweep failed"),
@@ -383,7 +386,7 @@ impl Control {
                         // Once an hour per replica is enough: the statement reads every device.
                         let hour = now_micros().div_euclid(3_600_000_000);
                         if hour != scored_hour {
-                            match this.score_reliability(now_micros()).await {
+                            match this.reliability.score(now_micros()).await {
                                 Ok(n) => {
                                     scored_hour = hour;
                                     if n > 0 {

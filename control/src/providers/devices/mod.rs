@@ -1,19 +1,31 @@
 //! The device registry: providers register machines, price them, take them out for maintenance
 //! and retire them. Each device gets a token for its agent, shown once and stored hashed.
 //!
-//! One file: registration, pricing, maintenance, suspension and retirement are the moves of one
-//! row through the device's status table (`status.rs`), checked the same way.
+//! The registry is one file: registration, pricing, maintenance, suspension and retirement are
+//! the moves of one row through the device's status table (`status.rs`), checked the same way.
+//! The [`Devices`] service also writes the heartbeats agents send, and sweeps for silent
+//! devices ([`heartbeats`]); the agents' side of the conversation is the
+//! [`Agents`](super::agent::Agents) service.
+
+pub mod heartbeats;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use iocloud_billing::{Currency, Money};
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, db_run, tx_run};
+use iocloud_db::{Db, DbError, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{CPU_PRICE_CEILING, CPU_PRICE_FLOOR, Catalog};
+use super::reliability::Reliability;
+use super::stake::Stake;
 use super::status::{DeviceEvent, DeviceStatus, transition_in};
+use crate::cache::{Cache, Forget};
 use crate::types::parse_name;
-use crate::{Action, Actor, Control, Error, ErrorCode, Page, PageRequest, Result, secrets};
+use crate::{Action, Actor, Error, ErrorCode, Page, PageRequest, Result, secrets};
+use heartbeats::HeartbeatBuffer;
 
 /// Stake a device needs per GPU, in whole $IO, before the model's multiplier.
 pub const STAKE_PER_GPU_IO: i64 = 200;
@@ -192,6 +204,18 @@ pub fn required_stake(catalog: &Catalog, gpu_model: Option<&str>, gpu_count: i64
     STAKE_PER_GPU_IO * MICROS * gpu_count.max(1) * multiplier
 }
 
+/// A device of organisation `org_id`.
+pub(crate) async fn device_row(db: &Db, org_id: &str, id: &str) -> Result<DeviceRow> {
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND org_id = $2");
+    db_run!(db, |p| sqlx::query_as(&sql)
+        .bind(id)
+        .bind(org_id)
+        .fetch_optional(p)
+        .await)
+    .map_err(DbError::from)?
+    .ok_or(Error::NotFound("device"))
+}
+
 fn io(micros: i64) -> String {
     Money::from_micros(micros, Currency::Io).to_decimal()
 }
@@ -200,8 +224,53 @@ fn usd(micros: i64) -> String {
     Money::from_micros(micros, Currency::Usd).to_decimal()
 }
 
-impl Control {
-    pub(crate) fn device_view(&self, d: DeviceRow) -> Result<DeviceView> {
+/// The providers' device registry: registering, pricing, maintenance, suspension, retirement,
+/// agent tokens, reads, history and uptime; and the heartbeats' write path and the sweeps
+/// that keep devices' states true to what their agents say.
+#[derive(Clone)]
+pub struct Devices {
+    db: Db,
+    /// GPU models and regions a device is checked against; its model's stake and prices.
+    catalog: Arc<Catalog>,
+    /// Forgets a device's token, on every replica, when it is rotated or the device retired.
+    cache: Arc<Cache>,
+    /// A device whose suspension is lifted is weighed against the stake again.
+    stake: Stake,
+    /// Uptime reads the scores; the hourly job moves them.
+    reliability: Reliability,
+    /// Filled by the agent protocol, written here.
+    heartbeats: Arc<HeartbeatBuffer>,
+    /// A listed device not heard from for this long goes offline.
+    heartbeat_timeout: Duration,
+    /// How often buffered heartbeats are written.
+    heartbeat_flush: Duration,
+}
+
+impl Devices {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        cache: Arc<Cache>,
+        stake: Stake,
+        reliability: Reliability,
+        heartbeats: Arc<HeartbeatBuffer>,
+        heartbeat_timeout: Duration,
+        heartbeat_flush: Duration,
+    ) -> Self {
+        Devices {
+            db,
+            catalog,
+            cache,
+            stake,
+            reliability,
+            heartbeats,
+            heartbeat_timeout,
+            heartbeat_flush,
+        }
+    }
+
+    fn view(&self, d: DeviceRow) -> Result<DeviceView> {
         let required = required_stake(&self.catalog, d.gpu_model.as_deref(), d.gpu_count);
         let status = d.status()?;
         Ok(DeviceView {
@@ -337,7 +406,7 @@ impl Control {
 
     /// Registers a machine of the actor's organisation. It starts `pending_verification` until
     /// its agent connects and answers a challenge.
-    pub async fn register_device(&self, actor: &Actor, spec: DeviceSpec) -> Result<CreatedDevice> {
+    pub async fn register(&self, actor: &Actor, spec: DeviceSpec) -> Result<CreatedDevice> {
         actor.authorize(Action::ResourcesWrite)?;
         let name = parse_name("name", &spec.name)?;
         self.check_spec(&spec)?;
@@ -394,31 +463,20 @@ impl Control {
         )
         .await?;
         tx.commit().await?;
-        let row = self.device_row(&actor.org_id, &id).await?;
+        let row = device_row(&self.db, &actor.org_id, &id).await?;
         Ok(CreatedDevice {
-            device: self.device_view(row)?,
+            device: self.view(row)?,
             token,
         })
     }
 
-    pub(crate) async fn device_row(&self, org_id: &str, id: &str) -> Result<DeviceRow> {
-        let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND org_id = $2");
-        db_run!(&self.db, |p| sqlx::query_as(&sql)
-            .bind(id)
-            .bind(org_id)
-            .fetch_optional(p)
-            .await)
-        .map_err(DbError::from)?
-        .ok_or(Error::NotFound("device"))
-    }
-
-    pub async fn device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesRead)?;
-        self.device_view(self.device_row(&actor.org_id, id).await?)
+        self.view(device_row(&self.db, &actor.org_id, id).await?)
     }
 
     /// The organisation's devices, oldest first, optionally in one status.
-    pub async fn devices(
+    pub async fn list(
         &self,
         actor: &Actor,
         page: &PageRequest,
@@ -447,7 +505,7 @@ impl Control {
         let views = page
             .items
             .into_iter()
-            .map(|d| self.device_view(d))
+            .map(|d| self.view(d))
             .collect::<Result<Vec<_>>>()?;
         Ok(Page {
             items: views,
@@ -455,14 +513,14 @@ impl Control {
         })
     }
 
-    pub async fn update_device(
+    pub async fn update(
         &self,
         actor: &Actor,
         id: &str,
         update: DeviceUpdate,
     ) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         if row.status()? == DeviceStatus::Retired {
             return Err(retired(id));
         }
@@ -498,7 +556,7 @@ impl Control {
             other => other?,
         };
         if changed == 0 {
-            if self.device_row(&actor.org_id, id).await?.status()? == DeviceStatus::Retired {
+            if device_row(&self.db, &actor.org_id, id).await?.status()? == DeviceStatus::Retired {
                 return Err(retired(id));
             }
             return Err(Error::Conflict {
@@ -506,7 +564,7 @@ impl Control {
                 message: "another device of this organisation has that name".into(),
             });
         }
-        self.device(actor, id).await
+        self.get(actor, id).await
     }
 
     /// Takes a listed device out of placement (`on`), or brings it back. Nodes already on it
@@ -520,7 +578,7 @@ impl Control {
     ) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
         check_reason(reason)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         let from = row.status()?;
         let to = if on {
             DeviceStatus::Maintenance
@@ -539,7 +597,7 @@ impl Control {
             if !on && from != to && !from.is_listed() {
                 return Err(invalid_state(from, "resume"));
             }
-            return self.device_view(row);
+            return self.view(row);
         }
         if !from.can_become(to) {
             return Err(invalid_state(
@@ -559,18 +617,18 @@ impl Control {
         if !moved {
             return Err(changed_meanwhile());
         }
-        self.device(actor, id).await
+        self.get(actor, id).await
     }
 
     /// Retires a device for good: its token stops working. A device with nodes still on it
     /// cannot be retired (put it into maintenance and wait for them to end). Retiring twice
     /// changes nothing.
-    pub async fn retire_device(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
+    pub async fn retire(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         let from = row.status()?;
         if from == DeviceStatus::Retired {
-            return self.device_view(row);
+            return self.view(row);
         }
         let mut tx = self.db.begin().await?;
         // Lock the device row first: `assign_node` updates it too, so no node slips in between
@@ -620,17 +678,15 @@ impl Control {
         if !moved {
             return Err(changed_meanwhile());
         }
-        self.cache
-            .invalidate(crate::cache::Forget::Device(id))
-            .await;
-        self.device(actor, id).await
+        self.cache.invalidate(Forget::Device(id)).await;
+        self.get(actor, id).await
     }
 
     /// Issues a new agent token for a device (the old one stops working at once), for a
     /// provider who lost it or fears it leaked.
-    pub async fn rotate_device_token(&self, actor: &Actor, id: &str) -> Result<CreatedDevice> {
+    pub async fn rotate_token(&self, actor: &Actor, id: &str) -> Result<CreatedDevice> {
         actor.authorize(Action::ResourcesWrite)?;
-        let row = self.device_row(&actor.org_id, id).await?;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         if row.status()? == DeviceStatus::Retired {
             return Err(retired(id));
         }
@@ -649,12 +705,10 @@ impl Control {
         if changed == 0 {
             return Err(retired(id));
         }
-        self.cache
-            .invalidate(crate::cache::Forget::Device(id))
-            .await;
-        let row = self.device_row(&actor.org_id, id).await?;
+        self.cache.invalidate(Forget::Device(id)).await;
+        let row = device_row(&self.db, &actor.org_id, id).await?;
         Ok(CreatedDevice {
-            device: self.device_view(row)?,
+            device: self.view(row)?,
             token,
         })
     }
@@ -662,7 +716,7 @@ impl Control {
     /// A platform operator suspends a device of any organisation (abuse, fraud, a failed
     /// audit), or lifts the suspension: the device returns listed if it was verified, else to
     /// verification. Suspending a suspended device changes nothing.
-    pub async fn suspend_device(
+    pub async fn suspend(
         &self,
         actor: &Actor,
         id: &str,
@@ -675,13 +729,13 @@ impl Control {
             ));
         }
         check_reason(reason)?;
-        let row = self.any_device_row(id).await?;
+        let row = self.any_row(id).await?;
         let from = row.status()?;
         if from == DeviceStatus::Retired {
             return Err(retired(id));
         }
         if (from == DeviceStatus::Suspended) == suspend {
-            return self.device_view(row);
+            return self.view(row);
         }
         // Lifted, a verified device is weighed against the stake again before it is listed.
         let to = if suspend {
@@ -703,17 +757,17 @@ impl Control {
         let moved =
             transition_in(&mut tx, id, &row.org_id, from, to, &reason, now_micros()).await?;
         if moved && to == DeviceStatus::PendingStake {
-            self.list_covered_in(&mut tx, &row.org_id).await?;
+            self.stake.list_covered_in(&mut tx, &row.org_id).await?;
         }
         tx.commit().await?;
         if !moved {
             return Err(changed_meanwhile());
         }
-        self.device_view(self.any_device_row(id).await?)
+        self.view(self.any_row(id).await?)
     }
 
     /// A device of any organisation (for operators).
-    async fn any_device_row(&self, id: &str) -> Result<DeviceRow> {
+    async fn any_row(&self, id: &str) -> Result<DeviceRow> {
         let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
         db_run!(&self.db, |p| sqlx::query_as(&sql)
             .bind(id)
@@ -724,14 +778,14 @@ impl Control {
     }
 
     /// A device's status changes, oldest first.
-    pub async fn device_events(
+    pub async fn events(
         &self,
         actor: &Actor,
         id: &str,
         page: &PageRequest,
     ) -> Result<Page<DeviceEvent>> {
         actor.authorize(Action::ResourcesRead)?;
-        self.device_row(&actor.org_id, id).await?;
+        device_row(&self.db, &actor.org_id, id).await?;
         let rows: Vec<DeviceEvent> = db_run!(&self.db, |p| {
             sqlx::query_as(
             "SELECT id, device_id, from_status, to_status, reason, created_at FROM device_events \
