@@ -20,7 +20,8 @@ port="${IOCLOUD_SCHEMATHESIS_PORT:-18181}"
 
 if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/pip" show schemathesis 2>/dev/null | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
   echo "schemathesis: installing $SCHEMATHESIS_VERSION into $venv" >&2
-  python3 -m venv "$venv"
+  # --clear: a venv moved or copied from elsewhere has scripts that point at the old place.
+  python3 -m venv --clear "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
