@@ -135,7 +135,7 @@ async fn holds_postings_and_preference(b: iocloud_tests::Backend) {
     );
     let ledger = &app.server.state.control.ledger;
 
-    // A cluster's hold, as the clusters issue will place it.
+    // A cluster's hold, placed as a create places it.
     let hold = ledger
         .place_hold(&s.org_id, usd(120), "clu_demo", "hold-clu_demo")
         .await

@@ -50,7 +50,7 @@ async fn a_ray_cluster_runs_and_terminates(b: Backend) {
         customer: s,
         ..
     } = fleet(b, frankfurt(3), true, |_| {}).await;
-    // The wire shape.
+    // The documented wire shape.
     let created = app
         .post(
             "/v1/clusters",

@@ -70,7 +70,7 @@ async fn quotes_rank_plans_and_explain_refusals(b: iocloud_tests::Backend) {
     )
     .await;
 
-    // The wire shape.
+    // The documented wire shape.
     let q = app
         .post(
             "/v1/quotes",
