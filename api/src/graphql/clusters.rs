@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, Subscription};
+use async_graphql::{Context, InputObject, Json, Object, SimpleObject, Subscription};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use iocloud_control::clusters::credentials::RequestOrigin;
@@ -19,56 +19,12 @@ use super::types::GqlPage;
 
 type GqlResult<T> = async_graphql::Result<T>;
 
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "ClusterKind")]
-pub enum GqlClusterKind {
-    Ray,
-    Kubernetes,
-    Container,
-}
-
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "Connectivity")]
-pub enum GqlConnectivity {
-    Standard,
-    High,
-    Ultra,
-}
-
-#[derive(Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "ClusterStatus")]
-pub enum GqlClusterStatus {
-    Pending,
-    Placing,
-    Provisioning,
-    Running,
-    Degraded,
-    Terminating,
-    Terminated,
-    Failed,
-}
-
-impl From<ClusterStatus> for GqlClusterStatus {
-    fn from(s: ClusterStatus) -> Self {
-        match s {
-            ClusterStatus::Pending => GqlClusterStatus::Pending,
-            ClusterStatus::Placing => GqlClusterStatus::Placing,
-            ClusterStatus::Provisioning => GqlClusterStatus::Provisioning,
-            ClusterStatus::Running => GqlClusterStatus::Running,
-            ClusterStatus::Degraded => GqlClusterStatus::Degraded,
-            ClusterStatus::Terminating => GqlClusterStatus::Terminating,
-            ClusterStatus::Terminated => GqlClusterStatus::Terminated,
-            ClusterStatus::Failed => GqlClusterStatus::Failed,
-        }
-    }
-}
-
 /// The fields of `POST /v1/clusters`.
 #[derive(InputObject)]
 #[graphql(name = "ClusterInput")]
 pub struct GqlClusterInput {
     name: String,
-    kind: GqlClusterKind,
+    kind: ClusterKind,
     image: Option<String>,
     gpu_model: Option<String>,
     gpu_class: Option<String>,
@@ -80,7 +36,7 @@ pub struct GqlClusterInput {
     max_rtt_ms: Option<i64>,
     max_price_per_gpu_hour: Option<String>,
     min_bandwidth_mbps: Option<i64>,
-    connectivity: Option<GqlConnectivity>,
+    connectivity: Option<Connectivity>,
     min_reliability: Option<f64>,
     colocation: Option<String>,
     max_rtt_between_nodes_ms: Option<i64>,
@@ -96,11 +52,7 @@ impl From<GqlClusterInput> for ClusterSpec {
     fn from(i: GqlClusterInput) -> Self {
         ClusterSpec {
             name: i.name,
-            kind: Some(match i.kind {
-                GqlClusterKind::Ray => ClusterKind::Ray,
-                GqlClusterKind::Kubernetes => ClusterKind::Kubernetes,
-                GqlClusterKind::Container => ClusterKind::Container,
-            }),
+            kind: Some(i.kind),
             image: i.image,
             gpu_model: i.gpu_model,
             gpu_class: i.gpu_class,
@@ -115,11 +67,7 @@ impl From<GqlClusterInput> for ClusterSpec {
             max_rtt_ms: i.max_rtt_ms,
             max_price_per_gpu_hour: i.max_price_per_gpu_hour,
             min_bandwidth_mbps: i.min_bandwidth_mbps,
-            connectivity: i.connectivity.map(|c| match c {
-                GqlConnectivity::Standard => Connectivity::Standard,
-                GqlConnectivity::High => Connectivity::High,
-                GqlConnectivity::Ultra => Connectivity::Ultra,
-            }),
+            connectivity: i.connectivity,
             min_reliability: i.min_reliability,
             colocation: i.colocation,
             max_rtt_between_nodes_ms: i.max_rtt_between_nodes_ms,
@@ -174,7 +122,7 @@ pub struct GqlClusterEvent {
     seq: i64,
     at: String,
     kind: String,
-    status: GqlClusterStatus,
+    status: ClusterStatus,
     message: String,
 }
 
@@ -185,7 +133,7 @@ impl From<ClusterEvent> for GqlClusterEvent {
             seq: e.seq,
             at: e.at,
             kind: e.kind,
-            status: e.status.into(),
+            status: e.status,
             message: e.message,
         }
     }
@@ -197,7 +145,7 @@ pub struct GqlCluster {
     id: String,
     name: String,
     kind: String,
-    status: GqlClusterStatus,
+    status: ClusterStatus,
     status_reason: Option<String>,
     resource_version: i64,
     generation: i64,
@@ -224,7 +172,7 @@ impl From<ClusterView> for GqlCluster {
             id: c.id,
             name: c.name,
             kind: c.kind.as_str().into(),
-            status: c.status.into(),
+            status: c.status,
             status_reason: c.status_reason,
             resource_version: c.resource_version,
             generation: c.generation,

@@ -17,6 +17,7 @@ pub const MAX_HOURS: i64 = 720;
 const MAX_LABELS: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterKind {
     /// One Ray head and workers joined to it.
@@ -49,6 +50,7 @@ impl ClusterKind {
 
 /// Network the nodes need: `standard` (any), `high` (1 Gbit/s both ways) or `ultra` (10 Gbit/s).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
 #[serde(rename_all = "lowercase")]
 pub enum Connectivity {
     #[default]

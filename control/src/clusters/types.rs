@@ -8,6 +8,7 @@ use super::{ClusterEvent, ClusterKind, ClusterSpec};
 use crate::providers::endpoints::Endpoints;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
 #[serde(rename_all = "lowercase")]
 pub enum ClusterStatus {
     Pending,
