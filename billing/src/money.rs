@@ -90,25 +90,9 @@ where
     }
 }
 
-/// In GraphQL a currency is its code, a `String`, the same text REST answers.
+// In GraphQL a currency is its code, a `String`, the same text REST answers.
 #[cfg(feature = "graphql")]
-impl async_graphql::OutputType for Currency {
-    fn type_name() -> std::borrow::Cow<'static, str> {
-        <String as async_graphql::OutputType>::type_name()
-    }
-
-    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
-        <String as async_graphql::OutputType>::create_type_info(registry)
-    }
-
-    async fn resolve(
-        &self,
-        _: &async_graphql::ContextSelectionSet<'_>,
-        _: &async_graphql::Positioned<async_graphql::parser::types::Field>,
-    ) -> async_graphql::ServerResult<async_graphql::Value> {
-        Ok(async_graphql::Value::String(self.code().to_string()))
-    }
-}
+iocloud_db::graphql_string!(Currency, |c| c.code());
 
 impl fmt::Display for Currency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -24,3 +24,30 @@ pub use timestamp::Timestamp;
 pub use url::DatabaseUrl;
 
 pub type Result<T, E = DbError> = std::result::Result<T, E>;
+
+/// Makes a type a GraphQL `String` showing `$text` (the same text REST answers). Registering a
+/// scalar of our own named `String` would clash with the built-in one, so the registry is handed
+/// the built-in. The crate that invokes it needs `async_graphql` as a dependency.
+#[macro_export]
+macro_rules! graphql_string {
+    ($ty:ty, |$value:ident| $text:expr) => {
+        impl async_graphql::OutputType for $ty {
+            fn type_name() -> std::borrow::Cow<'static, str> {
+                <String as async_graphql::OutputType>::type_name()
+            }
+
+            fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+                <String as async_graphql::OutputType>::create_type_info(registry)
+            }
+
+            async fn resolve(
+                &self,
+                _: &async_graphql::ContextSelectionSet<'_>,
+                _: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+            ) -> async_graphql::ServerResult<async_graphql::Value> {
+                let $value = self;
+                Ok(async_graphql::Value::String($text.to_string()))
+            }
+        }
+    };
+}

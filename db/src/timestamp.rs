@@ -118,26 +118,8 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// The same text as REST, under GraphQL's own `String`: registering a scalar of our own named
-/// `String` would clash with the built-in one, so this hands the registry the built-in.
 #[cfg(feature = "graphql")]
-impl async_graphql::OutputType for Timestamp {
-    fn type_name() -> std::borrow::Cow<'static, str> {
-        <String as async_graphql::OutputType>::type_name()
-    }
-
-    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
-        <String as async_graphql::OutputType>::create_type_info(registry)
-    }
-
-    async fn resolve(
-        &self,
-        _: &async_graphql::ContextSelectionSet<'_>,
-        _: &async_graphql::Positioned<async_graphql::parser::types::Field>,
-    ) -> async_graphql::ServerResult<async_graphql::Value> {
-        Ok(async_graphql::Value::String(self.to_rfc3339()))
-    }
-}
+crate::graphql_string!(Timestamp, |t| t.to_rfc3339());
 
 #[cfg(test)]
 mod tests {
