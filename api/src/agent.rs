@@ -137,7 +137,7 @@ async fn node_status(
     let d = device(&s, &headers, &id).await?;
     s.control
         .agents
-        .node_report(&d, &node, body, &s.control)
+        .node_report(&d, &node, body, &s.control.clusters)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -48,7 +48,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     control.cache.spawn_listener();
     control.devices.spawn_workers();
     control.agents.spawn_wakeup_listener();
-    control.spawn_event_listener();
+    control.clusters.spawn_event_listener();
     {
         // Email a replica wrote but did not deliver before it stopped goes out now.
         let control = control.clone();
@@ -59,9 +59,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         });
     }
     if config.reconcile_interval_secs > 0 {
-        control.spawn_cluster_reconciler(std::time::Duration::from_secs(
-            config.reconcile_interval_secs,
-        ));
+        control
+            .clusters
+            .spawn_reconciler(std::time::Duration::from_secs(
+                config.reconcile_interval_secs,
+            ));
     }
     if config.accrual_interval_secs > 0 {
         control

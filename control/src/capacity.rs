@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, db_run};
+use iocloud_db::{Db, DbError, Tx, db_run};
 use parking_lot::RwLock;
 
-use crate::placement::{self, Inventory, Offer, Plan, PlanNode, Request};
-use crate::providers::agent::NewNode;
-use crate::{Control, Error, ErrorCode, Result};
+use crate::placement::{self, Inventory, Offer, Plan, Request};
+use crate::providers::Catalog;
+use crate::providers::agent::{Agents, NewNode};
+use crate::{Error, ErrorCode, Result};
 
 /// How far back a sync re-reads, µs: late commits and clock skew between replicas.
 const SYNC_OVERLAP: i64 = 5_000_000;
@@ -41,7 +42,20 @@ fn index_was_wrong(e: &Error) -> bool {
     )
 }
 
-pub struct CapacityIndex {
+/// This replica's view of free capacity, and the claims made through it. Cheap to clone.
+///
+/// A claim is tried plan by plan, but its transaction belongs to the caller (the use case that
+/// claims, e.g. creating a cluster): [`Capacity::claim`] hands each [`Attempt`] to the
+/// caller's `commit`, which writes what it needs, takes the GPUs with [`Capacity::take_in`]
+/// and commits; capacity decides only what to try next when that fails.
+#[derive(Clone)]
+pub struct Capacity {
+    db: Db,
+    agents: Agents,
+    index: Arc<CapacityIndex>,
+}
+
+struct CapacityIndex {
     inventory: RwLock<Inventory>,
     /// GPUs this replica is claiming right now, per device: a sync subtracts them from what it
     /// reads, so requests placed meanwhile keep avoiding those GPUs until the claim is decided.
@@ -53,13 +67,17 @@ pub struct CapacityIndex {
     watermark: tokio::sync::Mutex<(i64, Option<std::time::Instant>)>,
 }
 
-impl CapacityIndex {
-    pub fn new(catalog: &crate::providers::Catalog) -> CapacityIndex {
-        CapacityIndex {
-            inventory: RwLock::new(catalog.inventory()),
-            claiming: Default::default(),
-            decided: tokio::sync::Notify::new(),
-            watermark: tokio::sync::Mutex::new((0, None)),
+impl Capacity {
+    pub(crate) fn new(db: Db, agents: Agents, catalog: &Catalog) -> Capacity {
+        Capacity {
+            db,
+            agents,
+            index: Arc::new(CapacityIndex {
+                inventory: RwLock::new(catalog.inventory()),
+                claiming: Default::default(),
+                decided: tokio::sync::Notify::new(),
+                watermark: tokio::sync::Mutex::new((0, None)),
+            }),
         }
     }
 }
@@ -102,24 +120,46 @@ impl DeviceOffer {
     }
 }
 
-/// A plan claimed for a cluster: its node ids, in the plan's order.
+/// A plan claimed: its node ids, in the plan's order.
 #[derive(Debug)]
 pub struct Claim {
     pub plan: Plan,
     pub node_ids: Vec<String>,
 }
 
-impl Control {
+/// One plan being tried: the nodes to take (sorted by device id, the order devices are
+/// locked in) and the ids they will have.
+pub struct Attempt {
+    pub plan: Plan,
+    pub node_ids: Vec<String>,
+    mark: LocalClaim,
+}
+
+impl Attempt {
+    /// The id of the plan's first node, for node `index` after it (the nodes that follow it).
+    pub fn first_node(&self, index: usize) -> Option<&str> {
+        (index > 0).then(|| self.node_ids[0].as_str())
+    }
+}
+
+/// How one node of a claimed plan starts.
+pub struct NodeStart {
+    pub role: &'static str,
+    pub bootstrap: serde_json::Value,
+    pub start_now: bool,
+}
+
+impl Capacity {
     /// Brings this replica's index up to date with the devices changed since it last looked.
-    pub async fn sync_capacity(&self) -> Result<()> {
-        self.sync_capacity_since(std::time::Instant::now()).await
+    pub async fn sync(&self) -> Result<()> {
+        self.sync_since(std::time::Instant::now()).await
     }
 
     /// Brings the index up to date with everything committed before `asked`. Concurrent
     /// callers share syncs: one that began after `asked` (and has finished, as we hold the
     /// lock) already read all of it, so many requests at once cost two reads, not one each.
-    async fn sync_capacity_since(&self, asked: std::time::Instant) -> Result<()> {
-        let mut state = self.capacity.watermark.lock().await;
+    async fn sync_since(&self, asked: std::time::Instant) -> Result<()> {
+        let mut state = self.index.watermark.lock().await;
         if state.1.is_some_and(|began| began >= asked) {
             return Ok(());
         }
@@ -135,8 +175,8 @@ impl Control {
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
-        let claiming = self.capacity.claiming.lock().clone();
-        let mut inventory = self.capacity.inventory.write();
+        let claiming = self.index.claiming.lock().clone();
+        let mut inventory = self.index.inventory.write();
         for row in rows {
             match row.offer() {
                 Ok(mut offer) => {
@@ -158,7 +198,7 @@ impl Control {
 
     /// The ranked plans for a request, on an index that has everything committed before it.
     pub async fn plans(&self, request: &Request) -> Result<Vec<Plan>> {
-        self.sync_capacity().await?;
+        self.sync().await?;
         self.place_on_index(request)
     }
 
@@ -167,10 +207,10 @@ impl Control {
     async fn claim_plans(&self, request: &Request) -> Result<Vec<Plan>> {
         let asked = std::time::Instant::now();
         let recent = asked.checked_sub(CLAIM_STALENESS).unwrap_or(asked);
-        self.sync_capacity_since(recent).await?;
+        self.sync_since(recent).await?;
         match self.place_on_index(request) {
             Err(Error::InsufficientCapacity(_)) => {
-                self.sync_capacity_since(asked).await?;
+                self.sync_since(asked).await?;
                 self.place_on_index(request)
             }
             placed => placed,
@@ -178,184 +218,41 @@ impl Control {
     }
 
     fn place_on_index(&self, request: &Request) -> Result<Vec<Plan>> {
-        let inventory = self.capacity.inventory.read();
+        let inventory = self.index.inventory.read();
         placement::place(&inventory, request)
             .map_err(|why| Error::InsufficientCapacity(Box::new(why)))
     }
 
-    /// Places and claims: the best plan whose GPUs are all still free is taken, node by node,
-    /// in one transaction for `cluster_id` of `org_id`. Every node gets `bootstrap`.
-    pub async fn claim_capacity(
+    /// Places and claims `request`: the plans to try, best first, one [`Attempt`] at a time.
+    /// The caller writes each attempt in its own transaction (taking the GPUs with
+    /// [`Capacity::take_in`]) and hands the outcome to [`Claiming::decide`].
+    pub fn claiming<'a>(&'a self, request: &'a Request) -> Claiming<'a> {
+        Claiming {
+            capacity: self,
+            request,
+            plans: Vec::new().into_iter(),
+            rounds: 0,
+        }
+    }
+
+    /// Takes the attempt's GPUs in the caller's transaction: one node per node of the plan,
+    /// starting as `starts` says, for `cluster_id` of `org_id`.
+    ///
+    /// The caller's last write before it commits: devices are locked last in every transaction
+    /// that takes or gives back GPUs (nodes, then cluster rows and holds, then ledger
+    /// accounts, then quota, then devices), because a device row is the most contended (claims,
+    /// agent releases, heartbeats and scores all write it), so it is held only from its update
+    /// to the commit, never while the transaction waits on a customer's accounts.
+    pub async fn take_in(
         &self,
+        tx: &mut Tx,
+        attempt: &Attempt,
         org_id: &str,
         cluster_id: &str,
-        request: &Request,
-        bootstrap: &serde_json::Value,
-    ) -> Result<Claim> {
-        let mut work = SameBootstrap(bootstrap);
-        let (claim, ()) = self
-            .claim_capacity_with(org_id, cluster_id, request, &mut work)
-            .await?;
-        Ok(claim)
-    }
-
-    /// [`Control::claim_capacity`], with each node's bootstrap from `work` and `work`'s own
-    /// writes in the same transaction: all of it commits, or none.
-    pub(crate) async fn claim_capacity_with<W: ClaimWork>(
-        &self,
-        org_id: &str,
-        cluster_id: &str,
-        request: &Request,
-        work: &mut W,
-    ) -> Result<(Claim, W::Output)> {
-        // A claim fails only when someone else took the GPUs, so every failed round is
-        // somebody's progress; the bound is a safety net, not a tuning knob.
-        for _ in 0..CLAIM_ROUNDS {
-            let decided = self.capacity.decided.notified();
-            let plans = match self.claim_plans(request).await {
-                Ok(plans) => plans,
-                // GPUs this replica is claiming right now may yet come back (a claim refused
-                // for quota or funds): wait for one to be decided before saying nothing fits.
-                Err(Error::InsufficientCapacity(_))
-                    if !self.capacity.claiming.lock().is_empty() =>
-                {
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), decided).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            for plan in plans {
-                match self.claim_plan(org_id, cluster_id, plan, work).await {
-                    Ok(done) => return Ok(done),
-                    Err(e) if index_was_wrong(&e) => continue,
-                    // A deadlock or a busy database: the transaction did nothing.
-                    Err(Error::Db(e)) if e.is_retryable() => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Err(Error::Conflict {
-            code: ErrorCode::CapacityContended,
-            message: "the capacity kept being taken while we tried; try again".into(),
-        })
-    }
-
-    /// Claims every node of the plan, or none. Devices are taken in id order, so two claims
-    /// that share devices lock them in the same order and cannot deadlock.
-    async fn claim_plan<W: ClaimWork>(
-        &self,
-        org_id: &str,
-        cluster_id: &str,
-        mut plan: Plan,
-        work: &mut W,
-    ) -> Result<(Claim, W::Output)> {
-        plan.nodes.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-        // Taken in this replica's index before the database is asked, so requests placed at the
-        // same moment here choose other devices instead of queueing on these rows; given back
-        // if the claim does not go through, or if it is never finished (its request dropped).
-        let mark = LocalClaim::take(self, &plan);
-        let claimed = self.claim_in_db(org_id, cluster_id, &plan, work).await;
-        mark.decide(claimed.is_ok());
-        let (node_ids, output) = match claimed {
-            Ok(done) => done,
-            Err(e) => {
-                if index_was_wrong(&e) {
-                    // Look again before the next plan.
-                    self.sync_capacity().await?;
-                }
-                return Err(e);
-            }
-        };
-        for node in &plan.nodes {
-            self.agents.wake(&node.device_id).await;
-        }
-        Ok((Claim { plan, node_ids }, output))
-    }
-}
-
-/// A plan's GPUs marked as being claimed in this replica's index, until the claim is
-/// decided. The mark is undone when this is dropped, whatever became of the claim: a client
-/// that hangs up, or the request timeout, drops the claim's future mid-way, and a mark left
-/// behind would keep those GPUs out of every placement, and make every request that does not
-/// fit wait for a decision that never comes.
-#[must_use = "the mark is undone when this is dropped"]
-struct LocalClaim<'a> {
-    control: &'a Control,
-    plan: &'a Plan,
-    /// Whether the database has the GPUs; until told, the claim counts as lost.
-    won: bool,
-}
-
-impl<'a> LocalClaim<'a> {
-    fn take(control: &'a Control, plan: &'a Plan) -> LocalClaim<'a> {
-        let capacity = &control.capacity;
-        let mut claiming = capacity.claiming.lock();
-        let mut inventory = capacity.inventory.write();
-        for node in &plan.nodes {
-            *claiming.entry(node.device_id.clone()).or_default() += node.gpus;
-            inventory.take(&node.device_id, node.gpus);
-        }
-        LocalClaim {
-            control,
-            plan,
-            won: false,
-        }
-    }
-
-    /// The claim is decided: the database has the GPUs (`won`) or they go back to the index.
-    fn decide(mut self, won: bool) {
-        self.won = won;
-    }
-}
-
-impl Drop for LocalClaim<'_> {
-    fn drop(&mut self) {
-        let capacity = &self.control.capacity;
-        let mut claiming = capacity.claiming.lock();
-        let mut inventory = capacity.inventory.write();
-        for node in &self.plan.nodes {
-            if let Some(n) = claiming.get_mut(&node.device_id) {
-                *n = n.saturating_sub(node.gpus);
-                if *n == 0 {
-                    claiming.remove(&node.device_id);
-                }
-            }
-            if !self.won {
-                inventory.give_back(&node.device_id, node.gpus);
-            }
-        }
-        drop((claiming, inventory));
-        capacity.decided.notify_waiters();
-    }
-}
-
-impl Control {
-    /// The claim's transaction: `work`'s own writes, then every node's GPUs. Devices are
-    /// locked last, here as in every other transaction that takes or gives back GPUs
-    /// (nodes, then cluster rows and holds, then ledger accounts, then quota, then devices):
-    /// a device row is the most contended (claims, agent releases, heartbeats and scores all
-    /// write it), so it is held only from its update to the commit, never while this
-    /// transaction waits on a customer's accounts.
-    async fn claim_in_db<W: ClaimWork>(
-        &self,
-        org_id: &str,
-        cluster_id: &str,
-        plan: &Plan,
-        work: &mut W,
-    ) -> Result<(Vec<String>, W::Output)> {
-        let node_ids: Vec<String> = plan.nodes.iter().map(|_| new_id("nod")).collect();
-        let starts: Vec<NodeStart> = plan
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(index, node)| {
-                let first = (index > 0).then(|| node_ids[0].as_str());
-                work.node(index, first, node)
-            })
-            .collect();
-        let mut tx = self.db.begin().await?;
-        let output = work.within(&mut tx, plan, &node_ids).await?;
-        for ((node, id), start) in plan.nodes.iter().zip(&node_ids).zip(&starts) {
+        starts: &[NodeStart],
+    ) -> Result<()> {
+        let nodes = attempt.plan.nodes.iter().zip(&attempt.node_ids);
+        for ((node, id), start) in nodes.zip(starts) {
             let new = NewNode {
                 id,
                 device_id: &node.device_id,
@@ -367,51 +264,182 @@ impl Control {
                 bootstrap: &start.bootstrap,
                 start_now: start.start_now,
             };
-            self.agents.assign_node_in(&mut tx, &new).await?;
+            self.agents.assign_node_in(tx, &new).await?;
         }
-        tx.commit().await?;
-        Ok((node_ids, output))
-    }
-}
-
-/// How one node of a claimed plan starts.
-pub(crate) struct NodeStart {
-    pub role: &'static str,
-    pub bootstrap: serde_json::Value,
-    pub start_now: bool,
-}
-
-/// What a claim does besides taking GPUs: each node's bootstrap, and writes of its own in the
-/// claim's transaction (the cluster row, quota, the hold), made before the GPUs are taken.
-pub(crate) trait ClaimWork {
-    type Output;
-    /// Node `index` of the plan; `first` is the id of node 0 (for the nodes after it).
-    fn node(&mut self, index: usize, first: Option<&str>, node: &PlanNode) -> NodeStart;
-    /// The work's writes, before the nodes are inserted: `node_ids` are the ids they will
-    /// have. A claim that fails rolls these back with it.
-    async fn within(
-        &mut self,
-        tx: &mut iocloud_db::Tx,
-        plan: &Plan,
-        node_ids: &[String],
-    ) -> Result<Self::Output>;
-}
-
-struct SameBootstrap<'a>(&'a serde_json::Value);
-
-impl ClaimWork for SameBootstrap<'_> {
-    type Output = ();
-    fn node(&mut self, _: usize, _: Option<&str>, _: &PlanNode) -> NodeStart {
-        NodeStart {
-            role: "node",
-            bootstrap: self.0.clone(),
-            start_now: true,
-        }
-    }
-    async fn within(&mut self, _: &mut iocloud_db::Tx, _: &Plan, _: &[String]) -> Result<()> {
         Ok(())
     }
+
+    /// Claims plain nodes for `cluster_id` of `org_id`, every one started at once with
+    /// `bootstrap`, with nothing else in the claim's transaction.
+    pub async fn claim_nodes(
+        &self,
+        org_id: &str,
+        cluster_id: &str,
+        request: &Request,
+        bootstrap: &serde_json::Value,
+    ) -> Result<Claim> {
+        let mut claiming = self.claiming(request);
+        loop {
+            let attempt = claiming.next().await?;
+            let starts: Vec<NodeStart> = attempt
+                .node_ids
+                .iter()
+                .map(|_| NodeStart {
+                    role: "node",
+                    bootstrap: bootstrap.clone(),
+                    start_now: true,
+                })
+                .collect();
+            let committed = async {
+                let mut tx = self.db.begin().await?;
+                self.take_in(&mut tx, &attempt, org_id, cluster_id, &starts)
+                    .await?;
+                Ok(tx.commit().await?)
+            }
+            .await;
+            if let Some((claim, ())) = claiming.decide(attempt, committed).await? {
+                return Ok(claim);
+            }
+        }
+    }
 }
 
-/// Shared by every clone of [`Control`].
-pub type SharedCapacity = Arc<CapacityIndex>;
+/// A claim in progress: the plans left to try, and how many times placement was asked.
+pub struct Claiming<'a> {
+    capacity: &'a Capacity,
+    request: &'a Request,
+    plans: std::vec::IntoIter<Plan>,
+    rounds: usize,
+}
+
+impl Claiming<'_> {
+    /// The next plan to try, its GPUs marked as taken in this replica's index until the
+    /// attempt is decided (or dropped). Placement is asked again when the plans run out.
+    pub async fn next(&mut self) -> Result<Attempt> {
+        loop {
+            if let Some(mut plan) = self.plans.next() {
+                plan.nodes.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+                // Taken in this replica's index before the database is asked, so requests
+                // placed at the same moment here choose other devices instead of queueing on
+                // these rows; given back if the claim does not go through, or if it is never
+                // finished (its request dropped).
+                let mark = LocalClaim::take(&self.capacity.index, &plan);
+                return Ok(Attempt {
+                    node_ids: plan.nodes.iter().map(|_| new_id("nod")).collect(),
+                    plan,
+                    mark,
+                });
+            }
+            // A claim fails only when someone else took the GPUs, so every failed round is
+            // somebody's progress; the bound is a safety net, not a tuning knob.
+            if self.rounds == CLAIM_ROUNDS {
+                return Err(Error::Conflict {
+                    code: ErrorCode::CapacityContended,
+                    message: "the capacity kept being taken while we tried; try again".into(),
+                });
+            }
+            self.rounds += 1;
+            let index = &self.capacity.index;
+            let decided = index.decided.notified();
+            match self.capacity.claim_plans(self.request).await {
+                Ok(plans) => self.plans = plans.into_iter(),
+                // GPUs this replica is claiming right now may yet come back (a claim refused
+                // for quota or funds): wait for one to be decided before saying nothing fits.
+                Err(Error::InsufficientCapacity(_)) if !index.claiming.lock().is_empty() => {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), decided).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// What the caller's transaction made of `attempt`: committed, the claim (and the
+    /// devices' agents are woken); failed because the GPUs were gone or the database asked
+    /// for a retry, `None`, and the next plan is tried; any other failure ends the claim.
+    pub async fn decide<T>(
+        &mut self,
+        attempt: Attempt,
+        committed: Result<T>,
+    ) -> Result<Option<(Claim, T)>> {
+        let Attempt {
+            plan,
+            node_ids,
+            mut mark,
+        } = attempt;
+        mark.won = committed.is_ok();
+        drop(mark);
+        match committed {
+            Ok(output) => {
+                for node in &plan.nodes {
+                    self.capacity.agents.wake(&node.device_id).await;
+                }
+                Ok(Some((Claim { plan, node_ids }, output)))
+            }
+            Err(e) if index_was_wrong(&e) => {
+                // Look again before the next plan.
+                self.capacity.sync().await?;
+                Ok(None)
+            }
+            // A deadlock or a busy database: the transaction did nothing.
+            Err(Error::Db(e)) if e.is_retryable() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A plan's GPUs marked as being claimed in this replica's index, until the claim is
+/// decided. The mark is undone when this is dropped, whatever became of the claim: a client
+/// that hangs up, or the request timeout, drops the claim's future mid-way, and a mark left
+/// behind would keep those GPUs out of every placement, and make every request that does not
+/// fit wait for a decision that never comes.
+#[must_use = "the mark is undone when this is dropped"]
+struct LocalClaim {
+    index: Arc<CapacityIndex>,
+    /// Each node's device and GPUs.
+    nodes: Vec<(String, u32)>,
+    /// Whether the database has the GPUs; until told, the claim counts as lost.
+    won: bool,
+}
+
+impl LocalClaim {
+    fn take(index: &Arc<CapacityIndex>, plan: &Plan) -> LocalClaim {
+        let nodes: Vec<(String, u32)> = plan
+            .nodes
+            .iter()
+            .map(|n| (n.device_id.clone(), n.gpus))
+            .collect();
+        let mut claiming = index.claiming.lock();
+        let mut inventory = index.inventory.write();
+        for (device, gpus) in &nodes {
+            *claiming.entry(device.clone()).or_default() += gpus;
+            inventory.take(device, *gpus);
+        }
+        drop((claiming, inventory));
+        LocalClaim {
+            index: index.clone(),
+            nodes,
+            won: false,
+        }
+    }
+}
+
+impl Drop for LocalClaim {
+    fn drop(&mut self) {
+        let index = &self.index;
+        let mut claiming = index.claiming.lock();
+        let mut inventory = index.inventory.write();
+        for (device, gpus) in &self.nodes {
+            if let Some(n) = claiming.get_mut(device) {
+                *n = n.saturating_sub(*gpus);
+                if *n == 0 {
+                    claiming.remove(device);
+                }
+            }
+            if !self.won {
+                inventory.give_back(device, *gpus);
+            }
+        }
+        drop((claiming, inventory));
+        index.decided.notify_waiters();
+    }
+}

@@ -48,8 +48,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The control plane: one service per area, built once over shared handles. Cheap to clone.
 ///
 /// A service holds only the handles it needs, in private fields, and owns the transactions of
-/// its use cases. Clusters and the capacity index still live as methods on `Control` itself,
-/// over the handles below the services (they reach the providers' side through `agents`).
+/// its use cases. The shared handles below the services stay public for the operators' tools
+/// and the benchmarks.
 #[derive(Clone)]
 pub struct Control {
     /// Users and sessions: sign-up, login, refresh, logout, who a bearer is.
@@ -75,6 +75,12 @@ pub struct Control {
     pub devices: providers::devices::Devices,
     /// The agent protocol, and the nodes given to devices.
     pub agents: providers::agent::Agents,
+    /// Free capacity, placement and claims of GPUs.
+    pub capacity: capacity::Capacity,
+    /// Placement quotes.
+    pub quotes: quotes::Quotes,
+    /// Clusters, their quota and their reconciler.
+    pub clusters: clusters::Clusters,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -82,9 +88,6 @@ pub struct Control {
     pub prices: Arc<iocloud_billing::prices::PriceFeed>,
     pub settings: Arc<Settings>,
     pub catalog: Arc<providers::Catalog>,
-    pub capacity: capacity::SharedCapacity,
-    pub events: Arc<clusters::events::EventHub>,
-    pub(crate) settling: Arc<clusters::SettleQueue>,
 }
 
 /// Whether the stores the control plane needs answer.
@@ -149,7 +152,6 @@ impl Control {
             idempotency::Idempotency::new(db.clone(), settings.retention.idempotency_keys);
         let sweeper =
             retention::Sweeper::new(db.clone(), settings.retention.clone(), idempotency.clone());
-        let capacity = Arc::new(capacity::CapacityIndex::new(&catalog));
         let catalog = Arc::new(catalog);
         let stake = providers::stake::Stake::new(db.clone(), catalog.clone());
         let reliability = providers::reliability::Reliability::new(db.clone());
@@ -175,13 +177,29 @@ impl Control {
             settings.heartbeat_timeout,
             settings.heartbeat_flush,
         );
+        let capacity = capacity::Capacity::new(db.clone(), agents.clone(), &catalog);
+        let quotes = quotes::Quotes::new(db.clone(), catalog.clone(), capacity.clone());
+        let settings = Arc::new(settings);
+        let audit = audit::Audit::new(db.clone(), kv.clone());
+        let clusters = clusters::Clusters::new(
+            db.clone(),
+            kv.clone(),
+            ledger.clone(),
+            prices.clone(),
+            settings.clone(),
+            audit.clone(),
+            billing.clone(),
+            capacity.clone(),
+            quotes.clone(),
+            agents.clone(),
+        );
         Self {
             accounts,
             orgs,
             keys,
             directory,
             billing,
-            audit: audit::Audit::new(db.clone(), kv.clone()),
+            audit,
             idempotency,
             outbox,
             sweeper,
@@ -189,18 +207,16 @@ impl Control {
             reliability,
             devices,
             agents,
+            capacity,
+            quotes,
+            clusters,
             db,
             kv,
             cache,
             ledger,
             prices,
-            settings: Arc::new(settings),
-            capacity,
+            settings,
             catalog,
-            events: Default::default(),
-            // One batch at a time could not keep up with clusters ending together
-            // (docs/benchmarks.md, settlement).
-            settling: Arc::new(clusters::SettleQueue::with_lanes(4)),
         }
     }
 

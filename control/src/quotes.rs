@@ -8,8 +8,12 @@ use iocloud_db::{DbError, Timestamp, db_run};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use std::sync::Arc;
+
+use crate::capacity::Capacity;
 use crate::placement::{Colocation, Plan, Preference, Request};
-use crate::{Action, Actor, Control, Error, Result};
+use crate::providers::Catalog;
+use crate::{Action, Actor, Error, ErrorCode, Result};
 
 /// How long a quote's prices hold.
 pub const QUOTE_TTL_MICROS: i64 = 5 * 60 * 1_000_000;
@@ -153,7 +157,23 @@ fn within(field: &'static str, v: i64, lo: i64, hi: i64) -> Result<u32> {
     }
 }
 
-impl Control {
+/// Placement quotes, and the placement requests they (and cluster specs) ask for.
+#[derive(Clone)]
+pub struct Quotes {
+    db: iocloud_db::Db,
+    catalog: Arc<Catalog>,
+    capacity: Capacity,
+}
+
+impl Quotes {
+    pub(crate) fn new(db: iocloud_db::Db, catalog: Arc<Catalog>, capacity: Capacity) -> Quotes {
+        Quotes {
+            db,
+            catalog,
+            capacity,
+        }
+    }
+
     /// The placement request a quote asks for, checked field by field.
     pub fn placement_request(&self, q: &QuoteRequest) -> Result<Request> {
         let mut r = Request::new(within("gpu_count", q.gpu_count, 1, MAX_GPUS)?);
@@ -297,10 +317,10 @@ impl Control {
     }
 
     /// Ranked plans for the request, kept for five minutes under a quote id.
-    pub async fn create_quote(&self, actor: &Actor, q: &QuoteRequest) -> Result<Quote> {
+    pub async fn create(&self, actor: &Actor, q: &QuoteRequest) -> Result<Quote> {
         actor.authorize(Action::QuotesCreate)?;
         let request = self.placement_request(q)?;
-        let plans = self.plans(&request).await?;
+        let plans = self.capacity.plans(&request).await?;
         let now = now_micros();
         let quote = Quote {
             id: new_id("quo"),
@@ -327,17 +347,35 @@ impl Control {
     }
 
     /// One of the organisation's quotes (another organisation's answers 404).
-    pub async fn quote(&self, actor: &Actor, id: &str) -> Result<Quote> {
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<Quote> {
         actor.authorize(Action::ResourcesRead)?;
-        let body: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
-            "SELECT quote FROM placement_quotes WHERE id = $1 AND org_id = $2"
+        Ok(self.read(&actor.org_id, id).await?.0)
+    }
+
+    /// A quote a cluster cites: the organisation's, and not yet expired.
+    pub(crate) async fn cited(&self, org_id: &str, id: &str) -> Result<Quote> {
+        let (quote, expires_at) = self.read(org_id, id).await?;
+        if expires_at <= now_micros() {
+            return Err(Error::Conflict {
+                code: ErrorCode::QuoteExpired,
+                message: format!("quote {id} has expired; ask for a new one"),
+            });
+        }
+        Ok(quote)
+    }
+
+    /// The quote and when it expires, µs.
+    async fn read(&self, org_id: &str, id: &str) -> Result<(Quote, i64)> {
+        let found: Option<(String, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT quote, expires_at FROM placement_quotes WHERE id = $1 AND org_id = $2"
         )
         .bind(id)
-        .bind(&actor.org_id)
+        .bind(org_id)
         .fetch_optional(p)
         .await)
         .map_err(DbError::from)?;
-        let body = body.ok_or(Error::NotFound("quote"))?;
-        serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))
+        let (body, expires_at) = found.ok_or(Error::NotFound("quote"))?;
+        let quote = serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((quote, expires_at))
     }
 }

@@ -62,7 +62,8 @@ async fn race(db: &Db, request: Request, expect_wins: usize) {
         let request = request.clone();
         tokio::spawn(async move {
             control
-                .claim_capacity(
+                .capacity
+                .claim_nodes(
                     "org_customer",
                     &format!("clu_{i}"),
                     &request,
@@ -158,7 +159,8 @@ async fn a_claim_dropped_mid_way_holds_nothing_back() {
             let control = control.clone();
             async move {
                 control
-                    .claim_capacity("org_c", cluster, &request, &serde_json::json!({}))
+                    .capacity
+                    .claim_nodes("org_c", cluster, &request, &serde_json::json!({}))
                     .await
             }
         };
@@ -217,13 +219,14 @@ async fn reliability_is_learned_and_placement_follows_it() {
         let mut whole = Request::new(8);
         whole.gpus_per_node = Some(8);
         assert_eq!(
-            control.plans(&whole).await.unwrap()[0].nodes[0].device_id,
+            control.capacity.plans(&whole).await.unwrap()[0].nodes[0].device_id,
             "dev_a"
         );
 
         // A node on dev_a fails: its score and its provider's drop a fifth of the way to 0.
         let claim = control
-            .claim_capacity("org_c", "clu_1", &whole, &serde_json::json!({}))
+            .capacity
+            .claim_nodes("org_c", "clu_1", &whole, &serde_json::json!({}))
             .await
             .unwrap();
         assert_eq!(claim.plan.nodes[0].device_id, "dev_a");
@@ -239,12 +242,22 @@ async fn reliability_is_learned_and_placement_follows_it() {
         };
         control
             .agents
-            .node_report(&agent, &claim.node_ids[0], report("failed"), &control)
+            .node_report(
+                &agent,
+                &claim.node_ids[0],
+                report("failed"),
+                &control.clusters,
+            )
             .await
             .unwrap();
         control
             .agents
-            .node_report(&agent, &claim.node_ids[0], report("released"), &control)
+            .node_report(
+                &agent,
+                &claim.node_ids[0],
+                report("released"),
+                &control.clusters,
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -257,12 +270,12 @@ async fn reliability_is_learned_and_placement_follows_it() {
         );
         // Placement now ranks dev_b first: 0.1 µ$ dearer, but 13% more reliable.
         assert_eq!(
-            control.plans(&whole).await.unwrap()[0].nodes[0].device_id,
+            control.capacity.plans(&whole).await.unwrap()[0].nodes[0].device_id,
             "dev_b"
         );
         let mut strict = whole.clone();
         strict.min_reliability_bps = 8_000;
-        let plans = control.plans(&strict).await.unwrap();
+        let plans = control.capacity.plans(&strict).await.unwrap();
         assert!(plans.iter().all(|p| p.nodes[0].device_id == "dev_b"));
 
         // A whole hour heard brings dev_a back part of the way; dev_b, silent, slips. Each
@@ -305,7 +318,8 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
         let mut nodes = Vec::new();
         for i in 0..16 {
             let claim = a
-                .claim_capacity("org_c", &format!("clu_{i}"), &one, &serde_json::json!({}))
+                .capacity
+                .claim_nodes("org_c", &format!("clu_{i}"), &one, &serde_json::json!({}))
                 .await
                 .unwrap();
             nodes.push((
@@ -330,7 +344,7 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
                 };
                 control
                     .agents
-                    .node_report(&agent, &node, failed, &control)
+                    .node_report(&agent, &node, failed, &control.clusters)
                     .await
             })
         });

@@ -310,7 +310,8 @@ impl ClustersQuery {
     /// A cluster with its nodes, latest events and connection details.
     async fn cluster(&self, ctx: &Context<'_>, id: String) -> GqlResult<GqlCluster> {
         Ok(control(ctx)
-            .cluster(actor(ctx)?, &id)
+            .clusters
+            .get(actor(ctx)?, &id)
             .await
             .map_err(gql_error)?
             .into())
@@ -324,7 +325,8 @@ impl ClustersQuery {
         id: String,
     ) -> GqlResult<GqlClusterCredentials> {
         Ok(control(ctx)
-            .cluster_credentials(actor(ctx)?, &id, &RequestOrigin::default())
+            .clusters
+            .credentials(actor(ctx)?, &id, &RequestOrigin::default())
             .await
             .map_err(gql_error)?
             .into())
@@ -339,7 +341,8 @@ impl ClustersQuery {
         status: Option<String>,
     ) -> GqlResult<GqlPage<GqlCluster>> {
         let p = control(ctx)
-            .clusters(actor(ctx)?, status.as_deref(), &page(cursor, limit)?)
+            .clusters
+            .list(actor(ctx)?, status.as_deref(), &page(cursor, limit)?)
             .await
             .map_err(gql_error)?;
         Ok(GqlPage::from_page(p))
@@ -354,7 +357,8 @@ impl ClustersQuery {
         limit: Option<i64>,
     ) -> GqlResult<Vec<GqlClusterEvent>> {
         let events = control(ctx)
-            .cluster_events(actor(ctx)?, &id, after.unwrap_or(0), limit.unwrap_or(100))
+            .clusters
+            .list_events(actor(ctx)?, &id, after.unwrap_or(0), limit.unwrap_or(100))
             .await
             .map_err(gql_error)?;
         Ok(events.into_iter().map(Into::into).collect())
@@ -369,6 +373,7 @@ impl ClustersQuery {
     ) -> GqlResult<GqlApplyPlan> {
         let spec = ClusterSpec::from(input);
         Ok(control(ctx)
+            .clusters
             .plan_apply(actor(ctx)?, &spec.name.clone(), &spec, resource_version)
             .await
             .map_err(gql_error)?
@@ -378,6 +383,7 @@ impl ClustersQuery {
     /// The organisation's limits and its use of them.
     async fn quota(&self, ctx: &Context<'_>) -> GqlResult<GqlQuota> {
         Ok(control(ctx)
+            .clusters
             .quota(actor(ctx)?)
             .await
             .map_err(gql_error)?
@@ -398,7 +404,8 @@ impl ClustersMutation {
         input: GqlClusterInput,
     ) -> GqlResult<GqlCluster> {
         Ok(control(ctx)
-            .create_cluster(actor(ctx)?, &input.into())
+            .clusters
+            .create(actor(ctx)?, &input.into())
             .await
             .map_err(gql_error)?
             .into())
@@ -413,7 +420,8 @@ impl ClustersMutation {
     ) -> GqlResult<GqlApplyResult> {
         let spec = ClusterSpec::from(input);
         let (_, result) = control(ctx)
-            .apply_cluster(actor(ctx)?, &spec.name.clone(), &spec, resource_version)
+            .clusters
+            .apply(actor(ctx)?, &spec.name.clone(), &spec, resource_version)
             .await
             .map_err(gql_error)?;
         Ok(result.into())
@@ -432,7 +440,8 @@ impl ClustersMutation {
             resource_version,
         };
         Ok(control(ctx)
-            .extend_cluster(actor(ctx)?, &id, &ext)
+            .clusters
+            .extend(actor(ctx)?, &id, &ext)
             .await
             .map_err(gql_error)?
             .into())
@@ -446,7 +455,8 @@ impl ClustersMutation {
         resource_version: Option<i64>,
     ) -> GqlResult<GqlCluster> {
         Ok(control(ctx)
-            .terminate_cluster(actor(ctx)?, &id, resource_version)
+            .clusters
+            .terminate(actor(ctx)?, &id, resource_version)
             .await
             .map_err(gql_error)?
             .into())
@@ -468,7 +478,8 @@ impl ClustersSubscription {
     ) -> BoxStream<'static, GqlResult<GqlClusterEvent>> {
         let stream = match actor(ctx) {
             Ok(actor) => control(ctx)
-                .follow_cluster_events(actor, &id, after.unwrap_or(0))
+                .clusters
+                .follow_events(actor, &id, after.unwrap_or(0))
                 .await
                 .map_err(gql_error),
             Err(e) => Err(e),

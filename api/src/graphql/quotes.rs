@@ -95,7 +95,8 @@ impl QuotesQuery {
     /// A quote of the organisation.
     async fn quote(&self, ctx: &Context<'_>, id: String) -> GqlResult<Quote> {
         control(ctx)
-            .quote(actor(ctx)?, &id)
+            .quotes
+            .get(actor(ctx)?, &id)
             .await
             .map_err(gql_error)
     }
@@ -111,7 +112,8 @@ impl QuotesMutation {
     /// in the extensions) when nothing fits.
     async fn quote(&self, ctx: &Context<'_>, input: GqlQuoteInput) -> GqlResult<Quote> {
         control(ctx)
-            .create_quote(actor(ctx)?, &input.into())
+            .quotes
+            .create(actor(ctx)?, &input.into())
             .await
             .map_err(gql_error)
     }

@@ -59,7 +59,8 @@ async fn list_clusters(
     .page()?;
     Ok(Json(
         s.control
-            .clusters(&actor, q.status.as_deref(), &page)
+            .clusters
+            .list(&actor, q.status.as_deref(), &page)
             .await?,
     ))
 }
@@ -77,7 +78,7 @@ async fn create_cluster(
     Auth(actor): Auth,
     ApiJson(spec): ApiJson<ClusterSpec>,
 ) -> ApiResult<impl IntoResponse> {
-    let cluster = s.control.create_cluster(&actor, &spec).await?;
+    let cluster = s.control.clusters.create(&actor, &spec).await?;
     Ok((StatusCode::CREATED, Json(cluster)))
 }
 
@@ -91,7 +92,7 @@ async fn get_cluster(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ClusterView>> {
-    Ok(Json(s.control.cluster(&actor, &id).await?))
+    Ok(Json(s.control.clusters.get(&actor, &id).await?))
 }
 
 /// A Kubernetes cluster's admin credentials: its kubeconfig and bearer token. Needs the right
@@ -112,7 +113,7 @@ async fn cluster_credentials(
         request_id: request_id(&req),
         ip: client_ip(&req, s.config.trust_forwarded_for).map(|ip| ip.to_string()),
     };
-    let credentials = s.control.cluster_credentials(&actor, &id, &origin).await?;
+    let credentials = s.control.clusters.credentials(&actor, &id, &origin).await?;
     // A secret: no cache along the way may keep it.
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(credentials)).into_response())
 }
@@ -137,7 +138,8 @@ async fn delete_cluster(
 ) -> ApiResult<Json<ClusterView>> {
     Ok(Json(
         s.control
-            .terminate_cluster(&actor, &id, q.resource_version)
+            .clusters
+            .terminate(&actor, &id, q.resource_version)
             .await?,
     ))
 }
@@ -171,13 +173,15 @@ async fn apply_cluster(
     if q.dry_run.unwrap_or(false) {
         let plan: ApplyPlan = s
             .control
+            .clusters
             .plan_apply(&actor, &name, &spec, q.resource_version)
             .await?;
         return Ok(Json(plan).into_response());
     }
     let (made, result) = s
         .control
-        .apply_cluster(&actor, &name, &spec, q.resource_version)
+        .clusters
+        .apply(&actor, &name, &spec, q.resource_version)
         .await?;
     let status = if made {
         StatusCode::CREATED
@@ -198,7 +202,7 @@ async fn extend_cluster(
     ApiPath(id): ApiPath<String>,
     ApiJson(ext): ApiJson<Extension>,
 ) -> ApiResult<Json<ClusterView>> {
-    Ok(Json(s.control.extend_cluster(&actor, &id, &ext).await?))
+    Ok(Json(s.control.clusters.extend(&actor, &id, &ext).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -251,7 +255,8 @@ async fn cluster_events(
     if q.follow.unwrap_or(false) {
         let stream = s
             .control
-            .follow_cluster_events(&actor, &id, after)
+            .clusters
+            .follow_events(&actor, &id, after)
             .await?
             .map(|e| {
                 let data = serde_json::to_string(&e).unwrap_or_default();
@@ -268,7 +273,8 @@ async fn cluster_events(
     }
     let items = s
         .control
-        .cluster_events(&actor, &id, after, q.limit.unwrap_or(100))
+        .clusters
+        .list_events(&actor, &id, after, q.limit.unwrap_or(100))
         .await?;
     Ok(Json(EventList { items }).into_response())
 }
@@ -277,7 +283,7 @@ async fn cluster_events(
 #[utoipa::path(get, path = "/v1/quota", tag = "clusters",
     responses((status = 200, body = QuotaView)))]
 async fn quota(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<QuotaView>> {
-    Ok(Json(s.control.quota(&actor).await?))
+    Ok(Json(s.control.clusters.quota(&actor).await?))
 }
 
 /// Set an organisation's limits (platform operators only).
@@ -289,5 +295,7 @@ async fn set_quota(
     ApiPath(id): ApiPath<String>,
     ApiJson(update): ApiJson<QuotaUpdate>,
 ) -> ApiResult<Json<QuotaView>> {
-    Ok(Json(s.control.set_quota(&actor, &id, &update).await?))
+    Ok(Json(
+        s.control.clusters.set_quota(&actor, &id, &update).await?,
+    ))
 }

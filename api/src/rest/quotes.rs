@@ -27,7 +27,7 @@ async fn create_quote(
     Auth(actor): Auth,
     ApiJson(request): ApiJson<QuoteRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let quote = s.control.create_quote(&actor, &request).await?;
+    let quote = s.control.quotes.create(&actor, &request).await?;
     Ok((StatusCode::CREATED, Json(quote)))
 }
 
@@ -39,5 +39,5 @@ async fn get_quote(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Quote>> {
-    Ok(Json(s.control.quote(&actor, &id).await?))
+    Ok(Json(s.control.quotes.get(&actor, &id).await?))
 }

@@ -145,6 +145,11 @@ fn parse_currency(field: &'static str, text: &str) -> Result<Currency> {
     Currency::parse(text).ok_or_else(|| Error::validation(field, "use USD, IOSD or IO"))
 }
 
+/// A currency code read from storage: one we do not know is corrupt data, never a default.
+pub(crate) fn stored_currency(column: &'static str, code: &str) -> Result<Currency> {
+    Currency::parse(code).ok_or_else(|| Error::corrupt(column, code))
+}
+
 /// The organisation's side of billing (see the module's documentation), and its usage
 /// reports ([`usage`]).
 #[derive(Clone)]
@@ -265,8 +270,31 @@ impl Billing {
         .map_err(DbError::from)?;
         let code = code.ok_or(Error::NotFound("organization"))?;
         Ok(BillingPreference {
-            currency: Currency::parse(&code).unwrap_or(Currency::Usd),
+            currency: stored_currency("organizations.billing_currency", &code)?,
         })
+    }
+
+    /// The organisation's billing currency (USD unless it chose another), cached: every
+    /// cluster create prices in it.
+    pub(crate) async fn currency_of(&self, org_id: &str) -> Result<Currency> {
+        if let Some(currency) = self.cache.currency(org_id) {
+            return Ok(currency);
+        }
+        let generation = self.cache.generation();
+        let code: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT billing_currency FROM organizations WHERE id = $1"
+        )
+        .bind(org_id)
+        .fetch_optional(p)
+        .await)
+        .map_err(DbError::from)?;
+        // An organisation without a row has chosen nothing: USD, as for one that never chose.
+        let currency = match code.as_deref() {
+            Some(code) => stored_currency("organizations.billing_currency", code)?,
+            None => Currency::Usd,
+        };
+        self.cache.put_currency(org_id, currency, generation);
+        Ok(currency)
     }
 
     pub async fn set_preference(&self, actor: &Actor, currency: &str) -> Result<BillingPreference> {

@@ -129,8 +129,8 @@ fn gpu_hours(gpu_micros: i64) -> String {
     Money::from_micros(gpu_micros / (MICROS_PER_HOUR / 1_000_000), Currency::Usd).to_decimal()
 }
 
-fn currency(code: &str) -> Currency {
-    Currency::parse(code).unwrap_or(Currency::Usd)
+fn currency(code: &str) -> Result<Currency> {
+    super::stored_currency("usage_lines.currency", code)
 }
 
 #[derive(sqlx::FromRow)]
@@ -215,15 +215,17 @@ impl Billing {
             .fetch_all(p)
             .await)
         .map_err(DbError::from)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| UsageRow {
-                key: label(group, r.key),
-                currency: currency(&r.currency),
-                gpu_hours: gpu_hours(r.gpu_micros),
-                amount: Money::from_micros(r.amount, currency(&r.currency)).to_decimal(),
+        rows.into_iter()
+            .map(|r| {
+                let currency = currency(&r.currency)?;
+                Ok(UsageRow {
+                    key: label(group, r.key),
+                    currency,
+                    gpu_hours: gpu_hours(r.gpu_micros),
+                    amount: Money::from_micros(r.amount, currency).to_decimal(),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The monthly statement: a line per cluster and price, totals per currency.
@@ -249,7 +251,7 @@ impl Billing {
         let lines = rows
             .into_iter()
             .map(|r| {
-                let c = currency(&r.currency);
+                let c = currency(&r.currency)?;
                 match totals.iter_mut().find(|t| t.0 == c) {
                     Some(t) => {
                         t.1 += r.amount;
@@ -262,16 +264,16 @@ impl Billing {
                 } else {
                     r.rate_per_hour
                 };
-                InvoiceLine {
+                Ok(InvoiceLine {
                     cluster_id: r.cluster_id,
                     currency: c,
                     gpu_hours: gpu_hours(r.gpu_micros),
                     rate: Money::from_micros(per_gpu, c).to_decimal(),
                     amount: Money::from_micros(r.amount, c).to_decimal(),
                     unpaid: Money::from_micros(r.unpaid, c).to_decimal(),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         totals.sort_by_key(|t| t.0);
         Ok(Invoice {
             org_id: org.id,
@@ -310,7 +312,7 @@ impl Billing {
             "cluster_id,node_id,device_id,currency,gpus,rate_per_hour,period_start,period_end,billable_seconds,amount,unpaid\n",
         );
         for (cluster, node, device, cur, gpus, rate, start, end, billable, amount, unpaid) in rows {
-            let c = currency(&cur);
+            let c = currency(&cur)?;
             let m = |v| Money::from_micros(v, c).to_decimal();
             let _ = writeln!(
                 out,

@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::Clusters;
 use super::lifecycle::{check_version, stale};
 use super::spec::{ClusterSpec, check_name};
 use super::{ClusterRow, ClusterStatus, ClusterView, row_in};
-use crate::{Action, Actor, Control, Error, ErrorCode, Result};
+use crate::{Action, Actor, Error, ErrorCode, Result};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 /// Plans made again when the cluster moved under one, before answering 409.
@@ -111,7 +112,7 @@ fn diff(old: &ClusterSpec, new: &ClusterSpec, dearest_node: i64) -> Result<Vec<S
     Ok(changes)
 }
 
-impl Control {
+impl Clusters {
     /// What applying `spec` as the cluster `name` would do; nothing is written.
     pub async fn plan_apply(
         &self,
@@ -125,7 +126,7 @@ impl Control {
         if spec.name != name {
             return Err(Error::validation("name", "must be the name in the path"));
         }
-        let checked = self.check_cluster_spec(spec)?;
+        let checked = self.check_spec(spec)?;
         let live = match self.cluster_row_by_name(&actor.org_id, name).await? {
             Some(row) if row.status()?.is_live() => Some(row),
             _ => None,
@@ -183,6 +184,7 @@ impl Control {
         replacing: Option<(&ClusterRow, Vec<SpecChange>)>,
     ) -> Result<ApplyPlan> {
         let best = self
+            .capacity
             .plans(request)
             .await?
             .into_iter()
@@ -190,7 +192,7 @@ impl Control {
             .ok_or_else(|| Error::Internal("placement answered no plan".into()))?;
         let currency = match spec.billing_currency.as_deref().and_then(Currency::parse) {
             Some(c) => c,
-            None => self.org_currency(&actor.org_id).await?,
+            None => self.billing.currency_of(&actor.org_id).await?,
         };
         let rate = self.prices.current().await?;
         let price = iocloud_billing::prices::PriceFeed::convert(
@@ -229,9 +231,9 @@ impl Control {
             .unwrap_or(0))
     }
 
-    /// Makes the cluster `name` match `spec`, as [`Control::plan_apply`] says. Answers whether
+    /// Makes the cluster `name` match `spec`, as [`Clusters::plan_apply`] says. Answers whether
     /// a new cluster was made (create or replace).
-    pub async fn apply_cluster(
+    pub async fn apply(
         &self,
         actor: &Actor,
         name: &str,
@@ -261,17 +263,16 @@ impl Control {
         plan: ApplyPlan,
     ) -> Result<(bool, ApplyResult)> {
         let cluster = match (plan.action, &plan.cluster_id) {
-            (ApplyAction::Create, _) => self.create_cluster(actor, spec).await?,
+            (ApplyAction::Create, _) => self.create(actor, spec).await?,
             (ApplyAction::Replace, Some(old)) => {
-                self.terminate_cluster(actor, old, plan.resource_version)
-                    .await?;
-                self.create_cluster(actor, spec).await?
+                self.terminate(actor, old, plan.resource_version).await?;
+                self.create(actor, spec).await?
             }
             (ApplyAction::Update, Some(id)) => {
                 let row = self.update_in_place(id, spec, &plan).await?;
                 self.full_view(&row).await?
             }
-            (_, Some(id)) => self.cluster(actor, id).await?,
+            (_, Some(id)) => self.get(actor, id).await?,
             (_, None) => return Err(Error::Internal("a plan without its cluster".into())),
         };
         let made = matches!(plan.action, ApplyAction::Create | ApplyAction::Replace);

@@ -8,16 +8,17 @@ use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
 
+use super::Clusters;
 use super::bootstrap::ClusterBoot;
+use super::claim::ClaimWork;
 use super::spec::{Checked, ClusterSpec};
-use super::storage::stored_currency;
 use super::{
     COLUMNS, ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeView, StoredStatus, events,
     quota,
 };
-use crate::capacity::{ClaimWork, NodeStart};
+use crate::capacity::NodeStart;
 use crate::placement::{Plan, PlanNode};
-use crate::{Action, Actor, Control, Error, ErrorCode, Result};
+use crate::{Action, Actor, Error, ErrorCode, Result, Settings};
 
 /// How often the reconciler looks at a cluster with nothing due sooner, µs.
 pub(crate) const RECHECK: i64 = 15_000_000;
@@ -28,7 +29,7 @@ fn usd(micros: i64) -> String {
 
 /// The writes of a new cluster, done in the claim's transaction before its nodes are assigned.
 struct NewCluster<'a> {
-    control: &'a Control,
+    settings: &'a Settings,
     org_id: &'a str,
     id: &'a str,
     spec: &'a ClusterSpec,
@@ -110,7 +111,7 @@ impl ClaimWork for NewCluster<'_> {
             1,
             iocloud_billing::Rounding::Down,
         )?;
-        let timeout = self.control.settings.provisioning_timeout.as_micros() as i64;
+        let timeout = self.settings.provisioning_timeout.as_micros() as i64;
         let hold_id = new_id("hld");
         row.hold_id = Some(hold_id.clone());
         row.provisioning_deadline = Some(now + timeout);
@@ -190,7 +191,7 @@ impl ClaimWork for NewCluster<'_> {
         }
         quota::reserve_in(
             tx,
-            self.control.settings.quota,
+            self.settings.quota,
             self.org_id,
             gpus,
             1,
@@ -263,13 +264,13 @@ fn name_taken(name: &str) -> Error {
     }
 }
 
-impl Control {
+impl Clusters {
     /// Creates a cluster and starts its nodes. Refused, with nothing written, when the spec is
     /// invalid, the name is taken, nothing fits (422), the quota would be exceeded (403) or
     /// the balance does not cover the hold (402).
-    pub async fn create_cluster(&self, actor: &Actor, spec: &ClusterSpec) -> Result<ClusterView> {
+    pub async fn create(&self, actor: &Actor, spec: &ClusterSpec) -> Result<ClusterView> {
         actor.authorize(Action::ResourcesWrite)?;
-        let mut checked = self.check_cluster_spec(spec)?;
+        let mut checked = self.check_spec(spec)?;
         if let Some(quote_id) = &spec.quote_id {
             self.cap_by_quote(&actor.org_id, quote_id, &mut checked)
                 .await?;
@@ -278,7 +279,7 @@ impl Control {
         // create's own transaction (`insert_in`): no read beforehand on the way to success.
         let currency = match checked.currency {
             Some(c) => c,
-            None => self.org_currency(&actor.org_id).await?,
+            None => self.billing.currency_of(&actor.org_id).await?,
         };
         let (usd_per_unit, rate_id) = match currency {
             Currency::Io => {
@@ -289,7 +290,7 @@ impl Control {
         };
         let id = new_id("clu");
         let mut work = NewCluster {
-            control: self,
+            settings: &self.settings,
             org_id: &actor.org_id,
             id: &id,
             spec,
@@ -301,7 +302,7 @@ impl Control {
             starts: Vec::new(),
         };
         let claimed = self
-            .claim_capacity_with(&actor.org_id, &id, &checked.request, &mut work)
+            .claim(&actor.org_id, &id, &checked.request, &mut work)
             .await;
         let (claim, (row, made)) = match claimed {
             Ok(done) => done,
@@ -361,28 +362,6 @@ impl Control {
         .map_err(DbError::from)?)
     }
 
-    /// The organisation's billing currency (USD unless it chose another), cached.
-    pub(crate) async fn org_currency(&self, org_id: &str) -> Result<Currency> {
-        if let Some(currency) = self.cache.currency(org_id) {
-            return Ok(currency);
-        }
-        let generation = self.cache.generation();
-        let code: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
-            "SELECT billing_currency FROM organizations WHERE id = $1"
-        )
-        .bind(org_id)
-        .fetch_optional(p)
-        .await)
-        .map_err(DbError::from)?;
-        // An organisation without a row has chosen nothing: USD, as for one that never chose.
-        let currency = match code.as_deref() {
-            Some(code) => stored_currency("organizations.billing_currency", code)?,
-            None => Currency::Usd,
-        };
-        self.cache.put_currency(org_id, currency, generation);
-        Ok(currency)
-    }
-
     /// A cited quote must be the organisation's and still valid; the cluster may then cost no
     /// more per GPU-hour than the dearest node the quote offered.
     async fn cap_by_quote(
@@ -391,23 +370,7 @@ impl Control {
         quote_id: &str,
         checked: &mut Checked,
     ) -> Result<()> {
-        let found: Option<(String, i64)> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT quote, expires_at FROM placement_quotes WHERE id = $1 AND org_id = $2"
-        )
-        .bind(quote_id)
-        .bind(org_id)
-        .fetch_optional(p)
-        .await)
-        .map_err(DbError::from)?;
-        let (body, expires_at) = found.ok_or(Error::NotFound("quote"))?;
-        if expires_at <= now_micros() {
-            return Err(Error::Conflict {
-                code: ErrorCode::QuoteExpired,
-                message: format!("quote {quote_id} has expired; ask for a new one"),
-            });
-        }
-        let quote: crate::quotes::Quote =
-            serde_json::from_str(&body).map_err(|e| Error::Internal(e.to_string()))?;
+        let quote = self.quotes.cited(org_id, quote_id).await?;
         if let Some(cap) = dearest_quoted(&quote)? {
             let r = &mut checked.request;
             r.max_price = Some(r.max_price.map_or(cap, |m| m.min(cap)));

@@ -7,10 +7,11 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::Clusters;
 use super::bootstrap;
 use super::spec::ClusterKind;
 use crate::audit::NewAuditEvent;
-use crate::{Action, Actor, Control, Error, ErrorCode, Result};
+use crate::{Action, Actor, Error, ErrorCode, Result};
 
 /// What the audit log records of the action.
 pub const AUDIT_ACTION: &str = "read cluster credentials";
@@ -47,11 +48,11 @@ pub struct RequestOrigin {
     pub ip: Option<String>,
 }
 
-impl Control {
+impl Clusters {
     /// The admin credentials of one of the organisation's Kubernetes clusters (by id or name;
     /// another organisation's answers 404). Needs the right to change clusters; 409
     /// `no_credentials` for other kinds of cluster, or before the API server is up.
-    pub async fn cluster_credentials(
+    pub async fn credentials(
         &self,
         actor: &Actor,
         id: &str,

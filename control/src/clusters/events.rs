@@ -15,7 +15,8 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
 use super::ClusterStatus;
-use crate::{Action, Actor, Control, Error, Result};
+use super::Clusters;
+use crate::{Action, Actor, Error, Result};
 
 pub const CHANNEL: &str = "cluster-events";
 /// How often a follower re-reads the database, in case a message was lost on the way.
@@ -174,7 +175,7 @@ impl EventHub {
     }
 }
 
-impl Control {
+impl Clusters {
     /// Tells every replica's followers (after the events' transaction committed). A message
     /// lost here is found by the followers' next read of the database.
     pub(crate) async fn publish_events(&self, events: &[ClusterEvent]) {
@@ -246,7 +247,7 @@ impl Control {
     }
 
     /// A cluster's events after `after` (a `seq`), oldest first, at most `limit`.
-    pub async fn cluster_events(
+    pub async fn list_events(
         &self,
         actor: &Actor,
         id: &str,
@@ -262,7 +263,7 @@ impl Control {
     /// Every event of the cluster after `after`, then each new one as it happens; the stream
     /// ends after the cluster's final event (terminated or failed). Checked for the actor's
     /// organisation once, up front.
-    pub async fn follow_cluster_events(
+    pub async fn follow_events(
         &self,
         actor: &Actor,
         id: &str,
@@ -296,7 +297,7 @@ impl Control {
         // organisation's); by name, nothing was read yet.
         let read = !by_id || first.len() as i64 == FOLLOW_PAGE;
         let state = Follow {
-            control: self.clone(),
+            clusters: self.clone(),
             cluster_id,
             last: after,
             live,
@@ -310,7 +311,7 @@ impl Control {
 }
 
 struct Follow {
-    control: Control,
+    clusters: Clusters,
     cluster_id: String,
     last: i64,
     live: broadcast::Receiver<ClusterEvent>,
@@ -342,7 +343,7 @@ impl Follow {
             // Whatever the database has that we have not sent, then wait for news.
             if self.read {
                 match self
-                    .control
+                    .clusters
                     .events_after(&self.cluster_id, None, self.last, FOLLOW_PAGE)
                     .await
                 {

@@ -13,13 +13,14 @@ use iocloud_db::{DbError, Tx, tx_run};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::Clusters;
 use super::spec::MAX_HOURS;
 use super::{
     ClusterEvent, ClusterRow, ClusterStatus, ClusterView, LATEST_EVENTS, NodeRow,
     nodes_of_clusters_in, quota, row_in,
 };
-use crate::providers::agent::DeviceAuth;
-use crate::{Action, Actor, Control, Error, ErrorCode, Result};
+use crate::providers::agent::{Agents, DeviceAuth};
+use crate::{Action, Actor, Error, ErrorCode, Result};
 
 /// More hours for a cluster.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -103,14 +104,13 @@ pub(crate) struct GiveBack {
 /// order), so none waits on another that waits on it; devices come last because they are the
 /// most contended, and are then held only until the commit.
 pub(crate) async fn give_back_all_in(
-    control: &Control,
+    agents: &Agents,
     tx: &mut Tx,
     mut back: Vec<GiveBack>,
 ) -> Result<()> {
     back.sort_by(|a, b| a.device.id.cmp(&b.device.id));
     for b in back {
-        control
-            .agents
+        agents
             .give_back_gpus_in(tx, &b.device, b.gpus, &b.node_id, b.at)
             .await?;
     }
@@ -313,7 +313,7 @@ pub(crate) struct Ended {
     pub events: Vec<ClusterEvent>,
 }
 
-impl Control {
+impl Clusters {
     /// Ends a live cluster, as `row` (just read) shows it: `to` is `Terminating` (it ran, or
     /// the customer asked) or `Failed` (it never ran). Nodes go, metering stops at once, quota
     /// is given back; the reconciler then settles the money. `Ok(None)` when it was no longer
@@ -338,7 +338,7 @@ impl Control {
             return Err(stale(&row));
         };
         quota::release_in(&mut tx, &row.org_id, row.gpus, 1, row.spend_per_hour).await?;
-        give_back_all_in(self, &mut tx, ended.give_back).await?;
+        give_back_all_in(&self.agents, &mut tx, ended.give_back).await?;
         tx.commit().await?;
         let (nodes, wake) = (ended.nodes, ended.wake);
         self.agents.wake_many(&wake).await;
@@ -349,7 +349,7 @@ impl Control {
 
     /// Terminates a cluster: billing stops now, what is left of the hold goes back. Deleting
     /// an ended cluster changes nothing and answers it as it is.
-    pub async fn terminate_cluster(
+    pub async fn terminate(
         &self,
         actor: &Actor,
         id: &str,
@@ -391,7 +391,7 @@ impl Control {
             }
             Some((row, None, _)) => self.full_view(&row).await,
             None => {
-                self.reconcile_cluster(&id).await?;
+                self.reconcile(&id).await?;
                 let row = self.row_of(&id).await?.ok_or(Error::NotFound("cluster"))?;
                 self.full_view(&row).await
             }
@@ -399,7 +399,7 @@ impl Control {
     }
 
     /// Ends a cluster its customer asked to end, from `row` as they saw it, and settles it in
-    /// the same transaction when it can ([`Control::terminate_and_settle`]). With a version
+    /// the same transaction when it can ([`Clusters::terminate_and_settle`]). With a version
     /// asked for, any change since answers 409; without one, the cluster is ended as it is
     /// now, read again after each change that raced it (a provisioning cluster's row moves
     /// with every node report). `Ok(None)` when it was ended meanwhile by someone else.
@@ -434,12 +434,7 @@ impl Control {
     }
 
     /// Adds hours to a live cluster and holds funds for them.
-    pub async fn extend_cluster(
-        &self,
-        actor: &Actor,
-        id: &str,
-        ext: &Extension,
-    ) -> Result<ClusterView> {
+    pub async fn extend(&self, actor: &Actor, id: &str, ext: &Extension) -> Result<ClusterView> {
         actor.authorize(Action::ResourcesWrite)?;
         if !(1..=MAX_HOURS).contains(&ext.hours) {
             return Err(Error::validation("hours", format!("from 1 to {MAX_HOURS}")));

@@ -8,13 +8,13 @@
 //! reconciler ([`reconcile`]) is level-triggered: it looks at the row and the nodes, and does
 //! whatever step brings them closer to the spec.
 //!
-//!
 //! The cluster's types sit in `types`, its rows and their SQL in `storage`, the reads of them in
 //! `reads`; the steps of a life sit in the submodules named after them (create, lifecycle,
 //! reconcile, settle, quota, credentials).
 
 pub mod apply;
 mod bootstrap;
+mod claim;
 mod create;
 pub mod credentials;
 pub mod events;
@@ -38,3 +38,70 @@ pub(crate) use storage::{
     COLUMNS, ClusterRow, LATEST_EVENTS, NodeRow, StoredStatus, nodes_of_clusters_in, row_in,
 };
 pub use types::{ClusterStatus, ClusterView, NodeView};
+
+use std::sync::Arc;
+
+use iocloud_billing::Ledger;
+use iocloud_billing::prices::PriceFeed;
+use iocloud_db::{Db, Kv};
+
+use crate::Settings;
+use crate::audit::Audit;
+use crate::billing::Billing;
+use crate::capacity::Capacity;
+use crate::providers::agent::Agents;
+use crate::quotes::Quotes;
+
+/// Clusters and their quota: create, read, apply, extend, terminate, follow, and the
+/// reconciler that brings each to its spec. Cheap to clone.
+#[derive(Clone)]
+pub struct Clusters {
+    db: Db,
+    /// Carries cluster events to the other replicas.
+    kv: Kv,
+    ledger: Ledger,
+    prices: Arc<PriceFeed>,
+    settings: Arc<Settings>,
+    audit: Audit,
+    /// The organisation's billing currency.
+    billing: Billing,
+    capacity: Capacity,
+    quotes: Quotes,
+    /// Gives nodes to devices and takes them back.
+    agents: Agents,
+    events: Arc<events::EventHub>,
+    settling: Arc<SettleQueue>,
+}
+
+impl Clusters {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        db: Db,
+        kv: Kv,
+        ledger: Ledger,
+        prices: Arc<PriceFeed>,
+        settings: Arc<Settings>,
+        audit: Audit,
+        billing: Billing,
+        capacity: Capacity,
+        quotes: Quotes,
+        agents: Agents,
+    ) -> Clusters {
+        Clusters {
+            db,
+            kv,
+            ledger,
+            prices,
+            settings,
+            audit,
+            billing,
+            capacity,
+            quotes,
+            agents,
+            events: Default::default(),
+            // One batch at a time could not keep up with clusters ending together
+            // (docs/benchmarks.md, settlement).
+            settling: Arc::new(SettleQueue::with_lanes(4)),
+        }
+    }
+}

@@ -10,7 +10,8 @@ use iocloud_db::{DbError, Tx, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{Actor, Control, Error, Result};
+use super::Clusters;
+use crate::{Actor, Error, Result};
 
 /// The limits an organisation gets unless an operator sets its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,7 +228,7 @@ pub(crate) async fn release_in(
     Ok(())
 }
 
-impl Control {
+impl Clusters {
     async fn quota_of(&self, org_id: &str) -> Result<QuotaView> {
         let sql = format!("SELECT {COLUMNS} FROM org_quotas WHERE org_id = $1");
         let row: Option<QuotaRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)

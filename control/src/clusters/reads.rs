@@ -3,15 +3,16 @@
 
 use iocloud_db::{DbError, db_run};
 
+use super::Clusters;
 use super::events::EventRow;
 use super::storage::{
     COLUMNS, LATEST_EVENTS, NODES_SQL, ROW_AND_EVENTS_SQL, ROW_AND_NODES_SQL, split_row_and_events,
     split_row_and_nodes,
 };
 use super::{ClusterEvent, ClusterRow, ClusterStatus, ClusterView, NodeRow};
-use crate::{Action, Actor, Control, Error, Page, PageRequest, Result};
+use crate::{Action, Actor, Error, Page, PageRequest, Result};
 
-impl Control {
+impl Clusters {
     /// A cluster's row by id, read outside any transaction.
     pub(crate) async fn row_of(&self, id: &str) -> Result<Option<ClusterRow>> {
         let sql = format!("SELECT {COLUMNS} FROM clusters WHERE id = $1");
@@ -85,7 +86,7 @@ impl Control {
     }
 
     /// A cluster with its nodes and latest events; another organisation's answers 404.
-    pub async fn cluster(&self, actor: &Actor, id: &str) -> Result<ClusterView> {
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<ClusterView> {
         actor.authorize(Action::ResourcesRead)?;
         let row = self.cluster_row(&actor.org_id, id).await?;
         self.full_view(&row).await
@@ -146,7 +147,7 @@ impl Control {
     }
 
     /// The organisation's clusters, oldest first; `status` filters.
-    pub async fn clusters(
+    pub async fn list(
         &self,
         actor: &Actor,
         status: Option<&str>,

@@ -9,16 +9,18 @@ use iocloud_billing::metering::{NewUsage, start_usage_in};
 use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, Tx, db_run, tx_run};
 
+use super::Clusters;
 use super::bootstrap::{self, ClusterBoot};
+use super::claim::ClaimWork;
 use super::create::RECHECK;
 use super::lifecycle::{end_node_in, give_back_all_in, stale, usage_id};
 use super::{ClusterEvent, ClusterKind, ClusterRow, ClusterStatus, NodeRow};
-use crate::capacity::{ClaimWork, NodeStart};
+use crate::capacity::NodeStart;
 use crate::placement::{Plan, PlanNode};
 use crate::providers::DeviceStatus;
 use crate::providers::agent::ClusterNews;
 use crate::providers::endpoints::Endpoints;
-use crate::{Control, Error, ErrorCode, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// How long a replica keeps a due cluster to itself while it works on it, µs.
 const LEASE: i64 = 30_000_000;
@@ -117,18 +119,15 @@ fn next_look(row: &ClusterRow, now: i64) -> Result<Option<i64>> {
 /// An agent's report on a node reaches its cluster at once
 /// ([`Agents::node_report`](crate::providers::agent::Agents::node_report)): the
 /// cluster steps now rather than at its next look.
-impl ClusterNews for Control {
+impl ClusterNews for Clusters {
     async fn node_moved(&self, cluster_id: &str) -> Result<()> {
-        self.reconcile_cluster(cluster_id).await
+        self.reconcile(cluster_id).await
     }
 }
 
-impl Control {
+impl Clusters {
     /// Runs a reconcile pass every `interval` until the process ends.
-    pub fn spawn_cluster_reconciler(
-        &self,
-        interval: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_reconciler(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -164,7 +163,7 @@ impl Control {
             .await)
         .map_err(DbError::from)?;
         for id in &due {
-            if let Err(e) = self.reconcile_cluster(id).await {
+            if let Err(e) = self.reconcile(id).await {
                 tracing::warn!(error = %e, cluster = %id, "reconciling a cluster failed; it is retried");
             }
         }
@@ -172,7 +171,7 @@ impl Control {
     }
 
     /// Steps the cluster until there is nothing left to do now.
-    pub async fn reconcile_cluster(&self, id: &str) -> Result<()> {
+    pub async fn reconcile(&self, id: &str) -> Result<()> {
         for _ in 0..MAX_STEPS {
             match self.reconcile_step(id).await {
                 Ok(Step::Again) => continue,
@@ -253,7 +252,7 @@ impl Control {
                 .save_in(&mut tx, "node_lost", &reasons.join("; "))
                 .await?
                 .ok_or_else(|| stale(&row))?;
-            give_back_all_in(self, &mut tx, back).await?;
+            give_back_all_in(&self.agents, &mut tx, back).await?;
             tx.commit().await?;
             self.agents.wake_many(&wake).await;
             self.publish_events(&[event]).await;
@@ -428,7 +427,7 @@ impl Control {
         no_nodes_left: bool,
     ) -> Result<Step> {
         let spec = row.spec()?;
-        let checked = self.check_cluster_spec(&spec)?;
+        let checked = self.check_spec(&spec)?;
         let mut request = checked.request;
         request.gpu_count = u32::try_from(missing).unwrap_or(u32::MAX);
         request.min_providers = 0;
@@ -445,10 +444,7 @@ impl Control {
             leader,
             no_nodes_left,
         };
-        match self
-            .claim_capacity_with(&row.org_id, &row.id, &request, &mut work)
-            .await
-        {
+        match self.claim(&row.org_id, &row.id, &request, &mut work).await {
             Ok((_, event)) => {
                 self.publish_events(&[event]).await;
                 Ok(Step::Again)

@@ -20,12 +20,13 @@ use iocloud_billing::metering::{
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
 
+use super::Clusters;
 use super::lifecycle::{
     Ended, Metering, NodesEnded, ON_REQUEST, end_clusters_nodes_in, give_back_all_in, stale,
 };
 use super::{ClusterEvent, ClusterRow, ClusterStatus, NodeRow, quota};
 use crate::batcher::Batcher;
-use crate::{Control, Error, ErrorCode, Result};
+use crate::{Error, ErrorCode, Result};
 
 /// Tries at settling one cluster alone before giving up (each failed try is someone else's
 /// progress: an accrual charged it, or its row moved).
@@ -201,7 +202,7 @@ async fn terminate_settled_in(
     })
 }
 
-impl Control {
+impl Clusters {
     /// Settles an ended (terminating or failed) cluster, with whatever other settlements are
     /// waiting at the same moment. Answers the row as the settlement left it.
     pub(crate) async fn settle_cluster(&self, row: ClusterRow) -> Result<ClusterRow> {
@@ -406,7 +407,7 @@ impl Control {
                     Settled::post_all_in(&mut tx, money).await?;
                 }
                 quota.release_in(&mut tx).await?;
-                give_back_all_in(self, &mut tx, give_back).await?;
+                give_back_all_in(&self.agents, &mut tx, give_back).await?;
                 tx.commit().await?;
                 return Ok((done, alone));
             };

@@ -7,10 +7,11 @@ use iocloud_billing::Currency;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::Clusters;
 use crate::placement::{Preference, Request};
 use crate::providers::devices::Location;
 use crate::quotes::QuoteRequest;
-use crate::{Control, Error, Result};
+use crate::{Error, Result};
 
 /// At most 30 days.
 pub const MAX_HOURS: i64 = 720;
@@ -240,9 +241,9 @@ impl ClusterSpec {
     }
 }
 
-impl Control {
+impl Clusters {
     /// Checks every field of a spec; the first problem found is the error.
-    pub(crate) fn check_cluster_spec(&self, spec: &ClusterSpec) -> Result<Checked> {
+    pub(crate) fn check_spec(&self, spec: &ClusterSpec) -> Result<Checked> {
         check_name(&spec.name)?;
         let kind = spec
             .kind
@@ -267,7 +268,7 @@ impl Control {
                 format!("must be from 1 to {MAX_HOURS} (30 days)"),
             ));
         }
-        let request = self.placement_request(&spec.placement())?;
+        let request = self.quotes.placement_request(&spec.placement())?;
         check_labels(&spec.labels)?;
         let currency = match &spec.billing_currency {
             Some(code) => Some(

@@ -10,6 +10,7 @@ use iocloud_db::{DbError, Tx, tx_run};
 
 use super::{ClusterEvent, ClusterKind, ClusterSpec, ClusterStatus, ClusterView, NodeView};
 use super::{bootstrap, events};
+use crate::billing::stored_currency;
 use crate::providers::DeviceStatus;
 use crate::providers::endpoints::Endpoints;
 use crate::{Error, Result};
@@ -75,11 +76,6 @@ const SAVE: &str = "UPDATE clusters SET spec = $1, generation = $2, resource_ver
      price_per_hour = $7, duration_hours = $8, connection = $9, provisioning_deadline = $10, running_at = $11, expires_at = $12, \
      ended_at = $13, terminated_at = $14, reconcile_at = $15, updated_at = $16 WHERE id = $17 AND resource_version = $18";
 
-/// A currency code as stored in `column`.
-pub(crate) fn stored_currency(column: &'static str, code: &str) -> Result<Currency> {
-    Currency::parse(code).ok_or_else(|| Error::corrupt(column, code))
-}
-
 impl ClusterRow {
     pub fn status(&self) -> Result<ClusterStatus> {
         let stored = self.status.as_str();
@@ -128,7 +124,7 @@ impl ClusterRow {
     }
 
     /// The stored connection without any secret in it (see
-    /// [`crate::Control::cluster_credentials`]).
+    /// [`Clusters::credentials`]).
     fn public_connection(&self) -> Result<Option<serde_json::Value>> {
         let Some(mut connection) = self.connection()? else {
             return Ok(None);
@@ -311,7 +307,7 @@ pub(crate) async fn row_in(tx: &mut Tx, id: &str) -> Result<Option<ClusterRow>> 
 }
 
 /// A node as [`NODES_SQL`] reads it. The columns a cluster row also has are named `node_…`,
-/// so both can be read from one joined row ([`crate::Control::row_and_nodes`]).
+/// so both can be read from one joined row ([`Clusters::row_and_nodes`]).
 #[derive(sqlx::FromRow)]
 pub(crate) struct NodeRow {
     #[sqlx(rename = "node_id")]

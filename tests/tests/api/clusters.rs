@@ -477,7 +477,8 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
     app.server
         .state
         .control
-        .reconcile_cluster(&id)
+        .clusters
+        .reconcile(&id)
         .await
         .unwrap();
     let c = wait_status(&app, &s, &id, "degraded").await;
@@ -498,7 +499,8 @@ async fn a_lost_node_is_replaced_or_the_cluster_degrades(b: Backend) {
     app.server
         .state
         .control
-        .reconcile_cluster(&id)
+        .clusters
+        .reconcile(&id)
         .await
         .unwrap();
     let c = wait_status(&app, &s, &id, "running").await;
@@ -1039,7 +1041,7 @@ async fn a_cluster_settled_by_its_delete_and_the_reconciler_at_once_settles_once
         let delete = app.delete(&path, &s.access);
         let reconciles = async {
             for _ in 0..20 {
-                let _ = join_all((0..3).map(|_| control.reconcile_cluster(id))).await;
+                let _ = join_all((0..3).map(|_| control.clusters.reconcile(id))).await;
             }
         };
         let (gone, ()) = tokio::join!(delete, reconciles);
