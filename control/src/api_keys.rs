@@ -8,7 +8,7 @@ use iocloud_db::{Db, DbError, Timestamp, db_run, ids::new_id};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::cache::{Cache, Forget};
+use crate::cache::{Cache, Cached, Drops, Forget, Secret, SecretCache};
 use crate::permissions::{Role, Scope};
 use crate::types::parse_name;
 use crate::{Action, Actor, Error, Page, PageRequest, Result, secrets};
@@ -142,16 +142,50 @@ pub(crate) struct AuthenticatedKey {
     pub(crate) maker_role: Role,
 }
 
+/// Keys by the hash of their secret, on this replica.
+pub(crate) type KeyCache = SecretCache<KeyRow>;
+
+/// Keys cached at once, before starting over.
+const MAX_CACHED: usize = 100_000;
+
+pub(crate) fn key_cache(ttl: std::time::Duration) -> KeyCache {
+    SecretCache::new(ttl, MAX_CACHED)
+}
+
+impl Cached for KeyRow {
+    fn drops<'a>(what: &Forget<'a>) -> Drops<'a> {
+        match what {
+            Forget::Key(id) => Drops::Id(id),
+            // A key acts within its maker's role, which it was cached with.
+            Forget::KeysOf(_) => Drops::Matching,
+            Forget::All => Drops::Everything,
+            _ => Drops::Nothing,
+        }
+    }
+
+    fn dropped_by(&self, what: &Forget<'_>) -> bool {
+        matches!(what, Forget::KeysOf(user_id) if self.maker_user_id.as_deref() == Some(*user_id))
+    }
+}
+
+impl Secret for KeyRow {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 /// API keys: made, listed, revoked, and found by their secret.
 #[derive(Clone)]
 pub struct ApiKeys {
     db: Db,
+    /// Where a revocation is announced.
     cache: Arc<Cache>,
+    cached: Arc<KeyCache>,
 }
 
 impl ApiKeys {
-    pub(crate) fn new(db: Db, cache: Arc<Cache>) -> Self {
-        ApiKeys { db, cache }
+    pub(crate) fn new(db: Db, cache: Arc<Cache>, cached: Arc<KeyCache>) -> Self {
+        ApiKeys { db, cache, cached }
     }
 
     pub async fn create(&self, actor: &Actor, input: NewApiKey<'_>) -> Result<CreatedApiKey> {
@@ -246,7 +280,7 @@ impl ApiKeys {
             matches!(&actor.principal, crate::Principal::ApiKey { key_id: k, .. } if k == key_id);
         if !own {
             actor.authorize(Action::ApiKeysRead)?;
-        } else if let Some(row) = self.cache.key_by_id(key_id) {
+        } else if let Some(row) = self.cached.get_by_id(key_id) {
             // The key is reading itself: what authenticated this request is current enough.
             return Ok(row.as_ref().clone().into_key(now_micros()));
         }
@@ -284,10 +318,10 @@ impl ApiKeys {
     /// organisation is refused.
     pub(crate) async fn by_secret(&self, secret: &str) -> Result<AuthenticatedKey> {
         let hash = secrets::hash(secret);
-        let row = match self.cache.key_by_hash(&hash) {
+        let row = match self.cached.get(&hash) {
             Some(row) => row,
             None => {
-                let generation = self.cache.generation();
+                let generation = self.cached.generation();
                 // The maker's role is read with the key (and cached with it): a role change or
                 // a removal forgets the cached key on every replica (`Forget::KeysOf`).
                 let sql = "SELECT k.id, k.org_id, k.name, k.prefix, k.key_hash, k.scopes, k.created_by, k.created_at, \
@@ -302,7 +336,7 @@ impl ApiKeys {
                 let row = row
                     .filter(|r| secrets::hashes_equal(&r.key_hash, &hash))
                     .ok_or(Error::InvalidToken)?;
-                self.cache.put_key(&hash, row, generation)
+                self.cached.put(&hash, row, generation)
             }
         };
         let now = now_micros();
@@ -340,7 +374,12 @@ impl ApiKeys {
                 .bind(now).bind(&row.id).bind(stale).execute(p).await.map(|r| r.rows_affected())
         });
         match result {
-            Ok(_) => self.cache.touch_key(hash, now),
+            // Noted in the cached row, keeping its age: a busy key is still re-read from the
+            // database once its TTL runs out.
+            Ok(_) => self.cached.update(hash, |cached| KeyRow {
+                last_used_at: Some(now),
+                ..cached.clone()
+            }),
             // Losing this write costs only precision in `last_used_at`; the request goes on.
             Err(e) => tracing::warn!(error = %e, key_id = row.id, "could not record api key use"),
         }

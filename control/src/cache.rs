@@ -1,25 +1,22 @@
-//! Short-lived, in-process copies of what every API-key request reads (the key and its
-//! organisation, and the organisation's billing currency that every create prices in), so an
-//! authenticated request costs no database round trip.
+//! Short-lived, in-process copies of what every request reads (an API key and its maker's role,
+//! an organisation, its billing currency, a device token), so an authenticated request costs no
+//! database round trip, and the invalidations that keep them honest.
 //!
-//! An entry lives `ttl` at most. A change (a key revoked, an organisation renamed) drops the
-//! entry at once on the replica that made it and, through the shared key-value store's
-//! `INVALIDATE_CHANNEL`, on every other replica; the TTL bounds staleness if a message is lost.
-//!
-//! A cache kept elsewhere (the device tokens, `providers::tokens`) is built from the generic
-//! [`Entry`] and [`ByHash`] here and registered with [`Cache::also_forget`], so every `forget`
-//! reaches it too without this module knowing what it holds.
+//! Each service keeps its own store, built from the generic [`SecretCache`] (values found by the
+//! hash of a secret) or [`IdCache`] (values by id), and registered with [`Cache::also_forget`].
+//! An entry lives `ttl` at most. A change (a key revoked, an organisation renamed) is announced
+//! with [`Cache::invalidate`]: every store drops what it names at once on the replica that made
+//! it and, through the shared key-value store's `INVALIDATE_CHANNEL`, on every other replica; the
+//! TTL bounds staleness if a message is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iocloud_billing::Currency;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use iocloud_db::Kv;
 use parking_lot::Mutex;
-
-use crate::api_keys::KeyRow;
-use crate::orgs::Organization;
 
 pub const INVALIDATE_CHANNEL: &str = "cache:invalidate";
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
@@ -103,26 +100,178 @@ impl<T> ByHash<T> {
     }
 }
 
-/// A cache kept outside this module that drops its entries on every `forget` (registered
-/// with [`Cache::also_forget`]).
+/// A store told of every `forget` (registered with [`Cache::also_forget`]).
 pub trait Forgets: Send + Sync {
     fn forget(&self, what: &Forget<'_>);
 }
 
-pub struct Cache {
+/// What a `forget` drops from a store of some kind of value.
+pub enum Drops<'a> {
+    Nothing,
+    /// The entry of this id.
+    Id(&'a str),
+    /// Every value [`Cached::dropped_by`] says yes to.
+    Matching,
+    Everything,
+}
+
+/// A value kept in a [`SecretCache`] or an [`IdCache`]: which `forget`s drop it.
+pub trait Cached: Send + Sync + 'static {
+    fn drops<'a>(what: &Forget<'a>) -> Drops<'a>;
+    /// For [`Drops::Matching`]: whether `what` drops this value.
+    fn dropped_by(&self, _what: &Forget<'_>) -> bool {
+        false
+    }
+}
+
+/// A value found by the hash of its secret, known also by its id.
+pub trait Secret: Cached {
+    fn id(&self) -> &str;
+}
+
+/// Bumped by every `forget`. A value read from the database before a `forget` must not be
+/// cached after it: it may be the very row that was just revoked.
+#[derive(Default)]
+struct Generation(AtomicU64);
+
+impl Generation {
+    fn current(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Values found by the hash of their secret (API keys, device tokens), forgotten by id.
+pub struct SecretCache<T> {
+    /// How long an entry lives; zero caches nothing.
     ttl: Duration,
+    /// Entries kept before starting over.
+    max: usize,
+    generation: Generation,
+    entries: Mutex<ByHash<T>>,
+}
+
+impl<T: Secret> SecretCache<T> {
+    pub fn new(ttl: Duration, max: usize) -> SecretCache<T> {
+        SecretCache {
+            ttl,
+            max,
+            generation: Generation::default(),
+            entries: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, hash: &str) -> Option<Arc<T>> {
+        self.entries.lock().get(hash, self.ttl)
+    }
+
+    pub fn get_by_id(&self, id: &str) -> Option<Arc<T>> {
+        self.entries.lock().get_by_id(id, self.ttl)
+    }
+
+    /// Read before loading from the database; hand it to `put`.
+    pub fn generation(&self) -> u64 {
+        self.generation.current()
+    }
+
+    /// Caches a value loaded while `generation` was current; a `forget` since then wins.
+    pub fn put(&self, hash: &str, value: T, generation: u64) -> Arc<T> {
+        let value = Arc::new(value);
+        if self.ttl.is_zero() {
+            return value;
+        }
+        let mut entries = self.entries.lock();
+        if self.generation() == generation {
+            entries.insert(value.id(), hash, value.clone(), self.max);
+        }
+        value
+    }
+
+    /// Replaces the value of `hash` with `change(value)`, keeping its age.
+    pub fn update(&self, hash: &str, change: impl FnOnce(&T) -> T) {
+        self.entries.lock().update(hash, change);
+    }
+}
+
+impl<T: Secret> Forgets for SecretCache<T> {
+    fn forget(&self, what: &Forget<'_>) {
+        self.generation.bump();
+        match T::drops(what) {
+            Drops::Nothing => {}
+            Drops::Id(id) => self.entries.lock().remove_id(id),
+            Drops::Matching => self.entries.lock().retain(|v| !v.dropped_by(what)),
+            Drops::Everything => *self.entries.lock() = ByHash::default(),
+        }
+    }
+}
+
+/// Values by id (organisations, their billing currencies).
+pub struct IdCache<T> {
+    ttl: Duration,
+    max: usize,
+    generation: Generation,
+    entries: Mutex<HashMap<String, Entry<T>>>,
+}
+
+impl<T: Cached> IdCache<T> {
+    pub fn new(ttl: Duration, max: usize) -> IdCache<T> {
+        IdCache {
+            ttl,
+            max,
+            generation: Generation::default(),
+            entries: Mutex::default(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<T>> {
+        self.entries.lock().get(id)?.fresh(self.ttl)
+    }
+
+    /// Read before loading from the database; hand it to `put`.
+    pub fn generation(&self) -> u64 {
+        self.generation.current()
+    }
+
+    /// Caches a value loaded while `generation` was current; a `forget` since then wins.
+    pub fn put(&self, id: &str, value: T, generation: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock();
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() > self.max {
+            entries.clear();
+        }
+        entries.insert(id.to_string(), Entry::new(Arc::new(value)));
+    }
+}
+
+impl<T: Cached> Forgets for IdCache<T> {
+    fn forget(&self, what: &Forget<'_>) {
+        self.generation.bump();
+        match T::drops(what) {
+            Drops::Nothing => {}
+            Drops::Id(id) => {
+                self.entries.lock().remove(id);
+            }
+            Drops::Matching => self.entries.lock().retain(|_, e| !e.value.dropped_by(what)),
+            Drops::Everything => self.entries.lock().clear(),
+        }
+    }
+}
+
+/// Where caches are invalidated: a `forget` reaches every registered store, here and (through
+/// the key-value store) on every replica.
+pub struct Cache {
     /// Where a `forget` is told to the other replicas.
     kv: Kv,
-    /// Bumped by every `forget`. A value read from the database before a `forget` must not be
-    /// cached after it: it may be the very row that was just revoked.
-    generation: std::sync::atomic::AtomicU64,
-    /// API keys by their hash; by key id to drop a key and to read it back for `me`.
-    keys: Mutex<ByHash<KeyRow>>,
-    orgs: Mutex<HashMap<String, Entry<Organization>>>,
-    /// Organisation id → its billing currency; forgotten with the organisation.
-    currencies: Mutex<HashMap<String, Entry<Currency>>>,
-    /// Caches kept elsewhere, told of every `forget`.
-    others: Vec<Arc<dyn Forgets>>,
+    /// The stores, told of every `forget`.
+    stores: Vec<Arc<dyn Forgets>>,
     /// Every `forget`, as its message, for whoever holds on to a credential beyond one request
     /// (a GraphQL WebSocket's subscriptions) and must look at it again when it may be revoked.
     forgotten: tokio::sync::broadcast::Sender<String>,
@@ -167,109 +316,23 @@ impl Forget<'_> {
 }
 
 impl Cache {
-    pub fn new(ttl: Duration, kv: Kv) -> Cache {
+    pub fn new(kv: Kv) -> Cache {
         Cache {
-            ttl,
             kv,
-            generation: Default::default(),
-            keys: Mutex::default(),
-            orgs: Mutex::default(),
-            currencies: Mutex::default(),
-            others: Vec::new(),
+            stores: Vec::new(),
             forgotten: tokio::sync::broadcast::channel(256).0,
         }
     }
 
-    /// Tells `other` of every `forget` from now on (made here or on another replica).
-    pub fn also_forget(&mut self, other: Arc<dyn Forgets>) {
-        self.others.push(other);
+    /// Tells `store` of every `forget` from now on (made here or on another replica).
+    pub fn also_forget(&mut self, store: Arc<dyn Forgets>) {
+        self.stores.push(store);
     }
 
     /// The messages of every `forget` from now on, from this replica and (through the
     /// invalidation listener) every other.
     pub fn forgotten(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.forgotten.subscribe()
-    }
-
-    pub(crate) fn key_by_hash(&self, hash: &str) -> Option<Arc<KeyRow>> {
-        self.keys.lock().get(hash, self.ttl)
-    }
-
-    pub(crate) fn key_by_id(&self, id: &str) -> Option<Arc<KeyRow>> {
-        self.keys.lock().get_by_id(id, self.ttl)
-    }
-
-    /// Read before loading from the database; hand it to `put_key`.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Caches a row loaded while `generation` was current; a `forget` since then wins.
-    pub(crate) fn put_key(&self, hash: &str, row: KeyRow, generation: u64) -> Arc<KeyRow> {
-        let value = Arc::new(row);
-        if self.ttl.is_zero() {
-            return value;
-        }
-        let mut keys = self.keys.lock();
-        if self.generation() != generation {
-            return value;
-        }
-        keys.insert(&value.id, hash, value.clone(), 100_000);
-        value
-    }
-
-    /// Notes a key's use in its cached row, keeping the row's age: a busy key is still
-    /// re-read from the database once its TTL runs out.
-    pub(crate) fn touch_key(&self, hash: &str, last_used_at: i64) {
-        self.keys.lock().update(hash, |row| {
-            let mut row = row.clone();
-            row.last_used_at = Some(last_used_at);
-            row
-        });
-    }
-
-    pub(crate) fn org(&self, id: &str) -> Option<Organization> {
-        self.get_in(&self.orgs, id).map(|org| org.as_ref().clone())
-    }
-
-    pub(crate) fn put_org(&self, org: &Organization) {
-        self.put_in(&self.orgs, &org.id, org.clone(), None);
-    }
-
-    pub(crate) fn currency(&self, org_id: &str) -> Option<Currency> {
-        self.get_in(&self.currencies, org_id).map(|c| *c)
-    }
-
-    /// Caches a currency read while `generation` was current; a `forget` since then wins.
-    pub(crate) fn put_currency(&self, org_id: &str, currency: Currency, generation: u64) {
-        self.put_in(&self.currencies, org_id, currency, Some(generation));
-    }
-
-    /// A fresh entry of a map keyed by organisation id.
-    fn get_in<T>(&self, map: &Mutex<HashMap<String, Entry<T>>>, id: &str) -> Option<Arc<T>> {
-        map.lock().get(id)?.fresh(self.ttl)
-    }
-
-    /// Caches `value` under `id`, unless caching is off or (given the generation it was read
-    /// in) a `forget` came since.
-    fn put_in<T>(
-        &self,
-        map: &Mutex<HashMap<String, Entry<T>>>,
-        id: &str,
-        value: T,
-        generation: Option<u64>,
-    ) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let mut map = map.lock();
-        if generation.is_some_and(|g| g != self.generation()) {
-            return;
-        }
-        if map.len() > 100_000 {
-            map.clear();
-        }
-        map.insert(id.to_string(), Entry::new(Arc::new(value)));
     }
 
     /// Drops an entry here and tells the other replicas to drop theirs.
@@ -293,32 +356,10 @@ impl Cache {
     }
 
     pub fn forget(&self, what: &Forget<'_>) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // Nobody listening is the common case, not an error.
         let _ = self.forgotten.send(what.message());
-        match what {
-            Forget::Key(id) => self.keys.lock().remove_id(id),
-            Forget::KeysOf(user_id) => self
-                .keys
-                .lock()
-                .retain(|row| row.maker_user_id.as_deref() != Some(*user_id)),
-            Forget::Org(id) => {
-                self.orgs.lock().remove(*id);
-                self.currencies.lock().remove(*id);
-            }
-            // Device tokens are cached by the agent protocol (`providers::tokens`), one of
-            // `others`.
-            Forget::Device(_) => {}
-            Forget::Session(_) => {}
-            Forget::All => {
-                *self.keys.lock() = ByHash::default();
-                self.orgs.lock().clear();
-                self.currencies.lock().clear();
-            }
-        }
-        for other in &self.others {
-            other.forget(what);
+        for store in &self.stores {
+            store.forget(what);
         }
     }
 }
@@ -346,21 +387,66 @@ mod tests {
         );
     }
 
+    struct Named(&'static str);
+
+    impl Cached for Named {
+        fn drops<'a>(what: &Forget<'a>) -> Drops<'a> {
+            match what {
+                Forget::Org(id) => Drops::Id(id),
+                Forget::KeysOf(_) => Drops::Matching,
+                Forget::All => Drops::Everything,
+                _ => Drops::Nothing,
+            }
+        }
+
+        fn dropped_by(&self, what: &Forget<'_>) -> bool {
+            matches!(what, Forget::KeysOf(name) if *name == self.0)
+        }
+    }
+
     #[test]
     fn entries_expire_and_are_forgotten() {
-        let c = Cache::new(Duration::from_secs(60), Kv::memory());
-        let org = Organization {
-            id: "org_1".into(),
-            name: "A".into(),
-            created_at: 0.into(),
-            updated_at: 0.into(),
-        };
-        c.put_org(&org);
-        assert_eq!(c.org("org_1").map(|o| o.name), Some("A".into()));
-        c.forget(&Forget::Org("org_1"));
-        assert!(c.org("org_1").is_none());
-        let expired = Cache::new(Duration::ZERO, Kv::memory());
-        expired.put_org(&org);
-        assert!(expired.org("org_1").is_none());
+        let mut cache = Cache::new(Kv::memory());
+        let orgs = Arc::new(IdCache::<Named>::new(Duration::from_secs(60), 10));
+        cache.also_forget(orgs.clone());
+        orgs.put("org_1", Named("a"), orgs.generation());
+        orgs.put("org_2", Named("b"), orgs.generation());
+        assert_eq!(orgs.get("org_1").map(|n| n.0), Some("a"));
+        cache.forget(&Forget::Key("key_1"));
+        assert!(
+            orgs.get("org_1").is_some(),
+            "a forget that names none keeps all"
+        );
+        cache.forget(&Forget::Org("org_1"));
+        assert!(orgs.get("org_1").is_none());
+        cache.forget(&Forget::KeysOf("b"));
+        assert!(
+            orgs.get("org_2").is_none(),
+            "a matching forget drops what it matches"
+        );
+        let expired = IdCache::<Named>::new(Duration::ZERO, 10);
+        expired.put("org_1", Named("a"), expired.generation());
+        assert!(expired.get("org_1").is_none());
+    }
+
+    impl Secret for Named {
+        fn id(&self) -> &str {
+            "org_1"
+        }
+    }
+
+    #[test]
+    fn a_value_read_before_a_forget_is_not_cached_after_it() {
+        let mut cache = Cache::new(Kv::memory());
+        let secrets = Arc::new(SecretCache::<Named>::new(Duration::from_secs(60), 10));
+        cache.also_forget(secrets.clone());
+        let before = secrets.generation();
+        cache.forget(&Forget::Org("org_1"));
+        secrets.put("hash", Named("a"), before);
+        assert!(secrets.get("hash").is_none());
+        secrets.put("hash", Named("a"), secrets.generation());
+        assert_eq!(secrets.get_by_id("org_1").map(|n| n.0), Some("a"));
+        cache.forget(&Forget::All);
+        assert!(secrets.get("hash").is_none());
     }
 }

@@ -107,11 +107,14 @@ impl Control {
         settings: Settings,
         catalog: providers::Catalog,
     ) -> Self {
-        let mut cache = cache::Cache::new(settings.cache_ttl, kv.clone());
-        // The agent protocol caches device tokens itself; a retired device or a rotated token
-        // reaches that cache through this one's `forget`, on every replica.
-        let device_tokens = Arc::new(providers::tokens::DeviceTokens::new(settings.cache_ttl));
+        // Each service caches what it reads on every request in a store of its own, registered
+        // here: a change announced through `cache` drops it on every replica.
+        let mut cache = cache::Cache::new(kv.clone());
+        let device_tokens = Arc::new(providers::tokens::device_tokens(settings.cache_ttl));
         cache.also_forget(device_tokens.clone());
+        let key_cache = Arc::new(api_keys::key_cache(settings.cache_ttl));
+        cache.also_forget(key_cache.clone());
+        let directory = directory::Directory::new(db.clone(), &mut cache, settings.cache_ttl);
         let cache = Arc::new(cache);
         let ledger = iocloud_billing::Ledger::new(db.clone());
         // A rate is observed (and stored) at most once a minute.
@@ -120,8 +123,7 @@ impl Control {
             settings.io_price.clone(),
             std::time::Duration::from_secs(60),
         ));
-        let directory = directory::Directory::new(db.clone(), cache.clone());
-        let keys = api_keys::ApiKeys::new(db.clone(), cache.clone());
+        let keys = api_keys::ApiKeys::new(db.clone(), cache.clone(), key_cache);
         let outbox = mail::Outbox::new(db.clone());
         let billing = billing::Billing::new(
             db.clone(),
@@ -188,7 +190,7 @@ impl Control {
             prices.clone(),
             settings.clone(),
             audit.clone(),
-            billing.clone(),
+            directory.clone(),
             capacity.clone(),
             quotes.clone(),
             agents.clone(),

@@ -274,29 +274,6 @@ impl Billing {
         })
     }
 
-    /// The organisation's billing currency (USD unless it chose another), cached: every
-    /// cluster create prices in it.
-    pub(crate) async fn currency_of(&self, org_id: &str) -> Result<Currency> {
-        if let Some(currency) = self.cache.currency(org_id) {
-            return Ok(currency);
-        }
-        let generation = self.cache.generation();
-        let code: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
-            "SELECT billing_currency FROM organizations WHERE id = $1"
-        )
-        .bind(org_id)
-        .fetch_optional(p)
-        .await)
-        .map_err(DbError::from)?;
-        // An organisation without a row has chosen nothing: USD, as for one that never chose.
-        let currency = match code.as_deref() {
-            Some(code) => stored_currency("organizations.billing_currency", code)?,
-            None => Currency::Usd,
-        };
-        self.cache.put_currency(org_id, currency, generation);
-        Ok(currency)
-    }
-
     pub async fn set_preference(&self, actor: &Actor, currency: &str) -> Result<BillingPreference> {
         actor.authorize(Action::BillingManage)?;
         let currency = parse_currency("currency", currency)?;

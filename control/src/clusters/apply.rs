@@ -192,7 +192,7 @@ impl Clusters {
             .ok_or_else(|| Error::Internal("placement answered no plan".into()))?;
         let currency = match spec.billing_currency.as_deref().and_then(Currency::parse) {
             Some(c) => c,
-            None => self.billing.currency_of(&actor.org_id).await?,
+            None => self.directory.currency_of(&actor.org_id).await?,
         };
         let rate = self.prices.current().await?;
         let price = iocloud_billing::prices::PriceFeed::convert(

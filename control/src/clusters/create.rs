@@ -279,7 +279,7 @@ impl Clusters {
         // create's own transaction (`insert_in`): no read beforehand on the way to success.
         let currency = match checked.currency {
             Some(c) => c,
-            None => self.billing.currency_of(&actor.org_id).await?,
+            None => self.directory.currency_of(&actor.org_id).await?,
         };
         let (usd_per_unit, rate_id) = match currency {
             Currency::Io => {

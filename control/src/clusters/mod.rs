@@ -47,8 +47,8 @@ use iocloud_db::{Db, Kv};
 
 use crate::Settings;
 use crate::audit::Audit;
-use crate::billing::Billing;
 use crate::capacity::Capacity;
+use crate::directory::Directory;
 use crate::providers::agent::Agents;
 use crate::quotes::Quotes;
 
@@ -64,7 +64,7 @@ pub struct Clusters {
     settings: Arc<Settings>,
     audit: Audit,
     /// The organisation's billing currency.
-    billing: Billing,
+    directory: Directory,
     capacity: Capacity,
     quotes: Quotes,
     /// Gives nodes to devices and takes them back.
@@ -82,7 +82,7 @@ impl Clusters {
         prices: Arc<PriceFeed>,
         settings: Arc<Settings>,
         audit: Audit,
-        billing: Billing,
+        directory: Directory,
         capacity: Capacity,
         quotes: Quotes,
         agents: Agents,
@@ -94,7 +94,7 @@ impl Clusters {
             prices,
             settings,
             audit,
-            billing,
+            directory,
             capacity,
             quotes,
             agents,
