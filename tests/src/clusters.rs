@@ -1,12 +1,42 @@
-//! Reading clusters as their customer does: one cluster, waiting for a status, its events
+//! Clusters as their customer makes and reads them: a create that must be accepted, a cluster
+//! running on a fleet of its own, the list, one cluster, waiting for a status, its events
 //! (stored, or followed as they happen) and its current nodes.
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::{Session, TestApp};
+use crate::{Backend, Fleet, Session, TestApp, fleet, frankfurt};
+
+/// Creates a cluster that must be accepted; its id.
+pub async fn create(app: &TestApp, s: &Session, spec: Value) -> String {
+    let created = app.post("/v1/clusters", Some(&s.access), spec).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().to_string()
+}
+
+/// The organisation's clusters, as its customer lists them.
+pub async fn clusters(app: &TestApp, s: &Session) -> Vec<Value> {
+    app.items("/v1/clusters", &s.access).await
+}
+
+/// A cluster of `kind` with 16 GPUs on two 8-GPU nodes, running, on `machines` machines.
+pub async fn running_cluster(b: Backend, machines: usize, kind: &str) -> (Fleet, String, Value) {
+    let fleet = fleet(b, frankfurt(machines), true, |_| {}).await;
+    let created = fleet
+        .app
+        .post(
+            "/v1/clusters",
+            Some(&fleet.customer.access),
+            json!({"name": "c", "kind": kind, "gpu_model": "h100-sxm", "gpu_count": 16, "gpus_per_node": 8, "duration_hours": 2}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let running = wait_status(&fleet.app, &fleet.customer, &id, "running").await;
+    (fleet, id, running)
+}
 
 /// A cluster by id or name, which must be found.
 pub async fn cluster(app: &TestApp, s: &Session, id: &str) -> Value {

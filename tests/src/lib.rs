@@ -2,13 +2,16 @@
 //! SQLite file, or a fresh Postgres database when `IOCLOUD_TEST_POSTGRES_URL` is set) and talk
 //! to it over HTTP and GraphQL like any client.
 //!
-//! Beside the harness: a provider's fleet to rent from (`fleet`), reading clusters as their
-//! customer does (`clusters`), money as exact micro-units (`money`) and the few checks only
-//! the database or the ledger can answer (`books`).
+//! Beside the harness: a provider's fleet to rent from (`fleet`), a device driven as its agent
+//! drives it (`devices`), making and reading clusters as their customer does (`clusters`), a
+//! GraphQL WebSocket client (`graphql_ws`), money as exact micro-units (`money`) and the few
+//! checks only the database or the ledger can answer (`books`).
 
 mod books;
 mod clusters;
+mod devices;
 mod fleet;
+mod graphql_ws;
 mod money;
 
 use std::time::Duration;
@@ -19,10 +22,14 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use books::{GPU_BOOKS_WRONG, ledger_balances};
-pub use clusters::{cluster, current_nodes, follow, kinds, wait_status};
+pub use clusters::{
+    cluster, clusters, create, current_nodes, follow, kinds, running_cluster, wait_status,
+};
+pub use devices::{agent, beat, rig, staked_rig, verified_rig};
 pub use fleet::{
     Fleet, agent_report, fleet, frankfurt, gpus_free, machine, provider_devices, wait_for,
 };
+pub use graphql_ws::{Socket, answer_to, connect, error_code, next_json, send_op};
 pub use money::{balance, micros, units};
 
 /// Which database a test runs on.

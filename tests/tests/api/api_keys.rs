@@ -1,4 +1,4 @@
-use iocloud_tests::{Answer, TestApp, on_both_engines, redis_url};
+use iocloud_tests::{Answer, TestApp, on_both_engines, redis_url, rig};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -236,10 +236,4 @@ async fn keys_follow_their_makers_role(b: iocloud_tests::Backend) {
         r.server.stop().await;
     }
     app.stop().await;
-}
-
-fn rig(name: &str) -> Value {
-    json!({"name": name, "gpu_model": "h100-sxm", "gpu_count": 8, "cpu_cores": 64, "ram_gib": 512,
-        "disk_gib": 2000, "region": "eu-central", "country": "DE", "location": {"lat": 50.11, "lon": 8.68},
-        "bandwidth_mbps": {"up": 1000, "down": 1000}, "price_per_gpu_hour": "2.10"})
 }
