@@ -58,7 +58,7 @@ async fn provider(control: &Control) -> anyhow::Result<Actor> {
             session_id: String::new(),
             role: Role::Owner,
         },
-        org_id: session.organization.id.clone(),
+        org_id: iocloud_db::ids::OrgId::trusted(session.organization.id.clone()),
         is_operator: true,
     };
     control

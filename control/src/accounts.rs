@@ -7,8 +7,9 @@ use argon2::Argon2;
 use argon2::password_hash::{
     PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
 };
+use iocloud_db::ids::{OrgId, new_id};
 use iocloud_db::time::{MICROS_PER_SEC, now_micros};
-use iocloud_db::{Db, DbError, Timestamp, db_run, ids::new_id, tx_run};
+use iocloud_db::{Db, DbError, Timestamp, db_run, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -127,7 +128,7 @@ struct RefreshRow {
     expires_at: i64,
     used_at: Option<i64>,
     user_id: String,
-    org_id: String,
+    org_id: OrgId,
     revoked_at: Option<i64>,
 }
 
@@ -180,7 +181,7 @@ impl Accounts {
         let password_hash = hash_password(password).await?;
         let now = now_micros();
         let user_id = new_id("usr");
-        let org_id = new_id("org");
+        let org_id = OrgId::new();
         let mut tx = self.db.begin().await?;
         let inserted = tx_run!(&mut tx, |c| {
             sqlx::query("INSERT INTO users (id, email, name, password_hash, is_operator, created_at) VALUES ($1, $2, $3, $4, FALSE, $5) ON CONFLICT (email) DO NOTHING")
@@ -203,7 +204,7 @@ impl Accounts {
         .map_err(DbError::from)?;
         let refresh = new_session(&mut tx, &user_id, &org_id).await?;
         tx.commit().await?;
-        tracing::info!(user_id, org_id, "user signed up");
+        tracing::info!(user_id, %org_id, "user signed up");
         self.billing.grant_signup_credit(&org_id).await;
         self.session_answer(&user_id, &org_id, refresh).await
     }
@@ -289,7 +290,7 @@ impl Accounts {
             return Err(Error::TokenExpired);
         }
         let org_id = match org_id {
-            Some(wanted) if wanted != row.org_id => {
+            Some(wanted) if row.org_id != *wanted => {
                 let org = self.pick_org(&row.user_id, Some(wanted)).await?;
                 tx_run!(&mut tx, |c| {
                     sqlx::query("UPDATE sessions SET org_id = $1 WHERE id = $2")
@@ -347,15 +348,15 @@ impl Accounts {
         })
         .map_err(DbError::from)?;
         let row = row.ok_or(Error::InvalidToken)?;
-        let role = Role::parse(&row.role)
-            .ok_or_else(|| Error::Internal(format!("unknown role {}", row.role)))?;
+        let role =
+            Role::parse(&row.role).ok_or_else(|| Error::corrupt("memberships.role", &row.role))?;
         Ok(Actor {
             principal: Principal::User {
                 user_id: claims.sub,
                 session_id: claims.sid,
                 role,
             },
-            org_id: claims.org,
+            org_id: OrgId::trusted(claims.org),
             is_operator: row.is_operator,
         })
     }
@@ -385,8 +386,8 @@ impl Accounts {
         self.directory.user(&id).await
     }
 
-    async fn pick_org(&self, user_id: &str, wanted: Option<&str>) -> Result<String> {
-        let found: Option<String> = match wanted {
+    async fn pick_org(&self, user_id: &str, wanted: Option<&str>) -> Result<OrgId> {
+        let found: Option<OrgId> = match wanted {
             Some(org) => db_run!(&self.db, |p| {
                 sqlx::query_scalar("SELECT org_id FROM memberships WHERE user_id = $1 AND org_id = $2")
                     .bind(user_id).bind(org).fetch_optional(p).await
@@ -410,7 +411,7 @@ impl Accounts {
     async fn session_answer(
         &self,
         user_id: &str,
-        org_id: &str,
+        org_id: &OrgId,
         refresh: (String, String),
     ) -> Result<AuthSession> {
         let (session_id, token) = refresh;
@@ -421,7 +422,7 @@ impl Accounts {
     async fn session_answer_in(
         &self,
         user_id: &str,
-        org_id: &str,
+        org_id: &OrgId,
         session_id: &str,
         refresh_token: String,
     ) -> Result<AuthSession> {
@@ -454,7 +455,7 @@ impl Accounts {
                 maker_user_id: key.maker_user_id,
                 maker_role: key.maker_role,
             },
-            org_id: key.org_id,
+            org_id: OrgId::trusted(key.org_id),
             is_operator: false,
         })
     }
@@ -464,7 +465,7 @@ impl Accounts {
 async fn new_session(
     tx: &mut iocloud_db::Tx,
     user_id: &str,
-    org_id: &str,
+    org_id: &OrgId,
 ) -> Result<(String, String)> {
     let session_id = new_id("ses");
     tx_run!(tx, |c| {

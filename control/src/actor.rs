@@ -6,7 +6,7 @@ use crate::{Error, Result};
 pub struct Actor {
     pub principal: Principal,
     /// The one organisation this request acts in.
-    pub org_id: String,
+    pub org_id: iocloud_db::ids::OrgId,
     pub is_operator: bool,
 }
 

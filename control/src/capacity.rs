@@ -7,6 +7,7 @@
 //! longer has them, nothing is taken and the next plan is tried, so two requests, or two
 //! replicas, can never take the same GPU however stale an index is.
 
+use iocloud_db::ids::OrgId;
 use std::sync::Arc;
 
 use iocloud_db::ids::new_id;
@@ -247,7 +248,7 @@ impl Capacity {
         &self,
         tx: &mut Tx,
         attempt: &Attempt,
-        org_id: &str,
+        org_id: &OrgId,
         cluster_id: &str,
         starts: &[NodeStart],
     ) -> Result<()> {
@@ -273,7 +274,7 @@ impl Capacity {
     /// `bootstrap`, with nothing else in the claim's transaction.
     pub async fn claim_nodes(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         cluster_id: &str,
         request: &Request,
         bootstrap: &serde_json::Value,

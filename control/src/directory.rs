@@ -2,6 +2,7 @@
 //! service that names a user or an organisation in its answers reads them here; organisations
 //! come from the replica's cache (dropped on every replica when one is renamed).
 
+use iocloud_db::ids::OrgId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +62,7 @@ impl Directory {
         }
     }
 
-    pub async fn organization(&self, org_id: &str) -> Result<Organization> {
+    pub async fn organization(&self, org_id: &OrgId) -> Result<Organization> {
         if let Some(org) = self.orgs.get(org_id) {
             return Ok(org.as_ref().clone());
         }
@@ -82,7 +83,7 @@ impl Directory {
 
     /// The organisation's billing currency (USD unless it chose another), cached: every
     /// cluster create prices in it.
-    pub(crate) async fn currency_of(&self, org_id: &str) -> Result<Currency> {
+    pub(crate) async fn currency_of(&self, org_id: &OrgId) -> Result<Currency> {
         if let Some(currency) = self.currencies.get(org_id) {
             return Ok(*currency);
         }
@@ -104,7 +105,7 @@ impl Directory {
     }
 
     /// The user's role in the organisation; `None` when they are not a member.
-    pub async fn role_of(&self, org_id: &str, user_id: &str) -> Result<Option<Role>> {
+    pub async fn role_of(&self, org_id: &OrgId, user_id: &str) -> Result<Option<Role>> {
         let role: Option<String> = db_run!(&self.db, |p| {
             sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
                 .bind(org_id)

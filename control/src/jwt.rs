@@ -1,6 +1,7 @@
 //! Access tokens: HS256 JWTs that live 15 minutes and name their signing key in `kid`, so keys
 //! can rotate: every key in the `jwt_keys` table verifies, the newest signs.
 
+use iocloud_db::ids::OrgId;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -115,7 +116,7 @@ impl JwtKeys {
     }
 
     /// A signed access token; returns it with its expiry (µs).
-    pub fn issue(&self, user_id: &str, org_id: &str, session_id: &str) -> Result<(String, i64)> {
+    pub fn issue(&self, user_id: &str, org_id: &OrgId, session_id: &str) -> Result<(String, i64)> {
         let now = now_micros() / 1_000_000;
         let claims = Claims {
             sub: user_id.to_string(),

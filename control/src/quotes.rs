@@ -2,6 +2,7 @@
 //! A cluster can later cite the quote; until then nothing is reserved.
 
 use iocloud_billing::{Currency, Money};
+use iocloud_db::ids::OrgId;
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Timestamp, db_run};
@@ -353,7 +354,7 @@ impl Quotes {
     }
 
     /// A quote a cluster cites: the organisation's, and not yet expired.
-    pub(crate) async fn cited(&self, org_id: &str, id: &str) -> Result<Quote> {
+    pub(crate) async fn cited(&self, org_id: &OrgId, id: &str) -> Result<Quote> {
         let (quote, expires_at) = self.read(org_id, id).await?;
         if expires_at <= now_micros() {
             return Err(Error::Conflict {
@@ -365,7 +366,7 @@ impl Quotes {
     }
 
     /// The quote and when it expires, µs.
-    async fn read(&self, org_id: &str, id: &str) -> Result<(Quote, i64)> {
+    async fn read(&self, org_id: &OrgId, id: &str) -> Result<(Quote, i64)> {
         let found: Option<(String, i64)> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT quote, expires_at FROM placement_quotes WHERE id = $1 AND org_id = $2"
         )

@@ -131,6 +131,13 @@ fn is_invisible(c: char) -> bool {
         )
 }
 
+/// An organisation's id given from outside (a path, a body), read once the caller may ask at
+/// all: text not shaped like one names no organisation, and answers as an unknown one does
+/// (404), before any query runs.
+pub fn org_id(text: &str) -> Result<iocloud_db::ids::OrgId> {
+    iocloud_db::ids::OrgId::parse(text).ok_or(Error::NotFound("organization"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 use iocloud_control::placement::Request;
 use iocloud_control::providers::Catalog;
 use iocloud_control::{Control, ErrorCode, Settings};
+use iocloud_db::ids::OrgId;
 use iocloud_db::scratch::ScratchDb;
 use iocloud_db::{DatabaseUrl, Db, Kv, db_run, tx_run};
 
@@ -64,7 +65,7 @@ async fn race(db: &Db, request: Request, expect_wins: usize) {
             control
                 .capacity
                 .claim_nodes(
-                    "org_customer",
+                    &OrgId::trusted("org_customer"),
                     &format!("clu_{i}"),
                     &request,
                     &serde_json::json!({"kind": "container"}),
@@ -160,7 +161,12 @@ async fn a_claim_dropped_mid_way_holds_nothing_back() {
             async move {
                 control
                     .capacity
-                    .claim_nodes("org_c", cluster, &request, &serde_json::json!({}))
+                    .claim_nodes(
+                        &OrgId::trusted("org_c"),
+                        cluster,
+                        &request,
+                        &serde_json::json!({}),
+                    )
                     .await
             }
         };
@@ -226,13 +232,18 @@ async fn reliability_is_learned_and_placement_follows_it() {
         // A node on dev_a fails: its score and its provider's drop a fifth of the way to 0.
         let claim = control
             .capacity
-            .claim_nodes("org_c", "clu_1", &whole, &serde_json::json!({}))
+            .claim_nodes(
+                &OrgId::trusted("org_c"),
+                "clu_1",
+                &whole,
+                &serde_json::json!({}),
+            )
             .await
             .unwrap();
         assert_eq!(claim.plan.nodes[0].device_id, "dev_a");
         let agent = DeviceAuth {
             id: "dev_a".into(),
-            org_id: "org_a".into(),
+            org_id: OrgId::trusted("org_a"),
             gpu_count: 8,
         };
         let report = |status: &str| NodeReport {
@@ -319,7 +330,12 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
         for i in 0..16 {
             let claim = a
                 .capacity
-                .claim_nodes("org_c", &format!("clu_{i}"), &one, &serde_json::json!({}))
+                .claim_nodes(
+                    &OrgId::trusted("org_c"),
+                    &format!("clu_{i}"),
+                    &one,
+                    &serde_json::json!({}),
+                )
                 .await
                 .unwrap();
             nodes.push((
@@ -334,7 +350,7 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
             tokio::spawn(async move {
                 let agent = DeviceAuth {
                     id: device,
-                    org_id: "org_a".into(),
+                    org_id: OrgId::trusted("org_a"),
                     gpu_count: 8,
                 };
                 let failed = NodeReport {

@@ -46,9 +46,123 @@ pub fn is_valid(prefix: &str, s: &str) -> bool {
         .is_some_and(|body| body.len() == 26 && body.bytes().all(|b| ALPHABET.contains(&b)))
 }
 
+/// Declares an id type: a `String` of one prefix's shape, so an organisation's id cannot be
+/// handed where a cluster's is expected.
+///
+/// `parse` is for text from outside (a path, an argument): it answers `None` for anything not
+/// shaped like an id of this kind, which the edge turns into 404 before a query runs. Ids read
+/// back from storage decode without a check (they were made here), as do those made by `new`.
+/// The type reads as `&str` (`Deref`), binds and decodes in SQL as the text it wraps, and
+/// serialises as that text.
+#[macro_export]
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident = $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, sqlx::Type,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new id of this kind.
+            pub fn new() -> Self {
+                $name($crate::ids::new_id($prefix))
+            }
+
+            /// `text` as an id of this kind, when it is shaped like one.
+            pub fn parse(text: &str) -> Option<Self> {
+                $crate::ids::is_valid($prefix, text).then(|| $name(text.to_string()))
+            }
+
+            /// An id this process stored or was told by a trusted source (a signed token, a
+            /// row): not checked again.
+            pub fn trusted(text: impl Into<String>) -> Self {
+                $name(text.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// An organisation's id (`org_…`).
+    OrgId = "org"
+);
+typed_id!(
+    /// A user's id (`usr_…`).
+    UserId = "usr"
+);
+typed_id!(
+    /// A cluster's id (`clu_…`).
+    ClusterId = "clu"
+);
+typed_id!(
+    /// A device's id (`dev_…`).
+    DeviceId = "dev"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_ids_parse_only_their_own_kind() {
+        let org = OrgId::new();
+        assert_eq!(OrgId::parse(&org), Some(org.clone()));
+        assert_eq!(
+            ClusterId::parse(&org),
+            None,
+            "an organisation's id is not a cluster's"
+        );
+        assert_eq!(OrgId::parse("org_1"), None, "not shaped like an id");
+        assert_eq!(OrgId::parse("org_' OR 1=1 --"), None);
+        assert_eq!(org, org.to_string());
+        assert_eq!(serde_json::to_string(&org).unwrap(), format!("\"{org}\""));
+    }
 
     #[test]
     fn ids_are_prefixed_unique_and_ordered() {

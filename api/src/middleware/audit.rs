@@ -47,7 +47,7 @@ impl AuditSlot {
     pub fn set_actor(&self, actor: &Actor) {
         let (kind, id) = actor.audit_identity();
         let mut who = self.0.lock();
-        who.org_id = Some(actor.org_id.clone());
+        who.org_id = Some(actor.org_id.to_string());
         who.actor_type = Some(kind);
         who.actor_id = Some(id.to_string());
     }

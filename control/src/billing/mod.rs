@@ -3,6 +3,7 @@
 
 pub mod usage;
 
+use iocloud_db::ids::OrgId;
 use std::sync::Arc;
 
 use iocloud_billing::Ledger;
@@ -337,6 +338,7 @@ impl Billing {
                 "granting credit (platform operators only)",
             ));
         }
+        let org_id = &crate::types::org_id(org_id)?;
         let currency = parse_currency("currency", currency)?;
         let amount = Money::parse(amount, currency)
             .map_err(|e| Error::validation("amount", e.to_string()))?;
@@ -354,7 +356,7 @@ impl Billing {
     }
 
     /// The sign-up credit (if configured), once per organisation.
-    pub(crate) async fn grant_signup_credit(&self, org_id: &str) {
+    pub(crate) async fn grant_signup_credit(&self, org_id: &OrgId) {
         let Some(amount) = self.signup_credit.filter(|m| m.is_positive()) else {
             return;
         };
@@ -367,13 +369,13 @@ impl Billing {
             )
             .await
         {
-            tracing::error!(error = %e, org_id, "could not grant the sign-up credit");
+            tracing::error!(error = %e, %org_id, "could not grant the sign-up credit");
         }
     }
 
     async fn post_credit(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         amount: Money,
         reason: &str,
         external_ref: &str,

@@ -3,6 +3,7 @@
 //! chooses the plans and says which to try next when one was taken meanwhile.
 
 use iocloud_db::Tx;
+use iocloud_db::ids::OrgId;
 
 use super::Clusters;
 use crate::Result;
@@ -30,7 +31,7 @@ impl Clusters {
     /// GPUs still free, all committed together or not at all.
     pub(super) async fn claim<W: ClaimWork>(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         cluster_id: &str,
         request: &Request,
         work: &mut W,
@@ -48,7 +49,7 @@ impl Clusters {
     /// One attempt's transaction.
     async fn claim_in<W: ClaimWork>(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         cluster_id: &str,
         attempt: &Attempt,
         work: &mut W,

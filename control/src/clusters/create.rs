@@ -4,6 +4,7 @@
 
 use iocloud_billing::ledger::place_hold_in;
 use iocloud_billing::{Currency, Money};
+use iocloud_db::ids::OrgId;
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
@@ -30,7 +31,7 @@ fn usd(micros: i64) -> String {
 /// The writes of a new cluster, done in the claim's transaction before its nodes are assigned.
 struct NewCluster<'a> {
     settings: &'a Settings,
-    org_id: &'a str,
+    org_id: &'a OrgId,
     id: &'a str,
     spec: &'a ClusterSpec,
     checked: &'a Checked,
@@ -77,7 +78,7 @@ impl ClaimWork for NewCluster<'_> {
             serde_json::to_string(self.spec).map_err(|e| Error::Internal(e.to_string()))?;
         let mut row = ClusterRow {
             id: self.id.to_string(),
-            org_id: self.org_id.to_string(),
+            org_id: self.org_id.clone(),
             name: self.spec.name.clone(),
             kind: self.checked.kind.as_str().to_string(),
             spec: spec_json,
@@ -350,7 +351,7 @@ impl Clusters {
     }
 
     /// Whether a live cluster of the organisation has the name.
-    async fn name_live(&self, org_id: &str, name: &str) -> Result<bool> {
+    async fn name_live(&self, org_id: &OrgId, name: &str) -> Result<bool> {
         Ok(db_run!(&self.db, |p| sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM clusters WHERE org_id = $1 AND name = $2 \
              AND status NOT IN ('terminating', 'terminated', 'failed'))"
@@ -366,7 +367,7 @@ impl Clusters {
     /// more per GPU-hour than the dearest node the quote offered.
     async fn cap_by_quote(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         quote_id: &str,
         checked: &mut Checked,
     ) -> Result<()> {

@@ -101,7 +101,7 @@ impl Clusters {
     ) {
         let (actor_type, actor_id) = actor.audit_identity();
         let event = NewAuditEvent {
-            org_id: Some(actor.org_id.clone()),
+            org_id: Some(actor.org_id.to_string()),
             actor_type,
             actor_id: Some(actor_id.to_string()),
             action: AUDIT_ACTION.to_string(),

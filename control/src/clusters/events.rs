@@ -3,6 +3,7 @@
 //! `cluster-events` channel (Redis pub/sub when configured, so every replica hears every event).
 //! A follower reads the database for what it missed and the channel for what is new.
 
+use iocloud_db::ids::OrgId;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -100,7 +101,7 @@ impl JoinedEventRow {
 /// Writes several events of one organisation's clusters, all at `at`, in one statement.
 pub(crate) async fn record_all_in(
     tx: &mut Tx,
-    org_id: &str,
+    org_id: &OrgId,
     events: &[ClusterEvent],
     at: i64,
 ) -> Result<()> {

@@ -5,6 +5,7 @@
 //! A limit left unset follows the configured default.
 
 use iocloud_billing::{Currency, Money};
+use iocloud_db::ids::OrgId;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
 use serde::{Deserialize, Serialize};
@@ -143,7 +144,7 @@ impl QuotaRow {
 }
 
 /// Makes the organisation's quota row if it has none.
-async fn ensure_row_in(tx: &mut Tx, org_id: &str) -> Result<()> {
+async fn ensure_row_in(tx: &mut Tx, org_id: &OrgId) -> Result<()> {
     tx_run!(tx, |c| sqlx::query(
         "INSERT INTO org_quotas (org_id, updated_at) VALUES ($1, $2) ON CONFLICT (org_id) DO NOTHING"
     )
@@ -161,7 +162,7 @@ async fn ensure_row_in(tx: &mut Tx, org_id: &str) -> Result<()> {
 pub(crate) async fn reserve_in(
     tx: &mut Tx,
     defaults: QuotaLimits,
-    org_id: &str,
+    org_id: &OrgId,
     gpus: i64,
     clusters: i64,
     spend: i64,
@@ -207,7 +208,7 @@ pub(crate) async fn reserve_in(
 /// Gives back what [`reserve_in`] counted (a cluster ended).
 pub(crate) async fn release_in(
     tx: &mut Tx,
-    org_id: &str,
+    org_id: &OrgId,
     gpus: i64,
     clusters: i64,
     spend: i64,
@@ -229,7 +230,7 @@ pub(crate) async fn release_in(
 }
 
 impl Clusters {
-    async fn quota_of(&self, org_id: &str) -> Result<QuotaView> {
+    async fn quota_of(&self, org_id: &OrgId) -> Result<QuotaView> {
         let sql = format!("SELECT {COLUMNS} FROM org_quotas WHERE org_id = $1");
         let row: Option<QuotaRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
             .bind(org_id)
@@ -266,6 +267,8 @@ impl Clusters {
                 "changing quotas (platform operators only)",
             ));
         }
+        // Parsed once the caller may ask at all: text not shaped like an id names nothing.
+        let org_id = &crate::types::org_id(org_id)?;
         let count = |field: &'static str, v: Option<i64>| match v {
             Some(n) if !(0..=1_000_000).contains(&n) => {
                 Err(Error::validation(field, "from 0 to 1000000"))

@@ -1,6 +1,7 @@
 //! Reading clusters: a row by id or name, with its nodes and latest events, and the views
 //! answered from them.
 
+use iocloud_db::ids::OrgId;
 use iocloud_db::{DbError, db_run};
 
 use super::Clusters;
@@ -25,7 +26,7 @@ impl Clusters {
 
     /// The organisation's cluster by id (`clu_…`) or by name (its live cluster of that name,
     /// else the latest one). Another organisation's answers 404.
-    pub(crate) async fn cluster_row(&self, org_id: &str, key: &str) -> Result<ClusterRow> {
+    pub(crate) async fn cluster_row(&self, org_id: &OrgId, key: &str) -> Result<ClusterRow> {
         if !key.starts_with("clu_") {
             return self
                 .cluster_row_by_name(org_id, key)
@@ -46,7 +47,7 @@ impl Clusters {
     /// read; by name, the row alone (`None` for the events). Another organisation's answers 404.
     pub(crate) async fn cluster_row_and_events(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         key: &str,
     ) -> Result<(ClusterRow, Option<Vec<ClusterEvent>>)> {
         if !key.starts_with("clu_") {
@@ -70,7 +71,7 @@ impl Clusters {
     /// The organisation's live cluster of that name, else its latest one of that name.
     pub(crate) async fn cluster_row_by_name(
         &self,
-        org_id: &str,
+        org_id: &OrgId,
         name: &str,
     ) -> Result<Option<ClusterRow>> {
         let sql = format!(

@@ -17,6 +17,7 @@ use iocloud_billing::Money;
 use iocloud_billing::metering::{
     HoldToSettle, HoldUsage, HoldsSettled, Settled, settle_hold_in, settle_holds_in,
 };
+use iocloud_db::ids::OrgId;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
 
@@ -83,7 +84,7 @@ enum Charge {
 /// row, so it is held only from there to the commit. In organisation order, so two batches
 /// cannot deadlock on them.
 #[derive(Default)]
-struct QuotaBack(BTreeMap<String, (i64, i64, i64)>);
+struct QuotaBack(BTreeMap<OrgId, (i64, i64, i64)>);
 
 impl QuotaBack {
     fn add(&mut self, row: &ClusterRow) {

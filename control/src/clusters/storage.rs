@@ -5,6 +5,7 @@
 //! stored value change together. Its last third is tests of those readings, on rows made by hand.
 
 use iocloud_billing::{Currency, Money};
+use iocloud_db::ids::OrgId;
 use iocloud_db::time::{now_micros, to_rfc3339};
 use iocloud_db::{DbError, Tx, tx_run};
 
@@ -19,7 +20,7 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub(crate) struct ClusterRow {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub name: String,
     pub kind: String,
     pub spec: String,
@@ -315,7 +316,7 @@ pub(crate) struct NodeRow {
     #[sqlx(rename = "node_cluster_id")]
     pub cluster_id: String,
     pub device_id: String,
-    pub provider_org_id: String,
+    pub provider_org_id: OrgId,
     #[sqlx(rename = "node_gpus")]
     pub gpus: i64,
     pub role: String,
@@ -512,7 +513,7 @@ mod tests {
     fn row_in_status(status: &str) -> ClusterRow {
         ClusterRow {
             id: "clu_t".into(),
-            org_id: "org_t".into(),
+            org_id: OrgId::trusted("org_t"),
             name: "t".into(),
             kind: "ray".into(),
             spec: "{}".into(),
@@ -661,7 +662,7 @@ mod tests {
             id: "nod_t".into(),
             cluster_id: "clu_t".into(),
             device_id: "dev_t".into(),
-            provider_org_id: "org_p".into(),
+            provider_org_id: OrgId::trusted("org_p"),
             gpus: 1,
             role: "head".into(),
             status: "ready".into(),

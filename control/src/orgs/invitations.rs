@@ -2,6 +2,7 @@
 //! with the token from the email (see `mail` for how it is delivered). The database keeps only
 //! the token's hash.
 
+use iocloud_db::ids::OrgId;
 use iocloud_db::time::{MICROS_PER_SEC, now_micros};
 use iocloud_db::{DbError, Timestamp, db_run, ids::new_id, tx_run};
 use serde::Serialize;
@@ -41,7 +42,7 @@ pub struct Invitation {
 #[derive(sqlx::FromRow)]
 struct InvitationRow {
     id: String,
-    org_id: String,
+    org_id: OrgId,
     email: String,
     role: String,
     invited_by: String,

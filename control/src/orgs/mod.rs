@@ -2,10 +2,11 @@
 
 pub mod invitations;
 
+use iocloud_db::ids::OrgId;
 use std::sync::Arc;
 
 use iocloud_db::time::now_micros;
-use iocloud_db::{Db, DbError, Timestamp, db_run, ids::new_id, tx_run};
+use iocloud_db::{Db, DbError, Timestamp, db_run, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -260,7 +261,7 @@ impl Orgs {
             )
         })?;
         let name = parse_name("name", name)?;
-        let org_id = new_id("org");
+        let org_id = OrgId::new();
         let now = now_micros();
         let mut tx = self.db.begin().await?;
         tx_run!(&mut tx, |c| {
@@ -394,7 +395,7 @@ impl Orgs {
 }
 
 /// The member's role, read inside the transaction that holds the organisation's lock.
-async fn locked_role(tx: &mut iocloud_db::Tx, org_id: &str, user_id: &str) -> Result<Role> {
+async fn locked_role(tx: &mut iocloud_db::Tx, org_id: &OrgId, user_id: &str) -> Result<Role> {
     let role: Option<String> = tx_run!(tx, |c| {
         sqlx::query_scalar("SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2")
             .bind(org_id)
@@ -410,7 +411,7 @@ async fn locked_role(tx: &mut iocloud_db::Tx, org_id: &str, user_id: &str) -> Re
 
 /// Serialises membership changes of one organisation: a row lock on Postgres; SQLite's
 /// `BEGIN IMMEDIATE` already holds the database's write lock.
-async fn lock_org(tx: &mut iocloud_db::Tx, org_id: &str) -> Result<()> {
+async fn lock_org(tx: &mut iocloud_db::Tx, org_id: &OrgId) -> Result<()> {
     tx_run!(tx, |c| {
         sqlx::query("UPDATE organizations SET updated_at = updated_at WHERE id = $1")
             .bind(org_id)
@@ -422,7 +423,7 @@ async fn lock_org(tx: &mut iocloud_db::Tx, org_id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn owners(tx: &mut iocloud_db::Tx, org_id: &str) -> Result<i64> {
+async fn owners(tx: &mut iocloud_db::Tx, org_id: &OrgId) -> Result<i64> {
     Ok(tx_run!(tx, |c| {
         sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE org_id = $1 AND role = 'owner'")
             .bind(org_id)

@@ -5,6 +5,7 @@
 //! ledger (`iocloud_billing::staking`), and when staking moves on chain only this module's
 //! source of truth changes.
 
+use iocloud_db::ids::OrgId;
 use std::sync::Arc;
 
 use iocloud_billing::staking;
@@ -75,7 +76,7 @@ fn io(micros: i64) -> String {
 }
 
 /// Serialises stake decisions of one organisation (see `orgs::lock_org`).
-pub(crate) async fn lock_stake(tx: &mut Tx, org_id: &str) -> Result<()> {
+pub(crate) async fn lock_stake(tx: &mut Tx, org_id: &OrgId) -> Result<()> {
     tx_run!(tx, |c| sqlx::query(
         "UPDATE organizations SET updated_at = updated_at WHERE id = $1"
     )
@@ -103,7 +104,7 @@ impl Stake {
     }
 
     /// $IO micro-units the organisation's listed devices need.
-    async fn required_in(&self, tx: &mut Tx, org_id: &str) -> Result<i64> {
+    async fn required_in(&self, tx: &mut Tx, org_id: &OrgId) -> Result<i64> {
         let rows: Vec<(Option<String>, i64, String)> = tx_run!(tx, |c| sqlx::query_as(
             "SELECT gpu_model, gpu_count, status FROM devices WHERE org_id = $1 \
              AND (status IN ('available', 'busy', 'maintenance', 'offline') OR (status = 'suspended' AND verified_at IS NOT NULL))"
@@ -204,7 +205,7 @@ impl Stake {
 
     /// Lists every `pending_stake` device of the organisation that the active stake covers,
     /// oldest first, and gives the others the reason they wait.
-    pub(crate) async fn list_covered_in(&self, tx: &mut Tx, org_id: &str) -> Result<()> {
+    pub(crate) async fn list_covered_in(&self, tx: &mut Tx, org_id: &OrgId) -> Result<()> {
         let active = staking::active_in(tx, org_id).await?;
         let mut required = self.required_in(tx, org_id).await?;
         let sql = format!(

@@ -8,6 +8,7 @@
 //! any state ─► suspended (operator) ; any state ─► retired (provider; final)
 //! ```
 
+use iocloud_db::ids::OrgId;
 use iocloud_db::ids::new_id;
 use iocloud_db::{DbError, Tx, tx_run};
 use serde::Serialize;
@@ -180,7 +181,7 @@ pub struct DeviceEvent {
 pub async fn transition_in(
     tx: &mut Tx,
     device_id: &str,
-    org_id: &str,
+    org_id: &OrgId,
     from: DeviceStatus,
     to: DeviceStatus,
     reason: &str,
@@ -213,7 +214,7 @@ pub async fn transition_in(
 pub async fn record_event_in(
     tx: &mut Tx,
     device_id: &str,
-    org_id: &str,
+    org_id: &OrgId,
     from: Option<DeviceStatus>,
     to: DeviceStatus,
     reason: &str,

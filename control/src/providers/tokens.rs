@@ -2,6 +2,7 @@
 //! database read. The control plane's cache (`crate::cache`) tells this one of every `forget`:
 //! retiring a device or rotating its token drops the entry at once on every replica.
 
+use iocloud_db::ids::OrgId;
 use std::time::Duration;
 
 use crate::cache::{Cached, Drops, Forget, Secret, SecretCache};
@@ -17,7 +18,7 @@ const MAX_ENTRIES: usize = 1_000_000;
 #[derive(Clone, Debug)]
 pub struct DeviceAuth {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub gpu_count: i64,
 }
 
@@ -55,7 +56,7 @@ mod tests {
     fn rig(id: &str) -> DeviceAuth {
         DeviceAuth {
             id: id.into(),
-            org_id: "org_1".into(),
+            org_id: iocloud_db::ids::OrgId::trusted("org_1"),
             gpu_count: 8,
         }
     }

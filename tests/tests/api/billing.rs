@@ -71,6 +71,10 @@ async fn signup_credit_and_operator_grants(b: iocloud_tests::Backend) {
             .json(&body);
         async move { TestApp::answer(req.send().await.unwrap()).await }
     };
+    let nowhere = json!({"org_id": "org_nope", "amount": "1", "currency": "USD", "reason": "r"});
+    post_grant("nowhere", nowhere)
+        .await
+        .assert_problem(404, "not_found");
     let granted = post_grant("sla-1", grant.clone()).await;
     assert_eq!(granted.status, 200, "{}", granted.text);
     assert_eq!(granted.body["amount"], "10.50");

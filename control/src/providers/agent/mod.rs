@@ -14,6 +14,7 @@
 
 mod nodes;
 
+use iocloud_db::ids::OrgId;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,7 +223,7 @@ impl Agents {
             Some(a) => a,
             None => {
                 let generation = self.tokens.generation();
-                let row: Option<(String, String, i64, String)> =
+                let row: Option<(String, OrgId, i64, String)> =
                     db_run!(&self.db, |p| sqlx::query_as(
                         "SELECT id, org_id, gpu_count, status FROM devices WHERE token_hash = $1"
                     )

@@ -2,6 +2,7 @@
 //! device busy) when a claim places it, and given back when it is released. The assignments
 //! an agent polls for are these rows.
 
+use iocloud_db::ids::OrgId;
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, tx_run};
@@ -121,7 +122,7 @@ impl Agents {
         let now = now_micros();
         // The status follows the free GPUs in the same statement, so it cannot go stale. A
         // CPU-only device (no GPUs) runs one node at a time: it is busy while it has one.
-        let taken: Option<(String, String, i64, i64)> =
+        let taken: Option<(OrgId, String, i64, i64)> =
             tx_run!(tx, |c| sqlx::query_as(ASSIGN_SQL.as_str())
                 .bind(gpus)
                 .bind(now)

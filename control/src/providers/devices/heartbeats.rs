@@ -4,6 +4,7 @@
 //! A heartbeat is an observation, not money: one that sits in the buffer when the process
 //! dies is lost, and the device's next heartbeat (20 s later) says the same thing again.
 
+use iocloud_db::ids::OrgId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -272,7 +273,7 @@ impl Devices {
             tx.commit().await?;
             report.went_offline += moved.len();
         }
-        let expired: Vec<(String, String)> = db_run!(&self.db, |p| sqlx::query_as(
+        let expired: Vec<(String, OrgId)> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT c.device_id, d.org_id FROM device_challenges c JOIN devices d ON d.id = c.device_id WHERE c.deadline < $1 LIMIT 10000"
         )
         .bind(now)

@@ -9,6 +9,7 @@
 
 pub mod heartbeats;
 
+use iocloud_db::ids::OrgId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,7 +105,7 @@ pub struct DeviceUpdate {
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct DeviceRow {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub name: String,
     pub gpu_model: Option<String>,
     pub gpu_count: i64,
@@ -205,7 +206,7 @@ pub fn required_stake(catalog: &Catalog, gpu_model: Option<&str>, gpu_count: i64
 }
 
 /// A device of organisation `org_id`.
-pub(crate) async fn device_row(db: &Db, org_id: &str, id: &str) -> Result<DeviceRow> {
+pub(crate) async fn device_row(db: &Db, org_id: &OrgId, id: &str) -> Result<DeviceRow> {
     let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND org_id = $2");
     db_run!(db, |p| sqlx::query_as(&sql)
         .bind(id)
@@ -847,7 +848,7 @@ mod tests {
     fn row_in_status(status: &str) -> DeviceRow {
         DeviceRow {
             id: "dev_t".into(),
-            org_id: "org_t".into(),
+            org_id: OrgId::trusted("org_t"),
             name: "rig".into(),
             gpu_model: None,
             gpu_count: 0,

@@ -60,6 +60,20 @@ async fn quota_is_enforced_and_reported(b: Backend) {
         .await;
     assert_eq!(q.status, 200, "{}", q.text);
     assert_eq!(q.body["max_gpus"], 16);
+    // Text not shaped like an organisation's id names none.
+    for id in [
+        "org_nope",
+        "clu_01jz0000000000000000000000",
+        "%27%20OR%201%3D1",
+    ] {
+        app.put(
+            &format!("/v1/admin/orgs/{id}/quota"),
+            &ops.access,
+            json!({"max_gpus": 16}),
+        )
+        .await
+        .assert_problem(404, "not_found");
+    }
     assert_eq!(q.body["gpus_in_use"], 8);
     let second = app.post("/v1/clusters", Some(&s.access), spec("b")).await;
     assert_eq!(second.status, 201, "{}", second.text);
