@@ -9,7 +9,6 @@ mod providers;
 mod quotes;
 mod schema;
 mod socket;
-mod types;
 
 use async_graphql::{Schema, SchemaBuilder};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
