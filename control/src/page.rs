@@ -87,6 +87,29 @@ impl<T> Page<T> {
     }
 }
 
+// Every list answers with this one shape, named after what it lists (`MemberPage`,
+// `ClusterPage`): async-graphql names a generic object through `TypeName`, so a new list needs
+// no name of its own here.
+#[cfg(feature = "graphql")]
+/// One page of a list; pass `nextCursor` as `cursor` for the next.
+#[async_graphql::Object(name_type)]
+impl<T: async_graphql::OutputType> Page<T> {
+    async fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    async fn next_cursor(&self) -> Option<&str> {
+        self.next_cursor.as_deref()
+    }
+}
+
+#[cfg(feature = "graphql")]
+impl<T: async_graphql::OutputType> async_graphql::TypeName for Page<T> {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        format!("{}Page", T::type_name()).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,11 @@ const MAX_HOURS: i64 = 720;
 
 /// What to place. Every field but `gpu_count` is optional.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::InputObject),
+    graphql(name = "QuoteInput")
+)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
     /// A model id from `/v1/gpu-models`, e.g. `h100-sxm`.

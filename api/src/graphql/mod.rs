@@ -9,9 +9,8 @@ mod providers;
 mod quotes;
 mod schema;
 mod socket;
-mod types;
 
-use async_graphql::Schema;
+use async_graphql::{Schema, SchemaBuilder};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Extension;
 use axum::extract::State;
@@ -28,19 +27,24 @@ use crate::state::AppState;
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
+/// The roots every schema of this API is built from; the data and limits come after.
+fn roots() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         SubscriptionRoot::default(),
     )
-    .data(control)
-    .limit_depth(config.graphql_max_depth)
-    .limit_complexity(config.graphql_max_complexity)
-    .extension(guard::OperationGuard {
-        max_fields: config.graphql_max_fields,
-    })
-    .finish()
+}
+
+pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
+    roots()
+        .data(control)
+        .limit_depth(config.graphql_max_depth)
+        .limit_complexity(config.graphql_max_complexity)
+        .extension(guard::OperationGuard {
+            max_fields: config.graphql_max_fields,
+        })
+        .finish()
 }
 
 pub async fn graphiql() -> Response {
@@ -105,5 +109,48 @@ fn classify(message: &str) -> ErrorCode {
         ErrorCode::QueryTooComplex
     } else {
         ErrorCode::InvalidQuery
+    }
+}
+
+/// The schema as SDL: its types, fields and their descriptions, as clients see them.
+pub fn sdl() -> String {
+    roots().finish().sdl()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Where the schema's SDL is kept, so that a change of GraphQL's wire shape shows in review.
+    const SNAPSHOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/graphql/schema.graphql");
+
+    /// Fails when the schema differs from the kept SDL; `UPDATE_SNAPSHOTS=1` writes the file
+    /// anew instead, for a change that means to alter the schema.
+    #[test]
+    fn schema_is_the_one_kept() {
+        let sdl = super::sdl();
+        if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
+            std::fs::write(SNAPSHOT, &sdl).expect("write the schema snapshot");
+            return;
+        }
+        let kept = std::fs::read_to_string(SNAPSHOT).unwrap_or_default();
+        if kept == sdl {
+            return;
+        }
+        let (kept_lines, new_lines): (Vec<_>, Vec<_>) =
+            (kept.lines().collect(), sdl.lines().collect());
+        let first = kept_lines
+            .iter()
+            .zip(&new_lines)
+            .position(|(a, b)| a != b)
+            .unwrap_or(kept_lines.len().min(new_lines.len()));
+        let around = |lines: &[&str]| {
+            lines[first.saturating_sub(3)..(first + 4).min(lines.len())].join("\n")
+        };
+        panic!(
+            "the GraphQL schema is not the one in {SNAPSHOT}; from line {}:\n--- kept\n{}\n--- now\n{}\n\
+             If the change is meant, run `UPDATE_SNAPSHOTS=1 cargo test -p iocloud-api schema_is_the_one_kept` and commit the file.",
+            first + 1,
+            around(&kept_lines),
+            around(&new_lines),
+        );
     }
 }

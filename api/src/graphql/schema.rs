@@ -6,7 +6,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use iocloud_control::accounts::SignUp;
 use iocloud_control::api_keys::NewApiKey;
-use iocloud_control::{Actor, Control, Error as DomainError, PageRequest};
+use iocloud_control::{Actor, Control, Error as DomainError, Page, PageRequest};
 
 use iocloud_control::Role;
 use iocloud_control::accounts::AuthSession;
@@ -17,7 +17,6 @@ use iocloud_control::invitations::Invitation;
 use iocloud_control::orgs::{Me, Member, Membership, Organization};
 use iocloud_control::usage::{Invoice, UsageRow};
 
-use super::types::GqlPage;
 use crate::error::ApiError;
 
 type GqlResult<T> = async_graphql::Result<T>;
@@ -99,13 +98,12 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<Member>> {
-        let p = control(ctx)
+    ) -> GqlResult<Page<Member>> {
+        control(ctx)
             .orgs
             .members(actor(ctx)?, &page(cursor, limit)?)
             .await
-            .map_err(gql_error)?;
-        Ok(GqlPage::from_page(p))
+            .map_err(gql_error)
     }
 
     #[graphql(complexity = "list_cost(&limit, child_complexity)")]
@@ -114,13 +112,12 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<Invitation>> {
-        let p = control(ctx)
+    ) -> GqlResult<Page<Invitation>> {
+        control(ctx)
             .orgs
             .invitations(actor(ctx)?, &page(cursor, limit)?)
             .await
-            .map_err(gql_error)?;
-        Ok(GqlPage::from_page(p))
+            .map_err(gql_error)
     }
 
     #[graphql(complexity = "list_cost(&limit, child_complexity)")]
@@ -129,13 +126,12 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<ApiKey>> {
-        let p = control(ctx)
+    ) -> GqlResult<Page<ApiKey>> {
+        control(ctx)
             .keys
             .list(actor(ctx)?, &page(cursor, limit)?)
             .await
-            .map_err(gql_error)?;
-        Ok(GqlPage::from_page(p))
+            .map_err(gql_error)
     }
 
     #[graphql(complexity = "list_cost(&limit, child_complexity)")]
@@ -144,13 +140,12 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<AuditEvent>> {
-        let p = control(ctx)
+    ) -> GqlResult<Page<AuditEvent>> {
+        control(ctx)
             .audit
             .events(actor(ctx)?, &page(cursor, limit)?)
             .await
-            .map_err(gql_error)?;
-        Ok(GqlPage::from_page(p))
+            .map_err(gql_error)
     }
 
     /// Available and held balances in every currency.
@@ -169,13 +164,12 @@ impl CoreQuery {
         cursor: Option<String>,
         limit: Option<u32>,
         currency: Option<String>,
-    ) -> GqlResult<GqlPage<PostingView>> {
-        let p = control(ctx)
+    ) -> GqlResult<Page<PostingView>> {
+        control(ctx)
             .billing
             .postings(actor(ctx)?, &page(cursor, limit)?, currency.as_deref())
             .await
-            .map_err(gql_error)?;
-        Ok(GqlPage::from_page(p))
+            .map_err(gql_error)
     }
 
     #[graphql(complexity = "list_cost(&limit, child_complexity)")]
@@ -184,13 +178,12 @@ impl CoreQuery {
         ctx: &Context<'_>,
         cursor: Option<String>,
         limit: Option<u32>,
-    ) -> GqlResult<GqlPage<HoldView>> {
-        let p = control(ctx)
+    ) -> GqlResult<Page<HoldView>> {
+        control(ctx)
             .billing
             .holds(actor(ctx)?, &page(cursor, limit)?)
             .await
-            .map_err(gql_error)?;
-        Ok(GqlPage::from_page(p))
+            .map_err(gql_error)
     }
 
     /// The currency clusters are paid in.

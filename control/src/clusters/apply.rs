@@ -35,6 +35,22 @@ pub enum ApplyAction {
     None,
 }
 
+impl ApplyAction {
+    /// The name REST writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyAction::Create => "create",
+            ApplyAction::Update => "update",
+            ApplyAction::Replace => "replace",
+            ApplyAction::None => "none",
+        }
+    }
+}
+
+// GraphQL shows the action as REST writes it, a string.
+#[cfg(feature = "graphql")]
+iocloud_db::graphql_string!(ApplyAction, |a| a.as_str());
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SpecChange {
     pub field: String,
@@ -46,13 +62,28 @@ pub struct SpecChange {
     pub in_place: bool,
 }
 
+/// What an apply would do (as `PUT /v1/clusters/{name}?dry_run=true`).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "ApplyPlan")
+)]
 pub struct ApplyPlan {
+    /// `create`, `update`, `replace` or `none`.
     pub action: ApplyAction,
     pub name: String,
     /// The live cluster of that name, if there is one.
     pub cluster_id: Option<String>,
     pub resource_version: Option<i64>,
+    /// Field by field: `field`, `from`, `to`, `in_place`.
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(name = "changes", into = "async_graphql::Json<Vec<SpecChange>>", owned)
+        )
+    )]
     pub changes: Vec<SpecChange>,
     pub needs_replace: bool,
     /// What the cluster would cost per hour, in `currency` (a fresh placement for a create or
@@ -65,6 +96,11 @@ pub struct ApplyPlan {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "ApplyResult")
+)]
 pub struct ApplyResult {
     pub plan: ApplyPlan,
     pub cluster: ClusterView,

@@ -16,10 +16,29 @@ use crate::{Action, Actor, Error, ErrorCode, Result};
 /// What the audit log records of the action.
 pub const AUDIT_ACTION: &str = "read cluster credentials";
 
-/// The admin credentials of a running Kubernetes cluster. Its `Debug` hides the secrets.
+/// The admin credentials of a running Kubernetes cluster.
+// Its `Debug` hides the secrets.
 #[derive(Clone, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "ClusterCredentials")
+)]
 pub struct ClusterCredentials {
     pub cluster_id: String,
+    // GraphQL has always shown the kind as REST writes it, a string.
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(
+                name = "kind",
+                into = "&'static str",
+                with = "ClusterKind::as_str",
+                owned
+            )
+        )
+    )]
     pub kind: ClusterKind,
     /// The Kubernetes API server's address.
     pub api_server: String,

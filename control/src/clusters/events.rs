@@ -26,6 +26,11 @@ const FOLLOW_POLL: Duration = Duration::from_secs(5);
 const FOLLOW_PAGE: i64 = 500;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "ClusterEvent")
+)]
 pub struct ClusterEvent {
     pub cluster_id: String,
     /// The cluster's `resource_version` after the event: events of a cluster count up from 1.

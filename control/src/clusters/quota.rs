@@ -55,6 +55,11 @@ impl std::fmt::Display for QuotaExceeded {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Quota")
+)]
 pub struct QuotaView {
     pub max_gpus: i64,
     pub max_clusters: i64,

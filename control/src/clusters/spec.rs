@@ -72,6 +72,11 @@ impl Connectivity {
 
 /// What to run. `name`, `kind` and `gpu_count` are required; the rest have defaults.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::InputObject),
+    graphql(name = "ClusterInput")
+)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Unique among the organisation's live clusters: 1 to 63 lower-case letters, digits and
@@ -137,11 +142,73 @@ pub struct ClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^(?:[Uu][Ss][Dd]|[Ii][Oo][Ss][Dd]|[Ii][Oo])$")]
     pub billing_currency: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub labels: Labels,
     /// A quote of the organisation: its prices cap what the cluster may cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote_id: Option<String>,
+}
+
+/// A cluster's labels, key to value. A type of its own so that GraphQL takes them as the
+/// `JSON` object REST takes; everywhere else it is the map.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+impl Labels {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Deref for Labels {
+    type Target = BTreeMap<String, String>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Labels {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+// A nullable `JSON` input, as the labels have always been in GraphQL: absent or null is none.
+#[cfg(feature = "graphql")]
+type LabelsInput = Option<async_graphql::Json<BTreeMap<String, String>>>;
+
+#[cfg(feature = "graphql")]
+impl async_graphql::InputType for Labels {
+    type RawValueType = Self;
+
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <LabelsInput as async_graphql::InputType>::type_name()
+    }
+
+    fn qualified_type_name() -> String {
+        <LabelsInput as async_graphql::InputType>::qualified_type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        <LabelsInput as async_graphql::InputType>::create_type_info(registry)
+    }
+
+    fn parse(value: Option<async_graphql::Value>) -> async_graphql::InputValueResult<Self> {
+        <LabelsInput as async_graphql::InputType>::parse(value)
+            .map(|labels| Labels(labels.map(|l| l.0).unwrap_or_default()))
+            .map_err(async_graphql::InputValueError::propagate)
+    }
+
+    fn to_value(&self) -> async_graphql::Value {
+        async_graphql::to_value(&self.0).unwrap_or_default()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
 }
 
 /// A spec that passed every check.

@@ -95,6 +95,11 @@ impl ClusterStatus {
 
 /// A node of a cluster, as the customer sees it.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "ClusterNode")
+)]
 pub struct NodeView {
     pub id: String,
     /// `head`, `worker`, `control_plane`, `agent` or `container`.
@@ -116,9 +121,27 @@ pub struct NodeView {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Cluster")
+)]
 pub struct ClusterView {
     pub id: String,
     pub name: String,
+    // GraphQL has always shown the kind as REST writes it, a string.
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(
+                name = "kind",
+                into = "&'static str",
+                with = "ClusterKind::as_str",
+                owned
+            )
+        )
+    )]
     pub kind: ClusterKind,
     pub status: ClusterStatus,
     pub status_reason: Option<String>,
@@ -126,6 +149,16 @@ pub struct ClusterView {
     pub resource_version: i64,
     /// Changes when the spec does.
     pub generation: i64,
+    /// The spec as given, in the shape REST takes.
+    // In GraphQL the spec is `JSON`: `ClusterSpec` is the `ClusterInput` object there, an
+    // input type only.
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(name = "spec", into = "async_graphql::Json<ClusterSpec>", owned)
+        )
+    )]
     pub spec: ClusterSpec,
     pub gpus: i64,
     pub currency: String,
@@ -143,9 +176,33 @@ pub struct ClusterView {
     pub terminated_at: Option<String>,
     /// Present on a single cluster, not in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(
+                name = "nodes",
+                into = "Vec<NodeView>",
+                with = "Option::unwrap_or_default",
+                owned
+            )
+        )
+    )]
     pub nodes: Option<Vec<NodeView>>,
     /// The latest events (at most 50), on a single cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(
+                name = "events",
+                into = "Vec<ClusterEvent>",
+                with = "Option::unwrap_or_default",
+                owned
+            )
+        )
+    )]
     pub events: Option<Vec<ClusterEvent>>,
 }
 

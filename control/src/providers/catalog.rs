@@ -12,7 +12,14 @@ use crate::Result;
 pub use crate::placement::latency::{distance_km, rtt_ms};
 use crate::placement::{Inventory, Place, PlacedModel};
 
+// GraphQL shows a model only through `GpuModelView`, which flattens it; the name keeps the two
+// apart and never shows.
 #[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "GpuModelFields")
+)]
 pub struct GpuModel {
     /// kebab-case id, e.g. `h100-sxm`.
     pub id: String,
@@ -25,8 +32,10 @@ pub struct GpuModel {
     /// Stake per GPU is 200 $IO times this.
     pub staking_multiplier: i64,
     #[serde(skip)]
+    #[cfg_attr(feature = "graphql", graphql(skip))]
     pub price_floor: i64,
     #[serde(skip)]
+    #[cfg_attr(feature = "graphql", graphql(skip))]
     pub price_ceiling: i64,
     /// Most GPUs of this model one machine can hold.
     pub max_per_node: i64,
@@ -34,8 +43,14 @@ pub struct GpuModel {
 
 /// A GPU model as the API shows it: prices as decimal USD strings.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "GpuModel")
+)]
 pub struct GpuModelView {
     #[serde(flatten)]
+    #[cfg_attr(feature = "graphql", graphql(flatten))]
     pub model: GpuModel,
     /// USD per GPU-hour.
     pub price_floor: String,
@@ -58,6 +73,11 @@ fn usd(micros: i64) -> String {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Region")
+)]
 pub struct Region {
     /// e.g. `eu-central`.
     pub code: String,

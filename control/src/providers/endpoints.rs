@@ -199,6 +199,26 @@ impl TryFrom<BTreeMap<String, String>> for Endpoints {
     }
 }
 
+// GraphQL shows a node's endpoints as the `JSON` object REST answers with.
+#[cfg(feature = "graphql")]
+impl async_graphql::OutputType for Endpoints {
+    fn type_name() -> std::borrow::Cow<'static, str> {
+        <async_graphql::Json<Self> as async_graphql::OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
+        <async_graphql::Json<Self> as async_graphql::OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        _: &async_graphql::ContextSelectionSet<'_>,
+        _: &async_graphql::Positioned<async_graphql::parser::types::Field>,
+    ) -> async_graphql::ServerResult<async_graphql::Value> {
+        Ok(async_graphql::to_value(self).unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use iocloud_billing::staking;
 use iocloud_billing::{Currency, Money};
 use iocloud_db::time::now_micros;
-use iocloud_db::{Db, DbError, Tx, tx_run};
+use iocloud_db::{Db, DbError, Timestamp, Tx, tx_run};
 use serde::{Deserialize, Serialize};
 
 use super::Catalog;
@@ -33,19 +33,22 @@ pub struct StakeRequest {
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Stake")
+)]
 pub struct StakeView {
     pub id: String,
     /// $IO.
     pub amount: String,
     /// `active`, `unbonding` or `withdrawn`.
     pub status: String,
-    #[serde(with = "iocloud_db::time::serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// When an unbonding stake may be withdrawn.
-    #[serde(with = "iocloud_db::time::serde_rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub available_at: Option<i64>,
+    pub available_at: Option<Timestamp>,
 }
 
 impl From<staking::Stake> for StakeView {
@@ -54,13 +57,18 @@ impl From<staking::Stake> for StakeView {
             id: s.id,
             amount: Money::from_micros(s.amount, Currency::Io).to_decimal(),
             status: s.status,
-            created_at: s.created_at,
-            available_at: s.available_at,
+            created_at: s.created_at.into(),
+            available_at: s.available_at.map(Timestamp::from),
         }
     }
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "StakeSummary")
+)]
 pub struct StakeSummary {
     /// $IO staked and active.
     pub active: String,

@@ -10,7 +10,7 @@
 
 use iocloud_db::ids::OrgId;
 use iocloud_db::ids::new_id;
-use iocloud_db::{DbError, Tx, tx_run};
+use iocloud_db::{DbError, Timestamp, Tx, tx_run};
 use serde::Serialize;
 
 use crate::{Error, ErrorCode, Result};
@@ -37,6 +37,11 @@ pub enum DeviceStatus {
     /// Gone for good; its token no longer works.
     Retired,
 }
+
+// GraphQL shows the status as REST writes it, a string (`pending_verification`, `available`,
+// `busy`, ...).
+#[cfg(feature = "graphql")]
+iocloud_db::graphql_string!(DeviceStatus, |s| s.as_str());
 
 impl DeviceStatus {
     pub const ALL: [DeviceStatus; 9] = [
@@ -165,15 +170,19 @@ pub(crate) fn may_list_sql(from: &[DeviceStatus]) -> String {
 }
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "DeviceEvent")
+)]
 pub struct DeviceEvent {
     pub id: String,
     pub device_id: String,
     pub from_status: Option<String>,
     pub to_status: String,
     pub reason: String,
-    #[serde(with = "iocloud_db::time::serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// Moves a device from `from` to `to` if it is still in `from`, and records the event.

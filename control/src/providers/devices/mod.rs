@@ -16,7 +16,7 @@ use std::time::Duration;
 use iocloud_billing::{Currency, Money};
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
-use iocloud_db::{Db, DbError, db_run, tx_run};
+use iocloud_db::{Db, DbError, Timestamp, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{CPU_PRICE_CEILING, CPU_PRICE_FLOOR, Catalog};
@@ -33,7 +33,14 @@ pub const STAKE_PER_GPU_IO: i64 = 200;
 /// A CPU-only device needs the stake of one GPU of multiplier 1.
 const MICROS: i64 = 1_000_000;
 
+// In GraphQL a location is an input of its own (`LocationInput`), and a device's shows as its
+// `lat` and `lon`.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject, async_graphql::InputObject),
+    graphql(name = "Location", input_name = "LocationInput")
+)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     /// -90 to 90.
@@ -44,19 +51,32 @@ pub struct Location {
     pub lon: f64,
 }
 
+// GraphQL shows a device's bandwidth, and takes a new one's, as two fields of the device.
 #[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject, async_graphql::InputObject),
+    graphql(name = "Bandwidth", input_name = "BandwidthInput")
+)]
 #[serde(deny_unknown_fields)]
 pub struct Bandwidth {
     /// 1 to 400000.
     #[schema(minimum = 1, maximum = 400000)]
+    #[cfg_attr(feature = "graphql", graphql(name = "bandwidthUpMbps"))]
     pub up: i64,
     /// 1 to 400000.
     #[schema(minimum = 1, maximum = 400000)]
+    #[cfg_attr(feature = "graphql", graphql(name = "bandwidthDownMbps"))]
     pub down: i64,
 }
 
 /// What a provider says about a machine when registering it.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::InputObject),
+    graphql(name = "DeviceInput")
+)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceSpec {
     /// 1 to 100 characters once trimmed, none of them invisible or direction-changing.
@@ -70,6 +90,7 @@ pub struct DeviceSpec {
     /// GPUs in the machine (0 for a CPU-only device).
     #[serde(default)]
     #[schema(minimum = 0)]
+    #[cfg_attr(feature = "graphql", graphql(default))]
     pub gpu_count: i64,
     /// VRAM per GPU as the machine reports it; must match the model when given.
     pub vram_gib: Option<i64>,
@@ -87,7 +108,9 @@ pub struct DeviceSpec {
     /// ISO 3166-1 alpha-2, e.g. `DE`.
     #[schema(pattern = r"^[A-Z]{2}$", example = "DE")]
     pub country: String,
+    #[cfg_attr(feature = "graphql", graphql(flatten))]
     pub location: Location,
+    #[cfg_attr(feature = "graphql", graphql(flatten))]
     pub bandwidth_mbps: Bandwidth,
     /// USD per GPU-hour as a decimal string (per node-hour for a CPU-only device), within the
     /// model's floor and ceiling.
@@ -150,12 +173,36 @@ pub struct Telemetry {
     pub utilization_pct: Option<i64>,
     pub temperature_c: Option<i64>,
     pub agent_version: Option<String>,
-    #[serde(with = "iocloud_db::time::serde_rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_heartbeat_at: Option<i64>,
+    pub last_heartbeat_at: Option<Timestamp>,
+}
+
+// What GraphQL shows of the telemetry, as fields of the device, in the order it always has.
+#[cfg(feature = "graphql")]
+impl Telemetry {
+    fn agent_version(&self) -> &Option<String> {
+        &self.agent_version
+    }
+
+    fn last_heartbeat_at(&self) -> &Option<Timestamp> {
+        &self.last_heartbeat_at
+    }
+
+    fn utilization_pct(&self) -> &Option<i64> {
+        &self.utilization_pct
+    }
+
+    fn temperature_c(&self) -> &Option<i64> {
+        &self.temperature_c
+    }
 }
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "Device")
+)]
 pub struct DeviceView {
     pub id: String,
     pub name: String,
@@ -167,28 +214,60 @@ pub struct DeviceView {
     pub disk_gib: i64,
     pub region: String,
     pub country: String,
+    #[cfg_attr(feature = "graphql", graphql(flatten))]
     pub location: Location,
+    #[cfg_attr(feature = "graphql", graphql(flatten))]
     pub bandwidth_mbps: Bandwidth,
     /// USD per GPU-hour (per node-hour for a CPU-only device).
     pub price_per_gpu_hour: String,
+    /// `pending_verification`, `verification_failed`, `pending_stake`, `available`, `busy`,
+    /// `maintenance`, `offline`, `suspended` or `retired`.
     pub status: DeviceStatus,
     pub status_reason: Option<String>,
     /// $IO of active stake this device needs to be listed.
     pub required_stake: String,
-    #[serde(with = "iocloud_db::time::serde_rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub verified_at: Option<i64>,
+    pub verified_at: Option<Timestamp>,
+    #[cfg_attr(
+        feature = "graphql",
+        graphql(
+            skip,
+            derived(
+                name = "agent_version",
+                into = "Option<String>",
+                with = "Telemetry::agent_version"
+            ),
+            derived(
+                name = "last_heartbeat_at",
+                into = "Option<Timestamp>",
+                with = "Telemetry::last_heartbeat_at"
+            ),
+            derived(
+                name = "utilization_pct",
+                into = "Option<i64>",
+                with = "Telemetry::utilization_pct"
+            ),
+            derived(
+                name = "temperature_c",
+                into = "Option<i64>",
+                with = "Telemetry::temperature_c"
+            )
+        )
+    )]
     pub telemetry: Telemetry,
-    #[serde(with = "iocloud_db::time::serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: i64,
-    #[serde(with = "iocloud_db::time::serde_rfc3339")]
+    pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
-    pub updated_at: i64,
+    pub updated_at: Timestamp,
 }
 
 /// A device just registered, with the one time its agent token is shown.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "CreatedDevice")
+)]
 pub struct CreatedDevice {
     #[serde(flatten)]
     pub device: DeviceView,
@@ -297,16 +376,16 @@ impl Devices {
             status,
             status_reason: d.status_reason,
             required_stake: io(required),
-            verified_at: d.verified_at,
+            verified_at: d.verified_at.map(Timestamp::from),
             telemetry: Telemetry {
                 free_gpus: d.reported_free_gpus,
                 utilization_pct: d.utilization_pct,
                 temperature_c: d.temperature_c,
                 agent_version: d.agent_version,
-                last_heartbeat_at: d.last_heartbeat_at,
+                last_heartbeat_at: d.last_heartbeat_at.map(Timestamp::from),
             },
-            created_at: d.created_at,
-            updated_at: d.updated_at,
+            created_at: d.created_at.into(),
+            updated_at: d.updated_at.into(),
         })
     }
 
