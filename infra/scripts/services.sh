@@ -54,13 +54,17 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
 
+echo "IOCLOUD_TEST_POSTGRES_URL=$pg_url"
+echo "IOCLOUD_TEST_REDIS_URL=$redis_url"
+
 # --- localstripe --------------------------------------------------------------
+# After the databases' variables: a peer that fails to start costs only its own.
 LOCALSTRIPE_VERSION=1.15.10
 ls_port="${IOCLOUD_LOCALSTRIPE_PORT:-8420}"
 ls_venv="${IOCLOUD_LOCALSTRIPE_VENV:-$root/target/localstripe-venv}"
 ls_launcher="$root/tests/peers/localstripe_launcher.py"
-ls_pidfile="$root/target/localstripe.pid"
-ls_log="$root/target/localstripe.log"
+ls_pidfile="$root/target/localstripe-$ls_port.pid"
+ls_log="$root/target/localstripe-$ls_port.log"
 ls_url="http://127.0.0.1:$ls_port"
 # Names this launcher and localstripe version: a peer answering another tag is restarted.
 ls_tag="$LOCALSTRIPE_VERSION-$(sha256sum "$ls_launcher" | cut -c1-16)"
@@ -102,6 +106,4 @@ if [ -z "$answer" ]; then
 fi
 grep -qF "\"$ls_tag\"" <<<"$(ls_answer)" || { log "localstripe did not start:"; tail -20 "$ls_log" >&2; exit 1; }
 
-echo "IOCLOUD_TEST_POSTGRES_URL=$pg_url"
-echo "IOCLOUD_TEST_REDIS_URL=$redis_url"
 echo "IOCLOUD_TEST_STRIPE_URL=$ls_url"
