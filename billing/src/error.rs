@@ -40,6 +40,13 @@ pub enum BillingError {
     /// something else): never the caller's input, and never read as a default instead.
     #[error("stored {column} {value:?} does not parse")]
     CorruptRow { column: String, value: String },
+    /// A call to Stripe failed; [`StripeFailure::kind`](crate::rails::stripe::StripeFailure)
+    /// says whether the customer, a setting or time can fix it.
+    #[error("stripe: {0}")]
+    Stripe(Box<crate::rails::stripe::StripeFailure>),
+    /// A webhook that is not Stripe's, not for this body, too old, or does not parse.
+    #[error("webhook refused: {0}")]
+    WebhookRejected(String),
     #[error("storage: {0}")]
     Db(#[from] DbError),
     /// A broken invariant of our own (never the caller's input).
@@ -80,8 +87,13 @@ impl BillingError {
         }
     }
 
-    /// A conflict with a concurrent transaction that did nothing and may be retried.
+    /// A conflict with a concurrent transaction that did nothing and may be retried, or a call
+    /// to Stripe that may be sent again with the same idempotency key.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BillingError::Db(e) if e.is_retryable())
+        match self {
+            BillingError::Db(e) => e.is_retryable(),
+            BillingError::Stripe(f) => f.is_retryable(),
+            _ => false,
+        }
     }
 }

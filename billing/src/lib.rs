@@ -6,6 +6,7 @@ pub mod ledger;
 pub mod metering;
 pub mod money;
 pub mod prices;
+pub mod rails;
 pub mod staking;
 #[cfg(test)]
 mod testing;

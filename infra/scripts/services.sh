@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis answer on 127.0.0.1, installing them from Debian's packages
-# when missing. Prints the URLs to use as IOCLOUD_TEST_POSTGRES_URL and IOCLOUD_TEST_REDIS_URL.
-# Non-interactive; safe to run again.
+# when missing, and that a localstripe peer (a Stripe stand-in, PyPI, pinned, in a virtualenv)
+# runs on 127.0.0.1 through tests/peers/localstripe_launcher.py. Prints the URLs to use as
+# IOCLOUD_TEST_POSTGRES_URL, IOCLOUD_TEST_REDIS_URL and IOCLOUD_TEST_STRIPE_URL.
+# Non-interactive; safe to run again (a peer started by an older launcher is restarted).
+#
+#   IOCLOUD_LOCALSTRIPE_PORT  (default 8420)
+#   IOCLOUD_LOCALSTRIPE_VENV  (default target/localstripe-venv)
 set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 
 log() { echo "services: $*" >&2; }
 export DEBIAN_FRONTEND=noninteractive
@@ -50,3 +56,54 @@ redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
 
 echo "IOCLOUD_TEST_POSTGRES_URL=$pg_url"
 echo "IOCLOUD_TEST_REDIS_URL=$redis_url"
+
+# --- localstripe --------------------------------------------------------------
+# After the databases' variables: a peer that fails to start costs only its own.
+LOCALSTRIPE_VERSION=1.15.10
+ls_port="${IOCLOUD_LOCALSTRIPE_PORT:-8420}"
+ls_venv="${IOCLOUD_LOCALSTRIPE_VENV:-$root/target/localstripe-venv}"
+ls_launcher="$root/tests/peers/localstripe_launcher.py"
+ls_pidfile="$root/target/localstripe-$ls_port.pid"
+ls_log="$root/target/localstripe-$ls_port.log"
+ls_url="http://127.0.0.1:$ls_port"
+# Names this launcher and localstripe version: a peer answering another tag is restarted.
+ls_tag="$LOCALSTRIPE_VERSION-$(sha256sum "$ls_launcher" | cut -c1-16)"
+mkdir -p "$root/target"
+
+if ! "$ls_venv/bin/python" -c "import localstripe, sys; sys.exit(localstripe.__version__ != '$LOCALSTRIPE_VERSION')" 2>/dev/null; then
+  log "installing localstripe $LOCALSTRIPE_VERSION into $ls_venv"
+  # --clear: a venv moved or copied from elsewhere has scripts that point at the old place.
+  python3 -m venv --clear "$ls_venv" >&2
+  "$ls_venv/bin/pip" install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION" >&2
+fi
+
+ls_answer() { curl -fsS --max-time 2 "$ls_url/_config/launcher" 2>/dev/null || true; }
+ls_ours() { [ -f "$ls_pidfile" ] && grep -qF localstripe_launcher "/proc/$(cat "$ls_pidfile")/cmdline" 2>/dev/null; }
+answer="$(ls_answer)"
+if [ -n "$answer" ] && ! grep -qF "\"$ls_tag\"" <<<"$answer"; then
+  if ls_ours; then
+    log "restarting localstripe (the launcher changed)"
+    kill "$(cat "$ls_pidfile")"
+    for _ in $(seq 1 50); do ls_ours || break; sleep 0.1; done
+    answer=""
+  else
+    log "port $ls_port answers, but not as this launcher; set IOCLOUD_LOCALSTRIPE_PORT"
+    exit 1
+  fi
+fi
+if [ -z "$answer" ]; then
+  if curl -sS --max-time 2 "$ls_url/" >/dev/null 2>&1; then
+    log "port $ls_port is taken by something else; set IOCLOUD_LOCALSTRIPE_PORT"
+    exit 1
+  fi
+  log "starting localstripe on $ls_url (log: $ls_log)"
+  # Its own session, and none of this script's output: it outlives the script, and whoever
+  # reads this script's output to its end must not wait for it.
+  rm -f "$ls_pidfile"
+  setsid "$ls_venv/bin/python" "$ls_launcher" --port "$ls_port" --tag "$ls_tag" \
+    --pidfile "$ls_pidfile" </dev/null >"$ls_log" 2>&1 &
+  for _ in $(seq 1 100); do grep -qF "\"$ls_tag\"" <<<"$(ls_answer)" && break; sleep 0.2; done
+fi
+grep -qF "\"$ls_tag\"" <<<"$(ls_answer)" || { log "localstripe did not start:"; tail -20 "$ls_log" >&2; exit 1; }
+
+echo "IOCLOUD_TEST_STRIPE_URL=$ls_url"

@@ -1,6 +1,7 @@
 //! Test harness: start the real server on a random port against a database of its own (a temp
 //! SQLite file, or a fresh Postgres database when `IOCLOUD_TEST_POSTGRES_URL` is set) and talk
-//! to it over HTTP and GraphQL like any client.
+//! to it over HTTP and GraphQL like any client. The fiat rail's tests talk to a localstripe
+//! peer when `IOCLOUD_TEST_STRIPE_URL` names one ([`stripe_url`]).
 //!
 //! Beside the harness: a provider's fleet to rent from (`fleet`), a device driven as its agent
 //! drives it (`devices`), making and reading clusters as their customer does (`clusters`), a
@@ -58,6 +59,18 @@ pub fn redis_url() -> Option<String> {
     std::env::var("IOCLOUD_TEST_REDIS_URL")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+/// The base URL of the localstripe peer (`IOCLOUD_TEST_STRIPE_URL`, which
+/// `infra/scripts/services.sh` starts and prints); otherwise the test is skipped.
+pub fn stripe_url() -> Option<String> {
+    match std::env::var("IOCLOUD_TEST_STRIPE_URL") {
+        Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_string()),
+        _ => {
+            eprintln!("IOCLOUD_TEST_STRIPE_URL is not set: skipping the Stripe run");
+            None
+        }
+    }
 }
 
 /// Runs each named `async fn(Backend)` as two tests: `name::sqlite` and `name::postgres`.

@@ -1,0 +1,697 @@
+//! The fiat rail's client: Stripe through async-stripe (Stripe's API of 2026-09-30).
+//!
+//! Cards are charged as PaymentIntents in USD cents, each created under an `Idempotency-Key`
+//! the caller chooses, so that a retry after a timeout cannot charge twice. A PaymentIntent is
+//! credited only from the signed `payment_intent.succeeded` webhook (or a reconciling pass that
+//! retrieves it), never from the answer to its creation: [`StripeRail::verify_webhook`] checks
+//! the `Stripe-Signature` header (HMAC-SHA256 with the endpoint's secret, at most 300 s old) and
+//! parses the event into async-stripe's types.
+//!
+//! Settings ([`StripeSettings::from_env`]): `IOCLOUD_STRIPE_SECRET_KEY`,
+//! `IOCLOUD_STRIPE_WEBHOOK_SECRET`, `IOCLOUD_STRIPE_PUBLISHABLE_KEY` and
+//! `IOCLOUD_STRIPE_API_BASE`. The two secrets are never printed: `Debug` shows them redacted.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use stripe::{ApiErrorsType, ClientBuilder, RequestStrategy, StripeError, StripeRequest};
+use stripe_core::customer::CreateCustomer;
+use stripe_core::payment_intent::{CreatePaymentIntent, ListPaymentIntent, RetrievePaymentIntent};
+use stripe_types::{RangeBoundsTs, RangeQueryTs};
+use stripe_webhook::{Webhook, WebhookError};
+
+use crate::money::{Currency, Money};
+use crate::{BillingError, Result};
+
+pub use stripe_core::{
+    Customer, CustomerId, PaymentIntent, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentId,
+    PaymentIntentStatus,
+};
+pub use stripe_types::{Currency as StripeCurrency, Expandable, List};
+pub use stripe_webhook::{Event, EventObject, EventType};
+
+/// The secret API key (`sk_…`, or a restricted `rk_…`): authenticates every call to Stripe.
+pub const SECRET_KEY_VAR: &str = "IOCLOUD_STRIPE_SECRET_KEY";
+/// The webhook endpoint's signing secret (`whsec_…`).
+pub const WEBHOOK_SECRET_VAR: &str = "IOCLOUD_STRIPE_WEBHOOK_SECRET";
+/// The publishable key (`pk_…`) browsers give Stripe.js; public by design.
+pub const PUBLISHABLE_KEY_VAR: &str = "IOCLOUD_STRIPE_PUBLISHABLE_KEY";
+/// Where Stripe's API is; unset, Stripe itself. Tests point it at a stand-in.
+pub const API_BASE_VAR: &str = "IOCLOUD_STRIPE_API_BASE";
+/// Stripe's API.
+pub const DEFAULT_API_BASE: &str = "https://api.stripe.com/";
+/// How long one attempt at a call may take before it counts as a retryable failure. async-stripe
+/// sets none of its own, and a payment must not hang the request that made it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Oldest signature timestamp a webhook may carry, as Stripe's libraries accept by default
+/// (fixed in async-stripe-webhook).
+pub const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// How the rail reaches Stripe.
+#[derive(Clone)]
+pub struct StripeSettings {
+    /// `IOCLOUD_STRIPE_SECRET_KEY`.
+    pub secret_key: String,
+    /// `IOCLOUD_STRIPE_WEBHOOK_SECRET`.
+    pub webhook_secret: String,
+    /// `IOCLOUD_STRIPE_PUBLISHABLE_KEY`, when the console takes card details itself.
+    pub publishable_key: Option<String>,
+    /// `IOCLOUD_STRIPE_API_BASE`, [`DEFAULT_API_BASE`] when unset.
+    pub api_base: String,
+    /// Per attempt; [`DEFAULT_TIMEOUT`] from the environment.
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for StripeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeSettings")
+            .field("secret_key", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .field("publishable_key", &self.publishable_key)
+            .field("api_base", &self.api_base)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl StripeSettings {
+    /// The settings from the environment: `None` when no secret key is set (the fiat rail is
+    /// off); an error when a secret key is set without the webhook secret, since a payment
+    /// could then be taken and never credited.
+    pub fn from_env() -> Result<Option<StripeSettings>> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading each variable from `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<StripeSettings>> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let Some(secret_key) = get(SECRET_KEY_VAR) else {
+            return Ok(None);
+        };
+        let webhook_secret = get(WEBHOOK_SECRET_VAR).ok_or_else(|| {
+            BillingError::Internal(format!(
+                "{SECRET_KEY_VAR} is set but {WEBHOOK_SECRET_VAR} is not"
+            ))
+        })?;
+        Ok(Some(StripeSettings {
+            secret_key,
+            webhook_secret,
+            publishable_key: get(PUBLISHABLE_KEY_VAR),
+            api_base: get(API_BASE_VAR).unwrap_or_else(|| DEFAULT_API_BASE.to_string()),
+            timeout: DEFAULT_TIMEOUT,
+        }))
+    }
+}
+
+/// A customer to create: who pays, and our ids to find them by in Stripe's dashboard.
+#[derive(Clone, Debug, Default)]
+pub struct NewCustomer {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub metadata: HashMap<String, String>,
+}
+
+/// A card payment in USD.
+#[derive(Clone, Debug, Default)]
+pub struct NewPayment {
+    /// Whole US cents, at least 1 (Stripe's own minimum is 50).
+    pub amount_cents: i64,
+    /// `cus_…`, when the payment belongs to a customer.
+    pub customer: Option<String>,
+    /// `pm_…`: a saved card, or a test card (`pm_card_visa`). Needed to confirm at once.
+    pub payment_method: Option<String>,
+    /// Confirm on creation (charge a saved card); otherwise the browser confirms it with the
+    /// PaymentIntent's client secret.
+    pub confirm: bool,
+    /// Our ids, given back in every event about this payment.
+    pub metadata: HashMap<String, String>,
+}
+
+/// Which PaymentIntents to list, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct PaymentIntentQuery {
+    pub customer: Option<String>,
+    /// Created at or after this Unix time (seconds).
+    pub created_since: Option<i64>,
+    /// 1 to 100; Stripe's default is 10.
+    pub limit: Option<i64>,
+    /// The last id of the page before.
+    pub starting_after: Option<String>,
+}
+
+/// The client of the fiat rail: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct StripeRail {
+    client: stripe::Client,
+    webhook_secret: String,
+    api_base: String,
+}
+
+impl fmt::Debug for StripeRail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeRail")
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StripeRail {
+    pub fn new(settings: &StripeSettings) -> Result<StripeRail> {
+        // async-stripe appends `v1/…` to the base as written.
+        let mut api_base = settings.api_base.trim().to_string();
+        if !api_base.ends_with('/') {
+            api_base.push('/');
+        }
+        let client = ClientBuilder::new(settings.secret_key.as_str())
+            .url(api_base.as_str())
+            .timeout(settings.timeout)
+            .request_strategy(RequestStrategy::Once)
+            .app_info("iocloud", Some(env!("CARGO_PKG_VERSION").to_string()), None)
+            .build()
+            .map_err(|e| BillingError::Internal(format!("stripe client: {e}")))?;
+        Ok(StripeRail {
+            client,
+            webhook_secret: settings.webhook_secret.clone(),
+            api_base,
+        })
+    }
+
+    /// Creates a customer. With the same `idempotency_key` and fields, a retry answers the
+    /// customer the first call made.
+    pub async fn create_customer(
+        &self,
+        customer: &NewCustomer,
+        idempotency_key: &str,
+    ) -> Result<Customer> {
+        let mut request = CreateCustomer::new();
+        if let Some(email) = &customer.email {
+            request = request.email(email.as_str());
+        }
+        if let Some(name) = &customer.name {
+            request = request.name(name.as_str());
+        }
+        if !customer.metadata.is_empty() {
+            request = request.metadata(customer.metadata.clone());
+        }
+        request
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(failure)
+    }
+
+    /// Creates a card PaymentIntent in USD, confirmed at once when `payment.confirm`. A
+    /// declined card answers `BillingError::Stripe` of kind [`StripeFailureKind::Declined`],
+    /// naming the PaymentIntent, which stays `requires_payment_method`. With the same
+    /// `idempotency_key` and fields, a retry answers what the first call did and charges nothing.
+    pub async fn create_payment_intent(
+        &self,
+        payment: &NewPayment,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntent> {
+        if payment.amount_cents < 1 {
+            return Err(BillingError::InvalidAmount(format!(
+                "a card payment must be at least 1 cent, not {}",
+                payment.amount_cents
+            )));
+        }
+        if payment.confirm && payment.payment_method.is_none() {
+            return Err(BillingError::Internal(
+                "a payment confirmed at once needs a payment method".into(),
+            ));
+        }
+        // Card only: other methods may redirect the customer, and a server-side confirmation
+        // has no page to come back to.
+        let mut request = CreatePaymentIntent::new(payment.amount_cents, StripeCurrency::USD)
+            .allowed_payment_method_types(vec![PaymentIntentAllowedPaymentMethodTypes::Card]);
+        if let Some(customer) = &payment.customer {
+            request = request.customer(customer.as_str());
+        }
+        if let Some(method) = &payment.payment_method {
+            request = request.payment_method(method.as_str());
+        }
+        if payment.confirm {
+            request = request.confirm(true);
+        }
+        if !payment.metadata.is_empty() {
+            request = request.metadata(payment.metadata.clone());
+        }
+        request
+            .customize()
+            .request_strategy(idempotent(idempotency_key)?)
+            .send(&self.client)
+            .await
+            .map_err(failure)
+    }
+
+    pub async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent> {
+        RetrievePaymentIntent::new(id)
+            .send(&self.client)
+            .await
+            .map_err(failure)
+    }
+
+    /// One page of PaymentIntents, newest first; `has_more` says whether another follows
+    /// (ask for it with `starting_after` set to this page's last id).
+    pub async fn list_payment_intents(
+        &self,
+        query: &PaymentIntentQuery,
+    ) -> Result<List<PaymentIntent>> {
+        let mut request = ListPaymentIntent::new();
+        if let Some(customer) = &query.customer {
+            request = request.customer(customer.as_str());
+        }
+        if let Some(since) = query.created_since {
+            request = request.created(RangeQueryTs::Bounds(RangeBoundsTs {
+                gte: Some(since),
+                ..Default::default()
+            }));
+        }
+        if let Some(limit) = query.limit {
+            request = request.limit(limit.clamp(1, 100));
+        }
+        if let Some(after) = &query.starting_after {
+            request = request.starting_after(after.as_str());
+        }
+        request.send(&self.client).await.map_err(failure)
+    }
+
+    /// The event a webhook carries, if `signature` (the `Stripe-Signature` header) is Stripe's
+    /// for exactly this `payload` (the raw body, unparsed) and at most [`WEBHOOK_TOLERANCE`] old.
+    /// Anything else is `BillingError::WebhookRejected`, to be answered 400.
+    pub fn verify_webhook(&self, payload: &[u8], signature: &str) -> Result<Event> {
+        let payload = std::str::from_utf8(payload)
+            .map_err(|_| BillingError::WebhookRejected("the body is not UTF-8".into()))?;
+        Webhook::construct_event(payload, signature, &self.webhook_secret).map_err(|e| {
+            BillingError::WebhookRejected(match e {
+                WebhookError::BadKey => "the webhook secret is unusable".into(),
+                WebhookError::BadHeader(_) | WebhookError::BadSignature => {
+                    "the signature does not match".into()
+                }
+                WebhookError::BadTimestamp(t) => {
+                    format!("the signature's timestamp {t} is too far from now")
+                }
+                WebhookError::BadParse(e) => format!("the event does not parse: {e}"),
+            })
+        })
+    }
+}
+
+/// Whole US cents of a USD amount: Stripe charges cents, the ledger counts micro-units.
+pub fn usd_cents(amount: Money) -> Result<i64> {
+    const MICROS_PER_CENT: i64 = 10_000;
+    if amount.currency() != Currency::Usd {
+        return Err(BillingError::CurrencyMismatch(
+            amount.currency(),
+            Currency::Usd,
+        ));
+    }
+    if amount.micros() % MICROS_PER_CENT != 0 {
+        return Err(BillingError::InvalidAmount(format!(
+            "{} USD is not a whole number of cents",
+            amount.to_decimal()
+        )));
+    }
+    Ok(amount.micros() / MICROS_PER_CENT)
+}
+
+fn idempotent(key: &str) -> Result<RequestStrategy> {
+    let key = stripe::IdempotencyKey::new(key)
+        .map_err(|e| BillingError::Internal(format!("idempotency key: {e}")))?;
+    Ok(RequestStrategy::Idempotent(key))
+}
+
+/// What went wrong with a call to Stripe, by what the caller can do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StripeFailureKind {
+    /// The card was declined (`card_error`): the customer's to fix, never worth retrying.
+    Declined,
+    /// Stripe refused the request (400, 402, 404, an idempotency key reused with other
+    /// fields): sending it again fails again.
+    Refused,
+    /// The key is wrong or lacks the permission (401, 403): a setting to fix.
+    Unauthorized,
+    /// Too many requests (429): retry later with the same idempotency key.
+    RateLimited,
+    /// No answer in time, no connection, or Stripe's own failure (5xx, 409 while the same
+    /// idempotency key is in flight, 424): retry with the same idempotency key.
+    Unavailable,
+    /// An answer that does not parse as what was asked for.
+    BadAnswer,
+}
+
+/// A failed call to Stripe: its kind, and what Stripe said of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StripeFailure {
+    pub kind: StripeFailureKind,
+    /// The HTTP status, when Stripe answered.
+    pub status: Option<u16>,
+    /// Stripe's error code (`card_declined`, `resource_missing`, …).
+    pub code: Option<String>,
+    /// For a declined card, the issuer's reason (`generic_decline`, `insufficient_funds`, …).
+    pub decline_code: Option<String>,
+    pub message: String,
+    /// The PaymentIntent the failure is about (a declined card leaves one behind).
+    pub payment_intent: Option<String>,
+}
+
+impl StripeFailure {
+    /// True when the same call, with the same idempotency key, may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            StripeFailureKind::RateLimited | StripeFailureKind::Unavailable
+        )
+    }
+}
+
+impl fmt::Display for StripeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.kind)?;
+        if let Some(status) = self.status {
+            write!(f, " ({status})")?;
+        }
+        if let Some(code) = &self.code {
+            write!(f, " {code}")?;
+        }
+        if let Some(decline) = &self.decline_code {
+            write!(f, "/{decline}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+fn failure(e: StripeError) -> BillingError {
+    BillingError::Stripe(Box::new(classify(e)))
+}
+
+fn classify(e: StripeError) -> StripeFailure {
+    let bare = |kind, message: String| StripeFailure {
+        kind,
+        status: None,
+        code: None,
+        decline_code: None,
+        message,
+        payment_intent: None,
+    };
+    match e {
+        StripeError::Stripe(error, status) => {
+            let kind = match status {
+                _ if error.type_ == ApiErrorsType::CardError => StripeFailureKind::Declined,
+                401 | 403 => StripeFailureKind::Unauthorized,
+                429 => StripeFailureKind::RateLimited,
+                409 | 424 | 500..=599 => StripeFailureKind::Unavailable,
+                _ => StripeFailureKind::Refused,
+            };
+            StripeFailure {
+                kind,
+                status: Some(status),
+                code: error.code.as_ref().map(|c| c.as_str().to_string()),
+                decline_code: error.decline_code.clone(),
+                message: error
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| error.type_.as_str().to_string()),
+                payment_intent: error
+                    .payment_intent
+                    .as_ref()
+                    .map(|pi| pi.id.as_str().to_string()),
+            }
+        }
+        StripeError::Timeout => bare(StripeFailureKind::Unavailable, "no answer in time".into()),
+        StripeError::ClientError(message) => bare(StripeFailureKind::Unavailable, message),
+        StripeError::JSONDeserialize(message) => bare(StripeFailureKind::BadAnswer, message),
+        StripeError::ConfigError(message) => bare(StripeFailureKind::Refused, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_test_fixture_secret";
+
+    fn rail() -> StripeRail {
+        StripeRail::new(&StripeSettings {
+            secret_key: "sk_test_fixture".into(),
+            webhook_secret: SECRET.into(),
+            publishable_key: None,
+            api_base: "http://127.0.0.1:9".into(),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap()
+    }
+
+    /// A `payment_intent.succeeded` event as Stripe's API of 2026-09-30 renders it, trimmed to
+    /// the fields async-stripe requires.
+    fn succeeded_event(created: i64) -> String {
+        serde_json::json!({
+            "id": "evt_fixture_1",
+            "object": "event",
+            "api_version": "2026-09-30.endive",
+            "created": created,
+            "livemode": false,
+            "pending_webhooks": 1,
+            "request": { "id": null, "idempotency_key": "topup-1" },
+            "type": "payment_intent.succeeded",
+            "data": { "object": {
+                "id": "pi_fixture_1",
+                "object": "payment_intent",
+                "amount": 2500,
+                "amount_capturable": 0,
+                "amount_received": 2500,
+                "capture_method": "automatic_async",
+                "confirmation_method": "automatic",
+                "created": created,
+                "currency": "usd",
+                "customer": "cus_fixture_1",
+                "latest_charge": "ch_fixture_1",
+                "livemode": false,
+                "metadata": { "org_id": "org_fixture" },
+                "payment_method": "pm_fixture_1",
+                "payment_method_types": ["card"],
+                "status": "succeeded"
+            }}
+        })
+        .to_string()
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    #[test]
+    fn a_signed_fixture_verifies_into_a_typed_event() {
+        let payload = succeeded_event(now());
+        let header = Webhook::generate_test_header(&payload, SECRET, None);
+        let event = rail().verify_webhook(payload.as_bytes(), &header).unwrap();
+        assert_eq!(event.type_, EventType::PaymentIntentSucceeded);
+        let EventObject::PaymentIntentSucceeded(pi) = event.data.object else {
+            panic!("a payment_intent.succeeded event carries its PaymentIntent");
+        };
+        assert_eq!(pi.id.as_str(), "pi_fixture_1");
+        assert_eq!(pi.amount_received, 2500);
+        assert_eq!(pi.status, PaymentIntentStatus::Succeeded);
+        assert_eq!(
+            pi.metadata.get("org_id").map(String::as_str),
+            Some("org_fixture")
+        );
+    }
+
+    #[test]
+    fn a_stale_signature_is_refused() {
+        let payload = succeeded_event(now());
+        let stale = now() - WEBHOOK_TOLERANCE.as_secs() as i64 - 5;
+        let header = Webhook::generate_test_header(&payload, SECRET, Some(stale));
+        let err = rail()
+            .verify_webhook(payload.as_bytes(), &header)
+            .unwrap_err();
+        assert!(
+            matches!(&err, BillingError::WebhookRejected(m) if m.contains("timestamp")),
+            "{err}"
+        );
+        // Inside the tolerance it passes.
+        let recent = now() - WEBHOOK_TOLERANCE.as_secs() as i64 + 30;
+        let header = Webhook::generate_test_header(&payload, SECRET, Some(recent));
+        rail().verify_webhook(payload.as_bytes(), &header).unwrap();
+    }
+
+    #[test]
+    fn another_secret_or_body_is_refused() {
+        let payload = succeeded_event(now());
+        let header = Webhook::generate_test_header(&payload, "whsec_someone_else", None);
+        let err = rail()
+            .verify_webhook(payload.as_bytes(), &header)
+            .unwrap_err();
+        assert!(matches!(err, BillingError::WebhookRejected(_)), "{err}");
+
+        let header = Webhook::generate_test_header(&payload, SECRET, None);
+        let tampered = payload.replace("2500", "250000");
+        let err = rail()
+            .verify_webhook(tampered.as_bytes(), &header)
+            .unwrap_err();
+        assert!(matches!(err, BillingError::WebhookRejected(_)), "{err}");
+
+        for garbage in ["", "t=abc,v1=00", "v1=00", "t=1"] {
+            let err = rail()
+                .verify_webhook(payload.as_bytes(), garbage)
+                .unwrap_err();
+            assert!(
+                matches!(err, BillingError::WebhookRejected(_)),
+                "{garbage:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn settings_come_from_the_four_variables_and_never_print_secrets() {
+        let env: HashMap<&str, &str> = [
+            (SECRET_KEY_VAR, "sk_test_very_secret"),
+            (WEBHOOK_SECRET_VAR, "whsec_very_secret"),
+            (PUBLISHABLE_KEY_VAR, "pk_test_public"),
+            (API_BASE_VAR, "http://127.0.0.1:8420"),
+        ]
+        .into_iter()
+        .collect();
+        let settings = StripeSettings::from_lookup(|k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.api_base, "http://127.0.0.1:8420");
+        assert_eq!(settings.publishable_key.as_deref(), Some("pk_test_public"));
+        let printed = format!("{settings:?} {:?}", StripeRail::new(&settings).unwrap());
+        assert!(!printed.contains("very_secret"), "{printed}");
+        assert!(printed.contains("pk_test_public"), "{printed}");
+
+        // No secret key: the rail is off.
+        assert!(StripeSettings::from_lookup(|_| None).unwrap().is_none());
+        // A secret key without the webhook secret would take payments it cannot credit.
+        let half = |k: &str| (k == SECRET_KEY_VAR).then(|| "sk_test_x".to_string());
+        assert!(StripeSettings::from_lookup(half).is_err());
+        // Unset, the API is Stripe's.
+        let minimal = |k: &str| match k {
+            SECRET_KEY_VAR => Some("sk_test_x".to_string()),
+            WEBHOOK_SECRET_VAR => Some("whsec_x".to_string()),
+            _ => None,
+        };
+        let settings = StripeSettings::from_lookup(minimal).unwrap().unwrap();
+        assert_eq!(settings.api_base, DEFAULT_API_BASE);
+    }
+
+    #[test]
+    fn failures_are_classified_by_what_can_be_done() {
+        let stripe_error = |status: u16, json: &str| {
+            let error: stripe::ApiErrors = miniserde_error(json);
+            classify(StripeError::Stripe(Box::new(error), status))
+        };
+        let declined = stripe_error(
+            402,
+            r#"{"type":"card_error","code":"card_declined","decline_code":"generic_decline","message":"Your card was declined."}"#,
+        );
+        assert_eq!(declined.kind, StripeFailureKind::Declined);
+        assert_eq!(declined.code.as_deref(), Some("card_declined"));
+        assert_eq!(declined.decline_code.as_deref(), Some("generic_decline"));
+        assert!(!declined.is_retryable());
+
+        let cases = [
+            (
+                400,
+                "invalid_request_error",
+                StripeFailureKind::Refused,
+                false,
+            ),
+            (
+                404,
+                "invalid_request_error",
+                StripeFailureKind::Refused,
+                false,
+            ),
+            (
+                401,
+                "invalid_request_error",
+                StripeFailureKind::Unauthorized,
+                false,
+            ),
+            (
+                429,
+                "invalid_request_error",
+                StripeFailureKind::RateLimited,
+                true,
+            ),
+            (
+                409,
+                "idempotency_error",
+                StripeFailureKind::Unavailable,
+                true,
+            ),
+            (500, "api_error", StripeFailureKind::Unavailable, true),
+            (503, "api_error", StripeFailureKind::Unavailable, true),
+        ];
+        for (status, type_, kind, retryable) in cases {
+            let f = stripe_error(status, &format!(r#"{{"type":"{type_}","message":"m"}}"#));
+            assert_eq!((f.kind, f.is_retryable()), (kind, retryable), "{status}");
+        }
+        let timeout = classify(StripeError::Timeout);
+        assert!(timeout.is_retryable());
+        assert!(BillingError::Stripe(Box::new(timeout)).is_retryable());
+        let unreachable = classify(StripeError::ClientError("connection refused".into()));
+        assert!(unreachable.is_retryable());
+        assert!(!classify(StripeError::JSONDeserialize("x".into())).is_retryable());
+    }
+
+    fn miniserde_error(json: &str) -> stripe::ApiErrors {
+        miniserde::json::from_str(json).expect("an ApiErrors")
+    }
+
+    #[test]
+    fn usd_amounts_become_whole_cents() {
+        assert_eq!(
+            usd_cents(Money::from_micros(12_340_000, Currency::Usd)).unwrap(),
+            1234
+        );
+        assert!(usd_cents(Money::from_micros(12_345_678, Currency::Usd)).is_err());
+        assert!(usd_cents(Money::from_micros(1_000_000, Currency::Io)).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_stripe_is_a_retryable_failure() {
+        let err = rail()
+            .retrieve_payment_intent("pi_nothing")
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(
+            matches!(&err, BillingError::Stripe(f) if f.kind == StripeFailureKind::Unavailable)
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_before_calling_stripe() {
+        let payment = NewPayment {
+            amount_cents: 0,
+            ..Default::default()
+        };
+        let err = rail()
+            .create_payment_intent(&payment, "k")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BillingError::InvalidAmount(_)), "{err}");
+        let payment = NewPayment {
+            amount_cents: 100,
+            ..Default::default()
+        };
+        let err = rail()
+            .create_payment_intent(&payment, "")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BillingError::Internal(_)), "{err}");
+    }
+}
