@@ -95,7 +95,10 @@ async fn machines(control: &Control, actor: &Actor) -> anyhow::Result<Vec<SimDev
             if d.status == DeviceStatus::Retired {
                 continue;
             }
-            let rotated = control.devices.rotate_token(actor, &d.id).await?;
+            let rotated = control
+                .devices
+                .rotate_token(actor, &iocloud_db::ids::DeviceId::trusted(d.id.clone()))
+                .await?;
             out.push(SimDevice {
                 id: d.id,
                 token: rotated.token,

@@ -138,6 +138,12 @@ pub fn org_id(text: &str) -> Result<iocloud_db::ids::OrgId> {
     iocloud_db::ids::OrgId::parse(text).ok_or(Error::NotFound("organization"))
 }
 
+/// A device's id given from outside (a path), read the same way as [`org_id`]: text not
+/// shaped like one names no device and answers 404 before any query runs.
+pub fn device_id(text: &str) -> Result<iocloud_db::ids::DeviceId> {
+    iocloud_db::ids::DeviceId::parse(text).ok_or(Error::NotFound("device"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

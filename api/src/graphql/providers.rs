@@ -7,6 +7,7 @@ use iocloud_control::providers::stake::{StakeRequest, StakeSummary, StakeView};
 use iocloud_control::providers::{
     CreatedDevice, DeviceEvent, DeviceSpec, DeviceUpdate, DeviceView, GpuModelView, Region,
 };
+use iocloud_control::types::device_id;
 
 use super::schema::{actor, control, gql_error, list_cost, page};
 
@@ -50,7 +51,7 @@ impl ProvidersQuery {
     async fn device(&self, ctx: &Context<'_>, id: String) -> GqlResult<DeviceView> {
         control(ctx)
             .devices
-            .get(actor(ctx)?, &id)
+            .get(actor(ctx)?, &device_id(&id)?)
             .await
             .map_err(gql_error)
     }
@@ -65,7 +66,7 @@ impl ProvidersQuery {
     ) -> GqlResult<Page<DeviceEvent>> {
         control(ctx)
             .devices
-            .events(actor(ctx)?, &id, &page(cursor, limit)?)
+            .events(actor(ctx)?, &device_id(&id)?, &page(cursor, limit)?)
             .await
             .map_err(gql_error)
     }
@@ -110,7 +111,7 @@ impl ProvidersMutation {
         };
         control(ctx)
             .devices
-            .update(actor(ctx)?, &id, update)
+            .update(actor(ctx)?, &device_id(&id)?, update)
             .await
             .map_err(gql_error)
     }
@@ -125,7 +126,7 @@ impl ProvidersMutation {
     ) -> GqlResult<DeviceView> {
         control(ctx)
             .devices
-            .set_maintenance(actor(ctx)?, &id, on, reason.as_deref())
+            .set_maintenance(actor(ctx)?, &device_id(&id)?, on, reason.as_deref())
             .await
             .map_err(gql_error)
     }
@@ -133,7 +134,7 @@ impl ProvidersMutation {
     async fn retire_device(&self, ctx: &Context<'_>, id: String) -> GqlResult<DeviceView> {
         control(ctx)
             .devices
-            .retire(actor(ctx)?, &id)
+            .retire(actor(ctx)?, &device_id(&id)?)
             .await
             .map_err(gql_error)
     }

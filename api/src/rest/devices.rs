@@ -10,6 +10,7 @@ use iocloud_control::providers::stake::{StakeRequest, StakeSummary, StakeView};
 use iocloud_control::providers::{
     CreatedDevice, DeviceEvent, DeviceSpec, DeviceUpdate, DeviceView, GpuModelView, Region,
 };
+use iocloud_control::types::device_id;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -121,6 +122,7 @@ async fn get_device(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceDetail>> {
+    let id = device_id(&id)?;
     let device = s.control.devices.get(&actor, &id).await?;
     let uptime = s.control.devices.uptime(&actor, &id).await?;
     Ok(Json(DeviceDetail { device, uptime }))
@@ -135,7 +137,12 @@ async fn update_device(
     ApiPath(id): ApiPath<String>,
     ApiJson(update): ApiJson<DeviceUpdate>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(s.control.devices.update(&actor, &id, update).await?))
+    Ok(Json(
+        s.control
+            .devices
+            .update(&actor, &device_id(&id)?, update)
+            .await?,
+    ))
 }
 
 /// Retire a device for good; its token stops working. Retiring twice changes nothing.
@@ -146,7 +153,9 @@ async fn retire_device(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceView>> {
-    Ok(Json(s.control.devices.retire(&actor, &id).await?))
+    Ok(Json(
+        s.control.devices.retire(&actor, &device_id(&id)?).await?,
+    ))
 }
 
 /// Every status change of a device, oldest first.
@@ -159,7 +168,10 @@ async fn device_events(
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<Page<DeviceEvent>>> {
     Ok(Json(
-        s.control.devices.events(&actor, &id, &q.page()?).await?,
+        s.control
+            .devices
+            .events(&actor, &device_id(&id)?, &q.page()?)
+            .await?,
     ))
 }
 
@@ -171,7 +183,12 @@ async fn rotate_token(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<CreatedDevice>> {
-    Ok(Json(s.control.devices.rotate_token(&actor, &id).await?))
+    Ok(Json(
+        s.control
+            .devices
+            .rotate_token(&actor, &device_id(&id)?)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -201,7 +218,7 @@ async fn start_maintenance(
     Ok(Json(
         s.control
             .devices
-            .set_maintenance(&actor, &id, true, reason.as_deref())
+            .set_maintenance(&actor, &device_id(&id)?, true, reason.as_deref())
             .await?,
     ))
 }
@@ -217,7 +234,7 @@ async fn end_maintenance(
     Ok(Json(
         s.control
             .devices
-            .set_maintenance(&actor, &id, false, None)
+            .set_maintenance(&actor, &device_id(&id)?, false, None)
             .await?,
     ))
 }
@@ -235,7 +252,7 @@ async fn suspend(
     Ok(Json(
         s.control
             .devices
-            .suspend(&actor, &id, true, body.reason.as_deref())
+            .suspend(&actor, &device_id(&id)?, true, body.reason.as_deref())
             .await?,
     ))
 }
@@ -250,7 +267,10 @@ async fn unsuspend(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<DeviceView>> {
     Ok(Json(
-        s.control.devices.suspend(&actor, &id, false, None).await?,
+        s.control
+            .devices
+            .suspend(&actor, &device_id(&id)?, false, None)
+            .await?,
     ))
 }
 

@@ -163,7 +163,7 @@ impl ClaimWork for NewCluster<'_> {
             made.push(ClusterEvent {
                 cluster_id: row.id.clone(),
                 seq: row.resource_version,
-                at: iocloud_db::time::to_rfc3339(now),
+                at: iocloud_db::Timestamp::from_micros(now),
                 kind: kind.to_string(),
                 status,
                 message,

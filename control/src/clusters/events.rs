@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::Stream;
-use iocloud_db::time::to_rfc3339;
+use iocloud_db::Timestamp;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,8 @@ pub struct ClusterEvent {
     /// A change saved with several steps at once (a create, a delete settled at once) numbers
     /// each step, so only its last number is a version the row was stored at.
     pub seq: i64,
-    pub at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
     /// What happened: `created`, `placing`, `reserved`, `provisioning`, `node_ready`,
     /// `running`, `node_lost`, `node_replaced`, `degraded`, `extended`, `terminating`,
     /// `terminated`, `failed`, `expired`, ...
@@ -64,7 +65,7 @@ impl EventRow {
         Ok(ClusterEvent {
             cluster_id: self.cluster_id,
             seq: self.seq,
-            at: to_rfc3339(self.at),
+            at: self.at.into(),
             kind: self.kind,
             status,
             message: self.message,
@@ -412,7 +413,7 @@ mod tests {
         ClusterEvent {
             cluster_id: cluster_id.into(),
             seq,
-            at: String::new(),
+            at: Timestamp::from_micros(0),
             kind: "step".into(),
             status: ClusterStatus::Provisioning,
             message: String::new(),

@@ -508,7 +508,7 @@ mod tests {
         seqs.map(|seq| ClusterEvent {
             cluster_id: "clu_t".into(),
             seq,
-            at: String::new(),
+            at: iocloud_db::Timestamp::from_micros(0),
             kind: "step".into(),
             status: ClusterStatus::Running,
             message: String::new(),

@@ -11,6 +11,11 @@
 //! The cluster's types sit in `types`, its rows and their SQL in `storage`, the reads of them in
 //! `reads`; the steps of a life sit in the submodules named after them (create, lifecycle,
 //! reconcile, settle, quota, credentials).
+//!
+//! A cluster is named in requests by its id (`clu_…`) or by its name, the one a declarative
+//! spec carries, so the methods that look one up take that key as text and tell the two
+//! apart in `reads` (an id is matched within the caller's organisation, a name picks its live
+//! cluster of that name): both kinds of key answer 404 for another organisation's cluster.
 
 pub mod apply;
 mod bootstrap;

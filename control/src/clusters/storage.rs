@@ -6,8 +6,8 @@
 
 use iocloud_billing::{Currency, Money};
 use iocloud_db::ids::OrgId;
-use iocloud_db::time::{now_micros, to_rfc3339};
-use iocloud_db::{DbError, Tx, tx_run};
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Timestamp, Tx, tx_run};
 
 use super::{ClusterEvent, ClusterKind, ClusterSpec, ClusterStatus, ClusterView, NodeView};
 use super::{bootstrap, events};
@@ -153,10 +153,10 @@ impl ClusterRow {
             price_per_hour: Money::from_micros(self.price_per_hour, self.currency()?).to_decimal(),
             hold_id: self.hold_id.clone(),
             connection: self.public_connection()?,
-            created_at: to_rfc3339(self.created_at),
-            running_at: self.running_at.map(to_rfc3339),
-            expires_at: self.expires_at.map(to_rfc3339),
-            terminated_at: self.terminated_at.map(to_rfc3339),
+            created_at: self.created_at.into(),
+            running_at: self.running_at.map(Timestamp::from),
+            expires_at: self.expires_at.map(Timestamp::from),
+            terminated_at: self.terminated_at.map(Timestamp::from),
             nodes: None,
             events: None,
         })
@@ -199,13 +199,13 @@ impl ClusterRow {
         let now = now_micros();
         self.resource_version += steps.len() as i64;
         self.updated_at = now;
-        let at = to_rfc3339(now);
+        let at = Timestamp::from_micros(now);
         let events: Vec<ClusterEvent> = (read + 1..)
             .zip(steps)
             .map(|(seq, (kind, status, message))| ClusterEvent {
                 cluster_id: self.id.clone(),
                 seq,
-                at: at.clone(),
+                at,
                 kind: kind.to_string(),
                 status: *status,
                 message: message.to_string(),

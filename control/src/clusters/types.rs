@@ -1,6 +1,7 @@
 //! What a cluster is, as customers see it: its status and the views REST, GraphQL and the
 //! console answer with.
 
+use iocloud_db::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -170,10 +171,14 @@ pub struct ClusterView {
     /// a Kubernetes cluster's kubeconfig is read from `GET /v1/clusters/{id}/credentials`.
     #[schema(value_type = Option<Object>)]
     pub connection: Option<serde_json::Value>,
-    pub created_at: String,
-    pub running_at: Option<String>,
-    pub expires_at: Option<String>,
-    pub terminated_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub running_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub terminated_at: Option<Timestamp>,
     /// Present on a single cluster, not in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(

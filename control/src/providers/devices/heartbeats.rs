@@ -311,7 +311,11 @@ impl Devices {
     }
 
     /// Uptime and reliability of one of the actor's devices.
-    pub async fn uptime(&self, actor: &crate::Actor, id: &str) -> Result<Uptime> {
+    pub async fn uptime(
+        &self,
+        actor: &crate::Actor,
+        id: &iocloud_db::ids::DeviceId,
+    ) -> Result<Uptime> {
         actor.authorize(crate::Action::ResourcesRead)?;
         let row = super::device_row(&self.db, &actor.org_id, id).await?;
         let since = row.verified_at.unwrap_or(row.created_at);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iocloud_billing::{Currency, Money};
-use iocloud_db::ids::new_id;
+use iocloud_db::ids::{DeviceId, new_id};
 use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, Timestamp, db_run, tx_run};
 
@@ -275,7 +275,7 @@ impl Devices {
         })
     }
 
-    pub async fn get(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
+    pub async fn get(&self, actor: &Actor, id: &DeviceId) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesRead)?;
         self.view(device_row(&self.db, &actor.org_id, id).await?)
     }
@@ -321,7 +321,7 @@ impl Devices {
     pub async fn update(
         &self,
         actor: &Actor,
-        id: &str,
+        id: &DeviceId,
         update: DeviceUpdate,
     ) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
@@ -377,7 +377,7 @@ impl Devices {
     pub async fn set_maintenance(
         &self,
         actor: &Actor,
-        id: &str,
+        id: &DeviceId,
         on: bool,
         reason: Option<&str>,
     ) -> Result<DeviceView> {
@@ -428,7 +428,7 @@ impl Devices {
     /// Retires a device for good: its token stops working. A device with nodes still on it
     /// cannot be retired (put it into maintenance and wait for them to end). Retiring twice
     /// changes nothing.
-    pub async fn retire(&self, actor: &Actor, id: &str) -> Result<DeviceView> {
+    pub async fn retire(&self, actor: &Actor, id: &DeviceId) -> Result<DeviceView> {
         actor.authorize(Action::ResourcesWrite)?;
         let row = device_row(&self.db, &actor.org_id, id).await?;
         let from = row.status()?;
@@ -489,7 +489,7 @@ impl Devices {
 
     /// Issues a new agent token for a device (the old one stops working at once), for a
     /// provider who lost it or fears it leaked.
-    pub async fn rotate_token(&self, actor: &Actor, id: &str) -> Result<CreatedDevice> {
+    pub async fn rotate_token(&self, actor: &Actor, id: &DeviceId) -> Result<CreatedDevice> {
         actor.authorize(Action::ResourcesWrite)?;
         let row = device_row(&self.db, &actor.org_id, id).await?;
         if row.status()? == DeviceStatus::Retired {
@@ -524,7 +524,7 @@ impl Devices {
     pub async fn suspend(
         &self,
         actor: &Actor,
-        id: &str,
+        id: &DeviceId,
         suspend: bool,
         reason: Option<&str>,
     ) -> Result<DeviceView> {
@@ -586,7 +586,7 @@ impl Devices {
     pub async fn events(
         &self,
         actor: &Actor,
-        id: &str,
+        id: &DeviceId,
         page: &PageRequest,
     ) -> Result<Page<DeviceEvent>> {
         actor.authorize(Action::ResourcesRead)?;

@@ -183,6 +183,32 @@ async fn bad_device_input_changes_nothing(b: Backend) {
         .assert_problem(422, "validation_failed");
     let still = app.get(&format!("/v1/devices/{id}"), &s.access).await;
     assert_eq!(still.body["price_per_gpu_hour"], "0.08");
+    // Another organisation's device, a missing one and text shaped like no device id all
+    // read alike, and none of them changes anything.
+    let other = app.signup("other@example.com", "Other Farm").await;
+    let missing = app
+        .get("/v1/devices/dev_00000000000000000000000000", &s.access)
+        .await;
+    missing.assert_problem(404, "not_found");
+    for path in [
+        format!("/v1/devices/{id}"),
+        "/v1/devices/not-a-device".to_string(),
+        "/v1/devices/clu_00000000000000000000000000".to_string(),
+    ] {
+        let read = app.get(&path, &other.access).await;
+        assert_eq!(
+            read.body, missing.body,
+            "{path} reads like a missing device"
+        );
+        app.delete(&path, &other.access)
+            .await
+            .assert_problem(404, "not_found");
+        app.post(&format!("{path}/token"), Some(&other.access), json!({}))
+            .await
+            .assert_problem(404, "not_found");
+    }
+    let still = app.get(&format!("/v1/devices/{id}"), &s.access).await;
+    assert_eq!(still.body["status"], c.body["status"]);
 }
 
 async fn devices_over_graphql(b: Backend) {
