@@ -181,7 +181,7 @@ async fn admin(command: AdminCommand, args: DbArgs) -> anyhow::Result<()> {
         jwt,
         Default::default(),
         catalog,
-    );
+    )?;
     let (email, grant) = match &command {
         AdminCommand::GrantOperator { email } => (email, true),
         AdminCommand::RevokeOperator { email } => (email, false),

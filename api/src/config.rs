@@ -208,6 +208,59 @@ pub struct Config {
     /// metrics are public. Put it in the config file or the environment, not on the command line.
     #[arg(long, env = "IOCLOUD_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<MetricsToken>,
+
+    /// Stripe's secret API key (`sk_…` or a restricted `rk_…`); unset, card payments are off.
+    /// Put it in the config file or the environment, not on the command line.
+    #[arg(long, env = "IOCLOUD_STRIPE_SECRET_KEY", hide_env_values = true)]
+    pub stripe_secret_key: Option<SecretText>,
+
+    /// The signing secret of Stripe's webhook endpoint (`whsec_…`); needed with the key.
+    #[arg(long, env = "IOCLOUD_STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub stripe_webhook_secret: Option<SecretText>,
+
+    /// Stripe's publishable key (`pk_…`), which the console's card form gives Stripe.js.
+    #[arg(long, env = "IOCLOUD_STRIPE_PUBLISHABLE_KEY")]
+    pub stripe_publishable_key: Option<String>,
+
+    /// Where Stripe's API is (a stand-in's address in tests); unset, Stripe itself.
+    #[arg(long, env = "IOCLOUD_STRIPE_API_BASE")]
+    pub stripe_api_base: Option<String>,
+
+    /// The largest card top-up, in USD.
+    #[arg(long, env = "IOCLOUD_TOP_UP_MAX_USD", default_value = "10000.00")]
+    pub top_up_max_usd: String,
+
+    /// Seconds between passes that ask Stripe for card payments no webhook brought (0: none
+    /// here). One replica at a time runs them.
+    #[arg(
+        long,
+        env = "IOCLOUD_CARD_RECONCILE_INTERVAL_SECS",
+        default_value_t = 300
+    )]
+    pub card_reconcile_interval_secs: u64,
+}
+
+/// A secret setting: readable by the code that needs it, never printed.
+#[derive(Clone)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for SecretText {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(SecretText(s.trim().to_string()))
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// The token `/metrics` asks for; printed redacted.
@@ -277,7 +330,23 @@ impl Config {
                     })?,
             ),
         };
+        let card_payments = self.card_payments()?;
+        let top_up_max =
+            iocloud_billing::Money::parse(&self.top_up_max_usd, iocloud_billing::Currency::Usd)
+                .ok()
+                .filter(|m| m.micros() >= 1_000_000)
+                .ok_or_else(|| {
+                    format!(
+                        "IOCLOUD_TOP_UP_MAX_USD: {:?} is not an amount of at least 1.00",
+                        self.top_up_max_usd
+                    )
+                })?;
         Ok(iocloud_control::Settings {
+            card_payments,
+            top_up_limits: iocloud_control::payments::TopUpLimits {
+                max: top_up_max,
+                ..Default::default()
+            },
             cache_ttl: self.auth_cache_ttl(),
             platform_fee_bps: self.platform_fee_bps,
             signup_credit,
@@ -307,6 +376,38 @@ impl Config {
                 sent_emails: Duration::from_secs(self.outbox_retention_secs),
             },
         })
+    }
+
+    /// Stripe's settings when the secret key is given; the key without the webhook secret
+    /// is refused, since a payment could then be taken and never credited.
+    fn card_payments(
+        &self,
+    ) -> Result<Option<iocloud_billing::rails::stripe::StripeSettings>, String> {
+        use iocloud_billing::rails::stripe::{DEFAULT_API_BASE, DEFAULT_TIMEOUT, StripeSettings};
+        let given = |s: &Option<SecretText>| {
+            s.as_ref()
+                .map(|t| t.expose().to_string())
+                .filter(|t| !t.is_empty())
+        };
+        let Some(secret_key) = given(&self.stripe_secret_key) else {
+            return Ok(None);
+        };
+        let webhook_secret = given(&self.stripe_webhook_secret)
+            .ok_or("IOCLOUD_STRIPE_SECRET_KEY is set but IOCLOUD_STRIPE_WEBHOOK_SECRET is not")?;
+        Ok(Some(StripeSettings {
+            secret_key,
+            webhook_secret,
+            publishable_key: self
+                .stripe_publishable_key
+                .clone()
+                .filter(|k| !k.is_empty()),
+            api_base: self
+                .stripe_api_base
+                .clone()
+                .filter(|b| !b.is_empty())
+                .unwrap_or_else(|| DEFAULT_API_BASE.to_string()),
+            timeout: DEFAULT_TIMEOUT,
+        }))
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -357,6 +458,12 @@ impl Config {
             login_max_attempts: 10,
             login_window_secs: 900,
             metrics_token: None,
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_publishable_key: None,
+            stripe_api_base: None,
+            top_up_max_usd: "10000.00".into(),
+            card_reconcile_interval_secs: 0,
         }
     }
 }

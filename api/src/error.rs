@@ -244,10 +244,17 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
             | ErrorCode::StakeLocked
             | ErrorCode::NotReversible => StatusCode::CONFLICT,
             ErrorCode::QuoteExpired => StatusCode::GONE,
-            ErrorCode::PriceFeedUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::PriceFeedUnavailable | ErrorCode::RailUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorCode::CardDeclined => StatusCode::PAYMENT_REQUIRED,
+            ErrorCode::PaymentRefused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::WebhookRejected => StatusCode::BAD_REQUEST,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         },
+        DomainError::RailNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+        DomainError::CardDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
         DomainError::Db(iocloud_db::DbError::NotFound) => StatusCode::NOT_FOUND,
         DomainError::Db(_) | DomainError::Internal(_) | DomainError::CorruptData { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR

@@ -44,7 +44,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let jwt = JwtKeys::load(&db, configured_key.as_deref()).await?;
     let settings = config.domain_settings().map_err(|e| anyhow::anyhow!(e))?;
     let catalog = iocloud_control::providers::Catalog::load(&db).await?;
-    let control = Control::new(db, kv, jwt, settings, catalog);
+    let control = Control::new(db, kv, jwt, settings, catalog)?;
     control.cache.spawn_listener();
     control.devices.spawn_workers();
     control.agents.spawn_wakeup_listener();
@@ -70,6 +70,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             .billing
             .spawn_accrual(std::time::Duration::from_secs(config.accrual_interval_secs));
     }
+    if config.card_reconcile_interval_secs > 0 && control.payments.is_on() {
+        control
+            .payments
+            .spawn_missed_pass(std::time::Duration::from_secs(
+                config.card_reconcile_interval_secs,
+            ));
+    }
     if config.retention_sweep_interval_secs > 0 {
         control.sweeper.spawn(std::time::Duration::from_secs(
             config.retention_sweep_interval_secs,
@@ -84,6 +91,9 @@ pub fn router(state: AppState) -> Router {
     let (v1, mut openapi) = rest::router().split_for_parts();
     let (agent, agent_doc) = crate::agent::router().split_for_parts();
     openapi.merge(agent_doc);
+    // Stripe signs its webhooks instead of presenting a key: outside the caller's routes.
+    let (webhooks, webhook_doc) = rest::payments::webhook_router().split_for_parts();
+    openapi.merge(webhook_doc);
     crate::openapi::complete(&mut openapi);
     let openapi = Arc::new(openapi);
 
@@ -120,6 +130,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state.config.cors_origins);
     api.merge(public)
         .merge(agent)
+        .merge(webhooks)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

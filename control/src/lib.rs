@@ -17,11 +17,13 @@ pub mod directory;
 pub mod error;
 pub mod idempotency;
 pub mod jwt;
+pub mod leases;
 mod listen;
 pub mod login_guard;
 pub mod mail;
 pub mod orgs;
 pub mod page;
+pub mod payments;
 pub mod permissions;
 pub mod placement;
 pub mod providers;
@@ -81,6 +83,8 @@ pub struct Control {
     pub quotes: quotes::Quotes,
     /// Clusters, their quota and their reconciler.
     pub clusters: clusters::Clusters,
+    /// Card payments (Stripe): top-ups, webhooks, the missed-webhook pass.
+    pub payments: payments::Payments,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -106,7 +110,7 @@ impl Control {
         jwt: jwt::JwtKeys,
         settings: Settings,
         catalog: providers::Catalog,
-    ) -> Self {
+    ) -> Result<Self> {
         // Each service caches what it reads on every request in a store of its own, registered
         // here: a change announced through `cache` drops it on every replica.
         let mut cache = cache::Cache::new(kv.clone());
@@ -195,7 +199,15 @@ impl Control {
             quotes.clone(),
             agents.clone(),
         );
-        Self {
+        let payments = payments::Payments::new(
+            db.clone(),
+            audit.clone(),
+            directory.clone(),
+            leases::Leases::new(db.clone()),
+            settings.card_payments.as_ref(),
+            settings.top_up_limits,
+        )?;
+        Ok(Self {
             accounts,
             orgs,
             keys,
@@ -212,6 +224,7 @@ impl Control {
             capacity,
             quotes,
             clusters,
+            payments,
             db,
             kv,
             cache,
@@ -219,7 +232,7 @@ impl Control {
             prices,
             settings,
             catalog,
-        }
+        })
     }
 
     /// Asks the database and the key-value store whether they answer.

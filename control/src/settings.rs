@@ -29,6 +29,10 @@ pub struct Settings {
     pub login_throttle: crate::login_guard::LoginThrottle,
     /// How long idempotency records, expired quotes and outbox emails are kept.
     pub retention: crate::retention::Retention,
+    /// Stripe, for card payments; `None` turns the card rail off.
+    pub card_payments: Option<iocloud_billing::rails::stripe::StripeSettings>,
+    /// The smallest and largest card top-up.
+    pub top_up_limits: crate::payments::TopUpLimits,
 }
 
 impl Default for Settings {
@@ -49,6 +53,8 @@ impl Default for Settings {
             provisioning_timeout: Duration::from_secs(600),
             login_throttle: Default::default(),
             retention: crate::retention::Retention::default(),
+            card_payments: None,
+            top_up_limits: Default::default(),
         }
     }
 }

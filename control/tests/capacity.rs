@@ -31,7 +31,7 @@ async fn migrated(scratch: &ScratchDb) -> Db {
 async fn replica(db: &Db) -> Control {
     let catalog = Catalog::load(db).await.unwrap();
     let jwt = iocloud_control::jwt::JwtKeys::load(db, None).await.unwrap();
-    Control::new(db.clone(), Kv::memory(), jwt, Settings::default(), catalog)
+    Control::new(db.clone(), Kv::memory(), jwt, Settings::default(), catalog).unwrap()
 }
 
 /// An available H100 machine with `free` of its 8 GPUs free.

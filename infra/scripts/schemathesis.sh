@@ -40,6 +40,12 @@ export IOCLOUD_RATE_LIMIT_PER_DEVICE=10000000 IOCLOUD_LOGIN_MAX_ATTEMPTS=1000000
 export IOCLOUD_RECONCILE_INTERVAL_SECS=1 IOCLOUD_ACCRUAL_INTERVAL_SECS=0
 # The outbox's deliveries are logged at info: the invitation tokens below are read from there.
 export RUST_LOG="${RUST_LOG:-warn},iocloud::outbox=info"
+# With the Stripe stand-in running, card payments are on and fuzzed too; without, their
+# routes answer rail_not_configured.
+if [ -n "${IOCLOUD_TEST_STRIPE_URL:-}" ]; then
+  export IOCLOUD_STRIPE_SECRET_KEY=sk_test_fuzz IOCLOUD_STRIPE_WEBHOOK_SECRET=whsec_fuzz
+  export IOCLOUD_STRIPE_API_BASE="$IOCLOUD_TEST_STRIPE_URL"
+fi
 "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 base="http://127.0.0.1:$port"

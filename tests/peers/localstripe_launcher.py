@@ -212,6 +212,38 @@ def patch_payment_intents():
 
     PaymentIntent._api_list_all = classmethod(api_list_all)
 
+    original_confirm = PaymentIntent._api_confirm.__func__
+
+    def api_confirm(cls, id, payment_method=None, **kwargs):
+        # Stripe takes the card at confirmation, which is what a card form (Stripe.js) does,
+        # also after an earlier card was declined; localstripe only confirms a PaymentIntent
+        # created with its card.
+        if payment_method is not None:
+            if type(payment_method) is not str or type(id) is not str:
+                raise UserError(400, "Bad request")
+            obj = cls._api_retrieve(id)
+            if obj.status not in ("requires_payment_method", "requires_confirmation"):
+                raise UserError(400, "Bad request")
+            PaymentMethod._api_retrieve(payment_method)
+            obj.payment_method = payment_method
+            obj.latest_charge = None
+            obj.next_action = None
+        return original_confirm(cls, id, **kwargs)
+
+    PaymentIntent._api_confirm = classmethod(api_confirm)
+    # localstripe registered its routes on import, holding the method it had then.
+    reroute("POST", "/v1/payment_intents/{id}/confirm", PaymentIntent._api_confirm)
+
+
+def reroute(method, path, func):
+    """Points localstripe's route `method path` at `func`, as its own routes call theirs."""
+    for route in server.app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        if route.method == method and info.get("formatter", info.get("path")) == path:
+            route._handler = server.api_extra(func, path)
+            return
+    raise RuntimeError(f"localstripe has no route {method} {path}")
+
 
 def created_filters(created):
     ops = {

@@ -14,6 +14,7 @@ mod devices;
 mod fleet;
 mod graphql_ws;
 mod money;
+mod stripe;
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ pub use fleet::{
 };
 pub use graphql_ws::{Socket, answer_to, connect, error_code, next_json, send_op};
 pub use money::{balance, micros, units};
+pub use stripe::{CardApp, STRIPE_KEY, now_secs, stripe_event};
 
 /// Which database a test runs on.
 #[derive(Clone, Debug)]

@@ -5,6 +5,7 @@
 
 mod clusters;
 mod guard;
+mod payments;
 mod providers;
 mod quotes;
 mod schema;

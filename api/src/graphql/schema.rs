@@ -75,6 +75,7 @@ pub struct QueryRoot(
     super::providers::ProvidersQuery,
     super::quotes::QuotesQuery,
     super::clusters::ClustersQuery,
+    super::payments::PaymentsQuery,
 );
 
 #[derive(Default)]
@@ -242,6 +243,7 @@ pub struct MutationRoot(
     super::providers::ProvidersMutation,
     super::quotes::QuotesMutation,
     super::clusters::ClustersMutation,
+    super::payments::PaymentsMutation,
 );
 
 #[derive(Default)]

@@ -8,6 +8,7 @@ mod clusters;
 mod devices;
 mod members;
 mod org;
+pub mod payments;
 mod quotes;
 mod usage;
 
@@ -62,6 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(audit::router())
         .merge(billing::router())
+        .merge(payments::router())
         .merge(quotes::router())
         .merge(clusters::router())
         .merge(usage::router())

@@ -270,7 +270,7 @@ fn digest(t: &NewTransaction) -> String {
 
 /// Posts inside an open database transaction, so callers (holds) can change their own rows
 /// atomically with the money.
-pub(crate) async fn post_in(tx: &mut Tx, t: &NewTransaction) -> Result<Posted> {
+pub async fn post_in(tx: &mut Tx, t: &NewTransaction) -> Result<Posted> {
     let net = net_by_account(&t.postings)?;
     let digest = digest(t);
     let now = now_micros();

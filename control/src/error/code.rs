@@ -118,6 +118,16 @@ codes! {
     QuoteExpired = "quote_expired",
     StakeLocked = "stake_locked",
     NotReversible = "not_reversible",
+    /// A card payment was declined; the message says why, as the card's issuer gave it.
+    CardDeclined = "card_declined",
+    /// The payment provider refused the request (an unknown or unusable payment method).
+    PaymentRefused = "payment_refused",
+    /// This deployment takes no payments on this rail (its settings are not given).
+    RailNotConfigured = "rail_not_configured",
+    /// The payment provider did not answer in time or failed; retrying later is safe.
+    RailUnavailable = "rail_unavailable",
+    /// A webhook whose signature does not verify, is too old, or does not parse.
+    WebhookRejected = "webhook_rejected",
 
     /// Something went wrong on our side; the detail is in the log, under the request id.
     Internal = "internal",

@@ -2,6 +2,7 @@ pub mod capacity;
 mod code;
 
 use iocloud_billing::BillingError;
+use iocloud_billing::rails::stripe::StripeFailureKind;
 use iocloud_db::DbError;
 
 pub use code::ErrorCode;
@@ -50,6 +51,17 @@ pub enum Error {
     LastOwner,
     #[error("{0}")]
     Billing(#[from] iocloud_billing::BillingError),
+    /// A card was declined; the top-up it was for stays, failed, with the reason.
+    #[error("the card was declined ({reason}): {message} (top-up {top_up_id})")]
+    CardDeclined {
+        top_up_id: String,
+        /// The issuer's reason (`insufficient_funds`, …), else Stripe's code.
+        reason: String,
+        message: String,
+    },
+    /// The named rail (`card payments`, …) has no settings in this deployment.
+    #[error("{0} are not configured on this deployment")]
+    RailNotConfigured(&'static str),
     #[error("internal error")]
     Db(#[from] DbError),
     #[error("internal error")]
@@ -78,6 +90,8 @@ impl Error {
             Error::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
             Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Error::Billing(e) => billing_code(e),
+            Error::RailNotConfigured(_) => ErrorCode::RailNotConfigured,
+            Error::CardDeclined { .. } => ErrorCode::CardDeclined,
             Error::Db(_) | Error::Internal(_) | Error::CorruptData { .. } => ErrorCode::Internal,
         }
     }
@@ -138,9 +152,16 @@ fn billing_code(e: &BillingError) -> ErrorCode {
         BillingError::Db(_) | BillingError::Internal(_) | BillingError::CorruptRow { .. } => {
             ErrorCode::Internal
         }
-        // No route reaches the fiat rail yet; the one that does gives a declined card, Stripe
-        // being away and a refused webhook codes of their own.
-        BillingError::Stripe(_) | BillingError::WebhookRejected(_) => ErrorCode::Internal,
+        BillingError::Stripe(f) => match f.kind {
+            StripeFailureKind::Declined => ErrorCode::CardDeclined,
+            StripeFailureKind::Refused => ErrorCode::PaymentRefused,
+            StripeFailureKind::RateLimited
+            | StripeFailureKind::Unavailable
+            | StripeFailureKind::BadAnswer => ErrorCode::RailUnavailable,
+            // Our key is wrong: nothing the caller can do.
+            StripeFailureKind::Unauthorized => ErrorCode::Internal,
+        },
+        BillingError::WebhookRejected(_) => ErrorCode::WebhookRejected,
     }
 }
 

@@ -1,4 +1,5 @@
 //! The payment rails against stand-ins of the systems they talk to, through the real clients.
 //! Each test is skipped, saying so, when its peer is not configured.
 
+mod card_top_ups;
 mod stripe;

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use stripe::{ApiErrorsType, ClientBuilder, RequestStrategy, StripeError, StripeRequest};
+use stripe::{ClientBuilder, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
 use stripe_core::payment_intent::{CreatePaymentIntent, ListPaymentIntent, RetrievePaymentIntent};
 use stripe_types::{RangeBoundsTs, RangeQueryTs};
@@ -24,6 +24,14 @@ use stripe_webhook::{Webhook, WebhookError};
 use crate::money::{Currency, Money};
 use crate::{BillingError, Result};
 
+mod failure;
+mod news;
+
+#[cfg(test)]
+use failure::classify;
+use failure::failure;
+pub use failure::{StripeFailure, StripeFailureKind};
+pub use news::{CardPayment, PaymentState, WebhookNews};
 pub use stripe_core::{
     Customer, CustomerId, PaymentIntent, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentId,
     PaymentIntentStatus,
@@ -303,6 +311,90 @@ impl StripeRail {
     }
 }
 
+impl StripeRail {
+    /// A verified webhook event ([`verify_webhook`](Self::verify_webhook)) in the rail's terms.
+    pub fn webhook_news(&self, payload: &[u8], signature: &str) -> Result<WebhookNews> {
+        Ok(WebhookNews::from(&self.verify_webhook(payload, signature)?))
+    }
+
+    /// [`create_customer`](Self::create_customer), retried while Stripe is away; answers the
+    /// customer's id.
+    pub async fn ensure_customer(
+        &self,
+        customer: &NewCustomer,
+        idempotency_key: &str,
+    ) -> Result<String> {
+        let made = retrying(|| self.create_customer(customer, idempotency_key)).await?;
+        Ok(made.id.as_str().to_string())
+    }
+
+    /// [`create_payment_intent`](Self::create_payment_intent), retried with the same
+    /// idempotency key while Stripe is away, read as a [`CardPayment`]. A declined card is
+    /// not an error here: it answers the payment in state `Failed`, with the reason.
+    pub async fn charge(&self, payment: &NewPayment, idempotency_key: &str) -> Result<CardPayment> {
+        match retrying(|| self.create_payment_intent(payment, idempotency_key)).await {
+            Ok(pi) => Ok(CardPayment::from(&pi)),
+            Err(BillingError::Stripe(f))
+                if f.kind == StripeFailureKind::Declined && f.payment_intent.is_some() =>
+            {
+                let id = f.payment_intent.clone().unwrap_or_default();
+                self.payment(&id).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A PaymentIntent as it stands now, retried while Stripe is away.
+    pub async fn payment(&self, id: &str) -> Result<CardPayment> {
+        let pi = retrying(|| self.retrieve_payment_intent(id)).await?;
+        Ok(CardPayment::from(&pi))
+    }
+
+    /// One page of PaymentIntents (newest first) and whether more follow, retried while
+    /// Stripe is away.
+    pub async fn payments(&self, query: &PaymentIntentQuery) -> Result<(Vec<CardPayment>, bool)> {
+        let page = retrying(|| self.list_payment_intents(query)).await?;
+        Ok((
+            page.data.iter().map(CardPayment::from).collect(),
+            page.has_more,
+        ))
+    }
+}
+
+/// How many times a call Stripe could not answer is tried in all, and the pause before the
+/// second try (doubled before each next one): a hiccup costs well under a second, and an
+/// outage fails the request in about one, not the whole request timeout.
+const ATTEMPTS: u32 = 3;
+const FIRST_PAUSE: Duration = Duration::from_millis(150);
+
+/// Runs `call` again while its failure is one a retry can cure (Stripe's 5xx, 429, a
+/// timeout, no connection). Every call given here carries its own idempotency key or reads
+/// only, so a retry never charges twice.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut pause = FIRST_PAUSE;
+    for _ in 1..ATTEMPTS {
+        match call().await {
+            Err(BillingError::Stripe(f)) if f.is_retryable() => {
+                tracing::warn!(failure = %f, "stripe did not answer; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            done => return done,
+        }
+    }
+    call().await
+}
+
+/// `payload` signed with `secret` as Stripe signs a webhook, at `timestamp` (Unix seconds,
+/// now when `None`): what benchmarks and tests send as their own Stripe.
+pub fn sign_webhook(payload: &str, secret: &str, timestamp: Option<i64>) -> String {
+    Webhook::generate_test_header(payload, secret, timestamp)
+}
+
 /// Whole US cents of a USD amount: Stripe charges cents, the ledger counts micro-units.
 pub fn usd_cents(amount: Money) -> Result<i64> {
     const MICROS_PER_CENT: i64 = 10_000;
@@ -327,113 +419,10 @@ fn idempotent(key: &str) -> Result<RequestStrategy> {
     Ok(RequestStrategy::Idempotent(key))
 }
 
-/// What went wrong with a call to Stripe, by what the caller can do about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StripeFailureKind {
-    /// The card was declined (`card_error`): the customer's to fix, never worth retrying.
-    Declined,
-    /// Stripe refused the request (400, 402, 404, an idempotency key reused with other
-    /// fields): sending it again fails again.
-    Refused,
-    /// The key is wrong or lacks the permission (401, 403): a setting to fix.
-    Unauthorized,
-    /// Too many requests (429): retry later with the same idempotency key.
-    RateLimited,
-    /// No answer in time, no connection, or Stripe's own failure (5xx, 409 while the same
-    /// idempotency key is in flight, 424): retry with the same idempotency key.
-    Unavailable,
-    /// An answer that does not parse as what was asked for.
-    BadAnswer,
-}
-
-/// A failed call to Stripe: its kind, and what Stripe said of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StripeFailure {
-    pub kind: StripeFailureKind,
-    /// The HTTP status, when Stripe answered.
-    pub status: Option<u16>,
-    /// Stripe's error code (`card_declined`, `resource_missing`, …).
-    pub code: Option<String>,
-    /// For a declined card, the issuer's reason (`generic_decline`, `insufficient_funds`, …).
-    pub decline_code: Option<String>,
-    pub message: String,
-    /// The PaymentIntent the failure is about (a declined card leaves one behind).
-    pub payment_intent: Option<String>,
-}
-
-impl StripeFailure {
-    /// True when the same call, with the same idempotency key, may succeed later.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self.kind,
-            StripeFailureKind::RateLimited | StripeFailureKind::Unavailable
-        )
-    }
-}
-
-impl fmt::Display for StripeFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.kind)?;
-        if let Some(status) = self.status {
-            write!(f, " ({status})")?;
-        }
-        if let Some(code) = &self.code {
-            write!(f, " {code}")?;
-        }
-        if let Some(decline) = &self.decline_code {
-            write!(f, "/{decline}")?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-fn failure(e: StripeError) -> BillingError {
-    BillingError::Stripe(Box::new(classify(e)))
-}
-
-fn classify(e: StripeError) -> StripeFailure {
-    let bare = |kind, message: String| StripeFailure {
-        kind,
-        status: None,
-        code: None,
-        decline_code: None,
-        message,
-        payment_intent: None,
-    };
-    match e {
-        StripeError::Stripe(error, status) => {
-            let kind = match status {
-                _ if error.type_ == ApiErrorsType::CardError => StripeFailureKind::Declined,
-                401 | 403 => StripeFailureKind::Unauthorized,
-                429 => StripeFailureKind::RateLimited,
-                409 | 424 | 500..=599 => StripeFailureKind::Unavailable,
-                _ => StripeFailureKind::Refused,
-            };
-            StripeFailure {
-                kind,
-                status: Some(status),
-                code: error.code.as_ref().map(|c| c.as_str().to_string()),
-                decline_code: error.decline_code.clone(),
-                message: error
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| error.type_.as_str().to_string()),
-                payment_intent: error
-                    .payment_intent
-                    .as_ref()
-                    .map(|pi| pi.id.as_str().to_string()),
-            }
-        }
-        StripeError::Timeout => bare(StripeFailureKind::Unavailable, "no answer in time".into()),
-        StripeError::ClientError(message) => bare(StripeFailureKind::Unavailable, message),
-        StripeError::JSONDeserialize(message) => bare(StripeFailureKind::BadAnswer, message),
-        StripeError::ConfigError(message) => bare(StripeFailureKind::Refused, message),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stripe::StripeError;
 
     const SECRET: &str = "whsec_test_fixture_secret";
 

@@ -1,0 +1,57 @@
+//! GraphQL for card payments. Same service as `/v1/billing/top-ups`; the request and the
+//! top-up are the domain's own types.
+
+use async_graphql::{Context, Object};
+use iocloud_control::Page;
+use iocloud_control::payments::{TopUp, TopUpRequest};
+
+use super::schema::{actor, control, gql_error, list_cost, page};
+
+type GqlResult<T> = async_graphql::Result<T>;
+
+#[derive(Default)]
+pub struct PaymentsQuery;
+
+#[Object]
+impl PaymentsQuery {
+    /// The organisation's card top-ups, oldest first.
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn top_ups(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<Page<TopUp>> {
+        control(ctx)
+            .payments
+            .top_ups(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// One card top-up of the organisation.
+    async fn top_up(&self, ctx: &Context<'_>, id: String) -> GqlResult<TopUp> {
+        control(ctx)
+            .payments
+            .get_top_up(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)
+    }
+}
+
+#[derive(Default)]
+pub struct PaymentsMutation;
+
+#[Object]
+impl PaymentsMutation {
+    /// Tops up the organisation's USD balance by card (as `POST /v1/billing/top-ups`): with
+    /// `paymentMethod` the card is charged now (`card_declined` when it is refused); without,
+    /// the answer's `clientSecret` lets the card form confirm it.
+    async fn top_up(&self, ctx: &Context<'_>, input: TopUpRequest) -> GqlResult<TopUp> {
+        control(ctx)
+            .payments
+            .top_up(actor(ctx)?, &input)
+            .await
+            .map_err(gql_error)
+    }
+}

@@ -1,0 +1,104 @@
+//! Card payments: top-ups, and Stripe's webhook (mounted outside `/v1`: Stripe signs its
+//! requests instead of presenting a key).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use iocloud_control::Page;
+use iocloud_control::payments::{TopUp, TopUpRequest, WebhookReceipt};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::error::{ApiResult, Problem};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ListParams};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_top_up, list_top_ups))
+        .routes(routes!(get_top_up))
+        .routes(routes!(card_settings))
+}
+
+/// Stripe's webhook, with its place in the API document.
+pub fn webhook_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(stripe_webhook))
+}
+
+/// Top up the organisation's USD balance by card (role `billing` or owner). With a
+/// `payment_method` the card is charged now and the answer is the credited top-up, or 402
+/// `card_declined`; without one the top-up waits for the console's card form, which confirms
+/// it with the answer's `client_secret`, and is credited when Stripe's webhook arrives.
+#[utoipa::path(post, path = "/v1/billing/top-ups", tag = "billing", request_body = TopUpRequest,
+    responses((status = 201, body = TopUp), (status = 402, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+async fn create_top_up(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(request): ApiJson<TopUpRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let top_up = s.control.payments.top_up(&actor, &request).await?;
+    Ok((StatusCode::CREATED, Json(top_up)))
+}
+
+/// The organisation's card top-ups, oldest first.
+#[utoipa::path(get, path = "/v1/billing/top-ups", tag = "billing", params(ListParams),
+    responses((status = 200, body = Page<TopUp>), (status = 403, body = Problem)))]
+async fn list_top_ups(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<TopUp>>> {
+    Ok(Json(s.control.payments.top_ups(&actor, &q.page()?).await?))
+}
+
+/// One card top-up.
+#[utoipa::path(get, path = "/v1/billing/top-ups/{id}", tag = "billing",
+    responses((status = 200, body = TopUp), (status = 404, body = Problem)))]
+async fn get_top_up(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<TopUp>> {
+    Ok(Json(s.control.payments.get_top_up(&actor, &id).await?))
+}
+
+/// Whether this deployment takes cards, and the publishable key its card form needs.
+#[derive(Serialize, ToSchema)]
+pub struct CardSettings {
+    pub enabled: bool,
+    /// Stripe's publishable key (`pk_…`), public by design.
+    pub publishable_key: Option<String>,
+}
+
+/// Whether cards are taken here, and the key the console's card form gives Stripe.js.
+#[utoipa::path(get, path = "/v1/billing/card-settings", tag = "billing",
+    responses((status = 200, body = CardSettings)))]
+async fn card_settings(State(s): State<AppState>, Auth(_actor): Auth) -> Json<CardSettings> {
+    let payments = &s.control.payments;
+    Json(CardSettings {
+        enabled: payments.is_on(),
+        publishable_key: payments.publishable_key().map(str::to_string),
+    })
+}
+
+/// Stripe's webhook. The raw body's `Stripe-Signature` is verified; an event already handled
+/// answers 200 `replayed` and changes nothing; a forged, stale or malformed one answers 400
+/// `webhook_rejected` and stores nothing.
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "billing",
+    request_body(content = String, content_type = "application/json"),
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature of the raw body")),
+    responses((status = 200, body = WebhookReceipt), (status = 400, body = Problem), (status = 503, body = Problem)))]
+async fn stripe_webhook(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<WebhookReceipt>> {
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    Ok(Json(s.control.payments.webhook(&body, signature).await?))
+}

@@ -1,0 +1,105 @@
+//! Card payments, the fiat rail: an organisation tops up its USD balance by card through
+//! Stripe, and the money lands on the ledger exactly once.
+//!
+//! A top-up is written first (`top_…`, pending), then a PaymentIntent is made for it under an
+//! idempotency key derived from its id, with the top-up's id in its metadata. The credit is
+//! one ledger transaction whose external reference is the PaymentIntent's id (Dr the Stripe
+//! clearing account, Cr the organisation's available USD), so whichever way Stripe's word
+//! arrives first ([`settle`]): the answer to a card charged at once, the signed webhook
+//! ([`webhooks`]), or the pass that asks Stripe for payments no webhook brought ([`missed`]),
+//! the others find it done and change nothing.
+//!
+//! Without Stripe's settings the rail is off: its calls answer `rail_not_configured`, and the
+//! rest of the platform works as before.
+
+mod customers;
+pub mod missed;
+mod settle;
+pub mod top_ups;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use iocloud_billing::rails::stripe::{StripeRail, StripeSettings};
+use iocloud_billing::{Currency, Money};
+use iocloud_db::Db;
+
+use crate::audit::Audit;
+use crate::directory::Directory;
+use crate::leases::Leases;
+use crate::{Error, Result};
+
+pub use missed::MissedPass;
+pub use settle::Settled;
+pub use top_ups::{TopUp, TopUpOrigin, TopUpRequest, TopUpStatus};
+pub use webhooks::WebhookReceipt;
+
+/// How much one card top-up may be, in USD.
+#[derive(Clone, Copy, Debug)]
+pub struct TopUpLimits {
+    pub min: Money,
+    pub max: Money,
+}
+
+impl Default for TopUpLimits {
+    fn default() -> Self {
+        TopUpLimits {
+            min: Money::from_micros(1_000_000, Currency::Usd),
+            max: Money::from_micros(10_000_000_000, Currency::Usd),
+        }
+    }
+}
+
+/// The card rail's service (see the module's documentation).
+#[derive(Clone)]
+pub struct Payments {
+    db: Db,
+    audit: Audit,
+    directory: Directory,
+    leases: Leases,
+    /// `None` when the deployment has no Stripe settings: the rail is off.
+    rail: Option<Arc<StripeRail>>,
+    publishable_key: Option<String>,
+    limits: TopUpLimits,
+}
+
+impl Payments {
+    pub(crate) fn new(
+        db: Db,
+        audit: Audit,
+        directory: Directory,
+        leases: Leases,
+        stripe: Option<&StripeSettings>,
+        limits: TopUpLimits,
+    ) -> Result<Self> {
+        let rail = match stripe {
+            Some(s) => Some(Arc::new(StripeRail::new(s)?)),
+            None => None,
+        };
+        Ok(Payments {
+            db,
+            audit,
+            directory,
+            leases,
+            rail,
+            publishable_key: stripe.and_then(|s| s.publishable_key.clone()),
+            limits,
+        })
+    }
+
+    /// True when card payments are configured on this deployment.
+    pub fn is_on(&self) -> bool {
+        self.rail.is_some()
+    }
+
+    /// The key the console's card form gives Stripe.js (public by design).
+    pub fn publishable_key(&self) -> Option<&str> {
+        self.publishable_key.as_deref()
+    }
+
+    fn rail(&self) -> Result<&StripeRail> {
+        self.rail
+            .as_deref()
+            .ok_or(Error::RailNotConfigured("card payments"))
+    }
+}

@@ -1,0 +1,224 @@
+//! Stripe's word on a PaymentIntent, applied to its top-up: a success credits the
+//! organisation once, a failure records its reason, a cancellation ends it. The same step
+//! serves the answer to a card charged at once, the webhook and the missed-webhook pass.
+
+use iocloud_billing::ledger::{NewTransaction, Posting, post_in};
+use iocloud_billing::rails::stripe::{CardPayment, PaymentState};
+use iocloud_billing::{AccountKind, AccountRef, Currency, Money, TransactionKind};
+use iocloud_db::ids::OrgId;
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Tx, tx_run};
+
+use super::Payments;
+use super::top_ups::{TOP_UP_COLUMNS, TopUpRow, TopUpStatus};
+use crate::Result;
+
+/// Micro-units in one US cent.
+const MICROS_PER_CENT: i64 = 10_000;
+
+/// What settling a payment did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// The organisation was credited now (`transaction_id`).
+    Credited {
+        top_up_id: String,
+        org_id: String,
+        transaction_id: String,
+    },
+    /// It had been credited before: nothing changed.
+    AlreadyCredited { top_up_id: String },
+    /// A failure, a cancellation or progress was written on the top-up.
+    Recorded { top_up_id: String },
+    /// Nothing to do: not one of our top-ups, or news older than what is known.
+    Ignored(&'static str),
+}
+
+impl Settled {
+    /// How a webhook event's row names what it did.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Settled::Credited { .. } => "credited",
+            Settled::AlreadyCredited { .. } | Settled::Recorded { .. } => "recorded",
+            Settled::Ignored(_) => "ignored",
+        }
+    }
+}
+
+impl Payments {
+    /// [`settle_in`](Self::settle_in) in a transaction of its own.
+    pub(super) async fn settle(&self, payment: &CardPayment) -> Result<Settled> {
+        let mut tx = self.db.begin().await?;
+        let settled = self.settle_in(&mut tx, payment).await?;
+        tx.commit().await?;
+        self.audit_credit(&settled).await;
+        Ok(settled)
+    }
+
+    /// Applies `payment` to the top-up its metadata names (else the one that holds its id).
+    /// The top-up's row is locked first, so two callers settling the same payment take turns,
+    /// and the second finds the credit made.
+    pub(super) async fn settle_in(&self, tx: &mut Tx, payment: &CardPayment) -> Result<Settled> {
+        let Some(row) = locked_top_up(tx, payment).await? else {
+            return Ok(Settled::Ignored("no top-up of this platform"));
+        };
+        if row
+            .payment_intent_id
+            .as_deref()
+            .is_some_and(|pi| pi != payment.id)
+            || payment
+                .metadata
+                .get("org_id")
+                .is_some_and(|org| org != &row.org_id)
+        {
+            tracing::error!(top_up = %row.id, payment = %payment.id, "a payment's metadata does not match its top-up");
+            return Ok(Settled::Ignored("the payment does not match its top-up"));
+        }
+        let status = row.status()?;
+        let top_up_id = row.id.clone();
+        let now = now_micros();
+        match payment.state {
+            PaymentState::Succeeded => {
+                if payment.currency != "usd" {
+                    tracing::error!(top_up = %row.id, currency = %payment.currency, "a top-up paid in another currency");
+                    return Ok(Settled::Ignored("not paid in USD"));
+                }
+                let received =
+                    Money::from_micros(payment.received_cents * MICROS_PER_CENT, Currency::Usd);
+                let org_id = OrgId::trusted(row.org_id.clone());
+                let posted =
+                    post_in(tx, &card_credit(&org_id, &payment.id, received, &row.id)?).await?;
+                if status == TopUpStatus::Succeeded {
+                    return Ok(Settled::AlreadyCredited { top_up_id });
+                }
+                tx_run!(tx, |c| sqlx::query(
+                    "UPDATE top_ups SET status = 'succeeded', received = $1, payment_intent_id = $2, \
+                     payment_method = COALESCE($3, payment_method), transaction_id = $4, \
+                     failure_code = NULL, failure_message = NULL, succeeded_at = $5, updated_at = $5 \
+                     WHERE id = $6"
+                )
+                .bind(received.micros())
+                .bind(&payment.id)
+                .bind(&payment.payment_method)
+                .bind(&posted.transaction_id)
+                .bind(now)
+                .bind(&row.id)
+                .execute(c)
+                .await
+                .map(|_| ()))
+                .map_err(DbError::from)?;
+                Ok(Settled::Credited {
+                    top_up_id,
+                    org_id: row.org_id,
+                    transaction_id: posted.transaction_id,
+                })
+            }
+            PaymentState::Failed | PaymentState::Canceled => {
+                let to = if payment.state == PaymentState::Failed {
+                    TopUpStatus::Failed
+                } else {
+                    TopUpStatus::Canceled
+                };
+                if !status.can_become(to) {
+                    return Ok(Settled::Ignored("the top-up has moved past it"));
+                }
+                let failure = payment.failure.as_ref();
+                tx_run!(tx, |c| sqlx::query(
+                    "UPDATE top_ups SET status = $1, payment_intent_id = $2, failure_code = $3, \
+                     failure_message = $4, updated_at = $5 WHERE id = $6"
+                )
+                .bind(to.as_str())
+                .bind(&payment.id)
+                .bind(failure.map(|f| f.decline_code.clone().unwrap_or_else(|| f.code.clone())))
+                .bind(failure.map(|f| f.message.clone()))
+                .bind(now)
+                .bind(&row.id)
+                .execute(c)
+                .await
+                .map(|_| ()))
+                .map_err(DbError::from)?;
+                Ok(Settled::Recorded { top_up_id })
+            }
+            PaymentState::Pending => {
+                if row.payment_intent_id.is_some() {
+                    return Ok(Settled::Ignored("nothing new"));
+                }
+                tx_run!(tx, |c| sqlx::query(
+                    "UPDATE top_ups SET payment_intent_id = $1, updated_at = $2 WHERE id = $3"
+                )
+                .bind(&payment.id)
+                .bind(now)
+                .bind(&row.id)
+                .execute(c)
+                .await
+                .map(|_| ()))
+                .map_err(DbError::from)?;
+                Ok(Settled::Recorded { top_up_id })
+            }
+        }
+    }
+
+    /// Writes a credit to the audit log, as Stripe's doing (a member's own request is
+    /// audited by the API as it is answered).
+    pub(super) async fn audit_credit(&self, settled: &Settled) {
+        let Settled::Credited {
+            top_up_id, org_id, ..
+        } = settled
+        else {
+            return;
+        };
+        let event = crate::audit::NewAuditEvent {
+            org_id: Some(org_id.clone()),
+            actor_type: "stripe",
+            actor_id: None,
+            action: "card top-up credited".into(),
+            target: Some(top_up_id.clone()),
+            status: 200,
+            request_id: String::new(),
+            ip: None,
+        };
+        if let Err(e) = self.audit.record(event).await {
+            tracing::warn!(error = %e, "could not audit a card credit");
+        }
+    }
+}
+
+/// The credit of a card payment: Dr Stripe's clearing account, Cr the organisation's
+/// available USD, under the PaymentIntent's id. Every path that credits builds exactly this,
+/// so a second one is a replay of the first.
+pub(crate) fn card_credit(
+    org_id: &OrgId,
+    payment_intent: &str,
+    received: Money,
+    top_up_id: &str,
+) -> Result<NewTransaction> {
+    Ok(NewTransaction {
+        external_ref: format!("stripe:{payment_intent}"),
+        kind: TransactionKind::Deposit,
+        org_id: Some(org_id.to_string()),
+        memo: format!("card top-up {top_up_id}"),
+        postings: Posting::transfer(
+            AccountRef::platform(AccountKind::ExternalStripe, Currency::Usd),
+            AccountRef::org(org_id, AccountKind::Available, Currency::Usd),
+            received,
+        )?
+        .to_vec(),
+    })
+}
+
+/// The top-up a payment is about, its row locked for this transaction (Postgres; SQLite's
+/// writer lock serialises the whole transaction anyway).
+async fn locked_top_up(tx: &mut Tx, payment: &CardPayment) -> Result<Option<TopUpRow>> {
+    let (column, key) = match payment.metadata.get("top_up_id") {
+        Some(id) => ("id", id.as_str()),
+        None => ("payment_intent_id", payment.id.as_str()),
+    };
+    let sql = format!(
+        "SELECT {TOP_UP_COLUMNS} FROM top_ups WHERE {column} = $1{}",
+        tx.engine().for_update()
+    );
+    Ok(tx_run!(tx, |c| sqlx::query_as(&sql)
+        .bind(key)
+        .fetch_optional(c)
+        .await)
+    .map_err(DbError::from)?)
+}

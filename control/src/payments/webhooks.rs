@@ -1,0 +1,86 @@
+//! Stripe's webhooks: each event is verified (signature, age, form), then handled once by its
+//! id, in one transaction with what it does: the row that says it was seen commits with the
+//! credit, or neither does and Stripe's retry finds it new.
+
+use iocloud_billing::rails::stripe::WebhookNews;
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, tx_run};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{Payments, Settled};
+use crate::{Error, Result};
+
+/// What a webhook did: what Stripe is answered (200, with this body) once it is stored.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct WebhookReceipt {
+    /// `evt_…`.
+    pub event_id: String,
+    /// `credited`, `recorded`, `ignored`, or `replayed` for an event handled before.
+    pub outcome: &'static str,
+}
+
+impl Payments {
+    /// Handles one webhook: `payload` is the raw body, `signature` its `Stripe-Signature`
+    /// header. Anything not Stripe's, too old or malformed is `webhook_rejected` and changes
+    /// nothing; an event seen before answers `replayed` and changes nothing.
+    pub async fn webhook(&self, payload: &[u8], signature: Option<&str>) -> Result<WebhookReceipt> {
+        let rail = self.rail()?;
+        let signature = signature.ok_or_else(|| {
+            Error::Billing(iocloud_billing::BillingError::WebhookRejected(
+                "no Stripe-Signature header".into(),
+            ))
+        })?;
+        let news = rail.webhook_news(payload, signature)?;
+        // Verified, so the body is UTF-8 and Stripe's: kept as sent.
+        let body = String::from_utf8_lossy(payload);
+        self.handle(&news, &body).await
+    }
+
+    async fn handle(&self, news: &WebhookNews, body: &str) -> Result<WebhookReceipt> {
+        let mut tx = self.db.begin().await?;
+        let claimed = tx_run!(&mut tx, |c| sqlx::query(
+            "INSERT INTO stripe_events (id, type, object_id, outcome, payload, created, received_at) \
+             VALUES ($1, $2, $3, 'ignored', $4, $5, $6) ON CONFLICT (id) DO NOTHING"
+        )
+        .bind(&news.id)
+        .bind(&news.kind)
+        .bind(&news.object_id)
+        .bind(body)
+        .bind(news.created)
+        .bind(now_micros())
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+        if claimed == 0 {
+            return Ok(WebhookReceipt {
+                event_id: news.id.clone(),
+                outcome: "replayed",
+            });
+        }
+        let settled = match &news.payment {
+            Some(payment) => self.settle_in(&mut tx, payment).await?,
+            None => Settled::Ignored("an event type the platform does not act on"),
+        };
+        if let Settled::Ignored(why) = &settled {
+            tracing::info!(event = %news.id, kind = %news.kind, why, "stripe event stored, nothing to do");
+        } else {
+            tx_run!(&mut tx, |c| sqlx::query(
+                "UPDATE stripe_events SET outcome = $1 WHERE id = $2"
+            )
+            .bind(settled.outcome())
+            .bind(&news.id)
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(DbError::from)?;
+        }
+        tx.commit().await?;
+        self.audit_credit(&settled).await;
+        Ok(WebhookReceipt {
+            event_id: news.id.clone(),
+            outcome: settled.outcome(),
+        })
+    }
+}
