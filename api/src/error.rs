@@ -233,6 +233,10 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
         }
         DomainError::NotFound(_) => StatusCode::NOT_FOUND,
         DomainError::TooManyLoginAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+        DomainError::Conflict {
+            code: ErrorCode::DebtOutstanding,
+            ..
+        } => StatusCode::PAYMENT_REQUIRED,
         DomainError::Conflict { .. } | DomainError::LastOwner => StatusCode::CONFLICT,
         DomainError::Billing(_) => match e.code() {
             ErrorCode::InsufficientFunds => StatusCode::PAYMENT_REQUIRED,

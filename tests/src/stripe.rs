@@ -29,13 +29,7 @@ impl CardApp {
         let stripe = crate::stripe_url()?;
         let webhook_secret = format!("whsec_{}", uuid::Uuid::new_v4().simple());
         let (base, secret) = (stripe.clone(), webhook_secret.clone());
-        let app = TestApp::spawn_with(backend, move |c| {
-            c.stripe_secret_key = Some(STRIPE_KEY.parse().expect("text"));
-            c.stripe_webhook_secret = Some(secret.parse().expect("text"));
-            c.stripe_publishable_key = Some("pk_test_iocloud".into());
-            c.stripe_api_base = Some(base);
-        })
-        .await;
+        let app = TestApp::spawn_with(backend, move |c| take_cards(c, &base, &secret)).await;
         let endpoint = format!("iocloud-{}", uuid::Uuid::new_v4().simple());
         let card = CardApp {
             app,
@@ -148,18 +142,7 @@ impl CardApp {
         secret: &str,
         timestamp: Option<i64>,
     ) -> crate::Answer {
-        let signature = sign_webhook(payload, secret, timestamp);
-        let res = self
-            .app
-            .client
-            .post(self.app.url("/webhooks/stripe"))
-            .header("content-type", "application/json")
-            .header("stripe-signature", signature)
-            .body(payload.to_string())
-            .send()
-            .await
-            .expect("request sent");
-        TestApp::answer(res).await
+        send_webhook(&self.app, payload, secret, timestamp).await
     }
 
     /// Waits until the top-up `id` has `status` (webhooks arrive about a second after the
@@ -182,6 +165,62 @@ impl CardApp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Turns the card rail of a test app's config on, against localstripe at `stripe`, with
+/// `webhook_secret` as the endpoint's signing secret.
+pub fn take_cards(c: &mut iocloud_api::Config, stripe: &str, webhook_secret: &str) {
+    c.stripe_secret_key = Some(STRIPE_KEY.parse().expect("text"));
+    c.stripe_webhook_secret = Some(webhook_secret.parse().expect("text"));
+    c.stripe_publishable_key = Some("pk_test_iocloud".into());
+    c.stripe_api_base = Some(stripe.to_string());
+}
+
+/// Sends `payload` to the app's Stripe webhook as Stripe would, signed with `secret` at
+/// `timestamp` (now when `None`).
+pub async fn send_webhook(
+    app: &TestApp,
+    payload: &str,
+    secret: &str,
+    timestamp: Option<i64>,
+) -> crate::Answer {
+    let signature = sign_webhook(payload, secret, timestamp);
+    let res = app
+        .client
+        .post(app.url("/webhooks/stripe"))
+        .header("content-type", "application/json")
+        .header("stripe-signature", signature)
+        .body(payload.to_string())
+        .send()
+        .await
+        .expect("request sent");
+    TestApp::answer(res).await
+}
+
+/// A dispute of PaymentIntent `payment_intent` as Stripe renders it, with every field
+/// async-stripe requires.
+pub fn dispute(id: &str, payment_intent: &str, amount_cents: i64, status: &str) -> Value {
+    json!({
+        "id": id,
+        "object": "dispute",
+        "amount": amount_cents,
+        "balance_transactions": [],
+        "charge": "ch_disputed",
+        "created": now_secs(),
+        "currency": "usd",
+        "enhanced_eligibility_types": [],
+        "evidence": {"enhanced_evidence": {}},
+        "evidence_details": {
+            "due_by": null, "enhanced_eligibility": {}, "has_evidence": false,
+            "past_due": false, "submission_count": 0
+        },
+        "is_charge_refundable": false,
+        "livemode": false,
+        "metadata": {},
+        "payment_intent": payment_intent,
+        "reason": "fraudulent",
+        "status": status,
+    })
 }
 
 /// An event as Stripe's API renders it, about `object`.

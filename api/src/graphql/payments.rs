@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, Object};
 use iocloud_control::Page;
-use iocloud_control::payments::{TopUp, TopUpRequest};
+use iocloud_control::payments::{Refund, RefundRequest, Refundable, TopUp, TopUpRequest};
 
 use super::schema::{actor, control, gql_error, list_cost, page};
 
@@ -25,6 +25,30 @@ impl PaymentsQuery {
         control(ctx)
             .payments
             .top_ups(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The organisation's refunds of card credit, oldest first.
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn refunds(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<Page<Refund>> {
+        control(ctx)
+            .payments
+            .refunds(actor(ctx)?, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// How much card credit could be refunded now.
+    async fn refundable(&self, ctx: &Context<'_>) -> GqlResult<Refundable> {
+        control(ctx)
+            .payments
+            .refundable(actor(ctx)?)
             .await
             .map_err(gql_error)
     }
@@ -51,6 +75,15 @@ impl PaymentsMutation {
         control(ctx)
             .payments
             .top_up(actor(ctx)?, &input)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// Refunds unused card credit (as `POST /v1/billing/refunds`).
+    async fn refund(&self, ctx: &Context<'_>, input: RefundRequest) -> GqlResult<Refund> {
+        control(ctx)
+            .payments
+            .refund(actor(ctx)?, &input)
             .await
             .map_err(gql_error)
     }

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use iocloud_control::Page;
-use iocloud_control::payments::{TopUp, TopUpRequest, WebhookReceipt};
+use iocloud_control::payments::{
+    Refund, RefundRequest, Refundable, TopUp, TopUpRequest, WebhookReceipt,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -21,6 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_top_up, list_top_ups))
         .routes(routes!(get_top_up))
         .routes(routes!(card_settings))
+        .routes(routes!(create_refund, list_refunds))
+        .routes(routes!(get_refund))
+        .routes(routes!(refundable))
 }
 
 /// Stripe's webhook, with its place in the API document.
@@ -64,6 +69,50 @@ async fn get_top_up(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TopUp>> {
     Ok(Json(s.control.payments.get_top_up(&actor, &id).await?))
+}
+
+/// Refund unused card credit to the cards it came from, newest payment first (role `billing`
+/// or owner). Without an amount, everything refundable. More than is refundable answers 422
+/// `refund_exceeds_refundable`, naming what is.
+#[utoipa::path(post, path = "/v1/billing/refunds", tag = "billing", request_body = RefundRequest,
+    responses((status = 201, body = Refund), (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem)))]
+async fn create_refund(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(request): ApiJson<RefundRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let refund = s.control.payments.refund(&actor, &request).await?;
+    Ok((StatusCode::CREATED, Json(refund)))
+}
+
+/// The organisation's refunds, oldest first.
+#[utoipa::path(get, path = "/v1/billing/refunds", tag = "billing", params(ListParams),
+    responses((status = 200, body = Page<Refund>), (status = 403, body = Problem)))]
+async fn list_refunds(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<Page<Refund>>> {
+    Ok(Json(s.control.payments.refunds(&actor, &q.page()?).await?))
+}
+
+/// One refund, with its parts.
+#[utoipa::path(get, path = "/v1/billing/refunds/{id}", tag = "billing",
+    responses((status = 200, body = Refund), (status = 404, body = Problem)))]
+async fn get_refund(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Refund>> {
+    Ok(Json(s.control.payments.get_refund(&actor, &id).await?))
+}
+
+/// How much card credit could be refunded now.
+#[utoipa::path(get, path = "/v1/billing/refundable", tag = "billing",
+    responses((status = 200, body = Refundable), (status = 403, body = Problem)))]
+async fn refundable(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Refundable>> {
+    Ok(Json(s.control.payments.refundable(&actor).await?))
 }
 
 /// Whether this deployment takes cards, and the publishable key its card form needs.

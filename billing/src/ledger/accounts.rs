@@ -32,10 +32,16 @@ pub enum AccountKind {
     RewardsPool,
     /// $IO burnt (slashing).
     Burn,
+    /// An organisation's card money on its way back to the card: out of `available` when a
+    /// refund is asked, out of the ledger when Stripe has refunded it, back if it fails.
+    RefundPending,
+    /// What an organisation owes: a disputed card payment it had already spent. Runs
+    /// negative; new clusters wait until it is paid back to zero.
+    Debt,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 11] = [
+    pub const ALL: [AccountKind; 13] = [
         AccountKind::Available,
         AccountKind::Held,
         AccountKind::ProviderEarnings,
@@ -47,6 +53,8 @@ impl AccountKind {
         AccountKind::ExternalPayouts,
         AccountKind::RewardsPool,
         AccountKind::Burn,
+        AccountKind::RefundPending,
+        AccountKind::Debt,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +70,8 @@ impl AccountKind {
             AccountKind::ExternalPayouts => "external_payouts",
             AccountKind::RewardsPool => "rewards_pool",
             AccountKind::Burn => "burn",
+            AccountKind::RefundPending => "refund_pending",
+            AccountKind::Debt => "debt",
         }
     }
 
@@ -78,6 +88,7 @@ impl AccountKind {
                 | AccountKind::ExternalStripe
                 | AccountKind::ExternalSolana
                 | AccountKind::ExternalPayouts
+                | AccountKind::Debt
         )
     }
 }
@@ -115,7 +126,11 @@ impl AccountRef {
     /// creates (which place holds on those balances) do not queue behind the whole batch.
     pub fn lock_rank(&self) -> u8 {
         match self.kind {
-            AccountKind::Available | AccountKind::Held | AccountKind::Stake => 1,
+            AccountKind::Available
+            | AccountKind::Held
+            | AccountKind::Stake
+            | AccountKind::RefundPending
+            | AccountKind::Debt => 1,
             _ => 0,
         }
     }

@@ -18,7 +18,7 @@ pub use holds::{Hold, extend_hold_in, place_hold_in};
 pub use post::{NewTransaction, Posted, Posting, post_in};
 pub use verify::Verification;
 
-use iocloud_db::{Db, db_run};
+use iocloud_db::{Db, Tx, db_run, tx_run};
 use serde::Serialize;
 
 use crate::money::{Currency, Money};
@@ -37,6 +37,8 @@ pub enum TransactionKind {
     Refund,
     Transfer,
     Correction,
+    /// A card payment disputed by its cardholder, and its return when the dispute is won.
+    Dispute,
 }
 
 impl TransactionKind {
@@ -51,6 +53,7 @@ impl TransactionKind {
             TransactionKind::Refund => "refund",
             TransactionKind::Transfer => "transfer",
             TransactionKind::Correction => "correction",
+            TransactionKind::Dispute => "dispute",
         }
     }
 }
@@ -91,6 +94,19 @@ impl Ledger {
             sqlx::query_scalar("SELECT balance FROM ledger_accounts WHERE id = $1")
                 .bind(&id)
                 .fetch_optional(p)
+                .await
+        })?;
+        Ok(Money::from_micros(micros.unwrap_or(0), account.currency))
+    }
+
+    /// An account's balance as an open transaction sees it (not locked: a posting that would
+    /// overdraw it is still refused when it is written).
+    pub async fn balance_in(tx: &mut Tx, account: &AccountRef) -> Result<Money> {
+        let id = account.id();
+        let micros: Option<i64> = tx_run!(tx, |c| {
+            sqlx::query_scalar("SELECT balance FROM ledger_accounts WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(c)
                 .await
         })?;
         Ok(Money::from_micros(micros.unwrap_or(0), account.currency))

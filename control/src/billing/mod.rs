@@ -32,6 +32,11 @@ pub struct Balance {
     pub available: String,
     /// Reserved by holds for running clusters.
     pub held: String,
+    /// Owed by the organisation (a disputed card payment it had already spent); new
+    /// clusters wait until it is paid. Zero almost always.
+    pub owed: String,
+    /// On its way back to a card (refunds Stripe has not finished).
+    pub refund_pending: String,
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -205,6 +210,15 @@ impl Billing {
                 currency: c,
                 available: amount(AccountKind::Available, c),
                 held: amount(AccountKind::Held, c),
+                owed: Money::from_micros(
+                    -accounts
+                        .iter()
+                        .find(|(k, m)| *k == AccountKind::Debt && m.currency() == c)
+                        .map_or(0, |(_, m)| m.micros()),
+                    c,
+                )
+                .to_decimal(),
+                refund_pending: amount(AccountKind::RefundPending, c),
             })
             .collect())
     }

@@ -172,6 +172,26 @@ impl ClaimWork for NewCluster<'_> {
         // The new rows first: they wait on nobody (but a create of the same name). Then the
         // contended rows, in the order every transaction takes them: the customer's accounts
         // (the hold), then their quota. The devices come after, in the claim.
+        // An organisation that owes money (a disputed payment it had spent) rents nothing
+        // more until it has paid.
+        let debt = iocloud_billing::Ledger::balance_in(
+            tx,
+            &iocloud_billing::AccountRef::org(
+                self.org_id,
+                iocloud_billing::AccountKind::Debt,
+                Currency::Usd,
+            ),
+        )
+        .await?;
+        if debt.micros() < 0 {
+            return Err(Error::conflict(
+                crate::ErrorCode::DebtOutstanding,
+                format!(
+                    "the organisation owes {} USD from a disputed card payment; top up to pay it first",
+                    Money::from_micros(-debt.micros(), Currency::Usd).to_decimal()
+                ),
+            ));
+        }
         insert_in(tx, &row).await?;
         events::record_all_in(tx, self.org_id, &made, now).await?;
         let hold = place_hold_in(

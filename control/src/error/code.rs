@@ -122,6 +122,10 @@ codes! {
     CardDeclined = "card_declined",
     /// The payment provider refused the request (an unknown or unusable payment method).
     PaymentRefused = "payment_refused",
+    /// More was asked to be refunded than is refundable; the message says how much is.
+    RefundExceedsRefundable = "refund_exceeds_refundable",
+    /// The organisation owes money (a disputed card payment already spent): pay it first.
+    DebtOutstanding = "debt_outstanding",
     /// This deployment takes no payments on this rail (its settings are not given).
     RailNotConfigured = "rail_not_configured",
     /// The payment provider did not answer in time or failed; retrying later is safe.

@@ -40,6 +40,8 @@ pub struct MissedPass {
     pub recorded: usize,
     /// Top-ups canceled that never reached Stripe.
     pub abandoned: u64,
+    /// Refund parts Stripe had not settled, asked again or looked up.
+    pub refunds_retried: usize,
 }
 
 impl Payments {
@@ -83,6 +85,7 @@ impl Payments {
             }
         }
         pass.abandoned = self.cancel_abandoned().await?;
+        pass.refunds_retried = self.retry_refunds().await?;
         Ok(pass)
     }
 

@@ -13,7 +13,9 @@
 //! rest of the platform works as before.
 
 mod customers;
+mod disputes;
 pub mod missed;
+pub mod refunds;
 mod settle;
 pub mod top_ups;
 pub mod webhooks;
@@ -30,9 +32,18 @@ use crate::leases::Leases;
 use crate::{Error, Result};
 
 pub use missed::MissedPass;
+pub use refunds::{Refund, RefundPart, RefundRequest, RefundStatus, Refundable};
 pub use settle::Settled;
 pub use top_ups::{TopUp, TopUpOrigin, TopUpRequest, TopUpStatus};
 pub use webhooks::WebhookReceipt;
+
+/// Micro-units (the ledger's unit) in one US cent (Stripe's).
+const MICROS_PER_CENT: i64 = 10_000;
+
+/// `micros` of USD.
+fn usd(micros: i64) -> Money {
+    Money::from_micros(micros, Currency::Usd)
+}
 
 /// How much one card top-up may be, in USD.
 #[derive(Clone, Copy, Debug)]

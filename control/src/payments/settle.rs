@@ -9,12 +9,9 @@ use iocloud_db::ids::OrgId;
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, tx_run};
 
-use super::Payments;
 use super::top_ups::{TOP_UP_COLUMNS, TopUpRow, TopUpStatus};
+use super::{MICROS_PER_CENT, Payments};
 use crate::Result;
-
-/// Micro-units in one US cent.
-const MICROS_PER_CENT: i64 = 10_000;
 
 /// What settling a payment did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +87,8 @@ impl Payments {
                 if status == TopUpStatus::Succeeded {
                     return Ok(Settled::AlreadyCredited { top_up_id });
                 }
+                // New money pays what the organisation owes first.
+                super::disputes::pay_debt_in(tx, &org_id, &row.id).await?;
                 tx_run!(tx, |c| sqlx::query(
                     "UPDATE top_ups SET status = 'succeeded', received = $1, payment_intent_id = $2, \
                      payment_method = COALESCE($3, payment_method), transaction_id = $4, \

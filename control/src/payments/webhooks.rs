@@ -59,9 +59,23 @@ impl Payments {
                 outcome: "replayed",
             });
         }
-        let settled = match &news.payment {
-            Some(payment) => self.settle_in(&mut tx, payment).await?,
-            None => Settled::Ignored("an event type the platform does not act on"),
+        let settled = if let Some(payment) = &news.payment {
+            self.settle_in(&mut tx, payment).await?
+        } else if let Some(dispute) = &news.dispute {
+            self.dispute_in(&mut tx, dispute).await?
+        } else if let Some(refund) = &news.refund {
+            match self.refund_news_in(&mut tx, refund).await? {
+                true => Settled::Recorded {
+                    top_up_id: refund
+                        .metadata
+                        .get("top_up_id")
+                        .cloned()
+                        .unwrap_or_default(),
+                },
+                false => Settled::Ignored("a refund that is no part of ours"),
+            }
+        } else {
+            Settled::Ignored("an event type the platform does not act on")
         };
         if let Settled::Ignored(why) = &settled {
             tracing::info!(event = %news.id, kind = %news.kind, why, "stripe event stored, nothing to do");

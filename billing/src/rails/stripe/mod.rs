@@ -18,6 +18,7 @@ use std::time::Duration;
 use stripe::{ClientBuilder, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
 use stripe_core::payment_intent::{CreatePaymentIntent, ListPaymentIntent, RetrievePaymentIntent};
+use stripe_core::refund::{CreateRefund, RetrieveRefund};
 use stripe_types::{RangeBoundsTs, RangeQueryTs};
 use stripe_webhook::{Webhook, WebhookError};
 
@@ -31,7 +32,10 @@ mod news;
 use failure::classify;
 use failure::failure;
 pub use failure::{StripeFailure, StripeFailureKind};
-pub use news::{CardPayment, PaymentState, WebhookNews};
+pub use news::{
+    CardPayment, CardRefund, DisputeNews, DisputeState, PaymentFailure, PaymentState, RefundState,
+    WebhookNews,
+};
 pub use stripe_core::{
     Customer, CustomerId, PaymentIntent, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentId,
     PaymentIntentStatus,
@@ -348,6 +352,42 @@ impl StripeRail {
     pub async fn payment(&self, id: &str) -> Result<CardPayment> {
         let pi = retrying(|| self.retrieve_payment_intent(id)).await?;
         Ok(CardPayment::from(&pi))
+    }
+
+    /// Refunds `amount_cents` of a succeeded PaymentIntent to its card, retried with the same
+    /// idempotency key while Stripe is away.
+    pub async fn refund(
+        &self,
+        payment_intent: &str,
+        amount_cents: i64,
+        metadata: &HashMap<String, String>,
+        idempotency_key: &str,
+    ) -> Result<CardRefund> {
+        let refund = retrying(|| async {
+            CreateRefund::new()
+                .payment_intent(payment_intent)
+                .amount(amount_cents)
+                .metadata(metadata.clone())
+                .customize()
+                .request_strategy(idempotent(idempotency_key)?)
+                .send(&self.client)
+                .await
+                .map_err(failure)
+        })
+        .await?;
+        Ok(CardRefund::from(&refund))
+    }
+
+    /// A refund as it stands now, retried while Stripe is away.
+    pub async fn refund_status(&self, id: &str) -> Result<CardRefund> {
+        let refund = retrying(|| async {
+            RetrieveRefund::new(id)
+                .send(&self.client)
+                .await
+                .map_err(failure)
+        })
+        .await?;
+        Ok(CardRefund::from(&refund))
     }
 
     /// One page of PaymentIntents (newest first) and whether more follow, retried while

@@ -1,6 +1,7 @@
 //! What Stripe tells us, read into our own terms: a card payment's state and what a webhook
 //! event is about. The rest of the platform never sees async-stripe's types.
 
+use stripe_core::{Dispute, DisputeStatus, Refund};
 use stripe_webhook::{Event, EventObject};
 
 use super::{PaymentIntent, PaymentIntentStatus};
@@ -90,6 +91,98 @@ impl From<&PaymentIntent> for CardPayment {
     }
 }
 
+/// Where a refund stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefundState {
+    /// The money went back to the card.
+    Succeeded,
+    /// Stripe is still on it; `refund.updated` or `refund.failed` follows.
+    Pending,
+    /// It will not happen (`failed`, `canceled`): the money stays with the organisation.
+    Failed,
+}
+
+/// A refund as the fiat rail reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CardRefund {
+    /// `re_…`.
+    pub id: String,
+    pub state: RefundState,
+    pub amount_cents: i64,
+    pub payment_intent: Option<String>,
+    pub failure_reason: Option<String>,
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+impl From<&Refund> for CardRefund {
+    fn from(r: &Refund) -> Self {
+        let state = match r.status.as_deref() {
+            Some("succeeded") => RefundState::Succeeded,
+            Some("failed" | "canceled") => RefundState::Failed,
+            _ => RefundState::Pending,
+        };
+        CardRefund {
+            id: r.id.as_str().to_string(),
+            state,
+            amount_cents: r.amount,
+            payment_intent: r
+                .payment_intent
+                .as_ref()
+                .map(|p| p.id().as_str().to_string()),
+            failure_reason: r.failure_reason.clone(),
+            metadata: r.metadata.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// Where a dispute stands, as far as the money goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisputeState {
+    /// Opened (or still argued): the amount is taken back.
+    Open,
+    /// Closed in the organisation's favour: the amount returns.
+    Won,
+    /// Closed against it: the amount stays gone.
+    Lost,
+    /// Closed without money moving (an inquiry that was only a warning).
+    Closed,
+}
+
+/// A dispute (chargeback) of a card payment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisputeNews {
+    /// `dp_…`.
+    pub id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub payment_intent: Option<String>,
+    pub state: DisputeState,
+    /// The cardholder's stated reason (`fraudulent`, `duplicate`, …).
+    pub reason: String,
+}
+
+impl From<&Dispute> for DisputeNews {
+    fn from(d: &Dispute) -> Self {
+        let state = match &d.status {
+            DisputeStatus::Won => DisputeState::Won,
+            DisputeStatus::Lost => DisputeState::Lost,
+            DisputeStatus::WarningClosed => DisputeState::Closed,
+            _ => DisputeState::Open,
+        };
+        DisputeNews {
+            id: d.id.as_str().to_string(),
+            amount_cents: d.amount,
+            currency: d.currency.to_string(),
+            payment_intent: d
+                .payment_intent
+                .as_ref()
+                .map(|p| p.id().as_str().to_string()),
+            state,
+            reason: d.reason.clone(),
+        }
+    }
+}
+
 /// One verified webhook event.
 #[derive(Clone, Debug)]
 pub struct WebhookNews {
@@ -103,6 +196,10 @@ pub struct WebhookNews {
     pub object_id: Option<String>,
     /// For the PaymentIntent events: the payment as the event shows it.
     pub payment: Option<CardPayment>,
+    /// For `charge.dispute.created` and `charge.dispute.closed`.
+    pub dispute: Option<DisputeNews>,
+    /// For the refund events.
+    pub refund: Option<CardRefund>,
 }
 
 impl From<&Event> for WebhookNews {
@@ -116,12 +213,31 @@ impl From<&Event> for WebhookNews {
             | EventObject::PaymentIntentCreated(pi) => Some(CardPayment::from(pi.as_ref())),
             _ => None,
         };
+        let dispute = match &event.data.object {
+            EventObject::ChargeDisputeCreated(d) | EventObject::ChargeDisputeClosed(d) => {
+                Some(DisputeNews::from(d.as_ref()))
+            }
+            _ => None,
+        };
+        let refund = match &event.data.object {
+            EventObject::RefundUpdated(r)
+            | EventObject::RefundFailed(r)
+            | EventObject::ChargeRefundUpdated(r) => Some(CardRefund::from(r.as_ref())),
+            _ => None,
+        };
+        let object_id = payment
+            .as_ref()
+            .map(|p| p.id.clone())
+            .or_else(|| dispute.as_ref().map(|d| d.id.clone()))
+            .or_else(|| refund.as_ref().map(|r| r.id.clone()));
         WebhookNews {
             id: event.id.as_str().to_string(),
             kind: event.type_.as_str().to_string(),
             created: event.created,
-            object_id: payment.as_ref().map(|p| p.id.clone()),
+            object_id,
             payment,
+            dispute,
+            refund,
         }
     }
 }
