@@ -238,6 +238,15 @@ pub struct Config {
         default_value_t = 300
     )]
     pub card_reconcile_interval_secs: u64,
+
+    /// Seconds between passes that tell organisations their balance fell under their
+    /// low-balance alert (0: none here).
+    #[arg(
+        long,
+        env = "IOCLOUD_BALANCE_ALERT_INTERVAL_SECS",
+        default_value_t = 60
+    )]
+    pub balance_alert_interval_secs: u64,
 }
 
 /// A secret setting: readable by the code that needs it, never printed.
@@ -464,6 +473,7 @@ impl Config {
             stripe_api_base: None,
             top_up_max_usd: "10000.00".into(),
             card_reconcile_interval_secs: 0,
+            balance_alert_interval_secs: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use async_graphql::{Context, Object};
 use iocloud_control::Page;
+use iocloud_control::billing::alerts::{BalanceAlert, BalanceAlertRequest};
 use iocloud_control::payments::{Refund, RefundRequest, Refundable, TopUp, TopUpRequest};
 
 use super::schema::{actor, control, gql_error, list_cost, page};
@@ -44,6 +45,15 @@ impl PaymentsQuery {
             .map_err(gql_error)
     }
 
+    /// The organisation's low-balance alerts, each with whether the balance is under it.
+    async fn balance_alerts(&self, ctx: &Context<'_>) -> GqlResult<Vec<BalanceAlert>> {
+        control(ctx)
+            .billing
+            .balance_alerts(actor(ctx)?)
+            .await
+            .map_err(gql_error)
+    }
+
     /// How much card credit could be refunded now.
     async fn refundable(&self, ctx: &Context<'_>) -> GqlResult<Refundable> {
         control(ctx)
@@ -75,6 +85,19 @@ impl PaymentsMutation {
         control(ctx)
             .payments
             .top_up(actor(ctx)?, &input)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// Sets the low-balance alert of a currency (as `PUT /v1/billing/low-balance`).
+    async fn set_balance_alert(
+        &self,
+        ctx: &Context<'_>,
+        input: BalanceAlertRequest,
+    ) -> GqlResult<BalanceAlert> {
+        control(ctx)
+            .billing
+            .set_balance_alert(actor(ctx)?, &input)
             .await
             .map_err(gql_error)
     }

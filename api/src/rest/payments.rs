@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use iocloud_control::Page;
+use iocloud_control::billing::alerts::{BalanceAlert, BalanceAlertRequest};
 use iocloud_control::payments::{
     Refund, RefundRequest, Refundable, TopUp, TopUpRequest, WebhookReceipt,
 };
@@ -26,6 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_refund, list_refunds))
         .routes(routes!(get_refund))
         .routes(routes!(refundable))
+        .routes(routes!(balance_alerts, set_balance_alert))
+        .routes(routes!(remove_balance_alert))
 }
 
 /// Stripe's webhook, with its place in the API document.
@@ -113,6 +116,49 @@ async fn get_refund(
     responses((status = 200, body = Refundable), (status = 403, body = Problem)))]
 async fn refundable(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Refundable>> {
     Ok(Json(s.control.payments.refundable(&actor).await?))
+}
+
+/// The organisation's low-balance alerts, each with whether the balance is under it now
+/// (what the console's banner shows).
+#[utoipa::path(get, path = "/v1/billing/low-balance", tag = "billing",
+    responses((status = 200, body = Vec<BalanceAlert>), (status = 403, body = Problem)))]
+async fn balance_alerts(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<Json<Vec<BalanceAlert>>> {
+    Ok(Json(s.control.billing.balance_alerts(&actor).await?))
+}
+
+/// Set the available balance of a currency under which the owners and billing members are
+/// emailed, once per crossing.
+#[utoipa::path(put, path = "/v1/billing/low-balance", tag = "billing", request_body = BalanceAlertRequest,
+    responses((status = 200, body = BalanceAlert), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn set_balance_alert(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(request): ApiJson<BalanceAlertRequest>,
+) -> ApiResult<Json<BalanceAlert>> {
+    Ok(Json(
+        s.control
+            .billing
+            .set_balance_alert(&actor, &request)
+            .await?,
+    ))
+}
+
+/// Remove the low-balance alert of a currency.
+#[utoipa::path(delete, path = "/v1/billing/low-balance/{currency}", tag = "billing",
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn remove_balance_alert(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(currency): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.control
+        .billing
+        .remove_balance_alert(&actor, &currency)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Whether this deployment takes cards, and the publishable key its card form needs.

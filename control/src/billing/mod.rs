@@ -1,6 +1,7 @@
 //! The organisation's side of billing: balances, ledger postings, holds, how it pays, and
 //! credits granted by platform operators. The money itself moves in `iocloud_billing`.
 
+pub mod alerts;
 pub mod usage;
 
 use iocloud_db::ids::OrgId;

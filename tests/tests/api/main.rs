@@ -5,6 +5,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod bad_input;
+mod balance_alerts;
 mod billing;
 mod browser;
 mod cli;
