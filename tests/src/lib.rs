@@ -9,6 +9,7 @@
 //! checks only the database or the ledger can answer (`books`).
 
 mod books;
+mod cli;
 mod clusters;
 mod devices;
 mod fleet;
@@ -24,6 +25,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use books::{GPU_BOOKS_WRONG, ledger_balances};
+pub use cli::iocloud;
 pub use clusters::{
     cluster, clusters, create, current_nodes, follow, kinds, running_cluster, wait_status,
 };

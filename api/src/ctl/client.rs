@@ -52,13 +52,13 @@ pub type CtlResult<T> = Result<T, CtlError>;
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
     /// The control plane's base URL (default: the one `iocloud login` stored).
-    #[arg(long, env = "IOCLOUD_SERVER")]
+    #[arg(long, env = "IOCLOUD_SERVER", global = true)]
     pub server: Option<String>,
     /// An API key (default: the one `iocloud login` stored).
-    #[arg(long, env = "IOCLOUD_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "IOCLOUD_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
     /// `text` for people, `json` for scripts.
-    #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"])]
+    #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"], global = true)]
     pub output: String,
 }
 

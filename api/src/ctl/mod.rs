@@ -1,5 +1,5 @@
 //! The customer's command line: `iocloud login | quote | apply | destroy | get | kubeconfig |
-//! list | events | extend | delete`, over the REST API. Plans are shown before anything changes,
+//! list | events | extend | delete | billing`, over the REST API. Plans are shown before anything changes,
 //! `--output json` prints what scripts parse, and exit codes say what happened (`client::exit`).
 //!
 //! Each command has a file of its own holding its arguments and its `run`; this file keeps the
@@ -7,6 +7,7 @@
 //! failure into a printed error and an exit code.
 
 mod apply;
+mod billing;
 mod client;
 mod confirm;
 mod delete;
@@ -28,6 +29,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 pub use apply::ApplyArgs;
+pub use billing::BillingArgs;
 use client::Conn;
 pub use client::drain_sse;
 pub use events::EventsArgs;
@@ -60,6 +62,8 @@ pub enum CtlCommand {
     Extend(ExtendArgs),
     /// Terminate a cluster, by name or id.
     Delete(OneArgs),
+    /// Balances, card top-ups, refunds and low-balance alerts.
+    Billing(BillingArgs),
 }
 
 /// A file of cluster specs, for `apply` and `destroy`.
@@ -95,6 +99,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::List(a) => a.conn.json(),
         CtlCommand::Events(a) => a.conn.json(),
         CtlCommand::Extend(a) => a.conn.json(),
+        CtlCommand::Billing(a) => a.conn.json(),
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
@@ -107,6 +112,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Events(a) => events::run(a).await,
         CtlCommand::Extend(a) => extend::run(a).await,
         CtlCommand::Delete(a) => delete::run(a).await,
+        CtlCommand::Billing(a) => billing::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -1,20 +1,10 @@
 //! The `iocloud` command line against a real server: apply a file (asking first), wait for the
 //! clusters, apply again without changes, read, extend and destroy; exit codes scripts rely on.
 
-use clap::Parser;
-use iocloud_api::cli::{Cli, Command};
-use iocloud_tests::{Backend, cluster, fleet, frankfurt, kinds, ledger_balances, on_both_engines};
+use iocloud_tests::{
+    Backend, cluster, fleet, frankfurt, iocloud, kinds, ledger_balances, on_both_engines,
+};
 use serde_json::Value;
-
-/// Runs `iocloud ARGS…` in this process and answers its exit code.
-async fn iocloud(args: &[&str]) -> i32 {
-    let cli = Cli::try_parse_from(std::iter::once("iocloud").chain(args.iter().copied()))
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    match cli.command {
-        Command::Ctl(c) => iocloud_api::ctl::run(c).await,
-        other => panic!("not a client command: {other:?}"),
-    }
-}
 
 on_both_engines!(the_cli_applies_files_and_says_how_it_went);
 

@@ -4,14 +4,15 @@
 //! disputed, and every step leaves the books balanced.
 
 use iocloud_tests::{
-    Backend, CardApp, Session, TestApp, balance, dispute, fleet, frankfurt, ledger_balances,
-    on_both_engines, send_webhook, stripe_event, stripe_url, take_cards, units,
+    Backend, CardApp, Session, TestApp, balance, dispute, fleet, frankfurt, iocloud,
+    ledger_balances, on_both_engines, send_webhook, stripe_event, stripe_url, take_cards, units,
 };
 use serde_json::{Value, json};
 
 on_both_engines!(
     refunds_partial_full_and_beyond,
     a_dispute_takes_back_leaves_debt_and_is_won,
+    the_cli_pays_refunds_and_watches_the_balance,
 );
 
 async fn pay(app: &TestApp, s: &Session, amount: &str) -> Value {
@@ -266,4 +267,67 @@ async fn a_dispute_takes_back_leaves_debt_and_is_won(b: Backend) {
     }
     assert_eq!(balance(app, s, "USD").await.0, before - units(10));
     ledger_balances(app).await;
+}
+
+async fn the_cli_pays_refunds_and_watches_the_balance(b: Backend) {
+    let Some(card) = CardApp::spawn(b).await else {
+        return;
+    };
+    let app = &card.app;
+    let s = app.signup("owner@example.com", "Terminal Payers").await;
+    let (_, admin) = app.api_key(&s.access, &["admin"]).await;
+    let (_, reader) = app.api_key(&s.access, &["read"]).await;
+    let run = |args: &[&str], key: &str| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--server".into(),
+            app.base.clone(),
+            "--api-key".into(),
+            key.into(),
+        ]);
+        async move {
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            iocloud(&refs).await
+        }
+    };
+    assert_eq!(
+        run(
+            &["billing", "top-up", "20", "--card", "pm_card_visa"],
+            &admin
+        )
+        .await,
+        0
+    );
+    assert_eq!(balance(app, &s, "USD").await.0, units(20));
+    // A read-only key may look, not pay; a declined card and a refused amount say so.
+    assert_eq!(run(&["billing", "top-ups"], &reader).await, 0);
+    assert_eq!(run(&["billing", "balance", "-o", "json"], &reader).await, 0);
+    assert_eq!(
+        run(
+            &["billing", "top-up", "5", "--card", "pm_card_visa"],
+            &reader
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        run(
+            &["billing", "top-up", "5", "--card", "pm_card_chargeDeclined"],
+            &admin
+        )
+        .await,
+        4
+    );
+    assert_eq!(run(&["billing", "refund", "500"], &admin).await, 4);
+    assert_eq!(run(&["billing", "refund", "5"], &admin).await, 0);
+    assert_eq!(balance(app, &s, "USD").await.0, units(15));
+    assert_eq!(
+        run(&["billing", "low-balance", "--threshold", "10"], &admin).await,
+        0
+    );
+    assert_eq!(run(&["billing", "low-balance"], &reader).await, 0);
+    let alerts = app.get("/v1/billing/low-balance", &s.access).await;
+    assert_eq!(alerts.body[0]["threshold"], "10.00", "{}", alerts.text);
+    ledger_balances(app).await;
+    card.stop().await;
 }

@@ -1,0 +1,183 @@
+//! `iocloud billing …`: balances, card top-ups, refunds and low-balance alerts.
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::client::{Client, Conn, CtlResult, exit, seg};
+use super::render;
+
+#[derive(Args, Debug)]
+pub struct BillingArgs {
+    #[command(flatten)]
+    pub(super) conn: Conn,
+    #[command(subcommand)]
+    command: BillingCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BillingCommand {
+    /// Available, held and owed balances in every currency.
+    Balance,
+    /// Top up the USD balance by card: `--card pm_…` charges that card now; without it the
+    /// top-up waits for the console's card form.
+    TopUp {
+        /// US dollars, e.g. 25 or 25.00.
+        amount: String,
+        /// The card to charge (`pm_…`).
+        #[arg(long)]
+        card: Option<String>,
+    },
+    /// The organisation's card top-ups.
+    TopUps,
+    /// Refund unused card credit to the cards it came from (all that is refundable when no
+    /// amount is given).
+    Refund { amount: Option<String> },
+    /// Low-balance alerts: lists them; with `--threshold`, sets the one of `--currency`.
+    LowBalance {
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        #[arg(long)]
+        threshold: Option<String>,
+    },
+}
+
+pub async fn run(a: BillingArgs) -> CtlResult<i32> {
+    let client = Client::from_conn(&a.conn)?;
+    let json = a.conn.json();
+    let shown = match a.command {
+        BillingCommand::Balance => {
+            let balances = client.get("/v1/balances").await?;
+            if !json {
+                for b in balances.as_array().into_iter().flatten() {
+                    println!(
+                        "{:<5} available {:>14}  held {:>14}  owed {:>10}",
+                        text(&b["currency"]),
+                        text(&b["available"]),
+                        text(&b["held"]),
+                        text(&b["owed"])
+                    );
+                }
+            }
+            balances
+        }
+        BillingCommand::TopUp { amount, card } => {
+            let mut body = json!({ "amount": amount });
+            if let Some(card) = card {
+                body["payment_method"] = json!(card);
+            }
+            let mut t = client.post("/v1/billing/top-ups", &body).await?;
+            // The card form's secret is for a browser, not a terminal or a log.
+            if let Some(o) = t.as_object_mut() {
+                o.remove("client_secret");
+            }
+            if !json {
+                match t["status"].as_str() {
+                    Some("succeeded") => println!(
+                        "{}: {} USD paid and credited",
+                        text(&t["id"]),
+                        text(&t["received"])
+                    ),
+                    _ => println!(
+                        "{}: {} USD waiting for the card; finish it in the console",
+                        text(&t["id"]),
+                        text(&t["amount"])
+                    ),
+                }
+            }
+            t
+        }
+        BillingCommand::TopUps => {
+            let items = all(&client, "/v1/billing/top-ups").await?;
+            if !json {
+                for t in &items {
+                    println!(
+                        "{}  {:<9}  {:>10} USD  {}",
+                        text(&t["id"]),
+                        text(&t["status"]),
+                        text(&t["amount"]),
+                        text(&t["created_at"])
+                    );
+                }
+            }
+            Value::from(items)
+        }
+        BillingCommand::Refund { amount } => {
+            let body = match amount {
+                Some(a) => json!({ "amount": a }),
+                None => json!({}),
+            };
+            let r = client.post("/v1/billing/refunds", &body).await?;
+            if !json {
+                println!(
+                    "{}: {} USD refunded to {} card payment(s), {}",
+                    text(&r["id"]),
+                    text(&r["amount"]),
+                    r["parts"].as_array().map_or(0, Vec::len),
+                    text(&r["status"])
+                );
+            }
+            r
+        }
+        BillingCommand::LowBalance {
+            currency,
+            threshold,
+        } => {
+            if let Some(threshold) = threshold {
+                let set = client
+                    .put(
+                        "/v1/billing/low-balance",
+                        &json!({ "currency": currency, "threshold": threshold }),
+                    )
+                    .await?;
+                if !json {
+                    println!(
+                        "told under {} {}",
+                        text(&set["threshold"]),
+                        text(&set["currency"])
+                    );
+                }
+                set
+            } else {
+                let alerts = client.get("/v1/billing/low-balance").await?;
+                if !json {
+                    for al in alerts.as_array().into_iter().flatten() {
+                        let state = if al["below"] == true { "BELOW" } else { "ok" };
+                        println!(
+                            "{:<5} under {:>12}: {state} (available {})",
+                            text(&al["currency"]),
+                            text(&al["threshold"]),
+                            text(&al["available"])
+                        );
+                    }
+                }
+                alerts
+            }
+        }
+    };
+    if json {
+        render::json(&shown);
+    }
+    Ok(exit::OK)
+}
+
+/// Every item of a paged list.
+async fn all(client: &Client, path: &str) -> CtlResult<Vec<Value>> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page_path = format!("{path}?limit=200");
+        if let Some(c) = &cursor {
+            page_path.push_str(&format!("&cursor={}", seg(c)));
+        }
+        let page = client.get(&page_path).await?;
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}

@@ -1,0 +1,14 @@
+//! The `iocloud` command line, run in the test's process as a user would run it.
+
+use clap::Parser;
+use iocloud_api::cli::{Cli, Command};
+
+/// Runs `iocloud ARGS…` in this process and answers its exit code.
+pub async fn iocloud(args: &[&str]) -> i32 {
+    let cli = Cli::try_parse_from(std::iter::once("iocloud").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    match cli.command {
+        Command::Ctl(c) => iocloud_api::ctl::run(c).await,
+        other => panic!("not a client command: {other:?}"),
+    }
+}
