@@ -36,7 +36,22 @@ pub fn contains_secret(text: &str) -> bool {
             rest.len() >= RANDOM_LEN && rest[..RANDOM_LEN].iter().all(u8::is_ascii_alphanumeric)
         })
     });
-    made || looks_like_jwt(text)
+    made || looks_like_jwt(text) || looks_like_client_secret(text)
+}
+
+/// A Stripe client secret (`pi_…_secret_…`, `seti_…_secret_…`): it lets whoever holds it
+/// confirm the payment in a browser, so it is handed to the caller once and kept nowhere.
+fn looks_like_client_secret(text: &str) -> bool {
+    text.match_indices("_secret_").any(|(at, _)| {
+        let before = &text[..at];
+        let id_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let id = &before[id_start..];
+        let after = &text[at + "_secret_".len()..];
+        let tail = after.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        (id.starts_with("pi_") || id.starts_with("seti_")) && id.len() > 4 && tail >= 8
+    })
 }
 
 /// Three base64url parts, the first a JSON header (`eyJ` is `{"` encoded).
@@ -84,7 +99,19 @@ mod tests {
         assert!(contains_secret(
             "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl"
         ));
-        for plain in ["ioc_", "clu_01abc", "iodt_short", "Bearer", "a.b.c", "2.10"] {
+        assert!(contains_secret("pi_3Q2w3E4r5T_secret_a1B2c3D4e5F6"));
+        assert!(contains_secret("{\"s\": \"seti_1Abc_secret_ZZZZZZZZ\"}"));
+        for plain in [
+            "ioc_",
+            "clu_01abc",
+            "iodt_short",
+            "Bearer",
+            "a.b.c",
+            "2.10",
+            "pi_3Q2w3E4r5T",
+            "whsec_not_a_client_secret",
+            "pi_x_secret_",
+        ] {
             assert!(!contains_secret(plain), "{plain}");
         }
     }

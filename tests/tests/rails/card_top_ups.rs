@@ -115,15 +115,30 @@ async fn the_card_form_top_up_is_credited_by_its_webhook(b: Backend) {
     };
     let app = &card.app;
     let s = owner(app).await;
-    let t = app
-        .post(
-            "/v1/billing/top-ups",
-            Some(&s.access),
-            json!({"amount": "40.00"}),
-        )
-        .await;
+    // Sent with an Idempotency-Key: the kept answer must not keep the card form's secret.
+    let res = app
+        .client
+        .post(app.url("/v1/billing/top-ups"))
+        .bearer_auth(&s.access)
+        .header("idempotency-key", "card-form-1")
+        .json(&json!({"amount": "40.00"}))
+        .send()
+        .await
+        .unwrap();
+    let t = TestApp::answer(res).await;
     assert_eq!(t.status, 201, "{}", t.text);
     assert_eq!(t.body["status"], "pending");
+    let kept = app
+        .scalar(
+            "SELECT body FROM idempotency_keys WHERE key = $1",
+            "card-form-1",
+        )
+        .await;
+    let handed = t.body["client_secret"].as_str().unwrap();
+    assert!(
+        !kept.contains(handed),
+        "a client secret is handed out once and kept nowhere: {kept}"
+    );
     let secret = t.body["client_secret"].as_str().unwrap();
     let pi = t.body["payment_intent_id"].as_str().unwrap();
     assert!(secret.starts_with(pi), "the PaymentIntent's own secret");
