@@ -122,6 +122,8 @@ codes! {
     CardDeclined = "card_declined",
     /// The payment provider refused the request (an unknown or unusable payment method).
     PaymentRefused = "payment_refused",
+    /// Too many top-ups are waiting for their card; finish those first.
+    TooManyPendingTopUps = "too_many_pending_top_ups",
     /// More was asked to be refunded than is refundable; the message says how much is.
     RefundExceedsRefundable = "refund_exceeds_refundable",
     /// The organisation owes money (a disputed card payment already spent): pay it first.

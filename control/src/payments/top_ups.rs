@@ -11,6 +11,9 @@ use utoipa::ToSchema;
 use super::Payments;
 use crate::{Action, Actor, Error, ErrorCode, Page, PageRequest, Result};
 
+/// Top-ups an organisation may have waiting for their card at once.
+pub const MAX_PENDING: i64 = 20;
+
 /// Where a top-up stands. `failed` is not final: the customer may try another card on the
 /// same payment, which may then succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -213,6 +216,7 @@ impl Payments {
             }
             other => other.map(str::to_string),
         };
+        self.within_pending_limit(&actor.org_id).await?;
         let org = self.directory.organization(&actor.org_id).await?;
         let customer = self.customer_of(&actor.org_id, &org.name).await?;
 
@@ -272,6 +276,30 @@ impl Payments {
             PaymentState::Succeeded | PaymentState::Canceled => {}
         }
         Ok(top_up)
+    }
+
+    /// Refuses a top-up while the organisation has [`MAX_PENDING`] waiting for their card
+    /// from the last day: each makes a PaymentIntent at Stripe, and a script (or a stolen
+    /// key) must not be able to make them without end.
+    async fn within_pending_limit(&self, org_id: &iocloud_db::ids::OrgId) -> Result<()> {
+        let since = now_micros() - 86_400 * iocloud_db::time::MICROS_PER_SEC;
+        let pending: i64 = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM top_ups WHERE org_id = $1 AND status = 'pending' AND created_at > $2"
+        )
+        .bind(org_id)
+        .bind(since)
+        .fetch_one(p)
+        .await)
+        .map_err(DbError::from)?;
+        if pending >= MAX_PENDING {
+            return Err(Error::conflict(
+                ErrorCode::TooManyPendingTopUps,
+                format!(
+                    "{pending} top-ups are waiting for their card; finish or wait for those first"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The amount asked, checked: USD, positive, whole cents, within the limits.

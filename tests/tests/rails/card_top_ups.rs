@@ -416,6 +416,25 @@ async fn bad_top_ups_are_refused_before_stripe(b: Backend) {
             .is_empty()
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM top_ups").await, 1);
+    // Top-ups waiting for their card are limited: a script cannot make them without end.
+    for n in 1..iocloud_control::payments::top_ups::MAX_PENDING {
+        app.exec(
+            &format!(
+                "INSERT INTO top_ups (id, org_id, amount, status, origin, created_at, updated_at) \
+                 SELECT $1, org_id, amount, 'pending', origin, created_at, updated_at FROM top_ups WHERE id = '{id}'"
+            ),
+            &format!("top_waiting{n:04}"),
+        )
+        .await;
+    }
+    app.post(
+        "/v1/billing/top-ups",
+        Some(&s.access),
+        json!({"amount": "5.00"}),
+    )
+    .await
+    .assert_problem(409, "too_many_pending_top_ups");
+    app.exec("DELETE FROM top_ups WHERE id <> $1", id).await;
     // GraphQL: the same service.
     let q =
         "mutation($input: TopUpInput!) { topUp(input: $input) { id status amount clientSecret } }";
