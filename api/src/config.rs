@@ -247,6 +247,11 @@ pub struct Config {
         default_value_t = 60
     )]
     pub balance_alert_interval_secs: u64,
+
+    /// Seconds between auto-reload passes, which charge the default card of organisations
+    /// whose balance fell under their threshold (0: none here).
+    #[arg(long, env = "IOCLOUD_AUTO_RELOAD_INTERVAL_SECS", default_value_t = 30)]
+    pub auto_reload_interval_secs: u64,
 }
 
 /// A secret setting: readable by the code that needs it, never printed.
@@ -474,6 +479,7 @@ impl Config {
             top_up_max_usd: "10000.00".into(),
             card_reconcile_interval_secs: 0,
             balance_alert_interval_secs: 0,
+            auto_reload_interval_secs: 0,
         }
     }
 }

@@ -77,6 +77,12 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 config.card_reconcile_interval_secs,
             ));
     }
+    if config.auto_reload_interval_secs > 0 && control.payments.is_on() {
+        control.payments.spawn_auto_reload(
+            std::time::Duration::from_secs(config.auto_reload_interval_secs),
+            control.outbox.clone(),
+        );
+    }
     if config.balance_alert_interval_secs > 0 {
         control.billing.spawn_balance_alerts(
             std::time::Duration::from_secs(config.balance_alert_interval_secs),

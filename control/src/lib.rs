@@ -24,6 +24,7 @@ pub mod mail;
 pub mod orgs;
 pub mod page;
 pub mod payments;
+pub mod periodic;
 pub mod permissions;
 pub mod placement;
 pub mod providers;

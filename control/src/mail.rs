@@ -93,6 +93,18 @@ pub(crate) async fn queue_in(
     Ok(())
 }
 
+/// Who hears about an organisation's money: its owners and billing members.
+pub(crate) async fn billing_contacts_in(tx: &mut Tx, org_id: &str) -> Result<Vec<String>> {
+    Ok(tx_run!(tx, |c| sqlx::query_scalar(
+        "SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id \
+         WHERE m.org_id = $1 AND m.role IN ('owner', 'billing') ORDER BY u.email"
+    )
+    .bind(org_id)
+    .fetch_all(c)
+    .await)
+    .map_err(DbError::from)?)
+}
+
 /// The outbox's delivery side.
 #[derive(Clone)]
 pub struct Outbox {

@@ -136,8 +136,13 @@ def patch_payment_intents():
         payment_method_types=None,
         allowed_payment_method_types=None,
         automatic_payment_methods=None,
+        off_session=None,
         **kwargs,
     ):
+        # `off_session` (a saved card charged while its holder is away) changes nothing here:
+        # localstripe's test cards never ask for the holder.
+        if off_session is not None and str(off_session).lower() not in ("true", "false"):
+            raise UserError(400, "Bad request")
         # Stripe's API of 2026-09-30, which async-stripe 1.0.0-rc.10 speaks, names the
         # PaymentIntent's payment method types `allowed_payment_method_types` when creating it.
         types = allowed_payment_method_types or payment_method_types

@@ -18,15 +18,17 @@ pub struct BillingArgs {
 enum BillingCommand {
     /// Available, held and owed balances in every currency.
     Balance,
-    /// Top up the USD balance by card: `--card pm_…` charges that card now; without it the
-    /// top-up waits for the console's card form.
+    /// Top up the USD balance by card: the default saved card, or `--card pm_…`, is charged
+    /// now.
     TopUp {
         /// US dollars, e.g. 25 or 25.00.
         amount: String,
-        /// The card to charge (`pm_…`).
+        /// The card to charge (`pm_…`) instead of the default one.
         #[arg(long)]
         card: Option<String>,
     },
+    /// The organisation's saved cards.
+    Cards,
     /// The organisation's card top-ups.
     TopUps,
     /// Refund unused card credit to the cards it came from (all that is refundable when no
@@ -61,10 +63,10 @@ pub async fn run(a: BillingArgs) -> CtlResult<i32> {
             balances
         }
         BillingCommand::TopUp { amount, card } => {
-            let mut body = json!({ "amount": amount });
-            if let Some(card) = card {
-                body["payment_method"] = json!(card);
-            }
+            let body = match card {
+                Some(card) => json!({ "amount": amount, "payment_method": card }),
+                None => json!({ "amount": amount, "default_card": true }),
+            };
             let mut t = client.post("/v1/billing/top-ups", &body).await?;
             // The card form's secret is for a browser, not a terminal or a log.
             if let Some(o) = t.as_object_mut() {
@@ -85,6 +87,27 @@ pub async fn run(a: BillingArgs) -> CtlResult<i32> {
                 }
             }
             t
+        }
+        BillingCommand::Cards => {
+            let cards = client.get("/v1/billing/cards").await?;
+            if !json {
+                for c in cards.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<10} ···· {}  {}/{}{}",
+                        text(&c["id"]),
+                        text(&c["brand"]),
+                        text(&c["last4"]),
+                        c["exp_month"],
+                        c["exp_year"],
+                        if c["is_default"] == true {
+                            "  (default)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            cards
         }
         BillingCommand::TopUps => {
             let items = all(&client, "/v1/billing/top-ups").await?;

@@ -4,7 +4,10 @@
 use async_graphql::{Context, Object};
 use iocloud_control::Page;
 use iocloud_control::billing::alerts::{BalanceAlert, BalanceAlertRequest};
-use iocloud_control::payments::{Refund, RefundRequest, Refundable, TopUp, TopUpRequest};
+use iocloud_control::payments::{
+    AutoReload, AutoReloadRequest, Card, CardRequest, Refund, RefundRequest, Refundable, TopUp,
+    TopUpRequest,
+};
 
 use super::schema::{actor, control, gql_error, list_cost, page};
 
@@ -54,6 +57,24 @@ impl PaymentsQuery {
             .map_err(gql_error)
     }
 
+    /// The organisation's saved cards.
+    async fn cards(&self, ctx: &Context<'_>) -> GqlResult<Vec<Card>> {
+        control(ctx)
+            .payments
+            .cards(actor(ctx)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The organisation's auto-reload settings.
+    async fn auto_reload(&self, ctx: &Context<'_>) -> GqlResult<AutoReload> {
+        control(ctx)
+            .payments
+            .auto_reload(actor(ctx)?)
+            .await
+            .map_err(gql_error)
+    }
+
     /// How much card credit could be refunded now.
     async fn refundable(&self, ctx: &Context<'_>) -> GqlResult<Refundable> {
         control(ctx)
@@ -98,6 +119,28 @@ impl PaymentsMutation {
         control(ctx)
             .billing
             .set_balance_alert(actor(ctx)?, &input)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// Saves a card the card form made (as `POST /v1/billing/cards`).
+    async fn save_card(&self, ctx: &Context<'_>, input: CardRequest) -> GqlResult<Card> {
+        control(ctx)
+            .payments
+            .save_card(actor(ctx)?, &input)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// Sets auto-reload (as `PUT /v1/billing/auto-reload`).
+    async fn set_auto_reload(
+        &self,
+        ctx: &Context<'_>,
+        input: AutoReloadRequest,
+    ) -> GqlResult<AutoReload> {
+        control(ctx)
+            .payments
+            .set_auto_reload(actor(ctx)?, &input)
             .await
             .map_err(gql_error)
     }

@@ -9,7 +9,8 @@ use axum::response::IntoResponse;
 use iocloud_control::Page;
 use iocloud_control::billing::alerts::{BalanceAlert, BalanceAlertRequest};
 use iocloud_control::payments::{
-    Refund, RefundRequest, Refundable, TopUp, TopUpRequest, WebhookReceipt,
+    AutoReload, AutoReloadRequest, Card, CardRequest, Refund, RefundRequest, Refundable, TopUp,
+    TopUpRequest, WebhookReceipt,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -29,6 +30,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(refundable))
         .routes(routes!(balance_alerts, set_balance_alert))
         .routes(routes!(remove_balance_alert))
+        .routes(routes!(list_cards, save_card))
+        .routes(routes!(remove_card))
+        .routes(routes!(default_card))
+        .routes(routes!(get_auto_reload, set_auto_reload))
 }
 
 /// Stripe's webhook, with its place in the API document.
@@ -159,6 +164,77 @@ async fn remove_balance_alert(
         .remove_balance_alert(&actor, &currency)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The organisation's saved cards (brand, last four digits, expiry), oldest first.
+#[utoipa::path(get, path = "/v1/billing/cards", tag = "billing",
+    responses((status = 200, body = Vec<Card>), (status = 403, body = Problem)))]
+async fn list_cards(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Vec<Card>>> {
+    Ok(Json(s.control.payments.cards(&actor).await?))
+}
+
+/// Save a card the console's card form made (`pm_…`): attached to the organisation's Stripe
+/// customer; the first card saved is the default.
+#[utoipa::path(post, path = "/v1/billing/cards", tag = "billing", request_body = CardRequest,
+    responses((status = 201, body = Card), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+async fn save_card(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(request): ApiJson<CardRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let card = s.control.payments.save_card(&actor, &request).await?;
+    Ok((StatusCode::CREATED, Json(card)))
+}
+
+/// Remove a saved card: detached in Stripe, it can be charged no more.
+#[utoipa::path(delete, path = "/v1/billing/cards/{id}", tag = "billing",
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
+async fn remove_card(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    s.control.payments.remove_card(&actor, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Make a saved card the default one.
+#[utoipa::path(post, path = "/v1/billing/cards/{id}/default", tag = "billing",
+    responses((status = 200, body = Card), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn default_card(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Card>> {
+    Ok(Json(
+        s.control.payments.set_default_card(&actor, &id).await?,
+    ))
+}
+
+/// The organisation's auto-reload settings and how it went lately.
+#[utoipa::path(get, path = "/v1/billing/auto-reload", tag = "billing",
+    responses((status = 200, body = AutoReload), (status = 403, body = Problem), (status = 404, body = Problem)))]
+async fn get_auto_reload(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<Json<AutoReload>> {
+    Ok(Json(s.control.payments.auto_reload(&actor).await?))
+}
+
+/// Set auto-reload: when available USD falls under `threshold`, charge `amount` on the
+/// default card, at most `monthly_cap` a month; it turns itself off after three declines.
+#[utoipa::path(put, path = "/v1/billing/auto-reload", tag = "billing", request_body = AutoReloadRequest,
+    responses((status = 200, body = AutoReload), (status = 403, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem)))]
+async fn set_auto_reload(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(request): ApiJson<AutoReloadRequest>,
+) -> ApiResult<Json<AutoReload>> {
+    Ok(Json(
+        s.control.payments.set_auto_reload(&actor, &request).await?,
+    ))
 }
 
 /// Whether this deployment takes cards, and the publishable key its card form needs.

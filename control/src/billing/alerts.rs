@@ -200,14 +200,7 @@ impl Billing {
                 continue;
             }
             if under {
-                let to: Vec<String> = tx_run!(&mut tx, |c| sqlx::query_scalar(
-                    "SELECT u.email FROM memberships m JOIN users u ON u.id = m.user_id \
-                     WHERE m.org_id = $1 AND m.role IN ('owner', 'billing') ORDER BY u.email"
-                )
-                .bind(&row.org_id)
-                .fetch_all(c)
-                .await)
-                .map_err(DbError::from)?;
+                let to = crate::mail::billing_contacts_in(&mut tx, &row.org_id).await?;
                 let money = |m| Money::from_micros(m, currency).to_decimal();
                 let body = format!(
                     "Your organisation's available {code} balance is {} {code}, under the {} {code} you asked to hear about. \
@@ -244,11 +237,9 @@ impl Billing {
         outbox: crate::mail::Outbox,
     ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        crate::periodic::every(interval, move || {
+            let (this, outbox) = (this.clone(), outbox.clone());
+            async move {
                 match this.check_balance_alerts().await {
                     Ok(pass) if pass.crossed > 0 => {
                         if let Err(e) = outbox.deliver().await {
@@ -256,9 +247,7 @@ impl Billing {
                         }
                     }
                     Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "low-balance pass failed; the next one catches up")
-                    }
+                    Err(e) => tracing::warn!(error = %e, "low-balance pass failed"),
                 }
             }
         })

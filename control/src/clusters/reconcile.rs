@@ -129,11 +129,9 @@ impl Clusters {
     /// Runs a reconcile pass every `interval` until the process ends.
     pub fn spawn_reconciler(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        crate::periodic::every(interval, move || {
+            let this = this.clone();
+            async move {
                 if let Err(e) = this.reconcile_due().await {
                     tracing::warn!(error = %e, "cluster reconcile pass failed; the next one retries");
                 }

@@ -110,11 +110,9 @@ impl Payments {
     /// lease lets one at a time do the work.
     pub fn spawn_missed_pass(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        crate::periodic::every(interval, move || {
+            let this = this.clone();
+            async move {
                 match this.reconcile_missed().await {
                     Ok(p) if p.credited > 0 || p.abandoned > 0 => tracing::info!(
                         credited = p.credited,
@@ -123,9 +121,7 @@ impl Payments {
                         "missed-webhook pass"
                     ),
                     Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "missed-webhook pass failed; the next one catches up")
-                    }
+                    Err(e) => tracing::warn!(error = %e, "missed-webhook pass failed"),
                 }
             }
         })

@@ -12,6 +12,8 @@
 //! Without Stripe's settings the rail is off: its calls answer `rail_not_configured`, and the
 //! rest of the platform works as before.
 
+pub mod auto_reload;
+pub mod cards;
 mod customers;
 mod disputes;
 pub mod missed;
@@ -31,6 +33,8 @@ use crate::directory::Directory;
 use crate::leases::Leases;
 use crate::{Error, Result};
 
+pub use auto_reload::{AutoReload, AutoReloadRequest};
+pub use cards::{Card, CardRequest};
 pub use missed::MissedPass;
 pub use refunds::{Refund, RefundPart, RefundRequest, RefundStatus, Refundable};
 pub use settle::Settled;

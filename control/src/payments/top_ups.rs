@@ -1,6 +1,6 @@
 //! Top-ups: an organisation pays USD onto its balance by card.
 
-use iocloud_billing::rails::stripe::{NewPayment, PaymentState, usd_cents};
+use iocloud_billing::rails::stripe::{CardPayment, NewPayment, PaymentState, usd_cents};
 use iocloud_billing::{Currency, Money};
 use iocloud_db::ids::new_id;
 use iocloud_db::time::now_micros;
@@ -10,6 +10,29 @@ use utoipa::ToSchema;
 
 use super::Payments;
 use crate::{Action, Actor, Error, ErrorCode, Page, PageRequest, Result};
+
+/// One card payment to start (see [`Payments::charge`]).
+pub(super) struct Charge<'a> {
+    pub org_id: &'a iocloud_db::ids::OrgId,
+    pub amount: Money,
+    /// The card to charge now; `None` leaves the payment to the card form.
+    pub payment_method: Option<String>,
+    pub origin: TopUpOrigin,
+    pub created_by: Option<&'a str>,
+    pub off_session: bool,
+}
+
+/// The error a declined card answers: the top-up stays, failed, with the issuer's reason.
+pub(super) fn declined(top_up_id: &str, charged: &CardPayment) -> Error {
+    let why = charged.failure.as_ref();
+    Error::CardDeclined {
+        top_up_id: top_up_id.to_string(),
+        reason: why
+            .map(|f| f.decline_code.clone().unwrap_or_else(|| f.code.clone()))
+            .unwrap_or_else(|| "declined".into()),
+        message: why.map(|f| f.message.clone()).unwrap_or_default(),
+    }
+}
 
 /// Top-ups an organisation may have waiting for their card at once.
 pub const MAX_PENDING: i64 = 20;
@@ -116,6 +139,10 @@ pub struct TopUpRequest {
     /// the console's card form (Stripe.js) to confirm the payment with.
     #[serde(default)]
     pub payment_method: Option<String>,
+    /// Charge the organisation's default saved card now (instead of naming one).
+    #[serde(default)]
+    #[cfg_attr(feature = "graphql", graphql(default))]
+    pub default_card: bool,
 }
 
 /// A top-up and where it stands.
@@ -208,45 +235,84 @@ impl Payments {
         let rail = self.rail()?;
         let amount = self.top_up_amount(request)?;
         let payment_method = match request.payment_method.as_deref().map(str::trim) {
+            Some(_) if request.default_card => {
+                return Err(Error::validation(
+                    "payment_method",
+                    "name a card or ask for the default one, not both",
+                ));
+            }
             Some(pm) if !is_payment_method_id(pm) => {
                 return Err(Error::validation(
                     "payment_method",
                     "a payment method id looks like pm_…",
                 ));
             }
-            other => other.map(str::to_string),
+            Some(pm) => {
+                self.not_anothers_card(&actor.org_id, pm).await?;
+                Some(pm.to_string())
+            }
+            None if request.default_card => Some(
+                self.default_card(&actor.org_id)
+                    .await?
+                    .ok_or_else(|| Error::validation("default_card", "no card is saved"))?,
+            ),
+            None => None,
         };
         self.within_pending_limit(&actor.org_id).await?;
-        let org = self.directory.organization(&actor.org_id).await?;
-        let customer = self.customer_of(&actor.org_id, &org.name).await?;
+        let (_, created_by) = actor.audit_identity();
+        let charge = Charge {
+            org_id: &actor.org_id,
+            amount,
+            payment_method,
+            origin: TopUpOrigin::Api,
+            created_by: Some(created_by),
+            off_session: false,
+        };
+        let (mut top_up, charged) = self.charge(rail, &charge).await?;
+        match charged.state {
+            PaymentState::Failed => return Err(declined(&top_up.id, &charged)),
+            PaymentState::Pending => top_up.client_secret = charged.client_secret,
+            PaymentState::Succeeded | PaymentState::Canceled => {}
+        }
+        Ok(top_up)
+    }
 
+    /// Writes a top-up, asks Stripe for its PaymentIntent (charging the card at once when
+    /// one is given) and settles what Stripe answered. A refusal is recorded on the top-up
+    /// and answered as the error it is.
+    pub(super) async fn charge(
+        &self,
+        rail: &iocloud_billing::rails::stripe::StripeRail,
+        charge: &Charge<'_>,
+    ) -> Result<(TopUp, CardPayment)> {
+        let org_name = self.directory.organization(charge.org_id).await?.name;
+        let customer = self.customer_of(charge.org_id, &org_name).await?;
         let id = new_id("top");
         let now = now_micros();
-        let (_, created_by) = actor.audit_identity();
         db_run!(&self.db, |p| sqlx::query(
             "INSERT INTO top_ups (id, org_id, amount, status, origin, created_by, payment_method, created_at, updated_at) \
              VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7)"
         )
         .bind(&id)
-        .bind(&actor.org_id)
-        .bind(amount.micros())
-        .bind(TopUpOrigin::Api.as_str())
-        .bind(created_by)
-        .bind(&payment_method)
+        .bind(charge.org_id)
+        .bind(charge.amount.micros())
+        .bind(charge.origin.as_str())
+        .bind(charge.created_by)
+        .bind(&charge.payment_method)
         .bind(now)
         .execute(p)
         .await
         .map(|_| ()))
         .map_err(DbError::from)?;
-
         let payment = NewPayment {
-            amount_cents: usd_cents(amount)?,
+            amount_cents: usd_cents(charge.amount)?,
             customer: Some(customer),
-            confirm: payment_method.is_some(),
-            payment_method,
+            confirm: charge.payment_method.is_some(),
+            off_session: charge.off_session,
+            payment_method: charge.payment_method.clone(),
             metadata: [
                 ("top_up_id".to_string(), id.clone()),
-                ("org_id".to_string(), actor.org_id.to_string()),
+                ("org_id".to_string(), charge.org_id.to_string()),
             ]
             .into(),
         };
@@ -260,22 +326,7 @@ impl Payments {
             }
         };
         self.settle(&charged).await?;
-        let mut top_up = self.read(&actor.org_id, &id).await?;
-        match charged.state {
-            PaymentState::Failed => {
-                let why = charged.failure.as_ref();
-                return Err(Error::CardDeclined {
-                    top_up_id: id,
-                    reason: why
-                        .map(|f| f.decline_code.clone().unwrap_or_else(|| f.code.clone()))
-                        .unwrap_or_else(|| "declined".into()),
-                    message: why.map(|f| f.message.clone()).unwrap_or_default(),
-                });
-            }
-            PaymentState::Pending => top_up.client_secret = charged.client_secret,
-            PaymentState::Succeeded | PaymentState::Canceled => {}
-        }
-        Ok(top_up)
+        Ok((self.read(charge.org_id, &id).await?, charged))
     }
 
     /// Refuses a top-up while the organisation has [`MAX_PENDING`] waiting for their card
@@ -402,7 +453,7 @@ impl Payments {
 }
 
 /// `pm_` and Stripe's id alphabet, at most 255 characters: anything else never reaches Stripe.
-fn is_payment_method_id(text: &str) -> bool {
+pub(super) fn is_payment_method_id(text: &str) -> bool {
     text.len() <= 255
         && text.strip_prefix("pm_").is_some_and(|rest| {
             !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')

@@ -290,14 +290,18 @@ async fn the_cli_pays_refunds_and_watches_the_balance(b: Backend) {
             iocloud(&refs).await
         }
     };
-    assert_eq!(
-        run(
-            &["billing", "top-up", "20", "--card", "pm_card_visa"],
-            &admin
+    // No saved card: the default one cannot be charged.
+    assert_eq!(run(&["billing", "top-up", "20"], &admin).await, 4);
+    let saved = app
+        .post(
+            "/v1/billing/cards",
+            Some(&s.access),
+            json!({"payment_method": "pm_card_visa"}),
         )
-        .await,
-        0
-    );
+        .await;
+    assert_eq!(saved.status, 201, "{}", saved.text);
+    assert_eq!(run(&["billing", "cards"], &reader).await, 0);
+    assert_eq!(run(&["billing", "top-up", "20"], &admin).await, 0);
     assert_eq!(balance(app, &s, "USD").await.0, units(20));
     // A read-only key may look, not pay; a declined card and a refused amount say so.
     assert_eq!(run(&["billing", "top-ups"], &reader).await, 0);

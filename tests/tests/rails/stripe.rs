@@ -142,6 +142,7 @@ async fn card_payments_and_their_signed_webhooks() {
         payment_method: Some("pm_card_visa".into()),
         confirm: true,
         metadata: metadata.clone(),
+        off_session: false,
     };
     let key = unique("topup");
     let paid = rail.create_payment_intent(&topup, &key).await.unwrap();

@@ -17,8 +17,11 @@ use std::time::Duration;
 
 use stripe::{ClientBuilder, RequestStrategy, StripeRequest};
 use stripe_core::customer::CreateCustomer;
-use stripe_core::payment_intent::{CreatePaymentIntent, ListPaymentIntent, RetrievePaymentIntent};
+use stripe_core::payment_intent::{
+    CreatePaymentIntent, CreatePaymentIntentOffSession, ListPaymentIntent, RetrievePaymentIntent,
+};
 use stripe_core::refund::{CreateRefund, RetrieveRefund};
+use stripe_payment::payment_method::{AttachPaymentMethod, DetachPaymentMethod};
 use stripe_types::{RangeBoundsTs, RangeQueryTs};
 use stripe_webhook::{Webhook, WebhookError};
 
@@ -142,6 +145,21 @@ pub struct NewPayment {
     pub confirm: bool,
     /// Our ids, given back in every event about this payment.
     pub metadata: HashMap<String, String>,
+    /// Charged while the cardholder is away (auto-reload on a saved card): Stripe then fails
+    /// it rather than ask the holder to authenticate.
+    pub off_session: bool,
+}
+
+/// A card saved under a customer, as the console lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedCard {
+    /// `pm_…`.
+    pub id: String,
+    /// `visa`, `mastercard`, …
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
 }
 
 /// Which PaymentIntents to list, newest first.
@@ -250,6 +268,9 @@ impl StripeRail {
         }
         if payment.confirm {
             request = request.confirm(true);
+        }
+        if payment.off_session {
+            request = request.off_session(CreatePaymentIntentOffSession::Bool(true));
         }
         if !payment.metadata.is_empty() {
             request = request.metadata(payment.metadata.clone());
@@ -376,6 +397,48 @@ impl StripeRail {
         })
         .await?;
         Ok(CardRefund::from(&refund))
+    }
+
+    /// Attaches a card (`pm_…`, made by the card form) to a customer: answers the card as
+    /// saved (Stripe may give a copy a new id). A card of another customer is refused.
+    pub async fn save_card(
+        &self,
+        payment_method: &str,
+        customer: &str,
+        idempotency_key: &str,
+    ) -> Result<SavedCard> {
+        let attached = retrying(|| async {
+            AttachPaymentMethod::new(payment_method)
+                .customer(customer)
+                .customize()
+                .request_strategy(idempotent(idempotency_key)?)
+                .send(&self.client)
+                .await
+                .map_err(failure)
+        })
+        .await?;
+        let card = attached.card.as_ref().ok_or_else(|| {
+            BillingError::InvalidAmount(format!("{payment_method} is not a card"))
+        })?;
+        Ok(SavedCard {
+            id: attached.id.as_str().to_string(),
+            brand: card.brand.clone(),
+            last4: card.last4.clone(),
+            exp_month: card.exp_month,
+            exp_year: card.exp_year,
+        })
+    }
+
+    /// Detaches a saved card from its customer: it can be charged no more.
+    pub async fn forget_card(&self, payment_method: &str) -> Result<()> {
+        retrying(|| async {
+            DetachPaymentMethod::new(payment_method)
+                .send(&self.client)
+                .await
+                .map_err(failure)
+        })
+        .await?;
+        Ok(())
     }
 
     /// A refund as it stands now, retried while Stripe is away.
