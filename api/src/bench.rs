@@ -27,6 +27,8 @@ pub enum BenchCommand {
     Heartbeats(crate::bench_heartbeats::HeartbeatArgs),
     /// Clusters created, run and terminated under load, beside a bare axum server.
     Clusters(crate::bench_clusters::ClusterArgs),
+    /// Card top-ups credited by signed Stripe webhooks over HTTP, beside plain ledger credits.
+    Webhooks(crate::bench_webhooks::WebhookArgs),
     /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
     IdleMemory(MemoryArgs),
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
@@ -97,6 +99,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Accrual(args) => crate::bench_ledger::accrual(args).await,
         BenchCommand::Heartbeats(args) => crate::bench_heartbeats::run(args).await,
         BenchCommand::Clusters(args) => crate::bench_clusters::run(args).await,
+        BenchCommand::Webhooks(args) => crate::bench_webhooks::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(

@@ -6,6 +6,7 @@ pub mod bench;
 mod bench_clusters;
 mod bench_heartbeats;
 mod bench_ledger;
+mod bench_webhooks;
 pub mod cli;
 pub mod config;
 pub mod ctl;

@@ -211,6 +211,14 @@ impl Payments {
     }
 }
 
+/// True when the organisation owes anything.
+pub(super) async fn owes_in(tx: &mut Tx, org: &OrgId) -> Result<bool> {
+    Ok(Ledger::balance_in(tx, &account(org, AccountKind::Debt))
+        .await?
+        .micros()
+        < 0)
+}
+
 /// Pays what the organisation owes from its available balance, as far as it goes, under
 /// `reference` (once). Called when new money arrives.
 pub(super) async fn pay_debt_in(tx: &mut Tx, org: &OrgId, reference: &str) -> Result<()> {

@@ -41,6 +41,36 @@ impl Settled {
     }
 }
 
+/// A payment's settlement decided, its top-up locked: done, or a credit still to post. A
+/// credit moves the Stripe clearing account, one row for every credit, locked from then until
+/// the commit; so a caller writes what else it has to before posting it, and after it only
+/// the top-up's row is written (it names the ledger transaction).
+pub(super) enum Step {
+    Done(Settled),
+    Credit(Credit),
+}
+
+/// A top-up to credit with what its payment brought.
+pub(super) struct Credit {
+    top_up_id: String,
+    org_id: String,
+    payment_intent: String,
+    payment_method: Option<String>,
+    received: Money,
+    /// The organisation owes money (a dispute): the credit pays it first.
+    owes: bool,
+}
+
+impl Step {
+    /// What the step will have done: [`Settled::outcome`] of its result.
+    pub(super) fn outcome(&self) -> &'static str {
+        match self {
+            Step::Done(settled) => settled.outcome(),
+            Step::Credit(_) => "credited",
+        }
+    }
+}
+
 impl Payments {
     /// [`settle_in`](Self::settle_in) in a transaction of its own.
     pub(super) async fn settle(&self, payment: &CardPayment) -> Result<Settled> {
@@ -52,11 +82,19 @@ impl Payments {
     }
 
     /// Applies `payment` to the top-up its metadata names (else the one that holds its id).
-    /// The top-up's row is locked first, so two callers settling the same payment take turns,
-    /// and the second finds the credit made.
     pub(super) async fn settle_in(&self, tx: &mut Tx, payment: &CardPayment) -> Result<Settled> {
+        match self.step_in(tx, payment).await? {
+            Step::Done(settled) => Ok(settled),
+            Step::Credit(credit) => credit.post_in(tx).await,
+        }
+    }
+
+    /// Decides what `payment` does to its top-up and does all of it but a credit. The
+    /// top-up's row is locked first, so two callers settling the same payment take turns, and
+    /// the second finds the credit made.
+    pub(super) async fn step_in(&self, tx: &mut Tx, payment: &CardPayment) -> Result<Step> {
         let Some(row) = locked_top_up(tx, payment).await? else {
-            return Ok(Settled::Ignored("no top-up of this platform"));
+            return Ok(Step::Done(Settled::Ignored("no top-up of this platform")));
         };
         if row
             .payment_intent_id
@@ -68,48 +106,38 @@ impl Payments {
                 .is_some_and(|org| org != &row.org_id)
         {
             tracing::error!(top_up = %row.id, payment = %payment.id, "a payment's metadata does not match its top-up");
-            return Ok(Settled::Ignored("the payment does not match its top-up"));
+            return Ok(Step::Done(Settled::Ignored(
+                "the payment does not match its top-up",
+            )));
         }
         let status = row.status()?;
         let top_up_id = row.id.clone();
         let now = now_micros();
-        match payment.state {
+        let done = match payment.state {
             PaymentState::Succeeded => {
                 if payment.currency != "usd" {
                     tracing::error!(top_up = %row.id, currency = %payment.currency, "a top-up paid in another currency");
-                    return Ok(Settled::Ignored("not paid in USD"));
+                    return Ok(Step::Done(Settled::Ignored("not paid in USD")));
                 }
                 let received =
                     Money::from_micros(payment.received_cents * MICROS_PER_CENT, Currency::Usd);
-                let org_id = OrgId::trusted(row.org_id.clone());
-                let posted =
-                    post_in(tx, &card_credit(&org_id, &payment.id, received, &row.id)?).await?;
                 if status == TopUpStatus::Succeeded {
-                    return Ok(Settled::AlreadyCredited { top_up_id });
+                    // Posted again only to be refused if it differs from the credit made.
+                    let org_id = OrgId::trusted(row.org_id.clone());
+                    post_in(tx, &card_credit(&org_id, &payment.id, received, &row.id)?).await?;
+                    return Ok(Step::Done(Settled::AlreadyCredited { top_up_id }));
                 }
-                // New money pays what the organisation owes first.
-                super::disputes::pay_debt_in(tx, &org_id, &row.id).await?;
-                tx_run!(tx, |c| sqlx::query(
-                    "UPDATE top_ups SET status = 'succeeded', received = $1, payment_intent_id = $2, \
-                     payment_method = COALESCE($3, payment_method), transaction_id = $4, \
-                     failure_code = NULL, failure_message = NULL, succeeded_at = $5, updated_at = $5 \
-                     WHERE id = $6"
-                )
-                .bind(received.micros())
-                .bind(&payment.id)
-                .bind(&payment.payment_method)
-                .bind(&posted.transaction_id)
-                .bind(now)
-                .bind(&row.id)
-                .execute(c)
-                .await
-                .map(|_| ()))
-                .map_err(DbError::from)?;
-                Ok(Settled::Credited {
+                // Read before the clearing account is locked: nearly nobody owes anything.
+                let org_id = OrgId::trusted(row.org_id.clone());
+                let owes = super::disputes::owes_in(tx, &org_id).await?;
+                return Ok(Step::Credit(Credit {
+                    owes,
                     top_up_id,
                     org_id: row.org_id,
-                    transaction_id: posted.transaction_id,
-                })
+                    payment_intent: payment.id.clone(),
+                    payment_method: payment.payment_method.clone(),
+                    received,
+                }));
             }
             PaymentState::Failed | PaymentState::Canceled => {
                 let to = if payment.state == PaymentState::Failed {
@@ -118,7 +146,7 @@ impl Payments {
                     TopUpStatus::Canceled
                 };
                 if !status.can_become(to) {
-                    return Ok(Settled::Ignored("the top-up has moved past it"));
+                    return Ok(Step::Done(Settled::Ignored("the top-up has moved past it")));
                 }
                 let failure = payment.failure.as_ref();
                 tx_run!(tx, |c| sqlx::query(
@@ -135,11 +163,11 @@ impl Payments {
                 .await
                 .map(|_| ()))
                 .map_err(DbError::from)?;
-                Ok(Settled::Recorded { top_up_id })
+                Settled::Recorded { top_up_id }
             }
             PaymentState::Pending => {
                 if row.payment_intent_id.is_some() {
-                    return Ok(Settled::Ignored("nothing new"));
+                    return Ok(Step::Done(Settled::Ignored("nothing new")));
                 }
                 tx_run!(tx, |c| sqlx::query(
                     "UPDATE top_ups SET payment_intent_id = $1, updated_at = $2 WHERE id = $3"
@@ -151,9 +179,10 @@ impl Payments {
                 .await
                 .map(|_| ()))
                 .map_err(DbError::from)?;
-                Ok(Settled::Recorded { top_up_id })
+                Settled::Recorded { top_up_id }
             }
-        }
+        };
+        Ok(Step::Done(done))
     }
 
     /// Writes a credit to the audit log, as Stripe's doing (a member's own request is
@@ -178,6 +207,53 @@ impl Payments {
         if let Err(e) = self.audit.record(event).await {
             tracing::warn!(error = %e, "could not audit a card credit");
         }
+    }
+}
+
+impl Credit {
+    /// Posts the credit and marks its top-up succeeded.
+    pub(super) async fn post_in(self, tx: &mut Tx) -> Result<Settled> {
+        let Credit {
+            top_up_id,
+            org_id,
+            payment_intent,
+            payment_method,
+            received,
+            owes,
+        } = self;
+        let credit = card_credit(
+            &OrgId::trusted(org_id.clone()),
+            &payment_intent,
+            received,
+            &top_up_id,
+        )?;
+        let posted = post_in(tx, &credit).await?;
+        if owes {
+            // New money pays what the organisation owes first.
+            super::disputes::pay_debt_in(tx, &OrgId::trusted(org_id.clone()), &top_up_id).await?;
+        }
+        let now = now_micros();
+        tx_run!(tx, |c| sqlx::query(
+            "UPDATE top_ups SET status = 'succeeded', received = $1, payment_intent_id = $2, \
+             payment_method = COALESCE($3, payment_method), transaction_id = $4, \
+             failure_code = NULL, failure_message = NULL, succeeded_at = $5, updated_at = $5 \
+             WHERE id = $6"
+        )
+        .bind(received.micros())
+        .bind(&payment_intent)
+        .bind(&payment_method)
+        .bind(&posted.transaction_id)
+        .bind(now)
+        .bind(&top_up_id)
+        .execute(c)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::from)?;
+        Ok(Settled::Credited {
+            top_up_id,
+            org_id,
+            transaction_id: posted.transaction_id,
+        })
     }
 }
 

@@ -4,10 +4,11 @@
 
 use iocloud_billing::rails::stripe::WebhookNews;
 use iocloud_db::time::now_micros;
-use iocloud_db::{DbError, tx_run};
+use iocloud_db::{DbError, Engine, Tx, tx_run};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::settle::Step;
 use super::{Payments, Settled};
 use crate::{Error, Result};
 
@@ -59,12 +60,12 @@ impl Payments {
                 outcome: "replayed",
             });
         }
-        let settled = if let Some(payment) = &news.payment {
-            self.settle_in(&mut tx, payment).await?
+        let step = if let Some(payment) = &news.payment {
+            self.step_in(&mut tx, payment).await?
         } else if let Some(dispute) = &news.dispute {
-            self.dispute_in(&mut tx, dispute).await?
+            Step::Done(self.dispute_in(&mut tx, dispute).await?)
         } else if let Some(refund) = &news.refund {
-            match self.refund_news_in(&mut tx, refund).await? {
+            Step::Done(match self.refund_news_in(&mut tx, refund).await? {
                 true => Settled::Recorded {
                     top_up_id: refund
                         .metadata
@@ -73,28 +74,71 @@ impl Payments {
                         .unwrap_or_default(),
                 },
                 false => Settled::Ignored("a refund that is no part of ours"),
-            }
+            })
         } else {
-            Settled::Ignored("an event type the platform does not act on")
+            Step::Done(Settled::Ignored(
+                "an event type the platform does not act on",
+            ))
         };
-        if let Settled::Ignored(why) = &settled {
+        if let Step::Done(Settled::Ignored(why)) = &step {
             tracing::info!(event = %news.id, kind = %news.kind, why, "stripe event stored, nothing to do");
         } else {
             tx_run!(&mut tx, |c| sqlx::query(
                 "UPDATE stripe_events SET outcome = $1 WHERE id = $2"
             )
-            .bind(settled.outcome())
+            .bind(step.outcome())
             .bind(&news.id)
             .execute(c)
             .await
             .map(|_| ()))
             .map_err(DbError::from)?;
         }
-        tx.commit().await?;
+        let settled = match step {
+            Step::Done(settled) => {
+                tx.commit().await?;
+                settled
+            }
+            Step::Credit(credit) => {
+                commit_without_waiting(&mut tx).await?;
+                let _turn = CREDITING
+                    .acquire()
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let settled = credit.post_in(&mut tx).await?;
+                tx.commit().await?;
+                settled
+            }
+        };
         self.audit_credit(&settled).await;
         Ok(WebhookReceipt {
             event_id: news.id.clone(),
             outcome: settled.outcome(),
         })
     }
+}
+
+/// Webhook credits of this process post two at a time, in the order they came. Every credit
+/// moves the clearing account's one row, which one transaction at a time holds until its
+/// commit; queued in the database for it instead, each commit wakes every waiter and all but
+/// one wait again, which slows the holder and leaves the unlucky waiting longest. The second
+/// in turn claims its ledger transaction while the first holds the row.
+static CREDITING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Postgres: this transaction's commit returns before its log is flushed. A credit moves the
+/// Stripe clearing account, one row for every credit, and a commit that waits for its flush
+/// keeps that row locked until the disk answers, so each credit would wait for the flush of
+/// the one before. Stripe is still answered only once the credit is on disk: the credit's
+/// audit row is written next, in a commit that does wait, and the log is flushed in order, so
+/// that flush covers the credit too. Should the database stop before it, no answer went out,
+/// and Stripe sends the event again, which finds it new (its row went with the credit); the
+/// missed-webhook pass, besides, asks Stripe about every payment not credited.
+async fn commit_without_waiting(tx: &mut Tx) -> Result<()> {
+    if tx.engine() == Engine::Postgres {
+        tx_run!(tx, |c| sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(c)
+            .await
+            .map(|_| ()))
+        .map_err(DbError::from)?;
+    }
+    Ok(())
 }
