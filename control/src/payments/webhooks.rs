@@ -2,7 +2,7 @@
 //! id, in one transaction with what it does: the row that says it was seen commits with the
 //! credit, or neither does and Stripe's retry finds it new.
 
-use iocloud_billing::rails::stripe::WebhookNews;
+use iocloud_billing::rails::stripe::{PaymentState, WebhookNews};
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Engine, Tx, tx_run};
 use serde::Serialize;
@@ -39,14 +39,22 @@ impl Payments {
     }
 
     async fn handle(&self, news: &WebhookNews, body: &str) -> Result<WebhookReceipt> {
+        // Claimed with the outcome its kind usually has, corrected below when it has another:
+        // one statement fewer for nearly every event.
+        let expected = match news.payment.as_ref().map(|p| p.state) {
+            Some(PaymentState::Succeeded) => "credited",
+            Some(_) => "recorded",
+            None => "ignored",
+        };
         let mut tx = self.db.begin().await?;
         let claimed = tx_run!(&mut tx, |c| sqlx::query(
             "INSERT INTO stripe_events (id, type, object_id, outcome, payload, created, received_at) \
-             VALUES ($1, $2, $3, 'ignored', $4, $5, $6) ON CONFLICT (id) DO NOTHING"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
         )
         .bind(&news.id)
         .bind(&news.kind)
         .bind(&news.object_id)
+        .bind(expected)
         .bind(body)
         .bind(news.created)
         .bind(now_micros())
@@ -68,7 +76,8 @@ impl Payments {
         };
         if let Step::Done(Settled::Ignored(why)) = &step {
             tracing::info!(event = %news.id, kind = %news.kind, why, "stripe event stored, nothing to do");
-        } else {
+        }
+        if step.outcome() != expected {
             tx_run!(&mut tx, |c| sqlx::query(
                 "UPDATE stripe_events SET outcome = $1 WHERE id = $2"
             )
