@@ -76,6 +76,12 @@ pub struct Payments {
     rail: Option<Arc<StripeRail>>,
     publishable_key: Option<String>,
     limits: TopUpLimits,
+    /// Webhook credits of this replica post two at a time, in the order they came. Every credit
+    /// moves the clearing account's one row, which one transaction at a time holds until its
+    /// commit; queued in the database for it instead, each commit wakes every waiter and all but
+    /// one wait again, which slows the holder and leaves the unlucky waiting longest. The second
+    /// in turn claims its ledger transaction while the first holds the row.
+    crediting: Arc<tokio::sync::Semaphore>,
 }
 
 impl Payments {
@@ -99,6 +105,7 @@ impl Payments {
             rail,
             publishable_key: stripe.and_then(|s| s.publishable_key.clone()),
             limits,
+            crediting: Arc::new(tokio::sync::Semaphore::new(2)),
         })
     }
 

@@ -2,7 +2,7 @@
 //! id, in one transaction with what it does: the row that says it was seen commits with the
 //! credit, or neither does and Stripe's retry finds it new.
 
-use iocloud_billing::rails::stripe::WebhookNews;
+use iocloud_billing::rails::stripe::{PaymentState, WebhookNews};
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Engine, Tx, tx_run};
 use serde::Serialize;
@@ -39,14 +39,22 @@ impl Payments {
     }
 
     async fn handle(&self, news: &WebhookNews, body: &str) -> Result<WebhookReceipt> {
+        // Claimed with the outcome its kind usually has, corrected below when it has another:
+        // one statement fewer for nearly every event.
+        let expected = match news.payment.as_ref().map(|p| p.state) {
+            Some(PaymentState::Succeeded) => "credited",
+            Some(_) => "recorded",
+            None => "ignored",
+        };
         let mut tx = self.db.begin().await?;
         let claimed = tx_run!(&mut tx, |c| sqlx::query(
             "INSERT INTO stripe_events (id, type, object_id, outcome, payload, created, received_at) \
-             VALUES ($1, $2, $3, 'ignored', $4, $5, $6) ON CONFLICT (id) DO NOTHING"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING"
         )
         .bind(&news.id)
         .bind(&news.kind)
         .bind(&news.object_id)
+        .bind(expected)
         .bind(body)
         .bind(news.created)
         .bind(now_micros())
@@ -82,7 +90,8 @@ impl Payments {
         };
         if let Step::Done(Settled::Ignored(why)) = &step {
             tracing::info!(event = %news.id, kind = %news.kind, why, "stripe event stored, nothing to do");
-        } else {
+        }
+        if step.outcome() != expected {
             tx_run!(&mut tx, |c| sqlx::query(
                 "UPDATE stripe_events SET outcome = $1 WHERE id = $2"
             )
@@ -100,7 +109,8 @@ impl Payments {
             }
             Step::Credit(credit) => {
                 commit_without_waiting(&mut tx).await?;
-                let _turn = CREDITING
+                let _turn = self
+                    .crediting
                     .acquire()
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))?;
@@ -116,13 +126,6 @@ impl Payments {
         })
     }
 }
-
-/// Webhook credits of this process post two at a time, in the order they came. Every credit
-/// moves the clearing account's one row, which one transaction at a time holds until its
-/// commit; queued in the database for it instead, each commit wakes every waiter and all but
-/// one wait again, which slows the holder and leaves the unlucky waiting longest. The second
-/// in turn claims its ledger transaction while the first holds the row.
-static CREDITING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// Postgres: this transaction's commit returns before its log is flushed. A credit moves the
 /// Stripe clearing account, one row for every credit, and a commit that waits for its flush
