@@ -57,6 +57,16 @@ struct AlertRow {
     notified_at: Option<i64>,
 }
 
+#[derive(sqlx::FromRow)]
+struct AlertWithBalance {
+    org_id: String,
+    currency: String,
+    threshold: i64,
+    below: bool,
+    notified_at: Option<i64>,
+    available: i64,
+}
+
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AlertPass {
@@ -155,27 +165,25 @@ impl Billing {
 
     /// One pass over every alert (see the module's documentation).
     pub async fn check_balance_alerts(&self) -> Result<AlertPass> {
-        let rows: Vec<AlertRow> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT org_id, currency, threshold, below, notified_at FROM balance_alerts"
+        // Each alert beside its available balance, in one read (the account's id is derived
+        // from its owner, kind and currency, as `AccountRef::id` writes it).
+        let rows: Vec<(AlertRow, i64)> = db_run!(&self.db, |p| sqlx::query_as::<_, AlertWithBalance>(
+            "SELECT a.org_id, a.currency, a.threshold, a.below, a.notified_at, COALESCE(l.balance, 0) AS available \
+             FROM balance_alerts a LEFT JOIN ledger_accounts l \
+             ON l.id = 'acc_' || a.org_id || '_available_' || lower(a.currency)"
         )
         .fetch_all(p)
         .await)
-        .map_err(DbError::from)?;
+        .map_err(DbError::from)?
+        .into_iter()
+        .map(|r| (AlertRow { org_id: r.org_id, currency: r.currency, threshold: r.threshold, below: r.below, notified_at: r.notified_at }, r.available))
+        .collect();
         let mut pass = AlertPass::default();
-        for row in rows {
+        for (row, available) in rows {
             let Some(currency) = Currency::parse(&row.currency) else {
                 Error::corrupt("balance_alerts.currency", &row.currency);
                 continue;
             };
-            let available = self
-                .ledger
-                .balance(&AccountRef::org(
-                    &row.org_id,
-                    AccountKind::Available,
-                    currency,
-                ))
-                .await?
-                .micros();
             let under = available < row.threshold;
             if under == row.below {
                 continue;
