@@ -413,3 +413,48 @@ async fn scratch_databases() -> Vec<ScratchDb> {
     }
     dbs
 }
+
+/// Writers racing on the first use of an account that may go negative (here an organisation's
+/// debt) all post: whichever creates it, the others find it and move on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_use_of_an_account_races_cleanly() {
+    for scratch in scratch_databases().await {
+        let ledger = Arc::new(ledger_on(&scratch).await);
+        for round in 0..20 {
+            let org = format!("org_first_use_{round}");
+            let writers = (0..8).map(|w| {
+                let ledger = ledger.clone();
+                let org = org.clone();
+                tokio::spawn(async move {
+                    let t = NewTransaction {
+                        external_ref: format!("first-use-{round}-{w}"),
+                        kind: TransactionKind::Dispute,
+                        org_id: Some(org.clone()),
+                        memo: "first use".into(),
+                        postings: Posting::transfer(
+                            AccountRef::org(&org, AccountKind::Debt, Currency::Usd),
+                            AccountRef::org(&org, AccountKind::Available, Currency::Usd),
+                            Money::from_micros(1_000_000, Currency::Usd),
+                        )
+                        .unwrap()
+                        .to_vec(),
+                    };
+                    ledger.post(&t).await
+                })
+            });
+            for writer in futures::future::join_all(writers).await {
+                writer.unwrap().unwrap();
+            }
+            let available = ledger
+                .balance(&AccountRef::org(
+                    &org,
+                    AccountKind::Available,
+                    Currency::Usd,
+                ))
+                .await
+                .unwrap();
+            assert_eq!(available.micros(), 8_000_000, "{}", scratch.url);
+        }
+        assert!(ledger.verify().await.unwrap().is_balanced());
+    }
+}

@@ -85,12 +85,20 @@ impl CardApp {
     /// What the console's card form does with a top-up's client secret: confirms its
     /// PaymentIntent with a card (`pm_card_visa`, `pm_card_chargeDeclined`).
     pub async fn confirm_in_browser(&self, payment_intent: &str, card: &str) -> Value {
+        self.confirm(&format!("payment_intents/{payment_intent}"), card)
+            .await
+    }
+
+    /// What the card form does to save a card: confirms its SetupIntent (`seti_…`) with one.
+    pub async fn confirm_setup_in_browser(&self, setup_intent: &str, card: &str) -> Value {
+        self.confirm(&format!("setup_intents/{setup_intent}"), card)
+            .await
+    }
+
+    async fn confirm(&self, intent: &str, card: &str) -> Value {
         let answer = self
             .http
-            .post(format!(
-                "{}/v1/payment_intents/{payment_intent}/confirm",
-                self.stripe
-            ))
+            .post(format!("{}/v1/{intent}/confirm", self.stripe))
             .basic_auth(STRIPE_KEY, Some(""))
             .form(&[("payment_method", card)])
             .send()

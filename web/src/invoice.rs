@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::printable::{document, esc};
+
 /// What the page shows; the API's invoice converts into it, so `web` needs no domain types.
 pub struct InvoiceView<'a> {
     pub organization: &'a str,
@@ -11,14 +13,6 @@ pub struct InvoiceView<'a> {
     pub lines: Vec<[&'a str; 6]>,
     /// (currency, amount, unpaid)
     pub totals: Vec<[&'a str; 3]>,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 pub fn render_view(v: &InvoiceView<'_>) -> String {
@@ -52,17 +46,17 @@ pub fn render_view(v: &InvoiceView<'_>) -> String {
             esc(t[0])
         );
     }
-    format!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>IO Cloud invoice {month} — {org}</title>\
-<style>body{{font:14px system-ui,sans-serif;margin:40px;color:#1b1f2a}}h1{{font-size:22px}}table{{border-collapse:collapse;width:100%;margin-top:16px}}\
-td,th{{border-bottom:1px solid #dde;padding:6px 8px;text-align:left}}.n{{text-align:right;font-variant-numeric:tabular-nums}}\
-@media print{{body{{margin:0}}}}</style></head><body><h1>IO Cloud — invoice {month}</h1>\
-<p>{org} ({org_id})</p><table><thead><tr><th>Cluster</th><th class=n>GPU-hours</th><th class=n>Rate per GPU-hour</th><th class=n>Amount</th><th class=n>Unpaid</th></tr></thead>\
+    document(
+        &format!("IO Cloud invoice {} — {}", v.month, v.organization),
+        &format!(
+            "<h1>IO Cloud — invoice {month}</h1><p>{org} ({org_id})</p><table><thead><tr><th>Cluster</th>\
+<th class=n>GPU-hours</th><th class=n>Rate per GPU-hour</th><th class=n>Amount</th><th class=n>Unpaid</th></tr></thead>\
 <tbody>{rows}</tbody></table><table>{totals}</table><p>Amounts are exact to the micro-unit; usage is charged per second of running, \
-never for time a node was down.</p></body></html>",
-        month = esc(v.month),
-        org = esc(v.organization),
-        org_id = esc(v.org_id),
+never for time a node was down.</p>",
+            month = esc(v.month),
+            org = esc(v.organization),
+            org_id = esc(v.org_id),
+        ),
     )
 }
 

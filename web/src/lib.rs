@@ -7,6 +7,8 @@ use axum::response::{Html, IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 pub mod invoice;
+mod printable;
+pub mod receipt;
 
 #[derive(RustEmbed)]
 #[folder = "assets/"]

@@ -31,6 +31,8 @@ enum BillingCommand {
     Cards,
     /// The organisation's card top-ups.
     TopUps,
+    /// The receipt of a paid top-up (`top_…`).
+    Receipt { top_up: String },
     /// Refund unused card credit to the cards it came from (all that is refundable when no
     /// amount is given).
     Refund { amount: Option<String> },
@@ -123,6 +125,28 @@ pub async fn run(a: BillingArgs) -> CtlResult<i32> {
                 }
             }
             Value::from(items)
+        }
+        BillingCommand::Receipt { top_up } => {
+            let r = client
+                .get(&format!("/v1/billing/top-ups/{}/receipt", seg(&top_up)))
+                .await?;
+            if !json {
+                let card = match r["card"].as_object() {
+                    Some(c) => format!("{} ···· {}", text(&c["brand"]), text(&c["last4"])),
+                    None => "card".into(),
+                };
+                println!(
+                    "Receipt {}  {}\nPaid {} USD on {} with {}\nReference {}\nRefunded {} USD",
+                    text(&r["number"]),
+                    text(&r["organization"]),
+                    text(&r["amount"]),
+                    text(&r["paid_at"]),
+                    card,
+                    text(&r["payment_reference"]),
+                    text(&r["refunded"])
+                );
+            }
+            r
         }
         BillingCommand::Refund { amount } => {
             let body = match amount {

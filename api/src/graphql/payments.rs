@@ -5,8 +5,8 @@ use async_graphql::{Context, Object};
 use iocloud_control::Page;
 use iocloud_control::billing::alerts::{BalanceAlert, BalanceAlertRequest};
 use iocloud_control::payments::{
-    AutoReload, AutoReloadRequest, Card, CardRequest, Refund, RefundRequest, Refundable, TopUp,
-    TopUpRequest,
+    AutoReload, AutoReloadRequest, Card, CardRequest, CardSetup, Receipt, Refund, RefundRequest,
+    Refundable, TopUp, TopUpRequest,
 };
 
 use super::schema::{actor, control, gql_error, list_cost, page};
@@ -84,6 +84,24 @@ impl PaymentsQuery {
             .map_err(gql_error)
     }
 
+    /// One refund of the organisation, with its parts.
+    async fn refund(&self, ctx: &Context<'_>, id: String) -> GqlResult<Refund> {
+        control(ctx)
+            .payments
+            .get_refund(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The receipt of a paid top-up (as `GET /v1/billing/top-ups/{id}/receipt`).
+    async fn receipt(&self, ctx: &Context<'_>, top_up_id: String) -> GqlResult<Receipt> {
+        control(ctx)
+            .payments
+            .receipt(actor(ctx)?, &top_up_id)
+            .await
+            .map_err(gql_error)
+    }
+
     /// One card top-up of the organisation.
     async fn top_up(&self, ctx: &Context<'_>, id: String) -> GqlResult<TopUp> {
         control(ctx)
@@ -121,6 +139,45 @@ impl PaymentsMutation {
             .set_balance_alert(actor(ctx)?, &input)
             .await
             .map_err(gql_error)
+    }
+
+    /// Opens a card form (as `POST /v1/billing/cards/setup`): Stripe.js confirms it with the
+    /// client secret, then `saveCard` saves it by `setupIntent`.
+    async fn start_card_setup(&self, ctx: &Context<'_>) -> GqlResult<CardSetup> {
+        control(ctx)
+            .payments
+            .start_card_setup(actor(ctx)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// Makes a saved card the default (as `POST /v1/billing/cards/{id}/default`).
+    async fn set_default_card(&self, ctx: &Context<'_>, id: String) -> GqlResult<Card> {
+        control(ctx)
+            .payments
+            .set_default_card(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// Removes a saved card (as `DELETE /v1/billing/cards/{id}`); true once it is gone.
+    async fn remove_card(&self, ctx: &Context<'_>, id: String) -> GqlResult<bool> {
+        control(ctx)
+            .payments
+            .remove_card(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)?;
+        Ok(true)
+    }
+
+    /// Removes the low-balance alert of a currency (as `DELETE /v1/billing/low-balance/{currency}`).
+    async fn remove_balance_alert(&self, ctx: &Context<'_>, currency: String) -> GqlResult<bool> {
+        control(ctx)
+            .billing
+            .remove_balance_alert(actor(ctx)?, &currency)
+            .await
+            .map_err(gql_error)?;
+        Ok(true)
     }
 
     /// Saves a card the card form made (as `POST /v1/billing/cards`).

@@ -5,12 +5,12 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use iocloud_control::Page;
 use iocloud_control::billing::alerts::{BalanceAlert, BalanceAlertRequest};
 use iocloud_control::payments::{
-    AutoReload, AutoReloadRequest, Card, CardRequest, Refund, RefundRequest, Refundable, TopUp,
-    TopUpRequest, WebhookReceipt,
+    AutoReload, AutoReloadRequest, Card, CardRequest, CardSetup, Receipt, Refund, RefundRequest,
+    Refundable, TopUp, TopUpRequest, WebhookReceipt,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -18,12 +18,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::error::{ApiResult, Problem};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, ListParams};
+use crate::rest::usage::{InvoiceParams, json_or_page};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_top_up, list_top_ups))
         .routes(routes!(get_top_up))
+        .routes(routes!(top_up_receipt))
         .routes(routes!(card_settings))
         .routes(routes!(create_refund, list_refunds))
         .routes(routes!(get_refund))
@@ -31,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(balance_alerts, set_balance_alert))
         .routes(routes!(remove_balance_alert))
         .routes(routes!(list_cards, save_card))
+        .routes(routes!(start_card_setup))
         .routes(routes!(remove_card))
         .routes(routes!(default_card))
         .routes(routes!(get_auto_reload, set_auto_reload))
@@ -77,6 +80,59 @@ async fn get_top_up(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<TopUp>> {
     Ok(Json(s.control.payments.get_top_up(&actor, &id).await?))
+}
+
+/// The receipt of a paid top-up: amount, date, card (brand and last four digits) and Stripe's
+/// reference, with what was refunded since. `?format=html` gives a printable page. A top-up
+/// not paid yet answers 409 `invalid_state`.
+#[utoipa::path(get, path = "/v1/billing/top-ups/{id}/receipt", tag = "billing", params(InvoiceParams),
+    responses((status = 200, description = "The receipt; with `format=html`, a printable page", content((Receipt = "application/json"), (String = "text/html"))),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn top_up_receipt(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<InvoiceParams>,
+) -> ApiResult<Response> {
+    let receipt = s.control.payments.receipt(&actor, &id).await?;
+    json_or_page(q.format.as_deref(), receipt, printable_receipt)
+}
+
+fn printable_receipt(r: &Receipt) -> String {
+    let paid_at = r.paid_at.to_rfc3339();
+    let times: Vec<String> = r
+        .refunds
+        .iter()
+        .map(|x| x.created_at.to_rfc3339())
+        .collect();
+    let refunds = r
+        .refunds
+        .iter()
+        .zip(&times)
+        .map(|(x, at)| {
+            [
+                x.refund_id.as_str(),
+                x.amount.as_str(),
+                x.status.as_str(),
+                at.as_str(),
+            ]
+        })
+        .collect();
+    iocloud_web::receipt::render_view(&iocloud_web::receipt::ReceiptView {
+        number: &r.number,
+        organization: &r.organization,
+        org_id: &r.org_id,
+        amount: &r.amount,
+        currency: r.currency.code(),
+        paid_at: &paid_at,
+        card: r
+            .card
+            .as_ref()
+            .map(|c| (c.brand.as_str(), c.last4.as_str())),
+        payment_reference: &r.payment_reference,
+        refunded: &r.refunded,
+        refunds,
+    })
 }
 
 /// Refund unused card credit to the cards it came from, newest payment first (role `billing`
@@ -173,11 +229,25 @@ async fn list_cards(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<J
     Ok(Json(s.control.payments.cards(&actor).await?))
 }
 
-/// Save a card the console's card form made (`pm_…`): attached to the organisation's Stripe
-/// customer; the first card saved is the default.
+/// Open a card form: a Stripe SetupIntent for the organisation, whose client secret Stripe.js
+/// confirms (3-D Secure included); then save the card with its `setup_intent`.
+#[utoipa::path(post, path = "/v1/billing/cards/setup", tag = "billing",
+    responses((status = 201, body = CardSetup), (status = 403, body = Problem), (status = 503, body = Problem)))]
+async fn start_card_setup(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<impl IntoResponse> {
+    let setup = s.control.payments.start_card_setup(&actor).await?;
+    Ok((StatusCode::CREATED, Json(setup)))
+}
+
+/// Save a card: the card form's confirmed `setup_intent` (`seti_…`), or a `payment_method`
+/// (`pm_…`) made with Stripe.js. Attached to the organisation's Stripe customer; the first
+/// card saved is the default. Another organisation's card form answers 404; one not yet
+/// confirmed, 409 `invalid_state`.
 #[utoipa::path(post, path = "/v1/billing/cards", tag = "billing", request_body = CardRequest,
     responses((status = 201, body = Card), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 422, body = Problem), (status = 503, body = Problem)))]
+        (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 async fn save_card(
     State(s): State<AppState>,
     Auth(actor): Auth,

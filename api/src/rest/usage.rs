@@ -163,9 +163,18 @@ async fn invoice(
     ApiQuery(q): ApiQuery<InvoiceParams>,
 ) -> ApiResult<Response> {
     let invoice = s.control.billing.invoice(&actor, &month).await?;
-    Ok(match q.format.as_deref() {
-        None | Some("json") => Json(invoice).into_response(),
-        Some("html") => Html(printable(&invoice)).into_response(),
+    json_or_page(q.format.as_deref(), invoice, printable)
+}
+
+/// A document as JSON (the default) or, with `format=html`, as its printable page.
+pub(crate) fn json_or_page<T: Serialize>(
+    format: Option<&str>,
+    document: T,
+    page: impl FnOnce(&T) -> String,
+) -> ApiResult<Response> {
+    Ok(match format {
+        None | Some("json") => Json(document).into_response(),
+        Some("html") => Html(page(&document)).into_response(),
         Some(_) => {
             return Err(iocloud_control::Error::validation("format", "use json or html").into());
         }

@@ -330,47 +330,64 @@ async fn move_balance(
     amount: i64,
     now: i64,
 ) -> Result<()> {
-    if add_to_balance(tx, account_id, amount).await? {
-        return Ok(());
-    }
-    let balance: Option<i64> = tx_run!(tx, |c| {
-        sqlx::query_scalar("SELECT balance FROM ledger_accounts WHERE id = $1")
-            .bind(account_id)
-            .fetch_optional(c)
-            .await
-    })?;
-    let balance = match balance {
-        Some(b) => b,
-        None => {
-            // First use: create it (another writer may have just done so) and try again.
-            // `ON CONFLICT` names no column: the id and (owner, kind, currency) are both unique
-            // and say the same, and a writer racing on the same account may trip either first.
-            tx_run!(tx, |c| {
-                sqlx::query(
-                    "INSERT INTO ledger_accounts (id, owner, kind, currency, balance, allow_negative, created_at) \
-                     VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(account_id)
-                .bind(&account.owner)
-                .bind(account.kind.as_str())
-                .bind(account.currency.code())
-                .bind(account.kind.allows_negative())
-                .bind(now)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-            })?;
-            if add_to_balance(tx, account_id, amount).await? {
-                return Ok(());
-            }
-            0
+    // The conditional update fails both when the account would be overdrawn and when it does
+    // not exist yet. Reading it tells which; a writer that created it between the update and
+    // the read (its first use, racing ours) is why the update is tried again rather than the
+    // read taken as the verdict. Three rounds cover create-then-update; a fourth would mean
+    // the account keeps changing under us, and the answer is the balance last read.
+    let mut balance = 0;
+    for _ in 0..3 {
+        if add_to_balance(tx, account_id, amount).await? {
+            return Ok(());
         }
-    };
+        let row: Option<(i64, bool)> = tx_run!(tx, |c| {
+            sqlx::query_as("SELECT balance, allow_negative FROM ledger_accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_optional(c)
+                .await
+        })?;
+        match row {
+            Some((current, allow_negative)) => {
+                if !allow_negative && current + amount < 0 {
+                    balance = current;
+                    break;
+                }
+            }
+            None => create_account(tx, account_id, account, now).await?,
+        }
+    }
     Err(BillingError::InsufficientFunds {
         account: account_id.to_string(),
         currency: account.currency,
         needed: Money::from_micros(-(balance + amount), account.currency).to_decimal(),
     })
+}
+
+/// Creates an account on its first use; a no-op when another writer just did.
+async fn create_account(
+    tx: &mut Tx,
+    account_id: &str,
+    account: &AccountRef,
+    now: i64,
+) -> Result<()> {
+    // `ON CONFLICT` names no column: the id and (owner, kind, currency) are both unique and
+    // say the same, and a writer racing on the same account may trip either first.
+    tx_run!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO ledger_accounts (id, owner, kind, currency, balance, allow_negative, created_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(&account.owner)
+        .bind(account.kind.as_str())
+        .bind(account.currency.code())
+        .bind(account.kind.allows_negative())
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|_| ())
+    })?;
+    Ok(())
 }
 
 /// The conditional update; false when the account is missing or would be overdrawn.

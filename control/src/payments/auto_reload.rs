@@ -211,14 +211,39 @@ impl Payments {
                 created_by: None,
                 off_session: true,
             };
-            let outcome = match rail_charge(self, rail, &charge).await {
-                Ok(PaymentState::Failed) => Some("the card was declined".to_string()),
-                Ok(_) => None,
-                Err(e) => Some(e.to_string()),
+            let (top_up, outcome) = match rail_charge(self, rail, &charge).await {
+                Ok((top_up, PaymentState::Failed)) => {
+                    (Some(top_up), Some("the card was declined".to_string()))
+                }
+                Ok((top_up, _)) => (Some(top_up), None),
+                Err(e) => (None, Some(e.to_string())),
             };
             self.reload_done(&org, &claim, outcome.as_deref()).await?;
+            self.audit_reload(&org, top_up, outcome.is_none()).await;
         }
         Ok(started)
+    }
+
+    /// Writes the charge to the audit log: nobody asked for it, so no request audits it.
+    async fn audit_reload(&self, org: &OrgId, top_up: Option<String>, charged: bool) {
+        let event = crate::audit::NewAuditEvent {
+            org_id: Some(org.to_string()),
+            actor_type: "auto_reload",
+            actor_id: None,
+            action: if charged {
+                "auto-reload charged the default card"
+            } else {
+                "auto-reload could not charge the default card"
+            }
+            .into(),
+            target: top_up,
+            status: if charged { 200 } else { 402 },
+            request_id: String::new(),
+            ip: None,
+        };
+        if let Err(e) = self.audit.record(event).await {
+            tracing::warn!(error = %e, "could not audit an auto-reload charge");
+        }
     }
 
     /// Ends a claimed reload: success starts the decline count again; a failure counts, is
@@ -325,14 +350,15 @@ impl Payments {
     }
 }
 
-/// Charges and answers the payment's state (a decline is a state here, not an error).
+/// Charges and answers the top-up and its payment's state (a decline is a state here, not
+/// an error).
 async fn rail_charge(
     payments: &Payments,
     rail: &iocloud_billing::rails::stripe::StripeRail,
     charge: &Charge<'_>,
-) -> Result<PaymentState> {
-    let (_, charged) = payments.charge(rail, charge).await?;
-    Ok(charged.state)
+) -> Result<(String, PaymentState)> {
+    let (top_up, charged) = payments.charge(rail, charge).await?;
+    Ok((top_up.id, charged.state))
 }
 
 impl Payments {

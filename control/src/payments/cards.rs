@@ -10,8 +10,10 @@ use utoipa::ToSchema;
 use super::Payments;
 use crate::{Action, Actor, Error, Result};
 
-/// A card to save: the payment method the console's card form made (`pm_…`).
-#[derive(Clone, Debug, Deserialize, ToSchema)]
+/// A card to save, exactly one of: the card form's confirmed SetupIntent (`seti_…`, the way
+/// the console saves cards, 3-D Secure included), or a payment method (`pm_…`) made
+/// elsewhere with Stripe.js.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[cfg_attr(
     feature = "graphql",
     derive(async_graphql::InputObject),
@@ -19,7 +21,25 @@ use crate::{Action, Actor, Error, Result};
 )]
 #[serde(deny_unknown_fields)]
 pub struct CardRequest {
-    pub payment_method: String,
+    pub setup_intent: Option<String>,
+    pub payment_method: Option<String>,
+}
+
+/// A card form to fill in: Stripe.js confirms the SetupIntent with its client secret and
+/// the publishable key, then the card is saved with `setup_intent`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[cfg_attr(
+    feature = "graphql",
+    derive(async_graphql::SimpleObject),
+    graphql(name = "CardSetup")
+)]
+pub struct CardSetup {
+    /// `seti_…`.
+    pub setup_intent: String,
+    /// Shown only in this answer.
+    pub client_secret: String,
+    /// Stripe's publishable key, for Stripe.js.
+    pub publishable_key: Option<String>,
 }
 
 /// A saved card. Its number never reaches the platform: only what identifies it to people.
@@ -63,21 +83,65 @@ impl Payments {
         .map_err(DbError::from)?)
     }
 
-    /// Saves a card made by the card form: attached to the organisation's customer in Stripe,
-    /// then listed here; the first card saved is the default.
+    /// Opens a card form: a SetupIntent for the organisation's customer, to be confirmed in
+    /// the browser and then saved with [`Payments::save_card`].
+    pub async fn start_card_setup(&self, actor: &Actor) -> Result<CardSetup> {
+        actor.authorize(Action::BillingManage)?;
+        let rail = self.rail()?;
+        let org = self.directory.organization(&actor.org_id).await?;
+        let customer = self.customer_of(&actor.org_id, &org.name).await?;
+        // A new form each time: a key per request, since every form is its own SetupIntent.
+        let setup = rail
+            .start_card_setup(&customer, &iocloud_db::ids::new_id("iocloud-setup"))
+            .await?;
+        Ok(CardSetup {
+            setup_intent: setup.id,
+            client_secret: setup.client_secret,
+            publishable_key: self.publishable_key.clone(),
+        })
+    }
+
+    /// Saves a card, from a confirmed card form or a payment method: attached to the
+    /// organisation's customer in Stripe, then listed here; the first card saved is the
+    /// default.
     pub async fn save_card(&self, actor: &Actor, request: &CardRequest) -> Result<Card> {
         actor.authorize(Action::BillingManage)?;
         let rail = self.rail()?;
-        let pm = request.payment_method.trim();
-        if !super::top_ups::is_payment_method_id(pm) {
-            return Err(Error::validation(
-                "payment_method",
-                "a payment method id looks like pm_…",
-            ));
-        }
-        self.not_anothers_card(&actor.org_id, pm).await?;
+        // Both ids are checked before anything is asked of Stripe.
+        let source = match (&request.setup_intent, &request.payment_method) {
+            (Some(setup), None) if is_setup_intent_id(setup.trim()) => {
+                CardSource::Form(setup.trim())
+            }
+            (Some(_), None) => {
+                return Err(Error::validation(
+                    "setup_intent",
+                    "a card form's id looks like seti_…",
+                ));
+            }
+            (None, Some(pm)) if super::top_ups::is_payment_method_id(pm.trim()) => {
+                CardSource::PaymentMethod(pm.trim())
+            }
+            (None, Some(_)) => {
+                return Err(Error::validation(
+                    "payment_method",
+                    "a payment method id looks like pm_…",
+                ));
+            }
+            _ => {
+                return Err(Error::validation(
+                    "setup_intent",
+                    "give either the card form's setup_intent or a payment_method",
+                ));
+            }
+        };
         let org = self.directory.organization(&actor.org_id).await?;
         let customer = self.customer_of(&actor.org_id, &org.name).await?;
+        let pm = match source {
+            CardSource::Form(setup) => self.confirmed_setup(rail, setup, &customer).await?,
+            CardSource::PaymentMethod(pm) => pm.to_string(),
+        };
+        let pm = pm.as_str();
+        self.not_anothers_card(&actor.org_id, pm).await?;
         let saved = rail
             .save_card(
                 pm,
@@ -163,6 +227,34 @@ impl Payments {
         Ok(())
     }
 
+    /// The card a confirmed card form of this customer's gave. Another customer's form reads
+    /// as none at all.
+    async fn confirmed_setup(
+        &self,
+        rail: &iocloud_billing::rails::stripe::StripeRail,
+        setup: &str,
+        customer: &str,
+    ) -> Result<String> {
+        let state = match rail.card_setup(setup).await {
+            Ok(state) => state,
+            // Stripe's `resource_missing`: no such SetupIntent (on this account).
+            Err(iocloud_billing::BillingError::Stripe(f)) if f.status == Some(404) => {
+                return Err(Error::NotFound("card setup"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if state.customer.as_deref() != Some(customer) {
+            return Err(Error::NotFound("card setup"));
+        }
+        match (state.succeeded, state.payment_method) {
+            (true, Some(pm)) => Ok(pm),
+            _ => Err(Error::conflict(
+                crate::ErrorCode::InvalidState,
+                "the card form is not confirmed yet: confirm it with Stripe.js first",
+            )),
+        }
+    }
+
     async fn card(&self, org_id: &OrgId, id: &str) -> Result<Card> {
         let sql = format!("SELECT {CARD_COLUMNS} FROM saved_cards WHERE id = $1 AND org_id = $2");
         let card: Option<Card> = db_run!(&self.db, |p| sqlx::query_as(&sql)
@@ -199,4 +291,20 @@ impl Payments {
             _ => Ok(()),
         }
     }
+}
+
+/// Where a card to save comes from.
+enum CardSource<'a> {
+    /// A confirmed card form (`seti_…`).
+    Form(&'a str),
+    /// A payment method made elsewhere (`pm_…`).
+    PaymentMethod(&'a str),
+}
+
+/// `seti_` and Stripe's id alphabet, at most 255 characters: anything else never reaches Stripe.
+fn is_setup_intent_id(text: &str) -> bool {
+    text.len() <= 255
+        && text
+            .strip_prefix("seti_")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
 }

@@ -17,6 +17,7 @@ pub mod cards;
 mod customers;
 mod disputes;
 pub mod missed;
+pub mod receipts;
 pub mod refunds;
 mod settle;
 pub mod top_ups;
@@ -34,8 +35,9 @@ use crate::leases::Leases;
 use crate::{Error, Result};
 
 pub use auto_reload::{AutoReload, AutoReloadRequest};
-pub use cards::{Card, CardRequest};
+pub use cards::{Card, CardRequest, CardSetup};
 pub use missed::MissedPass;
+pub use receipts::{Receipt, ReceiptCard, ReceiptRefund};
 pub use refunds::{Refund, RefundPart, RefundRequest, RefundStatus, Refundable};
 pub use settle::Settled;
 pub use top_ups::{TopUp, TopUpOrigin, TopUpRequest, TopUpStatus};

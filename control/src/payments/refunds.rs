@@ -50,7 +50,7 @@ pub enum RefundStatus {
 }
 
 impl RefundStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             RefundStatus::Requested => "requested",
             RefundStatus::Pending => "pending",
@@ -59,7 +59,7 @@ impl RefundStatus {
         }
     }
 
-    fn parse(text: &str) -> Result<Self> {
+    pub(super) fn parse(text: &str) -> Result<Self> {
         [
             RefundStatus::Requested,
             RefundStatus::Pending,

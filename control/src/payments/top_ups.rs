@@ -114,7 +114,7 @@ impl TopUpOrigin {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(super) fn parse(text: &str) -> Option<Self> {
         [TopUpOrigin::Api, TopUpOrigin::AutoReload]
             .into_iter()
             .find(|o| o.as_str() == text)

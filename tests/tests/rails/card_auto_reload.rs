@@ -25,6 +25,19 @@ async fn save(app: &TestApp, s: &Session, pm: &str) -> Value {
     c.body
 }
 
+/// The audit log's auto-reload entries.
+async fn auto_reload_audit(app: &TestApp, s: &Session) -> Vec<Value> {
+    let events = app.get("/v1/audit-events?limit=200", &s.access).await;
+    assert_eq!(events.status, 200, "{}", events.text);
+    events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor_type"] == "auto_reload")
+        .cloned()
+        .collect()
+}
+
 async fn saved_cards_are_the_organisations_own(b: Backend) {
     let Some(card) = CardApp::spawn(b).await else {
         return;
@@ -209,6 +222,14 @@ async fn auto_reload_fires_once_within_its_cap(b: Backend) {
     let reloads = app.items("/v1/billing/top-ups", &s.access).await;
     assert!(reloads.iter().all(|t| t["origin"] == "auto_reload"));
     assert_eq!(reloads.len(), 2);
+    // Nobody asked for these charges, so the pass itself writes them to the audit log.
+    let charged = auto_reload_audit(app, &s).await;
+    assert_eq!(charged.len(), 2, "{charged:?}");
+    assert!(
+        charged
+            .iter()
+            .all(|e| e["status"] == 200 && reloads.iter().any(|t| t["id"] == e["target"]))
+    );
     ledger_balances(app).await;
     card.stop().await;
 }
@@ -256,6 +277,9 @@ async fn auto_reload_turns_itself_off_after_three_declines(b: Backend) {
     let failed = app.items("/v1/billing/top-ups", &s.access).await;
     assert_eq!(failed.len(), 3);
     assert!(failed.iter().all(|t| t["status"] == "failed"));
+    let declined = auto_reload_audit(app, &s).await;
+    assert_eq!(declined.len(), 3, "{declined:?}");
+    assert!(declined.iter().all(|e| e["status"] == 402));
     ledger_balances(app).await;
     card.stop().await;
 }

@@ -306,6 +306,13 @@ async fn the_cli_pays_refunds_and_watches_the_balance(b: Backend) {
     // A read-only key may look, not pay; a declined card and a refused amount say so.
     assert_eq!(run(&["billing", "top-ups"], &reader).await, 0);
     assert_eq!(run(&["billing", "balance", "-o", "json"], &reader).await, 0);
+    let paid = app.items("/v1/billing/top-ups", &s.access).await;
+    let paid = paid[0]["id"].as_str().unwrap();
+    assert_eq!(run(&["billing", "receipt", paid], &reader).await, 0);
+    assert_eq!(
+        run(&["billing", "receipt", "top_nothing"], &reader).await,
+        4
+    );
     assert_eq!(
         run(
             &["billing", "top-up", "5", "--card", "pm_card_visa"],

@@ -2,6 +2,7 @@
 //! Each test is skipped, saying so, when its peer is not configured.
 
 mod card_auto_reload;
+mod card_receipts;
 mod card_refunds;
 mod card_top_ups;
 mod stripe;

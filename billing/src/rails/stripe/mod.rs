@@ -28,10 +28,12 @@ use stripe_webhook::{Webhook, WebhookError};
 use crate::money::{Currency, Money};
 use crate::{BillingError, Result};
 
+mod card_setup;
 mod failure;
 mod news;
 mod settings;
 
+pub use card_setup::{CardDetails, CardSetup, CardSetupState};
 #[cfg(test)]
 use failure::classify;
 use failure::failure;

@@ -1,0 +1,4 @@
+-- A receipt names the card a top-up was paid with (brand and last four digits, never the
+-- number); read from Stripe once, the first time a receipt needs it, and kept.
+ALTER TABLE top_ups ADD COLUMN card_brand TEXT;
+ALTER TABLE top_ups ADD COLUMN card_last4 TEXT;
