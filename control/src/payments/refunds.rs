@@ -458,11 +458,11 @@ impl Payments {
         self.read_refund(&actor.org_id, id).await
     }
 
-    /// The organisation's refunds, oldest first.
+    /// The organisation's refunds, oldest first: the page, then all its parts in one query.
     pub async fn refunds(&self, actor: &Actor, page: &PageRequest) -> Result<Page<Refund>> {
         actor.authorize(Action::BillingRead)?;
-        let ids: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
-            "SELECT id FROM refunds WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        let rows: Vec<(String, i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT id, amount, created_at FROM refunds WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
         )
         .bind(&actor.org_id)
         .bind(page.after_id())
@@ -470,10 +470,43 @@ impl Payments {
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
-        let mut refunds = Vec::with_capacity(ids.len());
-        for id in &ids {
-            refunds.push(self.read_refund(&actor.org_id, id).await?);
+        let Some(last) = rows.last().map(|(id, _, _)| id.clone()) else {
+            return Ok(Page::from_rows(Vec::new(), page, |r: &Refund| &r.id));
+        };
+        let sql = format!(
+            "SELECT {} FROM refund_parts p JOIN refunds r ON r.id = p.refund_id \
+             WHERE r.org_id = $1 AND r.id > $2 AND r.id <= $3 ORDER BY p.refund_id, p.top_up_id DESC",
+            PART_COLUMNS
+                .split(", ")
+                .map(|c| format!("p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let parts: Vec<PartRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(&actor.org_id)
+            .bind(page.after_id())
+            .bind(&last)
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        let mut by_refund: std::collections::HashMap<&str, Vec<RefundPart>> = Default::default();
+        for part in &parts {
+            by_refund
+                .entry(part.refund_id.as_str())
+                .or_default()
+                .push(part.view()?);
         }
+        let refunds = rows
+            .iter()
+            .map(|(id, amount, created_at)| {
+                refund_view(
+                    id,
+                    *amount,
+                    *created_at,
+                    by_refund.remove(id.as_str()).unwrap_or_default(),
+                )
+            })
+            .collect();
         Ok(Page::from_rows(refunds, page, |r| &r.id))
     }
 
@@ -493,14 +526,7 @@ impl Payments {
             .iter()
             .map(PartRow::view)
             .collect::<Result<Vec<_>>>()?;
-        Ok(Refund {
-            id: id.to_string(),
-            amount: usd(amount).to_decimal(),
-            currency: Currency::Usd,
-            status: RefundStatus::of_parts(&parts),
-            parts,
-            created_at: created_at.into(),
-        })
+        Ok(refund_view(id, amount, created_at, parts))
     }
 
     async fn parts(&self, refund_id: &str) -> Result<Vec<PartRow>> {
@@ -512,6 +538,17 @@ impl Payments {
             .fetch_all(p)
             .await)
         .map_err(DbError::from)?)
+    }
+}
+
+fn refund_view(id: &str, amount: i64, created_at: i64, parts: Vec<RefundPart>) -> Refund {
+    Refund {
+        id: id.to_string(),
+        amount: usd(amount).to_decimal(),
+        currency: Currency::Usd,
+        status: RefundStatus::of_parts(&parts),
+        parts,
+        created_at: created_at.into(),
     }
 }
 

@@ -124,6 +124,21 @@ async fn refunds_partial_full_and_beyond(b: Backend) {
     .assert_problem(422, "refund_exceeds_refundable");
     let listed = app.items("/v1/billing/refunds", &s.access).await;
     assert_eq!(listed.len(), 2);
+    // The list reads parts in one query; each item is what its own route answers.
+    for item in &listed {
+        let one = app
+            .get(
+                &format!("/v1/billing/refunds/{}", item["id"].as_str().unwrap()),
+                &s.access,
+            )
+            .await;
+        assert_eq!(&one.body, item);
+        assert!(!item["parts"].as_array().unwrap().is_empty());
+    }
+    // One item a page: the cursor walks both.
+    let first = app.get("/v1/billing/refunds?limit=1", &s.access).await;
+    assert_eq!(first.body["items"][0], listed[0]);
+    assert!(first.body["next_cursor"].is_string());
     let balances = app.get("/v1/balances", &s.access).await;
     let usd = balances
         .body
