@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis answer on 127.0.0.1, installing them from Debian's packages
 # when missing, and that a localstripe peer (a Stripe stand-in, PyPI, pinned, in a virtualenv)
-# runs on 127.0.0.1 through tests/peers/localstripe_launcher.py. Prints the URLs to use as
-# IOCLOUD_TEST_POSTGRES_URL, IOCLOUD_TEST_REDIS_URL and IOCLOUD_TEST_STRIPE_URL.
+# runs on 127.0.0.1 through tests/peers/localstripe_launcher.py, and a Solana JSON-RPC peer
+# (tests/peers/solana_peer.py over solders' LiteSVM) beside it. Prints the URLs to use as
+# IOCLOUD_TEST_POSTGRES_URL, IOCLOUD_TEST_REDIS_URL, IOCLOUD_TEST_STRIPE_URL and
+# IOCLOUD_TEST_SOLANA_URL.
 # Non-interactive; safe to run again (a peer started by an older launcher is restarted).
 #
 #   IOCLOUD_LOCALSTRIPE_PORT  (default 8420)
 #   IOCLOUD_LOCALSTRIPE_VENV  (default target/localstripe-venv)
+#   IOCLOUD_SOLANA_PEER_PORT  (default 8899)
+#   IOCLOUD_SOLANA_VENV       (default target/solana-venv)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -57,53 +61,68 @@ redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
 echo "IOCLOUD_TEST_POSTGRES_URL=$pg_url"
 echo "IOCLOUD_TEST_REDIS_URL=$redis_url"
 
-# --- localstripe --------------------------------------------------------------
-# After the databases' variables: a peer that fails to start costs only its own.
-LOCALSTRIPE_VERSION=1.15.10
+# --- Python peers -------------------------------------------------------------
+# A peer is a Python script of ours in tests/peers/, run from its own virtualenv with one
+# pinned package. It answers GET <probe> with its `--tag`: the package's version and a hash
+# of the script, so a peer started by an older script is restarted. It runs in its own
+# session with none of this script's output: it outlives the script, and whoever reads this
+# script's output to its end must not wait for it.
+#
+#   python_peer NAME PACKAGE VERSION VENV SCRIPT PORT PROBE PORT_VARIABLE
+# Each step checks its own outcome (called as an `if` condition, `set -e` does not apply).
+python_peer() {
+  local name="$1" package="$2" version="$3" venv="$4" script="$5" port="$6" probe="$7" port_var="$8"
+  local url="http://127.0.0.1:$port" pidfile="$root/target/$name-$port.pid" logfile="$root/target/$name-$port.log"
+  local tag answer
+  tag="$version-$(sha256sum "$script" | cut -c1-16)"
+  mkdir -p "$root/target"
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('$package') != '$version')" 2>/dev/null; then
+    log "installing $package $version into $venv"
+    # --clear: a venv moved or copied from elsewhere has scripts that point at the old place.
+    python3 -m venv --clear "$venv" >&2 || return 1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$package==$version" >&2 || return 1
+  fi
+  peer_answer() { curl -fsS --max-time 2 "$url$probe" 2>/dev/null || true; }
+  peer_up() { grep -qF "\"$tag\"" <<<"$(peer_answer)"; }
+  peer_ours() { [ -f "$pidfile" ] && grep -qF "$(basename "$script")" "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; }
+  answer="$(peer_answer)"
+  if [ -n "$answer" ] && ! peer_up; then
+    if peer_ours; then
+      log "restarting $name (its script changed)"
+      kill "$(cat "$pidfile")" || return 1
+      for _ in $(seq 1 50); do peer_ours || break; sleep 0.1; done
+      answer=""
+    else
+      log "port $port answers, but not as $name; set $port_var"
+      return 1
+    fi
+  fi
+  if [ -z "$answer" ]; then
+    if curl -sS --max-time 2 "$url/" >/dev/null 2>&1; then
+      log "port $port is taken by something else; set $port_var"
+      return 1
+    fi
+    log "starting $name on $url (log: $logfile)"
+    rm -f "$pidfile"
+    setsid "$venv/bin/python" "$script" --port "$port" --tag "$tag" --pidfile "$pidfile" \
+      </dev/null >"$logfile" 2>&1 &
+    for _ in $(seq 1 100); do peer_up && break; sleep 0.2; done
+  fi
+  peer_up || { log "$name did not start:"; tail -20 "$logfile" >&2; return 1; }
+}
+
+# localstripe, a fake but stateful Stripe: the card tests need it, so it failing stops here.
 ls_port="${IOCLOUD_LOCALSTRIPE_PORT:-8420}"
-ls_venv="${IOCLOUD_LOCALSTRIPE_VENV:-$root/target/localstripe-venv}"
-ls_launcher="$root/tests/peers/localstripe_launcher.py"
-ls_pidfile="$root/target/localstripe-$ls_port.pid"
-ls_log="$root/target/localstripe-$ls_port.log"
-ls_url="http://127.0.0.1:$ls_port"
-# Names this launcher and localstripe version: a peer answering another tag is restarted.
-ls_tag="$LOCALSTRIPE_VERSION-$(sha256sum "$ls_launcher" | cut -c1-16)"
-mkdir -p "$root/target"
+python_peer localstripe localstripe 1.15.10 "${IOCLOUD_LOCALSTRIPE_VENV:-$root/target/localstripe-venv}" \
+  "$root/tests/peers/localstripe_launcher.py" "$ls_port" /_config/launcher IOCLOUD_LOCALSTRIPE_PORT || exit 1
+echo "IOCLOUD_TEST_STRIPE_URL=http://127.0.0.1:$ls_port"
 
-if ! "$ls_venv/bin/python" -c "import localstripe, sys; sys.exit(localstripe.__version__ != '$LOCALSTRIPE_VERSION')" 2>/dev/null; then
-  log "installing localstripe $LOCALSTRIPE_VERSION into $ls_venv"
-  # --clear: a venv moved or copied from elsewhere has scripts that point at the old place.
-  python3 -m venv --clear "$ls_venv" >&2
-  "$ls_venv/bin/pip" install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION" >&2
+# A Solana JSON-RPC node over LiteSVM, which solders bundles. Failing to start costs only
+# IOCLOUD_TEST_SOLANA_URL: the script says why and goes on, and those tests say they skip.
+sol_port="${IOCLOUD_SOLANA_PEER_PORT:-8899}"
+if python_peer solana-peer solders 0.29.0 "${IOCLOUD_SOLANA_VENV:-$root/target/solana-venv}" \
+  "$root/tests/peers/solana_peer.py" "$sol_port" /_control/launcher IOCLOUD_SOLANA_PEER_PORT; then
+  echo "IOCLOUD_TEST_SOLANA_URL=http://127.0.0.1:$sol_port"
+else
+  log "no Solana peer: tests that need IOCLOUD_TEST_SOLANA_URL will not run"
 fi
-
-ls_answer() { curl -fsS --max-time 2 "$ls_url/_config/launcher" 2>/dev/null || true; }
-ls_ours() { [ -f "$ls_pidfile" ] && grep -qF localstripe_launcher "/proc/$(cat "$ls_pidfile")/cmdline" 2>/dev/null; }
-answer="$(ls_answer)"
-if [ -n "$answer" ] && ! grep -qF "\"$ls_tag\"" <<<"$answer"; then
-  if ls_ours; then
-    log "restarting localstripe (the launcher changed)"
-    kill "$(cat "$ls_pidfile")"
-    for _ in $(seq 1 50); do ls_ours || break; sleep 0.1; done
-    answer=""
-  else
-    log "port $ls_port answers, but not as this launcher; set IOCLOUD_LOCALSTRIPE_PORT"
-    exit 1
-  fi
-fi
-if [ -z "$answer" ]; then
-  if curl -sS --max-time 2 "$ls_url/" >/dev/null 2>&1; then
-    log "port $ls_port is taken by something else; set IOCLOUD_LOCALSTRIPE_PORT"
-    exit 1
-  fi
-  log "starting localstripe on $ls_url (log: $ls_log)"
-  # Its own session, and none of this script's output: it outlives the script, and whoever
-  # reads this script's output to its end must not wait for it.
-  rm -f "$ls_pidfile"
-  setsid "$ls_venv/bin/python" "$ls_launcher" --port "$ls_port" --tag "$ls_tag" \
-    --pidfile "$ls_pidfile" </dev/null >"$ls_log" 2>&1 &
-  for _ in $(seq 1 100); do grep -qF "\"$ls_tag\"" <<<"$(ls_answer)" && break; sleep 0.2; done
-fi
-grep -qF "\"$ls_tag\"" <<<"$(ls_answer)" || { log "localstripe did not start:"; tail -20 "$ls_log" >&2; exit 1; }
-
-echo "IOCLOUD_TEST_STRIPE_URL=$ls_url"
