@@ -2,3 +2,6 @@
 -- number); read from Stripe once, the first time a receipt needs it, and kept.
 ALTER TABLE top_ups ADD COLUMN card_brand TEXT;
 ALTER TABLE top_ups ADD COLUMN card_last4 TEXT;
+
+-- A top-up paid in the card form whose card is to be kept: saved once its payment succeeds.
+ALTER TABLE top_ups ADD COLUMN save_card BOOLEAN NOT NULL DEFAULT FALSE;

@@ -137,11 +137,15 @@ def patch_payment_intents():
         allowed_payment_method_types=None,
         automatic_payment_methods=None,
         off_session=None,
+        setup_future_usage=None,
         **kwargs,
     ):
         # `off_session` (a saved card charged while its holder is away) changes nothing here:
-        # localstripe's test cards never ask for the holder.
+        # localstripe's test cards never ask for the holder. Nor does `setup_future_usage`
+        # (keep the card for such payments), beyond being checked and shown.
         if off_session is not None and str(off_session).lower() not in ("true", "false"):
+            raise UserError(400, "Bad request")
+        if setup_future_usage not in (None, "off_session", "on_session"):
             raise UserError(400, "Bad request")
         # Stripe's API of 2026-09-30, which async-stripe 1.0.0-rc.10 speaks, names the
         # PaymentIntent's payment method types `allowed_payment_method_types` when creating it.
@@ -154,6 +158,7 @@ def patch_payment_intents():
         if automatic is not None and not isinstance(automatic, dict):
             raise UserError(400, "Bad request")
         original_init(self, *args, payment_method_types=types, **kwargs)
+        self.setup_future_usage = setup_future_usage
         self._payment_method_types = types or ["card"]
         self._allowed_payment_method_types = allowed_payment_method_types
         self._automatic_payment_methods = automatic_payment_methods

@@ -210,6 +210,7 @@ impl Payments {
                 origin: TopUpOrigin::AutoReload,
                 created_by: None,
                 off_session: true,
+                keep_card: false,
             };
             let (top_up, outcome) = match rail_charge(self, rail, &charge).await {
                 Ok((top_up, PaymentState::Failed)) => {

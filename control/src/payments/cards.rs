@@ -7,6 +7,8 @@ use iocloud_db::{DbError, Timestamp, db_run, tx_run};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use iocloud_billing::rails::stripe::SavedCard;
+
 use super::Payments;
 use crate::{Action, Actor, Error, Result};
 
@@ -149,11 +151,17 @@ impl Payments {
                 &format!("iocloud-card-{}-{pm}", actor.org_id),
             )
             .await?;
+        self.store_card(&actor.org_id, &saved).await?;
+        self.card(&actor.org_id, &saved.id).await
+    }
+
+    /// Lists a card attached in Stripe; the organisation's first is its default.
+    async fn store_card(&self, org_id: &OrgId, saved: &SavedCard) -> Result<()> {
         let mut tx = self.db.begin().await?;
         let has_default: i64 = tx_run!(&mut tx, |c| sqlx::query_scalar(
             "SELECT COUNT(*) FROM saved_cards WHERE org_id = $1 AND is_default"
         )
-        .bind(&actor.org_id)
+        .bind(org_id)
         .fetch_one(c)
         .await)
         .map_err(DbError::from)?;
@@ -162,7 +170,7 @@ impl Payments {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING"
         )
         .bind(&saved.id)
-        .bind(&actor.org_id)
+        .bind(org_id)
         .bind(&saved.brand)
         .bind(&saved.last4)
         .bind(saved.exp_month)
@@ -174,7 +182,45 @@ impl Payments {
         .map(|_| ()))
         .map_err(DbError::from)?;
         tx.commit().await?;
-        self.card(&actor.org_id, &saved.id).await
+        Ok(())
+    }
+
+    /// Saves the card a card-form top-up was paid with, when its payer asked to keep it:
+    /// once, by whoever clears the top-up's flag first. The payment is credited whatever
+    /// happens here; a card Stripe will not attach is only logged.
+    pub(super) async fn keep_paid_card(&self, top_up_id: &str) {
+        let claimed: std::result::Result<Option<(String, Option<String>)>, _> = db_run!(
+            &self.db,
+            |p| {
+                sqlx::query_as(
+                "UPDATE top_ups SET save_card = FALSE WHERE id = $1 AND save_card AND status = 'succeeded' \
+                 RETURNING org_id, payment_method"
+            )
+            .bind(top_up_id)
+            .fetch_optional(p)
+            .await
+            }
+        );
+        let (org, pm) = match claimed {
+            Ok(Some((org, Some(pm)))) => (OrgId::trusted(org), pm),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, top_up = top_up_id, "could not claim a card to keep");
+                return;
+            }
+        };
+        let kept = async {
+            let rail = self.rail()?;
+            let name = self.directory.organization(&org).await?.name;
+            let customer = self.customer_of(&org, &name).await?;
+            let saved = rail
+                .save_card(&pm, &customer, &format!("iocloud-card-{org}-{pm}"))
+                .await?;
+            self.store_card(&org, &saved).await
+        };
+        if let Err(e) = kept.await {
+            tracing::warn!(error = %e, top_up = top_up_id, "could not keep the card a top-up paid with");
+        }
     }
 
     /// Makes a saved card the default.

@@ -77,7 +77,7 @@ impl Payments {
         let mut tx = self.db.begin().await?;
         let settled = self.settle_in(&mut tx, payment).await?;
         tx.commit().await?;
-        self.audit_credit(&settled).await;
+        self.after_credit(&settled).await;
         Ok(settled)
     }
 
@@ -185,15 +185,17 @@ impl Payments {
         Ok(Step::Done(done))
     }
 
-    /// Writes a credit to the audit log, as Stripe's doing (a member's own request is
-    /// audited by the API as it is answered).
-    pub(super) async fn audit_credit(&self, settled: &Settled) {
+    /// What follows a credit once it is committed: the audit row, as Stripe's doing (a
+    /// member's own request is audited by the API as it is answered), and the card kept when
+    /// the payer asked for it.
+    pub(super) async fn after_credit(&self, settled: &Settled) {
         let Settled::Credited {
             top_up_id, org_id, ..
         } = settled
         else {
             return;
         };
+        self.keep_paid_card(top_up_id).await;
         let event = crate::audit::NewAuditEvent {
             org_id: Some(org_id.clone()),
             actor_type: "stripe",

@@ -20,6 +20,8 @@ pub(super) struct Charge<'a> {
     pub origin: TopUpOrigin,
     pub created_by: Option<&'a str>,
     pub off_session: bool,
+    /// Save the card form's card once the payment succeeds.
+    pub keep_card: bool,
 }
 
 /// The error a declined card answers: the top-up stays, failed, with the issuer's reason.
@@ -143,6 +145,11 @@ pub struct TopUpRequest {
     #[serde(default)]
     #[cfg_attr(feature = "graphql", graphql(default))]
     pub default_card: bool,
+    /// Keep the card for later payments: `payment_method` is saved before it is charged; the
+    /// card form's card is saved once its payment succeeds.
+    #[serde(default)]
+    #[cfg_attr(feature = "graphql", graphql(default))]
+    pub save_card: bool,
 }
 
 /// A top-up and where it stands.
@@ -247,9 +254,27 @@ impl Payments {
                     "a payment method id looks like pm_…",
                 ));
             }
+            Some(pm) if request.save_card => {
+                let saved = self
+                    .save_card(
+                        actor,
+                        &super::CardRequest {
+                            payment_method: Some(pm.to_string()),
+                            setup_intent: None,
+                        },
+                    )
+                    .await?;
+                Some(saved.id)
+            }
             Some(pm) => {
                 self.not_anothers_card(&actor.org_id, pm).await?;
                 Some(pm.to_string())
+            }
+            None if request.default_card && request.save_card => {
+                return Err(Error::validation(
+                    "save_card",
+                    "the default card is saved already",
+                ));
             }
             None if request.default_card => Some(
                 self.default_card(&actor.org_id)
@@ -267,6 +292,7 @@ impl Payments {
             origin: TopUpOrigin::Api,
             created_by: Some(created_by),
             off_session: false,
+            keep_card: request.save_card && request.payment_method.is_none(),
         };
         let (mut top_up, charged) = self.charge(rail, &charge).await?;
         match charged.state {
@@ -290,8 +316,8 @@ impl Payments {
         let id = new_id("top");
         let now = now_micros();
         db_run!(&self.db, |p| sqlx::query(
-            "INSERT INTO top_ups (id, org_id, amount, status, origin, created_by, payment_method, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $7)"
+            "INSERT INTO top_ups (id, org_id, amount, status, origin, created_by, payment_method, save_card, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, $8)"
         )
         .bind(&id)
         .bind(charge.org_id)
@@ -299,6 +325,7 @@ impl Payments {
         .bind(charge.origin.as_str())
         .bind(charge.created_by)
         .bind(&charge.payment_method)
+        .bind(charge.keep_card)
         .bind(now)
         .execute(p)
         .await
@@ -309,6 +336,7 @@ impl Payments {
             customer: Some(customer),
             confirm: charge.payment_method.is_some(),
             off_session: charge.off_session,
+            keep_card: charge.keep_card,
             payment_method: charge.payment_method.clone(),
             metadata: [
                 ("top_up_id".to_string(), id.clone()),

@@ -119,7 +119,7 @@ impl Payments {
                 settled
             }
         };
-        self.audit_credit(&settled).await;
+        self.after_credit(&settled).await;
         Ok(WebhookReceipt {
             event_id: news.id.clone(),
             outcome: settled.outcome(),

@@ -7,8 +7,100 @@ use serde_json::{Value, json};
 
 on_both_engines!(
     cards_are_saved_through_the_card_form,
+    a_top_up_can_keep_its_card,
     paid_top_ups_have_receipts,
 );
+
+/// `save_card` on a top-up: a card charged now is saved first; the card form's card is saved
+/// once its payment succeeds, once, however many times Stripe's word arrives.
+async fn a_top_up_can_keep_its_card(b: Backend) {
+    let Some(card) = CardApp::spawn(b).await else {
+        return;
+    };
+    let app = &card.app;
+    let s = app.signup("owner@example.com", "Card Keepers").await;
+    app.post(
+        "/v1/billing/top-ups",
+        Some(&s.access),
+        json!({"amount": "5.00", "default_card": true, "save_card": true}),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
+
+    let now = app
+        .post(
+            "/v1/billing/top-ups",
+            Some(&s.access),
+            json!({"amount": "5.00", "payment_method": "pm_card_visa", "save_card": true}),
+        )
+        .await;
+    assert_eq!(now.body["status"], "succeeded", "{}", now.text);
+    let cards = app.get("/v1/billing/cards", &s.access).await.body;
+    assert_eq!(cards.as_array().unwrap().len(), 1, "{cards}");
+    assert_eq!(cards[0]["is_default"], true);
+
+    // The card form: kept after the webhook credits it, not before.
+    let form = app
+        .post(
+            "/v1/billing/top-ups",
+            Some(&s.access),
+            json!({"amount": "7.00", "save_card": true}),
+        )
+        .await;
+    assert_eq!(form.status, 201, "{}", form.text);
+    let pi = form.body["payment_intent_id"].as_str().unwrap();
+    let id = form.body["id"].as_str().unwrap();
+    let intent = card.payment_intent(pi).await;
+    assert_eq!(intent["setup_future_usage"], "off_session", "{intent}");
+    assert_eq!(
+        app.get("/v1/billing/cards", &s.access)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let mastercard = card.new_card("5555555555554444").await;
+    let paid = card.confirm_in_browser(pi, &mastercard).await;
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    card.top_up_status(&s.access, id, "succeeded").await;
+    let mut kept = Value::Null;
+    for _ in 0..50 {
+        kept = app.get("/v1/billing/cards", &s.access).await.body;
+        if kept.as_array().unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kept = kept.as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(
+        kept.iter().filter(|c| c["is_default"] == true).count(),
+        1,
+        "the first card stays the default"
+    );
+    // The missed-webhook pass finds the same payment: nothing more is saved or credited.
+    app.server
+        .state
+        .control
+        .payments
+        .reconcile_missed()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/v1/billing/cards", &s.access)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(balance(app, &s, "USD").await.0, units(12));
+    ledger_balances(app).await;
+    card.stop().await;
+}
 
 async fn cards_are_saved_through_the_card_form(b: Backend) {
     let Some(card) = CardApp::spawn(b).await else {

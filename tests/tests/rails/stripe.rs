@@ -143,6 +143,7 @@ async fn card_payments_and_their_signed_webhooks() {
         confirm: true,
         metadata: metadata.clone(),
         off_session: false,
+        keep_card: false,
     };
     let key = unique("topup");
     let paid = rail.create_payment_intent(&topup, &key).await.unwrap();

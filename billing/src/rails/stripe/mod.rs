@@ -48,7 +48,7 @@ pub use settings::{
 };
 pub use stripe_core::{
     Customer, CustomerId, PaymentIntent, PaymentIntentAllowedPaymentMethodTypes, PaymentIntentId,
-    PaymentIntentStatus,
+    PaymentIntentSetupFutureUsage, PaymentIntentStatus,
 };
 pub use stripe_types::{Currency as StripeCurrency, Expandable, List};
 pub use stripe_webhook::{Event, EventObject, EventType};
@@ -78,6 +78,9 @@ pub struct NewPayment {
     /// Charged while the cardholder is away (auto-reload on a saved card): Stripe then fails
     /// it rather than ask the holder to authenticate.
     pub off_session: bool,
+    /// The card form's card is to be kept for payments while its holder is away: Stripe
+    /// authenticates it for that and attaches it to the customer once paid.
+    pub keep_card: bool,
 }
 
 /// A card saved under a customer, as the console lists it.
@@ -201,6 +204,9 @@ impl StripeRail {
         }
         if payment.off_session {
             request = request.off_session(CreatePaymentIntentOffSession::Bool(true));
+        }
+        if payment.keep_card {
+            request = request.setup_future_usage(PaymentIntentSetupFutureUsage::OffSession);
         }
         if !payment.metadata.is_empty() {
             request = request.metadata(payment.metadata.clone());
