@@ -252,6 +252,40 @@ pub struct Config {
     /// whose balance fell under their threshold (0: none here).
     #[arg(long, env = "IOCLOUD_AUTO_RELOAD_INTERVAL_SECS", default_value_t = 30)]
     pub auto_reload_interval_secs: u64,
+
+    /// The Solana node's JSON-RPC URL; unset, deposits and payouts on chain are off.
+    #[arg(long, env = "IOCLOUD_SOLANA_RPC_URL")]
+    pub solana_rpc_url: Option<String>,
+
+    /// The commitment deposits are credited at: `finalized` (the default) or `confirmed`.
+    #[arg(long, env = "IOCLOUD_SOLANA_COMMITMENT")]
+    pub solana_commitment: Option<String>,
+
+    /// The $IOSD mint (credits IOSD).
+    #[arg(long, env = "IOCLOUD_SOLANA_MINT_IOSD")]
+    pub solana_mint_iosd: Option<String>,
+
+    /// The USDC mint (credits IOSD at 1:1 less `IOCLOUD_SOLANA_USDC_FEE_BPS`).
+    #[arg(long, env = "IOCLOUD_SOLANA_MINT_USDC")]
+    pub solana_mint_usdc: Option<String>,
+
+    /// The $IO mint (credits IO).
+    #[arg(long, env = "IOCLOUD_SOLANA_MINT_IO")]
+    pub solana_mint_io: Option<String>,
+
+    /// The fee on USDC deposits, in basis points.
+    #[arg(long, env = "IOCLOUD_SOLANA_USDC_FEE_BPS")]
+    pub solana_usdc_fee_bps: Option<u32>,
+
+    /// The treasury's keypair file (the Solana CLI's JSON array of 64 bytes): it owns the
+    /// token accounts deposits land in and signs payouts. Never printed.
+    #[arg(long, env = "IOCLOUD_SOLANA_TREASURY_KEYPAIR")]
+    pub solana_treasury_keypair: Option<std::path::PathBuf>,
+
+    /// Seconds between passes of the deposit watcher (0: none here). One replica at a time
+    /// runs it.
+    #[arg(long, env = "IOCLOUD_SOLANA_WATCH_INTERVAL_SECS", default_value_t = 5)]
+    pub solana_watch_interval_secs: u64,
 }
 
 /// A secret setting: readable by the code that needs it, never printed.
@@ -361,6 +395,8 @@ impl Config {
                 max: top_up_max,
                 ..Default::default()
             },
+            // Connected at start (it reads the chain), not here.
+            chain: None,
             cache_ttl: self.auth_cache_ttl(),
             platform_fee_bps: self.platform_fee_bps,
             signup_credit,
@@ -390,6 +426,19 @@ impl Config {
                 sent_emails: Duration::from_secs(self.outbox_retention_secs),
             },
         })
+    }
+
+    /// Solana's settings as given; checked, and the rail connected, at start.
+    pub fn chain_settings(&self) -> iocloud_billing::rails::solana::SolanaSettingsText {
+        iocloud_billing::rails::solana::SolanaSettingsText {
+            rpc_url: self.solana_rpc_url.clone(),
+            commitment: self.solana_commitment.clone(),
+            mint_iosd: self.solana_mint_iosd.clone(),
+            mint_usdc: self.solana_mint_usdc.clone(),
+            mint_io: self.solana_mint_io.clone(),
+            usdc_fee_bps: self.solana_usdc_fee_bps,
+            treasury_keypair: self.solana_treasury_keypair.clone(),
+        }
     }
 
     /// Stripe's settings when the secret key is given; the key without the webhook secret
@@ -480,6 +529,14 @@ impl Config {
             card_reconcile_interval_secs: 0,
             balance_alert_interval_secs: 0,
             auto_reload_interval_secs: 0,
+            solana_rpc_url: None,
+            solana_commitment: None,
+            solana_mint_iosd: None,
+            solana_mint_usdc: None,
+            solana_mint_io: None,
+            solana_usdc_fee_bps: None,
+            solana_treasury_keypair: None,
+            solana_watch_interval_secs: 0,
         }
     }
 }

@@ -42,7 +42,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         None => None,
     };
     let jwt = JwtKeys::load(&db, configured_key.as_deref()).await?;
-    let settings = config.domain_settings().map_err(|e| anyhow::anyhow!(e))?;
+    let mut settings = config.domain_settings().map_err(|e| anyhow::anyhow!(e))?;
+    settings.chain = match config.chain_settings().parse()? {
+        Some(chain) => Some(iocloud_billing::rails::solana::SolanaRail::connect(chain).await?),
+        None => None,
+    };
     let catalog = iocloud_control::providers::Catalog::load(&db).await?;
     let control = Control::new(db, kv, jwt, settings, catalog)?;
     control.cache.spawn_listener();
@@ -82,6 +86,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             std::time::Duration::from_secs(config.auto_reload_interval_secs),
             control.outbox.clone(),
         );
+    }
+    if config.solana_watch_interval_secs > 0 && control.deposits.is_on() {
+        control
+            .deposits
+            .spawn_watcher(std::time::Duration::from_secs(
+                config.solana_watch_interval_secs,
+            ));
     }
     if config.balance_alert_interval_secs > 0 {
         control.billing.spawn_balance_alerts(

@@ -44,6 +44,10 @@ pub enum BillingError {
     /// says whether the customer, a setting or time can fix it.
     #[error("stripe: {0}")]
     Stripe(Box<crate::rails::stripe::StripeFailure>),
+    /// A call to the Solana node failed: `retryable` when the node was away, slow or busy
+    /// (a timeout, 429, 5xx, unhealthy), not when it refused what was asked.
+    #[error("solana: {message}")]
+    Solana { retryable: bool, message: String },
     /// A webhook that is not Stripe's, not for this body, too old, or does not parse.
     #[error("webhook refused: {0}")]
     WebhookRejected(String),
@@ -93,6 +97,7 @@ impl BillingError {
         match self {
             BillingError::Db(e) => e.is_retryable(),
             BillingError::Stripe(f) => f.is_retryable(),
+            BillingError::Solana { retryable, .. } => *retryable,
             _ => false,
         }
     }

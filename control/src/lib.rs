@@ -13,6 +13,7 @@ pub mod billing;
 pub mod cache;
 pub mod capacity;
 pub mod clusters;
+pub mod deposits;
 pub mod directory;
 pub mod error;
 pub mod idempotency;
@@ -86,6 +87,8 @@ pub struct Control {
     pub clusters: clusters::Clusters,
     /// Card payments (Stripe): top-ups, webhooks, the missed-webhook pass.
     pub payments: payments::Payments,
+    /// Deposits on Solana: intents, the watcher, unmatched deposits.
+    pub deposits: deposits::Deposits,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -208,6 +211,12 @@ impl Control {
             settings.card_payments.as_ref(),
             settings.top_up_limits,
         )?;
+        let deposits = deposits::Deposits::new(
+            db.clone(),
+            audit.clone(),
+            leases::Leases::new(db.clone()),
+            settings.chain.clone(),
+        );
         Ok(Self {
             accounts,
             orgs,
@@ -226,6 +235,7 @@ impl Control {
             quotes,
             clusters,
             payments,
+            deposits,
             db,
             kv,
             cache,

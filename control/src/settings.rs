@@ -33,6 +33,8 @@ pub struct Settings {
     pub card_payments: Option<iocloud_billing::rails::stripe::StripeSettings>,
     /// The smallest and largest card top-up.
     pub top_up_limits: crate::payments::TopUpLimits,
+    /// Solana, connected, for deposits and payouts on chain; `None` turns the rail off.
+    pub chain: Option<iocloud_billing::rails::solana::SolanaRail>,
 }
 
 impl Default for Settings {
@@ -55,6 +57,7 @@ impl Default for Settings {
             retention: crate::retention::Retention::default(),
             card_payments: None,
             top_up_limits: Default::default(),
+            chain: None,
         }
     }
 }

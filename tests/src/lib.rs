@@ -15,6 +15,7 @@ mod devices;
 mod fleet;
 mod graphql_ws;
 mod money;
+mod solana;
 mod stripe;
 
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub use fleet::{
 };
 pub use graphql_ws::{Socket, answer_to, connect, error_code, next_json, send_op};
 pub use money::{balance, micros, units};
+pub use solana::{ChainApp, Peer, solana_url};
 pub use stripe::{CardApp, STRIPE_KEY, dispute, now_secs, send_webhook, stripe_event, take_cards};
 
 /// Which database a test runs on.

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod billing;
 mod clusters;
+mod deposits;
 mod devices;
 mod members;
 mod org;
@@ -64,6 +65,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(billing::router())
         .merge(payments::router())
+        .merge(deposits::router())
         .merge(quotes::router())
         .merge(clusters::router())
         .merge(usage::router())

@@ -2,4 +2,5 @@
 //! our types (cents, our ids in metadata) and maps that system's failures into
 //! [`BillingError`](crate::BillingError); crediting the ledger is the caller's.
 
+pub mod solana;
 pub mod stripe;

@@ -162,6 +162,8 @@ fn billing_code(e: &BillingError) -> ErrorCode {
             StripeFailureKind::Unauthorized => ErrorCode::Internal,
         },
         BillingError::WebhookRejected(_) => ErrorCode::WebhookRejected,
+        // The node away or refusing a request of ours: the caller can only try again later.
+        BillingError::Solana { .. } => ErrorCode::RailUnavailable,
     }
 }
 

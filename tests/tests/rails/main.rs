@@ -5,4 +5,5 @@ mod card_auto_reload;
 mod card_receipts;
 mod card_refunds;
 mod card_top_ups;
+mod chain_deposits;
 mod stripe;
