@@ -29,6 +29,9 @@ pub enum BenchCommand {
     Clusters(crate::bench_clusters::ClusterArgs),
     /// Card top-ups credited by signed Stripe webhooks over HTTP, beside plain ledger credits.
     Webhooks(crate::bench_webhooks::WebhookArgs),
+    /// The Solana deposit watcher catching up on finalized deposits, beside the node's own
+    /// read rate and plain ledger credits.
+    Deposits(crate::bench_deposits::DepositArgs),
     /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
     IdleMemory(MemoryArgs),
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
@@ -100,6 +103,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Heartbeats(args) => crate::bench_heartbeats::run(args).await,
         BenchCommand::Clusters(args) => crate::bench_clusters::run(args).await,
         BenchCommand::Webhooks(args) => crate::bench_webhooks::run(args).await,
+        BenchCommand::Deposits(args) => crate::bench_deposits::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(

@@ -202,7 +202,11 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
 }
 
 /// Signs `{name}@example.com` up; answers the new organisation's id.
-async fn sign_up(client: &reqwest::Client, base: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn sign_up(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+) -> anyhow::Result<String> {
     let signup: serde_json::Value = client
         .post(format!("{base}/v1/auth/signup"))
         .json(&json!({"email": format!("{name}@example.com"), "password": "benchmark password", "name": name, "org_name": name}))
@@ -316,7 +320,7 @@ fn succeeded_event(i: usize, org: &str, cents: i64, created: i64) -> String {
 
 /// As `pgbench` does before it measures: dead rows of what came before vacuumed now, not by
 /// an autovacuum that takes a core in the middle of a phase.
-async fn vacuum(db: &Db) -> anyhow::Result<()> {
+pub(crate) async fn vacuum(db: &Db) -> anyhow::Result<()> {
     if db.engine() == Engine::Postgres {
         db_run!(db, |p| sqlx::query("VACUUM ANALYZE")
             .execute(p)

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod bench;
 mod bench_clusters;
+mod bench_deposits;
 mod bench_heartbeats;
 mod bench_ledger;
 mod bench_webhooks;

@@ -26,6 +26,8 @@ CREATE INDEX deposit_intents_open ON deposit_intents(status, expires_at);
 -- or kept for operators: unmatched (no known reference, the wrong mint, a plain transfer),
 -- or failed on chain (nothing arrived; kept for support, never credited).
 CREATE TABLE chain_deposits (
+    -- `cdp_…`: how the API names it (a signature is too long for a page cursor).
+    id TEXT NOT NULL UNIQUE,
     signature TEXT NOT NULL,
     instruction BIGINT NOT NULL,
     -- Of our mints, when it is one.

@@ -46,6 +46,23 @@ if [ -n "${IOCLOUD_TEST_STRIPE_URL:-}" ]; then
   export IOCLOUD_STRIPE_SECRET_KEY=sk_test_fuzz IOCLOUD_STRIPE_WEBHOOK_SECRET=whsec_fuzz
   export IOCLOUD_STRIPE_API_BASE="$IOCLOUD_TEST_STRIPE_URL"
 fi
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+# With the Solana peer running, deposits on chain are on and fuzzed too: a treasury and mints
+# of this run's own. Without, their routes answer rail_not_configured.
+if [ -n "${IOCLOUD_TEST_SOLANA_URL:-}" ]; then
+  peer="$IOCLOUD_TEST_SOLANA_URL"
+  control() { curl -fsS -X POST "$peer/_control/$1" -H 'content-type: application/json' -d "$2"; }
+  control keypair '{}' >"$work/treasury-answer.json"
+  json '["secretKey"]' <"$work/treasury-answer.json" >"$work/treasury.json"
+  treasury="$(json '["pubkey"]' <"$work/treasury-answer.json")"
+  mint_iosd="$(control create_mint '{"decimals":6}' | json '["mint"]')"
+  mint_usdc="$(control create_mint '{"decimals":6}' | json '["mint"]')"
+  mint_io="$(control create_mint '{"decimals":9}' | json '["mint"]')"
+  control advance '{"slots":2}' >/dev/null
+  export IOCLOUD_SOLANA_RPC_URL="$peer" IOCLOUD_SOLANA_TREASURY_KEYPAIR="$work/treasury.json"
+  export IOCLOUD_SOLANA_MINT_IOSD="$mint_iosd" IOCLOUD_SOLANA_MINT_USDC="$mint_usdc" IOCLOUD_SOLANA_MINT_IO="$mint_io"
+  export IOCLOUD_SOLANA_WATCH_INTERVAL_SECS=1
+fi
 "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 base="http://127.0.0.1:$port"
@@ -54,8 +71,6 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -fsS "$base/healthz" >/dev/null || { cat "$work/server.log" >&2; exit 1; }
-
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 email="fuzz@example.com"
 password="correct horse battery staple"
@@ -142,6 +157,22 @@ invitation_id="$(call POST /v1/invitations '{"email":"pending@example.com","role
 invitee_access="$(signup invitee@example.com Invitee | json '["access_token"]')"
 call POST /v1/invitations '{"email":"invitee@example.com","role":"member"}' >/dev/null
 invitee_token="$(invitation_token invitee@example.com)"
+# A deposit intent, and a deposit nobody's reference matched for the operators' assignment.
+deposit_id="dep_none"
+chain_deposit_id="cdp_none"
+if [ -n "${IOCLOUD_TEST_SOLANA_URL:-}" ]; then
+  deposit_id="$(call POST /v1/billing/deposits '{"currency":"IOSD","amount":"5"}' | json '["id"]')"
+  payer="$(control keypair '{}' | json '["pubkey"]')"
+  control mint_to "{\"mint\":\"$mint_iosd\",\"owner\":\"$payer\",\"amount\":\"5000000\"}" >/dev/null
+  control transfer "{\"from\":\"$payer\",\"mint\":\"$mint_iosd\",\"to\":\"$treasury\",\"amount\":\"5000000\"}" >/dev/null
+  control advance '{"slots":40}' >/dev/null
+  for _ in $(seq 1 100); do
+    chain_deposit_id="$(call GET /v1/admin/chain-deposits | json '["items"][0]["id"]' 2>/dev/null || true)"
+    [ -n "$chain_deposit_id" ] && break
+    sleep 0.2
+  done
+  [ -n "$chain_deposit_id" ] || { echo "schemathesis: the watcher saw no deposit" >&2; exit 1; }
+fi
 
 cat >"$work/schemathesis.toml" <<TOML
 seed = 1
@@ -225,6 +256,14 @@ parameters = { "body.transaction_id" = "$correction_tx" }
 [[operations]]
 include-path = "/v1/admin/orgs/{id}/quota"
 parameters = { "path.id" = "$org_id" }
+
+[[operations]]
+include-path = ["/v1/billing/deposits/{id}", "/v1/billing/deposits/{id}/qr.svg"]
+parameters = { "path.id" = "$deposit_id" }
+
+[[operations]]
+include-path = "/v1/admin/chain-deposits/{id}/assign"
+parameters = { "path.id" = "$chain_deposit_id", "body.org_id" = "$org_id" }
 
 [[operations]]
 include-path = "/v1/auth/logout"

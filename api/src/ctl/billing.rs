@@ -1,4 +1,5 @@
-//! `iocloud billing …`: balances, card top-ups, refunds and low-balance alerts.
+//! `iocloud billing …`: balances, card top-ups, refunds, deposits on Solana and low-balance
+//! alerts.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -36,6 +37,15 @@ enum BillingCommand {
     /// Refund unused card credit to the cards it came from (all that is refundable when no
     /// amount is given).
     Refund { amount: Option<String> },
+    /// Ask for a deposit on Solana: prints the Solana Pay request to open in a wallet.
+    Deposit {
+        /// IOSD, USDC (credited as IOSD less a fee) or IO.
+        currency: String,
+        /// Tokens, e.g. 25 or 1.5; left out, the wallet asks.
+        amount: Option<String>,
+    },
+    /// The organisation's deposits on Solana and what arrived for each.
+    Deposits,
     /// Low-balance alerts: lists them; with `--threshold`, sets the one of `--currency`.
     LowBalance {
         #[arg(long, default_value = "USD")]
@@ -147,6 +157,43 @@ pub async fn run(a: BillingArgs) -> CtlResult<i32> {
                 );
             }
             r
+        }
+        BillingCommand::Deposit { currency, amount } => {
+            let mut body = json!({ "currency": currency });
+            if let Some(amount) = amount {
+                body["amount"] = json!(amount);
+            }
+            let d = client.post("/v1/billing/deposits", &body).await?;
+            if !json {
+                println!(
+                    "{}: pay {} {} to {} carrying reference {}\nopen in a wallet: {}\nQR code: {}",
+                    text(&d["id"]),
+                    d["amount"].as_str().unwrap_or("any amount of"),
+                    text(&d["currency"]),
+                    text(&d["recipient"]),
+                    text(&d["reference"]),
+                    text(&d["url"]),
+                    text(&d["qr_url"])
+                );
+            }
+            d
+        }
+        BillingCommand::Deposits => {
+            let items = all(&client, "/v1/billing/deposits").await?;
+            if !json {
+                for d in &items {
+                    println!(
+                        "{}  {:<7}  {:<4}  asked {:>12}  received {:>12}  {}",
+                        text(&d["id"]),
+                        text(&d["status"]),
+                        text(&d["currency"]),
+                        d["amount"].as_str().unwrap_or("any"),
+                        text(&d["received"]),
+                        text(&d["created_at"])
+                    );
+                }
+            }
+            Value::from(items)
         }
         BillingCommand::Refund { amount } => {
             let body = match amount {

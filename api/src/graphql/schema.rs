@@ -76,6 +76,7 @@ pub struct QueryRoot(
     super::quotes::QuotesQuery,
     super::clusters::ClustersQuery,
     super::payments::PaymentsQuery,
+    super::deposits::DepositsQuery,
 );
 
 #[derive(Default)]
@@ -244,6 +245,7 @@ pub struct MutationRoot(
     super::quotes::QuotesMutation,
     super::clusters::ClustersMutation,
     super::payments::PaymentsMutation,
+    super::deposits::DepositsMutation,
 );
 
 #[derive(Default)]

@@ -89,7 +89,7 @@ async fn unmatched_deposits(
     ))
 }
 
-/// Credit an unmatched deposit (`<signature>:<instruction>`) to an organisation, once
+/// Credit an unmatched deposit (`cdp_…`) to an organisation, once
 /// (platform operators only). Assigned already, failed on chain or not a token taken here:
 /// 409 `invalid_state`.
 #[utoipa::path(post, path = "/v1/admin/chain-deposits/{id}/assign", tag = "billing", request_body = AssignRequest,

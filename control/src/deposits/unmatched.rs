@@ -48,7 +48,7 @@ impl ChainDepositStatus {
     graphql(name = "ChainDeposit")
 )]
 pub struct ChainDeposit {
-    /// `<signature>:<instruction>`: names the transfer for good.
+    /// `cdp_…`.
     pub id: String,
     pub signature: String,
     pub instruction: i64,
@@ -79,6 +79,7 @@ pub struct AssignRequest {
 
 #[derive(sqlx::FromRow)]
 struct Row {
+    id: String,
     signature: String,
     instruction: i64,
     token: Option<String>,
@@ -95,15 +96,13 @@ struct Row {
     seen_at: i64,
 }
 
-const COLUMNS: &str = "signature, instruction, token, mint, destination, amount, reference, intent_id, \
+const COLUMNS: &str = "id, signature, instruction, token, mint, destination, amount, reference, intent_id, \
      org_id, status, reason, transaction_id, slot, seen_at";
-/// The key lists page by: the id clients see.
-const KEY: &str = "signature || ':' || CAST(instruction AS TEXT)";
 
 impl Row {
     fn view(self) -> Result<ChainDeposit> {
         Ok(ChainDeposit {
-            id: format!("{}:{}", self.signature, self.instruction),
+            id: self.id,
             currency: match &self.token {
                 Some(t) => Some(
                     ChainToken::parse(t)
@@ -137,8 +136,8 @@ impl Deposits {
     ) -> Result<Page<ChainDeposit>> {
         operator(actor)?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM chain_deposits WHERE status IN ('unmatched', 'failed') AND {KEY} > $1 \
-             ORDER BY {KEY} LIMIT $2"
+            "SELECT {COLUMNS} FROM chain_deposits WHERE status IN ('unmatched', 'failed') AND id > $1 \
+             ORDER BY id LIMIT $2"
         );
         let rows: Vec<Row> = db_run!(&self.db, |p| sqlx::query_as(&sql)
             .bind(page.after_id())
@@ -153,7 +152,7 @@ impl Deposits {
         Ok(Page::from_rows(items, page, |d| &d.id))
     }
 
-    /// Credits an unmatched deposit to an organisation, once: a second assignment (of the same
+    /// Credits an unmatched deposit (`cdp_…`) to an organisation, once: a second assignment (of the same
     /// or another operator) answers 409 `invalid_state` and credits nothing.
     pub async fn assign_deposit(
         &self,
@@ -164,22 +163,21 @@ impl Deposits {
         operator(actor)?;
         let rail = self.rail()?;
         let org = crate::types::org_id(&request.org_id)?;
-        let (signature, instruction) = id
-            .rsplit_once(':')
-            .and_then(|(s, i)| Some((s, i.parse::<u32>().ok()?)))
-            .ok_or(Error::NotFound("deposit"))?;
         let mut db = self.db.begin().await?;
         let sql = format!(
-            "SELECT {COLUMNS} FROM chain_deposits WHERE signature = $1 AND instruction = $2{}",
+            "SELECT {COLUMNS} FROM chain_deposits WHERE id = $1{}",
             db.engine().for_update()
         );
         let row: Option<Row> = tx_run!(&mut db, |c| sqlx::query_as(&sql)
-            .bind(signature)
-            .bind(i64::from(instruction))
+            .bind(id)
             .fetch_optional(c)
             .await)
         .map_err(DbError::from)?;
         let row = row.ok_or(Error::NotFound("deposit"))?;
+        let instruction = u32::try_from(row.instruction).map_err(|_| {
+            Error::corrupt("chain_deposits.instruction", &row.instruction.to_string())
+        })?;
+        let signature = row.signature.clone();
         if row.status != "unmatched" {
             return Err(Error::conflict(
                 ErrorCode::InvalidState,
@@ -214,17 +212,16 @@ impl Deposits {
             return Err(Error::NotFound("organization"));
         }
         let amount = u64::try_from(row.amount).unwrap_or(0);
-        let credit = deposit_credit(rail, &mint, org.as_str(), signature, instruction, amount)?;
+        let credit = deposit_credit(rail, &mint, org.as_str(), &signature, instruction, amount)?;
         let posted = post_in(&mut db, &credit).await?;
         tx_run!(&mut db, |c| sqlx::query(
             "UPDATE chain_deposits SET status = 'assigned', org_id = $1, transaction_id = $2, assigned_by = $3 \
-             WHERE signature = $4 AND instruction = $5"
+             WHERE id = $4"
         )
         .bind(&org)
         .bind(&posted.transaction_id)
         .bind(actor.id())
-        .bind(signature)
-        .bind(i64::from(instruction))
+        .bind(id)
         .execute(c)
         .await
         .map(|_| ()))

@@ -24,9 +24,9 @@ const LEASE_TTL: Duration = Duration::from_secs(60);
 const PAGE: usize = 1_000;
 /// Transactions read at once while catching up.
 const IN_FLIGHT: usize = 16;
-/// The cursor is stored every this many transactions applied, so a crash loses little work
-/// (and none of it twice: applying is idempotent).
-const CURSOR_EVERY: usize = 256;
+/// Transactions applied per database transaction (with the cursor): a crash loses at most
+/// that much work, and none of it twice, since applying is idempotent.
+const CHUNK: usize = 64;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -93,7 +93,8 @@ impl Deposits {
         Ok(pass)
     }
 
-    /// Reads `address`'s history since its cursor and applies it, oldest first.
+    /// Reads `address`'s history since its cursor and applies it, oldest first, a chunk of
+    /// transactions per database transaction, which also moves the cursor past them.
     async fn follow(&self, rail: &SolanaRail, address: &str, pass: &mut WatchPass) -> Result<()> {
         let key = address
             .parse()
@@ -126,100 +127,105 @@ impl Deposits {
         }
         found.reverse();
         // Each read owns what it needs: the stream outlives no borrow of this frame.
-        let signatures: Vec<_> = found.iter().map(|s| s.signature).collect();
-        let mut reads = futures::stream::iter(signatures.clone().into_iter().map(|signature| {
+        let reads = futures::stream::iter(found.into_iter().map(|s| {
             let rail = rail.clone();
-            async move { rail.transaction(&signature).await }
-        }))
-        .buffered(IN_FLIGHT);
-        let mut applied = None;
-        let mut since_stored = 0;
-        let mut outcome = Ok(());
-        let mut index = 0;
-        while let Some(read) = reads.next().await {
-            let signature = signatures[index];
-            index += 1;
-            let tx = match read {
-                Ok(Some(tx)) => tx,
-                // Listed at this commitment, yet not readable there: the node is catching up.
-                Ok(None) => {
-                    outcome = Err(Error::Billing(iocloud_billing::BillingError::Solana {
+            async move {
+                match rail.transaction(&s.signature).await {
+                    Ok(Some(tx)) => Ok(tx),
+                    // Listed at this commitment, yet not readable there: the node is catching up.
+                    Ok(None) => Err(Error::Billing(iocloud_billing::BillingError::Solana {
                         retryable: true,
-                        message: format!("{signature} is listed but cannot be read yet"),
-                    }));
-                    break;
+                        message: format!("{} is listed but cannot be read yet", s.signature),
+                    })),
+                    Err(e) => Err(Error::from(e)),
                 }
-                Err(e) => {
-                    outcome = Err(e.into());
-                    break;
-                }
-            };
-            if let Err(e) = self.apply(rail, &tx, pass).await {
-                outcome = Err(e);
-                break;
             }
-            pass.transactions += 1;
-            applied = Some(signature);
-            since_stored += 1;
-            if since_stored == CURSOR_EVERY {
-                self.store_cursor(address, &signature.to_string()).await?;
-                since_stored = 0;
+        }))
+        .buffered(IN_FLIGHT)
+        .chunks(CHUNK);
+        futures::pin_mut!(reads);
+        while let Some(chunk) = reads.next().await {
+            // What was read before a failure is applied; the failure ends the pass.
+            let failed = chunk.iter().position(Result::is_err);
+            let mut chunk = chunk.into_iter();
+            let txs: Vec<ChainTransaction> = chunk
+                .by_ref()
+                .take(failed.unwrap_or(usize::MAX))
+                .map(|r| r.expect("before the first failure"))
+                .collect();
+            if !txs.is_empty() {
+                self.apply_chunk(rail, address, &txs, pass).await?;
+            }
+            if let Some(Err(e)) = chunk.next() {
+                return Err(e);
             }
         }
-        if let Some(last) = applied {
-            self.store_cursor(address, &last.to_string()).await?;
-        }
-        outcome
-    }
-
-    async fn store_cursor(&self, address: &str, signature: &str) -> Result<()> {
-        db_run!(&self.db, |p| sqlx::query(
-            "INSERT INTO chain_cursors (address, last_signature, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (address) DO UPDATE SET last_signature = excluded.last_signature, updated_at = excluded.updated_at"
-        )
-        .bind(address)
-        .bind(signature)
-        .bind(now_micros())
-        .execute(p)
-        .await
-        .map(|_| ()))
-        .map_err(DbError::from)?;
         Ok(())
     }
 
-    /// Applies every token transfer of `tx`, each in a database transaction of its own.
-    async fn apply(
+    /// Applies every token transfer of `txs` and moves `address`'s cursor past the last, in
+    /// one database transaction; then audits the credits.
+    async fn apply_chunk(
         &self,
         rail: &SolanaRail,
-        tx: &ChainTransaction,
+        address: &str,
+        txs: &[ChainTransaction],
         pass: &mut WatchPass,
     ) -> Result<()> {
-        // What is left of each destination's balance rise to share among its instructions.
-        let mut left: HashMap<_, u64> = HashMap::new();
-        for t in &tx.transfers {
-            left.entry(t.destination).or_insert(t.received);
-        }
-        for t in &tx.transfers {
-            let intent = self.intent_of(t).await?;
-            let verdict = verdict(rail, tx, t, intent.as_ref(), &mut left);
-            let mut db = self.db.begin().await?;
-            let done = self
-                .record_in(&mut db, rail, tx, t, intent.as_ref(), &verdict)
-                .await?;
-            db.commit().await?;
-            match (done, &verdict) {
-                (true, Verdict::Credit { intent, .. }) => {
-                    pass.credited += 1;
-                    self.audit_credit(
-                        &intent.org_id,
-                        &format!("{}:{}", tx.signature, t.instruction),
-                    )
-                    .await;
+        let intents = self.intents_of(txs).await?;
+        let mut credited = Vec::new();
+        let mut unmatched = 0;
+        let mut db = self.db.begin().await?;
+        for tx in txs {
+            // What is left of each destination's balance rise to share among its instructions.
+            let mut left: HashMap<_, u64> = HashMap::new();
+            for t in &tx.transfers {
+                left.entry(t.destination).or_insert(t.received);
+            }
+            for t in &tx.transfers {
+                let intent = t
+                    .references
+                    .iter()
+                    .find_map(|r| intents.get(&r.to_string()));
+                let verdict = verdict(rail, tx, t, intent, &mut left);
+                let done = self
+                    .record_in(&mut db, rail, tx, t, intent, &verdict)
+                    .await?;
+                match (done, &verdict) {
+                    (true, Verdict::Credit { intent, .. }) => credited.push((
+                        intent.org_id.clone(),
+                        format!("{}:{}", tx.signature, t.instruction),
+                    )),
+                    (true, Verdict::Unmatched(_)) => unmatched += 1,
+                    _ => {}
                 }
-                (true, Verdict::Unmatched(_)) => pass.unmatched += 1,
-                _ => {}
             }
         }
+        if let Some(last) = txs.last() {
+            let signature = last.signature.to_string();
+            tx_run!(&mut db, |c| sqlx::query(
+                "INSERT INTO chain_cursors (address, last_signature, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (address) DO UPDATE SET last_signature = excluded.last_signature, updated_at = excluded.updated_at"
+            )
+            .bind(address)
+            .bind(&signature)
+            .bind(now_micros())
+            .execute(c)
+            .await
+            .map(|_| ()))
+            .map_err(DbError::from)?;
+        }
+        db.commit().await?;
+        pass.transactions += txs.len();
+        pass.credited += credited.len();
+        pass.unmatched += unmatched;
+        // Together, so the audit log writes them as one batch.
+        futures::future::join_all(
+            credited
+                .iter()
+                .map(|(org, deposit)| self.audit_credit(org, deposit)),
+        )
+        .await;
         Ok(())
     }
 
@@ -240,21 +246,31 @@ impl Deposits {
         }
     }
 
-    /// The intent whose reference `t` carries, if any.
-    async fn intent_of(&self, t: &ChainTransfer) -> Result<Option<IntentRow>> {
-        for reference in &t.references {
-            let sql = format!("SELECT {INTENT_COLUMNS} FROM deposit_intents WHERE reference = $1");
-            let reference = reference.to_string();
-            let row: Option<IntentRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
-                .bind(&reference)
-                .fetch_optional(p)
-                .await)
+    /// The intents the transfers of `txs` name by reference, by reference, in one query.
+    async fn intents_of(&self, txs: &[ChainTransaction]) -> Result<HashMap<String, IntentRow>> {
+        let references: Vec<String> = txs
+            .iter()
+            .flat_map(|tx| &tx.transfers)
+            .flat_map(|t| &t.references)
+            .map(|r| r.to_string())
+            .collect();
+        let mut intents = HashMap::new();
+        for chunk in references.chunks(500) {
+            let sql = format!(
+                "SELECT {INTENT_COLUMNS} FROM deposit_intents WHERE reference IN ({})",
+                iocloud_db::sql::params(chunk.len())
+            );
+            let rows: Vec<IntentRow> = db_run!(&self.db, |p| {
+                let mut q = sqlx::query_as(&sql);
+                for r in chunk {
+                    q = q.bind(r);
+                }
+                q.fetch_all(p).await
+            })
             .map_err(DbError::from)?;
-            if row.is_some() {
-                return Ok(row);
-            }
+            intents.extend(rows.into_iter().map(|r| (r.reference.clone(), r)));
         }
-        Ok(None)
+        Ok(intents)
     }
 
     /// Writes the transfer's row and, for a credit, the ledger transaction and the intent's
@@ -282,8 +298,8 @@ impl Deposits {
             .map(|m| m.token.code());
         let signature = tx.signature.to_string();
         let inserted = tx_run!(db, |c| sqlx::query(
-            "INSERT INTO chain_deposits (signature, instruction, token, mint, destination, amount, reference, intent_id, org_id, status, reason, slot, seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (signature, instruction) DO NOTHING"
+            "INSERT INTO chain_deposits (id, signature, instruction, token, mint, destination, amount, reference, intent_id, org_id, status, reason, slot, seen_at) \
+             VALUES ($14, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (signature, instruction) DO NOTHING"
         )
         .bind(&signature)
         .bind(i64::from(t.instruction))
@@ -298,6 +314,7 @@ impl Deposits {
         .bind(reason)
         .bind(i64::try_from(tx.slot).unwrap_or(i64::MAX))
         .bind(now_micros())
+        .bind(iocloud_db::ids::new_id("cdp"))
         .execute(c)
         .await
         .map(|r| r.rows_affected()))

@@ -116,6 +116,65 @@ async fn a_deposit_is_credited_once_at_finalized(b: Backend) {
     );
     let listed = app.items("/v1/billing/deposits", &s.access).await;
     assert_eq!(listed.len(), 3);
+
+    // The command line and GraphQL ask through the same service.
+    let (_, admin) = app.api_key(&s.access, &["admin"]).await;
+    let (_, reader) = app.api_key(&s.access, &["read"]).await;
+    let cli = |args: &[&str], key: &str| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend([
+            "--server".into(),
+            app.base.clone(),
+            "--api-key".into(),
+            key.into(),
+        ]);
+        async move {
+            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+            iocloud_tests::iocloud(&refs).await
+        }
+    };
+    assert_eq!(cli(&["billing", "deposit", "IOSD", "5"], &admin).await, 0);
+    assert_eq!(cli(&["billing", "deposit", "BTC"], &admin).await, 4);
+    assert_eq!(cli(&["billing", "deposit", "IOSD"], &reader).await, 4);
+    assert_eq!(cli(&["billing", "deposits"], &reader).await, 0);
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "mutation { createDeposit(input: {currency: \"USDC\", amount: \"2\"}) { id currency credits amount url } }",
+            json!({}),
+        )
+        .await;
+    let made = &g.body["data"]["createDeposit"];
+    assert_eq!(made["currency"], "USDC", "{}", g.text);
+    assert_eq!(made["credits"], "IOSD");
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "{ deposits { items { id status } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        g.body["data"]["deposits"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5,
+        "{}",
+        g.text
+    );
+    let g = app
+        .graphql(
+            Some(&s.access),
+            "{ unmatchedDeposits { items { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        g.body["errors"][0]["extensions"]["code"], "forbidden",
+        "{}",
+        g.text
+    );
     ledger_balances(app).await;
     chain.stop().await;
 }
@@ -206,6 +265,18 @@ async fn unmatched_deposits_credit_nobody_until_assigned(b: Backend) {
         })
         .collect();
     assert_eq!(kept.len(), 5, "{kept:?}");
+    let first = app
+        .get("/v1/admin/chain-deposits?limit=2", &ops.access)
+        .await;
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 2);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(
+            &format!("/v1/admin/chain-deposits?limit=2&cursor={cursor}"),
+            &ops.access,
+        )
+        .await;
+    assert_eq!(second.body["items"][0], kept[2], "{}", second.text);
     for expected in [
         ("unmatched", "no reference"),
         ("unmatched", "unknown reference"),
@@ -267,7 +338,7 @@ async fn unmatched_deposits_credit_nobody_until_assigned(b: Backend) {
     assign(by_reason("no reference"), "org_nobody".into())
         .await
         .assert_problem(404, "not_found");
-    assign("nosuchsignature:0".into(), s.org_id.clone())
+    assign("cdp_nothing".into(), s.org_id.clone())
         .await
         .assert_problem(404, "not_found");
     assert_eq!(balance(app, &s, "IOSD").await.0, 25_000_000 + 6_860_000);
