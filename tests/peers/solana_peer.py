@@ -1612,8 +1612,9 @@ class ControlError(Exception):
 
 
 class Faults:
-    """Failures armed by tests: each applies to the next `count` calls (of `method`, if
-    given), in the order armed."""
+    """Failures armed by tests: each applies to the next `count` calls (of `method`, and whose
+    request text contains `match`, if given), in the order armed. `match` (an address or a
+    signature of a test's own) keeps tests that share the peer from taking each other's."""
 
     KINDS = ("timeout", "http_429", "http_503", "unhealthy")
 
@@ -1632,6 +1633,7 @@ class Faults:
             "seconds": float(body.get("seconds", 5)),
             "retry_after": body.get("retry_after", 1),
             "slots_behind": body.get("slots_behind"),
+            "match": body.get("match"),
         }
         with self.lock:
             self.armed.append(fault)
@@ -1642,10 +1644,14 @@ class Faults:
             self.armed = []
         return {"armed": 0}
 
-    def take(self, methods):
+    def take(self, methods, text=""):
         with self.lock:
             for fault in self.armed:
-                if fault["count"] > 0 and (fault["method"] is None or fault["method"] in methods):
+                if (
+                    fault["count"] > 0
+                    and (fault["method"] is None or fault["method"] in methods)
+                    and (fault["match"] is None or fault["match"] in text)
+                ):
                     fault["count"] -= 1
                     self.armed = [f for f in self.armed if f["count"] > 0]
                     return fault
@@ -1661,8 +1667,9 @@ class Controls:
     state               -> {slot, confirmedSlot, finalizedSlot, blockHeight, paused, slotMs,
                             transactions, faucet, mintAuthority}
     stats {reset?}      -> {calls: {method: count}, total}
-    faults {kind: timeout|http_429|http_503|unhealthy, count=1, method?, seconds=5,
-            retry_after=1, slots_behind?}   the next `count` JSON-RPC requests (of `method`)
+    faults {kind: timeout|http_429|http_503|unhealthy, count=1, method?, match?, seconds=5,
+            retry_after=1, slots_behind?}   the next `count` JSON-RPC requests (of `method`,
+                            whose text contains `match`)
                             hang `seconds` then close / answer 429 with Retry-After / answer
                             503 / answer -32005 -> {armed}
     clear_faults        -> {armed: 0}
@@ -2139,7 +2146,7 @@ class Handler(BaseHTTPRequestHandler):
         batch = isinstance(request, list)
         calls = request if batch else [request]
         methods = {c.get("method") for c in calls if isinstance(c, dict)}
-        fault = server.faults.take(methods)
+        fault = server.faults.take(methods, body if isinstance(body, str) else body.decode("utf-8", "replace"))
         if fault is not None and self.fault(fault, calls):
             return
         if batch and not calls:

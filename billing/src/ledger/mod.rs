@@ -15,7 +15,7 @@ mod verify;
 
 pub use accounts::{AccountKind, AccountRef, PLATFORM};
 pub use holds::{Hold, extend_hold_in, place_hold_in};
-pub use post::{NewTransaction, Posted, Posting, post_in};
+pub use post::{NewTransaction, Posted, Posting, batch_fast_in, post_in};
 pub use verify::Verification;
 
 use iocloud_db::{Db, Tx, db_run, tx_run};

@@ -406,10 +406,7 @@ async fn add_to_balance(tx: &mut Tx, account_id: &str, amount: i64) -> Result<bo
 /// The set-based batch inside an open database transaction: `Some(transaction ids)` when every
 /// reference was new and no account ends overdrawn; `None` when the caller must roll back and
 /// take the slow path (the transaction may hold partial work then).
-pub(crate) async fn batch_fast_in(
-    tx: &mut Tx,
-    batch: &[NewTransaction],
-) -> Result<Option<Vec<String>>> {
+pub async fn batch_fast_in(tx: &mut Tx, batch: &[NewTransaction]) -> Result<Option<Vec<String>>> {
     if batch.is_empty() {
         return Ok(Some(Vec::new()));
     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use iocloud_billing::ledger::{NewTransaction, Posting, post_in};
-use iocloud_billing::rails::solana::{ChainTransaction, ChainTransfer, MintInfo, SolanaRail};
+use iocloud_billing::rails::solana::{
+    ChainTransaction, ChainTransfer, MintInfo, SignatureInfo, SolanaRail,
+};
 use iocloud_billing::{AccountKind, AccountRef, Money, TransactionKind};
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
@@ -24,9 +26,11 @@ const LEASE_TTL: Duration = Duration::from_secs(60);
 const PAGE: usize = 1_000;
 /// Transactions read at once while catching up.
 const IN_FLIGHT: usize = 16;
-/// Transactions applied per database transaction (with the cursor): a crash loses at most
-/// that much work, and none of it twice, since applying is idempotent.
-const CHUNK: usize = 64;
+/// Transactions applied per database transaction (with the cursor and one ledger batch): a
+/// crash loses at most that much work, and none of it twice, since applying is idempotent.
+const CHUNK: usize = 256;
+/// Chunks read ahead of the one being applied.
+const READ_AHEAD: usize = 4;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +43,78 @@ pub struct WatchPass {
     pub unmatched: usize,
     /// False when another replica holds the lease.
     pub ran: bool,
+}
+
+/// A transfer of ours in a chunk, with what it is to us.
+struct Seen<'a> {
+    tx: &'a ChainTransaction,
+    t: &'a ChainTransfer,
+    intent: Option<&'a IntentRow>,
+    verdict: Verdict<'a>,
+}
+
+/// Rows of `chain_deposits` per insert statement (15 parameters each).
+const ROWS_PER_INSERT: usize = 200;
+
+/// A `chain_deposits` row to insert.
+struct Row<'a> {
+    id: String,
+    signature: String,
+    instruction: i64,
+    token: Option<&'static str>,
+    mint: Option<String>,
+    destination: String,
+    amount: i64,
+    reference: Option<String>,
+    intent_id: Option<&'a str>,
+    org_id: Option<&'a str>,
+    status: &'static str,
+    reason: Option<&'static str>,
+    slot: i64,
+    seen_at: i64,
+    transaction_id: Option<String>,
+}
+
+impl<'a> Row<'a> {
+    fn of(rail: &SolanaRail, s: &'a Seen<'a>, now: i64, transaction_id: Option<String>) -> Row<'a> {
+        let (status, reason, amount, org) = outcome(&s.verdict, s.t);
+        Row {
+            id: iocloud_db::ids::new_id("cdp"),
+            signature: s.tx.signature.to_string(),
+            instruction: i64::from(s.t.instruction),
+            token: s
+                .t
+                .mint
+                .and_then(|m| rail.mint_by_address(&m))
+                .map(|m| m.token.code()),
+            mint: s.t.mint.map(|m| m.to_string()),
+            destination: s.t.destination.to_string(),
+            amount: i64::try_from(amount).unwrap_or(i64::MAX),
+            reference: s.t.references.first().map(|r| r.to_string()),
+            intent_id: s.intent.map(|i| i.id.as_str()),
+            org_id: org,
+            status,
+            reason,
+            slot: i64::try_from(s.tx.slot).unwrap_or(i64::MAX),
+            seen_at: now,
+            transaction_id,
+        }
+    }
+}
+
+/// A transfer's row: its status, why (when not credited), the base units it records and the
+/// organisation credited.
+fn outcome<'a>(
+    verdict: &Verdict<'a>,
+    t: &ChainTransfer,
+) -> (&'static str, Option<&'static str>, u64, Option<&'a str>) {
+    match verdict {
+        Verdict::Credit { intent, amount, .. } => {
+            ("credited", None, *amount, Some(intent.org_id.as_str()))
+        }
+        Verdict::Unmatched(why) => ("unmatched", Some(*why), t.received, None),
+        Verdict::Failed | Verdict::NotOurs => ("failed", Some("failed on chain"), 0, None),
+    }
 }
 
 /// What a transfer is to us.
@@ -74,19 +150,24 @@ impl Deposits {
         .await
         .map(|_| ()))
         .map_err(DbError::from)?;
+        // The treasury's accounts first: most payments land there, and an intent they pay in
+        // full is no longer open, so its reference need not be read on its own.
+        let treasury: Vec<String> = rail
+            .mints()
+            .iter()
+            .map(|m| m.treasury_account.to_string())
+            .collect();
+        for address in &treasury {
+            self.follow(rail, address, &mut pass).await?;
+            pass.followed += 1;
+        }
         let references: Vec<String> = db_run!(&self.db, |p| sqlx::query_scalar(
             "SELECT reference FROM deposit_intents WHERE status = 'open' ORDER BY id"
         )
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
-        let mut addresses: Vec<String> = rail
-            .mints()
-            .iter()
-            .map(|m| m.treasury_account.to_string())
-            .collect();
-        addresses.extend(references);
-        for address in &addresses {
+        for address in &references {
             self.follow(rail, address, &mut pass).await?;
             pass.followed += 1;
         }
@@ -126,25 +207,43 @@ impl Deposits {
             }
         }
         found.reverse();
-        // Each read owns what it needs: the stream outlives no borrow of this frame.
-        let reads = futures::stream::iter(found.into_iter().map(|s| {
-            let rail = rail.clone();
-            async move {
-                match rail.transaction(&s.signature).await {
-                    Ok(Some(tx)) => Ok(tx),
-                    // Listed at this commitment, yet not readable there: the node is catching up.
-                    Ok(None) => Err(Error::Billing(iocloud_billing::BillingError::Solana {
-                        retryable: true,
-                        message: format!("{} is listed but cannot be read yet", s.signature),
-                    })),
-                    Err(e) => Err(Error::from(e)),
+        let Some(newest) = found.last().map(|s| s.signature.to_string()) else {
+            return Ok(());
+        };
+        // A transaction applied before (met again under another address it touched) is not
+        // read again.
+        let applied = self.applied(&found).await?;
+        found.retain(|s| !applied.contains(&s.signature.to_string()));
+        // The reads run in a task of their own, a few chunks ahead of the applying: each read
+        // owns what it needs, and the task stops when nobody takes its chunks any more.
+        let (chunks, mut ready) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let reader = rail.clone();
+        tokio::spawn(async move {
+            let reads = futures::stream::iter(found.into_iter().map(|s| {
+                let rail = reader.clone();
+                async move {
+                    match rail.transaction(&s.signature).await {
+                        Ok(Some(tx)) => Ok(tx),
+                        // Listed at this commitment, yet not readable there: the node is
+                        // catching up.
+                        Ok(None) => Err(Error::Billing(iocloud_billing::BillingError::Solana {
+                            retryable: true,
+                            message: format!("{} is listed but cannot be read yet", s.signature),
+                        })),
+                        Err(e) => Err(Error::from(e)),
+                    }
+                }
+            }))
+            .buffered(IN_FLIGHT)
+            .chunks(CHUNK);
+            futures::pin_mut!(reads);
+            while let Some(chunk) = reads.next().await {
+                if chunks.send(chunk).await.is_err() {
+                    break;
                 }
             }
-        }))
-        .buffered(IN_FLIGHT)
-        .chunks(CHUNK);
-        futures::pin_mut!(reads);
-        while let Some(chunk) = reads.next().await {
+        });
+        while let Some(chunk) = ready.recv().await {
             // What was read before a failure is applied; the failure ends the pass.
             let failed = chunk.iter().position(Result::is_err);
             let mut chunk = chunk.into_iter();
@@ -160,11 +259,50 @@ impl Deposits {
                 return Err(e);
             }
         }
+        // Everything up to the newest is applied now, the skipped ones included.
+        self.store_cursor(address, &newest).await
+    }
+
+    async fn store_cursor(&self, address: &str, signature: &str) -> Result<()> {
+        db_run!(&self.db, |p| sqlx::query(
+            "INSERT INTO chain_cursors (address, last_signature, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (address) DO UPDATE SET last_signature = excluded.last_signature, updated_at = excluded.updated_at"
+        )
+        .bind(address)
+        .bind(signature)
+        .bind(now_micros())
+        .execute(p)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::from)?;
         Ok(())
     }
 
+    /// Which of `found` have rows already: applied whole, in an earlier chunk or pass.
+    async fn applied(&self, found: &[SignatureInfo]) -> Result<std::collections::HashSet<String>> {
+        let mut applied = std::collections::HashSet::new();
+        for part in found.chunks(500) {
+            let sql = format!(
+                "SELECT DISTINCT signature FROM chain_deposits WHERE signature IN ({})",
+                iocloud_db::sql::params(part.len())
+            );
+            let rows: Vec<String> = db_run!(&self.db, |p| {
+                let mut q = sqlx::query_scalar(&sql);
+                for s in part {
+                    q = q.bind(s.signature.to_string());
+                }
+                q.fetch_all(p).await
+            })
+            .map_err(DbError::from)?;
+            applied.extend(rows);
+        }
+        Ok(applied)
+    }
+
     /// Applies every token transfer of `txs` and moves `address`'s cursor past the last, in
-    /// one database transaction; then audits the credits.
+    /// one database transaction; then audits the credits. The credits post as one set-based
+    /// ledger batch when all of them are new (catching up); a replay, or anything the batch
+    /// will not take, goes transfer by transfer instead.
     async fn apply_chunk(
         &self,
         rail: &SolanaRail,
@@ -173,9 +311,7 @@ impl Deposits {
         pass: &mut WatchPass,
     ) -> Result<()> {
         let intents = self.intents_of(txs).await?;
-        let mut credited = Vec::new();
-        let mut unmatched = 0;
-        let mut db = self.db.begin().await?;
+        let mut seen = Vec::new();
         for tx in txs {
             // What is left of each destination's balance rise to share among its instructions.
             let mut left: HashMap<_, u64> = HashMap::new();
@@ -188,19 +324,35 @@ impl Deposits {
                     .iter()
                     .find_map(|r| intents.get(&r.to_string()));
                 let verdict = verdict(rail, tx, t, intent, &mut left);
-                let done = self
-                    .record_in(&mut db, rail, tx, t, intent, &verdict)
-                    .await?;
-                match (done, &verdict) {
-                    (true, Verdict::Credit { intent, .. }) => credited.push((
-                        intent.org_id.clone(),
-                        format!("{}:{}", tx.signature, t.instruction),
-                    )),
-                    (true, Verdict::Unmatched(_)) => unmatched += 1,
-                    _ => {}
+                if !matches!(verdict, Verdict::NotOurs) {
+                    seen.push(Seen {
+                        tx,
+                        t,
+                        intent,
+                        verdict,
+                    });
                 }
             }
         }
+        let mut db = self.db.begin().await?;
+        let applied = match self.record_all_in(&mut db, rail, &seen).await? {
+            Some(applied) => applied,
+            None => {
+                // The batch may have left partial work: start again, one by one.
+                drop(db);
+                db = self.db.begin().await?;
+                let mut applied = Vec::new();
+                for s in &seen {
+                    if self
+                        .record_in(&mut db, rail, s.tx, s.t, s.intent, &s.verdict)
+                        .await?
+                    {
+                        applied.push(s);
+                    }
+                }
+                applied
+            }
+        };
         if let Some(last) = txs.last() {
             let signature = last.signature.to_string();
             tx_run!(&mut db, |c| sqlx::query(
@@ -217,8 +369,18 @@ impl Deposits {
         }
         db.commit().await?;
         pass.transactions += txs.len();
+        let mut credited = Vec::new();
+        for s in &applied {
+            match &s.verdict {
+                Verdict::Credit { intent, .. } => credited.push((
+                    intent.org_id.clone(),
+                    format!("{}:{}", s.tx.signature, s.t.instruction),
+                )),
+                Verdict::Unmatched(_) => pass.unmatched += 1,
+                _ => {}
+            }
+        }
         pass.credited += credited.len();
-        pass.unmatched += unmatched;
         // Together, so the audit log writes them as one batch.
         futures::future::join_all(
             credited
@@ -227,6 +389,120 @@ impl Deposits {
         )
         .await;
         Ok(())
+    }
+
+    /// The fast path of [`apply_chunk`](Self::apply_chunk): every credit in one ledger batch,
+    /// every row in one statement, every intent's progress in one more. `None` when the
+    /// ledger batch refuses (a credit made before: a replay), and the caller rolls back.
+    async fn record_all_in<'s>(
+        &self,
+        db: &mut Tx,
+        rail: &SolanaRail,
+        seen: &'s [Seen<'s>],
+    ) -> Result<Option<Vec<&'s Seen<'s>>>> {
+        let mut credits = Vec::new();
+        for s in seen {
+            if let Verdict::Credit {
+                intent,
+                mint,
+                amount,
+            } = &s.verdict
+            {
+                credits.push(deposit_credit(
+                    rail,
+                    mint,
+                    &intent.org_id,
+                    &s.tx.signature.to_string(),
+                    s.t.instruction,
+                    *amount,
+                )?);
+            }
+        }
+        let Some(ids) = iocloud_billing::ledger::batch_fast_in(db, &credits).await? else {
+            return Ok(None);
+        };
+        let mut ids = ids.into_iter();
+        let now = now_micros();
+        let rows: Vec<Row<'_>> = seen
+            .iter()
+            .map(|s| {
+                Row::of(
+                    rail,
+                    s,
+                    now,
+                    matches!(s.verdict, Verdict::Credit { .. })
+                        .then(|| ids.next())
+                        .flatten(),
+                )
+            })
+            .collect();
+        let mut inserted = std::collections::HashSet::new();
+        for part in rows.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO chain_deposits (id, signature, instruction, token, mint, destination, amount, reference, \
+                 intent_id, org_id, status, reason, slot, seen_at, transaction_id) VALUES {} \
+                 ON CONFLICT (signature, instruction) DO NOTHING RETURNING signature, instruction",
+                iocloud_db::sql::rows(part.len(), 15)
+            );
+            let done: Vec<(String, i64)> = tx_run!(db, |c| {
+                let mut q = sqlx::query_as(&sql);
+                for r in part {
+                    q = q
+                        .bind(&r.id)
+                        .bind(&r.signature)
+                        .bind(r.instruction)
+                        .bind(r.token)
+                        .bind(&r.mint)
+                        .bind(&r.destination)
+                        .bind(r.amount)
+                        .bind(&r.reference)
+                        .bind(r.intent_id)
+                        .bind(r.org_id)
+                        .bind(r.status)
+                        .bind(r.reason)
+                        .bind(r.slot)
+                        .bind(r.seen_at)
+                        .bind(&r.transaction_id);
+                }
+                q.fetch_all(c).await
+            })
+            .map_err(DbError::from)?;
+            inserted.extend(done);
+        }
+        // Each intent's progress, summed over the chunk.
+        let mut progress: HashMap<&str, i64> = HashMap::new();
+        for s in seen {
+            if let Verdict::Credit { intent, amount, .. } = &s.verdict {
+                *progress.entry(intent.id.as_str()).or_default() +=
+                    i64::try_from(*amount).unwrap_or(i64::MAX);
+            }
+        }
+        if !progress.is_empty() {
+            let progress: Vec<(&str, i64)> = progress.into_iter().collect();
+            let added = "(SELECT v.amount FROM v WHERE v.id = deposit_intents.id)";
+            let sql = format!(
+                "WITH v(id, amount) AS (VALUES {}) UPDATE deposit_intents SET received = received + {added}, \
+                 status = CASE WHEN amount IS NULL OR received + {added} >= amount THEN 'paid' ELSE status END, \
+                 paid_at = CASE WHEN amount IS NULL OR received + {added} >= amount THEN COALESCE(paid_at, {now}) ELSE paid_at END \
+                 WHERE id IN (SELECT id FROM v)",
+                iocloud_db::sql::rows(progress.len(), 2)
+            );
+            tx_run!(db, |c| {
+                let mut q = sqlx::query(&sql);
+                for (id, amount) in &progress {
+                    q = q.bind(*id).bind(*amount);
+                }
+                q.execute(c).await.map(|_| ())
+            })
+            .map_err(DbError::from)?;
+        }
+        Ok(Some(
+            seen.iter()
+                .filter(|s| {
+                    inserted.contains(&(s.tx.signature.to_string(), i64::from(s.t.instruction)))
+                })
+                .collect(),
+        ))
     }
 
     /// Writes a credit to the audit log, as the chain's doing: nobody's request made it.
@@ -284,14 +560,10 @@ impl Deposits {
         intent: Option<&IntentRow>,
         verdict: &Verdict<'_>,
     ) -> Result<bool> {
-        let (status, reason, amount, org) = match verdict {
-            Verdict::NotOurs => return Ok(false),
-            Verdict::Credit { intent, amount, .. } => {
-                ("credited", None, *amount, Some(intent.org_id.clone()))
-            }
-            Verdict::Unmatched(why) => ("unmatched", Some(*why), t.received, None),
-            Verdict::Failed => ("failed", Some("failed on chain"), 0, None),
-        };
+        if matches!(verdict, Verdict::NotOurs) {
+            return Ok(false);
+        }
+        let (status, reason, amount, org) = outcome(verdict, t);
         let token = t
             .mint
             .and_then(|m| rail.mint_by_address(&m))
@@ -309,7 +581,7 @@ impl Deposits {
         .bind(i64::try_from(amount).unwrap_or(i64::MAX))
         .bind(t.references.first().map(|r| r.to_string()))
         .bind(intent.map(|i| i.id.clone()))
-        .bind(&org)
+        .bind(org)
         .bind(status)
         .bind(reason)
         .bind(i64::try_from(tx.slot).unwrap_or(i64::MAX))

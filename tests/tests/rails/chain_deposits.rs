@@ -10,6 +10,7 @@ on_both_engines!(
     a_deposit_is_credited_once_at_finalized,
     unmatched_deposits_credit_nobody_until_assigned,
     a_dropped_deposit_is_never_credited,
+    the_watcher_rides_out_a_failing_node,
     bad_deposit_requests_are_refused,
 );
 
@@ -379,6 +380,62 @@ async fn a_dropped_deposit_is_never_credited(b: Backend) {
         .await
         .body;
     assert_eq!(d["status"], "open");
+    ledger_balances(app).await;
+    chain.stop().await;
+}
+
+/// The node failing mid-catch-up (a 5xx on one transaction, an unhealthy node, 429s): the pass
+/// ends, what was read before the failure is applied, and the next pass resumes from the
+/// cursor; each deposit credited once.
+async fn the_watcher_rides_out_a_failing_node(b: Backend) {
+    let Some(chain) = ChainApp::spawn(b).await else {
+        return;
+    };
+    let app = &chain.app;
+    let s = app.signup("owner@example.com", "Chain Payers").await;
+    let mut signatures = Vec::new();
+    for _ in 0..3 {
+        let d = intent(app, &s.access, json!({"currency": "IOSD", "amount": "2"})).await;
+        let paid = chain
+            .pay(&chain.iosd, 2_000_000, d["reference"].as_str())
+            .await;
+        signatures.push(paid["signature"].as_str().unwrap().to_string());
+    }
+    chain.peer.advance(40).await;
+    // The second transaction cannot be read: the first is applied, the pass fails.
+    chain
+        .peer
+        .control("faults", json!({"kind": "http_503", "method": "getTransaction", "match": signatures[1], "count": 1}))
+        .await;
+    let control = &app.server.state.control;
+    assert!(control.deposits.watch().await.is_err());
+    assert_eq!(balance(app, &s, "IOSD").await.0, 2_000_000);
+    // The node says it is behind while listing the treasury's account: nothing moves.
+    let treasury_account = chain
+        .peer
+        .control(
+            "token_account",
+            json!({"mint": chain.iosd, "owner": chain.treasury}),
+        )
+        .await["tokenAccount"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    chain
+        .peer
+        .control("faults", json!({"kind": "unhealthy", "method": "getSignaturesForAddress", "match": treasury_account, "count": 1}))
+        .await;
+    assert!(control.deposits.watch().await.is_err());
+    assert_eq!(balance(app, &s, "IOSD").await.0, 2_000_000);
+    // Too many requests: the client waits as told and carries on within the pass.
+    chain
+        .peer
+        .control("faults", json!({"kind": "http_429", "method": "getTransaction", "match": signatures[2], "count": 2, "retry_after": 0}))
+        .await;
+    let pass = chain.watch().await;
+    assert_eq!(pass.credited, 2, "{pass:?}");
+    assert_eq!(balance(app, &s, "IOSD").await.0, 6_000_000);
+    assert_eq!(chain.watch().await.credited, 0);
     ledger_balances(app).await;
     chain.stop().await;
 }
