@@ -25,6 +25,7 @@ pub mod mail;
 pub mod orgs;
 pub mod page;
 pub mod payments;
+pub mod payouts;
 pub mod periodic;
 pub mod permissions;
 pub mod placement;
@@ -89,6 +90,8 @@ pub struct Control {
     pub payments: payments::Payments,
     /// Deposits on Solana: intents, the watcher, unmatched deposits.
     pub deposits: deposits::Deposits,
+    /// Payouts on chain: wallets proved by a signed challenge.
+    pub payouts: payouts::Payouts,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -217,6 +220,7 @@ impl Control {
             leases::Leases::new(db.clone()),
             settings.chain.clone(),
         );
+        let payouts = payouts::Payouts::new(db.clone());
         Ok(Self {
             accounts,
             orgs,
@@ -236,6 +240,7 @@ impl Control {
             clusters,
             payments,
             deposits,
+            payouts,
             db,
             kv,
             cache,

@@ -1,9 +1,11 @@
-//! GraphQL for deposits on Solana. Same service as `/v1/billing/deposits` and
-//! `/v1/admin/chain-deposits`; the inputs and answers are the domain's own types.
+//! GraphQL for deposits on Solana and payout wallets. Same services as `/v1/billing/deposits`,
+//! `/v1/admin/chain-deposits` and `/v1/payouts/wallets`; the inputs and answers are the
+//! domain's own types.
 
 use async_graphql::{Context, Object};
 use iocloud_control::Page;
 use iocloud_control::deposits::{AssignRequest, ChainDeposit, DepositIntent, DepositRequest};
+use iocloud_control::payouts::{Wallet, WalletChallenge, WalletChallengeRequest, WalletRequest};
 
 use super::schema::{actor, control, gql_error, list_cost, page};
 
@@ -34,6 +36,15 @@ impl DepositsQuery {
         control(ctx)
             .deposits
             .deposit(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The organisation's payout wallets.
+    async fn wallets(&self, ctx: &Context<'_>) -> GqlResult<Vec<Wallet>> {
+        control(ctx)
+            .payouts
+            .wallets(actor(ctx)?)
             .await
             .map_err(gql_error)
     }
@@ -69,6 +80,28 @@ impl DepositsMutation {
         control(ctx)
             .deposits
             .create_deposit(actor(ctx)?, &input)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// A challenge to sign with a wallet's key (as `POST /v1/payouts/wallets/challenges`).
+    async fn wallet_challenge(
+        &self,
+        ctx: &Context<'_>,
+        input: WalletChallengeRequest,
+    ) -> GqlResult<WalletChallenge> {
+        control(ctx)
+            .payouts
+            .wallet_challenge(actor(ctx)?, &input)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// Adds the wallet a signed challenge proves (as `POST /v1/payouts/wallets`).
+    async fn add_wallet(&self, ctx: &Context<'_>, input: WalletRequest) -> GqlResult<Wallet> {
+        control(ctx)
+            .payouts
+            .add_wallet(actor(ctx)?, &input)
             .await
             .map_err(gql_error)
     }

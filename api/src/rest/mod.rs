@@ -10,6 +10,7 @@ mod devices;
 mod members;
 mod org;
 pub mod payments;
+mod payouts;
 mod quotes;
 mod usage;
 
@@ -31,6 +32,7 @@ use crate::state::AppState;
         (name = "api-keys", description = "API keys"),
         (name = "audit", description = "The audit log"),
         (name = "billing", description = "Balances, the ledger, holds and credits"),
+        (name = "payouts", description = "Payouts of earnings on chain, and the wallets they go to"),
         (name = "providers", description = "The GPU and region catalogs, devices, and stake"),
         (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
         (name = "clusters", description = "Clusters: create, watch, extend, terminate; quota"),
@@ -66,6 +68,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(billing::router())
         .merge(payments::router())
         .merge(deposits::router())
+        .merge(payouts::router())
         .merge(quotes::router())
         .merge(clusters::router())
         .merge(usage::router())

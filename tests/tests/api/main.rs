@@ -18,6 +18,7 @@ mod idempotency;
 mod invitations;
 mod node_endpoints;
 mod operators;
+mod payout_wallets;
 mod permissions;
 mod prices;
 mod quotes;

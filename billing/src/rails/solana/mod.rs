@@ -22,11 +22,13 @@ use solana_signer::Signer;
 use crate::{BillingError, Result};
 
 mod pay;
+mod proof;
 mod read;
 mod settings;
 mod token;
 
 pub use pay::TransferRequest;
+pub use proof::signed_by;
 pub use read::{ChainTransaction, ChainTransfer, SignatureInfo};
 pub use settings::{
     COMMITMENT_VAR, Commitment, DEFAULT_USDC_FEE_BPS, MINT_IO_VAR, MINT_IOSD_VAR, MINT_USDC_VAR,
