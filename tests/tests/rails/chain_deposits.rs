@@ -107,6 +107,12 @@ async fn a_deposit_is_credited_once_at_finalized(b: Backend) {
     assert_eq!(chain.watch().await.credited, 2);
     assert_eq!(balance(app, &s, "IOSD").await.0, 25_000_000 + 98_000_000);
     assert_eq!(balance(app, &s, "IO").await.0, 1_500_000);
+    // $IO that arrived on chain is staked as any other.
+    let staked = app
+        .post("/v1/stake", Some(&s.access), json!({"amount": "1.5"}))
+        .await;
+    assert_eq!(staked.status, 201, "{}", staked.text);
+    assert_eq!(balance(app, &s, "IO").await.0, 0);
     // The treasury holds exactly what was paid.
     assert_eq!(
         chain
