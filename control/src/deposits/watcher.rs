@@ -730,17 +730,14 @@ pub(super) fn deposit_credit(
 }
 
 impl Deposits {
-    /// Runs a watcher pass every `interval` until the process ends; a pass that fails (the
-    /// node away) is logged and the next one resumes from the cursors.
+    /// Runs a watcher pass every `interval` until the process ends; after a pass that fails
+    /// (the node away, timing out or answering 429) the next waits longer, up to a minute,
+    /// and resumes from the cursors.
     pub fn spawn_watcher(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
-        crate::periodic::every(interval, move || {
+        crate::periodic::backing_off(interval, Duration::from_secs(60), move || {
             let this = this.clone();
-            async move {
-                if let Err(e) = this.watch().await {
-                    tracing::warn!(error = %e, "deposit watcher pass failed");
-                }
-            }
+            async move { this.watch().await.map(|_| ()) }
         })
     }
 }
