@@ -13,6 +13,7 @@ pub mod billing;
 pub mod cache;
 pub mod capacity;
 pub mod clusters;
+mod defaults;
 pub mod deposits;
 pub mod directory;
 pub mod error;

@@ -12,3 +12,10 @@ pub async fn iocloud(args: &[&str]) -> i32 {
         other => panic!("not a client command: {other:?}"),
     }
 }
+
+/// Runs `iocloud ARGS… --server <the app> --api-key KEY` and answers its exit code.
+pub async fn iocloud_with_key(app: &crate::TestApp, args: &[&str], key: &str) -> i32 {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--server", app.base.as_str(), "--api-key", key]);
+    iocloud(&all).await
+}

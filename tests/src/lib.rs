@@ -26,7 +26,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use books::{GPU_BOOKS_WRONG, ledger_balances};
-pub use cli::iocloud;
+pub use cli::{iocloud, iocloud_with_key};
 pub use clusters::{
     cluster, clusters, create, current_nodes, follow, kinds, running_cluster, wait_status,
 };

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use iocloud_billing::rails::stripe::SavedCard;
 
 use super::Payments;
+use crate::defaults::{Defaulted, make_default_in, remove_in};
 use crate::{Action, Actor, Error, Result};
 
 /// A card to save, exactly one of: the card form's confirmed SetupIntent (`seti_…`, the way
@@ -228,15 +229,7 @@ impl Payments {
         actor.authorize(Action::BillingManage)?;
         self.card(&actor.org_id, id).await?;
         let mut tx = self.db.begin().await?;
-        tx_run!(&mut tx, |c| sqlx::query(
-            "UPDATE saved_cards SET is_default = (id = $2) WHERE org_id = $1"
-        )
-        .bind(&actor.org_id)
-        .bind(id)
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(DbError::from)?;
+        make_default_in(&mut tx, Defaulted::SavedCards, &actor.org_id, id).await?;
         tx.commit().await?;
         self.card(&actor.org_id, id).await
     }
@@ -249,26 +242,14 @@ impl Payments {
         let card = self.card(&actor.org_id, id).await?;
         rail.forget_card(id).await?;
         let mut tx = self.db.begin().await?;
-        tx_run!(&mut tx, |c| sqlx::query(
-            "DELETE FROM saved_cards WHERE id = $1 AND org_id = $2"
+        remove_in(
+            &mut tx,
+            Defaulted::SavedCards,
+            &actor.org_id,
+            id,
+            card.is_default,
         )
-        .bind(id)
-        .bind(&actor.org_id)
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(DbError::from)?;
-        if card.is_default {
-            tx_run!(&mut tx, |c| sqlx::query(
-                "UPDATE saved_cards SET is_default = TRUE WHERE id = \
-                 (SELECT id FROM saved_cards WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1)"
-            )
-            .bind(&actor.org_id)
-            .execute(c)
-            .await
-            .map(|_| ()))
-            .map_err(DbError::from)?;
-        }
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Payouts;
+use crate::defaults::{Defaulted, make_default_in, remove_in};
 use crate::{Action, Actor, Error, ErrorCode, Result};
 
 /// How long a challenge may be signed and sent back.
@@ -240,15 +241,9 @@ impl Payouts {
     pub async fn set_default_wallet(&self, actor: &Actor, id: &str) -> Result<Wallet> {
         actor.authorize(Action::BillingManage)?;
         self.wallet(actor, id).await?;
-        db_run!(&self.db, |p| sqlx::query(
-            "UPDATE payout_wallets SET is_default = (id = $2) WHERE org_id = $1"
-        )
-        .bind(&actor.org_id)
-        .bind(id)
-        .execute(p)
-        .await
-        .map(|_| ()))
-        .map_err(DbError::from)?;
+        let mut tx = self.db.begin().await?;
+        make_default_in(&mut tx, Defaulted::PayoutWallets, &actor.org_id, id).await?;
+        tx.commit().await?;
         self.wallet(actor, id).await
     }
 
@@ -257,26 +252,14 @@ impl Payouts {
         actor.authorize(Action::BillingManage)?;
         let wallet = self.wallet(actor, id).await?;
         let mut tx = self.db.begin().await?;
-        tx_run!(&mut tx, |c| sqlx::query(
-            "DELETE FROM payout_wallets WHERE id = $1 AND org_id = $2"
+        remove_in(
+            &mut tx,
+            Defaulted::PayoutWallets,
+            &actor.org_id,
+            id,
+            wallet.is_default,
         )
-        .bind(id)
-        .bind(&actor.org_id)
-        .execute(c)
-        .await
-        .map(|_| ()))
-        .map_err(DbError::from)?;
-        if wallet.is_default {
-            tx_run!(&mut tx, |c| sqlx::query(
-                "UPDATE payout_wallets SET is_default = TRUE WHERE id = \
-                 (SELECT id FROM payout_wallets WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1)"
-            )
-            .bind(&actor.org_id)
-            .execute(c)
-            .await
-            .map(|_| ()))
-            .map_err(DbError::from)?;
-        }
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! disputed, and every step leaves the books balanced.
 
 use iocloud_tests::{
-    Backend, CardApp, Session, TestApp, balance, dispute, fleet, frankfurt, iocloud,
+    Backend, CardApp, Session, TestApp, balance, dispute, fleet, frankfurt, iocloud_with_key,
     ledger_balances, on_both_engines, send_webhook, stripe_event, stripe_url, take_cards, units,
 };
 use serde_json::{Value, json};
@@ -292,21 +292,11 @@ async fn the_cli_pays_refunds_and_watches_the_balance(b: Backend) {
     let s = app.signup("owner@example.com", "Terminal Payers").await;
     let (_, admin) = app.api_key(&s.access, &["admin"]).await;
     let (_, reader) = app.api_key(&s.access, &["read"]).await;
-    let run = |args: &[&str], key: &str| {
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        all.extend([
-            "--server".into(),
-            app.base.clone(),
-            "--api-key".into(),
-            key.into(),
-        ]);
-        async move {
-            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            iocloud(&refs).await
-        }
-    };
     // No saved card: the default one cannot be charged.
-    assert_eq!(run(&["billing", "top-up", "20"], &admin).await, 4);
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "top-up", "20"], &admin).await,
+        4
+    );
     let saved = app
         .post(
             "/v1/billing/cards",
@@ -315,21 +305,37 @@ async fn the_cli_pays_refunds_and_watches_the_balance(b: Backend) {
         )
         .await;
     assert_eq!(saved.status, 201, "{}", saved.text);
-    assert_eq!(run(&["billing", "cards"], &reader).await, 0);
-    assert_eq!(run(&["billing", "top-up", "20"], &admin).await, 0);
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "cards"], &reader).await,
+        0
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "top-up", "20"], &admin).await,
+        0
+    );
     assert_eq!(balance(app, &s, "USD").await.0, units(20));
     // A read-only key may look, not pay; a declined card and a refused amount say so.
-    assert_eq!(run(&["billing", "top-ups"], &reader).await, 0);
-    assert_eq!(run(&["billing", "balance", "-o", "json"], &reader).await, 0);
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "top-ups"], &reader).await,
+        0
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "balance", "-o", "json"], &reader).await,
+        0
+    );
     let paid = app.items("/v1/billing/top-ups", &s.access).await;
     let paid = paid[0]["id"].as_str().unwrap();
-    assert_eq!(run(&["billing", "receipt", paid], &reader).await, 0);
     assert_eq!(
-        run(&["billing", "receipt", "top_nothing"], &reader).await,
+        iocloud_with_key(app, &["billing", "receipt", paid], &reader).await,
+        0
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "receipt", "top_nothing"], &reader).await,
         4
     );
     assert_eq!(
-        run(
+        iocloud_with_key(
+            app,
             &["billing", "top-up", "5", "--card", "pm_card_visa"],
             &reader
         )
@@ -337,21 +343,36 @@ async fn the_cli_pays_refunds_and_watches_the_balance(b: Backend) {
         4
     );
     assert_eq!(
-        run(
+        iocloud_with_key(
+            app,
             &["billing", "top-up", "5", "--card", "pm_card_chargeDeclined"],
             &admin
         )
         .await,
         4
     );
-    assert_eq!(run(&["billing", "refund", "500"], &admin).await, 4);
-    assert_eq!(run(&["billing", "refund", "5"], &admin).await, 0);
-    assert_eq!(balance(app, &s, "USD").await.0, units(15));
     assert_eq!(
-        run(&["billing", "low-balance", "--threshold", "10"], &admin).await,
+        iocloud_with_key(app, &["billing", "refund", "500"], &admin).await,
+        4
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "refund", "5"], &admin).await,
         0
     );
-    assert_eq!(run(&["billing", "low-balance"], &reader).await, 0);
+    assert_eq!(balance(app, &s, "USD").await.0, units(15));
+    assert_eq!(
+        iocloud_with_key(
+            app,
+            &["billing", "low-balance", "--threshold", "10"],
+            &admin
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "low-balance"], &reader).await,
+        0
+    );
     let alerts = app.get("/v1/billing/low-balance", &s.access).await;
     assert_eq!(alerts.body[0]["threshold"], "10.00", "{}", alerts.text);
     ledger_balances(app).await;

@@ -3,7 +3,9 @@
 //! wrong mints, failed transactions and unknown references kept for operators and credited to
 //! nobody until one assigns them, once; a short payment; a dropped transaction never credited.
 
-use iocloud_tests::{Backend, ChainApp, TestApp, balance, ledger_balances, on_both_engines};
+use iocloud_tests::{
+    Backend, ChainApp, TestApp, balance, iocloud_with_key, ledger_balances, on_both_engines,
+};
 use serde_json::{Value, json};
 
 on_both_engines!(
@@ -127,23 +129,22 @@ async fn a_deposit_is_credited_once_at_finalized(b: Backend) {
     // The command line and GraphQL ask through the same service.
     let (_, admin) = app.api_key(&s.access, &["admin"]).await;
     let (_, reader) = app.api_key(&s.access, &["read"]).await;
-    let cli = |args: &[&str], key: &str| {
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        all.extend([
-            "--server".into(),
-            app.base.clone(),
-            "--api-key".into(),
-            key.into(),
-        ]);
-        async move {
-            let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-            iocloud_tests::iocloud(&refs).await
-        }
-    };
-    assert_eq!(cli(&["billing", "deposit", "IOSD", "5"], &admin).await, 0);
-    assert_eq!(cli(&["billing", "deposit", "BTC"], &admin).await, 4);
-    assert_eq!(cli(&["billing", "deposit", "IOSD"], &reader).await, 4);
-    assert_eq!(cli(&["billing", "deposits"], &reader).await, 0);
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "deposit", "IOSD", "5"], &admin).await,
+        0
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "deposit", "BTC"], &admin).await,
+        4
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "deposit", "IOSD"], &reader).await,
+        4
+    );
+    assert_eq!(
+        iocloud_with_key(app, &["billing", "deposits"], &reader).await,
+        0
+    );
     let g = app
         .graphql(
             Some(&s.access),
