@@ -4,12 +4,13 @@
 //! A deposit intent ([`intents`]) is a transfer request with a fresh reference key. The
 //! watcher ([`watcher`]), on one replica at a time, follows the treasury's token accounts and
 //! each open intent's reference from a stored cursor, at the rail's commitment (`finalized` by
-//! default), and applies each token transfer it finds once, by its signature and instruction
-//! (the ledger's external reference): credited to the intent's organisation (USDC as IOSD less
-//! the fee), or kept unmatched for an operator to assign ([`unmatched`]).
+//! default), and applies ([`apply`]) each token transfer it finds once, by its signature and
+//! instruction (the ledger's external reference): credited to the intent's organisation (USDC
+//! as IOSD less the fee), or kept unmatched for an operator to assign ([`unmatched`]).
 //!
 //! Without Solana's settings the rail is off: its calls answer `rail_not_configured`.
 
+mod apply;
 pub mod intents;
 pub mod unmatched;
 pub mod watcher;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Deposits;
-use super::watcher::deposit_credit;
+use super::apply::deposit_credit;
 use crate::page::{Page, PageRequest};
 use crate::{Actor, Error, ErrorCode, Result};
 

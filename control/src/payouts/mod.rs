@@ -1,6 +1,5 @@
-//! Payouts on chain: a provider organisation's earnings paid to a wallet it proved it holds.
-//! This part holds the wallets ([`wallets`]): a challenge signed with the wallet's key
-//! (ed25519), several wallets, one default.
+//! Payouts on chain go to a wallet the provider organisation proved it holds ([`wallets`]): a
+//! challenge signed with the wallet's key (ed25519), several wallets, one default.
 
 pub mod wallets;
 
