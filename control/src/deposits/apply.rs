@@ -146,10 +146,7 @@ impl Deposits {
                 db = self.db.begin().await?;
                 let mut applied = Vec::new();
                 for s in &seen {
-                    if self
-                        .record_in(&mut db, rail, s.tx, s.t, s.intent, &s.verdict)
-                        .await?
-                    {
+                    if self.record_in(&mut db, rail, s).await? {
                         applied.push(s);
                     }
                 }
@@ -239,39 +236,7 @@ impl Deposits {
                 )
             })
             .collect();
-        let mut inserted = std::collections::HashSet::new();
-        for part in rows.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO chain_deposits (id, signature, instruction, token, mint, destination, amount, reference, \
-                 intent_id, org_id, status, reason, slot, seen_at, transaction_id) VALUES {} \
-                 ON CONFLICT (signature, instruction) DO NOTHING RETURNING signature, instruction",
-                iocloud_db::sql::rows(part.len(), 15)
-            );
-            let done: Vec<(String, i64)> = tx_run!(db, |c| {
-                let mut q = sqlx::query_as(&sql);
-                for r in part {
-                    q = q
-                        .bind(&r.id)
-                        .bind(&r.signature)
-                        .bind(r.instruction)
-                        .bind(r.token)
-                        .bind(&r.mint)
-                        .bind(&r.destination)
-                        .bind(r.amount)
-                        .bind(&r.reference)
-                        .bind(r.intent_id)
-                        .bind(r.org_id)
-                        .bind(r.status)
-                        .bind(r.reason)
-                        .bind(r.slot)
-                        .bind(r.seen_at)
-                        .bind(&r.transaction_id);
-                }
-                q.fetch_all(c).await
-            })
-            .map_err(DbError::from)?;
-            inserted.extend(done);
-        }
+        let inserted = insert_rows_in(db, &rows).await?;
         // Each intent's progress, summed over the chunk.
         let mut progress: HashMap<&str, i64> = HashMap::new();
         for s in seen {
@@ -280,25 +245,8 @@ impl Deposits {
                     i64::try_from(*amount).unwrap_or(i64::MAX);
             }
         }
-        if !progress.is_empty() {
-            let progress: Vec<(&str, i64)> = progress.into_iter().collect();
-            let added = "(SELECT v.amount FROM v WHERE v.id = deposit_intents.id)";
-            let sql = format!(
-                "WITH v(id, amount) AS (VALUES {}) UPDATE deposit_intents SET received = received + {added}, \
-                 status = CASE WHEN amount IS NULL OR received + {added} >= amount THEN 'paid' ELSE status END, \
-                 paid_at = CASE WHEN amount IS NULL OR received + {added} >= amount THEN COALESCE(paid_at, {now}) ELSE paid_at END \
-                 WHERE id IN (SELECT id FROM v)",
-                iocloud_db::sql::rows(progress.len(), 2)
-            );
-            tx_run!(db, |c| {
-                let mut q = sqlx::query(&sql);
-                for (id, amount) in &progress {
-                    q = q.bind(*id).bind(*amount);
-                }
-                q.execute(c).await.map(|_| ())
-            })
-            .map_err(DbError::from)?;
-        }
+        let progress: Vec<(&str, i64)> = progress.into_iter().collect();
+        add_progress_in(db, &progress, now).await?;
         Ok(Some(
             seen.iter()
                 .filter(|s| {
@@ -352,93 +300,117 @@ impl Deposits {
         Ok(intents)
     }
 
-    /// Writes the transfer's row and, for a credit, the ledger transaction and the intent's
-    /// progress. False when the row was there already (seen before: nothing changes).
-    async fn record_in(
-        &self,
-        db: &mut Tx,
-        rail: &SolanaRail,
-        tx: &ChainTransaction,
-        t: &ChainTransfer,
-        intent: Option<&IntentRow>,
-        verdict: &Verdict<'_>,
-    ) -> Result<bool> {
-        if matches!(verdict, Verdict::NotOurs) {
-            return Ok(false);
-        }
-        let (status, reason, amount, org) = outcome(verdict, t);
-        let token = t
-            .mint
-            .and_then(|m| rail.mint_by_address(&m))
-            .map(|m| m.token.code());
-        let signature = tx.signature.to_string();
-        let inserted = tx_run!(db, |c| sqlx::query(
-            "INSERT INTO chain_deposits (id, signature, instruction, token, mint, destination, amount, reference, intent_id, org_id, status, reason, slot, seen_at) \
-             VALUES ($14, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (signature, instruction) DO NOTHING"
-        )
-        .bind(&signature)
-        .bind(i64::from(t.instruction))
-        .bind(token)
-        .bind(t.mint.map(|m| m.to_string()))
-        .bind(t.destination.to_string())
-        .bind(i64::try_from(amount).unwrap_or(i64::MAX))
-        .bind(t.references.first().map(|r| r.to_string()))
-        .bind(intent.map(|i| i.id.clone()))
-        .bind(org)
-        .bind(status)
-        .bind(reason)
-        .bind(i64::try_from(tx.slot).unwrap_or(i64::MAX))
-        .bind(now_micros())
-        .bind(iocloud_db::ids::new_id("cdp"))
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(DbError::from)?;
-        if inserted == 0 {
+    /// The slow path of [`apply_chunk`](Self::apply_chunk), one transfer at a time: its row,
+    /// and for a new credit the ledger transaction and the intent's progress. False when
+    /// nothing new happened: the row was there, or the credit was (its row lost).
+    async fn record_in(&self, db: &mut Tx, rail: &SolanaRail, s: &Seen<'_>) -> Result<bool> {
+        let row = Row::of(rail, s, now_micros(), None);
+        if insert_rows_in(db, std::slice::from_ref(&row))
+            .await?
+            .is_empty()
+        {
             return Ok(false);
         }
         if let Verdict::Credit {
             intent,
             mint,
             amount,
-        } = verdict
+        } = &s.verdict
         {
             let credit = deposit_credit(
                 rail,
                 mint,
                 &intent.org_id,
-                &signature,
-                t.instruction,
+                &row.signature,
+                s.t.instruction,
                 *amount,
             )?;
             let posted = post_in(db, &credit).await?;
             tx_run!(db, |c| sqlx::query(
-                "UPDATE chain_deposits SET transaction_id = $1 WHERE signature = $2 AND instruction = $3"
+                "UPDATE chain_deposits SET transaction_id = $1 WHERE id = $2"
             )
             .bind(&posted.transaction_id)
-            .bind(&signature)
-            .bind(i64::from(t.instruction))
+            .bind(&row.id)
             .execute(c)
             .await
             .map(|_| ()))
             .map_err(DbError::from)?;
-            let paid_at = now_micros();
-            tx_run!(db, |c| sqlx::query(
-                "UPDATE deposit_intents SET received = received + $1, \
-                 status = CASE WHEN amount IS NULL OR received + $1 >= amount THEN 'paid' ELSE status END, \
-                 paid_at = CASE WHEN amount IS NULL OR received + $1 >= amount THEN $2 ELSE paid_at END \
-                 WHERE id = $3"
-            )
-            .bind(i64::try_from(*amount).unwrap_or(i64::MAX))
-            .bind(paid_at)
-            .bind(&intent.id)
-            .execute(c)
-            .await
-            .map(|_| ()))
-            .map_err(DbError::from)?;
+            if posted.replayed {
+                // Credited before (its row was lost): the money and the intent stand as they
+                // are; only the row is restored.
+                return Ok(false);
+            }
+            let added = i64::try_from(*amount).unwrap_or(i64::MAX);
+            add_progress_in(db, &[(intent.id.as_str(), added)], row.seen_at).await?;
         }
         Ok(true)
     }
+}
+
+/// Inserts the rows not there yet; answers the (signature, instruction) of those inserted.
+async fn insert_rows_in(
+    db: &mut Tx,
+    rows: &[Row<'_>],
+) -> Result<std::collections::HashSet<(String, i64)>> {
+    let mut inserted = std::collections::HashSet::new();
+    for part in rows.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO chain_deposits (id, signature, instruction, token, mint, destination, amount, reference, \
+                 intent_id, org_id, status, reason, slot, seen_at, transaction_id) VALUES {} \
+                 ON CONFLICT (signature, instruction) DO NOTHING RETURNING signature, instruction",
+            iocloud_db::sql::rows(part.len(), 15)
+        );
+        let done: Vec<(String, i64)> = tx_run!(db, |c| {
+            let mut q = sqlx::query_as(&sql);
+            for r in part {
+                q = q
+                    .bind(&r.id)
+                    .bind(&r.signature)
+                    .bind(r.instruction)
+                    .bind(r.token)
+                    .bind(&r.mint)
+                    .bind(&r.destination)
+                    .bind(r.amount)
+                    .bind(&r.reference)
+                    .bind(r.intent_id)
+                    .bind(r.org_id)
+                    .bind(r.status)
+                    .bind(r.reason)
+                    .bind(r.slot)
+                    .bind(r.seen_at)
+                    .bind(&r.transaction_id);
+            }
+            q.fetch_all(c).await
+        })
+        .map_err(DbError::from)?;
+        inserted.extend(done);
+    }
+    Ok(inserted)
+}
+
+/// Adds what arrived to each intent (`(id, base units)`, one entry per intent), marking paid
+/// those that reached their amount.
+async fn add_progress_in(db: &mut Tx, progress: &[(&str, i64)], now: i64) -> Result<()> {
+    if progress.is_empty() {
+        return Ok(());
+    }
+    let added = "(SELECT v.amount FROM v WHERE v.id = deposit_intents.id)";
+    let sql = format!(
+        "WITH v(id, amount) AS (VALUES {}) UPDATE deposit_intents SET received = received + {added}, \
+                 status = CASE WHEN amount IS NULL OR received + {added} >= amount THEN 'paid' ELSE status END, \
+                 paid_at = CASE WHEN amount IS NULL OR received + {added} >= amount THEN COALESCE(paid_at, {now}) ELSE paid_at END \
+                 WHERE id IN (SELECT id FROM v)",
+        iocloud_db::sql::rows(progress.len(), 2)
+    );
+    tx_run!(db, |c| {
+        let mut q = sqlx::query(&sql);
+        for (id, amount) in progress {
+            q = q.bind(*id).bind(*amount);
+        }
+        q.execute(c).await.map(|_| ())
+    })
+    .map_err(DbError::from)?;
+    Ok(())
 }
 
 /// What `t` is to us. `left` holds what each destination's balance rise still has to give,

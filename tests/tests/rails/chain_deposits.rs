@@ -86,9 +86,20 @@ async fn a_deposit_is_credited_once_at_finalized(b: Backend) {
     assert_eq!(a.unwrap().credited + b.unwrap().credited, 0);
     app.exec("DELETE FROM chain_cursors WHERE address <> $1", "")
         .await;
+    // Even the transfers' rows lost: the ledger's references still hold.
+    app.exec("DELETE FROM chain_deposits WHERE status <> $1", "")
+        .await;
     app.exec("DELETE FROM leases WHERE name <> $1", "").await;
     let replay = chain.watch().await;
     assert_eq!(replay.credited, 0, "{replay:?}");
+    let again = app
+        .get(
+            &format!("/v1/billing/deposits/{}", d["id"].as_str().unwrap()),
+            &s.access,
+        )
+        .await
+        .body;
+    assert_eq!(again["received"], "25", "{again}");
     assert!(
         replay.transactions >= 1,
         "the history was read again: {replay:?}"
