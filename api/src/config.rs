@@ -286,6 +286,31 @@ pub struct Config {
     /// runs it.
     #[arg(long, env = "IOCLOUD_SOLANA_WATCH_INTERVAL_SECS", default_value_t = 5)]
     pub solana_watch_interval_secs: u64,
+
+    /// Seconds between passes of the payout sender, which signs, sends and follows payouts
+    /// (0: none here). One replica at a time runs it.
+    #[arg(long, env = "IOCLOUD_SOLANA_PAYOUT_INTERVAL_SECS", default_value_t = 5)]
+    pub solana_payout_interval_secs: u64,
+
+    /// The smallest payout, in USD.
+    #[arg(long, env = "IOCLOUD_PAYOUT_MIN_USD", default_value = "10.00")]
+    pub payout_min_usd: String,
+
+    /// The most one provider is paid out per UTC day, in USD.
+    #[arg(
+        long,
+        env = "IOCLOUD_PAYOUT_DAILY_LIMIT_USD",
+        default_value = "10000.00"
+    )]
+    pub payout_daily_limit_usd: String,
+
+    /// Payouts above this many USD wait for an operator's approval.
+    #[arg(
+        long,
+        env = "IOCLOUD_PAYOUT_APPROVAL_ABOVE_USD",
+        default_value = "5000.00"
+    )]
+    pub payout_approval_above_usd: String,
 }
 
 /// A secret setting: readable by the code that needs it, never printed.
@@ -397,6 +422,7 @@ impl Config {
             },
             // Connected at start (it reads the chain), not here.
             chain: None,
+            payout_limits: self.payout_limits()?,
             cache_ttl: self.auth_cache_ttl(),
             platform_fee_bps: self.platform_fee_bps,
             signup_credit,
@@ -429,6 +455,26 @@ impl Config {
     }
 
     /// Solana's settings as given; checked, and the rail connected, at start.
+    fn payout_limits(&self) -> Result<iocloud_control::payouts::PayoutLimits, String> {
+        let usd = |var: &str, text: &str| {
+            iocloud_billing::Money::parse(text, iocloud_billing::Currency::Usd)
+                .ok()
+                .filter(|m| m.is_positive())
+                .ok_or_else(|| format!("{var}: {text:?} is not a positive amount of USD"))
+        };
+        Ok(iocloud_control::payouts::PayoutLimits {
+            minimum: usd("IOCLOUD_PAYOUT_MIN_USD", &self.payout_min_usd)?,
+            daily: usd(
+                "IOCLOUD_PAYOUT_DAILY_LIMIT_USD",
+                &self.payout_daily_limit_usd,
+            )?,
+            approval_above: usd(
+                "IOCLOUD_PAYOUT_APPROVAL_ABOVE_USD",
+                &self.payout_approval_above_usd,
+            )?,
+        })
+    }
+
     pub fn chain_settings(&self) -> iocloud_billing::rails::solana::SolanaSettingsText {
         iocloud_billing::rails::solana::SolanaSettingsText {
             rpc_url: self.solana_rpc_url.clone(),
@@ -537,6 +583,10 @@ impl Config {
             solana_usdc_fee_bps: None,
             solana_treasury_keypair: None,
             solana_watch_interval_secs: 0,
+            solana_payout_interval_secs: 0,
+            payout_min_usd: "10.00".into(),
+            payout_daily_limit_usd: "10000.00".into(),
+            payout_approval_above_usd: "5000.00".into(),
         }
     }
 }

@@ -1,6 +1,10 @@
 //! The `iocloud` server: the axum application (REST under `/v1`, GraphQL at `/graphql`), its
 //! middleware and telemetry, and the command line.
 
+// The GraphQL roots merge many objects, and proving their futures `Send` walks Stripe's deeply
+// nested types: past the default limit of 128 once the whole workspace's features are on.
+#![recursion_limit = "256"]
+
 pub mod agent;
 pub mod bench;
 mod bench_clusters;

@@ -94,6 +94,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
                 config.solana_watch_interval_secs,
             ));
     }
+    if config.solana_payout_interval_secs > 0 && control.deposits.is_on() {
+        control.payouts.spawn_sender(std::time::Duration::from_secs(
+            config.solana_payout_interval_secs,
+        ));
+    }
     if config.balance_alert_interval_secs > 0 {
         control.billing.spawn_balance_alerts(
             std::time::Duration::from_secs(config.balance_alert_interval_secs),

@@ -103,6 +103,32 @@ impl Audit {
         Ok(())
     }
 
+    /// Records what background work (a rail's watcher, a sender, auto-reload) did for an
+    /// organisation, as `actor_type`; a failure to write is logged, never passed on, since the
+    /// work itself is done.
+    pub async fn record_background(
+        &self,
+        actor_type: &'static str,
+        org_id: &str,
+        action: &str,
+        target: Option<String>,
+        status: u16,
+    ) {
+        let event = NewAuditEvent {
+            org_id: Some(org_id.to_string()),
+            actor_type,
+            actor_id: None,
+            action: action.to_string(),
+            target,
+            status,
+            request_id: String::new(),
+            ip: None,
+        };
+        if let Err(e) = self.record(event).await {
+            tracing::warn!(error = %e, actor_type, action, "could not write an audit event");
+        }
+    }
+
     /// Writes events answered at the same moment in one statement per 64 (the audit log is
     /// written on every change, so under load this is one insert instead of hundreds).
     async fn write(&self, batch: &[(String, NewAuditEvent, i64)]) -> Result<()> {

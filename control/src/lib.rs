@@ -91,7 +91,7 @@ pub struct Control {
     pub payments: payments::Payments,
     /// Deposits on Solana: intents, the watcher, unmatched deposits.
     pub deposits: deposits::Deposits,
-    /// Payouts on chain: wallets proved by a signed challenge.
+    /// Payouts on chain: wallets proved by a signed challenge, payouts and their sender.
     pub payouts: payouts::Payouts,
     pub db: Db,
     pub kv: Kv,
@@ -221,7 +221,14 @@ impl Control {
             leases::Leases::new(db.clone()),
             settings.chain.clone(),
         );
-        let payouts = payouts::Payouts::new(db.clone());
+        let payouts = payouts::Payouts::new(
+            db.clone(),
+            audit.clone(),
+            leases::Leases::new(db.clone()),
+            settings.chain.clone(),
+            prices.clone(),
+            settings.payout_limits,
+        );
         Ok(Self {
             accounts,
             orgs,

@@ -35,6 +35,9 @@ pub struct Settings {
     pub top_up_limits: crate::payments::TopUpLimits,
     /// Solana, connected, for deposits and payouts on chain; `None` turns the rail off.
     pub chain: Option<iocloud_billing::rails::solana::SolanaRail>,
+    /// The smallest payout, the most a provider is paid per day, and the size above which an
+    /// operator approves.
+    pub payout_limits: crate::payouts::PayoutLimits,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             card_payments: None,
             top_up_limits: Default::default(),
             chain: None,
+            payout_limits: Default::default(),
         }
     }
 }

@@ -557,6 +557,18 @@ def ix_mint_to(mint, account, authority, amount, program):
     )
 
 
+def ix_freeze(account, mint, authority, program):
+    return Instruction(
+        program,
+        bytes([10]),  # FreezeAccount
+        [
+            AccountMeta(account, False, True),
+            AccountMeta(mint, False, False),
+            AccountMeta(authority, True, False),
+        ],
+    )
+
+
 def ix_transfer_checked(source, mint, dest, owner, amount, decimals, program, references=()):
     metas = [
         AccountMeta(source, False, True),
@@ -1685,6 +1697,8 @@ class Controls:
                         -> {mint, decimals, authority, programId, signature}
     token_account {mint, owner} -> {tokenAccount}   (the associated one, created if missing)
     mint_to {mint, owner, amount} -> {tokenAccount, signature}   (needs a held mint authority)
+    freeze {mint, owner} -> {tokenAccount, signature}   freezes the owner's associated account
+                            (made if missing); needs a held freeze authority
     transfer {from, mint, to | to_token_account, amount, decimals?, references?, memo?,
               fail?, fee_payer?, drop?, after_slots?}
                         -> {signature, slot, err, amount, source, destination, references,
@@ -1896,6 +1910,24 @@ class Controls:
                 ],
                 signers,
             ), "mint_to")
+        return {"tokenAccount": str(ata), "signature": record.signature}
+
+    def c_freeze(self, body):
+        chain = self.chain
+        mint = Pubkey.from_string(body["mint"])
+        owner = Pubkey.from_string(body["owner"])
+        with chain.lock:
+            info, program = self.mint_info(mint)
+            if info["freezeAuthority"] is None:
+                raise ControlError(f"{mint} has no freeze authority")
+            authority = self.held(info["freezeAuthority"], "freeze authority")
+            ata = self.ensure_ata(owner, mint, program)
+            signers = [chain.faucet]
+            if authority.pubkey() != chain.faucet.pubkey():
+                signers.append(authority)
+            record = self.must_succeed(self.land(
+                [ix_freeze(ata, mint, authority.pubkey(), program)], signers,
+            ), "freeze")
         return {"tokenAccount": str(ata), "signature": record.signature}
 
     def transfer_plan(self, body):

@@ -36,7 +36,7 @@ pub use fleet::{
 };
 pub use graphql_ws::{Socket, answer_to, connect, error_code, next_json, send_op};
 pub use money::{balance, micros, units};
-pub use solana::{ChainApp, Peer, solana_url};
+pub use solana::{ChainApp, Peer, earn, solana_url};
 pub use stripe::{CardApp, STRIPE_KEY, dispute, now_secs, send_webhook, stripe_event, take_cards};
 
 /// Which database a test runs on.

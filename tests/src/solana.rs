@@ -2,9 +2,13 @@
 //! LiteSVM peer (`IOCLOUD_TEST_SOLANA_URL`), with mints of its own (so tests sharing the peer
 //! never see each other's money), a funded treasury and a payer holding every token.
 
+use iocloud_billing::ledger::NewTransaction;
+use iocloud_billing::{AccountKind, AccountRef, Currency, Money, Posting, TransactionKind};
 use serde_json::{Value, json};
+use solana_keypair::Keypair;
+use solana_signer::Signer;
 
-use crate::{Backend, TestApp};
+use crate::{Backend, Session, TestApp};
 
 /// The base URL of the Solana peer (`IOCLOUD_TEST_SOLANA_URL`, which
 /// `infra/scripts/services.sh` starts and prints); otherwise the test is skipped.
@@ -29,6 +33,8 @@ pub struct ChainApp {
     pub io: String,
     /// A wallet holding 1,000,000 of each, which pays deposits.
     pub payer: String,
+    /// The treasury's keypair file, for another server process on the same chain.
+    pub keypair: std::path::PathBuf,
     _keypair_dir: tempfile::TempDir,
 }
 
@@ -92,11 +98,18 @@ impl ChainApp {
             .as_str()
             .unwrap()
             .to_string();
+        // The peer's mint authority may also freeze accounts (a recipient that cannot
+        // receive, for payouts that fail on chain).
+        let authority = peer.control("state", json!({})).await["mintAuthority"].clone();
         let mint = |decimals: u8| {
             let peer = peer.clone();
+            let authority = authority.clone();
             async move {
-                peer.control("create_mint", json!({ "decimals": decimals }))
-                    .await["mint"]
+                peer.control(
+                    "create_mint",
+                    json!({ "decimals": decimals, "freeze_authority": authority }),
+                )
+                .await["mint"]
                     .as_str()
                     .unwrap()
                     .to_string()
@@ -142,6 +155,7 @@ impl ChainApp {
             usdc,
             io,
             payer,
+            keypair,
             _keypair_dir: dir,
         })
     }
@@ -169,7 +183,130 @@ impl ChainApp {
             .expect("a watcher pass")
     }
 
+    /// One pass of the payout sender.
+    pub async fn send(&self) -> iocloud_control::payouts::SendPass {
+        self.app
+            .server
+            .state
+            .control
+            .payouts
+            .send_pass()
+            .await
+            .expect("a sender pass")
+    }
+
+    /// The next time payout `id`'s transfer is signed, the node drops it `after_slots` after
+    /// it lands (seen processed, then confirmed, then gone with its fork); later transfers,
+    /// and the same bytes sent again, land.
+    pub fn drop_payout_once(&self, id: &str, after_slots: u64) {
+        let url = self.peer.url.clone();
+        let id = id.to_string();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        self.app
+            .server
+            .state
+            .control
+            .payouts
+            .observe(std::sync::Arc::new(move |step, payout, signature| {
+                if step == iocloud_control::payouts::PayoutStep::Signed
+                    && payout == id
+                    && !done.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    blocking_control(
+                        &url,
+                        "drop",
+                        &json!({"signature": signature, "after_slots": after_slots}),
+                    );
+                }
+            }));
+    }
+
+    /// Mints `units` base units of `mint` into the treasury's token account, and moves the
+    /// clock on until that is confirmed (the sender reads the treasury at `confirmed`).
+    pub async fn fund_treasury(&self, mint: &str, units: u64) {
+        self.peer
+            .control(
+                "mint_to",
+                json!({"mint": mint, "owner": self.treasury, "amount": units.to_string()}),
+            )
+            .await;
+        self.peer.advance(2).await;
+    }
+
+    /// Proves a new wallet for the session's organisation; answers its id and address.
+    pub async fn prove_wallet(&self, s: &Session) -> (String, String) {
+        let wallet = Keypair::new();
+        let address = wallet.pubkey().to_string();
+        let c = self
+            .app
+            .post(
+                "/v1/payouts/wallets/challenges",
+                Some(&s.access),
+                json!({ "address": address }),
+            )
+            .await;
+        assert_eq!(c.status, 201, "{}", c.text);
+        let signature = wallet.sign_message(c.body["message"].as_str().unwrap().as_bytes());
+        let w = self
+            .app
+            .post(
+                "/v1/payouts/wallets",
+                Some(&s.access),
+                json!({"challenge_id": c.body["id"], "signature": signature.to_string()}),
+            )
+            .await;
+        assert_eq!(w.status, 201, "{}", w.text);
+        (w.body["id"].as_str().unwrap().to_string(), address)
+    }
+
     pub async fn stop(self) {
         self.app.stop().await;
     }
+}
+
+/// Gives a provider organisation `amount` of earnings (as settling its devices' usage would),
+/// out of the promotions account.
+pub async fn earn(app: &TestApp, org_id: &str, amount: &str, currency: Currency) {
+    let amount = Money::parse(amount, currency).expect("an amount");
+    app.server
+        .state
+        .control
+        .ledger
+        .post(&NewTransaction {
+            external_ref: format!("test-earnings:{org_id}:{}", crate::rand_suffix()),
+            kind: TransactionKind::Capture,
+            org_id: Some(org_id.to_string()),
+            memo: "earnings for a test".into(),
+            postings: Posting::transfer(
+                AccountRef::platform(AccountKind::Promotions, currency),
+                AccountRef::org(org_id, AccountKind::ProviderEarnings, currency),
+                amount,
+            )
+            .unwrap()
+            .to_vec(),
+        })
+        .await
+        .expect("earnings posted");
+}
+
+/// A peer control from code that may not wait on a future (the sender's step observer): plain
+/// HTTP/1.1 over a socket.
+fn blocking_control(url: &str, name: &str, body: &Value) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(address).expect("the Solana peer");
+    write!(
+        stream,
+        "POST /_control/{name} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        "{name}: {answer}"
+    );
 }

@@ -255,7 +255,7 @@ pub async fn run(a: BillingArgs) -> CtlResult<i32> {
 }
 
 /// Every item of a paged list.
-async fn all(client: &Client, path: &str) -> CtlResult<Vec<Value>> {
+pub(super) async fn all(client: &Client, path: &str) -> CtlResult<Vec<Value>> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -272,6 +272,6 @@ async fn all(client: &Client, path: &str) -> CtlResult<Vec<Value>> {
     }
 }
 
-fn text(v: &Value) -> &str {
+pub(super) fn text(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }

@@ -18,6 +18,7 @@ mod get;
 mod kubeconfig;
 mod list;
 mod login;
+mod payouts;
 mod quote;
 mod render;
 pub mod specs;
@@ -36,6 +37,7 @@ pub use events::EventsArgs;
 pub use extend::ExtendArgs;
 pub use list::ListArgs;
 pub use login::LoginArgs;
+pub use payouts::PayoutsArgs;
 pub use quote::QuoteArgs;
 
 #[derive(Subcommand, Debug)]
@@ -64,6 +66,8 @@ pub enum CtlCommand {
     Delete(OneArgs),
     /// Balances, card top-ups, refunds and low-balance alerts.
     Billing(BillingArgs),
+    /// Payouts of a provider's earnings on chain, and its wallets.
+    Payouts(PayoutsArgs),
 }
 
 /// A file of cluster specs, for `apply` and `destroy`.
@@ -100,6 +104,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Events(a) => a.conn.json(),
         CtlCommand::Extend(a) => a.conn.json(),
         CtlCommand::Billing(a) => a.conn.json(),
+        CtlCommand::Payouts(a) => a.conn.json(),
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
@@ -113,6 +118,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Extend(a) => extend::run(a).await,
         CtlCommand::Delete(a) => delete::run(a).await,
         CtlCommand::Billing(a) => billing::run(a).await,
+        CtlCommand::Payouts(a) => payouts::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@ mod clusters;
 mod deposits;
 mod guard;
 mod payments;
+mod payouts;
 mod providers;
 mod quotes;
 mod schema;

@@ -77,6 +77,7 @@ pub struct QueryRoot(
     super::clusters::ClustersQuery,
     super::payments::PaymentsQuery,
     super::deposits::DepositsQuery,
+    super::payouts::PayoutsQuery,
 );
 
 #[derive(Default)]
@@ -246,6 +247,7 @@ pub struct MutationRoot(
     super::clusters::ClustersMutation,
     super::payments::PaymentsMutation,
     super::deposits::DepositsMutation,
+    super::payouts::PayoutsMutation,
 );
 
 #[derive(Default)]

@@ -38,10 +38,14 @@ pub enum AccountKind {
     /// What an organisation owes: a disputed card payment it had already spent. Runs
     /// negative; new clusters wait until it is paid back to zero.
     Debt,
+    /// A provider's earnings on their way to its wallet on chain: out of `provider_earnings`
+    /// when a payout is asked, out of the ledger once the transfer is finalized, back if it
+    /// fails for good.
+    PayoutPending,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 13] = [
+    pub const ALL: [AccountKind; 14] = [
         AccountKind::Available,
         AccountKind::Held,
         AccountKind::ProviderEarnings,
@@ -55,6 +59,7 @@ impl AccountKind {
         AccountKind::Burn,
         AccountKind::RefundPending,
         AccountKind::Debt,
+        AccountKind::PayoutPending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +77,7 @@ impl AccountKind {
             AccountKind::Burn => "burn",
             AccountKind::RefundPending => "refund_pending",
             AccountKind::Debt => "debt",
+            AccountKind::PayoutPending => "payout_pending",
         }
     }
 
@@ -130,6 +136,7 @@ impl AccountRef {
             | AccountKind::Held
             | AccountKind::Stake
             | AccountKind::RefundPending
+            | AccountKind::PayoutPending
             | AccountKind::Debt => 1,
             _ => 0,
         }

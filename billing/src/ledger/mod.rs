@@ -39,6 +39,8 @@ pub enum TransactionKind {
     Correction,
     /// A card payment disputed by its cardholder, and its return when the dispute is won.
     Dispute,
+    /// Earnings paid out on chain: asked for, paid, or returned.
+    Payout,
 }
 
 impl TransactionKind {
@@ -54,6 +56,7 @@ impl TransactionKind {
             TransactionKind::Transfer => "transfer",
             TransactionKind::Correction => "correction",
             TransactionKind::Dispute => "dispute",
+            TransactionKind::Payout => "payout",
         }
     }
 }

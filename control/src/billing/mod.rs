@@ -38,6 +38,10 @@ pub struct Balance {
     pub owed: String,
     /// On its way back to a card (refunds Stripe has not finished).
     pub refund_pending: String,
+    /// A provider's earnings not yet paid out.
+    pub earnings: String,
+    /// Earnings on their way to a wallet (payouts not yet finalized on chain).
+    pub payout_pending: String,
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -220,6 +224,8 @@ impl Billing {
                 )
                 .to_decimal(),
                 refund_pending: amount(AccountKind::RefundPending, c),
+                earnings: amount(AccountKind::ProviderEarnings, c),
+                payout_pending: amount(AccountKind::PayoutPending, c),
             })
             .collect())
     }

@@ -258,19 +258,15 @@ impl Deposits {
 
     /// Writes a credit to the audit log, as the chain's doing: nobody's request made it.
     async fn audit_credit(&self, org_id: &str, deposit: &str) {
-        let event = crate::audit::NewAuditEvent {
-            org_id: Some(org_id.to_string()),
-            actor_type: "solana",
-            actor_id: None,
-            action: "deposit credited".into(),
-            target: Some(deposit.to_string()),
-            status: 200,
-            request_id: String::new(),
-            ip: None,
-        };
-        if let Err(e) = self.audit.record(event).await {
-            tracing::warn!(error = %e, "could not audit a deposit credit");
-        }
+        self.audit
+            .record_background(
+                "solana",
+                org_id,
+                "deposit credited",
+                Some(deposit.to_string()),
+                200,
+            )
+            .await;
     }
 
     /// The intents the transfers of `txs` name by reference, by reference, in one query.

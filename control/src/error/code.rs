@@ -132,6 +132,10 @@ codes! {
     RailNotConfigured = "rail_not_configured",
     /// The payment provider did not answer in time or failed; retrying later is safe.
     RailUnavailable = "rail_unavailable",
+    /// A payout smaller than the smallest one paid; the message says how small.
+    PayoutBelowMinimum = "payout_below_minimum",
+    /// A payout over what the provider may be paid today; the message says what is left.
+    PayoutLimitExceeded = "payout_limit_exceeded",
     /// A webhook whose signature does not verify, is too old, or does not parse.
     WebhookRejected = "webhook_rejected",
 

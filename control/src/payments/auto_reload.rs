@@ -227,24 +227,20 @@ impl Payments {
 
     /// Writes the charge to the audit log: nobody asked for it, so no request audits it.
     async fn audit_reload(&self, org: &OrgId, top_up: Option<String>, charged: bool) {
-        let event = crate::audit::NewAuditEvent {
-            org_id: Some(org.to_string()),
-            actor_type: "auto_reload",
-            actor_id: None,
-            action: if charged {
-                "auto-reload charged the default card"
-            } else {
-                "auto-reload could not charge the default card"
-            }
-            .into(),
-            target: top_up,
-            status: if charged { 200 } else { 402 },
-            request_id: String::new(),
-            ip: None,
+        let action = if charged {
+            "auto-reload charged the default card"
+        } else {
+            "auto-reload could not charge the default card"
         };
-        if let Err(e) = self.audit.record(event).await {
-            tracing::warn!(error = %e, "could not audit an auto-reload charge");
-        }
+        self.audit
+            .record_background(
+                "auto_reload",
+                org.as_str(),
+                action,
+                top_up,
+                if charged { 200 } else { 402 },
+            )
+            .await;
     }
 
     /// Ends a claimed reload: success starts the decline count again; a failure counts, is

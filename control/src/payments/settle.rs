@@ -196,19 +196,15 @@ impl Payments {
             return;
         };
         self.keep_paid_card(top_up_id).await;
-        let event = crate::audit::NewAuditEvent {
-            org_id: Some(org_id.clone()),
-            actor_type: "stripe",
-            actor_id: None,
-            action: "card top-up credited".into(),
-            target: Some(top_up_id.clone()),
-            status: 200,
-            request_id: String::new(),
-            ip: None,
-        };
-        if let Err(e) = self.audit.record(event).await {
-            tracing::warn!(error = %e, "could not audit a card credit");
-        }
+        self.audit
+            .record_background(
+                "stripe",
+                org_id,
+                "card top-up credited",
+                Some(top_up_id.clone()),
+                200,
+            )
+            .await;
     }
 }
 

@@ -165,7 +165,7 @@ async fn holds_postings_and_preference(b: iocloud_tests::Backend) {
     assert!(
         balances
             .text
-            .contains("{\"currency\":\"USD\",\"available\":\"380.00\",\"held\":\"100.00\",\"owed\":\"0.00\",\"refund_pending\":\"0.00\"}"),
+            .contains("{\"currency\":\"USD\",\"available\":\"380.00\",\"held\":\"100.00\",\"owed\":\"0.00\",\"refund_pending\":\"0.00\",\"earnings\":\"0.00\",\"payout_pending\":\"0.00\"}"),
         "{}",
         balances.text
     );

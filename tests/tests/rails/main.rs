@@ -6,4 +6,6 @@ mod card_receipts;
 mod card_refunds;
 mod card_top_ups;
 mod chain_deposits;
+mod chain_payouts;
+mod payout_crash;
 mod stripe;

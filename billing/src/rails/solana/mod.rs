@@ -1,7 +1,7 @@
 //! The crypto rail's client: Solana through `solana-rpc-client` (nonblocking), with the
 //! treasury's key. It reads what reached the treasury (deposits by Solana Pay transfer
 //! requests) and, for payouts, builds and signs transfers out of it; crediting and debiting
-//! the ledger is the caller's.
+//! the ledger is the caller's ([`send`] says how a payout is paid at most once).
 //!
 //! Every read is at the configured commitment (`finalized` by default): a transaction seen only
 //! at `confirmed` may still be dropped by a fork, and a deposit is credited only once it cannot.
@@ -24,12 +24,14 @@ use crate::{BillingError, Result};
 mod pay;
 mod proof;
 mod read;
+mod send;
 mod settings;
 mod token;
 
 pub use pay::TransferRequest;
 pub use proof::signed_by;
 pub use read::{ChainTransaction, ChainTransfer, SignatureInfo};
+pub use send::{Landing, SignedTransfer, payout_reference};
 pub use settings::{
     COMMITMENT_VAR, Commitment, DEFAULT_USDC_FEE_BPS, MINT_IO_VAR, MINT_IOSD_VAR, MINT_USDC_VAR,
     RPC_URL_VAR, SolanaSettings, SolanaSettingsText, TREASURY_KEYPAIR_VAR, USDC_FEE_BPS_VAR,
