@@ -115,7 +115,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AgentCommand::Simulate(args),
         } => simulate(args).await,
         Command::Bench { command } => crate::bench::run(command).await,
-        Command::Ctl(command) => std::process::exit(crate::ctl::run(command).await),
+        Command::Ctl(command) => {
+            crate::ctl::quiet_when_the_reader_leaves();
+            std::process::exit(crate::ctl::run(command).await)
+        }
     }
 }
 

@@ -311,6 +311,20 @@ pub struct Config {
         default_value = "5000.00"
     )]
     pub payout_approval_above_usd: String,
+
+    /// The mail server: `smtp://host:port` (`?tls=required` for STARTTLS) or
+    /// `smtps://host:port`, with `user:password@` when it asks. Unset, email (invitations,
+    /// alerts) is written to the log instead. Never printed.
+    #[arg(long, env = "IOCLOUD_SMTP_URL")]
+    pub smtp_url: Option<SecretText>,
+
+    /// The `From` of every email.
+    #[arg(
+        long,
+        env = "IOCLOUD_MAIL_FROM",
+        default_value = "IO Cloud <no-reply@iocloud.localhost>"
+    )]
+    pub mail_from: String,
 }
 
 /// A secret setting: readable by the code that needs it, never printed.
@@ -423,6 +437,15 @@ impl Config {
             // Connected at start (it reads the chain), not here.
             chain: None,
             payout_limits: self.payout_limits()?,
+            smtp: self
+                .smtp_url
+                .as_ref()
+                .map(|u| u.expose().to_string())
+                .filter(|u| !u.is_empty())
+                .map(|url| iocloud_control::mail::SmtpSettings {
+                    url,
+                    from: self.mail_from.clone(),
+                }),
             cache_ttl: self.auth_cache_ttl(),
             platform_fee_bps: self.platform_fee_bps,
             signup_credit,
@@ -587,6 +610,8 @@ impl Config {
             payout_min_usd: "10.00".into(),
             payout_daily_limit_usd: "10000.00".into(),
             payout_approval_above_usd: "5000.00".into(),
+            smtp_url: None,
+            mail_from: "IO Cloud <no-reply@iocloud.localhost>".into(),
         }
     }
 }

@@ -47,7 +47,8 @@ async fn provider(control: &Control) -> anyhow::Result<Actor> {
                     email: PROVIDER_EMAIL,
                     password: PROVIDER_PASSWORD,
                     name: "Demo Provider",
-                    org_name: "Demo GPU Network",
+                    org_name: Some("Demo GPU Network"),
+                    invitation: None,
                 })
                 .await?
         }

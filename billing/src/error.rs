@@ -1,5 +1,6 @@
 use iocloud_db::DbError;
 
+use crate::ledger::AccountKind;
 use crate::money::{Currency, UnknownCurrency};
 
 /// The billing domain's error. The control plane gives each variant the stable code clients
@@ -12,9 +13,11 @@ pub enum BillingError {
     CurrencyMismatch(Currency, Currency),
     #[error("the amount is too large")]
     Overflow,
-    #[error("insufficient funds: {needed} more {currency} needed in {account}")]
+    /// An account of `kind` holds `needed` less than asked. The message says what to do in
+    /// the product's words, never an account's id.
+    #[error("{}", insufficient_message(*kind, *currency, needed))]
     InsufficientFunds {
-        account: String,
+        kind: AccountKind,
         currency: Currency,
         needed: String,
     },
@@ -100,5 +103,55 @@ impl BillingError {
             BillingError::Solana { retryable, .. } => *retryable,
             _ => false,
         }
+    }
+}
+
+fn insufficient_message(kind: AccountKind, currency: Currency, needed: &str) -> String {
+    let code = currency.code();
+    match (kind, currency) {
+        (AccountKind::Available, Currency::Usd) => format!(
+            "insufficient funds: {needed} {code} more is needed in your available balance; top up \
+             by card (`iocloud billing top-up`, POST /v1/billing/top-ups) or pay in IOSD or USDC \
+             on Solana (POST /v1/billing/deposits), or pay in another currency you hold"
+        ),
+        (AccountKind::Available, _) => format!(
+            "insufficient funds: {needed} {code} more is needed in your available balance; \
+             deposit {code} on Solana (`iocloud billing deposit {code}`, POST \
+             /v1/billing/deposits), or pay in another currency you hold"
+        ),
+        (AccountKind::ProviderEarnings, _) => {
+            format!("insufficient earnings: {needed} {code} more than your {code} earnings")
+        }
+        (AccountKind::Stake, _) => {
+            format!("insufficient stake: {needed} {code} more than is staked")
+        }
+        (kind, _) => format!(
+            "insufficient funds: {needed} {code} more is needed in the {} balance",
+            kind.as_str().replace('_', " ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insufficient_funds_say_what_to_do_and_name_no_account() {
+        let e = BillingError::InsufficientFunds {
+            kind: AccountKind::Available,
+            currency: Currency::Usd,
+            needed: "12.50".into(),
+        };
+        let text = e.to_string();
+        assert!(text.contains("12.50 USD more"), "{text}");
+        assert!(text.contains("top up"), "{text}");
+        assert!(!text.contains("acc_"), "{text}");
+        let io = BillingError::InsufficientFunds {
+            kind: AccountKind::Available,
+            currency: Currency::Io,
+            needed: "3".into(),
+        };
+        assert!(io.to_string().contains("deposit IO on Solana"), "{io}");
     }
 }

@@ -79,7 +79,11 @@ pub struct SignUp<'a> {
     pub email: &'a str,
     pub password: &'a str,
     pub name: &'a str,
-    pub org_name: &'a str,
+    /// The organisation to create and own; not with `invitation`.
+    pub org_name: Option<&'a str>,
+    /// An invitation's token (for this email): the account joins that organisation instead
+    /// of creating one.
+    pub invitation: Option<&'a str>,
 }
 
 // Verifying against this when the email is unknown makes a wrong email cost as much as a
@@ -172,12 +176,28 @@ impl Accounts {
         }
     }
 
-    /// Creates a user, their first organisation (they own it) and a session.
+    /// Creates a user and a session: in the organisation they create (and own), or in the one
+    /// an invitation for their email brings them into.
     pub async fn sign_up(&self, input: SignUp<'_>) -> Result<AuthSession> {
         let email = Email::parse(input.email)?;
         let password = Password::parse(input.password)?;
         let name = parse_name("name", input.name)?;
-        let org_name = parse_name("org_name", input.org_name)?;
+        let org_name = match (input.org_name.map(str::trim), input.invitation) {
+            (Some(org_name), None) => Some(parse_name("org_name", org_name)?),
+            (None | Some(""), Some(_)) => None,
+            (Some(_), Some(_)) => {
+                return Err(Error::validation(
+                    "org_name",
+                    "give an organisation to create or an invitation to accept, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Error::validation(
+                    "org_name",
+                    "name the organisation to create (or sign up with an invitation)",
+                ));
+            }
+        };
         let password_hash = hash_password(password).await?;
         let now = now_micros();
         let user_id = new_id("usr");
@@ -195,17 +215,31 @@ impl Accounts {
                 message: "an account with this email already exists; log in instead".into(),
             });
         }
-        tx_run!(&mut tx, |c| {
-            sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
-                .bind(&org_id).bind(&org_name).bind(now).execute(&mut *c).await?;
-            sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
-                .bind(&org_id).bind(&user_id).bind(now).execute(&mut *c).await.map(|r| r.rows_affected())
-        })
-        .map_err(DbError::from)?;
+        let org_id = match (&org_name, input.invitation) {
+            (None, Some(token)) => {
+                crate::orgs::invitations::join_in(&mut tx, &user_id, email.as_str(), token.trim())
+                    .await?
+                    .0
+            }
+            // Refused above without an organisation name: here there is one.
+            _ => {
+                let org_name = org_name.as_deref().unwrap_or_default();
+                tx_run!(&mut tx, |c| {
+                    sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+                        .bind(&org_id).bind(org_name).bind(now).execute(&mut *c).await?;
+                    sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)")
+                        .bind(&org_id).bind(&user_id).bind(now).execute(&mut *c).await.map(|r| r.rows_affected())
+                })
+                .map_err(DbError::from)?;
+                org_id
+            }
+        };
         let refresh = new_session(&mut tx, &user_id, &org_id).await?;
         tx.commit().await?;
         tracing::info!(user_id, %org_id, "user signed up");
-        self.billing.grant_signup_credit(&org_id).await;
+        if org_name.is_some() {
+            self.billing.grant_signup_credit(&org_id).await;
+        }
         self.session_answer(&user_id, &org_id, refresh).await
     }
 

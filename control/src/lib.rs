@@ -136,7 +136,7 @@ impl Control {
             std::time::Duration::from_secs(60),
         ));
         let keys = api_keys::ApiKeys::new(db.clone(), cache.clone(), key_cache);
-        let outbox = mail::Outbox::new(db.clone());
+        let outbox = mail::Outbox::new(db.clone(), settings.smtp.as_ref())?;
         let billing = billing::Billing::new(
             db.clone(),
             ledger.clone(),

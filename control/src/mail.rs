@@ -1,8 +1,9 @@
 //! Outgoing email, through an outbox: a message is written in the transaction that makes it
 //! due (so it is never lost when that commits, nor sent when it rolls back), and delivered
-//! after the commit. There is no mail server yet: delivering writes the message to the log
-//! (target `iocloud::outbox`) and keeps the latest few in memory ([`Mailbox`]) for whoever runs
-//! the server locally, and for tests.
+//! after the commit, by SMTP ([`SmtpSettings`], through `lettre`) when a mail server is
+//! configured. Without one, delivering writes the message to the log (target
+//! `iocloud::outbox`) for whoever runs the server locally. Either way this replica keeps the
+//! latest few in memory ([`Mailbox`]), for tests.
 //!
 //! A message may carry a secret (an invitation token). The row keeps the body as a template
 //! with `{secret}` in its place and the secret beside it only until delivery, which fills the
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, Tx, db_run, ids::new_id, tx_run};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use parking_lot::Mutex;
 
 use crate::Result;
@@ -105,19 +107,64 @@ pub(crate) async fn billing_contacts_in(tx: &mut Tx, org_id: &str) -> Result<Vec
     .map_err(DbError::from)?)
 }
 
+/// The mail server email is sent through.
+#[derive(Clone, Debug)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (plain; `?tls=required` for STARTTLS), or `smtps://host:port`, with
+    /// `user:password@` when the server asks for them.
+    pub url: String,
+    /// The `From` of every message, e.g. `IO Cloud <no-reply@example.com>`.
+    pub from: String,
+}
+
+/// How long one message may take to hand to the mail server.
+const SMTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connected SMTP client and the sender it writes as.
+#[derive(Clone)]
+struct Smtp {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
 /// The outbox's delivery side.
 #[derive(Clone)]
 pub struct Outbox {
     db: Db,
     mailbox: Arc<Mailbox>,
+    smtp: Option<Smtp>,
 }
 
 impl Outbox {
-    pub(crate) fn new(db: Db) -> Self {
-        Outbox {
+    /// An outbox delivering through `smtp`, or to the log when there is none. A setting that
+    /// does not parse is refused here, at start, not at the first email.
+    pub(crate) fn new(db: Db, smtp: Option<&SmtpSettings>) -> Result<Self> {
+        let smtp = match smtp {
+            None => None,
+            Some(s) => {
+                let invalid =
+                    |what: String| crate::Error::Internal(format!("SMTP settings: {what}"));
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&s.url)
+                    .map_err(|e| invalid(format!("the URL: {e}")))?
+                    .timeout(Some(SMTP_TIMEOUT))
+                    .build();
+                let from = s
+                    .from
+                    .parse()
+                    .map_err(|e| invalid(format!("the From address {:?}: {e}", s.from)))?;
+                Some(Smtp { transport, from })
+            }
+        };
+        Ok(Outbox {
             db,
             mailbox: Default::default(),
-        }
+            smtp,
+        })
+    }
+
+    /// Whether email leaves this server (a mail server is configured), or only reaches the log.
+    pub fn sends_email(&self) -> bool {
+        self.smtp.is_some()
     }
 
     /// The email this replica delivered lately.
@@ -160,24 +207,54 @@ impl Outbox {
                 continue;
             }
             // Sent before the commit: a failed commit sends it again later rather than never.
-            self.send(row);
+            // A mail server that refuses or is away leaves the row waiting (the transaction
+            // rolls back, the secret with it), for the next delivery.
+            if let Err(e) = self.send(row).await {
+                tracing::warn!(target: "iocloud::outbox", email = %id, error = %e, "could not send an email; it waits for the next delivery");
+                continue;
+            }
             tx.commit().await?;
             delivered += 1;
         }
         Ok(delivered)
     }
 
-    /// What stands for a mail server: the log, and this replica's mailbox.
-    fn send(&self, row: OutboxRow) {
+    /// Hands the message to the mail server, or without one writes it to the log; and keeps it
+    /// in this replica's mailbox.
+    async fn send(&self, row: OutboxRow) -> std::result::Result<(), String> {
         let body = match &row.secret {
             Some(secret) => row.body.replace(SECRET_PLACEHOLDER, secret),
             None => row.body,
         };
-        tracing::info!(target: "iocloud::outbox", to = %row.recipient, subject = %row.subject, body, "email");
+        match &self.smtp {
+            Some(smtp) => {
+                let to: lettre::message::Mailbox = row
+                    .recipient
+                    .parse()
+                    .map_err(|e| format!("the recipient {:?}: {e}", row.recipient))?;
+                let message = lettre::Message::builder()
+                    .from(smtp.from.clone())
+                    .to(to)
+                    .subject(row.subject.clone())
+                    .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                    .body(body.clone())
+                    .map_err(|e| e.to_string())?;
+                smtp.transport
+                    .send(message)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The body may hold a secret: it goes to the mail server, not the log.
+                tracing::info!(target: "iocloud::outbox", to = %row.recipient, subject = %row.subject, "email sent");
+            }
+            None => {
+                tracing::info!(target: "iocloud::outbox", to = %row.recipient, subject = %row.subject, body, "email");
+            }
+        }
         self.mailbox.keep(SentEmail {
             recipient: row.recipient,
             subject: row.subject,
             body,
         });
+        Ok(())
     }
 }

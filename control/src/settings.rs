@@ -38,6 +38,8 @@ pub struct Settings {
     /// The smallest payout, the most a provider is paid per day, and the size above which an
     /// operator approves.
     pub payout_limits: crate::payouts::PayoutLimits,
+    /// The mail server email goes through; `None` writes email to the log instead.
+    pub smtp: Option<crate::mail::SmtpSettings>,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             top_up_limits: Default::default(),
             chain: None,
             payout_limits: Default::default(),
+            smtp: None,
         }
     }
 }

@@ -2,15 +2,20 @@
 # Makes sure PostgreSQL and Redis answer on 127.0.0.1, installing them from Debian's packages
 # when missing, and that a localstripe peer (a Stripe stand-in, PyPI, pinned, in a virtualenv)
 # runs on 127.0.0.1 through tests/peers/localstripe_launcher.py, and a Solana JSON-RPC peer
-# (tests/peers/solana_peer.py over solders' LiteSVM) beside it. Prints the URLs to use as
-# IOCLOUD_TEST_POSTGRES_URL, IOCLOUD_TEST_REDIS_URL, IOCLOUD_TEST_STRIPE_URL and
-# IOCLOUD_TEST_SOLANA_URL.
+# (tests/peers/solana_peer.py over solders' LiteSVM) beside it, and an SMTP peer
+# (tests/peers/smtp_peer.py over aiosmtpd) that keeps the mail it receives for tests to read.
+# Prints the URLs to use as IOCLOUD_TEST_POSTGRES_URL, IOCLOUD_TEST_REDIS_URL,
+# IOCLOUD_TEST_STRIPE_URL, IOCLOUD_TEST_SOLANA_URL, IOCLOUD_TEST_SMTP_URL (where to send mail)
+# and IOCLOUD_TEST_SMTP_PEER_URL (where to read it back).
 # Non-interactive; safe to run again (a peer started by an older launcher is restarted).
 #
 #   IOCLOUD_LOCALSTRIPE_PORT  (default 8420)
 #   IOCLOUD_LOCALSTRIPE_VENV  (default target/localstripe-venv)
 #   IOCLOUD_SOLANA_PEER_PORT  (default 8899)
 #   IOCLOUD_SOLANA_VENV       (default target/solana-venv)
+#   IOCLOUD_SMTP_PEER_PORT    (default 8026: the SMTP peer's HTTP port; it takes SMTP on the
+#                              port below it, 8025 by default)
+#   IOCLOUD_SMTP_VENV         (default target/smtp-venv)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 
@@ -125,4 +130,16 @@ if python_peer solana-peer solders 0.29.0 "${IOCLOUD_SOLANA_VENV:-$root/target/s
   echo "IOCLOUD_TEST_SOLANA_URL=http://127.0.0.1:$sol_port"
 else
   log "no Solana peer: tests that need IOCLOUD_TEST_SOLANA_URL will not run"
+fi
+
+# An SMTP server that accepts every message and keeps it in memory, with an HTTP side to read
+# them back. It takes SMTP on the port below its HTTP port. Failing to start costs only
+# IOCLOUD_TEST_SMTP_URL, as with the Solana peer.
+smtp_peer_port="${IOCLOUD_SMTP_PEER_PORT:-8026}"
+if python_peer smtp-peer aiosmtpd 1.4.6 "${IOCLOUD_SMTP_VENV:-$root/target/smtp-venv}" \
+  "$root/tests/peers/smtp_peer.py" "$smtp_peer_port" /_control/launcher IOCLOUD_SMTP_PEER_PORT; then
+  echo "IOCLOUD_TEST_SMTP_URL=smtp://127.0.0.1:$((smtp_peer_port - 1))"
+  echo "IOCLOUD_TEST_SMTP_PEER_URL=http://127.0.0.1:$smtp_peer_port"
+else
+  log "no SMTP peer: tests that need IOCLOUD_TEST_SMTP_URL will not run"
 fi

@@ -92,6 +92,25 @@ pub struct OneArgs {
     cluster: String,
 }
 
+/// Output piped into a reader that stops early (`iocloud list | head -1`) is not an error:
+/// printing then fails with a broken pipe, which `println!` turns into a panic. The command
+/// ends there, quietly, with exit code 0; any other panic is reported as usual.
+pub fn quiet_when_the_reader_leaves() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") || message.contains("os error 32") {
+            std::process::exit(client::exit::OK);
+        }
+        report(info);
+    }));
+}
+
 /// Runs a command and answers its exit code; errors are printed here.
 pub async fn run(command: CtlCommand) -> i32 {
     let json_errors = match &command {

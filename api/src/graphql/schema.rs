@@ -255,13 +255,16 @@ pub struct CoreMutation;
 
 #[Object]
 impl CoreMutation {
+    /// Creates an account: with `orgName`, in a new organisation it owns; with `invitation`
+    /// (the token of an invitation for this email), in the organisation that invited it.
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
         email: String,
         password: String,
         name: String,
-        org_name: String,
+        org_name: Option<String>,
+        invitation: Option<String>,
     ) -> GqlResult<AuthSession> {
         let s = control(ctx)
             .accounts
@@ -269,7 +272,8 @@ impl CoreMutation {
                 email: &email,
                 password: &password,
                 name: &name,
-                org_name: &org_name,
+                org_name: org_name.as_deref(),
+                invitation: invitation.as_deref(),
             })
             .await
             .map_err(gql_error)?;

@@ -39,12 +39,17 @@ pub struct SignUpBody {
         example = "Ada Lovelace"
     )]
     name: String,
-    /// The organisation to create; you become its owner. 1 to 100 characters once trimmed, none of them invisible or direction-changing.
+    /// The organisation to create; you become its owner. 1 to 100 characters once trimmed, none of them invisible or direction-changing. Required unless `invitation` is given.
     #[schema(
         pattern = r"^[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF](?:[^\u0000-\u001F\u007F-\u009F\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]{0,98}[^\u0000-\u0020\u007F-\u00A0\u061C\u1680\u2000-\u200F\u2028-\u202F\u205F-\u2064\u2066-\u2069\u3000\uFEFF])?[\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$",
         example = "Analytical Engines"
     )]
-    org_name: String,
+    #[serde(default)]
+    org_name: Option<String>,
+    /// The token of an invitation for this email (`ioinv_…`): the account joins the
+    /// organisation that sent it instead of creating one.
+    #[serde(default)]
+    invitation: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -64,7 +69,7 @@ pub struct RefreshBody {
     org_id: Option<String>,
 }
 
-/// Create an account and its organisation.
+/// Create an account and its organisation, or join the organisation an invitation is from.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", security(()), request_body = SignUpBody,
     responses((status = 201, body = AuthSession), (status = 409, body = Problem, description = "email_taken"), (status = 422, body = Problem)))]
 async fn signup(
@@ -79,7 +84,8 @@ async fn signup(
             email: &b.email,
             password: &b.password,
             name: &b.name,
-            org_name: &b.org_name,
+            org_name: b.org_name.as_deref(),
+            invitation: b.invitation.as_deref(),
         })
         .await?;
     if let Some(slot) = slot {

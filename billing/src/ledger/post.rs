@@ -357,7 +357,7 @@ async fn move_balance(
         }
     }
     Err(BillingError::InsufficientFunds {
-        account: account_id.to_string(),
+        kind: account.kind,
         currency: account.currency,
         needed: Money::from_micros(-(balance + amount), account.currency).to_decimal(),
     })

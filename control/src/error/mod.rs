@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(control.code(), ErrorCode::Internal);
         assert!(control.is_internal());
         let client = Error::Billing(BillingError::InsufficientFunds {
-            account: "available".into(),
+            kind: iocloud_billing::AccountKind::Available,
             currency: iocloud_billing::Currency::Usd,
             needed: "1.00".into(),
         });

@@ -37,6 +37,13 @@ pub struct Invitation {
     pub accepted_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
+    /// In the answer to sending it: whether it went by email (this server has a mail server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emailed: Option<bool>,
+    /// In the answer to sending it, when no email was sent: the link to pass on to the
+    /// invitee yourself. Shown once; it holds the invitation's token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_link: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -73,6 +80,8 @@ impl InvitationRow {
             expires_at: self.expires_at.into(),
             accepted_at: self.accepted_at.map(Timestamp::from),
             revoked_at: self.revoked_at.map(Timestamp::from),
+            emailed: None,
+            accept_link: None,
         }
     }
 }
@@ -142,7 +151,14 @@ impl super::Orgs {
             // The message waits in the outbox for the next delivery.
             tracing::warn!(error = %e, "could not deliver the invitation email yet");
         }
-        self.invitation(actor, &id).await
+        let mut invitation = self.invitation(actor, &id).await?;
+        let emailed = self.outbox.sends_email();
+        invitation.emailed = Some(emailed);
+        if !emailed {
+            // Nobody else will tell the invitee: the inviter passes the link on.
+            invitation.accept_link = Some(format!("/console/accept?token={token}"));
+        }
+        Ok(invitation)
     }
 
     pub async fn invitations(&self, actor: &Actor, page: &PageRequest) -> Result<Page<Invitation>> {
@@ -206,68 +222,81 @@ impl super::Orgs {
             )
         })?;
         let user = self.directory.user(user_id).await?;
-        let sql = format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = $1");
-        let row: Option<InvitationRow> = db_run!(&self.db, |p| {
-            sqlx::query_as(&sql)
-                .bind(secrets::hash(token))
-                .fetch_optional(p)
-                .await
-        })
-        .map_err(DbError::from)?;
-        let row = row
-            .filter(|r| r.email == user.email)
-            .ok_or(Error::NotFound("invitation"))?;
-        let now = now_micros();
-        let org_id = row.org_id.clone();
-        let inv = row.into_invitation(now);
-        match inv.status {
-            "accepted" => {
-                return Err(Error::Conflict {
-                    code: ErrorCode::InvitationUsed,
-                    message: "this invitation was already accepted".into(),
-                });
-            }
-            "revoked" => {
-                return Err(Error::Conflict {
-                    code: ErrorCode::InvitationRevoked,
-                    message: "this invitation was revoked".into(),
-                });
-            }
-            "expired" => {
-                return Err(Error::Conflict {
-                    code: ErrorCode::InvitationExpired,
-                    message: "this invitation has expired; ask for a new one".into(),
-                });
-            }
-            _ => {}
-        }
         let mut tx = self.db.begin().await?;
-        let claimed = tx_run!(&mut tx, |c| {
-            sqlx::query("UPDATE invitations SET accepted_at = $1, accepted_by = $2 WHERE id = $3 AND accepted_at IS NULL AND revoked_at IS NULL")
-                .bind(now).bind(user_id).bind(&inv.id).execute(c).await.map(|r| r.rows_affected())
+        let (org_id, role) = join_in(&mut tx, user_id, &user.email, token).await?;
+        tx.commit().await?;
+        Ok(Membership {
+            organization: self.directory.organization(&org_id).await?,
+            role,
         })
-        .map_err(DbError::from)?;
-        if claimed == 0 {
+    }
+}
+
+/// Makes `user_id` (whose email is `email`) a member by the invitation `token` names, in `tx`:
+/// the invitation must be for that email, pending, and is spent here. Another email's
+/// invitation reads as missing.
+pub(crate) async fn join_in(
+    tx: &mut iocloud_db::Tx,
+    user_id: &str,
+    email: &str,
+    token: &str,
+) -> Result<(OrgId, Role)> {
+    let sql = format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = $1");
+    let row: Option<InvitationRow> = tx_run!(tx, |c| {
+        sqlx::query_as(&sql)
+            .bind(secrets::hash(token))
+            .fetch_optional(c)
+            .await
+    })
+    .map_err(DbError::from)?;
+    let row = row
+        .filter(|r| r.email == email)
+        .ok_or(Error::NotFound("invitation"))?;
+    let now = now_micros();
+    let org_id = row.org_id.clone();
+    let inv = row.into_invitation(now);
+    match inv.status {
+        "accepted" => {
             return Err(Error::Conflict {
                 code: ErrorCode::InvitationUsed,
                 message: "this invitation was already accepted".into(),
             });
         }
-        let joined = tx_run!(&mut tx, |c| {
-            sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, user_id) DO NOTHING")
-                .bind(&org_id).bind(user_id).bind(inv.role.as_str()).bind(now).execute(c).await.map(|r| r.rows_affected())
-        })
-        .map_err(DbError::from)?;
-        if joined == 0 {
+        "revoked" => {
             return Err(Error::Conflict {
-                code: ErrorCode::AlreadyMember,
-                message: "you are already a member of this organisation".into(),
+                code: ErrorCode::InvitationRevoked,
+                message: "this invitation was revoked".into(),
             });
         }
-        tx.commit().await?;
-        Ok(Membership {
-            organization: self.directory.organization(&org_id).await?,
-            role: inv.role,
-        })
+        "expired" => {
+            return Err(Error::Conflict {
+                code: ErrorCode::InvitationExpired,
+                message: "this invitation has expired; ask for a new one".into(),
+            });
+        }
+        _ => {}
     }
+    let claimed = tx_run!(tx, |c| {
+        sqlx::query("UPDATE invitations SET accepted_at = $1, accepted_by = $2 WHERE id = $3 AND accepted_at IS NULL AND revoked_at IS NULL")
+            .bind(now).bind(user_id).bind(&inv.id).execute(c).await.map(|r| r.rows_affected())
+    })
+    .map_err(DbError::from)?;
+    if claimed == 0 {
+        return Err(Error::Conflict {
+            code: ErrorCode::InvitationUsed,
+            message: "this invitation was already accepted".into(),
+        });
+    }
+    let joined = tx_run!(tx, |c| {
+        sqlx::query("INSERT INTO memberships (org_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (org_id, user_id) DO NOTHING")
+            .bind(&org_id).bind(user_id).bind(inv.role.as_str()).bind(now).execute(c).await.map(|r| r.rows_affected())
+    })
+    .map_err(DbError::from)?;
+    if joined == 0 {
+        return Err(Error::Conflict {
+            code: ErrorCode::AlreadyMember,
+            message: "you are already a member of this organisation".into(),
+        });
+    }
+    Ok((org_id, inv.role))
 }

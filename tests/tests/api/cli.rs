@@ -91,3 +91,66 @@ async fn the_cli_applies_files_and_says_how_it_went(b: Backend) {
     assert_eq!(run(destroy).await, 0);
     ledger_balances(app).await;
 }
+
+/// Run by [`a_reader_that_leaves_early_ends_the_cli_quietly`] in a process of its own, whose
+/// standard output is a pipe its reader closes; does nothing in a normal test run.
+#[test]
+#[ignore = "the pipe test's child: that test starts this binary again to run it"]
+fn cli_child() {
+    let (Ok(server), Ok(key)) = (
+        std::env::var("IOCLOUD_CHILD_SERVER"),
+        std::env::var("IOCLOUD_CHILD_KEY"),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    iocloud_api::ctl::quiet_when_the_reader_leaves();
+    // The test harness has printed its first line; the parent closes the pipe once it reads
+    // it, well within this.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let code = rt.block_on(iocloud(&[
+        "billing",
+        "balance",
+        "--server",
+        &server,
+        "--api-key",
+        &key,
+    ]));
+    std::process::exit(code);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_leaves_early_ends_the_cli_quietly() {
+    let app = iocloud_tests::TestApp::spawn(Backend::Sqlite).await;
+    let s = app.signup("owner@example.com", "Pipes").await;
+    let (_, key) = app.api_key(&s.access, &["read"]).await;
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "cli::cli_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ])
+        .env("IOCLOUD_CHILD_SERVER", &app.base)
+        .env("IOCLOUD_CHILD_KEY", &key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the test binary starts again");
+    // The reader takes the harness's first line and goes away before the command prints.
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("running") {
+                break;
+            }
+        }
+    }
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -56,9 +56,20 @@ async fn invitation_life_cycle(b: iocloud_tests::Backend) {
     assert_eq!(invited.status, 201, "{}", invited.text);
     assert_eq!(invited.body["email"], "bee@example.com");
     assert_eq!(invited.body["status"], "pending");
+    // No mail server here: the inviter is given the link to pass on, once.
+    assert_eq!(invited.body["emailed"], false);
     assert!(
-        !invited.text.contains("ioinv_"),
-        "the token travels by email only"
+        invited.body["accept_link"]
+            .as_str()
+            .is_some_and(|l| l.contains("ioinv_")),
+        "{}",
+        invited.text
+    );
+    assert!(
+        !app.get("/v1/invitations", &owner.access)
+            .await
+            .text
+            .contains("ioinv_")
     );
     let id = invited.body["id"].as_str().unwrap().to_string();
     app.post(

@@ -15,6 +15,7 @@ mod devices;
 mod dropped_creates;
 mod graphql;
 mod idempotency;
+mod invitation_email;
 mod invitations;
 mod node_endpoints;
 mod operators;

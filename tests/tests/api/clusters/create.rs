@@ -82,6 +82,13 @@ async fn bad_cluster_requests_change_nothing(b: Backend) {
         )
         .await;
     r.assert_problem(402, "insufficient_funds");
+    // It says how much is missing and how to add it, and names no internal account.
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("600.00 USD more") && detail.contains("top up"),
+        "{detail}"
+    );
+    assert!(!detail.contains("acc_"), "{detail}");
     assert_eq!(clusters(&app, &s).await, Vec::<Value>::new());
     // Nodes have no list of their own: a node without a cluster would show nowhere else.
     assert_eq!(app.count("SELECT COUNT(*) FROM node_assignments").await, 0);
