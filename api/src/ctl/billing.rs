@@ -1,5 +1,5 @@
-//! `iocloud billing …`: balances, card top-ups, refunds, deposits on Solana and low-balance
-//! alerts.
+//! `iocloud billing …`: balances, usage and invoices, card top-ups, refunds, deposits on
+//! Solana and low-balance alerts.
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -19,6 +19,20 @@ pub struct BillingArgs {
 enum BillingCommand {
     /// Available, held and owed balances in every currency.
     Balance,
+    /// Spend of a month, by cluster (default) or by day.
+    Usage {
+        /// `YYYY-MM`; this month when left out.
+        #[arg(long)]
+        month: Option<String>,
+        /// `cluster` or `day`.
+        #[arg(long, default_value = "cluster")]
+        by: String,
+    },
+    /// The invoice of a month: a line per cluster and price, and the totals.
+    Invoice {
+        /// `YYYY-MM`; this month when left out.
+        month: Option<String>,
+    },
     /// Top up the USD balance by card: the default saved card, or `--card pm_…`, is charged
     /// now.
     TopUp {
@@ -73,6 +87,61 @@ pub async fn run(a: BillingArgs) -> CtlResult<i32> {
                 }
             }
             balances
+        }
+        BillingCommand::Usage { month, by } => {
+            let mut path = format!("/v1/usage?group_by={}", seg(&by));
+            if let Some(month) = &month {
+                path.push_str(&format!("&month={}", seg(month)));
+            }
+            let rows = client.get(&path).await?;
+            if !json {
+                let rows = rows.as_array().cloned().unwrap_or_default();
+                if rows.is_empty() {
+                    println!("no usage");
+                }
+                for r in &rows {
+                    println!(
+                        "{:<32}  {:>10} GPU-h  {:>14} {}",
+                        text(&r["key"]),
+                        text(&r["gpu_hours"]),
+                        text(&r["amount"]),
+                        text(&r["currency"])
+                    );
+                }
+            }
+            rows
+        }
+        BillingCommand::Invoice { month } => {
+            let month =
+                month.unwrap_or_else(|| iocloud_db::time::month_of(iocloud_db::time::now_micros()));
+            let invoice = client.get(&format!("/v1/invoices/{}", seg(&month))).await?;
+            if !json {
+                println!(
+                    "Invoice {}  {} ({})",
+                    text(&invoice["month"]),
+                    text(&invoice["organization"]),
+                    text(&invoice["org_id"])
+                );
+                for l in invoice["lines"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {:<30} {:>10} GPU-h × {:>8} = {:>14} {}",
+                        text(&l["cluster_id"]),
+                        text(&l["gpu_hours"]),
+                        text(&l["rate"]),
+                        text(&l["amount"]),
+                        text(&l["currency"])
+                    );
+                }
+                for t in invoice["totals"].as_array().into_iter().flatten() {
+                    println!(
+                        "  total {:>14} {} (unpaid {})",
+                        text(&t["amount"]),
+                        text(&t["currency"]),
+                        text(&t["unpaid"])
+                    );
+                }
+            }
+            invoice
         }
         BillingCommand::TopUp { amount, card } => {
             let body = match card {

@@ -78,6 +78,23 @@ pub fn plan(p: &Value) {
             s(&p["currency"])
         );
     }
+    // Where the nodes would go, so a plan is judged by place as well as price.
+    if let Some(placement) = p["placement"].as_object() {
+        for n in placement["nodes"].as_array().into_iter().flatten() {
+            println!(
+                "    node: {} × {} in {} on {} at {} USD/GPU-h",
+                n["gpus"],
+                s(&n["gpu_model"]),
+                s(&n["region"]),
+                s(&n["device_id"]),
+                s(&n["price_per_gpu_hour"])
+            );
+        }
+        println!(
+            "    estimated round trip: {} ms",
+            placement["estimated_rtt_ms"]
+        );
+    }
 }
 
 /// `name [####----] 2/4 nodes · provisioning`

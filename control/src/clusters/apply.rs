@@ -93,6 +93,9 @@ pub struct ApplyPlan {
     /// What would be held for it: the whole duration for a create or replace, the added
     /// hours for an update.
     pub hold: String,
+    /// Where each node would go (a create or replace: the best plan); an update keeps the
+    /// nodes where they are.
+    pub placement: Option<crate::quotes::PlanView>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -207,6 +210,7 @@ impl Clusters {
             price_per_hour: Money::from_micros(row.price_per_hour, row.currency()?).to_decimal(),
             currency: row.currency.clone(),
             hold: hold.to_decimal(),
+            placement: None,
         })
     }
 
@@ -251,6 +255,7 @@ impl Clusters {
             price_per_hour: price.to_decimal(),
             currency: currency.code().to_string(),
             hold: hold.to_decimal(),
+            placement: Some(crate::quotes::PlanView::from(&best)),
         })
     }
 

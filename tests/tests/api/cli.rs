@@ -73,6 +73,15 @@ async fn the_cli_applies_files_and_says_how_it_went(b: Backend) {
         .unwrap()
         .to_string();
     assert_eq!(cluster(app, s, &web).await["spec"]["duration_hours"], 3);
+    // Money from the command line: balances, the month's usage and invoice.
+    assert_eq!(run(with(&["billing", "balance"])).await, 0);
+    assert_eq!(run(with(&["billing", "usage"])).await, 0);
+    assert_eq!(
+        run(with(&["billing", "usage", "--by", "day", "-o", "json"])).await,
+        0
+    );
+    assert_eq!(run(with(&["billing", "invoice"])).await, 0);
+    assert_eq!(run(with(&["billing", "invoice", "2026-13"])).await, 4);
     // Refusals: 4 (unknown cluster), 2 (an unreadable file).
     assert_eq!(run(with(&["get", "nope"])).await, 4);
     assert_eq!(

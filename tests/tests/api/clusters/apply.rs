@@ -23,6 +23,12 @@ async fn declarative_apply_plans_and_is_idempotent(b: Backend) {
     assert_eq!(plan.body["action"], "create");
     assert_eq!(plan.body["price_per_hour"], "16.00");
     assert_eq!(plan.body["hold"], "32.00");
+    // Where the node would go, not only the price.
+    let nodes = plan.body["placement"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{}", plan.text);
+    assert_eq!(nodes[0]["gpus"], 8);
+    assert_eq!(nodes[0]["region"], "eu-central");
+    assert_eq!(nodes[0]["price_per_gpu_hour"], "2.00");
     assert_eq!(clusters(&app, &s).await, Vec::<Value>::new());
 
     let made = app.put("/v1/clusters/web", &s.access, spec.clone()).await;
@@ -49,6 +55,8 @@ async fn declarative_apply_plans_and_is_idempotent(b: Backend) {
     assert_eq!(plan.body["action"], "update", "{}", plan.text);
     assert_eq!(plan.body["needs_replace"], false);
     assert_eq!(plan.body["hold"], "16.00");
+    // The nodes stay where they are.
+    assert!(plan.body["placement"].is_null(), "{}", plan.text);
     let fields: Vec<&str> = plan.body["changes"]
         .as_array()
         .unwrap()
