@@ -37,6 +37,7 @@ pub enum BenchCommand {
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
     #[command(hide = true)]
     BareServer {
+        /// The address to listen on.
         #[arg(long)]
         listen: SocketAddr,
     },

@@ -48,6 +48,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct DbArgs {
+    /// The database: `postgres://…` or `sqlite://FILE`.
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 }
@@ -80,9 +81,15 @@ pub struct SimulateArgs {
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
     /// Make a user a platform operator.
-    GrantOperator { email: String },
+    GrantOperator {
+        /// The user's email.
+        email: String,
+    },
     /// Take the platform-operator flag away.
-    RevokeOperator { email: String },
+    RevokeOperator {
+        /// The user's email.
+        email: String,
+    },
 }
 
 /// Parses the settings file (when one is named) into the environment, then the flags.
@@ -204,4 +211,37 @@ async fn admin(command: AdminCommand, args: DbArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every flag says what it is for in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path.trim() != "iocloud" {
+                missing.push(format!("{path} (the command)"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    walk(sub, &path, missing);
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
 }

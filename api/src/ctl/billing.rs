@@ -47,10 +47,16 @@ enum BillingCommand {
     /// The organisation's card top-ups.
     TopUps,
     /// The receipt of a paid top-up (`top_…`).
-    Receipt { top_up: String },
+    Receipt {
+        /// The top-up (`top_…`).
+        top_up: String,
+    },
     /// Refund unused card credit to the cards it came from (all that is refundable when no
     /// amount is given).
-    Refund { amount: Option<String> },
+    Refund {
+        /// USD to refund, e.g. 25 or 25.00.
+        amount: Option<String>,
+    },
     /// Ask for a deposit on Solana: prints the Solana Pay request to open in a wallet.
     Deposit {
         /// IOSD, USDC (credited as IOSD less a fee) or IO.
@@ -62,8 +68,10 @@ enum BillingCommand {
     Deposits,
     /// Low-balance alerts: lists them; with `--threshold`, sets the one of `--currency`.
     LowBalance {
+        /// The balance watched: USD, IOSD or IO.
         #[arg(long, default_value = "USD")]
         currency: String,
+        /// Be told when the available balance falls under this.
         #[arg(long)]
         threshold: Option<String>,
     },

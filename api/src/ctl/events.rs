@@ -11,6 +11,7 @@ use super::render;
 pub struct EventsArgs {
     #[command(flatten)]
     pub(super) conn: Conn,
+    /// The cluster's name or id.
     cluster: String,
     /// Keep streaming new events until the cluster ends.
     #[arg(long, short = 'f')]

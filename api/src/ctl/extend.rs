@@ -10,7 +10,9 @@ use super::render;
 pub struct ExtendArgs {
     #[command(flatten)]
     pub(super) conn: Conn,
+    /// The cluster's name or id.
     cluster: String,
+    /// Hours to add.
     #[arg(long)]
     hours: i64,
 }

@@ -33,9 +33,15 @@ enum PayoutsCommand {
     /// The organisation's payouts.
     List,
     /// One payout (`po_…`) and where it stands.
-    Show { payout: String },
+    Show {
+        /// The payout (`po_…`).
+        payout: String,
+    },
     /// Take back a payout not signed yet.
-    Cancel { payout: String },
+    Cancel {
+        /// The payout (`po_…`).
+        payout: String,
+    },
     /// The organisation's payout wallets.
     Wallets,
 }

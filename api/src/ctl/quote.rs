@@ -10,15 +10,19 @@ use super::render;
 pub struct QuoteArgs {
     #[command(flatten)]
     pub(super) conn: Conn,
+    /// A GPU model (`h100-sxm`, …).
     #[arg(long)]
     gpu_model: Option<String>,
+    /// A GPU class instead of a model (`datacenter`, `workstation`, `consumer`).
     #[arg(long)]
     gpu_class: Option<String>,
     /// GPUs in all.
     #[arg(long)]
     gpus: i64,
+    /// GPUs on each node.
     #[arg(long)]
     gpus_per_node: Option<i64>,
+    /// Hours to price.
     #[arg(long, default_value_t = 1)]
     hours: i64,
     /// A region code; repeat for several.

@@ -11,12 +11,20 @@
   var fetcher = GraphiQL.createFetcher({
     url: '/graphql', subscriptionUrl: wsUrl, headers: auth, wsConnectionParams: auth
   });
-  ReactDOM.createRoot(document.getElementById('graphiql')).render(
-    React.createElement(GraphiQL, {
-      fetcher: fetcher,
-      defaultHeaders: headers,
-      isHeadersEditorEnabled: true,
-      defaultEditorToolsVisibility: 'headers'
-    })
-  );
+  function render(examples) {
+    ReactDOM.createRoot(document.getElementById('graphiql')).render(
+      React.createElement(GraphiQL, {
+        fetcher: fetcher,
+        defaultQuery: examples,
+        defaultHeaders: headers,
+        isHeadersEditorEnabled: true,
+        defaultEditorToolsVisibility: 'headers'
+      })
+    );
+  }
+  // Example operations of this API (and how to authenticate) in the first tab; GraphiQL keeps
+  // what a user edits in its own storage after that.
+  fetch('/assets/pages/graphiql-examples.graphql')
+    .then(function (r) { return r.ok ? r.text() : undefined; })
+    .then(render, function () { render(undefined); });
 })();

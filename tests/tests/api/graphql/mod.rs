@@ -4,6 +4,7 @@
 //! they share is in the harness (`iocloud_tests`).
 
 mod audit;
+mod examples;
 mod limits;
 mod operations;
 mod subscriptions;
