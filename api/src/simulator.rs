@@ -242,7 +242,11 @@ impl Agent {
                         json!({"status": "failed", "reason": "simulated failure: the image did not start"})
                     } else {
                         this.stats.nodes_ready.fetch_add(1, Ordering::Relaxed);
-                        json!({"status": "ready", "endpoints": endpoints(&role, &this.device.id)})
+                        let mut ready = json!({"status": "ready", "endpoints": endpoints(&role, &this.device.id)});
+                        if role == "control_plane" {
+                            ready["ca_certificate"] = json!(simulated_ca(&this.device.id));
+                        }
+                        ready
                     };
                     this.report(&tail, report).await;
                 });
@@ -266,6 +270,28 @@ fn endpoints(role: &str, host: &str) -> Value {
         "control_plane" => json!({"api_server": format!("https://{host}:6443")}),
         _ => json!({"ssh": format!("{host}:22")}),
     }
+}
+
+/// The certificate authority a simulated k3s server reports: PEM whose body has the shape of a
+/// DER certificate (an ASN.1 sequence), distinct per device. Nothing verifies against it: the
+/// simulated API server does not exist.
+fn simulated_ca(host: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(host.as_bytes());
+    let body: Vec<u8> = digest.iter().cycle().take(256).copied().collect();
+    let mut der = vec![0x30, 0x82, 0x01, 0x00];
+    der.extend(body);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// Starts one agent task per device against the server at `base`; they run until the process

@@ -249,6 +249,7 @@ async fn reliability_is_learned_and_placement_follows_it() {
         let report = |status: &str| NodeReport {
             status: status.into(),
             endpoints: None,
+            ca_certificate: None,
             reason: Some("the GPU fell off the bus".into()),
         };
         control
@@ -356,6 +357,7 @@ async fn outcomes_through_two_replicas_at_once_all_count() {
                 let failed = NodeReport {
                     status: "failed".into(),
                     endpoints: None,
+                    ca_certificate: None,
                     reason: Some("out of memory".into()),
                 };
                 control

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use super::client::{Client, CtlResult, exit, seg};
+use super::client::{Client, CtlError, CtlResult, exit, seg};
 use super::{FileArgs, confirm::confirm, render, specs, wait};
 
 #[derive(Args, Debug)]
@@ -21,6 +21,27 @@ pub struct ApplyArgs {
     timeout_secs: u64,
 }
 
+/// A refusal of a spec, told as a mistake in the file: `FILE:LINE: what the API said`, with
+/// the line of the field it named (not the position in the JSON the file was sent as).
+fn in_the_file(mut e: CtlError, file: &std::path::Path, name: &str) -> CtlError {
+    let Some(problem) = &e.problem else {
+        return e;
+    };
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let detail = problem["detail"].as_str().unwrap_or(&e.message);
+    // serde's position is in the request body, which the user never wrote.
+    let detail = detail
+        .split(" at line ")
+        .next()
+        .unwrap_or(detail)
+        .to_string();
+    e.message = match specs::locate(&text, name, problem) {
+        Some(line) => format!("{}:{line}: cluster {name}: {detail}", file.display()),
+        None => format!("{}: cluster {name}: {detail}", file.display()),
+    };
+    e
+}
+
 pub async fn run(a: ApplyArgs) -> CtlResult<i32> {
     let conn = &a.files.conn;
     let client = Client::from_conn(conn)?;
@@ -30,7 +51,8 @@ pub async fn run(a: ApplyArgs) -> CtlResult<i32> {
         let name = spec["name"].as_str().unwrap_or_default();
         let plan = client
             .put(&format!("/v1/clusters/{}?dry_run=true", seg(name)), spec)
-            .await?;
+            .await
+            .map_err(|e| in_the_file(e, &a.files.file, name))?;
         plans.push(plan);
     }
     let changing: Vec<usize> = (0..plans.len())

@@ -62,9 +62,56 @@ pub fn parse(text: &str, ext: &str) -> Result<Vec<Value>, String> {
     Ok(specs)
 }
 
+/// Where in the file a refusal of spec `name` points: the 1-based line of the field the API
+/// named (the problem's `field`, or the key of an "unknown field"), nearest that spec's
+/// `name:` line. `None` when the file does not show it.
+pub fn locate(text: &str, name: &str, problem: &Value) -> Option<usize> {
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    let key = problem["field"].as_str().map(str::to_string).or_else(|| {
+        let rest = detail.split("unknown field `").nth(1)?;
+        Some(rest.split('`').next()?.to_string())
+    })?;
+    // The last part of a nested field (`location.lat` is `lat:` in the file).
+    let key = key.rsplit('.').next().unwrap_or(&key).to_string();
+    let key_of = |line: &str| {
+        let line = line.trim_start().trim_start_matches("- ").trim_start();
+        let (k, _) = line.split_once(':')?;
+        Some(k.trim().trim_matches(['"', '\'']).to_string())
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let named = lines.iter().position(|l| {
+        key_of(l).as_deref() == Some("name")
+            && l.split_once(':')
+                .is_some_and(|(_, v)| v.trim().trim_matches(['"', '\'']) == name)
+    });
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| key_of(l).as_deref() == Some(key.as_str()))
+        .min_by_key(|(i, _)| named.map_or(*i, |n| i.abs_diff(n)))
+        .map(|(i, _)| i + 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_point_at_the_line_of_the_field() {
+        let text =
+            "name: a\nkind: ray\ngpu_count: 8\n---\nname: b\ngpu_cont: 8\nduration_hours: 1\n";
+        let unknown =
+            serde_json::json!({"detail": "unknown field `gpu_cont`, expected one of `name`"});
+        assert_eq!(locate(text, "b", &unknown), Some(6));
+        let field = serde_json::json!({"field": "gpu_count", "detail": "must be 1 to 4096"});
+        assert_eq!(locate(text, "a", &field), Some(3));
+        let nested = serde_json::json!({"field": "duration_hours"});
+        assert_eq!(locate(text, "b", &nested), Some(7));
+        assert_eq!(
+            locate(text, "a", &serde_json::json!({"detail": "no"})),
+            None
+        );
+    }
 
     #[test]
     fn yaml_toml_and_json_hold_one_or_many() {

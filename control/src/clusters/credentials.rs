@@ -11,6 +11,7 @@ use super::Clusters;
 use super::bootstrap;
 use super::spec::ClusterKind;
 use crate::audit::NewAuditEvent;
+use crate::providers::certificate::CaCertificate;
 use crate::{Action, Actor, Error, ErrorCode, Result};
 
 /// What the audit log records of the action.
@@ -99,8 +100,17 @@ impl Clusters {
                 ));
             }
         };
+        // Without the cluster's certificate authority a kubeconfig could only skip verifying
+        // the server: none is given until the control plane has reported it.
+        let ca = row
+            .connection()?
+            .and_then(|c| c.get("certificate_authority")?.as_str().map(String::from))
+            .and_then(|pem| CaCertificate::parse(&pem).ok())
+            .ok_or_else(|| {
+                no_credentials("its control plane has not reported its certificate authority yet")
+            })?;
         let (token, kubeconfig) =
-            bootstrap::kubernetes_credentials(&row.name, &row.join_token, &api_server);
+            bootstrap::kubernetes_credentials(&row.name, &row.join_token, &api_server, &ca);
         self.audit_credentials(actor, &row.id, origin, 200).await;
         Ok(ClusterCredentials {
             kind,

@@ -19,6 +19,7 @@ use crate::capacity::NodeStart;
 use crate::placement::{Plan, PlanNode};
 use crate::providers::DeviceStatus;
 use crate::providers::agent::ClusterNews;
+use crate::providers::certificate::CaCertificate;
 use crate::providers::endpoints::Endpoints;
 use crate::{Error, ErrorCode, Result};
 
@@ -362,7 +363,13 @@ impl Clusters {
                     )
                 })
                 .collect();
-            row.connection = Some(bootstrap::connection(kind, &nodes).to_string());
+            let leader_ca = current
+                .iter()
+                .find(|n| bootstrap::is_leader(&n.role))
+                .and_then(|n| n.ca_certificate.as_deref())
+                .and_then(|pem| CaCertificate::parse(pem).ok());
+            row.connection =
+                Some(bootstrap::connection(kind, &nodes, leader_ca.as_ref()).to_string());
             row.set_status(ClusterStatus::Running, None)?;
             row.reconcile_at = next_look(&row, now)?;
             let event = row

@@ -323,6 +323,8 @@ pub(crate) struct NodeRow {
     #[sqlx(rename = "node_status")]
     pub status: String,
     pub endpoints: Option<String>,
+    /// A control-plane node's certificate authority (checked PEM), once reported.
+    pub ca_certificate: Option<String>,
     pub reason: Option<String>,
     pub price_per_gpu_hour: i64,
     pub bootstrap: String,
@@ -340,7 +342,7 @@ pub(crate) struct NodeRow {
 /// The columns of [`NodeRow`], from `node_assignments n` and `devices d`.
 macro_rules! node_columns {
     () => {
-        "n.id AS node_id, n.cluster_id AS node_cluster_id, n.device_id, n.provider_org_id, n.gpus AS node_gpus, n.role, n.status AS node_status, n.endpoints, \
+        "n.id AS node_id, n.cluster_id AS node_cluster_id, n.device_id, n.provider_org_id, n.gpus AS node_gpus, n.role, n.status AS node_status, n.endpoints, n.ca_certificate, \
          n.reason, n.price_per_gpu_hour, n.bootstrap, n.ready_at, n.failed_at, n.ended_at AS node_ended_at, \
          d.status AS device_status, d.region, d.gpu_model, \
          (SELECT COUNT(*) FROM usage_records u WHERE u.id = 'use_' || substr(n.id, 5)) > 0 AS metered"
@@ -667,6 +669,7 @@ mod tests {
             role: "head".into(),
             status: "ready".into(),
             endpoints: None,
+            ca_certificate: None,
             reason: None,
             price_per_gpu_hour: 0,
             bootstrap: "{}".into(),

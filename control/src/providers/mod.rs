@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod certificate;
 pub mod devices;
 pub mod endpoints;
 pub mod reliability;

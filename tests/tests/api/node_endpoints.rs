@@ -82,13 +82,41 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
         "nothing of the refused reports was kept"
     );
 
+    // A certificate authority that is not PEM certificates is refused the same way.
+    for ca in [
+        "not a certificate",
+        "-----BEGIN CERTIFICATE-----\nbm90IGRlcg==\n-----END CERTIFICATE-----\n",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\nusers: []\n",
+    ] {
+        let refused = agent_report(
+            &app,
+            device(&cp_device),
+            &cp,
+            json!({"status": "ready", "endpoints": {"api_server": "https://10.0.0.1:6443"}, "ca_certificate": ca}),
+        )
+        .await;
+        refused.assert_problem(422, "validation_failed");
+        assert_eq!(refused.body["field"], "ca_certificate", "{}", refused.text);
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM node_assignments WHERE status = 'ready' OR ca_certificate IS NOT NULL")
+            .await,
+        0
+    );
+
     // Good endpoints are taken: the agent joins the control plane at its address, and the
-    // customer's kubeconfig names it.
+    // customer's kubeconfig names it and trusts the authority the control plane reported.
+    // 45 bytes: 60 characters of base64, one line, as the server writes it back.
+    let der: Vec<u8> = std::iter::once(0x30).chain(1..=44u8).collect();
+    let ca = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
+    );
     let ready = agent_report(
         &app,
         device(&cp_device),
         &cp,
-        json!({"status": "ready", "endpoints": {"api_server": "https://10.0.0.1:6443"}}),
+        json!({"status": "ready", "endpoints": {"api_server": "https://10.0.0.1:6443"}, "ca_certificate": ca}),
     )
     .await;
     assert_eq!(ready.status, 204, "{}", ready.text);
@@ -120,6 +148,18 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
         config["clusters"][0]["cluster"]["server"],
         "https://10.0.0.1:6443"
     );
+    let trusted = config["clusters"][0]["cluster"]["certificate-authority-data"]
+        .as_str()
+        .unwrap();
+    let trusted =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, trusted).unwrap();
+    assert_eq!(String::from_utf8(trusted).unwrap(), ca);
+    assert!(
+        config["clusters"][0]["cluster"]
+            .get("insecure-skip-tls-verify")
+            .is_none()
+    );
+    assert_eq!(running["connection"]["certificate_authority"], ca.as_str());
     assert_eq!(config["current-context"], "k");
 }
 

@@ -178,7 +178,19 @@ impl SolanaRail {
                     &m.mint,
                     &m.program,
                 );
-            self.send_and_confirm(&[create]).await?;
+            // Idempotent on chain, so a transaction that expired unconfirmed (a busy node) is
+            // simply made again.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.send_and_confirm(std::slice::from_ref(&create)).await {
+                    Ok(_) => break,
+                    Err(BillingError::Solana {
+                        retryable: true, ..
+                    }) if tries < 3 => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             tracing::info!(mint = %m.mint, account = %m.treasury_account, "opened a treasury token account");
         }
         Ok(())

@@ -89,6 +89,10 @@ pub struct NodeReport {
     /// `invalid_endpoint`.
     #[schema(value_type = Option<Object>)]
     pub endpoints: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A Kubernetes control-plane node, once ready: its cluster's certificate authority (PEM
+    /// certificates, at most four), which customers' kubeconfigs trust.
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
     pub reason: Option<String>,
 }
 

@@ -455,17 +455,27 @@ impl Agents {
             .map(|e| serde_json::to_string(&e))
             .transpose()
             .map_err(|e| Error::Internal(format!("endpoints: {e}")))?;
+        let ca_certificate = report
+            .ca_certificate
+            .as_deref()
+            .map(|pem| {
+                super::certificate::CaCertificate::parse(pem)
+                    .map(String::from)
+                    .map_err(|why| Error::validation("ca_certificate", why))
+            })
+            .transpose()?;
         let now = now_micros();
         // Moves only from a status the report may follow; the statuses are this code's own.
         let from: Vec<String> = allowed.iter().map(|s| format!("'{s}'")).collect();
         let sql = format!(
             "UPDATE node_assignments SET status = $1, reason = COALESCE($2, reason), endpoints = COALESCE($3, endpoints), updated_at = $4, \
+             ca_certificate = COALESCE($7, ca_certificate), \
              ready_at = CASE WHEN $1 = 'ready' THEN $4 ELSE ready_at END, failed_at = CASE WHEN $1 = 'failed' THEN $4 ELSE failed_at END \
              WHERE id = $5 AND device_id = $6 AND status IN ({}) RETURNING gpus, cluster_id, ended_at",
             from.join(", ")
         );
         let reason = (!reason.is_empty()).then_some(reason);
-        // The node's move with its six parameters, as `sql` or inside a statement around it.
+        // The node's move with its seven parameters, as `sql` or inside a statement around it.
         macro_rules! node_query {
             ($sql:expr) => {
                 sqlx::query_as($sql)
@@ -475,6 +485,7 @@ impl Agents {
                     .bind(now)
                     .bind(node_id)
                     .bind(&device.id)
+                    .bind(&ca_certificate)
             };
         }
         macro_rules! move_node {
@@ -509,9 +520,9 @@ impl Agents {
                 "WITH moved AS ({sql}), \
                  back AS (UPDATE devices SET {} FROM moved WHERE devices.id = $6 RETURNING devices.status_reason), \
                  made AS (INSERT INTO device_events (id, device_id, org_id, from_status, to_status, reason, created_at) \
-                 SELECT $8, $6, $9, '{}', '{}', $7, $4 FROM back WHERE back.status_reason = $7) \
+                 SELECT $9, $6, $10, '{}', '{}', $8, $4 FROM back WHERE back.status_reason = $8) \
                  SELECT gpus, cluster_id, ended_at FROM moved",
-                give_back_set("moved.gpus", "$4", "$7"),
+                give_back_set("moved.gpus", "$4", "$8"),
                 DeviceStatus::Busy.as_str(),
                 DeviceStatus::Available.as_str()
             );
