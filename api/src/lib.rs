@@ -6,6 +6,7 @@
 #![recursion_limit = "256"]
 
 pub mod agent;
+mod app;
 pub mod bench;
 mod bench_clusters;
 mod bench_deposits;

@@ -156,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         );
 
     let cors = cors(&state.config.cors_origins);
+    let public = public.merge(crate::app::router());
     api.merge(public)
         .merge(agent)
         .merge(webhooks)

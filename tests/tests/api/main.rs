@@ -2,6 +2,7 @@
 //! GraphQL to it, on SQLite and (when `IOCLOUD_TEST_POSTGRES_URL` is set) on Postgres.
 
 mod api_keys;
+mod app_console;
 mod audit;
 mod auth;
 mod bad_input;

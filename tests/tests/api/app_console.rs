@@ -1,0 +1,237 @@
+//! The server-rendered console at `/app/`: signing in sets HttpOnly, SameSite=Lax session
+//! cookies (Secure behind TLS); every form needs the CSRF token; pages carry a strict CSP and
+//! are never cached; Home shows the organisation's own money and clusters, escaped; an expired
+//! access token is renewed from the refresh cookie; signing out ends the session.
+
+use iocloud_tests::{Backend, PASSWORD, TestApp, on_both_engines};
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+
+on_both_engines!(the_console_signs_in_with_cookies_and_shows_home);
+
+/// A browser's view of the answers: no redirects followed, cookies read by hand.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The `Set-Cookie` lines of an answer.
+fn set_cookies(res: &reqwest::Response) -> Vec<String> {
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// `name=value` of the cookie `name` among `lines`.
+fn cookie(lines: &[String], name: &str) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| l.starts_with(&format!("{name}=")))
+        .map(|l| l.split(';').next().unwrap().to_string())
+}
+
+/// The value of the form's hidden CSRF field in `html`.
+fn csrf_in(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+async fn sign_in(app: &TestApp, email: &str) -> String {
+    let http = browser();
+    let login = http.get(app.url("/app/login")).send().await.unwrap();
+    let csrf_cookie = cookie(&set_cookies(&login), "csrf").unwrap();
+    let csrf = csrf_in(&login.text().await.unwrap());
+    let res = http
+        .post(app.url("/app/login"))
+        .header(COOKIE, &csrf_cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let lines = set_cookies(&res);
+    format!(
+        "{csrf_cookie}; {}; {}",
+        cookie(&lines, "iocloud_access").unwrap(),
+        cookie(&lines, "iocloud_refresh").unwrap()
+    )
+}
+
+async fn the_console_signs_in_with_cookies_and_shows_home(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("owner@example.com", "Render <b>Farm</b>").await;
+    let other = app.signup("other@example.com", "Quiet Neighbours").await;
+    app.grant_credit(&s.org_id, "125.50", "USD").await;
+    let http = browser();
+
+    // Signed out: to the sign-in page.
+    let home = http.get(app.url("/app/")).send().await.unwrap();
+    assert_eq!(home.status(), 303);
+    assert_eq!(home.headers()[LOCATION], "/app/login");
+
+    // The sign-in page: a strict policy, a CSRF cookie nobody's script can read, and the same
+    // token in the form.
+    let login = http.get(app.url("/app/login")).send().await.unwrap();
+    assert_eq!(login.status(), 200);
+    let csp = login.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let lines = set_cookies(&login);
+    let csrf_line = lines.iter().find(|l| l.starts_with("csrf=")).unwrap();
+    assert!(
+        csrf_line.contains("HttpOnly") && csrf_line.contains("SameSite=Lax"),
+        "{csrf_line}"
+    );
+    let csrf_cookie = cookie(&lines, "csrf").unwrap();
+    let csrf = csrf_in(&login.text().await.unwrap());
+    assert_eq!(format!("csrf={csrf}"), csrf_cookie);
+
+    // A post without the token, or with another, signs nobody in.
+    for (jar, token) in [("", csrf.as_str()), (csrf_cookie.as_str(), "forged")] {
+        let res = http
+            .post(app.url("/app/login"))
+            .header(COOKIE, jar)
+            .form(&[
+                ("csrf", token),
+                ("email", "owner@example.com"),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403);
+        assert!(cookie(&set_cookies(&res), "iocloud_access").is_none());
+    }
+    // A wrong password: the form again, saying so, with the email kept (escaped).
+    let res = http
+        .post(app.url("/app/login"))
+        .header(COOKIE, &csrf_cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "owner@example.com\"><script>"),
+            ("password", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("do not match"), "{page}");
+    assert!(!page.contains("\"><script>"), "escaped");
+
+    // Signed in: session cookies, HttpOnly and SameSite=Lax, Secure behind TLS.
+    let res = http
+        .post(app.url("/app/login"))
+        .header(COOKIE, &csrf_cookie)
+        .header("x-forwarded-proto", "https")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "owner@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()[LOCATION], "/app/");
+    let lines = set_cookies(&res);
+    for name in ["iocloud_access", "iocloud_refresh"] {
+        let line = lines.iter().find(|l| l.starts_with(name)).unwrap();
+        for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/app"] {
+            assert!(line.contains(flag), "{line} lacks {flag}");
+        }
+    }
+    let jar = format!(
+        "{csrf_cookie}; {}; {}",
+        cookie(&lines, "iocloud_access").unwrap(),
+        cookie(&lines, "iocloud_refresh").unwrap()
+    );
+
+    // Home: the organisation's own, escaped; never cached.
+    let home = http
+        .get(app.url("/app/"))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    assert_eq!(home.headers()["cache-control"], "no-store");
+    assert!(home.headers().contains_key(CONTENT_SECURITY_POLICY));
+    let page = home.text().await.unwrap();
+    assert!(page.contains("Render &lt;b&gt;Farm&lt;/b&gt;"), "{page}");
+    assert!(page.contains("125.50"), "{page}");
+    assert!(page.contains("Nothing is running."));
+    assert!(!page.contains("Quiet Neighbours"));
+
+    // Another organisation's session shows its own page, none of the first's.
+    let theirs = sign_in(&app, "other@example.com").await;
+    let page = http
+        .get(app.url("/app/"))
+        .header(COOKIE, &theirs)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Quiet Neighbours") && !page.contains("125.50"));
+    let _ = other;
+
+    // The access token gone (expired, say): the refresh cookie renews the pair.
+    let refresh_only = jar
+        .split("; ")
+        .filter(|c| !c.starts_with("iocloud_access="))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let renewed = http
+        .get(app.url("/app/"))
+        .header(COOKIE, &refresh_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renewed.status(), 200);
+    let lines = set_cookies(&renewed);
+    assert!(cookie(&lines, "iocloud_access").is_some());
+    let jar = format!(
+        "{csrf_cookie}; {}; {}",
+        cookie(&lines, "iocloud_access").unwrap(),
+        cookie(&lines, "iocloud_refresh").unwrap()
+    );
+
+    // Signing out needs the token too; then the session is over, its cookies with it.
+    let res = http
+        .post(app.url("/app/logout"))
+        .header(COOKIE, &jar)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = http
+        .post(app.url("/app/logout"))
+        .header(COOKIE, &jar)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|l| l.starts_with("iocloud_access=;") && l.contains("Max-Age=0"))
+    );
+    let after = http
+        .get(app.url("/app/"))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303, "the old cookies no longer sign in");
+    app.stop().await;
+}

@@ -1,0 +1,101 @@
+//! Home: what an organisation runs and what it has, at a glance: balances with what is held,
+//! spend this month, and the clusters running now.
+
+use maud::{Markup, html};
+
+use super::layout::{Shell, page};
+
+/// A balance in one currency (decimal strings, as the API writes money).
+pub struct BalanceLine {
+    pub currency: String,
+    pub available: String,
+    pub held: String,
+    pub earnings: String,
+}
+
+/// Spend this month in one currency.
+pub struct SpendLine {
+    pub currency: String,
+    pub amount: String,
+    pub gpu_hours: String,
+}
+
+/// A live cluster.
+pub struct ClusterLine {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub status: String,
+    pub gpus: i64,
+    pub price_per_hour: String,
+    pub currency: String,
+}
+
+pub struct HomeView {
+    pub balances: Vec<BalanceLine>,
+    pub spend: Vec<SpendLine>,
+    pub month: String,
+    pub clusters: Vec<ClusterLine>,
+    /// GPUs the live clusters hold.
+    pub gpus_in_use: i64,
+}
+
+pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
+    let body = html! {
+        section class="tiles" aria-label="At a glance" {
+            div class="tile" {
+                p class="tile-label" { "Clusters running" }
+                p class="tile-value" data-testid="clusters-running" { (v.clusters.len()) }
+            }
+            div class="tile" {
+                p class="tile-label" { "GPUs in use" }
+                p class="tile-value" data-testid="gpus-in-use" { (v.gpus_in_use) }
+            }
+            @for s in &v.spend {
+                div class="tile" {
+                    p class="tile-label" { "Spent in " (v.month) }
+                    p class="tile-value" { (s.amount) " " (s.currency) }
+                    p class="muted" { (s.gpu_hours) " GPU-hours" }
+                }
+            }
+        }
+        section aria-labelledby="balances-h" {
+            h2 id="balances-h" { "Balances" }
+            table {
+                thead { tr { th scope="col" { "Currency" } th scope="col" class="n" { "Available" } th scope="col" class="n" { "Held by clusters" } th scope="col" class="n" { "Earnings" } } }
+                tbody {
+                    @for b in &v.balances {
+                        tr {
+                            th scope="row" { (b.currency) }
+                            td class="n" { (b.available) }
+                            td class="n" { (b.held) }
+                            td class="n" { (b.earnings) }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="clusters-h" {
+            h2 id="clusters-h" { "Live clusters" }
+            @if v.clusters.is_empty() {
+                p class="muted" { "Nothing is running." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "Kind" } th scope="col" { "Status" } th scope="col" class="n" { "GPUs" } th scope="col" class="n" { "Per hour" } } }
+                    tbody {
+                        @for c in &v.clusters {
+                            tr {
+                                th scope="row" { (c.name) br; span class="muted mono" { (c.id) } }
+                                td { (c.kind) }
+                                td { span class=(format!("badge badge-{}", c.status)) { (c.status) } }
+                                td class="n" { (c.gpus) }
+                                td class="n" { (c.price_per_hour) " " (c.currency) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page("Home", shell, body)
+}

@@ -1,0 +1,33 @@
+//! The server-rendered console: pages drawn here with `maud` (escaped by construction, checked
+//! when compiled) from plain view structs the API's adapters fill from the domain services, so
+//! this crate needs no domain types. Forms carry the session's CSRF token; every page goes out
+//! with [`APP_CSP`].
+
+mod home;
+mod layout;
+mod login;
+
+pub use home::{BalanceLine, ClusterLine, HomeView, SpendLine, home};
+pub use layout::Shell;
+pub use login::login;
+pub use maud::Markup;
+
+/// A page saying something went wrong on our side (the cause is in the server's log).
+pub fn failure() -> Markup {
+    maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            (layout::head("Something went wrong"))
+            body { main id="main" { h1 { "Something went wrong" } p { "Something went wrong on our side; reload the page." } } }
+        }
+    }
+}
+
+/// Pages load this server's own styles and scripts only, submit forms only to it, run no inline
+/// script and may not be framed.
+pub const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The name of the hidden field (and cookie) holding the CSRF token.
+pub const CSRF_FIELD: &str = "csrf";
