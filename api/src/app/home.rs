@@ -3,69 +3,36 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use iocloud_billing::{Currency, Money};
 use iocloud_control::PageRequest;
-use iocloud_web::app::{BalanceLine, ClusterLine, HomeView, Shell, SpendLine};
+use iocloud_web::app::{ClusterLine, HomeView, SpendLine};
 
-use super::html;
-use super::session::visitor;
+use super::session::Visitor;
+use super::show;
 use crate::state::AppState;
 
 /// Live clusters shown on Home; the clusters page lists them all.
 const SHOWN: u32 = 50;
 
-pub(super) async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let v = match visitor(&state, &headers).await {
-        Ok(v) => v,
-        Err(to_login) => return to_login,
-    };
-    match view(&state, &v.actor).await {
-        Ok((shell_parts, home)) => {
-            let shell = Shell {
-                organization: &shell_parts.0,
-                email: &shell_parts.1,
-                role: &shell_parts.2,
-                csrf: &v.csrf,
-            };
-            v.answer(html(StatusCode::OK, iocloud_web::app::home(&shell, &home)))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "the console's home page failed");
-            v.answer(html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                iocloud_web::app::failure(),
-            ))
-        }
-    }
+pub(super) async fn page(State(state): State<AppState>, v: Visitor) -> Response {
+    show(
+        &state,
+        &v,
+        StatusCode::OK,
+        view(&state, &v.actor),
+        iocloud_web::app::home,
+    )
+    .await
 }
-
-type ShellParts = (String, String, String);
 
 async fn view(
     state: &AppState,
     actor: &iocloud_control::Actor,
-) -> iocloud_control::Result<(ShellParts, HomeView)> {
+) -> iocloud_control::Result<HomeView> {
     let c = &state.control;
-    let org = c.directory.organization(&actor.org_id).await?;
-    let email = match actor.user_id() {
-        Some(id) => c.directory.user(id).await?.email,
-        None => String::new(),
-    };
-    let role = actor.role().map_or("", |r| r.as_str()).to_string();
-    let balances = c
-        .billing
-        .balances(actor)
-        .await?
-        .into_iter()
-        .map(|b| BalanceLine {
-            currency: b.currency.code().to_string(),
-            available: b.available,
-            held: b.held,
-            earnings: b.earnings,
-        })
-        .collect();
+    let balances = super::billing::balances(state, actor).await?;
     let month = iocloud_db::time::month_of(iocloud_db::time::now_micros());
     // This month's spend per currency, summed from the per-cluster rows.
     let mut spend: BTreeMap<&'static str, (Money, Money)> = BTreeMap::new();
@@ -106,14 +73,11 @@ async fn view(
         })
         .collect();
     let gpus_in_use = clusters.iter().map(|cl| cl.gpus).sum();
-    Ok((
-        (org.name, email, role),
-        HomeView {
-            balances,
-            spend,
-            month,
-            clusters,
-            gpus_in_use,
-        },
-    ))
+    Ok(HomeView {
+        balances,
+        spend,
+        month,
+        clusters,
+        gpus_in_use,
+    })
 }

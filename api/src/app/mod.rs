@@ -2,6 +2,7 @@
 //! the domain services and hand plain views to `iocloud_web::app` to draw. Signing in and out
 //! live in [`session`]; each page in a module of its own.
 
+mod billing;
 mod home;
 mod session;
 
@@ -11,11 +12,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::state::AppState;
+use iocloud_control::{Actor, Error as DomainError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/app", get(|| async { Redirect::permanent("/app/") }))
         .route("/app/", get(home::page))
+        .route("/app/billing", get(billing::page))
+        .route("/app/billing/deposits", axum::routing::post(billing::ask))
+        .route("/app/billing/deposits/{id}", get(billing::deposit))
+        .route("/app/billing/deposits/{id}/qr.svg", get(billing::qr))
         .route("/app/login", get(session::login_page).post(session::log_in))
         .route("/app/logout", axum::routing::post(session::log_out))
 }
@@ -31,4 +37,80 @@ fn html(status: axum::http::StatusCode, markup: iocloud_web::app::Markup) -> Res
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// Who is looking, for the frame of a page: the organisation's name, the user's email, the role.
+struct ShellOwned {
+    organization: String,
+    email: String,
+    role: String,
+}
+
+impl ShellOwned {
+    fn with_csrf<'a>(&'a self, csrf: &'a str) -> iocloud_web::app::Shell<'a> {
+        iocloud_web::app::Shell {
+            organization: &self.organization,
+            email: &self.email,
+            role: &self.role,
+            csrf,
+        }
+    }
+}
+
+/// Draws a page for the visitor: `load` reads what it shows, `draw` lays it out in the frame;
+/// a refusal on the way becomes its own page ([`failed`]).
+async fn show<T>(
+    state: &AppState,
+    v: &session::Visitor,
+    status: axum::http::StatusCode,
+    load: impl std::future::Future<Output = iocloud_control::Result<T>>,
+    draw: impl FnOnce(&iocloud_web::app::Shell<'_>, &T) -> iocloud_web::app::Markup,
+) -> Response {
+    let answer =
+        async { Ok::<_, DomainError>((shell_of(state, &v.actor).await?, load.await?)) }.await;
+    match answer {
+        Ok((shell, t)) => v.answer(html(status, draw(&shell.with_csrf(&v.csrf), &t))),
+        Err(e) => failed(v, e),
+    }
+}
+
+async fn shell_of(state: &AppState, actor: &Actor) -> iocloud_control::Result<ShellOwned> {
+    let c = &state.control;
+    let organization = c.directory.organization(&actor.org_id).await?.name;
+    let email = match actor.user_id() {
+        Some(id) => c.directory.user(id).await?.email,
+        None => String::new(),
+    };
+    Ok(ShellOwned {
+        organization,
+        email,
+        role: actor.role().map_or("", |r| r.as_str()).to_string(),
+    })
+}
+
+/// A page for what a domain call refused: missing (another organisation's ids too) or not
+/// allowed in words, anything else as our failure (logged).
+fn failed(v: &session::Visitor, e: DomainError) -> Response {
+    use axum::http::StatusCode;
+    let (status, page) = match &e {
+        DomainError::NotFound(what) => (
+            StatusCode::NOT_FOUND,
+            iocloud_web::app::message("Not found", &format!("There is no such {what} here.")),
+        ),
+        DomainError::Forbidden(what) => (
+            StatusCode::FORBIDDEN,
+            iocloud_web::app::message(
+                "Not allowed",
+                &format!("Your role does not allow {what}; an owner can change it."),
+            ),
+        ),
+        _ => {
+            tracing::error!(error = %e, "a console page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                iocloud_web::app::failure(),
+            )
+        }
+    };
+    v.answer(html(status, page))
 }

@@ -39,6 +39,18 @@ impl Visitor {
     }
 }
 
+/// A page's visitor as a handler argument: signed in, or sent to sign in.
+impl axum::extract::FromRequestParts<AppState> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        visitor(state, &parts.headers).await
+    }
+}
+
 /// `res` with a `Set-Cookie` for each of `cookies`.
 fn with_cookies(mut res: Response, cookies: &[String]) -> Response {
     for c in cookies {

@@ -3,10 +3,13 @@
 //! are never cached; Home shows the organisation's own money and clusters, escaped; an expired
 //! access token is renewed from the refresh cookie; signing out ends the session.
 
-use iocloud_tests::{Backend, PASSWORD, TestApp, on_both_engines};
+use iocloud_tests::{Backend, ChainApp, PASSWORD, TestApp, on_both_engines};
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 
-on_both_engines!(the_console_signs_in_with_cookies_and_shows_home);
+on_both_engines!(
+    the_console_signs_in_with_cookies_and_shows_home,
+    billing_shows_the_ledger_and_takes_deposits
+);
 
 /// A browser's view of the answers: no redirects followed, cookies read by hand.
 fn browser() -> reqwest::Client {
@@ -234,4 +237,133 @@ async fn the_console_signs_in_with_cookies_and_shows_home(b: Backend) {
         .unwrap();
     assert_eq!(after.status(), 303, "the old cookies no longer sign in");
     app.stop().await;
+}
+
+/// The CSRF token in a cookie jar made by [`sign_in`].
+fn csrf_of(jar: &str) -> String {
+    jar.split("; ")
+        .find_map(|c| c.strip_prefix("csrf="))
+        .unwrap()
+        .to_string()
+}
+
+async fn billing_shows_the_ledger_and_takes_deposits(b: Backend) {
+    // Without Solana's settings: balances and the ledger, and deposits said to be off.
+    let app = TestApp::spawn(b.clone()).await;
+    let s = app.signup("owner@example.com", "Render Farm").await;
+    app.grant_credit(&s.org_id, "40.00", "USD").await;
+    let jar = sign_in(&app, "owner@example.com").await;
+    let http = browser();
+    let page = http
+        .get(app.url("/app/billing"))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("not configured"), "{page}");
+    assert!(
+        page.contains("test grant") && page.contains("40.00"),
+        "{page}"
+    );
+    app.stop().await;
+
+    // On the crypto rail: a deposit asked for from the page, its request and QR code.
+    let Some(chain) = ChainApp::spawn(b).await else {
+        return;
+    };
+    let app = &chain.app;
+    app.signup("owner@example.com", "Render Farm").await;
+    app.signup("other@example.com", "Quiet Neighbours").await;
+    let jar = sign_in(app, "owner@example.com").await;
+    let theirs = sign_in(app, "other@example.com").await;
+    let csrf = csrf_of(&jar);
+    let ask = |jar: String, form: Vec<(&'static str, String)>| {
+        let http = browser();
+        let url = app.url("/app/billing/deposits");
+        async move {
+            http.post(url)
+                .header(COOKIE, jar)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let forged = ask(
+        jar.clone(),
+        vec![("csrf", "forged".into()), ("currency", "IOSD".into())],
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    let bad = ask(
+        jar.clone(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("currency", "IOSD".into()),
+            ("amount", "-3".into()),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("role=\"alert\""));
+    assert_eq!(app.count("SELECT COUNT(*) FROM deposit_intents").await, 0);
+    let made = ask(
+        jar.clone(),
+        vec![
+            ("csrf", csrf.clone()),
+            ("currency", "IOSD".into()),
+            ("amount", "25".into()),
+        ],
+    )
+    .await;
+    assert_eq!(made.status(), 303);
+    let at = made.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(at.starts_with("/app/billing/deposits/dep_"), "{at}");
+    let page = http
+        .get(app.url(&at))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!(
+            "href=\"solana:{}?amount=25&amp;spl-token={}",
+            chain.treasury, chain.iosd
+        )),
+        "{page}"
+    );
+    let qr = http
+        .get(app.url(&format!("{at}/qr.svg")))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(qr.status(), 200);
+    assert_eq!(qr.headers()["content-type"], "image/svg+xml");
+    // Another organisation's deposit is not there for them.
+    for path in [at.clone(), format!("{at}/qr.svg")] {
+        let res = http
+            .get(app.url(&path))
+            .header(COOKIE, &theirs)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    let listed = http
+        .get(app.url("/app/billing"))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains(at.trim_start_matches("/app/billing/deposits/")));
+    chain.stop().await;
 }

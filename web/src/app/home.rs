@@ -3,15 +3,8 @@
 
 use maud::{Markup, html};
 
+use super::billing::LedgerBalance;
 use super::layout::{Shell, page};
-
-/// A balance in one currency (decimal strings, as the API writes money).
-pub struct BalanceLine {
-    pub currency: String,
-    pub available: String,
-    pub held: String,
-    pub earnings: String,
-}
 
 /// Spend this month in one currency.
 pub struct SpendLine {
@@ -32,7 +25,8 @@ pub struct ClusterLine {
 }
 
 pub struct HomeView {
-    pub balances: Vec<BalanceLine>,
+    /// Home shows what is available, held and earned of each.
+    pub balances: Vec<LedgerBalance>,
     pub spend: Vec<SpendLine>,
     pub month: String,
     pub clusters: Vec<ClusterLine>,

@@ -41,6 +41,7 @@ pub fn page(title: &str, shell: &Shell<'_>, body: Markup) -> Markup {
                     nav aria-label="Sections" {
                         ul {
                             li { a href="/app/" aria-current=[(title == "Home").then_some("page")] { "Home" } }
+                            li { a href="/app/billing" aria-current=[(title == "Billing").then_some("page")] { "Billing" } }
                             li { a href="/console/" { "Team" } }
                         }
                     }

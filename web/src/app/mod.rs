@@ -3,22 +3,34 @@
 //! this crate needs no domain types. Forms carry the session's CSRF token; every page goes out
 //! with [`APP_CSP`].
 
+mod billing;
 mod home;
 mod layout;
 mod login;
 
-pub use home::{BalanceLine, ClusterLine, HomeView, SpendLine, home};
+pub use billing::{
+    BillingView, DepositLine, DepositView, LedgerBalance, PostingLine, billing, deposit,
+};
+pub use home::{ClusterLine, HomeView, SpendLine, home};
 pub use layout::Shell;
 pub use login::login;
 pub use maud::Markup;
 
 /// A page saying something went wrong on our side (the cause is in the server's log).
 pub fn failure() -> Markup {
+    message(
+        "Something went wrong",
+        "Something went wrong on our side; reload the page.",
+    )
+}
+
+/// A page with a heading and one sentence (what is missing, what went wrong), and the way home.
+pub fn message(title: &str, text: &str) -> Markup {
     maud::html! {
         (maud::DOCTYPE)
         html lang="en" {
-            (layout::head("Something went wrong"))
-            body { main id="main" { h1 { "Something went wrong" } p { "Something went wrong on our side; reload the page." } } }
+            (layout::head(title))
+            body { main id="main" { h1 { (title) } p { (text) } p { a href="/app/" { "Home" } } } }
         }
     }
 }
