@@ -105,10 +105,6 @@ async fn a_payout_is_paid_once_at_finalized(b: Backend) {
         chain.peer.balance(&address, &chain.iosd, "confirmed").await,
         25_000_000
     );
-    assert_eq!(
-        chain.peer.balance(&address, &chain.iosd, "finalized").await,
-        0
-    );
     // The peer's clock also runs on its own (a slot each 50 ms), so on a slow machine the
     // transfer may be final by this pass: then, and only then, is it paid.
     let pass = chain.send().await;
@@ -224,11 +220,10 @@ async fn payouts_ride_out_node_faults(b: Backend) {
         "seen, not final: {pass:?}"
     );
     peer.advance(10).await;
-    assert_eq!(
-        peer.balance(&address, &chain.usdc, "finalized").await,
-        10_000_000,
-        "the fork was abandoned"
-    );
+    // The fork was abandoned: nothing of it is final. (Other tests move the shared clock too,
+    // so the bytes sent again may already be final here: once, never twice.)
+    let so_far = peer.balance(&address, &chain.usdc, "finalized").await;
+    assert!([10_000_000, 30_000_000].contains(&so_far), "{so_far}");
     let paid = until_paid(&chain, &s, &second["id"]).await;
     // The same bytes landed (signed again only if, on a busy peer whose clock other tests
     // move too, they expired first).
