@@ -1,5 +1,9 @@
 //! Settings: flags over environment variables over an optional TOML file over defaults that
 //! work on a laptop. `iocloud serve --help` lists every one.
+//!
+//! One file: the `Config` struct is the one list of settings (clap reads it from flags, the
+//! environment and the file), and turning it into the domain's `Settings` reads the same
+//! fields; split, every new setting would be written in two places that must agree.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
