@@ -145,7 +145,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     println!(
-        "IO Cloud control plane listening on {base}\n  console      {base}/console/ (server-rendered: {base}/app/)\n  REST API     {base}/v1\n  API reference {base}/docs\n  OpenAPI      {base}/openapi.json\n  GraphQL      {base}/graphql (GraphiQL in a browser; subscriptions at ws://{}/graphql/ws)\n  metrics      {base}/metrics, health {base}/healthz, readiness {base}/readyz",
+        "IO Cloud control plane listening on {base}\n  console      {base}/app/\n  REST API     {base}/v1\n  API reference {base}/docs\n  OpenAPI      {base}/openapi.json\n  GraphQL      {base}/graphql (GraphiQL in a browser; subscriptions at ws://{}/graphql/ws)\n  metrics      {base}/metrics, health {base}/healthz, readiness {base}/readyz",
         server.addr
     );
     server.run_until_signal().await

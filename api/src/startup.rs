@@ -134,13 +134,10 @@ pub fn router(state: AppState) -> Router {
         ));
 
     let public = Router::new()
-        .route("/", get(|| async { Redirect::temporary("/console/") }))
-        .route(
-            "/console",
-            get(|| async { Redirect::permanent("/console/") }),
-        )
-        .route("/console/", get(console))
-        .route("/console/{*rest}", get(console))
+        .route("/", get(|| async { Redirect::temporary("/app/") }))
+        .route("/console", get(old_console))
+        .route("/console/", get(old_console))
+        .route("/console/{*rest}", get(old_console))
         .route("/assets/{*path}", get(asset))
         .route("/graphql/ws", get(graphql::websocket))
         .route("/healthz", get(healthz))
@@ -156,7 +153,11 @@ pub fn router(state: AppState) -> Router {
         );
 
     let cors = cors(&state.config.cors_origins);
-    let public = public.merge(crate::app::router());
+    let console = crate::app::router().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::app::audited,
+    ));
+    let public = public.merge(console);
     api.merge(public)
         .merge(agent)
         .merge(webhooks)
@@ -219,8 +220,14 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
-async fn console() -> Response {
-    iocloud_web::page(Page::Console)
+/// The console moved to `/app/`; invitation links sent from `/console/accept` still work.
+async fn old_console(uri: Uri) -> Redirect {
+    match (uri.path(), uri.query()) {
+        ("/console/accept", Some(query)) => {
+            Redirect::permanent(&format!("/app/invitations/accept?{query}"))
+        }
+        _ => Redirect::permanent("/app/"),
+    }
 }
 
 async fn asset(Path(path): Path<String>) -> Response {

@@ -203,6 +203,12 @@ impl Capacity {
         self.place_on_index(request)
     }
 
+    /// Free GPUs per model and region, on an index that has everything committed before it.
+    pub async fn availability(&self) -> Result<Vec<placement::Availability>> {
+        self.sync().await?;
+        Ok(self.index.inventory.read().availability())
+    }
+
     /// The plans a claim tries: placed on an index at most [`CLAIM_STALENESS`] old, or on a
     /// fresh one when that one has nothing that fits.
     async fn claim_plans(&self, request: &Request) -> Result<Vec<Plan>> {

@@ -23,6 +23,7 @@ pub mod leases;
 mod listen;
 pub mod login_guard;
 pub mod mail;
+pub mod offers;
 pub mod orgs;
 pub mod page;
 pub mod payments;
@@ -85,6 +86,8 @@ pub struct Control {
     pub capacity: capacity::Capacity,
     /// Placement quotes.
     pub quotes: quotes::Quotes,
+    /// What can be rented now, by model and region.
+    pub offers: offers::Offers,
     /// Clusters, their quota and their reconciler.
     pub clusters: clusters::Clusters,
     /// Card payments (Stripe): top-ups, webhooks, the missed-webhook pass.
@@ -193,6 +196,7 @@ impl Control {
         );
         let capacity = capacity::Capacity::new(db.clone(), agents.clone(), &catalog);
         let quotes = quotes::Quotes::new(db.clone(), catalog.clone(), capacity.clone());
+        let offers = offers::Offers::new(catalog.clone(), capacity.clone());
         let settings = Arc::new(settings);
         let audit = audit::Audit::new(db.clone(), kv.clone());
         let clusters = clusters::Clusters::new(
@@ -245,6 +249,7 @@ impl Control {
             agents,
             capacity,
             quotes,
+            offers,
             clusters,
             payments,
             deposits,

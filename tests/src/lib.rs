@@ -5,10 +5,11 @@
 //!
 //! Beside the harness: a provider's fleet to rent from (`fleet`), a device driven as its agent
 //! drives it (`devices`), making and reading clusters as their customer does (`clusters`), a
-//! GraphQL WebSocket client (`graphql_ws`), money as exact micro-units (`money`) and the few
+//! GraphQL WebSocket client (`graphql_ws`), a server in a process of its own to kill (`child`), money as exact micro-units (`money`) and the few
 //! checks only the database or the ledger can answer (`books`).
 
 mod books;
+mod child;
 mod cli;
 mod clusters;
 mod devices;
@@ -26,6 +27,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 pub use books::{GPU_BOOKS_WRONG, ledger_balances};
+pub use child::{ChildServer, free_address, serve_as_child, start_child};
 pub use cli::{iocloud, iocloud_with_key};
 pub use clusters::{
     cluster, clusters, create, current_nodes, follow, kinds, running_cluster, wait_status,

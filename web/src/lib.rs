@@ -1,5 +1,6 @@
-//! The web console and the pages that ship with the API (GraphiQL, the API reference), with
-//! every script and style vendored and embedded in the binary: nothing loads from a CDN.
+//! The web console (server-rendered, in [`app`]) and the pages that ship with the API
+//! (GraphiQL, the API reference), with every script and style vendored and embedded in the
+//! binary: nothing loads from a CDN.
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,13 +18,6 @@ struct Assets;
 
 pub const GRAPHIQL_HTML: &str = include_str!("../assets/graphiql.html");
 pub const REFERENCE_HTML: &str = include_str!("../assets/reference.html");
-pub const CONSOLE_HTML: &str = include_str!("../assets/console/index.html");
-
-/// The console loads nothing but this server's own files, runs no inline script and may not
-/// be framed: an injected `<script>` or a clickjacking frame has nothing to work with.
-const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
-    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// GraphiQL (React) and the API reference (styled-components) style their elements inline,
 /// and the reference draws with blob: images; scripts are still this server's files only. The
@@ -36,7 +30,6 @@ const TOOL_CSP: &str = "default-src 'self'; script-src 'self'; \
 /// The HTML pages the server serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Page {
-    Console,
     GraphiQl,
     Reference,
 }
@@ -44,7 +37,6 @@ pub enum Page {
 impl Page {
     fn html(self) -> &'static str {
         match self {
-            Page::Console => CONSOLE_HTML,
             Page::GraphiQl => GRAPHIQL_HTML,
             Page::Reference => REFERENCE_HTML,
         }
@@ -52,7 +44,6 @@ impl Page {
 
     fn csp(self) -> &'static str {
         match self {
-            Page::Console => CONSOLE_CSP,
             Page::GraphiQl | Page::Reference => TOOL_CSP,
         }
     }
@@ -109,7 +100,7 @@ mod tests {
 
     #[test]
     fn pages_load_nothing_from_other_hosts() {
-        for page in [GRAPHIQL_HTML, REFERENCE_HTML, CONSOLE_HTML] {
+        for page in [GRAPHIQL_HTML, REFERENCE_HTML] {
             assert!(!page.contains("src=\"http"), "a page loads a remote script");
             assert!(!page.contains("href=\"http"), "a page loads a remote style");
         }
@@ -119,7 +110,7 @@ mod tests {
 
     #[test]
     fn pages_run_no_inline_script_and_say_so() {
-        for p in [Page::Console, Page::GraphiQl, Page::Reference] {
+        for p in [Page::GraphiQl, Page::Reference] {
             assert!(
                 !p.html().contains("<script>") && !p.html().contains("<style>"),
                 "{p:?} has an inline script or style, which its policy refuses"
@@ -133,7 +124,7 @@ mod tests {
             assert!(!csp.contains("unsafe-eval"), "{csp}");
         }
         // Every script and style a page names is embedded.
-        for p in [Page::Console, Page::GraphiQl, Page::Reference] {
+        for p in [Page::GraphiQl, Page::Reference] {
             for part in p.html().split("=\"/assets/").skip(1) {
                 let path = part.split('"').next().unwrap();
                 assert_eq!(asset(path).status(), StatusCode::OK, "{path}");

@@ -3,8 +3,13 @@
 //! live in [`session`]; each page in a module of its own.
 
 mod billing;
+mod clusters;
 mod home;
+mod offers;
 mod session;
+mod signup;
+mod team;
+mod worker;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -24,6 +29,39 @@ pub fn router() -> Router<AppState> {
         .route("/app/billing/deposits/{id}/qr.svg", get(billing::qr))
         .route("/app/login", get(session::login_page).post(session::log_in))
         .route("/app/logout", axum::routing::post(session::log_out))
+        .merge(clusters::router())
+        .merge(offers::router())
+        .merge(signup::router())
+        .merge(team::router())
+        .merge(worker::router())
+}
+
+/// Records every form the console posts in the audit log, as REST requests are: who (from the
+/// session cookie), the route, its target and the outcome. A session whose access token ran
+/// out is renewed by the handler, after this; its request is recorded without the user.
+pub async fn audited(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD {
+        return next.run(req).await;
+    }
+    let actor = match session::access_token(req.headers()) {
+        Some(token) => state.control.accounts.authenticate(token).await.ok(),
+        None => None,
+    };
+    crate::middleware::audit::record(&state, req, move |req| async move {
+        if let (Some(slot), Some(actor)) = (
+            req.extensions()
+                .get::<crate::middleware::audit::AuditSlot>(),
+            &actor,
+        ) {
+            slot.set_actor(actor);
+        }
+        next.run(req).await
+    })
+    .await
 }
 
 /// An HTML answer with the console's Content-Security-Policy, never cached (it shows an

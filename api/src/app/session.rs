@@ -30,9 +30,18 @@ pub(super) struct Visitor {
     pub actor: Actor,
     pub csrf: String,
     set_cookies: Vec<String>,
+    /// The session's refresh token now: the one just issued when this visit renewed the
+    /// session (the cookie's is spent then), else the cookie's.
+    refresh: Option<String>,
 }
 
 impl Visitor {
+    /// The refresh token to trade for a session elsewhere (another organisation): trading a
+    /// spent one would end the session as stolen.
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.refresh.as_deref()
+    }
+
     /// `res` with the cookies this visit renewed.
     pub fn answer(&self, res: Response) -> Response {
         with_cookies(res, &self.set_cookies)
@@ -52,7 +61,7 @@ impl axum::extract::FromRequestParts<AppState> for Visitor {
 }
 
 /// `res` with a `Set-Cookie` for each of `cookies`.
-fn with_cookies(mut res: Response, cookies: &[String]) -> Response {
+pub(super) fn with_cookies(mut res: Response, cookies: &[String]) -> Response {
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
             res.headers_mut().append(SET_COOKIE, v);
@@ -64,15 +73,8 @@ fn with_cookies(mut res: Response, cookies: &[String]) -> Response {
 /// The signed-in visitor, or the way to the sign-in page.
 pub(super) async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Visitor, Response> {
     let secure = is_tls(headers);
-    let mut set_cookies = Vec::new();
-    let csrf = match cookie(headers, CSRF) {
-        Some(c) if c.len() >= 32 => c.to_string(),
-        _ => {
-            let fresh = new_csrf();
-            set_cookies.push(set_cookie(CSRF, &fresh, SESSION_SECS, secure));
-            fresh
-        }
-    };
+    let (csrf, fresh) = csrf_token(headers);
+    let mut set_cookies: Vec<String> = fresh.into_iter().collect();
     let accounts = &state.control.accounts;
     if let Some(token) = cookie(headers, ACCESS)
         && let Ok(actor) = accounts.authenticate(token).await
@@ -82,6 +84,7 @@ pub(super) async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Vis
             actor,
             csrf,
             set_cookies,
+            refresh: cookie(headers, REFRESH).map(str::to_string),
         });
     }
     // The access token ran out (or is missing): the refresh cookie buys a new pair, once.
@@ -94,12 +97,18 @@ pub(super) async fn visitor(state: &AppState, headers: &HeaderMap) -> Result<Vis
             actor,
             csrf,
             set_cookies,
+            refresh: Some(session.refresh_token),
         });
     }
     Err(with_cookies(
         Redirect::to("/app/login").into_response(),
         &cleared(secure),
     ))
+}
+
+/// The session's access token, if the browser sent one.
+pub(super) fn access_token(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, ACCESS)
 }
 
 /// Whether the form's token is the visitor's: the same bytes, compared in constant time.
@@ -119,18 +128,22 @@ pub(super) fn csrf_refused() -> Response {
         .into_response()
 }
 
-pub(super) async fn login_page(headers: HeaderMap) -> Response {
-    let secure = is_tls(&headers);
-    let (csrf, fresh) = match cookie(&headers, CSRF) {
-        Some(c) if c.len() >= 32 => (c.to_string(), false),
-        _ => (new_csrf(), true),
-    };
-    let res = html(StatusCode::OK, iocloud_web::app::login(&csrf, "", None));
-    if fresh {
-        with_cookies(res, &[set_cookie(CSRF, &csrf, SESSION_SECS, secure)])
-    } else {
-        res
+/// This browser's CSRF token, and the cookie to set when it has none yet.
+pub(super) fn csrf_token(headers: &HeaderMap) -> (String, Option<String>) {
+    match cookie(headers, CSRF) {
+        Some(c) if c.len() >= 32 => (c.to_string(), None),
+        _ => {
+            let fresh = new_csrf();
+            let line = set_cookie(CSRF, &fresh, SESSION_SECS, is_tls(headers));
+            (fresh, Some(line))
+        }
     }
+}
+
+pub(super) async fn login_page(headers: HeaderMap) -> Response {
+    let (csrf, fresh) = csrf_token(&headers);
+    let res = html(StatusCode::OK, iocloud_web::app::login(&csrf, "", None));
+    with_cookies(res, fresh.as_slice())
 }
 
 #[derive(Deserialize)]
@@ -217,7 +230,10 @@ pub(super) async fn log_out(
     )
 }
 
-fn session_cookies(session: &iocloud_control::accounts::AuthSession, secure: bool) -> [String; 2] {
+pub(super) fn session_cookies(
+    session: &iocloud_control::accounts::AuthSession,
+    secure: bool,
+) -> [String; 2] {
     [
         set_cookie(ACCESS, &session.access_token, session.expires_in, secure),
         set_cookie(REFRESH, &session.refresh_token, SESSION_SECS, secure),
@@ -239,14 +255,14 @@ fn set_cookie(name: &str, value: &str, max_age: i64, secure: bool) -> String {
 }
 
 /// Served over TLS: by a proxy in front of this server, which says so.
-fn is_tls(headers: &HeaderMap) -> bool {
+pub(super) fn is_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()

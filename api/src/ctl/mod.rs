@@ -1,4 +1,4 @@
-//! The customer's command line: `iocloud login | quote | apply | destroy | get | kubeconfig |
+//! The customer's command line: `iocloud login | offers | quote | apply | destroy | get | kubeconfig |
 //! list | events | extend | delete | billing`, over the REST API. Plans are shown before anything changes,
 //! `--output json` prints what scripts parse, and exit codes say what happened (`client::exit`).
 //!
@@ -18,6 +18,7 @@ mod get;
 mod kubeconfig;
 mod list;
 mod login;
+mod offers;
 mod payouts;
 mod quote;
 mod render;
@@ -37,6 +38,7 @@ pub use events::EventsArgs;
 pub use extend::ExtendArgs;
 pub use list::ListArgs;
 pub use login::LoginArgs;
+pub use offers::OffersArgs;
 pub use payouts::PayoutsArgs;
 pub use quote::QuoteArgs;
 
@@ -44,6 +46,8 @@ pub use quote::QuoteArgs;
 pub enum CtlCommand {
     /// Sign in (with an API key, or an email and password that make one) and store the key.
     Login(LoginArgs),
+    /// What can be rented now, by GPU model and region: free GPUs, price range, reliability.
+    Offers(OffersArgs),
     /// Where a cluster would go and what it would cost.
     Quote(QuoteArgs),
     /// Make the clusters in a file (YAML, TOML or JSON) match it: shows the plan, asks, applies,
@@ -115,6 +119,7 @@ pub fn quiet_when_the_reader_leaves() {
 pub async fn run(command: CtlCommand) -> i32 {
     let json_errors = match &command {
         CtlCommand::Login(a) => a.conn.json(),
+        CtlCommand::Offers(a) => a.conn.json(),
         CtlCommand::Quote(a) => a.conn.json(),
         CtlCommand::Apply(a) => a.files.conn.json(),
         CtlCommand::Destroy(a) => a.conn.json(),
@@ -127,6 +132,7 @@ pub async fn run(command: CtlCommand) -> i32 {
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
+        CtlCommand::Offers(a) => offers::run(a).await,
         CtlCommand::Quote(a) => quote::run(a).await,
         CtlCommand::Apply(a) => apply::run(a).await,
         CtlCommand::Destroy(a) => destroy::run(a).await,

@@ -39,6 +39,33 @@ pub fn quote(q: &Value) {
     }
 }
 
+pub fn offers(offers: &[Value]) {
+    if offers.is_empty() {
+        println!("nothing free matches");
+        return;
+    }
+    println!(
+        "{:<14} {:<16} {:>5} {:>8} {:>9} {:>21} {:>11}",
+        "MODEL", "REGION", "FREE", "PER NODE", "MACHINES", "USD/GPU-H", "RELIABILITY"
+    );
+    for o in offers {
+        println!(
+            "{:<14} {:<16} {:>5} {:>8} {:>9} {:>21} {:>11.2}",
+            s(&o["gpu_model"]),
+            s(&o["region"]),
+            o["gpus_free"],
+            o["max_gpus_per_node"],
+            o["devices"],
+            format!(
+                "{} – {}",
+                s(&o["min_price_per_gpu_hour"]),
+                s(&o["max_price_per_gpu_hour"])
+            ),
+            o["reliability"].as_f64().unwrap_or(0.0)
+        );
+    }
+}
+
 pub fn plan(p: &Value) {
     let action = s(&p["action"]);
     let sign = match action {

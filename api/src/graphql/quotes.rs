@@ -1,7 +1,8 @@
-//! GraphQL for placement quotes. Same service as `POST /v1/quotes`; the request, the quote and
+//! GraphQL for offers and placement quotes. Same services as `GET /v1/offers` and `POST /v1/quotes`; the request, the quote and
 //! its plans are the domain's own types.
 
 use async_graphql::{Context, Object};
+use iocloud_control::offers::{OfferFilter, OfferView};
 use iocloud_control::quotes::{Quote, QuoteRequest};
 
 use super::schema::{actor, control, gql_error};
@@ -18,6 +19,19 @@ impl QuotesQuery {
         control(ctx)
             .quotes
             .get(actor(ctx)?, &id)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// What can be rented now, by GPU model and region (as `GET /v1/offers`).
+    async fn offers(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<OfferFilter>,
+    ) -> GqlResult<Vec<OfferView>> {
+        control(ctx)
+            .offers
+            .list(actor(ctx)?, &filter.unwrap_or_default())
             .await
             .map_err(gql_error)
     }

@@ -130,7 +130,7 @@ impl super::Orgs {
         // its hash, and the accept path finds the invitation by that.
         let link = crate::mail::SECRET_PLACEHOLDER;
         let body = format!(
-            "You have been invited to join {} as {}.\n\nAccept within {INVITATION_DAYS} days: sign in and open /console/accept?token={link}\n(or POST /v1/invitations/accept with {{\"token\": \"{link}\"}}).\n",
+            "You have been invited to join {} as {}.\n\nAccept within {INVITATION_DAYS} days: open /app/invitations/accept?token={link}\n(or POST /v1/invitations/accept with {{\"token\": \"{link}\"}}).\n",
             org.name,
             role.as_str()
         );
@@ -156,7 +156,7 @@ impl super::Orgs {
         invitation.emailed = Some(emailed);
         if !emailed {
             // Nobody else will tell the invitee: the inviter passes the link on.
-            invitation.accept_link = Some(format!("/console/accept?token={token}"));
+            invitation.accept_link = Some(format!("/app/invitations/accept?token={token}"));
         }
         Ok(invitation)
     }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use iocloud_billing::ledger::{NewTransaction, Posting, post_in};
-use iocloud_billing::rails::solana::{Landing, Pubkey, Signature, SolanaRail, from_micros};
+use iocloud_billing::rails::solana::{
+    ChainToken, Landing, Pubkey, Signature, SolanaRail, from_micros,
+};
 use iocloud_billing::{AccountKind, AccountRef, Money, TransactionKind};
 use iocloud_db::time::now_micros;
 use iocloud_db::{DbError, db_run, tx_run};
@@ -30,6 +32,42 @@ const LEASE: &str = "solana-payout-sender";
 const LEASE_TTL: Duration = Duration::from_secs(10);
 /// Payouts looked at per pass.
 const BATCH: i64 = 500;
+
+/// What the treasury can still pay in each token this pass: read once per token (its balance
+/// from the node, what sent transfers will take from the database), then kept by the pass as
+/// it signs, so a pass of many payouts asks the node once per token, not once per payout.
+#[derive(Default)]
+struct Treasury {
+    /// Token units: (held at the pass's read, owed to transfers sent, this pass's included).
+    tokens: std::collections::HashMap<ChainToken, (u64, u64)>,
+}
+
+impl Treasury {
+    async fn of(
+        &mut self,
+        payouts: &Payouts,
+        rail: &SolanaRail,
+        token: ChainToken,
+        decimals: u8,
+    ) -> Result<&mut (u64, u64)> {
+        match self.tokens.entry(token) {
+            std::collections::hash_map::Entry::Occupied(known) => Ok(known.into_mut()),
+            std::collections::hash_map::Entry::Vacant(unread) => {
+                // What the transfers already sent will take is spent, landed or not.
+                let sent: i64 = db_run!(&payouts.db, |p| sqlx::query_scalar(
+                    "SELECT CAST(COALESCE(SUM(token_amount), 0) AS BIGINT) FROM payouts WHERE token = $1 AND status = 'sent'"
+                )
+                .bind(token.code())
+                .fetch_one(p)
+                .await)
+                .map_err(DbError::from)?;
+                let owed = from_micros(sent, decimals).unwrap_or(u64::MAX);
+                let held = rail.treasury_balance(token).await?;
+                Ok(unread.insert((held, owed)))
+            }
+        }
+    }
+}
 
 /// A step the sender has just taken for a payout, told to an observer ([`Payouts::observe`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,10 +140,14 @@ impl Payouts {
         );
         let rows: Vec<PayoutRow> = db_run!(&self.db, |p| sqlx::query_as(&sql).fetch_all(p).await)
             .map_err(DbError::from)?;
+        let mut treasury = Treasury::default();
         for row in rows {
             match row.status()? {
-                PayoutStatus::Sent => self.follow_up(rail, &row, &mut pass).await?,
-                _ => self.sign_and_send(rail, &row, &mut pass).await?,
+                PayoutStatus::Sent => self.follow_up(rail, &row, &mut pass, &mut treasury).await?,
+                _ => {
+                    self.sign_and_send(rail, &row, &mut pass, &mut treasury)
+                        .await?
+                }
             }
         }
         Ok(pass)
@@ -128,6 +170,7 @@ impl Payouts {
         rail: &SolanaRail,
         row: &PayoutRow,
         pass: &mut SendPass,
+        treasury: &mut Treasury,
     ) -> Result<()> {
         let token = row.token()?;
         let mint = rail
@@ -135,17 +178,13 @@ impl Payouts {
             .ok_or(Error::RailNotConfigured("payouts in this token"))?;
         let units = from_micros(row.token_amount, mint.decimals)
             .ok_or_else(|| Error::corrupt("payouts.token_amount", &row.token_amount.to_string()))?;
-        // What the transfers already sent will take is spent, landed or not.
-        let sent: i64 = db_run!(&self.db, |p| sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(token_amount), 0) AS BIGINT) FROM payouts WHERE token = $1 AND status = 'sent' AND id <> $2"
-        )
-        .bind(token.code())
-        .bind(&row.id)
-        .fetch_one(p)
-        .await)
-        .map_err(DbError::from)?;
-        let owed = from_micros(sent, mint.decimals).unwrap_or(u64::MAX);
-        let held = rail.treasury_balance(token).await?;
+        let (held, owed) = *treasury.of(self, rail, token, mint.decimals).await?;
+        // A sent payout signed anew (its transfer expired unseen) is among the sent already.
+        let owed = if row.status()? == PayoutStatus::Sent {
+            owed.saturating_sub(units)
+        } else {
+            owed
+        };
         if held < owed.saturating_add(units) {
             if row.status()? != PayoutStatus::Queued {
                 self.queue(
@@ -198,6 +237,8 @@ impl Payouts {
         if kept == 0 {
             return Ok(());
         }
+        // Owed from here on, whether this send lands now or on a later pass.
+        treasury.of(self, rail, token, mint.decimals).await?.1 = owed.saturating_add(units);
         tx_run!(&mut tx, |c| sqlx::query(
             "INSERT INTO payout_attempts (payout_id, attempt, signature, last_valid_height, created_at) \
              VALUES ($1, $2, $3, $4, $5)"
@@ -231,6 +272,7 @@ impl Payouts {
         rail: &SolanaRail,
         row: &PayoutRow,
         pass: &mut SendPass,
+        treasury: &mut Treasury,
     ) -> Result<()> {
         let kept = row
             .signature
@@ -287,7 +329,7 @@ impl Payouts {
                         .await;
                 }
                 // Expired unseen: it can never land. Sign anew.
-                self.sign_and_send(rail, row, pass).await?;
+                self.sign_and_send(rail, row, pass, treasury).await?;
             }
         }
         Ok(())

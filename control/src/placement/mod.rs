@@ -7,12 +7,14 @@
 //! * [`request`]: what is asked.
 //! * [`latency`]: the estimated round trip between two places.
 
+pub mod availability;
 pub mod inventory;
 pub mod latency;
 pub mod objective;
 pub mod request;
 pub mod solve;
 
+pub use availability::Availability;
 pub use inventory::{Inventory, InventoryError, Offer, Place, PlacedModel};
 pub use objective::Preference;
 pub use request::{Colocation, Request};

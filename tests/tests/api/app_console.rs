@@ -3,69 +3,14 @@
 //! are never cached; Home shows the organisation's own money and clusters, escaped; an expired
 //! access token is renewed from the refresh cookie; signing out ends the session.
 
+use super::console_client::{browser, cookie, csrf_in, csrf_of, set_cookies, sign_in};
 use iocloud_tests::{Backend, ChainApp, PASSWORD, TestApp, on_both_engines};
-use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION};
 
 on_both_engines!(
     the_console_signs_in_with_cookies_and_shows_home,
     billing_shows_the_ledger_and_takes_deposits
 );
-
-/// A browser's view of the answers: no redirects followed, cookies read by hand.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// The `Set-Cookie` lines of an answer.
-fn set_cookies(res: &reqwest::Response) -> Vec<String> {
-    res.headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect()
-}
-
-/// `name=value` of the cookie `name` among `lines`.
-fn cookie(lines: &[String], name: &str) -> Option<String> {
-    lines
-        .iter()
-        .find(|l| l.starts_with(&format!("{name}=")))
-        .map(|l| l.split(';').next().unwrap().to_string())
-}
-
-/// The value of the form's hidden CSRF field in `html`.
-fn csrf_in(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    html[at..].split('"').next().unwrap().to_string()
-}
-
-async fn sign_in(app: &TestApp, email: &str) -> String {
-    let http = browser();
-    let login = http.get(app.url("/app/login")).send().await.unwrap();
-    let csrf_cookie = cookie(&set_cookies(&login), "csrf").unwrap();
-    let csrf = csrf_in(&login.text().await.unwrap());
-    let res = http
-        .post(app.url("/app/login"))
-        .header(COOKIE, &csrf_cookie)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", email),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let lines = set_cookies(&res);
-    format!(
-        "{csrf_cookie}; {}; {}",
-        cookie(&lines, "iocloud_access").unwrap(),
-        cookie(&lines, "iocloud_refresh").unwrap()
-    )
-}
 
 async fn the_console_signs_in_with_cookies_and_shows_home(b: Backend) {
     let app = TestApp::spawn(b).await;
@@ -237,14 +182,6 @@ async fn the_console_signs_in_with_cookies_and_shows_home(b: Backend) {
         .unwrap();
     assert_eq!(after.status(), 303, "the old cookies no longer sign in");
     app.stop().await;
-}
-
-/// The CSRF token in a cookie jar made by [`sign_in`].
-fn csrf_of(jar: &str) -> String {
-    jar.split("; ")
-        .find_map(|c| c.strip_prefix("csrf="))
-        .unwrap()
-        .to_string()
 }
 
 async fn billing_shows_the_ledger_and_takes_deposits(b: Backend) {

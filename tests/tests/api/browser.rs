@@ -1,11 +1,12 @@
-//! The console in headless Chromium, driven by playwright-core (`tests/e2e/`). Needs Node.js,
-//! Debian's `chromium` and `npm ci` in `tests/e2e`; without them the test says so and passes,
-//! unless `IOCLOUD_E2E_REQUIRED=1` (CI sets it), where a missing piece fails it.
+//! The console in headless Chromium, driven by playwright-core (`tests/e2e/`), against a server
+//! with a fleet of simulated agents, so its customer can rent GPUs and watch them come up. Needs
+//! Node.js, Debian's `chromium` and `npm ci` in `tests/e2e`; without them the test says so and
+//! passes, unless `IOCLOUD_E2E_REQUIRED=1` (CI sets it), where a missing piece fails it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use iocloud_tests::{Backend, TestApp};
+use iocloud_tests::{Backend, PASSWORD, fleet, frankfurt};
 
 fn e2e_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e")
@@ -19,8 +20,12 @@ fn missing_prerequisite() -> Option<String> {
     if Command::new("node").arg("--version").output().is_err() {
         return Some("no node on PATH".into());
     }
-    if !e2e_dir().join("node_modules/playwright-core").exists() {
-        return Some("playwright-core not installed (run `npm ci` in tests/e2e)".into());
+    for package in ["playwright-core", "axe-core"] {
+        if !e2e_dir().join("node_modules").join(package).exists() {
+            return Some(format!(
+                "{package} not installed (run `npm ci` in tests/e2e)"
+            ));
+        }
     }
     None
 }
@@ -35,9 +40,13 @@ async fn console_in_a_real_browser() {
         eprintln!("skipping the browser test: {why}");
         return;
     }
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    // Two machines of eight H100s in Frankfurt, each run by a simulated agent, and a customer
+    // with 1,000 USD of credit to rent them.
+    let f = fleet(Backend::Sqlite, frankfurt(2), true, |_| {}).await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-screenshots");
-    let base = app.base.clone();
+    let base = f.app.base.clone();
+    let customer = f.customer.email.clone();
+    let provider = f.provider.email.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg("--test")
@@ -45,6 +54,10 @@ async fn console_in_a_real_browser() {
             .current_dir(e2e_dir())
             .env("IOCLOUD_E2E_URL", base)
             .env("IOCLOUD_E2E_SCREENSHOTS", shots)
+            .env("IOCLOUD_E2E_CUSTOMER_EMAIL", customer)
+            .env("IOCLOUD_E2E_CUSTOMER_PASSWORD", PASSWORD)
+            .env("IOCLOUD_E2E_PROVIDER_EMAIL", provider)
+            .env("IOCLOUD_E2E_PROVIDER_PASSWORD", PASSWORD)
             .output()
             .expect("node runs")
     })
@@ -57,8 +70,8 @@ async fn console_in_a_real_browser() {
     );
     assert!(output.status.success(), "browser tests failed:\n{text}");
     assert!(
-        text.contains("# pass 3"),
-        "three browser tests passed:\n{text}"
+        text.contains("# pass 4"),
+        "four browser tests passed:\n{text}"
     );
-    app.stop().await;
+    f.app.stop().await;
 }

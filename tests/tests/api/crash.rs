@@ -6,16 +6,15 @@
 //! The killed server is a real separate process: this test binary started again, running the
 //! ignored `child_server` entry below, which serves on the database and address it is given.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use iocloud_api::simulator::{self, SimOptions};
 use iocloud_tests::{
-    Backend, GPU_BOOKS_WRONG, TestApp, fleet, ledger_balances, machine, on_both_engines,
+    Backend, ChildServer, GPU_BOOKS_WRONG, TestApp, fleet, free_address, ledger_balances, machine,
+    on_both_engines, serve_as_child, start_child,
 };
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The quota row says exactly what the live clusters hold.
 const QUOTA_WRONG: &str = "SELECT COUNT(*) FROM org_quotas q WHERE q.gpus_in_use <> \
@@ -26,73 +25,19 @@ const QUOTA_WRONG: &str = "SELECT COUNT(*) FROM org_quotas q WHERE q.gpus_in_use
 #[test]
 #[ignore = "the crash test's child server: that test starts this binary again to run it"]
 fn child_server() {
-    let (Ok(db), Ok(listen)) = (
-        std::env::var("IOCLOUD_CHILD_DB"),
-        std::env::var("IOCLOUD_CHILD_LISTEN"),
-    ) else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async move {
-        let _telemetry = iocloud_api::telemetry::init(false, None);
-        let mut config = iocloud_api::Config::for_tests(&db);
-        config.listen = listen.parse().expect("an address");
-        config.reconcile_interval_secs = 1;
-        let server = iocloud_api::Server::start(config)
-            .await
-            .expect("the child server starts");
-        println!("IOCLOUD_CHILD_READY {}", server.url());
-        std::future::pending::<()>().await;
-    });
+    serve_as_child(|config| config.reconcile_interval_secs = 1, |_| {});
 }
 
 /// Starts the child server on `db` at `listen` and waits until it serves.
-async fn start_child(db: &str, listen: &str) -> tokio::process::Child {
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash::child_server",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("IOCLOUD_CHILD_DB", db)
-        .env("IOCLOUD_CHILD_LISTEN", listen)
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(std::env::temp_dir().join("iocloud-crash-child.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the test binary starts again");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("IOCLOUD_CHILD_READY") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ready, Ok(true), "the child server did not start");
-    // Keep reading its output, so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
-}
-
-fn free_address() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+async fn start(db: &str, listen: &str) -> ChildServer {
+    start_child(
+        "crash::child_server",
+        db,
+        listen,
+        &[],
+        "iocloud-crash-child.log",
+    )
+    .await
 }
 
 on_both_engines!(a_killed_server_restarts_and_converges);
@@ -106,7 +51,7 @@ async fn a_killed_server_restarts_and_converges(b: Backend) {
     let (app, s) = (&f.app, &f.customer);
     let listen = free_address();
     let base = format!("http://{listen}");
-    let mut child = start_child(app.db.url(), &listen).await;
+    let mut child = start(app.db.url(), &listen).await;
     // The agents talk to the child; nodes take about two seconds to come up.
     simulator::spawn(
         &base,
@@ -151,8 +96,7 @@ async fn a_killed_server_restarts_and_converges(b: Backend) {
         while answered.load(std::sync::atomic::Ordering::SeqCst) < 3 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        child.start_kill().expect("SIGKILL");
-        let _ = child.wait().await;
+        child.kill().await;
     };
     let (statuses, ()) = tokio::join!(join_all(creates), kill);
     assert!(
@@ -174,7 +118,7 @@ async fn a_killed_server_restarts_and_converges(b: Backend) {
     );
 
     // Started again: the agents reconnect, the reconciler brings every cluster up.
-    let mut child = start_child(app.db.url(), &listen).await;
+    let mut child = start(app.db.url(), &listen).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     while app
         .count("SELECT COUNT(*) FROM clusters WHERE status <> 'running'")
@@ -234,8 +178,7 @@ async fn a_killed_server_restarts_and_converges(b: Backend) {
         0
     );
     ledger_balances(app).await;
-    child.start_kill().ok();
-    let _ = child.wait().await;
+    child.kill().await;
 }
 
 /// Each cluster's status, nodes and events, for a failure message.

@@ -149,7 +149,10 @@ async fn without_a_mail_server_the_inviter_gets_the_link(b: Backend) {
     assert_eq!(sent.status, 201, "{}", sent.text);
     assert_eq!(sent.body["emailed"], false);
     let link = sent.body["accept_link"].as_str().unwrap();
-    assert!(link.starts_with("/console/accept?token=ioinv_"), "{link}");
+    assert!(
+        link.starts_with("/app/invitations/accept?token=ioinv_"),
+        "{link}"
+    );
     // Listing never shows it again.
     let listed = app.get("/v1/invitations", &owner.access).await;
     assert!(!listed.text.contains("ioinv_"), "{}", listed.text);

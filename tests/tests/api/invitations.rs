@@ -14,7 +14,7 @@ async fn email_left_waiting_is_delivered_at_start(b: iocloud_tests::Backend) {
     let app = TestApp::spawn(b).await;
     app.exec(
         "INSERT INTO email_outbox (id, recipient, subject, body, secret, created_at) \
-         VALUES ('eml_waiting', $1, 'Invited', 'open /console/accept?token={secret}', 'ioinv_left_waiting', 0)",
+         VALUES ('eml_waiting', $1, 'Invited', 'open /app/invitations/accept?token={secret}', 'ioinv_left_waiting', 0)",
         "late@example.com",
     )
     .await;
@@ -37,7 +37,10 @@ async fn email_left_waiting_is_delivered_at_start(b: iocloud_tests::Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let mail = delivered.expect("the waiting email is delivered");
-    assert_eq!(mail.body, "open /console/accept?token=ioinv_left_waiting");
+    assert_eq!(
+        mail.body,
+        "open /app/invitations/accept?token=ioinv_left_waiting"
+    );
     assert_eq!(app.count(waiting).await, 0, "the row keeps no token");
     replica.server.stop().await;
     app.stop().await;

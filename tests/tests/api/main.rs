@@ -2,7 +2,10 @@
 //! GraphQL to it, on SQLite and (when `IOCLOUD_TEST_POSTGRES_URL` is set) on Postgres.
 
 mod api_keys;
+mod app_clusters;
 mod app_console;
+mod app_team;
+mod app_worker;
 mod audit;
 mod auth;
 mod bad_input;
@@ -11,6 +14,7 @@ mod billing;
 mod browser;
 mod cli;
 mod clusters;
+mod console_client;
 mod crash;
 mod devices;
 mod dropped_creates;

@@ -36,7 +36,8 @@ async fn documents_pages_and_probes(b: Backend) {
 
     for (path, needle) in [
         ("/docs", "/assets/vendor/redoc.standalone.js"),
-        ("/console/", "/assets/console/console.js"),
+        ("/app/login", "/assets/app/app.css"),
+        ("/console/", "/assets/app/app.css"),
         ("/graphql", "graphiql"),
     ] {
         let page = app.client.get(app.url(path)).send().await.unwrap();
@@ -48,11 +49,30 @@ async fn documents_pages_and_probes(b: Backend) {
             "{path} loads nothing remote"
         );
     }
+    // The console moved to /app/; old links, invitations' included, still land.
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (old, new) in [
+        ("/", "/app/"),
+        ("/console/", "/app/"),
+        ("/console/members", "/app/"),
+        (
+            "/console/accept?token=ioinv_x",
+            "/app/invitations/accept?token=ioinv_x",
+        ),
+    ] {
+        let res = no_follow.get(app.url(old)).send().await.unwrap();
+        assert!(res.status().is_redirection(), "{old}");
+        assert_eq!(res.headers()["location"], new, "{old}");
+    }
     for asset in [
         "/assets/vendor/redoc.standalone.js",
         "/assets/vendor/graphiql.min.js",
-        "/assets/console/console.js",
-        "/assets/console/console.css",
+        "/assets/app/app.css",
+        "/assets/vendor/htmx.min.js",
+        "/assets/vendor/htmx-ext-sse.min.js",
     ] {
         assert_eq!(
             app.client
@@ -168,7 +188,7 @@ async fn cors_follows_configuration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_carries_security_headers() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    for path in ["/console/", "/graphql", "/docs"] {
+    for path in ["/app/login", "/graphql", "/docs"] {
         let page = app.client.get(app.url(path)).send().await.unwrap();
         let h = page.headers();
         let csp = h["content-security-policy"].to_str().unwrap();

@@ -7,46 +7,38 @@
 //! ignored `payout_child_server` entry below, which stops still at the step it is told to and
 //! says so, for the test to kill it there.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use iocloud_billing::Currency;
-use iocloud_tests::{Backend, ChainApp, earn, ledger_balances, on_both_engines};
+use iocloud_tests::{
+    Backend, ChainApp, ChildServer, earn, free_address, ledger_balances, on_both_engines,
+    serve_as_child, start_child,
+};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Run by [`start_child`] in a process of its own; does nothing in a normal test run.
 #[test]
 #[ignore = "the payout crash test's child server: that test starts this binary again to run it"]
 fn payout_child_server() {
-    let (Ok(db), Ok(listen), Ok(chain)) = (
-        std::env::var("IOCLOUD_CHILD_DB"),
-        std::env::var("IOCLOUD_CHILD_LISTEN"),
-        std::env::var("IOCLOUD_CHILD_CHAIN"),
-    ) else {
+    let Ok(chain) = std::env::var("IOCLOUD_CHILD_CHAIN") else {
         return;
     };
     let chain: serde_json::Value = serde_json::from_str(&chain).expect("chain settings");
     let stop_at = std::env::var("IOCLOUD_CHILD_STOP_AT").ok();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async move {
-        let _telemetry = iocloud_api::telemetry::init(false, None);
-        let mut config = iocloud_api::Config::for_tests(&db);
-        config.listen = listen.parse().expect("an address");
-        let text = |k: &str| chain[k].as_str().map(str::to_string);
-        config.solana_rpc_url = text("rpc");
-        config.solana_mint_iosd = text("iosd");
-        config.solana_mint_usdc = text("usdc");
-        config.solana_mint_io = text("io");
-        config.solana_treasury_keypair = text("keypair").map(Into::into);
-        config.solana_payout_interval_secs = 1;
-        let server = iocloud_api::Server::start(config)
-            .await
-            .expect("the child server starts");
-        if let Some(stop_at) = stop_at {
+    serve_as_child(
+        |config| {
+            let text = |k: &str| chain[k].as_str().map(str::to_string);
+            config.solana_rpc_url = text("rpc");
+            config.solana_mint_iosd = text("iosd");
+            config.solana_mint_usdc = text("usdc");
+            config.solana_mint_io = text("io");
+            config.solana_treasury_keypair = text("keypair").map(Into::into);
+            config.solana_payout_interval_secs = 1;
+        },
+        |server| {
+            let Some(stop_at) = stop_at else {
+                return;
+            };
             server
                 .state
                 .control
@@ -60,68 +52,24 @@ fn payout_child_server() {
                         }
                     }
                 }));
-        }
-        println!("IOCLOUD_CHILD_READY {}", server.url());
-        std::future::pending::<()>().await;
-    });
+        },
+    );
 }
 
-/// The child and the lines it prints after it is ready.
-struct Child {
-    process: tokio::process::Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
-
-async fn start_child(db: &str, chain: &serde_json::Value, stop_at: Option<&str>) -> Child {
-    let listen = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "payout_crash::payout_child_server",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("IOCLOUD_CHILD_DB", db)
-        .env("IOCLOUD_CHILD_LISTEN", &listen)
-        .env("IOCLOUD_CHILD_CHAIN", chain.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(std::env::temp_dir().join("iocloud-payout-crash-child.log"))
-                .map(Stdio::from)
-                .unwrap_or_else(|_| Stdio::null()),
-        )
-        .kill_on_drop(true);
+/// Starts the child server on `db` with the chain's settings, stopping still at `stop_at`.
+async fn start(db: &str, chain: &serde_json::Value, stop_at: Option<&str>) -> ChildServer {
+    let mut env = vec![("IOCLOUD_CHILD_CHAIN", chain.to_string())];
     if let Some(step) = stop_at {
-        command.env("IOCLOUD_CHILD_STOP_AT", step);
+        env.push(("IOCLOUD_CHILD_STOP_AT", step.to_string()));
     }
-    let mut process = command.spawn().expect("the test binary starts again");
-    let mut out = BufReader::new(process.stdout.take().unwrap()).lines();
-    let (send, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = out.next_line().await {
-            let _ = send.send(line);
-        }
-    });
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.recv().await {
-            if line.contains("IOCLOUD_CHILD_READY") {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ready, Ok(true), "the child server did not start");
-    Child { process, lines }
+    start_child(
+        "payout_crash::payout_child_server",
+        db,
+        &free_address(),
+        &env,
+        "iocloud-payout-crash-child.log",
+    )
+    .await
 }
 
 on_both_engines!(payouts_survive_sigkill_at_every_step);
@@ -154,7 +102,7 @@ async fn payouts_survive_sigkill_at_every_step(b: Backend) {
         let id = p.body["id"].as_str().unwrap().to_string();
 
         // The child pays it, and stands still at `step`: killed there.
-        let mut child = start_child(app.db.url(), &settings, Some(step)).await;
+        let mut child = start(app.db.url(), &settings, Some(step)).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "the child never reached {step}");
@@ -169,14 +117,13 @@ async fn payouts_survive_sigkill_at_every_step(b: Backend) {
                 _ => {}
             }
         }
-        child.process.start_kill().expect("SIGKILL");
-        let _ = child.process.wait().await;
+        child.kill().await;
         ledger_balances(app).await;
         let row = app.get(&format!("/v1/payouts/{id}"), &s.access).await;
         assert_eq!(row.body["status"], "sent", "killed at {step}: {}", row.text);
 
         // Started again (no stop): it finds what the killed one left, and pays it once.
-        let mut child = start_child(app.db.url(), &settings, None).await;
+        let mut child = start(app.db.url(), &settings, None).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "not paid after a kill at {step}");
@@ -192,8 +139,7 @@ async fn payouts_survive_sigkill_at_every_step(b: Backend) {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        child.process.start_kill().expect("SIGKILL");
-        let _ = child.process.wait().await;
+        child.kill().await;
         paid_so_far += amount * 1_000_000;
         chain.peer.advance(40).await;
         assert_eq!(

@@ -56,7 +56,7 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
         }
         section aria-labelledby="balances-h" {
             h2 id="balances-h" { "Balances" }
-            table {
+            table tabindex="0" {
                 thead { tr {
                     th scope="col" { "Currency" } th scope="col" class="n" { "Available" }
                     th scope="col" class="n" { "Held by clusters" } th scope="col" class="n" { "Owed" }
@@ -94,7 +94,7 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
                     @if deposits.is_empty() {
                         p class="muted" { "No deposits yet." }
                     } @else {
-                        table {
+                        table tabindex="0" {
                             thead { tr { th scope="col" { "Deposit" } th scope="col" { "Currency" } th scope="col" { "Status" } th scope="col" class="n" { "Asked" } th scope="col" class="n" { "Received" } th scope="col" { "Made" } } }
                             tbody {
                                 @for d in deposits {
@@ -104,7 +104,7 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
                                         td { span class=(format!("badge badge-{}", d.status)) { (d.status) } }
                                         td class="n" { (d.amount.as_deref().unwrap_or("any")) }
                                         td class="n" { (d.received) }
-                                        td { time datetime=(d.created_at) { (d.created_at) } }
+                                        td { (super::when(&d.created_at)) }
                                     }
                                 }
                             }
@@ -118,12 +118,12 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
             @if v.postings.is_empty() {
                 p class="muted" { "No money has moved yet." }
             } @else {
-                table {
+                table tabindex="0" {
                     thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Account" } th scope="col" class="n" { "Amount" } th scope="col" { "Memo" } } }
                     tbody {
                         @for p in &v.postings {
                             tr {
-                                td { time datetime=(p.at) { (p.at) } }
+                                td { (super::when(&p.at)) }
                                 td { (p.kind) }
                                 td { (p.account) }
                                 td class="n" { (p.amount) " " (p.currency) }
@@ -138,7 +138,7 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
             }
         }
     };
-    page("Billing", shell, body)
+    page("Billing", "Billing", shell, body)
 }
 
 /// A deposit's payment request: its `solana:` link to open in a wallet, its QR code, what has
@@ -167,7 +167,7 @@ pub fn deposit(shell: &Shell<'_>, d: &DepositView) -> Markup {
                 dt { "Received" } dd { (d.received) " " (d.currency) }
                 dt { "To" } dd class="mono" { (d.recipient) }
                 dt { "Reference" } dd class="mono" { (d.reference) }
-                dt { "Open until" } dd { time datetime=(d.expires_at) { (d.expires_at) } }
+                dt { "Open until" } dd { (super::when(&d.expires_at)) }
             }
         }
         p { a class="btn" href=(d.url) { "Open in a wallet" } }
@@ -176,5 +176,5 @@ pub fn deposit(shell: &Shell<'_>, d: &DepositView) -> Markup {
             "Reload this page to see it arrive."
         }
     };
-    page(&format!("Deposit {}", d.id), shell, body)
+    page("Billing", &format!("Deposit {}", d.id), shell, body)
 }

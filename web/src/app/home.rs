@@ -55,7 +55,7 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
         }
         section aria-labelledby="balances-h" {
             h2 id="balances-h" { "Balances" }
-            table {
+            table tabindex="0" {
                 thead { tr { th scope="col" { "Currency" } th scope="col" class="n" { "Available" } th scope="col" class="n" { "Held by clusters" } th scope="col" class="n" { "Earnings" } } }
                 tbody {
                     @for b in &v.balances {
@@ -74,7 +74,7 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
             @if v.clusters.is_empty() {
                 p class="muted" { "Nothing is running." }
             } @else {
-                table {
+                table tabindex="0" {
                     thead { tr { th scope="col" { "Name" } th scope="col" { "Kind" } th scope="col" { "Status" } th scope="col" class="n" { "GPUs" } th scope="col" class="n" { "Per hour" } } }
                     tbody {
                         @for c in &v.clusters {
@@ -91,5 +91,5 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
             }
         }
     };
-    page("Home", shell, body)
+    page("Home", "Home", shell, body)
 }

@@ -5,6 +5,16 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::CSRF_FIELD;
 
+/// The console's sections, as the top bar lists them.
+const SECTIONS: [(&str, &str); 6] = [
+    ("/app/", "Home"),
+    ("/app/clusters", "Clusters"),
+    ("/app/offers", "Offers"),
+    ("/app/billing", "Billing"),
+    ("/app/worker", "Worker"),
+    ("/app/team", "Team"),
+];
+
 /// Who is looking, for the frame.
 pub struct Shell<'a> {
     pub organization: &'a str,
@@ -24,12 +34,18 @@ pub(super) fn head(title: &str) -> Markup {
             link rel="icon" href="data:,";
             title { (title) " · IO Cloud" }
             link rel="stylesheet" href="/assets/app/app.css";
+            // htmx would add a <style> for its request indicators; the CSP allows no inline
+            // style, and the console's own CSS styles them.
+            meta name="htmx-config" content=r#"{"includeIndicatorStyles":false}"#;
+            script src="/assets/vendor/htmx.min.js" defer {}
+            script src="/assets/vendor/htmx-ext-sse.min.js" defer {}
         }
     }
 }
 
-/// A whole page: `title` in the tab and as the heading, `body` in the main region.
-pub fn page(title: &str, shell: &Shell<'_>, body: Markup) -> Markup {
+/// A whole page of `section` (one of the top bar's names, marked as the current one): `title`
+/// in the tab and as the heading, `body` in the main region.
+pub fn page(section: &str, title: &str, shell: &Shell<'_>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -40,9 +56,9 @@ pub fn page(title: &str, shell: &Shell<'_>, body: Markup) -> Markup {
                     a class="brand" href="/app/" { "IO Cloud" }
                     nav aria-label="Sections" {
                         ul {
-                            li { a href="/app/" aria-current=[(title == "Home").then_some("page")] { "Home" } }
-                            li { a href="/app/billing" aria-current=[(title == "Billing").then_some("page")] { "Billing" } }
-                            li { a href="/console/" { "Team" } }
+                            @for (href, name) in &SECTIONS {
+                                li { a href=(href) aria-current=[(section == *name).then_some("page")] { (name) } }
+                            }
                         }
                     }
                     div class="who" {

@@ -26,7 +26,7 @@ pub fn login(csrf: &str, email: &str, error: Option<&str>) -> Markup {
                         input id="password" name="password" type="password" autocomplete="current-password" required;
                         button type="submit" class="btn" { "Sign in" }
                     }
-                    p class="muted" { "No account yet? " a href="/console/" { "Sign up" } "." }
+                    p class="muted" { "No account yet? " a href="/app/signup" { "Create an account" } "." }
                 }
             }
         }

@@ -4,17 +4,37 @@
 //! with [`APP_CSP`].
 
 mod billing;
+mod clusters;
 mod home;
 mod layout;
 mod login;
+mod offers;
+mod signup;
+mod team;
+mod worker;
 
 pub use billing::{
     BillingView, DepositLine, DepositView, LedgerBalance, PostingLine, billing, deposit,
 };
+pub use clusters::*;
 pub use home::{ClusterLine, HomeView, SpendLine, home};
 pub use layout::Shell;
 pub use login::login;
 pub use maud::Markup;
+pub use offers::*;
+pub use signup::*;
+pub use team::*;
+pub use worker::*;
+
+/// A moment for people, to the minute in UTC (`2026-12-06 07:53 UTC`), in a `<time>` that
+/// keeps the exact instant for machines.
+pub fn when(rfc3339: &str) -> Markup {
+    let shown = match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(day), Some(minute)) if rfc3339.len() > 16 => format!("{day} {minute} UTC"),
+        _ => rfc3339.to_string(),
+    };
+    maud::html! { time datetime=(rfc3339) { (shown) } }
+}
 
 /// A page saying something went wrong on our side (the cause is in the server's log).
 pub fn failure() -> Markup {

@@ -1,0 +1,320 @@
+//! Renting from the console: offers by model and region (and `GET /v1/offers`), a create form
+//! whose quote explains an empty answer and offers the nearest request, a cluster made from
+//! the form and followed to running, its page (connection, money, timeline, spec), its live
+//! timeline as server-sent events, extending and terminating it; forged forms and another
+//! organisation's clusters change nothing.
+
+use std::time::Duration;
+
+use super::console_client::{browser, csrf_of, sign_in};
+use iocloud_tests::{
+    Backend, TestApp, cluster, fleet, frankfurt, machine, on_both_engines, running_cluster,
+    wait_status,
+};
+use reqwest::header::{CONTENT_DISPOSITION, COOKIE, LOCATION};
+
+on_both_engines!(
+    offers_quotes_and_a_cluster_from_the_console,
+    a_kubernetes_cluster_gives_its_kubeconfig_to_its_own_organisation
+);
+
+async fn page(app: &TestApp, jar: &str, path: &str) -> (u16, String) {
+    let res = browser()
+        .get(app.url(path))
+        .header(COOKIE, jar)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+async fn post(app: &TestApp, jar: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    browser()
+        .post(app.url(path))
+        .header(COOKIE, jar)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
+    let mut machines = frankfurt(2);
+    machines.push(machine("iad-0", "rtx-4090", 4, "us-east", "0.40"));
+    let fleet = fleet(b, machines, true, |_| {}).await;
+    let app = &fleet.app;
+    let customer = &fleet.customer;
+
+    // Offers over REST: one line per model and region, filters, refusals in words.
+    let offers = app.get("/v1/offers", &customer.access).await;
+    assert_eq!(offers.status, 200, "{}", offers.text);
+    let lines = offers.body.as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{}", offers.text);
+    assert_eq!(lines[0]["gpu_model"], "rtx-4090", "cheapest first");
+    assert_eq!(lines[1]["gpu_model"], "h100-sxm");
+    assert_eq!(lines[1]["gpus_free"], 16);
+    assert_eq!(lines[1]["devices"], 2);
+    assert_eq!(lines[1]["max_gpus_per_node"], 8);
+    assert_eq!(lines[1]["min_price_per_gpu_hour"], "2.00");
+    let europe = app
+        .get("/v1/offers?continent=europe&sort=gpus", &customer.access)
+        .await;
+    assert_eq!(europe.body.as_array().unwrap().len(), 1, "{}", europe.text);
+    for bad in [
+        "gpu_model=h900",
+        "min_reliability=2",
+        "max_price_per_gpu_hour=cheap",
+        "min_gpus=0",
+        "region=mars",
+        "colour=red",
+    ] {
+        let refused = app
+            .get(&format!("/v1/offers?{bad}"), &customer.access)
+            .await;
+        assert!(
+            refused.status == 422 || refused.status == 400,
+            "{bad}: {}",
+            refused.text
+        );
+        assert!(refused.body["code"].is_string(), "{bad}: {}", refused.text);
+    }
+    let gql = app
+        .post(
+            "/graphql",
+            Some(&customer.access),
+            serde_json::json!({"query": "{ offers(filter: {gpuClass: \"consumer\"}) { gpuModel gpusFree } }"}),
+        )
+        .await;
+    assert_eq!(
+        gql.body["data"]["offers"],
+        serde_json::json!([{"gpuModel": "rtx-4090", "gpusFree": 4}]),
+        "{}",
+        gql.text
+    );
+
+    // The offers page, and a typo in its filter said in words.
+    let jar = sign_in(app, "ada@example.com").await;
+    let (status, html) = page(app, &jar, "/app/offers").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("NVIDIA H100 SXM") && html.contains("2.00"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "/app/clusters/new?gpu_model=h100-sxm&amp;regions=eu-central&amp;gpu_count=8"
+        ),
+        "each offer links to a create: {html}"
+    );
+    let (status, html) = page(app, &jar, "/app/offers?min_reliability=high").await;
+    assert_eq!(status, 422);
+    assert!(html.contains("Min reliability"), "{html}");
+
+    // The quote as the form is typed in: plans, and when nothing fits, why and what would.
+    let (status, html) = page(
+        app,
+        &jar,
+        "/app/clusters/quote?gpu=h100-sxm&gpu_count=16&gpus_per_node=8&together=close&duration_hours=2",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("data-testid=\"plans\"") && html.contains("in eu-central"),
+        "{html}"
+    );
+    let (_, html) = page(
+        app,
+        &jar,
+        "/app/clusters/quote?gpu=h100-sxm&gpu_count=16&max_price_per_gpu_hour=1.50",
+    )
+    .await;
+    assert!(html.contains("Nothing fits"), "{html}");
+    assert!(html.contains("the price limit"), "{html}");
+    assert!(
+        html.contains("max_price_per_gpu_hour=2.00"),
+        "the nearest request eases the price to what fits: {html}"
+    );
+    let (_, html) = page(app, &jar, "/app/clusters/quote?gpu=h100-sxm&gpu_count=many").await;
+    assert!(html.contains("quote-refused"), "{html}");
+
+    // A forged form makes nothing.
+    let spec = [
+        ("name", "train"),
+        ("kind", "ray"),
+        ("gpu", "h100-sxm"),
+        ("gpu_count", "16"),
+        ("gpus_per_node", "8"),
+        ("together", "close"),
+        ("duration_hours", "2"),
+    ];
+    let mut forged = spec.to_vec();
+    forged.push(("csrf", "forged"));
+    assert_eq!(
+        post(app, &jar, "/app/clusters", &forged).await.status(),
+        403
+    );
+    let mut bad_name = spec.to_vec();
+    let csrf = csrf_of(&jar);
+    bad_name.push(("csrf", &csrf));
+    bad_name[0] = ("name", "Not A Name");
+    let refused = post(app, &jar, "/app/clusters", &bad_name).await;
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains("create-error") && html.contains("Not A Name"),
+        "the form keeps what was typed: {html}"
+    );
+    assert!(
+        app.items("/v1/clusters", &customer.access).await.is_empty(),
+        "refused forms made no cluster"
+    );
+
+    // Made from the form, followed to running.
+    let mut good = spec.to_vec();
+    good.push(("csrf", &csrf));
+    let made = post(app, &jar, "/app/clusters", &good).await;
+    assert_eq!(made.status(), 303);
+    let to = made.headers()[LOCATION].to_str().unwrap().to_string();
+    let id = to.strip_prefix("/app/clusters/").unwrap().to_string();
+    wait_status(app, customer, &id, "running").await;
+
+    let (status, html) = page(app, &jar, "/app/clusters").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("train") && html.contains("badge-running"),
+        "{html}"
+    );
+    let (status, html) = page(app, &jar, &to).await;
+    assert_eq!(status, 200);
+    for part in [
+        "Ray address",
+        "data-testid=\"time-left\"",
+        "data-testid=\"spent\"",
+        "data-testid=\"refund-now\"",
+        "gpu_count: 16",
+        "<strong>running</strong>",
+        "sse-connect",
+    ] {
+        assert!(html.contains(part), "{part}: {html}");
+    }
+
+    // The live timeline: every event so far as HTML, each followed by the page's overview as
+    // that event left the cluster (its forms carrying the visitor's CSRF token).
+    let mut live = browser()
+        .get(app.url(&format!("/app/clusters/{id}/live?after=0")))
+        .header(COOKIE, &jar)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let mut seen = String::new();
+    while !(seen.contains("event: overview")
+        && seen.contains("<strong>running</strong>")
+        && seen.contains(&format!("value=\"{csrf}\"")))
+    {
+        let chunk = live.chunk().await.unwrap().expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(live);
+
+    // Another organisation sees nothing of it and cannot end it.
+    let theirs = sign_in(app, "provider@example.com").await;
+    assert_eq!(page(app, &theirs, &to).await.0, 404);
+    assert_eq!(
+        page(app, &theirs, &format!("/app/clusters/{id}/live"))
+            .await
+            .0,
+        404
+    );
+    let their_csrf = csrf_of(&theirs);
+    let ended = post(
+        app,
+        &theirs,
+        &format!("/app/clusters/{id}/terminate"),
+        &[("csrf", &their_csrf)],
+    )
+    .await;
+    assert_eq!(ended.status(), 404);
+    assert_eq!(cluster(app, customer, &id).await["status"], "running");
+
+    // Extended (a typo said in words first), then terminated.
+    let before = cluster(app, customer, &id).await;
+    let typo = post(
+        app,
+        &jar,
+        &format!("/app/clusters/{id}/extend"),
+        &[("csrf", &csrf), ("hours", "lots")],
+    )
+    .await;
+    assert_eq!(typo.status(), 422);
+    assert!(typo.text().await.unwrap().contains("whole number of hours"));
+    let extended = post(
+        app,
+        &jar,
+        &format!("/app/clusters/{id}/extend"),
+        &[("csrf", &csrf), ("hours", "1")],
+    )
+    .await;
+    assert_eq!(extended.status(), 303);
+    let after = cluster(app, customer, &id).await;
+    assert_ne!(after["expires_at"], before["expires_at"]);
+    let ended = post(
+        app,
+        &jar,
+        &format!("/app/clusters/{id}/terminate"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(ended.status(), 303);
+    wait_status(app, customer, &id, "terminated").await;
+    // The console's forms are in the audit log like REST requests, with who posted them.
+    let audit = app.items("/v1/audit-events", &customer.access).await;
+    let ended_by = audit
+        .iter()
+        .find(|e| e["action"] == "POST /app/clusters/{id}/terminate" && e["status"] == 303)
+        .unwrap_or_else(|| panic!("the terminate is audited: {audit:#?}"));
+    assert_eq!(ended_by["actor_id"], customer.user_id.as_str());
+    assert_eq!(ended_by["target"], id.as_str());
+    let (_, html) = page(app, &jar, &to).await;
+    assert!(
+        !html.contains("sse-connect") && !html.contains("/terminate"),
+        "an ended cluster is not followed and cannot be ended again: {html}"
+    );
+    fleet.app.stop().await;
+}
+
+async fn a_kubernetes_cluster_gives_its_kubeconfig_to_its_own_organisation(b: Backend) {
+    let (fleet, id, _) = running_cluster(b, 2, "kubernetes").await;
+    let app = &fleet.app;
+    let jar = sign_in(app, "ada@example.com").await;
+    let (status, html) = page(app, &jar, &format!("/app/clusters/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Download kubeconfig"), "{html}");
+    let res = browser()
+        .get(app.url(&format!("/app/clusters/{id}/kubeconfig")))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()[CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment"),
+    );
+    let yaml = res.text().await.unwrap();
+    assert!(
+        yaml.contains("certificate-authority-data") && yaml.contains("token:"),
+        "{yaml}"
+    );
+    let theirs = sign_in(app, "provider@example.com").await;
+    assert_eq!(
+        page(app, &theirs, &format!("/app/clusters/{id}/kubeconfig"))
+            .await
+            .0,
+        404
+    );
+    fleet.app.stop().await;
+}
