@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// The Solana deposit watcher catching up on finalized deposits, beside the node's own
     /// read rate and plain ledger credits.
     Deposits(crate::bench_deposits::DepositArgs),
+    /// The console's pages for an organisation with a long history, beside its static
+    /// stylesheet.
+    Console(crate::bench_console::ConsoleArgs),
     /// Resident memory of an idle `iocloud serve` beside an idle bare axum process.
     IdleMemory(MemoryArgs),
     /// A bare axum server returning a fixed JSON body (the baseline process for `idle-memory`).
@@ -105,6 +108,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Clusters(args) => crate::bench_clusters::run(args).await,
         BenchCommand::Webhooks(args) => crate::bench_webhooks::run(args).await,
         BenchCommand::Deposits(args) => crate::bench_deposits::run(args).await,
+        BenchCommand::Console(args) => crate::bench_console::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(
@@ -127,20 +131,26 @@ fn bare_router(body: Arc<[u8]>) -> Router {
     )
 }
 
+/// A scratch database for a benchmark: on the Postgres server at `postgres`, else a temp
+/// SQLite file; with the engine's name for the report.
+pub(crate) async fn scratch(postgres: Option<&str>) -> anyhow::Result<(&'static str, ScratchDb)> {
+    Ok(match postgres {
+        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
+        None => ("sqlite", ScratchDb::sqlite()?),
+    })
+}
+
 /// One round's figures.
 #[derive(Clone, Copy, Debug)]
-struct Round {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
+pub(crate) struct Round {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
 }
 
 async fn bench_me(args: MeArgs) -> anyhow::Result<()> {
-    let (engine, scratch) = match &args.postgres {
-        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
-        None => ("sqlite", ScratchDb::sqlite()?),
-    };
+    let (engine, scratch) = crate::bench::scratch(args.postgres.as_deref()).await?;
     let mut config = Config::for_tests(&scratch.url);
     // The limiter still runs on every request (it is part of the cost); it just never refuses.
     config.rate_limit_per_ip = u32::MAX;
@@ -271,11 +281,33 @@ fn median(rounds: &[Round]) -> Round {
     }
 }
 
-/// `concurrency` clients sending GETs back to back for `duration`.
+/// `concurrency` clients sending GETs with a bearer token back to back for `duration`.
 async fn load(
     client: &reqwest::Client,
     url: &str,
     token: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Round {
+    let auth = format!("Bearer {token}");
+    load_with(
+        client,
+        url,
+        header::AUTHORIZATION.as_str(),
+        &auth,
+        concurrency,
+        duration,
+    )
+    .await
+}
+
+/// `concurrency` clients sending GETs with the header `name: value` back to back for
+/// `duration`; a request counts when it answers 2xx.
+pub(crate) async fn load_with(
+    client: &reqwest::Client,
+    url: &str,
+    name: &str,
+    value: &str,
     concurrency: usize,
     duration: Duration,
 ) -> Round {
@@ -285,18 +317,13 @@ async fn load(
         .map(|_| {
             let client = client.clone();
             let url = url.to_string();
-            let auth = format!("Bearer {token}");
+            let (name, value) = (name.to_string(), value.to_string());
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(4096);
                 let mut errors = 0u64;
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let ok = match client
-                        .get(&url)
-                        .header(header::AUTHORIZATION, &auth)
-                        .send()
-                        .await
-                    {
+                    let ok = match client.get(&url).header(&name, &value).send().await {
                         Ok(res) => res.status().is_success() && res.bytes().await.is_ok(),
                         Err(_) => false,
                     };

@@ -10,7 +10,6 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::routing::{get, post};
 use clap::Args;
-use iocloud_db::scratch::ScratchDb;
 use serde_json::{Value, json};
 
 use crate::bench::percentile_ms;
@@ -306,10 +305,7 @@ fn bare_router(created: Arc<String>, running: Arc<String>) -> Router {
 }
 
 pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let (engine, scratch) = match &args.postgres {
-        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
-        None => ("sqlite", ScratchDb::sqlite()?),
-    };
+    let (engine, scratch) = crate::bench::scratch(args.postgres.as_deref()).await?;
     let mut config = Config::for_tests(&scratch.url);
     config.rate_limit_per_ip = u32::MAX;
     config.rate_limit_per_key = u32::MAX;

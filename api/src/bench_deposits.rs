@@ -14,7 +14,6 @@ use futures::StreamExt;
 use iocloud_billing::ledger::{NewTransaction, Posting};
 use iocloud_billing::{AccountKind, AccountRef, Currency, Money, TransactionKind};
 use iocloud_db::db_run;
-use iocloud_db::scratch::ScratchDb;
 use iocloud_db::time::now_micros;
 use serde_json::{Value, json};
 
@@ -79,10 +78,7 @@ pub async fn run(args: DepositArgs) -> anyhow::Result<()> {
     ));
     std::fs::write(&keypair, treasury["secretKey"].to_string())?;
 
-    let (engine, scratch) = match &args.postgres {
-        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
-        None => ("sqlite", ScratchDb::sqlite()?),
-    };
+    let (engine, scratch) = crate::bench::scratch(args.postgres.as_deref()).await?;
     let mut config = Config::for_tests(&scratch.url);
     config.rate_limit_per_ip = u32::MAX;
     config.solana_rpc_url = Some(peer.clone());

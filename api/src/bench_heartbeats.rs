@@ -12,7 +12,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use clap::Args;
-use iocloud_db::scratch::ScratchDb;
 use iocloud_db::{db_run, time::now_micros};
 use serde_json::json;
 
@@ -54,10 +53,7 @@ struct Outcome {
 }
 
 pub async fn run(args: HeartbeatArgs) -> anyhow::Result<()> {
-    let (engine, scratch) = match &args.postgres {
-        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
-        None => ("sqlite", ScratchDb::sqlite()?),
-    };
+    let (engine, scratch) = crate::bench::scratch(args.postgres.as_deref()).await?;
     let mut config = Config::for_tests(&scratch.url);
     config.rate_limit_per_ip = u32::MAX;
     config.rate_limit_per_device = u32::MAX;

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use iocloud_billing::ledger::{NewTransaction, Posting};
 use iocloud_billing::{AccountKind, AccountRef, Currency, Ledger, Money, TransactionKind};
-use iocloud_db::scratch::ScratchDb;
 use iocloud_db::{DatabaseUrl, Db, db_run};
 use rand::Rng;
 
@@ -17,10 +16,7 @@ use crate::bench::LedgerArgs;
 const ACCOUNTS: usize = 1000;
 
 pub async fn run(args: LedgerArgs) -> anyhow::Result<()> {
-    let (engine, scratch) = match &args.postgres {
-        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
-        None => ("sqlite", ScratchDb::sqlite()?),
-    };
+    let (engine, scratch) = crate::bench::scratch(args.postgres.as_deref()).await?;
     let db = Db::connect(&DatabaseUrl::new(scratch.url.clone())).await?;
     db.migrate().await?;
     db_run!(&db, |p| {
@@ -208,10 +204,7 @@ pub async fn accrual(args: crate::bench::AccrualArgs) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
-    let (engine, scratch) = match &args.postgres {
-        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
-        None => ("sqlite", ScratchDb::sqlite()?),
-    };
+    let (engine, scratch) = crate::bench::scratch(args.postgres.as_deref()).await?;
     let db = Db::connect(&DatabaseUrl::new(scratch.url.clone())).await?;
     db.migrate().await?;
     let ledger = Ledger::new(db.clone());

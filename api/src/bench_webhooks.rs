@@ -13,7 +13,6 @@ use clap::Args;
 use iocloud_billing::ledger::{NewTransaction, Posting};
 use iocloud_billing::rails::stripe::sign_webhook;
 use iocloud_billing::{AccountKind, AccountRef, Currency, Ledger, Money, TransactionKind};
-use iocloud_db::scratch::ScratchDb;
 use iocloud_db::sql::rows as placeholders;
 use iocloud_db::time::now_micros;
 use iocloud_db::{Db, Engine, db_run};
@@ -62,10 +61,7 @@ impl Phase {
 }
 
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
-    let (engine, scratch) = match &args.postgres {
-        Some(url) => ("postgres", ScratchDb::postgres(url).await?),
-        None => ("sqlite", ScratchDb::sqlite()?),
-    };
+    let (engine, scratch) = crate::bench::scratch(args.postgres.as_deref()).await?;
     let mut config = Config::for_tests(&scratch.url);
     config.rate_limit_per_ip = u32::MAX;
     config.rate_limit_per_key = u32::MAX;

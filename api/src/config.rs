@@ -230,6 +230,15 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_STRIPE_API_BASE")]
     pub stripe_api_base: Option<String>,
 
+    /// Where the console's card form loads Stripe.js from (a stand-in's copy in tests); the
+    /// card page's Content-Security-Policy allows that origin and no other.
+    #[arg(
+        long,
+        env = "IOCLOUD_STRIPE_JS_URL",
+        default_value = "https://js.stripe.com/v3/"
+    )]
+    pub stripe_js_url: String,
+
     /// The largest card top-up, in USD.
     #[arg(long, env = "IOCLOUD_TOP_UP_MAX_USD", default_value = "10000.00")]
     pub top_up_max_usd: String,
@@ -598,6 +607,7 @@ impl Config {
             stripe_webhook_secret: None,
             stripe_publishable_key: None,
             stripe_api_base: None,
+            stripe_js_url: "https://js.stripe.com/v3/".into(),
             top_up_max_usd: "10000.00".into(),
             card_reconcile_interval_secs: 0,
             balance_alert_interval_secs: 0,

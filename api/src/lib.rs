@@ -9,6 +9,7 @@ pub mod agent;
 mod app;
 pub mod bench;
 mod bench_clusters;
+mod bench_console;
 mod bench_deposits;
 mod bench_heartbeats;
 mod bench_ledger;

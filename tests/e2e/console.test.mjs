@@ -385,6 +385,40 @@ test('a provider sees its devices, one device, payouts and stake', async () => {
   await a11y.done();
 });
 
+test('a customer pays by card in Stripe.js\'s form and sees it credited', { skip: !process.env.IOCLOUD_E2E_CARDS && 'no localstripe (IOCLOUD_TEST_STRIPE_URL unset)' }, async () => {
+  const { page, external, errors } = await newPage();
+  const a11y = await accessibility();
+  await signIn(page, customer.email, customer.password);
+  await a11y.signIn(customer.email, customer.password);
+  await page.goto(`${base}/app/billing`);
+  await page.fill('#top-up-amount', '25.00');
+  await page.selectOption('#top-up-card', 'new');
+  await page.getByRole('button', { name: 'Pay', exact: true }).click();
+  await page.waitForSelector('#card-element input');
+  await shoot(page, 'card-form');
+  // localstripe's stand-in for Stripe.js draws plain inputs where Stripe draws its frames.
+  const field = (name) => page.locator(`#card-element input[placeholder="${name}"]`);
+  await field('number').fill('4242424242424242');
+  await field('exp_month').fill('12');
+  await field('exp_year').fill('34');
+  await field('cvc').fill('123');
+  await field('postal_code').fill('10115');
+  await page.getByRole('button', { name: 'Pay 25.00 USD' }).click();
+  await page.waitForURL(/\/app\/billing\/top-ups\/top_/);
+  // The page follows the payment until the webhook has credited it.
+  await page.locator('[data-testid=top-up-status] .badge-succeeded').waitFor({ timeout: 30000 });
+  await shoot(page, 'card-paid');
+  await a11y.check(page.url(), 'card-paid');
+  await page.goto(`${base}/app/billing`);
+  await page.locator('[data-testid=top-ups] tbody tr', { hasText: 'succeeded' }).first().waitFor();
+  await shoot(page, 'billing-cards');
+  await a11y.check(`${base}/app/billing`, 'billing-cards');
+  // Stripe.js's stand-in is served by localstripe on loopback: nothing went further.
+  assert.deepEqual(external, [], 'the card page loads nothing from other hosts');
+  assert.deepEqual(errors, [], 'no script errors, no refusals by the card page\'s policy');
+  await a11y.done();
+});
+
 test('GraphiQL and the API reference render from vendored assets', async () => {
   const { page, external, errors } = await newPage();
   // GraphiQL introspects the schema on load; the server's limits must let that through.

@@ -207,6 +207,7 @@ pub fn take_cards(c: &mut iocloud_api::Config, stripe: &str, webhook_secret: &st
     c.stripe_webhook_secret = Some(webhook_secret.parse().expect("text"));
     c.stripe_publishable_key = Some("pk_test_iocloud".into());
     c.stripe_api_base = Some(stripe.to_string());
+    c.stripe_js_url = format!("{stripe}/js.stripe.com/v3/");
 }
 
 /// Sends `payload` to the app's Stripe webhook as Stripe would, signed with `secret` at

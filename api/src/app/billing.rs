@@ -2,15 +2,15 @@
 //! the ledger, from the same services as `/v1/balances`, `/v1/billing/deposits` and
 //! `/v1/postings`.
 
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_control::deposits::DepositRequest;
 use iocloud_control::{Actor, PageRequest};
 use iocloud_web::app::{BillingView, DepositLine, DepositView, LedgerBalance, PostingLine};
 use serde::Deserialize;
 
-use super::session::{Visitor, csrf_ok, csrf_refused, visitor};
+use super::session::{Posted, Visitor};
 use super::show;
 use crate::state::AppState;
 
@@ -31,7 +31,7 @@ pub(super) async fn page(
     render(&state, &v, q.after.as_deref(), None, StatusCode::OK).await
 }
 
-async fn render(
+pub(super) async fn render(
     state: &AppState,
     v: &Visitor,
     after: Option<&str>,
@@ -95,6 +95,7 @@ async fn view(
             })
             .collect(),
         next_postings: postings.next_cursor,
+        cards: super::cards::view(state, actor).await?,
         error,
     })
 }
@@ -125,8 +126,6 @@ pub(super) async fn balances(
 #[derive(Deserialize)]
 pub(super) struct DepositForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     currency: String,
     #[serde(default)]
     amount: String,
@@ -134,19 +133,8 @@ pub(super) struct DepositForm {
 
 pub(super) async fn ask(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<DepositForm>, axum::extract::rejection::FormRejection>,
+    Posted { v, form }: Posted<DepositForm>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
-    };
-    if !csrf_ok(&headers, &form.csrf) {
-        return csrf_refused();
-    }
-    let v = match visitor(&state, &headers).await {
-        Ok(v) => v,
-        Err(to_login) => return to_login,
-    };
     let amount = form.amount.trim();
     let request = DepositRequest {
         currency: form.currency,

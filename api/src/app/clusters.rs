@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,7 +22,7 @@ use iocloud_db::Timestamp;
 use iocloud_web::app::{ClusterItem, ClusterPage, ClustersView, EventItem, NodeItem};
 use serde::Deserialize;
 
-use super::session::{Visitor, csrf_ok, csrf_refused, visitor};
+use super::session::{NoFields, Posted, Visitor};
 use super::{html, show};
 use crate::state::AppState;
 
@@ -338,76 +338,62 @@ async fn live(
 #[derive(Deserialize)]
 struct ChangeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     hours: String,
 }
 
-/// A form that changes the cluster: CSRF checked, the change made, back to its page (or the
-/// page again with the refusal in words).
+/// A change made from the cluster's page (its form already read and its CSRF token checked):
+/// back to its page, or the page again with the refusal in words.
 async fn change(
     state: &AppState,
-    headers: &HeaderMap,
+    v: &Visitor,
     id: &str,
-    form: Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>,
-    act: impl AsyncFnOnce(&Actor, &ChangeForm) -> iocloud_control::Result<ClusterView>,
+    made: iocloud_control::Result<ClusterView>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
-    };
-    if !csrf_ok(headers, &form.csrf) {
-        return csrf_refused();
-    }
-    let v = match visitor(state, headers).await {
-        Ok(v) => v,
-        Err(to_login) => return to_login,
-    };
-    match act(&v.actor, &form).await {
+    match made {
         Ok(c) => v.answer(Redirect::to(&format!("/app/clusters/{}", c.id)).into_response()),
         Err(e) if !e.is_internal() && !matches!(e, iocloud_control::Error::NotFound(_)) => {
             let status = crate::error::domain_status(&e);
             show(
                 state,
-                &v,
+                v,
                 status,
                 page_view(state, &v.actor, id, Some(e.to_string())),
                 iocloud_web::app::cluster_page,
             )
             .await
         }
-        Err(e) => super::failed(&v, e),
+        Err(e) => super::failed(v, e),
     }
 }
 
 async fn extend(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>,
+    Posted { v, form }: Posted<ChangeForm>,
 ) -> Response {
-    change(&state, &headers, &id, form, async |actor, f| {
-        let hours = f.hours.trim().parse().map_err(|_| {
-            iocloud_control::Error::validation("hours", "a whole number of hours, like 4")
-        })?;
-        let ext = Extension {
-            hours,
-            resource_version: None,
-        };
-        state.control.clusters.extend(actor, &id, &ext).await
-    })
-    .await
+    let made = match form.hours.trim().parse() {
+        Ok(hours) => {
+            let ext = Extension {
+                hours,
+                resource_version: None,
+            };
+            state.control.clusters.extend(&v.actor, &id, &ext).await
+        }
+        Err(_) => Err(iocloud_control::Error::validation(
+            "hours",
+            "a whole number of hours, like 4",
+        )),
+    };
+    change(&state, &v, &id, made).await
 }
 
 async fn terminate(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<Form<ChangeForm>, axum::extract::rejection::FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    change(&state, &headers, &id, form, async |actor, _| {
-        state.control.clusters.terminate(actor, &id, None).await
-    })
-    .await
+    let made = state.control.clusters.terminate(&v.actor, &id, None).await;
+    change(&state, &v, &id, made).await
 }
 
 /// The kubeconfig as a file to save; every read is audited by the domain.

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use iocloud_billing::{Currency, Money};
-use iocloud_control::PageRequest;
 use iocloud_web::app::{ClusterLine, HomeView, SpendLine};
 
 use super::session::Visitor;
@@ -14,7 +13,7 @@ use super::show;
 use crate::state::AppState;
 
 /// Live clusters shown on Home; the clusters page lists them all.
-const SHOWN: u32 = 50;
+const SHOWN: i64 = 50;
 
 pub(super) async fn page(State(state): State<AppState>, v: Visitor) -> Response {
     show(
@@ -54,14 +53,11 @@ async fn view(
             gpu_hours: hours.to_decimal(),
         })
         .collect();
-    let page = PageRequest::parse(None, Some(SHOWN))?;
     let clusters: Vec<ClusterLine> = c
         .clusters
-        .list(actor, None, &page)
+        .live(actor, SHOWN)
         .await?
-        .items
         .into_iter()
-        .filter(|cl| cl.status.is_live())
         .map(|cl| ClusterLine {
             id: cl.id,
             name: cl.name,
@@ -72,12 +68,15 @@ async fn view(
             currency: cl.currency,
         })
         .collect();
-    let gpus_in_use = clusters.iter().map(|cl| cl.gpus).sum();
+    // The tiles count every live cluster, from the quota's running totals, not only those
+    // listed.
+    let quota = c.clusters.quota(actor).await?;
     Ok(HomeView {
         balances,
         spend,
         month,
         clusters,
-        gpus_in_use,
+        clusters_live: quota.clusters_in_use,
+        gpus_in_use: quota.gpus_in_use,
     })
 }

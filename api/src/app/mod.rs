@@ -3,6 +3,7 @@
 //! live in [`session`]; each page in a module of its own.
 
 mod billing;
+mod cards;
 mod clusters;
 mod home;
 mod offers;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/billing/deposits/{id}/qr.svg", get(billing::qr))
         .route("/app/login", get(session::login_page).post(session::log_in))
         .route("/app/logout", axum::routing::post(session::log_out))
+        .merge(cards::router())
         .merge(clusters::router())
         .merge(offers::router())
         .merge(signup::router())

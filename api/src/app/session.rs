@@ -7,12 +7,13 @@
 //! An expired access token is traded for a new pair with the refresh cookie on the next page,
 //! as `POST /v1/auth/refresh` would.
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, FromRequest, RawForm, Request, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_control::{Actor, Error as DomainError};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::html;
@@ -58,6 +59,50 @@ impl axum::extract::FromRequestParts<AppState> for Visitor {
     ) -> Result<Self, Self::Rejection> {
         visitor(state, &parts.headers).await
     }
+}
+
+/// A form posted by a signed-in visitor: read, its CSRF token checked against the cookie, the
+/// visitor found. Any of those failing answers at once: 400 (unreadable), 403 (the token), or
+/// the way to sign in. The token is checked before the fields are read or anyone is looked up,
+/// so a forged form learns nothing; form structs hold no `csrf` field (serde skips keys a
+/// struct does not name).
+pub(super) struct Posted<T> {
+    pub v: Visitor,
+    pub form: T,
+}
+
+/// A form that carries nothing but its CSRF token. Braces, not a unit struct: a unit struct
+/// would refuse the token as an unexpected field.
+#[derive(Deserialize)]
+pub(super) struct NoFields {}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        // The body as `Form` reads it: urlencoded (by its content type) or not read at all.
+        let Ok(RawForm(bytes)) = RawForm::from_request(req, state).await else {
+            return Err(unreadable());
+        };
+        let sent = form_urlencoded::parse(&bytes)
+            .find(|(k, _)| *k == CSRF)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        if !csrf_ok(&headers, &sent) {
+            return Err(csrf_refused());
+        }
+        let Ok(form) = serde_urlencoded::from_bytes::<T>(&bytes) else {
+            return Err(unreadable());
+        };
+        let v = visitor(state, &headers).await?;
+        Ok(Self { v, form })
+    }
+}
+
+/// The answer to a form that could not be read: nothing was done.
+fn unreadable() -> Response {
+    (StatusCode::BAD_REQUEST, "The form could not be read.").into_response()
 }
 
 /// `res` with a `Set-Cookie` for each of `cookies`.
@@ -162,7 +207,7 @@ pub(super) async fn log_in(
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
+        return unreadable();
     };
     if !csrf_ok(&headers, &form.csrf) {
         return csrf_refused();

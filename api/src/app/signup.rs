@@ -15,7 +15,7 @@ use iocloud_web::app::{AcceptView, SignupView};
 use serde::Deserialize;
 
 use super::session::{
-    Visitor, csrf_ok, csrf_refused, is_tls, session_cookies, visitor, with_cookies,
+    Posted, Visitor, csrf_ok, csrf_refused, is_tls, session_cookies, visitor, with_cookies,
 };
 use super::team::{refusal, switch_to};
 use super::{html, show};
@@ -190,26 +190,14 @@ async fn accept_view(
 #[derive(Deserialize)]
 pub(super) struct AcceptForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     token: String,
 }
 
 pub(super) async fn accept(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<AcceptForm>, FormRejection>,
+    Posted { v, form: f }: Posted<AcceptForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return (StatusCode::BAD_REQUEST, "The form could not be read.").into_response();
-    };
-    if !csrf_ok(&headers, &f.csrf) {
-        return csrf_refused();
-    }
-    let v = match visitor(&state, &headers).await {
-        Ok(v) => v,
-        Err(to_login) => return to_login,
-    };
     let token = f.token.trim();
     match state.control.orgs.accept_invitation(&v.actor, token).await {
         // A member now: the session moves there, as the old console did.

@@ -18,9 +18,7 @@ use iocloud_web::app::{
 };
 use serde::Deserialize;
 
-use super::session::{
-    Visitor, csrf_ok, csrf_refused, is_tls, session_cookies, visitor, with_cookies,
-};
+use super::session::{Visitor, is_tls, session_cookies, with_cookies};
 use super::show;
 use crate::state::AppState;
 
@@ -352,19 +350,6 @@ async fn after(
         Ok(()) => v.answer(Redirect::to(&format!("/app/team?done={done}")).into_response()),
         Err(e) => refused(state, v, e).await,
     }
-}
-
-fn unreadable() -> Response {
-    (StatusCode::BAD_REQUEST, "The form could not be read.").into_response()
-}
-
-/// The visitor behind a form whose CSRF token is theirs, or the answer instead (403, or the
-/// way to sign in).
-async fn poster(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<Visitor, Response> {
-    if !csrf_ok(headers, sent) {
-        return Err(csrf_refused());
-    }
-    visitor(state, headers).await
 }
 
 /// Moves the visitor's session to `org_id`, as `POST /v1/auth/refresh` with an organisation

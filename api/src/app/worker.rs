@@ -10,10 +10,9 @@ mod money;
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use iocloud_billing::{Currency, Money};
 use iocloud_control::providers::devices::{Bandwidth, Location};
@@ -27,7 +26,7 @@ use iocloud_web::app::{
 };
 use serde::Deserialize;
 
-use super::session::{Visitor, csrf_ok, csrf_refused, visitor};
+use super::session::{Posted, Visitor};
 use super::show;
 use crate::state::AppState;
 
@@ -173,26 +172,6 @@ fn sentence(text: &str) -> String {
         s.push('.');
     }
     s
-}
-
-fn unreadable() -> Response {
-    (StatusCode::BAD_REQUEST, "The form could not be read.").into_response()
-}
-
-/// The visitor behind a form whose CSRF token is theirs, or the answer instead (403, or the
-/// way to sign in).
-async fn poster(state: &AppState, headers: &HeaderMap, sent: &str) -> Result<Visitor, Response> {
-    if !csrf_ok(headers, sent) {
-        return Err(csrf_refused());
-    }
-    visitor(state, headers).await
-}
-
-/// A form that carries nothing but its CSRF token.
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// A share of 0 to 1 as a percentage, e.g. `97.5 %`.
@@ -467,8 +446,6 @@ fn fresh_form(state: &AppState) -> NewDeviceForm {
 #[derive(Deserialize)]
 pub(super) struct AddForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     gpu_model: String,
@@ -550,16 +527,8 @@ fn spec_of(state: &AppState, f: &NewDeviceForm) -> iocloud_control::Result<Devic
 /// (never cached, never in a URL): the device's page, with the token and how to use it.
 async fn add_device(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<AddForm>, FormRejection>,
+    Posted { v, form: f }: Posted<AddForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let typed = NewDeviceForm {
         name: f.name,
         gpu_model: f.gpu_model,

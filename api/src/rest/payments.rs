@@ -98,7 +98,7 @@ async fn top_up_receipt(
     json_or_page(q.format.as_deref(), receipt, printable_receipt)
 }
 
-fn printable_receipt(r: &Receipt) -> String {
+pub(crate) fn printable_receipt(r: &Receipt) -> String {
     let paid_at = r.paid_at.to_rfc3339();
     let times: Vec<String> = r
         .refunds

@@ -147,6 +147,22 @@ impl Clusters {
         Ok(view)
     }
 
+    /// The organisation's live clusters (not ending or ended), oldest first, at most `limit`.
+    pub async fn live(&self, actor: &Actor, limit: i64) -> Result<Vec<ClusterView>> {
+        actor.authorize(Action::ResourcesRead)?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM clusters WHERE org_id = $1 \
+             AND status NOT IN ('terminating', 'terminated', 'failed') ORDER BY id LIMIT $2"
+        );
+        let rows: Vec<ClusterRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(&actor.org_id)
+            .bind(limit.clamp(1, 1_000))
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        rows.iter().map(ClusterRow::view).collect()
+    }
+
     /// The organisation's clusters, oldest first; `status` filters.
     pub async fn list(
         &self,

@@ -6,10 +6,9 @@
 
 use std::time::Duration;
 
-use super::console_client::{browser, csrf_of, sign_in};
+use super::console_client::{browser, csrf_of, page, sign_in, submit};
 use iocloud_tests::{
-    Backend, TestApp, cluster, fleet, frankfurt, machine, on_both_engines, running_cluster,
-    wait_status,
+    Backend, cluster, fleet, frankfurt, machine, on_both_engines, running_cluster, wait_status,
 };
 use reqwest::header::{CONTENT_DISPOSITION, COOKIE, LOCATION};
 
@@ -17,26 +16,6 @@ on_both_engines!(
     offers_quotes_and_a_cluster_from_the_console,
     a_kubernetes_cluster_gives_its_kubeconfig_to_its_own_organisation
 );
-
-async fn page(app: &TestApp, jar: &str, path: &str) -> (u16, String) {
-    let res = browser()
-        .get(app.url(path))
-        .header(COOKIE, jar)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
-async fn post(app: &TestApp, jar: &str, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-    browser()
-        .post(app.url(path))
-        .header(COOKIE, jar)
-        .form(form)
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
     let mut machines = frankfurt(2);
@@ -150,14 +129,14 @@ async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
     let mut forged = spec.to_vec();
     forged.push(("csrf", "forged"));
     assert_eq!(
-        post(app, &jar, "/app/clusters", &forged).await.status(),
+        submit(app, &jar, "/app/clusters", &forged).await.status(),
         403
     );
     let mut bad_name = spec.to_vec();
     let csrf = csrf_of(&jar);
     bad_name.push(("csrf", &csrf));
     bad_name[0] = ("name", "Not A Name");
-    let refused = post(app, &jar, "/app/clusters", &bad_name).await;
+    let refused = submit(app, &jar, "/app/clusters", &bad_name).await;
     assert_eq!(refused.status(), 422);
     let html = refused.text().await.unwrap();
     assert!(
@@ -172,7 +151,7 @@ async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
     // Made from the form, followed to running.
     let mut good = spec.to_vec();
     good.push(("csrf", &csrf));
-    let made = post(app, &jar, "/app/clusters", &good).await;
+    let made = submit(app, &jar, "/app/clusters", &good).await;
     assert_eq!(made.status(), 303);
     let to = made.headers()[LOCATION].to_str().unwrap().to_string();
     let id = to.strip_prefix("/app/clusters/").unwrap().to_string();
@@ -228,7 +207,7 @@ async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
         404
     );
     let their_csrf = csrf_of(&theirs);
-    let ended = post(
+    let ended = submit(
         app,
         &theirs,
         &format!("/app/clusters/{id}/terminate"),
@@ -240,7 +219,7 @@ async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
 
     // Extended (a typo said in words first), then terminated.
     let before = cluster(app, customer, &id).await;
-    let typo = post(
+    let typo = submit(
         app,
         &jar,
         &format!("/app/clusters/{id}/extend"),
@@ -249,7 +228,7 @@ async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
     .await;
     assert_eq!(typo.status(), 422);
     assert!(typo.text().await.unwrap().contains("whole number of hours"));
-    let extended = post(
+    let extended = submit(
         app,
         &jar,
         &format!("/app/clusters/{id}/extend"),
@@ -259,7 +238,7 @@ async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
     assert_eq!(extended.status(), 303);
     let after = cluster(app, customer, &id).await;
     assert_ne!(after["expires_at"], before["expires_at"]);
-    let ended = post(
+    let ended = submit(
         app,
         &jar,
         &format!("/app/clusters/{id}/terminate"),

@@ -3,7 +3,9 @@
 //! organisations, API keys whose secret is shown once, the audit log; every form refused
 //! without its CSRF token, every other organisation's id answered as missing.
 
-use super::console_client::{browser, cookie, csrf_in, csrf_of, set_cookies, sign_in};
+use super::console_client::{
+    browser, cookie, csrf_in, csrf_of, page as get, set_cookies, sign_in, submit,
+};
 use iocloud_tests::{Backend, PASSWORD, TestApp, on_both_engines};
 use reqwest::header::{COOKIE, LOCATION};
 use serde_json::json;
@@ -13,17 +15,6 @@ on_both_engines!(
     api_keys_show_their_secret_once_and_revoke,
     invitations_are_accepted_signed_in_or_by_signing_up
 );
-
-/// A page's status and text, seen with `jar`.
-async fn get(app: &TestApp, jar: &str, path: &str) -> (u16, String) {
-    let res = browser()
-        .get(app.url(path))
-        .header(COOKIE, jar)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
 
 /// Posts a form with `csrf` as its token and `fields`.
 async fn post_with(
@@ -35,13 +26,7 @@ async fn post_with(
 ) -> reqwest::Response {
     let mut form = vec![("csrf", csrf)];
     form.extend_from_slice(fields);
-    browser()
-        .post(app.url(path))
-        .header(COOKIE, jar)
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
+    submit(app, jar, path, &form).await
 }
 
 /// Posts a form as the page would: with the jar's own CSRF token.

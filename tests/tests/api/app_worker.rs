@@ -15,7 +15,7 @@ use iocloud_tests::{
 use reqwest::header::{CACHE_CONTROL, COOKIE, LOCATION};
 use serde_json::{Value, json};
 
-use super::console_client::{browser, csrf_of, sign_in};
+use super::console_client::{browser, csrf_of, page, sign_in, submit};
 
 on_both_engines!(
     a_provider_runs_devices_from_the_console,
@@ -25,16 +25,6 @@ on_both_engines!(
 
 const HOUR: i64 = 3_600_000_000;
 
-async fn page(app: &TestApp, jar: &str, path: &str) -> (u16, String) {
-    let res = browser()
-        .get(app.url(path))
-        .header(COOKIE, jar)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
 /// A form posted as the browser holding `jar` posts it: (status, where it redirects, page).
 async fn post(
     app: &TestApp,
@@ -42,13 +32,7 @@ async fn post(
     path: &str,
     form: &[(&str, &str)],
 ) -> (u16, Option<String>, String) {
-    let res = browser()
-        .post(app.url(path))
-        .header(COOKIE, jar)
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+    let res = submit(app, jar, path, form).await;
     let status = res.status().as_u16();
     let to = res
         .headers()

@@ -67,3 +67,35 @@ pub fn csrf_of(jar: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// A page as the browser holding `jar` gets it.
+pub async fn open(app: &TestApp, jar: &str, path: &str) -> reqwest::Response {
+    browser()
+        .get(app.url(path))
+        .header(COOKIE, jar)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A page's status and text, seen with `jar`.
+pub async fn page(app: &TestApp, jar: &str, path: &str) -> (u16, String) {
+    let res = open(app, jar, path).await;
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// A form posted as the browser holding `jar` posts it, fields as given (the CSRF token too).
+pub async fn submit(
+    app: &TestApp,
+    jar: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    browser()
+        .post(app.url(path))
+        .header(COOKIE, jar)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}

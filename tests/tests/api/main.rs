@@ -2,6 +2,7 @@
 //! GraphQL to it, on SQLite and (when `IOCLOUD_TEST_POSTGRES_URL` is set) on Postgres.
 
 mod api_keys;
+mod app_cards;
 mod app_clusters;
 mod app_console;
 mod app_team;

@@ -45,6 +45,8 @@ pub struct BillingView {
     pub postings: Vec<PostingLine>,
     /// The cursor of the ledger's next page, if there is one.
     pub next_postings: Option<String>,
+    /// `None` when this deployment takes no cards.
+    pub cards: Option<super::cards::CardsView>,
     /// Why the last form was refused, shown at the top.
     pub error: Option<String>,
 }
@@ -73,6 +75,10 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
                     }
                 }
             }
+        }
+        @match &v.cards {
+            Some(cards) => (super::cards::cards_section(shell, cards)),
+            None => section aria-labelledby="card-h" { h2 id="card-h" { "Add funds by card" } p class="muted" { "Card payments are not configured on this deployment." } },
         }
         section aria-labelledby="deposit-h" {
             h2 id="deposit-h" { "Add funds on Solana" }

@@ -29,8 +29,10 @@ pub struct HomeView {
     pub balances: Vec<LedgerBalance>,
     pub spend: Vec<SpendLine>,
     pub month: String,
+    /// The first live clusters.
     pub clusters: Vec<ClusterLine>,
-    /// GPUs the live clusters hold.
+    /// Every live cluster, and the GPUs they hold.
+    pub clusters_live: i64,
     pub gpus_in_use: i64,
 }
 
@@ -39,7 +41,7 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
         section class="tiles" aria-label="At a glance" {
             div class="tile" {
                 p class="tile-label" { "Clusters running" }
-                p class="tile-value" data-testid="clusters-running" { (v.clusters.len()) }
+                p class="tile-value" data-testid="clusters-running" { (v.clusters_live) }
             }
             div class="tile" {
                 p class="tile-label" { "GPUs in use" }
@@ -79,7 +81,7 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
                     tbody {
                         @for c in &v.clusters {
                             tr {
-                                th scope="row" { (c.name) br; span class="muted mono" { (c.id) } }
+                                th scope="row" { a href=(format!("/app/clusters/{}", c.id)) { (c.name) } br; span class="muted mono" { (c.id) } }
                                 td { (c.kind) }
                                 td { span class=(format!("badge badge-{}", c.status)) { (c.status) } }
                                 td class="n" { (c.gpus) }
@@ -87,6 +89,9 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
                             }
                         }
                     }
+                }
+                @if v.clusters_live > v.clusters.len() as i64 {
+                    p { a href="/app/clusters" { "All " (v.clusters_live) " live clusters" } }
                 }
             }
         }

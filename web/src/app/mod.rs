@@ -4,6 +4,7 @@
 //! with [`APP_CSP`].
 
 mod billing;
+mod cards;
 mod clusters;
 mod home;
 mod layout;
@@ -16,6 +17,7 @@ mod worker;
 pub use billing::{
     BillingView, DepositLine, DepositView, LedgerBalance, PostingLine, billing, deposit,
 };
+pub use cards::*;
 pub use clusters::*;
 pub use home::{ClusterLine, HomeView, SpendLine, home};
 pub use layout::Shell;
@@ -60,6 +62,17 @@ pub fn message(title: &str, text: &str) -> Markup {
 pub const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// [`APP_CSP`] for the card page: Stripe.js may load from `stripe_origin` (its script, its
+/// card frames, its calls) and talk to Stripe's API; every other page keeps the strict one.
+pub fn card_csp(stripe_origin: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' {stripe_origin}; style-src 'self'; \
+         img-src 'self' data:; font-src 'self'; frame-src {stripe_origin}; \
+         connect-src 'self' {stripe_origin} https://api.stripe.com; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
 
 /// The name of the hidden field (and cookie) holding the CSRF token.
 pub const CSRF_FIELD: &str = "csrf";

@@ -1,8 +1,7 @@
 //! Team's forms: each checks its CSRF token first, then asks the domain, then goes back to the
 //! page saying what it did, or shows it again saying why not.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_control::api_keys::NewApiKey;
@@ -10,29 +9,20 @@ use iocloud_control::{Error as DomainError, Role};
 use iocloud_web::app::{InviteLink, NewKey};
 use serde::Deserialize;
 
-use super::{Extras, TeamQuery, after, poster, refused, render, switch_to, unreadable};
+use super::super::session::{NoFields, Posted};
+use super::{Extras, TeamQuery, after, refused, render, switch_to};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub(super) struct NameForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
 }
 
 pub(super) async fn rename(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<NameForm>, FormRejection>,
+    Posted { v, form: f }: Posted<NameForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state.control.orgs.rename(&v.actor, &f.name).await.map(drop);
     after(&state, &v, result, "renamed").await
 }
@@ -40,15 +30,8 @@ pub(super) async fn rename(
 pub(super) async fn create_org(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<NameForm>, FormRejection>,
+    Posted { v, form: f }: Posted<NameForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     match state.control.orgs.create(&v.actor, &f.name).await {
         Ok(org) => switch_to(&state, &v, &headers, &org.id, "created").await,
         Err(e) => refused(&state, &v, e).await,
@@ -58,30 +41,19 @@ pub(super) async fn create_org(
 #[derive(Deserialize)]
 pub(super) struct SwitchForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     org_id: String,
 }
 
 pub(super) async fn switch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<Form<SwitchForm>, FormRejection>,
+    Posted { v, form: f }: Posted<SwitchForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     switch_to(&state, &v, &headers, f.org_id.trim(), "switched").await
 }
 
 #[derive(Deserialize)]
 pub(super) struct RoleForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     role: String,
 }
@@ -99,16 +71,8 @@ fn role_of(text: &str) -> iocloud_control::Result<Role> {
 pub(super) async fn change_role(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<RoleForm>, FormRejection>,
+    Posted { v, form: f }: Posted<RoleForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = match role_of(&f.role) {
         Ok(role) => state
             .control
@@ -121,25 +85,11 @@ pub(super) async fn change_role(
     after(&state, &v, result, "role").await
 }
 
-#[derive(Deserialize)]
-pub(super) struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub(super) async fn remove_member(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let leaving = v.actor.user_id() == Some(user_id.as_str());
     match state.control.orgs.remove_member(&v.actor, &user_id).await {
         // Leaving ends this session (it was in that organisation): sign in again elsewhere.
@@ -152,8 +102,6 @@ pub(super) async fn remove_member(
 #[derive(Deserialize)]
 pub(super) struct InviteForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     role: String,
@@ -161,16 +109,8 @@ pub(super) struct InviteForm {
 
 pub(super) async fn invite(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<InviteForm>, FormRejection>,
+    Posted { v, form: f }: Posted<InviteForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let sent = match role_of(&f.role) {
         Ok(role) => state.control.orgs.invite(&v.actor, &f.email, role).await,
         Err(e) => Err(e),
@@ -200,16 +140,8 @@ pub(super) async fn invite(
 pub(super) async fn revoke_invitation(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state
         .control
         .orgs
@@ -222,8 +154,6 @@ pub(super) async fn revoke_invitation(
 #[derive(Deserialize)]
 pub(super) struct KeyForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     // One checkbox per scope: a form sends only those ticked.
     scope_read: Option<String>,
@@ -235,16 +165,8 @@ pub(super) struct KeyForm {
 
 pub(super) async fn create_key(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<KeyForm>, FormRejection>,
+    Posted { v, form: f }: Posted<KeyForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let scopes: Vec<String> = [
         ("read", &f.scope_read),
         ("write", &f.scope_write),
@@ -290,16 +212,8 @@ pub(super) async fn create_key(
 pub(super) async fn revoke_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state.control.keys.revoke(&v.actor, &id).await.map(drop);
     after(&state, &v, result, "key_revoked").await
 }

@@ -2,9 +2,8 @@
 //! /v1/devices/{id}`, `/v1/devices/{id}/events`, `/maintenance` and `/token`. Another
 //! organisation's device reads as missing (404), as it does over REST.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_billing::{Currency, Money};
 use iocloud_control::providers::catalog::{CPU_PRICE_CEILING, CPU_PRICE_FLOOR};
@@ -15,9 +14,9 @@ use iocloud_db::ids::DeviceId;
 use iocloud_web::app::{AgentToken, DeviceEventLine, DevicePage};
 use serde::Deserialize;
 
-use super::super::session::Visitor;
+use super::super::session::{NoFields, Posted, Visitor};
 use super::super::{failed, show};
-use super::{CsrfForm, WorkerQuery, model_name, notice, percent, poster, refusal, unreadable};
+use super::{WorkerQuery, model_name, notice, percent, refusal};
 use crate::state::AppState;
 
 /// Status changes the page shows, newest first.
@@ -245,24 +244,14 @@ async fn refused(
 #[derive(Deserialize)]
 pub(in crate::app) struct PriceForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     price_per_gpu_hour: String,
 }
 
 pub(super) async fn price(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<PriceForm>, FormRejection>,
+    Posted { v, form: f }: Posted<PriceForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let update = DeviceUpdate {
         name: None,
         price_per_gpu_hour: Some(f.price_per_gpu_hour.trim().to_string()),
@@ -282,24 +271,14 @@ pub(super) async fn price(
 #[derive(Deserialize)]
 pub(in crate::app) struct ReasonForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     reason: String,
 }
 
 pub(super) async fn start_maintenance(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<ReasonForm>, FormRejection>,
+    Posted { v, form: f }: Posted<ReasonForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let reason = Some(f.reason.trim()).filter(|r| !r.is_empty());
     let result = match device_id(&id) {
         Ok(did) => state
@@ -316,16 +295,8 @@ pub(super) async fn start_maintenance(
 pub(super) async fn end_maintenance(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = match device_id(&id) {
         Ok(did) => state
             .control
@@ -342,16 +313,8 @@ pub(super) async fn end_maintenance(
 pub(super) async fn rotate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let rotated = match device_id(&id) {
         Ok(did) => state.control.devices.rotate_token(&v.actor, &did).await,
         Err(e) => Err(e),
@@ -378,16 +341,8 @@ pub(super) async fn rotate(
 pub(super) async fn retire(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = match device_id(&id) {
         Ok(did) => state
             .control

@@ -3,9 +3,8 @@
 //! the wallet to sign a challenge, which a page without a wallet extension cannot do: the
 //! page says how to do it over the API.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_control::payouts::{Payout, PayoutRequest, PayoutStatus};
 use iocloud_control::providers::stake::StakeRequest;
@@ -16,9 +15,9 @@ use iocloud_web::app::{
 };
 use serde::Deserialize;
 
-use super::super::session::Visitor;
+use super::super::session::{NoFields, Posted, Visitor};
 use super::super::{failed, show};
-use super::{CsrfForm, WorkerQuery, cooling_down, notice, poster, refusal, unreadable};
+use super::{WorkerQuery, cooling_down, notice, refusal};
 use crate::state::AppState;
 
 /// Payouts the page lists, newest first.
@@ -157,8 +156,6 @@ async fn payouts_view(
 #[derive(Deserialize)]
 pub(in crate::app) struct PayoutAsk {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     amount: String,
     #[serde(default)]
     currency: String,
@@ -171,16 +168,8 @@ pub(in crate::app) struct PayoutAsk {
 /// Asks for a payout as `POST /v1/payouts` does.
 pub(super) async fn ask_payout(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<PayoutAsk>, FormRejection>,
+    Posted { v, form: f }: Posted<PayoutAsk>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let filled = |text: &str| Some(text.trim().to_string()).filter(|t| !t.is_empty());
     let request = PayoutRequest {
         amount: f.amount.trim().to_string(),
@@ -213,16 +202,8 @@ pub(super) async fn ask_payout(
 pub(super) async fn cancel_payout(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state
         .control
         .payouts
@@ -235,16 +216,8 @@ pub(super) async fn cancel_payout(
 pub(super) async fn default_wallet(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state
         .control
         .payouts
@@ -257,16 +230,8 @@ pub(super) async fn default_wallet(
 pub(super) async fn remove_wallet(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    Posted { v, .. }: Posted<NoFields>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state.control.payouts.remove_wallet(&v.actor, &id).await;
     payouts_after(&state, &v, result, "wallet_removed").await
 }
@@ -360,8 +325,6 @@ async fn stake_view(
 #[derive(Deserialize)]
 pub(in crate::app) struct StakeForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     amount: String,
     #[serde(default)]
     reference: String,
@@ -370,16 +333,8 @@ pub(in crate::app) struct StakeForm {
 /// Stakes $IO as `POST /v1/stake` does.
 pub(super) async fn stake(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<StakeForm>, FormRejection>,
+    Posted { v, form: f }: Posted<StakeForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let reference = Some(f.reference.trim().to_string()).filter(|r| !r.is_empty());
     let request = StakeRequest {
         amount: f.amount.trim().to_string(),
@@ -400,24 +355,14 @@ pub(super) async fn stake(
 #[derive(Deserialize)]
 pub(in crate::app) struct StakeIdForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     stake_id: String,
 }
 
 /// Starts a stake's cooldown, as `POST /v1/stake/{id}/unstake` does.
 pub(super) async fn unstake(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<StakeIdForm>, FormRejection>,
+    Posted { v, form: f }: Posted<StakeIdForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state
         .control
         .stake
@@ -430,16 +375,8 @@ pub(super) async fn unstake(
 /// Returns a stake whose cooldown is over, as `POST /v1/stake/{id}/withdraw` does.
 pub(super) async fn withdraw(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    form: Result<Form<StakeIdForm>, FormRejection>,
+    Posted { v, form: f }: Posted<StakeIdForm>,
 ) -> Response {
-    let Ok(Form(f)) = form else {
-        return unreadable();
-    };
-    let v = match poster(&state, &headers, &f.csrf).await {
-        Ok(v) => v,
-        Err(res) => return res,
-    };
     let result = state
         .control
         .stake
