@@ -7,16 +7,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_control::deposits::DepositRequest;
 use iocloud_control::{Actor, PageRequest};
-use iocloud_web::app::{BillingView, DepositLine, DepositView, LedgerBalance, PostingLine};
+use std::collections::HashMap;
+
+use iocloud_billing::Money;
+use iocloud_web::app::{
+    BillingView, ClusterSpend, Counted, DepositLine, DepositView, LedgerBalance, PostingLine,
+};
 use serde::Deserialize;
 
 use super::session::{Posted, Visitor};
 use super::show;
 use crate::state::AppState;
 
-/// Ledger lines per page, deposits listed.
+/// Ledger lines per page, deposits listed, clusters in the month's spend.
 const LINES: u32 = 50;
 const DEPOSITS: u32 = 20;
+const SPEND_ROWS: usize = 20;
 
 #[derive(Deserialize)]
 pub(super) struct LedgerQuery {
@@ -79,9 +85,35 @@ async fn view(
     };
     let page = PageRequest::parse(after, Some(LINES))?;
     let postings = c.billing.postings(actor, &page, None).await?;
+    let month = iocloud_db::time::month_of(iocloud_db::time::now_micros());
+    let mut by_cluster = c.billing.usage(actor, Some("cluster"), None).await?;
+    by_cluster.sort_by_key(|r| {
+        std::cmp::Reverse(Money::parse(&r.amount, r.currency).map_or(0, Money::micros))
+    });
+    by_cluster.truncate(SPEND_ROWS);
+    // Clusters by name where the ledger and usage keep their ids.
+    let mut ids: Vec<String> = by_cluster.iter().map(|r| r.key.clone()).collect();
+    for p in &postings.items {
+        ids.extend(cluster_ids(&p.memo).map(str::to_string));
+    }
+    ids.sort();
+    ids.dedup();
+    let names = c.clusters.names(actor, &ids).await?;
     Ok(BillingView {
         balances,
         deposits,
+        spend: super::chart::by_day(state, actor, Counted::Spend).await?,
+        by_cluster: by_cluster
+            .into_iter()
+            .map(|r| ClusterSpend {
+                name: names.get(&r.key).cloned(),
+                id: r.key,
+                gpu_hours: r.gpu_hours,
+                amount: r.amount,
+                currency: r.currency.code().to_string(),
+            })
+            .collect(),
+        month,
         postings: postings
             .items
             .into_iter()
@@ -91,13 +123,30 @@ async fn view(
                 account: p.account.replace('_', " "),
                 amount: p.amount,
                 currency: p.currency,
-                memo: p.memo,
+                memo: with_names(&p.memo, &names),
             })
             .collect(),
         next_postings: postings.next_cursor,
         cards: super::cards::view(state, actor).await?,
         error,
     })
+}
+
+/// The cluster ids (`clu_…`) a ledger memo names.
+fn cluster_ids(memo: &str) -> impl Iterator<Item = &str> {
+    memo.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("clu_"))
+}
+
+/// `memo` with each cluster id followed by its name: `hold for train (clu_…)`.
+fn with_names(memo: &str, names: &HashMap<String, String>) -> String {
+    let mut out = memo.to_string();
+    for id in cluster_ids(memo) {
+        if let Some(name) = names.get(id) {
+            out = out.replace(id, &format!("{name} ({id})"));
+        }
+    }
+    out
 }
 
 /// Every balance of the organisation, as the pages show them.

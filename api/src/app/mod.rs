@@ -4,6 +4,7 @@
 
 mod billing;
 mod cards;
+mod chart;
 mod clusters;
 mod home;
 mod offers;

@@ -7,8 +7,6 @@
 mod device;
 mod money;
 
-use std::collections::HashMap;
-
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -20,10 +18,7 @@ use iocloud_control::providers::stake::StakeView;
 use iocloud_control::providers::{DeviceSpec, DeviceStatus, DeviceView};
 use iocloud_control::types::device_id;
 use iocloud_control::{Action, Actor, Error as DomainError, PageRequest};
-use iocloud_db::time::{MICROS_PER_DAY, day_string, month_of, now_micros};
-use iocloud_web::app::{
-    Choice, DeviceLine, EarnedDay, EarningsSeries, NewDeviceForm, WorkerTiles, WorkerView,
-};
+use iocloud_web::app::{Choice, Counted, DeviceLine, NewDeviceForm, WorkerTiles, WorkerView};
 use serde::Deserialize;
 
 use super::session::{Posted, Visitor};
@@ -32,8 +27,6 @@ use crate::state::AppState;
 
 /// Devices in a page of the overview's table.
 const DEVICES: u32 = 50;
-/// Days the earnings chart spans, today included.
-const DAYS: i64 = 30;
 
 /// What a form did, by the key its redirect carries: only these words are ever shown, so a
 /// link cannot make a page say anything else.
@@ -300,7 +293,7 @@ async fn view(
         let stake = c.stake.summary(actor).await?;
         tiles.cooling_down = Some(cooling_down(&stake.stakes));
         tiles.staked = Some(stake.active);
-        Some(earnings_by_day(state, actor).await?)
+        Some(super::chart::by_day(state, actor, Counted::Earnings).await?)
     } else {
         None
     };
@@ -342,60 +335,6 @@ async fn view(
         notice: said.notice,
         error: said.error,
     })
-}
-
-/// Earnings per day over the last [`DAYS`] days, a series per currency that earned any, from
-/// `/v1/earnings?group_by=day` of each month the days fall in.
-async fn earnings_by_day(
-    state: &AppState,
-    actor: &Actor,
-) -> iocloud_control::Result<Vec<EarningsSeries>> {
-    let today = now_micros().div_euclid(MICROS_PER_DAY);
-    let days: Vec<i64> = (today - (DAYS - 1)..=today).collect();
-    let mut months: Vec<String> = Vec::new();
-    for d in &days {
-        let m = month_of(d * MICROS_PER_DAY);
-        if !months.contains(&m) {
-            months.push(m);
-        }
-    }
-    let mut earned: HashMap<(Currency, String), i64> = HashMap::new();
-    for m in &months {
-        let rows = state
-            .control
-            .billing
-            .earnings(actor, Some("day"), Some(m))
-            .await?;
-        for row in rows {
-            let micros = Money::parse(&row.amount, row.currency).map_or(0, Money::micros);
-            let slot = earned.entry((row.currency, row.key)).or_insert(0);
-            *slot = slot.saturating_add(micros);
-        }
-    }
-    let mut series = Vec::new();
-    for currency in Currency::ALL {
-        let line: Vec<EarnedDay> = days
-            .iter()
-            .map(|d| {
-                let day = day_string(*d);
-                let micros = earned.get(&(currency, day.clone())).copied().unwrap_or(0);
-                EarnedDay {
-                    amount: Money::from_micros(micros, currency).to_decimal(),
-                    day,
-                    micros,
-                }
-            })
-            .collect();
-        let total = line.iter().map(|d| d.micros).fold(0, i64::saturating_add);
-        if total > 0 {
-            series.push(EarningsSeries {
-                currency: currency.code().to_string(),
-                total: Money::from_micros(total, currency).to_decimal(),
-                days: line,
-            });
-        }
-    }
-    Ok(series)
 }
 
 /// The catalog's GPU models and regions, as the add form offers them.

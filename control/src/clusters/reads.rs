@@ -147,6 +147,31 @@ impl Clusters {
         Ok(view)
     }
 
+    /// The names of those of `ids` that are the organisation's clusters (others are left out,
+    /// as if missing), for pages that show ids the ledger or usage keep.
+    pub async fn names(
+        &self,
+        actor: &Actor,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        actor.authorize(Action::ResourcesRead)?;
+        let mut names = std::collections::HashMap::new();
+        for id in ids {
+            let name: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
+                "SELECT name FROM clusters WHERE org_id = $1 AND id = $2"
+            )
+            .bind(&actor.org_id)
+            .bind(id)
+            .fetch_optional(p)
+            .await)
+            .map_err(DbError::from)?;
+            if let Some(name) = name {
+                names.insert(id.clone(), name);
+            }
+        }
+        Ok(names)
+    }
+
     /// The organisation's live clusters (not ending or ended), oldest first, at most `limit`.
     pub async fn live(&self, actor: &Actor, limit: i64) -> Result<Vec<ClusterView>> {
         actor.authorize(Action::ResourcesRead)?;

@@ -247,6 +247,15 @@ async fn offers_quotes_and_a_cluster_from_the_console(b: Backend) {
     .await;
     assert_eq!(ended.status(), 303);
     wait_status(app, customer, &id, "terminated").await;
+    // Billing shows what it cost, by day and by cluster, and the ledger names it.
+    let (_, billing) = page(app, &jar, "/app/billing").await;
+    for part in [
+        "data-testid=\"spend-by-cluster\"",
+        "data-testid=\"chart-USD\"",
+        &format!("hold for train ({id})"),
+    ] {
+        assert!(billing.contains(part), "{part}: {billing}");
+    }
     // The console's forms are in the audit log like REST requests, with who posted them.
     let audit = app.items("/v1/audit-events", &customer.access).await;
     let ended_by = audit

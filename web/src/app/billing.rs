@@ -38,8 +38,24 @@ pub struct PostingLine {
     pub memo: String,
 }
 
+/// What one cluster cost this month.
+pub struct ClusterSpend {
+    pub id: String,
+    /// `None` when the cluster is not found any more.
+    pub name: Option<String>,
+    pub gpu_hours: String,
+    pub amount: String,
+    pub currency: String,
+}
+
 pub struct BillingView {
     pub balances: Vec<LedgerBalance>,
+    /// Spend per day over the last days, a series per currency.
+    pub spend: Vec<super::chart::DailySeries>,
+    /// This month's spend by cluster, most first.
+    pub by_cluster: Vec<ClusterSpend>,
+    /// The month `by_cluster` sums, e.g. `2026-12`.
+    pub month: String,
     /// `None` when this deployment takes no deposits on chain.
     pub deposits: Option<Vec<DepositLine>>,
     pub postings: Vec<PostingLine>,
@@ -71,6 +87,31 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
                             th scope="row" { (b.currency) }
                             td class="n" { (b.available) } td class="n" { (b.held) } td class="n" { (b.owed) }
                             td class="n" { (b.refund_pending) } td class="n" { (b.earnings) } td class="n" { (b.payout_pending) }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="spend-h" {
+            h2 id="spend-h" { "Spend" }
+            @if v.spend.is_empty() {
+                p class="muted" { "Nothing spent in the last 30 days." }
+            }
+            @for series in &v.spend { (super::chart::daily_chart(series, super::chart::Counted::Spend)) }
+            @if !v.by_cluster.is_empty() {
+                table tabindex="0" data-testid="spend-by-cluster" {
+                    caption class="muted" { "By cluster in " (v.month) }
+                    thead { tr { th scope="col" { "Cluster" } th scope="col" class="n" { "GPU-hours" } th scope="col" class="n" { "Spent" } } }
+                    tbody {
+                        @for c in &v.by_cluster {
+                            tr {
+                                th scope="row" {
+                                    a href=(format!("/app/clusters/{}", c.id)) { (c.name.as_deref().unwrap_or(&c.id)) }
+                                    @if c.name.is_some() { br; span class="muted mono" { (c.id) } }
+                                }
+                                td class="n" { (c.gpu_hours) }
+                                td class="n" { (c.amount) " " (c.currency) }
+                            }
                         }
                     }
                 }

@@ -5,6 +5,7 @@
 
 mod billing;
 mod cards;
+mod chart;
 mod clusters;
 mod home;
 mod layout;
@@ -15,9 +16,11 @@ mod team;
 mod worker;
 
 pub use billing::{
-    BillingView, DepositLine, DepositView, LedgerBalance, PostingLine, billing, deposit,
+    BillingView, ClusterSpend, DepositLine, DepositView, LedgerBalance, PostingLine, billing,
+    deposit,
 };
 pub use cards::*;
+pub use chart::{Counted, DailySeries, DayAmount, daily_chart};
 pub use clusters::*;
 pub use home::{ClusterLine, HomeView, SpendLine, home};
 pub use layout::Shell;

@@ -3,7 +3,6 @@
 //! device; a device's page ([`device`]); payouts and stake ([`money`]). A token for a device's
 //! agent is shown on the answer that made it and never again.
 
-mod chart;
 mod device;
 mod money;
 
@@ -13,7 +12,6 @@ use super::CSRF_FIELD;
 use super::layout::{Shell, page};
 use super::offers::Choice;
 
-pub use chart::{EarnedDay, EarningsSeries};
 pub use device::{DeviceEventLine, DevicePage, device_page};
 pub use money::{
     EarningsBalance, PayoutForm, PayoutLine, PayoutsView, StakeLine, StakePage, WalletLine,
@@ -96,7 +94,7 @@ pub struct WorkerView {
     pub first_page: bool,
     /// Earnings per day over the last 30 days, a series per currency earned in; `None` when
     /// the visitor's role may not read billing.
-    pub earnings: Option<Vec<EarningsSeries>>,
+    pub earnings: Option<Vec<super::chart::DailySeries>>,
     /// Whether the visitor may add and change devices.
     pub can_write: bool,
     pub models: Vec<Choice>,
@@ -232,7 +230,7 @@ pub fn worker_page(shell: &Shell<'_>, v: &WorkerView) -> Markup {
                 @if series.is_empty() {
                     p class="muted" data-testid="no-earnings" { "No earnings in the last 30 days." }
                 }
-                @for s in series { (chart::earnings_chart(s)) }
+                @for s in series { (super::chart::daily_chart(s, super::chart::Counted::Earnings)) }
             }
         }
         @if v.can_write {

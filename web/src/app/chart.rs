@@ -1,11 +1,12 @@
-//! Earnings per day as a bar chart drawn on the server: inline SVG markup (colours as
-//! presentation attributes, since the page's policy allows no inline style), a title per bar
-//! for pointers, and the same numbers as a table for screen readers and text browsers.
+//! Money per day as a bar chart drawn on the server (a provider's earnings, a customer's
+//! spend): inline SVG markup (colours as presentation attributes, since the page's policy
+//! allows no inline style), a title per bar for pointers, and the same numbers as a table for
+//! screen readers and text browsers.
 
 use maud::{Markup, html};
 
-/// What one day earned.
-pub struct EarnedDay {
+/// What one day came to.
+pub struct DayAmount {
     /// `2026-11-25`.
     pub day: String,
     /// As a decimal, e.g. `31.92`.
@@ -14,11 +15,36 @@ pub struct EarnedDay {
     pub micros: i64,
 }
 
-/// Earnings in one currency over consecutive days, oldest first.
-pub struct EarningsSeries {
+/// Money in one currency over consecutive days, oldest first.
+pub struct DailySeries {
     pub currency: String,
     pub total: String,
-    pub days: Vec<EarnedDay>,
+    pub days: Vec<DayAmount>,
+}
+
+/// What a chart counts, in its words.
+#[derive(Clone, Copy)]
+pub enum Counted {
+    /// A provider's earnings, after the platform fee.
+    Earnings,
+    /// A customer's spend on clusters.
+    Spend,
+}
+
+impl Counted {
+    fn noun(self) -> &'static str {
+        match self {
+            Counted::Earnings => "Earnings",
+            Counted::Spend => "Spend",
+        }
+    }
+
+    fn past(self) -> &'static str {
+        match self {
+            Counted::Earnings => "earned",
+            Counted::Spend => "spent",
+        }
+    }
 }
 
 /// The drawing's size in its own units; it scales to the page's width.
@@ -42,11 +68,11 @@ fn bar_height(micros: i64, max: i64) -> i64 {
     (h as i64).max(2)
 }
 
-pub(super) fn earnings_chart(s: &EarningsSeries) -> Markup {
+pub fn daily_chart(s: &DailySeries, counted: Counted) -> Markup {
     let max = s.days.iter().map(|d| d.micros).max().unwrap_or(0);
     let slot = WIDTH / (s.days.len().max(1) as i64);
     let bar = (slot - 4).max(1);
-    let id = format!("earned-{}", s.currency.to_ascii_lowercase());
+    let id = format!("{}-{}", counted.past(), s.currency.to_ascii_lowercase());
     let top_amount = s
         .days
         .iter()
@@ -57,7 +83,7 @@ pub(super) fn earnings_chart(s: &EarningsSeries) -> Markup {
             svg xmlns="http://www.w3.org/2000/svg" viewBox=(format!("0 0 {WIDTH} {HEIGHT}"))
                 width="100%" role="img" aria-labelledby=(format!("{id}-title")) focusable="false" {
                 title id=(format!("{id}-title")) {
-                    "Earnings per day in " (s.currency) " over the last " (s.days.len()) " days: " (s.total) " in all"
+                    (counted.noun()) " per day in " (s.currency) " over the last " (s.days.len()) " days: " (s.total) " in all"
                 }
                 text x="0" y="10" font-size="11" fill=(INK) { "max " (top_amount) " " (s.currency) }
                 line x1="0" y1=(BASE) x2=(WIDTH) y2=(BASE) stroke=(INK) stroke-width="1" {}
@@ -73,12 +99,15 @@ pub(super) fn earnings_chart(s: &EarningsSeries) -> Markup {
                     text x=(WIDTH) y=(HEIGHT - 6) font-size="11" fill=(INK) text-anchor="end" { (last.day) }
                 }
             }
-            figcaption class="muted" { (s.total) " " (s.currency) " earned in these " (s.days.len()) " days, after the platform fee." }
+            figcaption class="muted" {
+                (s.total) " " (s.currency) " " (counted.past()) " in these " (s.days.len()) " days"
+                @if matches!(counted, Counted::Earnings) { ", after the platform fee" } "."
+            }
         }
         details {
-            summary { "Earnings per day in " (s.currency) " as a table" }
+            summary { (counted.noun()) " per day in " (s.currency) " as a table" }
             table tabindex="0" {
-                thead { tr { th scope="col" { "Day" } th scope="col" class="n" { "Earned, " (s.currency) } } }
+                thead { tr { th scope="col" { "Day" } th scope="col" class="n" { (counted.noun()) ", " (s.currency) } } }
                 tbody {
                     @for d in &s.days {
                         tr { th scope="row" { (d.day) } td class="n" { (d.amount) } }
@@ -103,23 +132,23 @@ mod tests {
 
     #[test]
     fn every_day_has_a_titled_bar_and_a_row() {
-        let s = EarningsSeries {
+        let s = DailySeries {
             currency: "USD".into(),
             total: "3.00".into(),
             days: vec![
-                EarnedDay {
+                DayAmount {
                     day: "2026-11-01".into(),
                     amount: "0.00".into(),
                     micros: 0,
                 },
-                EarnedDay {
+                DayAmount {
                     day: "2026-11-02".into(),
                     amount: "3.00".into(),
                     micros: 3_000_000,
                 },
             ],
         };
-        let html = earnings_chart(&s).into_string();
+        let html = daily_chart(&s, Counted::Spend).into_string();
         assert_eq!(html.matches("<rect").count(), 2);
         assert!(
             html.contains("<title>2026-11-02: 3.00 USD</title>"),

@@ -1,0 +1,68 @@
+//! Money per day for the console's charts: the last [`DAYS`] days, a series per currency that
+//! moved any, summed from the same per-day rows as `/v1/usage?group_by=day` (spend) and
+//! `/v1/earnings?group_by=day` (earnings) of each month the days fall in.
+
+use std::collections::HashMap;
+
+use iocloud_billing::{Currency, Money};
+use iocloud_control::Actor;
+use iocloud_db::time::{MICROS_PER_DAY, day_string, month_of, now_micros};
+use iocloud_web::app::{Counted, DailySeries, DayAmount};
+
+use crate::state::AppState;
+
+/// Days a chart spans, today included.
+pub(super) const DAYS: i64 = 30;
+
+pub(super) async fn by_day(
+    state: &AppState,
+    actor: &Actor,
+    counted: Counted,
+) -> iocloud_control::Result<Vec<DailySeries>> {
+    let today = now_micros().div_euclid(MICROS_PER_DAY);
+    let days: Vec<i64> = (today - (DAYS - 1)..=today).collect();
+    let mut months: Vec<String> = Vec::new();
+    for d in &days {
+        let m = month_of(d * MICROS_PER_DAY);
+        if !months.contains(&m) {
+            months.push(m);
+        }
+    }
+    let billing = &state.control.billing;
+    let mut summed: HashMap<(Currency, String), i64> = HashMap::new();
+    for m in &months {
+        let rows = match counted {
+            Counted::Earnings => billing.earnings(actor, Some("day"), Some(m)).await?,
+            Counted::Spend => billing.usage(actor, Some("day"), Some(m)).await?,
+        };
+        for row in rows {
+            let micros = Money::parse(&row.amount, row.currency).map_or(0, Money::micros);
+            let slot = summed.entry((row.currency, row.key)).or_insert(0);
+            *slot = slot.saturating_add(micros);
+        }
+    }
+    let mut series = Vec::new();
+    for currency in Currency::ALL {
+        let line: Vec<DayAmount> = days
+            .iter()
+            .map(|d| {
+                let day = day_string(*d);
+                let micros = summed.get(&(currency, day.clone())).copied().unwrap_or(0);
+                DayAmount {
+                    amount: Money::from_micros(micros, currency).to_decimal(),
+                    day,
+                    micros,
+                }
+            })
+            .collect();
+        let total = line.iter().map(|d| d.micros).fold(0, i64::saturating_add);
+        if total > 0 {
+            series.push(DailySeries {
+                currency: currency.code().to_string(),
+                total: Money::from_micros(total, currency).to_decimal(),
+                days: line,
+            });
+        }
+    }
+    Ok(series)
+}
