@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use iocloud_control::orgs::Me;
 use iocloud_control::{Action, Actor, Error as DomainError, PageRequest, Role};
 use iocloud_web::app::{
-    AuditLine, InvitationLine, InviteLink, KeyLine, MemberLine, MembershipLine, NewKey, TeamView,
+    AuditLine, InvitationLine, InviteLink, KeyLine, MemberLine, MembershipLine, NewKey, QuotaLine,
+    TeamView,
 };
 use serde::Deserialize;
 
@@ -180,7 +181,36 @@ async fn view(
     } else {
         None
     };
+    let limits = c.clusters.quota(actor).await?;
+    let share = |used: f64, limit: f64| {
+        if limit <= 0.0 {
+            0
+        } else {
+            (used / limit * 100.0).clamp(0.0, 100.0).round() as u8
+        }
+    };
+    let usd = |text: &str| text.parse::<f64>().unwrap_or(0.0);
     Ok(TeamView {
+        quota: vec![
+            QuotaLine {
+                what: "GPUs".into(),
+                used: limits.gpus_in_use.to_string(),
+                limit: limits.max_gpus.to_string(),
+                percent: share(limits.gpus_in_use as f64, limits.max_gpus as f64),
+            },
+            QuotaLine {
+                what: "Live clusters".into(),
+                used: limits.clusters_in_use.to_string(),
+                limit: limits.max_clusters.to_string(),
+                percent: share(limits.clusters_in_use as f64, limits.max_clusters as f64),
+            },
+            QuotaLine {
+                what: "Spend per hour, USD".into(),
+                percent: share(usd(&limits.spend_per_hour), usd(&limits.max_spend_per_hour)),
+                used: limits.spend_per_hour,
+                limit: limits.max_spend_per_hour,
+            },
+        ],
         org_id: organization.id.clone(),
         org_name: organization.name,
         user_id: user.id.clone(),

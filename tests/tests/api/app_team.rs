@@ -77,6 +77,10 @@ async fn owners_run_the_team_from_the_console(b: Backend) {
     let jar = sign_in(&app, "owner@example.com").await;
 
     let (status, page) = get(&app, &jar, "/app/team").await;
+    assert!(
+        page.contains("data-testid=\"quota\"") && page.contains("Live clusters"),
+        "the Team page shows the limits: {page}"
+    );
     assert_eq!(status, 200);
     assert!(
         page.contains("<dd data-testid=\"org-name\">Render Farm</dd>"),

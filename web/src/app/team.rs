@@ -81,7 +81,18 @@ pub struct InviteLink {
     pub link: String,
 }
 
+/// One of the organisation's limits and its use of it.
+pub struct QuotaLine {
+    pub what: String,
+    pub used: String,
+    pub limit: String,
+    /// Used, as a whole percentage of the limit (0 when there is no room at all).
+    pub percent: u8,
+}
+
 pub struct TeamView {
+    /// The organisation's limits and their use.
+    pub quota: Vec<QuotaLine>,
     pub org_id: String,
     pub org_name: String,
     pub user_id: String,
@@ -150,6 +161,7 @@ pub fn team_page(shell: &Shell<'_>, v: &TeamView) -> Markup {
         }
         (organisation(shell, v))
         (organisations(shell, v))
+        (quota(v))
         (members(shell, v))
         (access::invitations(shell, v))
         (access::keys(shell, v))
@@ -233,6 +245,24 @@ fn role_options(grantable: &[String], current: &str) -> Markup {
         }
         @for r in grantable {
             option value=(r) selected[r == current] { (r) }
+        }
+    }
+}
+
+fn quota(v: &TeamView) -> Markup {
+    html! {
+        section aria-labelledby="quota-h" {
+            h2 id="quota-h" { "Limits" }
+            p class="muted" { "What the organisation may run at once; an operator raises them." }
+            div class="tiles" data-testid="quota" {
+                @for q in &v.quota {
+                    div class="tile" {
+                        p class="tile-label" { (q.what) }
+                        p class="tile-value" { (q.used) " " span class="muted" { "of " (q.limit) } }
+                        meter min="0" max="100" value=(q.percent) aria-label=(format!("{} used: {} %", q.what, q.percent)) {}
+                    }
+                }
+            }
         }
     }
 }
