@@ -9,10 +9,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use iocloud_billing::{Currency, Money};
-use iocloud_control::payments::CardRequest;
 use iocloud_control::payments::top_ups::TopUpRequest;
+use iocloud_control::payments::{AutoReloadRequest, CardRequest};
 use iocloud_control::{Actor, PageRequest};
-use iocloud_web::app::{CardLine, CardPayment, CardsView, TopUpLine};
+use iocloud_web::app::{AutoReloadLine, CardLine, CardPayment, CardsView, TopUpLine};
 use serde::Deserialize;
 
 use super::session::{NoFields, Posted, Visitor};
@@ -32,6 +32,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/app/billing/cards", post(pay_with_new_card))
         .route("/app/billing/top-ups/{id}", get(top_up))
         .route("/app/billing/top-ups/{id}/receipt", get(receipt))
+        .route("/app/billing/auto-reload", post(set_auto_reload))
         .route("/app/billing/cards/{id}/default", post(make_default))
         .route("/app/billing/cards/{id}/remove", post(remove))
 }
@@ -66,7 +67,31 @@ pub(super) async fn view(
         .map(line)
         .collect();
     top_ups.reverse();
-    Ok(Some(CardsView { cards, top_ups }))
+    // Never set: off, with nothing filled in.
+    let auto_reload = match payments.auto_reload(actor).await {
+        Ok(a) => AutoReloadLine {
+            enabled: a.enabled,
+            threshold: a.threshold,
+            amount: a.amount,
+            monthly_cap: a.monthly_cap,
+            charged_this_month: a.charged_this_month,
+            last_failure: a.last_failure,
+        },
+        Err(iocloud_control::Error::NotFound(_)) => AutoReloadLine {
+            enabled: false,
+            threshold: String::new(),
+            amount: String::new(),
+            monthly_cap: String::new(),
+            charged_this_month: String::new(),
+            last_failure: None,
+        },
+        Err(e) => return Err(e),
+    };
+    Ok(Some(CardsView {
+        cards,
+        top_ups,
+        auto_reload,
+    }))
 }
 
 fn line(t: iocloud_control::payments::top_ups::TopUp) -> TopUpLine {
@@ -247,6 +272,38 @@ async fn receipt(State(state): State<AppState>, v: Visitor, Path(id): Path<Strin
             )),
             _ => super::failed(&v, e),
         },
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct AutoReloadForm {
+    enabled: Option<String>,
+    #[serde(default)]
+    threshold: String,
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    monthly_cap: String,
+}
+
+async fn set_auto_reload(
+    State(state): State<AppState>,
+    Posted { v, form }: Posted<AutoReloadForm>,
+) -> Response {
+    let request = AutoReloadRequest {
+        enabled: form.enabled.is_some(),
+        threshold: form.threshold.trim().to_string(),
+        amount: form.amount.trim().to_string(),
+        monthly_cap: form.monthly_cap.trim().to_string(),
+    };
+    match state
+        .control
+        .payments
+        .set_auto_reload(&v.actor, &request)
+        .await
+    {
+        Ok(_) => v.answer(Redirect::to("/app/billing").into_response()),
+        Err(e) => refused(&state, &v, e).await,
     }
 }
 

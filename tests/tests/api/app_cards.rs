@@ -175,6 +175,44 @@ async fn cards_pay_from_the_console(b: Backend) {
     let html = open(app, &jar, &to).await.text().await.unwrap();
     assert!(html.contains("badge-succeeded"), "{html}");
 
+    // Auto-reload, set from the page: refused in words when out of range, then on.
+    let bad = submit(
+        app,
+        &jar,
+        "/app/billing/auto-reload",
+        &[
+            ("csrf", &csrf),
+            ("enabled", "on"),
+            ("threshold", "5.00"),
+            ("amount", "0"),
+            ("monthly_cap", "100.00"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status(), 422);
+    let on = submit(
+        app,
+        &jar,
+        "/app/billing/auto-reload",
+        &[
+            ("csrf", &csrf),
+            ("enabled", "on"),
+            ("threshold", "5.00"),
+            ("amount", "20.00"),
+            ("monthly_cap", "100.00"),
+        ],
+    )
+    .await;
+    assert_eq!(on.status(), 303);
+    let set = app.get("/v1/billing/auto-reload", &owner.access).await;
+    assert_eq!(set.body["enabled"], true, "{}", set.text);
+    assert_eq!(set.body["amount"], "20.00", "{}", set.text);
+    let html = open(app, &jar, "/app/billing").await.text().await.unwrap();
+    assert!(
+        html.contains("On: when the USD balance falls under 5.00"),
+        "{html}"
+    );
+
     // Another organisation cannot touch the card.
     let theirs = sign_in(app, "other@example.com").await;
     let their_csrf = csrf_of(&theirs);

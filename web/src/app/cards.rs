@@ -29,10 +29,21 @@ pub struct TopUpLine {
     pub failure: Option<String>,
 }
 
+/// Auto-reload as it is set, and how it went.
+pub struct AutoReloadLine {
+    pub enabled: bool,
+    pub threshold: String,
+    pub amount: String,
+    pub monthly_cap: String,
+    pub charged_this_month: String,
+    pub last_failure: Option<String>,
+}
+
 /// The card part of the Billing page.
 pub struct CardsView {
     pub cards: Vec<CardLine>,
     pub top_ups: Vec<TopUpLine>,
+    pub auto_reload: AutoReloadLine,
 }
 
 /// The card form's page: what Stripe.js needs to set the card up, and the payment to make
@@ -98,6 +109,7 @@ pub fn cards_section(shell: &Shell<'_>, v: &CardsView) -> Markup {
                     }
                 }
             }
+            (auto_reload(shell, v))
             @if !v.top_ups.is_empty() {
                 table tabindex="0" data-testid="top-ups" {
                     caption class="muted" { "Recent card payments" }
@@ -114,6 +126,31 @@ pub fn cards_section(shell: &Shell<'_>, v: &CardsView) -> Markup {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+fn auto_reload(shell: &Shell<'_>, v: &CardsView) -> Markup {
+    let a = &v.auto_reload;
+    html! {
+        h3 { "Auto-reload" }
+        @if v.cards.is_empty() {
+            p class="muted" { "Save a card to reload the balance by itself when it runs low." }
+        } @else {
+            p class="muted" data-testid="auto-reload" {
+                @if a.enabled {
+                    "On: when the USD balance falls under " (a.threshold) ", " (a.amount) " is charged to the default card; at most " (a.monthly_cap) " a month (" (a.charged_this_month) " so far)."
+                } @else { "Off." }
+            }
+            @if let Some(why) = &a.last_failure { p class="error" { "The last reload failed: " (why) } }
+            form method="post" action="/app/billing/auto-reload" class="inline-form" {
+                input type="hidden" name=(CSRF_FIELD) value=(shell.csrf);
+                div { label class="check" { input type="checkbox" name="enabled" value="on" checked[a.enabled]; " Reload by itself" } }
+                div { label for="ar-threshold" { "Under, USD" } input id="ar-threshold" name="threshold" inputmode="decimal" size="8" value=(a.threshold); }
+                div { label for="ar-amount" { "Charge, USD" } input id="ar-amount" name="amount" inputmode="decimal" size="8" value=(a.amount); }
+                div { label for="ar-cap" { "At most a month, USD" } input id="ar-cap" name="monthly_cap" inputmode="decimal" size="8" value=(a.monthly_cap); }
+                button type="submit" class="btn btn-secondary" { "Save auto-reload" }
             }
         }
     }
