@@ -9,9 +9,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use iocloud_billing::{Currency, Money};
+use iocloud_control::Actor;
 use iocloud_control::payments::top_ups::TopUpRequest;
 use iocloud_control::payments::{AutoReloadRequest, CardRequest};
-use iocloud_control::{Actor, PageRequest};
 use iocloud_web::app::{AutoReloadLine, CardLine, CardPayment, CardsView, TopUpLine};
 use serde::Deserialize;
 
@@ -20,7 +20,7 @@ use super::{html, show};
 use crate::state::AppState;
 
 /// Card payments listed on the Billing page.
-const RECENT: u32 = 10;
+const RECENT: i64 = 10;
 
 /// A receipt is a plain printable page: its own inline style, nothing else at all.
 const RECEIPT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
@@ -58,15 +58,12 @@ pub(super) async fn view(
             is_default: c.is_default,
         })
         .collect();
-    let page = PageRequest::parse(None, Some(RECENT))?;
-    let mut top_ups: Vec<TopUpLine> = payments
-        .top_ups(actor, &page)
+    let top_ups: Vec<TopUpLine> = payments
+        .recent_top_ups(actor, RECENT)
         .await?
-        .items
         .into_iter()
         .map(line)
         .collect();
-    top_ups.reverse();
     // Never set: off, with nothing filled in.
     let auto_reload = match payments.auto_reload(actor).await {
         Ok(a) => AutoReloadLine {

@@ -1,4 +1,6 @@
-//! Home: balances, this month's spend and the live clusters, from the same services REST uses.
+//! Home: what needs attention (degraded clusters, a balance running low, a failed card
+//! payment), the burn rate and how long the balance lasts, balances, this month's spend and the
+//! live clusters, from the same services REST uses.
 
 use std::collections::BTreeMap;
 
@@ -6,14 +8,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use iocloud_billing::{Currency, Money};
-use iocloud_web::app::{ClusterLine, HomeView, SpendLine};
+use iocloud_control::clusters::{ClusterStatus, ClusterView};
+use iocloud_control::payments::TopUpStatus;
+use iocloud_web::app::{Alert, BurnLine, ClusterLine, HomeView, LedgerBalance, SpendLine};
 
 use super::session::Visitor;
 use super::show;
 use crate::state::AppState;
 
 /// Live clusters shown on Home; the clusters page lists them all.
-const SHOWN: i64 = 50;
+const SHOWN: usize = 50;
+/// Live clusters summed for the burn rate.
+const BURNING: i64 = 1_000;
+/// A balance that lasts less than this at the current rate is an alert.
+const LOW_RUNWAY_HOURS: f64 = 24.0;
 
 pub(super) async fn page(State(state): State<AppState>, v: Visitor) -> Response {
     show(
@@ -24,6 +32,57 @@ pub(super) async fn page(State(state): State<AppState>, v: Visitor) -> Response 
         iocloud_web::app::home,
     )
     .await
+}
+
+/// What the running clusters cost per hour in each currency, and how long what is available
+/// and held lasts at that rate (in hours too, for the alert).
+fn burn(live: &[ClusterView], balances: &[LedgerBalance]) -> Vec<(BurnLine, Option<f64>)> {
+    let mut per_hour: BTreeMap<&str, Money> = BTreeMap::new();
+    for cl in live {
+        if !matches!(cl.status, ClusterStatus::Running | ClusterStatus::Degraded) {
+            continue;
+        }
+        let Some(currency) = Currency::parse(&cl.currency) else {
+            continue;
+        };
+        let Ok(rate) = Money::parse(&cl.price_per_hour, currency) else {
+            continue;
+        };
+        let entry = per_hour
+            .entry(currency.code())
+            .or_insert(Money::zero(currency));
+        *entry = entry.checked_add(rate).unwrap_or(*entry);
+    }
+    per_hour
+        .into_iter()
+        .map(|(code, rate)| {
+            let left = balances.iter().find(|b| b.currency == code).map(|b| {
+                let money = |t: &str| t.parse::<f64>().unwrap_or(0.0);
+                money(&b.available) + money(&b.held)
+            });
+            let hours = left
+                .filter(|_| rate.is_positive())
+                .map(|left| left / (rate.micros() as f64 / 1_000_000.0));
+            (
+                BurnLine {
+                    currency: code.to_string(),
+                    per_hour: rate.to_decimal(),
+                    runway: hours.map(for_people),
+                },
+                hours,
+            )
+        })
+        .collect()
+}
+
+/// Hours as people read them: `about 40 min`, `about 5 h`, `about 3 d 4 h`.
+fn for_people(hours: f64) -> String {
+    let minutes = (hours * 60.0).max(0.0) as i64;
+    match minutes {
+        m if m < 60 => format!("about {m} min"),
+        m if m < 48 * 60 => format!("about {} h", m / 60),
+        m => format!("about {} d {} h", m / (24 * 60), (m / 60) % 24),
+    }
 }
 
 async fn view(
@@ -53,11 +112,56 @@ async fn view(
             gpu_hours: hours.to_decimal(),
         })
         .collect();
-    let clusters: Vec<ClusterLine> = c
-        .clusters
-        .live(actor, SHOWN)
-        .await?
+    let live = c.clusters.live(actor, BURNING).await?;
+    let burn = burn(&live, &balances);
+    let mut alerts = Vec::new();
+    let degraded = live
+        .iter()
+        .filter(|cl| cl.status == ClusterStatus::Degraded)
+        .count();
+    if degraded > 0 {
+        alerts.push(Alert {
+            text: format!(
+                "{degraded} cluster{} degraded: a node was lost and nothing could replace it yet (not charged for).",
+                if degraded == 1 { "" } else { "s" }
+            ),
+            href: "/app/clusters?status=degraded".into(),
+        });
+    }
+    for b in &burn {
+        if b.1.is_some_and(|hours| hours < LOW_RUNWAY_HOURS) {
+            alerts.push(Alert {
+                text: format!(
+                    "At the current rate the {} balance lasts {}: add funds before clusters stop.",
+                    b.0.currency,
+                    b.0.runway.as_deref().unwrap_or("less than a day")
+                ),
+                href: "/app/billing".into(),
+            });
+        }
+    }
+    if c.payments.is_on()
+        && let Some(t) = c
+            .payments
+            .recent_top_ups(actor, 1)
+            .await?
+            .into_iter()
+            .next()
+        && t.status == TopUpStatus::Failed
+    {
+        alerts.push(Alert {
+            text: format!(
+                "The last card payment failed: {}",
+                t.failure_message
+                    .as_deref()
+                    .unwrap_or("the card was not charged")
+            ),
+            href: format!("/app/billing/top-ups/{}", t.id),
+        });
+    }
+    let clusters: Vec<ClusterLine> = live
         .into_iter()
+        .take(SHOWN)
         .map(|cl| ClusterLine {
             id: cl.id,
             name: cl.name,
@@ -72,6 +176,8 @@ async fn view(
     // listed.
     let quota = c.clusters.quota(actor).await?;
     Ok(HomeView {
+        alerts,
+        burn: burn.into_iter().map(|(line, _)| line).collect(),
         balances,
         spend,
         month,

@@ -468,6 +468,21 @@ impl Payments {
         Ok(Page::from_rows(views, page, |t| &t.id))
     }
 
+    /// The organisation's latest top-ups, newest first, at most `limit` (1 to 100).
+    pub async fn recent_top_ups(&self, actor: &Actor, limit: i64) -> Result<Vec<TopUp>> {
+        actor.authorize(Action::BillingRead)?;
+        let sql = format!(
+            "SELECT {TOP_UP_COLUMNS} FROM top_ups WHERE org_id = $1 ORDER BY id DESC LIMIT $2"
+        );
+        let rows: Vec<TopUpRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(&actor.org_id)
+            .bind(limit.clamp(1, 100))
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        rows.iter().map(TopUpRow::view).collect()
+    }
+
     async fn read(&self, org_id: &iocloud_db::ids::OrgId, id: &str) -> Result<TopUp> {
         let sql = format!("SELECT {TOP_UP_COLUMNS} FROM top_ups WHERE id = $1 AND org_id = $2");
         let row: Option<TopUpRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)

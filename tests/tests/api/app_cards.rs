@@ -175,6 +175,25 @@ async fn cards_pay_from_the_console(b: Backend) {
     let html = open(app, &jar, &to).await.text().await.unwrap();
     assert!(html.contains("badge-succeeded"), "{html}");
 
+    // A declined card: refused in the issuer's words, and Home says the last payment failed.
+    let declined = submit(
+        app,
+        &jar,
+        "/app/billing/top-ups",
+        &[
+            ("csrf", &csrf),
+            ("amount", "20.00"),
+            ("card", "pm_card_chargeDeclined"),
+        ],
+    )
+    .await;
+    assert_eq!(declined.status(), 402);
+    let home = open(app, &jar, "/app/").await.text().await.unwrap();
+    assert!(
+        home.contains("data-testid=\"alerts\"") && home.contains("The last card payment failed"),
+        "{home}"
+    );
+
     // Auto-reload, set from the page: refused in words when out of range, then on.
     let bad = submit(
         app,

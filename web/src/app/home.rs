@@ -24,7 +24,23 @@ pub struct ClusterLine {
     pub currency: String,
 }
 
+/// What the live clusters cost per hour in one currency, and how long the balance lasts.
+pub struct BurnLine {
+    pub currency: String,
+    pub per_hour: String,
+    /// How long what is available and held lasts at this rate, e.g. `about 3 d 4 h`.
+    pub runway: Option<String>,
+}
+
+/// Something that needs the organisation's attention, and where to act on it.
+pub struct Alert {
+    pub text: String,
+    pub href: String,
+}
+
 pub struct HomeView {
+    pub alerts: Vec<Alert>,
+    pub burn: Vec<BurnLine>,
     /// Home shows what is available, held and earned of each.
     pub balances: Vec<LedgerBalance>,
     pub spend: Vec<SpendLine>,
@@ -38,6 +54,11 @@ pub struct HomeView {
 
 pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
     let body = html! {
+        @if !v.alerts.is_empty() {
+            ul class="alerts" aria-label="Needs attention" data-testid="alerts" {
+                @for a in &v.alerts { li { a href=(a.href) { (a.text) } } }
+            }
+        }
         section class="tiles" aria-label="At a glance" {
             div class="tile" {
                 p class="tile-label" { "Clusters running" }
@@ -46,6 +67,13 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
             div class="tile" {
                 p class="tile-label" { "GPUs in use" }
                 p class="tile-value" data-testid="gpus-in-use" { (v.gpus_in_use) }
+            }
+            @for b in &v.burn {
+                div class="tile" data-testid=(format!("burn-{}", b.currency)) {
+                    p class="tile-label" { "Burn rate" }
+                    p class="tile-value" { (b.per_hour) " " (b.currency) "/h" }
+                    @if let Some(r) = &b.runway { p class="muted" { "balance lasts " (r) } }
+                }
             }
             @for s in &v.spend {
                 div class="tile" {

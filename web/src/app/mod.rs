@@ -22,7 +22,7 @@ pub use billing::{
 pub use cards::*;
 pub use chart::{Counted, DailySeries, DayAmount, daily_chart};
 pub use clusters::*;
-pub use home::{ClusterLine, HomeView, SpendLine, home};
+pub use home::{Alert, BurnLine, ClusterLine, HomeView, SpendLine, home};
 pub use layout::Shell;
 pub use login::login;
 pub use maud::Markup;
