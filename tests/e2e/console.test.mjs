@@ -269,7 +269,9 @@ test('a customer rents GPUs from an offer and watches the cluster come up live',
     ['max_price_per_gpu_hour', '1.00']]) tooCheap.searchParams.set(k, v);
   await a11y.check(tooCheap.href, 'create-nothing-fits');
 
-  // The nearest request that fits: the same form with the price eased.
+  // The nearest request that fits: the same form with the price eased. Clicked once no quote
+  // is on its way, so the link is not swapped out under the pointer.
+  await page.waitForLoadState('networkidle');
   await nearest.click();
   await page.waitForURL(/max_price_per_gpu_hour=/);
   assert.equal(await page.inputValue('#c-name'), 'e2e-train');

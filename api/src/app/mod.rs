@@ -20,6 +20,7 @@ use axum::routing::get;
 
 use crate::state::AppState;
 use iocloud_control::{Actor, Error as DomainError};
+use iocloud_web::app::Choice;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -65,6 +66,27 @@ pub async fn audited(
         next.run(req).await
     })
     .await
+}
+
+/// The catalog's GPU models and regions as the console's selects offer them.
+fn catalog_choices(state: &AppState) -> (Vec<Choice>, Vec<Choice>) {
+    let c = &state.control.catalog;
+    (
+        c.gpu_models
+            .iter()
+            .map(|m| Choice {
+                value: m.id.clone(),
+                label: format!("{} ({} GiB)", m.name, m.vram_gib),
+            })
+            .collect(),
+        c.regions
+            .iter()
+            .map(|r| Choice {
+                value: r.code.clone(),
+                label: format!("{} ({}, {})", r.name, r.code, r.continent),
+            })
+            .collect(),
+    )
 }
 
 /// An HTML answer with the console's Content-Security-Policy, never cached (it shows an

@@ -37,23 +37,10 @@ async fn page(
     };
     let (filter, typo) = filter_of(&form);
     let catalog = &state.control.catalog;
+    let (models, regions) = super::catalog_choices(&state);
     let mut view = OffersView {
-        models: catalog
-            .gpu_models
-            .iter()
-            .map(|m| Choice {
-                value: m.id.clone(),
-                label: format!("{} ({} GiB)", m.name, m.vram_gib),
-            })
-            .collect(),
-        regions: catalog
-            .regions
-            .iter()
-            .map(|r| Choice {
-                value: r.code.clone(),
-                label: format!("{} ({})", r.name, r.code),
-            })
-            .collect(),
+        models,
+        regions,
         continents: {
             let mut c: Vec<String> = catalog
                 .regions

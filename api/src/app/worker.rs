@@ -18,7 +18,7 @@ use iocloud_control::providers::stake::StakeView;
 use iocloud_control::providers::{DeviceSpec, DeviceStatus, DeviceView};
 use iocloud_control::types::device_id;
 use iocloud_control::{Action, Actor, Error as DomainError, PageRequest};
-use iocloud_web::app::{Choice, Counted, DeviceLine, NewDeviceForm, WorkerTiles, WorkerView};
+use iocloud_web::app::{Counted, DeviceLine, NewDeviceForm, WorkerTiles, WorkerView};
 use serde::Deserialize;
 
 use super::session::{Posted, Visitor};
@@ -321,7 +321,7 @@ async fn view(
             price: d.price_per_gpu_hour,
         });
     }
-    let (models, regions) = choices(state);
+    let (models, regions) = super::catalog_choices(state);
     Ok(WorkerView {
         tiles,
         devices,
@@ -335,27 +335,6 @@ async fn view(
         notice: said.notice,
         error: said.error,
     })
-}
-
-/// The catalog's GPU models and regions, as the add form offers them.
-fn choices(state: &AppState) -> (Vec<Choice>, Vec<Choice>) {
-    let c = &state.control.catalog;
-    (
-        c.gpu_models
-            .iter()
-            .map(|m| Choice {
-                value: m.id.clone(),
-                label: format!("{} ({} GiB)", m.name, m.vram_gib),
-            })
-            .collect(),
-        c.regions
-            .iter()
-            .map(|r| Choice {
-                value: r.code.clone(),
-                label: format!("{} ({}, {})", r.name, r.code, r.continent),
-            })
-            .collect(),
-    )
 }
 
 /// The add form before anything is typed: a common machine, to be corrected.

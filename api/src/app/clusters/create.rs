@@ -10,7 +10,7 @@ use iocloud_control::clusters::{ClusterKind, ClusterSpec};
 use iocloud_control::placement::Preference;
 use iocloud_control::quotes::QuoteRequest;
 use iocloud_control::{Actor, Error as DomainError};
-use iocloud_web::app::{Choice, CreateForm, CreateView, PlanLine, QuoteAnswer};
+use iocloud_web::app::{CreateForm, CreateView, PlanLine, QuoteAnswer};
 
 use super::super::session::{Visitor, csrf_ok, csrf_refused, visitor};
 use super::super::{html, show};
@@ -242,26 +242,6 @@ async fn answer(state: &AppState, actor: &Actor, f: &CreateForm) -> QuoteAnswer 
     }
 }
 
-fn choices(state: &AppState) -> (Vec<Choice>, Vec<Choice>) {
-    let c = &state.control.catalog;
-    (
-        c.gpu_models
-            .iter()
-            .map(|m| Choice {
-                value: m.id.clone(),
-                label: format!("{} ({} GiB)", m.name, m.vram_gib),
-            })
-            .collect(),
-        c.regions
-            .iter()
-            .map(|r| Choice {
-                value: r.code.clone(),
-                label: format!("{} ({}, {})", r.name, r.code, r.continent),
-            })
-            .collect(),
-    )
-}
-
 async fn render(
     state: &AppState,
     v: &Visitor,
@@ -270,7 +250,7 @@ async fn render(
     error: Option<String>,
 ) -> Response {
     let quote = answer(state, &v.actor, &form).await;
-    let (models, regions) = choices(state);
+    let (models, regions) = super::super::catalog_choices(state);
     let view = CreateView {
         form,
         models,

@@ -146,7 +146,7 @@ pub fn create_page(shell: &Shell<'_>, v: &CreateView) -> Markup {
         }
         div class="create" {
             form method="post" action="/app/clusters" class="card create-form"
-                hx-get="/app/clusters/quote" hx-trigger="input changed delay:400ms, change" hx-target="#quote" hx-swap="outerHTML" {
+                hx-get="/app/clusters/quote" hx-trigger="input changed delay:400ms" hx-target="#quote" hx-swap="outerHTML" {
                 input type="hidden" name=(CSRF_FIELD) value=(shell.csrf);
                 (text("c-name", "name", "Name", &f.name, Some("lower-case letters, digits and -")))
                 div class="field" {
