@@ -148,28 +148,32 @@ impl Clusters {
     }
 
     /// The names of those of `ids` that are the organisation's clusters (others are left out,
-    /// as if missing), for pages that show ids the ledger or usage keep.
+    /// as if missing), for pages that show ids the ledger or usage keep: a page's worth (tens),
+    /// read in one query.
     pub async fn names(
         &self,
         actor: &Actor,
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, String>> {
         actor.authorize(Action::ResourcesRead)?;
-        let mut names = std::collections::HashMap::new();
-        for id in ids {
-            let name: Option<String> = db_run!(&self.db, |p| sqlx::query_scalar(
-                "SELECT name FROM clusters WHERE org_id = $1 AND id = $2"
-            )
-            .bind(&actor.org_id)
-            .bind(id)
-            .fetch_optional(p)
-            .await)
-            .map_err(DbError::from)?;
-            if let Some(name) = name {
-                names.insert(id.clone(), name);
-            }
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
         }
-        Ok(names)
+        // One query for the page's ids: `$2, $3, …` after the organisation.
+        let slots: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, name FROM clusters WHERE org_id = $1 AND id IN ({})",
+            slots.join(", ")
+        );
+        let rows: Vec<(String, String)> = db_run!(&self.db, |p| {
+            let mut q = sqlx::query_as(&sql).bind(&actor.org_id);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await
+        })
+        .map_err(DbError::from)?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The organisation's live clusters (not ending or ended), oldest first, at most `limit`.
