@@ -58,6 +58,30 @@ pub enum AgentCommand {
     /// Run N simulated agents over HTTP against a server: they register as devices of the
     /// API key's organisation, answer their challenges, heartbeat and run nodes.
     Simulate(SimulateArgs),
+    /// Run the agent of one device already added (in the console or by `POST /v1/devices`):
+    /// it answers the device's challenge, heartbeats and brings up the nodes placed on it.
+    /// This build has no container runtime, so its nodes are simulated as `agent simulate`'s
+    /// are: use it to try the network end to end, not to serve customers.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The control plane's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The device's id (`dev_…`), as the console shows it.
+    #[arg(long)]
+    pub device: String,
+    /// The device's agent token, shown once when it was added or its token replaced.
+    #[arg(long, env = "IOCLOUD_AGENT_TOKEN")]
+    pub token: String,
+    /// GPUs on the machine (what the device was added with).
+    #[arg(long)]
+    pub gpus: i64,
+    /// Seconds between heartbeats (the server's `heartbeat_interval_secs` by default).
+    #[arg(long)]
+    pub heartbeat_secs: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +145,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent {
             command: AgentCommand::Simulate(args),
         } => simulate(args).await,
+        Command::Agent {
+            command: AgentCommand::Run(args),
+        } => run_agent(args).await,
         Command::Bench { command } => crate::bench::run(command).await,
         Command::Ctl(command) => {
             crate::ctl::quiet_when_the_reader_leaves();
@@ -178,6 +205,47 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+pub async fn run_agent(args: RunArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .try_init();
+    anyhow::ensure!(
+        args.device.starts_with("dev_"),
+        "--device takes a device id such as dev_…"
+    );
+    anyhow::ensure!(args.gpus >= 0, "--gpus is the machine's GPU count");
+    if let Some(secs) = args.heartbeat_secs {
+        anyhow::ensure!(
+            secs.is_finite() && secs > 0.0,
+            "--heartbeat-secs is a number of seconds above 0"
+        );
+    }
+    let device = crate::simulator::SimDevice {
+        id: args.device,
+        token: args.token,
+        gpus: args.gpus,
+    };
+    println!("running the agent of {} against {}", device.id, args.server);
+    // One machine that does its job: no simulated failures, no silences, no staggered start.
+    let options = crate::simulator::SimOptions {
+        heartbeat_secs: args.heartbeat_secs,
+        node_ready_secs: 1.0,
+        node_failure_rate: 0.0,
+        offline_rate: 0.0,
+        start_spread_secs: 0.0,
+        ..crate::simulator::SimOptions::default()
+    };
+    let stats = crate::simulator::spawn(&args.server, vec![device], options);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => println!("{stats:?}"),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 async fn admin(command: AdminCommand, args: DbArgs) -> anyhow::Result<()> {

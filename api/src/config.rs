@@ -338,6 +338,12 @@ pub struct Config {
         default_value = "IO Cloud <no-reply@iocloud.localhost>"
     )]
     pub mail_from: String,
+
+    /// Where people and agents reach this server (`https://cloud.example.com`, behind a proxy
+    /// say): links in invitation emails and the agent command the console shows begin with
+    /// it. Unset, `http://` and the address this server listens on.
+    #[arg(long, env = "IOCLOUD_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// A secret setting: readable by the code that needs it, never printed.
@@ -403,6 +409,34 @@ impl Config {
         Duration::from_secs(self.auth_cache_secs)
     }
 
+    /// Where people reach this server, without a trailing `/`: the setting when given (an
+    /// `http` or `https` address with nothing after the path), else the listening address
+    /// (loopback for an unspecified one).
+    pub fn public_url(&self) -> Result<String, String> {
+        let Some(text) = self.public_url.as_deref().filter(|t| !t.trim().is_empty()) else {
+            let mut addr = self.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            return Ok(format!("http://{addr}"));
+        };
+        let refused = || {
+            format!(
+                "IOCLOUD_PUBLIC_URL: {text:?} is not an http(s) address such as https://cloud.example.com"
+            )
+        };
+        let url = reqwest::Url::parse(text.trim()).map_err(|_| refused())?;
+        if !matches!(url.scheme(), "http" | "https")
+            || url.host_str().is_none()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+        {
+            return Err(refused());
+        }
+        Ok(url.as_str().trim_end_matches('/').to_string())
+    }
+
     /// What the domain needs from these settings; refuses a malformed sign-up credit.
     pub fn domain_settings(&self) -> Result<iocloud_control::Settings, String> {
         let signup_credit = match (&self.signup_credit_usd, self.demo) {
@@ -442,6 +476,7 @@ impl Config {
                     )
                 })?;
         Ok(iocloud_control::Settings {
+            public_url: self.public_url()?,
             card_payments,
             top_up_limits: iocloud_control::payments::TopUpLimits {
                 max: top_up_max,
@@ -626,6 +661,7 @@ impl Config {
             payout_approval_above_usd: "5000.00".into(),
             smtp_url: None,
             mail_from: "IO Cloud <no-reply@iocloud.localhost>".into(),
+            public_url: None,
         }
     }
 }

@@ -135,6 +135,7 @@ fn describe_path_parameter(path: &str, name: &str) -> String {
         .unwrap_or("");
     let thing = match before {
         "api-keys" => "API key".to_string(),
+        "ssh-keys" => "SSH key".to_string(),
         "orgs" => "organisation".to_string(),
         "members" => "member (a user id)".to_string(),
         "stake" => "stake".to_string(),
@@ -334,6 +335,10 @@ mod tests {
         assert_eq!(
             describe_path_parameter("/v1/devices/{id}/maintenance", "id"),
             "The device's id"
+        );
+        assert_eq!(
+            describe_path_parameter("/v1/ssh-keys/{id}", "id"),
+            "The SSH key's id"
         );
     }
 }

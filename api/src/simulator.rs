@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use iocloud_control::providers::agent::Workload;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
@@ -231,6 +232,9 @@ impl Agent {
                     .as_str()
                     .unwrap_or("node")
                     .to_string();
+                // A container's ports answer beside its SSH (an agent that knew no workload
+                // would find none).
+                let ports = Workload::read_from(&a["bootstrap"]).container_ports;
                 self.report(&tail, json!({"status": "starting"})).await;
                 let ready_in = self.options.node_ready_secs * (0.5 + rng.random::<f64>());
                 let fails = rng.random::<f64>() < self.options.node_failure_rate;
@@ -242,7 +246,7 @@ impl Agent {
                         json!({"status": "failed", "reason": "simulated failure: the image did not start"})
                     } else {
                         this.stats.nodes_ready.fetch_add(1, Ordering::Relaxed);
-                        let mut ready = json!({"status": "ready", "endpoints": endpoints(&role, &this.device.id)});
+                        let mut ready = json!({"status": "ready", "endpoints": endpoints(&role, &this.device.id, &ports)});
                         if role == "control_plane" {
                             ready["ca_certificate"] = json!(simulated_ca(&this.device.id));
                         }
@@ -258,9 +262,9 @@ impl Agent {
     }
 }
 
-/// Where a simulated node says it answers: what its role serves (the device id stands in for
-/// its address).
-fn endpoints(role: &str, host: &str) -> Value {
+/// Where a simulated node says it answers: what its role serves, and a container's ports as
+/// `port-<number>` (the device id stands in for its address).
+fn endpoints(role: &str, host: &str, ports: &[u16]) -> Value {
     match role {
         "head" => json!({
             "ray": format!("{host}:6379"),
@@ -268,7 +272,13 @@ fn endpoints(role: &str, host: &str) -> Value {
             "dashboard": format!("http://{host}:8265"),
         }),
         "control_plane" => json!({"api_server": format!("https://{host}:6443")}),
-        _ => json!({"ssh": format!("{host}:22")}),
+        _ => {
+            let mut served = json!({"ssh": format!("{host}:22")});
+            for port in ports {
+                served[format!("port-{port}")] = json!(format!("{host}:{port}"));
+            }
+            served
+        }
     }
 }
 

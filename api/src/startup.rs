@@ -288,11 +288,12 @@ pub struct Server {
 
 impl Server {
     /// Binds `config.listen` (port 0 for any free port) and serves in the background.
-    pub async fn start(config: Config) -> anyhow::Result<Server> {
-        let listen = config.listen;
-        let state = build_state(config).await?;
-        let listener = TcpListener::bind(listen).await?;
+    pub async fn start(mut config: Config) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        // Port 0 becomes a port only now: links say the one bound.
+        config.listen = addr;
+        let state = build_state(config).await?;
         // Without TCP_NODELAY, a small write that follows another before the client's delayed
         // ACK (an event on a stream, the end of a chunked body) waits up to 40 ms for it.
         let listener = listener.tap_io(|tcp| {

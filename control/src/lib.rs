@@ -36,6 +36,7 @@ pub mod quotes;
 pub mod retention;
 pub mod secrets;
 mod settings;
+pub mod ssh_keys;
 pub mod types;
 
 use std::sync::Arc;
@@ -64,6 +65,8 @@ pub struct Control {
     /// Organisations, members and invitations.
     pub orgs: orgs::Orgs,
     pub keys: api_keys::ApiKeys,
+    /// The SSH public keys an organisation's nodes let in.
+    pub ssh_keys: ssh_keys::SshKeys,
     /// Users and organisations by id.
     pub directory: directory::Directory,
     /// Balances, holds, payment preference, credits, rates, usage and invoices.
@@ -139,6 +142,7 @@ impl Control {
             std::time::Duration::from_secs(60),
         ));
         let keys = api_keys::ApiKeys::new(db.clone(), cache.clone(), key_cache);
+        let ssh_keys = ssh_keys::SshKeys::new(db.clone());
         let outbox = mail::Outbox::new(db.clone(), settings.smtp.as_ref())?;
         let billing = billing::Billing::new(
             db.clone(),
@@ -164,6 +168,7 @@ impl Control {
             directory.clone(),
             keys.clone(),
             outbox.clone(),
+            settings.public_url.clone(),
         );
         let idempotency =
             idempotency::Idempotency::new(db.clone(), settings.retention.idempotency_keys);
@@ -237,6 +242,7 @@ impl Control {
             accounts,
             orgs,
             keys,
+            ssh_keys,
             directory,
             billing,
             audit,

@@ -110,10 +110,14 @@ pub enum Action {
     /// Placement and price quotes: each is written and kept for a while, and is the first step
     /// of renting or paying, so it needs write rights though it changes nothing else.
     QuotesCreate,
+    /// The organisation's SSH public keys: every member sees what lets people into its nodes.
+    SshKeysRead,
+    /// Adding and removing SSH keys: those who may change clusters, whose nodes take them.
+    SshKeysManage,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 16] = [
         Action::OrgRead,
         Action::OrgUpdate,
         Action::MembersRead,
@@ -128,6 +132,8 @@ impl Action {
         Action::ResourcesRead,
         Action::ResourcesWrite,
         Action::QuotesCreate,
+        Action::SshKeysRead,
+        Action::SshKeysManage,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -146,6 +152,8 @@ impl Action {
             Action::ResourcesRead => "reading clusters and devices",
             Action::ResourcesWrite => "changing clusters and devices",
             Action::QuotesCreate => "creating quotes",
+            Action::SshKeysRead => "listing SSH keys",
+            Action::SshKeysManage => "managing SSH keys",
         }
     }
 
@@ -153,10 +161,9 @@ impl Action {
     pub fn scope(self) -> Scope {
         use Action::*;
         match self {
-            OrgRead | MembersRead | InvitationsRead | ApiKeysRead | BillingRead | ResourcesRead => {
-                Scope::Read
-            }
-            ResourcesWrite | QuotesCreate => Scope::Write,
+            OrgRead | MembersRead | InvitationsRead | ApiKeysRead | BillingRead | ResourcesRead
+            | SshKeysRead => Scope::Read,
+            ResourcesWrite | QuotesCreate | SshKeysManage => Scope::Write,
             OrgUpdate | MembersManage | InvitationsManage | ApiKeysManage | AuditRead
             | BillingManage => Scope::Admin,
         }
@@ -168,12 +175,12 @@ pub fn role_allows(role: Role, action: Action) -> bool {
     use Action::*;
     use Role::*;
     match action {
-        OrgRead | MembersRead | ResourcesRead => true,
+        OrgRead | MembersRead | ResourcesRead | SshKeysRead => true,
         OrgUpdate | MembersManage | InvitationsRead | InvitationsManage | ApiKeysRead
         | ApiKeysManage | AuditRead => matches!(role, Owner | Admin),
         BillingRead => matches!(role, Owner | Admin | Billing),
         BillingManage => matches!(role, Owner | Billing),
-        ResourcesWrite => matches!(role, Owner | Admin | Member),
+        ResourcesWrite | SshKeysManage => matches!(role, Owner | Admin | Member),
         // Those who rent (placement quotes) or pay (price quotes in the paying currency).
         QuotesCreate => matches!(role, Owner | Admin | Member | Billing),
     }
@@ -197,7 +204,10 @@ mod tests {
                 role_allows(Role::Viewer, a),
                 matches!(
                     a,
-                    Action::OrgRead | Action::MembersRead | Action::ResourcesRead
+                    Action::OrgRead
+                        | Action::MembersRead
+                        | Action::ResourcesRead
+                        | Action::SshKeysRead
                 ),
                 "{a:?}"
             );
@@ -212,6 +222,8 @@ mod tests {
         assert!(!scopes_allow(&[Scope::Read], Action::QuotesCreate));
         assert!(scopes_allow(&[Scope::Write], Action::QuotesCreate));
         assert!(!scopes_allow(&[Scope::Write], Action::ApiKeysManage));
+        assert!(scopes_allow(&[Scope::Write], Action::SshKeysManage));
+        assert!(!scopes_allow(&[Scope::Read], Action::SshKeysManage));
         assert!(!scopes_allow(&[], Action::OrgRead));
     }
 

@@ -40,6 +40,9 @@ pub struct Settings {
     pub payout_limits: crate::payouts::PayoutLimits,
     /// The mail server email goes through; `None` writes email to the log instead.
     pub smtp: Option<crate::mail::SmtpSettings>,
+    /// Where people and agents reach this server, without a trailing `/`: links in emails
+    /// and the commands the console shows begin with it.
+    pub public_url: String,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             chain: None,
             payout_limits: Default::default(),
             smtp: None,
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }

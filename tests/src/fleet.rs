@@ -148,3 +148,36 @@ pub async fn agent_report(app: &TestApp, device: &SimDevice, node: &str, body: V
         .unwrap();
     TestApp::answer(res).await
 }
+
+/// The assignment of `node` that its device's agent is handed, waiting for it for at most a
+/// minute.
+pub async fn assignment(app: &TestApp, device: &SimDevice, node: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = app
+            .client
+            .get(app.url(&format!(
+                "/agent/v1/devices/{}/assignments?wait_secs=5",
+                device.id
+            )))
+            .bearer_auth(&device.token)
+            .send()
+            .await
+            .unwrap();
+        let handed = TestApp::answer(res).await;
+        assert_eq!(handed.status, 200, "{}", handed.text);
+        if let Some(a) = handed.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == node)
+        {
+            return a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node} never handed to its agent: {}",
+            handed.text
+        );
+    }
+}

@@ -34,7 +34,8 @@ pub use clusters::{
 };
 pub use devices::{agent, beat, rig, staked_rig, verified_rig};
 pub use fleet::{
-    Fleet, agent_report, fleet, frankfurt, gpus_free, machine, provider_devices, wait_for,
+    Fleet, agent_report, assignment, fleet, frankfurt, gpus_free, machine, provider_devices,
+    wait_for,
 };
 pub use graphql_ws::{Socket, answer_to, connect, error_code, next_json, send_op};
 pub use money::{balance, micros, units};
@@ -67,6 +68,23 @@ pub fn redis_url() -> Option<String> {
     std::env::var("IOCLOUD_TEST_REDIS_URL")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+/// The SMTP peer (`IOCLOUD_TEST_SMTP_URL`, `IOCLOUD_TEST_SMTP_PEER_URL`, which
+/// `infra/scripts/services.sh` starts and prints): the server's address and the peer's HTTP
+/// side, where tests read what it received; otherwise `None`, and the test says it goes on
+/// without.
+pub fn smtp_peer() -> Option<(String, String)> {
+    match (
+        std::env::var("IOCLOUD_TEST_SMTP_URL"),
+        std::env::var("IOCLOUD_TEST_SMTP_PEER_URL"),
+    ) {
+        (Ok(smtp), Ok(peer)) if !smtp.is_empty() && !peer.is_empty() => Some((smtp, peer)),
+        _ => {
+            eprintln!("IOCLOUD_TEST_SMTP_URL is not set: no email through the SMTP peer");
+            None
+        }
+    }
 }
 
 /// The base URL of the localstripe peer (`IOCLOUD_TEST_STRIPE_URL`, which

@@ -91,14 +91,29 @@ async fn view(
         std::cmp::Reverse(Money::parse(&r.amount, r.currency).map_or(0, Money::micros))
     });
     by_cluster.truncate(SPEND_ROWS);
-    // Clusters by name where the ledger and usage keep their ids.
+    // Clusters by name where the ledger and usage keep their ids, or their holds' ids (a
+    // hold's release is the refund of what a cluster did not use).
+    let mut holds: Vec<String> = postings
+        .items
+        .iter()
+        .flat_map(|p| ids_in(&p.memo, "hld_").map(str::to_string))
+        .collect();
+    holds.sort();
+    holds.dedup();
+    let hold_clusters = c.billing.hold_references(actor, &holds).await?;
     let mut ids: Vec<String> = by_cluster.iter().map(|r| r.key.clone()).collect();
     for p in &postings.items {
-        ids.extend(cluster_ids(&p.memo).map(str::to_string));
+        ids.extend(ids_in(&p.memo, "clu_").map(str::to_string));
     }
+    ids.extend(hold_clusters.values().cloned());
     ids.sort();
     ids.dedup();
-    let names = c.clusters.names(actor, &ids).await?;
+    let mut names = c.clusters.names(actor, &ids).await?;
+    for (hold, cluster) in &hold_clusters {
+        if let Some(name) = names.get(cluster).cloned() {
+            names.insert(hold.clone(), name);
+        }
+    }
     Ok(BillingView {
         balances,
         deposits,
@@ -132,16 +147,20 @@ async fn view(
     })
 }
 
-/// The cluster ids (`clu_…`) a ledger memo names.
-fn cluster_ids(memo: &str) -> impl Iterator<Item = &str> {
+/// The ids with this prefix (`clu_`, `hld_`) a ledger memo names.
+fn ids_in<'a>(memo: &'a str, prefix: &'a str) -> impl Iterator<Item = &'a str> {
     memo.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("clu_"))
+        .filter(move |w| w.starts_with(prefix))
 }
 
-/// `memo` with each cluster id followed by its name: `hold for train (clu_…)`.
+/// `memo` with each cluster's id, or its hold's, after the cluster's name:
+/// `hold for train (clu_…)`, `release hold train (hld_…)`.
 fn with_names(memo: &str, names: &HashMap<String, String>) -> String {
     let mut out = memo.to_string();
-    for id in cluster_ids(memo) {
+    // Each id once: replacing one twice would name it twice.
+    let ids: std::collections::BTreeSet<&str> =
+        ids_in(memo, "clu_").chain(ids_in(memo, "hld_")).collect();
+    for id in ids {
         if let Some(name) = names.get(id) {
             out = out.replace(id, &format!("{name} ({id})"));
         }
@@ -243,5 +262,26 @@ pub(super) async fn qr(
             v.answer(res)
         }
         Err(e) => super::failed(&v, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memos_name_clusters_and_their_holds_once_each() {
+        let names = HashMap::from([
+            ("clu_a".to_string(), "train".to_string()),
+            ("hld_b".to_string(), "train".to_string()),
+        ]);
+        assert_eq!(
+            with_names("release hold hld_b", &names),
+            "release hold train (hld_b)"
+        );
+        assert_eq!(
+            with_names("clu_a then clu_a, not clu_c", &names),
+            "train (clu_a) then train (clu_a), not clu_c"
+        );
     }
 }

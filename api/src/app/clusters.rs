@@ -146,16 +146,19 @@ fn connection_lines(c: &ClusterView) -> Vec<(String, String)> {
     if let Some(nodes) = conn.get("nodes").and_then(|n| n.as_array()) {
         for n in nodes {
             let id = n.get("node_id").and_then(|v| v.as_str()).unwrap_or("node");
+            // The domain's command (with the identity file when one key is let in); a cluster
+            // that ran before it was written gets one made here.
+            let ssh_command = n.get("ssh_command").and_then(|v| v.as_str());
             if let Some(eps) = n.get("endpoints").and_then(|e| e.as_object()) {
                 for (name, ep) in eps {
                     let ep = ep.as_str().map_or_else(|| ep.to_string(), str::to_string);
-                    let line = if name == "ssh" {
-                        match ep.rsplit_once(':') {
+                    let line = match (name.as_str(), ssh_command) {
+                        ("ssh", Some(command)) => command.to_string(),
+                        ("ssh", None) => match ep.rsplit_once(':') {
                             Some((host, port)) => format!("ssh -p {port} root@{host}"),
                             None => format!("ssh root@{ep}"),
-                        }
-                    } else {
-                        ep
+                        },
+                        _ => ep,
                     };
                     out.push((format!("{id} {name}"), line));
                 }

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_billing::{Currency, Money};
+use iocloud_control::Action;
 use iocloud_control::clusters::{ClusterStatus, ClusterView};
 use iocloud_control::payments::TopUpStatus;
 use iocloud_web::app::{Alert, BurnLine, ClusterLine, HomeView, LedgerBalance, SpendLine};
@@ -24,6 +25,13 @@ const BURNING: i64 = 1_000;
 const LOW_RUNWAY_HOURS: f64 = 24.0;
 
 pub(super) async fn page(State(state): State<AppState>, v: Visitor) -> Response {
+    // An organisation that only provides GPUs starts in IO Worker.
+    if let Ok(a) = state.control.orgs.activity(&v.actor).await
+        && a.provides
+        && !a.rents
+    {
+        return v.answer(Redirect::to("/app/worker").into_response());
+    }
     show(
         &state,
         &v,
@@ -90,11 +98,22 @@ async fn view(
     actor: &iocloud_control::Actor,
 ) -> iocloud_control::Result<HomeView> {
     let c = &state.control;
-    let balances = super::billing::balances(state, actor).await?;
+    // Money is for the roles that may read billing; clusters and GPUs for every member.
+    let money_shown = actor.authorize(Action::BillingRead).is_ok();
+    let balances = if money_shown {
+        super::billing::balances(state, actor).await?
+    } else {
+        Vec::new()
+    };
     let month = iocloud_db::time::month_of(iocloud_db::time::now_micros());
+    let usage = if money_shown {
+        c.billing.usage(actor, Some("cluster"), None).await?
+    } else {
+        Vec::new()
+    };
     // This month's spend per currency, summed from the per-cluster rows.
     let mut spend: BTreeMap<&'static str, (Money, Money)> = BTreeMap::new();
-    for row in c.billing.usage(actor, Some("cluster"), None).await? {
+    for row in usage {
         let amount = Money::parse(&row.amount, row.currency).unwrap_or(Money::zero(row.currency));
         let hours =
             Money::parse(&row.gpu_hours, Currency::Usd).unwrap_or(Money::zero(Currency::Usd));
@@ -113,7 +132,11 @@ async fn view(
         })
         .collect();
     let live = c.clusters.live(actor, BURNING).await?;
-    let burn = burn(&live, &balances);
+    let burn = if money_shown {
+        burn(&live, &balances)
+    } else {
+        Vec::new()
+    };
     let mut alerts = Vec::new();
     let degraded = live
         .iter()
@@ -140,7 +163,8 @@ async fn view(
             });
         }
     }
-    if c.payments.is_on()
+    if money_shown
+        && c.payments.is_on()
         && let Some(t) = c
             .payments
             .recent_top_ups(actor, 1)
@@ -184,5 +208,6 @@ async fn view(
         clusters,
         clusters_live: quota.clusters_in_use,
         gpus_in_use: quota.gpus_in_use,
+        money_shown,
     })
 }

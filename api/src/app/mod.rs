@@ -7,9 +7,11 @@ mod cards;
 mod chart;
 mod clusters;
 mod home;
+mod keys;
 mod offers;
 mod session;
 mod signup;
+mod statements;
 mod team;
 mod worker;
 
@@ -19,8 +21,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::state::AppState;
+use iocloud_control::orgs::{Activity, Me};
 use iocloud_control::{Actor, Error as DomainError};
-use iocloud_web::app::Choice;
+use iocloud_web::app::{Choice, OrgChoice};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,8 +37,10 @@ pub fn router() -> Router<AppState> {
         .route("/app/logout", axum::routing::post(session::log_out))
         .merge(cards::router())
         .merge(clusters::router())
+        .merge(keys::router())
         .merge(offers::router())
         .merge(signup::router())
+        .merge(statements::router())
         .merge(team::router())
         .merge(worker::router())
 }
@@ -66,6 +71,13 @@ pub async fn audited(
         next.run(req).await
     })
     .await
+}
+
+/// The words for a `?done=` key a form's redirect carries, when it is one of `known` (key,
+/// words): only those are ever shown, so a link cannot make a page say anything else.
+fn said_done(done: Option<&str>, known: &[(&str, &str)]) -> Option<String> {
+    done.and_then(|d| known.iter().find(|(k, _)| *k == d))
+        .map(|(_, words)| (*words).to_string())
 }
 
 /// The catalog's GPU models and regions as the console's selects offer them.
@@ -102,11 +114,14 @@ fn html(status: axum::http::StatusCode, markup: iocloud_web::app::Markup) -> Res
     res
 }
 
-/// Who is looking, for the frame of a page: the organisation's name, the user's email, the role.
+/// Who is looking, for the frame of a page: the organisation's name, the user's email, the
+/// role, the user's organisations and what this one does.
 struct ShellOwned {
     organization: String,
     email: String,
     role: String,
+    orgs: Vec<OrgChoice>,
+    activity: Activity,
 }
 
 impl ShellOwned {
@@ -116,6 +131,9 @@ impl ShellOwned {
             email: &self.email,
             role: &self.role,
             csrf,
+            orgs: &self.orgs,
+            rents: self.activity.rents,
+            provides: self.activity.provides,
         }
     }
 }
@@ -139,15 +157,31 @@ async fn show<T>(
 
 async fn shell_of(state: &AppState, actor: &Actor) -> iocloud_control::Result<ShellOwned> {
     let c = &state.control;
-    let organization = c.directory.organization(&actor.org_id).await?.name;
-    let email = match actor.user_id() {
-        Some(id) => c.directory.user(id).await?.email,
-        None => String::new(),
+    let (organization, email, orgs) = match c.orgs.me(actor).await? {
+        Me::User {
+            user,
+            organization,
+            memberships,
+            ..
+        } => {
+            let orgs = memberships
+                .into_iter()
+                .map(|m| OrgChoice {
+                    current: m.organization.id == organization.id,
+                    id: m.organization.id,
+                    name: m.organization.name,
+                })
+                .collect();
+            (organization.name, user.email, orgs)
+        }
+        Me::ApiKey { organization, .. } => (organization.name, String::new(), Vec::new()),
     };
     Ok(ShellOwned {
         organization,
         email,
         role: actor.role().map_or("", |r| r.as_str()).to_string(),
+        orgs,
+        activity: c.orgs.activity(actor).await?,
     })
 }
 

@@ -201,7 +201,16 @@ pub(super) async fn accept(
     let token = f.token.trim();
     match state.control.orgs.accept_invitation(&v.actor, token).await {
         // A member now: the session moves there, as the old console did.
-        Ok(joined) => switch_to(&state, &v, &headers, &joined.organization.id, "joined").await,
+        Ok(joined) => {
+            switch_to(
+                &state,
+                &v,
+                &headers,
+                &joined.organization.id,
+                "/app/team?done=joined",
+            )
+            .await
+        }
         Err(e) => match words(&e) {
             Some((status, why)) => {
                 accept_view(&state, &v, token.to_string(), Some(why), status).await

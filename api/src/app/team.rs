@@ -86,11 +86,7 @@ struct Extras {
 }
 
 async fn page(State(state): State<AppState>, v: Visitor, Query(q): Query<TeamQuery>) -> Response {
-    let notice = q
-        .done
-        .as_deref()
-        .and_then(|d| DONE.iter().find(|(k, _)| *k == d))
-        .map(|(_, words)| words.to_string());
+    let notice = super::said_done(q.done.as_deref(), &DONE);
     let extras = Extras {
         notice,
         ..Extras::default()
@@ -383,21 +379,21 @@ async fn after(
 }
 
 /// Moves the visitor's session to `org_id`, as `POST /v1/auth/refresh` with an organisation
-/// does, and goes to Team saying `done`. Refused (not a member there), the session stays where
-/// it was (the refresh token is not spent) and the page says why.
+/// does, and goes on `to` (one of the console's own addresses). Refused (not a member there),
+/// the session stays where it was (the refresh token is not spent) and the page says why.
 pub(super) async fn switch_to(
     state: &AppState,
     v: &Visitor,
     headers: &HeaderMap,
     org_id: &str,
-    done: &str,
+    to: &'static str,
 ) -> Response {
     let Some(token) = v.refresh_token() else {
         return Redirect::to("/app/login").into_response();
     };
     match state.control.accounts.refresh(token, Some(org_id)).await {
         Ok(session) => with_cookies(
-            Redirect::to(&format!("/app/team?done={done}")).into_response(),
+            Redirect::to(to).into_response(),
             &session_cookies(&session, is_tls(headers)),
         ),
         // The session itself is over (signed out elsewhere, or its token reused).

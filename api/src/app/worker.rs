@@ -1,11 +1,14 @@
-//! IO Worker in the console, for providers: the overview of the organisation's devices and
-//! the form that adds one, from the same services as `/v1/devices`, `/v1/earnings`,
-//! `/v1/balances` and `/v1/stake`. A device's page and its forms are in [`device`]; payouts,
-//! wallets and stake in [`money`]. Every form checks its CSRF token before anything else; a
-//! refusal shows the page again saying why, with the status REST would answer.
+//! IO Worker in the console, for providers: the overview of the organisation's devices (with
+//! each device's uptime and what is rented on it now) and the form that adds one, from the same
+//! services as `/v1/devices`, `/v1/earnings`, `/v1/balances` and `/v1/stake`. A device's page
+//! and its forms are in [`device`]; payouts, wallets and stake in [`money`]. Every form checks
+//! its CSRF token before anything else; a refusal shows the page again saying why, with the
+//! status REST would answer.
 
 mod device;
 mod money;
+
+use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -13,12 +16,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use iocloud_billing::{Currency, Money};
-use iocloud_control::providers::devices::{Bandwidth, Location};
+use iocloud_control::providers::devices::{Bandwidth, Location, Rental};
 use iocloud_control::providers::stake::StakeView;
 use iocloud_control::providers::{DeviceSpec, DeviceStatus, DeviceView};
 use iocloud_control::types::device_id;
 use iocloud_control::{Action, Actor, Error as DomainError, PageRequest};
-use iocloud_web::app::{Counted, DeviceLine, NewDeviceForm, WorkerTiles, WorkerView};
+use iocloud_web::app::{Counted, DeviceLine, NewDeviceForm, RentalLine, WorkerTiles, WorkerView};
 use serde::Deserialize;
 
 use super::session::{Posted, Visitor};
@@ -111,8 +114,7 @@ pub(super) struct WorkerQuery {
 
 /// The words of a `?done=` key, if it is one of [`DONE`].
 fn notice(done: Option<&str>) -> Option<String> {
-    done.and_then(|d| DONE.iter().find(|(k, _)| *k == d))
-        .map(|(_, words)| (*words).to_string())
+    crate::app::said_done(done, &DONE)
 }
 
 /// A refusal's status (the one REST answers) and its words, naming a field as the form labels
@@ -181,6 +183,19 @@ fn model_name(state: &AppState, gpu_model: Option<&str>) -> String {
             .gpu_model(id)
             .map_or_else(|| id.to_string(), |m| m.name.clone()),
         None => "CPU only".to_string(),
+    }
+}
+
+/// A node on one of the organisation's devices, as the pages show it.
+fn rental_line(r: Rental) -> RentalLine {
+    RentalLine {
+        node_id: r.node_id,
+        status: r.status,
+        gpus: r.gpus,
+        since: r.since.to_rfc3339(),
+        until: r.until.map(|t| t.to_rfc3339()),
+        hours: r.duration_hours,
+        price: r.price_per_gpu_hour,
     }
 }
 
@@ -279,9 +294,10 @@ async fn view(
     said: Said,
 ) -> iocloud_control::Result<WorkerView> {
     let c = &state.control;
-    let mut tiles = count(&all_devices(state, actor).await?);
+    let all = all_devices(state, actor).await?;
+    let mut tiles = count(&all);
     let money = actor.authorize(Action::BillingRead).is_ok();
-    let earnings = if money {
+    let (earnings, earnings_by_device) = if money {
         let balances = super::billing::balances(state, actor).await?;
         tiles.earnings = Some(
             balances
@@ -293,9 +309,25 @@ async fn view(
         let stake = c.stake.summary(actor).await?;
         tiles.cooling_down = Some(cooling_down(&stake.stakes));
         tiles.staked = Some(stake.active);
-        Some(super::chart::by_day(state, actor, Counted::Earnings).await?)
+        // Every device of the organisation by id, retired ones too: they earned while they ran.
+        let names: HashMap<&str, String> = all
+            .iter()
+            .map(|d| {
+                let name = if d.status == DeviceStatus::Retired {
+                    format!("{} (retired)", d.name)
+                } else {
+                    d.name.clone()
+                };
+                (d.id.as_str(), name)
+            })
+            .collect();
+        let name_of = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
+        (
+            Some(super::chart::by_day(state, actor, Counted::Earnings).await?),
+            Some(super::chart::earnings_by_device(state, actor, name_of).await?),
+        )
     } else {
-        None
+        (None, None)
     };
     // A cursor this console did not make starts at the first page.
     let page = PageRequest::parse(after, Some(DEVICES)).unwrap_or(PageRequest {
@@ -304,13 +336,30 @@ async fn view(
     });
     let first_page = page.after.is_none();
     let listed = c.devices.list(actor, &page, None).await?;
+    let ids = listed
+        .items
+        .iter()
+        .map(|d| device_id(&d.id))
+        .collect::<iocloud_control::Result<Vec<_>>>()?;
+    // What is rented on the page's devices, in one read.
+    let mut rented: HashMap<String, Vec<RentalLine>> = HashMap::new();
+    for r in c.devices.rentals(actor, &ids).await? {
+        rented
+            .entry(r.device_id.to_string())
+            .or_default()
+            .push(rental_line(r));
+    }
     let mut devices = Vec::with_capacity(listed.items.len());
-    for d in listed.items {
-        let uptime = c.devices.uptime(actor, &device_id(&d.id)?).await?;
+    for (d, id) in listed.items.into_iter().zip(&ids) {
+        let uptime = c.devices.uptime(actor, id).await?;
         devices.push(DeviceLine {
             model: model_name(state, d.gpu_model.as_deref()),
             status: d.status.as_str().to_string(),
             reliability: Some(percent(uptime.reliability)),
+            uptime_24h: percent(uptime.last_24h),
+            uptime_7d: percent(uptime.last_7d),
+            uptime_30d: percent(uptime.last_30d),
+            rentals: rented.remove(&d.id).unwrap_or_default(),
             last_heartbeat: d.telemetry.last_heartbeat_at.map(|t| t.to_rfc3339()),
             id: d.id,
             name: d.name,
@@ -328,6 +377,7 @@ async fn view(
         next_devices: listed.next_cursor,
         first_page,
         earnings,
+        earnings_by_device,
         can_write: actor.authorize(Action::ResourcesWrite).is_ok(),
         models,
         regions,
@@ -468,13 +518,7 @@ async fn add_device(
     };
     match created {
         Ok(created) => {
-            let token = iocloud_web::app::AgentToken {
-                device_id: created.device.id.clone(),
-                device_name: created.device.name.clone(),
-                token: created.token,
-                rotated: false,
-                heartbeat_secs: state.config.heartbeat_interval_secs,
-            };
+            let token = agent_token(&state, &created, false);
             let extras = device::Extras {
                 notice: Some(format!("{} was added.", created.device.name)),
                 new_token: Some(token),
@@ -492,5 +536,29 @@ async fn add_device(
             }
             None => super::failed(&v, e),
         },
+    }
+}
+
+/// A device's new token as its box shows it, with the one command that starts its agent on
+/// the machine (this server's public address in it).
+fn agent_token(
+    state: &AppState,
+    created: &iocloud_control::providers::CreatedDevice,
+    rotated: bool,
+) -> iocloud_web::app::AgentToken {
+    let server = state
+        .config
+        .public_url()
+        .unwrap_or_else(|_| format!("http://{}", state.config.listen));
+    iocloud_web::app::AgentToken {
+        device_id: created.device.id.clone(),
+        device_name: created.device.name.clone(),
+        token: created.token.clone(),
+        rotated,
+        heartbeat_secs: state.config.heartbeat_interval_secs,
+        command: format!(
+            "iocloud agent run --server {server} --device {} --gpus {} --token {}",
+            created.device.id, created.device.gpu_count, created.token
+        ),
     }
 }

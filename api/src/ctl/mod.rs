@@ -1,6 +1,7 @@
 //! The customer's command line: `iocloud login | offers | quote | apply | destroy | get | kubeconfig |
-//! list | events | extend | delete | billing`, over the REST API. Plans are shown before anything changes,
-//! `--output json` prints what scripts parse, and exit codes say what happened (`client::exit`).
+//! list | events | extend | delete | billing | payouts | ssh-keys`, over the REST API. Plans are
+//! shown before anything changes, `--output json` prints what scripts parse, and exit codes say
+//! what happened (`client::exit`).
 //!
 //! Each command has a file of its own holding its arguments and its `run`; this file keeps the
 //! command list, the argument shapes several commands share, and the dispatch that turns a
@@ -23,6 +24,7 @@ mod payouts;
 mod quote;
 mod render;
 pub mod specs;
+mod ssh_keys;
 mod wait;
 
 use std::path::PathBuf;
@@ -41,6 +43,7 @@ pub use login::LoginArgs;
 pub use offers::OffersArgs;
 pub use payouts::PayoutsArgs;
 pub use quote::QuoteArgs;
+pub use ssh_keys::SshKeysArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum CtlCommand {
@@ -72,6 +75,8 @@ pub enum CtlCommand {
     Billing(BillingArgs),
     /// Payouts of a provider's earnings on chain, and its wallets.
     Payouts(PayoutsArgs),
+    /// The organisation's SSH public keys, which its clusters' nodes let in as root.
+    SshKeys(SshKeysArgs),
 }
 
 /// A file of cluster specs, for `apply` and `destroy`.
@@ -129,6 +134,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Extend(a) => a.conn.json(),
         CtlCommand::Billing(a) => a.conn.json(),
         CtlCommand::Payouts(a) => a.conn.json(),
+        CtlCommand::SshKeys(a) => a.conn.json(),
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
@@ -144,6 +150,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Delete(a) => delete::run(a).await,
         CtlCommand::Billing(a) => billing::run(a).await,
         CtlCommand::Payouts(a) => payouts::run(a).await,
+        CtlCommand::SshKeys(a) => ssh_keys::run(a).await,
     };
     match result {
         Ok(code) => code,

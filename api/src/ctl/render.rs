@@ -169,6 +169,16 @@ pub fn cluster(c: &Value) {
     }
     if let Some(conn) = c["connection"].as_object() {
         for (k, v) in conn {
+            // A container's nodes, one line each: how to log in, else where it answers.
+            if k == "nodes" {
+                for n in v.as_array().into_iter().flatten() {
+                    match n["ssh_command"].as_str() {
+                        Some(ssh) => println!("  {:<11} {ssh}", s(&n["node_id"])),
+                        None => println!("  {:<11} {}", s(&n["node_id"]), n["endpoints"]),
+                    }
+                }
+                continue;
+            }
             if !v.is_null() {
                 println!(
                     "  {k:<11} {}",

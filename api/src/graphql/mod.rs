@@ -12,6 +12,7 @@ mod providers;
 mod quotes;
 mod schema;
 mod socket;
+mod ssh_keys;
 
 use async_graphql::{Schema, SchemaBuilder};
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};

@@ -78,6 +78,7 @@ pub struct QueryRoot(
     super::payments::PaymentsQuery,
     super::deposits::DepositsQuery,
     super::payouts::PayoutsQuery,
+    super::ssh_keys::SshKeysQuery,
 );
 
 #[derive(Default)]
@@ -248,6 +249,7 @@ pub struct MutationRoot(
     super::payments::PaymentsMutation,
     super::deposits::DepositsMutation,
     super::payouts::PayoutsMutation,
+    super::ssh_keys::SshKeysMutation,
 );
 
 #[derive(Default)]

@@ -12,7 +12,8 @@ mod org;
 pub mod payments;
 mod payouts;
 mod quotes;
-mod usage;
+mod ssh_keys;
+pub(crate) mod usage;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -30,6 +31,7 @@ use crate::state::AppState;
         (name = "auth", description = "Sign-up, login and sessions"),
         (name = "org", description = "The organisation, its members and invitations"),
         (name = "api-keys", description = "API keys"),
+        (name = "ssh-keys", description = "SSH public keys the organisation's nodes let in"),
         (name = "audit", description = "The audit log"),
         (name = "billing", description = "Balances, the ledger, holds and credits"),
         (name = "payouts", description = "Payouts of earnings on chain, and the wallets they go to"),
@@ -64,6 +66,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(org::router())
         .merge(members::router())
         .merge(api_keys::router())
+        .merge(ssh_keys::router())
         .merge(audit::router())
         .merge(billing::router())
         .merge(payments::router())

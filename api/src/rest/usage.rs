@@ -163,7 +163,9 @@ async fn invoice(
     ApiQuery(q): ApiQuery<InvoiceParams>,
 ) -> ApiResult<Response> {
     let invoice = s.control.billing.invoice(&actor, &month).await?;
-    json_or_page(q.format.as_deref(), invoice, printable)
+    json_or_page(q.format.as_deref(), invoice, |i| {
+        printable(i, str::to_string)
+    })
 }
 
 /// A document as JSON (the default) or, with `format=html`, as its printable page.
@@ -196,16 +198,22 @@ async fn earnings(
     ))
 }
 
-fn printable(invoice: &Invoice) -> String {
-    let codes: Vec<&str> = invoice.lines.iter().map(|l| l.currency.code()).collect();
+/// The printable invoice, each line's cluster as `cluster` names it (its id, or the console's
+/// name and id).
+pub(crate) fn printable(invoice: &Invoice, cluster: impl Fn(&str) -> String) -> String {
+    let clusters: Vec<String> = invoice
+        .lines
+        .iter()
+        .map(|l| cluster(&l.cluster_id))
+        .collect();
     let lines = invoice
         .lines
         .iter()
-        .zip(&codes)
+        .zip(&clusters)
         .map(|(l, c)| {
             [
-                l.cluster_id.as_str(),
-                *c,
+                c.as_str(),
+                l.currency.code(),
                 l.gpu_hours.as_str(),
                 l.rate.as_str(),
                 l.amount.as_str(),

@@ -225,6 +225,30 @@ impl Ledger {
             .await)?)
     }
 
+    /// What each of these holds of the organisation is for (its reference, a cluster id), in
+    /// one query; ids of other organisations' holds, or of none, are left out.
+    pub async fn hold_references(
+        &self,
+        org_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let slots: Vec<String> = (2..ids.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, reference FROM holds WHERE org_id = $1 AND id IN ({})",
+            slots.join(", ")
+        );
+        Ok(db_run!(&self.db, |p| {
+            let mut q = sqlx::query_as(&sql).bind(org_id);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.fetch_all(p).await
+        })?)
+    }
+
     /// An organisation's holds, newest last, after the id `after` (for cursor pagination).
     pub async fn holds(&self, org_id: &str, after: &str, limit: i64) -> Result<Vec<Hold>> {
         let sql = format!(

@@ -272,6 +272,17 @@ impl Billing {
         Ok(Page::from_rows(rows, page, |h| &h.id).map(HoldView::from))
     }
 
+    /// What each of these holds is for (a cluster id), by hold id; the organisation's only.
+    pub async fn hold_references(
+        &self,
+        actor: &Actor,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        actor.authorize(Action::BillingRead)?;
+        let rows = self.ledger.hold_references(&actor.org_id, ids).await?;
+        Ok(rows.into_iter().collect())
+    }
+
     pub async fn hold(&self, actor: &Actor, id: &str) -> Result<HoldView> {
         actor.authorize(Action::BillingRead)?;
         match self.ledger.hold(&actor.org_id, id).await {

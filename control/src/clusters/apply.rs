@@ -5,7 +5,8 @@
 //! Changed in place: `labels`, `duration_hours` (more hours hold more funds; fewer end it
 //! sooner), `preference`, and `max_price_per_gpu_hour` while every node is within it. Any
 //! other change replaces the cluster: the old one is terminated, then the new one created
-//! (destroy before create, as the name is unique).
+//! (destroy before create, as the name is unique). That includes what the nodes run and who
+//! logs in to them (`command`, `ports`, `env`, `ssh_key_ids`): a node takes them when it starts.
 
 use std::collections::BTreeSet;
 
@@ -166,6 +167,9 @@ impl Clusters {
             return Err(Error::validation("name", "must be the name in the path"));
         }
         let checked = self.check_spec(spec)?;
+        // An SSH key the organisation does not have is refused before any plan.
+        self.with_keys(&actor.org_id, spec, checked.workload.clone(), true)
+            .await?;
         let live = match self.cluster_row_by_name(&actor.org_id, name).await? {
             Some(row) if row.status()?.is_live() => Some(row),
             _ => None,
@@ -413,5 +417,26 @@ mod tests {
         capped.max_price_per_gpu_hour = Some("1.00".into());
         assert!(!diff(&spec(), &capped, 2_000_000).unwrap()[0].in_place);
         assert!(diff(&spec(), &capped, 900_000).unwrap()[0].in_place);
+    }
+
+    #[test]
+    fn what_the_nodes_run_and_who_logs_in_replace_them() {
+        let container = || ClusterSpec {
+            kind: Some(super::super::ClusterKind::Container),
+            image: Some("busybox".into()),
+            ..spec()
+        };
+        let mut changed = container();
+        changed.command = Some(vec!["sleep".into(), "infinity".into()]);
+        changed.ports = Some(vec![8080]);
+        changed.env.insert("MODE".into(), "serve".into());
+        changed.ssh_key_ids = Some(vec![]);
+        let changes = diff(&container(), &changed, 0).unwrap();
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(fields, ["command", "env", "ports", "ssh_key_ids"]);
+        assert!(changes.iter().all(|c| !c.in_place));
+        // The same spec again, as a file applied twice: nothing to do.
+        assert!(diff(&changed, &changed.clone(), 0).unwrap().is_empty());
+        assert_eq!(changes[1].to, serde_json::json!({"MODE": "serve"}));
     }
 }

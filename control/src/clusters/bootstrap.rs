@@ -3,6 +3,9 @@
 //! Ray and Kubernetes clusters come up in two steps: node 0 (the Ray head, or the k3s server)
 //! starts at once; the others wait, unseen by their agents, until node 0 reports ready with
 //! its address, and then get bootstraps that point at it. Containers all start at once.
+//!
+//! Every bootstrap carries the cluster's [`Workload`]: the SSH keys its nodes let in as `root`
+//! and, for a container, its command, ports and environment.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -10,6 +13,7 @@ use serde_json::{Value, json};
 use super::spec::ClusterKind;
 use crate::capacity::NodeStart;
 use crate::placement::PlanNode;
+use crate::providers::agent::Workload;
 use crate::providers::certificate::CaCertificate;
 use crate::providers::endpoints::Endpoints;
 
@@ -19,11 +23,15 @@ const RAY_CLIENT_PORT: u16 = 10001;
 const RAY_DASHBOARD_PORT: u16 = 8265;
 const K8S_API_PORT: u16 = 6443;
 
+/// The user every node's SSH lets in (images do not choose another).
+const SSH_USER: &str = "root";
+
 pub(crate) struct ClusterBoot<'a> {
     pub cluster_id: &'a str,
     pub kind: ClusterKind,
     pub image: &'a str,
     pub join_token: &'a str,
+    pub workload: &'a Workload,
 }
 
 impl ClusterBoot<'_> {
@@ -55,6 +63,7 @@ impl ClusterBoot<'_> {
             }
             (ClusterKind::Container, true) => {}
         }
+        self.workload.write_into(&mut bootstrap);
         NodeStart {
             role,
             bootstrap,
@@ -101,15 +110,40 @@ fn admin_token(join_token: &str) -> String {
     crate::secrets::hash(&format!("admin:{join_token}"))
 }
 
+/// The command that logs in to a node whose SSH endpoint is `endpoint` (`host:port`), as
+/// `root`; with `identity`, the file of the one key the nodes let in (`~/.ssh/<identity>`).
+fn ssh_command(endpoint: &str, identity: Option<&str>) -> String {
+    let (host, port) = match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host, Some(port))
+        }
+        _ => (endpoint, None),
+    };
+    // A bracketed IPv6 address is written bare after `user@`.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut command = "ssh".to_string();
+    if let Some(port) = port.filter(|p| *p != "22") {
+        command.push_str(&format!(" -p {port}"));
+    }
+    if let Some(file) = identity {
+        command.push_str(&format!(" -i ~/.ssh/{file}"));
+    }
+    command.push_str(&format!(" {SSH_USER}@{host}"));
+    command
+}
+
 /// How the customer reaches a running cluster, from the nodes' reported endpoints:
 /// `(node_id, role, endpoints)` of every current node, and the certificate authority the
 /// Kubernetes control plane reported. Addresses and public certificates only: anyone who may
 /// read the cluster reads this, so the Kubernetes admin credential is served apart
-/// ([`kubernetes_credentials`]).
+/// ([`kubernetes_credentials`]). A container node with an `ssh` endpoint gets the command
+/// that logs in to it, naming the identity file (`ssh_identity`) when the nodes let in
+/// exactly one key whose name can be a file's.
 pub(crate) fn connection(
     kind: ClusterKind,
     nodes: &[(String, String, Endpoints)],
     leader_ca: Option<&CaCertificate>,
+    ssh_identity: Option<&str>,
 ) -> Value {
     let leader = nodes.iter().find(|(_, role, _)| is_leader(role));
     match (kind, leader) {
@@ -128,9 +162,16 @@ pub(crate) fn connection(
             })
         }
         _ => json!({
+            "ssh_user": SSH_USER,
             "nodes": nodes
                 .iter()
-                .map(|(id, _, ep)| json!({"node_id": id, "endpoints": ep}))
+                .map(|(id, _, ep)| {
+                    let mut node = json!({"node_id": id, "endpoints": ep});
+                    if let Some(ssh) = ep.get("ssh") {
+                        node["ssh_command"] = json!(ssh_command(ssh.as_str(), ssh_identity));
+                    }
+                    node
+                })
                 .collect::<Vec<_>>(),
         }),
     }
@@ -261,15 +302,25 @@ mod tests {
 
     #[test]
     fn ray_heads_start_and_workers_wait_for_them() {
+        let workload = Workload {
+            authorized_keys: vec!["ssh-ed25519 AAAA laptop".into()],
+            ..Workload::default()
+        };
         let boot = ClusterBoot {
             cluster_id: "clu_1",
             kind: ClusterKind::Ray,
             image: "ray",
             join_token: "secret",
+            workload: &workload,
         };
         let head = boot.node(0, None, &node());
         assert_eq!((head.role, head.start_now), ("head", true));
         assert_eq!(head.bootstrap["ports"]["dashboard"], 8265);
+        assert_eq!(
+            head.bootstrap["authorized_keys"],
+            json!(["ssh-ed25519 AAAA laptop"])
+        );
+        assert!(head.bootstrap.get("command").is_none());
         let mut worker = boot.node(1, Some("nod_head"), &node());
         assert_eq!((worker.role, worker.start_now), ("worker", false));
         assert_eq!(worker.bootstrap["leader_node_id"], "nod_head");
@@ -298,7 +349,7 @@ mod tests {
             "control_plane".to_string(),
             endpoints(json!({"api_server": "https://10.0.0.1:6443"})),
         )];
-        let c = connection(ClusterKind::Kubernetes, &nodes, Some(&ca()));
+        let c = connection(ClusterKind::Kubernetes, &nodes, Some(&ca()), None);
         assert_eq!(c["api_server"], "https://10.0.0.1:6443");
         assert_eq!(c["control_plane_node_id"], "nod_cp");
         assert_eq!(c["certificate_authority"], ca().as_pem());
@@ -347,7 +398,7 @@ mod tests {
     fn ray_and_container_connections_carry_the_endpoints() {
         let head = endpoints(json!({"ray": "10.0.0.1:6379", "client": "ray://10.0.0.1:10001"}));
         let nodes = vec![("nod_h".to_string(), "head".to_string(), head.clone())];
-        let c = connection(ClusterKind::Ray, &nodes, None);
+        let c = connection(ClusterKind::Ray, &nodes, None, None);
         assert_eq!(c["ray_address"], "ray://10.0.0.1:10001");
         assert_eq!(c["gcs_address"], "10.0.0.1:6379");
         assert_eq!(c["dashboard_url"], serde_json::Value::Null);
@@ -356,7 +407,67 @@ mod tests {
             "10.0.0.1:6379"
         );
         let nodes = vec![("nod_c".to_string(), "container".to_string(), head)];
-        let c = connection(ClusterKind::Container, &nodes, None);
+        let c = connection(ClusterKind::Container, &nodes, None, None);
         assert_eq!(c["nodes"][0]["endpoints"]["ray"], "10.0.0.1:6379");
+        assert!(
+            c["nodes"][0].get("ssh_command").is_none(),
+            "no ssh endpoint"
+        );
+    }
+
+    #[test]
+    fn containers_carry_their_workload_and_an_ssh_command() {
+        let workload = Workload {
+            authorized_keys: vec!["ssh-ed25519 AAAA laptop".into()],
+            command: Some(vec!["python".into(), "serve.py".into()]),
+            container_ports: vec![8080],
+            env: [("MODEL".to_string(), "llama".to_string())].into(),
+        };
+        let boot = ClusterBoot {
+            cluster_id: "clu_1",
+            kind: ClusterKind::Container,
+            image: "ghcr.io/acme/serve:1",
+            join_token: "secret",
+            workload: &workload,
+        };
+        let start = boot.node(1, Some("nod_0"), &node());
+        assert_eq!(start.bootstrap["command"], json!(["python", "serve.py"]));
+        assert_eq!(start.bootstrap["container_ports"], json!([8080]));
+        assert_eq!(start.bootstrap["env"]["MODEL"], "llama");
+        assert_eq!(start.bootstrap["image"], "ghcr.io/acme/serve:1");
+        assert_eq!(Workload::read_from(&start.bootstrap), workload);
+        // A bootstrap from before the workload reads as an empty one.
+        assert_eq!(
+            Workload::read_from(&json!({"kind": "container"})),
+            Workload::default()
+        );
+
+        let nodes = vec![
+            (
+                "nod_a".to_string(),
+                "container".to_string(),
+                endpoints(json!({"ssh": "10.0.0.5:2222", "port-8080": "10.0.0.5:8080"})),
+            ),
+            (
+                "nod_b".to_string(),
+                "container".to_string(),
+                endpoints(json!({"ssh": "[2001:db8::7]:22"})),
+            ),
+        ];
+        let c = connection(ClusterKind::Container, &nodes, None, Some("laptop"));
+        assert_eq!(c["ssh_user"], "root");
+        assert_eq!(
+            c["nodes"][0]["ssh_command"],
+            "ssh -p 2222 -i ~/.ssh/laptop root@10.0.0.5"
+        );
+        assert_eq!(
+            c["nodes"][1]["ssh_command"],
+            "ssh -i ~/.ssh/laptop root@2001:db8::7"
+        );
+        let plain = connection(ClusterKind::Container, &nodes, None, None);
+        assert_eq!(
+            plain["nodes"][0]["ssh_command"],
+            "ssh -p 2222 root@10.0.0.5"
+        );
     }
 }

@@ -53,6 +53,7 @@ impl ClaimWork for NewCluster<'_> {
             kind: self.checked.kind,
             image: &self.checked.image,
             join_token: &self.join_token,
+            workload: &self.checked.workload,
         }
         .node(index, first, node);
         // A claim that failed on one plan starts over on the next.
@@ -292,6 +293,15 @@ impl Clusters {
     pub async fn create(&self, actor: &Actor, spec: &ClusterSpec) -> Result<ClusterView> {
         actor.authorize(Action::ResourcesWrite)?;
         let mut checked = self.check_spec(spec)?;
+        // The SSH keys the nodes let in, each id the spec names checked.
+        checked.workload = self
+            .with_keys(
+                &actor.org_id,
+                spec,
+                std::mem::take(&mut checked.workload),
+                true,
+            )
+            .await?;
         if let Some(quote_id) = &spec.quote_id {
             self.cap_by_quote(&actor.org_id, quote_id, &mut checked)
                 .await?;

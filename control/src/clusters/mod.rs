@@ -10,7 +10,8 @@
 //!
 //! The cluster's types sit in `types`, its rows and their SQL in `storage`, the reads of them in
 //! `reads`; the steps of a life sit in the submodules named after them (create, lifecycle,
-//! reconcile, settle, quota, credentials).
+//! reconcile, settle, quota, credentials), and what the nodes run, SSH keys included, in
+//! `workload`.
 //!
 //! A cluster is named in requests by its id (`clu_…`) or by its name, the one a declarative
 //! spec carries, so the methods that look one up take that key as text and tell the two
@@ -30,7 +31,9 @@ mod reconcile;
 mod settle;
 pub mod spec;
 mod storage;
+mod string_map;
 mod types;
+mod workload;
 
 pub use apply::{ApplyAction, ApplyPlan, ApplyResult, SpecChange};
 pub use credentials::ClusterCredentials;

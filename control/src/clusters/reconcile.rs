@@ -18,7 +18,7 @@ use super::{ClusterEvent, ClusterKind, ClusterRow, ClusterStatus, NodeRow};
 use crate::capacity::NodeStart;
 use crate::placement::{Plan, PlanNode};
 use crate::providers::DeviceStatus;
-use crate::providers::agent::ClusterNews;
+use crate::providers::agent::{ClusterNews, Workload};
 use crate::providers::certificate::CaCertificate;
 use crate::providers::endpoints::Endpoints;
 use crate::{Error, ErrorCode, Result};
@@ -322,6 +322,11 @@ impl Clusters {
         let all_ready = current.iter().all(|n| n.status == "ready");
         let unmetered: Vec<&&NodeRow> = current.iter().filter(|n| !n.metered).collect();
         if all_ready && (status != ClusterStatus::Running || !unmetered.is_empty()) {
+            // Read before the transaction opens: the key a container's SSH commands name.
+            let ssh_identity = match kind {
+                ClusterKind::Container => self.ssh_identity(&row.org_id, &row.spec()?).await?,
+                _ => None,
+            };
             let mut tx = self.db.begin().await?;
             let running_at = row.running_at.unwrap_or(now);
             for n in &unmetered {
@@ -368,8 +373,10 @@ impl Clusters {
                 .find(|n| bootstrap::is_leader(&n.role))
                 .and_then(|n| n.ca_certificate.as_deref())
                 .and_then(|pem| CaCertificate::parse(pem).ok());
-            row.connection =
-                Some(bootstrap::connection(kind, &nodes, leader_ca.as_ref()).to_string());
+            row.connection = Some(
+                bootstrap::connection(kind, &nodes, leader_ca.as_ref(), ssh_identity.as_deref())
+                    .to_string(),
+            );
             row.set_status(ClusterStatus::Running, None)?;
             row.reconcile_at = next_look(&row, now)?;
             let event = row
@@ -442,10 +449,15 @@ impl Clusters {
         {
             request.gpus_per_node = None;
         }
+        // The keys as they are now: a key removed since the cluster was made is not given.
+        let workload = self
+            .with_keys(&row.org_id, &spec, checked.workload, false)
+            .await?;
         let mut work = Replacement {
             kind: row.kind()?,
             row: row.clone(),
             image: checked.image,
+            workload,
             leader,
             no_nodes_left,
         };
@@ -492,6 +504,8 @@ struct Replacement {
     row: ClusterRow,
     kind: ClusterKind,
     image: String,
+    /// What the new nodes run, and the SSH keys they let in.
+    workload: Workload,
     /// The cluster's leader, if it still has one: its id, whether it is ready, its endpoints.
     leader: Option<(String, bool, Endpoints)>,
     no_nodes_left: bool,
@@ -507,6 +521,7 @@ impl ClaimWork for Replacement {
             kind,
             image: &self.image,
             join_token: &self.row.join_token,
+            workload: &self.workload,
         };
         // Without a leader the first new node leads; otherwise every new node follows.
         let as_index = if self.leader.is_none() || self.no_nodes_left {

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Clusters;
+pub use super::string_map::{Env, Labels, StringMap};
 use crate::placement::{Preference, Request};
+use crate::providers::agent::Workload;
 use crate::providers::devices::Location;
 use crate::quotes::QuoteRequest;
 use crate::{Error, Result};
@@ -16,6 +18,19 @@ use crate::{Error, Result};
 /// At most 30 days.
 pub const MAX_HOURS: i64 = 720;
 const MAX_LABELS: usize = 32;
+/// A container's command: arguments, and bytes in each.
+pub const MAX_COMMAND_ARGS: usize = 64;
+pub const MAX_ARG_BYTES: usize = 4096;
+/// A container's ports besides SSH's: a node reports at most 16 endpoints, SSH's one of them.
+pub const MAX_PORTS: usize = 15;
+/// The port every node's SSH answers on; never listed in `ports`.
+pub const SSH_PORT: i64 = 22;
+/// A container's environment: variables, bytes in a name and in a value.
+pub const MAX_ENV_VARS: usize = 64;
+const MAX_ENV_NAME_BYTES: usize = 255;
+pub const MAX_ENV_VALUE_BYTES: usize = 4096;
+/// Environment names the platform keeps for itself.
+pub const RESERVED_ENV_PREFIX: &str = "IOCLOUD_";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
@@ -142,73 +157,35 @@ pub struct ClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^(?:[Uu][Ss][Dd]|[Ii][Oo][Ss][Dd]|[Ii][Oo])$")]
     pub billing_currency: Option<String>,
-    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    #[serde(default, skip_serializing_if = "StringMap::is_empty")]
     #[schema(value_type = BTreeMap<String, String>)]
     pub labels: Labels,
+    /// The organisation's SSH keys (`ssh_…` ids) whose holders may log in to every node as
+    /// `root`: absent, all of the organisation's keys; an empty list, none. Any kind. Keys of
+    /// users who have left the organisation are not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 100)]
+    pub ssh_key_ids: Option<Vec<String>>,
+    /// `container` only (Ray and Kubernetes nodes run their own): the argv run instead of the
+    /// image's command, 1 to 64 arguments of at most 4096 bytes each, without NUL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 64)]
+    pub command: Option<Vec<String>>,
+    /// `container` only: ports (1 to 65535, each once, at most 15) the container exposes,
+    /// each reported as the node endpoint `port-<number>`. SSH's port 22 is exposed on every
+    /// node already and is not listed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 15)]
+    pub ports: Option<Vec<i64>>,
+    /// `container` only: environment variables, name to value. At most 64; names match
+    /// `[A-Za-z_][A-Za-z0-9_]*` and do not start with `IOCLOUD_` (the platform's own); values
+    /// are at most 4096 bytes, without NUL.
+    #[serde(default, skip_serializing_if = "StringMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub env: Env,
     /// A quote of the organisation: its prices cap what the cluster may cost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote_id: Option<String>,
-}
-
-/// A cluster's labels, key to value. A type of its own so that GraphQL takes them as the
-/// `JSON` object REST takes; everywhere else it is the map.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct Labels(pub BTreeMap<String, String>);
-
-impl Labels {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::ops::Deref for Labels {
-    type Target = BTreeMap<String, String>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Labels {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
-}
-
-// A nullable `JSON` input, as the labels have always been in GraphQL: absent or null is none.
-#[cfg(feature = "graphql")]
-type LabelsInput = Option<async_graphql::Json<BTreeMap<String, String>>>;
-
-#[cfg(feature = "graphql")]
-impl async_graphql::InputType for Labels {
-    type RawValueType = Self;
-
-    fn type_name() -> std::borrow::Cow<'static, str> {
-        <LabelsInput as async_graphql::InputType>::type_name()
-    }
-
-    fn qualified_type_name() -> String {
-        <LabelsInput as async_graphql::InputType>::qualified_type_name()
-    }
-
-    fn create_type_info(registry: &mut async_graphql::registry::Registry) -> String {
-        <LabelsInput as async_graphql::InputType>::create_type_info(registry)
-    }
-
-    fn parse(value: Option<async_graphql::Value>) -> async_graphql::InputValueResult<Self> {
-        <LabelsInput as async_graphql::InputType>::parse(value)
-            .map(|labels| Labels(labels.map(|l| l.0).unwrap_or_default()))
-            .map_err(async_graphql::InputValueError::propagate)
-    }
-
-    fn to_value(&self) -> async_graphql::Value {
-        async_graphql::to_value(&self.0).unwrap_or_default()
-    }
-
-    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
-        Some(self)
-    }
 }
 
 /// A spec that passed every check.
@@ -217,6 +194,9 @@ pub(crate) struct Checked {
     pub image: String,
     pub request: Request,
     pub currency: Option<Currency>,
+    /// What the nodes run, without their SSH keys (read from the database: see
+    /// `Clusters::with_keys`).
+    pub workload: Workload,
 }
 
 pub(crate) fn check_name(name: &str) -> Result<()> {
@@ -283,6 +263,159 @@ fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a container's field in a spec of another kind.
+fn containers_only(field: &'static str) -> Error {
+    Error::validation(
+        field,
+        "only a container cluster takes it: Ray and Kubernetes nodes run their own command",
+    )
+}
+
+fn check_command(command: &[String]) -> Result<()> {
+    if command.is_empty() || command.len() > MAX_COMMAND_ARGS {
+        return Err(Error::validation(
+            "command",
+            format!("1 to {MAX_COMMAND_ARGS} arguments; leave it out to run the image's own"),
+        ));
+    }
+    if command[0].trim().is_empty() {
+        return Err(Error::validation(
+            "command",
+            "the first argument is the program to run: it must not be empty",
+        ));
+    }
+    for (i, arg) in command.iter().enumerate() {
+        if arg.len() > MAX_ARG_BYTES {
+            return Err(Error::validation(
+                "command",
+                format!("argument {} is longer than {MAX_ARG_BYTES} bytes", i + 1),
+            ));
+        }
+        if arg.contains('\0') {
+            return Err(Error::validation(
+                "command",
+                format!("argument {} holds a NUL character", i + 1),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The ports as the agent takes them.
+fn check_ports(ports: &[i64]) -> Result<Vec<u16>> {
+    if ports.len() > MAX_PORTS {
+        return Err(Error::validation(
+            "ports",
+            format!("at most {MAX_PORTS} ports besides SSH's"),
+        ));
+    }
+    let mut out: Vec<u16> = Vec::with_capacity(ports.len());
+    for &p in ports {
+        if p == SSH_PORT {
+            return Err(Error::validation(
+                "ports",
+                "22 is SSH's, which every node exposes already; list only the others",
+            ));
+        }
+        let port = u16::try_from(p)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Error::validation("ports", format!("{p}: a port is 1 to 65535")))?;
+        if out.contains(&port) {
+            return Err(Error::validation(
+                "ports",
+                format!("{port} is listed twice"),
+            ));
+        }
+        out.push(port);
+    }
+    Ok(out)
+}
+
+fn check_env(env: &BTreeMap<String, String>) -> Result<()> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(Error::validation(
+            "env",
+            format!("at most {MAX_ENV_VARS} variables"),
+        ));
+    }
+    for (name, value) in env {
+        let name_ok = name.len() <= MAX_ENV_NAME_BYTES
+            && name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !name_ok {
+            return Err(Error::validation(
+                "env",
+                format!(
+                    "{:?}: a name is letters, digits and '_', not starting with a digit",
+                    name.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        if name
+            .get(..RESERVED_ENV_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_ENV_PREFIX))
+        {
+            return Err(Error::validation(
+                "env",
+                format!("{name}: names starting with {RESERVED_ENV_PREFIX} are the platform's"),
+            ));
+        }
+        if value.len() > MAX_ENV_VALUE_BYTES {
+            return Err(Error::validation(
+                "env",
+                format!("{name}: a value is at most {MAX_ENV_VALUE_BYTES} bytes"),
+            ));
+        }
+        if value.contains('\0') {
+            return Err(Error::validation(
+                "env",
+                format!("{name}: a value may not hold a NUL character"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the nodes of a spec of `kind` run, checked (without their SSH keys).
+fn check_workload(kind: ClusterKind, spec: &ClusterSpec) -> Result<Workload> {
+    let container = kind == ClusterKind::Container;
+    if let Some(ids) = &spec.ssh_key_ids
+        && ids.len() > crate::ssh_keys::MAX_KEYS as usize
+    {
+        return Err(Error::validation(
+            "ssh_key_ids",
+            format!("at most {} keys", crate::ssh_keys::MAX_KEYS),
+        ));
+    }
+    if let Some(command) = &spec.command {
+        if !container {
+            return Err(containers_only("command"));
+        }
+        check_command(command)?;
+    }
+    let ports = match &spec.ports {
+        Some(_) if !container => return Err(containers_only("ports")),
+        Some(ports) => check_ports(ports)?,
+        None => Vec::new(),
+    };
+    if !spec.env.is_empty() {
+        if !container {
+            return Err(containers_only("env"));
+        }
+        check_env(&spec.env)?;
+    }
+    Ok(Workload {
+        authorized_keys: Vec::new(),
+        command: spec.command.clone(),
+        container_ports: ports,
+        env: spec.env.0.clone(),
+    })
+}
+
 impl ClusterSpec {
     /// The placement half of the spec, as a quote would ask it.
     pub fn placement(&self) -> QuoteRequest {
@@ -337,6 +470,7 @@ impl Clusters {
         }
         let request = self.quotes.placement_request(&spec.placement())?;
         check_labels(&spec.labels)?;
+        let workload = check_workload(kind, spec)?;
         let currency = match &spec.billing_currency {
             Some(code) => Some(
                 Currency::parse(code)
@@ -354,6 +488,7 @@ impl Clusters {
             image,
             request,
             currency,
+            workload,
         })
     }
 }
@@ -395,6 +530,106 @@ mod tests {
         bidi.insert("team".to_string(), "ml\u{202E}gpj.exe".to_string());
         let refused = check_labels(&bidi).unwrap_err();
         assert_eq!(refused.code(), crate::ErrorCode::InvisibleCharacters);
+    }
+
+    fn container() -> ClusterSpec {
+        ClusterSpec {
+            name: "c".into(),
+            kind: Some(ClusterKind::Container),
+            ..Default::default()
+        }
+    }
+
+    /// The field a workload check refuses.
+    fn refused(kind: ClusterKind, spec: &ClusterSpec) -> &'static str {
+        match check_workload(kind, spec) {
+            Err(Error::Validation { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_containers_command_ports_and_environment_reach_its_workload() {
+        let mut spec = container();
+        spec.command = Some(vec!["python".into(), "train.py".into(), String::new()]);
+        spec.ports = Some(vec![8080, 6006]);
+        spec.env.insert("HF_HOME".into(), "/data/hf".into());
+        spec.env.insert("_x1".into(), String::new());
+        let w = check_workload(ClusterKind::Container, &spec).unwrap();
+        assert_eq!(w.command, spec.command);
+        assert_eq!(w.container_ports, vec![8080, 6006]);
+        assert_eq!(w.env.get("HF_HOME").map(String::as_str), Some("/data/hf"));
+        assert!(w.authorized_keys.is_empty(), "keys are read apart");
+        // Other kinds run their own command: each field is refused by name.
+        for kind in [ClusterKind::Ray, ClusterKind::Kubernetes] {
+            let mut s = container();
+            s.command = Some(vec!["sh".into()]);
+            assert_eq!(refused(kind, &s), "command");
+            let mut s = container();
+            s.ports = Some(vec![8080]);
+            assert_eq!(refused(kind, &s), "ports");
+            let mut s = container();
+            s.env.insert("A".into(), "b".into());
+            assert_eq!(refused(kind, &s), "env");
+            let mut s = container();
+            s.ssh_key_ids = Some(Vec::new());
+            assert!(
+                check_workload(kind, &s).is_ok(),
+                "SSH keys go to every kind"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_commands_ports_and_environments_are_refused() {
+        let commands: Vec<Vec<String>> = vec![
+            vec![],
+            vec![" ".into()],
+            vec!["sh".into(), "a\0b".into()],
+            vec!["x".into(); MAX_COMMAND_ARGS + 1],
+            vec!["sh".into(), "a".repeat(MAX_ARG_BYTES + 1)],
+        ];
+        for command in commands {
+            let mut s = container();
+            s.command = Some(command.clone());
+            assert_eq!(
+                refused(ClusterKind::Container, &s),
+                "command",
+                "{command:?}"
+            );
+        }
+        let too_many: Vec<i64> = (1000..1000 + MAX_PORTS as i64 + 1).collect();
+        for ports in [
+            vec![22],
+            vec![0],
+            vec![70_000],
+            vec![-1],
+            vec![80, 80],
+            too_many,
+        ] {
+            let mut s = container();
+            s.ports = Some(ports.clone());
+            assert_eq!(refused(ClusterKind::Container, &s), "ports", "{ports:?}");
+        }
+        let long = "v".repeat(MAX_ENV_VALUE_BYTES + 1);
+        for (name, value) in [
+            ("1X", "v"),
+            ("A-B", "v"),
+            ("", "v"),
+            ("IOCLOUD_TOKEN", "v"),
+            ("iocloud_token", "v"),
+            ("OK", long.as_str()),
+            ("OK", "a\0b"),
+        ] {
+            let mut s = container();
+            s.env.insert(name.into(), value.into());
+            assert_eq!(refused(ClusterKind::Container, &s), "env", "{name}");
+        }
+        let mut s = container();
+        for i in 0..=MAX_ENV_VARS {
+            s.env.insert(format!("V{i}"), "x".into());
+        }
+        assert_eq!(refused(ClusterKind::Container, &s), "env");
     }
 
     #[test]

@@ -167,8 +167,10 @@ pub struct ClusterView {
     pub price_per_hour: String,
     pub hold_id: Option<String>,
     /// How to reach the cluster once it runs: the Ray head's address and dashboard, the
-    /// Kubernetes API server's address, or each container's endpoints. Never a credential:
-    /// a Kubernetes cluster's kubeconfig is read from `GET /v1/clusters/{id}/credentials`.
+    /// Kubernetes API server's address, or each container's endpoints with the command that
+    /// logs in to it (`ssh_command`, as `ssh_user`, naming the identity file when the nodes let
+    /// in exactly one SSH key). Never a credential: a Kubernetes cluster's kubeconfig is read
+    /// from `GET /v1/clusters/{id}/credentials`.
     #[schema(value_type = Option<Object>)]
     pub connection: Option<serde_json::Value>,
     #[schema(value_type = String, format = DateTime)]

@@ -80,6 +80,8 @@ codes! {
     /// The resource is not in a state that allows this step.
     InvalidState = "invalid_state",
     NameTaken = "name_taken",
+    /// The organisation holds this SSH key already (the same fingerprint), under another name.
+    SshKeyExists = "ssh_key_exists",
     EmailTaken = "email_taken",
     AlreadyMember = "already_member",
     LastOwner = "last_owner",

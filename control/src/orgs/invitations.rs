@@ -130,9 +130,10 @@ impl super::Orgs {
         // its hash, and the accept path finds the invitation by that.
         let link = crate::mail::SECRET_PLACEHOLDER;
         let body = format!(
-            "You have been invited to join {} as {}.\n\nAccept within {INVITATION_DAYS} days: open /app/invitations/accept?token={link}\n(or POST /v1/invitations/accept with {{\"token\": \"{link}\"}}).\n",
+            "You have been invited to join {} as {}.\n\nAccept within {INVITATION_DAYS} days: open {}/app/invitations/accept?token={link}\n(or POST /v1/invitations/accept with {{\"token\": \"{link}\"}}).\n",
             org.name,
-            role.as_str()
+            role.as_str(),
+            self.public_url,
         );
         let mut tx = self.db.begin().await?;
         tx_run!(&mut tx, |c| {
@@ -156,7 +157,10 @@ impl super::Orgs {
         invitation.emailed = Some(emailed);
         if !emailed {
             // Nobody else will tell the invitee: the inviter passes the link on.
-            invitation.accept_link = Some(format!("/app/invitations/accept?token={token}"));
+            invitation.accept_link = Some(format!(
+                "{}/app/invitations/accept?token={token}",
+                self.public_url
+            ));
         }
         Ok(invitation)
     }

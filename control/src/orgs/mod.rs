@@ -1,6 +1,9 @@
 //! Organisations (tenants), their members and roles, invitations to join them, and `me`.
 
+mod activity;
 pub mod invitations;
+
+pub use activity::Activity;
 
 use iocloud_db::ids::OrgId;
 use std::sync::Arc;
@@ -165,6 +168,8 @@ pub struct Orgs {
     keys: ApiKeys,
     /// Where invitations are sent from.
     outbox: Outbox,
+    /// What the accept links in invitations begin with.
+    public_url: Arc<str>,
 }
 
 impl Orgs {
@@ -174,6 +179,7 @@ impl Orgs {
         directory: Directory,
         keys: ApiKeys,
         outbox: Outbox,
+        public_url: String,
     ) -> Self {
         Orgs {
             db,
@@ -181,6 +187,7 @@ impl Orgs {
             directory,
             keys,
             outbox,
+            public_url: public_url.into(),
         }
     }
 

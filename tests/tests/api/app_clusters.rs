@@ -306,3 +306,114 @@ async fn a_kubernetes_cluster_gives_its_kubeconfig_to_its_own_organisation(b: Ba
     );
     fleet.app.stop().await;
 }
+
+on_both_engines!(the_create_form_takes_a_containers_command_ports_environment_and_keys);
+
+/// A container cluster from the form: its command split at spaces, its ports, its environment
+/// a line each and the SSH keys ticked (every key ticked at first, and a link to manage them)
+/// reach its spec, the simulated agent (which opens the ports) and the cluster's page.
+async fn the_create_form_takes_a_containers_command_ports_environment_and_keys(b: Backend) {
+    // Made by `ssh-keygen`.
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFZ18vQjB/JOrHVQGYEtqRNr8WT0xxxBKBU4GvwpXVtO ada@laptop";
+    const P256: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPGa2ql44dkIPDI8F3kuoi5REgKLCgzD/mgqEbXkD7zEmXGciO6CojyukVfj1nnxYH1rSsuQLu7lUJ5sidmJOVE= t";
+    let fleet = fleet(b, frankfurt(1), true, |_| {}).await;
+    let app = &fleet.app;
+    let customer = &fleet.customer;
+    let mut keys = Vec::new();
+    for (name, line) in [("laptop", ED25519), ("desk", P256)] {
+        let added = app
+            .post(
+                "/v1/ssh-keys",
+                Some(&customer.access),
+                serde_json::json!({"name": name, "public_key": line}),
+            )
+            .await;
+        assert_eq!(added.status, 201, "{}", added.text);
+        keys.push(added.body["id"].as_str().unwrap().to_string());
+    }
+    let (laptop, desk) = (keys[0].clone(), keys[1].clone());
+
+    let jar = sign_in(app, "ada@example.com").await;
+    let (status, html) = page(app, &jar, "/app/clusters/new?kind=container").await;
+    assert_eq!(status, 200);
+    for part in [
+        "name=\"command\"",
+        "split at spaces",
+        "name=\"ports\"",
+        "name=\"env\"",
+        "href=\"/app/keys\"",
+        &format!("value=\"{laptop}\" checked"),
+        &format!("value=\"{desk}\" checked"),
+    ] {
+        assert!(html.contains(part), "{part}: {html}");
+    }
+
+    let csrf = csrf_of(&jar);
+    let form = vec![
+        ("csrf", csrf.as_str()),
+        ("name", "serve"),
+        ("kind", "container"),
+        ("image", "busybox"),
+        ("gpu", "h100-sxm"),
+        ("gpu_count", "8"),
+        ("together", "close"),
+        ("duration_hours", "1"),
+        ("command", "python -m http.server 8080"),
+        ("ports", "8080, 6006"),
+        ("env", "MODEL=llama-3\r\nGREETING=hello world\r\n"),
+        ("ssh_keys_shown", "1"),
+        ("ssh_key", laptop.as_str()),
+    ];
+    // An environment line without `=` is refused in words; the form keeps what was typed,
+    // the key left unticked too.
+    let mut bad = form.clone();
+    for field in bad.iter_mut().filter(|(k, _)| *k == "env") {
+        field.1 = "NOEQUALS";
+    }
+    let refused = submit(app, &jar, "/app/clusters", &bad).await;
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.unwrap();
+    assert!(
+        html.contains("line 1") && html.contains("value=\"python -m http.server 8080\""),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("value=\"{laptop}\" checked")),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&format!("value=\"{desk}\" checked")),
+        "{html}"
+    );
+    assert!(app.items("/v1/clusters", &customer.access).await.is_empty());
+
+    let made = submit(app, &jar, "/app/clusters", &form).await;
+    assert_eq!(made.status(), 303);
+    let to = made.headers()[LOCATION].to_str().unwrap().to_string();
+    let id = to.strip_prefix("/app/clusters/").unwrap().to_string();
+    let spec = cluster(app, customer, &id).await["spec"].clone();
+    assert_eq!(
+        spec["command"],
+        serde_json::json!(["python", "-m", "http.server", "8080"])
+    );
+    assert_eq!(spec["ports"], serde_json::json!([8080, 6006]));
+    assert_eq!(
+        spec["env"],
+        serde_json::json!({"MODEL": "llama-3", "GREETING": "hello world"})
+    );
+    assert_eq!(spec["ssh_key_ids"], serde_json::json!([laptop]));
+
+    let running = wait_status(app, customer, &id, "running").await;
+    let node = &running["connection"]["nodes"][0];
+    assert!(
+        node["endpoints"]["port-6006"].is_string(),
+        "the agent opened the ports it was told: {running:#}"
+    );
+    let (status, html) = page(app, &jar, &to).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("ssh -i ~/.ssh/laptop root@") && html.contains("href=\"/app/keys\""),
+        "{html}"
+    );
+    fleet.app.stop().await;
+}

@@ -9,7 +9,8 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION};
 
 on_both_engines!(
     the_console_signs_in_with_cookies_and_shows_home,
-    billing_shows_the_ledger_and_takes_deposits
+    billing_shows_the_ledger_and_takes_deposits,
+    members_see_home_without_the_money
 );
 
 async fn the_console_signs_in_with_cookies_and_shows_home(b: Backend) {
@@ -274,6 +275,11 @@ async fn billing_shows_the_ledger_and_takes_deposits(b: Backend) {
         )),
         "{page}"
     );
+    // Open, its state follows the chain by itself until it is credited.
+    assert!(
+        page.contains(&format!(r#"hx-get="{at}" hx-trigger="every 3s""#)),
+        "{page}"
+    );
     let qr = http
         .get(app.url(&format!("{at}/qr.svg")))
         .header(COOKIE, &jar)
@@ -303,4 +309,54 @@ async fn billing_shows_the_ledger_and_takes_deposits(b: Backend) {
         .unwrap();
     assert!(listed.contains(at.trim_start_matches("/app/billing/deposits/")));
     chain.stop().await;
+}
+
+/// A member (no billing rights) gets Home with its clusters and GPUs, and no money: not a
+/// refusal of the whole page.
+async fn members_see_home_without_the_money(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let owner = app.signup("owner@example.com", "Render Farm").await;
+    app.grant_credit(&owner.org_id, "250", "USD").await;
+    let sent = app
+        .post(
+            "/v1/invitations",
+            Some(&owner.access),
+            serde_json::json!({"email": "sam@example.com", "role": "member"}),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.text);
+    let token = app.invitation_token("sam@example.com").await;
+    let joined = app
+        .post(
+            "/v1/auth/signup",
+            None,
+            serde_json::json!({"email": "sam@example.com", "password": PASSWORD, "name": "Sam", "invitation": token}),
+        )
+        .await;
+    assert_eq!(joined.status, 201, "{}", joined.text);
+    let jar = sign_in(&app, "sam@example.com").await;
+    let res = browser()
+        .get(app.url("/app/"))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let home = res.text().await.unwrap();
+    assert!(home.contains("data-testid=\"money-hidden\""), "{home}");
+    assert!(home.contains("data-testid=\"clusters-running\""), "{home}");
+    assert!(!home.contains("250.00"), "no balance: {home}");
+    // The owner sees the money.
+    let jar = sign_in(&app, "owner@example.com").await;
+    let home = browser()
+        .get(app.url("/app/"))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("250.00"), "{home}");
+    assert!(!home.contains("money-hidden"), "{home}");
 }

@@ -4,16 +4,17 @@
 //! without its CSRF token, every other organisation's id answered as missing.
 
 use super::console_client::{
-    browser, cookie, csrf_in, csrf_of, page as get, set_cookies, sign_in, submit,
+    browser, cookie, csrf_in, csrf_of, open, page as get, set_cookies, sign_in, submit,
 };
-use iocloud_tests::{Backend, PASSWORD, TestApp, on_both_engines};
+use iocloud_tests::{Backend, PASSWORD, TestApp, on_both_engines, rig};
 use reqwest::header::{COOKIE, LOCATION};
 use serde_json::json;
 
 on_both_engines!(
     owners_run_the_team_from_the_console,
     api_keys_show_their_secret_once_and_revoke,
-    invitations_are_accepted_signed_in_or_by_signing_up
+    invitations_are_accepted_signed_in_or_by_signing_up,
+    what_an_organisation_does_leads_the_top_bar
 );
 
 /// Posts a form with `csrf` as its token and `fields`.
@@ -550,4 +551,113 @@ async fn invitations_are_accepted_signed_in_or_by_signing_up(b: Backend) {
         "{page}"
     );
     app.stop().await;
+}
+
+/// The brand and the sections of the top bar, as a page draws them.
+fn top_bar(page: &str) -> &str {
+    let start = page.find("<header class=\"topbar\"").expect("a top bar");
+    let end = page[start..].find("</header>").expect("its end") + start;
+    &page[start..end]
+}
+
+async fn what_an_organisation_does_leads_the_top_bar(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ivy = app.signup("ivy@example.com", "Ivy Labs").await;
+    let jar = sign_in(&app, "ivy@example.com").await;
+
+    // New, it rents: IO Cloud, with the way to start providing; no switch of either kind.
+    let (status, home) = get(&app, &jar, "/app/").await;
+    assert_eq!(status, 200);
+    let bar = top_bar(&home);
+    assert!(
+        bar.contains(r#"class="brand" href="/app/">IO Cloud<"#),
+        "{bar}"
+    );
+    assert!(bar.contains(r#"href="/app/clusters""#), "{bar}");
+    assert!(bar.contains(">Provide GPUs<"), "{bar}");
+    assert!(!bar.contains(r#"aria-label="Products""#), "{bar}");
+    assert!(!bar.contains("switch-org"), "one organisation: {bar}");
+
+    // With a device and no rental, it is a provider: IO Worker first, its own sections.
+    let added = app
+        .post("/v1/devices", Some(&ivy.access), rig("rig-1"))
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let res = open(&app, &jar, "/app/").await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/app/worker");
+    for path in ["/app/worker", "/app/billing", "/app/team"] {
+        let (status, page) = get(&app, &jar, path).await;
+        assert_eq!(status, 200, "{path}");
+        let bar = top_bar(&page);
+        assert!(bar.contains(">IO Worker<"), "{path}: {bar}");
+        assert!(!bar.contains(r#"href="/app/clusters""#), "{path}: {bar}");
+        assert!(bar.contains(">Rent GPUs<"), "{path}: {bar}");
+    }
+
+    // Once it has rented too, every page offers the switch between the two.
+    app.exec(
+        "INSERT INTO clusters (id, org_id, name, kind, spec, generation, resource_version, status, \
+         currency, gpus, price_per_hour, spend_per_hour, usd_per_unit, duration_hours, join_token, \
+         created_at, updated_at) VALUES ('clu_before', $1, 'before', 'ray', '{}', 1, 1, \
+         'terminated', 'USD', 8, 0, 0, 1000000, 1, 'spent', 0, 0)",
+        &ivy.org_id,
+    )
+    .await;
+    let (status, home) = get(&app, &jar, "/app/").await;
+    assert_eq!(status, 200);
+    let bar = top_bar(&home);
+    assert!(bar.contains(r#"aria-label="Products""#), "{bar}");
+    assert!(
+        bar.contains(r#"href="/app/" aria-current="true">IO Cloud<"#),
+        "{bar}"
+    );
+    assert!(
+        !bar.contains("Rent GPUs") && !bar.contains("Provide GPUs"),
+        "{bar}"
+    );
+    let (_, worker) = get(&app, &jar, "/app/worker").await;
+    assert!(
+        top_bar(&worker).contains(r#"href="/app/worker" aria-current="true">IO Worker<"#),
+        "{}",
+        top_bar(&worker)
+    );
+
+    // In a second organisation: the switcher lists both and lands on the other's home.
+    let other = app
+        .post("/v1/orgs", Some(&ivy.access), json!({"name": "Ivy Two"}))
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+    let other_id = other.body["id"].as_str().unwrap().to_string();
+    let (_, home) = get(&app, &jar, "/app/").await;
+    let bar = top_bar(&home);
+    assert!(bar.contains(r#"id="switch-org""#), "{bar}");
+    assert!(
+        bar.contains(">Ivy Two<") && bar.contains(">Ivy Labs<"),
+        "{bar}"
+    );
+    let res = post(
+        &app,
+        &jar,
+        "/app/team/switch",
+        &[("org_id", &other_id), ("then", "home")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/app/");
+    let jar = renewed(&jar, &res);
+    let (_, home) = get(&app, &jar, "/app/").await;
+    assert!(home.contains("Ivy Two (owner)"), "{}", top_bar(&home));
+    // Someone else's organisation is not one to switch to; the session stays where it was.
+    let stranger = app.signup("stranger@example.com", "Elsewhere").await;
+    let res = post(
+        &app,
+        &jar,
+        "/app/team/switch",
+        &[("org_id", &stranger.org_id), ("then", "home")],
+    )
+    .await;
+    assert_ne!(res.status(), 303);
+    let (_, home) = get(&app, &jar, "/app/").await;
+    assert!(home.contains("Ivy Two (owner)"), "{}", top_bar(&home));
 }

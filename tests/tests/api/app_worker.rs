@@ -1,45 +1,32 @@
-//! IO Worker in the console: a provider's devices listed with their status and earnings per
-//! day, a device added from the form (its agent token shown once, and working), its price,
-//! maintenance, token and retirement changed from its page, each seen over REST; payouts
-//! (said in words when the chain is not configured, refused in words when too small) and
-//! stake (refused in words, staked once however often the form is sent, unstaked into its
-//! cooldown). Forged forms and another organisation's ids change nothing.
+//! IO Worker in the console: a provider's devices listed with their status, uptime and
+//! earnings per day and by device, a device added from the form (its agent token shown once,
+//! and working), its price, maintenance, token and retirement changed from its page, each seen
+//! over REST; a device's uptime per day as a chart, and what a customer's cluster rents of it
+//! (never whose cluster it is); payouts (said in words when the chain is not configured,
+//! refused in words when too small) and stake (refused in words, staked once however often
+//! the form is sent, unstaked into its cooldown). Forged forms and another organisation's ids
+//! change nothing.
 
 use iocloud_billing::metering::NewUsage;
 use iocloud_billing::{Currency, Money};
 use iocloud_db::time::{MICROS_PER_DAY, day_string, now_micros};
 use iocloud_tests::{
-    Backend, ChainApp, Session, TestApp, agent, earn, fleet, frankfurt, on_both_engines,
-    provider_devices,
+    Backend, ChainApp, Session, TestApp, agent, create, current_nodes, earn, fleet, frankfurt,
+    on_both_engines, provider_devices, wait_status,
 };
 use reqwest::header::{CACHE_CONTROL, COOKIE, LOCATION};
 use serde_json::{Value, json};
 
-use super::console_client::{browser, csrf_of, page, sign_in, submit};
+use super::console_client::{browser, csrf_of, page, post_form as post, sign_in};
 
 on_both_engines!(
     a_provider_runs_devices_from_the_console,
+    uptime_and_rentals_of_each_device,
     payouts_and_stake_from_the_console,
     payouts_on_chain_from_the_console,
 );
 
 const HOUR: i64 = 3_600_000_000;
-
-/// A form posted as the browser holding `jar` posts it: (status, where it redirects, page).
-async fn post(
-    app: &TestApp,
-    jar: &str,
-    path: &str,
-    form: &[(&str, &str)],
-) -> (u16, Option<String>, String) {
-    let res = submit(app, jar, path, form).await;
-    let status = res.status().as_u16();
-    let to = res
-        .headers()
-        .get(LOCATION)
-        .map(|l| l.to_str().unwrap().to_string());
-    (status, to, res.text().await.unwrap())
-}
 
 async fn device_named(app: &TestApp, s: &Session, name: &str) -> Value {
     provider_devices(app, s)
@@ -75,6 +62,44 @@ async fn hello(app: &TestApp, token: &str, id: &str) -> u16 {
     .await
     .status
     .as_u16()
+}
+
+/// The part of `html` from `marker` to the first `end` after it (included).
+fn part<'a>(html: &'a str, marker: &str, end: &str) -> &'a str {
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {html}"));
+    let rest = &html[at..];
+    &rest[..rest.find(end).map_or(rest.len(), |i| i + end.len())]
+}
+
+/// A percentage as a page writes it (`97.5 %`), as a number.
+fn percentage(text: &str) -> f64 {
+    text.trim()
+        .strip_suffix(" %")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a percentage: {text:?}"))
+}
+
+/// A device row's uptime over `window` (`24h`, `7d`, `30d`), as the table shows it.
+fn uptime_in<'a>(row: &'a str, window: &str) -> &'a str {
+    let marker = format!("data-uptime=\"{window}\">");
+    let at = row
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker} in {row}"))
+        + marker.len();
+    let rest = &row[at..];
+    &rest[..rest.find("</span>").unwrap()]
+}
+
+/// The text of the cell that follows `marker` in `html`, up to its `</td>`.
+fn cell<'a>(html: &'a str, marker: &str) -> &'a str {
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in {html}"))
+        + marker.len();
+    let rest = &html[at..];
+    &rest[..rest.find("</td>").unwrap()]
 }
 
 /// Two hours of an 8-GPU node at 2.10 per GPU-hour on `device_id`, two days ago, metered
@@ -165,6 +190,39 @@ async fn a_provider_runs_devices_from_the_console(b: Backend) {
     );
     assert!(!html.contains("style="), "no inline style under the policy");
 
+    // Each device's uptime in the table, and earnings by device beside those per day, by the
+    // device's name.
+    for col in [">Uptime<br>", ">24 h · 7 d · 30 d<", ">Rented now</th>"] {
+        assert!(html.contains(col), "{col}: {html}");
+    }
+    let row = part(&html, &format!("data-device=\"{fra1}\""), "</tr>");
+    for window in ["24h", "7d", "30d"] {
+        let share = percentage(uptime_in(row, window));
+        assert!((0.0..=100.0).contains(&share), "{window}: {row}");
+    }
+    assert!(
+        percentage(uptime_in(row, "24h")) > 0.0,
+        "its agent was heard: {row}"
+    );
+    assert!(
+        cell(row, "data-testid=\"rented\">").contains("—"),
+        "nothing rented: {row}"
+    );
+    let by_device = part(&html, "data-testid=\"by-device-USD\"", "</section>");
+    assert!(by_device.contains("<svg"), "{by_device}");
+    assert!(
+        by_device.contains("<title>fra-1: 31.92 USD</title>"),
+        "a titled bar named for the device: {by_device}"
+    );
+    assert!(
+        by_device.contains("<th scope=\"row\">fra-1</th><td class=\"n\">31.92</td>"),
+        "the same as a table: {by_device}"
+    );
+    assert!(
+        !by_device.contains(&fra1) && !by_device.contains("fra-0"),
+        "names, not ids, and only devices that earned: {by_device}"
+    );
+
     // A device added from the form: its token shown on the answer only, and it works.
     let mut spec = vec![
         ("name", "rig-9"),
@@ -214,7 +272,8 @@ async fn a_provider_runs_devices_from_the_console(b: Backend) {
     let html = res.text().await.unwrap();
     let token = token_in(&html);
     assert!(token.starts_with("iodt_") && token.len() > 20, "{token}");
-    assert_eq!(html.matches(&token).count(), 1, "shown once: {html}");
+    // On this answer only: in its field, and in the one command that starts the agent.
+    assert_eq!(html.matches(&token).count(), 2, "{html}");
     assert!(
         html.contains("/agent/v1/devices/"),
         "how the agent uses it: {html}"
@@ -227,6 +286,13 @@ async fn a_provider_runs_devices_from_the_console(b: Backend) {
     assert!(
         rig["location"]["lat"].as_f64().unwrap() > 40.0,
         "the region's place: {rig}"
+    );
+    assert!(
+        html.contains(&format!(
+            "iocloud agent run --server {} --device {rig_id} --gpus 2 --token {token}",
+            app.base
+        )),
+        "the command, with this server's address: {html}"
     );
     assert_eq!(hello(app, &token, &rig_id).await, 200, "the token works");
     let (_, html) = page(app, &jar, &format!("/app/worker/devices/{rig_id}")).await;
@@ -618,4 +684,131 @@ async fn payouts_on_chain_from_the_console(b: Backend) {
     let p = app.get(&format!("/v1/payouts/{id}"), &s.access).await;
     assert_eq!(p.body["status"], "canceled", "{}", p.text);
     chain.stop().await;
+}
+
+/// A device's uptime per day as a chart on its page, and what a customer's cluster rents of it,
+/// on its page and in the devices table, without whose cluster it is.
+async fn uptime_and_rentals_of_each_device(b: Backend) {
+    let fleet = fleet(b, frankfurt(1), true, |_| {}).await;
+    let app = &fleet.app;
+    let provider = &fleet.provider;
+    let jar = sign_in(app, "provider@example.com").await;
+    let fra0 = device_named(app, provider, "fra-0").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at = format!("/app/worker/devices/{fra0}");
+
+    // Heard from since it was added: every one of the 30 days drawn and tabled, today with a
+    // real share, the days before it was added with none.
+    app.server
+        .state
+        .control
+        .devices
+        .flush_heartbeats()
+        .await
+        .unwrap();
+    let (status, html) = page(app, &jar, &at).await;
+    assert_eq!(status, 200, "{html}");
+    let uptime = part(&html, "data-testid=\"device-uptime\"", "</section>");
+    assert!(
+        uptime.contains("<svg") && uptime.contains("data-testid=\"uptime-chart\""),
+        "{uptime}"
+    );
+    assert_eq!(uptime.matches("<rect").count(), 30, "a bar a day: {uptime}");
+    let rows: Vec<&str> = uptime.split("<tr><th scope=\"row\">").skip(1).collect();
+    assert_eq!(rows.len(), 30, "a row a day: {uptime}");
+    let today = rows[29];
+    let heard = percentage(cell(today, "<td class=\"n\">"));
+    assert!(heard > 0.0 && heard <= 100.0, "today: {today}");
+    assert!(
+        uptime.contains(&format!("{heard:.1} % of the day heard</title>")),
+        "today's bar says the same: {uptime}"
+    );
+    assert_eq!(
+        cell(rows[0], "<td class=\"n\">"),
+        "—",
+        "before it was added: {}",
+        rows[0]
+    );
+    assert!(!html.contains("style="), "no inline style under the policy");
+    let rented = part(&html, "data-testid=\"device-rentals\"", "</section>");
+    assert!(
+        rented.contains("Nothing runs on this device now."),
+        "{rented}"
+    );
+
+    // A customer's cluster placed on it: the node, its GPUs of the device's, until when and
+    // at what price, on its page and in the table; the customer's organisation and cluster
+    // never.
+    let cluster_id = create(
+        app,
+        &fleet.customer,
+        json!({"name": "secret-project", "kind": "container", "image": "busybox",
+            "gpu_model": "h100-sxm", "gpu_count": 8, "duration_hours": 2}),
+    )
+    .await;
+    let running = wait_status(app, &fleet.customer, &cluster_id, "running").await;
+    let nodes = current_nodes(&running);
+    assert_eq!(nodes.len(), 1, "{running}");
+    assert_eq!(nodes[0]["device_id"], fra0.as_str(), "{running}");
+    let node = nodes[0]["id"].as_str().unwrap().to_string();
+    let until = running["expires_at"].as_str().unwrap().to_string();
+    let day = two_hours_of_use(app, &fleet.customer, provider, &fra0).await;
+
+    let (status, html) = page(app, &jar, &at).await;
+    assert_eq!(status, 200, "{html}");
+    let rented = part(&html, "data-testid=\"device-rentals\"", "</section>");
+    let line = part(rented, &format!("data-node=\"{node}\""), "</tr>");
+    assert!(line.contains("8 of 8 GPUs"), "{line}");
+    assert!(
+        line.contains(&format!("datetime=\"{until}\"")),
+        "until: {line}"
+    );
+    assert!(
+        line.contains("<td class=\"n\">2.00</td>"),
+        "its price: {line}"
+    );
+    assert!(line.contains(">ready<"), "{line}");
+    for secret in ["Acme", "secret-project", cluster_id.as_str()] {
+        assert!(
+            !html.contains(secret),
+            "{secret} on the device's page: {html}"
+        );
+    }
+
+    let (status, html) = page(app, &jar, "/app/worker").await;
+    assert_eq!(status, 200, "{html}");
+    let row = part(&html, &format!("data-device=\"{fra0}\""), "</tr>");
+    let rented = cell(row, "data-testid=\"rented\">");
+    assert!(
+        rented.contains(&format!("data-node=\"{node}\"")) && rented.contains("8 of 8 GPUs"),
+        "{row}"
+    );
+    assert!(rented.contains(&format!("datetime=\"{until}\"")), "{row}");
+    assert!(percentage(uptime_in(row, "24h")) > 0.0, "{row}");
+    let by_device = part(&html, "data-testid=\"by-device-USD\"", "</section>");
+    assert!(by_device.contains("<title>fra-0: "), "{by_device}");
+    assert!(
+        by_device.contains("<th scope=\"row\">fra-0</th>"),
+        "{by_device}"
+    );
+    assert!(
+        html.contains(&format!("<title>{day}: ")),
+        "earnings per day beside it: {html}"
+    );
+    for secret in ["Acme", "secret-project", cluster_id.as_str(), "clu_chart"] {
+        assert!(!html.contains(secret), "{secret} on the overview: {html}");
+    }
+
+    // Another organisation: the device's page, chart and all, is missing.
+    let theirs = sign_in(app, "ada@example.com").await;
+    let (status, html) = page(app, &theirs, &at).await;
+    assert_eq!(status, 404);
+    assert!(
+        !html.contains("device-uptime") && !html.contains(&node),
+        "{html}"
+    );
+    let (_, html) = page(app, &theirs, "/app/worker").await;
+    assert!(!html.contains("fra-0"), "{html}");
 }

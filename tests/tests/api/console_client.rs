@@ -2,7 +2,7 @@
 //! redirects, cookies carried in one `Cookie` header, forms posted with the CSRF token.
 
 use iocloud_tests::{PASSWORD, TestApp};
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 /// A browser's view of the answers: no redirects followed, cookies read by hand.
 pub fn browser() -> reqwest::Client {
@@ -98,4 +98,20 @@ pub async fn submit(
         .send()
         .await
         .unwrap()
+}
+
+/// A form posted as the browser holding `jar` posts it: (status, where it redirects, page).
+pub async fn post_form(
+    app: &TestApp,
+    jar: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, Option<String>, String) {
+    let res = submit(app, jar, path, form).await;
+    let status = res.status().as_u16();
+    let to = res
+        .headers()
+        .get(LOCATION)
+        .map(|l| l.to_str().unwrap().to_string());
+    (status, to, res.text().await.unwrap())
 }

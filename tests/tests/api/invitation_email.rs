@@ -3,27 +3,13 @@
 //! and joins by signing up with it, with no organisation of their own. Without a mail server
 //! the inviter is told so and given the link to pass on.
 
-use iocloud_tests::{Backend, TestApp, on_both_engines};
+use iocloud_tests::{Backend, TestApp, on_both_engines, smtp_peer};
 use serde_json::{Value, json};
 
 on_both_engines!(
     an_invitee_joins_from_the_email,
     without_a_mail_server_the_inviter_gets_the_link
 );
-
-/// The SMTP server's address and the peer's HTTP side, or `None` (the test says it skips).
-fn smtp_peer() -> Option<(String, String)> {
-    match (
-        std::env::var("IOCLOUD_TEST_SMTP_URL"),
-        std::env::var("IOCLOUD_TEST_SMTP_PEER_URL"),
-    ) {
-        (Ok(smtp), Ok(peer)) if !smtp.is_empty() && !peer.is_empty() => Some((smtp, peer)),
-        _ => {
-            eprintln!("IOCLOUD_TEST_SMTP_URL is not set: skipping the SMTP run");
-            None
-        }
-    }
-}
 
 /// The messages the SMTP peer received for `to`, waiting up to ten seconds for one.
 async fn inbox(peer: &str, to: &str) -> Vec<Value> {
@@ -90,6 +76,15 @@ async fn an_invitee_joins_from_the_email(b: Backend) {
             .contains("iocloud.localhost")
     );
     let token = token_in(mail[0]["body"].as_str().unwrap());
+    // The link opens from a mail client: this server's address in front.
+    assert!(
+        mail[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains(&app.url(&format!("/app/invitations/accept?token={token}"))),
+        "{}",
+        mail[0]
+    );
     // The log and the outbox keep no token once it is sent.
     assert_eq!(
         app.count("SELECT COUNT(*) FROM email_outbox WHERE secret IS NOT NULL OR sent_at IS NULL")
@@ -148,9 +143,10 @@ async fn without_a_mail_server_the_inviter_gets_the_link(b: Backend) {
         .await;
     assert_eq!(sent.status, 201, "{}", sent.text);
     assert_eq!(sent.body["emailed"], false);
+    // A link the invitee can open: this server's address in front.
     let link = sent.body["accept_link"].as_str().unwrap();
     assert!(
-        link.starts_with("/app/invitations/accept?token=ioinv_"),
+        link.starts_with(&app.url("/app/invitations/accept?token=ioinv_")),
         "{link}"
     );
     // Listing never shows it again.

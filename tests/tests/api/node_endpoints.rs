@@ -2,11 +2,8 @@
 //! other nodes' bootstraps, so only addresses are taken: anything else is refused whole with
 //! `invalid_endpoint`, and the node and its cluster stay as they were.
 
-use std::time::{Duration, Instant};
-
-use iocloud_api::simulator::SimDevice;
 use iocloud_tests::{
-    Backend, Fleet, TestApp, agent_report, cluster, current_nodes, fleet, frankfurt,
+    Backend, Fleet, agent_report, assignment, cluster, current_nodes, fleet, frankfurt,
     on_both_engines, wait_status,
 };
 use serde_json::{Value, json};
@@ -161,37 +158,4 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
     );
     assert_eq!(running["connection"]["certificate_authority"], ca.as_str());
     assert_eq!(config["current-context"], "k");
-}
-
-/// The assignment of `node` that its device's agent is handed, waiting for it for at most a
-/// minute.
-async fn assignment(app: &TestApp, device: &SimDevice, node: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = app
-            .client
-            .get(app.url(&format!(
-                "/agent/v1/devices/{}/assignments?wait_secs=5",
-                device.id
-            )))
-            .bearer_auth(&device.token)
-            .send()
-            .await
-            .unwrap();
-        let handed = TestApp::answer(res).await;
-        assert_eq!(handed.status, 200, "{}", handed.text);
-        if let Some(a) = handed.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["id"] == node)
-        {
-            return a.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{node} never handed to its agent: {}",
-            handed.text
-        );
-    }
 }

@@ -1,5 +1,6 @@
-//! Billing: every balance, deposits on Solana (ask for one, pay it from a wallet by its link or
-//! QR code, watch it arrive), and the organisation's ledger lines, a page at a time.
+//! Billing: every balance, the way to the statements (invoices, refunds), deposits on Solana
+//! (ask for one, pay it from a wallet by its link or QR code, watch it arrive), and the
+//! organisation's ledger lines, a page at a time.
 
 use maud::{Markup, html};
 
@@ -90,6 +91,13 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
                         }
                     }
                 }
+            }
+        }
+        section aria-labelledby="statements-h" {
+            h2 id="statements-h" { "Statements" }
+            nav aria-label="Statements" class="filters" {
+                a href="/app/billing/invoices" { "Invoices" }
+                a href="/app/billing/refunds" { "Refunds" }
             }
         }
         section aria-labelledby="spend-h" {
@@ -203,12 +211,18 @@ pub struct DepositView {
 }
 
 pub fn deposit(shell: &Shell<'_>, d: &DepositView) -> Markup {
+    // An open deposit's state is asked again every three seconds (its page, this block of it)
+    // until it is paid or expires; then the block stays as it is.
+    let open = d.status == "open";
+    let url = format!("/app/billing/deposits/{}", d.id);
     let body = html! {
         p { a href="/app/billing" { "← Billing" } }
         div class="deposit" {
             img src=(format!("/app/billing/deposits/{}/qr.svg", d.id)) width="240" height="240"
                 alt="QR code of the payment request: scan it with a Solana wallet";
-            dl {
+            dl id="deposit-state" aria-live="polite" data-testid="deposit-state"
+                hx-get=[open.then_some(url.as_str())] hx-trigger=[open.then_some("every 3s")]
+                hx-select="#deposit-state" hx-swap="outerHTML" {
                 dt { "Status" } dd { span class=(format!("badge badge-{}", d.status)) { (d.status) } }
                 dt { "Pay" } dd { (d.amount.as_deref().unwrap_or("any amount of")) " " (d.currency) }
                 dt { "Received" } dd { (d.received) " " (d.currency) }
@@ -219,8 +233,8 @@ pub fn deposit(shell: &Shell<'_>, d: &DepositView) -> Markup {
         }
         p { a class="btn" href=(d.url) { "Open in a wallet" } }
         p class="muted" {
-            "The payment is credited once it is final on Solana, usually within a minute. "
-            "Reload this page to see it arrive."
+            "The payment is credited once it is final on Solana, usually within a minute; "
+            "this page follows it there."
         }
     };
     page("Billing", &format!("Deposit {}", d.id), shell, body)

@@ -214,6 +214,10 @@ pub fn cluster_overview(csrf: &str, c: &ClusterPage) -> Markup {
                         @for (k, v) in &c.connection { dt { (k) } dd { code class="mono" { (v) } } }
                     }
                 }
+                p class="muted" data-testid="ssh-keys-link" {
+                    "The nodes let the organisation's SSH keys in as root. "
+                    a href="/app/keys" { "SSH keys" }
+                }
                 @if c.kubeconfig {
                     p { a class="btn btn-secondary" href=(format!("/app/clusters/{}/kubeconfig", c.id)) download=(format!("{}-kubeconfig.yaml", c.name)) { "Download kubeconfig" } }
                     p class="muted" { "The kubeconfig holds the cluster's admin token; each download is written to the audit log." }

@@ -50,6 +50,9 @@ pub struct HomeView {
     /// Every live cluster, and the GPUs they hold.
     pub clusters_live: i64,
     pub gpus_in_use: i64,
+    /// Whether the visitor's role may see money (balances, spend, burn); the rest of Home is
+    /// for every member.
+    pub money_shown: bool,
 }
 
 pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
@@ -85,6 +88,11 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
         }
         section aria-labelledby="balances-h" {
             h2 id="balances-h" { "Balances" }
+            @if !v.money_shown {
+                p class="muted" data-testid="money-hidden" {
+                    "Balances and spend are shown to owners, admins and billing members."
+                }
+            } @else {
             table tabindex="0" {
                 thead { tr { th scope="col" { "Currency" } th scope="col" class="n" { "Available" } th scope="col" class="n" { "Held by clusters" } th scope="col" class="n" { "Earnings" } } }
                 tbody {
@@ -97,6 +105,7 @@ pub fn home(shell: &Shell<'_>, v: &HomeView) -> Markup {
                         }
                     }
                 }
+            }
             }
         }
         section aria-labelledby="clusters-h" {

@@ -8,10 +8,12 @@ mod cards;
 mod chart;
 mod clusters;
 mod home;
+mod keys;
 mod layout;
 mod login;
 mod offers;
 mod signup;
+mod statements;
 mod team;
 mod worker;
 
@@ -23,11 +25,13 @@ pub use cards::*;
 pub use chart::{Counted, DailySeries, DayAmount, daily_chart};
 pub use clusters::*;
 pub use home::{Alert, BurnLine, ClusterLine, HomeView, SpendLine, home};
-pub use layout::Shell;
+pub use keys::*;
+pub use layout::{OrgChoice, Shell};
 pub use login::login;
 pub use maud::Markup;
 pub use offers::*;
 pub use signup::*;
+pub use statements::*;
 pub use team::*;
 pub use worker::*;
 

@@ -1,7 +1,9 @@
 //! IO Worker, the providers' side: the overview of an organisation's devices (counts, GPUs,
-//! earnings, stake, the devices table, earnings per day as a chart) with the form that adds a
-//! device; a device's page ([`device`]); payouts and stake ([`money`]). A token for a device's
-//! agent is shown on the answer that made it and never again.
+//! earnings, stake, the devices table with each device's uptime and what is rented on it,
+//! earnings per day and by device as charts) with the form that adds a device; a device's page
+//! ([`device`]); payouts and stake ([`money`]). A token for a device's agent is shown on the
+//! answer that made it and never again. What is rented on a device never says whose cluster it
+//! is: that is another organisation's.
 
 mod device;
 mod money;
@@ -9,9 +11,11 @@ mod money;
 use maud::{Markup, html};
 
 use super::CSRF_FIELD;
+use super::chart::{ByName, Counted, bar_chart};
 use super::layout::{Shell, page};
 use super::offers::Choice;
 
+pub use super::chart::{DayShare, NamedAmount, NamedSeries, UptimeSeries};
 pub use device::{DeviceEventLine, DevicePage, device_page};
 pub use money::{
     EarningsBalance, PayoutForm, PayoutLine, PayoutsView, StakeLine, StakePage, WalletLine,
@@ -33,7 +37,38 @@ pub struct DeviceLine {
     pub price: String,
     /// Learned reliability as a percentage, e.g. `97.5 %`.
     pub reliability: Option<String>,
+    /// Uptime over the last 24 hours, 7 and 30 days as percentages, e.g. `99.2 %`.
+    pub uptime_24h: String,
+    pub uptime_7d: String,
+    pub uptime_30d: String,
+    /// The nodes of customers' clusters on it now.
+    pub rentals: Vec<RentalLine>,
     pub last_heartbeat: Option<String>,
+}
+
+/// A node of a customer's cluster on one of the organisation's devices, as its provider sees
+/// it: never whose cluster it is.
+pub struct RentalLine {
+    pub node_id: String,
+    /// `waiting`, `assigned`, `starting` or `ready`.
+    pub status: String,
+    /// GPUs of the device it holds (0 on a CPU-only device: all of the machine).
+    pub gpus: i64,
+    /// When it was placed (RFC 3339).
+    pub since: String,
+    /// When its cluster ends (RFC 3339); `None` until the cluster runs.
+    pub until: Option<String>,
+    /// Hours its cluster was rented for, which `until` counts from once it runs.
+    pub hours: Option<i64>,
+    /// USD per GPU-hour (per node-hour without GPUs) it is rented at, before the platform fee.
+    pub price: String,
+}
+
+/// The organisation's earnings by device, a series per currency earned in.
+pub struct EarningsByDevice {
+    /// The first day counted, e.g. `2026-11-01`.
+    pub since: String,
+    pub series: Vec<NamedSeries>,
 }
 
 /// The figures at the top of the overview.
@@ -82,6 +117,8 @@ pub struct AgentToken {
     pub rotated: bool,
     /// How often the agent is expected to send a heartbeat.
     pub heartbeat_secs: u64,
+    /// The command that runs the device's agent on the machine, token included.
+    pub command: String,
 }
 
 pub struct WorkerView {
@@ -95,6 +132,8 @@ pub struct WorkerView {
     /// Earnings per day over the last 30 days, a series per currency earned in; `None` when
     /// the visitor's role may not read billing.
     pub earnings: Option<Vec<super::chart::DailySeries>>,
+    /// Earnings by device over the same days' months; `None` as for `earnings`.
+    pub earnings_by_device: Option<EarningsByDevice>,
     /// Whether the visitor may add and change devices.
     pub can_write: bool,
     pub models: Vec<Choice>,
@@ -152,6 +191,26 @@ fn moment(t: Option<&str>) -> Markup {
     }
 }
 
+/// A node's GPUs out of its device's `gpu_count`, in words.
+fn rented_gpus(r: &RentalLine, gpu_count: i64) -> String {
+    if r.gpus > 0 {
+        format!("{} of {gpu_count} GPUs", r.gpus)
+    } else {
+        "the whole machine".to_string()
+    }
+}
+
+/// Until when a node's cluster runs, or for how long once it does.
+fn rented_until(r: &RentalLine) -> Markup {
+    html! {
+        @match (&r.until, r.hours) {
+            (Some(t), _) => { "until " (super::when(t)) },
+            (None, Some(h)) => span class="muted" { "for " (h) " h once it runs" },
+            (None, None) => {},
+        }
+    }
+}
+
 /// The token of a device just added, or just replaced, and how its agent uses it.
 fn token_box(t: &AgentToken) -> Markup {
     let hello = format!("/agent/v1/devices/{}/hello", t.device_id);
@@ -169,29 +228,16 @@ fn token_box(t: &AgentToken) -> Markup {
             input id="agent-token" class="mono secret" type="text" readonly autocomplete="off"
                 spellcheck="false" value=(t.token) data-testid="agent-token";
             h3 { "Start the agent" }
-            ol {
-                li { "Put the token on the machine, readable only by the user the agent runs as." }
-                li {
-                    "The agent sends it as " code { "Authorization: Bearer <token>" }
-                    " to this server's agent API, beginning with " code { "POST " (hello) } ". "
-                    "Its answer holds a proof-of-work challenge; once the agent answers it the device is verified, "
-                    "and it is listed when your stake covers it."
-                }
-                li {
-                    "From then on the agent sends a heartbeat about every " (t.heartbeat_secs) " s and asks for work at "
-                    code { "GET /agent/v1/devices/" (t.device_id) "/assignments" } "."
-                }
-            }
-            p { "To check the token from the machine (a first hello, with this server's address in front):" }
-            pre class="spec" tabindex="0" aria-label="A first hello with the token" {
-                code {
-                    "curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n"
-                    "  -d '{\"agent_version\": \"1.0.0\"}' https://<this server>" (hello)
-                }
+            p { "On the machine, run (the token is in it, so run it where only you can read the shell's history):" }
+            pre class="spec" tabindex="0" aria-label="The command that starts the agent" {
+                code data-testid="agent-command" { (t.command) }
             }
             p class="hint" {
-                "To try the protocol without a GPU, " code { "iocloud agent simulate --api-key ioc_… --devices 1" }
-                " registers simulated devices of its own and runs their agents."
+                "The agent answers the device's proof-of-work challenge (then the device is verified, and listed "
+                "once your stake covers it), sends a heartbeat about every " (t.heartbeat_secs) " s and brings up "
+                "the nodes placed on it. This build's agent simulates its nodes; an agent of your own speaks the "
+                "same protocol: " code { "Authorization: Bearer <token>" } " to " code { "POST " (hello) } ", then "
+                code { "GET /agent/v1/devices/" (t.device_id) "/assignments" } "."
             }
         }
     }
@@ -224,13 +270,20 @@ pub fn worker_page(shell: &Shell<'_>, v: &WorkerView) -> Markup {
                 }
             }
         }
-        @if let Some(series) = &v.earnings {
-            section aria-labelledby="earned-h" {
-                h2 id="earned-h" { "Earnings per day, last 30 days" }
-                @if series.is_empty() {
-                    p class="muted" data-testid="no-earnings" { "No earnings in the last 30 days." }
+        @if v.earnings.is_some() || v.earnings_by_device.is_some() {
+            div class="chart-pair" {
+                @if let Some(series) = &v.earnings {
+                    section aria-labelledby="earned-h" {
+                        h2 id="earned-h" { "Earnings per day, last 30 days" }
+                        @if series.is_empty() {
+                            p class="muted" data-testid="no-earnings" { "No earnings in the last 30 days." }
+                        }
+                        @for s in series { (super::chart::daily_chart(s, Counted::Earnings)) }
+                    }
                 }
-                @for s in series { (super::chart::daily_chart(s, super::chart::Counted::Earnings)) }
+                @if let Some(by) = &v.earnings_by_device {
+                    (by_device(by))
+                }
             }
         }
         @if v.can_write {
@@ -238,6 +291,25 @@ pub fn worker_page(shell: &Shell<'_>, v: &WorkerView) -> Markup {
         }
     };
     page("Worker", "IO Worker", shell, body)
+}
+
+/// Earnings by device as bars, a chart per currency.
+fn by_device(by: &EarningsByDevice) -> Markup {
+    let span = format!("since {}", by.since);
+    let words = ByName {
+        counted: Counted::Earnings,
+        by: "Device",
+        span: &span,
+    };
+    html! {
+        section aria-labelledby="by-device-h" {
+            h2 id="by-device-h" { "Earnings by device since " (by.since) }
+            @if by.series.is_empty() {
+                p class="muted" data-testid="no-device-earnings" { "No earnings since then." }
+            }
+            @for s in &by.series { (bar_chart(s, words)) }
+        }
+    }
 }
 
 fn tiles(t: &WorkerTiles) -> Markup {
@@ -280,9 +352,11 @@ fn device_table(devices: &[DeviceLine]) -> Markup {
     html! {
         table tabindex="0" data-testid="devices" {
             thead { tr {
-                th scope="col" { "Device" } th scope="col" { "GPUs" } th scope="col" { "Region" }
+                th scope="col" { "Device" } th scope="col" { "Machine" }
                 th scope="col" { "Status" } th scope="col" class="n" { "GPUs free" }
                 th scope="col" class="n" { "USD/GPU-h" } th scope="col" class="n" { "Reliability" }
+                th scope="col" class="n" { "Uptime" br; span class="muted" { "24 h · 7 d · 30 d" } }
+                th scope="col" { "Rented now" }
                 th scope="col" { "Last heartbeat" }
             } }
             tbody {
@@ -292,8 +366,7 @@ fn device_table(devices: &[DeviceLine]) -> Markup {
                             a href=(format!("/app/worker/devices/{}", d.id)) { (d.name) }
                             br; span class="muted mono" { (d.id) }
                         }
-                        td { (d.model) @if d.gpu_count > 0 { " × " (d.gpu_count) } }
-                        td { (d.region) }
+                        td { (d.model) @if d.gpu_count > 0 { " × " (d.gpu_count) } br; span class="muted" { (d.region) } }
                         td {
                             (device_badge(&d.status))
                             @if let Some(r) = &d.status_reason { br; span class="muted" { (r) } }
@@ -301,6 +374,20 @@ fn device_table(devices: &[DeviceLine]) -> Markup {
                         td class="n" { (d.gpus_free) }
                         td class="n" { (d.price) }
                         td class="n" { (d.reliability.as_deref().unwrap_or("—")) }
+                        td class="n" {
+                            span data-uptime="24h" { (d.uptime_24h) } " · "
+                            span data-uptime="7d" { (d.uptime_7d) } " · "
+                            span data-uptime="30d" { (d.uptime_30d) }
+                        }
+                        td data-testid="rented" {
+                            @for (i, r) in d.rentals.iter().enumerate() {
+                                @if i > 0 { br; }
+                                span data-node=(r.node_id) {
+                                    (rented_gpus(r, d.gpu_count)) " " (rented_until(r))
+                                }
+                            }
+                            @if d.rentals.is_empty() { span class="muted" { "—" } }
+                        }
                         td { (moment(d.last_heartbeat.as_deref())) }
                     }
                 }

@@ -6,11 +6,13 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use iocloud_control::clusters::spec::Env;
 use iocloud_control::clusters::{ClusterKind, ClusterSpec};
 use iocloud_control::placement::Preference;
 use iocloud_control::quotes::QuoteRequest;
-use iocloud_control::{Actor, Error as DomainError};
-use iocloud_web::app::{CreateForm, CreateView, PlanLine, QuoteAnswer};
+use iocloud_control::ssh_keys::SshKey;
+use iocloud_control::{Actor, Error as DomainError, PageRequest};
+use iocloud_web::app::{Choice, CreateForm, CreateView, PlanLine, QuoteAnswer};
 
 use super::super::session::{Visitor, csrf_ok, csrf_refused, visitor};
 use super::super::{html, show};
@@ -46,6 +48,11 @@ fn read(pairs: &[u8]) -> (CreateForm, String, String) {
             "duration_hours" => f.duration_hours = v,
             "billing_currency" => f.billing_currency = v,
             "preference" => f.preference = v,
+            "command" => f.command = v,
+            "ports" => f.ports = v,
+            "env" => f.env = v,
+            "ssh_key" if !v.is_empty() => f.ssh_keys.push(v),
+            "ssh_keys_shown" => f.ssh_keys_shown = !v.is_empty(),
             _ => {}
         }
     }
@@ -122,8 +129,64 @@ fn quote_request(f: &CreateForm) -> Result<QuoteRequest, DomainError> {
     })
 }
 
-/// The spec the form makes.
-fn spec(f: &CreateForm) -> Result<ClusterSpec, DomainError> {
+/// The ports the form lists, separated by commas (or spaces); `None` when it lists none.
+fn ports(text: &str) -> Result<Option<Vec<i64>>, DomainError> {
+    let listed: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if listed.is_empty() {
+        return Ok(None);
+    }
+    listed
+        .into_iter()
+        .map(|p| {
+            p.parse().map_err(|_| {
+                DomainError::validation(
+                    "ports",
+                    "port numbers separated by commas, like 8080, 6006",
+                )
+            })
+        })
+        .collect::<Result<Vec<i64>, _>>()
+        .map(Some)
+}
+
+/// The environment the form holds, `NAME=value` a line (blank lines skipped).
+fn environment(text: &str) -> Result<Env, DomainError> {
+    let mut env = Env::default();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (name, value) = line.split_once('=').ok_or_else(|| {
+            DomainError::validation("env", format!("line {}: write NAME=value", i + 1))
+        })?;
+        let name = name.trim();
+        if env.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(DomainError::validation(
+                "env",
+                format!("{name} is set twice"),
+            ));
+        }
+    }
+    Ok(env)
+}
+
+/// The SSH keys the form names: `None` (all of the organisation's) when every one of
+/// `all_keys` is ticked or the form had no boxes to tick, else those ticked.
+fn ssh_key_ids(f: &CreateForm, all_keys: &[String]) -> Option<Vec<String>> {
+    let every = all_keys.iter().all(|k| f.ssh_keys.contains(k));
+    if !f.ssh_keys_shown || every {
+        None
+    } else {
+        Some(f.ssh_keys.clone())
+    }
+}
+
+/// The spec the form makes; `all_keys` are the organisation's SSH keys the form offered.
+fn spec(f: &CreateForm, all_keys: &[String]) -> Result<ClusterSpec, DomainError> {
     let q = quote_request(f)?;
     let kind = ClusterKind::parse(&f.kind)
         .ok_or_else(|| DomainError::validation("kind", "ray, kubernetes or container"))?;
@@ -145,8 +208,32 @@ fn spec(f: &CreateForm) -> Result<ClusterSpec, DomainError> {
         preference: q.preference,
         duration_hours: q.duration_hours.unwrap_or(1),
         billing_currency: text(&f.billing_currency),
+        // Split as the label says: at whitespace, with no quoting.
+        command: (!f.command.is_empty())
+            .then(|| f.command.split_whitespace().map(str::to_string).collect()),
+        ports: ports(&f.ports)?,
+        env: environment(&f.env)?,
+        ssh_key_ids: ssh_key_ids(f, all_keys),
         ..ClusterSpec::default()
     })
+}
+
+/// The organisation's SSH keys, as the form offers them (an organisation keeps at most 100:
+/// one page holds them all). None when they cannot be read: the form then names none.
+async fn org_keys(state: &AppState, actor: &Actor) -> Vec<SshKey> {
+    let page = PageRequest {
+        after: None,
+        limit: iocloud_control::page::MAX_LIMIT,
+    };
+    match state.control.ssh_keys.list(actor, &page).await {
+        Ok(p) => p.items,
+        Err(e) => {
+            if e.is_internal() {
+                tracing::error!(error = %e, "the create form could not read the SSH keys");
+            }
+            Vec::new()
+        }
+    }
 }
 
 /// A constraint's name as a person reads it.
@@ -251,10 +338,19 @@ async fn render(
 ) -> Response {
     let quote = answer(state, &v.actor, &form).await;
     let (models, regions) = super::super::catalog_choices(state);
+    let ssh_keys = org_keys(state, &v.actor)
+        .await
+        .into_iter()
+        .map(|k| Choice {
+            label: format!("{} ({})", k.name, k.fingerprint),
+            value: k.id,
+        })
+        .collect();
     let view = CreateView {
         form,
         models,
         regions,
+        ssh_keys,
         quote,
         error,
     };
@@ -312,7 +408,12 @@ pub(super) async fn create(
     if intent == "quote" {
         return render(&state, &v, StatusCode::OK, form, None).await;
     }
-    let made = match spec(&form) {
+    let all_keys: Vec<String> = org_keys(&state, &v.actor)
+        .await
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    let made = match spec(&form, &all_keys) {
         Ok(spec) => state.control.clusters.create(&v.actor, &spec).await,
         Err(e) => Err(e),
     };

@@ -33,7 +33,7 @@ pub(super) async fn create_org(
     Posted { v, form: f }: Posted<NameForm>,
 ) -> Response {
     match state.control.orgs.create(&v.actor, &f.name).await {
-        Ok(org) => switch_to(&state, &v, &headers, &org.id, "created").await,
+        Ok(org) => switch_to(&state, &v, &headers, &org.id, "/app/team?done=created").await,
         Err(e) => refused(&state, &v, e).await,
     }
 }
@@ -42,6 +42,9 @@ pub(super) async fn create_org(
 pub(super) struct SwitchForm {
     #[serde(default)]
     org_id: String,
+    /// `home` from the top bar's switcher: land on the organisation's home, not on Team.
+    #[serde(default)]
+    then: String,
 }
 
 pub(super) async fn switch(
@@ -49,7 +52,12 @@ pub(super) async fn switch(
     headers: HeaderMap,
     Posted { v, form: f }: Posted<SwitchForm>,
 ) -> Response {
-    switch_to(&state, &v, &headers, f.org_id.trim(), "switched").await
+    let to = if f.then == "home" {
+        "/app/"
+    } else {
+        "/app/team?done=switched"
+    };
+    switch_to(&state, &v, &headers, f.org_id.trim(), to).await
 }
 
 #[derive(Deserialize)]

@@ -1,26 +1,31 @@
 //! A device's page and its forms, through the same calls as `GET|PATCH|DELETE
-//! /v1/devices/{id}`, `/v1/devices/{id}/events`, `/maintenance` and `/token`. Another
-//! organisation's device reads as missing (404), as it does over REST.
+//! /v1/devices/{id}`, `/v1/devices/{id}/events`, `/maintenance` and `/token`, with its uptime
+//! per day and what is rented on it now. Another organisation's device reads as missing (404),
+//! as it does over REST.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use iocloud_billing::{Currency, Money};
 use iocloud_control::providers::catalog::{CPU_PRICE_CEILING, CPU_PRICE_FLOOR};
+use iocloud_control::providers::devices::DayUptime;
 use iocloud_control::providers::{DeviceEvent, DeviceStatus, DeviceUpdate, GpuModelView};
 use iocloud_control::types::device_id;
 use iocloud_control::{Action, Actor, Error as DomainError, PageRequest};
 use iocloud_db::ids::DeviceId;
-use iocloud_web::app::{AgentToken, DeviceEventLine, DevicePage};
+use iocloud_web::app::{AgentToken, DayShare, DeviceEventLine, DevicePage, UptimeSeries};
 use serde::Deserialize;
 
 use super::super::session::{NoFields, Posted, Visitor};
 use super::super::{failed, show};
-use super::{WorkerQuery, model_name, notice, percent, refusal};
+use super::{WorkerQuery, model_name, notice, percent, refusal, rental_line};
 use crate::state::AppState;
 
 /// Status changes the page shows, newest first.
 const EVENTS: usize = 20;
+
+/// Days the uptime chart spans, today included.
+const UPTIME_DAYS: i64 = 30;
 
 /// What a form's answer adds to the page.
 #[derive(Default)]
@@ -86,6 +91,24 @@ async fn recent_events(
     Ok(kept)
 }
 
+/// A device's uptime per day as the chart shows it: a day it could not be heard in (before it
+/// was added) has no percentage.
+fn uptime_series(days: Vec<DayUptime>) -> UptimeSeries {
+    UptimeSeries {
+        days: days
+            .into_iter()
+            .map(|d| {
+                let share = d.share();
+                DayShare {
+                    percent: (d.possible_minutes > 0).then(|| percent(share)),
+                    basis_points: (share * 10_000.0).round() as i64,
+                    day: d.day,
+                }
+            })
+            .collect(),
+    }
+}
+
 /// The price bounds of the device's model, in words.
 fn price_bounds(state: &AppState, gpu_model: Option<&str>) -> String {
     let usd = |micros: i64| Money::from_micros(micros, Currency::Usd).to_decimal();
@@ -139,6 +162,8 @@ async fn view(
     let id = device_id(id)?;
     let d = c.devices.get(actor, &id).await?;
     let uptime = c.devices.uptime(actor, &id).await?;
+    let uptime_days = c.devices.uptime_by_day(actor, &id, UPTIME_DAYS).await?;
+    let rentals = c.devices.rentals(actor, std::slice::from_ref(&id)).await?;
     let events = recent_events(state, actor, &id).await?;
     let stake_covered = stake_words(state, actor, d.status).await?;
     let model = d.gpu_model.as_deref().and_then(|m| c.catalog.gpu_model(m));
@@ -153,6 +178,8 @@ async fn view(
         uptime_24h: percent(uptime.last_24h),
         uptime_7d: percent(uptime.last_7d),
         uptime_30d: percent(uptime.last_30d),
+        uptime_days: uptime_series(uptime_days),
+        rentals: rentals.into_iter().map(rental_line).collect(),
         nodes_ok: uptime.nodes_ok,
         nodes_failed: uptime.nodes_failed,
         last_heartbeat: d.telemetry.last_heartbeat_at.map(|t| t.to_rfc3339()),
@@ -323,13 +350,7 @@ pub(super) async fn rotate(
         Ok(created) => {
             let extras = Extras {
                 notice: Some("A new agent token was issued; the old one no longer works.".into()),
-                new_token: Some(AgentToken {
-                    device_id: created.device.id.clone(),
-                    device_name: created.device.name.clone(),
-                    token: created.token,
-                    rotated: true,
-                    heartbeat_secs: state.config.heartbeat_interval_secs,
-                }),
+                new_token: Some(super::agent_token(&state, &created, true)),
                 ..Extras::default()
             };
             render(&state, &v, &created.device.id, extras, StatusCode::OK).await

@@ -1,6 +1,8 @@
 //! What an agent and the control plane say to each other: the protocol's messages as they
 //! travel, and the checks of the agent's numbers and version.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::super::status::DeviceStatus;
@@ -74,8 +76,50 @@ pub struct Assignment {
     /// `assigned` (bring it up) or `releasing` (tear it down).
     pub status: String,
     /// The node bootstrap: Ray head or worker, Kubernetes control plane or join, or a container.
+    /// Beside `kind`, `role`, `cluster_id`, `image`, `gpus` and what the role needs, it holds the
+    /// fields of [`Workload`] (read it from the same object): the `authorized_keys` every node
+    /// lets in as `root` on its `ssh` endpoint (port 22), and for a container its `command`,
+    /// `container_ports` and `env`.
     #[schema(value_type = Object)]
     pub bootstrap: serde_json::Value,
+}
+
+/// What a node runs and who may log in to it, written into its bootstrap beside the role's
+/// fields. Bootstraps made before a field existed lack it, and an agent that does not know a
+/// field passes over it: every field reads as empty when absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Workload {
+    /// OpenSSH public key lines (`type base64 name`) for `root`'s `authorized_keys` on the
+    /// node's SSH endpoint. Always written; empty: nobody logs in.
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+    /// A container's command, as argv, run instead of the image's own; absent: the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// A container's ports to expose, besides SSH's 22 (which every node exposes). A ready node
+    /// reports each as the endpoint `port-<number>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_ports: Vec<u16>,
+    /// A container's environment, name to value. Names starting with `IOCLOUD_` are the
+    /// platform's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+impl Workload {
+    /// Writes the workload's fields into `bootstrap` (an object; anything else is left as it is).
+    pub fn write_into(&self, bootstrap: &mut serde_json::Value) {
+        if let (Some(fields), Ok(serde_json::Value::Object(mine))) =
+            (bootstrap.as_object_mut(), serde_json::to_value(self))
+        {
+            fields.extend(mine);
+        }
+    }
+
+    /// The workload a bootstrap holds; fields it lacks (or that do not read) are empty.
+    pub fn read_from(bootstrap: &serde_json::Value) -> Workload {
+        serde_json::from_value(bootstrap.clone()).unwrap_or_default()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]

@@ -38,7 +38,7 @@ use super::{Catalog, verification};
 use crate::{Error, ErrorCode, Result, secrets};
 pub use messages::{
     Assignment, Challenge, ChallengeAnswer, Heartbeat, HeartbeatAnswer, Hello, HelloAnswer,
-    NodeReport, NodeReportStatus,
+    NodeReport, NodeReportStatus, Workload,
 };
 use messages::{check_range, check_version};
 pub use nodes::NewNode;

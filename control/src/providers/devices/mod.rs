@@ -8,7 +8,9 @@
 //! [`Agents`](super::agent::Agents) service.
 
 pub mod heartbeats;
+mod rentals;
 mod types;
+mod uptime;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +28,10 @@ use crate::cache::{Cache, Forget};
 use crate::types::parse_name;
 use crate::{Action, Actor, Error, ErrorCode, Page, PageRequest, Result, secrets};
 use heartbeats::HeartbeatBuffer;
+pub use rentals::Rental;
 pub use types::*;
 use types::{io, usd};
+pub use uptime::{DayUptime, MAX_UPTIME_DAYS};
 
 /// The providers' device registry: registering, pricing, maintenance, suspension, retirement,
 /// agent tokens, reads, history and uptime; and the heartbeats' write path and the sweeps

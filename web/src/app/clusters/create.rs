@@ -28,6 +28,17 @@ pub struct CreateForm {
     pub duration_hours: String,
     pub billing_currency: String,
     pub preference: String,
+    /// A container's command, split at whitespace (no quoting).
+    pub command: String,
+    /// A container's ports, separated by commas.
+    pub ports: String,
+    /// A container's environment, `NAME=value` a line.
+    pub env: String,
+    /// The SSH keys ticked (their ids).
+    pub ssh_keys: Vec<String>,
+    /// The SSH key boxes were on the form that sent this: `ssh_keys` says which were ticked.
+    /// Otherwise (a new form, a link) every key is ticked.
+    pub ssh_keys_shown: bool,
 }
 
 impl CreateForm {
@@ -54,8 +65,15 @@ impl CreateForm {
             ("duration_hours", self.duration_hours.clone()),
             ("billing_currency", self.billing_currency.clone()),
             ("preference", self.preference.clone()),
+            ("command", self.command.clone()),
+            ("ports", self.ports.clone()),
+            ("env", self.env.clone()),
         ];
         out.extend(self.regions.iter().map(|r| ("regions", r.clone())));
+        if self.ssh_keys_shown {
+            out.push(("ssh_keys_shown", "1".to_string()));
+            out.extend(self.ssh_keys.iter().map(|k| ("ssh_key", k.clone())));
+        }
         out.retain(|(_, v)| !v.is_empty());
         out
     }
@@ -93,6 +111,8 @@ pub struct CreateView {
     pub form: CreateForm,
     pub models: Vec<Choice>,
     pub regions: Vec<Choice>,
+    /// The organisation's SSH keys: the id, and the name with the fingerprint.
+    pub ssh_keys: Vec<Choice>,
     pub quote: QuoteAnswer,
     /// Why creating it was refused.
     pub error: Option<String>,
@@ -158,6 +178,30 @@ pub fn create_page(shell: &Shell<'_>, v: &CreateView) -> Markup {
                     }
                 }
                 (text("c-image", "image", "Image (for a container)", &f.image, Some("e.g. pytorch/pytorch:2.5.1-cuda12.4")))
+                (text("c-command", "command", "Command (for a container; split at spaces, no quoting)", &f.command, Some("empty: the image's own command")))
+                (text("c-ports", "ports", "Ports to expose (for a container)", &f.ports, Some("separated by commas, like 8080, 6006; SSH's 22 is always open")))
+                div class="field" {
+                    label for="c-env" { "Environment (for a container)" }
+                    textarea id="c-env" name="env" class="secret" rows="3" { (f.env) }
+                    span class="hint" { "one NAME=value a line" }
+                }
+                fieldset class="field" data-testid="ssh-key-choices" {
+                    legend { "SSH keys the nodes let in as root" }
+                    @if v.ssh_keys.is_empty() {
+                        p class="hint" { "The organisation has no SSH keys yet: " a href="/app/keys" { "add one" } " to log in to the nodes." }
+                    } @else {
+                        input type="hidden" name="ssh_keys_shown" value="1";
+                        @for k in &v.ssh_keys {
+                            @let id = format!("c-key-{}", k.value);
+                            label class="check" for=(id) {
+                                input id=(id) type="checkbox" name="ssh_key" value=(k.value)
+                                    checked[!f.ssh_keys_shown || f.ssh_keys.contains(&k.value)];
+                                " " (k.label)
+                            }
+                        }
+                        span class="hint" { a href="/app/keys" { "Manage SSH keys" } }
+                    }
+                }
                 div class="field" {
                     label for="c-gpu" { "GPU" }
                     select id="c-gpu" name="gpu" {

@@ -1,11 +1,15 @@
-//! A device's page: what it is and how it is doing, what its stake asks, its recent status
+//! A device's page: what it is and how it is doing (its uptime per day as a chart), what is
+//! rented on it now (never whose cluster it is), what its stake asks, its recent status
 //! changes, and the forms that change its price, take it out for maintenance and back, replace
 //! its agent's token and retire it.
 
 use maud::{Markup, html};
 
+use super::super::chart::{UptimeSeries, uptime_chart};
 use super::super::layout::{Shell, page};
-use super::{AgentToken, csrf, device_badge, moment, said, subnav, token_box};
+use super::{
+    AgentToken, RentalLine, csrf, device_badge, moment, rented_gpus, said, subnav, token_box,
+};
 
 /// A status change of the device.
 pub struct DeviceEventLine {
@@ -43,6 +47,10 @@ pub struct DevicePage {
     pub uptime_24h: String,
     pub uptime_7d: String,
     pub uptime_30d: String,
+    /// Uptime per day over the last 30 days, oldest first.
+    pub uptime_days: UptimeSeries,
+    /// The nodes of customers' clusters on it now.
+    pub rentals: Vec<RentalLine>,
     pub nodes_ok: i64,
     pub nodes_failed: i64,
     pub last_heartbeat: Option<String>,
@@ -110,6 +118,59 @@ fn facts(d: &DevicePage) -> Markup {
             dt { "Added" } dd { (super::super::when(&d.created_at)) }
             dt { "Stake required" } dd { (d.required_stake) " $IO" }
             dt { "Stake" } dd data-testid="stake-covered" { (d.stake_covered) }
+        }
+    }
+}
+
+fn uptime(d: &DevicePage) -> Markup {
+    html! {
+        section aria-labelledby="uptime-h" data-testid="device-uptime" {
+            h2 id="uptime-h" { "Uptime per day, last " (d.uptime_days.days.len()) " days" }
+            (uptime_chart(&d.uptime_days))
+        }
+    }
+}
+
+fn rentals(d: &DevicePage) -> Markup {
+    let unit = if d.gpu_count > 0 {
+        "GPU-hour"
+    } else {
+        "node-hour"
+    };
+    html! {
+        section aria-labelledby="rented-h" data-testid="device-rentals" {
+            h2 id="rented-h" { "Rented now" }
+            @if d.rentals.is_empty() {
+                p class="muted" { "Nothing runs on this device now." }
+            } @else {
+                p class="muted" { "Nodes of customers' clusters on this device; whose clusters they are is theirs to know." }
+                table tabindex="0" {
+                    thead { tr {
+                        th scope="col" { "Node" } th scope="col" { "State" } th scope="col" { "GPUs" }
+                        th scope="col" { "Since" } th scope="col" { "Until" }
+                        th scope="col" class="n" { "USD per " (unit) }
+                    } }
+                    tbody {
+                        @for r in &d.rentals {
+                            tr data-node=(r.node_id) {
+                                td class="mono" { (r.node_id) }
+                                td { (r.status.replace('_', " ")) }
+                                td { (rented_gpus(r, d.gpu_count)) }
+                                td { (super::super::when(&r.since)) }
+                                td {
+                                    @match (&r.until, r.hours) {
+                                        (Some(t), _) => (super::super::when(t)),
+                                        (None, Some(h)) => span class="muted" { (h) " h once it runs" },
+                                        (None, None) => span class="muted" { "—" },
+                                    }
+                                }
+                                td class="n" { (r.price) }
+                            }
+                        }
+                    }
+                }
+                p class="hint" { "Prices are before the platform fee." }
+            }
         }
     }
 }
@@ -197,6 +258,8 @@ pub fn device_page(shell: &Shell<'_>, d: &DevicePage) -> Markup {
         (said(d.notice.as_deref(), d.error.as_deref()))
         @if let Some(t) = &d.new_token { (token_box(t)) }
         (facts(d))
+        (rentals(d))
+        (uptime(d))
         @if d.can_write && !d.retired { (forms(shell, d)) }
         @if d.retired { p class="muted" { "This device is retired: nothing about it can change any more." } }
         (events(d))
