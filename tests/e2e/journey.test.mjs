@@ -92,6 +92,7 @@ test('a team pays, invites, rents and is refunded; the provider adds a machine a
     const invitee = await newPage();
     await invitee.page.goto(link);
     await shoot(invitee.page, 'journey-invited');
+    await a11y.check(link, 'invitation');
     await invitee.page.getByRole('link', { name: 'Sign up with this invitation' }).click();
     await invitee.page.waitForURL(/\/app\/signup\?invitation=/);
     await invitee.page.fill('#name', 'Sam Okafor');
@@ -167,6 +168,8 @@ test('a team pays, invites, rents and is refunded; the provider adds a machine a
   const released = section(page, 'ledger-h').locator('tbody tr', { hasText: 'vision-k8s' })
     .filter({ hasText: /release|refund/i });
   await until(page, 'the refund is in the ledger', async () => (await released.count()) > 0);
+  // This month's spend by cluster, as bars by name.
+  assert.match(await page.locator('[data-testid=by-cluster-USD]').textContent(), /vision-k8s/);
   await shoot(page, 'journey-ledger');
 
   // The month's statement names the cluster; refunds say what card credit could go back.

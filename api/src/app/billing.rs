@@ -9,9 +9,11 @@ use iocloud_control::deposits::DepositRequest;
 use iocloud_control::{Actor, PageRequest};
 use std::collections::HashMap;
 
-use iocloud_billing::Money;
+use iocloud_billing::{Currency, Money};
+use iocloud_control::billing::usage::UsageRow;
 use iocloud_web::app::{
-    BillingView, ClusterSpend, Counted, DepositLine, DepositView, LedgerBalance, PostingLine,
+    BillingView, ClusterSpend, Counted, DepositLine, DepositView, LedgerBalance, NamedAmount,
+    NamedSeries, PostingLine,
 };
 use serde::Deserialize;
 
@@ -118,6 +120,7 @@ async fn view(
         balances,
         deposits,
         spend: super::chart::by_day(state, actor, Counted::Spend).await?,
+        by_cluster_bars: cluster_bars(&by_cluster, &names),
         by_cluster: by_cluster
             .into_iter()
             .map(|r| ClusterSpend {
@@ -145,6 +148,33 @@ async fn view(
         cards: super::cards::view(state, actor).await?,
         error,
     })
+}
+
+/// Spend by cluster as bars: a series per currency, clusters by name, most first (the rows
+/// come sorted so).
+fn cluster_bars(rows: &[UsageRow], names: &HashMap<String, String>) -> Vec<NamedSeries> {
+    let mut series: Vec<NamedSeries> = Vec::new();
+    for currency in Currency::ALL {
+        let bars: Vec<NamedAmount> = rows
+            .iter()
+            .filter(|r| r.currency == currency)
+            .map(|r| NamedAmount {
+                label: names.get(&r.key).cloned().unwrap_or_else(|| r.key.clone()),
+                amount: r.amount.clone(),
+                micros: Money::parse(&r.amount, currency).map_or(0, Money::micros),
+            })
+            .collect();
+        if bars.is_empty() {
+            continue;
+        }
+        let total = bars.iter().map(|b| b.micros).fold(0, i64::saturating_add);
+        series.push(NamedSeries {
+            currency: currency.code().to_string(),
+            total: Money::from_micros(total, currency).to_decimal(),
+            rows: bars,
+        });
+    }
+    series
 }
 
 /// The ids with this prefix (`clu_`, `hld_`) a ledger memo names.

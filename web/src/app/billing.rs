@@ -53,6 +53,8 @@ pub struct BillingView {
     pub balances: Vec<LedgerBalance>,
     /// Spend per day over the last days, a series per currency.
     pub spend: Vec<super::chart::DailySeries>,
+    /// This month's spend by cluster as bars, a series per currency, most first.
+    pub by_cluster_bars: Vec<super::chart::NamedSeries>,
     /// This month's spend by cluster, most first.
     pub by_cluster: Vec<ClusterSpend>,
     /// The month `by_cluster` sums, e.g. `2026-12`.
@@ -106,6 +108,10 @@ pub fn billing(shell: &Shell<'_>, v: &BillingView) -> Markup {
                 p class="muted" { "Nothing spent in the last 30 days." }
             }
             @for series in &v.spend { (super::chart::daily_chart(series, super::chart::Counted::Spend)) }
+            @let span = format!("in {}", v.month);
+            @for s in &v.by_cluster_bars {
+                (super::chart::bar_chart(s, super::chart::ByName { counted: super::chart::Counted::Spend, by: "Cluster", span: &span }))
+            }
             @if !v.by_cluster.is_empty() {
                 table tabindex="0" data-testid="spend-by-cluster" {
                     caption class="muted" { "By cluster in " (v.month) }
