@@ -1,6 +1,7 @@
 //! Every cent that moves through the platform: money in integer micro-units, a double-entry
 //! ledger whose postings always sum to zero, and holds that reserve a cluster's cost.
 
+pub mod emission;
 mod error;
 pub mod ledger;
 pub mod metering;
