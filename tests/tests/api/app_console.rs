@@ -3,7 +3,7 @@
 //! are never cached; Home shows the organisation's own money and clusters, escaped; an expired
 //! access token is renewed from the refresh cookie; signing out ends the session.
 
-use super::console_client::{browser, cookie, csrf_in, csrf_of, set_cookies, sign_in};
+use super::console_client::{browser, cookie, csrf_in, csrf_of, page, set_cookies, sign_in};
 use iocloud_tests::{Backend, ChainApp, PASSWORD, TestApp, on_both_engines};
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION};
 
@@ -335,28 +335,14 @@ async fn members_see_home_without_the_money(b: Backend) {
         .await;
     assert_eq!(joined.status, 201, "{}", joined.text);
     let jar = sign_in(&app, "sam@example.com").await;
-    let res = browser()
-        .get(app.url("/app/"))
-        .header(COOKIE, &jar)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let home = res.text().await.unwrap();
+    let (status, home) = page(&app, &jar, "/app/").await;
+    assert_eq!(status, 200);
     assert!(home.contains("data-testid=\"money-hidden\""), "{home}");
     assert!(home.contains("data-testid=\"clusters-running\""), "{home}");
     assert!(!home.contains("250.00"), "no balance: {home}");
     // The owner sees the money.
     let jar = sign_in(&app, "owner@example.com").await;
-    let home = browser()
-        .get(app.url("/app/"))
-        .header(COOKIE, &jar)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, home) = page(&app, &jar, "/app/").await;
     assert!(home.contains("250.00"), "{home}");
     assert!(!home.contains("money-hidden"), "{home}");
 }

@@ -6,6 +6,9 @@
 //! refused in words when too small) and stake (refused in words, staked once however often
 //! the form is sent, unstaked into its cooldown). Forged forms and another organisation's ids
 //! change nothing.
+//!
+//! One file, though a long one: it is IO Worker's pages as one provider goes through them, on
+//! one fleet and its helpers; split, each part would set the same fleet up again.
 
 use iocloud_billing::metering::NewUsage;
 use iocloud_billing::{Currency, Money};
