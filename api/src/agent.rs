@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use iocloud_control::Error as DomainError;
 use iocloud_control::providers::agent::{
     Assignment, ChallengeAnswer, DeviceAuth, Heartbeat, HeartbeatAnswer, Hello, HelloAnswer,
-    NodeReport,
+    NodeReport, ProofAnswer, ProofChallenge, ProofResult,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(hello))
         .routes(routes!(answer))
         .routes(routes!(heartbeat))
+        .routes(routes!(proof))
+        .routes(routes!(answer_proof))
         .routes(routes!(assignments))
         .routes(routes!(node_status))
 }
@@ -73,8 +75,8 @@ async fn answer(
     Ok(Json(s.control.agents.answer(&d, body).await?))
 }
 
-/// Free GPUs, utilisation, temperature and agent version; accepted (202) into a buffer that
-/// is written in batches.
+/// Free GPUs, utilisation (and, from newer agents, the CPU's and the nodes running),
+/// temperature and agent version; accepted (202) into a buffer that is written in batches.
 #[utoipa::path(post, path = "/agent/v1/devices/{id}/heartbeat", tag = "agent", request_body = Heartbeat,
     responses((status = 202, body = HeartbeatAnswer), (status = 422, body = Problem), (status = 429, body = Problem)))]
 async fn heartbeat(
@@ -86,6 +88,35 @@ async fn heartbeat(
     let d = device(&s, &headers, &id).await?;
     let answer = s.control.agents.heartbeat(&d, body).await?;
     Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// This hour's proof, for a listed device that serves no rental: ask once an hour and answer
+/// before its deadline. Asking again in the hour gives the same proof; a device that is not
+/// listed, or serves a rental, answers 409 `proof_not_needed`, and one whose proof is answered
+/// 409 `proof_answered`.
+#[utoipa::path(post, path = "/agent/v1/devices/{id}/proof", tag = "agent",
+    responses((status = 200, body = ProofChallenge), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn proof(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<ProofChallenge>> {
+    let d = device(&s, &headers, &id).await?;
+    Ok(Json(s.control.agents.proof(&d).await?))
+}
+
+/// Answer this hour's proof, with the VRAM each GPU measured: `passed`, `wrong_answer`,
+/// `late` or `vram_short` (with what was wrong). Answered once: again is 409 `proof_answered`.
+#[utoipa::path(post, path = "/agent/v1/devices/{id}/proof/answer", tag = "agent", request_body = ProofAnswer,
+    responses((status = 200, body = ProofResult), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn answer_proof(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ProofAnswer>,
+) -> ApiResult<Json<ProofResult>> {
+    let d = device(&s, &headers, &id).await?;
+    Ok(Json(s.control.agents.answer_proof(&d, body).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

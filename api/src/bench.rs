@@ -32,6 +32,8 @@ pub enum BenchCommand {
     /// The Solana deposit watcher catching up on finalized deposits, beside the node's own
     /// read rate and plain ledger credits.
     Deposits(crate::bench_deposits::DepositArgs),
+    /// One hourly reward block for a large network beside as many plain inserts.
+    Blocks(crate::bench_blocks::BlockArgs),
     /// The console's pages for an organisation with a long history, beside its static
     /// stylesheet.
     Console(crate::bench_console::ConsoleArgs),
@@ -109,6 +111,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Webhooks(args) => crate::bench_webhooks::run(args).await,
         BenchCommand::Deposits(args) => crate::bench_deposits::run(args).await,
         BenchCommand::Console(args) => crate::bench_console::run(args).await,
+        BenchCommand::Blocks(args) => crate::bench_blocks::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(

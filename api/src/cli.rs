@@ -56,12 +56,15 @@ pub struct DbArgs {
 #[derive(Subcommand, Debug)]
 pub enum AgentCommand {
     /// Run N simulated agents over HTTP against a server: they register as devices of the
-    /// API key's organisation, answer their challenges, heartbeat and run nodes.
+    /// API key's organisation, answer their challenges, heartbeat, run nodes and prove
+    /// themselves each hour while they run none.
     Simulate(SimulateArgs),
     /// Run the agent of one device already added (in the console or by `POST /v1/devices`):
-    /// it answers the device's challenge, heartbeats and brings up the nodes placed on it.
-    /// This build has no container runtime, so its nodes are simulated as `agent simulate`'s
-    /// are: use it to try the network end to end, not to serve customers.
+    /// it answers the device's challenge, heartbeats, brings up the nodes placed on it and,
+    /// while it runs none, answers the device's proof once an hour. This build has no
+    /// container runtime, so its nodes are simulated as `agent simulate`'s are, and it measures
+    /// no GPU: its hourly proof reports each GPU's VRAM as the device's model has it. Use it to
+    /// try the network end to end, not to serve customers.
     Run(RunArgs),
 }
 
@@ -236,6 +239,7 @@ pub async fn run_agent(args: RunArgs) -> anyhow::Result<()> {
         node_ready_secs: 1.0,
         node_failure_rate: 0.0,
         offline_rate: 0.0,
+        proof_failure_rate: 0.0,
         start_spread_secs: 0.0,
         ..crate::simulator::SimOptions::default()
     };

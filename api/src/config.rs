@@ -125,6 +125,16 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_PROVISIONING_TIMEOUT_SECS", default_value_t = 600)]
     pub provisioning_timeout_secs: u64,
 
+    /// Seconds between passes that write the hourly reward blocks that are due (0: none here).
+    /// One replica at a time writes them.
+    #[arg(long, env = "IOCLOUD_BLOCK_INTERVAL_SECS", default_value_t = 30)]
+    pub block_interval_secs: u64,
+
+    /// Seconds after an hour ends before its block is written, so the hour's last heartbeats
+    /// and proofs are in.
+    #[arg(long, env = "IOCLOUD_BLOCK_DELAY_SECS", default_value_t = 180)]
+    pub block_delay_secs: u64,
+
     /// Seconds between sweeps that delete rows past their retention (0: no sweeps here).
     #[arg(
         long,
@@ -502,6 +512,7 @@ impl Config {
             heartbeat_timeout: Duration::from_secs(self.heartbeat_timeout_secs.max(1)),
             heartbeat_flush: Duration::from_millis(250),
             challenge_deadline: Duration::from_secs(self.challenge_deadline_secs.max(1)),
+            block_delay: Duration::from_secs(self.block_delay_secs),
             quota: iocloud_control::clusters::QuotaLimits {
                 max_gpus: self.quota_max_gpus.max(0),
                 max_clusters: self.quota_max_clusters.max(0),
@@ -620,6 +631,8 @@ impl Config {
             reconcile_interval_secs: 1,
             provisioning_timeout_secs: 600,
             retention_sweep_interval_secs: 0,
+            block_interval_secs: 0,
+            block_delay_secs: 180,
             idempotency_retention_secs: 86_400,
             quote_retention_secs: 3600,
             outbox_retention_secs: 86_400,

@@ -8,6 +8,7 @@
 pub mod agent;
 mod app;
 pub mod bench;
+mod bench_blocks;
 mod bench_clusters;
 mod bench_console;
 mod bench_deposits;

@@ -1,9 +1,11 @@
 //! `iocloud agent simulate`: many node agents in one process, speaking the real agent API over
 //! HTTP. Each answers its verification challenge, heartbeats, long-polls for assignments,
-//! brings nodes up after a delay, and, at configurable rates, fails nodes or goes silent.
+//! brings nodes up after a delay, proves itself once an hour while it runs no node, and, at
+//! configurable rates, fails nodes, answers its hourly proof wrongly or goes silent.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -37,6 +39,10 @@ pub struct SimOptions {
     /// Seconds a silent device stays silent.
     #[arg(long, default_value_t = 120.0)]
     pub offline_secs: f64,
+    /// Chance per hour that a device answers its hourly proof wrongly (0 to 1); its VRAM is
+    /// always reported as its model's.
+    #[arg(long, default_value_t = 0.0)]
+    pub proof_failure_rate: f64,
     /// Agents start at random within this many seconds.
     #[arg(long, default_value_t = 5.0)]
     pub start_spread_secs: f64,
@@ -53,6 +59,7 @@ impl Default for SimOptions {
             node_failure_rate: 0.02,
             offline_rate: 0.0005,
             offline_secs: 120.0,
+            proof_failure_rate: 0.0,
             start_spread_secs: 5.0,
             seed: 7,
         }
@@ -68,6 +75,9 @@ pub struct SimStats {
     pub nodes_ready: AtomicU64,
     pub nodes_failed: AtomicU64,
     pub went_silent: AtomicU64,
+    pub proofs_passed: AtomicU64,
+    /// Hourly proofs answered and not passed (wrong, late or short of VRAM).
+    pub proofs_failed: AtomicU64,
 }
 
 struct Agent {
@@ -76,6 +86,19 @@ struct Agent {
     device: SimDevice,
     options: SimOptions,
     stats: Arc<SimStats>,
+    /// The nodes it runs now: assigned to it and neither failed nor released.
+    running: Mutex<HashSet<String>>,
+}
+
+/// Seconds in an hour: the hourly proof's period.
+const HOUR_SECS: f64 = 3600.0;
+
+/// Seconds since the Unix epoch by the wall clock, which the server's hours follow.
+fn wall_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 impl Agent {
@@ -84,13 +107,14 @@ impl Agent {
     }
 
     async fn post(&self, tail: &str, body: Value) -> anyhow::Result<Value> {
-        let res = self
-            .http
-            .post(self.url(tail))
-            .bearer_auth(&self.device.token)
-            .json(&body)
-            .send()
-            .await?;
+        self.send(tail, self.http.post(self.url(tail)).json(&body))
+            .await
+    }
+
+    /// Sends `request` (to `tail`) with the device's token; its JSON answer, or an error with
+    /// the status and body when it is not a success.
+    async fn send(&self, tail: &str, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let res = request.bearer_auth(&self.device.token).send().await?;
         let status = res.status();
         let text = res.text().await?;
         anyhow::ensure!(status.is_success(), "{tail}: {status} {text}");
@@ -179,6 +203,10 @@ impl Agent {
             self.clone()
                 .work(rand::rngs::StdRng::seed_from_u64(rng.random())),
         );
+        let prover = tokio::spawn(
+            self.clone()
+                .prove_hourly(rand::rngs::StdRng::seed_from_u64(rng.random())),
+        );
         // Spread the first heartbeats over one interval.
         tokio::time::sleep(Duration::from_secs_f64(interval * rng.random::<f64>())).await;
         loop {
@@ -186,13 +214,22 @@ impl Agent {
                 self.stats.went_silent.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_secs_f64(self.options.offline_secs)).await;
             }
-            let beat = json!({"free_gpus": self.device.gpus, "utilization_pct": rng.random_range(0..100),
+            let running = self.running_nodes();
+            let (gpu_pct, cpu_pct) = if running > 0 {
+                (rng.random_range(40..100), rng.random_range(20..80))
+            } else {
+                // Idle: the GPUs rest, and the CPU runs little more than the agent.
+                (rng.random_range(0..5), rng.random_range(1..=10))
+            };
+            let beat = json!({"free_gpus": self.device.gpus, "utilization_pct": gpu_pct,
+                "cpu_utilization_pct": cpu_pct, "running_nodes": running,
                 "temperature_c": rng.random_range(35..80), "agent_version": "iocloud-sim/1"});
             match self.post("heartbeat", beat).await {
                 Ok(_) => self.stats.heartbeats.fetch_add(1, Ordering::Relaxed),
                 Err(_) => self.stats.heartbeat_errors.fetch_add(1, Ordering::Relaxed),
             };
             if worker.is_finished() {
+                prover.abort();
                 return;
             }
             tokio::time::sleep(Duration::from_secs_f64(interval)).await;
@@ -225,9 +262,11 @@ impl Agent {
                 }
                 let tail = format!("nodes/{id}/status");
                 if status == "releasing" {
+                    self.running_set().remove(&id);
                     self.report(&tail, json!({"status": "released"})).await;
                     continue;
                 }
+                self.running_set().insert(id.clone());
                 let role = a["bootstrap"]["role"]
                     .as_str()
                     .unwrap_or("node")
@@ -243,6 +282,7 @@ impl Agent {
                     tokio::time::sleep(Duration::from_secs_f64(ready_in)).await;
                     let report = if fails {
                         this.stats.nodes_failed.fetch_add(1, Ordering::Relaxed);
+                        this.running_set().remove(&id);
                         json!({"status": "failed", "reason": "simulated failure: the image did not start"})
                     } else {
                         this.stats.nodes_ready.fetch_add(1, Ordering::Relaxed);
@@ -259,6 +299,92 @@ impl Agent {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+impl Agent {
+    fn running_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The nodes it runs now, as its heartbeat says: at most one per GPU (one on a CPU-only
+    /// device).
+    fn running_nodes(&self) -> i64 {
+        (self.running_set().len() as i64).min(self.device.gpus.max(1))
+    }
+
+    /// Proves the device once per clock hour, at a random instant of the hour (of what is left
+    /// of the first), while it runs no node: a device serving a rental is proved by its nodes'
+    /// reports. An hour the server needs no proof (the device is not listed) is let pass.
+    async fn prove_hourly(self: Arc<Self>, mut rng: rand::rngs::StdRng) {
+        let now = wall_secs();
+        let mut hour = (now / HOUR_SECS).floor();
+        let mut at = now + ((hour + 1.0) * HOUR_SECS - now) * rng.random::<f64>();
+        loop {
+            let wait = at - wall_secs();
+            if wait > 0.0 {
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            }
+            if self.running_nodes() == 0 {
+                match self.prove(&mut rng).await {
+                    Ok(passed) => {
+                        let counter = if passed {
+                            &self.stats.proofs_passed
+                        } else {
+                            &self.stats.proofs_failed
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The device is retired or its token replaced: its agent is done.
+                    Err(e)
+                        if e.to_string().contains(" 401 ") || e.to_string().contains(" 403 ") =>
+                    {
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(device = %self.device.id, error = %e, "simulated agent lets this hour's proof pass");
+                    }
+                }
+            }
+            hour += 1.0;
+            at = (hour + rng.random::<f64>()) * HOUR_SECS;
+        }
+    }
+
+    /// Asks for this hour's proof and answers it: solved off the async threads (wrongly at
+    /// the configured rate), with each GPU's VRAM as its model has it. Whether it passed.
+    async fn prove(&self, rng: &mut rand::rngs::StdRng) -> anyhow::Result<bool> {
+        use iocloud_control::providers::verification;
+        let challenge = self
+            .send("proof", self.http.post(self.url("proof")))
+            .await?;
+        let nonce = challenge["nonce"].as_str().unwrap_or_default().to_string();
+        let difficulty = challenge["difficulty"].as_u64().unwrap_or(0) as u32;
+        let vram_gib = challenge["vram_gib"].as_i64().unwrap_or(0);
+        let wrong = rng.random::<f64>() < self.options.proof_failure_rate;
+        let answer = {
+            let nonce = nonce.clone();
+            tokio::task::spawn_blocking(move || {
+                let right = verification::solve(&nonce, difficulty);
+                if !wrong {
+                    return right;
+                }
+                // The next number that does not solve it (nearly always right + 1).
+                (right + 1..)
+                    .take(1 << 16)
+                    .find(|n| !verification::check(&nonce, difficulty, *n))
+                    .unwrap_or(right)
+            })
+            .await?
+        };
+        let vram_mib = vec![vram_gib * 1024; self.device.gpus.max(0) as usize];
+        let result = self
+            .post(
+                "proof/answer",
+                json!({"hour": challenge["hour"], "nonce": nonce, "answer": answer, "vram_mib": vram_mib}),
+            )
+            .await?;
+        Ok(result["outcome"] == "passed")
     }
 }
 
@@ -320,6 +446,7 @@ pub fn spawn(base: &str, devices: Vec<SimDevice>, options: SimOptions) -> Arc<Si
             device,
             options: options.clone(),
             stats: stats.clone(),
+            running: Mutex::new(HashSet::new()),
         });
         tokio::spawn(agent.run(rand::rngs::StdRng::seed_from_u64(rng.random())));
     }

@@ -105,6 +105,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             control.outbox.clone(),
         );
     }
+    if config.block_interval_secs > 0 {
+        control
+            .rewards
+            .spawn(std::time::Duration::from_secs(config.block_interval_secs));
+    }
     if config.retention_sweep_interval_secs > 0 {
         control.sweeper.spawn(std::time::Duration::from_secs(
             config.retention_sweep_interval_secs,

@@ -8,6 +8,7 @@ pub mod metering;
 pub mod money;
 pub mod prices;
 pub mod rails;
+pub mod rewards;
 pub mod staking;
 #[cfg(test)]
 mod testing;

@@ -34,6 +34,7 @@ pub mod placement;
 pub mod providers;
 pub mod quotes;
 pub mod retention;
+pub mod rewards;
 pub mod secrets;
 mod settings;
 pub mod ssh_keys;
@@ -99,6 +100,8 @@ pub struct Control {
     pub deposits: deposits::Deposits,
     /// Payouts on chain: wallets proved by a signed challenge, payouts and their sender.
     pub payouts: payouts::Payouts,
+    /// Hourly block rewards: minted, shared among the devices that earned them, explained.
+    pub rewards: rewards::Rewards,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -238,6 +241,13 @@ impl Control {
             prices.clone(),
             settings.payout_limits,
         );
+        let rewards = rewards::Rewards::new(
+            db.clone(),
+            catalog.clone(),
+            leases::Leases::new(db.clone()),
+            settings.heartbeat_timeout,
+            settings.block_delay,
+        )?;
         Ok(Self {
             accounts,
             orgs,
@@ -260,6 +270,7 @@ impl Control {
             payments,
             deposits,
             payouts,
+            rewards,
             db,
             kv,
             cache,

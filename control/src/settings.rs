@@ -21,6 +21,8 @@ pub struct Settings {
     pub heartbeat_flush: Duration,
     /// How long an agent has to answer its verification challenge.
     pub challenge_deadline: Duration,
+    /// How long after an hour ends its reward block is written.
+    pub block_delay: Duration,
     /// Limits of an organisation that has none of its own.
     pub quota: crate::clusters::QuotaLimits,
     /// A cluster whose nodes are not all ready this long after it was created fails.
@@ -59,6 +61,7 @@ impl Default for Settings {
             heartbeat_timeout: Duration::from_secs(90),
             heartbeat_flush: Duration::from_millis(250),
             challenge_deadline: Duration::from_secs(30),
+            block_delay: Duration::from_secs(180),
             quota: crate::clusters::QuotaLimits::default(),
             provisioning_timeout: Duration::from_secs(600),
             login_throttle: Default::default(),

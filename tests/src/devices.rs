@@ -37,7 +37,15 @@ pub async fn staked_rig(b: Backend) -> (TestApp, Session, String, String) {
 
 /// Registers a rig and brings it through verification; answers (device id, token).
 pub async fn verified_rig(app: &TestApp, s: &Session, name: &str) -> (String, String) {
-    let created = app.post("/v1/devices", Some(&s.access), rig(name)).await;
+    let (id, token, difficulty) = verified_device(app, s, rig(name)).await;
+    assert_eq!(difficulty, 18, "an H100 is datacenter class");
+    (id, token)
+}
+
+/// Registers the device `spec` describes and brings it through verification; answers (device
+/// id, token, the challenge's difficulty).
+pub async fn verified_device(app: &TestApp, s: &Session, spec: Value) -> (String, String, u32) {
+    let created = app.post("/v1/devices", Some(&s.access), spec).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["id"].as_str().unwrap().to_string();
     let token = created.body["token"].as_str().unwrap().to_string();
@@ -53,7 +61,6 @@ pub async fn verified_rig(app: &TestApp, s: &Session, name: &str) -> (String, St
     let c = &hello.body["challenge"];
     let nonce = c["nonce"].as_str().unwrap().to_string();
     let difficulty = c["difficulty"].as_u64().unwrap() as u32;
-    assert_eq!(difficulty, 18, "an H100 is datacenter class");
     let n = tokio::task::spawn_blocking(move || (verification::solve(&nonce, difficulty), nonce))
         .await
         .unwrap();
@@ -66,7 +73,7 @@ pub async fn verified_rig(app: &TestApp, s: &Session, name: &str) -> (String, St
     )
     .await;
     assert_eq!(answered.status, 200, "{}", answered.text);
-    (id, token)
+    (id, token, difficulty)
 }
 
 /// A heartbeat's telemetry with `free` GPUs free.

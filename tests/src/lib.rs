@@ -32,7 +32,7 @@ pub use cli::{iocloud, iocloud_with_key};
 pub use clusters::{
     cluster, clusters, create, current_nodes, follow, kinds, running_cluster, wait_status,
 };
-pub use devices::{agent, beat, rig, staked_rig, verified_rig};
+pub use devices::{agent, beat, rig, staked_rig, verified_device, verified_rig};
 pub use fleet::{
     Fleet, agent_report, assignment, fleet, frankfurt, gpus_free, machine, provider_devices,
     wait_for,

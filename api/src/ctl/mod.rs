@@ -23,6 +23,7 @@ mod offers;
 mod payouts;
 mod quote;
 mod render;
+mod rewards;
 pub mod specs;
 mod ssh_keys;
 mod wait;
@@ -43,6 +44,7 @@ pub use login::LoginArgs;
 pub use offers::OffersArgs;
 pub use payouts::PayoutsArgs;
 pub use quote::QuoteArgs;
+pub use rewards::RewardsArgs;
 pub use ssh_keys::SshKeysArgs;
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +79,8 @@ pub enum CtlCommand {
     Payouts(PayoutsArgs),
     /// The organisation's SSH public keys, which its clusters' nodes let in as root.
     SshKeys(SshKeysArgs),
+    /// A provider's hourly block rewards: what each device earned, or why it did not.
+    Rewards(RewardsArgs),
 }
 
 /// A file of cluster specs, for `apply` and `destroy`.
@@ -135,6 +139,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Billing(a) => a.conn.json(),
         CtlCommand::Payouts(a) => a.conn.json(),
         CtlCommand::SshKeys(a) => a.conn.json(),
+        CtlCommand::Rewards(a) => a.conn.json(),
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
@@ -151,6 +156,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Billing(a) => billing::run(a).await,
         CtlCommand::Payouts(a) => payouts::run(a).await,
         CtlCommand::SshKeys(a) => ssh_keys::run(a).await,
+        CtlCommand::Rewards(a) => rewards::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@ mod payments;
 mod payouts;
 mod providers;
 mod quotes;
+mod rewards;
 mod schema;
 mod socket;
 mod ssh_keys;

@@ -79,6 +79,7 @@ pub struct QueryRoot(
     super::deposits::DepositsQuery,
     super::payouts::PayoutsQuery,
     super::ssh_keys::SshKeysQuery,
+    super::rewards::RewardsQuery,
 );
 
 #[derive(Default)]

@@ -12,6 +12,7 @@ mod org;
 pub mod payments;
 mod payouts;
 mod quotes;
+mod rewards;
 mod ssh_keys;
 pub(crate) mod usage;
 
@@ -36,6 +37,7 @@ use crate::state::AppState;
         (name = "billing", description = "Balances, the ledger, holds and credits"),
         (name = "payouts", description = "Payouts of earnings on chain, and the wallets they go to"),
         (name = "providers", description = "The GPU and region catalogs, devices, and stake"),
+        (name = "rewards", description = "Hourly block rewards: what each device earned, or why it did not"),
         (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
         (name = "clusters", description = "Clusters: create, watch, extend, terminate; quota"),
     )
@@ -76,4 +78,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(clusters::router())
         .merge(usage::router())
         .merge(devices::router())
+        .merge(rewards::router())
 }

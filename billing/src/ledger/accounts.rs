@@ -42,10 +42,13 @@ pub enum AccountKind {
     /// when a payout is asked, out of the ledger once the transfer is finalized, back if it
     /// fails for good.
     PayoutPending,
+    /// $IO minted by hourly blocks: runs negative, and minus its balance is everything
+    /// emitted since launch.
+    Emission,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 14] = [
+    pub const ALL: [AccountKind; 15] = [
         AccountKind::Available,
         AccountKind::Held,
         AccountKind::ProviderEarnings,
@@ -60,6 +63,7 @@ impl AccountKind {
         AccountKind::RefundPending,
         AccountKind::Debt,
         AccountKind::PayoutPending,
+        AccountKind::Emission,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +82,7 @@ impl AccountKind {
             AccountKind::RefundPending => "refund_pending",
             AccountKind::Debt => "debt",
             AccountKind::PayoutPending => "payout_pending",
+            AccountKind::Emission => "emission",
         }
     }
 
@@ -95,6 +100,7 @@ impl AccountKind {
                 | AccountKind::ExternalSolana
                 | AccountKind::ExternalPayouts
                 | AccountKind::Debt
+                | AccountKind::Emission
         )
     }
 }

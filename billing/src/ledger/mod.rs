@@ -41,6 +41,8 @@ pub enum TransactionKind {
     Dispute,
     /// Earnings paid out on chain: asked for, paid, or returned.
     Payout,
+    /// An hourly block: $IO minted and shared among the devices that earned it.
+    Reward,
 }
 
 impl TransactionKind {
@@ -57,6 +59,7 @@ impl TransactionKind {
             TransactionKind::Correction => "correction",
             TransactionKind::Dispute => "dispute",
             TransactionKind::Payout => "payout",
+            TransactionKind::Reward => "reward",
         }
     }
 }

@@ -93,6 +93,11 @@ codes! {
     NoCredentials = "no_credentials",
     /// An agent answered a challenge that was never issued or has passed.
     NoChallenge = "no_challenge",
+    /// A device asked for its hourly proof while it needs none: it is not listed, or it serves
+    /// a rental (its nodes' reports prove it).
+    ProofNotNeeded = "proof_not_needed",
+    /// This hour's proof is answered already; the next hour brings a new one.
+    ProofAnswered = "proof_answered",
     /// The audit feed broke; events may have been missed.
     StreamInterrupted = "stream_interrupted",
 

@@ -32,6 +32,7 @@ mod prices;
 mod quotes;
 mod rate_limit;
 mod replicas;
+mod rewards;
 mod ssh_keys;
 mod surface;
 mod tenancy;

@@ -50,9 +50,19 @@ pub struct Heartbeat {
     /// 0 to the device's GPU count.
     #[schema(minimum = 0)]
     pub free_gpus: i64,
-    /// 0 to 100.
+    /// 0 to 100: the busiest GPU's utilisation (a CPU-only device: its CPU's).
     #[schema(minimum = 0, maximum = 100)]
     pub utilization_pct: i64,
+    /// 0 to 100: the CPU's utilisation. Agents older than the hourly blocks leave it out;
+    /// their idle hours are then judged by `utilization_pct` alone.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
+    pub cpu_utilization_pct: Option<i64>,
+    /// Nodes of clusters running on the device now (0 to its GPU count, or 1 on a CPU-only
+    /// device). With every GPU free and no node, the heartbeat counts for the idle rule.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub running_nodes: Option<i64>,
     /// Hottest GPU (or CPU), °C: -50 to 150.
     #[schema(minimum = -50, maximum = 150)]
     pub temperature_c: i64,
@@ -65,6 +75,84 @@ pub struct Heartbeat {
 pub struct HeartbeatAnswer {
     pub accepted: bool,
     pub heartbeat_interval_secs: u64,
+}
+
+/// This hour's proof for a listed device that serves no rental: a proof of work like the
+/// verification challenge's, and the VRAM of each GPU as the agent measures it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ProofChallenge {
+    /// Hours since the Unix epoch (UTC): the hour the proof counts for.
+    pub hour: i64,
+    /// Find `n` such that SHA-256 of `"{nonce}:{n}"` starts with `difficulty` zero bits.
+    pub nonce: String,
+    pub difficulty: u32,
+    /// GiB of VRAM per GPU the device's model has (0 for a CPU-only device): each GPU should
+    /// measure at least 95 % of it.
+    pub vram_gib: i64,
+    #[serde(with = "iocloud_db::time::serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub deadline: i64,
+}
+
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofAnswer {
+    /// The `hour` of the proof answered.
+    pub hour: i64,
+    pub nonce: String,
+    pub answer: u64,
+    /// MiB of VRAM each GPU measured, GPU 0 first: one entry per GPU of the device (none on a
+    /// CPU-only device). At most 64 entries, each 0 to 1048576.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub vram_mib: Vec<i64>,
+}
+
+/// How an hourly proof went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProofOutcome {
+    /// In time, right, and every GPU has its model's VRAM.
+    Passed,
+    /// The proof of work's answer was wrong.
+    WrongAnswer,
+    /// Answered after the deadline.
+    Late,
+    /// A GPU measured less VRAM than its model has (or the GPUs measured were not the
+    /// device's count).
+    VramShort,
+}
+
+impl ProofOutcome {
+    pub const ALL: [ProofOutcome; 4] = [
+        ProofOutcome::Passed,
+        ProofOutcome::WrongAnswer,
+        ProofOutcome::Late,
+        ProofOutcome::VramShort,
+    ];
+
+    /// As stored in `device_proofs.outcome` and written in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProofOutcome::Passed => "passed",
+            ProofOutcome::WrongAnswer => "wrong_answer",
+            ProofOutcome::Late => "late",
+            ProofOutcome::VramShort => "vram_short",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProofOutcome> {
+        ProofOutcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// What the control plane made of an hourly proof's answer.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ProofResult {
+    pub hour: i64,
+    pub outcome: ProofOutcome,
+    /// What was wrong, in words with the figures; absent when it passed.
+    pub detail: Option<String>,
 }
 
 /// A node the agent must bring up (or tear down).

@@ -10,11 +10,12 @@
 //!
 //! The protocol's calls stay together because every one is the same conversation with one
 //! agent (its token, its device's row and its nodes); the messages they exchange are in
-//! `messages.rs`, and the nodes' GPUs, endpoints, heartbeats and verification in their own
-//! modules.
+//! `messages.rs`, the hourly proof of an idle listed device in `proofs.rs`, and the nodes' GPUs,
+//! endpoints, heartbeats and verification in their own modules.
 
 mod messages;
 mod nodes;
+mod proofs;
 
 use iocloud_db::ids::OrgId;
 use std::future::Future;
@@ -38,7 +39,7 @@ use super::{Catalog, verification};
 use crate::{Error, ErrorCode, Result, secrets};
 pub use messages::{
     Assignment, Challenge, ChallengeAnswer, Heartbeat, HeartbeatAnswer, Hello, HelloAnswer,
-    NodeReport, NodeReportStatus, Workload,
+    NodeReport, NodeReportStatus, ProofAnswer, ProofChallenge, ProofOutcome, ProofResult, Workload,
 };
 use messages::{check_range, check_version};
 pub use nodes::NewNode;
@@ -334,6 +335,13 @@ impl Agents {
         check_range("free_gpus", beat.free_gpus, 0, device.gpu_count)?;
         check_range("utilization_pct", beat.utilization_pct, 0, 100)?;
         check_range("temperature_c", beat.temperature_c, -50, 150)?;
+        if let Some(pct) = beat.cpu_utilization_pct {
+            check_range("cpu_utilization_pct", pct, 0, 100)?;
+        }
+        // A CPU-only device runs one node at a time; a GPU device at most one per GPU.
+        if let Some(nodes) = beat.running_nodes {
+            check_range("running_nodes", nodes, 0, device.gpu_count.max(1))?;
+        }
         check_version(&beat.agent_version)?;
         self.heartbeats.push(&device.id, beat, now_micros());
         Ok(HeartbeatAnswer {

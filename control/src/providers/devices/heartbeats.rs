@@ -23,6 +23,26 @@ use crate::providers::status::{
 
 const MICROS_PER_MINUTE: i64 = 60_000_000;
 
+/// Since when a device has been heard without a break, once heartbeat `b` is written over the
+/// device row `d` (`$2`: the heartbeat timeout, µs): a first heartbeat, or one after a silence
+/// longer than the timeout, starts a new run.
+fn heard_since(d: &str) -> String {
+    format!(
+        "CASE WHEN {d}.last_heartbeat_at IS NULL OR b.at - {d}.last_heartbeat_at > $2 THEN b.at \
+         WHEN b.at < {d}.last_heartbeat_at THEN COALESCE({d}.heard_since, {d}.last_heartbeat_at) \
+         ELSE COALESCE({d}.heard_since, b.at) END"
+    )
+}
+
+/// An hour row's column keeping the highest value written to it.
+fn larger(column: &str) -> String {
+    format!(
+        "CASE WHEN excluded.{column} IS NULL THEN device_uptime.{column} \
+         WHEN device_uptime.{column} IS NULL OR excluded.{column} > device_uptime.{column} THEN excluded.{column} \
+         ELSE device_uptime.{column} END"
+    )
+}
+
 /// The latest heartbeat of each device not yet written.
 #[derive(Default)]
 pub struct HeartbeatBuffer {
@@ -172,40 +192,64 @@ impl Devices {
                     b.utilization_pct,
                     b.temperature_c,
                     b.agent_version.as_str(),
+                    b.cpu_utilization_pct,
+                    b.running_nodes.unwrap_or(0),
                 )
             })
             .collect();
         let json =
             serde_json::to_string(&rows).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let timeout = self.heartbeat_timeout.as_micros() as i64;
         let mut tx = self.db.begin().await?;
         let src = tx.engine().json_rows("$1");
         let beats = format!(
             "SELECT value ->> 0 AS id, CAST(value ->> 1 AS BIGINT) AS at, CAST(value ->> 2 AS BIGINT) AS minute, \
              CAST(value ->> 3 AS BIGINT) AS hour, CAST(value ->> 4 AS BIGINT) AS free, CAST(value ->> 5 AS BIGINT) AS util, \
-             CAST(value ->> 6 AS BIGINT) AS temp, value ->> 7 AS version FROM {src}"
+             CAST(value ->> 6 AS BIGINT) AS temp, value ->> 7 AS version, CAST(value ->> 8 AS BIGINT) AS cpu, \
+             CAST(value ->> 9 AS BIGINT) AS nodes FROM {src}"
         );
-        // A minute of uptime for each device heard from for the first time this minute.
+        // The hour's row: a minute of uptime for each device heard from for the first time
+        // this minute, and what the hour's block weighs: the silence this heartbeat ends, since
+        // when the device has been heard without a break, and its utilisation when idle (no
+        // node and every GPU free; a CPU-only device's `utilization_pct` is its CPU's). A
+        // heartbeat older than the last one written (another replica's, late) ends no silence.
         let uptime = format!(
-            "INSERT INTO device_uptime (device_id, hour, minutes) \
-             SELECT b.id, b.hour, 1 FROM ({beats}) AS b JOIN devices d ON d.id = b.id \
-             WHERE d.last_minute < b.minute AND d.status <> 'retired' \
-             ON CONFLICT (device_id, hour) DO UPDATE SET minutes = device_uptime.minutes + 1"
+            "INSERT INTO device_uptime (device_id, hour, minutes, first_at, last_at, heard_since, longest_gap, idle_gpu_pct, idle_cpu_pct) \
+             SELECT b.id, b.hour, CASE WHEN d.last_minute < b.minute THEN 1 ELSE 0 END, b.at, b.at, \
+             {heard_since}, \
+             CASE WHEN d.last_heartbeat_at IS NULL OR b.at < d.last_heartbeat_at THEN 0 ELSE b.at - d.last_heartbeat_at END, \
+             CASE WHEN b.free = d.gpu_count AND b.nodes = 0 AND d.gpu_count > 0 THEN b.util END, \
+             CASE WHEN b.free = d.gpu_count AND b.nodes = 0 THEN COALESCE(b.cpu, CASE WHEN d.gpu_count = 0 THEN b.util END) END \
+             FROM ({beats}) AS b JOIN devices d ON d.id = b.id WHERE d.status <> 'retired' \
+             ON CONFLICT (device_id, hour) DO UPDATE SET minutes = device_uptime.minutes + excluded.minutes, \
+             first_at = COALESCE(device_uptime.first_at, excluded.first_at), \
+             last_at = CASE WHEN device_uptime.last_at IS NULL OR excluded.last_at > device_uptime.last_at THEN excluded.last_at ELSE device_uptime.last_at END, \
+             heard_since = CASE WHEN device_uptime.last_at IS NULL OR excluded.last_at > device_uptime.last_at THEN excluded.heard_since ELSE device_uptime.heard_since END, \
+             longest_gap = CASE WHEN excluded.longest_gap > device_uptime.longest_gap THEN excluded.longest_gap ELSE device_uptime.longest_gap END, \
+             idle_gpu_pct = {idle_gpu}, idle_cpu_pct = {idle_cpu}",
+            heard_since = heard_since("d"),
+            idle_gpu = larger("idle_gpu_pct"),
+            idle_cpu = larger("idle_cpu_pct"),
         );
         tx_run!(&mut tx, |c| sqlx::query(&uptime)
             .bind(&json)
+            .bind(timeout)
             .execute(c)
             .await
             .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
         lock_devices_in(&mut tx, batch.keys()).await?;
         let update = format!(
-            "UPDATE devices SET last_heartbeat_at = b.at, \
+            "UPDATE devices SET heard_since = {}, \
+             last_heartbeat_at = CASE WHEN devices.last_heartbeat_at IS NULL OR b.at > devices.last_heartbeat_at THEN b.at ELSE devices.last_heartbeat_at END, \
              last_minute = CASE WHEN b.minute > devices.last_minute THEN b.minute ELSE devices.last_minute END, \
              reported_free_gpus = b.free, utilization_pct = b.util, temperature_c = b.temp, agent_version = b.version \
-             FROM ({beats}) AS b WHERE devices.id = b.id AND devices.status <> 'retired'"
+             FROM ({beats}) AS b WHERE devices.id = b.id AND devices.status <> 'retired'",
+            heard_since("devices")
         );
         tx_run!(&mut tx, |c| sqlx::query(&update)
             .bind(&json)
+            .bind(timeout)
             .execute(c)
             .await
             .map(|r| r.rows_affected()))

@@ -1,0 +1,272 @@
+//! One hourly block: judge every device by the rules, score the eligible ones, share the
+//! hour's emission between the pools and among them, and write the block, its rows and its
+//! ledger transaction in one database transaction. The block's hour is its key and the ledger
+//! reference is derived from it: a block written twice (two replicas, a retry after a crash)
+//! is written once.
+
+use std::collections::BTreeMap;
+
+use iocloud_billing::ledger::{
+    AccountKind, AccountRef, NewTransaction, Posting, TransactionKind, batch_fast_in,
+};
+use iocloud_billing::rewards::{
+    self, HourFacts, Pool, Reason, RewardParams, connectivity_permille, judge,
+};
+use iocloud_billing::{Currency, Money};
+use iocloud_db::time::{now_micros, to_rfc3339};
+use iocloud_db::{Db, DbError, tx_run};
+
+use super::facts::Facts;
+use crate::Result;
+use crate::providers::Catalog;
+
+/// What a block decided for one device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceOutcome {
+    pub device_id: String,
+    pub org_id: String,
+    pub pool: Pool,
+    pub score: i64,
+    pub amount: i64,
+    pub rented: bool,
+    pub reason: Option<Reason>,
+    pub evidence: Option<String>,
+}
+
+/// A block worked out and not yet written.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Computed {
+    pub emission: i64,
+    pub gpu_pool: i64,
+    pub cpu_pool: i64,
+    pub gpu_paid: i64,
+    pub cpu_paid: i64,
+    pub gpu_score: i64,
+    pub cpu_score: i64,
+    pub rows: Vec<DeviceOutcome>,
+}
+
+impl Computed {
+    pub fn eligible(&self) -> i64 {
+        self.rows.iter().filter(|r| r.reason.is_none()).count() as i64
+    }
+}
+
+/// The hour `[start, end)` judged and shared.
+pub(crate) fn compute(
+    params: &RewardParams,
+    catalog: &Catalog,
+    facts: &Facts,
+    emission: i64,
+    (start, end): (i64, i64),
+    timeout: i64,
+) -> Computed {
+    let mut rows = Vec::with_capacity(facts.devices.len());
+    for d in &facts.devices {
+        let model = d.gpu_model.as_deref().and_then(|m| catalog.gpu_model(m));
+        let is_cpu = d.gpu_model.is_none();
+        let rented = facts.rented.contains(&d.id);
+        let proof = facts
+            .proofs
+            .get(&d.id)
+            .map(|(o, detail)| (o.as_deref(), detail.as_deref()));
+        let hour = HourFacts {
+            start,
+            end,
+            listing: facts.listing(&d.id),
+            stake_short: facts.stake_short.get(&d.org_id).copied(),
+            heard: facts.heard(&d.id),
+            timeout,
+            rented,
+            proof,
+            gpu_class: model.map(|m| m.class.as_str()),
+            is_cpu,
+            open_case: None,
+        };
+        let verdict = judge(params, &hour);
+        let (pool, multiplier, units) = if is_cpu {
+            (Pool::Cpu, 1, d.cpu_cores)
+        } else {
+            (
+                Pool::Gpu,
+                model.map_or(1, |m| m.staking_multiplier),
+                d.gpu_count,
+            )
+        };
+        let score = match verdict {
+            Some(_) => 0,
+            None => rewards::score(
+                params,
+                multiplier,
+                units,
+                connectivity_permille(d.bandwidth_up_mbps, d.bandwidth_down_mbps),
+                rented,
+            ),
+        };
+        rows.push(DeviceOutcome {
+            device_id: d.id.clone(),
+            org_id: d.org_id.clone(),
+            pool,
+            score,
+            amount: 0,
+            rented,
+            reason: verdict.as_ref().map(|v| v.reason),
+            evidence: verdict.map(|v| v.evidence),
+        });
+    }
+    let (gpu_pool, cpu_pool) = rewards::split_emission(emission, params.gpu_share_bps);
+    let mut block = Computed {
+        emission,
+        gpu_pool,
+        cpu_pool,
+        ..Default::default()
+    };
+    for (pool, amount) in [(Pool::Gpu, gpu_pool), (Pool::Cpu, cpu_pool)] {
+        let members: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].pool == pool).collect();
+        let scores: Vec<i64> = members.iter().map(|i| rows[*i].score).collect();
+        let shares = rewards::share_pool(amount, &scores);
+        let (mut paid, mut total) = (0, 0);
+        for (i, share) in members.into_iter().zip(shares) {
+            rows[i].amount = share;
+            paid += share;
+            total += rows[i].score;
+        }
+        match pool {
+            Pool::Gpu => (block.gpu_paid, block.gpu_score) = (paid, total),
+            Pool::Cpu => (block.cpu_paid, block.cpu_score) = (paid, total),
+        }
+    }
+    block.rows = rows;
+    block
+}
+
+/// The ledger transaction of a block: the emission minted out of the emission account, what
+/// no device earned kept in the rewards pool, and each provider's devices' rewards into its
+/// `$IO` earnings.
+fn transaction(hour: i64, block: &Computed) -> Result<Option<NewTransaction>> {
+    if block.emission == 0 {
+        return Ok(None);
+    }
+    let io = |m| Money::from_micros(m, Currency::Io);
+    let mut per_org: BTreeMap<&str, i64> = BTreeMap::new();
+    for r in block.rows.iter().filter(|r| r.amount > 0) {
+        *per_org.entry(r.org_id.as_str()).or_default() += r.amount;
+    }
+    let mut postings = vec![Posting {
+        account: AccountRef::platform(AccountKind::Emission, Currency::Io),
+        amount: io(-block.emission),
+    }];
+    let kept = block.emission - block.gpu_paid - block.cpu_paid;
+    if kept != 0 {
+        postings.push(Posting {
+            account: AccountRef::platform(AccountKind::RewardsPool, Currency::Io),
+            amount: io(kept),
+        });
+    }
+    for (org, amount) in per_org {
+        postings.push(Posting {
+            account: AccountRef::org(org, AccountKind::ProviderEarnings, Currency::Io),
+            amount: io(amount),
+        });
+    }
+    Ok(Some(NewTransaction {
+        external_ref: format!("block:{hour}"),
+        kind: TransactionKind::Reward,
+        org_id: None,
+        memo: format!("block {}", to_rfc3339(hour * super::MICROS_PER_HOUR)),
+        postings,
+    }))
+}
+
+/// Rows written per statement: a block of a hundred thousand devices goes in a few.
+const ROWS_PER_INSERT: usize = 20_000;
+
+/// Writes the block: `false` when it had been written already (nothing changes then).
+pub(crate) async fn write(
+    db: &Db,
+    hour: i64,
+    params_version: i64,
+    block: &Computed,
+) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let now = now_micros();
+    let eligible = block.eligible();
+    let claimed = tx_run!(&mut tx, |c| sqlx::query(
+        "INSERT INTO reward_blocks (hour, params_version, emission, gpu_pool, cpu_pool, gpu_paid, cpu_paid, \
+         gpu_score, cpu_score, eligible_devices, ineligible_devices, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (hour) DO NOTHING"
+    )
+    .bind(hour)
+    .bind(params_version)
+    .bind(block.emission)
+    .bind(block.gpu_pool)
+    .bind(block.cpu_pool)
+    .bind(block.gpu_paid)
+    .bind(block.cpu_paid)
+    .bind(block.gpu_score)
+    .bind(block.cpu_score)
+    .bind(eligible)
+    .bind(block.rows.len() as i64 - eligible)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
+    .map_err(DbError::from)?;
+    if claimed == 0 {
+        return Ok(false);
+    }
+    let src = tx.engine().json_rows("$1");
+    let insert = format!(
+        "INSERT INTO block_rewards (hour, device_id, org_id, pool, score, amount, rented, reason, evidence) \
+         SELECT $2, value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BIGINT), CAST(value ->> 4 AS BIGINT), \
+         CAST(value ->> 5 AS BOOLEAN), value ->> 6, value ->> 7 FROM {src}"
+    );
+    for chunk in block.rows.chunks(ROWS_PER_INSERT) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|r| {
+                (
+                    r.device_id.as_str(),
+                    r.org_id.as_str(),
+                    r.pool.as_str(),
+                    r.score,
+                    r.amount,
+                    i64::from(r.rented),
+                    r.reason.map(Reason::as_str),
+                    r.evidence.as_deref(),
+                )
+            })
+            .collect();
+        let json =
+            serde_json::to_string(&rows).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        tx_run!(&mut tx, |c| sqlx::query(&insert)
+            .bind(&json)
+            .bind(hour)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+    }
+    if let Some(t) = transaction(hour, block)? {
+        // The set-based path refuses only a reused reference or an overdraft: the block's
+        // reference is new (its hour was just claimed) and minting only credits, so a refusal
+        // is a bug, and the whole block rolls back.
+        let id = batch_fast_in(&mut tx, std::slice::from_ref(&t))
+            .await?
+            .and_then(|ids| ids.into_iter().next())
+            .ok_or_else(|| {
+                crate::Error::Internal(format!("the ledger refused block {hour}'s minting"))
+            })?;
+        tx_run!(&mut tx, |c| sqlx::query(
+            "UPDATE reward_blocks SET transaction_id = $1 WHERE hour = $2"
+        )
+        .bind(&id)
+        .bind(hour)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(DbError::from)?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
