@@ -109,6 +109,10 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         control
             .rewards
             .spawn(std::time::Duration::from_secs(config.block_interval_secs));
+        // The detectors read the blocks, and the burns wait on the clock: on the same beat.
+        control
+            .slashing
+            .spawn(std::time::Duration::from_secs(config.block_interval_secs));
     }
     if config.retention_sweep_interval_secs > 0 {
         control.sweeper.spawn(std::time::Duration::from_secs(

@@ -25,7 +25,7 @@ pub struct Stake {
     pub org_id: String,
     /// $IO micro-units.
     pub amount: i64,
-    /// `active`, `unbonding` or `withdrawn`.
+    /// `active`, `unbonding`, `withdrawn`, or `slashed` (taken whole by slashing cases).
     pub status: String,
     pub created_at: i64,
     pub unbonding_at: Option<i64>,

@@ -37,6 +37,7 @@ pub mod retention;
 pub mod rewards;
 pub mod secrets;
 mod settings;
+pub mod slashing;
 pub mod ssh_keys;
 pub mod types;
 
@@ -102,6 +103,8 @@ pub struct Control {
     pub payouts: payouts::Payouts,
     /// Hourly block rewards: minted, shared among the devices that earned them, explained.
     pub rewards: rewards::Rewards,
+    /// Slashing cases: escrow, appeal, decision, burn; and the detectors that open them.
+    pub slashing: slashing::Slashing,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -248,6 +251,12 @@ impl Control {
             settings.heartbeat_timeout,
             settings.block_delay,
         )?;
+        let slashing = slashing::Slashing::new(
+            db.clone(),
+            catalog.clone(),
+            audit.clone(),
+            leases::Leases::new(db.clone()),
+        );
         Ok(Self {
             accounts,
             orgs,
@@ -271,6 +280,7 @@ impl Control {
             deposits,
             payouts,
             rewards,
+            slashing,
             db,
             kv,
             cache,

@@ -350,8 +350,8 @@ impl TestApp {
         session(&a.body)
     }
 
-    /// A platform operator (a new one each call) grants `amount` of `currency` to `org_id`.
-    pub async fn grant_credit(&self, org_id: &str, amount: &str, currency: &str) {
+    /// A new platform operator, signed in.
+    pub async fn operator(&self) -> Session {
         let email = format!("ops-{}@example.com", rand_suffix());
         let ops = self.signup(&email, "Platform").await;
         self.exec(
@@ -359,6 +359,12 @@ impl TestApp {
             &email,
         )
         .await;
+        ops
+    }
+
+    /// A platform operator (a new one each call) grants `amount` of `currency` to `org_id`.
+    pub async fn grant_credit(&self, org_id: &str, amount: &str, currency: &str) {
+        let ops = self.operator().await;
         let g = self
             .post(
                 "/v1/admin/credits",

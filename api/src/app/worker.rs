@@ -1,12 +1,13 @@
 //! IO Worker in the console, for providers: the overview of the organisation's devices (with
 //! each device's uptime and what is rented on it now) and the form that adds one, from the same
 //! services as `/v1/devices`, `/v1/earnings`, `/v1/balances` and `/v1/stake`. A device's page
-//! and its forms are in [`device`]; payouts, wallets and stake in [`money`]. Every form checks
-//! its CSRF token before anything else; a refusal shows the page again saying why, with the
-//! status REST would answer.
+//! and its forms are in [`device`]; payouts, wallets and stake in [`money`]; block rewards in
+//! [`rewards`]. Every form checks its CSRF token before anything else; a refusal shows the
+//! page again saying why, with the status REST would answer.
 
 mod device;
 mod money;
+mod rewards;
 
 use std::collections::HashMap;
 
@@ -103,6 +104,7 @@ pub(super) fn router() -> Router<AppState> {
         )
         .route("/app/worker/unstake", post(money::unstake))
         .route("/app/worker/withdraw", post(money::withdraw))
+        .route("/app/worker/rewards", get(rewards::page))
 }
 
 /// What the last form did, and which page of devices.

@@ -24,6 +24,7 @@ mod payouts;
 mod quote;
 mod render;
 mod rewards;
+mod slashing;
 pub mod specs;
 mod ssh_keys;
 mod wait;
@@ -45,6 +46,7 @@ pub use offers::OffersArgs;
 pub use payouts::PayoutsArgs;
 pub use quote::QuoteArgs;
 pub use rewards::RewardsArgs;
+pub use slashing::SlashingArgs;
 pub use ssh_keys::SshKeysArgs;
 
 #[derive(Subcommand, Debug)]
@@ -81,6 +83,8 @@ pub enum CtlCommand {
     SshKeys(SshKeysArgs),
     /// A provider's hourly block rewards: what each device earned, or why it did not.
     Rewards(RewardsArgs),
+    /// Slashing cases against your devices: evidence, escrow, appeal.
+    Slashing(SlashingArgs),
 }
 
 /// A file of cluster specs, for `apply` and `destroy`.
@@ -140,6 +144,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Payouts(a) => a.conn.json(),
         CtlCommand::SshKeys(a) => a.conn.json(),
         CtlCommand::Rewards(a) => a.conn.json(),
+        CtlCommand::Slashing(a) => a.conn.json(),
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
@@ -157,6 +162,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Payouts(a) => payouts::run(a).await,
         CtlCommand::SshKeys(a) => ssh_keys::run(a).await,
         CtlCommand::Rewards(a) => rewards::run(a).await,
+        CtlCommand::Slashing(a) => slashing::run(a).await,
     };
     match result {
         Ok(code) => code,

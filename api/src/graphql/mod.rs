@@ -12,6 +12,7 @@ mod providers;
 mod quotes;
 mod rewards;
 mod schema;
+mod slashing;
 mod socket;
 mod ssh_keys;
 

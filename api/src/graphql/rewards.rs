@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Object};
 use iocloud_control::Page;
-use iocloud_control::rewards::{BlockDetail, BlockView, DeviceBlockView, RewardsSummary};
+use iocloud_control::rewards::{BlockDetail, BlockView, DeviceBlockView, RewardsSummary, Supply};
 use iocloud_control::types::device_id;
 use iocloud_db::Timestamp;
 
@@ -54,6 +54,21 @@ impl RewardsQuery {
             .block(actor(ctx)?, hour)
             .await
             .map_err(gql_error)
+    }
+
+    /// The $IO supply at an instant (`at`, RFC 3339; now by default): emitted, burned, staked,
+    /// in escrow, circulating. Public.
+    async fn supply(&self, ctx: &Context<'_>, at: Option<String>) -> GqlResult<Supply> {
+        let at = match at.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(Timestamp::parse_rfc3339(text).ok_or_else(|| {
+                gql_error(iocloud_control::Error::validation(
+                    "at",
+                    "an RFC 3339 time, e.g. 2026-12-06T14:00:00Z",
+                ))
+            })?),
+        };
+        control(ctx).rewards.supply(at).await.map_err(gql_error)
     }
 
     /// A device's hourly blocks, newest first: what it earned, or the rule it failed and why.

@@ -80,6 +80,7 @@ pub struct QueryRoot(
     super::payouts::PayoutsQuery,
     super::ssh_keys::SshKeysQuery,
     super::rewards::RewardsQuery,
+    super::slashing::SlashingQuery,
 );
 
 #[derive(Default)]
@@ -251,6 +252,7 @@ pub struct MutationRoot(
     super::deposits::DepositsMutation,
     super::payouts::PayoutsMutation,
     super::ssh_keys::SshKeysMutation,
+    super::slashing::SlashingMutation,
 );
 
 #[derive(Default)]

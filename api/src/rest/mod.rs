@@ -13,6 +13,7 @@ pub mod payments;
 mod payouts;
 mod quotes;
 mod rewards;
+mod slashing;
 mod ssh_keys;
 pub(crate) mod usage;
 
@@ -38,6 +39,7 @@ use crate::state::AppState;
         (name = "payouts", description = "Payouts of earnings on chain, and the wallets they go to"),
         (name = "providers", description = "The GPU and region catalogs, devices, and stake"),
         (name = "rewards", description = "Hourly block rewards: what each device earned, or why it did not"),
+        (name = "slashing", description = "Slashing cases against devices: evidence, escrow, appeal, decision"),
         (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
         (name = "clusters", description = "Clusters: create, watch, extend, terminate; quota"),
     )
@@ -79,4 +81,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(usage::router())
         .merge(devices::router())
         .merge(rewards::router())
+        .merge(slashing::router())
 }

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use iocloud_control::Page;
-use iocloud_control::rewards::{BlockDetail, BlockView, DeviceBlockView, RewardsSummary};
+use iocloud_control::rewards::{BlockDetail, BlockView, DeviceBlockView, RewardsSummary, Supply};
 use iocloud_db::Timestamp;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -20,6 +20,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_blocks))
         .routes(routes!(get_block))
         .routes(routes!(device_blocks))
+        .routes(routes!(supply))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct SupplyParams {
+    /// The instant, RFC 3339 (now by default).
+    at: Option<String>,
+}
+
+/// The $IO supply at an instant (now by default), from the ledger: launch supply, emitted,
+/// burned, staked, in slash escrow, undistributed, circulating and the cap. Public.
+#[utoipa::path(get, path = "/v1/supply", tag = "rewards", security(()), params(SupplyParams),
+    responses((status = 200, body = Supply), (status = 422, body = Problem)))]
+async fn supply(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<SupplyParams>,
+) -> ApiResult<Json<Supply>> {
+    let at = match q.at.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(Timestamp::parse_rfc3339(text).ok_or_else(|| {
+            iocloud_control::Error::validation("at", "an RFC 3339 time, e.g. 2026-12-06T14:00:00Z")
+        })?),
+    };
+    Ok(Json(s.control.rewards.supply(at).await?))
 }
 
 /// What the organisation's devices earned in block rewards: in total, over the last 24 hours

@@ -45,10 +45,13 @@ pub enum AccountKind {
     /// $IO minted by hourly blocks: runs negative, and minus its balance is everything
     /// emitted since launch.
     Emission,
+    /// A provider's $IO taken by an open slashing case: burned when the case is upheld (or
+    /// unanswered) and its appeal window has ended, returned when it is overturned.
+    SlashEscrow,
 }
 
 impl AccountKind {
-    pub const ALL: [AccountKind; 15] = [
+    pub const ALL: [AccountKind; 16] = [
         AccountKind::Available,
         AccountKind::Held,
         AccountKind::ProviderEarnings,
@@ -64,6 +67,7 @@ impl AccountKind {
         AccountKind::Debt,
         AccountKind::PayoutPending,
         AccountKind::Emission,
+        AccountKind::SlashEscrow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +87,7 @@ impl AccountKind {
             AccountKind::Debt => "debt",
             AccountKind::PayoutPending => "payout_pending",
             AccountKind::Emission => "emission",
+            AccountKind::SlashEscrow => "slash_escrow",
         }
     }
 
@@ -143,6 +148,7 @@ impl AccountRef {
             | AccountKind::Stake
             | AccountKind::RefundPending
             | AccountKind::PayoutPending
+            | AccountKind::SlashEscrow
             | AccountKind::Debt => 1,
             _ => 0,
         }

@@ -43,6 +43,8 @@ pub enum TransactionKind {
     Payout,
     /// An hourly block: $IO minted and shared among the devices that earned it.
     Reward,
+    /// A slashing case's $IO taken into escrow, burned, or returned.
+    Slash,
 }
 
 impl TransactionKind {
@@ -60,6 +62,7 @@ impl TransactionKind {
             TransactionKind::Dispute => "dispute",
             TransactionKind::Payout => "payout",
             TransactionKind::Reward => "reward",
+            TransactionKind::Slash => "slash",
         }
     }
 }

@@ -42,7 +42,7 @@ pub struct StakeView {
     pub id: String,
     /// $IO.
     pub amount: String,
-    /// `active`, `unbonding` or `withdrawn`.
+    /// `active`, `unbonding`, `withdrawn`, or `slashed` (taken whole by slashing cases).
     pub status: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,

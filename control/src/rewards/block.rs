@@ -81,7 +81,7 @@ pub(crate) fn compute(
             proof,
             gpu_class: model.map(|m| m.class.as_str()),
             is_cpu,
-            open_case: None,
+            open_case: facts.open_cases.get(&d.id).map(String::as_str),
         };
         let verdict = judge(params, &hour);
         let (pool, multiplier, units) = if is_cpu {

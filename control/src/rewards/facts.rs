@@ -58,6 +58,8 @@ pub(crate) struct Facts {
     pub rented: HashSet<String>,
     /// Organisations whose active stake is short: (active, needed).
     pub stake_short: HashMap<String, (i64, i64)>,
+    /// Devices under a slashing case open at some point of the hour: the case's id.
+    pub open_cases: HashMap<String, String>,
 }
 
 impl Facts {
@@ -219,7 +221,13 @@ pub(crate) async fn read(
         })
         .collect();
 
+    let open_cases = crate::slashing::Slashing::open_during(db, start, end)
+        .await?
+        .into_iter()
+        .collect();
+
     Ok(Facts {
+        open_cases,
         listing,
         heard,
         proofs,

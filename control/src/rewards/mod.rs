@@ -6,9 +6,11 @@
 
 mod block;
 mod facts;
+mod supply;
 mod views;
 
-pub use views::{BlockDetail, BlockView, DeviceBlockView, RewardsSummary};
+pub use supply::Supply;
+pub use views::{BlockDetail, BlockView, DeviceBlockView, DeviceEarnings, RewardsSummary};
 
 use std::sync::Arc;
 use std::time::Duration;

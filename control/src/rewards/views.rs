@@ -312,3 +312,82 @@ impl Rewards {
         })
     }
 }
+
+/// What one device of the organisation earned over a span of hours.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceEarnings {
+    pub device_id: String,
+    pub name: String,
+    /// Micro-$IO.
+    pub earned: i64,
+    /// Hours the device earned in, of the hours a block considered it.
+    pub eligible_hours: i64,
+    pub hours: i64,
+}
+
+impl Rewards {
+    /// Micro-$IO the organisation's devices earned on each of the last `days` days (today
+    /// included, UTC), oldest first; every day appears.
+    pub async fn earned_by_day(&self, actor: &Actor, days: i64) -> Result<Vec<(String, i64)>> {
+        actor.authorize(Action::BillingRead)?;
+        if !(1..=366).contains(&days) {
+            return Err(Error::validation("days", "must be between 1 and 366"));
+        }
+        let today = now_micros().div_euclid(iocloud_db::time::MICROS_PER_DAY);
+        let first = today - (days - 1);
+        // Hours are never negative, so integer division is the same floor on both engines.
+        let sums: Vec<(i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT hour / 24 AS day, CAST(SUM(amount) AS BIGINT) FROM block_rewards \
+             WHERE org_id = $1 AND hour >= $2 AND hour < $3 GROUP BY hour / 24"
+        )
+        .bind(&actor.org_id)
+        .bind(first * 24)
+        .bind((today + 1) * 24)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let sums: std::collections::HashMap<i64, i64> = sums.into_iter().collect();
+        Ok((first..=today)
+            .map(|d| {
+                (
+                    iocloud_db::time::day_string(d),
+                    sums.get(&d).copied().unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// What each of the organisation's devices earned in the blocks of the last `hours` hours,
+    /// most first (devices without a block in them are left out).
+    pub async fn earned_by_device(&self, actor: &Actor, hours: i64) -> Result<Vec<DeviceEarnings>> {
+        actor.authorize(Action::BillingRead)?;
+        if !(1..=24 * 366).contains(&hours) {
+            return Err(Error::validation("hours", "must be between 1 and 8784"));
+        }
+        let since = now_micros().div_euclid(MICROS_PER_HOUR) - hours;
+        let rows: Vec<(String, String, i64, i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT r.device_id, d.name, CAST(SUM(r.amount) AS BIGINT), \
+             CAST(SUM(CASE WHEN r.reason IS NULL THEN 1 ELSE 0 END) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+             FROM block_rewards r JOIN devices d ON d.id = r.device_id \
+             WHERE r.org_id = $1 AND r.hour >= $2 GROUP BY r.device_id, d.name \
+             ORDER BY 3 DESC, r.device_id"
+        )
+        .bind(&actor.org_id)
+        .bind(since)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(device_id, name, earned, eligible_hours, hours)| DeviceEarnings {
+                    device_id,
+                    name,
+                    earned,
+                    eligible_hours,
+                    hours,
+                },
+            )
+            .collect())
+    }
+}

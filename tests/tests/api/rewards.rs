@@ -311,6 +311,9 @@ async fn a_stretch_of_hours_pays_the_devices_that_earned_it(b: Backend) {
         "what nobody earned stays in the pool"
     );
     ledger_balances(&app).await;
+    let supply = app.get_public("/v1/supply").await;
+    assert_eq!(micros(&supply.body["emitted"]), minted, "{}", supply.text);
+    assert_eq!(micros(&supply.body["undistributed"]), pool);
 
     // Written twice, written once.
     let again = control.rewards.run_block(h6).await.unwrap();

@@ -72,6 +72,8 @@ pub enum Counted {
     Earnings,
     /// A customer's spend on clusters.
     Spend,
+    /// A provider's $IO from hourly blocks (no fee is taken from them).
+    Rewards,
 }
 
 impl Counted {
@@ -79,6 +81,7 @@ impl Counted {
         match self {
             Counted::Earnings => "Earnings",
             Counted::Spend => "Spend",
+            Counted::Rewards => "Block rewards",
         }
     }
 
@@ -86,6 +89,7 @@ impl Counted {
         match self {
             Counted::Earnings => "earned",
             Counted::Spend => "spent",
+            Counted::Rewards => "earned",
         }
     }
 }

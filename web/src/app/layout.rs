@@ -41,18 +41,20 @@ impl Product {
             ],
             Product::Worker => &[
                 ("/app/worker", "Worker"),
+                ("/app/worker/rewards", "Rewards"),
                 ("/app/billing", "Billing"),
                 ("/app/team", "Team"),
             ],
         }
     }
 
-    /// The product a page of `section` belongs to: Worker's own pages to IO Worker; pages
-    /// both share (Billing, Team) to IO Worker for an organisation that only provides.
+    /// The product a page of `section` belongs to: Worker's and Rewards' own pages to IO
+    /// Worker; pages both share (Billing, Team) to IO Worker for an organisation that only
+    /// provides.
     fn of(section: &str, shell: &Shell<'_>) -> Product {
         let provider_only = shell.provides && !shell.rents;
         match section {
-            "Worker" => Product::Worker,
+            "Worker" | "Rewards" => Product::Worker,
             "Billing" | "Team" if provider_only => Product::Worker,
             _ => Product::Cloud,
         }

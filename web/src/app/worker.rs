@@ -1,12 +1,13 @@
 //! IO Worker, the providers' side: the overview of an organisation's devices (counts, GPUs,
 //! earnings, stake, the devices table with each device's uptime and what is rented on it,
 //! earnings per day and by device as charts) with the form that adds a device; a device's page
-//! ([`device`]); payouts and stake ([`money`]). A token for a device's agent is shown on the
-//! answer that made it and never again. What is rented on a device never says whose cluster it
-//! is: that is another organisation's.
+//! ([`device`]); payouts and stake ([`money`]); block rewards ([`rewards`]). A token for a
+//! device's agent is shown on the answer that made it and never again. What is rented on a
+//! device never says whose cluster it is: that is another organisation's.
 
 mod device;
 mod money;
+mod rewards;
 
 use maud::{Markup, html};
 
@@ -20,6 +21,10 @@ pub use device::{DeviceEventLine, DevicePage, device_page};
 pub use money::{
     EarningsBalance, PayoutForm, PayoutLine, PayoutsView, StakeLine, StakePage, WalletLine,
     payouts_page, stake_page,
+};
+pub use rewards::{
+    DeviceRewardLine, FailedRule, RewardHourLine, RewardRules, RewardsMoney, RewardsView,
+    rewards_page,
 };
 
 /// A device as the overview lists it.

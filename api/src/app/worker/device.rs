@@ -1,7 +1,7 @@
 //! A device's page and its forms, through the same calls as `GET|PATCH|DELETE
-//! /v1/devices/{id}`, `/v1/devices/{id}/events`, `/maintenance` and `/token`, with its uptime
-//! per day and what is rented on it now. Another organisation's device reads as missing (404),
-//! as it does over REST.
+//! /v1/devices/{id}`, `/v1/devices/{id}/events`, `/blocks`, `/maintenance` and `/token`, with
+//! its uptime per day, its last blocks and what is rented on it now. Another organisation's
+//! device reads as missing (404), as it does over REST.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -26,6 +26,9 @@ const EVENTS: usize = 20;
 
 /// Days the uptime chart spans, today included.
 const UPTIME_DAYS: i64 = 30;
+
+/// Blocks the page lists, newest first: the last day's hours.
+const REWARD_HOURS: u32 = 24;
 
 /// What a form's answer adds to the page.
 #[derive(Default)]
@@ -165,6 +168,17 @@ async fn view(
     let uptime_days = c.devices.uptime_by_day(actor, &id, UPTIME_DAYS).await?;
     let rentals = c.devices.rentals(actor, std::slice::from_ref(&id)).await?;
     let events = recent_events(state, actor, &id).await?;
+    let blocks = c
+        .rewards
+        .device_blocks(
+            actor,
+            &id,
+            &PageRequest {
+                after: None,
+                limit: REWARD_HOURS,
+            },
+        )
+        .await?;
     let stake_covered = stake_words(state, actor, d.status).await?;
     let model = d.gpu_model.as_deref().and_then(|m| c.catalog.gpu_model(m));
     Ok(DevicePage {
@@ -179,6 +193,11 @@ async fn view(
         uptime_7d: percent(uptime.last_7d),
         uptime_30d: percent(uptime.last_30d),
         uptime_days: uptime_series(uptime_days),
+        reward_hours: blocks
+            .items
+            .into_iter()
+            .map(|b| super::rewards::hour_line(b, c.rewards.params()))
+            .collect(),
         rentals: rentals.into_iter().map(rental_line).collect(),
         nodes_ok: uptime.nodes_ok,
         nodes_failed: uptime.nodes_failed,

@@ -1,12 +1,13 @@
-//! A device's page: what it is and how it is doing (its uptime per day as a chart), what is
-//! rented on it now (never whose cluster it is), what its stake asks, its recent status
-//! changes, and the forms that change its price, take it out for maintenance and back, replace
-//! its agent's token and retire it.
+//! A device's page: what it is and how it is doing (its uptime per day as a chart, what it
+//! earned in each of its last blocks or why nothing), what is rented on it now (never whose
+//! cluster it is), what its stake asks, its recent status changes, and the forms that change
+//! its price, take it out for maintenance and back, replace its agent's token and retire it.
 
 use maud::{Markup, html};
 
 use super::super::chart::{UptimeSeries, uptime_chart};
 use super::super::layout::{Shell, page};
+use super::rewards::{RewardHourLine, device_hours};
 use super::{
     AgentToken, RentalLine, csrf, device_badge, moment, rented_gpus, said, subnav, token_box,
 };
@@ -49,6 +50,8 @@ pub struct DevicePage {
     pub uptime_30d: String,
     /// Uptime per day over the last 30 days, oldest first.
     pub uptime_days: UptimeSeries,
+    /// Its last blocks, newest first: what it earned in each hour, or why nothing.
+    pub reward_hours: Vec<RewardHourLine>,
     /// The nodes of customers' clusters on it now.
     pub rentals: Vec<RentalLine>,
     pub nodes_ok: i64,
@@ -260,6 +263,7 @@ pub fn device_page(shell: &Shell<'_>, d: &DevicePage) -> Markup {
         (facts(d))
         (rentals(d))
         (uptime(d))
+        (device_hours(&d.reward_hours))
         @if d.can_write && !d.retired { (forms(shell, d)) }
         @if d.retired { p class="muted" { "This device is retired: nothing about it can change any more." } }
         (events(d))
