@@ -13,6 +13,7 @@ pub mod billing;
 pub mod cache;
 pub mod capacity;
 pub mod clusters;
+pub mod costaking;
 mod defaults;
 pub mod deposits;
 pub mod directory;
@@ -105,6 +106,8 @@ pub struct Control {
     pub rewards: rewards::Rewards,
     /// Slashing cases: escrow, appeal, decision, burn; and the detectors that open them.
     pub slashing: slashing::Slashing,
+    /// Co-staking: offers of a device's stake, the positions that take them, unstaking.
+    pub costaking: costaking::Costaking,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -257,6 +260,7 @@ impl Control {
             audit.clone(),
             leases::Leases::new(db.clone()),
         );
+        let costaking = costaking::Costaking::new(db.clone(), catalog.clone(), stake.clone());
         Ok(Self {
             accounts,
             orgs,
@@ -281,6 +285,7 @@ impl Control {
             payouts,
             rewards,
             slashing,
+            costaking,
             db,
             kv,
             cache,

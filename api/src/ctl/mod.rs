@@ -11,6 +11,7 @@ mod apply;
 mod billing;
 mod client;
 mod confirm;
+mod costaking;
 mod delete;
 mod destroy;
 mod events;
@@ -38,6 +39,7 @@ pub use apply::ApplyArgs;
 pub use billing::BillingArgs;
 use client::Conn;
 pub use client::drain_sse;
+pub use costaking::CostakeArgs;
 pub use events::EventsArgs;
 pub use extend::ExtendArgs;
 pub use list::ListArgs;
@@ -85,6 +87,8 @@ pub enum CtlCommand {
     Rewards(RewardsArgs),
     /// Slashing cases against your devices: evidence, escrow, appeal.
     Slashing(SlashingArgs),
+    /// Co-staking: offer a device's stake, take offers, unstake and withdraw co-stakes.
+    Costake(CostakeArgs),
 }
 
 /// A file of cluster specs, for `apply` and `destroy`.
@@ -145,6 +149,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::SshKeys(a) => a.conn.json(),
         CtlCommand::Rewards(a) => a.conn.json(),
         CtlCommand::Slashing(a) => a.conn.json(),
+        CtlCommand::Costake(a) => a.conn.json(),
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
@@ -163,6 +168,7 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::SshKeys(a) => ssh_keys::run(a).await,
         CtlCommand::Rewards(a) => rewards::run(a).await,
         CtlCommand::Slashing(a) => slashing::run(a).await,
+        CtlCommand::Costake(a) => costaking::run(a).await,
     };
     match result {
         Ok(code) => code,

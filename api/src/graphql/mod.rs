@@ -4,6 +4,7 @@
 //! operation what HTTP's middleware does per request (`socket`).
 
 mod clusters;
+mod costaking;
 mod deposits;
 mod guard;
 mod payments;

@@ -81,6 +81,7 @@ pub struct QueryRoot(
     super::ssh_keys::SshKeysQuery,
     super::rewards::RewardsQuery,
     super::slashing::SlashingQuery,
+    super::costaking::CostakingQuery,
 );
 
 #[derive(Default)]
@@ -253,6 +254,7 @@ pub struct MutationRoot(
     super::payouts::PayoutsMutation,
     super::ssh_keys::SshKeysMutation,
     super::slashing::SlashingMutation,
+    super::costaking::CostakingMutation,
 );
 
 #[derive(Default)]

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod billing;
 mod clusters;
+mod costaking;
 mod deposits;
 mod devices;
 mod members;
@@ -40,6 +41,7 @@ use crate::state::AppState;
         (name = "providers", description = "The GPU and region catalogs, devices, and stake"),
         (name = "rewards", description = "Hourly block rewards: what each device earned, or why it did not"),
         (name = "slashing", description = "Slashing cases against devices: evidence, escrow, appeal, decision"),
+        (name = "costaking", description = "Co-staking: offers of a device's stake, positions, unstaking"),
         (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
         (name = "clusters", description = "Clusters: create, watch, extend, terminate; quota"),
     )
@@ -82,4 +84,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(devices::router())
         .merge(rewards::router())
         .merge(slashing::router())
+        .merge(costaking::router())
 }

@@ -102,6 +102,10 @@ codes! {
     AppealWindowClosed = "appeal_window_closed",
     /// A slashing case asked for more $IO than the provider's stake and unwithdrawn rewards.
     SlashExceedsHoldings = "slash_exceeds_holdings",
+    /// A co-staking offer is taken (or withdrawn) already.
+    OfferTaken = "offer_taken",
+    /// A co-stake cannot be unstaked before its term ends.
+    CostakeInTerm = "costake_in_term",
     /// The audit feed broke; events may have been missed.
     StreamInterrupted = "stream_interrupted",
 

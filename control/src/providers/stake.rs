@@ -76,6 +76,9 @@ pub struct StakeSummary {
     pub required: String,
     /// $IO of active stake that could be unstaked now.
     pub free: String,
+    /// $IO co-stakers have staked for the organisation's devices (it counts toward `required`
+    /// beside `active`).
+    pub co_staked: String,
     pub stakes: Vec<StakeView>,
 }
 
@@ -127,17 +130,24 @@ impl Stake {
             .sum())
     }
 
+    /// $IO micro-units of co-stake backing the organisation's devices now.
+    async fn co_staked_in(tx: &mut Tx, org_id: &OrgId) -> Result<i64> {
+        crate::costaking::Costaking::backing_in(tx, org_id, now_micros()).await
+    }
+
     pub async fn summary(&self, actor: &Actor) -> Result<StakeSummary> {
         actor.authorize(Action::BillingRead)?;
         let mut tx = self.db.begin().await?;
         let active = staking::active_in(&mut tx, &actor.org_id).await?;
+        let co_staked = Self::co_staked_in(&mut tx, &actor.org_id).await?;
         let required = self.required_in(&mut tx, &actor.org_id).await?;
         let stakes = staking::stakes_in(&mut tx, &actor.org_id).await?;
         drop(tx);
         Ok(StakeSummary {
             active: io(active),
             required: io(required),
-            free: io((active - required).max(0)),
+            free: io((active + co_staked - required).max(0).min(active)),
+            co_staked: io(co_staked),
             stakes: stakes.into_iter().map(StakeView::from).collect(),
         })
     }
@@ -180,7 +190,8 @@ impl Stake {
         if stake.status != "active" {
             return Ok(stake.into());
         }
-        let active = staking::active_in(&mut tx, &actor.org_id).await?;
+        let active = staking::active_in(&mut tx, &actor.org_id).await?
+            + Self::co_staked_in(&mut tx, &actor.org_id).await?;
         let required = self.required_in(&mut tx, &actor.org_id).await?;
         if active - stake.amount < required {
             return Err(Error::Conflict {
@@ -214,7 +225,7 @@ impl Stake {
     /// Lists every `pending_stake` device of the organisation that the active stake covers,
     /// oldest first, and gives the others the reason they wait.
     pub(crate) async fn list_covered_in(&self, tx: &mut Tx, org_id: &OrgId) -> Result<()> {
-        let active = staking::active_in(tx, org_id).await?;
+        let active = staking::active_in(tx, org_id).await? + Self::co_staked_in(tx, org_id).await?;
         let mut required = self.required_in(tx, org_id).await?;
         let sql = format!(
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE org_id = $1 AND status = 'pending_stake' ORDER BY id"

@@ -31,6 +31,8 @@ pub(crate) struct DeviceOutcome {
     pub rented: bool,
     pub reason: Option<Reason>,
     pub evidence: Option<String>,
+    /// The co-staker of the device and its part of `amount` (the provider has the rest).
+    pub costaker: Option<(String, i64)>,
 }
 
 /// A block worked out and not yet written.
@@ -112,6 +114,7 @@ pub(crate) fn compute(
             rented,
             reason: verdict.as_ref().map(|v| v.reason),
             evidence: verdict.map(|v| v.evidence),
+            costaker: None,
         });
     }
     let (gpu_pool, cpu_pool) = rewards::split_emission(emission, params.gpu_share_bps);
@@ -136,6 +139,15 @@ pub(crate) fn compute(
             Pool::Cpu => (block.cpu_paid, block.cpu_score) = (paid, total),
         }
     }
+    // Each co-staked device's reward split by its co-staker's share, rounded down: the
+    // provider keeps the rest.
+    for r in rows.iter_mut().filter(|r| r.amount > 0) {
+        if let Some(b) = facts.costakes.get(&r.device_id) {
+            let part = (i128::from(r.amount) * i128::from(b.reward_share_bps.clamp(0, 10_000))
+                / 10_000) as i64;
+            r.costaker = Some((b.costaker_org_id.clone(), part));
+        }
+    }
     block.rows = rows;
     block
 }
@@ -150,8 +162,13 @@ fn transaction(hour: i64, block: &Computed) -> Result<Option<NewTransaction>> {
     let io = |m| Money::from_micros(m, Currency::Io);
     let mut per_org: BTreeMap<&str, i64> = BTreeMap::new();
     for r in block.rows.iter().filter(|r| r.amount > 0) {
-        *per_org.entry(r.org_id.as_str()).or_default() += r.amount;
+        let part = r.costaker.as_ref().map_or(0, |(_, part)| *part);
+        *per_org.entry(r.org_id.as_str()).or_default() += r.amount - part;
+        if let Some((costaker, part)) = r.costaker.as_ref().filter(|(_, p)| *p > 0) {
+            *per_org.entry(costaker.as_str()).or_default() += part;
+        }
     }
+    per_org.retain(|_, amount| *amount != 0);
     let mut postings = vec![Posting {
         account: AccountRef::platform(AccountKind::Emission, Currency::Io),
         amount: io(-block.emission),
@@ -217,9 +234,10 @@ pub(crate) async fn write(
     }
     let src = tx.engine().json_rows("$1");
     let insert = format!(
-        "INSERT INTO block_rewards (hour, device_id, org_id, pool, score, amount, rented, reason, evidence) \
+        "INSERT INTO block_rewards (hour, device_id, org_id, pool, score, amount, rented, reason, evidence, \
+         costaker_org_id, costaker_amount) \
          SELECT $2, value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BIGINT), CAST(value ->> 4 AS BIGINT), \
-         CAST(value ->> 5 AS BOOLEAN), value ->> 6, value ->> 7 FROM {src}"
+         CAST(value ->> 5 AS BOOLEAN), value ->> 6, value ->> 7, value ->> 8, CAST(value ->> 9 AS BIGINT) FROM {src}"
     );
     for chunk in block.rows.chunks(ROWS_PER_INSERT) {
         let rows: Vec<_> = chunk
@@ -234,6 +252,8 @@ pub(crate) async fn write(
                     i64::from(r.rented),
                     r.reason.map(Reason::as_str),
                     r.evidence.as_deref(),
+                    r.costaker.as_ref().map(|(org, _)| org.as_str()),
+                    r.costaker.as_ref().map_or(0, |(_, part)| *part),
                 )
             })
             .collect();

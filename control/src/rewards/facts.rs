@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use iocloud_db::{Db, DbError, db_run};
 
 use crate::Result;
+use crate::costaking::{Backing, Costaking};
 use crate::providers::Catalog;
 use crate::providers::devices::required_stake;
 use crate::providers::status::DeviceStatus;
@@ -60,6 +61,8 @@ pub(crate) struct Facts {
     pub stake_short: HashMap<String, (i64, i64)>,
     /// Devices under a slashing case open at some point of the hour: the case's id.
     pub open_cases: HashMap<String, String>,
+    /// Co-stakes that backed their device through the hour, by device.
+    pub costakes: HashMap<String, Backing>,
 }
 
 impl Facts {
@@ -203,7 +206,12 @@ pub(crate) async fn read(
     .fetch_all(p)
     .await)
     .map_err(DbError::from)?;
-    let stakes: HashMap<String, i64> = stakes.into_iter().collect();
+    let mut stakes: HashMap<String, i64> = stakes.into_iter().collect();
+    // Co-stakes that backed a provider's devices through the hour count as its stake.
+    let costakes = Costaking::backing_through(db, start, end).await?;
+    for b in costakes.values() {
+        *stakes.entry(b.provider_org_id.clone()).or_default() += b.amount;
+    }
     // What each provider's devices need, counted as the registry counts it (listed devices and
     // those that will list again by themselves).
     let mut needed: HashMap<&str, i64> = HashMap::new();
@@ -227,6 +235,7 @@ pub(crate) async fn read(
         .collect();
 
     Ok(Facts {
+        costakes,
         open_cases,
         listing,
         heard,

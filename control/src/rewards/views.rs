@@ -60,8 +60,10 @@ pub struct DeviceBlockView {
     /// Thousandths of a point: the model's multiplier × GPUs (CPU-only: cores) × the
     /// connectivity factor, × the rental bonus; 0 when not eligible.
     pub score: i64,
-    /// $IO earned.
+    /// $IO the device earned (its co-staker's part included).
     pub amount: String,
+    /// $IO of it that went to the device's co-staker.
+    pub costaker_amount: String,
     /// Served a rental in the hour (no proof asked, no idle rule, the bonus).
     pub rented: bool,
     pub eligible: bool,
@@ -145,6 +147,7 @@ struct RowOfDevice {
     rented: bool,
     reason: Option<String>,
     evidence: Option<String>,
+    costaker_amount: i64,
 }
 
 impl TryFrom<RowOfDevice> for DeviceBlockView {
@@ -166,6 +169,7 @@ impl TryFrom<RowOfDevice> for DeviceBlockView {
             pool,
             score: r.score,
             amount: io(r.amount),
+            costaker_amount: io(r.costaker_amount),
             rented: r.rented,
             eligible: reason.is_none(),
             reason,
@@ -176,9 +180,12 @@ impl TryFrom<RowOfDevice> for DeviceBlockView {
 
 const BLOCK_COLUMNS: &str = "b.hour, b.params_version, b.emission, b.gpu_pool, b.cpu_pool, b.gpu_paid, b.cpu_paid, \
      b.eligible_devices, b.ineligible_devices, \
-     CAST(COALESCE((SELECT SUM(r.amount) FROM block_rewards r WHERE r.hour = b.hour AND r.org_id = $1), 0) AS BIGINT) AS earned";
+     CAST(COALESCE((SELECT SUM(CASE WHEN r.org_id = $1 THEN r.amount - r.costaker_amount ELSE 0 END \
+         + CASE WHEN r.costaker_org_id = $1 THEN r.costaker_amount ELSE 0 END) \
+         FROM block_rewards r WHERE r.hour = b.hour AND (r.org_id = $1 OR r.costaker_org_id = $1)), 0) AS BIGINT) AS earned";
 
-const DEVICE_COLUMNS: &str = "hour, device_id, pool, score, amount, rented, reason, evidence";
+const DEVICE_COLUMNS: &str =
+    "hour, device_id, pool, score, amount, rented, reason, evidence, costaker_amount";
 
 /// A page cursor is the hour of the last row seen (pages go back in time).
 fn before_hour(page: &PageRequest) -> Result<i64> {
@@ -289,11 +296,13 @@ impl Rewards {
         let this_hour = now.div_euclid(MICROS_PER_HOUR);
         let (total, day, week, last): (i64, i64, i64, Option<i64>) = db_run!(&self.db, |p| {
             sqlx::query_as(
-                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN hour >= $2 THEN amount ELSE 0 END), 0) AS BIGINT), \
-                 CAST(COALESCE(SUM(CASE WHEN hour >= $3 THEN amount ELSE 0 END), 0) AS BIGINT), \
+                "SELECT CAST(COALESCE(SUM(mine), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN hour >= $2 THEN mine ELSE 0 END), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(CASE WHEN hour >= $3 THEN mine ELSE 0 END), 0) AS BIGINT), \
                  (SELECT MAX(hour) FROM reward_blocks) \
-                 FROM block_rewards WHERE org_id = $1",
+                 FROM (SELECT hour, CASE WHEN org_id = $1 THEN amount - costaker_amount ELSE 0 END \
+                     + CASE WHEN costaker_org_id = $1 THEN costaker_amount ELSE 0 END AS mine \
+                     FROM block_rewards WHERE org_id = $1 OR costaker_org_id = $1) AS m",
             )
             .bind(&actor.org_id)
             .bind(this_hour - 24)
@@ -337,8 +346,9 @@ impl Rewards {
         let first = today - (days - 1);
         // Hours are never negative, so integer division is the same floor on both engines.
         let sums: Vec<(i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT hour / 24 AS day, CAST(SUM(amount) AS BIGINT) FROM block_rewards \
-             WHERE org_id = $1 AND hour >= $2 AND hour < $3 GROUP BY hour / 24"
+            "SELECT hour / 24 AS day, CAST(SUM(CASE WHEN org_id = $1 THEN amount - costaker_amount ELSE 0 END \
+             + CASE WHEN costaker_org_id = $1 THEN costaker_amount ELSE 0 END) AS BIGINT) FROM block_rewards \
+             WHERE (org_id = $1 OR costaker_org_id = $1) AND hour >= $2 AND hour < $3 GROUP BY hour / 24"
         )
         .bind(&actor.org_id)
         .bind(first * 24)
@@ -366,7 +376,7 @@ impl Rewards {
         }
         let since = now_micros().div_euclid(MICROS_PER_HOUR) - hours;
         let rows: Vec<(String, String, i64, i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT r.device_id, d.name, CAST(SUM(r.amount) AS BIGINT), \
+            "SELECT r.device_id, d.name, CAST(SUM(r.amount - r.costaker_amount) AS BIGINT), \
              CAST(SUM(CASE WHEN r.reason IS NULL THEN 1 ELSE 0 END) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
              FROM block_rewards r JOIN devices d ON d.id = r.device_id \
              WHERE r.org_id = $1 AND r.hour >= $2 GROUP BY r.device_id, d.name \

@@ -126,7 +126,7 @@ pub(crate) async fn take_in(
     .await
 }
 
-/// Burns a case's escrow: the supply falls by it.
+/// Burns the provider's part of a case's escrow: the supply falls by it.
 pub(crate) async fn burn_in(tx: &mut Tx, org_id: &str, case_id: &str, amount: i64) -> Result<()> {
     post(
         tx,
@@ -190,6 +190,62 @@ pub(crate) async fn return_in(
                 AccountRef::org(org_id, AccountKind::ProviderEarnings, Currency::Io),
                 from_rewards,
             ),
+        ],
+    )
+    .await
+}
+
+/// Takes a co-staker's part of a case from its stake into its own escrow.
+pub(crate) async fn take_costake_in(
+    tx: &mut Tx,
+    costaker_org_id: &str,
+    case_id: &str,
+    micros: i64,
+) -> Result<()> {
+    post(
+        tx,
+        costaker_org_id,
+        format!("slash:{case_id}:costake-escrow"),
+        format!("slashing case {case_id}: the co-stake's part into escrow"),
+        vec![
+            leg(
+                AccountRef::org(costaker_org_id, AccountKind::Stake, Currency::Io),
+                -micros,
+            ),
+            leg(
+                AccountRef::org(costaker_org_id, AccountKind::SlashEscrow, Currency::Io),
+                micros,
+            ),
+        ],
+    )
+    .await
+}
+
+/// Burns a co-staker's part of a case, or returns it to its stake.
+pub(crate) async fn settle_costake_in(
+    tx: &mut Tx,
+    costaker_org_id: &str,
+    case_id: &str,
+    micros: i64,
+    burn: bool,
+) -> Result<()> {
+    let to = if burn {
+        AccountRef::platform(AccountKind::Burn, Currency::Io)
+    } else {
+        AccountRef::org(costaker_org_id, AccountKind::Stake, Currency::Io)
+    };
+    let what = if burn { "burn" } else { "return" };
+    post(
+        tx,
+        costaker_org_id,
+        format!("slash:{case_id}:costake-{what}"),
+        format!("slashing case {case_id}: the co-stake's part {what}ed"),
+        vec![
+            leg(
+                AccountRef::org(costaker_org_id, AccountKind::SlashEscrow, Currency::Io),
+                -micros,
+            ),
+            leg(to, micros),
         ],
     )
     .await

@@ -154,14 +154,20 @@ impl Slashing {
     pub(crate) async fn open_in(&self, new: NewCase<'_>, now: i64) -> Result<Option<String>> {
         let mut tx = self.db.begin().await?;
         crate::providers::stake::lock_stake(&mut tx, &OrgId::trusted(new.org_id)).await?;
-        let (staked, rewards) = escrow::holdings_in(&mut tx, new.org_id).await?;
+        let (own_stake, rewards) = escrow::holdings_in(&mut tx, new.org_id).await?;
+        // A co-stake backing the device shares the slash in proportion to what each staked.
+        let costake = crate::costaking::Costaking::backing_device_in(&mut tx, new.device_id, now)
+            .await?
+            .filter(|b| b.amount > 0);
+        let co_staked = costake.as_ref().map_or(0, |b| b.amount);
+        let staked = own_stake + co_staked;
         let amount = if new.cap_to_holdings {
             new.amount.min(staked + rewards)
         } else if new.amount > staked + rewards {
             return Err(Error::conflict(
                 ErrorCode::SlashExceedsHoldings,
                 format!(
-                    "the provider holds {} $IO of stake and {} $IO of unwithdrawn rewards; a case may take at most that",
+                    "the device is backed by {} $IO of stake and its provider holds {} $IO of unwithdrawn rewards; a case may take at most that",
                     Money::from_micros(staked, Currency::Io).to_decimal(),
                     Money::from_micros(rewards, Currency::Io).to_decimal()
                 ),
@@ -169,15 +175,21 @@ impl Slashing {
         } else {
             new.amount
         };
-        let from_stake = amount.min(staked);
-        let from_rewards = amount - from_stake;
+        let from_stakes = amount.min(staked);
+        let from_costake = if staked > 0 {
+            (i128::from(from_stakes) * i128::from(co_staked) / i128::from(staked)) as i64
+        } else {
+            0
+        };
+        let from_stake = from_stakes - from_costake;
+        let from_rewards = amount - from_stakes;
         let id = new_id("slc");
         let evidence =
             serde_json::to_string(&new.evidence).map_err(|e| Error::Internal(e.to_string()))?;
         let inserted = tx_run!(&mut tx, |c| sqlx::query(
             "INSERT INTO slashing_cases (id, device_id, org_id, rule, opened_by, statement, evidence, amount, from_stake, \
-             from_rewards, status, appeal_deadline, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open', $11, $12, $12) ON CONFLICT DO NOTHING"
+             from_rewards, status, appeal_deadline, created_at, updated_at, from_costake, costake_position_id, costaker_org_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'open', $11, $12, $12, $13, $14, $15) ON CONFLICT DO NOTHING"
         )
         .bind(&id)
         .bind(new.device_id)
@@ -191,6 +203,9 @@ impl Slashing {
         .bind(from_rewards)
         .bind(now + APPEAL_WINDOW_MICROS)
         .bind(now)
+        .bind(from_costake)
+        .bind(costake.as_ref().map(|b| b.id.as_str()))
+        .bind(costake.as_ref().map(|b| b.costaker_org_id.as_str()))
         .execute(c)
         .await
         .map(|r| r.rows_affected()))
@@ -199,6 +214,10 @@ impl Slashing {
             return Ok(None);
         }
         escrow::take_in(&mut tx, new.org_id, &id, from_stake, from_rewards).await?;
+        if let Some(b) = costake.as_ref().filter(|_| from_costake > 0) {
+            crate::costaking::Costaking::slash_in(&mut tx, &b.id, from_costake).await?;
+            escrow::take_costake_in(&mut tx, &b.costaker_org_id, &id, from_costake).await?;
+        }
         let io = |m| Money::from_micros(m, Currency::Io).to_decimal();
         event_in(
             &mut tx,
@@ -210,10 +229,11 @@ impl Slashing {
                 new.opened_by
             },
             &format!(
-                "{}: {} $IO into escrow ({} from stake, {} from rewards)",
+                "{}: {} $IO into escrow ({} from stake, {} from the co-stake, {} from rewards)",
                 new.rule.as_str().replace('_', " "),
                 io(amount),
                 io(from_stake),
+                io(from_costake),
                 io(from_rewards)
             ),
             now,
@@ -287,6 +307,11 @@ impl Slashing {
         actor.authorize(Action::BillingManage)?;
         let statement = text("statement", &req.statement, 4000)?;
         let row = self.row(Some(&actor.org_id), id).await?;
+        if row.org_id != actor.org_id.as_str() {
+            return Err(Error::Forbidden(
+                "appealing a case (its device's provider only; a co-staker reads it)",
+            ));
+        }
         let now = now_micros();
         if now > row.appeal_deadline {
             return Err(Error::conflict(
@@ -376,6 +401,14 @@ impl Slashing {
                 now,
             )
             .await?;
+            if let (Some(position), Some(costaker)) =
+                (&row.costake_position_id, &row.costaker_org_id)
+                && row.from_costake > 0
+            {
+                crate::costaking::Costaking::restore_in(&mut tx, position, row.from_costake)
+                    .await?;
+                escrow::settle_costake_in(&mut tx, costaker, id, row.from_costake, false).await?;
+            }
             event_in(
                 &mut tx,
                 id,
@@ -407,16 +440,16 @@ impl Slashing {
     /// Burns the escrow of every case upheld, or left open, whose appeal window ended before
     /// `now`. An appealed case waits for its decision. Each case in its own transaction, once.
     pub async fn settle_due(&self, now: i64) -> Result<usize> {
-        let due: Vec<(String, String, i64)> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT id, org_id, amount FROM slashing_cases WHERE status IN ('open', 'upheld') AND appeal_deadline < $1 \
-             ORDER BY appeal_deadline LIMIT 1000"
+        let due: Vec<(String, String, i64, i64, Option<String>)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT id, org_id, amount, from_costake, costaker_org_id FROM slashing_cases \
+             WHERE status IN ('open', 'upheld') AND appeal_deadline < $1 ORDER BY appeal_deadline LIMIT 1000"
         )
         .bind(now)
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
         let mut burned = 0;
-        for (id, org_id, amount) in due {
+        for (id, org_id, amount, from_costake, costaker) in due {
             let mut tx = self.db.begin().await?;
             let moved = tx_run!(&mut tx, |c| sqlx::query(
                 "UPDATE slashing_cases SET status = 'burned', closed_at = $1, updated_at = $1 \
@@ -431,7 +464,10 @@ impl Slashing {
             if moved == 0 {
                 continue;
             }
-            escrow::burn_in(&mut tx, &org_id, &id, amount).await?;
+            escrow::burn_in(&mut tx, &org_id, &id, amount - from_costake).await?;
+            if let Some(costaker) = costaker.as_deref().filter(|_| from_costake > 0) {
+                escrow::settle_costake_in(&mut tx, costaker, &id, from_costake, true).await?;
+            }
             event_in(
                 &mut tx,
                 &id,
@@ -479,7 +515,7 @@ impl Slashing {
 
     async fn row(&self, org_id: Option<&OrgId>, id: &str) -> Result<CaseRow> {
         let sql = format!(
-            "SELECT {CASE_COLUMNS} FROM slashing_cases WHERE id = $1 AND ($2 IS NULL OR org_id = $2)"
+            "SELECT {CASE_COLUMNS} FROM slashing_cases WHERE id = $1 AND ($2 IS NULL OR org_id = $2 OR costaker_org_id = $2)"
         );
         let org = org_id.map(|o| o.to_string());
         db_run!(&self.db, |p| sqlx::query_as(&sql)
@@ -501,7 +537,8 @@ impl Slashing {
         .map_err(DbError::from)?)
     }
 
-    /// One case of the organisation's devices, with its evidence and every step.
+    /// One case of the organisation's devices (or of a device it co-stakes), with its evidence
+    /// and every step.
     pub async fn case(&self, actor: &Actor, id: &str) -> Result<SlashingCase> {
         actor.authorize(Action::ResourcesRead)?;
         let row = self.row(Some(&actor.org_id), id).await?;
@@ -530,7 +567,7 @@ impl Slashing {
             ));
         }
         let sql = format!(
-            "SELECT {CASE_COLUMNS} FROM slashing_cases WHERE ($1 IS NULL OR org_id = $1) \
+            "SELECT {CASE_COLUMNS} FROM slashing_cases WHERE ($1 IS NULL OR org_id = $1 OR costaker_org_id = $1) \
              AND ($2 IS NULL OR status = $2) AND id > $3 ORDER BY id LIMIT $4"
         );
         let org = org_id.map(|o| o.to_string());

@@ -177,6 +177,8 @@ pub struct SlashingCase {
     pub amount: String,
     pub from_stake: String,
     pub from_rewards: String,
+    /// $IO of it taken from the co-stake backing the device (its co-staker's escrow).
+    pub from_costake: String,
     #[schema(value_type = String)]
     pub status: CaseStatus,
     /// The provider may appeal until then; nothing is burned before it.
@@ -207,6 +209,9 @@ pub(crate) struct CaseRow {
     pub amount: i64,
     pub from_stake: i64,
     pub from_rewards: i64,
+    pub from_costake: i64,
+    pub costake_position_id: Option<String>,
+    pub costaker_org_id: Option<String>,
     pub status: String,
     pub appeal_deadline: i64,
     pub appeal: Option<String>,
@@ -217,7 +222,7 @@ pub(crate) struct CaseRow {
 }
 
 pub(crate) const CASE_COLUMNS: &str = "id, device_id, org_id, rule, opened_by, statement, evidence, amount, from_stake, \
-     from_rewards, status, appeal_deadline, appeal, decision_reason, decided_at, closed_at, created_at";
+     from_rewards, from_costake, costake_position_id, costaker_org_id, status, appeal_deadline, appeal, decision_reason, decided_at, closed_at, created_at";
 
 fn io(micros: i64) -> String {
     Money::from_micros(micros, Currency::Io).to_decimal()
@@ -250,6 +255,7 @@ impl CaseRow {
             amount: io(self.amount),
             from_stake: io(self.from_stake),
             from_rewards: io(self.from_rewards),
+            from_costake: io(self.from_costake),
             status,
             appeal_deadline: self.appeal_deadline.into(),
             appeal: self.appeal,

@@ -18,6 +18,7 @@ mod browser;
 mod cli;
 mod clusters;
 mod console_client;
+mod costaking;
 mod crash;
 mod devices;
 mod dropped_creates;

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 on_both_engines!(
     a_stretch_of_hours_pays_the_devices_that_earned_it,
     blocks_catch_up_once_across_replicas,
+    a_block_that_fails_midway_leaves_nothing,
 );
 
 const H: i64 = MICROS_PER_HOUR;
@@ -492,4 +493,62 @@ async fn blocks_catch_up_once_across_replicas(b: Backend) {
     );
     ledger_balances(&app).await;
     second.server.stop().await;
+}
+
+/// A block that fails after writing part of itself (here: one device's row is in the way, as
+/// a crash between statements would leave the database) leaves no trace: no block, no rows,
+/// no minting. Run again once the way is clear, it is written once.
+async fn a_block_that_fails_midway_leaves_nothing(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let p = app.signup("farm@example.com", "GPU Farm").await;
+    app.grant_credit(&p.org_id, "32000", "IO").await;
+    app.post("/v1/stake", Some(&p.access), json!({"amount": "32000"}))
+        .await;
+    let (first, _) = verified_rig(&app, &p, "one").await;
+    let (second, _) = verified_rig(&app, &p, "two").await;
+    let rewards = &app.server.state.control.rewards;
+    let hour = now_micros().div_euclid(H) + 1;
+    // The second device's row is there before the block's: its insert fails after the block's
+    // header and the first rows went in.
+    app.exec(
+        &format!(
+            "INSERT INTO block_rewards (hour, device_id, org_id, pool, score, amount, rented) \
+             VALUES ({hour}, $1, 'org_x', 'gpu', 0, 0, FALSE)"
+        ),
+        &second,
+    )
+    .await;
+    assert!(rewards.run_block(hour).await.is_err());
+    assert_eq!(app.count("SELECT COUNT(*) FROM reward_blocks").await, 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM block_rewards WHERE device_id = '{first}'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger_transactions WHERE kind = 'reward'")
+            .await,
+        0,
+        "nothing minted"
+    );
+    ledger_balances(&app).await;
+    app.exec("DELETE FROM block_rewards WHERE device_id = $1", &second)
+        .await;
+    assert!(rewards.run_block(hour).await.unwrap().written);
+    assert!(!rewards.run_block(hour).await.unwrap().written);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM ledger_transactions WHERE kind = 'reward'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM block_rewards WHERE hour = {hour}"
+        ))
+        .await,
+        2
+    );
+    ledger_balances(&app).await;
 }
