@@ -216,7 +216,7 @@ test('a customer rents GPUs from an offer and watches the cluster come up live',
   await a11y.done();
 });
 
-test('a provider sees its devices, one device, payouts and stake', async () => {
+test('a provider sees its devices, one device, payouts, stake, rewards, co-staking and cases', async () => {
   assert.ok(provider.email && provider.password,
     'IOCLOUD_E2E_PROVIDER_EMAIL and IOCLOUD_E2E_PROVIDER_PASSWORD name a provider with devices');
   const { page, external, errors } = await newPage();
@@ -249,6 +249,21 @@ test('a provider sees its devices, one device, payouts and stake', async () => {
   await page.waitForURL(`${base}/app/worker/stake`);
   await shoot(page, 'worker-stake');
   await a11y.check(`${base}/app/worker/stake`, 'worker-stake');
+
+  const section = (name) => page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name });
+  await section('Rewards').click();
+  await page.waitForURL(`${base}/app/worker/rewards`);
+  await page.getByRole('heading', { level: 1 }).waitFor();
+  await shoot(page, 'worker-rewards');
+  await a11y.check(`${base}/app/worker/rewards`, 'worker-rewards');
+
+  for (const [name, path, shot] of [['Co-staking', 'costaking', 'worker-costaking'], ['Cases', 'cases', 'worker-cases']]) {
+    await section(name).click();
+    await page.waitForURL(`${base}/app/worker/${path}`);
+    await page.getByRole('heading', { level: 1 }).waitFor();
+    await shoot(page, shot);
+    await a11y.check(`${base}/app/worker/${path}`, shot);
+  }
 
   assert.deepEqual(external, [], 'the console loads nothing from other hosts');
   assert.deepEqual(errors, [], 'no script errors');

@@ -2,9 +2,12 @@
 //! each device's uptime and what is rented on it now) and the form that adds one, from the same
 //! services as `/v1/devices`, `/v1/earnings`, `/v1/balances` and `/v1/stake`. A device's page
 //! and its forms are in [`device`]; payouts, wallets and stake in [`money`]; block rewards in
-//! [`rewards`]. Every form checks its CSRF token before anything else; a refusal shows the
-//! page again saying why, with the status REST would answer.
+//! [`rewards`]; slashing cases in [`cases`]; co-staking in [`costaking`]. Every form checks its
+//! CSRF token before anything else; a refusal shows the page again saying why, with the status
+//! REST would answer.
 
+mod cases;
+mod costaking;
 mod device;
 mod money;
 mod rewards;
@@ -105,6 +108,27 @@ pub(super) fn router() -> Router<AppState> {
         .route("/app/worker/unstake", post(money::unstake))
         .route("/app/worker/withdraw", post(money::withdraw))
         .route("/app/worker/rewards", get(rewards::page))
+        .route("/app/worker/cases", get(cases::list))
+        .route("/app/worker/cases/{id}", get(cases::page))
+        .route("/app/worker/cases/{id}/appeal", post(cases::appeal))
+        .route("/app/worker/costaking", get(costaking::page))
+        .route("/app/worker/costaking/offers", post(costaking::offer))
+        .route(
+            "/app/worker/costaking/offers/{id}/withdraw",
+            post(costaking::withdraw_offer),
+        )
+        .route(
+            "/app/worker/costaking/offers/{id}/take",
+            post(costaking::take),
+        )
+        .route(
+            "/app/worker/costaking/positions/{id}/unstake",
+            post(costaking::unstake),
+        )
+        .route(
+            "/app/worker/costaking/positions/{id}/withdraw",
+            post(costaking::withdraw),
+        )
 }
 
 /// What the last form did, and which page of devices.
@@ -154,6 +178,12 @@ fn field_label(field: &str) -> &str {
         "token" => "Paid as",
         "wallet_id" => "Wallet",
         "reference" => "Reference",
+        "statement" => "Statement",
+        "device_id" => "Device",
+        "reward_share_bps" => "Co-staker's share",
+        "term_days" => "Term",
+        "model" => "GPU model",
+        "min_reliability" => "Minimum reliability",
         other => other,
     }
 }

@@ -5,6 +5,7 @@ mod api_keys;
 mod app_cards;
 mod app_clusters;
 mod app_console;
+mod app_economics;
 mod app_rewards;
 mod app_statements;
 mod app_team;

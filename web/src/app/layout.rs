@@ -42,19 +42,21 @@ impl Product {
             Product::Worker => &[
                 ("/app/worker", "Worker"),
                 ("/app/worker/rewards", "Rewards"),
+                ("/app/worker/costaking", "Co-staking"),
+                ("/app/worker/cases", "Cases"),
                 ("/app/billing", "Billing"),
                 ("/app/team", "Team"),
             ],
         }
     }
 
-    /// The product a page of `section` belongs to: Worker's and Rewards' own pages to IO
-    /// Worker; pages both share (Billing, Team) to IO Worker for an organisation that only
-    /// provides.
+    /// The product a page of `section` belongs to: Worker's, Rewards', Co-staking's and
+    /// Cases' own pages to IO Worker; pages both share (Billing, Team) to IO Worker for an
+    /// organisation that only provides.
     fn of(section: &str, shell: &Shell<'_>) -> Product {
         let provider_only = shell.provides && !shell.rents;
         match section {
-            "Worker" | "Rewards" => Product::Worker,
+            "Worker" | "Rewards" | "Co-staking" | "Cases" => Product::Worker,
             "Billing" | "Team" if provider_only => Product::Worker,
             _ => Product::Cloud,
         }

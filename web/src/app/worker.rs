@@ -1,10 +1,13 @@
 //! IO Worker, the providers' side: the overview of an organisation's devices (counts, GPUs,
 //! earnings, stake, the devices table with each device's uptime and what is rented on it,
 //! earnings per day and by device as charts) with the form that adds a device; a device's page
-//! ([`device`]); payouts and stake ([`money`]); block rewards ([`rewards`]). A token for a
-//! device's agent is shown on the answer that made it and never again. What is rented on a
-//! device never says whose cluster it is: that is another organisation's.
+//! ([`device`]); payouts and stake ([`money`]); block rewards ([`rewards`]); slashing cases
+//! ([`cases`]); co-staking ([`costaking`]). A token for a device's agent is shown on the
+//! answer that made it and never again. What is rented on a device never says whose cluster it
+//! is: that is another organisation's.
 
+mod cases;
+mod costaking;
 mod device;
 mod money;
 mod rewards;
@@ -17,6 +20,14 @@ use super::layout::{Shell, page};
 use super::offers::Choice;
 
 pub use super::chart::{DayShare, NamedAmount, NamedSeries, UptimeSeries};
+pub use cases::{
+    CaseEvidence, CaseStepLine, SlashingCaseLine, SlashingCasePage, SlashingCasesView,
+    slashing_case_page, slashing_cases_page,
+};
+pub use costaking::{
+    CostakeMarketFilter, CostakeMarketLine, CostakeOfferForm, CostakeOfferLine,
+    CostakePositionLine, CostakingView, costaking_page,
+};
 pub use device::{DeviceEventLine, DevicePage, device_page};
 pub use money::{
     EarningsBalance, PayoutForm, PayoutLine, PayoutsView, StakeLine, StakePage, WalletLine,
