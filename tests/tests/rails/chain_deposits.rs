@@ -62,13 +62,22 @@ async fn a_deposit_is_credited_once_at_finalized(b: Backend) {
 
     let paid = chain.pay(&chain.iosd, 25_000_000, Some(&reference)).await;
     assert!(paid["err"].is_null(), "{paid}");
-    // Seen, but not finalized: nothing yet.
+    // Seen, but not finalized: nothing yet. (The peer's clock also moves a slot every 50 ms,
+    // so on a loaded machine the payment may be finalized by the time the pass reads it; then
+    // crediting it is right.)
     let early = chain.watch().await;
-    assert_eq!(early.credited, 0, "{early:?}");
-    assert_eq!(balance(app, &s, "IOSD").await.0, 0);
+    let finalized = chain
+        .peer
+        .balance(&chain.treasury, &chain.iosd, "finalized")
+        .await
+        >= 25_000_000;
+    if !finalized {
+        assert_eq!(early.credited, 0, "{early:?}");
+        assert_eq!(balance(app, &s, "IOSD").await.0, 0);
+    }
     chain.peer.advance(40).await;
     let pass = chain.watch().await;
-    assert_eq!(pass.credited, 1, "{pass:?}");
+    assert_eq!(early.credited + pass.credited, 1, "{early:?} {pass:?}");
     assert_eq!(balance(app, &s, "IOSD").await.0, 25_000_000);
     let d = app
         .get(
