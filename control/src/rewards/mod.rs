@@ -123,8 +123,11 @@ impl Rewards {
     }
 
     /// The hours whose blocks are due at `now` and not written, oldest first (at most
-    /// [`BLOCKS_PER_PASS`]): from the block after the last one written, or from the hour the
-    /// first device was verified, to the last hour over for at least the delay.
+    /// [`BLOCKS_PER_PASS`]): from the block after the last one written to the last hour over
+    /// for at least the delay. With no block yet, only that last hour: a deployment that gains
+    /// blocks (or a new network) starts from its present, and hours before it never had the
+    /// facts a block needs, so minting for them would only fill the pool with what nobody could
+    /// earn.
     async fn due(&self, now: i64) -> Result<Vec<i64>> {
         let (last, first_verified): (Option<i64>, Option<i64>) = db_run!(&self.db, |p| {
             sqlx::query_as(
@@ -134,13 +137,13 @@ impl Rewards {
             .await
         })
         .map_err(DbError::from)?;
-        let from = match (last, first_verified) {
-            (Some(h), _) => h + 1,
-            (None, Some(v)) => v.div_euclid(MICROS_PER_HOUR),
-            (None, None) => return Ok(Vec::new()),
-        };
         // The last hour whose end is at least `delay` ago.
         let until = (now - self.delay.as_micros() as i64).div_euclid(MICROS_PER_HOUR) - 1;
+        let from = match (last, first_verified) {
+            (Some(h), _) => h + 1,
+            (None, Some(v)) => v.div_euclid(MICROS_PER_HOUR).max(until),
+            (None, None) => return Ok(Vec::new()),
+        };
         Ok((from..=until).take(BLOCKS_PER_PASS).collect())
     }
 

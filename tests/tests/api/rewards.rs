@@ -417,8 +417,21 @@ async fn blocks_catch_up_once_across_replicas(b: Backend) {
     let (id, _) = verified_rig(&app, &p, "rig").await;
     let second = app.replica(|_| {}).await;
     let verified_hour = now_micros().div_euclid(H);
-    // Three hours and the delay later, both replicas run the pass at once.
-    let later = (verified_hour + 3) * H + 181_000_000;
+    // The first pass starts the chain at the last hour due: nothing before it is minted.
+    let first_pass = (verified_hour + 1) * H + 181_000_000;
+    let started = app
+        .server
+        .state
+        .control
+        .rewards
+        .run_due(first_pass)
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 1);
+    assert_eq!(started[0].hour, verified_hour);
+    // Three hours and the delay later, both replicas run the pass at once: the missed hours
+    // are caught up, each once.
+    let later = (verified_hour + 4) * H + 181_000_000;
     let (one, two) = tokio::join!(
         app.server.state.control.rewards.run_due(later),
         second.server.state.control.rewards.run_due(later)
@@ -430,15 +443,15 @@ async fn blocks_catch_up_once_across_replicas(b: Backend) {
         .count();
     assert_eq!(
         written, 3,
-        "the hour verified and the two after it, each once"
+        "the three hours after the first block, each once"
     );
-    assert_eq!(app.count("SELECT COUNT(*) FROM reward_blocks").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM reward_blocks").await, 4);
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM block_rewards WHERE device_id = '{id}'"
         ))
         .await,
-        3
+        4
     );
     // Nothing more is due until the next hour ends.
     let again = app
@@ -471,7 +484,7 @@ async fn blocks_catch_up_once_across_replicas(b: Backend) {
         .state
         .control
         .rewards
-        .run_block(verified_hour + 3)
+        .run_block(verified_hour + 4)
         .await
         .unwrap();
     assert!(report.written);
