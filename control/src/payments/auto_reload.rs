@@ -202,6 +202,22 @@ impl Payments {
             if claimed == 0 {
                 continue;
             }
+            // Another pass may have charged and let go of its claim between our reading and
+            // our claim: what is due is decided again, now that the claim is ours.
+            if self.ledger_balance(&org).await? >= row.threshold
+                || self.charged_this_month(&org).await? + row.amount > row.monthly_cap
+            {
+                db_run!(&self.db, |p| sqlx::query(
+                    "UPDATE auto_reloads SET in_flight = NULL WHERE org_id = $1 AND in_flight = $2"
+                )
+                .bind(&org)
+                .bind(&claim)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected()))
+                .map_err(DbError::from)?;
+                continue;
+            }
             started += 1;
             let charge = Charge {
                 org_id: &org,
