@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use iocloud_control::Error as DomainError;
 use iocloud_control::providers::agent::{
     Assignment, ChallengeAnswer, DeviceAuth, Heartbeat, HeartbeatAnswer, Hello, HelloAnswer,
-    NodeReport, ProofAnswer, ProofChallenge, ProofResult,
+    NodeReport, NodeTestAnswer, NodeTestResult, ProofAnswer, ProofChallenge, ProofResult,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(answer_proof))
         .routes(routes!(assignments))
         .routes(routes!(node_status))
+        .routes(routes!(node_test))
 }
 
 async fn device(s: &AppState, headers: &HeaderMap, id: &str) -> ApiResult<Arc<DeviceAuth>> {
@@ -171,4 +172,26 @@ async fn node_status(
         .node_report(&d, &node, body, &s.control.clusters)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The answer to a node's test (its bootstrap's `test`): the digest of the lanes' squarings,
+/// the time it took and, for a node whose test names a `peer`, the link measured to it. The
+/// outcome is `passed` (the node may report `ready`), or `wrong_answer`, `too_slow` or
+/// `bandwidth_short`, which have failed the node. Answered once: the same answer again gets
+/// the same result, another is 409 `node_test_answered`.
+#[utoipa::path(post, path = "/agent/v1/devices/{id}/nodes/{node}/test", tag = "agent", request_body = NodeTestAnswer,
+    responses((status = 200, body = NodeTestResult), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+async fn node_test(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    ApiPath((id, node)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<NodeTestAnswer>,
+) -> ApiResult<Json<NodeTestResult>> {
+    let d = device(&s, &headers, &id).await?;
+    let result = s
+        .control
+        .agents
+        .answer_node_test(&d, &node, body, &s.control.clusters)
+        .await?;
+    Ok(Json(result))
 }

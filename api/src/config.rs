@@ -135,6 +135,20 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_BLOCK_DELAY_SECS", default_value_t = 180)]
     pub block_delay_secs: u64,
 
+    /// Squarings per lane of the test every cluster node answers before it is ready (lanes
+    /// scale with the GPU model and count).
+    #[arg(long, env = "IOCLOUD_NODE_TEST_SQUARINGS", default_value_t = 10_000)]
+    pub node_test_squarings: u64,
+
+    /// Seconds a node has for its test, from when its agent can see it.
+    #[arg(long, env = "IOCLOUD_NODE_TEST_LIMIT_SECS", default_value_t = 300)]
+    pub node_test_limit_secs: u64,
+
+    /// Bits of the node tests' modulus, made once and kept in the database (512 to 4096).
+    #[arg(long, env = "IOCLOUD_NODE_TEST_KEY_BITS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(512..=4096))]
+    pub node_test_key_bits: u64,
+
     /// Seconds between sweeps that delete rows past their retention (0: no sweeps here).
     #[arg(
         long,
@@ -513,6 +527,11 @@ impl Config {
             heartbeat_flush: Duration::from_millis(250),
             challenge_deadline: Duration::from_secs(self.challenge_deadline_secs.max(1)),
             block_delay: Duration::from_secs(self.block_delay_secs),
+            node_tests: iocloud_control::providers::agent::NodeTestSettings {
+                key_bits: self.node_test_key_bits as usize,
+                squarings: self.node_test_squarings,
+                limit: Duration::from_secs(self.node_test_limit_secs.max(1)),
+            },
             quota: iocloud_control::clusters::QuotaLimits {
                 max_gpus: self.quota_max_gpus.max(0),
                 max_clusters: self.quota_max_clusters.max(0),
@@ -633,6 +652,9 @@ impl Config {
             retention_sweep_interval_secs: 0,
             block_interval_secs: 0,
             block_delay_secs: 180,
+            node_test_squarings: 50,
+            node_test_limit_secs: 120,
+            node_test_key_bits: 512,
             idempotency_retention_secs: 86_400,
             quote_retention_secs: 3600,
             outbox_retention_secs: 86_400,

@@ -1,7 +1,8 @@
 //! `iocloud agent simulate`: many node agents in one process, speaking the real agent API over
 //! HTTP. Each answers its verification challenge, heartbeats, long-polls for assignments,
-//! brings nodes up after a delay, proves itself once an hour while it runs no node, and, at
-//! configurable rates, fails nodes, answers its hourly proof wrongly or goes silent.
+//! brings nodes up after a delay (answering each node's test first), proves itself once an
+//! hour while it runs no node, and, at configurable rates, fails nodes, answers node tests
+//! wrongly or too slowly, answers its hourly proof wrongly or goes silent.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,19 @@ pub struct SimOptions {
     /// Seconds a silent device stays silent.
     #[arg(long, default_value_t = 120.0)]
     pub offline_secs: f64,
+    /// Chance that a node answers its node test wrongly (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub node_test_wrong_rate: f64,
+    /// Chance that a node answers its node test after the test's limit (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub node_test_slow_rate: f64,
+    /// The round trip every simulated link measures, ms (the simulated machines share one
+    /// network), give or take a fifth.
+    #[arg(long, default_value_t = 2.0)]
+    pub link_rtt_ms: f64,
+    /// The throughput every simulated link measures, Mbit/s.
+    #[arg(long, default_value_t = 10_000)]
+    pub link_bandwidth_mbps: i64,
     /// Chance per hour that a device answers its hourly proof wrongly (0 to 1); its VRAM is
     /// always reported as its model's.
     #[arg(long, default_value_t = 0.0)]
@@ -59,6 +73,10 @@ impl Default for SimOptions {
             node_failure_rate: 0.02,
             offline_rate: 0.0005,
             offline_secs: 120.0,
+            node_test_wrong_rate: 0.0,
+            node_test_slow_rate: 0.0,
+            link_rtt_ms: 2.0,
+            link_bandwidth_mbps: 10_000,
             proof_failure_rate: 0.0,
             start_spread_secs: 5.0,
             seed: 7,
@@ -74,6 +92,8 @@ pub struct SimStats {
     pub heartbeat_errors: AtomicU64,
     pub nodes_ready: AtomicU64,
     pub nodes_failed: AtomicU64,
+    /// Node tests answered and not passed (wrong or too slow): those nodes failed.
+    pub node_tests_failed: AtomicU64,
     pub went_silent: AtomicU64,
     pub proofs_passed: AtomicU64,
     /// Hourly proofs answered and not passed (wrong, late or short of VRAM).
@@ -277,9 +297,20 @@ impl Agent {
                 self.report(&tail, json!({"status": "starting"})).await;
                 let ready_in = self.options.node_ready_secs * (0.5 + rng.random::<f64>());
                 let fails = rng.random::<f64>() < self.options.node_failure_rate;
+                let test = TestPlay {
+                    wrong: rng.random::<f64>() < self.options.node_test_wrong_rate,
+                    slow: rng.random::<f64>() < self.options.node_test_slow_rate,
+                    jitter: 0.8 + 0.4 * rng.random::<f64>(),
+                };
+                let bootstrap = a["bootstrap"].clone();
                 let this = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs_f64(ready_in)).await;
+                    if !fails && !this.pass_node_test(&id, &bootstrap, test).await {
+                        this.stats.node_tests_failed.fetch_add(1, Ordering::Relaxed);
+                        this.running_set().remove(&id);
+                        return;
+                    }
                     let report = if fails {
                         this.stats.nodes_failed.fetch_add(1, Ordering::Relaxed);
                         this.running_set().remove(&id);
@@ -302,7 +333,67 @@ impl Agent {
     }
 }
 
+/// How a simulated node plays its test: wrongly, too slowly, and the link's jitter.
+#[derive(Clone, Copy)]
+struct TestPlay {
+    wrong: bool,
+    slow: bool,
+    jitter: f64,
+}
+
 impl Agent {
+    /// Answers the node's test, if its bootstrap has one: solved off the async threads, with
+    /// the link to its peer as the simulated network has it. Whether the node may go on to
+    /// `ready` (a test not passed has failed it).
+    async fn pass_node_test(&self, node: &str, bootstrap: &Value, play: TestPlay) -> bool {
+        let Some((modulus, puzzle, peer)) = iocloud_control::providers::agent::test_of(bootstrap)
+        else {
+            return true;
+        };
+        let limit_ms = bootstrap["test"]["limit_ms"].as_i64().unwrap_or(0);
+        let started = std::time::Instant::now();
+        let solved = tokio::task::spawn_blocking(move || {
+            iocloud_control::providers::node_test::solve(&modulus, &puzzle)
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let answer = if play.wrong {
+            // The right digest with its last digit changed.
+            let mut wrong = solved.clone();
+            let last = if wrong.ends_with('0') { "1" } else { "0" };
+            wrong.pop();
+            wrong + last
+        } else {
+            solved
+        };
+        let mut elapsed_ms = started.elapsed().as_millis() as i64;
+        if play.slow {
+            elapsed_ms = elapsed_ms.max(limit_ms + 1000);
+        }
+        let mut body = json!({"answer": answer, "elapsed_ms": elapsed_ms});
+        if peer.is_some() {
+            body["link"] = json!({
+                "rtt_ms": (self.options.link_rtt_ms * play.jitter).max(0.01),
+                "bandwidth_mbps": self.options.link_bandwidth_mbps,
+            });
+        }
+        let tail = format!("nodes/{node}/test");
+        // Again while the server cannot be reached or is busy, as with reports.
+        for _ in 0..400 {
+            match self.post(&tail, body.clone()).await {
+                Ok(result) => return result["outcome"] == "passed",
+                Err(e) if e.to_string().contains(": 4") && !e.to_string().contains(": 429") => {
+                    tracing::debug!(device = %self.device.id, error = %e, "simulated node test refused");
+                    return false;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+            }
+        }
+        false
+    }
+
     fn running_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }

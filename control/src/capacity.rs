@@ -134,6 +134,8 @@ pub struct Attempt {
     pub plan: Plan,
     pub node_ids: Vec<String>,
     mark: LocalClaim,
+    /// The key the nodes' tests are made with, read before the caller's transaction.
+    test_key: Arc<crate::providers::node_test::TestKey>,
 }
 
 impl Attempt {
@@ -176,8 +178,19 @@ impl Capacity {
         .fetch_all(p)
         .await)
         .map_err(DbError::from)?;
+        // Round trips node tests measured between regions since the last look.
+        let measured: Vec<(String, String, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT region_a, region_b, rtt_us FROM region_latency WHERE updated_at >= $1"
+        )
+        .bind(since)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
         let claiming = self.index.claiming.lock().clone();
         let mut inventory = self.index.inventory.write();
+        for (a, b, rtt_us) in measured {
+            inventory.set_measured_rtt(&a, &b, rtt_us as f64 / 1000.0);
+        }
         for row in rows {
             match row.offer() {
                 Ok(mut offer) => {
@@ -260,6 +273,17 @@ impl Capacity {
     ) -> Result<()> {
         let nodes = attempt.plan.nodes.iter().zip(&attempt.node_ids);
         for ((node, id), start) in nodes.zip(starts) {
+            // Each node's test goes with its bootstrap; a follower measures its link to the
+            // leader it names.
+            let leader = start.bootstrap["leader_node_id"].as_str();
+            let test = self.agents.issue_node_test(
+                &attempt.test_key,
+                Some(node.model.as_str()),
+                node.gpus,
+                leader,
+            );
+            let mut bootstrap = start.bootstrap.clone();
+            test.write_into(&mut bootstrap);
             let new = NewNode {
                 id,
                 device_id: &node.device_id,
@@ -268,8 +292,9 @@ impl Capacity {
                 gpus: i64::from(node.gpus),
                 role: start.role,
                 price_per_gpu_hour: node.price_per_gpu_hour,
-                bootstrap: &start.bootstrap,
+                bootstrap: &bootstrap,
                 start_now: start.start_now,
+                test: Some(&test),
             };
             self.agents.assign_node_in(tx, &new).await?;
         }
@@ -323,6 +348,7 @@ impl Claiming<'_> {
     /// The next plan to try, its GPUs marked as taken in this replica's index until the
     /// attempt is decided (or dropped). Placement is asked again when the plans run out.
     pub async fn next(&mut self) -> Result<Attempt> {
+        let test_key = self.capacity.agents.node_test_key().await?;
         loop {
             if let Some(mut plan) = self.plans.next() {
                 plan.nodes.sort_by(|a, b| a.device_id.cmp(&b.device_id));
@@ -335,6 +361,7 @@ impl Claiming<'_> {
                     node_ids: plan.nodes.iter().map(|_| new_id("nod")).collect(),
                     plan,
                     mark,
+                    test_key,
                 });
             }
             // A claim fails only when someone else took the GPUs, so every failed round is
@@ -372,6 +399,7 @@ impl Claiming<'_> {
             plan,
             node_ids,
             mut mark,
+            ..
         } = attempt;
         mark.won = committed.is_ok();
         drop(mark);

@@ -197,6 +197,7 @@ impl Control {
             reliability.clone(),
             settings.challenge_deadline,
             settings.heartbeat_interval,
+            settings.node_tests,
         );
         let devices = providers::devices::Devices::new(
             db.clone(),

@@ -23,6 +23,8 @@ pub struct Settings {
     pub challenge_deadline: Duration,
     /// How long after an hour ends its reward block is written.
     pub block_delay: Duration,
+    /// How big the test every cluster node answers before it is ready is, and its limit.
+    pub node_tests: crate::providers::agent::NodeTestSettings,
     /// Limits of an organisation that has none of its own.
     pub quota: crate::clusters::QuotaLimits,
     /// A cluster whose nodes are not all ready this long after it was created fails.
@@ -62,6 +64,7 @@ impl Default for Settings {
             heartbeat_flush: Duration::from_millis(250),
             challenge_deadline: Duration::from_secs(30),
             block_delay: Duration::from_secs(180),
+            node_tests: Default::default(),
             quota: crate::clusters::QuotaLimits::default(),
             provisioning_timeout: Duration::from_secs(600),
             login_throttle: Default::default(),

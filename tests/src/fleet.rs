@@ -47,6 +47,24 @@ pub async fn fleet(
     agents: bool,
     tweak: impl FnOnce(&mut iocloud_api::config::Config),
 ) -> Fleet {
+    let options = SimOptions {
+        heartbeat_secs: Some(0.3),
+        node_ready_secs: 0.2,
+        node_failure_rate: 0.0,
+        offline_rate: 0.0,
+        start_spread_secs: 0.1,
+        ..SimOptions::default()
+    };
+    fleet_run_by(b, specs, agents.then_some(options), tweak).await
+}
+
+/// [`fleet`], its machines run by simulated agents playing `options` (none: no agents).
+pub async fn fleet_run_by(
+    b: Backend,
+    specs: Vec<Value>,
+    agents: Option<SimOptions>,
+    tweak: impl FnOnce(&mut iocloud_api::config::Config),
+) -> Fleet {
     let app = TestApp::spawn_with(b, |c| {
         c.signup_credit_usd = Some("1000".into());
         tweak(c);
@@ -67,19 +85,8 @@ pub async fn fleet(
     let devices = simulator::register_specs(&app.base, &key, specs)
         .await
         .unwrap();
-    if agents {
-        simulator::spawn(
-            &app.base,
-            devices.clone(),
-            SimOptions {
-                heartbeat_secs: Some(0.3),
-                node_ready_secs: 0.2,
-                node_failure_rate: 0.0,
-                offline_rate: 0.0,
-                start_spread_secs: 0.1,
-                ..SimOptions::default()
-            },
-        );
+    if let Some(options) = agents {
+        simulator::spawn(&app.base, devices.clone(), options);
         // Heartbeats reach the devices' rows at the server's next flush.
         wait_for("every device listed and heard from", || async {
             let listed = provider_devices(&app, &provider).await;
@@ -135,12 +142,14 @@ pub async fn gpus_free(app: &TestApp, provider: &Session) -> i64 {
 
 /// What a device's agent reports about one of its nodes.
 pub async fn agent_report(app: &TestApp, device: &SimDevice, node: &str, body: Value) -> Answer {
+    agent_post(app, device, &format!("nodes/{node}/status"), body).await
+}
+
+/// A device's agent posts `body` to `tail` under its device's agent path.
+async fn agent_post(app: &TestApp, device: &SimDevice, tail: &str, body: Value) -> Answer {
     let res = app
         .client
-        .post(app.url(&format!(
-            "/agent/v1/devices/{}/nodes/{node}/status",
-            device.id
-        )))
+        .post(app.url(&format!("/agent/v1/devices/{}/{tail}", device.id)))
         .bearer_auth(&device.token)
         .json(&body)
         .send()
@@ -180,4 +189,58 @@ pub async fn assignment(app: &TestApp, device: &SimDevice, node: &str) -> Value 
             handed.text
         );
     }
+}
+
+/// The answer to `node`'s test that its agent computes from the bootstrap it was handed (read
+/// from the database: a node reported `starting` is no longer handed out): the right one, or
+/// (with `wrong`) the right one with its last digit changed.
+pub async fn node_test_answer(app: &TestApp, node: &str, wrong: bool) -> String {
+    let bootstrap: Value = serde_json::from_str(
+        &app.scalar("SELECT bootstrap FROM node_assignments WHERE id = $1", node)
+            .await,
+    )
+    .unwrap();
+    let (modulus, puzzle, _) = iocloud_control::providers::agent::test_of(&bootstrap)
+        .unwrap_or_else(|| panic!("{node} came with no test: {bootstrap}"));
+    let right = iocloud_control::providers::node_test::solve(&modulus, &puzzle).unwrap();
+    if !wrong {
+        return right;
+    }
+    let mut changed = right.clone();
+    let last = if changed.ends_with('0') { "1" } else { "0" };
+    changed.pop();
+    changed + last
+}
+
+/// The agent of `device` answers `node`'s test with `body`.
+pub async fn post_node_test(app: &TestApp, device: &SimDevice, node: &str, body: Value) -> Answer {
+    agent_post(app, device, &format!("nodes/{node}/test"), body).await
+}
+
+/// The agent of `device` answers `node`'s test rightly (measuring a clean 1 ms, 10 Gbit/s link
+/// when the test names a peer), then reports the node ready with `endpoints`.
+pub async fn ready_node(app: &TestApp, device: &SimDevice, node: &str, endpoints: Value) -> Answer {
+    pass_node_test(app, device, node).await;
+    agent_report(
+        app,
+        device,
+        node,
+        json!({"status": "ready", "endpoints": endpoints}),
+    )
+    .await
+}
+
+/// The agent of `device` answers `node`'s test rightly (a clean 1 ms, 10 Gbit/s link when the
+/// test names a peer), and it passes.
+pub async fn pass_node_test(app: &TestApp, device: &SimDevice, node: &str) {
+    let answer = node_test_answer(app, node, false).await;
+    let passed = post_node_test(
+        app,
+        device,
+        node,
+        json!({"answer": answer, "elapsed_ms": 5, "link": {"rtt_ms": 1.0, "bandwidth_mbps": 10000}}),
+    )
+    .await;
+    assert_eq!(passed.status, 200, "{}", passed.text);
+    assert_eq!(passed.body["outcome"], "passed", "{}", passed.text);
 }

@@ -34,8 +34,8 @@ pub use clusters::{
 };
 pub use devices::{agent, beat, rig, staked_rig, verified_device, verified_rig};
 pub use fleet::{
-    Fleet, agent_report, assignment, fleet, frankfurt, gpus_free, machine, provider_devices,
-    wait_for,
+    Fleet, agent_report, assignment, fleet, fleet_run_by, frankfurt, gpus_free, machine,
+    node_test_answer, pass_node_test, post_node_test, provider_devices, ready_node, wait_for,
 };
 pub use graphql_ws::{Socket, answer_to, connect, error_code, next_json, send_op};
 pub use money::{balance, micros, units};

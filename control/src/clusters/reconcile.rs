@@ -299,6 +299,16 @@ impl Clusters {
                 .await
                 .map(|r| r.rows_affected()))
                 .map_err(DbError::from)?;
+                // Its agent sees its test from now: the test's limit counts from here.
+                tx_run!(&mut tx, |c| sqlx::query(
+                    "UPDATE node_tests SET issued_at = $1 WHERE node_id = $2 AND outcome = 'pending'"
+                )
+                .bind(now)
+                .bind(&n.id)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected()))
+                .map_err(DbError::from)?;
             }
             let message = format!(
                 "{} node(s) joining {} at {address}",

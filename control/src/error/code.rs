@@ -98,6 +98,10 @@ codes! {
     ProofNotNeeded = "proof_not_needed",
     /// This hour's proof is answered already; the next hour brings a new one.
     ProofAnswered = "proof_answered",
+    /// A node reported ready before its node test passed.
+    NodeTestPending = "node_test_pending",
+    /// A node's test is answered already; the first answer stands.
+    NodeTestAnswered = "node_test_answered",
     /// A slashing case's appeal came after its window closed.
     AppealWindowClosed = "appeal_window_closed",
     /// A slashing case asked for more $IO than the provider's stake and unwithdrawn rewards.

@@ -82,7 +82,8 @@ pub struct Inventory {
     model_index: HashMap<String, u16>,
     pub(crate) regions: Vec<Place>,
     region_index: HashMap<String, u16>,
-    /// Estimated RTT between regions, whole ms rounded up; `rtt[a * regions + b]`.
+    /// RTT between regions, whole ms rounded up; `rtt[a * regions + b]`: the distance model's
+    /// estimate until node tests have measured the pair.
     rtt: Vec<u32>,
     pub(crate) providers: Vec<String>,
     provider_index: HashMap<String, u32>,
@@ -261,6 +262,24 @@ impl Inventory {
     }
 
     /// Estimated RTT between two regions, ms.
+    /// Replaces the estimate between two regions with what node tests measured there (in
+    /// both directions). Unknown regions are left alone: the catalog may have dropped one.
+    pub fn set_measured_rtt(&mut self, a: &str, b: &str, rtt_ms: f64) -> bool {
+        let (Some(&i), Some(&j)) = (self.region_index.get(a), self.region_index.get(b)) else {
+            return false;
+        };
+        let n = self.regions.len();
+        let ms = rtt_ms.max(0.0).ceil().min(f64::from(u32::MAX)) as u32;
+        self.rtt[usize::from(i) * n + usize::from(j)] = ms;
+        self.rtt[usize::from(j) * n + usize::from(i)] = ms;
+        true
+    }
+
+    /// The RTT between two regions as placement counts it, whole ms.
+    pub fn rtt_between(&self, a: &str, b: &str) -> Option<u32> {
+        Some(self.rtt(*self.region_index.get(a)?, *self.region_index.get(b)?))
+    }
+
     pub(crate) fn rtt(&self, a: u16, b: u16) -> u32 {
         self.rtt[a as usize * self.regions.len() + b as usize]
     }

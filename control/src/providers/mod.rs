@@ -12,6 +12,7 @@
 //!   their batched heartbeat write path, uptime, and the offline sweep.
 //! * [`status`]: device states, allowed changes and their events.
 //! * [`verification`]: the proof-of-work challenge an agent answers on first contact.
+//! * [`node_test`]: the computation every cluster node answers before it turns ready.
 //! * [`stake`]: what listing devices requires of the provider's stake.
 //! * [`agent`]: the agent protocol (`/agent/v1`), node assignments and reports.
 //! * [`tokens`]: who a device token belongs to, cached per replica.
@@ -24,6 +25,7 @@ pub mod catalog;
 pub mod certificate;
 pub mod devices;
 pub mod endpoints;
+pub mod node_test;
 pub mod reliability;
 pub mod stake;
 pub mod status;

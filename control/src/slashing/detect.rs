@@ -3,8 +3,9 @@
 //! counted again, and a detector's case for a device and rule stays the only one until it
 //! closes, so running a detector again opens nothing new.
 //!
-//! Over the last 24 hours: hourly proofs answered wrongly or late three times
-//! (`failed_proofs`); VRAM short of the model twice (`hardware_mismatch`); the idle rule
+//! Over the last 24 hours: hourly proofs or node tests answered wrongly or late three times
+//! (`failed_proofs`); VRAM short of the model, or a node's link far under the bandwidth
+//! claimed, twice (`hardware_mismatch`); the idle rule
 //! broken in three blocks (`idle_rule`); a device serving a rental gone silent
 //! (`abandoned_rental`). The case takes a share of the device's required stake
 //! ([`Rule::detector_share_pct`]), or what the provider holds if less.
@@ -56,6 +57,47 @@ type ProofRow = (
     String,
     Option<String>,
 );
+/// A failed check (an hourly proof, a node test) as evidence, under the rule its outcome
+/// breaks: `hardware` (VRAM or a link short of the claim) is `hardware_mismatch`, any other
+/// failure `failed_proofs`.
+fn failed_check(
+    kind: &str,
+    reference: String,
+    outcome: &str,
+    detail: Option<String>,
+    hardware: &str,
+) -> (Rule, Evidence) {
+    let rule = if outcome == hardware {
+        Rule::HardwareMismatch
+    } else {
+        Rule::FailedProofs
+    };
+    let what = if kind == "node_test" {
+        "node test "
+    } else {
+        ""
+    };
+    let evidence = Evidence {
+        kind: kind.into(),
+        reference,
+        summary: format!(
+            "{what}{}{}",
+            outcome.replace('_', " "),
+            detail.map(|d| format!(": {d}")).unwrap_or_default()
+        ),
+    };
+    (rule, evidence)
+}
+
+type TestRow = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    String,
+    String,
+    Option<String>,
+);
 type BlockRow = (String, String, Option<String>, i64, i64, Option<String>);
 type EventRow = (String, String, Option<String>, i64, String, String, i64);
 
@@ -79,25 +121,28 @@ impl Slashing {
         .await)
         .map_err(DbError::from)?;
         for (device, org, model, gpus, hour, outcome, detail) in proofs {
-            let rule = if outcome == "vram_short" {
-                Rule::HardwareMismatch
-            } else {
-                Rule::FailedProofs
-            };
-            add(
-                &mut found,
-                (device, rule),
-                (org, model, gpus),
-                Evidence {
-                    kind: "proof".into(),
-                    reference: to_rfc3339(hour * MICROS_PER_HOUR),
-                    summary: format!(
-                        "{}{}",
-                        outcome.replace('_', " "),
-                        detail.map(|d| format!(": {d}")).unwrap_or_default()
-                    ),
-                },
-            );
+            let reference = to_rfc3339(hour * MICROS_PER_HOUR);
+            let (rule, evidence) = failed_check("proof", reference, &outcome, detail, "vram_short");
+            add(&mut found, (device, rule), (org, model, gpus), evidence);
+        }
+
+        let tests: Vec<TestRow> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT t.device_id, d.org_id, d.gpu_model, d.gpu_count, t.node_id, t.outcome, t.reason \
+             FROM node_tests t JOIN devices d ON d.id = t.device_id \
+             WHERE t.answered_at >= $1 AND t.outcome IN ('wrong_answer', 'too_slow', 'bandwidth_short') \
+             AND NOT EXISTS (SELECT 1 FROM slashing_cases c WHERE c.device_id = t.device_id \
+                 AND c.rule = CASE WHEN t.outcome = 'bandwidth_short' THEN 'hardware_mismatch' ELSE 'failed_proofs' END \
+                 AND c.created_at >= t.answered_at) \
+             ORDER BY t.device_id, t.answered_at"
+        )
+        .bind(since)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        for (device, org, model, gpus, node, outcome, reason) in tests {
+            let (rule, evidence) =
+                failed_check("node_test", node, &outcome, reason, "bandwidth_short");
+            add(&mut found, (device, rule), (org, model, gpus), evidence);
         }
 
         let idle: Vec<BlockRow> = db_run!(&self.db, |p| sqlx::query_as(
@@ -169,8 +214,10 @@ impl Slashing {
             let statement = format!(
                 "{} in the last 24 hours: {} record(s) show it",
                 match rule {
-                    Rule::FailedProofs => "hourly proofs answered wrongly or late",
-                    Rule::HardwareMismatch => "GPUs measured with less VRAM than their model has",
+                    Rule::FailedProofs => "hourly proofs or node tests answered wrongly or late",
+                    Rule::HardwareMismatch => {
+                        "GPUs measured with less VRAM than their model has, or links far under the bandwidth claimed"
+                    }
                     Rule::IdleRule => "the idle rule broken while listed and not rented",
                     Rule::AbandonedRental => "the device went silent while serving a rental",
                     Rule::Operator => "a breach",

@@ -125,7 +125,8 @@ impl CaseStatus {
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
     /// `proof` (an hour's proof), `block` (an hour's block row), `node` (a node of a rental),
-    /// `device_event` (a status change), or `note` (an operator's words).
+    /// `node_test` (the test a node answered), `device_event` (a status change), or `note`
+    /// (an operator's words).
     pub kind: String,
     /// What it refers to: an hour (RFC 3339), a node or event id; empty for a note.
     #[serde(rename = "ref", default)]
@@ -136,7 +137,14 @@ pub struct Evidence {
 }
 
 /// The kinds of evidence a case may cite.
-pub const EVIDENCE_KINDS: [&str; 5] = ["proof", "block", "node", "device_event", "note"];
+pub const EVIDENCE_KINDS: [&str; 6] = [
+    "proof",
+    "block",
+    "node",
+    "node_test",
+    "device_event",
+    "note",
+];
 
 /// One step of a case.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema, sqlx::FromRow)]

@@ -4,7 +4,7 @@
 
 use iocloud_tests::{
     Backend, Fleet, agent_report, assignment, cluster, current_nodes, fleet, frankfurt,
-    on_both_engines, wait_status,
+    on_both_engines, pass_node_test, ready_node, wait_status,
 };
 use serde_json::{Value, json};
 
@@ -109,6 +109,7 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
     );
+    pass_node_test(&app, device(&cp_device), &cp).await;
     let ready = agent_report(
         &app,
         device(&cp_device),
@@ -123,13 +124,22 @@ async fn an_endpoint_that_is_not_an_address_is_refused_and_changes_nothing(b: Ba
     // once the control plane's readiness has assigned it.
     let joined = assignment(&app, device(&agent_device), &agent).await["bootstrap"].clone();
     assert_eq!(joined["leader_address"], "https://10.0.0.1:6443");
-    for body in [
+    let started = agent_report(
+        &app,
+        device(&agent_device),
+        &agent,
         json!({"status": "starting"}),
-        json!({"status": "ready", "endpoints": {"kubelet": "[2001:db8::2]:10250"}}),
-    ] {
-        let report = agent_report(&app, device(&agent_device), &agent, body).await;
-        assert!(report.status.is_success(), "{}", report.text);
-    }
+    )
+    .await;
+    assert!(started.status.is_success(), "{}", started.text);
+    let ready = ready_node(
+        &app,
+        device(&agent_device),
+        &agent,
+        json!({"kubelet": "[2001:db8::2]:10250"}),
+    )
+    .await;
+    assert!(ready.status.is_success(), "{}", ready.text);
     let running = wait_status(&app, &s, &id, "running").await;
     assert_eq!(running["connection"]["api_server"], "https://10.0.0.1:6443");
     let credentials = app

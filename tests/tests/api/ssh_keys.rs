@@ -7,7 +7,7 @@
 use iocloud_api::simulator::SimDevice;
 use iocloud_tests::{
     Backend, Fleet, Session, TestApp, agent_report, assignment, cluster, current_nodes, fleet,
-    frankfurt, iocloud_with_key, on_both_engines, wait_status,
+    frankfurt, iocloud_with_key, on_both_engines, pass_node_test, wait_status,
 };
 use reqwest::header::LOCATION;
 use serde_json::{Value, json};
@@ -356,6 +356,7 @@ async fn a_container_gets_its_command_ports_environment_and_keys(b: Backend) {
     );
 
     // Up: the connection says how to log in, with the one key's file.
+    pass_node_test(&app, device, &node).await;
     let ready = agent_report(
         &app,
         device,

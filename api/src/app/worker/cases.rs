@@ -60,6 +60,7 @@ fn evidence_words(kind: &str) -> String {
         "proof" => "Hourly proof".to_string(),
         "block" => "Block".to_string(),
         "node" => "Node of a rental".to_string(),
+        "node_test" => "Node test".to_string(),
         "device_event" => "Status change".to_string(),
         "note" => "Operator's note".to_string(),
         other => other.replace('_', " "),

@@ -155,6 +155,76 @@ pub struct ProofResult {
     pub detail: Option<String>,
 }
 
+/// A node test's answer: the digest of the lanes' results, how long the computation took,
+/// and, for a node with a `peer` in its test, the link to that node as the agent measured it.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTestAnswer {
+    /// SHA-256 over the lanes' results, 64 hexadecimal digits.
+    pub answer: String,
+    /// Milliseconds the computation took on the node.
+    pub elapsed_ms: i64,
+    /// Required when the test names a `peer`.
+    pub link: Option<LinkMeasurement>,
+}
+
+/// The link between a node and its test's peer, as measured from the node.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkMeasurement {
+    /// Round trip, milliseconds (0.01 to 10,000).
+    pub rtt_ms: f64,
+    /// Throughput to the peer, Mbit/s (1 to 1,000,000).
+    pub bandwidth_mbps: i64,
+}
+
+/// How a node test went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeTestOutcome {
+    /// Right, in time, and the link as good as the devices claim.
+    Passed,
+    /// The answer was not the test's.
+    WrongAnswer,
+    /// The answer came after the test's limit.
+    TooSlow,
+    /// The link to the peer measured far below what the devices claim.
+    BandwidthShort,
+}
+
+impl NodeTestOutcome {
+    pub const ALL: [NodeTestOutcome; 4] = [
+        NodeTestOutcome::Passed,
+        NodeTestOutcome::WrongAnswer,
+        NodeTestOutcome::TooSlow,
+        NodeTestOutcome::BandwidthShort,
+    ];
+
+    /// As stored in `node_tests.outcome` and written in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeTestOutcome::Passed => "passed",
+            NodeTestOutcome::WrongAnswer => "wrong_answer",
+            NodeTestOutcome::TooSlow => "too_slow",
+            NodeTestOutcome::BandwidthShort => "bandwidth_short",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NodeTestOutcome> {
+        NodeTestOutcome::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// What the control plane made of a node test's answer. Anything but `passed` has failed the
+/// node: the agent tears it down and the cluster gets a replacement.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct NodeTestResult {
+    pub node_id: String,
+    pub outcome: NodeTestOutcome,
+    /// What was wrong, in words with the figures; absent when it passed.
+    pub detail: Option<String>,
+}
+
 /// A node the agent must bring up (or tear down).
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Assignment {

@@ -10,10 +10,12 @@
 //!
 //! The protocol's calls stay together because every one is the same conversation with one
 //! agent (its token, its device's row and its nodes); the messages they exchange are in
-//! `messages.rs`, the hourly proof of an idle listed device in `proofs.rs`, and the nodes' GPUs,
+//! `messages.rs`, the hourly proof of an idle listed device in `proofs.rs`, the test a cluster
+//! node answers before it is ready in `node_tests.rs`, and the nodes' GPUs,
 //! endpoints, heartbeats and verification in their own modules.
 
 mod messages;
+mod node_tests;
 mod nodes;
 mod proofs;
 
@@ -39,9 +41,11 @@ use super::{Catalog, verification};
 use crate::{Error, ErrorCode, Result, secrets};
 pub use messages::{
     Assignment, Challenge, ChallengeAnswer, Heartbeat, HeartbeatAnswer, Hello, HelloAnswer,
-    NodeReport, NodeReportStatus, ProofAnswer, ProofChallenge, ProofOutcome, ProofResult, Workload,
+    LinkMeasurement, NodeReport, NodeReportStatus, NodeTestAnswer, NodeTestOutcome, NodeTestResult,
+    ProofAnswer, ProofChallenge, ProofOutcome, ProofResult, Workload,
 };
 use messages::{check_range, check_version};
+pub use node_tests::{IssuedTest, NodeTestSettings, test_of};
 pub use nodes::NewNode;
 use nodes::{give_back_set, released_reason};
 
@@ -74,6 +78,8 @@ pub struct Agents {
     challenge_deadline: Duration,
     /// How often an agent is told to heartbeat.
     heartbeat_interval: Duration,
+    /// The tests cluster nodes answer before they are ready.
+    node_tests: Arc<node_tests::NodeTests>,
 }
 
 impl Agents {
@@ -88,6 +94,7 @@ impl Agents {
         reliability: Reliability,
         challenge_deadline: Duration,
         heartbeat_interval: Duration,
+        node_tests: NodeTestSettings,
     ) -> Self {
         Agents {
             db,
@@ -99,6 +106,7 @@ impl Agents {
             reliability,
             challenge_deadline,
             heartbeat_interval,
+            node_tests: Arc::new(node_tests::NodeTests::new(node_tests)),
         }
     }
 
@@ -479,7 +487,8 @@ impl Agents {
             "UPDATE node_assignments SET status = $1, reason = COALESCE($2, reason), endpoints = COALESCE($3, endpoints), updated_at = $4, \
              ca_certificate = COALESCE($7, ca_certificate), \
              ready_at = CASE WHEN $1 = 'ready' THEN $4 ELSE ready_at END, failed_at = CASE WHEN $1 = 'failed' THEN $4 ELSE failed_at END \
-             WHERE id = $5 AND device_id = $6 AND status IN ({}) RETURNING gpus, cluster_id, ended_at",
+             WHERE id = $5 AND device_id = $6 AND status IN ({}) \
+             AND ($1 <> 'ready' OR test_outcome IS NULL OR test_outcome = 'passed') RETURNING gpus, cluster_id, ended_at",
             from.join(", ")
         );
         let reason = (!reason.is_empty()).then_some(reason);
@@ -556,19 +565,31 @@ impl Agents {
             self.wakeups.reported(&device.id, node_id);
         }
         let Some((_, cluster_id, ended_at)) = moved else {
-            let status: Option<String> = db_run!(&self.db, |c| sqlx::query_scalar(
-                "SELECT status FROM node_assignments WHERE id = $1 AND device_id = $2"
+            let status: Option<(String, Option<String>)> = db_run!(&self.db, |c| {
+                sqlx::query_as(
+                "SELECT status, test_outcome FROM node_assignments WHERE id = $1 AND device_id = $2"
             )
             .bind(node_id)
             .bind(&device.id)
             .fetch_optional(c)
-            .await)
+            .await
+            })
             .map_err(DbError::from)?;
             return match status {
                 None => Err(Error::NotFound("node")),
                 // Said already (an agent's retry, or a concurrent report that moved it first).
-                Some(status) if status == report.status => Ok(()),
-                Some(status) => Err(Error::Conflict {
+                Some((status, _)) if status == report.status => Ok(()),
+                Some((status, Some(test)))
+                    if report.status == "ready"
+                        && allowed.contains(&status.as_str())
+                        && test == "pending" =>
+                {
+                    Err(Error::conflict(
+                        ErrorCode::NodeTestPending,
+                        "answer the node's test (its bootstrap's `test`) before it is ready",
+                    ))
+                }
+                Some((status, _)) => Err(Error::Conflict {
                     code: ErrorCode::InvalidState,
                     message: format!("a node that is {status} cannot become {}", report.status),
                 }),

@@ -71,6 +71,8 @@ pub struct NewNode<'a> {
     /// `false`: the node waits, unseen by the agent, until its cluster starts it (a worker
     /// whose head is not up yet).
     pub start_now: bool,
+    /// The test the node answers before it may be ready (already in `bootstrap`).
+    pub test: Option<&'a super::IssuedTest>,
 }
 
 impl Agents {
@@ -96,6 +98,7 @@ impl Agents {
             price_per_gpu_hour: 0,
             bootstrap,
             start_now: true,
+            test: None,
         };
         self.assign_node_in(&mut tx, &node).await?;
         tx.commit().await?;
@@ -134,8 +137,8 @@ impl Agents {
             return Err(self.why_not_assigned(tx, device_id, gpus).await);
         };
         tx_run!(tx, |c| sqlx::query(
-            "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at, role, price_per_gpu_hour) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11)"
+            "INSERT INTO node_assignments (id, device_id, provider_org_id, cluster_id, org_id, gpus, bootstrap, status, created_at, updated_at, role, price_per_gpu_hour, test_outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8, $10, $11, $12)"
         )
         .bind(id)
         .bind(device_id)
@@ -148,10 +151,15 @@ impl Agents {
         .bind(if node.start_now { "assigned" } else { "waiting" })
         .bind(node.role)
         .bind(node.price_per_gpu_hour)
+        .bind(node.test.map(|_| "pending"))
         .execute(c)
         .await
         .map(|r| r.rows_affected()))
         .map_err(DbError::from)?;
+        if let Some(test) = node.test {
+            self.write_node_test_in(tx, node, &provider_org_id, test, now)
+                .await?;
+        }
         // Busy exactly while some GPU is taken: it was available if they all were free.
         if gpus_free + gpus == gpu_count && taken == DeviceStatus::Busy.as_str() {
             record_event_in(

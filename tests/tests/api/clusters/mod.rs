@@ -11,6 +11,7 @@ mod create;
 mod credentials;
 mod events;
 mod lifecycle;
+mod node_tests;
 mod nodes;
 mod quota;
 mod settlement;

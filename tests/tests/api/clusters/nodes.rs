@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use iocloud_api::simulator::SimDevice;
 use iocloud_tests::{
     Backend, Fleet, Session, TestApp, agent_report, cluster, create, current_nodes, fleet,
-    frankfurt, kinds, ledger_balances, machine, on_both_engines, running_cluster, wait_status,
+    frankfurt, kinds, ledger_balances, machine, on_both_engines, ready_node, running_cluster,
+    wait_status,
 };
 use serde_json::{Value, json};
 
@@ -333,13 +334,10 @@ async fn a_nodes_outcome_moves_its_devices_and_providers_scores(b: Backend) {
     .await;
     let c = cluster(&app, &s, &id).await;
     let node = current_nodes(&c)[0]["id"].as_str().unwrap().to_string();
-    for body in [
-        json!({"status": "starting"}),
-        json!({"status": "ready", "endpoints": {"http": "10.0.0.1:8080"}}),
-    ] {
-        let report = agent_report(&app, device, &node, body).await;
-        assert!(report.status.is_success(), "{}", report.text);
-    }
+    let started = agent_report(&app, device, &node, json!({"status": "starting"})).await;
+    assert!(started.status.is_success(), "{}", started.text);
+    let ready = ready_node(&app, device, &node, json!({"http": "10.0.0.1:8080"})).await;
+    assert!(ready.status.is_success(), "{}", ready.text);
     wait_status(&app, &s, &id, "running").await;
     let (device_score, provider_score) = scores().await;
     assert_eq!(
