@@ -18,6 +18,7 @@ mod defaults;
 pub mod deposits;
 pub mod directory;
 pub mod error;
+pub mod explorer;
 pub mod idempotency;
 pub mod jwt;
 pub mod leases;
@@ -108,6 +109,8 @@ pub struct Control {
     pub slashing: slashing::Slashing,
     /// Co-staking: offers of a device's stake, the positions that take them, unstaking.
     pub costaking: costaking::Costaking,
+    /// IO Explorer: the network, its devices and blocks, as anyone may read them.
+    pub explorer: explorer::Explorer,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -262,6 +265,7 @@ impl Control {
             leases::Leases::new(db.clone()),
         );
         let costaking = costaking::Costaking::new(db.clone(), catalog.clone(), stake.clone());
+        let explorer = explorer::Explorer::new(db.clone(), catalog.clone());
         Ok(Self {
             accounts,
             orgs,
@@ -287,6 +291,7 @@ impl Control {
             rewards,
             slashing,
             costaking,
+            explorer,
             db,
             kv,
             cache,

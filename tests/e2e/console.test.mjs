@@ -1,6 +1,6 @@
 // The console at /app/ in a real browser, as a person uses it: a new team signs up, makes an API
 // key and reads the audit log; a customer rents GPUs from an offer and watches the cluster come
-// up live; GraphiQL and the API reference render. Every console page is checked with axe-core
+// up live; anyone reads IO Explorer; GraphiQL and the API reference render. Every console page is checked with axe-core
 // (a serious or critical violation fails the test) and photographed at a phone's width and a
 // desktop's into IOCLOUD_E2E_SCREENSHOTS, for a person to look at.
 //
@@ -285,6 +285,42 @@ test('a customer pays by card in Stripe.js\'s form and sees it credited', { skip
   // Stripe.js's stand-in is served by localstripe on loopback: nothing went further.
   assert.deepEqual(external, [], 'the card page loads nothing from other hosts');
   assert.deepEqual(errors, [], 'no script errors, no refusals by the card page\'s policy');
+  await a11y.done();
+});
+
+test('anyone reads IO Explorer without signing in: the network, devices, a device, blocks', async () => {
+  const { page, external, errors } = await newPage();
+  const a11y = await accessibility();
+  const sections = (name) => page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name });
+  await page.goto(`${base}/explorer`);
+  await page.getByRole('heading', { level: 1, name: 'The IO network' }).waitFor();
+  assert.ok(await page.locator('svg[aria-labelledby=map-title] circle').count() >= 1, 'regions on the map');
+  await shoot(page, 'explorer-network');
+  await a11y.check(`${base}/explorer`, 'explorer-network');
+
+  await sections('Devices').click();
+  await page.waitForURL(`${base}/explorer/devices`);
+  const rows = page.locator('tbody tr');
+  await rows.first().waitFor();
+  await page.getByLabel('Model').selectOption('h100-sxm');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL(/gpu_model=h100-sxm/);
+  await shoot(page, 'explorer-devices');
+  await a11y.check(page.url(), 'explorer-devices');
+  await rows.first().getByRole('link').click();
+  await page.waitForURL(/\/explorer\/devices\/dev_/);
+  await page.getByRole('heading', { level: 1 }).waitFor();
+  await shoot(page, 'explorer-device');
+  await a11y.check(page.url(), 'explorer-device');
+
+  await sections('Blocks').click();
+  await page.waitForURL(`${base}/explorer/blocks`);
+  await page.getByRole('heading', { level: 1, name: 'Hourly blocks' }).waitFor();
+  await shoot(page, 'explorer-blocks');
+  await a11y.check(`${base}/explorer/blocks`, 'explorer-blocks');
+
+  assert.deepEqual(external, [], 'the explorer loads nothing from other hosts');
+  assert.deepEqual(errors, [], 'no script errors');
   await a11y.done();
 });
 

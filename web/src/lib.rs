@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 pub mod app;
+pub mod explorer;
 pub mod invoice;
 mod printable;
 pub mod receipt;

@@ -6,6 +6,7 @@ mod billing;
 mod cards;
 mod chart;
 mod clusters;
+mod explorer;
 mod home;
 mod keys;
 mod offers;
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/app/logout", axum::routing::post(session::log_out))
         .merge(cards::router())
         .merge(clusters::router())
+        .merge(explorer::router())
         .merge(keys::router())
         .merge(offers::router())
         .merge(signup::router())

@@ -6,6 +6,7 @@
 mod clusters;
 mod costaking;
 mod deposits;
+mod explorer;
 mod guard;
 mod payments;
 mod payouts;

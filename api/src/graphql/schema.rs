@@ -82,6 +82,7 @@ pub struct QueryRoot(
     super::rewards::RewardsQuery,
     super::slashing::SlashingQuery,
     super::costaking::CostakingQuery,
+    super::explorer::ExplorerQuery,
 );
 
 #[derive(Default)]

@@ -8,6 +8,7 @@ mod clusters;
 mod costaking;
 mod deposits;
 mod devices;
+mod explorer;
 mod members;
 mod org;
 pub mod payments;
@@ -42,6 +43,7 @@ use crate::state::AppState;
         (name = "rewards", description = "Hourly block rewards: what each device earned, or why it did not"),
         (name = "slashing", description = "Slashing cases against devices: evidence, escrow, appeal, decision"),
         (name = "costaking", description = "Co-staking: offers of a device's stake, positions, unstaking"),
+        (name = "explorer", description = "IO Explorer: the network, its devices and blocks, and the supply; public, cacheable"),
         (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
         (name = "clusters", description = "Clusters: create, watch, extend, terminate; quota"),
     )
@@ -85,4 +87,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(rewards::router())
         .merge(slashing::router())
         .merge(costaking::router())
+        .merge(explorer::router())
 }

@@ -46,6 +46,87 @@ pub(crate) struct Computed {
     pub gpu_score: i64,
     pub cpu_score: i64,
     pub rows: Vec<DeviceOutcome>,
+    /// The network as the hour saw it, for the explorer.
+    pub network: Tally,
+}
+
+/// Devices and GPUs listed in an hour, and those of them that served a rental.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Count {
+    pub devices: i64,
+    pub gpus: i64,
+    pub rented_devices: i64,
+    pub rented_gpus: i64,
+}
+
+impl Count {
+    fn add(&mut self, gpus: i64, rented: bool) {
+        self.devices += 1;
+        self.gpus += gpus;
+        if rented {
+            self.rented_devices += 1;
+            self.rented_gpus += gpus;
+        }
+    }
+}
+
+/// What a block keeps of the network for the explorer: the totals, by model and by region,
+/// the ineligible devices by reason, and the top earners.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub total: Count,
+    pub by_model: BTreeMap<String, Count>,
+    pub by_region: BTreeMap<String, Count>,
+    pub by_reason: BTreeMap<&'static str, i64>,
+    /// (device, model, region, amount), highest amount first.
+    pub top: Vec<(String, String, String, i64)>,
+}
+
+/// How many earners a block keeps for the explorer.
+const TOP_EARNERS: usize = 10;
+
+impl Tally {
+    fn of(facts: &Facts, rows: &[DeviceOutcome]) -> Tally {
+        let mut t = Tally::default();
+        let mut earners = Vec::new();
+        for (d, r) in facts.devices.iter().zip(rows) {
+            if let Some(reason) = r.reason {
+                *t.by_reason.entry(reason.as_str()).or_default() += 1;
+            }
+            if r.reason == Some(Reason::NotListed) {
+                continue;
+            }
+            let model = d.gpu_model.clone().unwrap_or_else(|| "cpu".into());
+            t.total.add(d.gpu_count, r.rented);
+            t.by_model
+                .entry(model.clone())
+                .or_default()
+                .add(d.gpu_count, r.rented);
+            t.by_region
+                .entry(d.region.clone())
+                .or_default()
+                .add(d.gpu_count, r.rented);
+            if r.amount > 0 {
+                earners.push((d.id.clone(), model, d.region.clone(), r.amount));
+            }
+        }
+        earners.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
+        earners.truncate(TOP_EARNERS);
+        t.top = earners;
+        t
+    }
+
+    /// The tallies by key as the block row keeps them (JSON).
+    fn json_of(by: &BTreeMap<String, Count>) -> String {
+        let rows: Vec<serde_json::Value> = by
+            .iter()
+            .map(|(key, c)| {
+                serde_json::json!({"key": key, "devices": c.devices, "gpus": c.gpus,
+                "rented_devices": c.rented_devices, "rented_gpus": c.rented_gpus})
+            })
+            .collect();
+        serde_json::Value::Array(rows).to_string()
+    }
 }
 
 impl Computed {
@@ -148,6 +229,7 @@ pub(crate) fn compute(
             r.costaker = Some((b.costaker_org_id.clone(), part));
         }
     }
+    block.network = Tally::of(facts, &rows);
     block.rows = rows;
     block
 }
@@ -208,10 +290,26 @@ pub(crate) async fn write(
     let mut tx = db.begin().await?;
     let now = now_micros();
     let eligible = block.eligible();
+    let net = &block.network;
+    let by_reason =
+        serde_json::to_string(&net.by_reason).map_err(|e| crate::Error::Internal(e.to_string()))?;
+    let top = serde_json::Value::Array(
+        net.top
+            .iter()
+            .map(|(device, model, region, amount)| {
+                serde_json::json!({"device_id": device, "gpu_model": model, "region": region, "amount": amount})
+            })
+            .collect(),
+    )
+    .to_string();
+    let by_model = Tally::json_of(&net.by_model);
+    let by_region = Tally::json_of(&net.by_region);
     let claimed = tx_run!(&mut tx, |c| sqlx::query(
         "INSERT INTO reward_blocks (hour, params_version, emission, gpu_pool, cpu_pool, gpu_paid, cpu_paid, \
-         gpu_score, cpu_score, eligible_devices, ineligible_devices, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (hour) DO NOTHING"
+         gpu_score, cpu_score, eligible_devices, ineligible_devices, created_at, \
+         listed_devices, listed_gpus, rented_devices, rented_gpus, ineligible_by_reason, top_earners, by_model, by_region) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         ON CONFLICT (hour) DO NOTHING"
     )
     .bind(hour)
     .bind(params_version)
@@ -225,6 +323,14 @@ pub(crate) async fn write(
     .bind(eligible)
     .bind(block.rows.len() as i64 - eligible)
     .bind(now)
+    .bind(net.total.devices)
+    .bind(net.total.gpus)
+    .bind(net.total.rented_devices)
+    .bind(net.total.rented_gpus)
+    .bind(&by_reason)
+    .bind(&top)
+    .bind(&by_model)
+    .bind(&by_region)
     .execute(c)
     .await
     .map(|r| r.rows_affected()))

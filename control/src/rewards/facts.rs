@@ -25,6 +25,7 @@ pub(crate) struct BlockDevice {
     pub status: String,
     pub bandwidth_up_mbps: i64,
     pub bandwidth_down_mbps: i64,
+    pub region: String,
 }
 
 /// A status change in or after the hour.
@@ -94,7 +95,7 @@ pub(crate) async fn read(
     end: i64,
 ) -> Result<Facts> {
     let devices: Vec<BlockDevice> = db_run!(db, |p| sqlx::query_as(
-        "SELECT id, org_id, gpu_model, gpu_count, cpu_cores, status, bandwidth_up_mbps, bandwidth_down_mbps \
+        "SELECT id, org_id, gpu_model, gpu_count, cpu_cores, status, bandwidth_up_mbps, bandwidth_down_mbps, region \
          FROM devices WHERE verified_at IS NOT NULL AND verified_at < $1 \
          AND (status <> 'retired' OR updated_at >= $2) ORDER BY id"
     )

@@ -120,9 +120,9 @@ async fn console_in_a_real_browser() {
     assert!(output.status.success(), "browser tests failed:\n{text}");
     // The card test runs only with localstripe; without it, it is skipped, saying so.
     let expected = if cards.is_empty() {
-        "# pass 5"
-    } else {
         "# pass 6"
+    } else {
+        "# pass 7"
     };
     assert!(text.contains(expected), "{expected}:\n{text}");
     f.app.stop().await;

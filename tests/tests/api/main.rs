@@ -23,6 +23,7 @@ mod costaking;
 mod crash;
 mod devices;
 mod dropped_creates;
+mod explorer;
 mod graphql;
 mod idempotency;
 mod invitation_email;

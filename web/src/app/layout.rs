@@ -94,7 +94,7 @@ pub struct Shell<'a> {
 
 /// What every page's `<head>` holds: `title` in the tab, the console's styles, no referrer
 /// sent on (links may carry tokens).
-pub(super) fn head(title: &str) -> Markup {
+pub fn head(title: &str) -> Markup {
     html! {
         head {
             meta charset="utf-8";

@@ -26,7 +26,7 @@ pub use chart::{Counted, DailySeries, DayAmount, daily_chart};
 pub use clusters::*;
 pub use home::{Alert, BurnLine, ClusterLine, HomeView, SpendLine, home};
 pub use keys::*;
-pub use layout::{OrgChoice, Shell};
+pub use layout::{OrgChoice, Shell, head as layout_head};
 pub use login::login;
 pub use maud::Markup;
 pub use offers::*;

@@ -1,0 +1,287 @@
+//! The device directory and a device's public page. A device is in the directory once it is
+//! verified and until it is retired; what it shows is the public part of it only.
+
+use iocloud_billing::{Currency, Money};
+use iocloud_db::time::now_micros;
+use iocloud_db::{DbError, Timestamp, db_run};
+use serde::Serialize;
+
+use super::{Explorer, io};
+use crate::page::{Page, PageRequest};
+use crate::providers::devices::required_stake;
+use crate::rewards::MICROS_PER_HOUR;
+use crate::{Error, Result};
+
+/// A device as anyone may see it.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct ExplorerDevice {
+    pub id: String,
+    /// The catalog's model id; none for a CPU-only device.
+    pub gpu_model: Option<String>,
+    pub gpu_count: i64,
+    pub gpus_free: i64,
+    pub cpu_cores: i64,
+    pub ram_gib: i64,
+    pub region: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// `available`, `busy`, `offline`, `maintenance` or `suspended`.
+    pub status: String,
+    /// Serving a rental now.
+    pub hired: bool,
+    /// 0 to 1: what placement learned of it.
+    pub reliability: f64,
+    /// USD per GPU-hour (per node-hour for a CPU-only device).
+    pub price_per_gpu_hour: String,
+    /// When it was verified.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub listed_since: Option<Timestamp>,
+}
+
+/// The directory's filters; each one absent lets every device through.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceFilter {
+    pub gpu_model: Option<String>,
+    pub region: Option<String>,
+    pub status: Option<String>,
+    pub hired: Option<bool>,
+    /// 0 to 1.
+    pub min_reliability: Option<f64>,
+}
+
+/// Minutes heard in one day (UTC).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct UptimeDay {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// 0 to 1,440.
+    pub minutes: i64,
+}
+
+/// How an hour went for a device: its hourly proof, or its block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct HourOutcome {
+    #[schema(value_type = String, format = DateTime)]
+    pub hour: Timestamp,
+    /// A proof: `passed`, `wrong_answer`, `late`, `vram_short` or `unanswered`. A block:
+    /// `earned`, or the rule it failed (`not_heard`, `idle_rule`, …).
+    pub outcome: String,
+    /// $IO earned in a block (none for a proof).
+    pub amount: Option<String>,
+}
+
+/// A device's public page.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct ExplorerDeviceDetail {
+    pub device: ExplorerDevice,
+    /// $IO its listing needs staked.
+    pub required_stake: String,
+    /// $IO others have co-staked on it.
+    pub co_staked: String,
+    /// The last 30 days, oldest first.
+    pub uptime: Vec<UptimeDay>,
+    /// Its hourly proofs over the last 48 hours, newest first.
+    pub proofs: Vec<HourOutcome>,
+    /// Its blocks over the last 48 hours, newest first.
+    pub blocks: Vec<HourOutcome>,
+}
+
+/// The directory's columns: the public ones, nothing else.
+const PUBLIC_COLUMNS: &str = "d.id, d.gpu_model, d.gpu_count, d.gpus_free, d.cpu_cores, d.ram_gib, d.region, d.country, \
+     d.status, d.status = 'busy' AS hired, CAST(d.reliability_bps AS DOUBLE PRECISION) / 10000.0 AS reliability, \
+     d.price_per_gpu_hour, d.verified_at";
+
+/// The statuses a directory lists (verified and not retired).
+const SHOWN: [&str; 5] = ["available", "busy", "offline", "maintenance", "suspended"];
+
+#[derive(sqlx::FromRow)]
+struct DeviceRow {
+    id: String,
+    gpu_model: Option<String>,
+    gpu_count: i64,
+    gpus_free: i64,
+    cpu_cores: i64,
+    ram_gib: i64,
+    region: String,
+    country: String,
+    status: String,
+    hired: bool,
+    reliability: f64,
+    price_per_gpu_hour: i64,
+    verified_at: Option<i64>,
+}
+
+impl From<DeviceRow> for ExplorerDevice {
+    fn from(r: DeviceRow) -> Self {
+        ExplorerDevice {
+            id: r.id,
+            gpu_model: r.gpu_model,
+            gpu_count: r.gpu_count,
+            gpus_free: r.gpus_free,
+            cpu_cores: r.cpu_cores,
+            ram_gib: r.ram_gib,
+            region: r.region,
+            country: r.country,
+            status: r.status,
+            hired: r.hired,
+            reliability: (r.reliability * 10_000.0).round() / 10_000.0,
+            price_per_gpu_hour: Money::from_micros(r.price_per_gpu_hour, Currency::Usd)
+                .to_decimal(),
+            listed_since: r.verified_at.map(Timestamp::from),
+        }
+    }
+}
+
+impl DeviceFilter {
+    /// Checks the filter against the catalog: an unknown model or region, a status the
+    /// directory does not list, a reliability outside 0 to 1.
+    pub fn check(&self, explorer: &Explorer) -> Result<()> {
+        if let Some(m) = &self.gpu_model
+            && m != "cpu"
+            && explorer.catalog.gpu_model(m).is_none()
+        {
+            return Err(Error::validation("gpu_model", "not a model of the catalog"));
+        }
+        if let Some(r) = &self.region
+            && explorer.catalog.region(r).is_none()
+        {
+            return Err(Error::validation("region", "not a region of the catalog"));
+        }
+        if let Some(s) = &self.status
+            && !SHOWN.contains(&s.as_str())
+        {
+            return Err(Error::validation(
+                "status",
+                format!("one of {}", SHOWN.join(", ")),
+            ));
+        }
+        if let Some(r) = self.min_reliability
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(Error::validation("min_reliability", "between 0 and 1"));
+        }
+        Ok(())
+    }
+}
+
+impl Explorer {
+    /// The directory, by id, filtered.
+    pub async fn devices(
+        &self,
+        filter: &DeviceFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ExplorerDevice>> {
+        filter.check(self)?;
+        let shown: Vec<String> = SHOWN.iter().map(|s| format!("'{s}'")).collect();
+        let sql = format!(
+            "SELECT {PUBLIC_COLUMNS} FROM devices d WHERE d.status IN ({}) AND d.id > $1 \
+             AND ($2 IS NULL OR ($2 = 'cpu' AND d.gpu_model IS NULL) OR d.gpu_model = $2) \
+             AND ($3 IS NULL OR d.region = $3) AND ($4 IS NULL OR d.status = $4) \
+             AND ($5 IS NULL OR (d.status = 'busy') = $5) AND d.reliability_bps >= $6 \
+             ORDER BY d.id LIMIT $7",
+            shown.join(", ")
+        );
+        let min_bps = filter
+            .min_reliability
+            .map_or(0, |r| (r * 10_000.0).round() as i64);
+        let rows: Vec<DeviceRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(page.after_id())
+            .bind(&filter.gpu_model)
+            .bind(&filter.region)
+            .bind(&filter.status)
+            .bind(filter.hired)
+            .bind(min_bps)
+            .bind(page.fetch_limit())
+            .fetch_all(p)
+            .await)
+        .map_err(DbError::from)?;
+        let devices: Vec<ExplorerDevice> = rows.into_iter().map(ExplorerDevice::from).collect();
+        Ok(Page::from_rows(devices, page, |d| d.id.as_str()))
+    }
+
+    /// One device's page; a device the directory does not list is not found.
+    pub async fn device(&self, id: &str) -> Result<ExplorerDeviceDetail> {
+        let shown: Vec<String> = SHOWN.iter().map(|s| format!("'{s}'")).collect();
+        let sql = format!(
+            "SELECT {PUBLIC_COLUMNS} FROM devices d WHERE d.id = $1 AND d.status IN ({})",
+            shown.join(", ")
+        );
+        let row: Option<DeviceRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await)
+        .map_err(DbError::from)?;
+        let device = ExplorerDevice::from(row.ok_or(Error::NotFound("device"))?);
+        let hour = now_micros().div_euclid(MICROS_PER_HOUR);
+        let days: Vec<(i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT hour / 24, CAST(SUM(minutes) AS BIGINT) FROM device_uptime \
+             WHERE device_id = $1 AND hour >= $2 GROUP BY hour / 24 ORDER BY hour / 24"
+        )
+        .bind(id)
+        .bind((hour / 24 - 29) * 24)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let proofs: Vec<(i64, Option<String>)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT hour, outcome FROM device_proofs WHERE device_id = $1 AND hour >= $2 ORDER BY hour DESC"
+        )
+        .bind(id)
+        .bind(hour - 48)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let blocks: Vec<(i64, i64, Option<String>)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT hour, amount, reason FROM block_rewards WHERE device_id = $1 AND hour >= $2 ORDER BY hour DESC"
+        )
+        .bind(id)
+        .bind(hour - 48)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let co_staked: i64 = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM costake_positions \
+             WHERE device_id = $1 AND status IN ('active', 'unstaking')"
+        )
+        .bind(id)
+        .fetch_one(p)
+        .await)
+        .map_err(DbError::from)?;
+        let at = |h: i64| Timestamp::from(h * MICROS_PER_HOUR);
+        Ok(ExplorerDeviceDetail {
+            required_stake: io(required_stake(
+                &self.catalog,
+                device.gpu_model.as_deref(),
+                device.gpu_count,
+            )),
+            co_staked: io(co_staked),
+            uptime: days
+                .into_iter()
+                .map(|(day, minutes)| UptimeDay {
+                    day: iocloud_db::time::to_rfc3339(day * 24 * MICROS_PER_HOUR)[..10].to_string(),
+                    minutes: minutes.min(1440),
+                })
+                .collect(),
+            proofs: proofs
+                .into_iter()
+                .map(|(h, outcome)| HourOutcome {
+                    hour: at(h),
+                    outcome: outcome.unwrap_or_else(|| "unanswered".into()),
+                    amount: None,
+                })
+                .collect(),
+            blocks: blocks
+                .into_iter()
+                .map(|(h, amount, reason)| HourOutcome {
+                    hour: at(h),
+                    outcome: reason.unwrap_or_else(|| "earned".into()),
+                    amount: Some(io(amount)),
+                })
+                .collect(),
+            device,
+        })
+    }
+}
