@@ -4,7 +4,7 @@
 //! reference is derived from it: a block written twice (two replicas, a retry after a crash)
 //! is written once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use iocloud_billing::ledger::{
     AccountKind, AccountRef, NewTransaction, Posting, TransactionKind, batch_fast_in,
@@ -86,33 +86,56 @@ pub(crate) struct Tally {
 const TOP_EARNERS: usize = 10;
 
 impl Tally {
+    /// One pass over the block's rows, keyed by borrowed names (a block has a hundred thousand
+    /// rows and a few dozen keys): only the keys and the ten earners are copied out.
     fn of(facts: &Facts, rows: &[DeviceOutcome]) -> Tally {
+        let mut by_model: HashMap<&str, Count> = HashMap::new();
+        let mut by_region: HashMap<&str, Count> = HashMap::new();
         let mut t = Tally::default();
-        let mut earners = Vec::new();
-        for (d, r) in facts.devices.iter().zip(rows) {
+        let mut earners: Vec<(usize, i64)> = Vec::new();
+        for (i, (d, r)) in facts.devices.iter().zip(rows).enumerate() {
             if let Some(reason) = r.reason {
                 *t.by_reason.entry(reason.as_str()).or_default() += 1;
             }
             if r.reason == Some(Reason::NotListed) {
                 continue;
             }
-            let model = d.gpu_model.clone().unwrap_or_else(|| "cpu".into());
             t.total.add(d.gpu_count, r.rented);
-            t.by_model
-                .entry(model.clone())
+            by_model
+                .entry(d.gpu_model.as_deref().unwrap_or("cpu"))
                 .or_default()
                 .add(d.gpu_count, r.rented);
-            t.by_region
-                .entry(d.region.clone())
+            by_region
+                .entry(d.region.as_str())
                 .or_default()
                 .add(d.gpu_count, r.rented);
             if r.amount > 0 {
-                earners.push((d.id.clone(), model, d.region.clone(), r.amount));
+                earners.push((i, r.amount));
             }
         }
-        earners.sort_by(|a, b| b.3.cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
-        earners.truncate(TOP_EARNERS);
-        t.top = earners;
+        // Highest amount first, then device id: the ten first found without sorting them all.
+        let order = |a: &(usize, i64), b: &(usize, i64)| {
+            b.1.cmp(&a.1)
+                .then_with(|| facts.devices[a.0].id.cmp(&facts.devices[b.0].id))
+        };
+        if earners.len() > TOP_EARNERS {
+            earners.select_nth_unstable_by(TOP_EARNERS - 1, order);
+            earners.truncate(TOP_EARNERS);
+        }
+        earners.sort_unstable_by(order);
+        t.top = earners
+            .into_iter()
+            .map(|(i, amount)| {
+                let d = &facts.devices[i];
+                let model = d.gpu_model.clone().unwrap_or_else(|| "cpu".into());
+                (d.id.clone(), model, d.region.clone(), amount)
+            })
+            .collect();
+        let owned = |m: HashMap<&str, Count>| -> BTreeMap<String, Count> {
+            m.into_iter().map(|(k, c)| (k.to_string(), c)).collect()
+        };
+        t.by_model = owned(by_model);
+        t.by_region = owned(by_region);
         t
     }
 

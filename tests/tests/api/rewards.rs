@@ -143,6 +143,37 @@ async fn a_stretch_of_hours_pays_the_devices_that_earned_it(b: Backend) {
         minted += r.emission;
     }
     assert!(minted > 0, "the schedule mints in this decade");
+    // The explorer's top earners of the last block are its rows' highest amounts.
+    let last = first + 7;
+    let shown = app
+        .get_public(&format!(
+            "/v1/explorer/blocks/{}",
+            iocloud_db::time::to_rfc3339(last * 3_600_000_000)
+        ))
+        .await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    let top: Vec<&str> = shown.body["top_earners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["device_id"].as_str().unwrap())
+        .collect();
+    let earners = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM block_rewards WHERE hour = {last} AND amount > 0"
+        ))
+        .await;
+    assert_eq!(top.len() as i64, earners.min(10), "{}", shown.text);
+    let best = app
+        .scalar(
+            &format!(
+                "SELECT device_id FROM block_rewards WHERE hour = {last} AND amount > 0 AND device_id <> $1 \
+                 ORDER BY amount DESC, device_id LIMIT 1"
+            ),
+            "",
+        )
+        .await;
+    assert_eq!(top[0], best, "{}", shown.text);
 
     // The reasons, hour by hour, as the provider reads them.
     let expected: [(&str, [Option<&str>; 3]); 6] = [
