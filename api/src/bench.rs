@@ -34,6 +34,8 @@ pub enum BenchCommand {
     Deposits(crate::bench_deposits::DepositArgs),
     /// One hourly reward block for a large network beside as many plain inserts.
     Blocks(crate::bench_blocks::BlockArgs),
+    /// IO Explorer at a million devices and a year of blocks, beside a static answer.
+    Explorer(crate::bench_explorer::ExplorerArgs),
     /// The console's pages for an organisation with a long history, beside its static
     /// stylesheet.
     Console(crate::bench_console::ConsoleArgs),
@@ -112,6 +114,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Deposits(args) => crate::bench_deposits::run(args).await,
         BenchCommand::Console(args) => crate::bench_console::run(args).await,
         BenchCommand::Blocks(args) => crate::bench_blocks::run(args).await,
+        BenchCommand::Explorer(args) => crate::bench_explorer::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(
@@ -124,7 +127,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-fn bare_router(body: Arc<[u8]>) -> Router {
+pub(crate) fn bare_router(body: Arc<[u8]>) -> Router {
     Router::new().route(
         "/v1/me",
         get(move || {

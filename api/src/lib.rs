@@ -12,6 +12,7 @@ mod bench_blocks;
 mod bench_clusters;
 mod bench_console;
 mod bench_deposits;
+mod bench_explorer;
 mod bench_heartbeats;
 mod bench_ledger;
 mod bench_webhooks;

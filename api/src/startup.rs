@@ -113,6 +113,11 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         control
             .slashing
             .spawn(std::time::Duration::from_secs(config.block_interval_secs));
+        // Votes close and changes apply on the same beat; each pass also reads the
+        // parameters in force into this replica.
+        control
+            .governance
+            .spawn(std::time::Duration::from_secs(config.block_interval_secs));
     }
     if config.retention_sweep_interval_secs > 0 {
         control.sweeper.spawn(std::time::Duration::from_secs(

@@ -19,6 +19,7 @@ pub mod deposits;
 pub mod directory;
 pub mod error;
 pub mod explorer;
+pub mod governance;
 pub mod idempotency;
 pub mod jwt;
 pub mod leases;
@@ -111,6 +112,8 @@ pub struct Control {
     pub costaking: costaking::Costaking,
     /// IO Explorer: the network, its devices and blocks, as anyone may read them.
     pub explorer: explorer::Explorer,
+    /// Proposals, votes weighed by stake, and the protocol parameters they change.
+    pub governance: governance::Governance,
     pub db: Db,
     pub kv: Kv,
     pub cache: Arc<cache::Cache>,
@@ -153,6 +156,16 @@ impl Control {
             settings.io_price.clone(),
             std::time::Duration::from_secs(60),
         ));
+        // The protocol's parameters in force: the fee, the reward rules, the appeal window.
+        let governance = governance::Governance::new(
+            db.clone(),
+            leases::Leases::new(db.clone()),
+            governance::GovernanceSettings::default(),
+            governance::ProtocolParams::launch(
+                settings.platform_fee_bps,
+                slashing::APPEAL_WINDOW_HOURS,
+            ),
+        );
         let keys = api_keys::ApiKeys::new(db.clone(), cache.clone(), key_cache);
         let ssh_keys = ssh_keys::SshKeys::new(db.clone());
         let outbox = mail::Outbox::new(db.clone(), settings.smtp.as_ref())?;
@@ -163,7 +176,7 @@ impl Control {
             cache.clone(),
             directory.clone(),
             settings.signup_credit,
-            settings.platform_fee_bps,
+            governance.clone(),
         );
         let accounts = accounts::Accounts::new(
             db.clone(),
@@ -228,6 +241,7 @@ impl Control {
             capacity.clone(),
             quotes.clone(),
             agents.clone(),
+            governance.clone(),
         );
         let payments = payments::Payments::new(
             db.clone(),
@@ -257,15 +271,22 @@ impl Control {
             leases::Leases::new(db.clone()),
             settings.heartbeat_timeout,
             settings.block_delay,
+            governance.clone(),
         )?;
         let slashing = slashing::Slashing::new(
             db.clone(),
             catalog.clone(),
             audit.clone(),
             leases::Leases::new(db.clone()),
+            governance.clone(),
         );
         let costaking = costaking::Costaking::new(db.clone(), catalog.clone(), stake.clone());
-        let explorer = explorer::Explorer::new(db.clone(), catalog.clone());
+        let explorer = explorer::Explorer::new(
+            db.clone(),
+            catalog.clone(),
+            rewards.clone(),
+            costaking.clone(),
+        );
         Ok(Self {
             accounts,
             orgs,
@@ -292,6 +313,7 @@ impl Control {
             slashing,
             costaking,
             explorer,
+            governance,
             db,
             kv,
             cache,

@@ -288,7 +288,7 @@ test('a customer pays by card in Stripe.js\'s form and sees it credited', { skip
   await a11y.done();
 });
 
-test('anyone reads IO Explorer without signing in: the network, devices, a device, blocks', async () => {
+test('anyone reads IO Explorer without signing in: the network, devices, a device, blocks, staking, bookings, governance', async () => {
   const { page, external, errors } = await newPage();
   const a11y = await accessibility();
   const sections = (name) => page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name });
@@ -312,12 +312,37 @@ test('anyone reads IO Explorer without signing in: the network, devices, a devic
   await page.getByRole('heading', { level: 1 }).waitFor();
   await shoot(page, 'explorer-device');
   await a11y.check(page.url(), 'explorer-device');
+  await page.getByRole('link', { name: 'Every hourly proof' }).click();
+  await page.waitForURL(/\/explorer\/devices\/dev_[^/]+\/proofs/);
+  await page.getByRole('heading', { level: 1 }).waitFor();
+  await a11y.check(page.url(), 'explorer-proofs');
 
   await sections('Blocks').click();
   await page.waitForURL(`${base}/explorer/blocks`);
   await page.getByRole('heading', { level: 1, name: 'Hourly blocks' }).waitFor();
+  await page.getByRole('heading', { level: 2, name: 'The emission schedule' }).waitFor();
+  assert.ok(await page.locator('svg[aria-labelledby=emission-title] rect').count() >= 20, 'a bar per year to the cap');
   await shoot(page, 'explorer-blocks');
   await a11y.check(`${base}/explorer/blocks`, 'explorer-blocks');
+
+  await sections('Staking').click();
+  await page.waitForURL(`${base}/explorer/staking`);
+  await page.getByRole('heading', { level: 1, name: 'Staking and slashing' }).waitFor();
+  await page.getByRole('heading', { level: 2, name: 'Bonded by model' }).waitFor();
+  await shoot(page, 'explorer-staking');
+  await a11y.check(`${base}/explorer/staking`, 'explorer-staking');
+
+  await sections('Bookings').click();
+  await page.waitForURL(`${base}/explorer/bookings`);
+  await page.getByRole('heading', { level: 1, name: 'Bookings ledger' }).waitFor();
+  await shoot(page, 'explorer-bookings');
+  await a11y.check(`${base}/explorer/bookings`, 'explorer-bookings');
+
+  await sections('Governance').click();
+  await page.waitForURL(`${base}/explorer/governance`);
+  await page.getByRole('heading', { level: 2, name: 'Parameters' }).waitFor();
+  await shoot(page, 'explorer-governance');
+  await a11y.check(`${base}/explorer/governance`, 'explorer-governance');
 
   assert.deepEqual(external, [], 'the explorer loads nothing from other hosts');
   assert.deepEqual(errors, [], 'no script errors');

@@ -8,12 +8,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use iocloud_control::Error as DomainError;
-use iocloud_control::explorer::{DeviceFilter, ExplorerBlock, ExplorerDevice};
+use iocloud_control::explorer::{
+    CaseFilter, DeviceFilter, ExplorerBlock, ExplorerCase, ExplorerDevice, HourOutcome,
+    NetworkPeriod, Payment, Period, Rental,
+};
 use iocloud_control::page::PageRequest;
 use iocloud_db::Timestamp;
 use iocloud_web::explorer::{
-    BlockLine, BlockView, DeviceLine, DeviceView, DirectoryView, HourBar, HourLine, MapRegion,
-    ModelLine, NetworkView, Tile,
+    Bar, BlockLine, BlockView, BookingsView, CaseLine, DeviceLine, DeviceView, DirectoryView,
+    EmissionLine, HourLine, MapRegion, ModelLine, NetworkView, OfferLine, PaymentLine, PeriodLine,
+    RentalLine, StakingView, Tile,
 };
 
 use crate::state::AppState;
@@ -26,12 +30,15 @@ pub fn router() -> Router<AppState> {
         .route("/explorer", get(network))
         .route("/explorer/devices", get(directory))
         .route("/explorer/devices/{id}", get(device))
+        .route("/explorer/devices/{id}/proofs", get(device_proofs))
         .route("/explorer/blocks", get(blocks))
         .route("/explorer/blocks/{hour}", get(block))
+        .route("/explorer/staking", get(staking))
+        .route("/explorer/bookings", get(bookings))
 }
 
 /// A public page: the console's CSP, cacheable for 15 seconds.
-fn page(status: StatusCode, markup: iocloud_web::app::Markup) -> Response {
+pub(super) fn page(status: StatusCode, markup: iocloud_web::app::Markup) -> Response {
     let mut res = (status, markup).into_response();
     let h = res.headers_mut();
     h.insert(
@@ -46,7 +53,7 @@ fn page(status: StatusCode, markup: iocloud_web::app::Markup) -> Response {
 }
 
 /// What a call refused, as a page: not found, a bad filter, or our failure (logged).
-fn refused(e: DomainError) -> Response {
+pub(super) fn refused(e: DomainError) -> Response {
     match e {
         DomainError::NotFound(what) => page(
             StatusCode::NOT_FOUND,
@@ -66,7 +73,7 @@ fn refused(e: DomainError) -> Response {
     }
 }
 
-fn tile(label: &str, value: impl ToString) -> Tile {
+pub(super) fn tile(label: &str, value: impl ToString) -> Tile {
     Tile {
         label: label.to_string(),
         value: value.to_string(),
@@ -75,7 +82,7 @@ fn tile(label: &str, value: impl ToString) -> Tile {
 
 /// A decimal amount in whole units with thousands separated: `499000000.25` is
 /// `499,000,000`. The supply's figures are read at a glance, not to the cent.
-fn whole(decimal: &str) -> String {
+pub(super) fn whole(decimal: &str) -> String {
     let units = decimal.split('.').next().unwrap_or(decimal);
     let (sign, digits) = units.strip_prefix('-').map_or(("", units), |d| ("-", d));
     let mut out = String::new();
@@ -99,17 +106,31 @@ fn block_line(b: ExplorerBlock) -> BlockLine {
     }
 }
 
+fn period_line(p: NetworkPeriod) -> PeriodLine {
+    PeriodLine {
+        period: p.period,
+        devices: p.devices,
+        gpus: p.gpus,
+        rented_gpu_hours: p.rented_gpu_hours,
+        utilisation: format!("{} %", p.utilisation_pct),
+        emission: whole(&p.emission),
+        staked: whole(&p.staked),
+    }
+}
+
 async fn network(State(s): State<AppState>) -> Response {
     let x = &s.control.explorer;
     let loaded = async {
         let now = x.network().await?;
         let hours = x.network_hours(7 * 24).await?;
+        let days = x.network_history(Period::Day, 30).await?;
+        let months = x.network_history(Period::Month, 12).await?;
         let blocks = x.blocks(&PageRequest::parse(None, Some(5))?).await?;
         let supply = s.control.rewards.supply(None).await?;
-        Ok::<_, DomainError>((now, hours, blocks, supply))
+        Ok::<_, DomainError>((now, hours, days, months, blocks, supply))
     }
     .await;
-    let (now, hours, blocks, supply) = match loaded {
+    let (now, hours, days, months, blocks, supply) = match loaded {
         Ok(l) => l,
         Err(e) => return refused(e),
     };
@@ -153,12 +174,19 @@ async fn network(State(s): State<AppState>) -> Response {
             .collect(),
         hours: hours
             .into_iter()
-            .map(|h| HourBar {
-                hour: h.hour.to_rfc3339(),
-                gpus: h.gpus,
-                rented_gpus: h.rented_gpus,
+            .map(|h| Bar {
+                whole: h.gpus as f64,
+                part: h.rented_gpus as f64,
+                tip: format!(
+                    "{}: {} of {} GPUs rented",
+                    h.hour.to_rfc3339(),
+                    h.rented_gpus,
+                    h.gpus
+                ),
             })
             .collect(),
+        days: days.into_iter().map(period_line).collect(),
+        months: months.into_iter().map(period_line).collect(),
         blocks: blocks.items.into_iter().map(block_line).collect(),
     };
     page(StatusCode::OK, iocloud_web::explorer::network_page(&view))
@@ -174,7 +202,7 @@ struct DirectoryQuery {
 }
 
 /// An empty field of the form is no filter.
-fn given(v: &Option<String>) -> Option<String> {
+pub(super) fn given(v: &Option<String>) -> Option<String> {
     v.as_deref()
         .map(str::trim)
         .filter(|v| !v.is_empty())
@@ -265,11 +293,7 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Response {
         Ok(d) => d,
         Err(e) => return refused(e),
     };
-    let hour = |h: iocloud_control::explorer::HourOutcome| HourLine {
-        hour: h.hour.to_rfc3339(),
-        outcome: h.outcome.replace('_', " "),
-        amount: h.amount,
-    };
+    let hour = hour_line;
     let dev = &d.device;
     let view = DeviceView {
         id: dev.id.clone(),
@@ -289,6 +313,11 @@ async fn device(State(s): State<AppState>, Path(id): Path<String>) -> Response {
             tile("Stake needed $IO", &d.required_stake),
             tile("Co-staked $IO", &d.co_staked),
         ],
+        proofs_30d: vec![
+            tile("Proofs passed", d.proofs_30d.passed),
+            tile("Proofs failed", d.proofs_30d.failed),
+            tile("Proofs unanswered", d.proofs_30d.unanswered),
+        ],
         uptime: d
             .uptime
             .iter()
@@ -305,17 +334,59 @@ struct BlocksQuery {
     cursor: Option<String>,
 }
 
+fn hour_line(h: HourOutcome) -> HourLine {
+    HourLine {
+        hour: h.hour.to_rfc3339(),
+        outcome: h.outcome.replace('_', " "),
+        amount: h.amount,
+    }
+}
+
+async fn device_proofs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<BlocksQuery>,
+) -> Response {
+    let found = match PageRequest::parse(given(&q.cursor).as_deref(), None) {
+        Ok(p) => s.control.explorer.device_proofs(&id, &p).await,
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(f) => {
+            let lines: Vec<HourLine> = f.items.into_iter().map(hour_line).collect();
+            page(
+                StatusCode::OK,
+                iocloud_web::explorer::proofs_page(&id, &lines, f.next_cursor.as_deref()),
+            )
+        }
+        Err(e) => refused(e),
+    }
+}
+
 async fn blocks(State(s): State<AppState>, Query(q): Query<BlocksQuery>) -> Response {
     let found = match PageRequest::parse(given(&q.cursor).as_deref(), None) {
         Ok(p) => s.control.explorer.blocks(&p).await,
         Err(e) => Err(e),
     };
+    let schedule = s.control.explorer.emission_schedule();
+    let emission: Vec<EmissionLine> = schedule
+        .years
+        .into_iter()
+        .map(|y| EmissionLine {
+            emitted_units: y.emitted.parse().unwrap_or(0.0),
+            current: y.year == schedule.current_year,
+            year: y.year,
+            starts: y.starts_at.to_rfc3339(),
+            emitted: whole(&y.emitted),
+            supply_at_end: whole(&y.supply_at_end),
+        })
+        .collect();
     match found {
         Ok(f) => {
             let lines: Vec<BlockLine> = f.items.into_iter().map(block_line).collect();
             page(
                 StatusCode::OK,
-                iocloud_web::explorer::blocks_page(&lines, f.next_cursor.as_deref()),
+                iocloud_web::explorer::blocks_page(&lines, f.next_cursor.as_deref(), &emission),
             )
         }
         Err(e) => refused(e),
@@ -362,6 +433,164 @@ async fn block(State(s): State<AppState>, Path(hour): Path<String>) -> Response 
             .collect(),
     };
     page(StatusCode::OK, iocloud_web::explorer::block_page(&view))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct StakingQuery {
+    device_id: Option<String>,
+    cursor: Option<String>,
+}
+
+fn case_line(c: ExplorerCase) -> CaseLine {
+    let evidence: Vec<String> = c
+        .evidence
+        .iter()
+        .map(|e| format!("{} {}", e.count, e.kind.replace('_', " ")))
+        .collect();
+    CaseLine {
+        opened: c.opened_at.to_rfc3339(),
+        device_id: c.device_id,
+        model: c.gpu_model,
+        rule: c.rule.replace('_', " "),
+        status: c.status,
+        amount: c.amount,
+        evidence: evidence.join(", "),
+        appealed: c.appealed,
+    }
+}
+
+async fn staking(State(s): State<AppState>, Query(q): Query<StakingQuery>) -> Response {
+    let x = &s.control.explorer;
+    let filter = CaseFilter {
+        device_id: given(&q.device_id),
+        ..CaseFilter::default()
+    };
+    let loaded = async {
+        let now = x.staking().await?;
+        let days = x.network_history(Period::Day, 30).await?;
+        let offers = x
+            .open_offers(None, &PageRequest::parse(None, Some(20))?)
+            .await?;
+        let cases = x
+            .cases(
+                &filter,
+                &PageRequest::parse(given(&q.cursor).as_deref(), None)?,
+            )
+            .await?;
+        Ok::<_, DomainError>((now, days, offers, cases))
+    }
+    .await;
+    let (now, days, offers, cases) = match loaded {
+        Ok(l) => l,
+        Err(e) => return refused(e),
+    };
+    let next = cases.next_cursor.map(|c| match &filter.device_id {
+        Some(d) => format!("device_id={d}&cursor={c}"),
+        None => format!("cursor={c}"),
+    });
+    let view = StakingView {
+        tiles: vec![
+            tile("Staked $IO", whole(&now.staked)),
+            tile("Unbonding $IO", whole(&now.unbonding)),
+            tile("Co-staked $IO", whole(&now.co_staked)),
+            tile("Open co-staking offers", now.open_offers),
+            tile("In slashing escrow $IO", whole(&now.in_escrow)),
+            tile("Burned to date $IO", whole(&now.burned)),
+        ],
+        bonded: now
+            .bonded_by_model
+            .into_iter()
+            .map(|m| (m.name, m.devices, m.gpus, whole(&m.bonded)))
+            .collect(),
+        by_status: now
+            .cases
+            .into_iter()
+            .map(|c| (c.status, c.cases, c.amount))
+            .collect(),
+        staked_days: days
+            .into_iter()
+            .map(|d| (d.period, d.staked.parse().unwrap_or(0.0), whole(&d.staked)))
+            .collect(),
+        offers: offers
+            .items
+            .into_iter()
+            .map(|o| OfferLine {
+                device_id: o.device_id,
+                model: o.gpu_model.unwrap_or_else(|| "CPU-only".into()),
+                region: o.region,
+                amount: whole(&o.amount),
+                share: format!("{:.2} %", o.reward_share_bps as f64 / 100.0),
+                term_days: o.term_days,
+            })
+            .collect(),
+        cases: cases.items.into_iter().map(case_line).collect(),
+        device_id: filter.device_id,
+        next,
+    };
+    page(StatusCode::OK, iocloud_web::explorer::staking_page(&view))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct BookingsQuery {
+    rentals: Option<String>,
+    payments: Option<String>,
+}
+
+fn rental_line(r: Rental) -> RentalLine {
+    RentalLine {
+        started: r.started_at.to_rfc3339(),
+        ended: r
+            .ended_at
+            .map_or_else(|| "running".to_string(), |t| t.to_rfc3339()),
+        device_id: r.device_id,
+        model: r.gpu_model,
+        region: r.region,
+        gpu_hours: r.gpu_hours,
+        amount: format!("{} {}", r.amount, r.currency),
+    }
+}
+
+fn payment_line(p: Payment) -> PaymentLine {
+    let what = match (p.rail.as_str(), p.direction.as_str()) {
+        ("card", _) => "Card top-up",
+        (_, "out") => "Payout on Solana",
+        _ => "Deposit on Solana",
+    };
+    let amount = match &p.token {
+        Some(t) if *t != p.currency => format!("{} {} (sent as {t})", p.amount, p.currency),
+        _ => format!("{} {}", p.amount, p.currency),
+    };
+    PaymentLine {
+        at: p.at.to_rfc3339(),
+        what: what.to_string(),
+        amount,
+        signature: p.signature,
+    }
+}
+
+async fn bookings(State(s): State<AppState>, Query(q): Query<BookingsQuery>) -> Response {
+    let x = &s.control.explorer;
+    let loaded = async {
+        let rentals = x
+            .rentals(&PageRequest::parse(given(&q.rentals).as_deref(), None)?)
+            .await?;
+        let payments = x
+            .payments(&PageRequest::parse(given(&q.payments).as_deref(), None)?)
+            .await?;
+        Ok::<_, DomainError>((rentals, payments))
+    }
+    .await;
+    let (rentals, payments) = match loaded {
+        Ok(l) => l,
+        Err(e) => return refused(e),
+    };
+    let view = BookingsView {
+        next_rentals: rentals.next_cursor.map(|c| format!("rentals={c}")),
+        next_payments: payments.next_cursor.map(|c| format!("payments={c}")),
+        rentals: rentals.items.into_iter().map(rental_line).collect(),
+        payments: payments.items.into_iter().map(payment_line).collect(),
+    };
+    page(StatusCode::OK, iocloud_web::explorer::bookings_page(&view))
 }
 
 #[cfg(test)]

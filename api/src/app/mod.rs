@@ -7,6 +7,7 @@ mod cards;
 mod chart;
 mod clusters;
 mod explorer;
+mod governance;
 mod home;
 mod keys;
 mod offers;
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .merge(cards::router())
         .merge(clusters::router())
         .merge(explorer::router())
+        .merge(governance::router())
         .merge(keys::router())
         .merge(offers::router())
         .merge(signup::router())

@@ -2,9 +2,11 @@
 
 use async_graphql::{Context, Object};
 use iocloud_control::Page;
+use iocloud_control::costaking::CostakeOffer;
 use iocloud_control::explorer::{
-    DeviceFilter, ExplorerBlock, ExplorerBlockDetail, ExplorerDevice, ExplorerDeviceDetail,
-    NetworkHour, NetworkNow,
+    CaseFilter, DeviceFilter, EmissionSchedule, ExplorerBlock, ExplorerBlockDetail, ExplorerCase,
+    ExplorerDevice, ExplorerDeviceDetail, HourOutcome, NetworkHour, NetworkNow, NetworkPeriod,
+    Payment, Period, Rental, StakingNow,
 };
 use iocloud_db::Timestamp;
 
@@ -102,5 +104,125 @@ impl ExplorerQuery {
             ))
         })?;
         control(ctx).explorer.block(hour).await.map_err(gql_error)
+    }
+
+    /// The network by `period` (`day`, the default, or `month`) over the last `count` (1 to
+    /// 366 days, 30 by default; 1 to 60 months, 12), oldest first.
+    async fn explorer_network_history(
+        &self,
+        ctx: &Context<'_>,
+        period: Option<String>,
+        count: Option<i64>,
+    ) -> GqlResult<Vec<NetworkPeriod>> {
+        let period = match period.as_deref() {
+            None => Period::Day,
+            Some(p) => Period::parse(p).ok_or_else(|| {
+                gql_error(iocloud_control::Error::validation(
+                    "period",
+                    "`day` or `month`",
+                ))
+            })?,
+        };
+        let count = count.unwrap_or(if period == Period::Day { 30 } else { 12 });
+        control(ctx)
+            .explorer
+            .network_history(period, count)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// A device's verification history: its hourly proofs, newest first.
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn explorer_device_proofs(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<Page<HourOutcome>> {
+        control(ctx)
+            .explorer
+            .device_proofs(&id, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The emission schedule to the cap, year by year.
+    async fn explorer_emission(&self, ctx: &Context<'_>) -> EmissionSchedule {
+        control(ctx).explorer.emission_schedule()
+    }
+
+    /// Staking and slashing now.
+    async fn explorer_staking(&self, ctx: &Context<'_>) -> GqlResult<StakingNow> {
+        control(ctx).explorer.staking().await.map_err(gql_error)
+    }
+
+    /// The slashing cases, newest first, redacted.
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn explorer_slashing(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<String>,
+        rule: Option<String>,
+        device_id: Option<String>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<Page<ExplorerCase>> {
+        let filter = CaseFilter {
+            status,
+            rule,
+            device_id,
+        };
+        control(ctx)
+            .explorer
+            .cases(&filter, &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The co-staking offers open now, oldest first.
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn explorer_costake_offers(
+        &self,
+        ctx: &Context<'_>,
+        model: Option<String>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<Page<CostakeOffer>> {
+        control(ctx)
+            .explorer
+            .open_offers(model.as_deref(), &page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The bookings ledger's rentals, newest first, without who rented.
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn explorer_rentals(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<Page<Rental>> {
+        control(ctx)
+            .explorer
+            .rentals(&page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
+    }
+
+    /// The bookings ledger's payments in and out, newest first, without who paid.
+    #[graphql(complexity = "list_cost(&limit, child_complexity)")]
+    async fn explorer_payments(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> GqlResult<Page<Payment>> {
+        control(ctx)
+            .explorer
+            .payments(&page(cursor, limit)?)
+            .await
+            .map_err(gql_error)
     }
 }

@@ -7,6 +7,7 @@ mod clusters;
 mod costaking;
 mod deposits;
 mod explorer;
+mod governance;
 mod guard;
 mod payments;
 mod payouts;

@@ -83,6 +83,7 @@ pub struct QueryRoot(
     super::slashing::SlashingQuery,
     super::costaking::CostakingQuery,
     super::explorer::ExplorerQuery,
+    super::governance::GovernanceQuery,
 );
 
 #[derive(Default)]
@@ -256,6 +257,7 @@ pub struct MutationRoot(
     super::ssh_keys::SshKeysMutation,
     super::slashing::SlashingMutation,
     super::costaking::CostakingMutation,
+    super::governance::GovernanceMutation,
 );
 
 #[derive(Default)]

@@ -9,6 +9,7 @@ mod costaking;
 mod deposits;
 mod devices;
 mod explorer;
+mod governance;
 mod members;
 mod org;
 pub mod payments;
@@ -43,7 +44,8 @@ use crate::state::AppState;
         (name = "rewards", description = "Hourly block rewards: what each device earned, or why it did not"),
         (name = "slashing", description = "Slashing cases against devices: evidence, escrow, appeal, decision"),
         (name = "costaking", description = "Co-staking: offers of a device's stake, positions, unstaking"),
-        (name = "explorer", description = "IO Explorer: the network, its devices and blocks, and the supply; public, cacheable"),
+        (name = "explorer", description = "IO Explorer: the network, its devices and blocks, staking and slashing, the bookings ledger and the supply; public, cacheable"),
+        (name = "governance", description = "Proposals, votes weighed by staked $IO, the protocol parameters and their versions; reading is public"),
         (name = "placement", description = "Quotes: where a cluster would go and what it would cost"),
         (name = "clusters", description = "Clusters: create, watch, extend, terminate; quota"),
     )
@@ -88,4 +90,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(slashing::router())
         .merge(costaking::router())
         .merge(explorer::router())
+        .merge(governance::router())
 }

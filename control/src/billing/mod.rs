@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 
 use crate::cache::{Cache, Forget};
 use crate::directory::Directory;
+use crate::governance::Governance;
 use crate::{Action, Actor, Error, Page, PageRequest, Result};
 
 /// An organisation's money in one currency.
@@ -172,8 +173,8 @@ pub struct Billing {
     directory: Directory,
     /// Granted once to every new organisation, when set.
     signup_credit: Option<Money>,
-    /// The platform's share of each capture, in basis points.
-    platform_fee_bps: u32,
+    /// The platform's share of each capture is the fee in force.
+    governance: Governance,
 }
 
 impl Billing {
@@ -184,7 +185,7 @@ impl Billing {
         cache: Arc<Cache>,
         directory: Directory,
         signup_credit: Option<Money>,
-        platform_fee_bps: u32,
+        governance: Governance,
     ) -> Self {
         Billing {
             db,
@@ -193,7 +194,7 @@ impl Billing {
             cache,
             directory,
             signup_credit,
-            platform_fee_bps,
+            governance,
         }
     }
 

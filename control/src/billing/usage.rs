@@ -347,7 +347,11 @@ impl Billing {
                 tick.tick().await;
                 match this
                     .ledger
-                    .accrue(now_micros(), micros, this.platform_fee_bps)
+                    .accrue(
+                        now_micros(),
+                        micros,
+                        this.governance.in_force().params.fee_bps(),
+                    )
                     .await
                 {
                     Ok(r) if r.charged_records > 0 || !r.short.is_empty() => {

@@ -57,6 +57,7 @@ use crate::Settings;
 use crate::audit::Audit;
 use crate::capacity::Capacity;
 use crate::directory::Directory;
+use crate::governance::Governance;
 use crate::providers::agent::Agents;
 use crate::quotes::Quotes;
 
@@ -77,6 +78,8 @@ pub struct Clusters {
     quotes: Quotes,
     /// Gives nodes to devices and takes them back.
     agents: Agents,
+    /// The platform fee in force, for settlements.
+    governance: Governance,
     events: Arc<events::EventHub>,
     settling: Arc<SettleQueue>,
 }
@@ -94,6 +97,7 @@ impl Clusters {
         capacity: Capacity,
         quotes: Quotes,
         agents: Agents,
+        governance: Governance,
     ) -> Clusters {
         Clusters {
             db,
@@ -106,6 +110,7 @@ impl Clusters {
             capacity,
             quotes,
             agents,
+            governance,
             events: Default::default(),
             // One batch at a time could not keep up with clusters ending together
             // (docs/benchmarks.md, settlement).

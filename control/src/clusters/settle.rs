@@ -351,7 +351,7 @@ impl Clusters {
                 })
                 .collect();
             let (indexes, holds): (Vec<usize>, Vec<HoldToSettle>) = to_settle.into_iter().unzip();
-            let fee = self.settings.platform_fee_bps;
+            let fee = self.governance.in_force().params.fee_bps();
             let mut settled: HashMap<usize, Settled> =
                 match settle_holds_in(&mut tx, &holds, fee).await? {
                     HoldsSettled::Settled(settled) => indexes.into_iter().zip(settled).collect(),
@@ -476,7 +476,7 @@ impl Clusters {
         let (Some(hold_id), Some(usage)) = (&row.hold_id, usage) else {
             return Ok(Charge::Settled(None));
         };
-        let fee = self.settings.platform_fee_bps;
+        let fee = self.governance.in_force().params.fee_bps();
         Ok(match settle_hold_in(tx, hold_id, usage, at, fee).await? {
             Some(settled) => Charge::Settled(Some(settled)),
             None => Charge::Raced,

@@ -364,6 +364,17 @@ impl Costaking {
         page: &PageRequest,
     ) -> Result<Page<CostakeOffer>> {
         actor.authorize(Action::ResourcesRead)?;
+        self.open_offers(model, min_reliability, page).await
+    }
+
+    /// The open offers, oldest first, as anyone may see them (IO Explorer shows them too):
+    /// only public fields of the device, never its provider.
+    pub async fn open_offers(
+        &self,
+        model: Option<&str>,
+        min_reliability: Option<f64>,
+        page: &PageRequest,
+    ) -> Result<Page<CostakeOffer>> {
         if let Some(m) = model
             && self.catalog.gpu_model(m).is_none()
         {

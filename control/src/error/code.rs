@@ -110,6 +110,12 @@ codes! {
     OfferTaken = "offer_taken",
     /// A co-stake cannot be unstaked before its term ends.
     CostakeInTerm = "costake_in_term",
+    /// Proposing needs more $IO staked than the organisation has.
+    ProposalStakeShort = "proposal_stake_short",
+    /// A vote came after its proposal's vote closed.
+    VotingClosed = "voting_closed",
+    /// The organisation had no $IO staked when the vote opened.
+    NoVotingWeight = "no_voting_weight",
     /// The audit feed broke; events may have been missed.
     StreamInterrupted = "stream_interrupted",
 

@@ -107,7 +107,7 @@ impl From<Row> for ExplorerBlock {
 }
 
 /// A block's hour as its cursor: the hour number, wrapped like every cursor.
-fn cursor_hour(page: &PageRequest) -> Result<i64> {
+pub(super) fn cursor_hour(page: &PageRequest) -> Result<i64> {
     match page.after.as_deref() {
         None => Ok(i64::MAX),
         Some(h) => h

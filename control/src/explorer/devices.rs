@@ -88,6 +88,19 @@ pub struct ExplorerDeviceDetail {
     pub proofs: Vec<HourOutcome>,
     /// Its blocks over the last 48 hours, newest first.
     pub blocks: Vec<HourOutcome>,
+    /// Its hourly proofs over the last 30 days, by outcome.
+    pub proofs_30d: ProofCounts,
+}
+
+/// Hourly proofs by outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+pub struct ProofCounts {
+    pub passed: i64,
+    /// Answered wrongly, late, or with less VRAM than the model has.
+    pub failed: i64,
+    /// Asked for and never answered.
+    pub unanswered: i64,
 }
 
 /// The directory's columns: the public ones, nothing else.
@@ -203,8 +216,8 @@ impl Explorer {
         Ok(Page::from_rows(devices, page, |d| d.id.as_str()))
     }
 
-    /// One device's page; a device the directory does not list is not found.
-    pub async fn device(&self, id: &str) -> Result<ExplorerDeviceDetail> {
+    /// A device the directory lists; any other is not found.
+    async fn device_row(&self, id: &str) -> Result<ExplorerDevice> {
         let shown: Vec<String> = SHOWN.iter().map(|s| format!("'{s}'")).collect();
         let sql = format!(
             "SELECT {PUBLIC_COLUMNS} FROM devices d WHERE d.id = $1 AND d.status IN ({})",
@@ -215,7 +228,12 @@ impl Explorer {
             .fetch_optional(p)
             .await)
         .map_err(DbError::from)?;
-        let device = ExplorerDevice::from(row.ok_or(Error::NotFound("device"))?);
+        Ok(ExplorerDevice::from(row.ok_or(Error::NotFound("device"))?))
+    }
+
+    /// One device's page; a device the directory does not list is not found.
+    pub async fn device(&self, id: &str) -> Result<ExplorerDeviceDetail> {
+        let device = self.device_row(id).await?;
         let hour = now_micros().div_euclid(MICROS_PER_HOUR);
         let days: Vec<(i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT hour / 24, CAST(SUM(minutes) AS BIGINT) FROM device_uptime \
@@ -250,8 +268,25 @@ impl Explorer {
         .fetch_one(p)
         .await)
         .map_err(DbError::from)?;
+        let outcomes: Vec<(Option<String>, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT outcome, COUNT(*) FROM device_proofs WHERE device_id = $1 AND hour >= $2 GROUP BY outcome"
+        )
+        .bind(id)
+        .bind(hour - 30 * 24)
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let mut proofs_30d = ProofCounts::default();
+        for (outcome, n) in outcomes {
+            match outcome.as_deref() {
+                Some("passed") => proofs_30d.passed += n,
+                Some(_) => proofs_30d.failed += n,
+                None => proofs_30d.unanswered += n,
+            }
+        }
         let at = |h: i64| Timestamp::from(h * MICROS_PER_HOUR);
         Ok(ExplorerDeviceDetail {
+            proofs_30d,
             required_stake: io(required_stake(
                 &self.catalog,
                 device.gpu_model.as_deref(),
@@ -265,14 +300,7 @@ impl Explorer {
                     minutes: minutes.min(1440),
                 })
                 .collect(),
-            proofs: proofs
-                .into_iter()
-                .map(|(h, outcome)| HourOutcome {
-                    hour: at(h),
-                    outcome: outcome.unwrap_or_else(|| "unanswered".into()),
-                    amount: None,
-                })
-                .collect(),
+            proofs: proofs.into_iter().map(proof_outcome).collect(),
             blocks: blocks
                 .into_iter()
                 .map(|(h, amount, reason)| HourOutcome {
@@ -283,5 +311,38 @@ impl Explorer {
                 .collect(),
             device,
         })
+    }
+}
+
+/// An hourly proof as the explorer shows it.
+fn proof_outcome((hour, outcome): (i64, Option<String>)) -> HourOutcome {
+    HourOutcome {
+        hour: Timestamp::from(hour * MICROS_PER_HOUR),
+        outcome: outcome.unwrap_or_else(|| "unanswered".into()),
+        amount: None,
+    }
+}
+
+impl Explorer {
+    /// A device's verification history: its hourly proofs, newest first.
+    pub async fn device_proofs(&self, id: &str, page: &PageRequest) -> Result<Page<HourOutcome>> {
+        let before = super::blocks::cursor_hour(page)?;
+        // Only a device the directory lists has a public history.
+        self.device_row(id).await?;
+        let rows: Vec<(i64, Option<String>)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT hour, outcome FROM device_proofs WHERE device_id = $1 AND hour < $2 \
+             ORDER BY hour DESC LIMIT $3"
+        )
+        .bind(id)
+        .bind(before)
+        .bind(page.fetch_limit())
+        .fetch_all(p)
+        .await)
+        .map_err(DbError::from)?;
+        let keyed: Vec<(String, HourOutcome)> = rows
+            .into_iter()
+            .map(|r| (format!("h{}", r.0), proof_outcome(r)))
+            .collect();
+        Ok(Page::from_rows(keyed, page, |(k, _)| k).map(|(_, o)| o))
     }
 }

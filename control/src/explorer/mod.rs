@@ -8,27 +8,44 @@
 //! * `devices.rs`: the device directory with its filters, and one device's page.
 //! * `blocks.rs`: the hourly reward blocks, each with its ineligible devices by reason and its
 //!   top earners.
+//! * `history.rs`: the network by day and month, and the emission schedule to the cap.
+//! * `staking.rs`: stake, co-staking offers, slashing cases (redacted) and burns.
+//! * `bookings.rs`: rentals and payments without who made them.
 
 mod blocks;
+mod bookings;
 mod devices;
+mod history;
 mod network;
+mod staking;
 
 use std::sync::Arc;
 
 use iocloud_billing::{Currency, Money};
 use iocloud_db::Db;
 
+use crate::costaking::Costaking;
 use crate::providers::Catalog;
+use crate::rewards::Rewards;
 
 pub use blocks::{ExplorerBlock, ExplorerBlockDetail, ReasonCount, TopEarner};
-pub use devices::{DeviceFilter, ExplorerDevice, ExplorerDeviceDetail, HourOutcome, UptimeDay};
+pub use bookings::{Payment, Rental};
+pub use devices::{
+    DeviceFilter, ExplorerDevice, ExplorerDeviceDetail, HourOutcome, ProofCounts, UptimeDay,
+};
+pub use history::{EmissionSchedule, EmissionYear, NetworkPeriod, Period};
 pub use network::{MAX_HOURS, ModelCount, NetworkHour, NetworkNow, RegionCount};
+pub use staking::{CaseCount, CaseFilter, EvidenceCount, ExplorerCase, ModelStake, StakingNow};
 
 /// The explorer's reads (see the module's documentation).
 #[derive(Clone)]
 pub struct Explorer {
     db: Db,
     catalog: Arc<Catalog>,
+    /// The emission schedule and the supply.
+    rewards: Rewards,
+    /// The open co-staking offers, as the market lists them.
+    costaking: Costaking,
     /// The network now, as last read, and when: every visitor's first page reads it, and it
     /// is one grouped read of the whole market, so a replica reads it at most this often.
     network: Arc<parking_lot::Mutex<Option<(std::time::Instant, NetworkNow)>>>,
@@ -38,10 +55,17 @@ pub struct Explorer {
 const NETWORK_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Explorer {
-    pub(crate) fn new(db: Db, catalog: Arc<Catalog>) -> Explorer {
+    pub(crate) fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        rewards: Rewards,
+        costaking: Costaking,
+    ) -> Explorer {
         Explorer {
             db,
             catalog,
+            rewards,
+            costaking,
             network: Default::default(),
         }
     }

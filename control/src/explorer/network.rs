@@ -73,6 +73,8 @@ pub struct NetworkHour {
     /// Of those, the devices that served a rental in the hour, and their GPUs.
     pub rented_devices: i64,
     pub rented_gpus: i64,
+    /// $IO backing the network in the hour (providers' stake and co-stake).
+    pub staked: String,
 }
 
 /// The most hours one answer covers: 90 days.
@@ -90,6 +92,12 @@ impl Explorer {
         let now = self.read_network().await?;
         *self.network.lock() = Some((std::time::Instant::now(), now.clone()));
         Ok(now)
+    }
+
+    /// The network now, read from the devices whatever this replica read last (the one-hour
+    /// rollup the benchmark times).
+    pub async fn network_fresh(&self) -> Result<NetworkNow> {
+        self.read_network().await
     }
 
     async fn read_network(&self) -> Result<NetworkNow> {
@@ -174,8 +182,8 @@ impl Explorer {
             ));
         }
         let since = now_micros().div_euclid(MICROS_PER_HOUR) - hours;
-        let rows: Vec<(i64, i64, i64, i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT hour, listed_devices, listed_gpus, rented_devices, rented_gpus FROM reward_blocks \
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = db_run!(&self.db, |p| sqlx::query_as(
+            "SELECT hour, listed_devices, listed_gpus, rented_devices, rented_gpus, staked FROM reward_blocks \
              WHERE hour >= $1 ORDER BY hour"
         )
         .bind(since)
@@ -185,12 +193,13 @@ impl Explorer {
         Ok(rows
             .into_iter()
             .map(
-                |(hour, devices, gpus, rented_devices, rented_gpus)| NetworkHour {
+                |(hour, devices, gpus, rented_devices, rented_gpus, staked)| NetworkHour {
                     hour: Timestamp::from(hour * MICROS_PER_HOUR),
                     devices,
                     gpus,
                     rented_devices,
                     rented_gpus,
+                    staked: super::io(staked),
                 },
             )
             .collect())

@@ -80,6 +80,8 @@ pub(crate) struct Tally {
     pub by_reason: BTreeMap<&'static str, i64>,
     /// (device, model, region, amount), highest amount first.
     pub top: Vec<(String, String, String, i64)>,
+    /// $IO micro-units backing the network in the hour.
+    pub staked: i64,
 }
 
 /// How many earners a block keeps for the explorer.
@@ -91,7 +93,10 @@ impl Tally {
     fn of(facts: &Facts, rows: &[DeviceOutcome]) -> Tally {
         let mut by_model: HashMap<&str, Count> = HashMap::new();
         let mut by_region: HashMap<&str, Count> = HashMap::new();
-        let mut t = Tally::default();
+        let mut t = Tally {
+            staked: facts.staked,
+            ..Tally::default()
+        };
         let mut earners: Vec<(usize, i64)> = Vec::new();
         for (i, (d, r)) in facts.devices.iter().zip(rows).enumerate() {
             if let Some(reason) = r.reason {
@@ -330,8 +335,8 @@ pub(crate) async fn write(
     let claimed = tx_run!(&mut tx, |c| sqlx::query(
         "INSERT INTO reward_blocks (hour, params_version, emission, gpu_pool, cpu_pool, gpu_paid, cpu_paid, \
          gpu_score, cpu_score, eligible_devices, ineligible_devices, created_at, \
-         listed_devices, listed_gpus, rented_devices, rented_gpus, ineligible_by_reason, top_earners, by_model, by_region) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         listed_devices, listed_gpus, rented_devices, rented_gpus, ineligible_by_reason, top_earners, by_model, by_region, staked) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
          ON CONFLICT (hour) DO NOTHING"
     )
     .bind(hour)
@@ -354,6 +359,7 @@ pub(crate) async fn write(
     .bind(&top)
     .bind(&by_model)
     .bind(&by_region)
+    .bind(net.staked)
     .execute(c)
     .await
     .map(|r| r.rows_affected()))

@@ -64,6 +64,8 @@ pub(crate) struct Facts {
     pub open_cases: HashMap<String, String>,
     /// Co-stakes that backed their device through the hour, by device.
     pub costakes: HashMap<String, Backing>,
+    /// $IO micro-units backing the network in the hour: providers' active stake and co-stakes.
+    pub staked: i64,
 }
 
 impl Facts {
@@ -235,7 +237,9 @@ pub(crate) async fn read(
         .into_iter()
         .collect();
 
+    let staked = stakes.values().sum();
     Ok(Facts {
+        staked,
         costakes,
         open_cases,
         listing,

@@ -20,6 +20,7 @@ use iocloud_billing::rewards::RewardParams;
 use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, db_run};
 
+use crate::governance::Governance;
 use crate::leases::Leases;
 use crate::providers::Catalog;
 use crate::{Error, Result};
@@ -53,7 +54,8 @@ pub struct Rewards {
     catalog: Arc<Catalog>,
     leases: Leases,
     schedule: Arc<Schedule>,
-    params: RewardParams,
+    /// The reward rules of the parameters in force at each block's hour.
+    governance: Governance,
     /// Silence longer than this breaks a device's hour.
     heartbeat_timeout: Duration,
     /// How long after an hour ends its block is written: late heartbeats and proofs answered
@@ -68,6 +70,7 @@ impl Rewards {
         leases: Leases,
         heartbeat_timeout: Duration,
         delay: Duration,
+        governance: Governance,
     ) -> Result<Self> {
         let schedule = Schedule::new(EmissionParams::default())
             .map_err(|e| Error::Internal(format!("the emission schedule: {e}")))?;
@@ -76,7 +79,7 @@ impl Rewards {
             catalog,
             leases,
             schedule: Arc::new(schedule),
-            params: RewardParams::default(),
+            governance,
             heartbeat_timeout,
             delay,
         })
@@ -87,9 +90,10 @@ impl Rewards {
         &self.schedule
     }
 
-    /// The reward parameters in force.
-    pub fn params(&self) -> &RewardParams {
-        &self.params
+    /// The reward rules in force (this replica's copy of the latest parameters).
+    pub fn params(&self) -> RewardParams {
+        let v = self.governance.in_force();
+        v.params.reward_params(v.version)
     }
 
     /// Micro-$IO the block of `hour` (hours since the epoch) mints.
@@ -104,15 +108,17 @@ impl Rewards {
         let (start, end) = (hour * MICROS_PER_HOUR, (hour + 1) * MICROS_PER_HOUR);
         let facts = facts::read(&self.db, &self.catalog, hour, start, end).await?;
         let emission = self.emission_of(hour);
+        let in_force = self.governance.params_at(start).await?;
+        let params = in_force.params.reward_params(in_force.version);
         let computed = block::compute(
-            &self.params,
+            &params,
             &self.catalog,
             &facts,
             emission,
             (start, end),
             self.heartbeat_timeout.as_micros() as i64,
         );
-        let written = block::write(&self.db, hour, self.params.version, &computed).await?;
+        let written = block::write(&self.db, hour, params.version, &computed).await?;
         Ok(BlockReport {
             hour,
             written,

@@ -29,8 +29,9 @@ use crate::providers::Catalog;
 use crate::{Action, Actor, Error, ErrorCode, Result};
 use types::{CASE_COLUMNS, CaseRow};
 
-/// How long a provider has to appeal a case.
-pub const APPEAL_WINDOW_MICROS: i64 = 30 * 24 * 3_600_000_000;
+/// How long a provider has to appeal a case at launch; governance may change it
+/// (`appeal_window_hours`).
+pub const APPEAL_WINDOW_HOURS: i64 = 30 * 24;
 
 /// The lease one replica at a time runs the detectors and the burns under.
 const LEASE: &str = "slashing";
@@ -45,6 +46,8 @@ pub struct Slashing {
     catalog: Arc<Catalog>,
     audit: Audit,
     leases: Leases,
+    /// The appeal window in force.
+    governance: crate::governance::Governance,
 }
 
 /// What one pass of the detectors and burns did.
@@ -140,12 +143,19 @@ pub(crate) struct NewCase<'a> {
 }
 
 impl Slashing {
-    pub(crate) fn new(db: Db, catalog: Arc<Catalog>, audit: Audit, leases: Leases) -> Self {
+    pub(crate) fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        audit: Audit,
+        leases: Leases,
+        governance: crate::governance::Governance,
+    ) -> Self {
         Slashing {
             db,
             catalog,
             audit,
             leases,
+            governance,
         }
     }
 
@@ -201,7 +211,7 @@ impl Slashing {
         .bind(amount)
         .bind(from_stake)
         .bind(from_rewards)
-        .bind(now + APPEAL_WINDOW_MICROS)
+        .bind(now + self.governance.in_force().params.appeal_window_hours * 3_600_000_000)
         .bind(now)
         .bind(from_costake)
         .bind(costake.as_ref().map(|b| b.id.as_str()))

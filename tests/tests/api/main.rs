@@ -24,6 +24,7 @@ mod crash;
 mod devices;
 mod dropped_creates;
 mod explorer;
+mod governance;
 mod graphql;
 mod idempotency;
 mod invitation_email;

@@ -7,5 +7,6 @@ mod card_refunds;
 mod card_top_ups;
 mod chain_deposits;
 mod chain_payouts;
+mod explorer_payments;
 mod payout_crash;
 mod stripe;

@@ -193,11 +193,14 @@ async fn view(
         uptime_7d: percent(uptime.last_7d),
         uptime_30d: percent(uptime.last_30d),
         uptime_days: uptime_series(uptime_days),
-        reward_hours: blocks
-            .items
-            .into_iter()
-            .map(|b| super::rewards::hour_line(b, c.rewards.params()))
-            .collect(),
+        reward_hours: {
+            let rules = c.rewards.params();
+            blocks
+                .items
+                .into_iter()
+                .map(|b| super::rewards::hour_line(b, &rules))
+                .collect()
+        },
         rentals: rentals.into_iter().map(rental_line).collect(),
         nodes_ok: uptime.nodes_ok,
         nodes_failed: uptime.nodes_failed,

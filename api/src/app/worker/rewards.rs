@@ -60,7 +60,7 @@ async fn view(state: &AppState, actor: &Actor) -> iocloud_control::Result<Reward
     };
     Ok(RewardsView {
         money,
-        rules: rules(rewards.params()),
+        rules: rules(&rewards.params()),
     })
 }
 

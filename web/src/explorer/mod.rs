@@ -1,11 +1,32 @@
 //! IO Explorer's pages: public, no sign-in. The network (tiles, a world map of the regions, GPUs
-//! listed and rented by hour, models and regions, the latest blocks), the device directory with
-//! its filters, a device's page, and a block's page. The views are plain figures already in
-//! words; the server fills them from the explorer's calls.
+//! listed and rented by hour, day and month, models and regions, the latest blocks), the device
+//! directory with its filters, a device's page and its verification history, the blocks with
+//! the emission schedule, and a block's page; `staking.rs` has staking and slashing,
+//! `bookings.rs` the rentals and payments. The views are plain figures already in words; the
+//! server fills them from the explorer's calls.
+
+mod bookings;
+mod governance;
+mod staking;
 
 use maud::{DOCTYPE, Markup, html};
 
 use crate::app::layout_head;
+
+pub use bookings::{BookingsView, PaymentLine, RentalLine, bookings_page};
+pub use governance::{
+    GovernanceView, ProposalLine, ProposalView, VersionLine, governance_page, proposal_page,
+};
+pub use staking::{CaseLine, OfferLine, StakingView, staking_page};
+
+/// An instant as a reader wants it: to the minute, UTC (the `datetime` attribute keeps it
+/// whole).
+fn when(rfc3339: &str) -> String {
+    match rfc3339.get(..16) {
+        Some(minute) => format!("{} UTC", minute.replace('T', " ")),
+        None => rfc3339.to_string(),
+    }
+}
 
 /// A figure and what it is.
 pub struct Tile {
@@ -32,11 +53,23 @@ pub struct ModelLine {
     pub gpus_hired: i64,
 }
 
-/// An hour of the history: GPUs listed, and of them rented.
-pub struct HourBar {
-    pub hour: String,
+/// A bar of a chart: its whole and, darker, the part of it (zero for none), with what it says
+/// in words when pointed at.
+pub struct Bar {
+    pub whole: f64,
+    pub part: f64,
+    pub tip: String,
+}
+
+/// A day or a month of the network.
+pub struct PeriodLine {
+    pub period: String,
+    pub devices: i64,
     pub gpus: i64,
-    pub rented_gpus: i64,
+    pub rented_gpu_hours: i64,
+    pub utilisation: String,
+    pub emission: String,
+    pub staked: String,
 }
 
 /// A block's line.
@@ -56,7 +89,11 @@ pub struct NetworkView {
     pub supply: Vec<Tile>,
     pub regions: Vec<MapRegion>,
     pub models: Vec<ModelLine>,
-    pub hours: Vec<HourBar>,
+    /// GPUs listed (whole) and rented (part) by hour over the last week.
+    pub hours: Vec<Bar>,
+    /// The last 30 days, and the last 12 months.
+    pub days: Vec<PeriodLine>,
+    pub months: Vec<PeriodLine>,
     pub blocks: Vec<BlockLine>,
 }
 
@@ -97,10 +134,23 @@ pub struct HourLine {
 pub struct DeviceView {
     pub id: String,
     pub facts: Vec<Tile>,
+    /// Hourly proofs over 30 days by outcome.
+    pub proofs_30d: Vec<Tile>,
     /// (day, minutes heard).
     pub uptime: Vec<(String, i64)>,
     pub proofs: Vec<HourLine>,
     pub blocks: Vec<HourLine>,
+}
+
+/// A year of the emission schedule.
+pub struct EmissionLine {
+    pub year: i64,
+    pub starts: String,
+    pub emitted: String,
+    pub supply_at_end: String,
+    /// Micro-$IO emitted, for the bar's height.
+    pub emitted_units: f64,
+    pub current: bool,
 }
 
 /// A block's page.
@@ -119,6 +169,9 @@ fn frame(section: &str, title: &str, body: Markup) -> Markup {
         ("/explorer", "Network"),
         ("/explorer/devices", "Devices"),
         ("/explorer/blocks", "Blocks"),
+        ("/explorer/staking", "Staking"),
+        ("/explorer/bookings", "Bookings"),
+        ("/explorer/governance", "Governance"),
     ];
     html! {
         (DOCTYPE)
@@ -194,25 +247,51 @@ fn world_map(regions: &[MapRegion]) -> Markup {
     }
 }
 
-/// GPUs listed and rented by hour, as bars; the table after it has the same figures.
-fn hours_chart(hours: &[HourBar]) -> Markup {
+/// Bars of a whole and, darker, a part of it, oldest first; a table near it has the same
+/// figures.
+fn bar_chart(id: &str, title: &str, caption: &str, bars: &[Bar]) -> Markup {
     let (w, h) = (720.0_f64, 160.0_f64);
-    let most = hours.iter().map(|b| b.gpus).max().unwrap_or(0).max(1) as f64;
-    let step = w / hours.len().max(1) as f64;
+    let most = bars.iter().map(|b| b.whole).fold(0.0_f64, f64::max);
+    let most = if most > 0.0 { most } else { 1.0 };
+    let step = w / bars.len().max(1) as f64;
+    let width = format!("{:.1}", (step - 1.0).max(1.0));
     html! {
         figure class="chart" {
-            svg viewBox=(format!("0 0 {w} {h}")) role="img" aria-labelledby="hours-title" {
-                title id="hours-title" { "GPUs listed and rented, by hour" }
-                @for (i, b) in hours.iter().enumerate() {
-                    @let listed = b.gpus as f64 / most * (h - 10.0);
-                    @let rented = b.rented_gpus as f64 / most * (h - 10.0);
-                    rect x=(format!("{:.1}", i as f64 * step)) y=(format!("{:.1}", h - listed)) width=(format!("{:.1}", (step - 1.0).max(1.0))) height=(format!("{listed:.1}")) fill="currentColor" fill-opacity="0.25" {}
-                    rect x=(format!("{:.1}", i as f64 * step)) y=(format!("{:.1}", h - rented)) width=(format!("{:.1}", (step - 1.0).max(1.0))) height=(format!("{rented:.1}")) fill="currentColor" fill-opacity="0.8" {
-                        title { (b.hour) ": " (b.rented_gpus) " of " (b.gpus) " GPUs rented" }
+            svg viewBox=(format!("0 0 {w} {h}")) role="img" aria-labelledby=(id) {
+                title id=(id) { (title) }
+                @for (i, b) in bars.iter().enumerate() {
+                    @let x = format!("{:.1}", i as f64 * step);
+                    @let whole = b.whole / most * (h - 10.0);
+                    @let part = b.part / most * (h - 10.0);
+                    rect x=(x) y=(format!("{:.1}", h - whole)) width=(width) height=(format!("{whole:.1}")) fill="currentColor" fill-opacity="0.25" {
+                        title { (b.tip) }
+                    }
+                    @if b.part > 0.0 {
+                        rect x=(x) y=(format!("{:.1}", h - part)) width=(width) height=(format!("{part:.1}")) fill="currentColor" fill-opacity="0.8" {
+                            title { (b.tip) }
+                        }
                     }
                 }
             }
-            figcaption { "GPUs listed (light) and rented (dark) in each hour with a block, oldest first." }
+            figcaption { (caption) }
+        }
+    }
+}
+
+fn periods_table(caption: &str, periods: &[PeriodLine]) -> Markup {
+    html! {
+        table tabindex="0" {
+            caption { (caption) }
+            thead { tr { th { "Period" } th class="n" { "Devices" } th class="n" { "GPUs" } th class="n" { "GPU-hours rented" } th class="n" { "Utilisation" } th class="n" { "Minted $IO" } th class="n" { "Staked $IO" } } }
+            tbody {
+                @for p in periods {
+                    tr {
+                        td { (p.period) }
+                        td class="n" { (p.devices) } td class="n" { (p.gpus) } td class="n" { (p.rented_gpu_hours) }
+                        td class="n" { (p.utilisation) } td class="n" { (p.emission) } td class="n" { (p.staked) }
+                    }
+                }
+            }
         }
     }
 }
@@ -274,7 +353,18 @@ pub fn network_page(v: &NetworkView) -> Markup {
             @if v.hours.is_empty() {
                 p class="muted" { "No block has been written yet." }
             } @else {
-                (hours_chart(&v.hours))
+                (bar_chart("hours-title", "GPUs listed and rented, by hour", "GPUs listed (light) and rented (dark) in each hour with a block, oldest first.", &v.hours))
+            }
+            @if !v.days.is_empty() {
+                h2 { "By day and by month" }
+                @let days: Vec<Bar> = v.days.iter().map(|d| Bar {
+                    whole: d.gpus as f64 * 24.0,
+                    part: d.rented_gpu_hours as f64,
+                    tip: format!("{}: {} GPU-hours rented of about {} listed", d.period, d.rented_gpu_hours, d.gpus * 24),
+                }).collect();
+                (bar_chart("days-title", "GPU-hours listed and rented, by day", "GPU-hours listed (light) and rented (dark) each day over the last 30 days.", &days))
+                (periods_table("The last 30 days", &v.days))
+                (periods_table("The last 12 months", &v.months))
             }
             h2 { "Supply of $IO" }
             (tiles(&v.supply))
@@ -286,7 +376,7 @@ pub fn network_page(v: &NetworkView) -> Markup {
 }
 
 /// The blocks page (`/explorer/blocks`).
-pub fn blocks_page(blocks: &[BlockLine], next: Option<&str>) -> Markup {
+pub fn blocks_page(blocks: &[BlockLine], next: Option<&str>, emission: &[EmissionLine]) -> Markup {
     frame(
         "Blocks",
         "Hourly blocks",
@@ -296,6 +386,46 @@ pub fn blocks_page(blocks: &[BlockLine], next: Option<&str>) -> Markup {
             @if let Some(next) = next {
                 p { a href=(format!("/explorer/blocks?cursor={next}")) { "Older blocks" } }
             }
+            h2 { "The emission schedule" }
+            p { "Each month mints a little less than the month before until the supply reaches its cap; the year the network is in is darker." }
+            @let bars: Vec<Bar> = emission.iter().map(|y| Bar {
+                whole: y.emitted_units,
+                part: if y.current { y.emitted_units } else { 0.0 },
+                tip: format!("Year {}: {} $IO minted", y.year, y.emitted),
+            }).collect();
+            (bar_chart("emission-title", "$IO minted each year to the cap", "$IO minted in each year from launch; the darker bar is this year.", &bars))
+            table tabindex="0" {
+                thead { tr { th class="n" { "Year" } th { "From" } th class="n" { "Minted $IO" } th class="n" { "Supply at its end $IO" } } }
+                tbody {
+                    @for y in emission {
+                        tr {
+                            td class="n" { (y.year) @if y.current { " (now)" } }
+                            td { time datetime=(y.starts) { (y.starts[..10]) } }
+                            td class="n" { (y.emitted) } td class="n" { (y.supply_at_end) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A device's verification history (`/explorer/devices/{id}/proofs`).
+pub fn proofs_page(id: &str, proofs: &[HourLine], next: Option<&str>) -> Markup {
+    frame(
+        "Devices",
+        &format!("Hourly proofs of device {id}"),
+        html! {
+            p { "Every hour a listed device serving no rental answers a proof of work sized to its GPUs; these are its answers, newest first." }
+            @if proofs.is_empty() {
+                p class="muted" { "No proof yet." }
+            } @else {
+                (hours_table("Hourly proofs", proofs, false))
+            }
+            @if let Some(next) = next {
+                p { a href=(format!("/explorer/devices/{id}/proofs?cursor={next}")) { "Older proofs" } }
+            }
+            p { a href=(format!("/explorer/devices/{id}")) { "The device" } }
         },
     )
 }
@@ -392,6 +522,12 @@ pub fn device_page(v: &DeviceView) -> Markup {
             @if v.uptime.is_empty() {
                 p class="muted" { "Not heard from in the last 30 days." }
             } @else {
+                @let bars: Vec<Bar> = v.uptime.iter().map(|(day, minutes)| Bar {
+                    whole: 1440.0,
+                    part: *minutes as f64,
+                    tip: format!("{day}: {:.1} hours heard", *minutes as f64 / 60.0),
+                }).collect();
+                (bar_chart("uptime-title", "Hours heard each day", "Each day's 24 hours (light) and the hours the device was heard (dark).", &bars))
                 table tabindex="0" {
                     thead { tr { th { "Day" } th class="n" { "Hours heard" } } }
                     tbody {
@@ -400,6 +536,13 @@ pub fn device_page(v: &DeviceView) -> Markup {
                         }
                     }
                 }
+            }
+            h2 { "Verification, last 30 days" }
+            (tiles(&v.proofs_30d))
+            p {
+                a href=(format!("/explorer/devices/{}/proofs", v.id)) { "Every hourly proof" }
+                " · "
+                a href=(format!("/explorer/staking?device_id={}", v.id)) { "Its slashing cases" }
             }
             h2 { "Last 48 hours" }
             (hours_table("Hourly proofs", &v.proofs, false))
