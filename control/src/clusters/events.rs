@@ -374,7 +374,8 @@ impl Follow {
                 tokio::select! {
                     got = self.live.recv() => match got {
                         Ok(e) if e.cluster_id == self.cluster_id => {
-                            if e.seq == self.last + 1 {
+                            // A client may start after any number, the largest too.
+                            if self.last.checked_add(1) == Some(e.seq) {
                                 self.backlog.push_back(e);
                             } else if e.seq > self.last {
                                 // After a gap: the database has the ones between.

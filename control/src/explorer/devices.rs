@@ -189,28 +189,53 @@ impl Explorer {
         page: &PageRequest,
     ) -> Result<Page<ExplorerDevice>> {
         filter.check(self)?;
+        // Only the filters given, so the planner sees plain equalities and uses the directory's
+        // index; the values are bound, the numbers are the checked ones.
         let shown: Vec<String> = SHOWN.iter().map(|s| format!("'{s}'")).collect();
-        let sql = format!(
-            "SELECT {PUBLIC_COLUMNS} FROM devices d WHERE d.status IN ({}) AND d.id > $1 \
-             AND ($2 IS NULL OR ($2 = 'cpu' AND d.gpu_model IS NULL) OR d.gpu_model = $2) \
-             AND ($3 IS NULL OR d.region = $3) AND ($4 IS NULL OR d.status = $4) \
-             AND ($5 IS NULL OR (d.status = 'busy') = $5) AND d.reliability_bps >= $6 \
-             ORDER BY d.id LIMIT $7",
-            shown.join(", ")
-        );
+        let mut conds = vec![
+            format!("d.status IN ({})", shown.join(", ")),
+            "d.id > $1".to_string(),
+        ];
+        let mut texts: Vec<&str> = vec![page.after_id()];
+        match filter.gpu_model.as_deref() {
+            Some("cpu") => conds.push("d.gpu_model IS NULL".into()),
+            Some(m) => {
+                texts.push(m);
+                conds.push(format!("d.gpu_model = ${}", texts.len()));
+            }
+            None => {}
+        }
+        if let Some(r) = filter.region.as_deref() {
+            texts.push(r);
+            conds.push(format!("d.region = ${}", texts.len()));
+        }
+        if let Some(s) = filter.status.as_deref() {
+            texts.push(s);
+            conds.push(format!("d.status = ${}", texts.len()));
+        }
+        match filter.hired {
+            Some(true) => conds.push("d.status = 'busy'".into()),
+            Some(false) => conds.push("d.status <> 'busy'".into()),
+            None => {}
+        }
         let min_bps = filter
             .min_reliability
             .map_or(0, |r| (r * 10_000.0).round() as i64);
-        let rows: Vec<DeviceRow> = db_run!(&self.db, |p| sqlx::query_as(&sql)
-            .bind(page.after_id())
-            .bind(&filter.gpu_model)
-            .bind(&filter.region)
-            .bind(&filter.status)
-            .bind(filter.hired)
-            .bind(min_bps)
-            .bind(page.fetch_limit())
-            .fetch_all(p)
-            .await)
+        if min_bps > 0 {
+            conds.push(format!("d.reliability_bps >= {min_bps}"));
+        }
+        let sql = format!(
+            "SELECT {PUBLIC_COLUMNS} FROM devices d WHERE {} ORDER BY d.id LIMIT {}",
+            conds.join(" AND "),
+            page.fetch_limit()
+        );
+        let rows: Vec<DeviceRow> = db_run!(&self.db, |p| {
+            let mut q = sqlx::query_as(&sql);
+            for t in &texts {
+                q = q.bind(*t);
+            }
+            q.fetch_all(p).await
+        })
         .map_err(DbError::from)?;
         let devices: Vec<ExplorerDevice> = rows.into_iter().map(ExplorerDevice::from).collect();
         Ok(Page::from_rows(devices, page, |d| d.id.as_str()))

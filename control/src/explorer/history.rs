@@ -13,7 +13,7 @@ use crate::rewards::MICROS_PER_HOUR;
 use crate::{Error, Result};
 
 /// How the history is cut.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Period {
     /// UTC days.
     Day,
@@ -102,12 +102,25 @@ struct Day {
 
 impl Explorer {
     /// The last `count` days or months (1 to the period's [`Period::max_count`]) with a block,
-    /// oldest first; the current one so far.
+    /// oldest first; the current one so far. A replica reads each at most once a minute.
     pub async fn network_history(&self, period: Period, count: i64) -> Result<Vec<NetworkPeriod>> {
         let max = period.max_count();
         if !(1..=max).contains(&count) {
             return Err(Error::validation("count", format!("between 1 and {max}")));
         }
+        if let Some((at, rows)) = self.history.lock().get(&(period, count))
+            && at.elapsed() < super::HISTORY_FRESH
+        {
+            return Ok(rows.clone());
+        }
+        let rows = self.read_history(period, count).await?;
+        self.history
+            .lock()
+            .insert((period, count), (std::time::Instant::now(), rows.clone()));
+        Ok(rows)
+    }
+
+    async fn read_history(&self, period: Period, count: i64) -> Result<Vec<NetworkPeriod>> {
         let today = now_micros().div_euclid(MICROS_PER_HOUR * 24);
         let first_day = match period {
             Period::Day => today - (count - 1),

@@ -49,10 +49,20 @@ pub struct Explorer {
     /// The network now, as last read, and when: every visitor's first page reads it, and it
     /// is one grouped read of the whole market, so a replica reads it at most this often.
     network: Arc<parking_lot::Mutex<Option<(std::time::Instant, NetworkNow)>>>,
+    /// The network by day or month, as last read, and when: a year of blocks summed, which
+    /// changes once an hour.
+    history: Arc<parking_lot::Mutex<HistoryCache>>,
 }
+
+/// Each history asked for (by period and count), with when it was read.
+type HistoryCache =
+    std::collections::HashMap<(Period, i64), (std::time::Instant, Vec<NetworkPeriod>)>;
 
 /// How long a replica answers the network now from its last read.
 const NETWORK_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a replica answers the network by day or month from its last read.
+const HISTORY_FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Explorer {
     pub(crate) fn new(
@@ -67,6 +77,7 @@ impl Explorer {
             rewards,
             costaking,
             network: Default::default(),
+            history: Default::default(),
         }
     }
 }

@@ -31,6 +31,19 @@ async fn a_follower_sees_every_event_once_through_terminated(b: Backend) {
             .expect("the stream is open");
         seqs.push(e["seq"].as_i64().unwrap());
     }
+    // A follower may start after any number, the largest too: live events must not overflow
+    // its arithmetic (the stream stays sound, it just has nothing to send).
+    let mut beyond = app
+        .client
+        .get(app.url(&format!(
+            "/v1/clusters/{id}/events?follow=true&after={}",
+            i64::MAX
+        )))
+        .bearer_auth(&s.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 200);
     let asked = Instant::now();
     let gone = app.delete(&format!("/v1/clusters/{id}"), &s.access).await;
     assert_eq!(gone.status, 200, "{}", gone.text);
@@ -44,6 +57,20 @@ async fn a_follower_sees_every_event_once_through_terminated(b: Backend) {
         asked.elapsed() < Duration::from_secs(4),
         "the stream ended {:?} after the delete",
         asked.elapsed()
+    );
+    let broken = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match beyond.chunk().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(e) => return Some(e),
+            }
+        }
+    })
+    .await;
+    assert!(
+        !matches!(broken, Ok(Some(_))),
+        "the stream after the largest number broke: {broken:?}"
     );
     let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
     assert_eq!(seqs, expected, "each event once, in order, none missing");
