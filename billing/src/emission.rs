@@ -15,9 +15,6 @@
 //!
 //! With the defaults E0 ≈ 3,345,674.56 $IO and the last month emits ≈ 288,618.47 $IO.
 //!
-//! One file: the formula, its integer month table and the split of a month into hours are one
-//! schedule, and nearly half the file is its table and property tests, which check them together.
-//!
 //! Everything is counted in integer micro-$IO, so every replica, every audit and every later
 //! recomputation gets the same numbers, and the totals are exact:
 //!

@@ -145,24 +145,26 @@ impl Explorer {
     /// Payments in and out, newest first.
     pub async fn payments(&self, page: &PageRequest) -> Result<Page<Payment>> {
         let (before_at, before_id) = payment_cursor(page)?;
-        // A deposit's amount is what the ledger credited (the token's base units converted);
-        // its transaction has one posting into the organisation's wallet.
+        // The page first, then each deposit's amount from its ledger transaction (what the
+        // ledger credited, the token's base units converted): never a lookup past the page.
         let rows: Vec<PaymentRow> = db_run!(&self.db, |p| sqlx::query_as(
-            "SELECT at, id, rail, direction, amount, currency, token, signature FROM ( \
-               SELECT succeeded_at AS at, id, 'card' AS rail, 'in' AS direction, \
-                 COALESCE(received, amount) AS amount, 'USD' AS currency, \
-                 CAST(NULL AS TEXT) AS token, CAST(NULL AS TEXT) AS signature \
-               FROM top_ups WHERE status = 'succeeded' \
-               UNION ALL \
-               SELECT c.seen_at, c.id, 'solana', 'in', \
-                 (SELECT COALESCE(MAX(lp.amount), 0) FROM ledger_postings lp WHERE lp.transaction_id = c.transaction_id), \
-                 COALESCE((SELECT MAX(lp.currency) FROM ledger_postings lp WHERE lp.transaction_id = c.transaction_id), c.token), \
-                 c.token, c.signature \
-               FROM chain_deposits c WHERE c.status IN ('credited', 'assigned') AND c.transaction_id IS NOT NULL \
-               UNION ALL \
-               SELECT paid_at, id, 'solana', 'out', amount, currency, token, signature \
-               FROM payouts WHERE status = 'paid' \
-             ) x WHERE at < $1 OR (at = $1 AND id < $2) ORDER BY at DESC, id DESC LIMIT $3"
+            "SELECT at, id, rail, direction, \
+               COALESCE(amount, (SELECT MAX(lp.amount) FROM ledger_postings lp WHERE lp.transaction_id = x.transaction_id), 0) AS amount, \
+               COALESCE((SELECT MAX(lp.currency) FROM ledger_postings lp WHERE lp.transaction_id = x.transaction_id), currency) AS currency, \
+               token, signature FROM ( \
+               SELECT at, id, rail, direction, amount, currency, token, signature, transaction_id FROM ( \
+                 SELECT succeeded_at AS at, id, 'card' AS rail, 'in' AS direction, \
+                   COALESCE(received, amount) AS amount, 'USD' AS currency, \
+                   CAST(NULL AS TEXT) AS token, CAST(NULL AS TEXT) AS signature, CAST(NULL AS TEXT) AS transaction_id \
+                 FROM top_ups WHERE status = 'succeeded' \
+                 UNION ALL \
+                 SELECT seen_at, id, 'solana', 'in', CAST(NULL AS BIGINT), token, token, signature, transaction_id \
+                 FROM chain_deposits WHERE status IN ('credited', 'assigned') AND transaction_id IS NOT NULL \
+                 UNION ALL \
+                 SELECT paid_at, id, 'solana', 'out', amount, currency, token, signature, CAST(NULL AS TEXT) \
+                 FROM payouts WHERE status = 'paid' \
+               ) u WHERE at < $1 OR (at = $1 AND id < $2) ORDER BY at DESC, id DESC LIMIT $3 \
+             ) x ORDER BY at DESC, id DESC"
         )
         .bind(before_at)
         .bind(&before_id)

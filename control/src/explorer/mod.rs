@@ -42,7 +42,7 @@ pub use staking::{CaseCount, CaseFilter, EvidenceCount, ExplorerCase, ModelStake
 pub struct Explorer {
     db: Db,
     catalog: Arc<Catalog>,
-    /// The emission schedule and the supply.
+    /// The emission schedule.
     rewards: Rewards,
     /// The open co-staking offers, as the market lists them.
     costaking: Costaking,

@@ -225,7 +225,15 @@ impl Explorer {
             })
             .collect();
         bonded_by_model.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.gpu_model.cmp(&b.1.gpu_model)));
-        let supply = self.rewards.supply(None).await?;
+        // What the burn account holds: every $IO burned, without summing its postings.
+        let burned: i64 = db_run!(&self.db, |p| sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(balance), 0) AS BIGINT) FROM ledger_accounts WHERE kind = $1 AND currency = $2"
+        )
+        .bind(iocloud_billing::AccountKind::Burn.as_str())
+        .bind(iocloud_billing::Currency::Io.code())
+        .fetch_one(p)
+        .await)
+        .map_err(DbError::from)?;
         Ok(StakingNow {
             as_of: Timestamp::from(now_micros()),
             staked: io(of("active")),
@@ -243,7 +251,7 @@ impl Explorer {
                 })
                 .collect(),
             in_escrow: io(in_escrow),
-            burned: supply.burned,
+            burned: io(burned),
         })
     }
 

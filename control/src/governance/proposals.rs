@@ -338,15 +338,50 @@ impl Governance {
             .fetch_all(p)
             .await)
         .map_err(DbError::from)?;
-        let mut items = Vec::with_capacity(rows.len());
-        for r in rows {
-            let tally = if r.status == ProposalStatus::Voting.as_str() {
-                self.tally(&r.id).await?
-            } else {
-                (r.yes_weight, r.no_weight, r.abstain_weight, 0)
-            };
-            items.push(self.view(r, tally));
+        // The live tallies of the page's open votes, in one read.
+        let voting: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.status == ProposalStatus::Voting.as_str())
+            .map(|r| r.id.as_str())
+            .collect();
+        let mut live: std::collections::HashMap<String, Tally> = Default::default();
+        if !voting.is_empty() {
+            let marks: Vec<String> = (1..=voting.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT proposal_id, choice, CAST(SUM(weight) AS BIGINT), COUNT(*) FROM proposal_votes \
+                 WHERE proposal_id IN ({}) GROUP BY proposal_id, choice",
+                marks.join(", ")
+            );
+            let sums: Vec<(String, String, i64, i64)> = db_run!(&self.db, |p| {
+                let mut q = sqlx::query_as(&sql);
+                for id in &voting {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(p).await
+            })
+            .map_err(DbError::from)?;
+            for (id, choice, weight, n) in sums {
+                let t = live.entry(id).or_default();
+                match Choice::parse(&choice) {
+                    Some(Choice::Yes) => t.0 += weight,
+                    Some(Choice::No) => t.1 += weight,
+                    Some(Choice::Abstain) => t.2 += weight,
+                    None => {}
+                }
+                t.3 += n;
+            }
         }
+        let items: Vec<Proposal> = rows
+            .into_iter()
+            .map(|r| {
+                let tally = if r.status == ProposalStatus::Voting.as_str() {
+                    live.get(&r.id).copied().unwrap_or_default()
+                } else {
+                    (r.yes_weight, r.no_weight, r.abstain_weight, 0)
+                };
+                self.view(r, tally)
+            })
+            .collect();
         Ok(Page::from_rows(items, page, |p| p.id.as_str()))
     }
 

@@ -74,6 +74,11 @@ async fn a_change_passes_waits_out_its_timelock_and_splits_the_next_block(b: Bac
     app.post("/v1/governance/proposals", None, split(7_000))
         .await
         .assert_problem(401, "unauthenticated");
+    // A read-only key of a staked organisation may read, not propose or vote.
+    let (_, read_only) = app.api_key(&big.access, &["read"]).await;
+    app.post("/v1/governance/proposals", Some(&read_only), split(7_000))
+        .await
+        .assert_problem(403, "forbidden");
     assert_eq!(app.count("SELECT COUNT(*) FROM proposals").await, before);
 
     // The proposal: weights are the stake held now.
@@ -126,6 +131,13 @@ async fn a_change_passes_waits_out_its_timelock_and_splits_the_next_block(b: Bac
     assert_eq!(more.status, 201, "{}", more.text);
     let v = vote(&small, "yes").await;
     assert_eq!(v.body["weight"], "200000.00", "the snapshot's weight");
+    app.put(
+        &format!("/v1/governance/proposals/{id}/vote"),
+        &read_only,
+        json!({"choice": "no"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
     assert_eq!(vote(&big, "yes").await.status, 200);
     let live = app
         .get_public(&format!("/v1/governance/proposals/{id}"))
@@ -137,6 +149,10 @@ async fn a_change_passes_waits_out_its_timelock_and_splits_the_next_block(b: Bac
         live.text
     );
     assert_eq!(live.body["total_weight"], "1200000.00");
+    let open = app
+        .get_public("/v1/governance/proposals?status=voting")
+        .await;
+    assert_eq!(open.body["items"][0]["yes"], "1200000.00", "{}", open.text);
 
     // Nothing closes before the end; two replicas at the end close it once.
     assert_eq!(gov.run_pass(now_micros()).await.unwrap().closed, 0);
