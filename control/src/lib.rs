@@ -156,10 +156,13 @@ impl Control {
             settings.io_price.clone(),
             std::time::Duration::from_secs(60),
         ));
-        // The protocol's parameters in force: the fee, the reward rules, the appeal window.
+        let catalog = Arc::new(catalog);
+        // The protocol's parameters in force: the fee, the reward rules, the stake per GPU and
+        // the model multipliers, the appeal window.
         let governance = governance::Governance::new(
             db.clone(),
             leases::Leases::new(db.clone()),
+            catalog.clone(),
             governance::GovernanceSettings::default(),
             governance::ProtocolParams::launch(
                 settings.platform_fee_bps,
@@ -199,8 +202,7 @@ impl Control {
             idempotency::Idempotency::new(db.clone(), settings.retention.idempotency_keys);
         let sweeper =
             retention::Sweeper::new(db.clone(), settings.retention.clone(), idempotency.clone());
-        let catalog = Arc::new(catalog);
-        let stake = providers::stake::Stake::new(db.clone(), catalog.clone());
+        let stake = providers::stake::Stake::new(db.clone(), catalog.clone(), governance.clone());
         let reliability = providers::reliability::Reliability::new(db.clone());
         let heartbeats = Arc::new(providers::heartbeats::HeartbeatBuffer::default());
         let agents = providers::agent::Agents::new(
@@ -226,7 +228,12 @@ impl Control {
             settings.heartbeat_flush,
         );
         let capacity = capacity::Capacity::new(db.clone(), agents.clone(), &catalog);
-        let quotes = quotes::Quotes::new(db.clone(), catalog.clone(), capacity.clone());
+        let quotes = quotes::Quotes::new(
+            db.clone(),
+            catalog.clone(),
+            capacity.clone(),
+            governance.clone(),
+        );
         let offers = offers::Offers::new(catalog.clone(), capacity.clone());
         let settings = Arc::new(settings);
         let audit = audit::Audit::new(db.clone(), kv.clone());
@@ -286,6 +293,7 @@ impl Control {
             catalog.clone(),
             rewards.clone(),
             costaking.clone(),
+            stake.clone(),
         );
         Ok(Self {
             accounts,

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use std::sync::Arc;
 
 use crate::capacity::Capacity;
+use crate::governance::Governance;
 use crate::placement::{Colocation, Plan, Preference, Request};
 use crate::providers::Catalog;
 use crate::{Action, Actor, Error, ErrorCode, Result};
@@ -124,6 +125,15 @@ pub struct Quote {
     pub expires_at: Timestamp,
     pub duration_hours: i64,
     pub plans: Vec<PlanView>,
+    /// The version of the protocol's parameters in force when it was priced
+    /// (`/v1/governance/params`).
+    #[serde(default = "launch_version")]
+    pub params_version: i64,
+}
+
+/// Quotes stored before parameters were versioned were priced under the launch ones.
+fn launch_version() -> i64 {
+    1
 }
 
 fn usd(micros: i64) -> String {
@@ -169,14 +179,21 @@ pub struct Quotes {
     db: iocloud_db::Db,
     catalog: Arc<Catalog>,
     capacity: Capacity,
+    governance: Governance,
 }
 
 impl Quotes {
-    pub(crate) fn new(db: iocloud_db::Db, catalog: Arc<Catalog>, capacity: Capacity) -> Quotes {
+    pub(crate) fn new(
+        db: iocloud_db::Db,
+        catalog: Arc<Catalog>,
+        capacity: Capacity,
+        governance: Governance,
+    ) -> Quotes {
         Quotes {
             db,
             catalog,
             capacity,
+            governance,
         }
     }
 
@@ -333,6 +350,7 @@ impl Quotes {
             expires_at: Timestamp::from_micros(now + QUOTE_TTL_MICROS),
             duration_hours: i64::from(request.duration_hours),
             plans: plans.iter().map(PlanView::from).collect(),
+            params_version: self.governance.in_force_at(now).version,
         };
         let body = serde_json::to_string(&quote).map_err(|e| Error::Internal(e.to_string()))?;
         let asked = serde_json::to_string(q).map_err(|e| Error::Internal(e.to_string()))?;

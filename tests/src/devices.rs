@@ -2,6 +2,7 @@
 //! requests (with the device token), verification answered, and a provider staked for one
 //! verified rig. The device suites start from these.
 
+use iocloud_control::providers::agent::Heartbeat;
 use iocloud_control::providers::verification;
 use serde_json::{Value, json};
 
@@ -79,4 +80,38 @@ pub async fn verified_device(app: &TestApp, s: &Session, spec: Value) -> (String
 /// A heartbeat's telemetry with `free` GPUs free.
 pub fn beat(free: i64) -> Value {
     json!({"free_gpus": free, "utilization_pct": 37, "temperature_c": 64, "agent_version": "1.4.2"})
+}
+
+/// A CPU-only machine: 32 cores, 1 Gbps, as `POST /v1/devices` takes it.
+pub fn cpu_box(name: &str) -> Value {
+    json!({"name": name, "gpu_count": 0, "cpu_cores": 32, "ram_gib": 128,
+        "disk_gib": 500, "region": "eu-central", "country": "DE", "location": {"lat": 50.11, "lon": 8.68},
+        "bandwidth_mbps": {"up": 1000, "down": 1000}, "price_per_gpu_hour": "0.40"})
+}
+
+/// A heartbeat as an agent sends it: free GPUs, GPU and CPU use (percent), running nodes.
+pub fn heartbeat(free: i64, gpu_pct: i64, cpu_pct: i64, nodes: i64) -> Heartbeat {
+    serde_json::from_value(json!({"free_gpus": free, "utilization_pct": gpu_pct,
+        "cpu_utilization_pct": cpu_pct, "running_nodes": nodes, "temperature_c": 60,
+        "agent_version": "1.4.2"}))
+    .unwrap()
+}
+
+/// Stores the hour's proof of a device (hours since the epoch) as its agent's answer would
+/// have: `outcome` as answered ten minutes in, or never answered (`None`).
+pub async fn proof(app: &TestApp, device: &str, org: &str, hour: i64, outcome: Option<&str>) {
+    const H: i64 = 3_600_000_000;
+    let at = hour * H + 10 * 60_000_000;
+    let sql = format!(
+        "INSERT INTO device_proofs (device_id, hour, org_id, nonce, difficulty, vram_gib, issued_at, deadline, answered_at, outcome, detail) \
+         VALUES ($1, {hour}, '{org}', 'n', 18, 80, {at}, {}, {}, {}, {})",
+        at + 30_000_000,
+        outcome.map_or("NULL".into(), |_| (at + 1_000_000).to_string()),
+        outcome.map_or("NULL".into(), |o| format!("'{o}'")),
+        match outcome {
+            Some("wrong_answer") => "'the proof of work''s answer was wrong'",
+            _ => "NULL",
+        }
+    );
+    app.exec(&sql, device).await;
 }

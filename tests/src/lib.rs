@@ -32,7 +32,9 @@ pub use cli::{iocloud, iocloud_with_key};
 pub use clusters::{
     cluster, clusters, create, current_nodes, follow, kinds, running_cluster, wait_status,
 };
-pub use devices::{agent, beat, rig, staked_rig, verified_device, verified_rig};
+pub use devices::{
+    agent, beat, cpu_box, heartbeat, proof, rig, staked_rig, verified_device, verified_rig,
+};
 pub use fleet::{
     Fleet, agent_report, assignment, fleet, fleet_run_by, frankfurt, gpus_free, machine,
     node_test_answer, pass_node_test, post_node_test, provider_devices, ready_node, wait_for,

@@ -3,21 +3,25 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use iocloud_control::Error as DomainError;
-use iocloud_control::governance::{ParamChange, Proposal, ProtocolParams};
+use iocloud_control::governance::{
+    ModelMultiplier, ParamChange, Proposal, ProtocolParams, VoteRequest, voter,
+};
 use iocloud_control::page::PageRequest;
-use iocloud_web::explorer::{GovernanceView, ProposalLine, ProposalView, VersionLine};
+use iocloud_web::explorer::{Ballot, GovernanceView, ProposalLine, ProposalView, VersionLine};
 
 use super::explorer::{given, page, refused, tile, whole};
+use super::session::{self, Posted, Visitor};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/explorer/governance", get(governance))
         .route("/explorer/governance/{id}", get(proposal))
+        .route("/explorer/governance/{id}/vote", axum::routing::post(vote))
 }
 
 /// Each parameter by name, as a proposal or a version lists it.
@@ -38,7 +42,23 @@ fn params_lines(p: &ProtocolParams) -> Vec<(String, String)> {
             "Idle GPU limit, consumer (%)".into(),
             p.idle_gpu_pct_consumer.to_string(),
         ),
+        ("Stake per GPU ($IO)".into(), p.stake_per_gpu_io.to_string()),
+        (
+            "Model multipliers".into(),
+            multipliers(&p.model_multipliers, "the catalog's"),
+        ),
     ]
+}
+
+/// "h100-sxm ×6, rtx-4090 ×2", or `none` when the list is empty.
+fn multipliers(list: &[ModelMultiplier], none: &str) -> String {
+    if list.is_empty() {
+        return none.to_string();
+    }
+    list.iter()
+        .map(|m| format!("{} ×{}", m.gpu_model, m.multiplier))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn change_lines(c: &ParamChange) -> Vec<(String, String)> {
@@ -49,9 +69,15 @@ fn change_lines(c: &ParamChange) -> Vec<(String, String)> {
         ("idle_cpu_pct", c.idle_cpu_pct),
         ("idle_gpu_pct_high_end", c.idle_gpu_pct_high_end),
         ("idle_gpu_pct_consumer", c.idle_gpu_pct_consumer),
+        ("stake_per_gpu_io", c.stake_per_gpu_io),
     ]
     .into_iter()
     .filter_map(|(name, v)| v.map(|v| (name.replace('_', " "), v.to_string())))
+    .chain(
+        c.model_multipliers
+            .as_deref()
+            .map(|list| ("model multipliers".to_string(), multipliers(list, ""))),
+    )
     .collect()
 }
 
@@ -117,10 +143,13 @@ async fn governance(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Re
             .iter()
             .map(|v| VersionLine {
                 version: v.version,
-                since: v.effective_at.map_or_else(
-                    || "at launch".to_string(),
-                    |t| format!("from {}", t.to_rfc3339()),
-                ),
+                since: match v.effective_at {
+                    None => "at launch".to_string(),
+                    Some(t) if v.version > params.in_force.version => {
+                        format!("from {} (not yet in force)", t.to_rfc3339())
+                    }
+                    Some(t) => format!("from {}", t.to_rfc3339()),
+                },
                 params: params_lines(&v.params),
             })
             .collect(),
@@ -136,11 +165,46 @@ async fn governance(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Re
     )
 }
 
-async fn proposal(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+#[derive(Debug, Default, serde::Deserialize)]
+struct ProposalQuery {
+    /// Set by the redirect after a vote.
+    voted: Option<String>,
+}
+
+/// What a vote posted to the page did.
+#[derive(Default)]
+struct Outcome {
+    notice: Option<String>,
+    error: Option<String>,
+}
+
+async fn proposal(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ProposalQuery>,
+    headers: HeaderMap,
+) -> Response {
+    // A signed-in visitor sees the vote form; anyone else the public page.
+    let visitor = session::visitor(&s, &headers).await.ok();
+    let outcome = Outcome {
+        notice: q.voted.map(|_| "Your vote is counted.".to_string()),
+        error: None,
+    };
+    render(&s, &id, visitor.as_ref(), outcome, StatusCode::OK).await
+}
+
+/// The proposal's page, with the vote form for `visitor` while the vote is open.
+async fn render(
+    s: &AppState,
+    id: &str,
+    visitor: Option<&Visitor>,
+    outcome: Outcome,
+    status: StatusCode,
+) -> Response {
     let g = &s.control.governance;
     let loaded = async {
-        let p = g.proposal(&id).await?;
-        let votes = g.votes(&id, &PageRequest::parse(None, Some(200))?).await?;
+        let p = g.proposal(id).await?;
+        let votes = g.votes(id, &PageRequest::parse(None, Some(200))?).await?;
         Ok::<_, DomainError>((p, votes))
     }
     .await;
@@ -170,7 +234,26 @@ async fn proposal(State(s): State<AppState>, Path(id): Path<String>) -> Response
     if let Some(v) = p.params_version {
         facts.push(tile("Made version", v));
     }
+    let ballot = (p.status == "voting").then(|| match visitor {
+        None => Ballot::SignIn,
+        Some(v) => {
+            let voter = voter(v.actor.org_id.as_str());
+            Ballot::Open {
+                action: format!("/explorer/governance/{id}/vote"),
+                csrf: v.csrf.clone(),
+                current: votes
+                    .items
+                    .iter()
+                    .find(|x| x.voter == voter)
+                    .map(|x| x.choice.clone()),
+                voter,
+                notice: outcome.notice,
+                error: outcome.error,
+            }
+        }
+    });
     let view = ProposalView {
+        ballot,
         title: p.title.clone(),
         body: p.body.clone(),
         facts,
@@ -182,5 +265,58 @@ async fn proposal(State(s): State<AppState>, Path(id): Path<String>) -> Response
             .map(|v| (v.voter, v.choice, whole(&v.weight), v.voted_at.to_rfc3339()))
             .collect(),
     };
-    page(StatusCode::OK, iocloud_web::explorer::proposal_page(&view))
+    let res = page(status, iocloud_web::explorer::proposal_page(&view));
+    match visitor {
+        // A page for one visitor is never kept by a shared cache.
+        Some(v) => {
+            let mut res = v.answer(res);
+            res.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+            res
+        }
+        None => {
+            let mut res = res;
+            res.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Cookie"));
+            res
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct VoteAsk {
+    choice: String,
+}
+
+/// Votes as `PUT /v1/governance/proposals/{id}/vote` does, then back to the proposal; a
+/// refusal (closed, no stake, a role that may not) shows on the page with the status REST
+/// answers.
+async fn vote(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Posted { v, form }: Posted<VoteAsk>,
+) -> Response {
+    let request = VoteRequest {
+        choice: form.choice,
+    };
+    match s.control.governance.vote(&v.actor, &id, &request).await {
+        // The vote found the proposal, so `id` is one of ours (letters, digits and `_`).
+        Ok(_) => v.answer(
+            Redirect::to(&format!("/explorer/governance/{id}?voted=1#vote-h")).into_response(),
+        ),
+        Err(e @ DomainError::NotFound(_)) => refused(e),
+        Err(e) => match super::team::refusal(&e) {
+            Some((status, words)) => {
+                let outcome = Outcome {
+                    notice: None,
+                    error: Some(words),
+                };
+                render(&s, &id, Some(&v), outcome, status).await
+            }
+            None => refused(e),
+        },
+    }
 }

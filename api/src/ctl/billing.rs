@@ -336,7 +336,9 @@ pub(super) async fn all(client: &Client, path: &str) -> CtlResult<Vec<Value>> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut page_path = format!("{path}?limit=200");
+        // The path may carry filters of its own.
+        let joint = if path.contains('?') { '&' } else { '?' };
+        let mut page_path = format!("{path}{joint}limit=200");
         if let Some(c) = &cursor {
             page_path.push_str(&format!("&cursor={}", seg(c)));
         }

@@ -126,6 +126,14 @@ pub fn save_stored(stored: &Stored) -> CtlResult<PathBuf> {
     Ok(path)
 }
 
+/// The server: `--server`, `IOCLOUD_SERVER`, the stored login's, or the local default.
+fn server_of(conn: &Conn, stored: Option<&Stored>) -> String {
+    conn.server
+        .clone()
+        .or_else(|| stored.map(|s| s.server.clone()))
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+}
+
 pub struct Client {
     http: reqwest::Client,
     pub base: String,
@@ -144,14 +152,22 @@ impl Client {
         }
     }
 
+    /// For public reads (the explorer, governance): the server from flags, environment or the
+    /// stored login, and the key when there is one.
+    pub fn public(conn: &Conn) -> Client {
+        let stored = load_stored();
+        let key = conn
+            .api_key
+            .clone()
+            .or_else(|| stored.as_ref().map(|s| s.api_key.clone()))
+            .filter(|k| !k.is_empty());
+        Client::new(&server_of(conn, stored.as_ref()), key)
+    }
+
     /// From flags, environment and the stored login; refuses without a key.
     pub fn from_conn(conn: &Conn) -> CtlResult<Client> {
         let stored = load_stored();
-        let server = conn
-            .server
-            .clone()
-            .or_else(|| stored.as_ref().map(|s| s.server.clone()))
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let server = server_of(conn, stored.as_ref());
         let key = conn
             .api_key
             .clone()

@@ -1,5 +1,6 @@
-//! The customer's command line: `iocloud login | offers | quote | apply | destroy | get | kubeconfig |
-//! list | events | extend | delete | billing | payouts | ssh-keys`, over the REST API. Plans are
+//! The command line: `iocloud login | offers | quote | apply | destroy | get | kubeconfig | list |
+//! events | extend | delete | billing | payouts | ssh-keys | rewards | slashing | costake |
+//! explorer | governance`, over the REST API. Plans are
 //! shown before anything changes, `--output json` prints what scripts parse, and exit codes say
 //! what happened (`client::exit`).
 //!
@@ -15,8 +16,10 @@ mod costaking;
 mod delete;
 mod destroy;
 mod events;
+mod explorer;
 mod extend;
 mod get;
+mod governance;
 mod kubeconfig;
 mod list;
 mod login;
@@ -41,7 +44,9 @@ use client::Conn;
 pub use client::drain_sse;
 pub use costaking::CostakeArgs;
 pub use events::EventsArgs;
+pub use explorer::ExplorerArgs;
 pub use extend::ExtendArgs;
+pub use governance::GovernanceArgs;
 pub use list::ListArgs;
 pub use login::LoginArgs;
 pub use offers::OffersArgs;
@@ -89,6 +94,10 @@ pub enum CtlCommand {
     Slashing(SlashingArgs),
     /// Co-staking: offer a device's stake, take offers, unstake and withdraw co-stakes.
     Costake(CostakeArgs),
+    /// IO Explorer's public reads: the network, devices, blocks and supply.
+    Explorer(ExplorerArgs),
+    /// Proposals, votes and the protocol's parameters; propose and vote.
+    Governance(GovernanceArgs),
 }
 
 /// A file of cluster specs, for `apply` and `destroy`.
@@ -150,6 +159,8 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Rewards(a) => a.conn.json(),
         CtlCommand::Slashing(a) => a.conn.json(),
         CtlCommand::Costake(a) => a.conn.json(),
+        CtlCommand::Explorer(a) => a.conn.json(),
+        CtlCommand::Governance(a) => a.conn.json(),
     };
     let result = match command {
         CtlCommand::Login(a) => login::run(a).await,
@@ -169,6 +180,8 @@ pub async fn run(command: CtlCommand) -> i32 {
         CtlCommand::Rewards(a) => rewards::run(a).await,
         CtlCommand::Slashing(a) => slashing::run(a).await,
         CtlCommand::Costake(a) => costaking::run(a).await,
+        CtlCommand::Explorer(a) => explorer::run(a).await,
+        CtlCommand::Governance(a) => governance::run(a).await,
     };
     match result {
         Ok(code) => code,

@@ -76,6 +76,24 @@ pub struct Ledger {
 /// Platform fee in basis points (1/100 of a percent): 500 = 5%.
 pub type FeeBps = u32;
 
+/// What usage is charged under: the platform's fee, and the version of the protocol's
+/// parameters it comes from, which each usage line records so a charge can be explained later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChargeTerms {
+    pub fee_bps: FeeBps,
+    pub params_version: i64,
+}
+
+impl From<FeeBps> for ChargeTerms {
+    /// A fee alone: the launch parameters (version 1).
+    fn from(fee_bps: FeeBps) -> Self {
+        ChargeTerms {
+            fee_bps,
+            params_version: 1,
+        }
+    }
+}
+
 /// Splits a charge into (provider's share, platform's fee). The fee rounds down, so the
 /// provider receives the remainder.
 pub fn split_fee(charge: Money, fee_bps: FeeBps) -> Result<(Money, Money)> {

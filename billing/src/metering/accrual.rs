@@ -13,7 +13,7 @@ use super::lines::{
 use super::records::{COLUMNS, UsageRecord, billable, charge_end, currency_of, owed};
 use crate::ledger::holds::capture_in;
 use crate::ledger::{
-    AccountKind, AccountRef, FeeBps, Ledger, NewTransaction, Posting, TransactionKind,
+    AccountKind, AccountRef, ChargeTerms, FeeBps, Ledger, NewTransaction, Posting, TransactionKind,
 };
 use crate::money::{Currency, Money};
 use crate::{BillingError, Result};
@@ -36,7 +36,8 @@ pub struct AccrualReport {
 }
 
 impl AccrualReport {
-    fn merge(&mut self, other: AccrualReport) {
+    /// Adds what another pass did.
+    pub fn merge(&mut self, other: AccrualReport) {
         self.charged_records += other.charged_records;
         for (currency, micros) in other.captured {
             *self.captured.entry(currency).or_default() += micros;
@@ -99,8 +100,9 @@ impl Ledger {
         &self,
         now: i64,
         interval_micros: i64,
-        fee_bps: FeeBps,
+        terms: impl Into<ChargeTerms>,
     ) -> Result<AccrualReport> {
+        let terms = terms.into();
         use futures::StreamExt;
         use futures::stream::FuturesUnordered;
 
@@ -131,7 +133,7 @@ impl Ledger {
             let Some(last) = due.last() else { break };
             let (first, last) = (after.clone(), last.id.clone());
             let full = due.len() as i64 == CHUNK;
-            in_flight.push(self.accrue_due(due, first, last.clone(), period_end, fee_bps));
+            in_flight.push(self.accrue_due(due, first, last.clone(), period_end, terms));
             if in_flight.len() >= PARALLEL_CHUNKS
                 && let Some(done) = in_flight.next().await
             {
@@ -156,7 +158,7 @@ impl Ledger {
         after: String,
         last: String,
         period_end: i64,
-        fee_bps: FeeBps,
+        terms: ChargeTerms,
     ) -> Result<AccrualReport> {
         let mut report = AccrualReport {
             period_end,
@@ -164,12 +166,12 @@ impl Ledger {
         };
         let downtime = self.downtime_between(&after, &last).await?;
         if !self
-            .accrue_chunk(&due, &downtime, period_end, fee_bps, &mut report)
+            .accrue_chunk(&due, &downtime, period_end, terms, &mut report)
             .await?
         {
             for record in &due {
                 let down = downtime.get(&record.id).map(Vec::as_slice).unwrap_or(&[]);
-                self.accrue_record(record, down, period_end, fee_bps, &mut report)
+                self.accrue_record(record, down, period_end, terms, &mut report)
                     .await?;
             }
         }
@@ -186,7 +188,7 @@ impl Ledger {
         chunk: &[UsageRecord],
         downtime: &HashMap<String, Vec<(i64, i64)>>,
         period_end: i64,
-        fee_bps: FeeBps,
+        terms: ChargeTerms,
         report: &mut AccrualReport,
     ) -> Result<bool> {
         let started = std::time::Instant::now();
@@ -247,7 +249,7 @@ impl Ledger {
         // One ledger transaction pays the chunk, one posting per account.
         let mut captures = Captures::default();
         for c in charges.iter().filter(|c| c.paid > 0) {
-            captures.capture(c.r, c.paid, fee_bps)?;
+            captures.capture(c.r, c.paid, terms.fee_bps)?;
         }
         let postings = captures.postings();
         let payment = NewTransaction {
@@ -321,7 +323,7 @@ impl Ledger {
         let (mut parts, mut opening) = (Vec::with_capacity(charges.len()), Vec::new());
         for ch in &charges {
             let down = downtime.get(&ch.r.id).map(Vec::as_slice).unwrap_or(&[]);
-            for part in line_parts(ch.r, down, ch.until, ch.paid, fee_bps)? {
+            for part in line_parts(ch.r, down, ch.until, ch.paid, terms)? {
                 // Only a record's very first part is sure to find no line.
                 if part.period_start == ch.r.started_at {
                     opening.push((ch.r, part));
@@ -329,7 +331,10 @@ impl Ledger {
                     parts.push((ch.r, part));
                 }
             }
-            opening.extend(line_ahead(ch.r, ch.r.accrued_until, ch.until).map(|p| (ch.r, p)));
+            opening.extend(
+                line_ahead(ch.r, ch.r.accrued_until, ch.until, terms.params_version)
+                    .map(|p| (ch.r, p)),
+            );
         }
         // Added to in place where the line is. If some were not, those whose hour has no line
         // yet and which open it are inserted; anything else means a race.
@@ -392,7 +397,7 @@ impl Ledger {
         seen: &UsageRecord,
         down: &[(i64, i64)],
         period_end: i64,
-        fee_bps: FeeBps,
+        terms: ChargeTerms,
         report: &mut AccrualReport,
     ) -> Result<()> {
         // Nothing to charge as read is nothing to charge now: `accrued_until` only grows, and
@@ -452,12 +457,12 @@ impl Ledger {
                 &r.hold_id,
                 Money::from_micros(paid, currency),
                 &r.provider_org_id,
-                fee_bps,
+                terms.fee_bps,
                 &reference,
             )
             .await?;
         }
-        let parts: Vec<_> = line_parts(&r, down, until, paid, fee_bps)?
+        let parts: Vec<_> = line_parts(&r, down, until, paid, terms)?
             .into_iter()
             .map(|part| (&r, part))
             .collect();
@@ -509,7 +514,7 @@ mod tests {
                     String::new(),
                     seen.id.clone(),
                     T0 + 30 * MINUTE,
-                    500,
+                    500.into(),
                 )
                 .await
                 .unwrap();
@@ -538,7 +543,7 @@ mod tests {
                     String::new(),
                     seen.id.clone(),
                     T0 + 2 * MINUTE,
-                    500,
+                    500.into(),
                 )
                 .await
                 .unwrap();

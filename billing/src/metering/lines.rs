@@ -9,7 +9,7 @@ use iocloud_db::tx_run;
 use serde::Serialize;
 
 use super::records::{MICROS_PER_HOUR, UsageRecord, billable, currency_of, owed};
-use crate::ledger::FeeBps;
+use crate::ledger::ChargeTerms;
 use crate::money::Money;
 use crate::{BillingError, Result};
 
@@ -27,6 +27,8 @@ pub(super) struct LinePart {
     pub(super) earned: i64,
     /// The hour's line does not exist yet: this is the record's first charge in the hour.
     pub(super) opens_line: bool,
+    /// The version of the protocol's parameters it was charged under.
+    pub(super) params_version: i64,
 }
 
 /// Splits the charge of `r` from `accrued_until` to `until` (of which `paid` could be
@@ -37,7 +39,7 @@ pub(super) fn line_parts(
     down: &[(i64, i64)],
     until: i64,
     paid: i64,
-    fee_bps: FeeBps,
+    terms: ChargeTerms,
 ) -> Result<Vec<LinePart>> {
     let currency = currency_of(r)?;
     let mut parts = Vec::with_capacity(1);
@@ -51,9 +53,10 @@ pub(super) fn line_parts(
         let part_paid = owed.min(paid_left).max(0);
         paid_left -= part_paid;
         paid_so_far += part_paid;
-        let earned = crate::ledger::split_fee(Money::from_micros(paid_so_far, currency), fee_bps)?
-            .0
-            .micros();
+        let earned =
+            crate::ledger::split_fee(Money::from_micros(paid_so_far, currency), terms.fee_bps)?
+                .0
+                .micros();
         parts.push(LinePart {
             hour_start,
             period_start: t,
@@ -63,6 +66,7 @@ pub(super) fn line_parts(
             unpaid: owed - part_paid,
             earned: earned - earned_so_far,
             opens_line: t == hour_start || t == r.started_at,
+            params_version: terms.params_version,
         });
         earned_so_far = earned;
         (t, b_prev) = (end, b);
@@ -78,7 +82,14 @@ const OPEN_AHEAD_SLOTS: i64 = 30;
 
 /// The empty line to open ahead for `r` while charging it from `from` to `until`, when its
 /// minute falls in that stretch and the next hour's line is not opened by the charge itself.
-pub(super) fn line_ahead(r: &UsageRecord, from: i64, until: i64) -> Option<LinePart> {
+/// It takes `params_version` for now; the hour's first charge sets the version it is charged
+/// under.
+pub(super) fn line_ahead(
+    r: &UsageRecord,
+    from: i64,
+    until: i64,
+    params_version: i64,
+) -> Option<LinePart> {
     if r.ended_at.is_some() {
         return None;
     }
@@ -97,11 +108,13 @@ pub(super) fn line_ahead(r: &UsageRecord, from: i64, until: i64) -> Option<LineP
         unpaid: 0,
         earned: 0,
         opens_line: true,
+        params_version,
     })
 }
 
 /// The parts bound as `$1`, each as `[record id, hour_start, period_start, period_end,
-/// billable, paid, unpaid, earned]`, read back as a table `d` by [`PARTS_COLUMNS`].
+/// billable, paid, unpaid, earned, params_version]`, read back as a table `d` by
+/// [`PARTS_COLUMNS`].
 fn parts_json(parts: &[(&UsageRecord, LinePart)]) -> Result<String> {
     let rows: Vec<_> = parts
         .iter()
@@ -115,6 +128,7 @@ fn parts_json(parts: &[(&UsageRecord, LinePart)]) -> Result<String> {
                 p.paid,
                 p.unpaid,
                 p.earned,
+                p.params_version,
             )
         })
         .collect();
@@ -124,7 +138,8 @@ fn parts_json(parts: &[(&UsageRecord, LinePart)]) -> Result<String> {
 const PARTS_COLUMNS: &str = "value ->> 0 AS record_id, CAST(value ->> 1 AS BIGINT) AS hour_start, \
      CAST(value ->> 2 AS BIGINT) AS period_start, CAST(value ->> 3 AS BIGINT) AS period_end, \
      CAST(value ->> 4 AS BIGINT) AS billable, CAST(value ->> 5 AS BIGINT) AS amount, \
-     CAST(value ->> 6 AS BIGINT) AS unpaid, CAST(value ->> 7 AS BIGINT) AS earned";
+     CAST(value ->> 6 AS BIGINT) AS unpaid, CAST(value ->> 7 AS BIGINT) AS earned, \
+     CAST(value ->> 8 AS BIGINT) AS params_version";
 
 /// Adds the parts to their hourly usage lines, creating the lines an hour's first charge
 /// needs. Every part is one line: returns how many were written.
@@ -138,15 +153,16 @@ pub(super) async fn add_to_lines(
 ) -> Result<u64> {
     let sql = format!(
         "INSERT INTO usage_lines (id, record_id, org_id, cluster_id, node_id, device_id, provider_org_id, currency, gpus, rate_per_hour, \
-         hour_start, period_start, period_end, billable_micros, amount, unpaid, earned, created_at) \
+         hour_start, period_start, period_end, billable_micros, amount, unpaid, earned, params_version, created_at) \
          SELECT d.id, d.record_id, d.org_id, d.cluster_id, d.node_id, d.device_id, d.provider_org_id, d.currency, d.gpus, d.rate_per_hour, \
-         d.hour_start, d.period_start, d.period_end, d.billable, d.amount, d.unpaid, d.earned, $2 \
-         FROM (SELECT {PARTS_COLUMNS}, value ->> 8 AS id, value ->> 9 AS org_id, value ->> 10 AS cluster_id, value ->> 11 AS node_id, \
-         value ->> 12 AS device_id, value ->> 13 AS provider_org_id, value ->> 14 AS currency, CAST(value ->> 15 AS BIGINT) AS gpus, \
-         CAST(value ->> 16 AS BIGINT) AS rate_per_hour FROM {}) AS d \
+         d.hour_start, d.period_start, d.period_end, d.billable, d.amount, d.unpaid, d.earned, d.params_version, $2 \
+         FROM (SELECT {PARTS_COLUMNS}, value ->> 9 AS id, value ->> 10 AS org_id, value ->> 11 AS cluster_id, value ->> 12 AS node_id, \
+         value ->> 13 AS device_id, value ->> 14 AS provider_org_id, value ->> 15 AS currency, CAST(value ->> 16 AS BIGINT) AS gpus, \
+         CAST(value ->> 17 AS BIGINT) AS rate_per_hour FROM {}) AS d \
          WHERE true ON CONFLICT (record_id, hour_start) DO UPDATE SET period_end = excluded.period_end, \
          billable_micros = usage_lines.billable_micros + excluded.billable_micros, amount = usage_lines.amount + excluded.amount, \
-         unpaid = usage_lines.unpaid + excluded.unpaid, earned = usage_lines.earned + excluded.earned",
+         unpaid = usage_lines.unpaid + excluded.unpaid, earned = usage_lines.earned + excluded.earned, \
+         params_version = excluded.params_version",
         tx.engine().json_rows("$1")
     );
     // `WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the `FROM`.
@@ -154,6 +170,7 @@ pub(super) async fn add_to_lines(
     #[derive(Serialize)]
     struct NewLine<'a>(
         &'a str,
+        i64,
         i64,
         i64,
         i64,
@@ -183,6 +200,7 @@ pub(super) async fn add_to_lines(
                 p.paid,
                 p.unpaid,
                 p.earned,
+                p.params_version,
                 new_id("uln"),
                 &r.org_id,
                 &r.cluster_id,
@@ -217,8 +235,8 @@ pub(super) async fn add_to_existing_lines(
     }
     let sql = format!(
         "UPDATE usage_lines SET period_end = d.period_end, billable_micros = usage_lines.billable_micros + d.billable, \
-         amount = usage_lines.amount + d.amount, unpaid = usage_lines.unpaid + d.unpaid, earned = usage_lines.earned + d.earned \
-         FROM (SELECT {PARTS_COLUMNS} FROM {}) AS d WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
+         amount = usage_lines.amount + d.amount, unpaid = usage_lines.unpaid + d.unpaid, earned = usage_lines.earned + d.earned, \
+         params_version = d.params_version FROM (SELECT {PARTS_COLUMNS} FROM {}) AS d WHERE usage_lines.record_id = d.record_id AND usage_lines.hour_start = d.hour_start \
          AND usage_lines.period_end = d.period_start",
         tx.engine().json_rows("$1")
     );
@@ -263,7 +281,7 @@ mod tests {
             let opened: Vec<i64> = (0..60)
                 .filter_map(|m| {
                     let (from, until) = (hour + m * MINUTE, hour + (m + 1) * MINUTE);
-                    line_ahead(&r, from, until).map(|p| {
+                    line_ahead(&r, from, until, 1).map(|p| {
                         assert_eq!(
                             (p.hour_start, p.period_start, p.period_end),
                             (
@@ -281,10 +299,12 @@ mod tests {
             assert!(opened[0] >= 30, "{}: opened at minute {}", r.id, opened[0]);
             // One pass over the whole hour opens it too; a pass across the hour does not
             // (its own part opens the line); an ended record never does.
-            assert!(line_ahead(&r, hour, hour + MICROS_PER_HOUR).is_some());
-            assert!(line_ahead(&r, hour + 59 * MINUTE, hour + MICROS_PER_HOUR + MINUTE).is_none());
+            assert!(line_ahead(&r, hour, hour + MICROS_PER_HOUR, 1).is_some());
+            assert!(
+                line_ahead(&r, hour + 59 * MINUTE, hour + MICROS_PER_HOUR + MINUTE, 1).is_none()
+            );
             r.ended_at = Some(hour + MICROS_PER_HOUR);
-            assert!(line_ahead(&r, hour, hour + MICROS_PER_HOUR).is_none());
+            assert!(line_ahead(&r, hour, hour + MICROS_PER_HOUR, 1).is_none());
         }
     }
 
@@ -294,7 +314,7 @@ mod tests {
     fn a_charge_inside_an_hour_is_one_part() {
         let mut r = record(10 * H);
         r.accrued_until = 10 * H + 60_000_000;
-        let parts = line_parts(&r, &[], 10 * H + 120_000_000, 35_000, 500).unwrap();
+        let parts = line_parts(&r, &[], 10 * H + 120_000_000, 35_000, 500.into()).unwrap();
         assert_eq!(
             parts,
             vec![LinePart {
@@ -306,6 +326,7 @@ mod tests {
                 unpaid: 0,
                 earned: 33_250,
                 opens_line: false,
+                params_version: 1,
             }]
         );
     }
@@ -319,7 +340,7 @@ mod tests {
         let down = [(11 * H + H / 2, 11 * H + 3 * H / 4)];
         let owed_total = owed(&r, 0, billable(&r, &down, until)).unwrap().micros();
         let paid = owed_total - 10_000;
-        let parts = line_parts(&r, &down, until, paid, 500).unwrap();
+        let parts = line_parts(&r, &down, until, paid, 500.into()).unwrap();
         let hours: Vec<i64> = parts.iter().map(|p| p.hour_start / H).collect();
         assert_eq!(hours, vec![10, 11, 12]);
         assert_eq!(parts[1].billable, 3 * H / 4, "downtime is not billable");

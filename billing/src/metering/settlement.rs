@@ -10,7 +10,7 @@ use super::accrual::{AccrualReport, Captures};
 use super::lines::{add_to_lines, line_parts};
 use super::records::{COLUMNS, UsageRecord, billable, owed};
 use crate::ledger::{
-    AccountKind, AccountRef, FeeBps, Ledger, NewTransaction, Posting, TransactionKind,
+    AccountKind, AccountRef, ChargeTerms, Ledger, NewTransaction, Posting, TransactionKind,
 };
 use crate::money::Money;
 use crate::{BillingError, Result};
@@ -45,10 +45,10 @@ pub async fn settle_hold_in(
     hold_id: &str,
     usage: &HoldUsage,
     at: i64,
-    fee_bps: FeeBps,
+    terms: impl Into<ChargeTerms>,
 ) -> Result<Option<Settled>> {
     let item = HoldToSettle { hold_id, usage, at };
-    Ok(match settle_holds_in(tx, &[item], fee_bps).await? {
+    Ok(match settle_holds_in(tx, &[item], terms).await? {
         HoldsSettled::Settled(mut settled) => settled.pop(),
         HoldsSettled::Raced(_) => None,
     })
@@ -80,8 +80,9 @@ pub enum HoldsSettled {
 pub async fn settle_holds_in(
     tx: &mut Tx,
     holds: &[HoldToSettle<'_>],
-    fee_bps: FeeBps,
+    terms: impl Into<ChargeTerms>,
 ) -> Result<HoldsSettled> {
+    let terms = terms.into();
     if holds.is_empty() {
         return Ok(HoldsSettled::Settled(Vec::new()));
     }
@@ -128,11 +129,11 @@ pub async fn settle_holds_in(
             let paid = owed.micros().min(s.left).max(0);
             s.left -= paid;
             s.paid += paid;
-            for part in line_parts(r, down, until, paid, fee_bps)? {
+            for part in line_parts(r, down, until, paid, terms)? {
                 parts.push((r, part));
             }
             if paid > 0 {
-                s.captures.capture(r, paid, fee_bps)?;
+                s.captures.capture(r, paid, terms.fee_bps)?;
             }
         }
         settling.push(s);
@@ -416,15 +417,16 @@ impl Ledger {
         &self,
         id: &str,
         at: i64,
-        fee_bps: FeeBps,
+        terms: impl Into<ChargeTerms>,
     ) -> Result<Option<crate::ledger::Hold>> {
+        let terms = terms.into();
         self.stop_usage(id, at).await?;
         let record = self.usage_record(id).await?;
         let end = record.ended_at.unwrap_or(at);
         let downtime = self.downtime_of(std::slice::from_ref(&record)).await?;
         let down = downtime.get(id).map(Vec::as_slice).unwrap_or(&[]);
         let mut report = AccrualReport::default();
-        self.accrue_record(&record, down, end, fee_bps, &mut report)
+        self.accrue_record(&record, down, end, terms, &mut report)
             .await?;
         let running: i64 = db_run!(self.db(), |p| {
             sqlx::query_scalar("SELECT COUNT(*) FROM usage_records WHERE hold_id = $1 AND (ended_at IS NULL OR accrued_until < ended_at)")

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use iocloud_billing::metering::AccrualReport;
 use iocloud_billing::{Currency, Money};
 use iocloud_db::time::{day_string, month_bounds, month_of, now_micros};
 use iocloud_db::{DbError, db_run};
@@ -296,9 +297,9 @@ impl Billing {
         actor.authorize(Action::BillingRead)?;
         let (_, from, to) = month(month_text)?;
         #[allow(clippy::type_complexity)]
-        let rows: Vec<(String, String, String, String, String, i64, i64, i64, i64, i64, i64)> = db_run!(&self.db, |p| {
+        let rows: Vec<(String, String, String, String, String, i64, i64, i64, i64, i64, i64, i64)> = db_run!(&self.db, |p| {
             sqlx::query_as(
-                "SELECT cluster_id, node_id, device_id, currency, CAST(gpus AS TEXT), rate_per_hour, period_start, period_end, billable_micros, amount, unpaid \
+                "SELECT cluster_id, node_id, device_id, currency, CAST(gpus AS TEXT), rate_per_hour, period_start, period_end, billable_micros, amount, unpaid, params_version \
                  FROM usage_lines WHERE org_id = $1 AND hour_start >= $2 AND hour_start < $3 AND period_end > period_start ORDER BY period_end, id",
             )
             .bind(&actor.org_id)
@@ -309,14 +310,28 @@ impl Billing {
         })
         .map_err(DbError::from)?;
         let mut out = String::from(
-            "cluster_id,node_id,device_id,currency,gpus,rate_per_hour,period_start,period_end,billable_seconds,amount,unpaid\n",
+            "cluster_id,node_id,device_id,currency,gpus,rate_per_hour,period_start,period_end,billable_seconds,amount,unpaid,params_version\n",
         );
-        for (cluster, node, device, cur, gpus, rate, start, end, billable, amount, unpaid) in rows {
+        for (
+            cluster,
+            node,
+            device,
+            cur,
+            gpus,
+            rate,
+            start,
+            end,
+            billable,
+            amount,
+            unpaid,
+            version,
+        ) in rows
+        {
             let c = currency(&cur)?;
             let m = |v| Money::from_micros(v, c).to_decimal();
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv(&cluster),
                 csv(&node),
                 csv(&device),
@@ -327,7 +342,8 @@ impl Billing {
                 iocloud_db::time::to_rfc3339(end),
                 Money::from_micros(billable, c).to_decimal(),
                 m(amount),
-                m(unpaid)
+                m(unpaid),
+                version
             );
         }
         Ok(out)
@@ -335,6 +351,29 @@ impl Billing {
 }
 
 impl Billing {
+    /// Charges every running node up to the end of the period containing `now`, each hour under
+    /// the parameters in force in it: when a new version took effect since the last pass,
+    /// everything is first charged to its hour under the version before it.
+    pub async fn accrue(&self, now: i64, interval_micros: i64) -> Result<AccrualReport> {
+        let period_end = now - now.rem_euclid(interval_micros.max(1));
+        let current = self.governance.in_force_at(period_end - 1);
+        let mut report = AccrualReport::default();
+        if let Some(from) = current.effective_at.map(|t| t.micros())
+            && from > period_end - 2 * MICROS_PER_HOUR
+        {
+            // Nothing is left before `from` once a pass after it ran: this one finds nothing due.
+            let before = self.governance.in_force_at(from - 1).charge_terms();
+            report = self.ledger.accrue(from, interval_micros, before).await?;
+        }
+        let after = self
+            .ledger
+            .accrue(now, interval_micros, current.charge_terms())
+            .await?;
+        report.period_end = after.period_end;
+        report.merge(after);
+        Ok(report)
+    }
+
     /// Runs an accrual pass every `interval` until the process ends. Every replica may run one:
     /// each period of each node is charged once whoever gets there first.
     pub fn spawn_accrual(&self, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
@@ -345,15 +384,7 @@ impl Billing {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                match this
-                    .ledger
-                    .accrue(
-                        now_micros(),
-                        micros,
-                        this.governance.in_force().params.fee_bps(),
-                    )
-                    .await
-                {
+                match this.accrue(now_micros(), micros).await {
                     Ok(r) if r.charged_records > 0 || !r.short.is_empty() => {
                         tracing::info!(
                             records = r.charged_records,

@@ -351,9 +351,9 @@ impl Clusters {
                 })
                 .collect();
             let (indexes, holds): (Vec<usize>, Vec<HoldToSettle>) = to_settle.into_iter().unzip();
-            let fee = self.governance.in_force().params.fee_bps();
+            let terms = self.governance.in_force().charge_terms();
             let mut settled: HashMap<usize, Settled> =
-                match settle_holds_in(&mut tx, &holds, fee).await? {
+                match settle_holds_in(&mut tx, &holds, terms).await? {
                     HoldsSettled::Settled(settled) => indexes.into_iter().zip(settled).collect(),
                     HoldsSettled::Raced(raced) => {
                         tx.rollback().await?;
@@ -476,8 +476,8 @@ impl Clusters {
         let (Some(hold_id), Some(usage)) = (&row.hold_id, usage) else {
             return Ok(Charge::Settled(None));
         };
-        let fee = self.governance.in_force().params.fee_bps();
-        Ok(match settle_hold_in(tx, hold_id, usage, at, fee).await? {
+        let terms = self.governance.in_force_at(at).charge_terms();
+        Ok(match settle_hold_in(tx, hold_id, usage, at, terms).await? {
             Some(settled) => Charge::Settled(Some(settled)),
             None => Charge::Raced,
         })

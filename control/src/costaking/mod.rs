@@ -21,7 +21,7 @@ use iocloud_db::{Db, DbError, Tx, db_run, tx_run};
 
 use crate::page::{Page, PageRequest};
 use crate::providers::Catalog;
-use crate::providers::devices::{device_row, required_stake};
+use crate::providers::devices::device_row;
 use crate::providers::stake::{Stake, lock_stake};
 use crate::{Action, Actor, Error, ErrorCode, Result};
 
@@ -265,7 +265,9 @@ impl Costaking {
         if device.status == "retired" {
             return Err(crate::providers::devices::retired(&device.id));
         }
-        let needed = required_stake(&self.catalog, device.gpu_model.as_deref(), device.gpu_count);
+        let needed = self
+            .stake
+            .required(device.gpu_model.as_deref(), device.gpu_count);
         let amount = Money::parse(req.amount.trim(), Currency::Io)
             .ok()
             .map(|m| m.micros())

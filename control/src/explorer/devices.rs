@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use super::{Explorer, io};
 use crate::page::{Page, PageRequest};
-use crate::providers::devices::required_stake;
 use crate::rewards::MICROS_PER_HOUR;
 use crate::{Error, Result};
 
@@ -108,7 +107,8 @@ const PUBLIC_COLUMNS: &str = "d.id, d.gpu_model, d.gpu_count, d.gpus_free, d.cpu
      d.status, d.status = 'busy' AS hired, CAST(d.reliability_bps AS DOUBLE PRECISION) / 10000.0 AS reliability, \
      d.price_per_gpu_hour, d.verified_at";
 
-/// The statuses a directory lists (verified and not retired).
+/// The statuses a directory lists (verified and not retired). The directory's partial indexes
+/// repeat this list: change both together.
 const SHOWN: [&str; 5] = ["available", "busy", "offline", "maintenance", "suspended"];
 
 #[derive(sqlx::FromRow)]
@@ -312,11 +312,9 @@ impl Explorer {
         let at = |h: i64| Timestamp::from(h * MICROS_PER_HOUR);
         Ok(ExplorerDeviceDetail {
             proofs_30d,
-            required_stake: io(required_stake(
-                &self.catalog,
-                device.gpu_model.as_deref(),
-                device.gpu_count,
-            )),
+            required_stake: io(self
+                .stake
+                .required(device.gpu_model.as_deref(), device.gpu_count)),
             co_staked: io(co_staked),
             uptime: days
                 .into_iter()

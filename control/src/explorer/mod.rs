@@ -26,6 +26,7 @@ use iocloud_db::Db;
 
 use crate::costaking::Costaking;
 use crate::providers::Catalog;
+use crate::providers::stake::Stake;
 use crate::rewards::Rewards;
 
 pub use blocks::{ExplorerBlock, ExplorerBlockDetail, ReasonCount, TopEarner};
@@ -46,6 +47,8 @@ pub struct Explorer {
     rewards: Rewards,
     /// The open co-staking offers, as the market lists them.
     costaking: Costaking,
+    /// The stake a device needs under the parameters in force.
+    stake: Stake,
     /// The network now, as last read, and when: every visitor's first page reads it, and it
     /// is one grouped read of the whole market, so a replica reads it at most this often.
     network: Arc<parking_lot::Mutex<Option<(std::time::Instant, NetworkNow)>>>,
@@ -70,12 +73,14 @@ impl Explorer {
         catalog: Arc<Catalog>,
         rewards: Rewards,
         costaking: Costaking,
+        stake: Stake,
     ) -> Explorer {
         Explorer {
             db,
             catalog,
             rewards,
             costaking,
+            stake,
             network: Default::default(),
             history: Default::default(),
         }

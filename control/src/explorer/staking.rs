@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use super::{Explorer, io};
 use crate::page::{Page, PageRequest};
-use crate::providers::devices::required_stake;
 use crate::slashing::{CaseStatus, Rule};
 use crate::{Error, Result};
 
@@ -210,9 +209,9 @@ impl Explorer {
             .iter()
             .map(|m| {
                 let bonded = if m.gpu_model == "cpu" {
-                    m.devices * required_stake(&self.catalog, None, 0)
+                    m.devices * self.stake.required(None, 0)
                 } else {
-                    required_stake(&self.catalog, Some(&m.gpu_model), m.gpus)
+                    self.stake.required(Some(&m.gpu_model), m.gpus)
                 };
                 let stake = ModelStake {
                     gpu_model: m.gpu_model.clone(),

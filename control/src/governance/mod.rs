@@ -9,9 +9,12 @@
 //! * `pass.rs`: closing votes that ended and executing changes whose timelock ended, once,
 //!   whichever replica runs it and wherever it crashes.
 //!
-//! The parameters in force are read two ways: a block reads the version in force at its hour's
-//! start from the store (so every replica, and a recomputation, gets the same one); the fee
-//! and the appeal window read this replica's copy of the latest, which each pass refreshes.
+//! A change takes effect at the start of an hour, at least a quarter of an hour after it
+//! executes, so each hour's block and each hour's charges fall under one version. The
+//! parameters are read two ways: a block reads the version in force at its hour's start from
+//! the store (so every replica, and a recomputation, gets the same one); charges, quotes,
+//! stake and the appeal window read this replica's copy of every version, which each pass
+//! refreshes well before a new one takes effect.
 
 mod params;
 mod pass;
@@ -20,17 +23,20 @@ mod proposals;
 use std::sync::Arc;
 use std::time::Duration;
 
+use iocloud_billing::ledger::ChargeTerms;
+use iocloud_db::time::now_micros;
 use iocloud_db::{Db, DbError, Timestamp, db_run};
 use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::Result;
 use crate::leases::Leases;
+use crate::providers::Catalog;
 
-pub use params::{ParamChange, ParamRange, ProtocolParams, ranges};
+pub use params::{ModelMultiplier, ParamChange, ParamRange, ProtocolParams, ranges};
 pub use pass::GovernancePass;
 pub use proposals::{
-    Choice, NewProposal, Proposal, ProposalStatus, VetoRequest, Vote, VoteRequest,
+    Choice, NewProposal, Proposal, ProposalStatus, VetoRequest, Vote, VoteRequest, voter,
 };
 
 /// How votes are run.
@@ -74,11 +80,23 @@ pub struct ParamsVersion {
     pub effective_at: Option<Timestamp>,
 }
 
+impl ParamsVersion {
+    /// What usage is charged under while this version is in force.
+    pub fn charge_terms(&self) -> ChargeTerms {
+        ChargeTerms {
+            fee_bps: self.params.fee_bps(),
+            params_version: self.version,
+        }
+    }
+}
+
 /// The parameters in force, their ranges and their history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
 pub struct ParamsView {
     pub in_force: ParamsVersion,
+    /// An executed change not yet in force: it takes effect at its `effective_at`.
+    pub next: Option<ParamsVersion>,
     pub ranges: Vec<ParamRange>,
     /// Every version, newest first.
     pub history: Vec<ParamsVersion>,
@@ -89,32 +107,30 @@ pub struct ParamsView {
 pub struct Governance {
     db: Db,
     leases: Leases,
+    catalog: Arc<Catalog>,
     settings: GovernanceSettings,
     /// Version 1: the server's settings.
     launch: ProtocolParams,
-    /// This replica's copy of the latest version.
-    latest: Arc<RwLock<Arc<ParamsVersion>>>,
+    /// This replica's copy of every version, newest first (version 1 last).
+    versions: Arc<RwLock<Arc<Vec<ParamsVersion>>>>,
 }
 
 impl Governance {
     pub(crate) fn new(
         db: Db,
         leases: Leases,
+        catalog: Arc<Catalog>,
         settings: GovernanceSettings,
         launch: ProtocolParams,
     ) -> Governance {
-        let first = ParamsVersion {
-            version: 1,
-            params: launch.clone(),
-            proposal_id: None,
-            effective_at: None,
-        };
+        let first = launch_version(&launch);
         Governance {
             db,
             leases,
+            catalog,
             settings,
             launch,
-            latest: Arc::new(RwLock::new(Arc::new(first))),
+            versions: Arc::new(RwLock::new(Arc::new(vec![first]))),
         }
     }
 
@@ -122,18 +138,19 @@ impl Governance {
         &self.settings
     }
 
-    /// The latest parameters as this replica last read them (each pass reads them again).
-    pub fn in_force(&self) -> Arc<ParamsVersion> {
-        self.latest.read().clone()
+    /// The parameters in force now, from this replica's copy (each pass reads it again).
+    pub fn in_force(&self) -> ParamsVersion {
+        self.in_force_at(now_micros())
     }
 
-    fn launch_version(&self) -> ParamsVersion {
-        ParamsVersion {
-            version: 1,
-            params: self.launch.clone(),
-            proposal_id: None,
-            effective_at: None,
-        }
+    /// The parameters in force at `micros`, from this replica's copy.
+    pub fn in_force_at(&self, micros: i64) -> ParamsVersion {
+        let versions = self.versions.read().clone();
+        versions
+            .iter()
+            .find(|v| v.effective_at.is_none_or(|at| at.micros() <= micros))
+            .cloned()
+            .unwrap_or_else(|| launch_version(&self.launch))
     }
 
     /// The version in force at `micros`: the newest that took effect by then.
@@ -148,19 +165,19 @@ impl Governance {
         .map_err(DbError::from)?;
         match row {
             Some(r) => r.into_version(),
-            None => Ok(self.launch_version()),
+            None => Ok(launch_version(&self.launch)),
         }
     }
 
-    /// Reads the latest version into this replica's copy.
-    pub async fn refresh(&self) -> Result<Arc<ParamsVersion>> {
-        let latest = Arc::new(self.params_at(i64::MAX).await?);
-        *self.latest.write() = latest.clone();
-        Ok(latest)
+    /// Reads every version into this replica's copy.
+    pub async fn refresh(&self) -> Result<()> {
+        let versions = self.versions().await?;
+        *self.versions.write() = Arc::new(versions);
+        Ok(())
     }
 
-    /// The parameters in force, their ranges and every version, newest first.
-    pub async fn params(&self) -> Result<ParamsView> {
+    /// Every version, newest first, version 1 last.
+    async fn versions(&self) -> Result<Vec<ParamsVersion>> {
         let rows: Vec<VersionRow> = db_run!(&self.db, |p| sqlx::query_as(
             "SELECT version, params, proposal_id, effective_at FROM protocol_params ORDER BY version DESC"
         )
@@ -171,12 +188,39 @@ impl Governance {
             .into_iter()
             .map(VersionRow::into_version)
             .collect::<Result<Vec<_>>>()?;
-        history.push(self.launch_version());
+        history.push(launch_version(&self.launch));
+        Ok(history)
+    }
+
+    /// The parameters in force, the next ones if a change awaits its hour, their ranges and
+    /// every version, newest first.
+    pub async fn params(&self) -> Result<ParamsView> {
+        let history = self.versions().await?;
+        let now = now_micros();
+        let in_force = history
+            .iter()
+            .find(|v| v.effective_at.is_none_or(|at| at.micros() <= now))
+            .cloned()
+            .unwrap_or_else(|| launch_version(&self.launch));
+        let next = history
+            .first()
+            .filter(|v| v.version > in_force.version)
+            .cloned();
         Ok(ParamsView {
-            in_force: history[0].clone(),
+            in_force,
+            next,
             ranges: ranges(),
             history,
         })
+    }
+}
+
+fn launch_version(launch: &ProtocolParams) -> ParamsVersion {
+    ParamsVersion {
+        version: 1,
+        params: launch.clone(),
+        proposal_id: None,
+        effective_at: None,
     }
 }
 

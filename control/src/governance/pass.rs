@@ -12,6 +12,7 @@ use iocloud_db::{DbError, db_run, tx_run};
 use super::proposals::{COLUMNS, ProposalRow};
 use super::{Governance, ProposalStatus};
 use crate::Result;
+use crate::rewards::MICROS_PER_HOUR;
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,6 +23,17 @@ pub struct GovernancePass {
 
 /// The lease one replica at a time closes and executes under.
 const LEASE: &str = "governance";
+
+/// How long before it takes effect every replica has read a new version (each reads the
+/// latest on every pass, a minute apart at most).
+const LEAD: i64 = 15 * 60 * 1_000_000;
+
+/// When a change executed at `now` takes effect: the start of the first hour at least
+/// [`LEAD`] away. Each hour's block and each hour's usage lines then fall under one version,
+/// and every replica charges with it from its first second.
+pub(super) fn effective_from(now: i64) -> i64 {
+    (now + LEAD + MICROS_PER_HOUR - 1).div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR
+}
 
 /// Whether the votes cast decide for the proposal: the quorum of all stake reached, and yes
 /// above the threshold's share of yes and no.
@@ -120,7 +132,7 @@ impl Governance {
                 None => (1, self.launch.clone()),
             };
             // A change the ranges no longer allow is rejected rather than applied.
-            let (status, next) = match current.with(&change) {
+            let (status, next) = match current.with(&change, &self.catalog) {
                 Ok(next) => (ProposalStatus::Executed, Some(next)),
                 Err(e) => {
                     tracing::warn!(proposal = %r.id, error = %e, "a queued change is out of range now");
@@ -148,11 +160,12 @@ impl Governance {
                     .map_err(|e| crate::Error::Internal(e.to_string()))?;
                 tx_run!(&mut tx, |c| sqlx::query(
                     "INSERT INTO protocol_params (version, params, proposal_id, effective_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $4)"
+                     VALUES ($1, $2, $3, $4, $5)"
                 )
                 .bind(version + 1)
                 .bind(&json)
                 .bind(&r.id)
+                .bind(effective_from(now))
                 .bind(now)
                 .execute(c)
                 .await
@@ -206,6 +219,14 @@ mod tests {
             executed_at: None,
             params_version: None,
         }
+    }
+
+    #[test]
+    fn a_change_takes_effect_on_the_hour_after_the_lead() {
+        let h = MICROS_PER_HOUR;
+        assert_eq!(effective_from(10 * h), 11 * h);
+        assert_eq!(effective_from(10 * h + 45 * 60_000_000), 11 * h);
+        assert_eq!(effective_from(10 * h + 46 * 60_000_000), 12 * h);
     }
 
     #[test]

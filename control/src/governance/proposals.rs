@@ -215,7 +215,7 @@ impl ProposalRow {
 pub(super) type Tally = (i64, i64, i64, i64);
 
 /// An organisation's voter pseudonym.
-fn voter(org_id: &str) -> String {
+pub fn voter(org_id: &str) -> String {
     format!(
         "v_{}",
         &hex::encode(Sha256::digest(org_id.as_bytes()))[..12]
@@ -414,7 +414,7 @@ impl Governance {
         let title = text("title", &new.title, 120, false)?;
         let body = text("body", &new.body, 20_000, true)?;
         if let Some(change) = &new.change {
-            change.check()?;
+            change.check(&self.catalog)?;
         }
         let user = actor.user_id().unwrap_or("api_key").to_string();
         let own: i64 = db_run!(&self.db, |p| sqlx::query_scalar(

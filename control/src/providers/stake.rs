@@ -15,8 +15,9 @@ use iocloud_db::{Db, DbError, Timestamp, Tx, tx_run};
 use serde::{Deserialize, Serialize};
 
 use super::Catalog;
-use super::devices::{DEVICE_COLUMNS, DeviceRow, required_stake};
+use super::devices::{DEVICE_COLUMNS, DeviceRow};
 use super::status::{DeviceStatus, listed_status, transition_in};
+use crate::governance::Governance;
 use crate::{Action, Actor, Error, ErrorCode, Result};
 
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
@@ -105,13 +106,27 @@ pub(crate) async fn lock_stake(tx: &mut Tx, org_id: &OrgId) -> Result<()> {
 #[derive(Clone)]
 pub struct Stake {
     db: Db,
-    /// What each GPU model's devices need ([`required_stake`]).
     catalog: Arc<Catalog>,
+    /// The stake per GPU and the model multipliers in force.
+    governance: Governance,
 }
 
 impl Stake {
-    pub(crate) fn new(db: Db, catalog: Arc<Catalog>) -> Self {
-        Stake { db, catalog }
+    pub(crate) fn new(db: Db, catalog: Arc<Catalog>, governance: Governance) -> Self {
+        Stake {
+            db,
+            catalog,
+            governance,
+        }
+    }
+
+    /// $IO micro-units of stake a device of `gpu_count` × `gpu_model` needs now (one GPU's
+    /// worth for a CPU-only device), under the parameters in force.
+    pub fn required(&self, gpu_model: Option<&str>, gpu_count: i64) -> i64 {
+        self.governance
+            .in_force()
+            .params
+            .required_stake(&self.catalog, gpu_model, gpu_count)
     }
 
     /// $IO micro-units the organisation's listed devices need.
@@ -124,9 +139,10 @@ impl Stake {
         .fetch_all(c)
         .await)
         .map_err(DbError::from)?;
+        let params = self.governance.in_force().params;
         Ok(rows
             .iter()
-            .map(|(m, n, _)| required_stake(&self.catalog, m.as_deref(), *n))
+            .map(|(m, n, _)| params.required_stake(&self.catalog, m.as_deref(), *n))
             .sum())
     }
 
@@ -235,7 +251,7 @@ impl Stake {
                 .map_err(DbError::from)?;
         let now = now_micros();
         for d in waiting {
-            let need = required_stake(&self.catalog, d.gpu_model.as_deref(), d.gpu_count);
+            let need = self.required(d.gpu_model.as_deref(), d.gpu_count);
             if required + need <= active {
                 required += need;
                 transition_in(

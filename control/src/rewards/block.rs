@@ -18,6 +18,7 @@ use iocloud_db::{Db, DbError, tx_run};
 
 use super::facts::Facts;
 use crate::Result;
+use crate::governance::ProtocolParams;
 use crate::providers::Catalog;
 
 /// What a block decided for one device.
@@ -166,6 +167,7 @@ impl Computed {
 /// The hour `[start, end)` judged and shared.
 pub(crate) fn compute(
     params: &RewardParams,
+    protocol: &ProtocolParams,
     catalog: &Catalog,
     facts: &Facts,
     emission: i64,
@@ -200,7 +202,7 @@ pub(crate) fn compute(
         } else {
             (
                 Pool::Gpu,
-                model.map_or(1, |m| m.staking_multiplier),
+                protocol.multiplier(catalog, d.gpu_model.as_deref()),
                 d.gpu_count,
             )
         };

@@ -9,8 +9,8 @@ use iocloud_db::{Db, DbError, db_run};
 
 use crate::Result;
 use crate::costaking::{Backing, Costaking};
+use crate::governance::ProtocolParams;
 use crate::providers::Catalog;
-use crate::providers::devices::required_stake;
 use crate::providers::status::DeviceStatus;
 use iocloud_billing::rewards::{HeardHour, Listing};
 
@@ -92,6 +92,7 @@ fn is_placeable(status: &str) -> bool {
 pub(crate) async fn read(
     db: &Db,
     catalog: &Catalog,
+    protocol: &ProtocolParams,
     hour: i64,
     start: i64,
     end: i64,
@@ -221,7 +222,7 @@ pub(crate) async fn read(
     for d in &devices {
         if DeviceStatus::parse(&d.status).is_some_and(DeviceStatus::is_listed) {
             *needed.entry(d.org_id.as_str()).or_default() +=
-                required_stake(catalog, d.gpu_model.as_deref(), d.gpu_count);
+                protocol.required_stake(catalog, d.gpu_model.as_deref(), d.gpu_count);
         }
     }
     let stake_short = needed

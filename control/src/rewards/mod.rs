@@ -106,12 +106,14 @@ impl Rewards {
     /// Writing it again changes nothing. The caller makes sure the hour is over.
     pub async fn run_block(&self, hour: i64) -> Result<BlockReport> {
         let (start, end) = (hour * MICROS_PER_HOUR, (hour + 1) * MICROS_PER_HOUR);
-        let facts = facts::read(&self.db, &self.catalog, hour, start, end).await?;
-        let emission = self.emission_of(hour);
         let in_force = self.governance.params_at(start).await?;
+        let facts =
+            facts::read(&self.db, &self.catalog, &in_force.params, hour, start, end).await?;
+        let emission = self.emission_of(hour);
         let params = in_force.params.reward_params(in_force.version);
         let computed = block::compute(
             &params,
+            &in_force.params,
             &self.catalog,
             &facts,
             emission,

@@ -17,7 +17,6 @@ use iocloud_db::{DbError, db_run};
 
 use super::{Evidence, NewCase, Rule, Slashing};
 use crate::Result;
-use crate::providers::devices::required_stake;
 
 const WINDOW_MICROS: i64 = 24 * 3_600_000_000;
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
@@ -200,6 +199,7 @@ impl Slashing {
             );
         }
 
+        let params = self.governance.in_force().params;
         let mut opened = 0;
         for ((device, rule), f) in found {
             let needed = match rule {
@@ -210,7 +210,7 @@ impl Slashing {
             if f.evidence.len() < needed {
                 continue;
             }
-            let stake = required_stake(self.catalog(), f.gpu_model.as_deref(), f.gpu_count);
+            let stake = params.required_stake(self.catalog(), f.gpu_model.as_deref(), f.gpu_count);
             let statement = format!(
                 "{} in the last 24 hours: {} record(s) show it",
                 match rule {

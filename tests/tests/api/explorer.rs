@@ -10,6 +10,7 @@ use iocloud_tests::{
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde_json::{Value, json};
 
+mod day;
 mod economy;
 
 /// Every key path of a JSON value: `a.b`, arrays as `a[]`.

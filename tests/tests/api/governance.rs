@@ -4,6 +4,8 @@
 //! it; an operator's proposal vetoed in its timelock; one short of its quorum rejected; every
 //! bad input a clear error that changes nothing; reading public, voters by pseudonym only.
 
+mod terms;
+
 use iocloud_control::rewards::MICROS_PER_HOUR;
 use iocloud_db::time::now_micros;
 use iocloud_tests::{Backend, Session, TestApp, on_both_engines};
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 on_both_engines!(a_change_passes_waits_out_its_timelock_and_splits_the_next_block);
 
 /// An organisation with `stake` $IO staked.
-async fn staker(app: &TestApp, email: &str, name: &str, stake: &str) -> Session {
+pub(super) async fn staker(app: &TestApp, email: &str, name: &str, stake: &str) -> Session {
     let s = app.signup(email, name).await;
     app.grant_credit(&s.org_id, stake, "IO").await;
     let staked = app
@@ -22,7 +24,7 @@ async fn staker(app: &TestApp, email: &str, name: &str, stake: &str) -> Session 
     s
 }
 
-fn ts(v: &Value) -> i64 {
+pub(super) fn ts(v: &Value) -> i64 {
     iocloud_db::Timestamp::parse_rfc3339(v.as_str().unwrap())
         .unwrap()
         .micros()
@@ -185,21 +187,27 @@ async fn a_change_passes_waits_out_its_timelock_and_splits_the_next_block(b: Bac
         .await;
     assert_eq!(done.body["status"], "executed");
     assert_eq!(done.body["params_version"], 2);
-    assert_eq!(gov.in_force().params.gpu_share_bps, 7_000);
+    // It takes effect on the hour, at least a quarter of an hour after it executed.
     let params = app.get_public("/v1/governance/params").await;
     assert_eq!(params.status, 200, "{}", params.text);
-    assert_eq!(params.body["in_force"]["version"], 2);
-    assert_eq!(params.body["in_force"]["params"]["gpu_share_bps"], 7_000);
+    assert_eq!(params.body["in_force"]["version"], 1);
+    assert_eq!(params.body["next"]["version"], 2);
+    assert_eq!(params.body["next"]["params"]["gpu_share_bps"], 7_000);
+    let effective = ts(&params.body["next"]["effective_at"]);
+    assert_eq!(effective.rem_euclid(MICROS_PER_HOUR), 0);
+    assert!(effective >= executes_at + 1 + 15 * 60_000_000);
+    assert!(effective < executes_at + 1 + 15 * 60_000_000 + MICROS_PER_HOUR);
+    assert_eq!(gov.in_force_at(effective - 1).version, 1);
+    assert_eq!(gov.in_force_at(effective).params.gpu_share_bps, 7_000);
     assert_eq!(params.body["history"].as_array().unwrap().len(), 2);
     assert_eq!(params.body["history"][1]["params"]["gpu_share_bps"], 8_000);
 
-    // Blocks: an hour before the change keeps the old split, the next hour has the new one.
+    // Blocks: the hour before the change keeps the old split, its hour has the new one.
     let rewards = &app.server.state.control.rewards;
-    let now_hour = now_micros().div_euclid(MICROS_PER_HOUR);
-    let next_hour = (executes_at + 1).div_euclid(MICROS_PER_HOUR) + 1;
-    rewards.run_block(now_hour).await.unwrap();
-    rewards.run_block(next_hour).await.unwrap();
-    for (hour, version, share) in [(now_hour, 1, 8_000), (next_hour, 2, 7_000)] {
+    let change_hour = effective.div_euclid(MICROS_PER_HOUR);
+    rewards.run_block(change_hour - 1).await.unwrap();
+    rewards.run_block(change_hour).await.unwrap();
+    for (hour, version, share) in [(change_hour - 1, 1, 8_000), (change_hour, 2, 7_000)] {
         let (v, emission, gpu_pool): (i64, i64, i64) = (
             app.count(&format!(
                 "SELECT params_version FROM reward_blocks WHERE hour = {hour}"
@@ -268,8 +276,9 @@ async fn a_change_passes_waits_out_its_timelock_and_splits_the_next_block(b: Bac
         .await
         .assert_problem(409, "invalid_state");
     gov.run_pass(ends + 100 * MICROS_PER_HOUR).await.unwrap();
-    assert_eq!(gov.in_force().version, 2);
-    assert_eq!(gov.in_force().params.platform_fee_bps, 500);
+    let later = gov.in_force_at(ends + 100 * MICROS_PER_HOUR);
+    assert_eq!(later.version, 2);
+    assert_eq!(later.params.platform_fee_bps, 500);
 
     // A proposal in words short of its quorum is rejected.
     let words = app
@@ -352,7 +361,7 @@ async fn a_change_passes_waits_out_its_timelock_and_splits_the_next_block(b: Bac
         .graphql(
             None,
             "query($id: String!) { governanceProposal(id: $id) { status paramsVersion } \
-             protocolParams { inForce { version params { gpuShareBps } } } \
+             protocolParams { next { version params { gpuShareBps } } } \
              governanceVotes(id: $id, limit: 5) { items { voter weight } } }",
             json!({"id": id}),
         )
@@ -360,7 +369,7 @@ async fn a_change_passes_waits_out_its_timelock_and_splits_the_next_block(b: Bac
     assert!(gql.body["errors"].is_null(), "{}", gql.text);
     assert_eq!(gql.body["data"]["governanceProposal"]["paramsVersion"], 2);
     assert_eq!(
-        gql.body["data"]["protocolParams"]["inForce"]["params"]["gpuShareBps"],
+        gql.body["data"]["protocolParams"]["next"]["params"]["gpuShareBps"],
         7_000
     );
     let anonymous = app

@@ -7,11 +7,11 @@
 use std::collections::HashMap;
 
 use iocloud_billing::{AccountKind, AccountRef, Currency};
-use iocloud_control::providers::agent::Heartbeat;
 use iocloud_control::rewards::MICROS_PER_HOUR;
 use iocloud_db::time::{now_micros, to_rfc3339};
 use iocloud_tests::{
-    Backend, TestApp, agent, ledger_balances, on_both_engines, verified_device, verified_rig,
+    Backend, TestApp, agent, cpu_box, heartbeat, ledger_balances, on_both_engines, proof,
+    verified_device, verified_rig,
 };
 use serde_json::{Value, json};
 
@@ -23,37 +23,6 @@ on_both_engines!(
 
 const H: i64 = MICROS_PER_HOUR;
 const MINUTE: i64 = 60_000_000;
-
-/// A CPU-only machine: 32 cores, 1 Gbps.
-fn cpu_box(name: &str) -> Value {
-    json!({"name": name, "gpu_count": 0, "cpu_cores": 32, "ram_gib": 128,
-        "disk_gib": 500, "region": "eu-central", "country": "DE", "location": {"lat": 50.11, "lon": 8.68},
-        "bandwidth_mbps": {"up": 1000, "down": 1000}, "price_per_gpu_hour": "0.40"})
-}
-
-fn heartbeat(free: i64, gpu_pct: i64, cpu_pct: i64, nodes: i64) -> Heartbeat {
-    serde_json::from_value(json!({"free_gpus": free, "utilization_pct": gpu_pct,
-        "cpu_utilization_pct": cpu_pct, "running_nodes": nodes, "temperature_c": 60,
-        "agent_version": "1.4.2"}))
-    .unwrap()
-}
-
-/// Stores the hour's proof of a device as its agent's answer would have.
-async fn proof(app: &TestApp, device: &str, org: &str, hour: i64, outcome: Option<&str>) {
-    let at = hour * H + 10 * MINUTE;
-    let sql = format!(
-        "INSERT INTO device_proofs (device_id, hour, org_id, nonce, difficulty, vram_gib, issued_at, deadline, answered_at, outcome, detail) \
-         VALUES ($1, {hour}, '{org}', 'n', 18, 80, {at}, {}, {}, {}, {})",
-        at + 30_000_000,
-        outcome.map_or("NULL".into(), |_| (at + 1_000_000).to_string()),
-        outcome.map_or("NULL".into(), |o| format!("'{o}'")),
-        match outcome {
-            Some("wrong_answer") => "'the proof of work''s answer was wrong'",
-            _ => "NULL",
-        }
-    );
-    app.exec(&sql, device).await;
-}
 
 fn micros(v: &Value) -> i64 {
     iocloud_tests::micros(v.as_str().unwrap())

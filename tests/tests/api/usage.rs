@@ -92,7 +92,7 @@ async fn usage_invoices_and_earnings(b: iocloud_tests::Backend) {
     );
     assert_eq!(
         lines[1],
-        "clu_train,nod_1,dev_rig1,USD,8,16.80,2026-10-01T01:00:00.000000Z,2026-10-01T02:00:00.000000Z,3600.00,16.80,0.00"
+        "clu_train,nod_1,dev_rig1,USD,8,16.80,2026-10-01T01:00:00.000000Z,2026-10-01T02:00:00.000000Z,3600.00,16.80,0.00,1"
     );
 
     // The provider sees its earnings after the 5% fee; the customer sees none.

@@ -1,10 +1,11 @@
 //! Governance in the explorer: the proposals with their tallies, the parameters in force and
 //! their history (`/explorer/governance`), and one proposal with its votes
-//! (`/explorer/governance/{id}`). Voting is done signed in, through the API.
+//! (`/explorer/governance/{id}`), where a signed-in owner or admin votes while it is open.
 
 use maud::{Markup, html};
 
 use super::{Tile, frame, tiles, when};
+use crate::app::CSRF_FIELD;
 
 /// A proposal's line.
 pub struct ProposalLine {
@@ -36,8 +37,29 @@ pub struct GovernanceView {
     pub ranges: Vec<(String, i64, i64)>,
 }
 
+/// The vote form of an open proposal.
+pub enum Ballot {
+    /// Nobody is signed in: the way to sign in.
+    SignIn,
+    /// A signed-in visitor's form.
+    Open {
+        /// Where the form posts.
+        action: String,
+        csrf: String,
+        /// The organisation's pseudonym among the voters.
+        voter: String,
+        /// Its vote so far.
+        current: Option<String>,
+        /// What the last vote did, or why it was refused.
+        notice: Option<String>,
+        error: Option<String>,
+    },
+}
+
 /// One proposal's page.
 pub struct ProposalView {
+    /// Present while the vote is open.
+    pub ballot: Option<Ballot>,
     pub title: String,
     pub body: String,
     pub facts: Vec<Tile>,
@@ -112,6 +134,9 @@ pub fn proposal_page(v: &ProposalView) -> Markup {
                     tbody { @for (name, value) in &v.change { tr { td { (name) } td class="n" { (value) } } } }
                 }
             }
+            @if let Some(ballot) = &v.ballot {
+                (ballot_form(ballot))
+            }
             h2 { "Votes" }
             @if v.votes.is_empty() {
                 p class="muted" { "No vote yet." }
@@ -128,4 +153,40 @@ pub fn proposal_page(v: &ProposalView) -> Markup {
             p { a href="/explorer/governance" { "Every proposal" } }
         },
     )
+}
+
+/// The vote form, or the way to sign in to vote.
+fn ballot_form(b: &Ballot) -> Markup {
+    html! {
+        h2 id="vote-h" { "Your vote" }
+        @match b {
+            Ballot::SignIn => {
+                p { "Owners and admins of an organisation with staked $IO vote here: " a href="/app/login" { "sign in" } "." }
+            }
+            Ballot::Open { action, csrf, voter, current, notice, error } => {
+                @if let Some(n) = notice { p role="status" { (n) } }
+                @if let Some(e) = error { p role="alert" class="error" { (e) } }
+                p {
+                    "Your organisation votes as " span class="mono" { (voter) } ", weighed by the stake it held when the vote opened. "
+                    @match current {
+                        Some(c) => { "Its vote: " strong { (c) } ". Voting again replaces it until the close." }
+                        None => { "It has not voted." }
+                    }
+                }
+                form method="post" action=(action) aria-labelledby="vote-h" {
+                    input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                    fieldset {
+                        legend { "Your choice" }
+                        @for choice in ["yes", "no", "abstain"] {
+                            label {
+                                input type="radio" name="choice" value=(choice) required checked[current.as_deref() == Some(choice)];
+                                " " (choice)
+                            }
+                        }
+                    }
+                    button type="submit" { "Vote" }
+                }
+            }
+        }
+    }
 }

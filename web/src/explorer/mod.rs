@@ -15,7 +15,7 @@ use crate::app::layout_head;
 
 pub use bookings::{BookingsView, PaymentLine, RentalLine, bookings_page};
 pub use governance::{
-    GovernanceView, ProposalLine, ProposalView, VersionLine, governance_page, proposal_page,
+    Ballot, GovernanceView, ProposalLine, ProposalView, VersionLine, governance_page, proposal_page,
 };
 pub use staking::{CaseLine, OfferLine, StakingView, staking_page};
 

@@ -80,7 +80,7 @@ impl Devices {
     }
 
     fn view(&self, d: DeviceRow) -> Result<DeviceView> {
-        let required = required_stake(&self.catalog, d.gpu_model.as_deref(), d.gpu_count);
+        let required = self.stake.required(d.gpu_model.as_deref(), d.gpu_count);
         let status = d.status()?;
         Ok(DeviceView {
             id: d.id,

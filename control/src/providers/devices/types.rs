@@ -6,14 +6,12 @@ use iocloud_db::ids::OrgId;
 use iocloud_db::{Db, DbError, Timestamp, db_run};
 use serde::{Deserialize, Serialize};
 
-use super::super::catalog::Catalog;
 use super::super::status::DeviceStatus;
 use crate::{Error, Result};
 
-/// Stake a device needs per GPU, in whole $IO, before the model's multiplier.
+/// Stake a device needs per GPU at launch, in whole $IO, before the model's multiplier (a
+/// CPU-only device needs one GPU's of multiplier 1). Governance may change it.
 pub const STAKE_PER_GPU_IO: i64 = 200;
-/// A CPU-only device needs the stake of one GPU of multiplier 1.
-const MICROS: i64 = 1_000_000;
 
 // In GraphQL a location is an input of its own (`LocationInput`), and a device's shows as its
 // `lat` and `lon`.
@@ -255,15 +253,6 @@ pub struct CreatedDevice {
     pub device: DeviceView,
     /// The agent's token (`iodt_…`). Shown only here; store it on the machine.
     pub token: String,
-}
-
-/// $IO micro-units of stake a device needs: 200 $IO × GPUs × the model's multiplier (one GPU's
-/// worth for a CPU-only device).
-pub fn required_stake(catalog: &Catalog, gpu_model: Option<&str>, gpu_count: i64) -> i64 {
-    let multiplier = gpu_model
-        .and_then(|m| catalog.gpu_model(m))
-        .map_or(1, |m| m.staking_multiplier);
-    STAKE_PER_GPU_IO * MICROS * gpu_count.max(1) * multiplier
 }
 
 /// A device of organisation `org_id`.
