@@ -148,11 +148,12 @@ async fn assignments(
         return Err(DomainError::validation("wait_secs", "must be between 0 and 25").into());
     }
     let d = device(&s, &headers, &id).await?;
-    let items = s
-        .control
-        .agents
-        .assignments(&d, Duration::from_secs(wait))
-        .await?;
+    // A stopping replica answers a waiting poll at once, empty (assignments are only read
+    // here): the agent polls again, at another replica.
+    let items = tokio::select! {
+        found = s.control.agents.assignments(&d, Duration::from_secs(wait)) => found?,
+        _ = s.drain.started() => Vec::new(),
+    };
     Ok(Json(Assignments { items }))
 }
 

@@ -41,6 +41,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("the request took too long")]
     Timeout,
+    #[error("this server is stopping; reconnect and resume from the last event seen")]
+    ServerStopping,
     #[error("internal error")]
     Internal(String),
 }
@@ -148,6 +150,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::ServerStopping => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -168,6 +171,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Timeout => ErrorCode::Timeout,
+            ApiError::ServerStopping => ErrorCode::ServerStopping,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -286,6 +290,9 @@ impl IntoResponse for ApiError {
         {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let ApiError::ServerStopping = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         res
     }

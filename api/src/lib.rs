@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod ctl;
 mod demo;
+pub mod drain;
 pub mod error;
 pub mod extract;
 pub mod graphql;

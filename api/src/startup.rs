@@ -23,6 +23,7 @@ use tower_http::set_header::SetResponseHeaderLayer as Set;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, MAX_BODY_BYTES};
+use crate::drain::{DRAIN_LIMIT, Drain};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{graphql, rest};
@@ -124,8 +125,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
             config.retention_sweep_interval_secs,
         ));
     }
-    let schema = graphql::build_schema(control.clone(), &config);
-    Ok(AppState::new(control, config, schema))
+    let drain = Drain::default();
+    let schema = graphql::build_schema(control.clone(), &config, drain.clone());
+    Ok(AppState::new(control, config, schema, drain))
 }
 
 /// The whole HTTP surface with its middleware.
@@ -265,6 +267,11 @@ async fn healthz() -> &'static str {
 
 /// Ready when the database and (if configured) Redis answer.
 async fn readyz(State(state): State<AppState>) -> Response {
+    // A stopping replica takes nothing new, whatever its stores say.
+    if state.drain.is_draining() {
+        let body = serde_json::json!({"status": "draining"});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let ready = state.control.readiness().await;
     let body = serde_json::json!({
         "database": if ready.database.is_ok() { "ok" } else { "unavailable" },
@@ -336,24 +343,40 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// Drains and stops (see [`crate::drain`]): at most [`DRAIN_LIMIT`] for what is in flight.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+        if let Err(e) = self.drain().await {
+            tracing::warn!(error = %e, "the server stopped with an error");
         }
-        let _ = (&mut self.task).await;
-        self.state.control.close().await;
     }
 
-    /// Serves until Ctrl-C or SIGTERM.
+    /// Serves until Ctrl-C or SIGTERM, then drains and stops.
     pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
         shutdown_signal().await;
-        tracing::info!("shutting down");
+        tracing::info!("shutting down: draining");
+        self.drain().await
+    }
+
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        self.state.drain.start();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        (&mut self.task).await??;
+        let served = match tokio::time::timeout(DRAIN_LIMIT, &mut self.task).await {
+            Ok(done) => done.map_err(anyhow::Error::from).and_then(|r| Ok(r?)),
+            Err(_) => {
+                tracing::warn!(
+                    limit_secs = DRAIN_LIMIT.as_secs(),
+                    "requests still open at the drain limit were cut"
+                );
+                self.task.abort();
+                Ok(())
+            }
+        };
         self.state.control.close().await;
-        Ok(())
+        tracing::info!(ms = started.elapsed().as_millis() as u64, "stopped");
+        served
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use iocloud_control::Control;
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::graphql::ApiSchema;
 use crate::metrics::Metrics;
 
@@ -17,16 +18,19 @@ pub struct Shared {
     pub config: Config,
     pub metrics: Metrics,
     pub schema: ApiSchema,
+    /// Whether this replica is stopping.
+    pub drain: Drain,
 }
 
 impl AppState {
-    pub fn new(control: Control, config: Config, schema: ApiSchema) -> AppState {
+    pub fn new(control: Control, config: Config, schema: ApiSchema, drain: Drain) -> AppState {
         let metrics = Metrics::new(config.otel_endpoint.is_some());
         AppState(Arc::new(Shared {
             control,
             config,
             metrics,
             schema,
+            drain,
         }))
     }
 }

@@ -48,6 +48,19 @@ impl Leases {
         Ok(taken == 1)
     }
 
+    /// Gives up every lease this replica holds (when it stops).
+    pub async fn release_all(&self) -> Result<()> {
+        db_run!(&self.db, |p| sqlx::query(
+            "DELETE FROM leases WHERE holder = $1"
+        )
+        .bind(&self.holder)
+        .execute(p)
+        .await
+        .map(|_| ()))
+        .map_err(DbError::from)?;
+        Ok(())
+    }
+
     /// Gives the lease up (at shutdown, or when a pass ends early), so another replica need
     /// not wait for it to run out.
     pub async fn release(&self, name: &str) -> Result<()> {

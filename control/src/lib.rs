@@ -121,6 +121,7 @@ pub struct Control {
     pub prices: Arc<iocloud_billing::prices::PriceFeed>,
     pub settings: Arc<Settings>,
     pub catalog: Arc<providers::Catalog>,
+    pub leases: leases::Leases,
 }
 
 /// Whether the stores the control plane needs answer.
@@ -157,11 +158,14 @@ impl Control {
             std::time::Duration::from_secs(60),
         ));
         let catalog = Arc::new(catalog);
+        // This replica's claim on the passes one replica at a time runs: one holder, given up
+        // at once when the replica stops.
+        let leases = leases::Leases::new(db.clone());
         // The protocol's parameters in force: the fee, the reward rules, the stake per GPU and
         // the model multipliers, the appeal window.
         let governance = governance::Governance::new(
             db.clone(),
-            leases::Leases::new(db.clone()),
+            leases.clone(),
             catalog.clone(),
             governance::GovernanceSettings::default(),
             governance::ProtocolParams::launch(
@@ -254,20 +258,20 @@ impl Control {
             db.clone(),
             audit.clone(),
             directory.clone(),
-            leases::Leases::new(db.clone()),
+            leases.clone(),
             settings.card_payments.as_ref(),
             settings.top_up_limits,
         )?;
         let deposits = deposits::Deposits::new(
             db.clone(),
             audit.clone(),
-            leases::Leases::new(db.clone()),
+            leases.clone(),
             settings.chain.clone(),
         );
         let payouts = payouts::Payouts::new(
             db.clone(),
             audit.clone(),
-            leases::Leases::new(db.clone()),
+            leases.clone(),
             settings.chain.clone(),
             prices.clone(),
             settings.payout_limits,
@@ -275,7 +279,7 @@ impl Control {
         let rewards = rewards::Rewards::new(
             db.clone(),
             catalog.clone(),
-            leases::Leases::new(db.clone()),
+            leases.clone(),
             settings.heartbeat_timeout,
             settings.block_delay,
             governance.clone(),
@@ -284,7 +288,7 @@ impl Control {
             db.clone(),
             catalog.clone(),
             audit.clone(),
-            leases::Leases::new(db.clone()),
+            leases.clone(),
             governance.clone(),
         );
         let costaking = costaking::Costaking::new(db.clone(), catalog.clone(), stake.clone());
@@ -329,6 +333,7 @@ impl Control {
             prices,
             settings,
             catalog,
+            leases,
         })
     }
 
@@ -342,7 +347,12 @@ impl Control {
     }
 
     /// Closes the database's connections (at shutdown).
+    /// Gives up this replica's leases (another replica runs those passes at once) and closes
+    /// the database pool.
     pub async fn close(&self) {
+        if let Err(e) = self.leases.release_all().await {
+            tracing::warn!(error = %e, "leases not given up; they run out by themselves");
+        }
         self.db.close().await;
     }
 }

@@ -297,6 +297,7 @@ async fn live(
         Err(e) => return super::failed(&v, e),
     };
     let (actor, csrf) = (v.actor.clone(), v.csrf.clone());
+    let drain = state.drain.clone();
     let frames = stream
         .then(move |e| {
             let (state, actor, csrf) = (state.clone(), actor.clone(), csrf.clone());
@@ -328,7 +329,9 @@ async fn live(
         .chain(futures::stream::once(async {
             Ok(Event::default().event("ended").data("ended"))
         }));
-    let mut res = Sse::new(frames)
+    // A stopping replica ends the stream without `ended`: the page's EventSource reconnects,
+    // to another replica, from its last event id.
+    let mut res = Sse::new(drain.cut(frames))
         .keep_alive(KeepAlive::default())
         .into_response();
     res.headers_mut()

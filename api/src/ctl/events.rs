@@ -33,13 +33,52 @@ pub async fn run(a: EventsArgs) -> CtlResult<i32> {
         }
         return Ok(exit::OK);
     }
+    // A stream that ends before the cluster does (its server stopping) is opened again, to
+    // whichever replica answers, after the last event seen: each event printed once.
+    let mut last_seq = 0i64;
+    let mut last_status = String::new();
+    let mut breaks = 0;
+    loop {
+        match follow_once(&client, &base, &a.conn, &mut last_seq, &mut last_status).await {
+            Ok(()) if matches!(last_status.as_str(), "terminated" | "failed") => break,
+            Ok(()) => breaks = 0,
+            Err(e) if e.exit == exit::FAILED && breaks < RECONNECTS => breaks += 1,
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500 * (breaks + 1))).await;
+    }
+    Ok(if last_status == "failed" {
+        exit::CLUSTER_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// Times in a row a broken stream is opened again before the command gives up.
+const RECONNECTS: u64 = 5;
+
+/// Reads the stream after `last_seq` until it ends, printing each event and keeping the last
+/// one's sequence number and cluster status.
+async fn follow_once(
+    client: &Client,
+    base: &str,
+    conn: &Conn,
+    last_seq: &mut i64,
+    last_status: &mut String,
+) -> CtlResult<()> {
     let res = client
-        .request(reqwest::Method::GET, &format!("{base}?follow=true"))
+        .request(
+            reqwest::Method::GET,
+            &format!("{base}?follow=true&after={last_seq}"),
+        )
         .send()
         .await
         .map_err(|e| CtlError::new(exit::FAILED, format!("cannot reach {}: {e}", client.base)))?;
-    if !res.status().is_success() {
-        let status = res.status();
+    let status = res.status();
+    if status.as_u16() == 503 {
+        return Err(CtlError::new(exit::FAILED, "the server is stopping"));
+    }
+    if !status.is_success() {
         let body: Value = res.json().await.unwrap_or(Value::Null);
         return Err(CtlError {
             exit: if status.as_u16() == 401 {
@@ -57,7 +96,6 @@ pub async fn run(a: EventsArgs) -> CtlResult<i32> {
     }
     let mut res = res;
     let mut buffer = String::new();
-    let mut last_kind = String::new();
     while let Some(chunk) = res
         .chunk()
         .await
@@ -65,17 +103,14 @@ pub async fn run(a: EventsArgs) -> CtlResult<i32> {
     {
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         for e in drain_sse(&mut buffer) {
-            last_kind = e["kind"].as_str().unwrap_or_default().to_string();
-            if a.conn.json() {
+            *last_seq = e["seq"].as_i64().unwrap_or(*last_seq);
+            *last_status = e["status"].as_str().unwrap_or_default().to_string();
+            if conn.json() {
                 println!("{e}");
             } else {
                 render::event(&e);
             }
         }
     }
-    Ok(if last_kind == "failed" {
-        exit::CLUSTER_FAILED
-    } else {
-        exit::OK
-    })
+    Ok(())
 }

@@ -12,6 +12,8 @@ use iocloud_control::clusters::{
 };
 
 use super::schema::{actor, control, gql_error, page};
+use crate::drain::Drain;
+use crate::error::ApiError;
 
 type GqlResult<T> = async_graphql::Result<T>;
 
@@ -187,7 +189,22 @@ impl ClustersSubscription {
             Err(e) => Err(e),
         };
         match stream {
-            Ok(s) => s.map(Ok).boxed(),
+            // A stopping replica ends the subscription with `server_stopping`: the client
+            // subscribes again (another replica answers) after the last event it saw.
+            Ok(s) => {
+                let drain = ctx.data_unchecked::<Drain>().clone();
+                let told = drain.clone();
+                drain
+                    .cut(s.map(Ok))
+                    .chain(
+                        futures::stream::once(async move {
+                            told.is_draining()
+                                .then(|| Err(gql_error(ApiError::ServerStopping)))
+                        })
+                        .filter_map(futures::future::ready),
+                    )
+                    .boxed()
+            }
             Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
         }
     }

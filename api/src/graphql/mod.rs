@@ -30,6 +30,7 @@ pub use schema::{MutationRoot, QueryRoot, SubscriptionRoot, gql_error};
 pub use socket::websocket;
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::error::ApiError;
 use crate::middleware::audit::AuditSlot;
 use crate::state::AppState;
@@ -45,9 +46,10 @@ fn roots() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     )
 }
 
-pub fn build_schema(control: Control, config: &Config) -> ApiSchema {
+pub fn build_schema(control: Control, config: &Config, drain: Drain) -> ApiSchema {
     roots()
         .data(control)
+        .data(drain)
         .limit_depth(config.graphql_max_depth)
         .limit_complexity(config.graphql_max_complexity)
         .extension(guard::OperationGuard {

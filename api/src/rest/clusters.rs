@@ -267,7 +267,9 @@ async fn cluster_events(
                         .data(data),
                 )
             });
-        return Ok(Sse::new(stream)
+        // A stopping replica ends the stream; the follower resumes elsewhere from its
+        // `Last-Event-ID`.
+        return Ok(Sse::new(s.drain.cut(stream))
             .keep_alive(KeepAlive::default())
             .into_response());
     }

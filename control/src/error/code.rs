@@ -65,6 +65,9 @@ codes! {
 
     // Limits.
     RateLimited = "rate_limited",
+    /// This replica is stopping: reconnect (another replica answers) and resume a stream from
+    /// the last event seen. `Retry-After` says when.
+    ServerStopping = "server_stopping",
     TooManySubscriptions = "too_many_subscriptions",
     QuotaExceeded = "quota_exceeded",
 

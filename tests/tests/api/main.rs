@@ -22,6 +22,7 @@ mod console_client;
 mod costaking;
 mod crash;
 mod devices;
+mod drain;
 mod dropped_creates;
 mod explorer;
 mod governance;
