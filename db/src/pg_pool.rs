@@ -9,6 +9,13 @@
 //! only a connection idle for a while is checked before use.
 //!
 //! Use it through [`crate::pg_run!`] (or [`crate::db_run!`]), which marks the work finished.
+//!
+//! A server restart ends every connection: each idle one answers its next statement with
+//! "terminating connection due to administrator command" (`57P01`) without running it. So a
+//! statement refused that way is run again once on another connection ([`pg_run!`],
+//! [`PgTx::begin`]), and the first connection found broken makes every connection idle since
+//! then be checked before use: a restart costs a round trip per connection, not a failed
+//! request per connection.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -49,6 +56,9 @@ struct Shared {
     /// Most recently used last, so the busiest connections stay warm and the rest age out.
     idle: Mutex<Vec<Idle>>,
     closed: AtomicBool,
+    /// When a connection was last found broken: every connection idle since before then is
+    /// checked before use.
+    broken_at: Mutex<Option<Instant>>,
 }
 
 struct Idle {
@@ -82,6 +92,7 @@ impl PgPool {
                 slots: Arc::new(Semaphore::new(max)),
                 idle: Mutex::new(Vec::with_capacity(max)),
                 closed: AtomicBool::new(false),
+                broken_at: Mutex::new(None),
             }),
         };
         let deadline = Instant::now() + acquire_timeout;
@@ -137,7 +148,10 @@ impl PgPool {
                 let conn = PgConnection::connect_with(&shared.options).await?;
                 return Ok(self.held(conn, Instant::now(), slot));
             };
-            if idle.since.elapsed() < CHECK_AFTER_IDLE || idle.conn.ping().await.is_ok() {
+            let suspect = shared.broken_at.lock().is_some_and(|at| idle.since <= at);
+            if (!suspect && idle.since.elapsed() < CHECK_AFTER_IDLE)
+                || idle.conn.ping().await.is_ok()
+            {
                 return Ok(self.held(idle.conn, idle.opened, slot));
             }
             tracing::info!("dropping a Postgres connection that no longer answers");
@@ -198,6 +212,22 @@ impl PgConn {
         if outcome.is_ok() {
             self.finish();
         }
+    }
+
+    /// Whether `outcome` is the server refusing the statement because it ended the connection
+    /// (a restart, or the backend terminated): nothing ran, so the work may be run again on
+    /// another connection. The connection is closed, and every connection idle since before
+    /// now is checked before its next use.
+    pub fn refused_by_ended_server<T, E: ServerGone>(&mut self, outcome: &Result<T, E>) -> bool {
+        let gone = matches!(outcome, Err(e) if e.server_gone());
+        if gone {
+            *self.shared.broken_at.lock() = Some(Instant::now());
+            tracing::info!("the Postgres server ended a pooled connection; running the work again");
+            if let Some(conn) = self.conn.take() {
+                self.spawn_tidy(conn, false);
+            }
+        }
+        gone
     }
 
     fn raw(&self) -> &PgConnection {
@@ -265,6 +295,8 @@ impl PgConn {
                     let _ = conn.close().await;
                 }
             } else {
+                // Broken (the server restarted?): so may be every connection idle as long.
+                *shared.broken_at.lock() = Some(Instant::now());
                 tracing::info!("dropping a Postgres connection that could not be tidied");
                 let _ = conn.close_hard().await;
             }
@@ -289,6 +321,26 @@ impl Shared {
     }
 }
 
+/// An error that may say the server ended the connection before running anything on it.
+pub trait ServerGone {
+    fn server_gone(&self) -> bool;
+}
+
+impl ServerGone for sqlx::Error {
+    /// `57P01` (admin_shutdown): the server is stopping or ended this backend. A statement in
+    /// progress is rolled back when it comes, and an idle connection gets it as the answer to
+    /// its next statement, unrun; so the statement it answers never took effect.
+    fn server_gone(&self) -> bool {
+        matches!(self, sqlx::Error::Database(e) if e.code().as_deref() == Some("57P01"))
+    }
+}
+
+impl ServerGone for sqlx::migrate::MigrateError {
+    fn server_gone(&self) -> bool {
+        matches!(self, sqlx::migrate::MigrateError::Execute(e) if e.server_gone())
+    }
+}
+
 /// A transaction on a pooled connection. Dropped without [`PgTx::commit`] it rolls back (in the
 /// background, before the connection is used again); [`PgTx::rollback`] does it now.
 pub struct PgTx {
@@ -296,11 +348,21 @@ pub struct PgTx {
 }
 
 impl PgTx {
+    /// Begins on a connection of the pool; a `BEGIN` refused by a server that ended the
+    /// connection is sent again once on another.
     pub async fn begin(pool: &PgPool) -> Result<PgTx, sqlx::Error> {
-        let mut conn = pool.acquire().await?;
-        conn.maybe_in_tx = true;
-        PgTm::begin(&mut conn, None).await?;
-        Ok(PgTx { conn })
+        let mut retried = false;
+        loop {
+            let mut conn = pool.acquire().await?;
+            conn.maybe_in_tx = true;
+            let begun = PgTm::begin(&mut conn, None).await;
+            if !retried && conn.refused_by_ended_server(&begun) {
+                retried = true;
+                continue;
+            }
+            begun?;
+            return Ok(PgTx { conn });
+        }
     }
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
@@ -343,19 +405,28 @@ impl DerefMut for PgTx {
 /// `sqlx::Error`, which is also what a failure to get a connection answers).
 #[macro_export]
 macro_rules! pg_run {
-    ($pool:expr, |$conn:ident| $body:expr) => {
-        match $pool.acquire().await {
-            ::core::result::Result::Ok(mut held) => {
-                let out = {
-                    let $conn = &mut *held;
-                    $body
-                };
-                held.settle(&out);
-                out
+    ($pool:expr, |$conn:ident| $body:expr) => {{
+        // Run again once when the server had ended the connection before the body's statement
+        // (see [`crate::pg_pool::ServerGone`]): it never ran.
+        let mut retried = false;
+        loop {
+            match $pool.acquire().await {
+                ::core::result::Result::Ok(mut held) => {
+                    let out = {
+                        let $conn = &mut *held;
+                        $body
+                    };
+                    if !retried && held.refused_by_ended_server(&out) {
+                        retried = true;
+                        continue;
+                    }
+                    held.settle(&out);
+                    break out;
+                }
+                ::core::result::Result::Err(e) => break ::core::result::Result::Err(e.into()),
             }
-            ::core::result::Result::Err(e) => ::core::result::Result::Err(e.into()),
         }
-    };
+    }};
 }
 
 #[cfg(test)]
@@ -496,6 +567,83 @@ mod tests {
         assert_eq!(pool.shared.slots.available_permits(), 0);
         until_idle(&pool, 1).await;
         assert_eq!(backend(&pool).await, first);
+    }
+
+    /// What a server restart does to a pool: every idle connection's backend ends (here by
+    /// `pg_terminate_backend`, as a restart's fast shutdown does) while the pool holds it.
+    /// Every statement and transaction after it succeeds, each on a live connection.
+    #[tokio::test]
+    async fn connections_the_server_ended_cost_no_request() {
+        let Some(pool) = pool(4, Duration::from_secs(5)).await else {
+            return;
+        };
+        let Some(other) = pool_of_one().await else {
+            return;
+        };
+        // Four connections, used just now (so not checked before their next use).
+        let held: Vec<PgConn> = futures_join(&pool, 4).await;
+        let pids: Vec<i32> = {
+            let mut pids = Vec::new();
+            for mut c in held {
+                pids.push(
+                    sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                        .fetch_one(&mut *c)
+                        .await
+                        .unwrap(),
+                );
+                c.finish();
+            }
+            pids
+        };
+        until_idle(&pool, 4).await;
+        for pid in &pids {
+            crate::pg_run!(&other, |c| sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(*pid)
+                .execute(c)
+                .await)
+            .unwrap();
+        }
+        // The backends are gone before anything more is sent on their connections.
+        for _ in 0..200 {
+            let left: i64 = crate::pg_run!(&other, |c| sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY($1)"
+            )
+            .bind(&pids)
+            .fetch_one(c)
+            .await)
+            .unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for _ in 0..4 {
+            let pid = backend(&pool).await;
+            assert!(!pids.contains(&pid), "a live connection");
+        }
+        let tx = PgTx::begin(&pool).await.expect("a transaction begins");
+        tx.commit().await.unwrap();
+        // Four at once, as requests in flight would be.
+        let (a, b, c, d) = tokio::join!(
+            backend(&pool),
+            backend(&pool),
+            backend(&pool),
+            backend(&pool)
+        );
+        assert!([a, b, c, d].iter().all(|p| !pids.contains(p)));
+    }
+
+    /// `n` connections of `pool` held at once.
+    async fn futures_join(pool: &PgPool, n: usize) -> Vec<PgConn> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(pool.acquire().await.unwrap());
+        }
+        held
+    }
+
+    async fn pool_of_one() -> Option<PgPool> {
+        pool(1, Duration::from_secs(5)).await
     }
 
     #[tokio::test]

@@ -231,7 +231,7 @@ impl Deposits {
             "SELECT {COLUMNS} FROM chain_deposits WHERE signature = $1 AND instruction = $2"
         );
         let row: Row = db_run!(&self.db, |p| sqlx::query_as(&sql)
-            .bind(signature)
+            .bind(&signature)
             .bind(i64::from(instruction))
             .fetch_one(p)
             .await)
