@@ -5,6 +5,9 @@
 //! (blocks, one block, the supply, the network by hour and by day, the devices' pages and
 //! proofs, the slashing case, the rental) is checked against the rows under it, and those rows
 //! against what the day put in; no answer carries an owner's name, organisation or email.
+//!
+//! One file, though a long one: it is one day, set up once (a day of heartbeats is the slow
+//! part) and read through every explorer answer; split, each part would simulate the day again.
 
 use std::collections::BTreeMap;
 
