@@ -1,6 +1,7 @@
 //! Governance in the explorer: the proposals with their tallies, the parameters in force and
 //! their history (`/explorer/governance`), and one proposal with its votes
-//! (`/explorer/governance/{id}`), where a signed-in owner or admin votes while it is open.
+//! (`/explorer/governance/{id}`), where a signed-in owner or billing member votes while it is
+//! open.
 
 use maud::{Markup, html};
 
@@ -161,7 +162,7 @@ fn ballot_form(b: &Ballot) -> Markup {
         h2 id="vote-h" { "Your vote" }
         @match b {
             Ballot::SignIn => {
-                p { "Owners and admins of an organisation with staked $IO vote here: " a href="/app/login" { "sign in" } "." }
+                p { "Owners and billing members of an organisation with staked $IO vote here: " a href="/app/login" { "sign in" } "." }
             }
             Ballot::Open { action, csrf, voter, current, notice, error } => {
                 @if let Some(n) = notice { p role="status" { (n) } }
