@@ -36,6 +36,10 @@ pub enum BenchCommand {
     Blocks(crate::bench_blocks::BlockArgs),
     /// IO Explorer at a million devices and a year of blocks, beside a static answer.
     Explorer(crate::bench_explorer::ExplorerArgs),
+    /// Three replicas under load while a replica, Postgres and Redis fail: what failed, how
+    /// long each fault took to recover from, and whether anything accepted was lost; and the
+    /// scale-out from one replica to all.
+    Soak(crate::bench_soak::SoakArgs),
     /// The console's pages for an organisation with a long history, beside its static
     /// stylesheet.
     Console(crate::bench_console::ConsoleArgs),
@@ -115,6 +119,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Console(args) => crate::bench_console::run(args).await,
         BenchCommand::Blocks(args) => crate::bench_blocks::run(args).await,
         BenchCommand::Explorer(args) => crate::bench_explorer::run(args).await,
+        BenchCommand::Soak(args) => crate::bench_soak::run(args).await,
         BenchCommand::BareServer { listen } => {
             let listener = tokio::net::TcpListener::bind(listen).await?;
             axum::serve(

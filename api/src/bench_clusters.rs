@@ -32,11 +32,12 @@ pub struct ClusterArgs {
     /// Give enough machines for every cluster made.
     #[arg(long)]
     pub creates_only: bool,
-    /// Also offer creates at this fixed rate per second (open loop: each on its own schedule,
-    /// latency counted from when it was due), to see whether the rate is sustained and at
-    /// what latency. Each server is measured at the same rate.
-    #[arg(long)]
-    pub rate: Option<u32>,
+    /// Also offer lives at these fixed rates per second, comma-separated (open loop: each on
+    /// its own schedule, latency counted from when it was due), to see whether a rate is
+    /// sustained, at what latency, and what is shed beyond capacity. Each server is measured
+    /// at the same rates.
+    #[arg(long, value_delimiter = ',')]
+    pub rate: Vec<u32>,
     /// A Postgres server to make a scratch database on; unset, a temp SQLite file.
     #[arg(long, env = "IOCLOUD_BENCH_POSTGRES_URL")]
     pub postgres: Option<String>,
@@ -49,6 +50,8 @@ struct Tally {
     running_micros: Vec<u32>,
     cycles: u64,
     errors: u64,
+    /// Creates answered 503 `overloaded` (nothing of them done).
+    shed: u64,
     /// CPU time the whole machine spent during the phase, s ([`machine_busy_secs`]).
     cpu_secs: Option<f64>,
 }
@@ -81,12 +84,46 @@ async fn with_cpu(phase: impl std::future::Future<Output = (Tally, f64)>) -> (Ta
     (tally, secs)
 }
 
-async fn send(req: reqwest::RequestBuilder) -> Option<Value> {
-    let res = req.send().await.ok()?;
-    if !res.status().is_success() {
-        return None;
+/// How a request was answered.
+enum Sent {
+    Done(Value),
+    /// Turned away before anything of it ran; it may be sent again after this.
+    Busy(Duration),
+    Failed,
+}
+
+async fn send(req: reqwest::RequestBuilder) -> Sent {
+    let Ok(res) = req.send().await else {
+        return Sent::Failed;
+    };
+    if res.status().is_success() {
+        return res.json().await.map_or(Sent::Failed, Sent::Done);
     }
-    res.json().await.ok()
+    let after = crate::ctl::client::retry_after(res.headers());
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    match crate::ctl::client::busy_wait(body["code"].as_str(), after) {
+        Some(wait) => Sent::Busy(wait),
+        None => Sent::Failed,
+    }
+}
+
+/// Deletes a cluster as a client that must not leave it running does: sent again after each
+/// `Retry-After` while the server is busy, a minute at most.
+async fn delete(client: &reqwest::Client, base: &str, key: &str, id: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sent = send(
+            client
+                .delete(format!("{base}/v1/clusters/{id}"))
+                .bearer_auth(key),
+        )
+        .await;
+        match sent {
+            Sent::Done(_) => return true,
+            Sent::Busy(wait) if Instant::now() < deadline => tokio::time::sleep(wait).await,
+            _ => return false,
+        }
+    }
 }
 
 /// Reads a cluster's event stream until it says `running`.
@@ -142,9 +179,17 @@ async fn cycles(
                             .json(&body),
                     )
                     .await;
-                    let Some(c) = created else {
-                        t.errors += 1;
-                        continue;
+                    let c = match created {
+                        Sent::Done(c) => c,
+                        Sent::Busy(wait) => {
+                            t.shed += 1;
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        Sent::Failed => {
+                            t.errors += 1;
+                            continue;
+                        }
                     };
                     t.create_micros.push(t0.elapsed().as_micros() as u32);
                     if creates_only {
@@ -157,13 +202,7 @@ async fn cycles(
                         let ran = until_running(&client, &base, &key, &id)
                             .await
                             .then(|| t0.elapsed().as_micros() as u32);
-                        let ended = send(
-                            client
-                                .delete(format!("{base}/v1/clusters/{id}"))
-                                .bearer_auth(&key),
-                        )
-                        .await
-                        .is_some();
+                        let ended = delete(&client, &base, &key, &id).await;
                         (ran, ended)
                     }));
                 }
@@ -187,6 +226,7 @@ async fn cycles(
             all.running_micros.extend(t.running_micros);
             all.cycles += t.cycles;
             all.errors += t.errors;
+            all.shed += t.shed;
         }
     }
     all.create_micros.sort_unstable();
@@ -194,8 +234,18 @@ async fn cycles(
     (all, duration.as_secs_f64())
 }
 
+/// How one offered life went.
+enum Life {
+    /// Created (latency from when it was due, µs), and unless creates only, ran (time to
+    /// running, µs) and was deleted.
+    Lived(u32, Option<u32>),
+    /// Its create was turned away as busy.
+    Shed,
+    Failed,
+}
+
 /// One cluster's life: create (timed from `due`), then, unless `creates_only`, followed until
-/// it runs and deleted. Returns the create latency and the time to running, µs.
+/// it runs and deleted.
 async fn one_life(
     client: &reqwest::Client,
     base: &str,
@@ -203,7 +253,7 @@ async fn one_life(
     n: u64,
     due: Instant,
     creates_only: bool,
-) -> Option<(u32, Option<u32>)> {
+) -> Life {
     let body = json!({"name": format!("open-{n}"), "kind": "container", "image": "busybox",
                       "gpu_model": "h100-sxm", "gpu_count": 1, "duration_hours": 1});
     let created = send(
@@ -212,22 +262,24 @@ async fn one_life(
             .bearer_auth(key)
             .json(&body),
     )
-    .await?;
+    .await;
+    let created = match created {
+        Sent::Done(c) => c,
+        Sent::Busy(_) => return Life::Shed,
+        Sent::Failed => return Life::Failed,
+    };
     let create = due.elapsed().as_micros() as u32;
     if creates_only {
-        return Some((create, None));
+        return Life::Lived(create, None);
     }
     let id = created["id"].as_str().unwrap_or_default();
     let ran = until_running(client, base, key, id).await;
     let ran = ran.then(|| due.elapsed().as_micros() as u32);
-    let deleted = send(
-        client
-            .delete(format!("{base}/v1/clusters/{id}"))
-            .bearer_auth(key),
-    )
-    .await
-    .is_some();
-    (ran.is_some() && deleted).then_some((create, ran))
+    let deleted = delete(client, base, key, id).await;
+    match ran {
+        Some(ran) if deleted => Life::Lived(create, Some(ran)),
+        _ => Life::Failed,
+    }
 }
 
 /// Creates offered at `rate` per second for `duration`, whatever the answers' speed (open
@@ -256,11 +308,12 @@ async fn open_loop(
     let mut all = Tally::default();
     for life in lives {
         match life.await {
-            Ok(Some((create, ran))) => {
+            Ok(Life::Lived(create, ran)) => {
                 all.create_micros.push(create);
                 all.running_micros.extend(ran);
                 all.cycles += 1;
             }
+            Ok(Life::Shed) => all.shed += 1,
             _ => all.errors += 1,
         }
     }
@@ -396,7 +449,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             a_secs,
         ),
     ];
-    if let Some(r) = args.rate {
+    for &r in &args.rate {
         let (ob, ob_secs) = phase(bare_base.clone(), Some(r)).await;
         let (oa, oa_secs) = phase(base.clone(), Some(r)).await;
         rows.push((format!("bare axum, {r}/s offered"), ob, ob_secs));
@@ -413,31 +466,35 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         args.concurrency, args.machines, args.seconds
     );
     println!(
-        "| server, load | creates/s | create p50 ms | create p99 ms | to running p50 ms | to running p99 ms | machine CPU ms per life | cycles | errors |"
+        "| server, load | creates/s | create p50 ms | create p99 ms | to running p50 ms | to running p99 ms | machine CPU ms per life | cycles | errors | shed/s |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, t, secs) in &rows {
         let cpu = match t.cpu_secs {
             Some(cpu) if t.cycles > 0 => format!("{:.2}", cpu * 1000.0 / t.cycles as f64),
             _ => "–".to_string(),
         };
         println!(
-            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu} | {} | {} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {cpu} | {} | {} | {:.0} |",
             rate(t, *secs),
             percentile_ms(&t.create_micros, 0.50),
             percentile_ms(&t.create_micros, 0.99),
             percentile_ms(&t.running_micros, 0.50),
             percentile_ms(&t.running_micros, 0.99),
             t.cycles,
-            t.errors
+            t.errors,
+            t.shed as f64 / secs
         );
     }
     println!(
         "ratio (iocloud / bare creates per second, back to back): {:.3}",
         rate(&rows[1].1, rows[1].2) / rate(&rows[0].1, rows[0].2)
     );
-    let v = control.ledger.verify().await?;
-    println!("ledger balanced after the run: {}", v.is_balanced());
+    let books = control.check_books().await?;
+    println!(
+        "after the run: ledger balanced {}, devices with GPUs booked wrong {}, organisations with quotas wrong {}",
+        books.ledger_balanced, books.devices_wrong, books.quotas_wrong
+    );
     bare.abort();
     server.stop().await;
     drop(scratch);

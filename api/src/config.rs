@@ -79,6 +79,16 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Requests one replica works on at once (long polls and probes aside). More wait their
+    /// turn for up to `IOCLOUD_ADMISSION_WAIT_MS`, then are answered 503 `overloaded` with
+    /// `Retry-After` before anything of them runs.
+    #[arg(long, env = "IOCLOUD_MAX_IN_FLIGHT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
+
+    /// Milliseconds a request may wait for its turn before it is answered 503 `overloaded`.
+    #[arg(long, env = "IOCLOUD_ADMISSION_WAIT_MS", default_value_t = 250)]
+    pub admission_wait_ms: u64,
+
     /// Log format: `text` or `json`. Levels come from `RUST_LOG` (default `info`).
     #[arg(long, env = "IOCLOUD_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -624,6 +634,10 @@ impl Config {
         Duration::from_secs(self.request_timeout_secs.max(1))
     }
 
+    pub fn admission_wait(&self) -> Duration {
+        Duration::from_millis(self.admission_wait_ms)
+    }
+
     /// Settings for tests and benchmarks: loopback, the given database, generous limits.
     pub fn for_tests(database_url: &str) -> Config {
         Config {
@@ -640,6 +654,8 @@ impl Config {
             rate_limit_per_key: 100_000,
             trust_forwarded_for: false,
             request_timeout_secs: 30,
+            max_in_flight: 64,
+            admission_wait_ms: 250,
             log_format: "text".into(),
             auth_cache_secs: 30,
             platform_fee_bps: 500,

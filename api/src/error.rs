@@ -43,6 +43,8 @@ pub enum ApiError {
     Timeout,
     #[error("this server is stopping; reconnect and resume from the last event seen")]
     ServerStopping,
+    #[error("this server is busy; nothing of the request was done: retry after {} s", crate::middleware::admission::RETRY_AFTER.as_secs())]
+    Overloaded,
     #[error("internal error")]
     Internal(String),
 }
@@ -150,7 +152,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::ServerStopping => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ServerStopping | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -172,6 +174,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
             ApiError::Timeout => ErrorCode::Timeout,
             ApiError::ServerStopping => ErrorCode::ServerStopping,
+            ApiError::Overloaded => ErrorCode::Overloaded,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -293,6 +296,10 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::ServerStopping = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+        }
+        if let ApiError::Overloaded = &self {
+            let secs = crate::middleware::admission::RETRY_AFTER.as_secs();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

@@ -1,7 +1,7 @@
 //! The OpenAPI document made to tell the truth about what the middleware does to every route.
 //!
 //! Handlers declare their own answers. What every route shares — authentication (401), rate
-//! limits (429), the time limit (408), body parsing (400, 413, 415, 422), the path's
+//! limits (429), admission (503 `overloaded`), the time limit (408), body parsing (400, 413, 415, 422), the path's
 //! parameters, the `Idempotency-Key` header and the problem+json body of every error — is added
 //! here once, after all routes are known, so no operation can forget one. Generated clients
 //! and provisioning scripts trust this document: `schemathesis` checks it against the server
@@ -185,6 +185,10 @@ fn add_shared_answers(op: &mut Operation, route: &Route) {
     let mut shared: Vec<(&str, &str)> = vec![
         ("429", "Too many requests: see `Retry-After`"),
         ("408", "The request took too long"),
+        (
+            "503",
+            "The server is busy (`overloaded`) and did nothing of the request: send it again after `Retry-After`",
+        ),
     ];
     if route.authenticated {
         shared.push(("401", "No valid credential was given"));
@@ -214,13 +218,15 @@ fn add_shared_answers(op: &mut Operation, route: &Route) {
             .entry(status.to_string())
             .or_insert_with(|| RefOr::T(problem_response(description)));
     }
-    if let Some(RefOr::T(res)) = op.responses.responses.get_mut("429") {
-        res.headers.entry("Retry-After".into()).or_insert_with(|| {
-            HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::Integer))
-                .description(Some("Seconds until a request would be allowed"))
-                .build()
-        });
+    for status in ["429", "503"] {
+        if let Some(RefOr::T(res)) = op.responses.responses.get_mut(status) {
+            res.headers.entry("Retry-After".into()).or_insert_with(|| {
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until a request would be allowed"))
+                    .build()
+            });
+        }
     }
 }
 

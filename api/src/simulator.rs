@@ -15,6 +15,8 @@ use iocloud_control::providers::agent::Workload;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::ctl::client::retry_after;
+
 /// One simulated machine: its id, agent token and GPU count.
 #[derive(Clone, Debug)]
 pub struct SimDevice {
@@ -142,8 +144,9 @@ impl Agent {
     }
 
     /// Reports on a node as a real agent would: again and again while the server cannot be
-    /// reached or is busy (a restart, say), until it takes the report or refuses it (the node
-    /// is no longer this device's to report on); for two minutes at most.
+    /// reached or is busy (a restart, say; after the `Retry-After` it asks for), until it takes
+    /// the report or refuses it (the node is no longer this device's to report on); for two
+    /// minutes at most.
     async fn report(&self, tail: &str, body: Value) {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
@@ -154,18 +157,20 @@ impl Agent {
                 .json(&body)
                 .send()
                 .await;
-            let settled = match &sent {
+            let (settled, asked) = match &sent {
                 Ok(r) => {
                     let s = r.status();
-                    s.is_success()
-                        || (s.is_client_error() && s != reqwest::StatusCode::TOO_MANY_REQUESTS)
+                    let settled = s.is_success()
+                        || (s.is_client_error() && s != reqwest::StatusCode::TOO_MANY_REQUESTS);
+                    (settled, retry_after(r.headers()))
                 }
-                Err(_) => false,
+                Err(_) => (false, None),
             };
             if settled || std::time::Instant::now() > deadline {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            let pause = Duration::from_millis(300);
+            tokio::time::sleep(asked.map_or(pause, |a| a.max(pause))).await;
         }
     }
 
@@ -269,7 +274,13 @@ impl Agent {
             let body: Value = match res {
                 Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
                 Ok(r) if r.status() == reqwest::StatusCode::FORBIDDEN => return,
-                _ => {
+                // Busy: come back when it asks; unreachable or failing: in a while.
+                Ok(r) => {
+                    let asked = retry_after(r.headers());
+                    tokio::time::sleep(asked.unwrap_or(Duration::from_secs(5))).await;
+                    continue;
+                }
+                Err(_) => {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                     continue;
                 }

@@ -265,7 +265,10 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the database and (if configured) Redis answer.
+/// Ready when the database answers. Redis away leaves the replica ready, degraded: every
+/// replica shares one Redis, so failing readiness on it would take all of them out of service at
+/// once, while without it a replica still serves every request (rate limits let requests
+/// through, caches are bypassed, followers and agents read the database).
 async fn readyz(State(state): State<AppState>) -> Response {
     // A stopping replica takes nothing new, whatever its stores say.
     if state.drain.is_draining() {
@@ -273,15 +276,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let ready = state.control.readiness().await;
+    let (status, word) = match (&ready.database, &ready.kv) {
+        (Err(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (Ok(_), Err(_)) => (StatusCode::OK, "degraded"),
+        (Ok(_), Ok(_)) => (StatusCode::OK, "ready"),
+    };
     let body = serde_json::json!({
+        "status": word,
         "database": if ready.database.is_ok() { "ok" } else { "unavailable" },
         "redis": match (&ready.kv, ready.kv_shared) { (Ok(_), true) => "ok", (Ok(_), false) => "in-process", (Err(_), _) => "unavailable" },
     });
-    let status = if ready.database.is_ok() && ready.kv.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (status, Json(body)).into_response()
 }
 
@@ -292,11 +296,9 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
             return ApiError::Domain(iocloud_control::Error::Unauthenticated).into_response();
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    let mut text = state.metrics.render();
+    text.push_str(&state.admission.render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// A running server: where it listens, and a handle to stop it.

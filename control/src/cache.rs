@@ -13,9 +13,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use iocloud_db::Kv;
+
+use crate::listen::Hearing;
 use parking_lot::Mutex;
 
 pub const INVALIDATE_CHANNEL: &str = "cache:invalidate";
@@ -103,6 +105,9 @@ impl<T> ByHash<T> {
 /// A store told of every `forget` (registered with [`Cache::also_forget`]).
 pub trait Forgets: Send + Sync {
     fn forget(&self, what: &Forget<'_>);
+    /// While this replica cannot hear other replicas' `forget`s, it serves and keeps nothing:
+    /// a key revoked through another replica must stop working here at once, not a TTL later.
+    fn set_deaf(&self, deaf: bool);
 }
 
 /// What a `forget` drops from a store of some kind of value.
@@ -144,6 +149,20 @@ impl Generation {
     }
 }
 
+/// Whether a store is to serve nothing: see [`Forgets::set_deaf`].
+#[derive(Default)]
+struct Deaf(AtomicBool);
+
+impl Deaf {
+    fn is(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, deaf: bool) {
+        self.0.store(deaf, Ordering::SeqCst);
+    }
+}
+
 /// Values found by the hash of their secret (API keys, device tokens), forgotten by id.
 pub struct SecretCache<T> {
     /// How long an entry lives; zero caches nothing.
@@ -151,6 +170,7 @@ pub struct SecretCache<T> {
     /// Entries kept before starting over.
     max: usize,
     generation: Generation,
+    deaf: Deaf,
     entries: Mutex<ByHash<T>>,
 }
 
@@ -160,15 +180,22 @@ impl<T: Secret> SecretCache<T> {
             ttl,
             max,
             generation: Generation::default(),
+            deaf: Deaf::default(),
             entries: Mutex::default(),
         }
     }
 
     pub fn get(&self, hash: &str) -> Option<Arc<T>> {
+        if self.deaf.is() {
+            return None;
+        }
         self.entries.lock().get(hash, self.ttl)
     }
 
     pub fn get_by_id(&self, id: &str) -> Option<Arc<T>> {
+        if self.deaf.is() {
+            return None;
+        }
         self.entries.lock().get_by_id(id, self.ttl)
     }
 
@@ -180,7 +207,7 @@ impl<T: Secret> SecretCache<T> {
     /// Caches a value loaded while `generation` was current; a `forget` since then wins.
     pub fn put(&self, hash: &str, value: T, generation: u64) -> Arc<T> {
         let value = Arc::new(value);
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || self.deaf.is() {
             return value;
         }
         let mut entries = self.entries.lock();
@@ -206,6 +233,10 @@ impl<T: Secret> Forgets for SecretCache<T> {
             Drops::Everything => *self.entries.lock() = ByHash::default(),
         }
     }
+
+    fn set_deaf(&self, deaf: bool) {
+        self.deaf.set(deaf);
+    }
 }
 
 /// Values by id (organisations, their billing currencies).
@@ -213,6 +244,7 @@ pub struct IdCache<T> {
     ttl: Duration,
     max: usize,
     generation: Generation,
+    deaf: Deaf,
     entries: Mutex<HashMap<String, Entry<T>>>,
 }
 
@@ -222,11 +254,15 @@ impl<T: Cached> IdCache<T> {
             ttl,
             max,
             generation: Generation::default(),
+            deaf: Deaf::default(),
             entries: Mutex::default(),
         }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<T>> {
+        if self.deaf.is() {
+            return None;
+        }
         self.entries.lock().get(id)?.fresh(self.ttl)
     }
 
@@ -237,7 +273,7 @@ impl<T: Cached> IdCache<T> {
 
     /// Caches a value loaded while `generation` was current; a `forget` since then wins.
     pub fn put(&self, id: &str, value: T, generation: u64) {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || self.deaf.is() {
             return;
         }
         let mut entries = self.entries.lock();
@@ -262,6 +298,10 @@ impl<T: Cached> Forgets for IdCache<T> {
             Drops::Matching => self.entries.lock().retain(|_, e| !e.value.dropped_by(what)),
             Drops::Everything => self.entries.lock().clear(),
         }
+    }
+
+    fn set_deaf(&self, deaf: bool) {
+        self.deaf.set(deaf);
     }
 }
 
@@ -344,15 +384,34 @@ impl Cache {
     }
 
     /// Applies other replicas' invalidations until the process ends. Whenever messages may
-    /// have been missed, everything cached is dropped.
+    /// have been missed, everything cached is dropped, and while they are being missed nothing
+    /// is cached.
     pub fn spawn_listener(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let (this, again) = (self.clone(), self.clone());
         crate::listen::spawn_listener(
             self.kv.clone(),
             INVALIDATE_CHANNEL,
             move |m| this.forget(&Forget::parse(&m)),
-            move || again.forget(&Forget::All),
+            move |hearing| again.hearing(hearing),
         )
+    }
+
+    fn hearing(&self, hearing: Hearing) {
+        let deaf = hearing == Hearing::Deaf;
+        if deaf {
+            self.set_deaf(true);
+        }
+        // Also tells holders of long-lived credentials (GraphQL sockets) to look again.
+        self.forget(&Forget::All);
+        if !deaf {
+            self.set_deaf(false);
+        }
+    }
+
+    fn set_deaf(&self, deaf: bool) {
+        for store in &self.stores {
+            store.set_deaf(deaf);
+        }
     }
 
     pub fn forget(&self, what: &Forget<'_>) {
@@ -448,5 +507,36 @@ mod tests {
         assert_eq!(secrets.get_by_id("org_1").map(|n| n.0), Some("a"));
         cache.forget(&Forget::All);
         assert!(secrets.get("hash").is_none());
+    }
+
+    #[test]
+    fn a_replica_that_cannot_hear_invalidations_serves_nothing_cached() {
+        let mut cache = Cache::new(Kv::memory());
+        let secrets = Arc::new(SecretCache::<Named>::new(Duration::from_secs(60), 10));
+        let orgs = Arc::new(IdCache::<Named>::new(Duration::from_secs(60), 10));
+        cache.also_forget(secrets.clone());
+        cache.also_forget(orgs.clone());
+        secrets.put("hash", Named("a"), secrets.generation());
+        orgs.put("org_1", Named("a"), orgs.generation());
+        let mut forgotten = cache.forgotten();
+
+        cache.hearing(Hearing::Deaf);
+        assert!(secrets.get("hash").is_none() && orgs.get("org_1").is_none());
+        assert_eq!(
+            forgotten.try_recv().unwrap(),
+            "*",
+            "long-lived holders look again"
+        );
+        // Loaded while deaf: handed back, not kept.
+        let loaded = secrets.put("hash", Named("b"), secrets.generation());
+        assert_eq!(loaded.0, "b");
+        orgs.put("org_1", Named("b"), orgs.generation());
+        assert!(secrets.get("hash").is_none() && orgs.get("org_1").is_none());
+
+        cache.hearing(Hearing::Listening);
+        secrets.put("hash", Named("c"), secrets.generation());
+        orgs.put("org_1", Named("c"), orgs.generation());
+        assert_eq!(secrets.get("hash").map(|n| n.0), Some("c"));
+        assert_eq!(orgs.get("org_1").map(|n| n.0), Some("c"));
     }
 }

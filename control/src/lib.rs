@@ -10,6 +10,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod batcher;
 pub mod billing;
+pub mod books;
 pub mod cache;
 pub mod capacity;
 pub mod clusters;

@@ -1,7 +1,10 @@
 //! Following a channel of the key-value store (Redis pub/sub, or in-process) for as long as
 //! the process runs. A subscription can break (Redis restarting, or a subscriber that fell
 //! behind and was dropped) and messages published meanwhile are lost, so every listener is
-//! told when it may have missed some: when a subscription begins, and while none can be taken.
+//! told when it stops hearing ([`Hearing::Deaf`]) and when it hears again
+//! ([`Hearing::Listening`], after which it must assume it missed something). What a replica
+//! keeps because it would be told of a change (cached credentials, agents known idle) must not
+//! be trusted while it is deaf.
 
 use std::time::{Duration, Instant};
 
@@ -10,17 +13,31 @@ use iocloud_db::Kv;
 
 /// A subscription that lasted less than this was not a healthy one: wait before the next.
 const SHORT_LIVED: Duration = Duration::from_secs(5);
-const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// The longest pause between tries while the store is away: how long after it is back a
+/// replica may still be deaf.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How often a subscription checks that the store still answers other calls: a connection cut
+/// without a word (a network that drops packets) never ends the stream by itself.
+const CHECK: Duration = Duration::from_secs(1);
 
-/// Runs `on_message` for each message on `channel`, and `on_gap` whenever messages may have
-/// been missed, until the process ends. A subscription that broke after running a while is
-/// taken again at once; otherwise the pause before the next try doubles, up to 30 s, so a
+/// Whether a listener hears its channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hearing {
+    /// Subscribed (again): messages sent before may have been missed.
+    Listening,
+    /// Not subscribed: messages are being missed until [`Hearing::Listening`].
+    Deaf,
+}
+
+/// Runs `on_message` for each message on `channel`, and `on_change` whenever it starts or stops
+/// hearing, until the process ends. A subscription that broke after running a while is taken
+/// again at once; otherwise the pause before the next try doubles, up to [`MAX_PAUSE`], so a
 /// store that keeps failing (or dropping a replica that keeps falling behind) is not hammered.
 pub(crate) fn spawn_listener(
     kv: Kv,
     channel: &'static str,
     on_message: impl Fn(String) + Send + 'static,
-    on_gap: impl Fn() + Send + 'static,
+    on_change: impl Fn(Hearing) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut pause = Duration::ZERO;
@@ -28,17 +45,27 @@ pub(crate) fn spawn_listener(
             let began = Instant::now();
             match kv.subscribe(channel).await {
                 Ok(mut messages) => {
-                    on_gap();
-                    while let Some(message) = messages.next().await {
-                        on_message(message);
+                    on_change(Hearing::Listening);
+                    let mut check = tokio::time::interval(CHECK);
+                    loop {
+                        tokio::select! {
+                            message = messages.next() => match message {
+                                Some(message) => on_message(message),
+                                None => {
+                                    tracing::warn!(channel, "subscription ended; subscribing again");
+                                    break;
+                                }
+                            },
+                            _ = check.tick() => if kv.is_unreachable() {
+                                tracing::warn!(channel, "the store stopped answering; subscribing again");
+                                break;
+                            },
+                        }
                     }
-                    tracing::warn!(channel, "subscription ended; subscribing again");
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, channel, "subscription failed");
-                    on_gap();
-                }
+                Err(e) => tracing::warn!(error = %e, channel, "subscription failed"),
             }
+            on_change(Hearing::Deaf);
             pause = if began.elapsed() < SHORT_LIVED {
                 (pause * 2).clamp(Duration::from_secs(1), MAX_PAUSE)
             } else {
@@ -70,14 +97,19 @@ mod tests {
     async fn a_listener_that_fell_behind_is_told_and_listens_again() {
         let kv = Kv::memory();
         let gaps = Arc::new(AtomicUsize::new(0));
+        let deaf = Arc::new(AtomicUsize::new(0));
         let got = Arc::new(Mutex::new(Vec::new()));
-        let (g, m) = (gaps.clone(), got.clone());
+        let (g, d, m) = (gaps.clone(), deaf.clone(), got.clone());
         spawn_listener(
             kv.clone(),
             "test",
             move |message| m.lock().push(message),
-            move || {
-                g.fetch_add(1, Ordering::SeqCst);
+            move |hearing| {
+                let count = match hearing {
+                    Hearing::Listening => &g,
+                    Hearing::Deaf => &d,
+                };
+                count.fetch_add(1, Ordering::SeqCst);
             },
         );
         until("subscribed", || gaps.load(Ordering::SeqCst) == 1).await;
@@ -92,6 +124,11 @@ mod tests {
             gaps.load(Ordering::SeqCst) == 2
         })
         .await;
+        assert_eq!(
+            deaf.load(Ordering::SeqCst),
+            1,
+            "told it was deaf in between"
+        );
         kv.publish("test", "after").await.unwrap();
         until("a message after the gap", || {
             got.lock().contains(&"after".into())

@@ -13,6 +13,9 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("key-value store error: {0}")]
     Kv(#[from] redis::RedisError),
+    /// Redis did not answer in time, or was found unreachable a moment ago.
+    #[error("key-value store unavailable: {0}")]
+    KvUnavailable(&'static str),
     #[error("invalid database url: {0}")]
     BadUrl(String),
 }

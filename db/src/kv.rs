@@ -16,6 +16,9 @@ use tokio::sync::broadcast;
 
 use crate::{DatabaseUrl, Result, time::now_micros};
 
+mod breaker;
+use breaker::Breaker;
+
 /// The outcome of one rate-limit check (GCRA: a token bucket without a refill timer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateDecision {
@@ -37,6 +40,7 @@ pub enum Kv {
         client: redis::Client,
         /// Put before every key and channel, so deployments (and test runs) can share a server.
         prefix: Arc<str>,
+        breaker: Arc<Breaker>,
     },
     Memory(Arc<Memory>),
 }
@@ -96,11 +100,17 @@ impl Kv {
 
     pub async fn connect(url: &DatabaseUrl, prefix: &str) -> Result<Kv> {
         let client = redis::Client::open(url.expose())?;
-        let conn = ConnectionManager::new(client.clone()).await?;
+        // Few reconnection tries per failure: the breaker paces the tries while Redis is away.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(breaker::CALL_LIMIT))
+            .set_response_timeout(Some(breaker::CALL_LIMIT));
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         Ok(Kv::Redis {
             conn,
             client,
             prefix: prefix.into(),
+            breaker: Arc::default(),
         })
     }
 
@@ -116,12 +126,20 @@ impl Kv {
         matches!(self, Kv::Redis { .. })
     }
 
+    /// Asks Redis, even while recent calls found it unreachable (a health check).
     pub async fn ping(&self) -> Result<()> {
-        if let Kv::Redis { conn, .. } = self {
+        if let Kv::Redis { conn, breaker, .. } = self {
             let mut c = conn.clone();
-            let _: String = redis::cmd("PING").query_async(&mut c).await?;
+            let _: String = breaker
+                .attempt(redis::cmd("PING").query_async(&mut c))
+                .await?;
         }
         Ok(())
+    }
+
+    /// Whether recent calls found Redis unreachable (they fail at once for a while).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Kv::Redis { breaker, .. } if breaker.is_open())
     }
 
     /// Takes one request from the bucket `key`, which allows `limit` requests per `period` with
@@ -137,14 +155,12 @@ impl Kv {
         let interval = (period.as_micros() as i64 / i64::from(limit)).max(1);
         let (allowed, span, wait) = match self {
             Kv::Memory(m) => m.gcra(key, interval, limit, now_micros()),
-            Kv::Redis { conn, .. } => {
+            Kv::Redis { conn, breaker, .. } => {
                 let mut c = conn.clone();
-                let (ok, a, b): (i64, i64, i64) = redis::Script::new(GCRA_LUA)
-                    .key(key)
-                    .arg(interval)
-                    .arg(limit)
-                    .invoke_async(&mut c)
-                    .await?;
+                let script = redis::Script::new(GCRA_LUA);
+                let mut call = script.key(key);
+                call.arg(interval).arg(limit);
+                let (ok, a, b): (i64, i64, i64) = breaker.call(call.invoke_async(&mut c)).await?;
                 if ok == 1 { (true, a, 0) } else { (false, b, a) }
             }
         };
@@ -167,13 +183,12 @@ impl Kv {
                 values.insert(key.to_string(), (count.to_string(), expires));
                 Ok((count, Duration::from_micros((expires - now).max(0) as u64)))
             }
-            Kv::Redis { conn, .. } => {
+            Kv::Redis { conn, breaker, .. } => {
                 let mut c = conn.clone();
-                let (count, left_ms): (i64, i64) = redis::Script::new(WINDOW_COUNT_LUA)
-                    .key(key)
-                    .arg(window_ms)
-                    .invoke_async(&mut c)
-                    .await?;
+                let script = redis::Script::new(WINDOW_COUNT_LUA);
+                let mut call = script.key(key);
+                call.arg(window_ms);
+                let (count, left_ms): (i64, i64) = breaker.call(call.invoke_async(&mut c)).await?;
                 Ok((
                     count.max(0) as u64,
                     Duration::from_millis(left_ms.max(0) as u64),
@@ -192,7 +207,10 @@ impl Kv {
                     .filter(|(_, exp)| *exp > now_micros())
                     .map(|(v, _)| v.clone()))
             }
-            Kv::Redis { conn, .. } => Ok(conn.clone().get(key).await?),
+            Kv::Redis { conn, breaker, .. } => {
+                let mut c = conn.clone();
+                breaker.call(c.get(key)).await
+            }
         }
     }
 
@@ -211,10 +229,10 @@ impl Kv {
                 );
                 Ok(())
             }
-            Kv::Redis { conn, .. } => {
+            Kv::Redis { conn, breaker, .. } => {
                 let ms = ttl.as_millis().max(1) as u64;
-                let _: () = conn.clone().pset_ex(key, value, ms).await?;
-                Ok(())
+                let mut c = conn.clone();
+                breaker.call(c.pset_ex::<_, _, ()>(key, value, ms)).await
             }
         }
     }
@@ -226,9 +244,9 @@ impl Kv {
                 m.values.lock().remove(key);
                 Ok(())
             }
-            Kv::Redis { conn, .. } => {
-                let _: () = conn.clone().del(key).await?;
-                Ok(())
+            Kv::Redis { conn, breaker, .. } => {
+                let mut c = conn.clone();
+                breaker.call(c.del::<_, ()>(key)).await
             }
         }
     }
@@ -242,9 +260,9 @@ impl Kv {
                 }
                 Ok(())
             }
-            Kv::Redis { conn, .. } => {
-                let _: () = conn.clone().publish(channel, message).await?;
-                Ok(())
+            Kv::Redis { conn, breaker, .. } => {
+                let mut c = conn.clone();
+                breaker.call(c.publish::<_, _, ()>(channel, message)).await
             }
         }
     }
@@ -278,9 +296,13 @@ impl Kv {
                 });
                 Ok(stream.boxed())
             }
-            Kv::Redis { client, .. } => {
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.subscribe(channel).await?;
+            Kv::Redis {
+                client, breaker, ..
+            } => {
+                // Subscribing opens a connection of its own; it is tried whatever the breaker
+                // says (a listener paces its own retries), and its outcome is recorded.
+                let mut pubsub = breaker.attempt(client.get_async_pubsub()).await?;
+                breaker.attempt(pubsub.subscribe(channel)).await?;
                 Ok(pubsub
                     .into_on_message()
                     .filter_map(|m| async move { m.get_payload::<String>().ok() })

@@ -26,7 +26,7 @@ use iocloud_db::scratch::ScratchDb;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-pub use books::{GPU_BOOKS_WRONG, ledger_balances};
+pub use books::{GPU_BOOKS_WRONG, QUOTAS_WRONG, ledger_balances};
 pub use child::{ChildServer, free_address, serve_as_child, start_child};
 pub use cli::{iocloud, iocloud_with_key};
 pub use clusters::{
@@ -40,6 +40,7 @@ pub use fleet::{
     node_test_answer, pass_node_test, post_node_test, provider_devices, ready_node, wait_for,
 };
 pub use graphql_ws::{Socket, answer_to, connect, error_code, next_json, send_op};
+pub use iocloud_api::proxy::{Proxy, address_of};
 pub use money::{balance, micros, units};
 pub use solana::{ChainApp, Peer, earn, solana_url};
 pub use stripe::{CardApp, STRIPE_KEY, dispute, now_secs, send_webhook, stripe_event, take_cards};

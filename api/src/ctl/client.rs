@@ -194,15 +194,26 @@ impl Client {
         }
     }
 
-    /// Sends and reads the JSON answer; a problem document becomes the error.
+    /// Sends and reads the JSON answer; a problem document becomes the error. A request the
+    /// server turned away before doing anything of it (`overloaded`, `rate_limited`) is sent
+    /// again after its `Retry-After`, up to [`BUSY_TRIES`] times in all.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> CtlResult<Value> {
-        let res = req
-            .send()
-            .await
-            .map_err(|e| CtlError::new(exit::FAILED, format!("cannot reach {}: {e}", self.base)))?;
-        let status = res.status();
-        let text = res.text().await.unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let mut tries = 1;
+        let (status, body, text) = loop {
+            // A body that cannot be copied (a stream) is sent once.
+            let Some(copy) = req.try_clone() else {
+                let (status, body, text, _) = self.answer(req).await?;
+                break (status, body, text);
+            };
+            let (status, body, text, wait) = self.answer(copy).await?;
+            match wait {
+                Some(wait) if tries < BUSY_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break (status, body, text),
+            }
+        };
         if status.is_success() {
             return Ok(body);
         }
@@ -218,6 +229,23 @@ impl Client {
             message: format!("{code}: {detail}"),
             problem: Some(body),
         })
+    }
+
+    /// The answer's status, JSON body and text, and how long to wait before sending it again
+    /// when the server turned it away as busy.
+    async fn answer(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> CtlResult<(reqwest::StatusCode, Value, String, Option<Duration>)> {
+        let res = req
+            .send()
+            .await
+            .map_err(|e| CtlError::new(exit::FAILED, format!("cannot reach {}: {e}", self.base)))?;
+        let (status, after) = (res.status(), retry_after(res.headers()));
+        let text = res.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let wait = busy_wait(body["code"].as_str(), after);
+        Ok((status, body, text, wait))
     }
 
     pub async fn get(&self, path: &str) -> CtlResult<Value> {
@@ -237,6 +265,35 @@ impl Client {
     pub async fn delete(&self, path: &str) -> CtlResult<Value> {
         self.send(self.request(reqwest::Method::DELETE, path)).await
     }
+}
+
+/// Attempts at a request the server turns away as busy before giving up.
+pub const BUSY_TRIES: u32 = 5;
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
+
+/// How long to wait before sending again a request the server turned away before doing
+/// anything of it (its problem's `code` is `overloaded` or `rate_limited`): its `Retry-After`,
+/// 1 s when absent, at most [`LONGEST_WAIT`]. `None` for any other answer: a login refused for
+/// too many attempts, say, must not count more.
+pub fn busy_wait(code: Option<&str>, retry_after: Option<Duration>) -> Option<Duration> {
+    matches!(code, Some("overloaded" | "rate_limited")).then(|| {
+        retry_after
+            .unwrap_or(Duration::from_secs(1))
+            .min(LONGEST_WAIT)
+    })
+}
+
+/// An answer's `Retry-After` in seconds (the only form this server sends).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// A path segment, escaped.

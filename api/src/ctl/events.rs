@@ -4,7 +4,7 @@
 use clap::Args;
 use serde_json::Value;
 
-use super::client::{Client, Conn, CtlError, CtlResult, drain_sse, exit, seg};
+use super::client::{Client, Conn, CtlError, CtlResult, drain_sse, exit, retry_after, seg};
 use super::render;
 
 #[derive(Args, Debug)]
@@ -76,7 +76,14 @@ async fn follow_once(
         .map_err(|e| CtlError::new(exit::FAILED, format!("cannot reach {}: {e}", client.base)))?;
     let status = res.status();
     if status.as_u16() == 503 {
-        return Err(CtlError::new(exit::FAILED, "the server is stopping"));
+        // Stopping, or too busy to take the stream now: wait as long as it asks, then the
+        // caller opens it again.
+        let wait = retry_after(res.headers()).unwrap_or_default();
+        tokio::time::sleep(wait.min(std::time::Duration::from_secs(30))).await;
+        return Err(CtlError::new(
+            exit::FAILED,
+            "the server is stopping or busy",
+        ));
     }
     if !status.is_success() {
         let body: Value = res.json().await.unwrap_or(Value::Null);

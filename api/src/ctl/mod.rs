@@ -10,7 +10,7 @@
 
 mod apply;
 mod billing;
-mod client;
+pub(crate) mod client;
 mod confirm;
 mod costaking;
 mod delete;

@@ -1,6 +1,8 @@
-//! Tower middleware, outermost first: request id, tracing, metrics, CORS, compression, timeout,
-//! rate limits, body size, audit, authentication, idempotency. See `startup::router`.
+//! Tower middleware, outermost first: request id, tracing, metrics, CORS, compression, rate
+//! limits, admission, timeout, body size, audit, authentication, idempotency. See
+//! `startup::router`.
 
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod client;
@@ -17,16 +19,19 @@ use crate::state::AppState;
 // Each `from_fn` layer clones the whole stack below it on every request, so the steps run
 // inside two layers rather than one layer each.
 
-/// Every route: metrics, then rate limits, then the time limit, then the body-size check.
+/// Every route: metrics, then rate limits, then admission, then the time limit, then the
+/// body-size check.
 pub async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = state.config.request_timeout();
     observe::metrics(&state, req, |req| {
-        rate_limit::limit(&state, req, |req| async move {
-            let work = observe::body_limit(req, |req| next.run(req));
-            match tokio::time::timeout(limit, work).await {
-                Ok(res) => res,
-                Err(_) => crate::error::ApiError::Timeout.into_response(),
-            }
+        rate_limit::limit(&state, req, |req| {
+            admission::admit(&state, req, |req| async move {
+                let work = observe::body_limit(req, |req| next.run(req));
+                match tokio::time::timeout(limit, work).await {
+                    Ok(res) => res,
+                    Err(_) => crate::error::ApiError::Timeout.into_response(),
+                }
+            })
         })
     })
     .await

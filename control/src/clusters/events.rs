@@ -12,16 +12,19 @@ use iocloud_db::Timestamp;
 use iocloud_db::{DbError, Tx, db_run, tx_run};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use utoipa::ToSchema;
 
 use super::ClusterStatus;
 use super::Clusters;
+use crate::listen::Hearing;
 use crate::{Action, Actor, Error, Result};
 
 pub const CHANNEL: &str = "cluster-events";
 /// How often a follower re-reads the database, in case a message was lost on the way.
 const FOLLOW_POLL: Duration = Duration::from_secs(5);
+/// How often it re-reads while this replica cannot hear the channel (Redis away).
+const DEAF_POLL: Duration = Duration::from_secs(1);
 /// Events a follower reads from the database at a time.
 const FOLLOW_PAGE: i64 = 500;
 
@@ -147,9 +150,20 @@ pub(crate) async fn record_all_in(
 /// This replica's fan-out of the channel to its followers, by cluster: a follower wakes for
 /// its own cluster's events only. (One channel for all woke every follower for every event,
 /// and copied the event for each: work that grew with the square of the load.)
-#[derive(Default)]
 pub struct EventHub {
     clusters: Mutex<HashMap<String, broadcast::Sender<ClusterEvent>>>,
+    /// Changes whenever the replica starts or stops hearing the channel: every follower then
+    /// re-reads the database (the gap signal), and while deaf re-reads every [`DEAF_POLL`].
+    hearing: watch::Sender<Hearing>,
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        EventHub {
+            clusters: Mutex::default(),
+            hearing: watch::channel(Hearing::Listening).0,
+        }
+    }
 }
 
 /// Events a cluster's followers may fall behind by before they re-read the database.
@@ -169,6 +183,11 @@ impl EventHub {
             .subscribe()
     }
 
+    /// Tells every follower that events may have been missed (and whether they still are).
+    fn gap(&self, hearing: Hearing) {
+        self.hearing.send_replace(hearing);
+    }
+
     /// Hands the event to its cluster's followers on this replica, if any.
     fn send(&self, event: ClusterEvent) {
         let mut clusters = self.clusters.lock();
@@ -184,23 +203,25 @@ impl EventHub {
 
 impl Clusters {
     /// Tells every replica's followers (after the events' transaction committed). A message
-    /// lost here is found by the followers' next read of the database.
+    /// lost here is found by the followers' next read of the database; this replica's own
+    /// followers are told directly.
     pub(crate) async fn publish_events(&self, events: &[ClusterEvent]) {
         for e in events {
             let Ok(text) = serde_json::to_string(e) else {
                 continue;
             };
             if let Err(err) = self.kv.publish(CHANNEL, &text).await {
-                tracing::warn!(error = %err, "could not publish a cluster event; followers poll for it");
+                tracing::warn!(error = %err, "could not publish a cluster event; other replicas' followers poll for it");
+                self.events.send(e.clone());
             }
         }
     }
 
     /// Feeds the channel to this replica's followers until the process ends.
     pub fn spawn_event_listener(&self) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        // Events missed are found by the followers themselves: they re-read the database on
-        // a gap in the numbers, or after a quiet spell.
+        let (this, again) = (self.clone(), self.clone());
+        // Events missed are found by the followers themselves: they re-read the database when
+        // told of a gap, on a gap in the numbers, or after a quiet spell.
         crate::listen::spawn_listener(
             self.kv.clone(),
             CHANNEL,
@@ -209,7 +230,7 @@ impl Clusters {
                     this.events.send(event);
                 }
             },
-            || {},
+            move |hearing| again.events.gap(hearing),
         )
     }
 
@@ -308,6 +329,7 @@ impl Clusters {
             cluster_id,
             last: after,
             live,
+            hearing: self.events.hearing.subscribe(),
             read,
             backlog: first.into(),
             ended,
@@ -322,6 +344,8 @@ struct Follow {
     cluster_id: String,
     last: i64,
     live: broadcast::Receiver<ClusterEvent>,
+    /// The replica's hearing of the channel: a change is a gap.
+    hearing: watch::Receiver<Hearing>,
     backlog: std::collections::VecDeque<ClusterEvent>,
     /// Whether the database may hold events not yet sent: at the start, after a full page,
     /// and when the channel lagged, skipped one or went quiet. An event that came in order on
@@ -368,7 +392,11 @@ impl Follow {
             if self.ended && !self.read {
                 return None;
             }
-            let deadline = tokio::time::sleep(FOLLOW_POLL);
+            let poll = match *self.hearing.borrow_and_update() {
+                Hearing::Listening => FOLLOW_POLL,
+                Hearing::Deaf => DEAF_POLL,
+            };
+            let deadline = tokio::time::sleep(poll);
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
@@ -390,6 +418,11 @@ impl Follow {
                         }
                         Err(broadcast::error::RecvError::Closed) => return None,
                     },
+                    // The gap signal. (Its sender lives in `clusters`, so it cannot close.)
+                    _ = self.hearing.changed() => {
+                        self.read = true;
+                        break;
+                    }
                     _ = &mut deadline => {
                         self.read = true;
                         break;

@@ -68,6 +68,9 @@ codes! {
     /// This replica is stopping: reconnect (another replica answers) and resume a stream from
     /// the last event seen. `Retry-After` says when.
     ServerStopping = "server_stopping",
+    /// This replica has more requests than it can serve in time: nothing of this one was done.
+    /// Retry after `Retry-After` seconds.
+    Overloaded = "overloaded",
     TooManySubscriptions = "too_many_subscriptions",
     QuotaExceeded = "quota_exceeded",
 

@@ -8,12 +8,15 @@
 //! wakes it, so between wake-ups a device's open assignments change only by its own reports.
 //! The replica keeps what it last read of them, less what the agent has reported on since: an
 //! agent that comes back for more after reporting on everything it was given waits without a
-//! read. A wake-up, or a subscription that broke (messages may have been lost), drops it.
+//! read. A wake-up, or a subscription that broke (messages may have been lost), drops it, and
+//! while the replica cannot hear wake-ups it keeps nothing: every poll reads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use iocloud_db::Kv;
+
+use crate::listen::Hearing;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -32,6 +35,8 @@ pub struct Wakeups {
 struct KnownOpen {
     /// Bumped whenever the map is dropped: a read begun before cannot be kept after.
     epoch: u64,
+    /// Wake-ups are not being heard: nothing is kept.
+    deaf: bool,
     devices: HashMap<String, Known>,
 }
 
@@ -76,6 +81,7 @@ impl Wakeups {
         n
     }
 
+    /// Wakes the device's agent if it waits here.
     fn wake(&self, device_id: &str) {
         {
             let mut known = self.known.lock();
@@ -89,10 +95,18 @@ impl Wakeups {
     }
 
     /// Wake-ups may have been missed: every device's assignments are read again at its
-    /// agent's next poll. Agents waiting now read when their wait ends (at most the poll's 25 s);
-    /// waking them all at once would send every agent of the fleet to the database together.
-    fn forget_all(&self) {
-        self.known.lock().forget_all();
+    /// agent's next poll, and, while they are not heard, at every poll. Agents waiting now read
+    /// when their wait ends (at most the poll's 25 s); waking them all at once would send every
+    /// agent of the fleet to the database together.
+    fn hearing(&self, hearing: Hearing) {
+        let mut known = self.known.lock();
+        known.deaf = hearing == Hearing::Deaf;
+        known.forget_all();
+    }
+
+    /// Whether wake-ups from other replicas are not being heard now.
+    pub fn is_deaf(&self) -> bool {
+        self.known.lock().deaf
     }
 
     /// Whether the device is known to have no open assignment (no read needed).
@@ -113,7 +127,7 @@ impl Wakeups {
     /// Keeps what a read found, unless a wake-up came (or everything was dropped) while it ran.
     pub fn remember(&self, device_id: &str, token: ReadToken, open: Vec<String>) {
         let mut known = self.known.lock();
-        if known.token(device_id) == token {
+        if known.token(device_id) == token && !known.deaf {
             known.entry(device_id).open = Some(open);
         }
     }
@@ -159,8 +173,10 @@ impl Wakeups {
     /// Tells the replica where the device's agent waits (perhaps this one) to look again.
     pub async fn announce(&self, device_id: &str) {
         if let Err(e) = self.kv.publish(ASSIGNMENTS_CHANNEL, device_id).await {
-            // The agent finds the assignment at its next poll, at most 25 s later.
-            tracing::warn!(error = %e, "could not wake an agent");
+            // An agent waiting on another replica finds the assignment at its next poll, at
+            // most 25 s later; one waiting here is woken all the same.
+            tracing::warn!(error = %e, "could not wake an agent on other replicas");
+            self.wake(device_id);
         }
     }
 
@@ -172,7 +188,36 @@ impl Wakeups {
             self.kv.clone(),
             ASSIGNMENTS_CHANNEL,
             move |device_id| this.wake(&device_id),
-            move || again.forget_all(),
+            move |hearing| again.hearing(hearing),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn while_wake_ups_are_not_heard_no_device_is_known_idle() {
+        let w = Wakeups::new(Kv::memory());
+        let token = w.read_token("dev_1");
+        w.remember("dev_1", token, Vec::new());
+        assert!(
+            w.known_idle("dev_1"),
+            "an agent with nothing open waits without a read"
+        );
+
+        // A node assigned now on another replica would not wake it: every poll reads.
+        w.hearing(Hearing::Deaf);
+        assert!(!w.known_idle("dev_1"));
+        let token = w.read_token("dev_1");
+        w.remember("dev_1", token, Vec::new());
+        assert!(!w.known_idle("dev_1"), "nothing is kept while deaf");
+
+        w.hearing(Hearing::Listening);
+        assert!(!w.known_idle("dev_1"), "what was missed is read again");
+        let token = w.read_token("dev_1");
+        w.remember("dev_1", token, Vec::new());
+        assert!(w.known_idle("dev_1"));
     }
 }

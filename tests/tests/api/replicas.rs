@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use iocloud_tests::{
-    Backend, GPU_BOOKS_WRONG, cluster, fleet, follow, gpus_free, ledger_balances, machine,
-    on_both_engines, redis_url,
+    Backend, GPU_BOOKS_WRONG, QUOTAS_WRONG, cluster, fleet, follow, gpus_free, ledger_balances,
+    machine, on_both_engines, redis_url,
 };
 use serde_json::json;
 
@@ -110,6 +110,7 @@ async fn two_replicas_share_scarce_gpus_quota_and_events(b: Backend) {
     let quota = app.get("/v1/quota", &s.access).await;
     assert_eq!(quota.body["gpus_in_use"], 0);
     assert_eq!(quota.body["clusters_in_use"], 0);
+    assert_eq!(app.count(QUOTAS_WRONG).await, 0);
     ledger_balances(app).await;
     other.server.stop().await;
 }
