@@ -18,7 +18,9 @@ venv="${IOCLOUD_SCHEMATHESIS_VENV:-target/schemathesis-venv}"
 examples="${IOCLOUD_SCHEMATHESIS_EXAMPLES:-25}"
 port="${IOCLOUD_SCHEMATHESIS_PORT:-18181}"
 
-if [ ! -x "$venv/bin/schemathesis" ] || ! "$venv/bin/pip" show schemathesis 2>/dev/null | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
+# Read whole before matching: `grep -q` stopping early would fail `pip show` under pipefail.
+installed="$("$venv/bin/pip" show schemathesis 2>/dev/null || true)"
+if [ ! -x "$venv/bin/schemathesis" ] || ! grep -qx "Version: $SCHEMATHESIS_VERSION" <<<"$installed"; then
   echo "schemathesis: installing $SCHEMATHESIS_VERSION into $venv" >&2
   # --clear: a venv moved or copied from elsewhere has scripts that point at the old place.
   python3 -m venv --clear "$venv"

@@ -40,6 +40,7 @@ pub struct SoakArgs {
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub redis: String,
+    /// `iocloud serve` processes behind the load balancer.
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
     /// Seconds of load with faults; at least 150 (Redis alone is away for 30 s).

@@ -7,6 +7,8 @@
 //! signed anew only when the rail's block height is past that last height (the old bytes can
 //! never land), the chain does not know the signature, and nothing is found under the payout's
 //! reference. A crash after signing resends the stored bytes; after sending, it finds them.
+//! And before any signing it looks under the reference: a database restored from a backup
+//! taken before a payout was paid shows it ready again, and must not pay it twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,6 +206,27 @@ impl Payouts {
             .reference
             .parse()
             .map_err(|_| Error::corrupt("payouts.reference", &row.reference))?;
+        // Nothing may have been paid for it already. A database restored from a backup taken
+        // before the payout was paid holds it as ready again, with no signature of its
+        // transfer; the transfer carries its reference. One that landed (a failed one moved
+        // nothing) holds the payout for a person to look at.
+        let landed = rail
+            .signatures(&reference, None, None, 10)
+            .await?
+            .into_iter()
+            .find(|s| !s.failed);
+        if let Some(paid) = landed {
+            tracing::error!(payout = %row.id, signature = %paid.signature, "a payout to be signed was already paid under its reference (a restored database?); not signed again");
+            return self
+                .note_error(
+                    &row.id,
+                    &format!(
+                        "already paid by {} under its reference; not signed again",
+                        paid.signature
+                    ),
+                )
+                .await;
+        }
         let signed = rail
             .sign_payout(
                 token,

@@ -2,7 +2,8 @@
 //! wallet once, at finalized, whatever the node does (a send that times out, 429s, a transfer
 //! seen at confirmed then dropped, a blockhash that expires unseen); a treasury short of tokens
 //! queues the payout until it is refilled; one that fails on chain gives the earnings back;
-//! limits, approval and bad requests change nothing.
+//! limits, approval and bad requests change nothing; a payout a restored database shows as
+//! ready again after it was paid is not paid twice.
 //! The recipient's token balance shows exactly one payment, and the books balance, after each.
 
 use iocloud_billing::Currency;
@@ -15,6 +16,7 @@ on_both_engines!(
     a_short_treasury_queues_payouts,
     a_payout_that_fails_on_chain_gives_the_earnings_back,
     payout_limits_and_bad_requests_change_nothing,
+    a_payout_restored_to_before_it_was_paid_is_not_paid_again,
 );
 
 /// One of the organisation's balances (`earnings`, `payout_pending`, …) in micro-units.
@@ -583,5 +585,53 @@ async fn payout_limits_and_bad_requests_change_nothing(b: Backend) {
         g.text
     );
     ledger_balances(app).await;
+    chain.stop().await;
+}
+
+async fn a_payout_restored_to_before_it_was_paid_is_not_paid_again(b: Backend) {
+    let Some(chain) = ChainApp::spawn(b).await else {
+        return;
+    };
+    let app = &chain.app;
+    let s = app.signup("owner@example.com", "GPU Provider").await;
+    let (_, address) = chain.prove_wallet(&s).await;
+    earn(app, &s.org_id, "100.00", Currency::Usd).await;
+    chain.fund_treasury(&chain.iosd, 1_000_000_000).await;
+    let p = ask(
+        app,
+        &s,
+        json!({"amount": "25.00", "currency": "USD", "token": "IOSD"}),
+    )
+    .await;
+    chain.send().await;
+    let paid = until_paid(&chain, &s, &p["id"]).await;
+    let signature = paid["signature"].as_str().unwrap().to_string();
+
+    // The database as a backup taken before the payout was signed holds it.
+    app.exec(
+        "UPDATE payouts SET status = 'ready', signature = NULL, signed_tx = NULL, \
+         last_valid_height = NULL, attempts = 0, sent_at = NULL, paid_at = NULL WHERE id = $1",
+        p["id"].as_str().unwrap(),
+    )
+    .await;
+    for _ in 0..3 {
+        chain.peer.advance(40).await;
+        let pass = chain.send().await;
+        assert_eq!(pass.signed, 0, "signed again: {pass:?}");
+    }
+    assert_eq!(
+        chain.peer.balance(&address, &chain.iosd, "finalized").await,
+        25_000_000,
+        "exactly one payment"
+    );
+    let held = payout(app, &s, &p["id"]).await;
+    assert_eq!(held["status"], "ready", "left for a person");
+    let error = app
+        .scalar(
+            "SELECT last_error FROM payouts WHERE id = $1",
+            p["id"].as_str().unwrap(),
+        )
+        .await;
+    assert!(error.contains(&signature), "{error}");
     chain.stop().await;
 }
