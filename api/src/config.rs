@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "IOCLOUD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
 
+    /// Connections this replica keeps to Postgres at most. Every replica's add up against the
+    /// server's `max_connections`.
+    #[arg(long, env = "IOCLOUD_DB_MAX_CONNECTIONS", default_value_t = iocloud_db::PG_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub db_max_connections: u32,
+
     /// Requests one replica works on at once (long polls and probes aside). More wait their
     /// turn for up to `IOCLOUD_ADMISSION_WAIT_MS`, then are answered 503 `overloaded` with
     /// `Retry-After` before anything of them runs.
@@ -654,6 +659,7 @@ impl Config {
             rate_limit_per_key: 100_000,
             trust_forwarded_for: false,
             request_timeout_secs: 30,
+            db_max_connections: iocloud_db::PG_CONNECTIONS,
             max_in_flight: 64,
             admission_wait_ms: 250,
             log_format: "text".into(),

@@ -30,7 +30,7 @@ use crate::{graphql, rest};
 
 /// Connects the database (migrating it) and Redis or its stand-in, and loads the signing keys.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let db = Db::connect(&config.database_url).await?;
+    let db = Db::connect_sized(&config.database_url, config.db_max_connections).await?;
     db.migrate().await?;
     let kv = match &config.redis_url {
         Some(url) => Kv::connect(url, &config.redis_prefix).await?,

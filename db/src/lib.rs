@@ -19,7 +19,7 @@ mod url;
 pub use error::DbError;
 pub use kv::{Kv, RateDecision};
 pub use pg_pool::{PgConn, PgPool, PgTx};
-pub use pool::{Db, Engine, Tx};
+pub use pool::{Db, Engine, PG_CONNECTIONS, Tx};
 pub use timestamp::Timestamp;
 pub use url::DatabaseUrl;
 

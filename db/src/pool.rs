@@ -89,16 +89,30 @@ macro_rules! tx_run {
     };
 }
 
+/// Connections a replica keeps to Postgres unless told otherwise. Every replica's count adds
+/// up against the server's `max_connections` (100 by default).
+pub const PG_CONNECTIONS: u32 = 32;
+
 impl Db {
     /// Opens the pool named by `url`: `postgres://…` or `sqlite:…`. A SQLite file and its folder
     /// are created when missing.
     pub async fn connect(url: &DatabaseUrl) -> Result<Db> {
+        Db::connect_sized(url, PG_CONNECTIONS).await
+    }
+
+    /// Opens the pool named by `url`, with at most `pg_connections` connections to Postgres
+    /// (SQLite keeps its own few).
+    pub async fn connect_sized(url: &DatabaseUrl, pg_connections: u32) -> Result<Db> {
         let raw = url.expose();
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             let opts =
                 PgConnectOptions::from_str(raw).map_err(|e| DbError::BadUrl(e.to_string()))?;
-            let pool =
-                PgPool::connect(plain_on_loopback(opts, raw), 32, Duration::from_secs(10)).await?;
+            let pool = PgPool::connect(
+                plain_on_loopback(opts, raw),
+                pg_connections.max(1) as usize,
+                Duration::from_secs(10),
+            )
+            .await?;
             Ok(Db::Postgres(pool))
         } else if raw.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(raw)
