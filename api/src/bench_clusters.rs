@@ -126,16 +126,27 @@ async fn delete(client: &reqwest::Client, base: &str, key: &str, id: &str) -> bo
     }
 }
 
-/// Reads a cluster's event stream until it says `running`.
+/// Reads a cluster's event stream until it says `running`; opened again after its
+/// `Retry-After` while the server turns it away as busy, for 30 s at most.
 async fn until_running(client: &reqwest::Client, base: &str, key: &str, id: &str) -> bool {
-    let Ok(mut res) = client
-        .get(format!("{base}/v1/clusters/{id}/events?follow=true"))
-        .bearer_auth(key)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-    else {
-        return false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut res = loop {
+        let sent = client
+            .get(format!("{base}/v1/clusters/{id}/events?follow=true"))
+            .bearer_auth(key)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        match sent {
+            Ok(res) if res.status().is_success() => break res,
+            Ok(res)
+                if res.status() == StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline =>
+            {
+                let wait = crate::ctl::client::retry_after(res.headers());
+                tokio::time::sleep(wait.unwrap_or(Duration::from_secs(1))).await;
+            }
+            _ => return false,
+        }
     };
     let mut seen = String::new();
     while let Ok(Some(chunk)) = res.chunk().await {

@@ -189,6 +189,9 @@ impl ApiError {
 
     /// What the client may read.
     pub fn detail(&self) -> String {
+        if self.code() == ErrorCode::DatabaseUnavailable {
+            return "the database could not be reached; retry after Retry-After (a create with the same Idempotency-Key)".into();
+        }
         if self.is_internal() {
             "something went wrong on our side; the request id in x-request-id helps support find it"
                 .into()
@@ -255,9 +258,9 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
             | ErrorCode::StakeLocked
             | ErrorCode::NotReversible => StatusCode::CONFLICT,
             ErrorCode::QuoteExpired => StatusCode::GONE,
-            ErrorCode::PriceFeedUnavailable | ErrorCode::RailUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::PriceFeedUnavailable
+            | ErrorCode::RailUnavailable
+            | ErrorCode::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::CardDeclined => StatusCode::PAYMENT_REQUIRED,
             ErrorCode::PaymentRefused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::WebhookRejected => StatusCode::BAD_REQUEST,
@@ -267,6 +270,7 @@ pub fn domain_status(e: &DomainError) -> StatusCode {
         DomainError::RailNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::CardDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
         DomainError::Db(iocloud_db::DbError::NotFound) => StatusCode::NOT_FOUND,
+        DomainError::Db(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Db(_) | DomainError::Internal(_) | DomainError::CorruptData { .. } => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -295,6 +299,9 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         if let ApiError::ServerStopping = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+        }
+        if self.code() == ErrorCode::DatabaseUnavailable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         if let ApiError::Overloaded = &self {

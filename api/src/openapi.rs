@@ -187,7 +187,7 @@ fn add_shared_answers(op: &mut Operation, route: &Route) {
         ("408", "The request took too long"),
         (
             "503",
-            "The server is busy (`overloaded`) and did nothing of the request: send it again after `Retry-After`",
+            "The server is busy (`overloaded`: nothing of the request was done) or could not reach its database (`database_unavailable`): send it again after `Retry-After`",
         ),
     ];
     if route.authenticated {

@@ -39,6 +39,25 @@ impl From<sqlx::Error> for DbError {
 }
 
 impl DbError {
+    /// The database could not be reached, or dropped the connection (a restart, a network
+    /// cut): a statement that failed so did nothing, unless it was the `COMMIT` itself.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sql(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_),
+            ) => true,
+            // connection_exception (08…), admin_shutdown and crash_shutdown, cannot_connect_now.
+            DbError::Sql(sqlx::Error::Database(d)) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        }
+    }
+
     /// SQLite reports a busy database, Postgres a serialization failure or deadlock: the
     /// transaction did nothing and may simply be retried.
     pub fn is_retryable(&self) -> bool {

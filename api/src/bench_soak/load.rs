@@ -64,6 +64,8 @@ pub struct Log {
     pub deleted: Mutex<Vec<String>>,
     /// Followers that saw every event of their cluster, each once and in order, to its end.
     pub followers_whole: Mutex<u64>,
+    /// Of those, the ones that followed over a GraphQL subscription (the rest over SSE).
+    pub followers_whole_graphql: Mutex<u64>,
     /// Followers that did not (a gap, a repeat, or never reached the end).
     pub followers_broken: Mutex<Vec<String>>,
     /// Event streams that broke and were opened again.
@@ -78,6 +80,7 @@ impl Log {
             created: Mutex::default(),
             deleted: Mutex::default(),
             followers_whole: Mutex::default(),
+            followers_whole_graphql: Mutex::default(),
             followers_broken: Mutex::default(),
             reconnects: Mutex::default(),
         })
@@ -184,7 +187,16 @@ impl Customer {
             };
             log.created.lock().push(id.clone());
             let (running_tx, running_rx) = tokio::sync::oneshot::channel();
-            let follower = tokio::spawn(self.clone().follow(log.clone(), id.clone(), running_tx));
+            // Half the lives are followed over SSE, half over a GraphQL subscription.
+            let graphql = n.is_multiple_of(2);
+            let follower = if graphql {
+                tokio::spawn(
+                    self.clone()
+                        .follow_graphql(log.clone(), id.clone(), running_tx),
+                )
+            } else {
+                tokio::spawn(self.clone().follow(log.clone(), id.clone(), running_tx))
+            };
             let _ = tokio::time::timeout(Duration::from_secs(60), running_rx).await;
             if n.is_multiple_of(3) {
                 let url = format!("{}/v1/clusters/{id}/extend", self.base);
@@ -214,6 +226,9 @@ impl Customer {
             match (seen, stored) {
                 (Some(last), Some(version)) if last == version => {
                     *log.followers_whole.lock() += 1;
+                    if graphql {
+                        *log.followers_whole_graphql.lock() += 1;
+                    }
                 }
                 _ => log
                     .followers_broken
@@ -274,21 +289,118 @@ impl Customer {
                 buffer.push_str(&String::from_utf8_lossy(&chunk));
                 for e in drain_sse(&mut buffer) {
                     let seq = e["seq"].as_i64().unwrap_or(-1);
-                    if seq != last + 1 {
-                        return None;
-                    }
-                    last = seq;
-                    if e["kind"] == "running"
-                        && let Some(r) = running.take()
-                    {
-                        let _ = r.send(());
-                    }
-                    if matches!(e["kind"].as_str(), Some("terminated" | "failed")) {
-                        return Some(last);
+                    let kind = e["kind"].as_str().unwrap_or_default();
+                    match take_event(&mut last, seq, kind, &mut running) {
+                        Ok(true) => return Some(last),
+                        Ok(false) => {}
+                        Err(()) => return None,
                     }
                 }
             }
             // The stream ended before the cluster did: its replica stopped or died.
+            *log.reconnects.lock() += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+}
+
+/// What a follower makes of one event: whether it ends the follow.
+fn take_event(
+    last: &mut i64,
+    seq: i64,
+    kind: &str,
+    running: &mut Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<bool, ()> {
+    if seq != *last + 1 {
+        return Err(());
+    }
+    *last = seq;
+    if kind == "running"
+        && let Some(r) = running.take()
+    {
+        let _ = r.send(());
+    }
+    Ok(matches!(kind, "terminated" | "failed"))
+}
+
+impl Customer {
+    /// [`Customer::follow`] over a GraphQL subscription (graphql-transport-ws): subscribed again
+    /// after the last event seen whenever the socket closes or the replica says it is stopping.
+    async fn follow_graphql(
+        self,
+        log: Arc<Log>,
+        id: String,
+        running: tokio::sync::oneshot::Sender<()>,
+    ) -> Option<i64> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+        let mut running = Some(running);
+        let mut last = 0i64;
+        let url = format!("{}/graphql/ws", self.base.replacen("http", "ws", 1));
+        let query = "subscription($id: String!, $after: Int) { clusterEvents(id: $id, after: $after) { seq kind } }";
+        let deadline = Instant::now() + Duration::from_secs(150);
+        while Instant::now() < deadline {
+            let sent = Instant::now();
+            let Ok(mut req) = url.as_str().into_client_request() else {
+                return None;
+            };
+            req.headers_mut().insert(
+                "sec-websocket-protocol",
+                http::HeaderValue::from_static("graphql-transport-ws"),
+            );
+            let ws = tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio_tungstenite::connect_async(req),
+            )
+            .await;
+            let Ok(Ok((mut ws, _))) = ws else {
+                log.note(Kind::Follow, sent, Outcome::Failed, 0);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            };
+            let init = json!({"type": "connection_init",
+                "payload": {"Authorization": format!("Bearer {}", self.key)}});
+            let op = json!({"id": "1", "type": "subscribe", "payload": {"query": query,
+                "variables": {"id": id, "after": last}}});
+            let opened = ws
+                .send(Message::Text(init.to_string().into()))
+                .await
+                .is_ok()
+                && ws.send(Message::Text(op.to_string().into())).await.is_ok();
+            log.note(
+                Kind::Follow,
+                sent,
+                if opened { Outcome::Ok } else { Outcome::Failed },
+                if opened { 101 } else { 0 },
+            );
+            while let Ok(Some(Ok(msg))) =
+                tokio::time::timeout(Duration::from_secs(120), ws.next()).await
+            {
+                let Message::Text(text) = msg else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                match v["type"].as_str() {
+                    Some("next") => {
+                        let e = &v["payload"]["data"]["clusterEvents"];
+                        if e.is_null() {
+                            // An error (the replica stopping): subscribe again.
+                            break;
+                        }
+                        let seq = e["seq"].as_i64().unwrap_or(-1);
+                        let kind = e["kind"].as_str().unwrap_or_default();
+                        match take_event(&mut last, seq, kind, &mut running) {
+                            Ok(true) => return Some(last),
+                            Ok(false) => {}
+                            Err(()) => return None,
+                        }
+                    }
+                    Some("complete" | "error") => break,
+                    _ => {}
+                }
+            }
             *log.reconnects.lock() += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -376,21 +376,22 @@ fn report(log: &Log, faults: &[Fault], beats: &[(Duration, (u64, u64))], load_en
             .map(|r| r.micros)
             .collect();
         ok.sort_unstable();
-        let failed = window
+        // Failures count where they were answered: a request sent just before a fault and
+        // cut by it is the fault's.
+        let failures: Vec<Duration> = records
             .iter()
             .filter(|r| r.outcome == Outcome::Failed)
-            .count();
+            .map(|r| r.at + Duration::from_micros(u64::from(r.micros)))
+            .filter(|done| *done >= *from && *done < to)
+            .collect();
+        let failed = failures.len();
         let shed = window.iter().filter(|r| r.outcome == Outcome::Shed).count();
         let (b0, b1) = (beats[i].1, beats[i + 1].1);
         let beat_rate = (b1.0 - b0.0) as f64 / secs;
         let beat_errors = b1.1 - b0.1;
         // Recovered: from the fault's end to its phase's last failure (0 when none came after).
         let recovered = ended.map(|end| {
-            let last = window
-                .iter()
-                .filter(|r| r.outcome == Outcome::Failed)
-                .map(|r| r.at + Duration::from_micros(u64::from(r.micros)))
-                .max();
+            let last = failures.iter().max();
             last.map_or(Duration::ZERO, |l| l.saturating_sub(end))
         });
         println!(
@@ -517,7 +518,8 @@ async fn check(
         books.devices_wrong, books.quotas_wrong, books.ledger_balanced
     );
     println!(
-        "- followers that saw every event once and in order: {whole}; that did not: {}",
+        "- followers that saw every event once and in order: {whole} ({} over GraphQL subscriptions, the rest over SSE); that did not: {}",
+        *log.followers_whole_graphql.lock(),
         broken.len()
     );
     for b in broken.iter().take(10) {

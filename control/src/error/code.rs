@@ -68,6 +68,10 @@ codes! {
     /// This replica is stopping: reconnect (another replica answers) and resume a stream from
     /// the last event seen. `Retry-After` says when.
     ServerStopping = "server_stopping",
+    /// The database could not be reached (a restart, a network cut). Retry after
+    /// `Retry-After`; a create with the same `Idempotency-Key`, since the outcome of a request
+    /// cut at its very end is unknown.
+    DatabaseUnavailable = "database_unavailable",
     /// This replica has more requests than it can serve in time: nothing of this one was done.
     /// Retry after `Retry-After` seconds.
     Overloaded = "overloaded",

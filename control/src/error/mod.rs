@@ -85,6 +85,7 @@ impl Error {
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::DeviceRetired => ErrorCode::DeviceRetired,
             Error::NotFound(_) | Error::Db(DbError::NotFound) => ErrorCode::NotFound,
+            Error::Db(e) if e.is_unavailable() => ErrorCode::DatabaseUnavailable,
             Error::LastOwner => ErrorCode::LastOwner,
             Error::InvalidEndpoint { .. } => ErrorCode::InvalidEndpoint,
             Error::InsufficientCapacity(_) => ErrorCode::InsufficientCapacity,
@@ -144,6 +145,7 @@ fn billing_code(e: &BillingError) -> ErrorCode {
         BillingError::HoldNotFound(_)
         | BillingError::TransactionNotFound(_)
         | BillingError::Db(DbError::NotFound) => ErrorCode::NotFound,
+        BillingError::Db(e) if e.is_unavailable() => ErrorCode::DatabaseUnavailable,
         BillingError::HoldExceeded { .. } => ErrorCode::HoldExceeded,
         BillingError::PriceFeed(_) => ErrorCode::PriceFeedUnavailable,
         BillingError::QuoteExpired(_) => ErrorCode::QuoteExpired,
