@@ -118,7 +118,9 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         devices,
         SimOptions {
             heartbeat_secs: Some(10.0),
-            node_ready_secs: 0.5,
+            // Nodes up as soon as their agent hears of them: each agent brings its nodes up
+            // one after another, so a delay here would set the rate, not the servers.
+            node_ready_secs: 0.0,
             node_failure_rate: 0.0,
             offline_rate: 0.0,
             start_spread_secs: 5.0,
@@ -472,6 +474,15 @@ async fn check(
         "",
     )
     .await?;
+    // What holds them, for whoever looks into it (the scratch database goes with the run).
+    let stuck: Vec<(String, String, String, String)> = iocloud_db::db_run!(db, |p| {
+        sqlx::query_as(
+            "SELECT n.id, n.status, n.device_id, c.status FROM node_assignments n \
+             JOIN clusters c ON c.id = n.cluster_id WHERE n.status <> 'released' ORDER BY n.id LIMIT 5",
+        )
+        .fetch_all(p)
+        .await
+    })?;
     let books = control.check_books().await?;
     let whole = *log.followers_whole.lock();
     let broken = log.followers_broken.lock().clone();
@@ -513,6 +524,9 @@ async fn check(
     println!(
         "- nodes not released 120 s after the last delete: {held}; GPUs still booked: {busy_gpus}"
     );
+    for (node, status, device, cluster) in &stuck {
+        println!("  - node {node} {status} on {device}, its cluster {cluster}");
+    }
     println!(
         "- devices with GPUs booked wrong: {}; organisations whose quota differs from what runs: {}; ledger balanced: {}",
         books.devices_wrong, books.quotas_wrong, books.ledger_balanced
