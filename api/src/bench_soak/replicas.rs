@@ -55,7 +55,8 @@ impl Replica {
             .arg("serve")
             .env("IOCLOUD_LISTEN", self.addr.to_string())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
+            // The server logs to stdout: both go to the replica's file.
+            .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         self.process = Some(command.spawn().context("starting a replica")?);
