@@ -98,7 +98,7 @@ impl Audit {
         if let Some(org) = &org
             && let Err(err) = self.kv.publish(&channel(org), &id).await
         {
-            tracing::warn!(error = %err, "could not publish audit event");
+            iocloud_db::note_kv_failure(&err, "could not publish audit event");
         }
         Ok(())
     }

@@ -93,6 +93,17 @@ end
 return {n, left}
 "#;
 
+/// Logs a failed call to the store, `what` saying what it costs: at warn when Redis was just
+/// found away (the breaker says so once too), at debug while it stays away, so that an outage
+/// does not log a line for every request.
+pub fn note_failure(err: &crate::DbError, what: &str) {
+    if matches!(err, crate::DbError::KvUnavailable(_)) {
+        tracing::debug!(error = %err, "{what}");
+    } else {
+        tracing::warn!(error = %err, "{what}");
+    }
+}
+
 impl Kv {
     pub fn memory() -> Kv {
         Kv::Memory(Arc::new(Memory::default()))

@@ -17,7 +17,7 @@ mod timestamp;
 mod url;
 
 pub use error::DbError;
-pub use kv::{Kv, RateDecision};
+pub use kv::{Kv, RateDecision, note_failure as note_kv_failure};
 pub use pg_pool::{PgConn, PgPool, PgTx};
 pub use pool::{Db, Engine, PG_CONNECTIONS, Tx};
 pub use timestamp::Timestamp;

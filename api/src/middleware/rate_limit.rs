@@ -105,7 +105,7 @@ pub(crate) async fn take(
         Ok(d) if !d.allowed => Err(d),
         Ok(d) => Ok(Some(d)),
         Err(e) => {
-            tracing::warn!(error = %e, "rate limiter unavailable; request let through");
+            iocloud_db::note_kv_failure(&e, "rate limiter unavailable; request let through");
             Ok(None)
         }
     }

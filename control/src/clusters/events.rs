@@ -211,7 +211,10 @@ impl Clusters {
                 continue;
             };
             if let Err(err) = self.kv.publish(CHANNEL, &text).await {
-                tracing::warn!(error = %err, "could not publish a cluster event; other replicas' followers poll for it");
+                iocloud_db::note_kv_failure(
+                    &err,
+                    "could not publish a cluster event; other replicas' followers poll for it",
+                );
                 self.events.send(e.clone());
             }
         }

@@ -175,7 +175,7 @@ impl Wakeups {
         if let Err(e) = self.kv.publish(ASSIGNMENTS_CHANNEL, device_id).await {
             // An agent waiting on another replica finds the assignment at its next poll, at
             // most 25 s later; one waiting here is woken all the same.
-            tracing::warn!(error = %e, "could not wake an agent on other replicas");
+            iocloud_db::note_kv_failure(&e, "could not wake an agent on other replicas");
             self.wake(device_id);
         }
     }
