@@ -23,10 +23,12 @@ use sha2::{Digest, Sha256};
 use crate::{Actor, Error, Result, secrets};
 
 /// How long a running request's claim on its key lasts without being renewed.
-pub const LEASE: Duration = Duration::from_secs(60);
+/// Short, so that a retry after its replica died learns within seconds that the outcome is
+/// unknown rather than waiting on a request that no longer runs.
+pub const LEASE: Duration = Duration::from_secs(15);
 /// How often a running request renews its claim: well inside [`LEASE`], so only a request whose
 /// process died lets it lapse.
-pub const RENEW_EVERY: Duration = Duration::from_secs(20);
+pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// Answers larger than this are not kept.
 pub const MAX_KEPT_BODY: usize = 4 * 1024 * 1024;
 
@@ -201,7 +203,23 @@ impl Idempotency {
                     )
                     .bind(scope).bind(key).bind(&request.0).bind(now).execute(p).await.map(|r| r.rows_affected())
                 })
-                .map_err(DbError::from)?;
+                .map_err(DbError::from);
+                let inserted = match inserted {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // The claim may have been written before its answer was lost: freed once
+                        // the database is back, so the retry runs rather than waiting on a claim
+                        // nobody holds. Nothing of the work ran.
+                        if e.is_unavailable() {
+                            self.release_when_back(Lease {
+                                scope: scope.to_string(),
+                                key: key.to_string(),
+                                created_at: now,
+                            });
+                        }
+                        return Err(e.into());
+                    }
+                };
                 if inserted == 1 {
                     return Ok(Claim::Run(Lease {
                         scope: scope.to_string(),
@@ -273,7 +291,7 @@ impl Idempotency {
 
     /// Frees the key without an answer, for a request known not to have taken effect, so the
     /// client may retry with the same key.
-    pub async fn release(&self, lease: Lease) -> Result<()> {
+    pub async fn release(&self, lease: &Lease) -> Result<()> {
         db_run!(&self.db, |p| {
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at = $3 AND state = 'in_flight'",
@@ -285,10 +303,43 @@ impl Idempotency {
         Ok(())
     }
 
+    /// [`Idempotency::release`], tried again every quarter second until the database answers
+    /// (within [`LEASE`]), for a key whose record could not be reached when it was to be freed.
+    pub fn release_when_back(&self, lease: Lease) {
+        self.when_back(lease, false);
+    }
+
+    /// [`Idempotency::abandon`] the same way: the retry learns the outcome is unknown as soon
+    /// as the database is back, rather than once the lease lapses.
+    pub fn abandon_when_back(&self, lease: Lease) {
+        self.when_back(lease, true);
+    }
+
+    fn when_back(&self, lease: Lease, abandon: bool) {
+        let records = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + LEASE;
+            while tokio::time::Instant::now() < deadline {
+                let done = if abandon {
+                    records.abandon(&lease).await
+                } else {
+                    records.release(&lease).await
+                };
+                if done.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            tracing::warn!(
+                "could not settle an Idempotency-Key while the database was away; its lease lapses instead"
+            );
+        });
+    }
+
     /// Records that the request ended without an answer that says what happened (an internal
     /// error, or an answer too large to keep): the work may have been done, so a retry is told
     /// [`Claim::OutcomeUnknown`] rather than running it again.
-    pub async fn abandon(&self, lease: Lease) -> Result<()> {
+    pub async fn abandon(&self, lease: &Lease) -> Result<()> {
         db_run!(&self.db, |p| {
             sqlx::query(
                 "UPDATE idempotency_keys SET state = 'unknown' \

@@ -11,11 +11,11 @@ use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use iocloud_control::Actor;
 use iocloud_control::idempotency::{
     Answer, Claim, Idempotency, IdempotencyKey, KeptAnswer, KeyScope, Lease, MAX_KEPT_BODY,
     RENEW_EVERY, RequestFingerprint,
 };
+use iocloud_control::{Actor, ErrorCode};
 
 use crate::config::MAX_BODY_BYTES;
 use crate::error::ApiError;
@@ -137,8 +137,9 @@ fn withheld_header(pointers: &[String]) -> Option<HeaderValue> {
 }
 
 /// Keeps the answer for replays. A 503 (a service we depend on refused, before any work) frees
-/// the key for a retry; any other server error, or an answer that cannot be kept, leaves the
-/// outcome unknown, since the work may have been done before it failed.
+/// the key for a retry; any other server error, a database lost in the middle of the work, or
+/// an answer that cannot be kept, leaves the outcome unknown, since the work may have been done
+/// before it failed.
 async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response {
     let (parts, body) = res.into_parts();
     let bytes = to_bytes(body, MAX_KEPT_BODY).await.ok();
@@ -147,7 +148,12 @@ async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response 
         .and_then(|b| std::str::from_utf8(b).ok())
         .map(str::to_string);
     let result = match text {
-        _ if parts.status == StatusCode::SERVICE_UNAVAILABLE => records.release(lease).await,
+        Some(body) if parts.status == StatusCode::SERVICE_UNAVAILABLE && !lost_database(&body) => {
+            if records.release(&lease).await.is_err() {
+                records.release_when_back(lease);
+            }
+            Ok(())
+        }
         Some(body) if !parts.status.is_server_error() => {
             let answer = Answer {
                 status: parts.status.as_u16(),
@@ -160,7 +166,12 @@ async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response 
             };
             records.keep(lease, &answer).await.map(|_| ())
         }
-        _ => records.abandon(lease).await,
+        _ => {
+            if records.abandon(&lease).await.is_err() {
+                records.abandon_when_back(lease);
+            }
+            Ok(())
+        }
     };
     if let Err(e) = result {
         tracing::error!(error = %e, "could not store the idempotent answer");
@@ -171,6 +182,14 @@ async fn finish(records: &Idempotency, lease: Lease, res: Response) -> Response 
         None => ApiError::Internal("answer too large to keep for Idempotency-Key".into())
             .into_response(),
     }
+}
+
+/// Whether a 503 says the database went away during the request. A statement whose connection
+/// broke may have been committed before its answer was lost, and others may have been committed
+/// before it, so such a request's outcome is unknown, not "nothing done".
+fn lost_database(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .is_ok_and(|v| v["code"] == ErrorCode::DatabaseUnavailable.as_str())
 }
 
 /// True when a GraphQL request may sign in (or cannot be read well enough to tell): any field

@@ -12,6 +12,104 @@ on_both_engines!(a_request_that_outlives_its_client_keeps_its_answer);
 on_both_engines!(an_internal_error_leaves_the_outcome_unknown);
 on_both_engines!(a_running_request_renews_its_lease);
 
+/// Postgres cut for a second under clients making API keys with `Idempotency-Key`s, each sending
+/// its request again with its key while answered 503 or told its first attempt still runs. A
+/// request the cut caught in the middle may have been committed before its answer was lost: its
+/// retries are told the outcome is unknown (at most one per client, which had one request in
+/// flight), and the client looks. Every other request ends made, and none is made twice. (A
+/// SQLite file cannot be cut from its server, so Postgres only.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_cut_costs_keyed_retries_nothing() {
+    let Some(b) = iocloud_tests::Backend::postgres() else {
+        return;
+    };
+    const CLIENTS: usize = 6;
+    let app = TestApp::spawn(b).await;
+    let s = app.signup("ada@example.com", "Acme").await;
+    let proxy = iocloud_tests::Proxy::start(iocloud_tests::address_of(app.db.url()).unwrap())
+        .await
+        .unwrap();
+    let through = proxy.url_for(app.db.url());
+    let replica = app
+        .replica(|c| c.database_url = iocloud_db::DatabaseUrl::new(through.clone()))
+        .await;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let (client, base, token) = (client.clone(), replica.base.clone(), s.access.clone());
+            tokio::spawn(async move {
+                let (mut made, mut unknown, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+                let mut n = 0;
+                while started.elapsed() < std::time::Duration::from_secs(3) {
+                    n += 1;
+                    let key = format!("cut-{i}-{n}");
+                    let body = json!({"name": key, "scopes": ["read"]});
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    let mut seen = Vec::new();
+                    loop {
+                        let res = client
+                            .post(format!("{base}/v1/api-keys"))
+                            .bearer_auth(&token)
+                            .header("idempotency-key", &key)
+                            .json(&body)
+                            .send()
+                            .await
+                            .unwrap();
+                        let status = res.status().as_u16();
+                        let answer: serde_json::Value = res.json().await.unwrap_or_default();
+                        seen.push(format!("{status} {}", answer["code"]));
+                        if status == 201 {
+                            made.push(key);
+                            break;
+                        }
+                        if answer["code"] == "idempotency_outcome_unknown" {
+                            unknown.push(key);
+                            break;
+                        }
+                        let again = status == 503 || answer["code"] == "idempotency_key_in_flight";
+                        if !again || std::time::Instant::now() > deadline {
+                            failures.push(format!("{key}: {}", seen.join(", ")));
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                }
+                (made, unknown, failures)
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    proxy.cut();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    proxy.restore();
+    let (mut made, mut unknown, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    for c in clients {
+        let (m, u, f) = c.await.unwrap();
+        made.extend(m);
+        unknown.extend(u);
+        failures.extend(f);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(!made.is_empty());
+    assert!(unknown.len() <= CLIENTS, "{unknown:?}");
+    let names: Vec<String> = app
+        .items("/v1/api-keys", &s.access)
+        .await
+        .iter()
+        .filter_map(|k| k["name"].as_str().map(str::to_string))
+        .collect();
+    let times = |name: &str| names.iter().filter(|n| *n == name).count();
+    for name in &made {
+        assert_eq!(times(name), 1, "{name} answered 201 is made once");
+    }
+    for name in &unknown {
+        assert!(times(name) <= 1, "{name} made twice");
+    }
+    replica.server.stop().await;
+    app.stop().await;
+}
+
 async fn post_with_key(app: &TestApp, token: &str, key: &str, body: &str) -> iocloud_tests::Answer {
     let res = app
         .client
