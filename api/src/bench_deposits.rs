@@ -38,6 +38,24 @@ pub struct DepositArgs {
     pub postgres: Option<String>,
 }
 
+/// A control of the Solana test peer (`/_control/{name}`); its answer, which must be a success.
+pub(crate) async fn peer_control(
+    http: &reqwest::Client,
+    peer: &str,
+    name: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let answer = http
+        .post(format!("{peer}/_control/{name}"))
+        .json(&body)
+        .send()
+        .await?;
+    let status = answer.status();
+    let body: Value = answer.json().await?;
+    anyhow::ensure!(status.is_success(), "{name}: {status} {body}");
+    Ok(body)
+}
+
 /// Reads in flight, for the node's baseline: as many as the watcher keeps.
 const IN_FLIGHT: usize = 16;
 const PLAIN_ORG: &str = "org_bench_plain";
@@ -48,17 +66,7 @@ pub async fn run(args: DepositArgs) -> anyhow::Result<()> {
     let peer = args.solana.trim_end_matches('/').to_string();
     let control = |name: &'static str, body: Value| {
         let (http, peer) = (http.clone(), peer.clone());
-        async move {
-            let answer = http
-                .post(format!("{peer}/_control/{name}"))
-                .json(&body)
-                .send()
-                .await?;
-            let status = answer.status();
-            let body: Value = answer.json().await?;
-            anyhow::ensure!(status.is_success(), "{name}: {status} {body}");
-            Ok::<Value, anyhow::Error>(body)
-        }
+        async move { peer_control(&http, &peer, name, body).await }
     };
 
     // The chain: a mint, a treasury, a payer with enough, and N transfers, each carrying its

@@ -100,6 +100,20 @@ pub struct SimStats {
     pub proofs_passed: AtomicU64,
     /// Hourly proofs answered and not passed (wrong, late or short of VRAM).
     pub proofs_failed: AtomicU64,
+    /// Hourly proofs asked for and refused (an hour already proved, a clock astray).
+    pub proofs_refused: AtomicU64,
+    /// Seconds the wall clocks of the agents that follow jumps are off by now (see
+    /// [`SimStats::jump_clocks`]).
+    clock_jump_secs: std::sync::atomic::AtomicI64,
+}
+
+impl SimStats {
+    /// Moves the wall clock of one agent in ten by `secs` from true time (0: back to true), as
+    /// a machine's clock stepped by NTP or set by hand moves: the hourly proofs they schedule
+    /// by it come early, late or twice, and the server must take that in its stride.
+    pub fn jump_clocks(&self, secs: i64) {
+        self.clock_jump_secs.store(secs, Ordering::Relaxed);
+    }
 }
 
 struct Agent {
@@ -110,10 +124,17 @@ struct Agent {
     stats: Arc<SimStats>,
     /// The nodes it runs now: assigned to it and neither failed nor released.
     running: Mutex<HashSet<String>>,
+    /// Whether its wall clock follows [`SimStats::jump_clocks`].
+    jumps: bool,
 }
 
 /// Seconds in an hour: the hourly proof's period.
 const HOUR_SECS: f64 = 3600.0;
+/// How long after reporting a node released the agent reports it again if the server still
+/// lists it as releasing.
+const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(5);
+/// How often an agent waiting for its next proof looks at its clock.
+const CLOCK_LOOK_SECS: f64 = 5.0;
 
 /// Seconds since the Unix epoch by the wall clock, which the server's hours follow.
 fn wall_secs() -> f64 {
@@ -264,6 +285,11 @@ impl Agent {
     /// Long-polls for assignments and plays each node's life.
     async fn work(self: Arc<Self>, mut rng: rand::rngs::StdRng) {
         let mut seen = std::collections::HashSet::new();
+        // Releases reported, by when: one the server still lists a while later is reported
+        // again (the report may have been lost, or refused while the server was failing), as
+        // an agent reconciling what it runs with what it is told does.
+        let mut released: std::collections::HashMap<String, std::time::Instant> =
+            Default::default();
         loop {
             let res = self
                 .http
@@ -285,18 +311,35 @@ impl Agent {
                     continue;
                 }
             };
+            let mut news = false;
+            let listed: HashSet<String> = body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["id"].as_str().map(str::to_string))
+                .collect();
+            released.retain(|id, _| listed.contains(id));
             for a in body["items"].as_array().into_iter().flatten() {
                 let id = a["id"].as_str().unwrap_or_default().to_string();
                 let status = a["status"].as_str().unwrap_or_default();
-                if !seen.insert(format!("{id}:{status}")) {
-                    continue;
-                }
                 let tail = format!("nodes/{id}/status");
                 if status == "releasing" {
+                    if released
+                        .get(&id)
+                        .is_some_and(|at| at.elapsed() < RELEASE_AGAIN_AFTER)
+                    {
+                        continue;
+                    }
+                    news = true;
+                    released.insert(id.clone(), std::time::Instant::now());
                     self.running_set().remove(&id);
                     self.report(&tail, json!({"status": "released"})).await;
                     continue;
                 }
+                if !seen.insert(format!("{id}:{status}")) {
+                    continue;
+                }
+                news = true;
                 self.running_set().insert(id.clone());
                 let role = a["bootstrap"]["role"]
                     .as_str()
@@ -337,7 +380,9 @@ impl Agent {
                     this.report(&tail, report).await;
                 });
             }
-            if body["items"].as_array().is_none_or(|i| i.is_empty()) {
+            // Nothing new in the answer (empty, or only what it has handled): the server
+            // answers at once while it lists anything, so wait a little before asking again.
+            if !news {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -405,6 +450,16 @@ impl Agent {
         false
     }
 
+    /// Its wall clock: true time, or true time moved by the jump its clocks are under.
+    fn wall(&self) -> f64 {
+        let jump = if self.jumps {
+            self.stats.clock_jump_secs.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        wall_secs() + jump as f64
+    }
+
     fn running_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -419,13 +474,26 @@ impl Agent {
     /// of the first), while it runs no node: a device serving a rental is proved by its nodes'
     /// reports. An hour the server needs no proof (the device is not listed) is let pass.
     async fn prove_hourly(self: Arc<Self>, mut rng: rand::rngs::StdRng) {
-        let now = wall_secs();
+        let now = self.wall();
         let mut hour = (now / HOUR_SECS).floor();
         let mut at = now + ((hour + 1.0) * HOUR_SECS - now) * rng.random::<f64>();
         loop {
-            let wait = at - wall_secs();
-            if wait > 0.0 {
-                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            // Looks at the clock every few seconds: after a jump of more than a minute the
+            // schedule is made again from the new time, as an agent does when its clock steps.
+            let mut expected = self.wall();
+            loop {
+                let now = self.wall();
+                if (now - expected).abs() > 60.0 {
+                    hour = (now / HOUR_SECS).floor();
+                    at = now + ((hour + 1.0) * HOUR_SECS - now) * rng.random::<f64>();
+                }
+                let wait = at - now;
+                if wait <= 0.0 {
+                    break;
+                }
+                let step = wait.min(CLOCK_LOOK_SECS);
+                tokio::time::sleep(Duration::from_secs_f64(step)).await;
+                expected = now + step;
             }
             if self.running_nodes() == 0 {
                 match self.prove(&mut rng).await {
@@ -444,6 +512,9 @@ impl Agent {
                         return;
                     }
                     Err(e) => {
+                        if e.to_string().contains(": 4") {
+                            self.stats.proofs_refused.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::debug!(device = %self.device.id, error = %e, "simulated agent lets this hour's proof pass");
                     }
                 }
@@ -549,6 +620,7 @@ pub fn spawn(base: &str, devices: Vec<SimDevice>, options: SimOptions) -> Arc<Si
             options: options.clone(),
             stats: stats.clone(),
             running: Mutex::new(HashSet::new()),
+            jumps: rng.random::<f64>() < 0.1,
         });
         tokio::spawn(agent.run(rand::rngs::StdRng::seed_from_u64(rng.random())));
     }

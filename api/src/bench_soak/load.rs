@@ -22,15 +22,22 @@ pub enum Kind {
     /// Opening an event stream (again).
     Follow,
     Read,
+    /// A card top-up, a Solana deposit intent, a payout (the soak's money).
+    TopUp,
+    Deposit,
+    Payout,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Create,
         Kind::Extend,
         Kind::Delete,
         Kind::Follow,
         Kind::Read,
+        Kind::TopUp,
+        Kind::Deposit,
+        Kind::Payout,
     ];
 }
 
@@ -86,7 +93,7 @@ impl Log {
         })
     }
 
-    fn note(&self, kind: Kind, sent: Instant, outcome: Outcome, status: u16) {
+    pub(super) fn note(&self, kind: Kind, sent: Instant, outcome: Outcome, status: u16) {
         self.records.lock().push(Record {
             kind,
             at: sent.duration_since(self.started),

@@ -1,17 +1,21 @@
 //! `iocloud bench soak`: three replicas (`iocloud serve` processes) on one Postgres and one
 //! Redis, behind a load balancer, with simulated agents heartbeating and customers running
-//! cluster lives, while faults are injected on a schedule: a replica killed with SIGKILL and
-//! started again, Postgres restarting (every connection cut, a few seconds down), Redis away
-//! for 30 s, one replica's Postgres traffic slowed. It reports, per phase, the load held, what
-//! failed and how long each fault took to recover from, and at the end checks that nothing
-//! accepted was lost: every cluster answered 201 is stored and every delete answered 200 ended
-//! its cluster, the ledger balances, no GPU is booked twice or leaked, quotas count exactly
-//! what runs, and every follower saw every event of its cluster once and in order.
+//! cluster lives, and payers moving money on both rails (`money`: card top-ups with their
+//! webhooks, Solana deposits and payouts, when the peers are named), while faults are injected
+//! on a schedule: a replica killed with SIGKILL and started again, Postgres restarting (every
+//! connection cut, a few seconds down), Redis away for 30 s, agents' clocks jumping an hour,
+//! one replica's Postgres traffic slowed. It reports, per phase, the load held, what failed and
+//! how long each fault took to recover from, and at the end checks that nothing accepted was
+//! lost: every cluster answered 201 is stored and every delete answered 200 ended its cluster,
+//! the ledger balances, no GPU is booked twice or leaked, quotas count exactly what runs, every
+//! follower saw every event of its cluster once and in order, every payment was credited once
+//! and every payout paid once.
 //!
 //! Before the faults it also measures scale-out: cluster lives back to back through one
 //! replica, then through all of them, in the same run.
 
 mod load;
+mod money;
 mod replicas;
 
 use std::net::SocketAddr;
@@ -26,6 +30,7 @@ use crate::proxy::{Proxy, address_of};
 use crate::simulator::{self, SimDevice, SimOptions, SimStats};
 use crate::startup::Server;
 use load::{Customer, Kind, Log, Outcome, Record};
+use money::Rails;
 use replicas::Replica;
 
 #[derive(Args, Debug)]
@@ -59,6 +64,15 @@ pub struct SoakArgs {
     /// enough that the servers, not the lives' own waits, set the rate.
     #[arg(long, default_value_t = 128)]
     pub scale_out_lives: usize,
+    /// localstripe, for card top-ups and their webhooks beside the load; unset, none.
+    #[arg(long, env = "IOCLOUD_BENCH_STRIPE_URL")]
+    pub stripe: Option<String>,
+    /// The Solana test peer, for deposits and payouts beside the load; unset, none.
+    #[arg(long, env = "IOCLOUD_BENCH_SOLANA_URL")]
+    pub solana: Option<String>,
+    /// Organisations moving money (top-ups, deposits, payouts) beside the customers.
+    #[arg(long, default_value_t = 4)]
+    pub payers: usize,
 }
 
 /// A fault and when it was injected and ended, since the soak began.
@@ -87,28 +101,38 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         .map(|(id, token)| SimDevice { id, token, gpus: 8 })
         .collect();
 
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.customers * 4)
+        .build()?;
+    let rails = Arc::new(
+        Rails::prepare(&http, args.stripe.as_deref(), args.solana.as_deref(), &logs).await?,
+    );
     let redis = Proxy::start(address_of(&args.redis)?).await?;
     let prefix = format!("soak:{:016x}:", rand::random::<u64>());
     let mut replicas = Vec::with_capacity(args.replicas);
     for i in 0..args.replicas {
         let postgres = Proxy::start(address_of(&scratch.url)?).await?;
         let addr = free_address()?;
-        let env = replica_env(
+        let mut env = replica_env(
             &postgres.url_for(&scratch.url),
             &redis.url_for(&args.redis),
             &prefix,
         );
+        env.extend(rails.env());
         let log = logs.join(format!("replica-{i}.log"));
         replicas.push(Replica::start(addr, postgres, env, log).await?);
     }
     let all: Vec<SocketAddr> = replicas.iter().map(|r| r.addr).collect();
     let balancer = Proxy::balance(all.clone()).await?;
     let base = format!("http://{}", balancer.addr);
+    rails.open(&base).await?;
     println!(
-        "soak: {} replicas on one Postgres and one Redis, {} machines of 8 GPUs, {} customers, {} s of faults; replica logs in {}",
+        "soak: {} replicas on one Postgres and one Redis, {} machines of 8 GPUs, {} customers, {} payers ({}), {} s of faults; replica logs in {}",
         args.replicas,
         args.machines,
         args.customers,
+        args.payers,
+        rails.describe(),
         args.seconds,
         logs.display()
     );
@@ -127,9 +151,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
             ..SimOptions::default()
         },
     );
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.customers * 4)
-        .build()?;
+    let payers = rails.payers(control, &base, args.payers).await?;
     let mut customers = Vec::with_capacity(args.customers);
     for i in 0..args.customers {
         let name = format!("soak{i}");
@@ -162,6 +184,13 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         .iter()
         .cloned()
         .map(|c| tokio::spawn(c.run(log.clone(), stop.clone())))
+        .chain(payers.iter().map(|p| {
+            tokio::spawn(
+                rails
+                    .clone()
+                    .run(p.clone(), base.clone(), log.clone(), stop.clone()),
+            )
+        }))
         .collect();
     let total = Duration::from_secs(args.seconds);
     let at = |share: f64| total.mul_f64(share);
@@ -213,6 +242,18 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         ended: since(&log),
     });
 
+    tokio::time::sleep_until((log.started + at(0.68)).into()).await;
+    let began = since(&log);
+    beats.push((began, heartbeats(&agents)));
+    agents.jump_clocks(3600);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    agents.jump_clocks(0);
+    faults.push(Fault {
+        name: "clocks of one agent in ten 1 h ahead for 15 s, then right",
+        began,
+        ended: since(&log),
+    });
+
     tokio::time::sleep_until((log.started + at(0.8)).into()).await;
     let began = since(&log);
     beats.push((began, heartbeats(&agents)));
@@ -234,13 +275,24 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
     }
 
     report(&log, &faults, &beats, load_ended);
+    println!(
+        "\nagents' hourly proofs: passed {}, failed {}, refused {}",
+        agents.proofs_passed.load(Ordering::Relaxed),
+        agents.proofs_failed.load(Ordering::Relaxed),
+        agents.proofs_refused.load(Ordering::Relaxed)
+    );
     let clean = check(&log, control, &customers).await?;
+    let money_right = rails.check(&control.db, &payers).await?;
+    rails.close().await;
     for r in &mut replicas {
         r.stop().await;
     }
     observer.stop().await;
     drop(scratch);
-    anyhow::ensure!(clean, "the soak found something lost or wrong (above)");
+    anyhow::ensure!(
+        clean && money_right,
+        "the soak found something lost or wrong (above)"
+    );
     Ok(())
 }
 
@@ -260,6 +312,9 @@ fn replica_env(database: &str, redis: &str, prefix: &str) -> Vec<(String, String
         ("IOCLOUD_QUOTA_MAX_CLUSTERS", "100000"),
         ("IOCLOUD_QUOTA_MAX_SPEND_PER_HOUR_USD", "100000000"),
         ("IOCLOUD_RECONCILE_INTERVAL_SECS", "1"),
+        // Node tests short: the simulated agents answer them in this process, and the
+        // squarings a real node does on its own GPU would otherwise set the soak's rates.
+        ("IOCLOUD_NODE_TEST_SQUARINGS", "50"),
         ("RUST_LOG", "warn"),
     ]
     .into_iter()
@@ -347,7 +402,7 @@ async fn scale_out(
 fn report(log: &Log, faults: &[Fault], beats: &[(Duration, (u64, u64))], load_ended: Duration) {
     let records = log.records.lock().clone();
     println!(
-        "| phase | seconds | requests/s (create, extend, delete, follow, read) | heartbeats/s | p99 ms | failed | shed | heartbeats failed | recovered after |"
+        "| phase | seconds | requests/s (create, extend, delete, follow, read, top-up, deposit, payout) | heartbeats/s | p99 ms | failed | shed | heartbeats failed | recovered after |"
     );
     println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut bounds: Vec<(String, Duration, Option<Duration>)> =
