@@ -59,6 +59,9 @@ fn outcome(status: u16) -> &'static str {
     }
 }
 
+/// How long audit events wait for a database that went away before they are given up.
+const AUDIT_HELD_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Audit events waiting for their turn to be written ([`Batcher`]): id, event, time.
 pub type AuditQueue = Batcher<(String, NewAuditEvent, i64), Result<()>>;
 
@@ -87,6 +90,14 @@ impl Audit {
             .submit((id.clone(), e, now_micros()), move |batch| async move {
                 match this.write(&batch).await {
                     Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+                    // The database failed (gone away, or a connection broken mid-write in a way
+                    // that does not say so): the events wait for it rather than being lost (the
+                    // request they record may well have been done before it went).
+                    Err(crate::Error::Db(_)) => {
+                        let answers = batch.iter().map(|_| Ok(())).collect();
+                        this.write_when_back(batch);
+                        answers
+                    }
                     Err(e) => batch
                         .iter()
                         .map(|_| Err(crate::Error::Internal(e.to_string())))
@@ -131,6 +142,27 @@ impl Audit {
 
     /// Writes events answered at the same moment in one statement per 64 (the audit log is
     /// written on every change, so under load this is one insert instead of hundreds).
+    /// Writes `batch` once the database answers again: tried every half second for
+    /// [`AUDIT_HELD_FOR`]. A write whose answer was lost may have been committed, so rows
+    /// already there are skipped.
+    fn write_when_back(&self, batch: Vec<(String, NewAuditEvent, i64)>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + AUDIT_HELD_FOR;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                match this.write(&batch).await {
+                    Ok(()) => return,
+                    Err(e) if tokio::time::Instant::now() > deadline => {
+                        tracing::error!(error = %e, events = batch.len(), "audit events lost: the database stayed away");
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+    }
+
     async fn write(&self, batch: &[(String, NewAuditEvent, i64)]) -> Result<()> {
         for part in batch.chunks(64) {
             let rows: Vec<String> = (0..part.len())
@@ -140,7 +172,8 @@ impl Audit {
                 })
                 .collect();
             let sql = format!(
-                "INSERT INTO audit_events (id, org_id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at) VALUES {}",
+                "INSERT INTO audit_events (id, org_id, actor_type, actor_id, action, target, status, outcome, request_id, ip, created_at) VALUES {} \
+                 ON CONFLICT (id) DO NOTHING",
                 rows.join(", ")
             );
             db_run!(&self.db, |p| {

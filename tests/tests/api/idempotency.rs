@@ -16,8 +16,8 @@ on_both_engines!(a_running_request_renews_its_lease);
 /// its request again with its key while answered 503 or told its first attempt still runs. A
 /// request the cut caught in the middle may have been committed before its answer was lost: its
 /// retries are told the outcome is unknown (at most one per client, which had one request in
-/// flight), and the client looks. Every other request ends made, and none is made twice. (A
-/// SQLite file cannot be cut from its server, so Postgres only.)
+/// flight), and the client looks. Every other request ends made, none is made twice, and each
+/// is in the audit log. (A SQLite file cannot be cut from its server, so Postgres only.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_cut_costs_keyed_retries_nothing() {
     let Some(b) = iocloud_tests::Backend::postgres() else {
@@ -105,6 +105,26 @@ async fn a_database_cut_costs_keyed_retries_nothing() {
     }
     for name in &unknown {
         assert!(times(name) <= 1, "{name} made twice");
+    }
+    // Every key answered 201 is in the audit log, though the cut came while some were being
+    // recorded: those waited for the database.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let audited = app
+            .items("/v1/audit-events", &s.access)
+            .await
+            .iter()
+            .filter(|e| e["action"] == "POST /v1/api-keys" && e["status"] == 201)
+            .count();
+        if audited >= made.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{audited} of {} keys made are in the audit log",
+            made.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     replica.server.stop().await;
     app.stop().await;
